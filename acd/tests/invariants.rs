@@ -1,0 +1,373 @@
+//! Random command sequences against a model of the driver's state.
+//!
+//! The model follows the actions and events like a driver would and checks,
+//! after every command: each agent has at most one call reserved or active,
+//! each call has at most one outstanding offer, no waiting call is left while
+//! an agent could take it, and every call leaves exactly once by answer,
+//! abandon or max wait.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use acd::{Acd, AcdError, Action, AgentState, QueueConfig, QueueEvent};
+use proptest::prelude::*;
+
+const AGENTS: [&str; 3] = ["a", "b", "c"];
+const CALLS: [&str; 5] = ["c0", "c1", "c2", "c3", "c4"];
+/// "q2" is never added, so enqueueing to it must fail.
+const QUEUES: [&str; 3] = ["q0", "q1", "q2"];
+
+fn membership(agent: &str) -> &'static [&'static str] {
+    match agent {
+        "a" => &["q0"],
+        "b" => &["q0", "q1"],
+        _ => &["q1"],
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Command {
+    Enqueue { call: usize, queue: usize },
+    Abandon { call: usize },
+    SetLoggedIn { agent: usize, on: bool },
+    SetReachable { agent: usize, on: bool },
+    AnswerOffer { pick: usize },
+    RejectOffer { pick: usize },
+    StrayAnswer { call: usize, agent: usize },
+    StrayReject { call: usize, agent: usize },
+    EndCall { agent: usize },
+    Advance { millis: u64 },
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        3 => (0..CALLS.len(), 0..QUEUES.len())
+            .prop_map(|(call, queue)| Command::Enqueue { call, queue }),
+        1 => (0..CALLS.len()).prop_map(|call| Command::Abandon { call }),
+        2 => (0..AGENTS.len(), any::<bool>())
+            .prop_map(|(agent, on)| Command::SetLoggedIn { agent, on }),
+        2 => (0..AGENTS.len(), any::<bool>())
+            .prop_map(|(agent, on)| Command::SetReachable { agent, on }),
+        2 => any::<usize>().prop_map(|pick| Command::AnswerOffer { pick }),
+        2 => any::<usize>().prop_map(|pick| Command::RejectOffer { pick }),
+        1 => (0..CALLS.len(), 0..AGENTS.len())
+            .prop_map(|(call, agent)| Command::StrayAnswer { call, agent }),
+        1 => (0..CALLS.len(), 0..AGENTS.len())
+            .prop_map(|(call, agent)| Command::StrayReject { call, agent }),
+        2 => (0..AGENTS.len()).prop_map(|agent| Command::EndCall { agent }),
+        3 => (0..30_000u64).prop_map(|millis| Command::Advance { millis }),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct Timings {
+    ring_timeout: Duration,
+    max_wait: Duration,
+    retry_delay: Duration,
+    wrap_up: Duration,
+}
+
+fn timings() -> impl Strategy<Value = Timings> {
+    (1..20u64, 1..90u64, 0..10u64, 0..10u64).prop_map(|(ring, wait, retry, wrap)| Timings {
+        ring_timeout: Duration::from_secs(ring),
+        max_wait: Duration::from_secs(wait),
+        retry_delay: Duration::from_secs(retry),
+        wrap_up: Duration::from_secs(wrap),
+    })
+}
+
+/// The driver's view: what it was asked to do and what it reported back.
+struct Model {
+    acd: Acd,
+    now: Instant,
+    retry_delay: Duration,
+    /// Calls between a successful enqueue and their leaving event.
+    queued: BTreeMap<String, String>,
+    /// Offers the driver is ringing: call to agent.
+    ringing: BTreeMap<String, String>,
+    /// Answered calls: agent to call.
+    connected: BTreeMap<String, String>,
+    /// When each agent last failed to answer each call.
+    no_answer: BTreeMap<(String, String), Instant>,
+    entered: usize,
+    left: usize,
+}
+
+impl Model {
+    fn new(timings: &Timings) -> Model {
+        let mut acd = Acd::new();
+        for name in &QUEUES[..2] {
+            acd.add_queue(QueueConfig {
+                name: (*name).to_owned(),
+                ring_timeout: timings.ring_timeout,
+                max_wait: timings.max_wait,
+                retry_delay: timings.retry_delay,
+                wrap_up: timings.wrap_up,
+            });
+        }
+        for agent in AGENTS {
+            let queues: Vec<String> = membership(agent).iter().map(|q| (*q).to_owned()).collect();
+            acd.add_agent(agent, &queues);
+        }
+        Model {
+            acd,
+            now: Instant::now(),
+            retry_delay: timings.retry_delay,
+            queued: BTreeMap::new(),
+            ringing: BTreeMap::new(),
+            connected: BTreeMap::new(),
+            no_answer: BTreeMap::new(),
+            entered: 0,
+            left: 0,
+        }
+    }
+
+    fn run(&mut self, command: &Command) -> Result<(), TestCaseError> {
+        match *command {
+            Command::Enqueue { call, queue } => self.enqueue(CALLS[call], QUEUES[queue])?,
+            Command::Abandon { call } => {
+                self.ringing.remove(CALLS[call]);
+                self.acd.abandon(CALLS[call], self.now);
+            }
+            Command::SetLoggedIn { agent, on } => {
+                self.acd.set_logged_in(AGENTS[agent], on, self.now)
+            }
+            Command::SetReachable { agent, on } => {
+                self.acd.set_reachable(AGENTS[agent], on, self.now)
+            }
+            Command::AnswerOffer { pick } => self.answer_offer(pick),
+            Command::RejectOffer { pick } => self.reject_offer(pick),
+            Command::StrayAnswer { call, agent } => self.stray(CALLS[call], AGENTS[agent], true)?,
+            Command::StrayReject { call, agent } => {
+                self.stray(CALLS[call], AGENTS[agent], false)?
+            }
+            Command::EndCall { agent } => {
+                self.connected.remove(AGENTS[agent]);
+                self.acd.call_ended(AGENTS[agent], self.now);
+            }
+            Command::Advance { millis } => self.advance(Duration::from_millis(millis))?,
+        }
+        self.drain()?;
+        self.check()
+    }
+
+    fn enqueue(&mut self, call: &str, queue: &str) -> Result<(), TestCaseError> {
+        let result = self.acd.enqueue(call, queue, self.now);
+        let busy = self.queued.contains_key(call) || self.connected.values().any(|c| c == call);
+        match result {
+            Ok(()) => {
+                prop_assert!(queue != "q2", "enqueue to an unknown queue succeeded");
+                prop_assert!(!busy, "enqueue of duplicate call {} succeeded", call);
+                self.queued.insert(call.to_owned(), queue.to_owned());
+                self.no_answer.retain(|(c, _), _| c != call);
+                self.entered += 1;
+            }
+            Err(AcdError::UnknownQueue { .. }) => prop_assert_eq!(queue, "q2"),
+            Err(AcdError::DuplicateCall { .. }) => prop_assert!(busy && queue != "q2"),
+        }
+        Ok(())
+    }
+
+    fn answer_offer(&mut self, pick: usize) {
+        let Some((call, agent)) = self.pick_offer(pick) else {
+            return;
+        };
+        self.ringing.remove(&call);
+        self.connected.insert(agent.clone(), call.clone());
+        self.acd.offer_answered(&call, &agent, self.now);
+    }
+
+    fn reject_offer(&mut self, pick: usize) {
+        let Some((call, agent)) = self.pick_offer(pick) else {
+            return;
+        };
+        self.ringing.remove(&call);
+        self.no_answer
+            .insert((call.clone(), agent.clone()), self.now);
+        self.acd.offer_rejected(&call, &agent, self.now);
+    }
+
+    fn pick_offer(&self, pick: usize) -> Option<(String, String)> {
+        let count = self.ringing.len();
+        if count == 0 {
+            return None;
+        }
+        let (call, agent) = self.ringing.iter().nth(pick % count)?;
+        Some((call.clone(), agent.clone()))
+    }
+
+    /// Reports an answer or rejection for an offer that is not ringing; the
+    /// engine must ignore it entirely.
+    fn stray(&mut self, call: &str, agent: &str, answered: bool) -> Result<(), TestCaseError> {
+        if self.ringing.get(call).is_some_and(|a| a == agent) {
+            return Ok(());
+        }
+        if answered {
+            self.acd.offer_answered(call, agent, self.now);
+        } else {
+            self.acd.offer_rejected(call, agent, self.now);
+        }
+        prop_assert_eq!(self.acd.poll_event(), None);
+        prop_assert_eq!(self.acd.poll_action(), None);
+        Ok(())
+    }
+
+    /// Moves the clock like a driver's timer would: fire each deadline at its
+    /// own instant, draining outputs after each, until `by` has passed.
+    fn advance(&mut self, by: Duration) -> Result<(), TestCaseError> {
+        let target = self.now + by;
+        for _ in 0..1_000 {
+            match self.acd.poll_timeout() {
+                Some(deadline) if deadline <= target => {
+                    self.now = self.now.max(deadline);
+                    self.acd.handle_timeout(self.now);
+                    self.drain()?;
+                    let next = self.acd.poll_timeout();
+                    prop_assert!(
+                        next.is_none_or(|n| n > self.now),
+                        "handle_timeout left a deadline at or before now"
+                    );
+                }
+                _ => {
+                    self.now = target;
+                    return Ok(());
+                }
+            }
+        }
+        Err(TestCaseError::fail(
+            "more than 1000 timeouts in one advance",
+        ))
+    }
+
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        while let Some(action) = self.acd.poll_action() {
+            self.apply_action(action)?;
+        }
+        while let Some(event) = self.acd.poll_event() {
+            prop_assert!(event.at() <= self.now, "event from the future: {:?}", event);
+            self.apply_event(event)?;
+        }
+        Ok(())
+    }
+
+    fn apply_action(&mut self, action: Action) -> Result<(), TestCaseError> {
+        match action {
+            Action::Offer { call, agent } => {
+                prop_assert!(
+                    self.queued.contains_key(&call),
+                    "offer of unknown call {}",
+                    call
+                );
+                prop_assert!(
+                    !self.ringing.contains_key(&call),
+                    "second offer of {}",
+                    call
+                );
+                prop_assert!(
+                    !self.ringing.values().any(|a| *a == agent),
+                    "{} rings twice",
+                    agent
+                );
+                prop_assert!(
+                    !self.connected.contains_key(&agent),
+                    "{} offered while on call",
+                    agent
+                );
+                prop_assert!(
+                    !self.in_retry_delay(&call, &agent),
+                    "{} offered {} too soon",
+                    agent,
+                    call
+                );
+                self.ringing.insert(call, agent);
+            }
+            Action::CancelOffer { call, agent } => {
+                prop_assert_eq!(self.ringing.remove(&call), Some(agent.clone()));
+                self.no_answer.insert((call, agent), self.now);
+            }
+            Action::MaxWaitReached { call } => {
+                prop_assert!(!self.ringing.contains_key(&call), "max wait before cancel");
+                prop_assert!(
+                    self.queued.contains_key(&call),
+                    "max wait of unknown call {}",
+                    call
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_event(&mut self, event: QueueEvent) -> Result<(), TestCaseError> {
+        match event {
+            QueueEvent::OfferAnswered { call, .. }
+            | QueueEvent::CallAbandoned { call, .. }
+            | QueueEvent::CallTimedOut { call, .. } => {
+                prop_assert!(self.queued.remove(&call).is_some(), "{} left twice", call);
+                self.left += 1;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        for agent in AGENTS {
+            let state = self.acd.agent_state(agent);
+            let ringing = self.ringing.values().any(|a| a == agent);
+            prop_assert_eq!(
+                state == Some(AgentState::Ringing),
+                ringing,
+                "agent {}",
+                agent
+            );
+            let connected = self.connected.contains_key(agent);
+            prop_assert_eq!(
+                state == Some(AgentState::OnCall),
+                connected,
+                "agent {}",
+                agent
+            );
+        }
+        for (call, queue) in &self.queued {
+            if self.ringing.contains_key(call) {
+                continue;
+            }
+            for agent in AGENTS {
+                let could_take = membership(agent).contains(&queue.as_str())
+                    && self.acd.agent_state(agent) == Some(AgentState::Available)
+                    && !self.in_retry_delay(call, agent);
+                prop_assert!(!could_take, "{} waits while {} is available", call, agent);
+            }
+        }
+        for queue in &QUEUES[..2] {
+            let expected = self.queued.values().filter(|q| q == queue).count();
+            prop_assert_eq!(self.acd.queue_length(queue), Some(expected));
+        }
+        Ok(())
+    }
+
+    fn in_retry_delay(&self, call: &str, agent: &str) -> bool {
+        self.no_answer
+            .get(&(call.to_owned(), agent.to_owned()))
+            .is_some_and(|at| *at + self.retry_delay > self.now)
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_commands_keep_invariants(
+        timings in timings(),
+        commands in prop::collection::vec(command(), 1..80),
+    ) {
+        let mut model = Model::new(&timings);
+        for command in &commands {
+            model.run(command)?;
+        }
+
+        // With no agent answering, every call must leave by max wait at the latest.
+        model.run(&Command::Advance { millis: timings.max_wait.as_millis() as u64 + 1 })?;
+        prop_assert!(model.queued.is_empty(), "calls still queued: {:?}", model.queued);
+        prop_assert!(model.ringing.is_empty());
+        prop_assert_eq!(model.entered, model.left);
+    }
+}

@@ -1,0 +1,188 @@
+//! Call detail records: one [`CallRecord`] per finished call.
+//!
+//! [`CdrStore`] keeps each record twice. First it appends one JSON line to
+//! `<data_dir>/cdr.jsonl` and fsyncs it, then it inserts a row into the
+//! SQLite database `<data_dir>/pbx.sqlite`. The journal is the durable copy
+//! for billing and audits, so a record is never lost even when the insert
+//! fails. The database serves queries such as the newest calls for the HTTP
+//! API.
+//!
+//! The crate does not build records: the call logic in the `pbx` binary fills
+//! a [`CallRecord`] when a call ends and passes it to [`CdrStore::write`].
+//! Field meanings, units and null cases are listed in `docs/cdr.md`.
+
+mod store;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use store::{CdrStore, MAX_LIST_LIMIT};
+
+/// The outcome of one inbound call, written once when the call ends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CallRecord {
+    /// Product call id, a UUID v4.
+    pub id: String,
+    /// SIP Call-ID of the caller leg.
+    pub caller_call_id: String,
+    /// SIP Call-ID of the agent leg that answered.
+    pub agent_call_id: Option<String>,
+    /// Caller number, the user part of the From URI.
+    pub caller: String,
+    /// Dialed number (DID), the user part of the Request-URI.
+    pub dialed: String,
+    /// Trunk name, `None` when the call came from an extension.
+    pub trunk: Option<String>,
+    /// Calling extension when the call did not come from a trunk.
+    pub source_extension: Option<String>,
+    /// Queue the DID routed to.
+    pub queue: Option<String>,
+    /// Agent who answered.
+    pub agent: Option<String>,
+    /// When the INVITE arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub arrived_at: OffsetDateTime,
+    /// When the call entered the queue.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub queued_at: Option<OffsetDateTime>,
+    /// When an agent answered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+    /// When the call ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    /// Seconds from `queued_at` (or `arrived_at`) to `answered_at`, or to
+    /// `ended_at` when unanswered.
+    pub wait_seconds: f64,
+    /// Seconds from `answered_at` to `ended_at`, 0 when unanswered.
+    pub talk_seconds: f64,
+    /// Outcome of the call.
+    pub disposition: Disposition,
+    /// Final status sent to the caller when the call was not answered.
+    pub sip_status: Option<u16>,
+    /// Side that hung up.
+    pub hangup_side: Option<HangupSide>,
+    /// Recording file, relative to the data dir.
+    pub recording_path: Option<String>,
+    /// Length of the recording in seconds.
+    pub recording_seconds: Option<f64>,
+}
+
+/// Outcome of a call.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// An agent answered.
+    Answered,
+    /// The caller hung up before an agent answered.
+    Abandoned,
+    /// No agent answered before the queue's maximum wait, or none was eligible.
+    NoAgent,
+    /// The call failed for another reason (routing, media, internal error).
+    Failed,
+}
+
+/// The side whose hangup ended the call.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupSide {
+    Caller,
+    Agent,
+    /// The PBX ended the call (maximum wait, error, shutdown).
+    System,
+}
+
+impl Disposition {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "answered",
+            Disposition::Abandoned => "abandoned",
+            Disposition::NoAgent => "no_agent",
+            Disposition::Failed => "failed",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Disposition> {
+        match name {
+            "answered" => Some(Disposition::Answered),
+            "abandoned" => Some(Disposition::Abandoned),
+            "no_agent" => Some(Disposition::NoAgent),
+            "failed" => Some(Disposition::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl HangupSide {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupSide::Caller => "caller",
+            HangupSide::Agent => "agent",
+            HangupSide::System => "system",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<HangupSide> {
+        match name {
+            "caller" => Some(HangupSide::Caller),
+            "agent" => Some(HangupSide::Agent),
+            "system" => Some(HangupSide::System),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the CDR store; each names the file or the record involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CdrError {
+    #[error("failed to create data directory {path}: {source}")]
+    CreateDataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to open CDR journal {path}: {source}")]
+    OpenJournal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to append call {id} to CDR journal {path}: {source}")]
+    AppendJournal {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to open CDR database {path}: {source}")]
+    OpenDatabase { path: PathBuf, source: sqlx::Error },
+    #[error("failed to migrate CDR database {path}: {source}")]
+    Migrate {
+        path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("failed to encode call {id} as JSON: {source}")]
+    Encode {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("invalid timestamp in call {id}, field {field}: {source}")]
+    FormatTimestamp {
+        id: String,
+        field: &'static str,
+        source: time::error::Format,
+    },
+    #[error("failed to insert call {id} into the CDR database (it is in the journal): {source}")]
+    Insert { id: String, source: sqlx::Error },
+    #[error("CDR database query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    #[error("invalid value {value:?} in CDR database, call {id}, column {column}")]
+    InvalidRow {
+        id: String,
+        column: &'static str,
+        value: String,
+    },
+    #[error("CDR journal writer task failed: {0}")]
+    JournalTask(#[source] tokio::task::JoinError),
+}

@@ -1,0 +1,310 @@
+//! The JSON-lines journal and the SQLite table behind [`CdrStore`].
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::{CallRecord, CdrError, Disposition, HangupSide};
+
+/// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+const DATABASE_FILE: &str = "pbx.sqlite";
+const JOURNAL_FILE: &str = "cdr.jsonl";
+
+/// How long a statement waits for another connection's write lock before
+/// failing with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
+     source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
+     wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
+     recording_seconds";
+
+/// Durable store of call records: an fsynced JSON-lines journal plus a
+/// SQLite table for queries. Cloning shares the pool and the journal handle.
+#[derive(Clone, Debug)]
+pub struct CdrStore {
+    pool: SqlitePool,
+    journal: Arc<Journal>,
+}
+
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    // The mutex keeps lines from two writers apart and orders each fsync
+    // after its own write.
+    file: Mutex<File>,
+}
+
+impl CdrStore {
+    /// Opens (creating) `<data_dir>/pbx.sqlite` and `<data_dir>/cdr.jsonl`,
+    /// creating `data_dir` itself when missing, and runs the migrations.
+    pub async fn open(data_dir: &Path) -> Result<CdrStore, CdrError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| CdrError::CreateDataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let journal = Journal::open(data_dir.join(JOURNAL_FILE))?;
+        let pool = open_database(&data_dir.join(DATABASE_FILE)).await?;
+        Ok(CdrStore {
+            pool,
+            journal: Arc::new(journal),
+        })
+    }
+
+    /// Appends the JSON line (flushed and fsynced) and inserts the row.
+    /// Timestamps are converted to UTC first, so both copies use `Z` times.
+    ///
+    /// The journal line is written first, so when the insert fails (for
+    /// example a duplicate `id`) the record is still on disk and the insert
+    /// error is returned.
+    pub async fn write(&self, record: &CallRecord) -> Result<(), CdrError> {
+        let record = &in_utc(record);
+        let mut line = serde_json::to_vec(record).map_err(|source| CdrError::Encode {
+            id: record.id.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        let journal = Arc::clone(&self.journal);
+        let id = record.id.clone();
+        tokio::task::spawn_blocking(move || journal.append(&id, &line))
+            .await
+            .map_err(CdrError::JournalTask)??;
+        self.insert(record).await
+    }
+
+    /// Returns up to `limit` records (at most [`MAX_LIST_LIMIT`]), newest
+    /// `arrived_at` first, skipping the first `offset`.
+    pub async fn list(&self, limit: u32, offset: u32) -> Result<Vec<CallRecord>, CdrError> {
+        let limit = limit.min(MAX_LIST_LIMIT);
+        // rowid breaks ties between calls that arrived in the same millisecond,
+        // so paging with offsets neither repeats nor skips records.
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM call_records \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ? OFFSET ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CdrError::Query)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Returns the record with product call id `id`, if any.
+    pub async fn get(&self, id: &str) -> Result<Option<CallRecord>, CdrError> {
+        let sql = format!("SELECT {SELECT_COLUMNS} FROM call_records WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CdrError::Query)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+
+    async fn insert(&self, record: &CallRecord) -> Result<(), CdrError> {
+        let timestamp = |field: &'static str, value: OffsetDateTime| {
+            value
+                .format(&Rfc3339)
+                .map_err(|source| CdrError::FormatTimestamp {
+                    id: record.id.clone(),
+                    field,
+                    source,
+                })
+        };
+        let optional_timestamp = |field, value: Option<OffsetDateTime>| {
+            value.map(|value| timestamp(field, value)).transpose()
+        };
+        let arrived_at = timestamp("arrived_at", record.arrived_at)?;
+        let queued_at = optional_timestamp("queued_at", record.queued_at)?;
+        let answered_at = optional_timestamp("answered_at", record.answered_at)?;
+        let ended_at = timestamp("ended_at", record.ended_at)?;
+
+        sqlx::query(
+            "INSERT INTO call_records (id, caller_call_id, agent_call_id, caller, dialed, \
+             trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
+             answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
+             hangup_side, recording_path, recording_seconds) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&record.id)
+        .bind(&record.caller_call_id)
+        .bind(&record.agent_call_id)
+        .bind(&record.caller)
+        .bind(&record.dialed)
+        .bind(&record.trunk)
+        .bind(&record.source_extension)
+        .bind(&record.queue)
+        .bind(&record.agent)
+        .bind(arrived_at)
+        .bind(unix_millis(record.arrived_at))
+        .bind(queued_at)
+        .bind(answered_at)
+        .bind(ended_at)
+        .bind(record.wait_seconds)
+        .bind(record.talk_seconds)
+        .bind(record.disposition.as_str())
+        .bind(record.sip_status.map(i64::from))
+        .bind(record.hangup_side.map(HangupSide::as_str))
+        .bind(&record.recording_path)
+        .bind(record.recording_seconds)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| CdrError::Insert {
+            id: record.id.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+impl Journal {
+    fn open(path: PathBuf) -> Result<Journal, CdrError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| CdrError::OpenJournal {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Journal {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Writes `line` with one `write_all` on the append-mode file, then
+    /// fsyncs. For a regular local file Linux completes that in a single
+    /// write(2), so a crash leaves either the whole line or none of it,
+    /// apart from a torn last line after power loss mid-write.
+    fn append(&self, id: &str, line: &[u8]) -> Result<(), CdrError> {
+        // A writer that panicked while holding the lock left at worst a
+        // partial line; later lines are still whole, so the file stays usable.
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(line)
+            .and_then(|()| file.sync_data())
+            .map_err(|source| CdrError::AppendJournal {
+                id: id.to_owned(),
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+async fn open_database(path: &Path) -> Result<SqlitePool, CdrError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // WAL lets the HTTP API read while a call end is being written.
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|source| CdrError::OpenDatabase {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    sqlx::migrate!()
+        .run(&pool)
+        .await
+        .map_err(|source| CdrError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(pool)
+}
+
+fn in_utc(record: &CallRecord) -> CallRecord {
+    let utc = |at: OffsetDateTime| at.to_offset(time::UtcOffset::UTC);
+    CallRecord {
+        arrived_at: utc(record.arrived_at),
+        queued_at: record.queued_at.map(utc),
+        answered_at: record.answered_at.map(utc),
+        ended_at: utc(record.ended_at),
+        ..record.clone()
+    }
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    // i64 milliseconds cover about 292 million years, far beyond the years
+    // (0 to 9999) that RFC 3339 text can hold, so the cast cannot truncate.
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
+    let id: String = column(row, "id")?;
+    let invalid = |column: &'static str, value: String| CdrError::InvalidRow {
+        id: id.clone(),
+        column,
+        value,
+    };
+    let timestamp = |name: &'static str, text: String| {
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| invalid(name, text))
+    };
+    let optional_timestamp = |name: &'static str| -> Result<Option<OffsetDateTime>, CdrError> {
+        column::<Option<String>>(row, name)?
+            .map(|text| timestamp(name, text))
+            .transpose()
+    };
+
+    let disposition: String = column(row, "disposition")?;
+    let disposition =
+        Disposition::from_name(&disposition).ok_or_else(|| invalid("disposition", disposition))?;
+    let hangup_side = column::<Option<String>>(row, "hangup_side")?
+        .map(|name| HangupSide::from_name(&name).ok_or_else(|| invalid("hangup_side", name)))
+        .transpose()?;
+    let sip_status = column::<Option<i64>>(row, "sip_status")?
+        .map(|code| u16::try_from(code).map_err(|_| invalid("sip_status", code.to_string())))
+        .transpose()?;
+
+    Ok(CallRecord {
+        caller_call_id: column(row, "caller_call_id")?,
+        agent_call_id: column(row, "agent_call_id")?,
+        caller: column(row, "caller")?,
+        dialed: column(row, "dialed")?,
+        trunk: column(row, "trunk")?,
+        source_extension: column(row, "source_extension")?,
+        queue: column(row, "queue")?,
+        agent: column(row, "agent")?,
+        arrived_at: timestamp("arrived_at", column(row, "arrived_at")?)?,
+        queued_at: optional_timestamp("queued_at")?,
+        answered_at: optional_timestamp("answered_at")?,
+        ended_at: timestamp("ended_at", column(row, "ended_at")?)?,
+        wait_seconds: column(row, "wait_seconds")?,
+        talk_seconds: column(row, "talk_seconds")?,
+        disposition,
+        sip_status,
+        hangup_side,
+        recording_path: column(row, "recording_path")?,
+        recording_seconds: column(row, "recording_seconds")?,
+        id,
+    })
+}
+
+fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, CdrError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name).map_err(CdrError::Query)
+}

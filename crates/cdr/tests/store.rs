@@ -1,0 +1,255 @@
+//! CdrStore against a real SQLite file and journal in a temporary directory.
+
+use cdr::{CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
+    let queued_at = arrived_at + Duration::milliseconds(120);
+    let answered_at = queued_at + Duration::milliseconds(7_500);
+    let ended_at = answered_at + Duration::seconds(95);
+    CallRecord {
+        id: id.to_owned(),
+        caller_call_id: format!("{id}-caller@192.0.2.10"),
+        agent_call_id: Some(format!("{id}-agent@pbx.local")),
+        caller: "+33123456789".to_owned(),
+        dialed: "5000".to_owned(),
+        trunk: Some("local-carrier".to_owned()),
+        source_extension: None,
+        queue: Some("general".to_owned()),
+        agent: Some("1001".to_owned()),
+        arrived_at,
+        queued_at: Some(queued_at),
+        answered_at: Some(answered_at),
+        ended_at,
+        wait_seconds: 7.5,
+        talk_seconds: 95.0,
+        disposition: Disposition::Answered,
+        sip_status: None,
+        hangup_side: Some(HangupSide::Agent),
+        recording_path: Some(format!("recordings/2026/12/04/{id}.wav")),
+        recording_seconds: Some(94.98),
+    }
+}
+
+fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) -> CallRecord {
+    let ended_at = arrived_at + Duration::seconds(12);
+    CallRecord {
+        agent_call_id: None,
+        trunk: None,
+        source_extension: Some("1002".to_owned()),
+        agent: None,
+        answered_at: None,
+        ended_at,
+        wait_seconds: 11.875,
+        talk_seconds: 0.0,
+        disposition,
+        sip_status: match disposition {
+            Disposition::Abandoned => Some(487),
+            Disposition::NoAgent => Some(480),
+            Disposition::Failed => Some(503),
+            Disposition::Answered => None,
+        },
+        hangup_side: match disposition {
+            Disposition::Abandoned => Some(HangupSide::Caller),
+            _ => Some(HangupSide::System),
+        },
+        recording_path: None,
+        recording_seconds: None,
+        ..answered(id, arrived_at)
+    }
+}
+
+fn journal_lines(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("cdr.jsonl")).expect("journal readable");
+    text.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn round_trip_each_disposition() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let arrived_at = datetime!(2026-12-04 09:15:02.123456789 UTC);
+    let records = [
+        answered("a1", arrived_at),
+        unanswered("a2", arrived_at, Disposition::Abandoned),
+        unanswered("a3", arrived_at, Disposition::NoAgent),
+        unanswered("a4", arrived_at, Disposition::Failed),
+    ];
+    for record in &records {
+        store.write(record).await.expect("write succeeds");
+    }
+    for record in &records {
+        let stored = store.get(&record.id).await.expect("get succeeds");
+        assert_eq!(stored.as_ref(), Some(record), "record {}", record.id);
+    }
+    assert_eq!(store.get("missing").await.expect("get succeeds"), None);
+}
+
+#[tokio::test]
+async fn journal_has_one_line_per_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let first = answered("j1", datetime!(2026-12-04 10:00:00 UTC));
+    let second = unanswered(
+        "j2",
+        datetime!(2026-12-04 10:01:00 UTC),
+        Disposition::Abandoned,
+    );
+    store.write(&first).await.expect("first write");
+    store.write(&second).await.expect("second write");
+
+    let lines = journal_lines(dir.path());
+    assert_eq!(lines.len(), 2);
+    let parsed: CallRecord = serde_json::from_str(&lines[0]).expect("line 1 is a record");
+    assert_eq!(parsed, first);
+    let parsed: CallRecord = serde_json::from_str(&lines[1]).expect("line 2 is a record");
+    assert_eq!(parsed, second);
+}
+
+#[tokio::test]
+async fn journal_json_uses_rfc3339_and_snake_case() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let record = unanswered(
+        "n1",
+        datetime!(2026-12-04 10:00:00.5 UTC),
+        Disposition::NoAgent,
+    );
+    store.write(&record).await.expect("write succeeds");
+
+    let lines = journal_lines(dir.path());
+    let value: serde_json::Value = serde_json::from_str(&lines[0]).expect("valid JSON");
+    assert_eq!(value["arrived_at"], "2026-12-04T10:00:00.5Z");
+    assert_eq!(value["ended_at"], "2026-12-04T10:00:12.5Z");
+    assert_eq!(value["answered_at"], serde_json::Value::Null);
+    assert_eq!(value["disposition"], "no_agent");
+    assert_eq!(value["hangup_side"], "system");
+    assert_eq!(value["sip_status"], 480);
+}
+
+#[tokio::test]
+async fn failed_insert_keeps_journal_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let record = answered("dup", datetime!(2026-12-04 11:00:00 UTC));
+    store.write(&record).await.expect("first write");
+
+    let again = store.write(&record).await;
+    assert!(
+        matches!(&again, Err(CdrError::Insert { id, .. }) if id == "dup"),
+        "second write of the same id: {again:?}"
+    );
+    assert_eq!(journal_lines(dir.path()).len(), 2);
+}
+
+#[tokio::test]
+async fn list_is_newest_first_and_pages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let base = datetime!(2026-12-04 08:00:00 UTC);
+    // Written out of order, and with a non-UTC offset, so ordering must come
+    // from the instant and not from insertion order or text.
+    let order = [3i64, 0, 4, 1, 2];
+    for minutes in order {
+        let arrived_at = base + Duration::minutes(minutes);
+        let record = answered(&format!("c{minutes}"), arrived_at);
+        store.write(&record).await.expect("write succeeds");
+    }
+    let shifted = answered(
+        "c5",
+        (base + Duration::minutes(5)).to_offset(time::macros::offset!(+02:00)),
+    );
+    store.write(&shifted).await.expect("write succeeds");
+
+    let stored = store
+        .get("c5")
+        .await
+        .expect("get succeeds")
+        .expect("c5 stored");
+    assert_eq!(stored.arrived_at.offset(), time::UtcOffset::UTC);
+    assert_eq!(stored.arrived_at, shifted.arrived_at);
+    let last_line = journal_lines(dir.path()).pop().expect("journal has lines");
+    assert!(
+        last_line.contains(r#""arrived_at":"2026-12-04T08:05:00Z""#),
+        "{last_line}"
+    );
+
+    let ids = |records: Vec<CallRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = store.list(10, 0).await.expect("list succeeds");
+    assert_eq!(ids(all), ["c5", "c4", "c3", "c2", "c1", "c0"]);
+    let page = store.list(2, 2).await.expect("list succeeds");
+    assert_eq!(ids(page), ["c3", "c2"]);
+    let past_end = store.list(10, 6).await.expect("list succeeds");
+    assert!(past_end.is_empty());
+    let none = store.list(0, 0).await.expect("list succeeds");
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn list_caps_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let base = datetime!(2026-12-04 00:00:00 UTC);
+    let count = MAX_LIST_LIMIT + 3;
+    let mut transaction = store.pool().begin().await.expect("begin");
+    // Rows go in directly so the test does not fsync a thousand journal lines.
+    for n in 0..count {
+        let at = base + Duration::seconds(i64::from(n));
+        sqlx::query(
+            "INSERT INTO call_records (id, caller_call_id, caller, dialed, arrived_at, \
+             arrived_at_ms, ended_at, wait_seconds, talk_seconds, disposition) \
+             VALUES (?, ?, '1', '5000', ?, ?, ?, 0, 0, 'abandoned')",
+        )
+        .bind(format!("bulk{n}"))
+        .bind(format!("bulk{n}@test"))
+        .bind(
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("format"),
+        )
+        .bind((at.unix_timestamp_nanos() / 1_000_000) as i64)
+        .bind(
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("format"),
+        )
+        .execute(&mut *transaction)
+        .await
+        .expect("insert");
+    }
+    transaction.commit().await.expect("commit");
+
+    let listed = store.list(u32::MAX, 0).await.expect("list succeeds");
+    assert_eq!(listed.len(), MAX_LIST_LIMIT as usize);
+    assert_eq!(listed[0].id, format!("bulk{}", count - 1));
+}
+
+#[tokio::test]
+async fn reopen_keeps_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = answered(&uuid::Uuid::new_v4().to_string(), OffsetDateTime::now_utc());
+    {
+        let store = CdrStore::open(dir.path()).await.expect("store opens");
+        store.write(&record).await.expect("write succeeds");
+        store.pool().close().await;
+    }
+    let store = CdrStore::open(dir.path()).await.expect("store reopens");
+    let stored = store.get(&record.id).await.expect("get succeeds");
+    assert_eq!(stored, Some(record.clone()));
+    let second = unanswered("after-reopen", record.arrived_at, Disposition::Failed);
+    store.write(&second).await.expect("write after reopen");
+    assert_eq!(journal_lines(dir.path()).len(), 2);
+}
+
+#[tokio::test]
+async fn open_creates_missing_data_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nested = dir.path().join("var").join("pbx");
+    let store = CdrStore::open(&nested).await.expect("store opens");
+    assert!(nested.join("pbx.sqlite").is_file());
+    assert!(nested.join("cdr.jsonl").is_file());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}

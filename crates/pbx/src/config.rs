@@ -1,0 +1,164 @@
+//! The PBX configuration: TOML parsed into serde structs, then checked and
+//! converted into the typed [`Config`] the rest of the binary uses.
+//!
+//! `configs/pbx.toml` is the commented default and is embedded in the
+//! binary. Every key has a default, so an empty file is a valid PBX with no
+//! agents, trunks, queues or DIDs. Validation collects every problem instead
+//! of stopping at the first, and each [`ConfigError`] names the file, the
+//! key path and the line, so one `pbx check-config` run lists all fixes.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) use error::ConfigErrors;
+pub(crate) use sip_server::network::IpNetwork;
+
+/// Text of `configs/pbx.toml`, compiled in.
+pub(crate) const EMBEDDED_TEXT: &str = include_str!("../../../configs/pbx.toml");
+/// Origin named in errors about the embedded default.
+pub(crate) const EMBEDDED_ORIGIN: &str = "<embedded configs/pbx.toml>";
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Config {
+    /// Folder for the database, the CDR journal, recordings and generated
+    /// passwords; relative paths are relative to the working directory.
+    pub(crate) data_dir: PathBuf,
+    pub(crate) sip: SipConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) media: MediaConfig,
+    pub(crate) registrar: RegistrarConfig,
+    pub(crate) recording: RecordingConfig,
+    pub(crate) agents: Vec<AgentConfig>,
+    pub(crate) trunks: Vec<TrunkConfig>,
+    pub(crate) queues: Vec<QueueConfig>,
+    pub(crate) dids: Vec<DidConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SipConfig {
+    /// UDP and TCP listen address.
+    pub(crate) listen: SocketAddr,
+    /// Address put in Via, Contact and Record-Route: the configured one, else
+    /// the listen IP, else 127.0.0.1 when the listen IP is unspecified.
+    pub(crate) advertised_address: IpAddr,
+    /// Digest realm and the domain of agent AORs.
+    pub(crate) domain: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct HttpConfig {
+    pub(crate) listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MediaConfig {
+    /// Bind address of the relay sockets.
+    pub(crate) address: IpAddr,
+    /// Address put in SDP `c=`, defaulted like the SIP one.
+    pub(crate) advertised_address: IpAddr,
+    /// Even start, inclusive, at least 4 ports.
+    pub(crate) rtp_ports: RangeInclusive<u16>,
+}
+
+/// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RegistrarConfig {
+    pub(crate) min_expires: u32,
+    pub(crate) max_expires: u32,
+    pub(crate) default_expires: u32,
+    pub(crate) max_contacts: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RecordingConfig {
+    pub(crate) enabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct AgentConfig {
+    /// Extension and digest username; the AOR is `sip:<id>@<domain>`.
+    pub(crate) id: String,
+    /// Display name; the id when the file gives none.
+    pub(crate) name: String,
+    /// Configured digest password; `None` leaves it to `secrets`.
+    pub(crate) password: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TrunkConfig {
+    pub(crate) name: String,
+    /// Source networks whose requests are accepted without digest auth.
+    pub(crate) allow: Vec<IpNetwork>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QueueConfig {
+    pub(crate) name: String,
+    /// Agent ids, each defined in `agents`.
+    pub(crate) agents: Vec<String>,
+    pub(crate) ring_timeout: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) retry_delay: Duration,
+    pub(crate) wrap_up: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DidConfig {
+    pub(crate) number: String,
+    /// Name of a queue defined in `queues`.
+    pub(crate) queue: String,
+}
+
+/// Values from command-line flags or their environment variables, which
+/// replace the file's values before validation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) sip_listen: Option<String>,
+    pub(crate) http_listen: Option<String>,
+    pub(crate) rtp_ports: Option<String>,
+}
+
+impl Config {
+    /// Parses and validates; every error names the file, the key path
+    /// (e.g. `queues[0].agents[1]`), and the line.
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with_overrides(text, origin, &Overrides::default())
+    }
+
+    /// Parses `text`, replaces the values given in `overrides`, then
+    /// validates. Errors in an override name its flag instead of a line.
+    pub(crate) fn parse_with_overrides(
+        text: &str,
+        origin: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        let raw = validate::deserialize(text, origin)?;
+        validate::convert(&raw, text, origin, overrides)
+    }
+
+    /// Returns the configuration compiled in from `configs/pbx.toml`.
+    ///
+    /// # Panics
+    ///
+    /// Panics when that file does not validate, which the test
+    /// `embedded_default_validates` rules out for every build.
+    #[allow(
+        dead_code,
+        reason = "part of the configuration interface; the binary loads through \
+                  cli::load_config, which applies overrides to the same text"
+    )]
+    pub(crate) fn embedded_default() -> Config {
+        Config::parse(EMBEDDED_TEXT, EMBEDDED_ORIGIN)
+            .unwrap_or_else(|errors| panic!("the embedded configs/pbx.toml is invalid:\n{errors}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

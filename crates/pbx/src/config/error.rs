@@ -1,0 +1,162 @@
+//! Configuration errors, each located by origin, key path and line.
+
+use std::fmt;
+
+pub(crate) use sip_server::network::NetworkProblem;
+
+/// One problem in the configuration.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    /// File name, or the command-line flag that supplied the value.
+    pub(crate) origin: String,
+    /// Key path such as `queues[0].agents[1]`; empty for a syntax error
+    /// that belongs to no key.
+    pub(crate) key: String,
+    /// 1-based line and column in `origin`; `None` for values that came from
+    /// a flag or a built-in default.
+    pub(crate) location: Option<Location>,
+    pub(crate) kind: ConfigErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+impl Location {
+    /// Converts a byte offset into `text` to a 1-based line and a 1-based
+    /// column counted in characters.
+    pub(crate) fn from_offset(text: &str, offset: usize) -> Location {
+        let before = text.get(..offset.min(text.len())).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+/// Problem with a value; each message states what is expected instead.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigErrorKind {
+    #[error("failed to read the file: {0}")]
+    Read(#[source] std::io::Error),
+    /// TOML syntax, a wrong type, a missing key or an unknown key, as the
+    /// `toml` crate reports it.
+    #[error("{0}")]
+    Toml(String),
+    #[error("must not be empty")]
+    Empty,
+    #[error("{value:?} contains {character:?}; use letters, digits, '-', '_' or '.'")]
+    InvalidIdentifier { value: String, character: char },
+    #[error("{value:?} contains whitespace or a control character")]
+    InvalidCharacter { value: String },
+    #[error("invalid socket address {value:?}; expected IP:PORT such as 0.0.0.0:5060 or [::]:5060")]
+    InvalidSocketAddress { value: String },
+    #[error("invalid IP address {value:?}; expected an address such as 127.0.0.1 or ::1")]
+    InvalidIpAddress { value: String },
+    #[error("invalid RTP port range {value:?}: {problem}")]
+    InvalidRtpPorts {
+        value: String,
+        problem: RtpPortsProblem,
+    },
+    #[error("invalid network {value:?}: {problem}")]
+    InvalidNetwork {
+        value: String,
+        problem: NetworkProblem,
+    },
+    #[error("must be greater than 0")]
+    Zero,
+    #[error(
+        "expires values must satisfy min <= default <= max, got min {min}, default {default}, max {max}"
+    )]
+    ExpiresOrder { min: u32, default: u32, max: u32 },
+    #[error("duplicate {item} {value:?}; it is first defined at {first}")]
+    Duplicate {
+        item: &'static str,
+        value: String,
+        first: String,
+    },
+    #[error("unknown agent {agent:?}; add an [[agents]] entry with this id")]
+    UnknownAgent { agent: String },
+    #[error("unknown queue {queue:?}; add a [[queues]] entry with this name")]
+    UnknownQueue { queue: String },
+    #[error("DID {number:?} is also an agent id; calls to it would be ambiguous")]
+    DidIsAgent { number: String },
+    #[error("trunk {trunk:?} allows no networks, so it can never match a call")]
+    NoNetworks { trunk: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RtpPortsProblem {
+    #[error("expected two ports as \"A-B\", such as \"20000-20999\"")]
+    Syntax,
+    #[error("the first port {0} is odd; RTP uses even ports and RTCP the next odd one")]
+    OddStart(u16),
+    #[error("the first port must not be 0")]
+    ZeroStart,
+    #[error("the first port {start} is not below the last port {end}")]
+    NotAscending { start: u16, end: u16 },
+    #[error("{count} ports are too few; at least 4 are needed (two legs, RTP and RTCP each)")]
+    TooFew { count: u32 },
+}
+
+/// Every problem found in one configuration, in file order where possible.
+#[derive(Debug)]
+pub(crate) struct ConfigErrors(pub(crate) Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub(crate) fn single(error: ConfigError) -> ConfigErrors {
+        ConfigErrors(vec![error])
+    }
+
+    /// Builds the error for a configuration file that could not be read.
+    pub(crate) fn read(path: &std::path::Path, source: std::io::Error) -> ConfigErrors {
+        ConfigErrors::single(ConfigError {
+            origin: path.display().to_string(),
+            key: String::new(),
+            location: None,
+            kind: ConfigErrorKind::Read(source),
+        })
+    }
+}
+
+/// Formats as `ORIGIN:LINE:COL: key: message`, leaving out the parts that
+/// are not known.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(Location { line, column }) = self.location {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ConfigErrorKind::Read(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One error per line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,102 @@
+//! The file as written: serde structs that reject unknown keys and keep the
+//! span of every value so validation errors can point at a line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(super) type Value<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) data_dir: Value<String>,
+    #[serde(default)]
+    pub(super) sip: RawSip,
+    #[serde(default)]
+    pub(super) http: RawHttp,
+    #[serde(default)]
+    pub(super) media: RawMedia,
+    #[serde(default)]
+    pub(super) registrar: RawRegistrar,
+    #[serde(default)]
+    pub(super) recording: RawRecording,
+    #[serde(default)]
+    pub(super) agents: Vec<RawAgent>,
+    #[serde(default)]
+    pub(super) trunks: Vec<RawTrunk>,
+    #[serde(default)]
+    pub(super) queues: Vec<RawQueue>,
+    #[serde(default)]
+    pub(super) dids: Vec<RawDid>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSip {
+    pub(super) listen: Value<String>,
+    pub(super) advertised_address: Value<String>,
+    pub(super) domain: Value<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) listen: Value<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMedia {
+    pub(super) address: Value<String>,
+    pub(super) advertised_address: Value<String>,
+    pub(super) rtp_ports: Value<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistrar {
+    pub(super) min_expires_secs: Value<u32>,
+    pub(super) max_expires_secs: Value<u32>,
+    pub(super) default_expires_secs: Value<u32>,
+    pub(super) max_contacts: Value<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecording {
+    pub(super) enabled: Value<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub(super) id: Spanned<String>,
+    pub(super) name: Value<String>,
+    pub(super) password: Value<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunk {
+    pub(super) name: Spanned<String>,
+    pub(super) allow: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) agents: Vec<Spanned<String>>,
+    pub(super) ring_timeout_secs: Value<u64>,
+    pub(super) max_wait_secs: Value<u64>,
+    pub(super) retry_delay_secs: Value<u64>,
+    pub(super) wrap_up_secs: Value<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDid {
+    pub(super) number: Spanned<String>,
+    pub(super) queue: Spanned<String>,
+}

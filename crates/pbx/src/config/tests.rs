@@ -1,0 +1,390 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::error::{Location, RtpPortsProblem};
+use super::*;
+
+const ORIGIN: &str = "test.toml";
+
+fn errors_of(text: &str) -> Vec<String> {
+    match Config::parse(text, ORIGIN) {
+        Ok(config) => panic!("expected errors, parsed {config:?}"),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_has(errors: &[String], expected: &str) {
+    assert!(
+        errors.iter().any(|error| error == expected),
+        "missing {expected:?} in {errors:#?}"
+    );
+}
+
+#[test]
+fn embedded_default_validates() {
+    let config = Config::embedded_default();
+    assert_eq!(config.data_dir, PathBuf::from("data"));
+    assert_eq!(
+        config.sip.listen,
+        "0.0.0.0:5060".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        config.sip.advertised_address,
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    );
+    assert_eq!(config.sip.domain, "pbx.local");
+    assert_eq!(
+        config.http.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        config.media.advertised_address,
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    );
+    assert_eq!(config.media.rtp_ports, 20000..=20999);
+    assert_eq!(
+        config.registrar,
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            max_contacts: 5
+        }
+    );
+    assert!(config.recording.enabled);
+    let ids: Vec<_> = config.agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["1001", "1002"]);
+    assert!(config.agents.iter().all(|a| a.password.is_none()));
+    assert_eq!(config.trunks.len(), 1);
+    assert!(
+        config.trunks[0]
+            .allow
+            .iter()
+            .any(|n| n.contains("127.0.0.1".parse().unwrap()))
+    );
+    assert!(
+        config.trunks[0]
+            .allow
+            .iter()
+            .any(|n| n.contains("::1".parse().unwrap()))
+    );
+    assert_eq!(config.queues[0].name, "general");
+    assert_eq!(config.queues[0].agents, ["1001", "1002"]);
+    assert_eq!(config.queues[0].ring_timeout, Duration::from_secs(15));
+    assert_eq!(config.queues[0].max_wait, Duration::from_secs(120));
+    assert_eq!(config.queues[0].retry_delay, Duration::from_secs(1));
+    assert_eq!(config.queues[0].wrap_up, Duration::ZERO);
+    assert_eq!(
+        config.dids,
+        [DidConfig {
+            number: "5000".to_owned(),
+            queue: "general".to_owned()
+        }]
+    );
+}
+
+#[test]
+fn empty_file_uses_defaults() {
+    let config = Config::parse("", ORIGIN).expect("empty file is valid");
+    let mut embedded = Config::embedded_default();
+    embedded.agents.clear();
+    embedded.trunks.clear();
+    embedded.queues.clear();
+    embedded.dids.clear();
+    assert_eq!(config, embedded);
+}
+
+#[test]
+fn advertised_addresses() {
+    let text = "[sip]\nlisten = \"192.0.2.5:5070\"\n[media]\naddress = \"192.0.2.6\"\n";
+    let config = Config::parse(text, ORIGIN).expect("valid");
+    assert_eq!(
+        config.sip.advertised_address,
+        "192.0.2.5".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        config.media.advertised_address,
+        "192.0.2.6".parse::<IpAddr>().unwrap()
+    );
+
+    let text = "[sip]\nlisten = \"[::]:5060\"\nadvertised_address = \"2001:db8::1\"\n\
+                [media]\nadvertised_address = \"198.51.100.1\"\n";
+    let config = Config::parse(text, ORIGIN).expect("valid");
+    assert_eq!(
+        config.sip.advertised_address,
+        "2001:db8::1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        config.media.advertised_address,
+        "198.51.100.1".parse::<IpAddr>().unwrap()
+    );
+}
+
+#[test]
+fn unknown_key_names_path_and_line() {
+    let errors = errors_of("[sip]\nlisten = \"0.0.0.0:5060\"\nlisen = \"x\"\n");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("test.toml:3:1: sip.lisen: unknown field `lisen`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn wrong_type_names_path() {
+    let errors = errors_of("[[queues]]\nname = \"q\"\nring_timeout_secs = \"15\"\n");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("test.toml:3:21: queues[0].ring_timeout_secs: "),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn syntax_error_has_line() {
+    let errors = errors_of("data_dir = \"data\"\n[sip\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("test.toml:2:"), "{errors:?}");
+}
+
+#[test]
+fn reports_all_reference_errors() {
+    let text = r#"
+[[agents]]
+id = "1001"
+
+[[agents]]
+id = "1001"
+
+[[queues]]
+name = "sales"
+agents = ["1001", "1003", "1001"]
+
+[[queues]]
+name = "sales"
+
+[[dids]]
+number = "5000"
+queue = "support"
+
+[[dids]]
+number = "5000"
+queue = "sales"
+
+[[dids]]
+number = "1001"
+queue = "sales"
+"#;
+    let errors = errors_of(text);
+    assert_has(
+        &errors,
+        "test.toml:6:6: agents[1].id: duplicate agent id \"1001\"; it is first defined at line 3",
+    );
+    assert_has(
+        &errors,
+        "test.toml:10:19: queues[0].agents[1]: unknown agent \"1003\"; \
+         add an [[agents]] entry with this id",
+    );
+    assert_has(
+        &errors,
+        "test.toml:10:27: queues[0].agents[2]: duplicate queue member \"1001\"; \
+         it is first defined at line 10",
+    );
+    assert_has(
+        &errors,
+        "test.toml:13:8: queues[1].name: duplicate queue name \"sales\"; \
+         it is first defined at line 9",
+    );
+    assert_has(
+        &errors,
+        "test.toml:17:9: dids[0].queue: unknown queue \"support\"; \
+         add a [[queues]] entry with this name",
+    );
+    assert_has(
+        &errors,
+        "test.toml:20:10: dids[1].number: duplicate DID number \"5000\"; \
+         it is first defined at line 16",
+    );
+    assert_has(
+        &errors,
+        "test.toml:24:10: dids[2].number: DID \"1001\" is also an agent id; \
+         calls to it would be ambiguous",
+    );
+    assert_eq!(errors.len(), 7, "{errors:#?}");
+}
+
+#[test]
+fn reports_all_value_errors() {
+    let text = r#"data_dir = ""
+[sip]
+listen = "0.0.0.0"
+advertised_address = "pbx.example"
+domain = ""
+[http]
+listen = "localhost:8080"
+[media]
+address = "0.0.0.0:1"
+rtp_ports = "20001-20999"
+[registrar]
+min_expires_secs = 0
+max_contacts = 0
+[[agents]]
+id = "10 01"
+name = ""
+password = ""
+[[trunks]]
+name = "carrier"
+allow = ["10.0.0.1/8", "10.0.0.0/33", "nonsense"]
+[[trunks]]
+name = "empty"
+allow = []
+[[queues]]
+name = ""
+ring_timeout_secs = 0
+max_wait_secs = 0
+"#;
+    let errors = errors_of(text);
+    let expected = [
+        "test.toml:1:12: data_dir: must not be empty",
+        "test.toml:3:10: sip.listen: invalid socket address \"0.0.0.0\"; \
+         expected IP:PORT such as 0.0.0.0:5060 or [::]:5060",
+        "test.toml:4:22: sip.advertised_address: invalid IP address \"pbx.example\"; \
+         expected an address such as 127.0.0.1 or ::1",
+        "test.toml:5:10: sip.domain: must not be empty",
+        "test.toml:7:10: http.listen: invalid socket address \"localhost:8080\"; \
+         expected IP:PORT such as 0.0.0.0:5060 or [::]:5060",
+        "test.toml:9:11: media.address: invalid IP address \"0.0.0.0:1\"; \
+         expected an address such as 127.0.0.1 or ::1",
+        "test.toml:10:13: media.rtp_ports: invalid RTP port range \"20001-20999\": \
+         the first port 20001 is odd; RTP uses even ports and RTCP the next odd one",
+        "test.toml:12:20: registrar.min_expires_secs: must be greater than 0",
+        "test.toml:13:16: registrar.max_contacts: must be greater than 0",
+        "test.toml:15:6: agents[0].id: \"10 01\" contains ' '; \
+         use letters, digits, '-', '_' or '.'",
+        "test.toml:16:8: agents[0].name: must not be empty",
+        "test.toml:17:12: agents[0].password: must not be empty",
+        "test.toml:20:10: trunks[0].allow[0]: invalid network \"10.0.0.1/8\": \
+         host bits are set; the network address is 10.0.0.0/8",
+        "test.toml:20:24: trunks[0].allow[1]: invalid network \"10.0.0.0/33\": \
+         prefix length 33 is larger than 32",
+        "test.toml:20:39: trunks[0].allow[2]: invalid network \"nonsense\": \
+         expected ADDRESS/PREFIX such as 192.0.2.0/24 or 2001:db8::/32",
+        "test.toml:23:9: trunks[1].allow: trunk \"empty\" allows no networks, \
+         so it can never match a call",
+        "test.toml:25:8: queues[0].name: must not be empty",
+        "test.toml:26:21: queues[0].ring_timeout_secs: must be greater than 0",
+        "test.toml:27:17: queues[0].max_wait_secs: must be greater than 0",
+    ];
+    for line in expected {
+        assert_has(&errors, line);
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn expires_order() {
+    let errors = errors_of("[registrar]\ndefault_expires_secs = 30\n");
+    assert_eq!(
+        errors,
+        [
+            "test.toml:2:24: registrar.default_expires_secs: expires values must satisfy \
+          min <= default <= max, got min 60, default 30, max 3600"
+        ]
+    );
+    let errors = errors_of("[registrar]\nmax_expires_secs = 300\n");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("test.toml:2:20: registrar.max_expires_secs: "),
+        "{errors:?}"
+    );
+    assert!(Config::parse("[registrar]\nmin_expires_secs = 600\n", ORIGIN).is_ok());
+}
+
+#[test]
+fn rtp_ports_forms() {
+    let parse = validate::parse_rtp_ports;
+    assert_eq!(parse("10000-10003"), Ok(10000..=10003));
+    assert_eq!(parse("10000 - 10003"), Ok(10000..=10003));
+    assert_eq!(parse("10000"), Err(RtpPortsProblem::Syntax));
+    assert_eq!(parse("a-b"), Err(RtpPortsProblem::Syntax));
+    assert_eq!(parse("10000-70000"), Err(RtpPortsProblem::Syntax));
+    assert_eq!(parse("0-100"), Err(RtpPortsProblem::ZeroStart));
+    assert_eq!(parse("10001-10010"), Err(RtpPortsProblem::OddStart(10001)));
+    assert_eq!(
+        parse("10000-10000"),
+        Err(RtpPortsProblem::NotAscending {
+            start: 10000,
+            end: 10000
+        })
+    );
+    assert_eq!(
+        parse("10000-10002"),
+        Err(RtpPortsProblem::TooFew { count: 3 })
+    );
+}
+
+#[test]
+fn overrides_replace_file_values() {
+    let overrides = Overrides {
+        data_dir: Some(PathBuf::from("/var/lib/pbx")),
+        sip_listen: Some("192.0.2.1:5080".to_owned()),
+        http_listen: Some("127.0.0.1:9090".to_owned()),
+        rtp_ports: Some("30000-30099".to_owned()),
+    };
+    let config = Config::parse_with_overrides(EMBEDDED_TEXT, EMBEDDED_ORIGIN, &overrides)
+        .expect("valid overrides");
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/pbx"));
+    assert_eq!(
+        config.sip.listen,
+        "192.0.2.1:5080".parse::<SocketAddr>().unwrap()
+    );
+    // The advertised default follows the overridden listen address.
+    assert_eq!(
+        config.sip.advertised_address,
+        "192.0.2.1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        config.http.listen,
+        "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.media.rtp_ports, 30000..=30099);
+}
+
+#[test]
+fn invalid_override_names_flag() {
+    let overrides = Overrides {
+        sip_listen: Some("nowhere".to_owned()),
+        rtp_ports: Some("5-9".to_owned()),
+        ..Overrides::default()
+    };
+    let errors = Config::parse_with_overrides(EMBEDDED_TEXT, EMBEDDED_ORIGIN, &overrides)
+        .expect_err("invalid overrides");
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "--sip-listen: sip.listen: invalid socket address \"nowhere\"; \
+             expected IP:PORT such as 0.0.0.0:5060 or [::]:5060",
+            "--rtp-ports: media.rtp_ports: invalid RTP port range \"5-9\": \
+             the first port 5 is odd; RTP uses even ports and RTCP the next odd one",
+        ]
+    );
+}
+
+#[test]
+fn location_counts_characters() {
+    let text = "a = 1\né = \"x\"\n";
+    assert_eq!(
+        Location::from_offset(text, 0),
+        Location { line: 1, column: 1 }
+    );
+    let offset = text.find('x').expect("x present");
+    assert_eq!(
+        Location::from_offset(text, offset),
+        Location { line: 2, column: 6 }
+    );
+    assert_eq!(
+        Location::from_offset(text, 999),
+        Location { line: 3, column: 1 }
+    );
+}

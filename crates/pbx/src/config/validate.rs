@@ -1,0 +1,597 @@
+//! Checks the raw file and converts it into [`Config`], collecting every
+//! problem with its key path and location.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::{Range, RangeInclusive};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPortsProblem};
+use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
+use super::{
+    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, Overrides, QueueConfig,
+    RecordingConfig, RegistrarConfig, SipConfig, TrunkConfig,
+};
+
+// Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
+const DATA_DIR: &str = "data";
+const SIP_LISTEN: &str = "0.0.0.0:5060";
+const SIP_DOMAIN: &str = "pbx.local";
+const HTTP_LISTEN: &str = "127.0.0.1:8080";
+const MEDIA_ADDRESS: &str = "0.0.0.0";
+const RTP_PORTS: &str = "20000-20999";
+const MIN_EXPIRES_SECS: u32 = 60;
+const MAX_EXPIRES_SECS: u32 = 3600;
+const DEFAULT_EXPIRES_SECS: u32 = 600;
+const MAX_CONTACTS: u32 = 5;
+const RING_TIMEOUT_SECS: u64 = 15;
+const MAX_WAIT_SECS: u64 = 120;
+const RETRY_DELAY_SECS: u64 = 1;
+const WRAP_UP_SECS: u64 = 0;
+
+/// Flags that override file values, as named in errors.
+const FLAG_DATA_DIR: &str = "--data-dir";
+const FLAG_SIP_LISTEN: &str = "--sip-listen";
+const FLAG_HTTP_LISTEN: &str = "--http-listen";
+const FLAG_RTP_PORTS: &str = "--rtp-ports";
+
+/// Runs the serde pass. A syntax error, a wrong type, a missing key or an
+/// unknown key stops here, because nothing after it can be trusted.
+pub(super) fn deserialize(text: &str, origin: &str) -> Result<RawConfig, ConfigErrors> {
+    let toml_error = |key: String, error: toml::de::Error| {
+        ConfigErrors::single(ConfigError {
+            origin: origin.to_owned(),
+            key,
+            location: error
+                .span()
+                .map(|span| Location::from_offset(text, span.start)),
+            kind: ConfigErrorKind::Toml(error.message().trim_end().to_owned()),
+        })
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), e))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = key_path(error.path());
+        toml_error(key, error.into_inner())
+    })
+}
+
+/// Formats a serde path as `queues[0].agents[1]`, leaving out the
+/// internal field names through which `toml::Spanned` deserializes.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+
+    let mut key = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: name } | Segment::Enum { variant: name } => {
+                if name.starts_with("$__serde_spanned") {
+                    continue;
+                }
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    key
+}
+
+/// Origin of a value, for locating errors about it.
+#[derive(Clone, Debug)]
+enum Source {
+    File(Range<usize>),
+    Flag(&'static str),
+    Default,
+}
+
+struct Sourced<T> {
+    value: T,
+    source: Source,
+}
+
+fn from_file<T: Clone>(raw: &Value<T>, default: T) -> Sourced<T> {
+    match raw {
+        Some(spanned) => Sourced {
+            value: spanned.get_ref().clone(),
+            source: Source::File(spanned.span()),
+        },
+        None => Sourced {
+            value: default,
+            source: Source::Default,
+        },
+    }
+}
+
+fn spanned<T: Clone>(value: &Spanned<T>) -> Sourced<T> {
+    from_file(&Some(value.clone()), value.get_ref().clone())
+}
+
+fn with_flag(
+    raw: &Value<String>,
+    flag: &'static str,
+    value: Option<&String>,
+    default: &str,
+) -> Sourced<String> {
+    match value {
+        Some(value) => Sourced {
+            value: value.clone(),
+            source: Source::Flag(flag),
+        },
+        None => from_file(raw, default.to_owned()),
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    origin: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, key: impl Into<String>, source: &Source, kind: ConfigErrorKind) {
+        let (origin, location) = match source {
+            Source::File(span) => (self.origin, Some(self.locate(span))),
+            Source::Flag(flag) => (*flag, None),
+            Source::Default => (self.origin, None),
+        };
+        self.errors.push(ConfigError {
+            origin: origin.to_owned(),
+            key: key.into(),
+            location,
+            kind,
+        });
+    }
+
+    fn locate(&self, span: &Range<usize>) -> Location {
+        Location::from_offset(self.text, span.start)
+    }
+
+    /// Describes where a first definition is, for duplicate errors.
+    fn describe(&self, source: &Source) -> String {
+        match source {
+            Source::File(span) => format!("line {}", self.locate(span).line),
+            Source::Flag(flag) => (*flag).to_owned(),
+            Source::Default => "the default".to_owned(),
+        }
+    }
+
+    fn socket_address(&mut self, key: &str, raw: &Sourced<String>) -> SocketAddr {
+        raw.value.parse().unwrap_or_else(|_| {
+            let value = raw.value.clone();
+            self.report(
+                key,
+                &raw.source,
+                ConfigErrorKind::InvalidSocketAddress { value },
+            );
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        })
+    }
+
+    fn ip_address(&mut self, key: &str, raw: &Sourced<String>) -> IpAddr {
+        raw.value.parse().unwrap_or_else(|_| {
+            let value = raw.value.clone();
+            self.report(
+                key,
+                &raw.source,
+                ConfigErrorKind::InvalidIpAddress { value },
+            );
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        })
+    }
+
+    fn rtp_ports(&mut self, key: &str, raw: &Sourced<String>) -> RangeInclusive<u16> {
+        parse_rtp_ports(&raw.value).unwrap_or_else(|problem| {
+            let value = raw.value.clone();
+            self.report(
+                key,
+                &raw.source,
+                ConfigErrorKind::InvalidRtpPorts { value, problem },
+            );
+            0..=0
+        })
+    }
+
+    fn non_zero<T: Default + PartialEq>(&mut self, key: &str, raw: &Sourced<T>) {
+        if raw.value == T::default() {
+            self.report(key, &raw.source, ConfigErrorKind::Zero);
+        }
+    }
+
+    /// Accepts a non-empty value without whitespace or control characters.
+    fn token(&mut self, key: &str, raw: &Sourced<String>) {
+        if raw.value.is_empty() {
+            self.report(key, &raw.source, ConfigErrorKind::Empty);
+        } else if raw
+            .value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            let value = raw.value.clone();
+            self.report(
+                key,
+                &raw.source,
+                ConfigErrorKind::InvalidCharacter { value },
+            );
+        }
+    }
+
+    /// Accepts an agent id: letters, digits, '-', '_' and '.', which are
+    /// valid in a SIP user part and map onto an environment variable name.
+    fn identifier(&mut self, key: &str, raw: &Sourced<String>) {
+        if raw.value.is_empty() {
+            self.report(key, &raw.source, ConfigErrorKind::Empty);
+            return;
+        }
+        let invalid = raw
+            .value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+        if let Some(character) = invalid {
+            let value = raw.value.clone();
+            self.report(
+                key,
+                &raw.source,
+                ConfigErrorKind::InvalidIdentifier { value, character },
+            );
+        }
+    }
+
+    fn not_empty(&mut self, key: &str, raw: &Sourced<String>) {
+        if raw.value.is_empty() {
+            self.report(key, &raw.source, ConfigErrorKind::Empty);
+        }
+    }
+
+    /// Records `raw` under `seen`, reporting it when already present.
+    fn unique(
+        &mut self,
+        key: &str,
+        item: &'static str,
+        raw: &Sourced<String>,
+        seen: &mut HashMap<String, Source>,
+    ) {
+        if let Some(first) = seen.get(&raw.value) {
+            let kind = ConfigErrorKind::Duplicate {
+                item,
+                value: raw.value.clone(),
+                first: self.describe(first),
+            };
+            self.report(key, &raw.source, kind);
+        } else {
+            seen.insert(raw.value.clone(), raw.source.clone());
+        }
+    }
+}
+
+/// Parses "A-B" into an inclusive range with an even, non-zero start and at
+/// least four ports, so each of the two legs gets an RTP+RTCP pair.
+pub(super) fn parse_rtp_ports(text: &str) -> Result<RangeInclusive<u16>, RtpPortsProblem> {
+    let (start, end) = text.split_once('-').ok_or(RtpPortsProblem::Syntax)?;
+    let start: u16 = start.trim().parse().map_err(|_| RtpPortsProblem::Syntax)?;
+    let end: u16 = end.trim().parse().map_err(|_| RtpPortsProblem::Syntax)?;
+    if start == 0 {
+        return Err(RtpPortsProblem::ZeroStart);
+    }
+    if start & 1 == 1 {
+        return Err(RtpPortsProblem::OddStart(start));
+    }
+    if start >= end {
+        return Err(RtpPortsProblem::NotAscending { start, end });
+    }
+    let count = u32::from(end) - u32::from(start) + 1;
+    if count < 4 {
+        return Err(RtpPortsProblem::TooFew { count });
+    }
+    Ok(start..=end)
+}
+
+/// The address peers should use: `configured`, else `bound` unless it is
+/// the unspecified address, else loopback.
+fn advertised(configured: Option<IpAddr>, bound: IpAddr) -> IpAddr {
+    match configured {
+        Some(address) => address,
+        None if bound.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => bound,
+    }
+}
+
+pub(super) fn convert(
+    raw: &RawConfig,
+    text: &str,
+    origin: &str,
+    overrides: &Overrides,
+) -> Result<Config, ConfigErrors> {
+    let mut checker = Checker {
+        text,
+        origin,
+        errors: Vec::new(),
+    };
+    let data_dir = match &overrides.data_dir {
+        Some(path) => Sourced {
+            value: path.clone(),
+            source: Source::Flag(FLAG_DATA_DIR),
+        },
+        None => {
+            let raw = from_file(&raw.data_dir, DATA_DIR.to_owned());
+            Sourced {
+                value: PathBuf::from(raw.value),
+                source: raw.source,
+            }
+        }
+    };
+    if data_dir.value.as_os_str().is_empty() {
+        checker.report("data_dir", &data_dir.source, ConfigErrorKind::Empty);
+    }
+    let sip = convert_sip(&mut checker, raw, overrides);
+    let http = HttpConfig {
+        listen: checker.socket_address(
+            "http.listen",
+            &with_flag(
+                &raw.http.listen,
+                FLAG_HTTP_LISTEN,
+                overrides.http_listen.as_ref(),
+                HTTP_LISTEN,
+            ),
+        ),
+    };
+    let media = convert_media(&mut checker, raw, overrides);
+    let registrar = convert_registrar(&mut checker, raw);
+    let recording = RecordingConfig {
+        enabled: raw.recording.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+    };
+    let agents = convert_agents(&mut checker, &raw.agents);
+    let trunks = convert_trunks(&mut checker, &raw.trunks);
+    let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
+    let dids = convert_dids(&mut checker, &raw.dids, &raw.queues, &raw.agents);
+
+    if !checker.errors.is_empty() {
+        return Err(ConfigErrors(checker.errors));
+    }
+    Ok(Config {
+        data_dir: data_dir.value,
+        sip,
+        http,
+        media,
+        registrar,
+        recording,
+        agents,
+        trunks,
+        queues,
+        dids,
+    })
+}
+
+fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides) -> SipConfig {
+    let listen = with_flag(
+        &raw.sip.listen,
+        FLAG_SIP_LISTEN,
+        overrides.sip_listen.as_ref(),
+        SIP_LISTEN,
+    );
+    let listen = checker.socket_address("sip.listen", &listen);
+    let configured = raw
+        .sip
+        .advertised_address
+        .as_ref()
+        .map(|address| checker.ip_address("sip.advertised_address", &spanned(address)));
+    let domain = from_file(&raw.sip.domain, SIP_DOMAIN.to_owned());
+    checker.token("sip.domain", &domain);
+    SipConfig {
+        listen,
+        advertised_address: advertised(configured, listen.ip()),
+        domain: domain.value,
+    }
+}
+
+fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides) -> MediaConfig {
+    let address = from_file(&raw.media.address, MEDIA_ADDRESS.to_owned());
+    let address = checker.ip_address("media.address", &address);
+    let configured = raw
+        .media
+        .advertised_address
+        .as_ref()
+        .map(|advertised| checker.ip_address("media.advertised_address", &spanned(advertised)));
+    let ports = with_flag(
+        &raw.media.rtp_ports,
+        FLAG_RTP_PORTS,
+        overrides.rtp_ports.as_ref(),
+        RTP_PORTS,
+    );
+    MediaConfig {
+        address,
+        advertised_address: advertised(configured, address),
+        rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),
+    }
+}
+
+fn convert_registrar(checker: &mut Checker<'_>, raw: &RawConfig) -> RegistrarConfig {
+    let section = &raw.registrar;
+    let min = from_file(&section.min_expires_secs, MIN_EXPIRES_SECS);
+    let max = from_file(&section.max_expires_secs, MAX_EXPIRES_SECS);
+    let default = from_file(&section.default_expires_secs, DEFAULT_EXPIRES_SECS);
+    let max_contacts = from_file(&section.max_contacts, MAX_CONTACTS);
+    checker.non_zero("registrar.min_expires_secs", &min);
+    checker.non_zero("registrar.max_contacts", &max_contacts);
+    if !(min.value <= default.value && default.value <= max.value) {
+        // Point at the first of the three values that the file sets, since a
+        // built-in default has no line to show.
+        let written = [
+            ("registrar.default_expires_secs", &default.source),
+            ("registrar.min_expires_secs", &min.source),
+            ("registrar.max_expires_secs", &max.source),
+        ];
+        let (key, source) = written
+            .into_iter()
+            .find(|(_, source)| matches!(source, Source::File(_)))
+            .unwrap_or(("registrar.default_expires_secs", &Source::Default));
+        let kind = ConfigErrorKind::ExpiresOrder {
+            min: min.value,
+            default: default.value,
+            max: max.value,
+        };
+        checker.report(key, source, kind);
+    }
+    RegistrarConfig {
+        min_expires: min.value,
+        max_expires: max.value,
+        default_expires: default.value,
+        // u32 to usize is lossless on the 32- and 64-bit targets Rust std supports.
+        max_contacts: usize::try_from(max_contacts.value).unwrap_or(usize::MAX),
+    }
+}
+
+fn convert_agents(checker: &mut Checker<'_>, raw: &[RawAgent]) -> Vec<AgentConfig> {
+    let mut seen = HashMap::new();
+    let mut agents = Vec::with_capacity(raw.len());
+    for (index, agent) in raw.iter().enumerate() {
+        let key = format!("agents[{index}]");
+        let id = spanned(&agent.id);
+        checker.identifier(&format!("{key}.id"), &id);
+        checker.unique(&format!("{key}.id"), "agent id", &id, &mut seen);
+        let name = agent.name.as_ref().map(spanned);
+        if let Some(name) = &name {
+            checker.not_empty(&format!("{key}.name"), name);
+        }
+        let password = agent.password.as_ref().map(spanned);
+        if let Some(password) = &password {
+            checker.not_empty(&format!("{key}.password"), password);
+        }
+        agents.push(AgentConfig {
+            name: name.map_or_else(|| id.value.clone(), |name| name.value),
+            id: id.value,
+            password: password.map(|password| password.value),
+        });
+    }
+    agents
+}
+
+fn convert_trunks(checker: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfig> {
+    let mut seen = HashMap::new();
+    let mut trunks = Vec::with_capacity(raw.len());
+    for (index, trunk) in raw.iter().enumerate() {
+        let key = format!("trunks[{index}]");
+        let name = spanned(&trunk.name);
+        checker.token(&format!("{key}.name"), &name);
+        checker.unique(&format!("{key}.name"), "trunk name", &name, &mut seen);
+        if trunk.allow.get_ref().is_empty() {
+            let kind = ConfigErrorKind::NoNetworks {
+                trunk: name.value.clone(),
+            };
+            checker.report(
+                format!("{key}.allow"),
+                &Source::File(trunk.allow.span()),
+                kind,
+            );
+        }
+        let mut allow = Vec::new();
+        for (position, network) in trunk.allow.get_ref().iter().enumerate() {
+            match network.get_ref().parse::<IpNetwork>() {
+                Ok(network) => allow.push(network),
+                Err(problem) => {
+                    let kind = ConfigErrorKind::InvalidNetwork {
+                        value: network.get_ref().clone(),
+                        problem,
+                    };
+                    let key = format!("{key}.allow[{position}]");
+                    checker.report(key, &Source::File(network.span()), kind);
+                }
+            }
+        }
+        trunks.push(TrunkConfig {
+            name: name.value,
+            allow,
+        });
+    }
+    trunks
+}
+
+fn convert_queues(
+    checker: &mut Checker<'_>,
+    raw: &[RawQueue],
+    raw_agents: &[RawAgent],
+) -> Vec<QueueConfig> {
+    let mut seen = HashMap::new();
+    let mut queues = Vec::with_capacity(raw.len());
+    for (index, queue) in raw.iter().enumerate() {
+        let key = format!("queues[{index}]");
+        let name = spanned(&queue.name);
+        checker.token(&format!("{key}.name"), &name);
+        checker.unique(&format!("{key}.name"), "queue name", &name, &mut seen);
+        let mut members = HashMap::new();
+        for (position, agent) in queue.agents.iter().enumerate() {
+            let member_key = format!("{key}.agents[{position}]");
+            let agent = spanned(agent);
+            if !raw_agents
+                .iter()
+                .any(|known| *known.id.get_ref() == agent.value)
+            {
+                let kind = ConfigErrorKind::UnknownAgent {
+                    agent: agent.value.clone(),
+                };
+                checker.report(&member_key, &agent.source, kind);
+            }
+            checker.unique(&member_key, "queue member", &agent, &mut members);
+        }
+        let ring_timeout = from_file(&queue.ring_timeout_secs, RING_TIMEOUT_SECS);
+        let max_wait = from_file(&queue.max_wait_secs, MAX_WAIT_SECS);
+        checker.non_zero(&format!("{key}.ring_timeout_secs"), &ring_timeout);
+        checker.non_zero(&format!("{key}.max_wait_secs"), &max_wait);
+        let retry_delay = from_file(&queue.retry_delay_secs, RETRY_DELAY_SECS);
+        let wrap_up = from_file(&queue.wrap_up_secs, WRAP_UP_SECS);
+        queues.push(QueueConfig {
+            name: name.value,
+            agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
+            ring_timeout: Duration::from_secs(ring_timeout.value),
+            max_wait: Duration::from_secs(max_wait.value),
+            retry_delay: Duration::from_secs(retry_delay.value),
+            wrap_up: Duration::from_secs(wrap_up.value),
+        });
+    }
+    queues
+}
+
+fn convert_dids(
+    checker: &mut Checker<'_>,
+    raw: &[RawDid],
+    raw_queues: &[RawQueue],
+    raw_agents: &[RawAgent],
+) -> Vec<DidConfig> {
+    let mut seen = HashMap::new();
+    let mut dids = Vec::with_capacity(raw.len());
+    for (index, did) in raw.iter().enumerate() {
+        let key = format!("dids[{index}]");
+        let number = spanned(&did.number);
+        checker.token(&format!("{key}.number"), &number);
+        checker.unique(&format!("{key}.number"), "DID number", &number, &mut seen);
+        if raw_agents
+            .iter()
+            .any(|agent| *agent.id.get_ref() == number.value)
+        {
+            let kind = ConfigErrorKind::DidIsAgent {
+                number: number.value.clone(),
+            };
+            checker.report(format!("{key}.number"), &number.source, kind);
+        }
+        let queue = spanned(&did.queue);
+        if !raw_queues
+            .iter()
+            .any(|known| *known.name.get_ref() == queue.value)
+        {
+            let kind = ConfigErrorKind::UnknownQueue {
+                queue: queue.value.clone(),
+            };
+            checker.report(format!("{key}.queue"), &queue.source, kind);
+        }
+        dids.push(DidConfig {
+            number: number.value,
+            queue: queue.value,
+        });
+    }
+    dids
+}

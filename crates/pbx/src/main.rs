@@ -1,0 +1,59 @@
+//! The `pbx` binary: SIP registrar and B2BUA, ACD queues, RTP relay with
+//! recording, CDRs and the HTTP API, in one process.
+
+mod cli;
+mod config;
+mod engine;
+mod http;
+mod secrets;
+mod server;
+mod transport;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command() {
+        cli::Command::CheckConfig { file } => {
+            ExitCode::from(u8::try_from(cli::check_config(&file)).unwrap_or(1))
+        }
+        cli::Command::Run => run(&cli),
+    }
+}
+
+fn run(cli: &cli::Cli) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let config = match cli::load_config(cli) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "PBX failed");
+            eprintln!("pbx: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The ordered header list and its name rules (RFC 3261 section 7.3).
+
+use crate::text::{split_top_level, trim_lws};
+
+/// Long canonical names of the headers this crate knows, in their usual
+/// spelling. A name is matched against these case-insensitively.
+const KNOWN_NAMES: &[&str] = &[
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "CSeq",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "MIME-Version",
+    "Max-Forwards",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "RSeq",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "Server",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "WWW-Authenticate",
+    "Warning",
+];
+
+/// Compact forms (RFC 3261 section 7.3.3 and the extensions that define one).
+const COMPACT_NAMES: &[(&str, &str)] = &[
+    ("a", "Accept-Contact"),
+    ("b", "Referred-By"),
+    ("c", "Content-Type"),
+    ("d", "Request-Disposition"),
+    ("e", "Content-Encoding"),
+    ("f", "From"),
+    ("i", "Call-ID"),
+    ("j", "Reject-Contact"),
+    ("k", "Supported"),
+    ("l", "Content-Length"),
+    ("m", "Contact"),
+    ("n", "Identity-Info"),
+    ("o", "Event"),
+    ("r", "Refer-To"),
+    ("s", "Subject"),
+    ("t", "To"),
+    ("u", "Allow-Events"),
+    ("v", "Via"),
+    ("x", "Session-Expires"),
+    ("y", "Identity"),
+];
+
+/// Headers whose value is a comma-separated list, so `remove_first` takes
+/// one element rather than the whole line.
+const LIST_HEADERS: &[&str] = &[
+    "Via",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Path",
+    "Allow",
+    "Supported",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "Accept",
+    "Allow-Events",
+];
+
+/// The long canonical name for a known header (compact forms expanded), or
+/// `name` unchanged for an unknown one.
+pub(crate) fn canonical_name(name: &str) -> &str {
+    if let Some((_, long)) = COMPACT_NAMES
+        .iter()
+        .find(|(short, _)| short.eq_ignore_ascii_case(name))
+    {
+        return long;
+    }
+    KNOWN_NAMES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+        .copied()
+        .unwrap_or(name)
+}
+
+pub(crate) fn same_name(stored: &str, requested: &str) -> bool {
+    stored.eq_ignore_ascii_case(canonical_name(requested))
+}
+
+/// One header line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    name: String,
+    value: String,
+}
+
+impl Header {
+    pub(crate) fn new(name: &str, value: String) -> Header {
+        Header {
+            name: canonical_name(name).to_owned(),
+            value,
+        }
+    }
+
+    /// Long canonical form for known headers ("Call-ID", "Via", ...), the
+    /// name as received for unknown ones.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Raw value, folded lines joined with one SP, outer LWS trimmed.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// Ordered list of headers; lookups are case-insensitive and accept
+/// compact forms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    list: Vec<Header>,
+}
+
+impl Headers {
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.list.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// First value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|h| same_name(&h.name, name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of `name`, one per header line, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.list
+            .iter()
+            .filter(move |h| same_name(&h.name, name))
+            .map(|h| h.value.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Appends a header after all others.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        self.list.push(Header::new(name, value.into()));
+    }
+
+    /// Inserts a header before all others, as a new top Via is.
+    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
+        self.list.insert(0, Header::new(name, value.into()));
+    }
+
+    /// Replaces every header of `name` by one with `value`, at the position
+    /// of the first, or appends it when there is none.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let header = Header::new(name, value.into());
+        match self.list.iter().position(|h| same_name(&h.name, name)) {
+            Some(first) => {
+                self.list[first] = header;
+                let mut index = 0;
+                self.list.retain(|h| {
+                    index += 1;
+                    index - 1 == first || !same_name(&h.name, name)
+                });
+            }
+            None => self.list.push(header),
+        }
+    }
+
+    /// Removes every header of `name` and returns how many there were.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.list.len();
+        self.list.retain(|h| !same_name(&h.name, name));
+        before - self.list.len()
+    }
+
+    /// Removes the first value of `name`. For a list header (Via, Route,
+    /// Contact, ...) holding `a, b` on one line, only `a` is removed and the
+    /// line keeps `b`.
+    pub fn remove_first(&mut self, name: &str) -> Option<String> {
+        let index = self.list.iter().position(|h| same_name(&h.name, name))?;
+        let header = &mut self.list[index];
+        if LIST_HEADERS.contains(&header.name.as_str()) {
+            let elements = split_top_level(&header.value, ',');
+            if let [first, rest @ ..] = elements.as_slice() {
+                if rest.is_empty() {
+                    return Some(self.list.remove(index).value);
+                }
+                let first = trim_lws(first).to_owned();
+                let rest: Vec<&str> = rest.iter().map(|e| trim_lws(e)).collect();
+                header.value = rest.join(", ");
+                return Some(first);
+            }
+        }
+        Some(self.list.remove(index).value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_canonical_and_case_insensitive() {
+        let mut headers = Headers::default();
+        headers.push("cAlL-iD", "abc");
+        headers.push("v", "SIP/2.0/UDP a");
+        headers.push("X-Custom", "1");
+        let names: Vec<&str> = headers.iter().map(Header::name).collect();
+        assert_eq!(names, vec!["Call-ID", "Via", "X-Custom"]);
+        assert_eq!(headers.get("i"), Some("abc"));
+        assert_eq!(headers.get("VIA"), Some("SIP/2.0/UDP a"));
+        assert_eq!(headers.get("x-custom"), Some("1"));
+        assert!(!headers.contains("Route"));
+    }
+
+    #[test]
+    fn set_keeps_first_position() {
+        let mut headers = Headers::default();
+        headers.push("X-A", "1");
+        headers.push("Route", "<sip:r1>");
+        headers.push("X-B", "2");
+        headers.push("Route", "<sip:r2>");
+        headers.set("route", "<sip:r3>");
+        let lines: Vec<(&str, &str)> = headers.iter().map(|h| (h.name(), h.value())).collect();
+        assert_eq!(
+            lines,
+            vec![("X-A", "1"), ("Route", "<sip:r3>"), ("X-B", "2")]
+        );
+        assert_eq!(headers.remove("Route"), 1);
+        assert_eq!(headers.remove("Route"), 0);
+    }
+
+    #[test]
+    fn remove_first_takes_one_list_element() {
+        let mut headers = Headers::default();
+        headers.push("Via", "SIP/2.0/UDP a, SIP/2.0/UDP b");
+        headers.push("Via", "SIP/2.0/UDP c");
+        headers.push_front("Via", "SIP/2.0/UDP top");
+        assert_eq!(
+            headers.remove_first("Via").as_deref(),
+            Some("SIP/2.0/UDP top")
+        );
+        assert_eq!(headers.remove_first("v").as_deref(), Some("SIP/2.0/UDP a"));
+        let rest: Vec<&str> = headers.get_all("Via").collect();
+        assert_eq!(rest, vec!["SIP/2.0/UDP b", "SIP/2.0/UDP c"]);
+    }
+
+    #[test]
+    fn remove_first_keeps_commas_of_other_headers() {
+        let mut headers = Headers::default();
+        headers.push("WWW-Authenticate", "Digest realm=\"a\", nonce=\"b\"");
+        assert_eq!(
+            headers.remove_first("WWW-Authenticate").as_deref(),
+            Some("Digest realm=\"a\", nonce=\"b\"")
+        );
+        assert!(headers.is_empty());
+    }
+}

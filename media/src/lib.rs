@@ -1,0 +1,90 @@
+//! RTP relay between the caller leg and the agent leg of a call.
+//!
+//! The PBX anchors media: each leg gets its own RTP/RTCP port pair on the
+//! relay, advertised in that leg's SDP. One tokio task per session receives
+//! on the four sockets and forwards every RTP and RTCP datagram to the other
+//! leg. The peer address of a leg is the one from its SDP
+//! ([`MediaSession::set_remote`]) until the first valid packet arrives from
+//! it; from then on the relay sends to the packet's source address
+//! (symmetric RTP, which gets media through NAT), and follows a new source
+//! once it sends a few valid packets in a row.
+//!
+//! When recording, RTP payloads of both legs go to a
+//! [`recordings::Recorder`] (caller left, agent right), which the task
+//! flushes every 100 ms and finalizes when the session closes.
+//!
+//! The crate does no SIP and no SDP: the caller of [`Relay::open_session`]
+//! puts [`MediaSession::local_rtp_addr`] into the SDP it sends and feeds
+//! the peers' SDP addresses back in.
+
+mod latch;
+mod ports;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+
+pub use session::{LegStats, MediaSession, Relay};
+
+/// One side of a call as the relay sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    Caller,
+    Agent,
+}
+
+impl Leg {
+    fn index(self) -> usize {
+        match self {
+            Leg::Caller => 0,
+            Leg::Agent => 1,
+        }
+    }
+
+    fn other(self) -> Leg {
+        match self {
+            Leg::Caller => Leg::Agent,
+            Leg::Agent => Leg::Caller,
+        }
+    }
+}
+
+/// Where the relay binds its sockets.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub bind_address: IpAddr,
+    /// Inclusive range; RTP takes the even ports, RTCP the odd port above.
+    pub ports: RangeInclusive<u16>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("invalid RTP port range {start}-{end}: {reason}")]
+    InvalidPortRange {
+        start: u16,
+        end: u16,
+        reason: &'static str,
+    },
+    #[error("no free RTP port pair left in {start}-{end}; widen the range or end calls")]
+    NoFreePorts { start: u16, end: u16 },
+    #[error("failed to bind an RTP port pair after {attempts} attempts, last at {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        attempts: usize,
+        source: std::io::Error,
+    },
+    #[error("call {call_id} is already recording")]
+    AlreadyRecording { call_id: String },
+    #[error("media session of call {call_id} has ended")]
+    SessionEnded { call_id: String },
+    #[error("recording of call {call_id} failed: {source}")]
+    Recording {
+        call_id: String,
+        source: recordings::RecordingError,
+    },
+    #[error("media task of call {call_id} failed: {source}")]
+    TaskFailed {
+        call_id: String,
+        source: tokio::task::JoinError,
+    },
+}

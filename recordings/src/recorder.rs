@@ -1,0 +1,172 @@
+//! WAV file writer driven by a [`Timeline`].
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hound::{SampleFormat, WavSpec, WavWriter};
+
+use crate::timeline::{Channel, DEFAULT_JITTER_WINDOW, Placement, SAMPLE_RATE, Timeline};
+
+/// Minimum time between two WAV header rewrites while recording. Each rewrite
+/// costs two seeks and a flush, and a crash loses at most this much audio
+/// from the header's point of view.
+const HEADER_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("failed to create the recordings folder {}: {source}", path.display())]
+    CreateFolder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to create recording {}: {source}", path.display())]
+    Create { path: PathBuf, source: hound::Error },
+    #[error("failed to write recording {}: {source}", path.display())]
+    Write { path: PathBuf, source: hound::Error },
+    #[error("failed to finalize recording {}: {source}", path.display())]
+    Finalize { path: PathBuf, source: hound::Error },
+}
+
+/// What [`Recorder::finish`] wrote.
+#[derive(Clone, Debug)]
+pub struct RecordingSummary {
+    pub path: PathBuf,
+    pub duration_seconds: f64,
+    /// Stereo frames in the file, one per 1/8000 s.
+    pub frames: u64,
+    /// Packets that were neither PCMU nor PCMA, or had no payload.
+    pub ignored_packets: u64,
+}
+
+/// Stereo 8 kHz 16-bit WAV writer whose timeline follows RTP timestamps.
+///
+/// Memory stays bounded by the timeline's buffer (at most 10 s per channel)
+/// as long as [`Recorder::flush`] is called regularly.
+pub struct Recorder {
+    path: PathBuf,
+    timeline: Timeline,
+    writer: WavWriter<BufWriter<File>>,
+    last_header_update: Instant,
+}
+
+impl Recorder {
+    /// Creates the file (and parent folders); `start` is the answer instant,
+    /// sample 0 of the file.
+    pub fn create(path: &Path, start: Instant) -> Result<Recorder, RecordingError> {
+        Recorder::with_jitter_window(path, start, DEFAULT_JITTER_WINDOW)
+    }
+
+    /// Like [`Recorder::create`], holding samples for `jitter_window` before
+    /// writing them.
+    pub fn with_jitter_window(
+        path: &Path,
+        start: Instant,
+        jitter_window: Duration,
+    ) -> Result<Recorder, RecordingError> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|source| RecordingError::CreateFolder {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let spec = WavSpec {
+            channels: 2,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: SampleFormat::Int,
+        };
+        let writer = WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            timeline: Timeline::new(start, jitter_window),
+            writer,
+            last_header_update: start,
+        })
+    }
+
+    /// Places one RTP packet (PCMU or PCMA; others are counted and ignored)
+    /// received at `arrival` on the channel's timeline.
+    pub fn push(&mut self, channel: Channel, packet: &rtp::RtpPacket<'_>, arrival: Instant) {
+        let placement = self.timeline.push(channel, packet, arrival);
+        if !matches!(placement, Placement::Placed { .. }) {
+            tracing::trace!(
+                ?channel,
+                ?placement,
+                sequence = packet.sequence,
+                "RTP packet not recorded"
+            );
+        }
+    }
+
+    /// Writes out samples older than the jitter window and, at most once a
+    /// second, rewrites the WAV header so a crash leaves a playable file.
+    pub fn flush(&mut self, now: Instant) -> Result<(), RecordingError> {
+        let ready = self.timeline.ready_until(now);
+        self.write_until(ready)?;
+        if now.saturating_duration_since(self.last_header_update) >= HEADER_UPDATE_INTERVAL {
+            self.writer
+                .flush()
+                .map_err(|source| RecordingError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            self.last_header_update = now;
+        }
+        Ok(())
+    }
+
+    /// Pads both channels to `end - start`, writes everything and finalizes the header.
+    ///
+    /// Samples placed after `end` are dropped. The file can only be longer
+    /// than `end - start` when an earlier [`Recorder::flush`] was given a
+    /// `now` later than `end + jitter window`.
+    pub fn finish(mut self, end: Instant) -> Result<RecordingSummary, RecordingError> {
+        let end_frame = self.timeline.frame_at(end);
+        self.write_until(end_frame)?;
+        let frames = u64::from(self.writer.duration());
+        let ignored_packets = self.timeline.counts().ignored;
+        let path = self.path;
+        self.writer
+            .finalize()
+            .map_err(|source| RecordingError::Finalize {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(RecordingSummary {
+            path,
+            duration_seconds: frames as f64 / f64::from(SAMPLE_RATE),
+            frames,
+            ignored_packets,
+        })
+    }
+
+    /// Timeline statistics: packets placed, dropped as duplicate or late.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_until(&mut self, end: u64) -> Result<(), RecordingError> {
+        let writer = &mut self.writer;
+        self.timeline
+            .drain_until(end, |left, right| {
+                writer.write_sample(left)?;
+                writer.write_sample(right)
+            })
+            .map_err(|source| RecordingError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}

@@ -1,0 +1,480 @@
+//! HTTP digest authentication for SIP (RFC 3261 section 22, RFC 8760 for
+//! SHA-256), server side.
+//!
+//! Nonces are stateless: a nonce is the issue time plus a keyed hash of it,
+//! so any nonce this process issued can be checked without a table, and one
+//! older than [`NONCE_LIFETIME`] is answered with `stale=true` so the phone
+//! retries without asking its user for the password again.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use md5::Md5;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// How long a nonce is accepted after it was issued.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Digest algorithms a challenge can offer (RFC 8760).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha256,
+    Md5,
+}
+
+impl Algorithm {
+    pub fn token(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "SHA-256",
+            Algorithm::Md5 => "MD5",
+        }
+    }
+
+    pub fn from_token(token: &str) -> Option<Algorithm> {
+        if token.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else if token.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else {
+            None
+        }
+    }
+
+    fn hash_hex(self, input: &str) -> String {
+        match self {
+            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
+            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
+        }
+    }
+}
+
+/// Why a request's credentials were not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no credentials for realm {realm}")]
+    Missing { realm: String },
+    #[error("malformed credentials: {reason}")]
+    Malformed { reason: &'static str },
+    #[error("unsupported digest algorithm {algorithm}")]
+    UnsupportedAlgorithm { algorithm: String },
+    #[error("nonce was not issued by this server")]
+    InvalidNonce,
+    #[error("nonce expired")]
+    StaleNonce,
+    #[error("unknown user {username}")]
+    UnknownUser { username: String },
+    #[error("wrong digest response for user {username}")]
+    WrongResponse { username: String },
+}
+
+/// Digest parameters from an Authorization or Proxy-Authorization header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub algorithm: Option<String>,
+    pub qop: Option<String>,
+    pub nc: Option<String>,
+    pub cnonce: Option<String>,
+}
+
+impl Credentials {
+    /// Parses `Digest k=v, k="v", ...`. Unknown parameters are ignored.
+    pub fn parse(value: &str) -> Result<Credentials, AuthError> {
+        let rest = value.trim_start();
+        let scheme_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if !rest[..scheme_end].eq_ignore_ascii_case("Digest") {
+            return Err(AuthError::Malformed {
+                reason: "scheme is not Digest",
+            });
+        }
+        let mut credentials = Credentials::default();
+        for (name, value) in split_auth_params(&rest[scheme_end..])? {
+            let slot = match name.to_ascii_lowercase().as_str() {
+                "username" => &mut credentials.username,
+                "realm" => &mut credentials.realm,
+                "nonce" => &mut credentials.nonce,
+                "uri" => &mut credentials.uri,
+                "response" => &mut credentials.response,
+                "algorithm" => credentials.algorithm.get_or_insert_with(String::new),
+                "qop" => credentials.qop.get_or_insert_with(String::new),
+                "nc" => credentials.nc.get_or_insert_with(String::new),
+                "cnonce" => credentials.cnonce.get_or_insert_with(String::new),
+                _ => continue,
+            };
+            *slot = value;
+        }
+        if credentials.username.is_empty() || credentials.nonce.is_empty() {
+            return Err(AuthError::Malformed {
+                reason: "username or nonce missing",
+            });
+        }
+        if credentials.response.is_empty() || credentials.uri.is_empty() {
+            return Err(AuthError::Malformed {
+                reason: "response or uri missing",
+            });
+        }
+        Ok(credentials)
+    }
+}
+
+/// Splits `a=b, c="d, e"` into pairs, honouring quoted strings and
+/// quoted-pairs.
+fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, AuthError> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(c) if c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut name = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            name.push(c);
+            chars.next();
+        }
+        while matches!(chars.peek(), Some(c) if c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(AuthError::Malformed {
+                reason: "parameter without '='",
+            });
+        }
+        while matches!(chars.peek(), Some(c) if c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                    None => {
+                        return Err(AuthError::Malformed {
+                            reason: "unterminated quote",
+                        });
+                    }
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c.is_whitespace() {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        pairs.push((name, value));
+    }
+}
+
+/// Issues challenges and checks credentials for one realm.
+#[derive(Clone)]
+pub struct DigestAuthenticator {
+    realm: String,
+    /// Offered in this order; RFC 8760 section 2.4 has clients take the
+    /// first one they support, so the order is the server's preference.
+    algorithms: Vec<Algorithm>,
+    secret: [u8; 32],
+}
+
+impl DigestAuthenticator {
+    /// `algorithms` must not be empty; an empty list offers MD5.
+    pub fn new(realm: &str, algorithms: &[Algorithm]) -> DigestAuthenticator {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let algorithms = if algorithms.is_empty() {
+            vec![Algorithm::Md5]
+        } else {
+            algorithms.to_vec()
+        };
+        DigestAuthenticator {
+            realm: realm.to_owned(),
+            algorithms,
+            secret,
+        }
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Header values for WWW-Authenticate or Proxy-Authenticate, one per
+    /// offered algorithm, in order of preference.
+    pub fn challenges(&self, now: SystemTime, stale: bool) -> Vec<String> {
+        let nonce = self.issue_nonce(now);
+        self.algorithms
+            .iter()
+            .copied()
+            .map(|algorithm| {
+                let stale = if stale { ", stale=true" } else { "" };
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{}\", algorithm={}, qop=\"auth\"{}",
+                    self.realm,
+                    nonce,
+                    algorithm.token(),
+                    stale
+                )
+            })
+            .collect()
+    }
+
+    fn issue_nonce(&self, now: SystemTime) -> String {
+        let seconds = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        format!("{seconds:x}.{}", self.nonce_tag(seconds))
+    }
+
+    fn nonce_tag(&self, seconds: u64) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.secret);
+        hasher.update(seconds.to_be_bytes());
+        hex::encode(&hasher.finalize()[..12])
+    }
+
+    fn check_nonce(&self, nonce: &str, now: SystemTime) -> Result<(), AuthError> {
+        let (issued, tag) = nonce.split_once('.').ok_or(AuthError::InvalidNonce)?;
+        let issued = u64::from_str_radix(issued, 16).map_err(|_| AuthError::InvalidNonce)?;
+        if tag != self.nonce_tag(issued) {
+            return Err(AuthError::InvalidNonce);
+        }
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        // A nonce from the future means our clock stepped back; accept it
+        // within the lifetime rather than locking every phone out.
+        if now.abs_diff(issued) > NONCE_LIFETIME.as_secs() {
+            return Err(AuthError::StaleNonce);
+        }
+        Ok(())
+    }
+
+    /// Checks `credentials` for a request with `method`, looking the
+    /// password up with `password_of`. Returns the authenticated username.
+    pub fn verify<'a>(
+        &self,
+        credentials: &'a Credentials,
+        method: &str,
+        now: SystemTime,
+        password_of: impl FnOnce(&str) -> Option<&'a str>,
+    ) -> Result<&'a str, AuthError> {
+        if credentials.realm != self.realm {
+            return Err(AuthError::Missing {
+                realm: self.realm.clone(),
+            });
+        }
+        let algorithm = match &credentials.algorithm {
+            None => Algorithm::Md5,
+            Some(token) => {
+                Algorithm::from_token(token).ok_or_else(|| AuthError::UnsupportedAlgorithm {
+                    algorithm: token.clone(),
+                })?
+            }
+        };
+        if !self.algorithms.contains(&algorithm) {
+            return Err(AuthError::UnsupportedAlgorithm {
+                algorithm: algorithm.token().to_owned(),
+            });
+        }
+        self.check_nonce(&credentials.nonce, now)?;
+        let username = credentials.username.as_str();
+        let password = password_of(username).ok_or_else(|| AuthError::UnknownUser {
+            username: username.to_owned(),
+        })?;
+        let expected = expected_response(algorithm, credentials, &self.realm, password, method)?;
+        if !constant_time_eq(
+            expected.as_bytes(),
+            credentials.response.to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(AuthError::WrongResponse {
+                username: username.to_owned(),
+            });
+        }
+        Ok(username)
+    }
+}
+
+/// The `response` value a client with `password` computes (RFC 2617 section
+/// 3.2.2.1 with the hash of RFC 8760).
+pub fn expected_response(
+    algorithm: Algorithm,
+    credentials: &Credentials,
+    realm: &str,
+    password: &str,
+    method: &str,
+) -> Result<String, AuthError> {
+    let ha1 = algorithm.hash_hex(&format!("{}:{realm}:{password}", credentials.username));
+    let ha2 = algorithm.hash_hex(&format!("{method}:{}", credentials.uri));
+    let response = match credentials.qop.as_deref() {
+        None => algorithm.hash_hex(&format!("{ha1}:{}:{ha2}", credentials.nonce)),
+        Some(qop) if qop.eq_ignore_ascii_case("auth") => {
+            let (Some(nc), Some(cnonce)) = (&credentials.nc, &credentials.cnonce) else {
+                return Err(AuthError::Malformed {
+                    reason: "qop=auth without nc or cnonce",
+                });
+            };
+            algorithm.hash_hex(&format!(
+                "{ha1}:{}:{nc}:{cnonce}:auth:{ha2}",
+                credentials.nonce
+            ))
+        }
+        Some(_) => {
+            return Err(AuthError::Malformed {
+                reason: "unsupported qop",
+            });
+        }
+    };
+    Ok(response)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_credentials(
+        auth: &DigestAuthenticator,
+        algorithm: Algorithm,
+        password: &str,
+        now: SystemTime,
+    ) -> Credentials {
+        let challenges = auth.challenges(now, false);
+        let challenge = challenges
+            .iter()
+            .find(|c| c.contains(algorithm.token()))
+            .unwrap();
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut credentials = Credentials {
+            username: "1001".into(),
+            realm: auth.realm().into(),
+            nonce: nonce.into(),
+            uri: "sip:pbx.local".into(),
+            algorithm: Some(algorithm.token().into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("abc".into()),
+            ..Credentials::default()
+        };
+        credentials.response =
+            expected_response(algorithm, &credentials, auth.realm(), password, "REGISTER").unwrap();
+        credentials
+    }
+
+    #[test]
+    fn rfc2617_reference_response() {
+        // The worked example of RFC 2617 section 3.5, with SIP's method.
+        let credentials = Credentials {
+            username: "Mufasa".into(),
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093".into(),
+            uri: "/dir/index.html".into(),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("0a4f113b".into()),
+            ..Credentials::default()
+        };
+        let response = expected_response(
+            Algorithm::Md5,
+            &credentials,
+            "testrealm@host.com",
+            "Circle Of Life",
+            "GET",
+        )
+        .unwrap();
+        assert_eq!(response, "6629fae49393a05397450978507c4ef1");
+    }
+
+    #[test]
+    fn verify_accepts_both_algorithms() {
+        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let now = SystemTime::now();
+        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+            let credentials = client_credentials(&auth, algorithm, "secret", now);
+            let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+            assert_eq!(result, Ok("1001"), "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn verify_rejects_wrong_password() {
+        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let now = SystemTime::now();
+        let credentials = client_credentials(&auth, Algorithm::Md5, "guess", now);
+        let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+        assert!(matches!(result, Err(AuthError::WrongResponse { .. })));
+    }
+
+    #[test]
+    fn verify_flags_stale_and_forged_nonces() {
+        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let issued = SystemTime::now();
+        let credentials = client_credentials(&auth, Algorithm::Md5, "secret", issued);
+        let later = issued + NONCE_LIFETIME + Duration::from_secs(5);
+        let result = auth.verify(&credentials, "REGISTER", later, |_| Some("secret"));
+        assert_eq!(result, Err(AuthError::StaleNonce));
+
+        let other = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let result = other.verify(&credentials, "REGISTER", issued, |_| Some("secret"));
+        assert_eq!(result, Err(AuthError::InvalidNonce));
+    }
+
+    #[test]
+    fn challenges_follow_configured_order() {
+        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Md5, Algorithm::Sha256]);
+        let challenges = auth.challenges(SystemTime::now(), false);
+        assert!(challenges[0].contains("algorithm=MD5"), "{}", challenges[0]);
+        assert!(
+            challenges[1].contains("algorithm=SHA-256"),
+            "{}",
+            challenges[1]
+        );
+    }
+
+    #[test]
+    fn verify_rejects_algorithm_not_offered() {
+        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256]);
+        let now = SystemTime::now();
+        let mut credentials = client_credentials(&auth, Algorithm::Sha256, "secret", now);
+        credentials.algorithm = Some("MD5".into());
+        let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+        assert!(matches!(
+            result,
+            Err(AuthError::UnsupportedAlgorithm { .. })
+        ));
+    }
+
+    #[test]
+    fn parse_quoted_and_bare_params() {
+        let header = r#"Digest username="1001", realm="pbx.local", nonce="5f.ab", uri="sip:pbx.local", response="00ff", algorithm=MD5, qop=auth, nc=00000001, cnonce="x,\"y""#;
+        let credentials = Credentials::parse(header).unwrap();
+        assert_eq!(credentials.username, "1001");
+        assert_eq!(credentials.cnonce.as_deref(), Some("x,\"y"));
+        assert_eq!(credentials.qop.as_deref(), Some("auth"));
+        assert_eq!(credentials.algorithm.as_deref(), Some("MD5"));
+    }
+
+    #[test]
+    fn parse_rejects_garbage() {
+        assert!(Credentials::parse("Basic abc").is_err());
+        assert!(Credentials::parse("Digest username").is_err());
+        assert!(Credentials::parse("Digest username=\"unterminated").is_err());
+        assert!(Credentials::parse("Digest realm=x").is_err());
+    }
+}

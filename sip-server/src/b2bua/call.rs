@@ -1,0 +1,130 @@
+//! The state one citizen's call carries through the B2BUA.
+
+use std::time::Instant;
+
+use sip_message::Request;
+use sip_message::sdp::SessionDescription;
+
+use crate::dialog::Dialog;
+use crate::transaction::{Target, TransactionKey};
+
+/// Which side of the B2BUA a leg faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Caller,
+    Agent,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Agent,
+            Side::Agent => Side::Caller,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The relay ports are being bound.
+    OpeningMedia,
+    /// In the ACD queue, possibly ringing an agent.
+    Queued,
+    /// Answered by an agent.
+    Talking,
+}
+
+/// The caller's INVITE server transaction and, once answered, its dialog.
+pub(crate) struct CallerLeg {
+    pub invite_key: TransactionKey,
+    pub invite: Request,
+    pub source: Target,
+    /// Our To tag, used in every response on this leg.
+    pub local_tag: String,
+    pub dialog: Option<Dialog>,
+}
+
+/// The agent's leg once it answered.
+pub(crate) struct AgentLeg {
+    pub agent: String,
+    pub dialog: Dialog,
+}
+
+/// Local relay addresses for the two legs.
+#[derive(Clone, Copy, Debug)]
+pub struct MediaPorts {
+    pub caller: std::net::SocketAddr,
+    pub agent: std::net::SocketAddr,
+}
+
+pub(crate) struct Call {
+    pub id: String,
+    pub span: tracing::Span,
+    pub phase: Phase,
+    pub caller: CallerLeg,
+    pub offer: SessionDescription,
+    pub media: Option<MediaPorts>,
+    /// Offer attempt currently ringing, if any.
+    pub attempt: Option<u64>,
+    pub agent_leg: Option<AgentLeg>,
+    pub caller_number: String,
+    pub dialed: String,
+    pub trunk: Option<String>,
+    pub source_extension: Option<String>,
+    pub queue: String,
+    pub arrived: Instant,
+    pub queued_at: Option<Instant>,
+    pub answered_at: Option<Instant>,
+    pub recording_path: Option<String>,
+}
+
+impl Call {
+    pub(crate) fn dialog(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::Caller => self.caller.dialog.as_ref(),
+            Side::Agent => self.agent_leg.as_ref().map(|leg| &leg.dialog),
+        }
+    }
+
+    pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::Caller => self.caller.dialog.as_mut(),
+            Side::Agent => self.agent_leg.as_mut().map(|leg| &mut leg.dialog),
+        }
+    }
+
+    pub(crate) fn local_port(&self, side: Side) -> Option<u16> {
+        self.media.map(|ports| match side {
+            Side::Caller => ports.caller.port(),
+            Side::Agent => ports.agent.port(),
+        })
+    }
+}
+
+/// One branch of an offer: the INVITE sent to one contact of the agent.
+pub(crate) struct Branch {
+    pub key: TransactionKey,
+    pub request: Request,
+    pub target: Target,
+    /// A provisional response arrived, so CANCEL may be sent (section 9.1).
+    pub provisional: bool,
+    pub cancel_wanted: bool,
+    pub cancel_sent: bool,
+    pub finished: bool,
+}
+
+/// The agent leg INVITEs of one offer, forked to every contact of the agent.
+pub(crate) struct Attempt {
+    pub call: String,
+    pub agent: String,
+    pub branches: Vec<Branch>,
+    /// The ACD withdrew the offer or the call ended; a late 2xx is hung up.
+    pub withdrawn: bool,
+    pub answered: bool,
+}
+
+impl Attempt {
+    pub(crate) fn all_finished(&self) -> bool {
+        self.branches.iter().all(|b| b.finished)
+    }
+}

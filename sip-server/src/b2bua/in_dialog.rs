@@ -1,0 +1,300 @@
+//! Requests inside an answered call: BYE from either side, and re-INVITE,
+//! UPDATE, INFO and the rest relayed to the other leg with SDP anchored.
+
+use std::time::Instant;
+
+use sip_message::{Method, Request, Response};
+
+use super::call::{Phase, Side};
+use super::{Command, Core, Purpose};
+use crate::transaction::TransactionKey;
+
+impl Core {
+    /// Finds the call and leg whose dialog `request` belongs to.
+    fn dialog_of(&self, request: &Request) -> Option<(String, Side)> {
+        let sip_call_id = request.headers.call_id()?;
+        let call_id = self.by_sip_call_id.get(sip_call_id)?;
+        let call = self.calls.get(call_id)?;
+        [Side::Caller, Side::Agent]
+            .into_iter()
+            .find(|&side| {
+                call.dialog(side)
+                    .is_some_and(|d| d.matches_request(request))
+            })
+            .map(|side| (call_id.clone(), side))
+    }
+
+    pub(super) fn handle_in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
+        let Some((call_id, side)) = self.dialog_of(&request) else {
+            self.reply(&key, &request, 481, None, now);
+            return;
+        };
+        let span = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.span.clone())
+            .unwrap_or_else(tracing::Span::none);
+        let _span = span.entered();
+        let seq = request.headers.cseq().map(|c| c.seq).unwrap_or_default();
+        if let Some(dialog) = self
+            .calls
+            .get_mut(&call_id)
+            .and_then(|c| c.dialog_mut(side))
+        {
+            if dialog.remote_cseq.is_some_and(|last| seq <= last) && request.method != Method::Ack {
+                // Section 12.2.2: a lower CSeq is out of order.
+                self.reply(&key, &request, 500, Some("CSeq Out of Order"), now);
+                return;
+            }
+            dialog.remote_cseq = Some(seq);
+        }
+        if request.method == Method::Bye {
+            self.reply(&key, &request, 200, None, now);
+            self.hang_up(&call_id, side, now);
+            return;
+        }
+        self.relay_request(&call_id, side, key, request, now);
+    }
+
+    /// `side` hung up: send BYE to the other leg and end the call.
+    fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
+        tracing::info!(side = ?side, "hang-up");
+        self.send_bye(call_id, side.other(), now);
+        if let Some(agent) = self
+            .calls
+            .get(call_id)
+            .and_then(|c| c.agent_leg.as_ref())
+            .map(|l| l.agent.clone())
+        {
+            self.acd.call_ended(&agent, now);
+        }
+        let hangup = match side {
+            Side::Caller => cdr::HangupSide::Caller,
+            Side::Agent => cdr::HangupSide::Agent,
+        };
+        self.finish(call_id, cdr::Disposition::Answered, None, Some(hangup), now);
+    }
+
+    fn send_bye(&mut self, call_id: &str, side: Side, now: Instant) {
+        let local = self.local.clone();
+        let Some(dialog) = self.calls.get_mut(call_id).and_then(|c| c.dialog_mut(side)) else {
+            return;
+        };
+        let bye = dialog.new_request(Method::Bye, &local);
+        let target = dialog.target;
+        let key = self.transactions.send_request(bye, target, now);
+        self.purposes.insert(key, Purpose::FireAndForget);
+    }
+
+    fn relay_request(
+        &mut self,
+        call_id: &str,
+        origin: Side,
+        key: TransactionKey,
+        request: Request,
+        now: Instant,
+    ) {
+        let local = self.local.clone();
+        let media_address = self.config.media_address;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let target_port = call.local_port(origin.other()).unwrap_or_default();
+        let Some(dialog) = call.dialog_mut(origin.other()) else {
+            self.reply(&key, &request, 491, None, now);
+            return;
+        };
+        let mut relayed = dialog.new_request(request.method.clone(), &local);
+        let target = dialog.target;
+        let mut remote = None;
+        if !request.body.is_empty() {
+            let is_sdp = request
+                .headers
+                .content_type()
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/sdp"));
+            if is_sdp {
+                match crate::sdp::parse(&request.body) {
+                    Ok(sdp) => {
+                        remote = crate::sdp::remote_rtp(&sdp);
+                        relayed.body = crate::sdp::anchored(&sdp, media_address, target_port);
+                    }
+                    Err(_) => {
+                        self.reply(&key, &request, 488, Some("Unusable SDP"), now);
+                        return;
+                    }
+                }
+            } else {
+                relayed.body = request.body.clone();
+            }
+            if let Some(content_type) = request.headers.content_type() {
+                relayed
+                    .headers
+                    .push("Content-Type", content_type.to_owned());
+            }
+        }
+        if let Some(addr) = remote {
+            self.commands.push_back(Command::SetRemote {
+                call: call_id.to_owned(),
+                side: origin,
+                addr,
+            });
+        }
+        tracing::debug!(method = %request.method, from = ?origin, "relaying in-dialog request");
+        let client_key = self.transactions.send_request(relayed, target, now);
+        self.purposes.insert(
+            client_key,
+            Purpose::Relay {
+                call: call_id.to_owned(),
+                server_key: key,
+                request: Box::new(request),
+                origin,
+            },
+        );
+    }
+
+    /// Final response from the leg a request was relayed to: answer the
+    /// originating leg with the same status.
+    pub(super) fn relay_response(
+        &mut self,
+        call_id: &str,
+        server_key: &TransactionKey,
+        request: &Request,
+        origin: Side,
+        response: Response,
+        now: Instant,
+    ) {
+        let mut reply = Response::for_request(request, response.status, Some(&response.reason));
+        let Some(call) = self.calls.get(call_id) else {
+            self.transactions.send_response(server_key, reply, now);
+            return;
+        };
+        let origin_port = call.local_port(origin).unwrap_or_default();
+        let local_tag = call
+            .dialog(origin)
+            .map(|d| d.local_tag.clone())
+            .unwrap_or_default();
+        super::add_to_tag(&mut reply, &local_tag);
+        let success = (200..300).contains(&response.status);
+        if success && request.method == Method::Invite {
+            reply
+                .headers
+                .push("Contact", self.local.contact.to_string());
+            // The other leg's 2xx is ACKed at once; the originator's ACK
+            // is absorbed when it arrives.
+            self.ack_other_leg(call_id, origin.other(), &response);
+            if let Some(seq) = request.headers.cseq().ok().map(|c| c.seq) {
+                let sip_call_id = request.headers.call_id().unwrap_or_default().to_owned();
+                self.awaiting_ack
+                    .insert((sip_call_id, seq), server_key.clone());
+            }
+        }
+        if !response.body.is_empty()
+            && let Ok(sdp) = crate::sdp::parse(&response.body)
+        {
+            if let Some(addr) = crate::sdp::remote_rtp(&sdp) {
+                self.commands.push_back(Command::SetRemote {
+                    call: call_id.to_owned(),
+                    side: origin.other(),
+                    addr,
+                });
+            }
+            reply.headers.push("Content-Type", "application/sdp");
+            reply.body = crate::sdp::anchored(&sdp, self.config.media_address, origin_port);
+        }
+        self.transactions.send_response(server_key, reply, now);
+    }
+
+    fn ack_other_leg(&mut self, call_id: &str, side: Side, response: &Response) {
+        let Some(dialog) = self.calls.get(call_id).and_then(|c| c.dialog(side)) else {
+            return;
+        };
+        let seq = response
+            .headers
+            .cseq()
+            .map(|c| c.seq)
+            .unwrap_or(dialog.local_cseq);
+        let ack = dialog.ack(seq, &self.local);
+        let target = dialog.target;
+        self.transactions
+            .send_stateless(sip_message::Message::Request(ack), target);
+    }
+
+    /// An ACK outside any transaction: for a 2xx the PBX sent.
+    pub(super) fn handle_ack(&mut self, request: Request) {
+        let Some(sip_call_id) = request.headers.call_id() else {
+            return;
+        };
+        let Ok(cseq) = request.headers.cseq() else {
+            return;
+        };
+        if let Some(key) = self
+            .awaiting_ack
+            .remove(&(sip_call_id.to_owned(), cseq.seq))
+        {
+            self.transactions.ack_received(&key);
+        }
+    }
+
+    /// The caller never ACKed our 2xx: the call cannot go on.
+    pub(super) fn handle_ack_timeout(&mut self, key: TransactionKey, now: Instant) {
+        self.awaiting_ack.retain(|_, waiting| *waiting != key);
+        let call_id = self
+            .calls
+            .values()
+            .find(|c| c.caller.invite_key == key && c.phase == Phase::Talking)
+            .map(|c| c.id.clone());
+        let Some(call_id) = call_id else { return };
+        if let Some(call) = self.calls.get(&call_id) {
+            let _span = call.span.clone().entered();
+            tracing::warn!("caller never acknowledged the answer; ending the call");
+        }
+        self.send_bye(&call_id, Side::Caller, now);
+        self.send_bye(&call_id, Side::Agent, now);
+        if let Some(agent) = self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.agent_leg.as_ref())
+            .map(|l| l.agent.clone())
+        {
+            self.acd.call_ended(&agent, now);
+        }
+        self.finish(
+            &call_id,
+            cdr::Disposition::Answered,
+            None,
+            Some(cdr::HangupSide::System),
+            now,
+        );
+    }
+
+    /// Ends every call because the PBX is stopping: answered calls get BYE
+    /// on both legs, waiting callers 503, and each call its CDR.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for call_id in ids {
+            let talking = self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == Phase::Talking);
+            if !talking {
+                self.fail_call(
+                    &call_id,
+                    503,
+                    "Service Shutting Down",
+                    cdr::Disposition::Failed,
+                    now,
+                );
+                continue;
+            }
+            self.send_bye(&call_id, Side::Caller, now);
+            self.send_bye(&call_id, Side::Agent, now);
+            self.finish(
+                &call_id,
+                cdr::Disposition::Answered,
+                None,
+                Some(cdr::HangupSide::System),
+                now,
+            );
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The B2BUA core: citizens' calls in, agents' legs out, with the ACD
+//! choosing the agent.
+//!
+//! [`Core`] is sans-IO. The driver feeds it parsed messages
+//! ([`Core::handle_message`]), the results of media commands
+//! ([`Core::media_opened`]) and the clock ([`Core::handle_timeout`]); it
+//! sends what [`Core::poll_transmit`] returns and carries out what
+//! [`Core::poll_command`] returns (relay ports, recordings, CDRs). After any
+//! of the `handle_*` calls the driver drains both queues and asks
+//! [`Core::poll_timeout`] again.
+//!
+//! Each call has two dialogs: the caller's, where the PBX is the UAS, and
+//! the agent's, where it is the UAC with its own Call-ID and tags. Nothing
+//! of one leg's dialog identifiers leaks into the other.
+
+mod call;
+mod in_dialog;
+mod offer;
+mod setup;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use sip_message::{Method, NameAddr, Request, Response, Uri};
+
+use crate::dialog::LocalContact;
+use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
+use crate::transaction::{Event, Target, TimerConfig, TransactionKey, TransactionLayer, Transmit};
+
+use call::{Attempt, Call};
+pub use call::{MediaPorts, Side};
+
+/// A trunk: peers whose source address is in `allow` may place calls
+/// without digest authentication.
+#[derive(Clone, Debug)]
+pub struct Trunk {
+    pub name: String,
+    pub allow: Vec<crate::network::IpNetwork>,
+}
+
+impl Trunk {
+    pub fn allows(&self, source: IpAddr) -> bool {
+        self.allow.iter().any(|network| network.contains(source))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Digest realm and the host part of AORs.
+    pub domain: String,
+    /// Address and port peers reach the PBX's SIP service at.
+    pub sip_address: SocketAddr,
+    /// Address put in SDP for the relay ports.
+    pub media_address: IpAddr,
+    pub trunks: Vec<Trunk>,
+    /// DID number to queue name.
+    pub dids: HashMap<String, String>,
+    pub queues: Vec<acd::QueueConfig>,
+    /// Queue name to its agents.
+    pub queue_agents: HashMap<String, Vec<String>>,
+    pub registrar: RegistrarConfig,
+    /// Digest algorithms offered to phones, preferred first.
+    pub digest_algorithms: Vec<crate::auth::Algorithm>,
+    /// Agent id to digest password.
+    pub passwords: HashMap<String, String>,
+    pub recording: bool,
+    pub timers: TimerConfig,
+}
+
+/// Work for the driver that is not sending SIP.
+#[derive(Debug)]
+pub enum Command {
+    /// Bind relay ports for `call`, then report with `media_opened` or
+    /// `media_failed`.
+    OpenMedia { call: String, sip_call_id: String },
+    SetRemote {
+        call: String,
+        side: Side,
+        addr: SocketAddr,
+    },
+    /// Forget the latched agent-side peer: another agent is being tried.
+    ResetLeg { call: String, side: Side },
+    /// Record both legs into `path`, relative to the data directory.
+    StartRecording { call: String, path: String },
+    /// The call ended. Close the relay (when `media_open`), fill the
+    /// recording fields of `record` from the finished recording, and write
+    /// the CDR.
+    Finish {
+        call: String,
+        record: Box<cdr::CallRecord>,
+        media_open: bool,
+    },
+}
+
+/// What a client transaction the core started is for.
+enum Purpose {
+    AgentInvite {
+        attempt: u64,
+        branch: usize,
+    },
+    /// A request relayed from the other leg; its final response goes back
+    /// on `server_key`.
+    Relay {
+        call: String,
+        server_key: TransactionKey,
+        request: Box<Request>,
+        origin: Side,
+    },
+    /// BYE or CANCEL whose outcome changes nothing.
+    FireAndForget,
+}
+
+pub struct Core {
+    config: CoreConfig,
+    local: LocalContact,
+    transactions: TransactionLayer,
+    registrar: Registrar,
+    acd: acd::Acd,
+    calls: HashMap<String, Call>,
+    /// SIP Call-ID of either leg to the product call id.
+    by_sip_call_id: HashMap<String, String>,
+    attempts: HashMap<u64, Attempt>,
+    next_attempt: u64,
+    purposes: HashMap<TransactionKey, Purpose>,
+    /// 2xx to INVITE we sent, by (Call-ID, CSeq), until their ACK arrives.
+    awaiting_ack: HashMap<(String, u32), TransactionKey>,
+    commands: VecDeque<Command>,
+    wall_base: (Instant, SystemTime),
+}
+
+impl Core {
+    /// `now` and `wall` are the same moment on the monotonic and the wall
+    /// clock; CDR timestamps are derived from them.
+    pub fn new(config: CoreConfig, now: Instant, wall: SystemTime) -> Result<Core, acd::AcdError> {
+        let auth = crate::auth::DigestAuthenticator::new(&config.domain, &config.digest_algorithms);
+        let registrar = Registrar::new(config.registrar.clone(), auth, config.passwords.clone());
+        let mut acd = acd::Acd::new();
+        for queue in &config.queues {
+            acd.add_queue(queue.clone());
+        }
+        let mut memberships: HashMap<&str, Vec<String>> = HashMap::new();
+        for (queue, agents) in &config.queue_agents {
+            for agent in agents {
+                memberships
+                    .entry(agent.as_str())
+                    .or_default()
+                    .push(queue.clone());
+            }
+        }
+        for agent in config.passwords.keys() {
+            let mut queues = memberships.remove(agent.as_str()).unwrap_or_default();
+            queues.sort();
+            acd.add_agent(agent, &queues);
+            // TODO: agents log in and out through feature codes and the
+            // API once the full ACD lands; until then a configured agent is
+            // logged in and takes calls whenever it is registered.
+            acd.set_logged_in(agent, true, now);
+        }
+        let sent_by = config.sip_address.to_string();
+        let contact = NameAddr::new(Uri::sip(
+            Some("pbx"),
+            host_of(config.sip_address.ip()),
+            Some(config.sip_address.port()),
+        ));
+        Ok(Core {
+            local: LocalContact { sent_by, contact },
+            transactions: TransactionLayer::new(config.timers.clone()),
+            registrar,
+            acd,
+            calls: HashMap::new(),
+            by_sip_call_id: HashMap::new(),
+            attempts: HashMap::new(),
+            next_attempt: 1,
+            purposes: HashMap::new(),
+            awaiting_ack: HashMap::new(),
+            commands: VecDeque::new(),
+            wall_base: (now, wall),
+            config,
+        })
+    }
+
+    /// A message parsed by the transport.
+    pub fn handle_message(&mut self, message: sip_message::Message, source: Target, now: Instant) {
+        self.transactions.handle_message(message, source, now);
+        self.process(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.transactions.handle_timeout(now);
+        self.registrar.handle_timeout(now);
+        self.acd.handle_timeout(now);
+        self.process(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.transactions.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.acd.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transactions.poll_transmit()
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Live transactions, for leak checks.
+    pub fn transaction_count(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// Live bindings of `agent`.
+    pub fn bindings(&self, agent: &str, now: Instant) -> Vec<crate::registrar::Binding> {
+        self.registrar.lookup(agent, now)
+    }
+
+    fn wall(&self, at: Instant) -> SystemTime {
+        let (base, wall) = self.wall_base;
+        match at.checked_duration_since(base) {
+            Some(elapsed) => wall + elapsed,
+            None => wall - base.duration_since(at),
+        }
+    }
+
+    /// Drains the layers below until nothing is left to react to: SIP
+    /// events can trigger ACD actions and the reverse.
+    fn process(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.transactions.poll_event() {
+                progressed = true;
+                self.handle_event(event, now);
+            }
+            while let Some(event) = self.registrar.poll_event() {
+                progressed = true;
+                let RegistrarEvent::Reachability { agent, reachable } = event;
+                self.acd.set_reachable(&agent, reachable, now);
+            }
+            while let Some(action) = self.acd.poll_action() {
+                progressed = true;
+                self.handle_acd_action(action, now);
+            }
+            while let Some(event) = self.acd.poll_event() {
+                tracing::debug!(?event, "queue event");
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Request {
+                key: Some(key),
+                request,
+                source,
+            } => self.handle_request(key, request, source, now),
+            Event::Request {
+                key: None, request, ..
+            } => self.handle_ack(request),
+            Event::Response { key, response } => self.handle_response(key, response, now),
+            Event::Timeout { key } => {
+                let mut response = Response::new(408, "Request Timeout");
+                response.headers = sip_message::Headers::default();
+                self.handle_response(key, response, now)
+            }
+            Event::AckTimeout { key } => self.handle_ack_timeout(key, now),
+            Event::StrayResponse { response, source } => {
+                tracing::debug!(status = response.status, %source.addr, "stray response dropped")
+            }
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: Target,
+        now: Instant,
+    ) {
+        let has_to_tag = request
+            .headers
+            .to()
+            .ok()
+            .is_some_and(|to| to.tag().is_some());
+        match request.method {
+            Method::Register => {
+                let mut response =
+                    self.registrar
+                        .handle_register(&request, source, now, self.wall(now));
+                add_to_tag(&mut response, &crate::dialog::random_token());
+                self.transactions.send_response(&key, response, now);
+            }
+            Method::Cancel => self.handle_cancel(key, request, now),
+            Method::Invite if !has_to_tag => self.handle_new_invite(key, request, source, now),
+            Method::Options if !has_to_tag => {
+                let mut response = Response::for_request(&request, 200, None);
+                add_to_tag(&mut response, &crate::dialog::random_token());
+                response.headers.push("Allow", ALLOW);
+                response.headers.push("Accept", "application/sdp");
+                self.transactions.send_response(&key, response, now);
+            }
+            Method::Ack => {}
+            _ if has_to_tag => self.handle_in_dialog(key, request, now),
+            Method::Extension(_) => self.reply(&key, &request, 501, None, now),
+            _ => {
+                let mut response = Response::for_request(&request, 405, None);
+                response.headers.push("Allow", ALLOW);
+                self.transactions.send_response(&key, response, now);
+            }
+        }
+    }
+
+    /// A response to the request of server transaction `key`, with a To tag.
+    fn reply(
+        &mut self,
+        key: &TransactionKey,
+        request: &Request,
+        status: u16,
+        reason: Option<&str>,
+        now: Instant,
+    ) {
+        let mut response = Response::for_request(request, status, reason);
+        if status > 100 {
+            add_to_tag(&mut response, &crate::dialog::random_token());
+        }
+        self.transactions.send_response(key, response, now);
+    }
+
+    fn handle_response(&mut self, key: TransactionKey, response: Response, now: Instant) {
+        let is_final = response.status >= 200;
+        let Some(purpose) = self.purposes.get(&key) else {
+            return;
+        };
+        match purpose {
+            Purpose::AgentInvite { attempt, branch } => {
+                let (attempt, branch) = (*attempt, *branch);
+                self.handle_agent_response(attempt, branch, response, now);
+            }
+            Purpose::Relay { .. } => {
+                if is_final
+                    && let Some(Purpose::Relay {
+                        call,
+                        server_key,
+                        request,
+                        origin,
+                    }) = self.purposes.remove(&key)
+                {
+                    self.relay_response(&call, &server_key, &request, origin, response, now);
+                }
+                return;
+            }
+            Purpose::FireAndForget => {}
+        }
+        // INVITE client transactions pass 2xx retransmissions up too, so
+        // the purpose stays while the transaction may still deliver them.
+        if is_final && !matches!(self.purposes.get(&key), Some(Purpose::AgentInvite { .. })) {
+            self.purposes.remove(&key);
+        }
+    }
+
+    fn handle_acd_action(&mut self, action: acd::Action, now: Instant) {
+        match action {
+            acd::Action::Offer { call, agent } => self.start_offer(&call, &agent, now),
+            acd::Action::CancelOffer { call, .. } => self.withdraw_offer(&call, now),
+            acd::Action::MaxWaitReached { call } => {
+                self.withdraw_offer(&call, now);
+                self.fail_call(
+                    &call,
+                    480,
+                    "No Agent Available",
+                    cdr::Disposition::NoAgent,
+                    now,
+                );
+            }
+        }
+    }
+
+    fn new_target_via(&self, target: &Target) -> String {
+        self.local.via(target)
+    }
+
+    fn timestamp(&self, at: Instant) -> time::OffsetDateTime {
+        time::OffsetDateTime::from(self.wall(at))
+    }
+
+    /// Ends `call`: emits its CDR and frees every index that points at it.
+    fn finish(
+        &mut self,
+        call_id: &str,
+        disposition: cdr::Disposition,
+        sip_status: Option<u16>,
+        hangup: Option<cdr::HangupSide>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        let _span = call.span.clone().entered();
+        self.by_sip_call_id.retain(|_, id| id != call_id);
+        if let Some(attempt) = call.attempt.and_then(|a| self.attempts.get_mut(&a)) {
+            attempt.withdrawn = true;
+        }
+        let waited_from = call.queued_at.unwrap_or(call.arrived);
+        let answered = call.answered_at;
+        let wait_seconds = answered
+            .unwrap_or(now)
+            .saturating_duration_since(waited_from)
+            .as_secs_f64();
+        let talk_seconds =
+            answered.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        let record = cdr::CallRecord {
+            id: call.id.clone(),
+            caller_call_id: call
+                .caller
+                .invite
+                .headers
+                .call_id()
+                .unwrap_or_default()
+                .to_owned(),
+            agent_call_id: call
+                .agent_leg
+                .as_ref()
+                .map(|leg| leg.dialog.call_id.clone()),
+            caller: call.caller_number.clone(),
+            dialed: call.dialed.clone(),
+            trunk: call.trunk.clone(),
+            source_extension: call.source_extension.clone(),
+            queue: Some(call.queue.clone()),
+            agent: call.agent_leg.as_ref().map(|leg| leg.agent.clone()),
+            arrived_at: self.timestamp(call.arrived),
+            queued_at: call.queued_at.map(|at| self.timestamp(at)),
+            answered_at: answered.map(|at| self.timestamp(at)),
+            ended_at: self.timestamp(now),
+            wait_seconds: round_millis(wait_seconds),
+            talk_seconds: round_millis(talk_seconds),
+            disposition,
+            sip_status,
+            hangup_side: hangup,
+            recording_path: call.recording_path.clone(),
+            recording_seconds: None,
+        };
+        tracing::info!(disposition = ?record.disposition, talk_seconds = record.talk_seconds, "call ended");
+        self.commands.push_back(Command::Finish {
+            call: call.id.clone(),
+            record: Box::new(record),
+            media_open: call.media.is_some(),
+        });
+    }
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+
+fn round_millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+fn host_of(address: IpAddr) -> sip_message::Host {
+    match address {
+        IpAddr::V4(v4) => sip_message::Host::Ipv4(v4),
+        IpAddr::V6(v6) => sip_message::Host::Ipv6(v6),
+    }
+}
+
+/// Adds `tag` to the To header of `response` unless it has one.
+fn add_to_tag(response: &mut Response, tag: &str) {
+    if let Ok(mut to) = response.headers.to()
+        && to.tag().is_none()
+    {
+        to.set_tag(tag);
+        response.headers.set("To", to.to_string());
+    }
+}
+
+/// Default T1, T2, T4 of RFC 3261 with a ring timeout shorter than Timer B.
+pub fn default_timers() -> TimerConfig {
+    TimerConfig {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+//! Offering a queued call to an agent: the agent leg INVITE, forked to
+//! every contact of the agent, and what its responses do to the call.
+
+use std::time::Instant;
+
+use sip_message::{Method, NameAddr, Request, Response, Uri};
+
+use super::call::{AgentLeg, Attempt, Branch, Phase, Side};
+use super::{Command, Core, Purpose};
+use crate::dialog::{Dialog, random_token};
+
+impl Core {
+    pub(super) fn start_offer(&mut self, call_id: &str, agent: &str, now: Instant) {
+        let bindings = self.registrar.lookup(agent, now);
+        let Some(call) = self.calls.get(call_id) else {
+            self.acd.offer_rejected(call_id, agent, now);
+            return;
+        };
+        let _span = call.span.clone().entered();
+        let Some(agent_port) = call.local_port(Side::Agent) else {
+            self.acd.offer_rejected(call_id, agent, now);
+            return;
+        };
+        if bindings.is_empty() {
+            tracing::info!(agent, "agent has no contact; offer rejected");
+            self.acd.offer_rejected(call_id, agent, now);
+            return;
+        }
+        tracing::info!(agent, contacts = bindings.len(), "offering call to agent");
+
+        let sdp = crate::sdp::anchored(&call.offer, self.config.media_address, agent_port);
+        let sip_call_id = format!("{}@{}", random_token(), self.config.sip_address.ip());
+        let from_tag = random_token();
+        let caller_display = call
+            .caller
+            .invite
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.display_name);
+        let mut from = NameAddr::new(Uri::sip(
+            Some(&call.caller_number),
+            sip_message::Host::Domain(self.config.domain.clone()),
+            None,
+        ));
+        from.display_name = caller_display;
+        from.set_tag(&from_tag);
+        let to = NameAddr::new(Uri::sip(
+            Some(agent),
+            sip_message::Host::Domain(self.config.domain.clone()),
+            None,
+        ));
+        let queue = call.queue.clone();
+        let product_id = call.id.clone();
+
+        let attempt_id = self.next_attempt;
+        self.next_attempt += 1;
+        let mut branches = Vec::new();
+        for (index, binding) in bindings.iter().enumerate() {
+            let mut request = Request::new(Method::Invite, binding.contact.uri.clone());
+            request
+                .headers
+                .push("Via", self.new_target_via(&binding.source));
+            request.headers.push("Max-Forwards", "70");
+            request.headers.push("From", from.to_string());
+            request.headers.push("To", to.to_string());
+            request.headers.push("Call-ID", sip_call_id.clone());
+            request.headers.push("CSeq", "1 INVITE");
+            request
+                .headers
+                .push("Contact", self.local.contact.to_string());
+            request.headers.push("Allow", super::ALLOW);
+            // Call context for the agent's phone or CRM.
+            request.headers.push("X-Call-ID", product_id.clone());
+            request.headers.push("X-Queue", queue.clone());
+            request.headers.push("Content-Type", "application/sdp");
+            request.body = sdp.clone();
+            let key = self
+                .transactions
+                .send_request(request.clone(), binding.source, now);
+            self.purposes.insert(
+                key.clone(),
+                Purpose::AgentInvite {
+                    attempt: attempt_id,
+                    branch: index,
+                },
+            );
+            branches.push(Branch {
+                key,
+                request,
+                target: binding.source,
+                provisional: false,
+                cancel_wanted: false,
+                cancel_sent: false,
+                finished: false,
+            });
+        }
+        self.attempts.insert(
+            attempt_id,
+            Attempt {
+                call: call_id.to_owned(),
+                agent: agent.to_owned(),
+                branches,
+                withdrawn: false,
+                answered: false,
+            },
+        );
+        self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.attempt = Some(attempt_id);
+        }
+    }
+
+    /// Stops ringing the agent of `call_id`'s current attempt.
+    pub(super) fn withdraw_offer(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(attempt_id) = call.attempt.take() else {
+            return;
+        };
+        if call.media.is_some() {
+            self.commands.push_back(Command::ResetLeg {
+                call: call_id.to_owned(),
+                side: Side::Agent,
+            });
+        }
+        if let Some(attempt) = self.attempts.get_mut(&attempt_id) {
+            attempt.withdrawn = true;
+        }
+        self.cancel_branches(attempt_id, None, now);
+    }
+
+    /// Sends CANCEL on every unfinished branch except `keep`; a branch with
+    /// no provisional response yet gets it when one arrives.
+    fn cancel_branches(&mut self, attempt_id: u64, keep: Option<usize>, now: Instant) {
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return;
+        };
+        let mut cancels = Vec::new();
+        for (index, branch) in attempt.branches.iter_mut().enumerate() {
+            if Some(index) == keep || branch.finished || branch.cancel_sent {
+                continue;
+            }
+            branch.cancel_wanted = true;
+            if branch.provisional {
+                branch.cancel_sent = true;
+                cancels.push((cancel_for(&branch.request), branch.target));
+            }
+        }
+        for (cancel, target) in cancels {
+            let key = self.transactions.send_request(cancel, target, now);
+            self.purposes.insert(key, Purpose::FireAndForget);
+        }
+    }
+
+    pub(super) fn handle_agent_response(
+        &mut self,
+        attempt_id: u64,
+        branch_index: usize,
+        response: Response,
+        now: Instant,
+    ) {
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return;
+        };
+        let Some(branch) = attempt.branches.get_mut(branch_index) else {
+            return;
+        };
+        let status = response.status;
+        let call_id = attempt.call.clone();
+        let agent = attempt.agent.clone();
+        let span = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.span.clone())
+            .unwrap_or_else(tracing::Span::none);
+        let _span = span.entered();
+
+        if status < 200 {
+            branch.provisional = true;
+            if branch.cancel_wanted && !branch.cancel_sent {
+                branch.cancel_sent = true;
+                let (cancel, target) = (cancel_for(&branch.request), branch.target);
+                let key = self.transactions.send_request(cancel, target, now);
+                self.purposes.insert(key, Purpose::FireAndForget);
+                return;
+            }
+            if !attempt.withdrawn && status > 100 {
+                tracing::debug!(agent, status, "agent is ringing");
+                self.relay_early(&call_id, &response, now);
+            }
+            return;
+        }
+
+        if status >= 300 {
+            branch.finished = true;
+            let key = branch.key.clone();
+            self.purposes.remove(&key);
+            let all_finished = attempt.all_finished();
+            let still_current = !attempt.withdrawn && !attempt.answered;
+            if all_finished {
+                self.attempts.remove(&attempt_id);
+            }
+            if still_current && all_finished {
+                tracing::info!(agent, status, "agent did not take the call");
+                if let Some(call) = self.calls.get_mut(&call_id) {
+                    call.attempt = None;
+                    if call.media.is_some() {
+                        self.commands.push_back(Command::ResetLeg {
+                            call: call_id.clone(),
+                            side: Side::Agent,
+                        });
+                    }
+                }
+                self.acd.offer_rejected(&call_id, &agent, now);
+            }
+            return;
+        }
+
+        // 2xx: every one is ACKed, including retransmissions and answers
+        // from branches that lost the race; only the first one wins.
+        let request = branch.request.clone();
+        let target = branch.target;
+        let first_answer = !branch.finished;
+        branch.finished = true;
+        let Some(mut dialog) = Dialog::from_uac(&request, &response, target) else {
+            tracing::warn!(agent, "2xx from agent without usable To tag or Contact");
+            return;
+        };
+        let seq = dialog.local_cseq;
+        let ack = dialog.ack(seq, &self.local);
+        self.transactions
+            .send_stateless(sip_message::Message::Request(ack), target);
+        if !first_answer {
+            return;
+        }
+        let wins = !attempt.withdrawn && !attempt.answered;
+        if !wins {
+            tracing::info!(
+                agent,
+                "late answer from agent after the offer ended; hanging up"
+            );
+            let bye = dialog.new_request(Method::Bye, &self.local);
+            let key = self.transactions.send_request(bye, target, now);
+            self.purposes.insert(key, Purpose::FireAndForget);
+            return;
+        }
+        attempt.answered = true;
+        self.cancel_branches(attempt_id, Some(branch_index), now);
+        self.connect(&call_id, &agent, dialog, &response, now);
+    }
+
+    /// Relays 180 and 183 from the agent to the caller. A 183 with SDP
+    /// carries the relay's caller-side address, as the final answer will.
+    fn relay_early(&mut self, call_id: &str, response: &Response, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        if call.phase == Phase::Talking {
+            return;
+        }
+        let answer = crate::sdp::parse(&response.body).ok();
+        let body = answer
+            .as_ref()
+            .zip(call.local_port(Side::Caller))
+            .map(|(sdp, port)| crate::sdp::anchored(sdp, self.config.media_address, port));
+        if let Some(remote) = answer.as_ref().and_then(crate::sdp::remote_rtp) {
+            self.commands.push_back(Command::SetRemote {
+                call: call_id.to_owned(),
+                side: Side::Agent,
+                addr: remote,
+            });
+        }
+        let status = if body.is_some() { 183 } else { 180 };
+        self.respond_caller(call_id, status, None, body, now);
+    }
+
+    /// The agent answered: bridge the legs and answer the caller.
+    fn connect(
+        &mut self,
+        call_id: &str,
+        agent: &str,
+        dialog: Dialog,
+        response: &Response,
+        now: Instant,
+    ) {
+        let answer = match crate::sdp::parse(&response.body) {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(agent, %error, "agent answered without usable SDP; hanging up the agent");
+                let mut dialog = dialog;
+                let bye = dialog.new_request(Method::Bye, &self.local);
+                let key = self.transactions.send_request(bye, dialog.target, now);
+                self.purposes.insert(key, Purpose::FireAndForget);
+                if let Some(call) = self.calls.get_mut(call_id) {
+                    call.attempt = None;
+                }
+                self.acd.offer_rejected(call_id, agent, now);
+                return;
+            }
+        };
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.phase = Phase::Talking;
+        call.answered_at = Some(now);
+        call.attempt = None;
+        let caller_port = call.local_port(Side::Caller).unwrap_or_default();
+        let caller_source = call.caller.source;
+        let caller_dialog =
+            Dialog::from_uas(&call.caller.invite, &call.caller.local_tag, caller_source);
+        call.caller.dialog = caller_dialog;
+        call.agent_leg = Some(AgentLeg {
+            agent: agent.to_owned(),
+            dialog,
+        });
+        let invite_cseq = call
+            .caller
+            .invite
+            .headers
+            .cseq()
+            .map(|c| c.seq)
+            .unwrap_or_default();
+        let caller_sip_call_id = call
+            .caller
+            .invite
+            .headers
+            .call_id()
+            .unwrap_or_default()
+            .to_owned();
+        let invite_key = call.caller.invite_key.clone();
+
+        if let Some(remote) = crate::sdp::remote_rtp(&answer) {
+            self.commands.push_back(Command::SetRemote {
+                call: call_id.to_owned(),
+                side: Side::Agent,
+                addr: remote,
+            });
+        }
+        if self.config.recording {
+            let path = recording_path(call_id, self.timestamp(now));
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.recording_path = Some(path.clone());
+            }
+            self.commands.push_back(Command::StartRecording {
+                call: call_id.to_owned(),
+                path,
+            });
+        }
+        self.acd.offer_answered(call_id, agent, now);
+        tracing::info!(agent, "agent answered");
+        let body = crate::sdp::anchored(&answer, self.config.media_address, caller_port);
+        self.respond_caller(call_id, 200, None, Some(body), now);
+        self.awaiting_ack
+            .insert((caller_sip_call_id, invite_cseq), invite_key);
+    }
+}
+
+/// CANCEL for an INVITE the PBX sent (section 9.1): same Request-URI,
+/// Call-ID, From, To, top Via and CSeq number.
+fn cancel_for(invite: &Request) -> Request {
+    let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+    if let Ok(via) = invite.headers.top_via() {
+        cancel.headers.push("Via", via.to_string());
+    }
+    cancel.headers.push("Max-Forwards", "70");
+    for name in ["From", "To", "Call-ID", "Route"] {
+        for value in invite.headers.get_all(name) {
+            cancel.headers.push(name, value.to_owned());
+        }
+    }
+    let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+    cancel.headers.push("CSeq", format!("{seq} CANCEL"));
+    cancel
+}
+
+/// `recordings/YYYY/MM/DD/<call id>.wav`, relative to the data directory.
+fn recording_path(call_id: &str, at: time::OffsetDateTime) -> String {
+    format!(
+        "recordings/{:04}/{:02}/{:02}/{call_id}.wav",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    )
+}

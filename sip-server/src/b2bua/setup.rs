@@ -1,0 +1,322 @@
+//! A citizen's INVITE: admission (trunk or extension), routing by DID,
+//! relay ports, queueing, and the caller-side outcomes before an answer.
+
+use std::time::Instant;
+
+use sip_message::{Request, Response};
+
+use super::call::{Call, CallerLeg, MediaPorts, Phase, Side};
+use super::{Command, Core};
+use crate::auth::{AuthError, Credentials};
+use crate::dialog::random_token;
+use crate::transaction::{Target, TransactionKey};
+
+/// Who placed the call.
+enum Origin {
+    Trunk(String),
+    Extension(String),
+}
+
+impl Core {
+    pub(super) fn handle_new_invite(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: Target,
+        now: Instant,
+    ) {
+        let sip_call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        if self.by_sip_call_id.contains_key(&sip_call_id) {
+            // Same Call-ID with a new branch: a merged request (section 8.2.2.2).
+            self.reply(&key, &request, 482, None, now);
+            return;
+        }
+        if matches!(request.headers.max_forwards(), Ok(Some(0))) {
+            self.reply(&key, &request, 483, None, now);
+            return;
+        }
+        let origin = match self.admit(&key, &request, source, now) {
+            Some(origin) => origin,
+            None => return,
+        };
+        let dialed = request.uri.user_unescaped().unwrap_or_default();
+        let Some(queue) = self.config.dids.get(&dialed).cloned() else {
+            tracing::info!(call_id = sip_call_id, "no route for dialed number");
+            self.reply(&key, &request, 404, Some("No Route For Number"), now);
+            return;
+        };
+        let offer = match crate::sdp::narrow_offer(&request.body) {
+            Ok(offer) => offer,
+            Err(error) => {
+                // TODO: accept offerless INVITEs (offer in the 200, answer in
+                // the ACK) once the relay can send the first offer itself.
+                tracing::info!(call_id = sip_call_id, %error, "offer rejected");
+                let mut response = Response::for_request(&request, 488, Some(&error.to_string()));
+                response
+                    .headers
+                    .push("Warning", "305 pbx \"Incompatible media format\"");
+                super::add_to_tag(&mut response, &random_token());
+                self.transactions.send_response(&key, response, now);
+                return;
+            }
+        };
+
+        let id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("call", call = %id, call_id = %sip_call_id);
+        let caller_number = request
+            .headers
+            .from()
+            .ok()
+            .and_then(|from| from.uri.user_unescaped())
+            .unwrap_or_default();
+        let (trunk, source_extension) = match origin {
+            Origin::Trunk(name) => (Some(name), None),
+            Origin::Extension(agent) => (None, Some(agent)),
+        };
+        span.in_scope(|| {
+            tracing::info!(queue, dialed, trunk = trunk.as_deref(), "call arrived");
+        });
+        let call = Call {
+            id: id.clone(),
+            span,
+            phase: Phase::OpeningMedia,
+            caller: CallerLeg {
+                invite_key: key.clone(),
+                invite: request,
+                source,
+                local_tag: random_token(),
+                dialog: None,
+            },
+            offer,
+            media: None,
+            attempt: None,
+            agent_leg: None,
+            caller_number,
+            dialed,
+            trunk,
+            source_extension,
+            queue,
+            arrived: now,
+            queued_at: None,
+            answered_at: None,
+            recording_path: None,
+        };
+        self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
+        self.calls.insert(id.clone(), call);
+        self.respond_caller(&id, 100, None, None, now);
+        self.commands.push_back(Command::OpenMedia {
+            call: id,
+            sip_call_id,
+        });
+    }
+
+    /// Trunk by source address, else an agent's extension by digest
+    /// (Proxy-Authorization), else 403. Sends the rejection itself.
+    fn admit(
+        &mut self,
+        key: &TransactionKey,
+        request: &Request,
+        source: Target,
+        now: Instant,
+    ) -> Option<Origin> {
+        if let Some(trunk) = self
+            .config
+            .trunks
+            .iter()
+            .find(|t| t.allows(source.addr.ip()))
+        {
+            return Some(Origin::Trunk(trunk.name.clone()));
+        }
+        let from_user = request
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.uri.user_unescaped());
+        let Some(agent) = from_user.filter(|user| self.registrar.is_agent(user)) else {
+            tracing::info!(source = %source.addr, "INVITE from a source that is no trunk and no agent");
+            self.reply(key, request, 403, Some("Source Not Allowed"), now);
+            return None;
+        };
+        let wall = self.wall(now);
+        let verdict = match request.headers.get("Proxy-Authorization") {
+            None => Err(AuthError::Missing {
+                realm: self.config.domain.clone(),
+            }),
+            Some(header) => Credentials::parse(header).and_then(|credentials| {
+                if credentials.username != agent {
+                    return Err(AuthError::WrongResponse {
+                        username: credentials.username,
+                    });
+                }
+                let registrar = &self.registrar;
+                registrar
+                    .authenticator()
+                    .verify(&credentials, "INVITE", wall, |user| {
+                        registrar.password(user)
+                    })
+                    .map(str::to_owned)
+            }),
+        };
+        match verdict {
+            Ok(_) => Some(Origin::Extension(agent)),
+            Err(
+                error @ (AuthError::Missing { .. }
+                | AuthError::StaleNonce
+                | AuthError::InvalidNonce),
+            ) => {
+                let stale = error == AuthError::StaleNonce;
+                let mut response = Response::for_request(request, 407, None);
+                super::add_to_tag(&mut response, &random_token());
+                for challenge in self.registrar.authenticator().challenges(wall, stale) {
+                    response.headers.push("Proxy-Authenticate", challenge);
+                }
+                self.transactions.send_response(key, response, now);
+                None
+            }
+            Err(error) => {
+                tracing::warn!(agent, %error, "call from extension rejected");
+                self.reply(key, request, 403, Some("Bad Credentials"), now);
+                None
+            }
+        }
+    }
+
+    /// The relay ports for `call` are bound: queue the call. Returns false
+    /// when the call ended meanwhile, so the driver closes the session.
+    pub fn media_opened(&mut self, call_id: &str, ports: MediaPorts, now: Instant) -> bool {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return false;
+        };
+        call.media = Some(ports);
+        call.phase = Phase::Queued;
+        call.queued_at = Some(now);
+        if let Some(remote) = crate::sdp::remote_rtp(&call.offer) {
+            self.commands.push_back(Command::SetRemote {
+                call: call_id.to_owned(),
+                side: Side::Caller,
+                addr: remote,
+            });
+        }
+        let queue = call.queue.clone();
+        let _span = call.span.clone().entered();
+        if let Err(error) = self.acd.enqueue(call_id, &queue, now) {
+            tracing::error!(%error, "enqueue failed");
+            self.fail_call(call_id, 500, "Queue Error", cdr::Disposition::Failed, now);
+            return true;
+        }
+        tracing::info!(queue, "call queued");
+        // The caller's phone plays ringback while the call waits.
+        self.respond_caller(call_id, 180, None, None, now);
+        self.process(now);
+        true
+    }
+
+    pub fn media_failed(&mut self, call_id: &str, now: Instant) {
+        self.fail_call(
+            call_id,
+            503,
+            "Media Relay Unavailable",
+            cdr::Disposition::Failed,
+            now,
+        );
+        self.process(now);
+    }
+
+    /// Sends a response on the caller's INVITE transaction. Responses
+    /// other than 100 carry our To tag and, for 1xx and 2xx, our Contact.
+    pub(super) fn respond_caller(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        reason: Option<&str>,
+        sdp: Option<bytes::Bytes>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let mut response = Response::for_request(&call.caller.invite, status, reason);
+        if status > 100 {
+            super::add_to_tag(&mut response, &call.caller.local_tag);
+        }
+        if status > 100 && status < 300 {
+            response
+                .headers
+                .push("Contact", self.local.contact.to_string());
+            response.headers.push("Allow", super::ALLOW);
+        }
+        if let Some(body) = sdp {
+            response.headers.push("Content-Type", "application/sdp");
+            response.body = body;
+        }
+        let key = call.caller.invite_key.clone();
+        self.transactions.send_response(&key, response, now);
+    }
+
+    /// Rejects the caller's INVITE with `status` and ends the call.
+    pub(super) fn fail_call(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        reason: &str,
+        disposition: cdr::Disposition,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        if call.phase == Phase::Talking {
+            return;
+        }
+        if call.queued_at.is_some() {
+            self.acd.abandon(call_id, now);
+        }
+        self.withdraw_offer(call_id, now);
+        self.respond_caller(call_id, status, Some(reason), None, now);
+        self.finish(
+            call_id,
+            disposition,
+            Some(status),
+            Some(cdr::HangupSide::System),
+            now,
+        );
+    }
+
+    pub(super) fn handle_cancel(&mut self, key: TransactionKey, request: Request, now: Instant) {
+        let invite_key = self.transactions.invite_for_cancel(&request);
+        self.reply(
+            &key,
+            &request,
+            if invite_key.is_some() { 200 } else { 481 },
+            None,
+            now,
+        );
+        let Some(invite_key) = invite_key else { return };
+        let call_id = self
+            .calls
+            .values()
+            .find(|call| call.caller.invite_key == invite_key && call.phase != Phase::Talking)
+            .map(|call| call.id.clone());
+        let Some(call_id) = call_id else { return };
+        if let Some(call) = self.calls.get(&call_id) {
+            let _span = call.span.clone().entered();
+            tracing::info!("caller cancelled while waiting");
+        }
+        if self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.queued_at.is_some())
+        {
+            self.acd.abandon(&call_id, now);
+        }
+        self.withdraw_offer(&call_id, now);
+        self.respond_caller(&call_id, 487, None, None, now);
+        self.finish(
+            &call_id,
+            cdr::Disposition::Abandoned,
+            Some(487),
+            Some(cdr::HangupSide::Caller),
+            now,
+        );
+    }
+}

@@ -1,0 +1,599 @@
+//! Call flows through the core on a virtual clock: a trunk caller and
+//! agent phones exchange literal SIP text with the B2BUA.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use sip_message::{Message, Method, Request, Response};
+
+use super::*;
+use crate::auth::{Algorithm, Credentials, expected_response};
+use crate::transaction::TransportKind;
+
+const CALLER: &str = "192.0.2.10:5060";
+const AGENT_1: &str = "198.51.100.21:5062";
+const AGENT_2: &str = "198.51.100.22:5062";
+const OUTSIDER: &str = "203.0.113.9:5060";
+
+struct Harness {
+    core: Core,
+    now: Instant,
+    sent: Vec<(Target, Message)>,
+    commands: Vec<Command>,
+}
+
+fn config() -> CoreConfig {
+    let passwords: HashMap<String, String> = [("1001", "pw-one"), ("1002", "pw-two")]
+        .map(|(a, p)| (a.to_owned(), p.to_owned()))
+        .into();
+    CoreConfig {
+        domain: "pbx.test".into(),
+        sip_address: "127.0.0.1:5060".parse().unwrap(),
+        media_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        trunks: vec![Trunk {
+            name: "carrier".into(),
+            allow: vec!["192.0.2.0/24".parse().unwrap()],
+        }],
+        dids: [("5000".to_owned(), "general".to_owned())].into(),
+        queues: vec![acd::QueueConfig {
+            name: "general".into(),
+            ring_timeout: Duration::from_secs(10),
+            max_wait: Duration::from_secs(60),
+            retry_delay: Duration::from_secs(1),
+            wrap_up: Duration::ZERO,
+        }],
+        queue_agents: [(
+            "general".to_owned(),
+            vec!["1001".to_owned(), "1002".to_owned()],
+        )]
+        .into(),
+        registrar: crate::registrar::RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            max_contacts: 5,
+        },
+        digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        passwords,
+        recording: true,
+        timers: default_timers(),
+    }
+}
+
+fn udp(addr: &str) -> Target {
+    Target {
+        transport: TransportKind::Udp,
+        addr: addr.parse().unwrap(),
+        connection: None,
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let now = Instant::now();
+        let core = Core::new(config(), now, SystemTime::now()).unwrap();
+        Harness {
+            core,
+            now,
+            sent: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    fn receive(&mut self, text: &str, from: &str) {
+        let message = Message::parse(text.as_bytes()).expect("test message parses");
+        self.core.handle_message(message, udp(from), self.now);
+        self.collect();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some(at) = self.core.poll_timeout().filter(|at| *at <= end) {
+            self.now = at.max(self.now);
+            self.core.handle_timeout(self.now);
+            self.collect();
+        }
+        self.now = end;
+    }
+
+    fn collect(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            let message = Message::parse(&transmit.payload).expect("core sends parsable SIP");
+            self.sent.push((transmit.target, message));
+        }
+        while let Some(command) = self.core.poll_command() {
+            self.commands.push(command);
+        }
+    }
+
+    /// Takes every message sent to `to` so far.
+    fn take_to(&mut self, to: &str) -> Vec<Message> {
+        let addr: SocketAddr = to.parse().unwrap();
+        let (mine, rest) = std::mem::take(&mut self.sent)
+            .into_iter()
+            .partition(|(t, _)| t.addr == addr);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn responses_to(&mut self, to: &str) -> Vec<Response> {
+        self.take_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Response(r) => Some(r),
+                Message::Request(_) => None,
+            })
+            .collect()
+    }
+
+    fn requests_to(&mut self, to: &str) -> Vec<Request> {
+        self.take_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Request(r) => Some(r),
+                Message::Response(_) => None,
+            })
+            .collect()
+    }
+
+    /// Answers OpenMedia with relay ports 20000 (caller) and 20002 (agent).
+    fn open_media(&mut self) -> String {
+        let index = self
+            .commands
+            .iter()
+            .position(|c| matches!(c, Command::OpenMedia { .. }));
+        let Command::OpenMedia { call, .. } =
+            self.commands.remove(index.expect("OpenMedia issued"))
+        else {
+            unreachable!()
+        };
+        let ports = MediaPorts {
+            caller: "127.0.0.1:20000".parse().unwrap(),
+            agent: "127.0.0.1:20002".parse().unwrap(),
+        };
+        assert!(self.core.media_opened(&call, ports, self.now));
+        self.collect();
+        call
+    }
+
+    fn finished_record(&mut self) -> cdr::CallRecord {
+        let index = self
+            .commands
+            .iter()
+            .position(|c| matches!(c, Command::Finish { .. }));
+        match self.commands.remove(index.expect("call finished")) {
+            Command::Finish { record, .. } => *record,
+            _ => unreachable!(),
+        }
+    }
+
+    fn register(&mut self, agent: &str, password: &str, from: &str) -> Response {
+        let register = |auth: &str, cseq: u32| {
+            format!(
+                "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-reg{cseq}{agent}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{agent}@pbx.test>;tag=r{agent}\r\nTo: <sip:{agent}@pbx.test>\r\n\
+                 Call-ID: reg-{agent}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{agent}@{from}>\r\n\
+                 {auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        self.receive(&register("", 1), from);
+        let challenge = self.responses_to(from).pop().expect("challenge");
+        assert_eq!(challenge.status, 401);
+        let header = challenge
+            .headers
+            .get_all("WWW-Authenticate")
+            .last()
+            .unwrap()
+            .to_owned();
+        let nonce = header
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut credentials = Credentials {
+            username: agent.into(),
+            realm: "pbx.test".into(),
+            nonce,
+            uri: "sip:pbx.test".into(),
+            algorithm: Some("MD5".into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("c1".into()),
+            ..Credentials::default()
+        };
+        credentials.response = expected_response(
+            Algorithm::Md5,
+            &credentials,
+            "pbx.test",
+            password,
+            "REGISTER",
+        )
+        .unwrap();
+        let authorization = format!(
+            "Authorization: Digest username=\"{agent}\", realm=\"pbx.test\", nonce=\"{}\", uri=\"sip:pbx.test\", \
+             response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c1\"\r\n",
+            credentials.nonce, credentials.response
+        );
+        self.receive(&register(&authorization, 2), from);
+        self.responses_to(from)
+            .pop()
+            .expect("final response to REGISTER")
+    }
+
+    fn caller_invite(&mut self, dialed: &str, from: &str) {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                   m=audio 40000 RTP/AVP 0 8 18 101\r\na=rtpmap:18 G729/8000\r\n\
+                   a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n";
+        let text = format!(
+            "INVITE sip:{dialed}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-inv1\r\n\
+             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+             To: <sip:{dialed}@pbx.test>\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:+15550100@{from}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        self.receive(&text, from);
+    }
+}
+
+/// A response from an agent phone to `request` with its own To tag.
+fn agent_response(request: &Request, status: u16, contact: &str, sdp: Option<&str>) -> String {
+    let mut response = Response::for_request(request, status, None);
+    let mut to = response.headers.to().unwrap();
+    to.set_tag("agenttag");
+    response.headers.set("To", to.to_string());
+    response
+        .headers
+        .push("Contact", format!("<sip:agent@{contact}>"));
+    if let Some(sdp) = sdp {
+        response.headers.push("Content-Type", "application/sdp");
+        response.body = bytes::Bytes::copy_from_slice(sdp.as_bytes());
+    }
+    String::from_utf8(response.to_bytes().to_vec()).unwrap()
+}
+
+const AGENT_SDP: &str = "v=0\r\no=- 7 7 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\n\
+                         t=0 0\r\nm=audio 42000 RTP/AVP 0\r\n";
+
+/// Runs a call up to the agent's answer and the caller's ACK.
+fn answered_call(h: &mut Harness) -> (String, Request) {
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    let call = h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    h.receive(&agent_response(&invite, 180, AGENT_1, None), AGENT_1);
+    h.receive(
+        &agent_response(&invite, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("caller gets 200");
+    let to_tag = ok.headers.to().unwrap().tag().unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={to_tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&ack, CALLER);
+    (call, invite)
+}
+
+fn caller_bye(to_tag: &str) -> String {
+    format!(
+        "BYE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-bye1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={to_tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn caller_tag(h: &Harness, call: &str) -> String {
+    h.core.calls[call].caller.local_tag.clone()
+}
+
+#[test]
+fn answered_call_reaches_agent_with_anchored_media() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    let trying = h.responses_to(CALLER);
+    assert_eq!(trying.iter().map(|r| r.status).collect::<Vec<_>>(), [100]);
+    let call = h.open_media();
+    assert!(h.commands.iter().any(
+        |c| matches!(c, Command::SetRemote { side: Side::Caller, addr, .. }
+        if *addr == "192.0.2.10:40000".parse::<SocketAddr>().unwrap())
+    ));
+
+    let ringing = h.responses_to(CALLER);
+    assert_eq!(ringing.iter().map(|r| r.status).collect::<Vec<_>>(), [180]);
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    assert_eq!(invite.uri.to_string(), format!("sip:1001@{AGENT_1}"));
+    assert_ne!(invite.headers.call_id(), Some("caller-1@carrier.test"));
+    assert_ne!(invite.headers.from().unwrap().tag(), Some("c1"));
+    let offer = String::from_utf8(invite.body.to_vec()).unwrap();
+    assert!(offer.contains("c=IN IP4 127.0.0.1"), "{offer}");
+    assert!(offer.contains("m=audio 20002 RTP/AVP 0 8 101"), "{offer}");
+    assert!(!offer.contains("G729"), "{offer}");
+
+    h.receive(&agent_response(&invite, 180, AGENT_1, None), AGENT_1);
+    assert_eq!(
+        h.responses_to(CALLER)
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [180]
+    );
+    h.receive(
+        &agent_response(&invite, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let acks = h.requests_to(AGENT_1);
+    assert!(acks.iter().any(|r| r.method == Method::Ack && r.uri.to_string() == format!("sip:agent@{AGENT_1}")));
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .unwrap();
+    let answer = String::from_utf8(ok.body.to_vec()).unwrap();
+    assert!(answer.contains("m=audio 20000 RTP/AVP 0"), "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| matches!(c, Command::StartRecording { .. }))
+    );
+
+    h.advance(Duration::from_secs(30));
+    let tag = caller_tag(&h, &call);
+    h.receive(&caller_bye(&tag), CALLER);
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+    assert_eq!(record.queue.as_deref(), Some("general"));
+    assert_eq!(record.trunk.as_deref(), Some("carrier"));
+    assert_eq!(record.caller, "+15550100");
+    assert_eq!(record.dialed, "5000");
+    assert_eq!(record.caller_call_id, "caller-1@carrier.test");
+    assert_eq!(record.agent_call_id.as_deref(), invite.headers.call_id());
+    assert!(
+        (record.talk_seconds - 30.0).abs() < 0.01,
+        "{}",
+        record.talk_seconds
+    );
+    assert!(
+        record
+            .recording_path
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("{call}.wav"))
+    );
+    assert_eq!(h.core.active_calls(), 0);
+}
+
+#[test]
+fn agent_hangs_up_first() {
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    h.sent.clear();
+    let bye = format!(
+        "BYE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-abye\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\n\
+         Call-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap()
+    );
+    h.receive(&bye, AGENT_1);
+    assert!(h.responses_to(AGENT_1).iter().any(|r| r.status == 200));
+    let to_caller = h.requests_to(CALLER);
+    let caller_bye = to_caller
+        .iter()
+        .find(|r| r.method == Method::Bye)
+        .expect("BYE to caller");
+    assert_eq!(caller_bye.headers.call_id(), Some("caller-1@carrier.test"));
+    assert_eq!(caller_bye.headers.to().unwrap().tag(), Some("c1"));
+    let record = h.finished_record();
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Agent));
+}
+
+#[test]
+fn unknown_did_is_rejected_with_404() {
+    let mut h = Harness::new();
+    h.caller_invite("9999", CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [404]);
+    assert!(h.commands.is_empty());
+}
+
+#[test]
+fn unknown_source_is_rejected_with_403() {
+    let mut h = Harness::new();
+    h.caller_invite("5000", OUTSIDER);
+    let statuses: Vec<u16> = h.responses_to(OUTSIDER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403]);
+}
+
+#[test]
+fn wrong_password_does_not_register() {
+    let mut h = Harness::new();
+    let response = h.register("1001", "guess", AGENT_1);
+    assert_eq!(response.status, 403);
+    assert!(h.core.bindings("1001", h.now).is_empty());
+}
+
+#[test]
+fn no_agent_until_max_wait_gives_480() {
+    let mut h = Harness::new();
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    h.responses_to(CALLER);
+    h.advance(Duration::from_secs(61));
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&480), "{statuses:?}");
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::NoAgent);
+    assert_eq!(record.sip_status, Some(480));
+    // Max wait is 60 s; the clock passed 61 s but the call left at 60 s.
+    assert!(
+        (record.wait_seconds - 60.0).abs() < 0.01,
+        "{}",
+        record.wait_seconds
+    );
+}
+
+#[test]
+fn caller_cancel_while_ringing_cancels_agent() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    h.receive(&agent_response(&invite, 180, AGENT_1, None), AGENT_1);
+    h.responses_to(CALLER);
+    let cancel = format!(
+        "CANCEL sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-inv1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 CANCEL\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&cancel, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert!(
+        statuses.contains(&200) && statuses.contains(&487),
+        "{statuses:?}"
+    );
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Cancel)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Abandoned);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+}
+
+#[test]
+fn ring_timeout_moves_to_next_agent() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    // 1001 became idle first, so it is offered first.
+    let first = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("1001 rung");
+    h.receive(&agent_response(&first, 180, AGENT_1, None), AGENT_1);
+    h.advance(Duration::from_secs(11));
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Cancel)
+    );
+    let second = h
+        .requests_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.method == Method::Invite);
+    assert!(second.is_some(), "1002 offered after the ring timeout");
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::ResetLeg {
+            side: Side::Agent,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn agent_reinvite_for_hold_is_relayed_with_anchored_sdp() {
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    h.sent.clear();
+    let hold = "v=0\r\no=- 7 8 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
+                m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-reinv\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 2 INVITE\r\nContact: <sip:agent@{AGENT_1}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{hold}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        hold.len()
+    );
+    h.receive(&reinvite, AGENT_1);
+    let relayed = h
+        .requests_to(CALLER)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("relayed");
+    assert_eq!(relayed.headers.call_id(), Some("caller-1@carrier.test"));
+    let body = String::from_utf8(relayed.body.to_vec()).unwrap();
+    assert!(
+        body.contains("a=sendonly") && body.contains("m=audio 20000"),
+        "{body}"
+    );
+
+    let caller_sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                      m=audio 40000 RTP/AVP 0\r\na=recvonly\r\n";
+    let mut ok = Response::for_request(&relayed, 200, None);
+    ok.headers
+        .push("Contact", format!("<sip:+15550100@{CALLER}>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(caller_sdp.as_bytes());
+    h.receive(std::str::from_utf8(&ok.to_bytes()).unwrap(), CALLER);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Ack)
+    );
+    let to_agent = h.responses_to(AGENT_1);
+    let relayed_ok = to_agent
+        .iter()
+        .find(|r| r.status == 200)
+        .expect("200 relayed to agent");
+    let body = String::from_utf8(relayed_ok.body.to_vec()).unwrap();
+    assert!(
+        body.contains("a=recvonly") && body.contains("m=audio 20002"),
+        "{body}"
+    );
+}
+
+#[test]
+fn transactions_drain_after_a_call() {
+    let mut h = Harness::new();
+    let (call, _invite) = answered_call(&mut h);
+    let tag = caller_tag(&h, &call);
+    h.receive(&caller_bye(&tag), CALLER);
+    // The agent never answers the BYE: Timer F ends that transaction too.
+    h.advance(Duration::from_secs(64));
+    assert_eq!(h.core.transaction_count(), 0);
+}

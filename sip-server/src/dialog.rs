@@ -1,0 +1,154 @@
+//! Dialog state (RFC 3261 section 12) for the B2BUA's two legs: what the PBX
+//! needs to build requests inside a dialog and to recognise the requests
+//! and responses that belong to it.
+
+use sip_message::{Method, NameAddr, Request, Response, Uri};
+
+use crate::transaction::{Target, TransactionLayer};
+
+/// How the PBX names itself in Via and Contact.
+#[derive(Clone, Debug)]
+pub struct LocalContact {
+    /// `host:port` that peers reach the PBX at.
+    pub sent_by: String,
+    pub contact: NameAddr,
+}
+
+impl LocalContact {
+    /// Top Via value for a new request over `target`'s transport.
+    pub fn via(&self, target: &Target) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={};rport",
+            target.transport.via_token(),
+            self.sent_by,
+            TransactionLayer::new_branch()
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    /// From of our requests (without tag).
+    pub local_uri: NameAddr,
+    /// To of our requests (without tag).
+    pub remote_uri: NameAddr,
+    pub remote_target: Uri,
+    pub route_set: Vec<NameAddr>,
+    pub local_cseq: u32,
+    pub remote_cseq: Option<u32>,
+    /// Where requests of this dialog are sent: the peer's transport address
+    /// as seen by the PBX, so NATed phones are reached.
+    pub target: Target,
+}
+
+impl Dialog {
+    /// The UAS side, from the dialog-creating INVITE and the local tag the
+    /// PBX put in its response (section 12.1.1).
+    pub fn from_uas(invite: &Request, local_tag: &str, target: Target) -> Option<Dialog> {
+        let from = invite.headers.from().ok()?;
+        let to = invite.headers.to().ok()?;
+        let remote_target = first_contact_uri(&invite.headers).unwrap_or_else(|| from.uri.clone());
+        Some(Dialog {
+            call_id: invite.headers.call_id()?.to_owned(),
+            local_tag: local_tag.to_owned(),
+            remote_tag: from.tag().unwrap_or_default().to_owned(),
+            local_uri: without_tag(to),
+            remote_uri: without_tag(from),
+            remote_target,
+            route_set: invite.headers.record_routes().unwrap_or_default(),
+            local_cseq: 1,
+            remote_cseq: invite.headers.cseq().ok().map(|c| c.seq),
+            target,
+        })
+    }
+
+    /// The UAC side, from the INVITE the PBX sent and the 2xx (or 1xx with
+    /// a tag) that created the dialog (section 12.1.2).
+    pub fn from_uac(invite: &Request, response: &Response, target: Target) -> Option<Dialog> {
+        let from = invite.headers.from().ok()?;
+        let to = response.headers.to().ok()?;
+        let mut route_set = response.headers.record_routes().unwrap_or_default();
+        route_set.reverse();
+        Some(Dialog {
+            call_id: invite.headers.call_id()?.to_owned(),
+            local_tag: from.tag()?.to_owned(),
+            remote_tag: to.tag()?.to_owned(),
+            remote_target: first_contact_uri(&response.headers)
+                .unwrap_or_else(|| invite.uri.clone()),
+            local_uri: without_tag(from),
+            remote_uri: without_tag(to),
+            route_set,
+            local_cseq: invite.headers.cseq().ok()?.seq,
+            remote_cseq: None,
+            target,
+        })
+    }
+
+    /// A new request inside the dialog with the next local CSeq.
+    pub fn new_request(&mut self, method: Method, local: &LocalContact) -> Request {
+        self.local_cseq += 1;
+        let seq = self.local_cseq;
+        self.request_with_cseq(method, seq, local)
+    }
+
+    /// The ACK for a 2xx to the INVITE with CSeq `seq` (section 13.2.2.4).
+    pub fn ack(&self, seq: u32, local: &LocalContact) -> Request {
+        self.request_with_cseq(Method::Ack, seq, local)
+    }
+
+    fn request_with_cseq(&self, method: Method, seq: u32, local: &LocalContact) -> Request {
+        let mut request = Request::new(method.clone(), self.remote_target.clone());
+        request.headers.push("Via", local.via(&self.target));
+        request.headers.push("Max-Forwards", "70");
+        for route in &self.route_set {
+            request.headers.push("Route", route.to_string());
+        }
+        let mut from = self.local_uri.clone();
+        from.set_tag(&self.local_tag);
+        let mut to = self.remote_uri.clone();
+        to.set_tag(&self.remote_tag);
+        request.headers.push("From", from.to_string());
+        request.headers.push("To", to.to_string());
+        request.headers.push("Call-ID", self.call_id.clone());
+        request.headers.push("CSeq", format!("{seq} {method}"));
+        if matches!(method, Method::Invite | Method::Update) {
+            request.headers.push("Contact", local.contact.to_string());
+        }
+        request
+    }
+
+    /// True when `request` (received) belongs to this dialog: same Call-ID,
+    /// its From tag is our remote tag and its To tag our local tag.
+    pub fn matches_request(&self, request: &Request) -> bool {
+        let tags = request.headers.from().ok().zip(request.headers.to().ok());
+        request.headers.call_id() == Some(self.call_id.as_str())
+            && tags.is_some_and(|(from, to)| {
+                from.tag() == Some(self.remote_tag.as_str())
+                    && to.tag() == Some(self.local_tag.as_str())
+            })
+    }
+}
+
+fn first_contact_uri(headers: &sip_message::Headers) -> Option<Uri> {
+    match headers.contacts().ok()? {
+        sip_message::ContactList::Addresses(list) => list.into_iter().next().map(|c| c.uri),
+        sip_message::ContactList::Star => None,
+    }
+}
+
+fn without_tag(mut address: NameAddr) -> NameAddr {
+    address.params.remove("tag");
+    address
+}
+
+/// A fresh random tag or Call-ID component.
+pub fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.random_range(0..32)]))
+        .collect()
+}

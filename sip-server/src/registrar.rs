@@ -1,0 +1,419 @@
+//! Registrar (RFC 3261 section 10.3): bindings of agents' AORs to contacts,
+//! with digest authentication and expiry on a clock passed in.
+//!
+//! Only configured agents have AORs. A binding remembers the transport
+//! address the REGISTER came from, so a call to an agent behind NAT is sent
+//! to the address its requests come from (RFC 3581) rather than to the
+//! private address in its Contact.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Instant, SystemTime};
+
+use sip_message::{ContactList, Request, Response};
+
+use crate::auth::{AuthError, Credentials, DigestAuthenticator};
+use crate::transaction::Target;
+
+#[derive(Clone, Debug)]
+pub struct RegistrarConfig {
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_contacts: usize,
+}
+
+/// One contact bound to an AOR.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// Contact as the phone sent it, for the 200 OK and as Request-URI.
+    pub contact: sip_message::NameAddr,
+    pub expires_at: Instant,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where requests to this contact are sent; see [`contact_target`].
+    pub source: Target,
+}
+
+/// A change the ACD needs to know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrarEvent {
+    /// `agent` went from no bindings to some (`true`) or back (`false`).
+    Reachability { agent: String, reachable: bool },
+}
+
+pub struct Registrar {
+    config: RegistrarConfig,
+    auth: DigestAuthenticator,
+    passwords: HashMap<String, String>,
+    bindings: HashMap<String, Vec<Binding>>,
+    events: VecDeque<RegistrarEvent>,
+}
+
+impl Registrar {
+    /// `passwords` maps each agent id (the AOR user part) to its password.
+    pub fn new(
+        config: RegistrarConfig,
+        auth: DigestAuthenticator,
+        passwords: HashMap<String, String>,
+    ) -> Registrar {
+        Registrar {
+            config,
+            auth,
+            passwords,
+            bindings: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn authenticator(&self) -> &DigestAuthenticator {
+        &self.auth
+    }
+
+    pub fn password(&self, agent: &str) -> Option<&str> {
+        self.passwords.get(agent).map(String::as_str)
+    }
+
+    pub fn is_agent(&self, agent: &str) -> bool {
+        self.passwords.contains_key(agent)
+    }
+
+    /// Live bindings of `agent`.
+    pub fn lookup(&self, agent: &str, now: Instant) -> Vec<Binding> {
+        self.bindings
+            .get(agent)
+            .map(|list| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Processes a REGISTER and returns the final response to send.
+    pub fn handle_register(
+        &mut self,
+        request: &Request,
+        source: Target,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Response {
+        let _span = tracing::debug_span!("register", call_id = request.headers.call_id()).entered();
+        match self.try_register(request, source, now, wall) {
+            Ok(response) => response,
+            Err(rejection) => rejection.into_response(request, &self.auth, wall),
+        }
+    }
+
+    fn try_register(
+        &mut self,
+        request: &Request,
+        source: Target,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Response, Rejection> {
+        let to = request
+            .headers
+            .to()
+            .map_err(|_| Rejection::Bad("Bad To header"))?;
+        let agent = to.uri.user_unescaped().unwrap_or_default();
+        if !self.passwords.contains_key(&agent) {
+            return Err(Rejection::Status(404, "Unknown AOR"));
+        }
+        self.authenticate(request, &agent, wall)?;
+
+        let call_id = request
+            .headers
+            .call_id()
+            .ok_or(Rejection::Bad("Missing Call-ID"))?;
+        let cseq = request
+            .headers
+            .cseq()
+            .map_err(|_| Rejection::Bad("Bad CSeq"))?
+            .seq;
+        let header_expires = request
+            .headers
+            .expires()
+            .map_err(|_| Rejection::Bad("Bad Expires"))?;
+        let contacts = request
+            .headers
+            .contacts()
+            .map_err(|_| Rejection::Bad("Bad Contact"))?;
+
+        match contacts {
+            ContactList::Star => {
+                // Section 10.3 step 6: `*` is only valid alone with Expires: 0.
+                if header_expires != Some(0) {
+                    return Err(Rejection::Bad("Contact * requires Expires: 0"));
+                }
+                self.check_order(&agent, call_id, cseq)?;
+                self.set_bindings(&agent, Vec::new());
+            }
+            ContactList::Addresses(list) => {
+                let mut bindings = self.lookup(&agent, now);
+                for contact in list {
+                    let expires = match contact.params.value("expires") {
+                        Some(text) => text
+                            .parse::<u64>()
+                            .map_err(|_| Rejection::Bad("Bad expires"))?,
+                        None => u64::from(header_expires.unwrap_or(self.config.default_expires)),
+                    };
+                    let existing = bindings.iter().position(|b| b.contact.uri == contact.uri);
+                    if let Some(index) = existing {
+                        let binding = &bindings[index];
+                        if binding.call_id == call_id && cseq <= binding.cseq {
+                            return Err(Rejection::Status(500, "Out of Order REGISTER"));
+                        }
+                    }
+                    if expires == 0 {
+                        if let Some(index) = existing {
+                            bindings.remove(index);
+                        }
+                        continue;
+                    }
+                    if expires < u64::from(self.config.min_expires) {
+                        return Err(Rejection::TooBrief(self.config.min_expires));
+                    }
+                    let seconds = expires.min(u64::from(self.config.max_expires));
+                    let mut stored = contact.clone();
+                    stored.params.remove("expires");
+                    let binding = Binding {
+                        contact: stored,
+                        expires_at: now + std::time::Duration::from_secs(seconds),
+                        call_id: call_id.to_owned(),
+                        cseq,
+                        source: contact_target(&contact.uri, source),
+                    };
+                    match existing {
+                        Some(index) => bindings[index] = binding,
+                        None => bindings.push(binding),
+                    }
+                }
+                if bindings.len() > self.config.max_contacts {
+                    return Err(Rejection::Status(403, "Too Many Contacts"));
+                }
+                self.set_bindings(&agent, bindings);
+            }
+        }
+
+        let mut response = Response::for_request(request, 200, None);
+        for binding in self.lookup(&agent, now) {
+            let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
+            let mut contact = binding.contact.clone();
+            contact.params.set("expires", Some(&remaining.to_string()));
+            response.headers.push("Contact", contact.to_string());
+        }
+        tracing::info!(
+            agent,
+            bindings = self.bindings.get(&agent).map_or(0, Vec::len),
+            "registered"
+        );
+        Ok(response)
+    }
+
+    fn authenticate(
+        &self,
+        request: &Request,
+        agent: &str,
+        wall: SystemTime,
+    ) -> Result<(), Rejection> {
+        let Some(header) = request.headers.get("Authorization") else {
+            return Err(Rejection::Challenge { stale: false });
+        };
+        let credentials =
+            Credentials::parse(header).map_err(|_| Rejection::Bad("Bad Authorization"))?;
+        if credentials.username != agent {
+            return Err(Rejection::Status(403, "Username Does Not Match AOR"));
+        }
+        let verdict = self
+            .auth
+            .verify(&credentials, request.method.as_str(), wall, |user| {
+                self.passwords.get(user).map(String::as_str)
+            });
+        match verdict {
+            Ok(_) => Ok(()),
+            Err(AuthError::StaleNonce) => Err(Rejection::Challenge { stale: true }),
+            Err(AuthError::InvalidNonce | AuthError::Missing { .. }) => {
+                Err(Rejection::Challenge { stale: false })
+            }
+            Err(error) => {
+                tracing::warn!(agent, %error, "registration rejected");
+                Err(Rejection::Status(403, "Bad Credentials"))
+            }
+        }
+    }
+
+    fn check_order(&self, agent: &str, call_id: &str, cseq: u32) -> Result<(), Rejection> {
+        let stale = self
+            .bindings
+            .get(agent)
+            .into_iter()
+            .flatten()
+            .any(|b| b.call_id == call_id && cseq <= b.cseq);
+        if stale {
+            Err(Rejection::Status(500, "Out of Order REGISTER"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>) {
+        let was = self.bindings.get(agent).is_some_and(|b| !b.is_empty());
+        let is = !bindings.is_empty();
+        if bindings.is_empty() {
+            self.bindings.remove(agent);
+        } else {
+            self.bindings.insert(agent.to_owned(), bindings);
+        }
+        if was != is {
+            self.events.push_back(RegistrarEvent::Reachability {
+                agent: agent.to_owned(),
+                reachable: is,
+            });
+        }
+    }
+
+    /// Drops expired bindings.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let agents: Vec<String> = self.bindings.keys().cloned().collect();
+        for agent in agents {
+            let Some(list) = self.bindings.get(&agent) else {
+                continue;
+            };
+            if list.iter().any(|b| b.expires_at <= now) {
+                let live = list
+                    .iter()
+                    .filter(|b| b.expires_at > now)
+                    .cloned()
+                    .collect();
+                tracing::info!(agent, "binding expired");
+                self.set_bindings(&agent, live);
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.bindings.values().flatten().map(|b| b.expires_at).min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RegistrarEvent> {
+        self.events.pop_front()
+    }
+}
+
+enum Rejection {
+    Bad(&'static str),
+    Status(u16, &'static str),
+    TooBrief(u32),
+    Challenge { stale: bool },
+}
+
+impl Rejection {
+    fn into_response(
+        self,
+        request: &Request,
+        auth: &DigestAuthenticator,
+        wall: SystemTime,
+    ) -> Response {
+        match self {
+            Rejection::Bad(reason) => Response::for_request(request, 400, Some(reason)),
+            Rejection::Status(status, reason) => {
+                Response::for_request(request, status, Some(reason))
+            }
+            Rejection::TooBrief(min) => {
+                let mut response = Response::for_request(request, 423, None);
+                response.headers.push("Min-Expires", min.to_string());
+                response
+            }
+            Rejection::Challenge { stale } => {
+                let mut response = Response::for_request(request, 401, None);
+                for challenge in auth.challenges(wall, stale) {
+                    response.headers.push("WWW-Authenticate", challenge);
+                }
+                response
+            }
+        }
+    }
+}
+
+/// Where to send requests for a contact registered from `source`.
+///
+/// Over a stream transport, the connection the REGISTER came on (the phone
+/// may not accept connections). Over UDP, the Contact's own address when it
+/// is an IP literal that the PBX can reach; but when the Contact carries a
+/// private or link-local address and the REGISTER came from elsewhere, the
+/// phone is behind NAT and only its public source address (the Via's
+/// received/rport, RFC 3581) reaches it. Domain names in Contacts are not
+/// resolved yet, so those also fall back to the source.
+pub fn contact_target(contact: &sip_message::Uri, source: Target) -> Target {
+    if source.transport.is_reliable() {
+        return source;
+    }
+    let ip: std::net::IpAddr = match &contact.host {
+        sip_message::Host::Ipv4(v4) => (*v4).into(),
+        sip_message::Host::Ipv6(v6) => (*v6).into(),
+        sip_message::Host::Domain(_) => return source,
+    };
+    let addr = std::net::SocketAddr::new(ip, contact.port.unwrap_or(5060));
+    if addr == source.addr || (ip != source.addr.ip() && is_private(ip)) {
+        return source;
+    }
+    Target { addr, connection: None, ..source }
+}
+
+/// Addresses that cannot be reached from outside their own network.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::TransportKind;
+
+    fn udp(addr: &str) -> Target {
+        Target { transport: TransportKind::Udp, addr: addr.parse().unwrap(), connection: None }
+    }
+
+    fn target_of(contact: &str, source: Target) -> std::net::SocketAddr {
+        contact_target(&contact.parse().unwrap(), source).addr
+    }
+
+    #[test]
+    fn public_contact_is_used_as_is() {
+        let source = udp("198.51.100.7:5060");
+        assert_eq!(target_of("sip:1001@198.51.100.8:5070", source), "198.51.100.8:5070".parse().unwrap());
+        assert_eq!(target_of("sip:1001@127.0.0.1:16011", udp("127.0.0.1:16010")), "127.0.0.1:16011".parse().unwrap());
+    }
+
+    #[test]
+    fn private_contact_behind_nat_uses_source() {
+        let source = udp("203.0.113.20:40123");
+        assert_eq!(target_of("sip:1001@192.168.1.20:5060", source), source.addr);
+        assert_eq!(target_of("sip:1001@100.64.3.3", source), source.addr);
+        assert_eq!(target_of("sip:1001@[fd00::5]:5060", source), source.addr);
+    }
+
+    #[test]
+    fn private_contact_on_same_lan_is_used() {
+        let source = udp("192.168.1.20:5062");
+        assert_eq!(target_of("sip:1001@192.168.1.20:5060", source), "192.168.1.20:5060".parse().unwrap());
+    }
+
+    #[test]
+    fn domain_contact_and_tcp_use_source() {
+        let source = udp("198.51.100.7:5060");
+        assert_eq!(target_of("sip:1001@phone.example.com", source), source.addr);
+        let tcp = Target { transport: TransportKind::Tcp, addr: "198.51.100.7:40000".parse().unwrap(), connection: Some(3) };
+        assert_eq!(contact_target(&"sip:1001@198.51.100.7:5060".parse().unwrap(), tcp), tcp);
+    }
+}

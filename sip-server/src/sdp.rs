@@ -1,0 +1,121 @@
+//! SDP rewriting for media anchoring: each leg sees the PBX's relay
+//! address, and the offer is narrowed to the codecs the relay records.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sip_message::sdp::{MediaDescription, SessionDescription};
+
+/// Why an SDP body cannot be anchored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SdpError {
+    #[error("SDP body does not parse")]
+    Malformed,
+    #[error("SDP has no audio stream")]
+    NoAudio,
+    #[error("SDP offers neither PCMU nor PCMA")]
+    NoCommonCodec,
+}
+
+/// Recordable codecs plus RFC 4733 telephone-events, which pass through.
+fn keep_format(media: &MediaDescription, format: &str) -> bool {
+    let Ok(payload_type) = format.parse::<u8>() else {
+        return false;
+    };
+    match media.rtpmap(payload_type) {
+        Some((encoding, 8000)) => {
+            encoding.eq_ignore_ascii_case("PCMU")
+                || encoding.eq_ignore_ascii_case("PCMA")
+                || encoding.eq_ignore_ascii_case("telephone-event")
+        }
+        _ => false,
+    }
+}
+
+fn is_voice(media: &MediaDescription, format: &str) -> bool {
+    format
+        .parse::<u8>()
+        .ok()
+        .and_then(|pt| media.rtpmap(pt))
+        .is_some_and(|(encoding, _)| {
+            encoding.eq_ignore_ascii_case("PCMU") || encoding.eq_ignore_ascii_case("PCMA")
+        })
+}
+
+/// Parses an offer and keeps in its first audio stream only PCMU, PCMA and
+/// telephone-event, with their rtpmap and fmtp lines. Other streams are
+/// disabled (port 0), as RFC 3264 section 6 lets an answerer do.
+pub fn narrow_offer(body: &[u8]) -> Result<SessionDescription, SdpError> {
+    let mut sdp = SessionDescription::parse(body).map_err(|_| SdpError::Malformed)?;
+    let audio = sdp.first_audio().ok_or(SdpError::NoAudio)?;
+    for (index, media) in sdp.media.iter_mut().enumerate() {
+        if index != audio {
+            media.port = 0;
+            continue;
+        }
+        let kept: Vec<String> = media
+            .formats
+            .iter()
+            .filter(|f| keep_format(media, f))
+            .cloned()
+            .collect();
+        if !kept.iter().any(|f| is_voice(media, f)) {
+            return Err(SdpError::NoCommonCodec);
+        }
+        media.lines.retain(|line| {
+            let Some(rest) = line
+                .value
+                .strip_prefix("rtpmap:")
+                .or(line.value.strip_prefix("fmtp:"))
+            else {
+                return true;
+            };
+            line.kind != 'a'
+                || rest
+                    .split(' ')
+                    .next()
+                    .is_some_and(|pt| kept.iter().any(|k| k == pt))
+        });
+        media.formats = kept;
+    }
+    Ok(sdp)
+}
+
+/// Parses an answer without narrowing it.
+pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
+    let sdp = SessionDescription::parse(body).map_err(|_| SdpError::Malformed)?;
+    sdp.first_audio().ok_or(SdpError::NoAudio)?;
+    Ok(sdp)
+}
+
+/// The peer's RTP address in `sdp`, or None when the stream is on hold with
+/// a zero address or port (RFC 3264 section 8.4), where latching decides.
+pub fn remote_rtp(sdp: &SessionDescription) -> Option<SocketAddr> {
+    let audio = sdp.first_audio()?;
+    let address = sdp.connection_address(audio)?;
+    let port = sdp.media[audio].port;
+    if port == 0 || address.is_unspecified() {
+        return None;
+    }
+    Some(SocketAddr::new(address, port))
+}
+
+/// A copy of `sdp` that points the peer at the relay's `local` address.
+/// An on-hold zero address is kept, so the hold still reads as a hold.
+pub fn anchored(sdp: &SessionDescription, advertised: IpAddr, local_port: u16) -> bytes::Bytes {
+    let mut copy = sdp.clone();
+    let audio = copy.first_audio();
+    let hold_address = audio
+        .and_then(|index| copy.connection_address(index))
+        .is_some_and(|address| address.is_unspecified());
+    if !hold_address {
+        copy.set_connection_address(advertised);
+    }
+    if let Some(index) = audio {
+        let media = &mut copy.media[index];
+        if media.port != 0 {
+            media.port = local_port;
+            media.set_rtcp_port(local_port + 1);
+        }
+    }
+    copy.to_bytes()
+}

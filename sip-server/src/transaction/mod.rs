@@ -1,0 +1,490 @@
+//! SIP transaction layer (RFC 3261 section 17, RFC 6026, RFC 3581), sans-IO.
+//!
+//! The layer never reads a clock or touches a socket. The driver feeds it
+//! parsed messages with [`TransactionLayer::handle_message`], lets the TU
+//! start client transactions and respond on server ones, and after every call
+//! drains [`TransactionLayer::poll_transmit`] (datagrams and stream messages
+//! to send) and [`TransactionLayer::poll_event`] (what the TU must act on).
+//! It then sleeps until [`TransactionLayer::poll_timeout`] and calls
+//! [`TransactionLayer::handle_timeout`]. Any call that takes `now` may change
+//! the next timeout, so the driver asks for it again after each one.
+//!
+//! Matching follows sections 17.1.3 and 17.2.3. A request whose top Via
+//! branch lacks the `z9hG4bK` cookie (RFC 2543) is matched on a branch built
+//! from Call-ID, CSeq number, From tag, Request-URI and the top Via, which is
+//! section 17.2.3's older rule minus the To tag comparison.
+//!
+//! Every transaction ends by a timer or, on reliable transports where
+//! Timers D, I, J and K are zero, at once; [`TransactionLayer::len`] counts
+//! those still alive.
+
+mod client;
+mod key;
+mod server;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::Rng;
+use sip_message::{Message, Method, Request, Response};
+use tracing::{debug, error, trace, warn};
+
+use client::ClientTransaction;
+use key::{MAGIC_COOKIE, MessageError};
+pub use key::{Side, TransactionKey};
+use server::ServerTransaction;
+pub use timers::TimerConfig;
+use timers::Timers;
+
+/// Transport protocol of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+}
+
+impl TransportKind {
+    /// Returns true for transports that deliver in order without loss, over
+    /// which the transaction layer does not retransmit.
+    pub fn is_reliable(self) -> bool {
+        matches!(self, TransportKind::Tcp)
+    }
+
+    /// Transport token of the Via header ("UDP", "TCP").
+    pub fn via_token(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+        }
+    }
+}
+
+/// Where a message goes or came from. `connection` names an open stream
+/// connection when there is one, so a response goes back over it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub transport: TransportKind,
+    pub addr: SocketAddr,
+    pub connection: Option<u64>,
+}
+
+/// Notification for the TU.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A new request for the TU. ACK for a 2xx and stray ACKs come here with
+    /// `key: None` (no server transaction).
+    Request {
+        key: Option<TransactionKey>,
+        request: Request,
+        source: Target,
+    },
+    /// A response matched to a client transaction: provisional, final, and
+    /// 2xx retransmissions of INVITE (so the TU can send its ACK again).
+    Response {
+        key: TransactionKey,
+        response: Response,
+    },
+    /// Timer B or F fired, or the transport failed: the client transaction
+    /// ended without a final response. The TU treats it as 408.
+    Timeout { key: TransactionKey },
+    /// A 2xx to INVITE sent by the TU was retransmitted for 64*T1 without an ACK.
+    AckTimeout { key: TransactionKey },
+    /// A response arrived that matched no transaction (forwarded by a
+    /// stateless proxy, or late); B2BUAs log and drop it.
+    StrayResponse { response: Response, source: Target },
+}
+
+/// One message to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    pub target: Target,
+    pub payload: Bytes,
+}
+
+/// Messages and events the transactions produced, not yet polled.
+#[derive(Default)]
+struct Outbox {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Outbox {
+    fn transmit(&mut self, target: Target, payload: Bytes) {
+        self.transmits.push_back(Transmit { target, payload });
+    }
+}
+
+enum Transaction {
+    Client(ClientTransaction),
+    Server(ServerTransaction),
+}
+
+impl Transaction {
+    fn timers(&self) -> &Timers {
+        match self {
+            Transaction::Client(client) => &client.timers,
+            Transaction::Server(server) => &server.timers,
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Transaction::Client(client) => client.is_terminated(),
+            Transaction::Server(server) => server.is_terminated(),
+        }
+    }
+}
+
+struct Entry {
+    /// Creation order, so that timers due at the same instant fire in the
+    /// same order on every run.
+    sequence: u64,
+    transaction: Transaction,
+}
+
+/// All client and server transactions of one SIP element.
+pub struct TransactionLayer {
+    config: TimerConfig,
+    transactions: HashMap<TransactionKey, Entry>,
+    next_sequence: u64,
+    outbox: Outbox,
+}
+
+impl TransactionLayer {
+    pub fn new(timers: TimerConfig) -> TransactionLayer {
+        TransactionLayer {
+            config: timers,
+            transactions: HashMap::new(),
+            next_sequence: 0,
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// New RFC 3261 branch: "z9hG4bK" + random.
+    pub fn new_branch() -> String {
+        let mut rng = rand::rng();
+        format!(
+            "{MAGIC_COOKIE}{:016x}{:08x}",
+            rng.random::<u64>(),
+            rng.random::<u32>()
+        )
+    }
+
+    /// A parsed message from the transport. Retransmitted requests are
+    /// absorbed (the last response is sent again); everything else becomes
+    /// an Event.
+    pub fn handle_message(&mut self, message: Message, source: Target, now: Instant) {
+        match message {
+            Message::Request(request) => self.handle_request(request, source, now),
+            Message::Response(response) => self.handle_response(response, source, now),
+        }
+    }
+
+    fn handle_request(&mut self, mut request: Request, source: Target, now: Instant) {
+        let via = match key::validate_request(&request) {
+            Ok(via) => via,
+            Err(error) => return self.reject_invalid_request(request, source, &error),
+        };
+        let key = TransactionKey::for_request(&request, &via);
+        let via = server::stamp_top_via(&mut request, &via, source.addr);
+
+        if let Some(entry) = self.transactions.get_mut(&key) {
+            let Transaction::Server(server) = &mut entry.transaction else {
+                return;
+            };
+            if request.method == Method::Ack {
+                if server.on_ack(&self.config, now) {
+                    // An ACK for a 2xx that reuses the INVITE's branch.
+                    self.outbox.events.push_back(Event::Request {
+                        key: None,
+                        request,
+                        source,
+                    });
+                }
+            } else {
+                server.on_retransmission(&mut self.outbox);
+            }
+            self.remove_if_terminated(&key);
+            return;
+        }
+
+        if request.method == Method::Ack {
+            // ACK for a 2xx, or for a transaction already gone.
+            self.outbox.events.push_back(Event::Request {
+                key: None,
+                request,
+                source,
+            });
+            return;
+        }
+
+        let target = server::response_target(&via, source);
+        debug!(%key, "server transaction created");
+        let server = ServerTransaction::new(key.clone(), request.clone(), target, now);
+        self.insert(key.clone(), Transaction::Server(server));
+        self.outbox.events.push_back(Event::Request {
+            key: Some(key),
+            request,
+            source,
+        });
+    }
+
+    /// Rejects a request that cannot have a transaction with a stateless 400,
+    /// unless it is an ACK or has no top Via to send the 400 to.
+    fn reject_invalid_request(
+        &mut self,
+        mut request: Request,
+        source: Target,
+        error: &MessageError,
+    ) {
+        debug!(method = %request.method, %error, "invalid request");
+        if request.method == Method::Ack {
+            return;
+        }
+        let Ok(via) = request.headers.top_via() else {
+            return;
+        };
+        let via = server::stamp_top_via(&mut request, &via, source.addr);
+        let target = server::response_target(&via, source);
+        let reason = error.reason_phrase();
+        let response = Response::for_request(&request, 400, Some(&reason));
+        self.outbox.transmit(target, response.to_bytes());
+    }
+
+    fn handle_response(&mut self, response: Response, source: Target, now: Instant) {
+        let key = match TransactionKey::for_response(&response) {
+            Ok(key) => key,
+            Err(error) => {
+                debug!(status = response.status, %error, "unmatchable response dropped");
+                return;
+            }
+        };
+        match self.transactions.get_mut(&key) {
+            Some(Entry {
+                transaction: Transaction::Client(client),
+                ..
+            }) => {
+                client.on_response(response, &self.config, now, &mut self.outbox);
+                self.remove_if_terminated(&key);
+            }
+            _ => {
+                trace!(%key, status = response.status, "stray response");
+                self.outbox
+                    .events
+                    .push_back(Event::StrayResponse { response, source });
+            }
+        }
+    }
+
+    /// Starts a client transaction. The request must carry a top Via with a
+    /// fresh branch (the TU builds it). ACK must not go through here.
+    ///
+    /// A request without a top Via branch, or whose branch is already in use,
+    /// is not sent, and the returned key at once reports [`Event::Timeout`].
+    /// An ACK is sent statelessly.
+    pub fn send_request(
+        &mut self,
+        request: Request,
+        target: Target,
+        now: Instant,
+    ) -> TransactionKey {
+        let branch = request
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|via| via.branch().map(str::to_owned));
+        let Some(branch) = branch else {
+            error!(method = %request.method, "request without a top Via branch not sent");
+            let key = TransactionKey::client(Self::new_branch(), request.method.clone());
+            self.outbox
+                .events
+                .push_back(Event::Timeout { key: key.clone() });
+            return key;
+        };
+        let key = TransactionKey::client(branch, request.method.clone());
+        if request.method == Method::Ack {
+            error!(%key, "ACK sent statelessly: it has no client transaction");
+            self.outbox.transmit(target, request.to_bytes());
+            return key;
+        }
+        if self.transactions.contains_key(&key) {
+            // Reporting a timeout for a fresh key keeps the live transaction
+            // that owns the branch unaffected.
+            error!(%key, "branch already in use, request not sent");
+            let fresh = TransactionKey::client(Self::new_branch(), request.method);
+            self.outbox
+                .events
+                .push_back(Event::Timeout { key: fresh.clone() });
+            return fresh;
+        }
+        debug!(%key, "client transaction created");
+        let client = ClientTransaction::start(
+            key.clone(),
+            request,
+            target,
+            &self.config,
+            now,
+            &mut self.outbox,
+        );
+        self.insert(key.clone(), Transaction::Client(client));
+        self.remove_if_terminated(&key);
+        key
+    }
+
+    /// Sends a response on a server transaction. A 2xx to INVITE moves it to
+    /// Accepted and is retransmitted (T1 doubling, capped at T2) until the
+    /// TU reports the ACK with `ack_received` or 64*T1 passes.
+    ///
+    /// A response for a transaction that no longer exists is dropped.
+    pub fn send_response(&mut self, key: &TransactionKey, response: Response, now: Instant) {
+        match self.transactions.get_mut(key) {
+            Some(Entry {
+                transaction: Transaction::Server(server),
+                ..
+            }) => {
+                server.send_response(response, &self.config, now, &mut self.outbox);
+                self.remove_if_terminated(key);
+            }
+            _ => {
+                warn!(%key, status = response.status, "response for no server transaction dropped")
+            }
+        }
+    }
+
+    /// The TU matched an ACK to the dialog of the 2xx sent on `key`.
+    pub fn ack_received(&mut self, key: &TransactionKey) {
+        if let Some(Entry {
+            transaction: Transaction::Server(server),
+            ..
+        }) = self.transactions.get_mut(key)
+        {
+            server.on_ack_reported();
+        }
+    }
+
+    /// Sends without a transaction: ACK for 2xx, stateless replies.
+    pub fn send_stateless(&mut self, message: Message, target: Target) {
+        self.outbox.transmit(target, message.to_bytes());
+    }
+
+    /// CANCEL arriving for the INVITE server transaction `invite`: its key.
+    /// Accepts the CANCEL as received or as passed up in [`Event::Request`].
+    pub fn invite_for_cancel(&self, cancel: &Request) -> Option<TransactionKey> {
+        let via = cancel.headers.top_via().ok()?;
+        let key = TransactionKey::for_request(cancel, &via).with_method(Method::Invite);
+        match self.transactions.get(&key)?.transaction {
+            Transaction::Server(_) => Some(key),
+            Transaction::Client(_) => None,
+        }
+    }
+
+    /// The stream connection `connection` closed or failed: client
+    /// transactions sent over it end with [`Event::Timeout`] unless they had
+    /// a final response, and server transactions responding over it end.
+    pub fn connection_closed(&mut self, connection: u64) {
+        let closed = Some(connection);
+        for entry in self.transactions.values_mut() {
+            match &mut entry.transaction {
+                Transaction::Client(client) if client.target().connection == closed => {
+                    client.on_transport_failure(&mut self.outbox);
+                }
+                Transaction::Server(server) if server.response_target().connection == closed => {
+                    server.on_transport_failure();
+                }
+                _ => {}
+            }
+        }
+        self.transactions
+            .retain(|_, entry| !entry.transaction.is_terminated());
+    }
+
+    /// Fires every timer due at or before `now`, each at its own deadline,
+    /// so late calls do not shift the later schedule.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, u64, TransactionKey)> = self
+            .transactions
+            .iter()
+            .filter_map(|(key, entry)| {
+                let (at, _) = entry.transaction.timers().next()?;
+                (at <= now).then(|| (at, entry.sequence, key.clone()))
+            })
+            .collect();
+        due.sort_by_key(|(at, sequence, _)| (*at, *sequence));
+
+        for (_, _, key) in due {
+            let Some(entry) = self.transactions.get_mut(&key) else {
+                continue;
+            };
+            while let Some((at, kind)) = entry.transaction.timers().next() {
+                if at > now || entry.transaction.is_terminated() {
+                    break;
+                }
+                match &mut entry.transaction {
+                    Transaction::Client(client) => {
+                        client.on_timer(kind, &self.config, &mut self.outbox)
+                    }
+                    Transaction::Server(server) => {
+                        server.on_timer(kind, &self.config, &mut self.outbox)
+                    }
+                }
+            }
+            self.remove_if_terminated(&key);
+        }
+    }
+
+    /// Returns the earliest timer of any transaction.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.transactions
+            .values()
+            .filter_map(|entry| entry.transaction.timers().next().map(|(at, _)| at))
+            .min()
+    }
+
+    /// Next message to send; drain it after every call into the layer.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.transmits.pop_front()
+    }
+
+    /// Next event for the TU; drain it after every call into the layer.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.outbox.events.pop_front()
+    }
+
+    /// Live transactions, for leak checks.
+    pub fn len(&self) -> usize {
+        self.transactions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.transactions.is_empty()
+    }
+
+    fn insert(&mut self, key: TransactionKey, transaction: Transaction) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.transactions.insert(
+            key,
+            Entry {
+                sequence,
+                transaction,
+            },
+        );
+    }
+
+    fn remove_if_terminated(&mut self, key: &TransactionKey) {
+        if self
+            .transactions
+            .get(key)
+            .is_some_and(|entry| entry.transaction.is_terminated())
+        {
+            debug!(%key, "transaction removed");
+            self.transactions.remove(key);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers for the end-to-end tests: they start the real `pbx` binary on
+//! loopback ports and drive it with sipp scenarios from `tests/scenarios/`.
+//!
+//! What a test gets from here:
+//! - [`tools::require`] fails the test, naming the Debian package, when sipp,
+//!   espeak-ng or sox is missing, so a test never skips silently.
+//! - [`fixtures::AudioFixtures`] generates two spoken sentences as raw G.711
+//!   mu-law (what sipp 3.6.1 `rtp_stream` plays) and the 16-bit linear
+//!   reference decoded from exactly those bytes.
+//! - [`pbx::Pbx`] builds the binary once per test process, writes a config
+//!   into a temporary directory, starts the PBX, waits for `GET /health` and
+//!   kills the process by PID when dropped.
+//! - [`sipp::Sipp`] runs one bounded scenario (`-m 1`, global and receive
+//!   timeouts, and a wall-clock limit) in the foreground or background and
+//!   keeps its logs to print on failure.
+//! - [`phones`] runs the agent phone (registration, answering) and the caller.
+//! - [`http`] is a minimal HTTP/1.1 GET client for `/health` and `/api/calls`.
+//! - [`wav`] checks the stereo recording and finds each channel's source by
+//!   normalized cross-correlation.
+//!
+//! Everything runs on 127.0.0.1 (and 127.0.0.2 for the untrusted trunk
+//! source); every wait is bounded.
+
+pub mod fixtures;
+pub mod http;
+pub mod pbx;
+pub mod phones;
+pub mod ports;
+pub mod sipp;
+pub mod tools;
+pub mod wav;

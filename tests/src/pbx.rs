@@ -1,0 +1,278 @@
+//! The `pbx` binary under test: build, configure, start, query, stop.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{http, ports};
+
+/// SIP domain: digest realm and AOR domain.
+pub const DOMAIN: &str = "pbx.local";
+/// DID routed to the test queue.
+pub const DID: &str = "5000";
+pub const QUEUE: &str = "support";
+pub const TRUNK: &str = "e2e-trunk";
+/// RTP ports given to the relay: two pairs per call, two calls at a time.
+const RTP_PORT_COUNT: u16 = 16;
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An agent with an explicit password.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub id: String,
+    pub password: String,
+}
+
+/// What a test changes in the generated configuration.
+#[derive(Clone, Debug)]
+pub struct PbxConfig {
+    pub agents: Vec<Agent>,
+    /// Networks the trunk accepts without digest; 127.0.0.2 stays outside.
+    pub trunk_allow: Vec<String>,
+    pub ring_timeout_secs: u64,
+    pub max_wait_secs: u64,
+    pub recording: bool,
+}
+
+impl Default for PbxConfig {
+    fn default() -> PbxConfig {
+        PbxConfig {
+            agents: vec![Agent { id: "1001".to_owned(), password: "e2e-secret-1001".to_owned() }],
+            trunk_allow: vec!["127.0.0.1/32".to_owned()],
+            ring_timeout_secs: 5,
+            max_wait_secs: 30,
+            recording: true,
+        }
+    }
+}
+
+impl PbxConfig {
+    /// The configuration file, in the format of `configs/pbx.toml`.
+    pub fn to_toml(&self, data_dir: &Path, sip: SocketAddr, http: SocketAddr, rtp: &RangeInclusive<u16>) -> String {
+        let mut text = format!(
+            "data_dir = {data_dir:?}\n\n\
+             [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n\n\
+             [http]\nlisten = \"{http}\"\n\n\
+             [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n\n\
+             [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\n\
+             [recording]\nenabled = {}\n",
+            rtp.start(),
+            rtp.end(),
+            self.recording,
+        );
+        for agent in &self.agents {
+            let _ = write!(
+                text,
+                "\n[[agents]]\nid = \"{}\"\nname = \"E2E agent {}\"\npassword = \"{}\"\n",
+                agent.id, agent.id, agent.password
+            );
+        }
+        let allow: Vec<String> = self.trunk_allow.iter().map(|network| format!("\"{network}\"")).collect();
+        let agents: Vec<String> = self.agents.iter().map(|agent| format!("\"{}\"", agent.id)).collect();
+        let _ = write!(
+            text,
+            "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n\n\
+             [[queues]]\nname = \"{QUEUE}\"\nagents = [{}]\nring_timeout_secs = {}\nmax_wait_secs = {}\n\
+             retry_delay_secs = 1\nwrap_up_secs = 0\n\n\
+             [[dids]]\nnumber = \"{DID}\"\nqueue = \"{QUEUE}\"\n",
+            allow.join(", "),
+            agents.join(", "),
+            self.ring_timeout_secs,
+            self.max_wait_secs,
+        );
+        text
+    }
+}
+
+/// A running PBX in its own temporary directory; killed by PID on drop, and
+/// its output printed when the test is failing.
+pub struct Pbx {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub rtp_ports: RangeInclusive<u16>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl Pbx {
+    /// Writes the config, starts the binary and waits until `GET /health`
+    /// returns 200.
+    pub fn start(config: &PbxConfig) -> Pbx {
+        let binary = binary();
+        let dir = tempfile::Builder::new().prefix("pbx-e2e-").tempdir().expect("temporary directory");
+        let data_dir = dir.path().join("data");
+        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::free_port()));
+        let http = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::free_port()));
+        let rtp_ports = ports::free_udp_range(RTP_PORT_COUNT);
+        let config_path = dir.path().join("pbx.toml");
+        fs::write(&config_path, config.to_toml(&data_dir, sip, http, &rtp_ports)).expect("write config");
+
+        let stdout_path = dir.path().join("pbx-stdout.log");
+        let stderr_path = dir.path().join("pbx-stderr.log");
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("RUST_LOG", "debug")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(create(&stdout_path))
+            .stderr(create(&stderr_path))
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {}: {error}", binary.display()));
+
+        let mut pbx = Pbx { child, dir, data_dir, config_path, sip, http, rtp_ports, stdout_path, stderr_path };
+        pbx.wait_for_health();
+        pbx
+    }
+
+    fn wait_for_health(&mut self) {
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        let mut last_error = String::new();
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("pbx exited during startup with {status}\n{}", self.logs());
+            }
+            match http::get(self.http, "/health", HTTP_TIMEOUT) {
+                Ok(response) if response.status == 200 => return,
+                Ok(response) => last_error = format!("status {}", response.status),
+                Err(error) => last_error = error.to_string(),
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        panic!(
+            "GET http://{}/health did not return 200 within {HEALTH_TIMEOUT:?} (last: {last_error})\n{}",
+            self.http,
+            self.logs()
+        );
+    }
+
+    /// Call records from `GET /api/calls`, newest first. Accepts a bare array
+    /// or an object with a `calls` array.
+    pub fn calls(&self) -> Vec<Value> {
+        let response = http::get(self.http, "/api/calls", HTTP_TIMEOUT)
+            .unwrap_or_else(|error| panic!("GET /api/calls failed: {error}\n{}", self.logs()));
+        assert_eq!(response.status, 200, "GET /api/calls: {}", String::from_utf8_lossy(&response.body));
+        match response.json() {
+            Value::Array(calls) => calls,
+            Value::Object(mut object) => match object.remove("calls") {
+                Some(Value::Array(calls)) => calls,
+                other => panic!("GET /api/calls: expected a `calls` array, got {other:?}"),
+            },
+            other => panic!("GET /api/calls: expected an array, got {other}"),
+        }
+    }
+
+    /// Waits up to `timeout` for the call record whose `caller_call_id` is
+    /// `call_id` in `GET /api/calls`.
+    pub fn wait_for_call(&self, call_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.calls().into_iter().find(|call| call["caller_call_id"] == call_id);
+            if let Some(call) = found {
+                return call;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no call record with caller_call_id {call_id} within {timeout:?}; records: {:?}\n{}",
+                self.calls(),
+                self.logs()
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Records in `<data_dir>/cdr.jsonl`, oldest first.
+    pub fn cdr_lines(&self) -> Vec<Value> {
+        let path = self.data_dir.join("cdr.jsonl");
+        let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("failed to read {}: {error}", path.display()));
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("invalid CDR line {line:?}: {error}")))
+            .collect()
+    }
+
+    /// GET on the HTTP API; panics on a transport error.
+    pub fn get(&self, path: &str) -> http::HttpResponse {
+        http::get(self.http, path, HTTP_TIMEOUT).unwrap_or_else(|error| panic!("GET {path} failed: {error}"))
+    }
+
+    /// The PBX's standard output and error so far.
+    pub fn logs(&self) -> String {
+        let read = |path: &Path| fs::read_to_string(path).unwrap_or_else(|error| format!("({error})"));
+        format!(
+            "---- pbx config ({}) ----\n{}\n---- pbx stdout ----\n{}\n---- pbx stderr ----\n{}",
+            self.config_path.display(),
+            read(&self.config_path),
+            read(&self.stdout_path),
+            read(&self.stderr_path)
+        )
+    }
+}
+
+impl Drop for Pbx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+fn create(path: &Path) -> fs::File {
+    fs::File::create(path).unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
+}
+
+/// Path of the `pbx` binary, built once per test process.
+///
+/// `PBX_E2E_BINARY` names a prebuilt binary. Otherwise `cargo build -p pbx`
+/// runs with the same cargo, target directory and profile as this test
+/// binary, which lives in `<target>/<profile>/deps/`.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_binary)
+}
+
+fn build_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PBX_E2E_BINARY") {
+        return PathBuf::from(path);
+    }
+    let test_binary = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("test binary {} is not in <target>/<profile>/deps", test_binary.display()));
+    let target_dir = profile_dir.parent().unwrap_or(profile_dir);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", "pbx", "--bin", "pbx", "--manifest-path"]);
+    command.arg(workspace.join("Cargo.toml")).arg("--target-dir").arg(target_dir);
+    if profile_dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
+    assert!(status.success(), "{command:?} failed with {status}");
+
+    let binary = profile_dir.join("pbx");
+    assert!(binary.is_file(), "{} missing after {command:?}", binary.display());
+    binary
+}
+

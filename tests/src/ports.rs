@@ -1,0 +1,73 @@
+//! Free loopback ports for one test.
+//!
+//! A port found free here can be taken by another process before the PBX or
+//! sipp binds it. The window is short and the bases are random, so a clash is
+//! rare; a clash shows up as a bind error in the logs, never as a hang.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// Ports handed out by this process count up from a per-process random base
+/// in 20000..=50000, so tests in one binary never pick the same port and
+/// concurrent test binaries rarely do.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+const FIRST_PORT: u16 = 20_000;
+const BASE_SPAN: u16 = 30_000;
+const MAX_ATTEMPTS: usize = 2_000;
+
+/// Returns the next even port from the process-wide counter.
+fn next_candidate(step: u16) -> u16 {
+    let _ = NEXT_PORT.compare_exchange(0, random_base(), Ordering::SeqCst, Ordering::SeqCst);
+    let port = NEXT_PORT.fetch_add(step, Ordering::SeqCst);
+    if port > 60_000 {
+        NEXT_PORT.store(FIRST_PORT, Ordering::SeqCst);
+    }
+    port
+}
+
+fn random_base() -> u16 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    let mixed = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    FIRST_PORT + (mixed % u32::from(BASE_SPAN)) as u16 / 2 * 2
+}
+
+/// Whether UDP (and TCP when `tcp`) can bind 127.0.0.1:`port` right now.
+fn is_free(port: u16, tcp: bool) -> bool {
+    let addr = SocketAddrV4::new(LOOPBACK, port);
+    let udp_free = UdpSocket::bind(addr).is_ok();
+    udp_free && (!tcp || TcpListener::bind(addr).is_ok())
+}
+
+/// A port free for both UDP and TCP, as SIP and HTTP listeners need.
+pub fn free_port() -> u16 {
+    *free_range(1, true).start()
+}
+
+/// A port free for UDP, for sipp's signalling and media sockets.
+pub fn free_udp_port() -> u16 {
+    *free_range(1, false).start()
+}
+
+/// `count` consecutive UDP ports starting at an even port, all free now.
+pub fn free_udp_range(count: u16) -> RangeInclusive<u16> {
+    free_range(count, false)
+}
+
+fn free_range(count: u16, tcp: bool) -> RangeInclusive<u16> {
+    for _ in 0..MAX_ATTEMPTS {
+        let start = next_candidate(count.max(2));
+        let Some(end) = start.checked_add(count - 1) else {
+            continue;
+        };
+        if (start..=end).all(|port| is_free(port, tcp)) {
+            return start..=end;
+        }
+    }
+    panic!("found no {count} free consecutive loopback ports in {MAX_ATTEMPTS} attempts");
+}

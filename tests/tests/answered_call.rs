@@ -1,0 +1,98 @@
+//! A call through the queue answered by a registered agent: signalling, the
+//! call record in the API and in cdr.jsonl, and the stereo recording.
+
+use std::time::Duration;
+
+use pbx_e2e::fixtures::{AudioFixtures, SAMPLE_RATE};
+use pbx_e2e::pbx::{DID, Pbx, PbxConfig, QUEUE, TRUNK};
+use pbx_e2e::phones::{self, AgentPhone, CALLER_NUMBER};
+use pbx_e2e::{tools, wav};
+
+/// Time between the caller's ACK and its BYE; longer than either sentence.
+const TALK: Duration = Duration::from_secs(7);
+const CDR_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn answered_call_recorded_and_logged() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig::default();
+    let pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    let audio = AudioFixtures::generate(&work_dir);
+    let phone = AgentPhone::new(&config.agents[0]);
+
+    let agent_run = phone.answer(&work_dir, "agent_answer.xml", TALK);
+    phone.register(&pbx, &work_dir);
+    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID).pause(TALK).run();
+    caller.assert_success();
+    let agent = agent_run.wait();
+    agent.assert_success();
+
+    let caller_call_id = caller.call_id().expect("Call-ID in the caller's message log");
+    let agent_call_id = agent.call_id().expect("Call-ID in the agent's message log");
+    let record = pbx.wait_for_call(&caller_call_id, CDR_TIMEOUT);
+    println!("call record: {record:#}");
+
+    assert_eq!(record["disposition"], "answered");
+    assert_eq!(record["queue"], QUEUE);
+    assert_eq!(record["agent"], config.agents[0].id.as_str());
+    assert_eq!(record["caller"], CALLER_NUMBER);
+    assert_eq!(record["dialed"], DID);
+    assert_eq!(record["trunk"], TRUNK);
+    assert_eq!(record["caller_call_id"], caller_call_id.as_str());
+    assert_eq!(record["agent_call_id"], agent_call_id.as_str());
+    assert_ne!(record["caller_call_id"], record["agent_call_id"], "a B2BUA uses a new Call-ID per leg");
+    assert_eq!(record["hangup_side"], "caller");
+    assert!(record["answered_at"].is_string(), "answered_at: {}", record["answered_at"]);
+    let talk_seconds = record["talk_seconds"].as_f64().expect("talk_seconds is a number");
+    assert!(
+        (talk_seconds - TALK.as_secs_f64()).abs() < 1.0,
+        "talk_seconds {talk_seconds} is not close to the caller's {TALK:?} between ACK and BYE"
+    );
+
+    let id = record["id"].as_str().expect("id is a string");
+    let line = pbx.cdr_lines().into_iter().find(|line| line["id"] == id);
+    assert_eq!(line.as_ref(), Some(&record), "cdr.jsonl line differs from GET /api/calls");
+
+    let recording_path = record["recording_path"].as_str().expect("recording_path is a string");
+    let recording_seconds = record["recording_seconds"].as_f64().expect("recording_seconds is a number");
+    let file = pbx.data_dir.join(recording_path);
+    let recording = wav::Recording::open(&file);
+    assert_eq!(recording.channels, 2);
+    assert_eq!(recording.sample_rate, SAMPLE_RATE);
+    assert_eq!(recording.bits_per_sample, 16);
+    let duration = recording.duration_seconds();
+    assert!(
+        (duration - talk_seconds).abs() <= 0.2,
+        "recording lasts {duration} s, talk_seconds is {talk_seconds}"
+    );
+    assert!(
+        (duration - recording_seconds).abs() <= 0.05,
+        "recording lasts {duration} s, recording_seconds is {recording_seconds}"
+    );
+
+    let download = pbx.get(&format!("/api/calls/{id}/recording"));
+    assert_eq!(download.status, 200);
+    let on_disk = std::fs::read(&file).expect("read recording");
+    assert_eq!(download.body.len(), on_disk.len(), "downloaded recording size");
+    assert!(download.body == on_disk, "downloaded recording differs from {}", file.display());
+
+    check_channel("left (caller)", &recording.left, &audio.caller.reference, &audio.agent.reference);
+    check_channel("right (agent)", &recording.right, &audio.agent.reference, &audio.caller.reference);
+}
+
+/// Asserts that `channel` carries `own` and not `other`.
+fn check_channel(name: &str, channel: &[i16], own: &[i16], other: &[i16]) {
+    // The audio starts after the answer, so it lags; a small lead allows for
+    // a recording started a little after the first packet.
+    let (lead, delay) = (wav::samples(0.5), wav::samples(3.0));
+    let own_match = wav::align(channel, own, lead, delay);
+    let other_match = wav::align(channel, other, lead, delay);
+    println!("{name}: own {own_match:?}, other {other_match:?}");
+
+    assert!(own_match.correlation > 0.5, "{name}: correlation with its own audio {own_match:?}");
+    assert!(
+        other_match.correlation < own_match.correlation - 0.3,
+        "{name}: the other side's audio correlates too well: {other_match:?} vs own {own_match:?}"
+    );
+}

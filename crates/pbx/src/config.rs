@@ -49,6 +49,8 @@ pub(crate) struct SipConfig {
     pub(crate) advertised_address: IpAddr,
     /// Digest realm and the domain of agent AORs.
     pub(crate) domain: String,
+    /// Digest algorithms offered in challenges, preferred first.
+    pub(crate) digest_algorithms: Vec<sip_server::auth::Algorithm>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -141,11 +141,7 @@ fn core_config(
             default_expires: config.registrar.default_expires,
             max_contacts: config.registrar.max_contacts,
         },
-        // TODO: read from the configuration once it has the key.
-        digest_algorithms: vec![
-            sip_server::auth::Algorithm::Md5,
-            sip_server::auth::Algorithm::Sha256,
-        ],
+        digest_algorithms: config.sip.digest_algorithms.clone(),
         passwords,
         recording: config.recording.enabled,
         timers: sip_server::b2bua::default_timers(),

@@ -68,6 +68,8 @@ pub(crate) enum ConfigErrorKind {
     },
     #[error("must be greater than 0")]
     Zero,
+    #[error("unknown digest algorithm {value:?}; use \"SHA-256\" or \"MD5\"")]
+    UnknownDigestAlgorithm { value: String },
     #[error(
         "expires values must satisfy min <= default <= max, got min {min}, default {default}, max {max}"
     )]

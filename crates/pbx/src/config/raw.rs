@@ -36,6 +36,7 @@ pub(super) struct RawSip {
     pub(super) listen: Value<String>,
     pub(super) advertised_address: Value<String>,
     pub(super) domain: Value<String>,
+    pub(super) digest_algorithms: Value<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

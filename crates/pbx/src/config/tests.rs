@@ -388,3 +388,24 @@ fn location_counts_characters() {
         Location { line: 3, column: 1 }
     );
 }
+
+#[test]
+fn digest_algorithms_keep_their_order() {
+    use sip_server::auth::Algorithm;
+    let config = Config::parse("[sip]\ndigest_algorithms = [\"SHA-256\", \"MD5\"]\n", ORIGIN).unwrap();
+    assert_eq!(config.sip.digest_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    let default = Config::parse("", ORIGIN).unwrap();
+    assert_eq!(default.sip.digest_algorithms, [Algorithm::Md5]);
+}
+
+#[test]
+fn digest_algorithms_reject_unknown_and_empty() {
+    let errors = errors_of("[sip]\ndigest_algorithms = [\"SHA-512\", \"MD5\", \"MD5\"]\n");
+    assert_has(
+        &errors,
+        "test.toml:2:22: sip.digest_algorithms[0]: unknown digest algorithm \"SHA-512\"; use \"SHA-256\" or \"MD5\"",
+    );
+    assert!(errors.iter().any(|e| e.contains("sip.digest_algorithms[2]: duplicate")), "{errors:#?}");
+    let errors = errors_of("[sip]\ndigest_algorithms = []\n");
+    assert!(errors.iter().any(|e| e.contains("sip.digest_algorithms: must not be empty")), "{errors:#?}");
+}

@@ -1,6 +1,7 @@
 //! Checks the raw file and converts it into [`Config`], collecting every
 //! problem with its key path and location.
 
+use sip_server::auth::Algorithm;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
@@ -386,7 +387,43 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         listen,
         advertised_address: advertised(configured, listen.ip()),
         domain: domain.value,
+        digest_algorithms: convert_digest_algorithms(checker, raw),
     }
+}
+
+/// MD5 alone by default: baresip 1.0 fails on a 401 that carries a SHA-256
+/// challenge beside the MD5 one, and sipp 3.6 and many older phones take
+/// the first challenge and know only MD5. Operators with RFC 8760 phones
+/// list SHA-256.
+fn convert_digest_algorithms(checker: &mut Checker<'_>, raw: &RawConfig) -> Vec<Algorithm> {
+    let Some(list) = &raw.sip.digest_algorithms else {
+        return vec![Algorithm::Md5];
+    };
+    if list.get_ref().is_empty() {
+        checker.report("sip.digest_algorithms", &Source::File(list.span()), ConfigErrorKind::Empty);
+    }
+    let mut algorithms = Vec::new();
+    for (position, entry) in list.get_ref().iter().enumerate() {
+        let key = format!("sip.digest_algorithms[{position}]");
+        match Algorithm::from_token(entry.get_ref()) {
+            Some(algorithm) if !algorithms.contains(&algorithm) => algorithms.push(algorithm),
+            Some(_) => checker.report(
+                key,
+                &Source::File(entry.span()),
+                ConfigErrorKind::Duplicate {
+                    item: "digest algorithm",
+                    value: entry.get_ref().clone(),
+                    first: "an earlier entry".to_owned(),
+                },
+            ),
+            None => checker.report(
+                key,
+                &Source::File(entry.span()),
+                ConfigErrorKind::UnknownDigestAlgorithm { value: entry.get_ref().clone() },
+            ),
+        }
+    }
+    algorithms
 }
 
 fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides) -> MediaConfig {

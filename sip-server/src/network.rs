@@ -7,7 +7,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-
 /// An address prefix such as `192.0.2.0/24`; host bits are always zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpNetwork {

@@ -358,7 +358,11 @@ pub fn contact_target(contact: &sip_message::Uri, source: Target) -> Target {
     if addr == source.addr || (ip != source.addr.ip() && is_private(ip)) {
         return source;
     }
-    Target { addr, connection: None, ..source }
+    Target {
+        addr,
+        connection: None,
+        ..source
+    }
 }
 
 /// Addresses that cannot be reached from outside their own network.
@@ -381,7 +385,11 @@ mod tests {
     use crate::transaction::TransportKind;
 
     fn udp(addr: &str) -> Target {
-        Target { transport: TransportKind::Udp, addr: addr.parse().unwrap(), connection: None }
+        Target {
+            transport: TransportKind::Udp,
+            addr: addr.parse().unwrap(),
+            connection: None,
+        }
     }
 
     fn target_of(contact: &str, source: Target) -> std::net::SocketAddr {
@@ -391,8 +399,14 @@ mod tests {
     #[test]
     fn public_contact_is_used_as_is() {
         let source = udp("198.51.100.7:5060");
-        assert_eq!(target_of("sip:1001@198.51.100.8:5070", source), "198.51.100.8:5070".parse().unwrap());
-        assert_eq!(target_of("sip:1001@127.0.0.1:16011", udp("127.0.0.1:16010")), "127.0.0.1:16011".parse().unwrap());
+        assert_eq!(
+            target_of("sip:1001@198.51.100.8:5070", source),
+            "198.51.100.8:5070".parse().unwrap()
+        );
+        assert_eq!(
+            target_of("sip:1001@127.0.0.1:16011", udp("127.0.0.1:16010")),
+            "127.0.0.1:16011".parse().unwrap()
+        );
     }
 
     #[test]
@@ -406,14 +420,24 @@ mod tests {
     #[test]
     fn private_contact_on_same_lan_is_used() {
         let source = udp("192.168.1.20:5062");
-        assert_eq!(target_of("sip:1001@192.168.1.20:5060", source), "192.168.1.20:5060".parse().unwrap());
+        assert_eq!(
+            target_of("sip:1001@192.168.1.20:5060", source),
+            "192.168.1.20:5060".parse().unwrap()
+        );
     }
 
     #[test]
     fn domain_contact_and_tcp_use_source() {
         let source = udp("198.51.100.7:5060");
         assert_eq!(target_of("sip:1001@phone.example.com", source), source.addr);
-        let tcp = Target { transport: TransportKind::Tcp, addr: "198.51.100.7:40000".parse().unwrap(), connection: Some(3) };
-        assert_eq!(contact_target(&"sip:1001@198.51.100.7:5060".parse().unwrap(), tcp), tcp);
+        let tcp = Target {
+            transport: TransportKind::Tcp,
+            addr: "198.51.100.7:40000".parse().unwrap(),
+            connection: Some(3),
+        };
+        assert_eq!(
+            contact_target(&"sip:1001@198.51.100.7:5060".parse().unwrap(), tcp),
+            tcp
+        );
     }
 }

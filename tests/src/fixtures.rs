@@ -52,14 +52,23 @@ impl AudioFixtures {
     /// and in timbre.
     pub fn generate(dir: &Path) -> AudioFixtures {
         tools::require(&[tools::ESPEAK_NG, tools::SOX]);
-        let caller = generate_speech(dir, "caller", &["-v", "en-us", "-s", "150"], CALLER_SENTENCE);
+        let caller = generate_speech(
+            dir,
+            "caller",
+            &["-v", "en-us", "-s", "150"],
+            CALLER_SENTENCE,
+        );
         let agent = generate_speech(
             dir,
             "agent",
             &["-v", "en-gb+f3", "-s", "165", "-p", "70"],
             AGENT_SENTENCE,
         );
-        AudioFixtures { dir: dir.to_path_buf(), caller, agent }
+        AudioFixtures {
+            dir: dir.to_path_buf(),
+            caller,
+            agent,
+        }
     }
 }
 
@@ -75,13 +84,19 @@ fn generate_speech(dir: &Path, name: &str, voice: &[&str], sentence: &str) -> Sp
     // Normalizing to -3 dBFS keeps both voices at the same level before the
     // 8-bit companding.
     let mut encode = Command::new(tools::SOX.program);
-    encode.arg(&spoken).args(["-r", "8000", "-c", "1", "-t", "raw", "-e", "mu-law"]);
+    encode
+        .arg(&spoken)
+        .args(["-r", "8000", "-c", "1", "-t", "raw", "-e", "mu-law"]);
     encode.arg(&ulaw_path).args(["norm", "-3"]);
     run(&mut encode);
 
     let mut decode = Command::new(tools::SOX.program);
-    decode.args(["-t", "raw", "-r", "8000", "-c", "1", "-e", "mu-law"]).arg(&ulaw_path);
-    decode.args(["-t", "wav", "-e", "signed-integer", "-b", "16"]).arg(&reference_path);
+    decode
+        .args(["-t", "raw", "-r", "8000", "-c", "1", "-e", "mu-law"])
+        .arg(&ulaw_path);
+    decode
+        .args(["-t", "wav", "-e", "signed-integer", "-b", "16"])
+        .arg(&reference_path);
     run(&mut decode);
 
     let reference = read_mono(&reference_path);
@@ -91,7 +106,10 @@ fn generate_speech(dir: &Path, name: &str, voice: &[&str], sentence: &str) -> Sp
         reference_path.display(),
         reference.len()
     );
-    Speech { ulaw_path, reference }
+    Speech {
+        ulaw_path,
+        reference,
+    }
 }
 
 fn read_mono(path: &Path) -> Vec<i16> {
@@ -99,7 +117,12 @@ fn read_mono(path: &Path) -> Vec<i16> {
         .unwrap_or_else(|error| panic!("failed to open {}: {error}", path.display()));
     let spec = reader.spec();
     assert_eq!(spec.channels, 1, "{}: expected mono", path.display());
-    assert_eq!(spec.sample_rate, SAMPLE_RATE, "{}: expected 8 kHz", path.display());
+    assert_eq!(
+        spec.sample_rate,
+        SAMPLE_RATE,
+        "{}: expected 8 kHz",
+        path.display()
+    );
     reader
         .into_samples::<i16>()
         .collect::<Result<Vec<i16>, _>>()

@@ -26,7 +26,10 @@ impl HttpResponse {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|error| {
-            panic!("invalid JSON body ({error}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "invalid JSON body ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 }
@@ -36,7 +39,10 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<HttpRe
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     stream.flush()?;
     read_response(BufReader::new(stream))
 }
@@ -61,7 +67,11 @@ fn read_response(mut reader: impl BufRead) -> io::Result<HttpResponse> {
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
 
-    let mut response = HttpResponse { status, headers, body: Vec::new() };
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     let chunked = response
         .header("Transfer-Encoding")
         .is_some_and(|value| value.eq_ignore_ascii_case("chunked"));
@@ -73,7 +83,9 @@ fn read_response(mut reader: impl BufRead) -> io::Result<HttpResponse> {
             reader.read_exact(&mut body)?;
             body
         }
-        (false, Some(Err(error))) => return Err(invalid(format!("invalid Content-Length: {error}"))),
+        (false, Some(Err(error))) => {
+            return Err(invalid(format!("invalid Content-Length: {error}")));
+        }
         (false, None) => {
             let mut body = Vec::new();
             reader.read_to_end(&mut body)?;
@@ -105,7 +117,10 @@ fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
 fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-response"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed mid-response",
+        ));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

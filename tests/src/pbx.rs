@@ -47,7 +47,10 @@ pub struct PbxConfig {
 impl Default for PbxConfig {
     fn default() -> PbxConfig {
         PbxConfig {
-            agents: vec![Agent { id: "1001".to_owned(), password: "e2e-secret-1001".to_owned() }],
+            agents: vec![Agent {
+                id: "1001".to_owned(),
+                password: "e2e-secret-1001".to_owned(),
+            }],
             trunk_allow: vec!["127.0.0.1/32".to_owned()],
             ring_timeout_secs: 5,
             max_wait_secs: 30,
@@ -57,8 +60,14 @@ impl Default for PbxConfig {
 }
 
 impl PbxConfig {
-    /// The configuration file, in the format of `configs/pbx.toml`.
-    pub fn to_toml(&self, data_dir: &Path, sip: SocketAddr, http: SocketAddr, rtp: &RangeInclusive<u16>) -> String {
+    /// Renders the configuration file in the format of `configs/pbx.toml`.
+    pub fn to_toml(
+        &self,
+        data_dir: &Path,
+        sip: SocketAddr,
+        http: SocketAddr,
+        rtp: &RangeInclusive<u16>,
+    ) -> String {
         let mut text = format!(
             "data_dir = {data_dir:?}\n\n\
              [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n\n\
@@ -77,8 +86,16 @@ impl PbxConfig {
                 agent.id, agent.id, agent.password
             );
         }
-        let allow: Vec<String> = self.trunk_allow.iter().map(|network| format!("\"{network}\"")).collect();
-        let agents: Vec<String> = self.agents.iter().map(|agent| format!("\"{}\"", agent.id)).collect();
+        let allow: Vec<String> = self
+            .trunk_allow
+            .iter()
+            .map(|network| format!("\"{network}\""))
+            .collect();
+        let agents: Vec<String> = self
+            .agents
+            .iter()
+            .map(|agent| format!("\"{}\"", agent.id))
+            .collect();
         let _ = write!(
             text,
             "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n\n\
@@ -113,13 +130,20 @@ impl Pbx {
     /// returns 200.
     pub fn start(config: &PbxConfig) -> Pbx {
         let binary = binary();
-        let dir = tempfile::Builder::new().prefix("pbx-e2e-").tempdir().expect("temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("pbx-e2e-")
+            .tempdir()
+            .expect("temporary directory");
         let data_dir = dir.path().join("data");
         let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::free_port()));
         let http = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::free_port()));
         let rtp_ports = ports::free_udp_range(RTP_PORT_COUNT);
         let config_path = dir.path().join("pbx.toml");
-        fs::write(&config_path, config.to_toml(&data_dir, sip, http, &rtp_ports)).expect("write config");
+        fs::write(
+            &config_path,
+            config.to_toml(&data_dir, sip, http, &rtp_ports),
+        )
+        .expect("write config");
 
         let stdout_path = dir.path().join("pbx-stdout.log");
         let stderr_path = dir.path().join("pbx-stderr.log");
@@ -136,7 +160,17 @@ impl Pbx {
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {}: {error}", binary.display()));
 
-        let mut pbx = Pbx { child, dir, data_dir, config_path, sip, http, rtp_ports, stdout_path, stderr_path };
+        let mut pbx = Pbx {
+            child,
+            dir,
+            data_dir,
+            config_path,
+            sip,
+            http,
+            rtp_ports,
+            stdout_path,
+            stderr_path,
+        };
         pbx.wait_for_health();
         pbx
     }
@@ -167,7 +201,12 @@ impl Pbx {
     pub fn calls(&self) -> Vec<Value> {
         let response = http::get(self.http, "/api/calls", HTTP_TIMEOUT)
             .unwrap_or_else(|error| panic!("GET /api/calls failed: {error}\n{}", self.logs()));
-        assert_eq!(response.status, 200, "GET /api/calls: {}", String::from_utf8_lossy(&response.body));
+        assert_eq!(
+            response.status,
+            200,
+            "GET /api/calls: {}",
+            String::from_utf8_lossy(&response.body)
+        );
         match response.json() {
             Value::Array(calls) => calls,
             Value::Object(mut object) => match object.remove("calls") {
@@ -183,7 +222,10 @@ impl Pbx {
     pub fn wait_for_call(&self, call_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let found = self.calls().into_iter().find(|call| call["caller_call_id"] == call_id);
+            let found = self
+                .calls()
+                .into_iter()
+                .find(|call| call["caller_call_id"] == call_id);
             if let Some(call) = found {
                 return call;
             }
@@ -200,21 +242,27 @@ impl Pbx {
     /// Records in `<data_dir>/cdr.jsonl`, oldest first.
     pub fn cdr_lines(&self) -> Vec<Value> {
         let path = self.data_dir.join("cdr.jsonl");
-        let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("failed to read {}: {error}", path.display()));
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("failed to read {}: {error}", path.display()));
         text.lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("invalid CDR line {line:?}: {error}")))
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("invalid CDR line {line:?}: {error}"))
+            })
             .collect()
     }
 
     /// GET on the HTTP API; panics on a transport error.
     pub fn get(&self, path: &str) -> http::HttpResponse {
-        http::get(self.http, path, HTTP_TIMEOUT).unwrap_or_else(|error| panic!("GET {path} failed: {error}"))
+        http::get(self.http, path, HTTP_TIMEOUT)
+            .unwrap_or_else(|error| panic!("GET {path} failed: {error}"))
     }
 
-    /// The PBX's standard output and error so far.
+    /// Returns the config and the PBX's standard output and error so far.
     pub fn logs(&self) -> String {
-        let read = |path: &Path| fs::read_to_string(path).unwrap_or_else(|error| format!("({error})"));
+        let read =
+            |path: &Path| fs::read_to_string(path).unwrap_or_else(|error| format!("({error})"));
         format!(
             "---- pbx config ({}) ----\n{}\n---- pbx stdout ----\n{}\n---- pbx stderr ----\n{}",
             self.config_path.display(),
@@ -236,7 +284,8 @@ impl Drop for Pbx {
 }
 
 fn create(path: &Path) -> fs::File {
-    fs::File::create(path).unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
+    fs::File::create(path)
+        .unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
 }
 
 /// Path of the `pbx` binary, built once per test process.
@@ -257,22 +306,38 @@ fn build_binary() -> PathBuf {
     let profile_dir = test_binary
         .parent()
         .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("test binary {} is not in <target>/<profile>/deps", test_binary.display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "test binary {} is not in <target>/<profile>/deps",
+                test_binary.display()
+            )
+        });
     let target_dir = profile_dir.parent().unwrap_or(profile_dir);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
     let mut command = Command::new(cargo);
     command.args(["build", "-p", "pbx", "--bin", "pbx", "--manifest-path"]);
-    command.arg(workspace.join("Cargo.toml")).arg("--target-dir").arg(target_dir);
-    if profile_dir.file_name().is_some_and(|name| name == "release") {
+    command
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
         command.arg("--release");
     }
-    let status = command.status().unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
     assert!(status.success(), "{command:?} failed with {status}");
 
     let binary = profile_dir.join("pbx");
-    assert!(binary.is_file(), "{} missing after {command:?}", binary.display());
+    assert!(
+        binary.is_file(),
+        "{} missing after {command:?}",
+        binary.display()
+    );
     binary
 }
-

@@ -21,25 +21,47 @@ pub struct AgentPhone {
 
 impl AgentPhone {
     pub fn new(agent: &Agent) -> AgentPhone {
-        AgentPhone { agent: agent.clone(), sip_port: ports::free_udp_port(), media_port: ports::free_udp_port() }
+        AgentPhone {
+            agent: agent.clone(),
+            sip_port: ports::free_udp_port(),
+            media_port: ports::free_sipp_media_port(),
+        }
     }
 
     /// REGISTERs this phone's Contact with `password` and `expires` seconds.
-    pub fn register_with(&self, pbx: &Pbx, work_dir: &Path, scenario: &str, password: &str, expires: u32) -> SippOutcome {
-        Sipp::new(&format!("register-{}-{expires}", self.agent.id), scenario, work_dir)
-            .local("127.0.0.1", ports::free_udp_port())
-            .credentials(&self.agent.id, password)
-            .key("agent", &self.agent.id)
-            .key("domain", DOMAIN)
-            .key("contact_port", &self.sip_port.to_string())
-            .key("expires", &expires.to_string())
-            .remote(pbx.sip)
-            .run()
+    pub fn register_with(
+        &self,
+        pbx: &Pbx,
+        work_dir: &Path,
+        scenario: &str,
+        password: &str,
+        expires: u32,
+    ) -> SippOutcome {
+        Sipp::new(
+            &format!("register-{}-{expires}", self.agent.id),
+            scenario,
+            work_dir,
+        )
+        .local("127.0.0.1", ports::free_udp_port())
+        .credentials(&self.agent.id, password)
+        .key("agent", &self.agent.id)
+        .key("domain", DOMAIN)
+        .key("contact_port", &self.sip_port.to_string())
+        .key("expires", &expires.to_string())
+        .remote(pbx.sip)
+        .run()
     }
 
     /// Registers with the configured password and panics unless it succeeds.
     pub fn register(&self, pbx: &Pbx, work_dir: &Path) {
-        self.register_with(pbx, work_dir, "agent_register.xml", &self.agent.password, 600).assert_success();
+        self.register_with(
+            pbx,
+            work_dir,
+            "agent_register.xml",
+            &self.agent.password,
+            600,
+        )
+        .assert_success();
     }
 
     /// Removes the binding (Expires: 0).
@@ -61,12 +83,12 @@ impl AgentPhone {
     }
 }
 
-/// A caller arriving from `source_ip` (127.0.0.1 is inside the trunk's
-/// allow list, 127.0.0.2 outside) and dialing `number` at the PBX.
+/// Builds a caller that dials `number` at the PBX from `source_ip`.
+/// 127.0.0.1 is inside the test trunk's allow list and 127.0.0.2 outside.
 pub fn caller(pbx: &Pbx, work_dir: &Path, scenario: &str, source_ip: &str, number: &str) -> Sipp {
     Sipp::new("caller", scenario, work_dir)
         .local(source_ip, ports::free_udp_port())
-        .media(source_ip, ports::free_udp_port())
+        .media(source_ip, ports::free_sipp_media_port())
         .service(number)
         .key("caller", CALLER_NUMBER)
         .remote(pbx.sip)
@@ -74,11 +96,19 @@ pub fn caller(pbx: &Pbx, work_dir: &Path, scenario: &str, source_ip: &str, numbe
 
 /// Places a call expected to fail with `caller_rejected.xml` and returns the
 /// run and the final status the caller received.
-pub fn rejected_call(pbx: &Pbx, work_dir: &Path, source_ip: &str, number: &str) -> (SippOutcome, u16) {
+pub fn rejected_call(
+    pbx: &Pbx,
+    work_dir: &Path,
+    source_ip: &str,
+    number: &str,
+) -> (SippOutcome, u16) {
     let run = caller(pbx, work_dir, "caller_rejected.xml", source_ip, number).run();
     run.assert_success();
-    let status = run
-        .final_status()
-        .unwrap_or_else(|| panic!("no final response in the caller's message log\n{}", run.report()));
+    let status = run.final_status().unwrap_or_else(|| {
+        panic!(
+            "no final response in the caller's message log\n{}",
+            run.report()
+        )
+    });
     (run, status)
 }

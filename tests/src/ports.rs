@@ -2,7 +2,7 @@
 //!
 //! A port found free here can be taken by another process before the PBX or
 //! sipp binds it. The window is short and the bases are random, so a clash is
-//! rare; a clash shows up as a bind error in the logs, never as a hang.
+//! rare. A clash shows up as a bind error in the logs, not as a hang.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::ops::RangeInclusive;
@@ -37,24 +37,30 @@ fn random_base() -> u16 {
     FIRST_PORT + (mixed % u32::from(BASE_SPAN)) as u16 / 2 * 2
 }
 
-/// Whether UDP (and TCP when `tcp`) can bind 127.0.0.1:`port` right now.
+/// Checks whether UDP (and TCP when `tcp`) can bind 127.0.0.1:`port` now.
 fn is_free(port: u16, tcp: bool) -> bool {
     let addr = SocketAddrV4::new(LOOPBACK, port);
     let udp_free = UdpSocket::bind(addr).is_ok();
     udp_free && (!tcp || TcpListener::bind(addr).is_ok())
 }
 
-/// A port free for both UDP and TCP, as SIP and HTTP listeners need.
+/// Finds a port free for both UDP and TCP, as SIP and HTTP listeners need.
 pub fn free_port() -> u16 {
     *free_range(1, true).start()
 }
 
-/// A port free for UDP, for sipp's signalling and media sockets.
+/// Finds a port free for UDP, for sipp's signalling socket.
 pub fn free_udp_port() -> u16 {
     *free_range(1, false).start()
 }
 
-/// `count` consecutive UDP ports starting at an even port, all free now.
+/// Finds a media port for sipp (`-mp`). sipp binds it and the port two above
+/// it (audio and video RTP), so the four ports from it are checked and reserved.
+pub fn free_sipp_media_port() -> u16 {
+    *free_range(4, false).start()
+}
+
+/// Finds `count` consecutive free UDP ports starting at an even port.
 pub fn free_udp_range(count: u16) -> RangeInclusive<u16> {
     free_range(count, false)
 }

@@ -24,7 +24,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Path of a scenario file in `tests/scenarios/`.
 pub fn scenario_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
 }
 
 /// A sipp command line being built.
@@ -38,8 +40,8 @@ pub struct Sipp {
 }
 
 impl Sipp {
-    /// A run of `tests/scenarios/<scenario>` in `work_dir`, where `rtp_stream`
-    /// finds its audio files and the logs are written. `label` names the logs.
+    /// Prepares a run of `tests/scenarios/<scenario>` in `work_dir`, where
+    /// `rtp_stream` finds its audio files and the logs go. `label` names the logs.
     pub fn new(label: &str, scenario: &str, work_dir: &Path) -> Sipp {
         Sipp::with_scenario_file(label, &scenario_path(scenario), work_dir)
     }
@@ -55,14 +57,18 @@ impl Sipp {
         }
     }
 
-    /// Local signalling address (`-i`, `-p`); the socket binds to it, so it is
-    /// also the source address the PBX sees.
+    /// Sets the local signalling address (`-i`, `-p`). The socket binds to it
+    /// (`-bind_local`), so it is also the source address of the requests.
     pub fn local(self, ip: &str, port: u16) -> Sipp {
-        self.arg("-i").arg(ip).arg("-bind_local").arg("-p").arg(port.to_string())
+        self.arg("-i")
+            .arg(ip)
+            .arg("-bind_local")
+            .arg("-p")
+            .arg(port.to_string())
     }
 
-    /// Media address and port (`-mi`, `-mp`) put in the SDP and used to
-    /// send RTP.
+    /// Sets the media address and port (`-mi`, `-mp`) put in the SDP and used
+    /// to send RTP.
     pub fn media(self, ip: &str, port: u16) -> Sipp {
         self.arg("-mi").arg(ip).arg("-mp").arg(port.to_string())
     }
@@ -87,7 +93,7 @@ impl Sipp {
         self.arg("-au").arg(username).arg("-ap").arg(password)
     }
 
-    /// The peer to send the first request to; UAS runs have none.
+    /// Sets the peer that receives the first request. UAS runs have none.
     pub fn remote(mut self, addr: SocketAddr) -> Sipp {
         self.remote = Some(addr);
         self
@@ -107,21 +113,40 @@ impl Sipp {
         command.args(["-m", "1", "-nostdin", "-timeout_error"]);
         command.arg("-timeout").arg(format!("{SIPP_TIMEOUT_SECS}s"));
         if !self.args.iter().any(|arg| arg == "-recv_timeout") {
-            command.arg("-recv_timeout").arg(RECV_TIMEOUT_MS.to_string());
+            command
+                .arg("-recv_timeout")
+                .arg(RECV_TIMEOUT_MS.to_string());
         }
-        command.arg("-trace_msg").arg("-message_file").arg(&logs.messages);
-        command.arg("-trace_err").arg("-error_file").arg(&logs.errors);
-        command.arg("-trace_screen").arg("-screen_file").arg(&logs.screen);
+        command
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&logs.messages);
+        command
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&logs.errors);
+        command
+            .arg("-trace_screen")
+            .arg("-screen_file")
+            .arg(&logs.screen);
         if let Some(remote) = self.remote {
             command.arg(remote.to_string());
         }
         command.current_dir(&self.work_dir).stdin(Stdio::null());
-        command.stdout(log_file(&logs.stdout)).stderr(log_file(&logs.stderr));
+        command
+            .stdout(log_file(&logs.stdout))
+            .stderr(log_file(&logs.stderr));
 
         let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start sipp for {}: {error}", self.label));
-        SippRun { label: self.label, command: format!("{command:?}"), child: Some(child), logs, started: Instant::now() }
+        SippRun {
+            label: self.label,
+            command: format!("{command:?}"),
+            child: Some(child),
+            logs,
+            started: Instant::now(),
+        }
     }
 
     /// Runs sipp to completion (bounded) and returns the outcome.
@@ -131,7 +156,8 @@ impl Sipp {
 }
 
 fn log_file(path: &Path) -> fs::File {
-    fs::File::create(path).unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
+    fs::File::create(path)
+        .unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
 }
 
 /// Files one sipp run writes.
@@ -170,11 +196,16 @@ pub struct SippRun {
 impl SippRun {
     /// Waits for sipp to exit, killing it after the wall-clock limit.
     pub fn wait(mut self) -> SippOutcome {
-        let mut child = self.child.take().unwrap_or_else(|| unreachable!("child taken only here"));
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| unreachable!("child taken only here"));
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if self.started.elapsed() < WALL_CLOCK_LIMIT => thread::sleep(POLL_INTERVAL),
+                Ok(None) if self.started.elapsed() < WALL_CLOCK_LIMIT => {
+                    thread::sleep(POLL_INTERVAL)
+                }
                 Ok(None) | Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -231,12 +262,22 @@ impl SippOutcome {
     /// Panics with the logs unless sipp exited with status 0 (every call
     /// successful).
     pub fn assert_success(&self) {
-        assert!(self.succeeded(), "sipp {} failed\n{}", self.label, self.report());
+        assert!(
+            self.succeeded(),
+            "sipp {} failed\n{}",
+            self.label,
+            self.report()
+        );
     }
 
     /// Panics with the logs if sipp exited with status 0.
     pub fn assert_failure(&self) {
-        assert!(!self.succeeded(), "sipp {} succeeded but should have failed\n{}", self.label, self.report());
+        assert!(
+            !self.succeeded(),
+            "sipp {} succeeded but should have failed\n{}",
+            self.label,
+            self.report()
+        );
     }
 
     /// Command, exit status and every log, for failure messages.
@@ -255,7 +296,11 @@ impl SippOutcome {
         ];
         for (name, path) in logs {
             let text = fs::read_to_string(path).unwrap_or_else(|error| format!("({error})"));
-            report.push_str(&format!("---- sipp {} {name} ({}) ----\n{text}\n", self.label, path.display()));
+            report.push_str(&format!(
+                "---- sipp {} {name} ({}) ----\n{text}\n",
+                self.label,
+                path.display()
+            ));
         }
         report
     }
@@ -277,7 +322,9 @@ impl SippOutcome {
 
     /// Call-ID of the first message in the log: the dialog this run handled.
     pub fn call_id(&self) -> Option<String> {
-        self.messages().iter().find_map(|message| message.header("Call-ID").map(str::to_owned))
+        self.messages()
+            .iter()
+            .find_map(|message| message.header("Call-ID").map(str::to_owned))
     }
 }
 
@@ -301,10 +348,14 @@ impl TracedMessage {
 
     /// First value of header `name` (long form, case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text.lines().skip(1).take_while(|line| !line.trim().is_empty()).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-        })
+        self.text
+            .lines()
+            .skip(1)
+            .take_while(|line| !line.trim().is_empty())
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+            })
     }
 }
 
@@ -320,8 +371,14 @@ fn parse_message_log(text: &str) -> Vec<TracedMessage> {
             continue;
         }
         let lower = line.to_ascii_lowercase();
-        if current.is_none() && lower.contains(" message ") && (lower.contains("received") || lower.contains("sent")) {
-            current = Some(TracedMessage { received: lower.contains("received"), text: String::new() });
+        if current.is_none()
+            && lower.contains(" message ")
+            && (lower.contains("received") || lower.contains("sent"))
+        {
+            current = Some(TracedMessage {
+                received: lower.contains("received"),
+                text: String::new(),
+            });
             continue;
         }
         if let Some(message) = current.as_mut() {
@@ -370,7 +427,10 @@ Call-ID: 1-29645@127.0.0.1
 
         assert_eq!(messages.len(), 3);
         assert!(!messages[0].received);
-        assert_eq!(messages[0].start_line(), "INVITE sip:9999@127.0.0.1:5390 SIP/2.0");
+        assert_eq!(
+            messages[0].start_line(),
+            "INVITE sip:9999@127.0.0.1:5390 SIP/2.0"
+        );
         assert_eq!(messages[0].header("call-id"), Some("1-29645@127.0.0.1"));
         assert_eq!(messages[0].status(), None);
         assert_eq!(messages[2].status(), Some(404));

@@ -9,19 +9,32 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const SIPP: Tool = Tool { program: "sipp", package: "sip-tester" };
-pub const ESPEAK_NG: Tool = Tool { program: "espeak-ng", package: "espeak-ng" };
-pub const SOX: Tool = Tool { program: "sox", package: "sox" };
+pub const SIPP: Tool = Tool {
+    program: "sipp",
+    package: "sip-tester",
+};
+pub const ESPEAK_NG: Tool = Tool {
+    program: "espeak-ng",
+    package: "espeak-ng",
+};
+pub const SOX: Tool = Tool {
+    program: "sox",
+    package: "sox",
+};
 
 /// Every tool the end-to-end tests run.
 pub const ALL: [Tool; 3] = [SIPP, ESPEAK_NG, SOX];
 
-/// Whether `tool` can be started from `PATH`.
+/// Checks whether `tool` can be started from `PATH`.
 pub fn is_available(tool: Tool) -> bool {
     // `-h`/`--help` exit codes differ between these programs, so only a failure
     // to start at all counts as missing.
     Command::new(tool.program)
-        .arg(if tool.program == "sipp" { "-v" } else { "--version" })
+        .arg(if tool.program == "sipp" {
+            "-v"
+        } else {
+            "--version"
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

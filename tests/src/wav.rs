@@ -4,8 +4,8 @@
 //! Channel identity is found by normalized cross-correlation against the
 //! reference audio each side sent. The relay and recorder delay the audio by
 //! an unknown amount (signalling, jitter buffer), so the best lag is searched
-//! in two steps: the 10 ms energy envelopes locate the speech coarsely, then
-//! the samples are correlated at every lag around the best coarse candidates.
+//! in two steps. The 10 ms energy envelopes locate the speech coarsely, and
+//! then the samples are correlated at every lag around the best candidates.
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ use crate::fixtures::SAMPLE_RATE;
 
 /// Samples per envelope frame: 10 ms at 8 kHz.
 const FRAME: usize = 80;
-/// Coarse candidates refined on the samples; more than one guards against an
+/// Coarse candidates refined on the samples. More than one guards against an
 /// envelope peak that sits a few frames off the waveform peak.
 const COARSE_CANDIDATES: usize = 3;
 
@@ -30,8 +30,7 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Reads a 16-bit PCM WAV file; panics with the path on any error, as a test
-    /// helper should.
+    /// Reads a 16-bit PCM WAV file and panics with the path on any error.
     pub fn open(path: &Path) -> Recording {
         let reader = hound::WavReader::open(path)
             .unwrap_or_else(|error| panic!("failed to open recording {}: {error}", path.display()));
@@ -42,7 +41,12 @@ impl Recording {
             "{}: expected integer PCM",
             path.display()
         );
-        assert_eq!(spec.bits_per_sample, 16, "{}: expected 16-bit samples", path.display());
+        assert_eq!(
+            spec.bits_per_sample,
+            16,
+            "{}: expected 16-bit samples",
+            path.display()
+        );
         let samples = reader
             .into_samples::<i16>()
             .collect::<Result<Vec<i16>, _>>()
@@ -59,7 +63,7 @@ impl Recording {
         }
     }
 
-    /// Frames divided by the sample rate.
+    /// Returns the length in seconds: frames divided by the sample rate.
     pub fn duration_seconds(&self) -> f64 {
         self.left.len() as f64 / f64::from(self.sample_rate.max(1))
     }
@@ -83,13 +87,21 @@ pub fn align(recorded: &[i16], reference: &[i16], max_lead: usize, max_delay: us
     let max_frame_lag = (max_delay / FRAME) as isize + 1;
 
     let mut coarse: Vec<(isize, f64)> = (min_frame_lag..=max_frame_lag)
-        .map(|lag| (lag, correlation_at(&recorded_envelope, &reference_envelope, lag)))
+        .map(|lag| {
+            (
+                lag,
+                correlation_at(&recorded_envelope, &reference_envelope, lag),
+            )
+        })
         .collect();
     coarse.sort_by(|a, b| b.1.total_cmp(&a.1));
 
     let lead = -(max_lead as isize);
     let delay = max_delay as isize;
-    let mut best = Alignment { lag: 0, correlation: f64::NEG_INFINITY };
+    let mut best = Alignment {
+        lag: 0,
+        correlation: f64::NEG_INFINITY,
+    };
     for &(frame_lag, _) in coarse.iter().take(COARSE_CANDIDATES) {
         let center = frame_lag * FRAME as isize;
         let window = 2 * FRAME as isize;
@@ -116,15 +128,18 @@ fn envelope(samples: &[i16]) -> Vec<f64> {
     frames.into_iter().map(|value| value - mean).collect()
 }
 
-/// Normalized cross-correlation of `recorded[i + lag]` with `reference[i]`
-/// over their overlap; 0 when they do not overlap or one side is silent.
+/// Computes the normalized cross-correlation of `recorded[i + lag]` with
+/// `reference[i]` over their overlap, or 0 without overlap or energy.
 fn correlation_at<T: Copy + Into<f64>>(recorded: &[T], reference: &[T], lag: isize) -> f64 {
     let first = if lag < 0 { lag.unsigned_abs() } else { 0 };
     let mut dot = 0.0;
     let mut recorded_energy = 0.0;
     let mut reference_energy = 0.0;
     for (index, &x) in reference.iter().enumerate().skip(first) {
-        let Some(&y) = index.checked_add_signed(lag).and_then(|at| recorded.get(at)) else {
+        let Some(&y) = index
+            .checked_add_signed(lag)
+            .and_then(|at| recorded.get(at))
+        else {
             break;
         };
         let (x, y): (f64, f64) = (x.into(), y.into());
@@ -136,7 +151,7 @@ fn correlation_at<T: Copy + Into<f64>>(recorded: &[T], reference: &[T], lag: isi
     if norm > 0.0 { dot / norm } else { 0.0 }
 }
 
-/// Seconds to samples at the G.711 rate, for lag windows.
+/// Converts seconds to samples at the G.711 rate, for lag windows.
 pub fn samples(seconds: f64) -> usize {
     (seconds * f64::from(SAMPLE_RATE)).round() as usize
 }
@@ -169,13 +184,26 @@ mod tests {
         let length = audio.caller.reference.len() + samples(2.0);
         let recorded = delayed(&audio.caller.reference, delay, length);
 
-        let own = align(&recorded, &audio.caller.reference, samples(0.5), samples(3.0));
-        let other = align(&recorded, &audio.agent.reference, samples(0.5), samples(3.0));
+        let own = align(
+            &recorded,
+            &audio.caller.reference,
+            samples(0.5),
+            samples(3.0),
+        );
+        let other = align(
+            &recorded,
+            &audio.agent.reference,
+            samples(0.5),
+            samples(3.0),
+        );
         println!("own {own:?}, other {other:?}");
 
         assert_eq!(own.lag, delay as isize);
         assert!(own.correlation > 0.95, "own correlation {own:?}");
-        assert!(other.correlation < 0.3, "other sentence correlation {other:?}");
+        assert!(
+            other.correlation < 0.3,
+            "other sentence correlation {other:?}"
+        );
     }
 
     #[test]
@@ -185,7 +213,12 @@ mod tests {
         // The recording starts 300 samples into the agent's audio.
         let recorded = audio.agent.reference[300..].to_vec();
 
-        let found = align(&recorded, &audio.agent.reference, samples(0.5), samples(3.0));
+        let found = align(
+            &recorded,
+            &audio.agent.reference,
+            samples(0.5),
+            samples(3.0),
+        );
 
         assert_eq!(found.lag, -300);
         assert!(found.correlation > 0.99, "{found:?}");

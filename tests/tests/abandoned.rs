@@ -11,7 +11,10 @@ fn caller_cancel_while_queued_abandons() {
     tools::require(&tools::ALL);
     // No agent registers, and the max wait outlasts caller_cancel.xml's
     // 3 seconds of queueing, so only the CANCEL can end the call.
-    let config = PbxConfig { max_wait_secs: 30, ..PbxConfig::default() };
+    let config = PbxConfig {
+        max_wait_secs: 30,
+        ..PbxConfig::default()
+    };
     let pbx = Pbx::start(&config);
     let work_dir = pbx.dir.path().to_path_buf();
 
@@ -26,6 +29,11 @@ fn caller_cancel_while_queued_abandons() {
     assert_eq!(record["hangup_side"], "caller");
     assert!(record["agent"].is_null(), "agent: {}", record["agent"]);
     assert_eq!(record["talk_seconds"], 0.0);
-    let wait_seconds = record["wait_seconds"].as_f64().expect("wait_seconds is a number");
-    assert!(wait_seconds >= 2.5, "wait_seconds {wait_seconds}: the caller queued for about 3 s");
+    let wait_seconds = record["wait_seconds"]
+        .as_f64()
+        .expect("wait_seconds is a number");
+    assert!(
+        wait_seconds >= 2.5,
+        "wait_seconds {wait_seconds}: the caller queued for about 3 s"
+    );
 }

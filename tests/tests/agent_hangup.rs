@@ -26,15 +26,22 @@ fn agent_hangup_ends_both_legs() {
     let agent = agent_run.wait();
     agent.assert_success();
 
-    let caller_call_id = caller.call_id().expect("Call-ID in the caller's message log");
+    let caller_call_id = caller
+        .call_id()
+        .expect("Call-ID in the caller's message log");
     let record = pbx.wait_for_call(&caller_call_id, Duration::from_secs(10));
     println!("call record: {record:#}");
 
     assert_eq!(record["disposition"], "answered");
     assert_eq!(record["hangup_side"], "agent");
     assert_eq!(record["agent"], config.agents[0].id.as_str());
-    assert_eq!(record["agent_call_id"], agent.call_id().expect("agent Call-ID").as_str());
-    let talk_seconds = record["talk_seconds"].as_f64().expect("talk_seconds is a number");
+    assert_eq!(
+        record["agent_call_id"],
+        agent.call_id().expect("agent Call-ID").as_str()
+    );
+    let talk_seconds = record["talk_seconds"]
+        .as_f64()
+        .expect("talk_seconds is a number");
     assert!(
         (talk_seconds - TALK.as_secs_f64()).abs() < 1.0,
         "talk_seconds {talk_seconds} is not close to the agent's {TALK:?} before BYE"

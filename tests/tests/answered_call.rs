@@ -23,12 +23,16 @@ fn answered_call_recorded_and_logged() {
 
     let agent_run = phone.answer(&work_dir, "agent_answer.xml", TALK);
     phone.register(&pbx, &work_dir);
-    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID).pause(TALK).run();
+    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID)
+        .pause(TALK)
+        .run();
     caller.assert_success();
     let agent = agent_run.wait();
     agent.assert_success();
 
-    let caller_call_id = caller.call_id().expect("Call-ID in the caller's message log");
+    let caller_call_id = caller
+        .call_id()
+        .expect("Call-ID in the caller's message log");
     let agent_call_id = agent.call_id().expect("Call-ID in the agent's message log");
     let record = pbx.wait_for_call(&caller_call_id, CDR_TIMEOUT);
     println!("call record: {record:#}");
@@ -41,10 +45,19 @@ fn answered_call_recorded_and_logged() {
     assert_eq!(record["trunk"], TRUNK);
     assert_eq!(record["caller_call_id"], caller_call_id.as_str());
     assert_eq!(record["agent_call_id"], agent_call_id.as_str());
-    assert_ne!(record["caller_call_id"], record["agent_call_id"], "a B2BUA uses a new Call-ID per leg");
+    assert_ne!(
+        record["caller_call_id"], record["agent_call_id"],
+        "a B2BUA uses a new Call-ID per leg"
+    );
     assert_eq!(record["hangup_side"], "caller");
-    assert!(record["answered_at"].is_string(), "answered_at: {}", record["answered_at"]);
-    let talk_seconds = record["talk_seconds"].as_f64().expect("talk_seconds is a number");
+    assert!(
+        record["answered_at"].is_string(),
+        "answered_at: {}",
+        record["answered_at"]
+    );
+    let talk_seconds = record["talk_seconds"]
+        .as_f64()
+        .expect("talk_seconds is a number");
     assert!(
         (talk_seconds - TALK.as_secs_f64()).abs() < 1.0,
         "talk_seconds {talk_seconds} is not close to the caller's {TALK:?} between ACK and BYE"
@@ -52,10 +65,18 @@ fn answered_call_recorded_and_logged() {
 
     let id = record["id"].as_str().expect("id is a string");
     let line = pbx.cdr_lines().into_iter().find(|line| line["id"] == id);
-    assert_eq!(line.as_ref(), Some(&record), "cdr.jsonl line differs from GET /api/calls");
+    assert_eq!(
+        line.as_ref(),
+        Some(&record),
+        "cdr.jsonl line differs from GET /api/calls"
+    );
 
-    let recording_path = record["recording_path"].as_str().expect("recording_path is a string");
-    let recording_seconds = record["recording_seconds"].as_f64().expect("recording_seconds is a number");
+    let recording_path = record["recording_path"]
+        .as_str()
+        .expect("recording_path is a string");
+    let recording_seconds = record["recording_seconds"]
+        .as_f64()
+        .expect("recording_seconds is a number");
     let file = pbx.data_dir.join(recording_path);
     let recording = wav::Recording::open(&file);
     assert_eq!(recording.channels, 2);
@@ -74,11 +95,29 @@ fn answered_call_recorded_and_logged() {
     let download = pbx.get(&format!("/api/calls/{id}/recording"));
     assert_eq!(download.status, 200);
     let on_disk = std::fs::read(&file).expect("read recording");
-    assert_eq!(download.body.len(), on_disk.len(), "downloaded recording size");
-    assert!(download.body == on_disk, "downloaded recording differs from {}", file.display());
+    assert_eq!(
+        download.body.len(),
+        on_disk.len(),
+        "downloaded recording size"
+    );
+    assert!(
+        download.body == on_disk,
+        "downloaded recording differs from {}",
+        file.display()
+    );
 
-    check_channel("left (caller)", &recording.left, &audio.caller.reference, &audio.agent.reference);
-    check_channel("right (agent)", &recording.right, &audio.agent.reference, &audio.caller.reference);
+    check_channel(
+        "left (caller)",
+        &recording.left,
+        &audio.caller.reference,
+        &audio.agent.reference,
+    );
+    check_channel(
+        "right (agent)",
+        &recording.right,
+        &audio.agent.reference,
+        &audio.caller.reference,
+    );
 }
 
 /// Asserts that `channel` carries `own` and not `other`.
@@ -90,7 +129,10 @@ fn check_channel(name: &str, channel: &[i16], own: &[i16], other: &[i16]) {
     let other_match = wav::align(channel, other, lead, delay);
     println!("{name}: own {own_match:?}, other {other_match:?}");
 
-    assert!(own_match.correlation > 0.5, "{name}: correlation with its own audio {own_match:?}");
+    assert!(
+        own_match.correlation > 0.5,
+        "{name}: correlation with its own audio {own_match:?}"
+    );
     assert!(
         other_match.correlation < own_match.correlation - 0.3,
         "{name}: the other side's audio correlates too well: {other_match:?} vs own {own_match:?}"

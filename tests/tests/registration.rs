@@ -14,7 +14,10 @@ const MAX_WAIT_SECS: u64 = 3;
 #[test]
 fn wrong_password_rejected_and_not_registered() {
     tools::require(&tools::ALL);
-    let config = PbxConfig { max_wait_secs: MAX_WAIT_SECS, ..PbxConfig::default() };
+    let config = PbxConfig {
+        max_wait_secs: MAX_WAIT_SECS,
+        ..PbxConfig::default()
+    };
     let pbx = Pbx::start(&config);
     let work_dir = pbx.dir.path().to_path_buf();
     let _audio = AudioFixtures::generate(&work_dir);
@@ -22,16 +25,31 @@ fn wrong_password_rejected_and_not_registered() {
 
     // The phone would answer, so a call reaching it would show up as answered.
     let agent_run = phone.answer(&work_dir, "agent_answer.xml", Duration::from_secs(1));
-    let registration =
-        phone.register_with(&pbx, &work_dir, "agent_register_rejected.xml", "not-the-password", 600);
+    let registration = phone.register_with(
+        &pbx,
+        &work_dir,
+        "agent_register_rejected.xml",
+        "not-the-password",
+        600,
+    );
     registration.assert_success();
-    println!("registration rejected with {:?}", registration.final_status());
+    println!(
+        "registration rejected with {:?}",
+        registration.final_status()
+    );
 
     let (run, status) = phones::rejected_call(&pbx, &work_dir, "127.0.0.1", DID);
     let agent = agent_run.stop();
-    assert!(agent.messages().is_empty(), "the unregistered agent was called\n{}", agent.report());
+    assert!(
+        agent.messages().is_empty(),
+        "the unregistered agent was called\n{}",
+        agent.report()
+    );
 
-    let record = pbx.wait_for_call(&run.call_id().expect("caller Call-ID"), Duration::from_secs(10));
+    let record = pbx.wait_for_call(
+        &run.call_id().expect("caller Call-ID"),
+        Duration::from_secs(10),
+    );
     println!("call record: {record:#}");
     assert_eq!(record["disposition"], "no_agent");
     assert_eq!(record["sip_status"], status);
@@ -41,7 +59,10 @@ fn wrong_password_rejected_and_not_registered() {
 #[test]
 fn register_then_unregister() {
     tools::require(&tools::ALL);
-    let config = PbxConfig { max_wait_secs: MAX_WAIT_SECS, ..PbxConfig::default() };
+    let config = PbxConfig {
+        max_wait_secs: MAX_WAIT_SECS,
+        ..PbxConfig::default()
+    };
     let pbx = Pbx::start(&config);
     let work_dir = pbx.dir.path().to_path_buf();
     let phone = AgentPhone::new(&config.agents[0]);

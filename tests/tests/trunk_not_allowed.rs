@@ -14,11 +14,15 @@ fn trunk_source_not_allowed_rejected_with_403() {
     let (run, status) = phones::rejected_call(&pbx, &work_dir, "127.0.0.2", DID);
 
     assert_eq!(status, 403, "{}", run.report());
-    let sent_from = run.messages().into_iter().find(|message| !message.received).and_then(|invite| {
-        invite.header("Via").map(str::to_owned)
-    });
+    let sent_from = run
+        .messages()
+        .into_iter()
+        .find(|message| !message.received)
+        .and_then(|invite| invite.header("Via").map(str::to_owned));
     assert!(
-        sent_from.as_deref().is_some_and(|via| via.contains("127.0.0.2:")),
+        sent_from
+            .as_deref()
+            .is_some_and(|via| via.contains("127.0.0.2:")),
         "INVITE not sent from 127.0.0.2: Via {sent_from:?}"
     );
 }

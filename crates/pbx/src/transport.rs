@@ -77,13 +77,14 @@ impl Sender {
         }
         tokio::spawn(write_stream(writer, outgoing));
         let sender = self.clone();
+        let replies = queue.clone();
         tokio::spawn(async move {
             let target = Target {
                 transport: TransportKind::Tcp,
                 addr: peer,
                 connection: Some(id),
             };
-            if let Err(reason) = read_stream(reader, target, &sender.inputs).await {
+            if let Err(reason) = read_stream(reader, target, &sender.inputs, &replies).await {
                 tracing::debug!(%peer, reason, "TCP connection closed");
             }
             if let Ok(mut connections) = sender.connections.lock() {
@@ -152,17 +153,19 @@ async fn read_udp(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>) {
     }
 }
 
-async fn deliver(bytes: &[u8], source: Target, inputs: &mpsc::Sender<Input>) {
+/// Parses `bytes` and hands the message to the engine. Returns the
+/// response to send when the bytes are a request too malformed to parse.
+async fn deliver(bytes: &[u8], source: Target, inputs: &mpsc::Sender<Input>) -> Option<Bytes> {
     match Message::parse(bytes) {
         Ok(message) => {
             if inputs.send(Input::Sip(message, source)).await.is_err() {
                 tracing::debug!("engine stopped; message dropped");
             }
+            None
         }
         Err(error) => {
-            // TODO: answer 400 with the parse error as reason when the
-            // message has enough headers to build a response.
-            tracing::debug!(peer = %source.addr, %error, "unparsable SIP message dropped");
+            tracing::debug!(peer = %source.addr, %error, "unparsable SIP message");
+            sip_server::malformed::response_for_unparsable(bytes, &error)
         }
     }
 }
@@ -171,6 +174,7 @@ async fn read_stream(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     source: Target,
     inputs: &mpsc::Sender<Input>,
+    replies: &mpsc::UnboundedSender<Bytes>,
 ) -> Result<(), &'static str> {
     let mut buffer = BytesMut::with_capacity(8 * 1024);
     loop {
@@ -180,8 +184,12 @@ async fn read_stream(
                     let _ = buffer.split_to(length);
                 }
                 Ok(StreamFrame::Message(length)) => {
+                    // A framed message whose header block is broken
+                    // still gets its 400 over the connection.
                     let message = buffer.split_to(length);
-                    deliver(&message, source, inputs).await;
+                    if let Some(response) = deliver(&message, source, inputs).await {
+                        replies.send(response).map_err(|_| "connection closed")?;
+                    }
                 }
                 Ok(StreamFrame::Incomplete) => break,
                 // The framing is lost, so nothing after it can be trusted.

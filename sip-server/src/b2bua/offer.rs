@@ -52,6 +52,12 @@ impl Core {
         ));
         let queue = call.queue.clone();
         let product_id = call.id.clone();
+        // The agent leg inherits the caller's hop budget, so a contact that
+        // points back at the PBX ends in 483 rather than looping.
+        let max_forwards = match call.caller.invite.headers.max_forwards() {
+            Ok(Some(hops)) => hops.saturating_sub(1),
+            _ => 70,
+        };
 
         let attempt_id = self.next_attempt;
         self.next_attempt += 1;
@@ -61,7 +67,9 @@ impl Core {
             request
                 .headers
                 .push("Via", self.new_target_via(&binding.source));
-            request.headers.push("Max-Forwards", "70");
+            request
+                .headers
+                .push("Max-Forwards", max_forwards.to_string());
             request.headers.push("From", from.to_string());
             request.headers.push("To", to.to_string());
             request.headers.push("Call-ID", sip_call_id.clone());

@@ -597,3 +597,90 @@ fn transactions_drain_after_a_call() {
     h.advance(Duration::from_secs(64));
     assert_eq!(h.core.transaction_count(), 0);
 }
+
+#[test]
+fn agent_leg_decrements_max_forwards() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    assert_eq!(invite.headers.max_forwards().unwrap(), Some(69));
+}
+
+/// An INVITE from agent 1002's own phone, with Proxy-Authorization when
+/// `authorization` is not empty.
+fn extension_invite(authorization: &str, branch: &str) -> String {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\nt=0 0\r\n\
+               m=audio 41000 RTP/AVP 8\r\n";
+    format!(
+        "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=x1\r\nTo: <sip:5000@pbx.test>\r\n\
+         Call-ID: ext-1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:1002@{AGENT_2}>\r\n{authorization}\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+#[test]
+fn extension_call_needs_proxy_authentication() {
+    let mut h = Harness::new();
+    h.receive(&extension_invite("", "z9hG4bK-ext1"), AGENT_2);
+    let challenge = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 407)
+        .expect("407 challenge");
+    let header = challenge
+        .headers
+        .get("Proxy-Authenticate")
+        .unwrap()
+        .to_owned();
+    let nonce = header
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let ack = format!(
+        "ACK sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch=z9hG4bK-ext1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=x1\r\nTo: {}\r\nCall-ID: ext-1@test\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        challenge.headers.get("To").unwrap()
+    );
+    h.receive(&ack, AGENT_2);
+
+    let mut credentials = Credentials {
+        username: "1002".into(),
+        realm: "pbx.test".into(),
+        nonce,
+        uri: "sip:5000@pbx.test".into(),
+        ..Credentials::default()
+    };
+    for (password, expected) in [("wrong", 403), ("pw-two", 100)] {
+        credentials.response =
+            expected_response(Algorithm::Md5, &credentials, "pbx.test", password, "INVITE")
+                .unwrap();
+        let authorization = format!(
+            "Proxy-Authorization: Digest username=\"1002\", realm=\"pbx.test\", nonce=\"{}\", \
+             uri=\"sip:5000@pbx.test\", response=\"{}\"\r\n",
+            credentials.nonce, credentials.response
+        );
+        let branch = format!("z9hG4bK-ext-{password}");
+        h.receive(&extension_invite(&authorization, &branch), AGENT_2);
+        let statuses: Vec<u16> = h.responses_to(AGENT_2).iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [expected], "password {password}");
+    }
+    let call = h.open_media();
+    assert_eq!(
+        h.core.calls[&call].source_extension.as_deref(),
+        Some("1002")
+    );
+    assert_eq!(h.core.calls[&call].trunk, None);
+}

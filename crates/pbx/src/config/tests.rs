@@ -392,8 +392,15 @@ fn location_counts_characters() {
 #[test]
 fn digest_algorithms_keep_their_order() {
     use sip_server::auth::Algorithm;
-    let config = Config::parse("[sip]\ndigest_algorithms = [\"SHA-256\", \"MD5\"]\n", ORIGIN).unwrap();
-    assert_eq!(config.sip.digest_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    let config = Config::parse(
+        "[sip]\ndigest_algorithms = [\"SHA-256\", \"MD5\"]\n",
+        ORIGIN,
+    )
+    .unwrap();
+    assert_eq!(
+        config.sip.digest_algorithms,
+        [Algorithm::Sha256, Algorithm::Md5]
+    );
     let default = Config::parse("", ORIGIN).unwrap();
     assert_eq!(default.sip.digest_algorithms, [Algorithm::Md5]);
 }
@@ -405,7 +412,17 @@ fn digest_algorithms_reject_unknown_and_empty() {
         &errors,
         "test.toml:2:22: sip.digest_algorithms[0]: unknown digest algorithm \"SHA-512\"; use \"SHA-256\" or \"MD5\"",
     );
-    assert!(errors.iter().any(|e| e.contains("sip.digest_algorithms[2]: duplicate")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("sip.digest_algorithms[2]: duplicate")),
+        "{errors:#?}"
+    );
     let errors = errors_of("[sip]\ndigest_algorithms = []\n");
-    assert!(errors.iter().any(|e| e.contains("sip.digest_algorithms: must not be empty")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("sip.digest_algorithms: must not be empty")),
+        "{errors:#?}"
+    );
 }

@@ -400,7 +400,11 @@ fn convert_digest_algorithms(checker: &mut Checker<'_>, raw: &RawConfig) -> Vec<
         return vec![Algorithm::Md5];
     };
     if list.get_ref().is_empty() {
-        checker.report("sip.digest_algorithms", &Source::File(list.span()), ConfigErrorKind::Empty);
+        checker.report(
+            "sip.digest_algorithms",
+            &Source::File(list.span()),
+            ConfigErrorKind::Empty,
+        );
     }
     let mut algorithms = Vec::new();
     for (position, entry) in list.get_ref().iter().enumerate() {
@@ -419,7 +423,9 @@ fn convert_digest_algorithms(checker: &mut Checker<'_>, raw: &RawConfig) -> Vec<
             None => checker.report(
                 key,
                 &Source::File(entry.span()),
-                ConfigErrorKind::UnknownDigestAlgorithm { value: entry.get_ref().clone() },
+                ConfigErrorKind::UnknownDigestAlgorithm {
+                    value: entry.get_ref().clone(),
+                },
             ),
         }
     }

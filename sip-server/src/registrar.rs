@@ -7,7 +7,7 @@
 //! private address in its Contact.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sip_message::{ContactList, Request, Response};
 
@@ -20,6 +20,10 @@ pub struct RegistrarConfig {
     pub max_expires: u32,
     pub default_expires: u32,
     pub max_contacts: usize,
+    /// How often each contact is probed with OPTIONS; None disables it.
+    pub qualify_interval: Option<Duration>,
+    /// A probe unanswered for this long marks the contact unreachable.
+    pub qualify_timeout: Duration,
 }
 
 /// One contact bound to an AOR.
@@ -32,12 +36,25 @@ pub struct Binding {
     pub cseq: u32,
     /// Where requests to this contact are sent; see [`contact_target`].
     pub source: Target,
+    /// False after a qualify probe went unanswered; calls skip the contact.
+    pub reachable: bool,
+    next_probe: Instant,
+    probe_sent: Option<Instant>,
+}
+
+/// An OPTIONS probe the registrar wants sent (RFC 3261 section 11).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub agent: String,
+    pub contact: sip_message::Uri,
+    pub target: Target,
 }
 
 /// A change the ACD needs to know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistrarEvent {
-    /// `agent` went from no bindings to some (`true`) or back (`false`).
+    /// `agent` went from no reachable binding to some (`true`) or back
+    /// (`false`).
     Reachability { agent: String, reachable: bool },
 }
 
@@ -77,17 +94,62 @@ impl Registrar {
         self.passwords.contains_key(agent)
     }
 
-    /// Live bindings of `agent`.
+    /// Live, reachable bindings of `agent`.
     pub fn lookup(&self, agent: &str, now: Instant) -> Vec<Binding> {
-        self.bindings
-            .get(agent)
-            .map(|list| {
-                list.iter()
-                    .filter(|b| b.expires_at > now)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let list = self.bindings.get(agent).into_iter().flatten();
+        list.filter(|b| b.expires_at > now && b.reachable)
+            .cloned()
+            .collect()
+    }
+
+    /// Unexpired bindings of `agent`, reachable or not.
+    fn live(&self, agent: &str, now: Instant) -> Vec<Binding> {
+        let list = self.bindings.get(agent).into_iter().flatten();
+        list.filter(|b| b.expires_at > now).cloned().collect()
+    }
+
+    /// The next contact due for a qualify probe, if any; it is marked as
+    /// probed, so each call returns a different one.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<Probe> {
+        let interval = self.config.qualify_interval?;
+        for (agent, list) in &mut self.bindings {
+            let due = list
+                .iter_mut()
+                .find(|b| b.probe_sent.is_none() && b.next_probe <= now && b.expires_at > now);
+            if let Some(binding) = due {
+                binding.probe_sent = Some(now);
+                binding.next_probe = now + interval;
+                return Some(Probe {
+                    agent: agent.clone(),
+                    contact: binding.contact.uri.clone(),
+                    target: binding.source,
+                });
+            }
+        }
+        None
+    }
+
+    /// Records the outcome of a probe of `contact`: any response counts as
+    /// reachable (a phone that answers 405 is alive), silence does not.
+    pub fn probe_result(&mut self, agent: &str, contact: &sip_message::Uri, answered: bool) {
+        let Some(list) = self.bindings.get_mut(agent) else {
+            return;
+        };
+        let was = list.iter().any(|b| b.reachable);
+        for binding in list.iter_mut().filter(|b| &b.contact.uri == contact) {
+            binding.probe_sent = None;
+            if binding.reachable != answered {
+                tracing::info!(agent, %contact, reachable = answered, "contact reachability changed");
+            }
+            binding.reachable = answered;
+        }
+        let is = list.iter().any(|b| b.reachable);
+        if was != is {
+            self.events.push_back(RegistrarEvent::Reachability {
+                agent: agent.to_owned(),
+                reachable: is,
+            });
+        }
     }
 
     /// Processes a REGISTER and returns the final response to send.
@@ -150,7 +212,7 @@ impl Registrar {
                 self.set_bindings(&agent, Vec::new());
             }
             ContactList::Addresses(list) => {
-                let mut bindings = self.lookup(&agent, now);
+                let mut bindings = self.live(&agent, now);
                 for contact in list {
                     let expires = match contact.params.value("expires") {
                         Some(text) => text
@@ -179,10 +241,15 @@ impl Registrar {
                     stored.params.remove("expires");
                     let binding = Binding {
                         contact: stored,
-                        expires_at: now + std::time::Duration::from_secs(seconds),
+                        expires_at: now + Duration::from_secs(seconds),
                         call_id: call_id.to_owned(),
                         cseq,
                         source: contact_target(&contact.uri, source),
+                        // It just reached us, so it is reachable until a
+                        // probe says otherwise.
+                        reachable: true,
+                        next_probe: now + self.config.qualify_interval.unwrap_or_default(),
+                        probe_sent: None,
                     };
                     match existing {
                         Some(index) => bindings[index] = binding,
@@ -197,7 +264,7 @@ impl Registrar {
         }
 
         let mut response = Response::for_request(request, 200, None);
-        for binding in self.lookup(&agent, now) {
+        for binding in self.live(&agent, now) {
             let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
             let mut contact = binding.contact.clone();
             contact.params.set("expires", Some(&remaining.to_string()));
@@ -258,8 +325,11 @@ impl Registrar {
     }
 
     fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>) {
-        let was = self.bindings.get(agent).is_some_and(|b| !b.is_empty());
-        let is = !bindings.is_empty();
+        let was = self
+            .bindings
+            .get(agent)
+            .is_some_and(|list| list.iter().any(|b| b.reachable));
+        let is = bindings.iter().any(|b| b.reachable);
         if bindings.is_empty() {
             self.bindings.remove(agent);
         } else {
@@ -290,10 +360,35 @@ impl Registrar {
                 self.set_bindings(&agent, live);
             }
         }
+        let timeout = self.config.qualify_timeout;
+        let mut silent = Vec::new();
+        for (agent, list) in &self.bindings {
+            for binding in list {
+                if binding.probe_sent.is_some_and(|sent| sent + timeout <= now) {
+                    silent.push((agent.clone(), binding.contact.uri.clone()));
+                }
+            }
+        }
+        for (agent, contact) in silent {
+            self.probe_result(&agent, &contact, false);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.bindings.values().flatten().map(|b| b.expires_at).min()
+        let probing = self.config.qualify_interval.is_some();
+        let timeout = self.config.qualify_timeout;
+        self.bindings
+            .values()
+            .flatten()
+            .flat_map(|b| {
+                let probe = match b.probe_sent {
+                    Some(sent) => Some(sent + timeout),
+                    None => probing.then_some(b.next_probe),
+                };
+                [Some(b.expires_at), probe]
+            })
+            .flatten()
+            .min()
     }
 
     pub fn poll_event(&mut self) -> Option<RegistrarEvent> {

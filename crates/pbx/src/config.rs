@@ -75,6 +75,9 @@ pub(crate) struct RegistrarConfig {
     pub(crate) max_expires: u32,
     pub(crate) default_expires: u32,
     pub(crate) max_contacts: usize,
+    /// Interval between OPTIONS probes of each contact; None disables them.
+    pub(crate) qualify_interval: Option<Duration>,
+    pub(crate) qualify_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

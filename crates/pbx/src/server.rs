@@ -140,6 +140,8 @@ fn core_config(
             max_expires: config.registrar.max_expires,
             default_expires: config.registrar.default_expires,
             max_contacts: config.registrar.max_contacts,
+            qualify_interval: config.registrar.qualify_interval,
+            qualify_timeout: config.registrar.qualify_timeout,
         },
         digest_algorithms: config.sip.digest_algorithms.clone(),
         passwords,

@@ -107,6 +107,11 @@ enum Purpose {
         request: Box<Request>,
         origin: Side,
     },
+    /// An OPTIONS probe of an agent's contact.
+    Qualify {
+        agent: String,
+        contact: Uri,
+    },
     /// BYE or CANCEL whose outcome changes nothing.
     FireAndForget,
 }
@@ -244,6 +249,10 @@ impl Core {
                 progressed = true;
                 self.handle_event(event, now);
             }
+            while let Some(probe) = self.registrar.poll_probe(now) {
+                progressed = true;
+                self.send_probe(probe, now);
+            }
             while let Some(event) = self.registrar.poll_event() {
                 progressed = true;
                 let RegistrarEvent::Reachability { agent, reachable } = event;
@@ -274,9 +283,8 @@ impl Core {
             } => self.handle_ack(request),
             Event::Response { key, response } => self.handle_response(key, response, now),
             Event::Timeout { key } => {
-                let mut response = Response::new(408, "Request Timeout");
-                response.headers = sip_message::Headers::default();
-                self.handle_response(key, response, now)
+                // No headers: handlers tell a local timeout from a real 408.
+                self.handle_response(key, Response::new(408, "Request Timeout"), now)
             }
             Event::AckTimeout { key } => self.handle_ack_timeout(key, now),
             Event::StrayResponse { response, source } => {
@@ -364,6 +372,14 @@ impl Core {
                 }
                 return;
             }
+            Purpose::Qualify { agent, contact } => {
+                if is_final {
+                    // Timer F surfaces as a synthesized 408 without headers.
+                    let answered = !response.headers.is_empty();
+                    let (agent, contact) = (agent.clone(), contact.clone());
+                    self.registrar.probe_result(&agent, &contact, answered);
+                }
+            }
             Purpose::FireAndForget => {}
         }
         // INVITE client transactions pass 2xx retransmissions up too, so
@@ -388,6 +404,46 @@ impl Core {
                 );
             }
         }
+    }
+
+    /// Sends an out-of-dialog OPTIONS to a registered contact.
+    fn send_probe(&mut self, probe: crate::registrar::Probe, now: Instant) {
+        let mut request = Request::new(Method::Options, probe.contact.clone());
+        let aor = Uri::sip(
+            Some(&probe.agent),
+            sip_message::Host::Domain(self.config.domain.clone()),
+            None,
+        );
+        let mut from = NameAddr::new(Uri::sip(
+            Some("pbx"),
+            sip_message::Host::Domain(self.config.domain.clone()),
+            None,
+        ));
+        from.set_tag(&crate::dialog::random_token());
+        request
+            .headers
+            .push("Via", self.new_target_via(&probe.target));
+        request.headers.push("Max-Forwards", "70");
+        request.headers.push("From", from.to_string());
+        request.headers.push("To", NameAddr::new(aor).to_string());
+        request.headers.push(
+            "Call-ID",
+            format!(
+                "{}@{}",
+                crate::dialog::random_token(),
+                self.config.sip_address.ip()
+            ),
+        );
+        request.headers.push("CSeq", "1 OPTIONS");
+        request.headers.push("Accept", "application/sdp");
+        let key = self.transactions.send_request(request, probe.target, now);
+        self.purposes.insert(
+            key,
+            Purpose::Qualify {
+                agent: probe.agent,
+                contact: probe.contact,
+            },
+        );
     }
 
     fn new_target_via(&self, target: &Target) -> String {

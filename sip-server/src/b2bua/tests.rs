@@ -53,6 +53,8 @@ fn config() -> CoreConfig {
             max_expires: 3600,
             default_expires: 600,
             max_contacts: 5,
+            qualify_interval: None,
+            qualify_timeout: Duration::from_secs(5),
         },
         digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         passwords,
@@ -71,8 +73,12 @@ fn udp(addr: &str) -> Target {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_config(config())
+    }
+
+    fn with_config(config: CoreConfig) -> Harness {
         let now = Instant::now();
-        let core = Core::new(config(), now, SystemTime::now()).unwrap();
+        let core = Core::new(config, now, SystemTime::now()).unwrap();
         Harness {
             core,
             now,
@@ -683,4 +689,49 @@ fn extension_call_needs_proxy_authentication() {
         Some("1002")
     );
     assert_eq!(h.core.calls[&call].trunk, None);
+}
+
+#[test]
+fn silent_contact_is_skipped_until_it_answers_a_probe() {
+    let mut config = config();
+    config.registrar.qualify_interval = Some(Duration::from_secs(30));
+    let mut h = Harness::with_config(config);
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.advance(Duration::from_secs(30));
+    let probe = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Options)
+        .expect("OPTIONS probe");
+    assert_eq!(probe.uri.to_string(), format!("sip:1001@{AGENT_1}"));
+    // No answer: after the 5 s qualify timeout the agent takes no calls.
+    h.advance(Duration::from_secs(6));
+    h.sent.clear();
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite),
+        "silent agent was offered a call"
+    );
+
+    // The next probe is answered, and the waiting call reaches the agent.
+    h.advance(Duration::from_secs(30));
+    // Retransmissions of the first probe are in the list too; the newest
+    // OPTIONS belongs to the second probe.
+    let probe = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .filter(|r| r.method == Method::Options)
+        .last()
+        .expect("second probe");
+    let ok = Response::for_request(&probe, 200, None);
+    h.receive(std::str::from_utf8(&ok.to_bytes()).unwrap(), AGENT_1);
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Invite),
+        "agent offered after answering"
+    );
 }

@@ -60,6 +60,8 @@ pub(super) struct RawRegistrar {
     pub(super) max_expires_secs: Value<u32>,
     pub(super) default_expires_secs: Value<u32>,
     pub(super) max_contacts: Value<u32>,
+    pub(super) qualify_interval_secs: Value<u32>,
+    pub(super) qualify_timeout_secs: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

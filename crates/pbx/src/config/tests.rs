@@ -48,7 +48,9 @@ fn embedded_default_validates() {
             min_expires: 60,
             max_expires: 3600,
             default_expires: 600,
-            max_contacts: 5
+            max_contacts: 5,
+            qualify_interval: Some(Duration::from_secs(30)),
+            qualify_timeout: Duration::from_secs(5),
         }
     );
     assert!(config.recording.enabled);

@@ -28,6 +28,8 @@ const MIN_EXPIRES_SECS: u32 = 60;
 const MAX_EXPIRES_SECS: u32 = 3600;
 const DEFAULT_EXPIRES_SECS: u32 = 600;
 const MAX_CONTACTS: u32 = 5;
+const QUALIFY_INTERVAL_SECS: u32 = 30;
+const QUALIFY_TIMEOUT_SECS: u32 = 5;
 const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
 const RETRY_DELAY_SECS: u64 = 1;
@@ -459,6 +461,9 @@ fn convert_registrar(checker: &mut Checker<'_>, raw: &RawConfig) -> RegistrarCon
     let max = from_file(&section.max_expires_secs, MAX_EXPIRES_SECS);
     let default = from_file(&section.default_expires_secs, DEFAULT_EXPIRES_SECS);
     let max_contacts = from_file(&section.max_contacts, MAX_CONTACTS);
+    let qualify_interval = from_file(&section.qualify_interval_secs, QUALIFY_INTERVAL_SECS);
+    let qualify_timeout = from_file(&section.qualify_timeout_secs, QUALIFY_TIMEOUT_SECS);
+    checker.non_zero("registrar.qualify_timeout_secs", &qualify_timeout);
     checker.non_zero("registrar.min_expires_secs", &min);
     checker.non_zero("registrar.max_contacts", &max_contacts);
     if !(min.value <= default.value && default.value <= max.value) {
@@ -486,6 +491,9 @@ fn convert_registrar(checker: &mut Checker<'_>, raw: &RawConfig) -> RegistrarCon
         default_expires: default.value,
         // u32 to usize is lossless on the 32- and 64-bit targets Rust std supports.
         max_contacts: usize::try_from(max_contacts.value).unwrap_or(usize::MAX),
+        qualify_interval: (qualify_interval.value > 0)
+            .then(|| Duration::from_secs(u64::from(qualify_interval.value))),
+        qualify_timeout: Duration::from_secs(u64::from(qualify_timeout.value)),
     }
 }
 

@@ -1,12 +1,17 @@
-//! Agents: presence (logged in, reachable), what they are doing, and the state derived from both.
+//! Agents: presence (logged in, reachable, not ready), what they are doing,
+//! and the state derived from both.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::skill::Skills;
 
 /// Agent state as the queue_log and dashboards show it.
 ///
 /// A call-related activity (ringing, on call, wrap-up) wins over presence:
-/// an agent whose registration expires mid-call is still `OnCall`.
+/// an agent whose registration expires mid-call is still `OnCall`, and an
+/// agent set not ready during a call is `NotReady` once the call and its
+/// wrap-up are over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AgentState {
     LoggedOut,
@@ -17,7 +22,27 @@ pub enum AgentState {
     /// Reserved for one offered call.
     Ringing,
     OnCall,
+    /// After-call work, until the agent ends it or the queue's maximum passes.
     WrapUp,
+    /// Logged in but taking no calls, for the reason in [`AgentStatus`].
+    NotReady,
+}
+
+/// Snapshot of one agent for dashboards and supervisors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentStatus {
+    pub state: AgentState,
+    /// Reason code of not-ready (break, lunch, training...), also kept while
+    /// a call or wrap-up defers it.
+    pub not_ready_reason: Option<String>,
+    /// Calls answered since the agent was added.
+    pub calls_answered: u64,
+    /// Talk time of those calls, from answer to `call_ended`.
+    pub talk_time: Duration,
+    /// Unanswered offers in a row since the last answer.
+    pub consecutive_no_answer: u32,
+    /// The call the agent is ringing for, talking on or wrapping up.
+    pub call: Option<String>,
 }
 
 /// The agent's part in calls, independent of presence.
@@ -31,35 +56,63 @@ pub(crate) enum Activity {
     OnCall {
         call: String,
         queue: String,
+        answered: Instant,
+        waited: Duration,
+        joined_position: usize,
     },
     WrapUp {
+        call: String,
+        queue: String,
         until: Instant,
     },
+}
+
+/// An agent's place in one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Membership {
+    /// Join order across all queues; linear and round robin go by it.
+    pub(crate) position: u64,
+    /// Relative chance under weighted random.
+    pub(crate) weight: u32,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Agent {
     pub(crate) id: String,
-    pub(crate) queues: BTreeSet<String>,
+    pub(crate) queues: BTreeMap<String, Membership>,
+    pub(crate) skills: Skills,
     pub(crate) logged_in: bool,
     pub(crate) reachable: bool,
+    pub(crate) not_ready: Option<String>,
     pub(crate) activity: Activity,
     /// Start of the current idle period: when the agent last became available
-    /// after being logged out, unreachable, on a call or in wrap-up. A failed
-    /// offer does not restart it. `None` until the agent is first available.
+    /// after being logged out, unreachable, not ready, on a call or in
+    /// wrap-up. A failed offer does not restart it. `None` until the agent
+    /// is first available.
     pub(crate) idle_since: Option<Instant>,
+    /// Reject, busy or no-answer delay: no offers before this instant.
+    pub(crate) blocked_until: Option<Instant>,
+    pub(crate) consecutive_no_answer: u32,
+    pub(crate) calls_answered: u64,
+    pub(crate) talk_time: Duration,
 }
 
 impl Agent {
     /// Creates an agent that is logged out and unreachable.
-    pub(crate) fn new(id: &str, queues: &[String]) -> Agent {
+    pub(crate) fn new(id: &str) -> Agent {
         Agent {
             id: id.to_owned(),
-            queues: queues.iter().cloned().collect(),
+            queues: BTreeMap::new(),
+            skills: Skills::new(),
             logged_in: false,
             reachable: false,
+            not_ready: None,
             activity: Activity::Idle,
             idle_since: None,
+            blocked_until: None,
+            consecutive_no_answer: 0,
+            calls_answered: 0,
+            talk_time: Duration::ZERO,
         }
     }
 
@@ -69,12 +122,38 @@ impl Agent {
             Activity::OnCall { .. } => AgentState::OnCall,
             Activity::WrapUp { .. } => AgentState::WrapUp,
             Activity::Idle if !self.logged_in => AgentState::LoggedOut,
+            Activity::Idle if self.not_ready.is_some() => AgentState::NotReady,
             Activity::Idle if !self.reachable => AgentState::Unreachable,
             Activity::Idle => AgentState::Available,
         }
     }
 
+    /// Returns whether the agent may get an offer now, from any queue.
+    pub(crate) fn is_free(&self, now: Instant) -> bool {
+        self.state() == AgentState::Available && self.blocked_until.is_none_or(|until| until <= now)
+    }
+
     pub(crate) fn serves(&self, queue: &str) -> bool {
-        self.queues.contains(queue)
+        self.queues.contains_key(queue)
+    }
+
+    pub(crate) fn current_call(&self) -> Option<&str> {
+        match &self.activity {
+            Activity::Idle => None,
+            Activity::Reserved { call }
+            | Activity::OnCall { call, .. }
+            | Activity::WrapUp { call, .. } => Some(call),
+        }
+    }
+
+    pub(crate) fn status(&self) -> AgentStatus {
+        AgentStatus {
+            state: self.state(),
+            not_ready_reason: self.not_ready.clone(),
+            calls_answered: self.calls_answered,
+            talk_time: self.talk_time,
+            consecutive_no_answer: self.consecutive_no_answer,
+            call: self.current_call().map(str::to_owned),
+        }
     }
 }

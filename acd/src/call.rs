@@ -1,37 +1,53 @@
 //! Queues and the calls waiting in them.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::strategy::Strategy;
+use crate::config::QueueConfig;
+use crate::skill::SkillRequirement;
 
-/// Timings of one queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueConfig {
-    pub name: String,
-    /// How long one agent rings before the offer is cancelled. It should be
-    /// above zero, because an offer times out at the first `handle_timeout`
-    /// at or after its ring deadline.
-    pub ring_timeout: Duration,
-    /// Maximum time from enqueue until an agent answers.
-    pub max_wait: Duration,
-    /// Minimum time before an agent that rejected or missed a call is offered
-    /// that same call again. Other calls may be offered to it at once.
-    pub retry_delay: Duration,
-    /// Time after `call_ended` before the agent is available again.
-    pub wrap_up: Duration,
+/// Data attached to a call when it joins a queue: routing needs and what
+/// the agent's screen shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallData {
+    /// Higher is served first.
+    pub priority: u32,
+    /// Skills an agent needs, before any relaxation by the queue's steps.
+    pub requirements: Vec<SkillRequirement>,
+    /// The caller's number, also the number a callback dials.
+    pub caller: Option<String>,
+    /// Request type chosen in the IVR.
+    pub request_type: Option<String>,
+    /// Case or ticket id the caller entered.
+    pub case_id: Option<String>,
+    /// Any other attached data, by name.
+    pub attributes: BTreeMap<String, String>,
 }
 
 pub(crate) struct Queue {
     pub(crate) config: QueueConfig,
-    pub(crate) strategy: Strategy,
+    /// Agent offered last, where round robin resumes.
+    pub(crate) last_offered: Option<String>,
+    pub(crate) stats: crate::stats::QueueStats,
 }
 
-/// Service order of calls across all queues: higher priority first, then
-/// earlier arrival, then enqueue order for calls that arrived at the same instant.
+impl Queue {
+    pub(crate) fn new(config: QueueConfig) -> Queue {
+        Queue {
+            config,
+            last_offered: None,
+            stats: crate::stats::QueueStats::default(),
+        }
+    }
+}
+
+/// Service order of calls across all queues: queue weight (zero for all
+/// unless weights are in force), higher priority, earlier arrival, then
+/// enqueue order for calls that arrived at the same instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct CallOrder {
+    pub(crate) queue_weight: Reverse<u32>,
     pub(crate) priority: Reverse<u32>,
     pub(crate) arrived: Instant,
     pub(crate) seq: u64,
@@ -39,21 +55,36 @@ pub(crate) struct CallOrder {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Offer {
-    pub(crate) agent: String,
+    pub(crate) started: Instant,
     pub(crate) ring_deadline: Instant,
 }
 
-/// A call that is waiting for an agent or ringing one.
+/// A call that is waiting for an agent or ringing one or more.
 #[derive(Clone, Debug)]
 pub(crate) struct Call {
     pub(crate) id: String,
     pub(crate) queue: String,
+    pub(crate) data: CallData,
     pub(crate) order: CallOrder,
-    pub(crate) max_wait_deadline: Instant,
-    pub(crate) offer: Option<Offer>,
+    /// When the call joined its current queue; max wait and steps count from here.
+    pub(crate) entered: Instant,
+    /// Position (from 1) when the call joined its current queue.
+    pub(crate) joined_position: usize,
+    /// `None` for callback requests, which wait until served.
+    pub(crate) max_wait_deadline: Option<Instant>,
+    /// Agents ringing for this call; several only under ring-all.
+    pub(crate) offers: BTreeMap<String, Offer>,
     /// Agents that rejected or missed this call, each with the instant from
     /// which it may be offered the call again.
     pub(crate) retry_after: BTreeMap<String, Instant>,
+    /// Index of the queue step in force, `None` before the first.
+    pub(crate) step: Option<usize>,
+    /// The next instant at which a later step takes over.
+    pub(crate) next_step_at: Option<Instant>,
+    /// Requirements under the step in force.
+    pub(crate) requirements: Vec<SkillRequirement>,
+    /// Number to dial when this is a callback request.
+    pub(crate) callback: Option<String>,
 }
 
 impl Call {
@@ -68,12 +99,55 @@ impl Call {
     }
 
     /// Returns the earliest instant at which this call needs `handle_timeout`.
-    pub(crate) fn next_deadline(&self) -> Instant {
-        let ring = self.offer.as_ref().map(|offer| offer.ring_deadline);
-        let retry = self.retry_after.values().copied().min();
-        [ring, retry]
-            .into_iter()
-            .flatten()
-            .fold(self.max_wait_deadline, Instant::min)
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let rings = self.offers.values().map(|offer| offer.ring_deadline);
+        let retries = self.retry_after.values().copied();
+        let own = [self.max_wait_deadline, self.next_step_at];
+        rings.chain(retries).chain(own.into_iter().flatten()).min()
+    }
+}
+
+/// Returns `now + duration`, or a later instant short of it when the sum
+/// overflows, so a huge configured duration means "practically never"
+/// instead of a panic.
+pub(crate) fn deadline_after(now: Instant, duration: Duration) -> Instant {
+    let mut remaining = duration;
+    loop {
+        if let Some(deadline) = now.checked_add(remaining) {
+            return deadline;
+        }
+        // Halving reaches zero, which always fits, so the loop ends.
+        remaining /= 2;
+    }
+}
+
+/// Bounded history of recent values, oldest first.
+#[derive(Clone, Debug)]
+pub(crate) struct History<T> {
+    values: VecDeque<T>,
+}
+
+impl<T> Default for History<T> {
+    fn default() -> History<T> {
+        History {
+            values: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> History<T> {
+    pub(crate) fn push(&mut self, value: T, capacity: usize) {
+        if self.values.len() == capacity {
+            self.values.pop_front();
+        }
+        self.values.push_back(value);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.values.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
     }
 }

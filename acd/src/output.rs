@@ -3,25 +3,85 @@
 use std::time::{Duration, Instant};
 
 use crate::agent::AgentState;
+use crate::config::Destination;
 
 /// Work for the driver (the B2BUA), returned by [`crate::Acd::poll_action`].
+/// Queues built with `QueueConfig::default()` for every field past `wrap_up`
+/// only ever produce `Offer`, `CancelOffer` and `MaxWaitReached`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Ring `agent` for `call`; the ACD reserves the agent.
     Offer { call: String, agent: String },
-    /// The ring timeout passed: cancel the offer; the ACD already counts it as no answer.
+    /// Stop ringing `agent` for `call`: its ring timeout passed, the call
+    /// left the queue, or (under ring-all) another agent answered. The ACD
+    /// already counts the agent as free.
     CancelOffer { call: String, agent: String },
-    /// The call waited `max_wait` without an agent answering.
+    /// The call waited `max_wait` without an agent answering, and its queue
+    /// has no overflow destination.
     MaxWaitReached { call: String },
+    /// Ring every listed agent for `call` at once (ring-all strategy). The
+    /// first answer wins; the ACD then emits `CancelOffer` for the others.
+    OfferAll { call: String, agents: Vec<String> },
+    /// The call left the ACD for `destination`. A `Destination::Queue`
+    /// never appears here because the ACD moves such calls itself.
+    Overflow {
+        call: String,
+        destination: Destination,
+        reason: ExitReason,
+    },
+    /// A callback request reached an agent: ring `agent`, and once it
+    /// answers dial `number`. Report the outcome with `offer_answered` or
+    /// `offer_rejected` as for an `Offer`.
+    Callback {
+        call: String,
+        agent: String,
+        number: String,
+    },
 }
 
-/// A fact about a queue or an agent, for logs and the queue_log, returned by
-/// [`crate::Acd::poll_event`]. `at` is the `now` of the input that caused it.
+/// Why a call left its queue without an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitReason {
+    /// The queue held `max_length` calls at enqueue.
+    Full,
+    /// The queue had no agent at enqueue, under its `join_empty` conditions.
+    JoinEmpty,
+    /// The queue lost its last agent under its `leave_empty` conditions.
+    LeaveEmpty,
+    /// The caller pressed this DTMF key.
+    Key(char),
+    /// A skill expansion step sent the call on.
+    Step,
+    /// The call reached `max_wait`.
+    MaxWait,
+}
+
+/// Which side hung up a connected call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Party {
+    Caller,
+    Agent,
+}
+
+/// A fact about a queue or an agent, for logs, CDRs, KPIs and the
+/// queue_log, returned by [`crate::Acd::poll_event`]. `at` is the `now` of
+/// the input that caused it. Positions count from 1 in service order.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum QueueEvent {
     CallEnqueued {
         call: String,
         queue: String,
+        caller: Option<String>,
+        position: usize,
+        at: Instant,
+    },
+    /// The call now routes by step `step` of its queue (index from 0).
+    StepReached {
+        call: String,
+        queue: String,
+        step: usize,
         at: Instant,
     },
     OfferStarted {
@@ -36,12 +96,17 @@ pub enum QueueEvent {
         queue: String,
         agent: String,
         waited: Duration,
+        ring_time: Duration,
+        joined_position: usize,
         at: Instant,
     },
+    /// The agent declined the offer, or its phone was `busy`.
     OfferRejected {
         call: String,
         queue: String,
         agent: String,
+        busy: bool,
+        ring_time: Duration,
         at: Instant,
     },
     /// The ring timeout passed without an answer.
@@ -49,29 +114,114 @@ pub enum QueueEvent {
         call: String,
         queue: String,
         agent: String,
+        ring_time: Duration,
         at: Instant,
     },
-    /// The caller hung up; `agent` is the agent that was ringing, if any.
+    /// Another agent answered a ring-all offer first.
+    OfferCancelled {
+        call: String,
+        queue: String,
+        agent: String,
+        ring_time: Duration,
+        at: Instant,
+    },
+    /// The caller hung up; `agent` is an agent that was ringing, if any.
     CallAbandoned {
         call: String,
         queue: String,
         agent: Option<String>,
         waited: Duration,
+        position: usize,
+        joined_position: usize,
         at: Instant,
     },
-    /// The call reached the queue's max wait. `agent` is the agent whose offer
+    /// The call reached the queue's max wait. `agent` is an agent whose offer
     /// was cancelled, if any.
     CallTimedOut {
         call: String,
         queue: String,
         agent: Option<String>,
         waited: Duration,
+        position: usize,
+        joined_position: usize,
+        at: Instant,
+    },
+    /// The call left the queue without an agent for another reason;
+    /// `destination` is `None` when the driver decides (refused join).
+    CallExited {
+        call: String,
+        queue: String,
+        reason: ExitReason,
+        destination: Option<Destination>,
+        waited: Duration,
+        position: usize,
+        joined_position: usize,
+        at: Instant,
+    },
+    /// The caller hung up and will be called back; the request keeps its place.
+    CallbackRequested {
+        call: String,
+        queue: String,
+        number: String,
+        at: Instant,
+    },
+    /// A connected call ended; `ended_by` is `None` when the driver did not say.
+    CallCompleted {
+        call: String,
+        queue: String,
+        agent: String,
+        waited: Duration,
+        talk_time: Duration,
+        joined_position: usize,
+        ended_by: Option<Party>,
+        at: Instant,
+    },
+    /// The agent transferred a connected call to `target`.
+    CallTransferred {
+        call: String,
+        queue: String,
+        agent: String,
+        target: String,
+        waited: Duration,
+        talk_time: Duration,
+        joined_position: usize,
+        at: Instant,
+    },
+    WrapUpCodeSet {
+        call: String,
+        queue: String,
+        agent: String,
+        code: String,
         at: Instant,
     },
     AgentStateChanged {
         agent: String,
         from: AgentState,
         to: AgentState,
+        at: Instant,
+    },
+    /// The agent went not ready; `queues` are its queues at that moment.
+    AgentNotReady {
+        agent: String,
+        reason: String,
+        queues: Vec<String>,
+        at: Instant,
+    },
+    /// The agent left not ready; `reason` is the code it had.
+    AgentReady {
+        agent: String,
+        reason: String,
+        queues: Vec<String>,
+        at: Instant,
+    },
+    MemberAdded {
+        agent: String,
+        queue: String,
+        at: Instant,
+    },
+    MemberRemoved {
+        agent: String,
+        queue: String,
         at: Instant,
     },
 }
@@ -81,13 +231,24 @@ impl QueueEvent {
     pub fn at(&self) -> Instant {
         match self {
             QueueEvent::CallEnqueued { at, .. }
+            | QueueEvent::StepReached { at, .. }
             | QueueEvent::OfferStarted { at, .. }
             | QueueEvent::OfferAnswered { at, .. }
             | QueueEvent::OfferRejected { at, .. }
             | QueueEvent::OfferTimedOut { at, .. }
+            | QueueEvent::OfferCancelled { at, .. }
             | QueueEvent::CallAbandoned { at, .. }
             | QueueEvent::CallTimedOut { at, .. }
-            | QueueEvent::AgentStateChanged { at, .. } => *at,
+            | QueueEvent::CallExited { at, .. }
+            | QueueEvent::CallbackRequested { at, .. }
+            | QueueEvent::CallCompleted { at, .. }
+            | QueueEvent::CallTransferred { at, .. }
+            | QueueEvent::WrapUpCodeSet { at, .. }
+            | QueueEvent::AgentStateChanged { at, .. }
+            | QueueEvent::AgentNotReady { at, .. }
+            | QueueEvent::AgentReady { at, .. }
+            | QueueEvent::MemberAdded { at, .. }
+            | QueueEvent::MemberRemoved { at, .. } => *at,
         }
     }
 }

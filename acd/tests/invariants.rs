@@ -103,6 +103,7 @@ impl Model {
                 max_wait: timings.max_wait,
                 retry_delay: timings.retry_delay,
                 wrap_up: timings.wrap_up,
+                ..QueueConfig::default()
             });
         }
         for agent in AGENTS {
@@ -164,6 +165,7 @@ impl Model {
             }
             Err(AcdError::UnknownQueue { .. }) => prop_assert_eq!(queue, "q2"),
             Err(AcdError::DuplicateCall { .. }) => prop_assert!(busy && queue != "q2"),
+            Err(other) => prop_assert!(false, "unexpected error: {}", other),
         }
         Ok(())
     }
@@ -293,6 +295,7 @@ impl Model {
                     call
                 );
             }
+            other => prop_assert!(false, "unexpected action {:?}", other),
         }
         Ok(())
     }

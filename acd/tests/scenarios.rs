@@ -15,6 +15,7 @@ fn queue(name: &str) -> QueueConfig {
         max_wait: secs(120),
         retry_delay: secs(5),
         wrap_up: secs(0),
+        ..QueueConfig::default()
     }
 }
 
@@ -114,6 +115,7 @@ fn ring_timeout_cancels_then_offers_next_agent() {
         call: "call-1".to_owned(),
         queue: "sales".to_owned(),
         agent: "a".to_owned(),
+        ring_time: secs(15),
         at: deadline,
     }));
     assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
@@ -232,6 +234,8 @@ fn max_wait_without_offer_removes_call() {
         queue: "sales".to_owned(),
         agent: None,
         waited: secs(120),
+        position: 1,
+        joined_position: 1,
         at: t0 + secs(120),
     }));
     assert_eq!(acd.queue_length("sales"), Some(0));
@@ -301,6 +305,8 @@ fn abandon_while_queued_removes_call() {
             queue: "sales".to_owned(),
             agent: None,
             waited: secs(7),
+            position: 1,
+            joined_position: 1,
             at: t0 + secs(7),
         }]
     );
@@ -512,6 +518,8 @@ fn events_record_call_lifecycle() {
             QueueEvent::CallEnqueued {
                 call: "call-1".to_owned(),
                 queue: "sales".to_owned(),
+                caller: None,
+                position: 1,
                 at: now
             },
             QueueEvent::OfferStarted {
@@ -525,6 +533,8 @@ fn events_record_call_lifecycle() {
                 queue: "sales".to_owned(),
                 agent: "a".to_owned(),
                 waited: secs(4),
+                ring_time: secs(4),
+                joined_position: 1,
                 at: now + secs(4)
             },
         ]
@@ -539,6 +549,7 @@ fn huge_timings_do_not_overflow() {
         max_wait: Duration::MAX,
         retry_delay: Duration::MAX,
         wrap_up: Duration::MAX,
+        ..QueueConfig::default()
     };
     let (mut acd, now) = sales_with_agents(config, &["a"]);
 

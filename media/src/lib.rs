@@ -13,18 +13,40 @@
 //! [`recordings::Recorder`] (caller left, agent right), which the task
 //! flushes every 100 ms and finalizes when the session closes.
 //!
+//! The same task detects RFC 4733 digits on each leg and reports them to
+//! [`MediaSession::events`] receivers, keeps RFC 3550 reception statistics
+//! ([`MediaSession::stats`]), plays WAV prompts to a leg
+//! ([`MediaSession::play_with`]), sends digits ([`MediaSession::send_dtmf`])
+//! and transcodes between legs whose codecs differ
+//! ([`MediaSession::set_codecs`]). Whatever reaches a leg is rewritten into
+//! one continuous RTP stream, so a change of source (transfer, prompt, new
+//! agent) shows up to the peer as a marker bit, not a new SSRC.
+//!
 //! The crate does no SIP and no SDP: the caller of [`Relay::open_session`]
 //! puts [`MediaSession::local_rtp_addr`] into the SDP it sends and feeds
 //! the peers' SDP addresses back in.
 
+mod codec;
+mod dtmf_tone;
 mod latch;
+mod outgoing;
+mod player;
 mod ports;
+mod prompt;
+mod resample;
 mod session;
+mod state;
+mod stats;
+mod task;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
-pub use session::{LegStats, MediaSession, Relay};
+pub use codec::{Codec, LegCodecs};
+pub use prompt::PromptError;
+pub use rtp::DetectedDigit;
+pub use session::{LegStats, MediaSession, PlayRequest, Relay};
+pub use stats::estimate_mos;
 
 /// One side of a call as the relay sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +69,28 @@ impl Leg {
             Leg::Agent => Leg::Caller,
         }
     }
+}
+
+/// What a session reports to the receivers of [`MediaSession::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// `leg`'s peer sent a DTMF key as RFC 4733 telephone-events.
+    Dtmf { leg: Leg, digit: DetectedDigit },
+    /// What played to `leg` stopped.
+    PlaybackEnded { leg: Leg, reason: PlaybackEnd },
+}
+
+/// Why playback to a leg ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaybackEnd {
+    /// The last prompt of a list that does not loop was played.
+    Finished,
+    /// [`MediaSession::stop_playback`] was called.
+    Stopped,
+    /// The leg's peer pressed this key and the request allowed barge-in.
+    BargeIn(char),
+    /// A new [`MediaSession::play_with`] or an in-band digit took over.
+    Replaced,
 }
 
 /// Where the relay binds its sockets.
@@ -82,6 +126,13 @@ pub enum MediaError {
         call_id: String,
         source: recordings::RecordingError,
     },
+    #[error("cannot play to call {call_id}: {source}")]
+    Prompt {
+        call_id: String,
+        source: PromptError,
+    },
+    #[error("{digit:?} is not a DTMF key, expected 0-9, *, #, or A-D")]
+    NotADigit { digit: char },
     #[error("media task of call {call_id} failed: {source}")]
     TaskFailed {
         call_id: String,

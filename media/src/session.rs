@@ -1,36 +1,31 @@
-//! The relay, its sessions and the per-session task.
+//! The relay, its sessions and the handle the call owner keeps.
 
-use std::future::poll_fn;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use recordings::{Channel, Recorder, RecordingSummary};
-use rtp::{RtpPacket, is_rtcp};
-use tokio::io::ReadBuf;
+use recordings::{Recorder, RecordingSummary};
+use rtp::RtpPacket;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::latch::Latch;
+use crate::codec::{Codec, LegCodecs};
 use crate::ports::{PortAllocator, PortLease};
-use crate::{Leg, MediaError, RelayConfig};
+use crate::state::RelayState;
+use crate::stats::{ReceptionStatistics, estimate_mos};
+use crate::task::SessionTask;
+use crate::{Leg, MediaError, MediaEvent, RelayConfig};
 
-/// How often the task writes recorded audio out of the jitter window.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Valid RTP packets in a row from a new source before the latch follows it
-/// (60 ms of 20 ms packets).
-const RTP_LATCH_CONFIRM: u32 = 3;
-/// RTCP comes every few seconds, so a new source is followed sooner.
-const RTCP_LATCH_CONFIRM: u32 = 2;
-/// Receive buffer size. Larger datagrams are cut by the OS; G.711 at 20 ms
-/// is 172 bytes and no audio codec the PBX offers comes near this.
-const RECEIVE_BUFFER: usize = 4096;
+/// Events each [`MediaSession::events`] receiver buffers before the relay
+/// drops new ones for it.
+const EVENT_CAPACITY: usize = 64;
 
 /// Shared by all calls; cheap to clone.
 #[derive(Clone)]
@@ -71,7 +66,7 @@ impl Relay {
         let task = SessionTask {
             call_id: call_id.to_owned(),
             sockets: [caller, agent],
-            state: RelayState::new(Arc::clone(&counters)),
+            state: RelayState::new(Arc::clone(&counters), [random_u32(), random_u32()]),
             control: control_receiver,
         };
         let task = tokio::spawn(task.run().instrument(span));
@@ -81,6 +76,7 @@ impl Relay {
             control,
             counters,
             recording: AtomicBool::new(false),
+            wideband: [AtomicBool::new(false), AtomicBool::new(false)],
             task,
         })
     }
@@ -139,14 +135,15 @@ async fn bind_pair(
 
 /// Sockets of one leg. Fields drop in order, so the ports are closed before
 /// the lease hands them back to the allocator.
-struct LegSockets {
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+pub(crate) struct LegSockets {
+    pub(crate) rtp: UdpSocket,
+    pub(crate) rtcp: UdpSocket,
     local_rtp: SocketAddr,
     _lease: PortLease,
 }
 
-/// Packet and byte counts of one leg, RTP and RTCP together.
+/// Packet and byte counts of one leg, RTP and RTCP together, and the RTP
+/// reception statistics of RFC 3550 for what the leg's peer sends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegStats {
     /// Datagrams received from the leg's peer.
@@ -159,21 +156,79 @@ pub struct LegStats {
     pub invalid_packets: u64,
     /// Datagrams from this leg dropped because the other leg had no address yet.
     pub unroutable_packets: u64,
+    /// Audio RTP packets received, duplicates included (telephone-events
+    /// and RTCP are not counted).
+    pub rtp_packets_received: u64,
+    /// Audio RTP packets expected from the extended sequence numbers (highest
+    /// minus first plus one), summed over every SSRC the peer used
+    /// (RFC 3550 appendix A.3).
+    pub rtp_packets_expected: u64,
+    /// Cumulative packets lost: expected minus received. Negative when
+    /// duplicates outnumber losses, as RFC 3550 section 6.4.1 allows.
+    pub rtp_packets_lost: i64,
+    /// Interarrival jitter of the current SSRC (RFC 3550 appendix A.8), in
+    /// microseconds.
+    pub jitter_micros: u64,
+}
+
+impl LegStats {
+    /// Interarrival jitter in milliseconds.
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter_micros as f64 / 1000.0
+    }
+
+    /// Lost packets as a fraction of expected ones, 0.0 to 1.0.
+    pub fn loss_fraction(&self) -> f64 {
+        if self.rtp_packets_expected == 0 {
+            return 0.0;
+        }
+        (self.rtp_packets_lost.max(0) as f64 / self.rtp_packets_expected as f64).min(1.0)
+    }
+
+    /// Estimated MOS (1.0 to 4.5) from loss and jitter; see [`estimate_mos`]
+    /// for the formula and its limits.
+    pub fn mos(&self) -> f64 {
+        estimate_mos(self.loss_fraction(), self.jitter_ms())
+    }
 }
 
 #[derive(Debug, Default)]
-struct LegCounters {
-    packets_received: AtomicU64,
-    bytes_received: AtomicU64,
-    packets_sent: AtomicU64,
-    bytes_sent: AtomicU64,
-    invalid_packets: AtomicU64,
-    unroutable_packets: AtomicU64,
+pub(crate) struct LegCounters {
+    pub(crate) packets_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) packets_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) invalid_packets: AtomicU64,
+    pub(crate) unroutable_packets: AtomicU64,
+    reception: Mutex<ReceptionStatistics>,
 }
 
 impl LegCounters {
-    fn snapshot(&self) -> LegStats {
+    pub(crate) fn record_reception(&self, packet: &RtpPacket<'_>, clock_rate: u32, now: Instant) {
+        let mut reception = self
+            .reception
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reception.record(
+            packet.ssrc,
+            packet.sequence,
+            packet.timestamp,
+            clock_rate,
+            now,
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> LegStats {
+        let reception = self
+            .reception
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot();
         LegStats {
+            rtp_packets_received: reception.received,
+            rtp_packets_expected: reception.expected,
+            rtp_packets_lost: reception.expected as i64 - reception.received as i64,
+            jitter_micros: (reception.jitter_seconds * 1e6).round() as u64,
             packets_received: self.packets_received.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             packets_sent: self.packets_sent.load(Ordering::Relaxed),
@@ -184,15 +239,49 @@ impl LegCounters {
     }
 }
 
-fn add(counter: &AtomicU64, value: usize) -> u64 {
+pub(crate) fn add(counter: &AtomicU64, value: usize) -> u64 {
     counter.fetch_add(value as u64, Ordering::Relaxed) + value as u64
 }
 
-enum Control {
+/// Returns a random 32-bit value for SSRCs. It comes from the standard
+/// library's randomly keyed hasher, so the crate needs no RNG of its own.
+fn random_u32() -> u32 {
+    let mut hasher = RandomState::new().build_hasher();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(since_epoch.as_nanos());
+    hasher.finish() as u32
+}
+
+/// Prompts decoded to 8 kHz, ready for the task's player.
+pub(crate) struct PlayerStart {
+    pub(crate) prompts: Vec<Arc<[i16]>>,
+    pub(crate) looped: bool,
+    pub(crate) barge_in: bool,
+}
+
+pub(crate) enum Control {
     SetRemote(Leg, SocketAddr),
     ResetLeg(Leg),
     StartRecording(Box<Recorder>),
+    Subscribe(mpsc::Sender<MediaEvent>),
+    SetCodecs(Leg, LegCodecs),
+    Play(Leg, Box<PlayerStart>),
+    StopPlayback(Leg),
+    SendDigit(Leg, char),
     Close(Instant),
+}
+
+/// Prompts and options for [`MediaSession::play_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlayRequest {
+    /// 16-bit PCM WAV files, mono or stereo, 8 to 192 kHz, played in order.
+    pub prompts: Vec<PathBuf>,
+    /// Start over after the last prompt until stopped (music on hold).
+    pub looped: bool,
+    /// Stop at the first DTMF digit the leg's peer sends.
+    pub barge_in: bool,
 }
 
 /// Handle of one call's media; dropping it without [`MediaSession::close`]
@@ -203,6 +292,8 @@ pub struct MediaSession {
     control: mpsc::UnboundedSender<Control>,
     counters: Arc<[LegCounters; 2]>,
     recording: AtomicBool,
+    /// Whether each leg negotiated G.722, which makes recordings 16 kHz.
+    wideband: [AtomicBool; 2],
     task: JoinHandle<Result<Option<RecordingSummary>, MediaError>>,
 }
 
@@ -225,14 +316,25 @@ impl MediaSession {
         let _ = self.control.send(Control::ResetLeg(leg));
     }
 
-    /// Starts recording both directions into `path`; sample 0 is now.
+    /// Starts recording both directions into `path`; sample 0 is now. The
+    /// file is 16 kHz when [`MediaSession::set_codecs`] gave either leg
+    /// G.722 before this call, else 8 kHz.
     pub fn start_recording(&self, path: PathBuf) -> Result<(), MediaError> {
         if self.recording.swap(true, Ordering::SeqCst) {
             return Err(MediaError::AlreadyRecording {
                 call_id: self.call_id.clone(),
             });
         }
-        let recorder = Recorder::create(&path, Instant::now()).map_err(|source| {
+        let wideband = self.wideband.iter().any(|leg| leg.load(Ordering::SeqCst));
+        let sample_rate = if wideband {
+            recordings::WIDEBAND_SAMPLE_RATE
+        } else {
+            recordings::SAMPLE_RATE
+        };
+        let jitter_window = recordings::DEFAULT_JITTER_WINDOW;
+        let recorder =
+            Recorder::with_sample_rate(&path, Instant::now(), jitter_window, sample_rate);
+        let recorder = recorder.map_err(|source| {
             self.recording.store(false, Ordering::SeqCst);
             MediaError::Recording {
                 call_id: self.call_id.clone(),
@@ -246,9 +348,100 @@ impl MediaSession {
             })
     }
 
-    /// Packets/bytes received and sent.
+    /// Packets/bytes received and sent, and RTP reception statistics.
     pub fn stats(&self, leg: Leg) -> LegStats {
         self.counters[leg.index()].snapshot()
+    }
+
+    /// Subscribes to the DTMF digits and playback ends of both legs. The
+    /// receiver gets every event from now on, but misses new ones while 64
+    /// are unread. Dropping it unsubscribes.
+    pub fn events(&self) -> mpsc::Receiver<MediaEvent> {
+        let (sender, receiver) = mpsc::channel(EVENT_CAPACITY);
+        let _ = self.control.send(Control::Subscribe(sender));
+        receiver
+    }
+
+    /// Sets the codecs `leg` negotiated. The relay transcodes when the legs'
+    /// codecs differ and rewrites the telephone-event payload type. With
+    /// `event_payload_type` `None`, digits reach that leg as in-band tones.
+    /// Until this is called, a leg's packets pass unchanged and its
+    /// telephone-events are expected on payload type 101.
+    pub fn set_codecs(&self, leg: Leg, codec: Codec, event_payload_type: Option<u8>) {
+        self.wideband[leg.index()].store(codec == Codec::G722, Ordering::SeqCst);
+        let codecs = LegCodecs {
+            codec,
+            event_payload_type,
+        };
+        let _ = self.control.send(Control::SetCodecs(leg, codecs));
+    }
+
+    /// Plays `prompts` to `leg` in its codec, once or `looped`, muting what
+    /// the other leg sends to it meanwhile; see [`MediaSession::play_with`].
+    pub async fn play(
+        &self,
+        leg: Leg,
+        prompts: Vec<PathBuf>,
+        looped: bool,
+    ) -> Result<(), MediaError> {
+        let request = PlayRequest {
+            prompts,
+            looped,
+            barge_in: false,
+        };
+        self.play_with(leg, request).await
+    }
+
+    /// Loads the request's WAV files on a blocking thread, resamples them to
+    /// 8 kHz and starts playing them to `leg`, replacing what was playing.
+    /// Returns once playback started; [`MediaEvent::PlaybackEnded`] reports
+    /// the end. Fails without touching playback when a file cannot be read.
+    pub async fn play_with(&self, leg: Leg, request: PlayRequest) -> Result<(), MediaError> {
+        let paths = request.prompts;
+        let loaded = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|path| crate::prompt::load_prompt(path).map(Arc::from))
+                .collect::<Result<Vec<Arc<[i16]>>, _>>()
+        })
+        .await
+        .map_err(|source| MediaError::TaskFailed {
+            call_id: self.call_id.clone(),
+            source,
+        })?;
+        let prompts = loaded.map_err(|source| MediaError::Prompt {
+            call_id: self.call_id.clone(),
+            source,
+        })?;
+        let start = PlayerStart {
+            prompts,
+            looped: request.looped,
+            barge_in: request.barge_in,
+        };
+        self.control
+            .send(Control::Play(leg, Box::new(start)))
+            .map_err(|_| MediaError::SessionEnded {
+                call_id: self.call_id.clone(),
+            })
+    }
+
+    /// Stops what plays to `leg`; relaying from the other leg resumes.
+    pub fn stop_playback(&self, leg: Leg) {
+        let _ = self.control.send(Control::StopPlayback(leg));
+    }
+
+    /// Sends a DTMF key (`0`-`9`, `*`, `#`, `A`-`D`) to `leg` as RFC 4733
+    /// events, or as an in-band tone when the leg's codecs have no
+    /// telephone-event payload type; for SIP INFO digits from the other leg.
+    pub fn send_dtmf(&self, leg: Leg, digit: char) -> Result<(), MediaError> {
+        if rtp::telephone_event::digit_to_event(digit).is_none() {
+            return Err(MediaError::NotADigit { digit });
+        }
+        self.control
+            .send(Control::SendDigit(leg, digit))
+            .map_err(|_| MediaError::SessionEnded {
+                call_id: self.call_id.clone(),
+            })
     }
 
     /// Stops the relay task, frees the ports and finalizes the recording.
@@ -260,319 +453,6 @@ impl MediaSession {
                 call_id: self.call_id,
                 source,
             }),
-        }
-    }
-}
-
-/// Which of the four sockets a datagram came in on.
-#[derive(Clone, Copy, Debug)]
-struct Origin {
-    leg: Leg,
-    rtcp: bool,
-}
-
-enum Wake {
-    Datagram {
-        origin: Origin,
-        source: SocketAddr,
-        length: usize,
-    },
-    ReceiveFailed {
-        origin: Origin,
-        error: io::Error,
-    },
-    Control(Option<Control>),
-    Flush,
-}
-
-struct SessionTask {
-    call_id: String,
-    sockets: [LegSockets; 2],
-    state: RelayState,
-    control: mpsc::UnboundedReceiver<Control>,
-}
-
-impl SessionTask {
-    async fn run(mut self) -> Result<Option<RecordingSummary>, MediaError> {
-        let mut buffer = vec![0u8; RECEIVE_BUFFER];
-        let mut flush_timer = tokio::time::interval(FLUSH_INTERVAL);
-        flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut first_socket = 0;
-        let end = loop {
-            first_socket = (first_socket + 1) % 4;
-            let wake = poll_fn(|context| {
-                poll_wake(
-                    context,
-                    &self.sockets,
-                    &mut buffer,
-                    first_socket,
-                    &mut self.control,
-                    &mut flush_timer,
-                )
-            })
-            .await;
-            match wake {
-                Wake::Datagram {
-                    origin,
-                    source,
-                    length,
-                } => {
-                    let datagram = &buffer[..length];
-                    self.state
-                        .relay(&self.sockets, origin, source, datagram)
-                        .await;
-                }
-                Wake::ReceiveFailed { origin, error } => {
-                    // ICMP port unreachable from an earlier send shows up here
-                    // on some systems; the socket itself stays usable.
-                    tracing::debug!(?origin, %error, "receive failed");
-                }
-                Wake::Control(Some(Control::Close(at))) => break at,
-                Wake::Control(None) => break Instant::now(),
-                Wake::Control(Some(control)) => self.state.apply(control),
-                Wake::Flush => self.state.flush_recording(Instant::now()),
-            }
-        };
-        let result = self.state.finish_recording(end, &self.call_id);
-        let caller = self.state.counters[0].snapshot();
-        let agent = self.state.counters[1].snapshot();
-        tracing::info!(?caller, ?agent, "media session closed");
-        result
-    }
-}
-
-/// Polls the control channel, the four sockets (starting at `first_socket`
-/// so no socket starves the others) and the flush timer.
-fn poll_wake(
-    context: &mut Context<'_>,
-    sockets: &[LegSockets; 2],
-    buffer: &mut [u8],
-    first_socket: usize,
-    control: &mut mpsc::UnboundedReceiver<Control>,
-    flush_timer: &mut tokio::time::Interval,
-) -> Poll<Wake> {
-    if let Poll::Ready(message) = control.poll_recv(context) {
-        return Poll::Ready(Wake::Control(message));
-    }
-    for offset in 0..4 {
-        let slot = (first_socket + offset) % 4;
-        let leg = if slot < 2 { Leg::Caller } else { Leg::Agent };
-        let origin = Origin {
-            leg,
-            rtcp: slot % 2 == 1,
-        };
-        let sockets = &sockets[leg.index()];
-        let socket = if origin.rtcp {
-            &sockets.rtcp
-        } else {
-            &sockets.rtp
-        };
-        let mut read = ReadBuf::new(buffer);
-        match socket.poll_recv_from(context, &mut read) {
-            Poll::Ready(Ok(source)) => {
-                let length = read.filled().len();
-                return Poll::Ready(Wake::Datagram {
-                    origin,
-                    source,
-                    length,
-                });
-            }
-            Poll::Ready(Err(error)) => return Poll::Ready(Wake::ReceiveFailed { origin, error }),
-            Poll::Pending => {}
-        }
-    }
-    if flush_timer.poll_tick(context).is_ready() {
-        return Poll::Ready(Wake::Flush);
-    }
-    Poll::Pending
-}
-
-/// Latches and addresses of one leg's peer.
-struct PeerAddresses {
-    remote: Option<SocketAddr>,
-    rtp: Latch,
-    rtcp: Latch,
-}
-
-impl PeerAddresses {
-    fn new() -> PeerAddresses {
-        PeerAddresses {
-            remote: None,
-            rtp: Latch::new(RTP_LATCH_CONFIRM),
-            rtcp: Latch::new(RTCP_LATCH_CONFIRM),
-        }
-    }
-
-    fn rtp_destination(&self) -> Option<SocketAddr> {
-        self.rtp.current().or(self.remote)
-    }
-
-    /// Latched RTCP source, else the port above the RTP address
-    /// (RFC 3550 section 11).
-    fn rtcp_destination(&self) -> Option<SocketAddr> {
-        self.rtcp.current().or_else(|| {
-            let rtp = self.rtp_destination()?;
-            let port = rtp.port().checked_add(1)?;
-            Some(SocketAddr::new(rtp.ip(), port))
-        })
-    }
-}
-
-/// Everything the task changes: addresses, counters and the recorder.
-struct RelayState {
-    peers: [PeerAddresses; 2],
-    counters: Arc<[LegCounters; 2]>,
-    recorder: Option<Box<Recorder>>,
-    recording_error: Option<recordings::RecordingError>,
-}
-
-impl RelayState {
-    fn new(counters: Arc<[LegCounters; 2]>) -> RelayState {
-        RelayState {
-            peers: [PeerAddresses::new(), PeerAddresses::new()],
-            counters,
-            recorder: None,
-            recording_error: None,
-        }
-    }
-
-    fn apply(&mut self, control: Control) {
-        match control {
-            Control::SetRemote(leg, addr) => {
-                tracing::debug!(?leg, %addr, "remote address set");
-                self.peers[leg.index()].remote = Some(addr);
-            }
-            Control::ResetLeg(leg) => {
-                tracing::debug!(?leg, "latch reset");
-                let peer = &mut self.peers[leg.index()];
-                peer.rtp.reset();
-                peer.rtcp.reset();
-            }
-            Control::StartRecording(recorder) => {
-                tracing::info!(path = %recorder.path().display(), "recording started");
-                self.recorder = Some(recorder);
-            }
-            // The task loop handles Close before it gets here.
-            Control::Close(_) => {}
-        }
-    }
-
-    /// Handles one datagram: validates, latches, records and forwards it.
-    async fn relay(
-        &mut self,
-        sockets: &[LegSockets; 2],
-        origin: Origin,
-        source: SocketAddr,
-        datagram: &[u8],
-    ) {
-        let counters = Arc::clone(&self.counters);
-        let counters = &counters[origin.leg.index()];
-        add(&counters.packets_received, 1);
-        add(&counters.bytes_received, datagram.len());
-
-        // On the RTP port, RTCP may come multiplexed (RFC 5761); it is relayed
-        // and latches like RTP but is not recorded.
-        let rtcp = is_rtcp(datagram);
-        let valid = if origin.rtcp {
-            rtcp
-        } else {
-            rtcp || self.record(origin.leg, datagram)
-        };
-        if !valid {
-            let count = add(&counters.invalid_packets, 1);
-            if count.is_power_of_two() {
-                tracing::warn!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, count, "invalid packet dropped");
-            }
-            return;
-        }
-
-        let peer = &mut self.peers[origin.leg.index()];
-        let latch = if origin.rtcp {
-            &mut peer.rtcp
-        } else {
-            &mut peer.rtp
-        };
-        if latch.observe(source) {
-            tracing::debug!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, "peer address latched");
-        }
-        self.forward(sockets, origin, datagram).await;
-    }
-
-    /// Feeds an RTP packet to the recorder; returns whether it parsed.
-    fn record(&mut self, leg: Leg, datagram: &[u8]) -> bool {
-        let Ok(packet) = RtpPacket::parse(datagram) else {
-            return false;
-        };
-        if let Some(recorder) = self.recorder.as_mut() {
-            let channel = match leg {
-                Leg::Caller => Channel::Caller,
-                Leg::Agent => Channel::Agent,
-            };
-            recorder.push(channel, &packet, Instant::now());
-        }
-        true
-    }
-
-    async fn forward(&self, sockets: &[LegSockets; 2], origin: Origin, datagram: &[u8]) {
-        let to = origin.leg.other();
-        let peer = &self.peers[to.index()];
-        let (socket, destination) = if origin.rtcp {
-            (&sockets[to.index()].rtcp, peer.rtcp_destination())
-        } else {
-            (&sockets[to.index()].rtp, peer.rtp_destination())
-        };
-        let Some(destination) = destination else {
-            add(&self.counters[origin.leg.index()].unroutable_packets, 1);
-            return;
-        };
-        match socket.send_to(datagram, destination).await {
-            Ok(sent) => {
-                let counters = &self.counters[to.index()];
-                add(&counters.packets_sent, 1);
-                add(&counters.bytes_sent, sent);
-            }
-            Err(error) => tracing::trace!(%destination, %error, "send failed"),
-        }
-    }
-
-    fn flush_recording(&mut self, now: Instant) {
-        let Some(recorder) = self.recorder.as_mut() else {
-            return;
-        };
-        if let Err(error) = recorder.flush(now) {
-            // Stop recording but keep relaying; close reports the error.
-            tracing::error!(%error, "recording stopped");
-            self.recorder = None;
-            self.recording_error = Some(error);
-        }
-    }
-
-    fn finish_recording(
-        &mut self,
-        end: Instant,
-        call_id: &str,
-    ) -> Result<Option<RecordingSummary>, MediaError> {
-        if let Some(source) = self.recording_error.take() {
-            return Err(MediaError::Recording {
-                call_id: call_id.to_owned(),
-                source,
-            });
-        }
-        let Some(recorder) = self.recorder.take() else {
-            return Ok(None);
-        };
-        match recorder.finish(end) {
-            Ok(summary) => {
-                tracing::info!(frames = summary.frames, path = %summary.path.display(), "recording finished");
-                Ok(Some(summary))
-            }
-            Err(source) => {
-                tracing::error!(error = %source, "recording failed");
-                Err(MediaError::Recording {
-                    call_id: call_id.to_owned(),
-                    source,
-                })
-            }
         }
     }
 }

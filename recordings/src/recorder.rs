@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use hound::{SampleFormat, WavSpec, WavWriter};
 
-use crate::timeline::{Channel, DEFAULT_JITTER_WINDOW, Placement, SAMPLE_RATE, Timeline};
+use crate::timeline::{
+    Channel, DEFAULT_JITTER_WINDOW, Placement, SAMPLE_RATE, Timeline, WIDEBAND_SAMPLE_RATE,
+};
 
 /// Minimum time between two WAV header rewrites while recording. Each rewrite
 /// costs two seeks and a flush, and a crash loses at most this much audio
@@ -25,6 +27,8 @@ pub enum RecordingError {
     Create { path: PathBuf, source: hound::Error },
     #[error("failed to write recording {}: {source}", path.display())]
     Write { path: PathBuf, source: hound::Error },
+    #[error("recording {} cannot use {sample_rate} Hz, expected 8000 or 16000", path.display())]
+    UnsupportedSampleRate { path: PathBuf, sample_rate: u32 },
     #[error("failed to finalize recording {}: {source}", path.display())]
     Finalize { path: PathBuf, source: hound::Error },
 }
@@ -34,13 +38,15 @@ pub enum RecordingError {
 pub struct RecordingSummary {
     pub path: PathBuf,
     pub duration_seconds: f64,
-    /// Stereo frames in the file, one per 1/8000 s.
+    /// Stereo frames in the file, one per 1/8000 s, or per 1/16000 s in a
+    /// wideband recording.
     pub frames: u64,
-    /// Packets that were neither PCMU nor PCMA, or had no payload.
+    /// Packets that were neither PCMU, PCMA nor G.722, or had no payload.
     pub ignored_packets: u64,
 }
 
-/// Stereo 8 kHz 16-bit WAV writer whose timeline follows RTP timestamps.
+/// Stereo 16-bit WAV writer (8 kHz, or 16 kHz for G.722 calls) whose
+/// timeline follows RTP timestamps.
 ///
 /// Memory stays bounded by the timeline's buffer (at most 10 s per channel)
 /// as long as [`Recorder::flush`] is called regularly.
@@ -65,6 +71,23 @@ impl Recorder {
         start: Instant,
         jitter_window: Duration,
     ) -> Result<Recorder, RecordingError> {
+        Recorder::with_sample_rate(path, start, jitter_window, SAMPLE_RATE)
+    }
+
+    /// Like [`Recorder::with_jitter_window`], writing `sample_rate` frames
+    /// per second: 8000, or 16000 for a call that uses G.722.
+    pub fn with_sample_rate(
+        path: &Path,
+        start: Instant,
+        jitter_window: Duration,
+        sample_rate: u32,
+    ) -> Result<Recorder, RecordingError> {
+        if sample_rate != SAMPLE_RATE && sample_rate != WIDEBAND_SAMPLE_RATE {
+            return Err(RecordingError::UnsupportedSampleRate {
+                path: path.to_path_buf(),
+                sample_rate,
+            });
+        }
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -76,17 +99,24 @@ impl Recorder {
         }
         let spec = WavSpec {
             channels: 2,
-            sample_rate: SAMPLE_RATE,
+            sample_rate,
             bits_per_sample: 16,
             sample_format: SampleFormat::Int,
         };
-        let writer = WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
+        let mut writer =
+            WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        // Put the header on disk now, so that a crash before the first
+        // header rewrite leaves a file that `repair` can fix.
+        writer.flush().map_err(|source| RecordingError::Create {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(Recorder {
             path: path.to_path_buf(),
-            timeline: Timeline::new(start, jitter_window),
+            timeline: Timeline::with_sample_rate(start, jitter_window, sample_rate),
             writer,
             last_header_update: start,
         })
@@ -132,6 +162,7 @@ impl Recorder {
         let end_frame = self.timeline.frame_at(end);
         self.write_until(end_frame)?;
         let frames = u64::from(self.writer.duration());
+        let sample_rate = self.timeline.sample_rate();
         let ignored_packets = self.timeline.counts().ignored;
         let path = self.path;
         self.writer
@@ -142,7 +173,7 @@ impl Recorder {
             })?;
         Ok(RecordingSummary {
             path,
-            duration_seconds: frames as f64 / f64::from(SAMPLE_RATE),
+            duration_seconds: frames as f64 / f64::from(sample_rate),
             frames,
             ignored_packets,
         })

@@ -11,21 +11,26 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use rtp::g722::{G722Decoder, PT_G722};
 use rtp::{PT_PCMA, PT_PCMU, RtpPacket, g711};
 
-/// Sample rate of G.711 and of the recording, in Hz.
+/// Sample rate of G.711 and of a recording made with [`Timeline::new`], in Hz.
 pub const SAMPLE_RATE: u32 = 8000;
+/// Sample rate of a recording of a G.722 call, in Hz.
+pub const WIDEBAND_SAMPLE_RATE: u32 = 16_000;
+/// RTP timestamp clock of G.711 and G.722 alike (RFC 3551 section 4.5.2).
+const RTP_CLOCK_RATE: u32 = 8000;
 /// How long samples wait for late or reordered packets before being written.
 pub const DEFAULT_JITTER_WINDOW: Duration = Duration::from_millis(200);
 
 /// A timestamp that disagrees with the arrival time by more than this many
-/// samples (3 s) re-anchors the SSRC at the arrival time. This covers senders
+/// seconds re-anchors the SSRC at the arrival time. This covers senders
 /// that jump their timestamp and senders that stop the timestamp while on
 /// hold or in silence suppression.
-const MAX_TIMESTAMP_DRIFT: i64 = 3 * SAMPLE_RATE as i64;
-/// Bound on buffered frames per channel (10 s), so a sender whose timestamps
-/// run ahead, or a caller that stops flushing, cannot grow memory without end.
-const MAX_BUFFERED_FRAMES: usize = 10 * SAMPLE_RATE as usize;
+const MAX_TIMESTAMP_DRIFT_SECONDS: i64 = 3;
+/// Bound on buffered seconds per channel, so a sender whose timestamps run
+/// ahead, or a caller that stops flushing, cannot grow memory without end.
+const MAX_BUFFERED_SECONDS: usize = 10;
 
 /// Side of the conversation, and the WAV channel that carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +61,7 @@ pub enum Placement {
     Late,
     /// The packet ends more than 10 s past the oldest unwritten frame.
     TooFarAhead,
-    /// Neither PCMU nor PCMA, or an empty payload.
+    /// Neither PCMU, PCMA nor G.722, or an empty payload.
     Ignored { payload_type: u8 },
 }
 
@@ -83,6 +88,8 @@ struct Anchor {
 #[derive(Debug, Default)]
 struct ChannelTimeline {
     anchor: Option<Anchor>,
+    /// G.722 is ADPCM: its decoder state follows one SSRC's packets.
+    g722: Option<G722Decoder>,
     /// Samples from the first unwritten frame on; `None` where no packet
     /// has landed, which becomes silence.
     pending: VecDeque<Option<i16>>,
@@ -91,13 +98,21 @@ struct ChannelTimeline {
 impl ChannelTimeline {
     /// Returns the frame of the packet's first sample and whether it needed
     /// a new anchor.
-    fn locate(&mut self, ssrc: u32, timestamp: u32, arrival_frame: i64) -> (i64, bool) {
+    /// `frames_per_tick` is the timeline's frames per RTP timestamp unit,
+    /// and `max_drift` the re-anchoring threshold in frames.
+    fn locate(
+        &mut self,
+        (ssrc, timestamp): (u32, u32),
+        arrival_frame: i64,
+        frames_per_tick: i64,
+        max_drift: i64,
+    ) -> (i64, bool) {
         if let Some(anchor) = self.anchor.as_mut().filter(|anchor| anchor.ssrc == ssrc) {
             // Reading the difference as i32 makes a wrapped timestamp just
             // after 2^32 - 1 come out as a small step forward.
             let offset = i64::from(timestamp.wrapping_sub(anchor.timestamp) as i32);
-            let frame = anchor.frame + offset;
-            if (frame - arrival_frame).abs() <= MAX_TIMESTAMP_DRIFT {
+            let frame = anchor.frame + offset * frames_per_tick;
+            if (frame - arrival_frame).abs() <= max_drift {
                 // Keep the newest packet as the reference so the offsets stay
                 // small however long the call runs.
                 if offset > 0 {
@@ -123,6 +138,7 @@ impl ChannelTimeline {
         first_frame: i64,
         written: u64,
         samples: impl ExactSizeIterator<Item = i16>,
+        max_buffered: usize,
     ) -> Placement {
         let written = written as i64;
         let count = samples.len() as i64;
@@ -133,7 +149,7 @@ impl ChannelTimeline {
         let skip = (written - first_frame).max(0);
         let start_index = (first_frame + skip - written) as usize;
         let end_index = (first_frame + count - written) as usize;
-        if end_index > MAX_BUFFERED_FRAMES {
+        if end_index > max_buffered {
             return Placement::TooFarAhead;
         }
         if self.pending.len() < end_index {
@@ -162,6 +178,7 @@ impl ChannelTimeline {
 #[derive(Debug)]
 pub struct Timeline {
     start: Instant,
+    sample_rate: u32,
     jitter_frames: u64,
     channels: [ChannelTimeline; 2],
     /// Frames already handed out by [`Timeline::drain_until`].
@@ -170,19 +187,31 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Creates an empty timeline whose frame 0 is `start`.
+    /// Creates an empty 8 kHz timeline whose frame 0 is `start`.
     pub fn new(start: Instant, jitter_window: Duration) -> Timeline {
+        Timeline::with_sample_rate(start, jitter_window, SAMPLE_RATE)
+    }
+
+    /// Creates an empty timeline at [`SAMPLE_RATE`] or
+    /// [`WIDEBAND_SAMPLE_RATE`]; any other rate is taken as 8 kHz.
+    pub fn with_sample_rate(start: Instant, jitter_window: Duration, sample_rate: u32) -> Timeline {
+        let sample_rate = if sample_rate == WIDEBAND_SAMPLE_RATE {
+            WIDEBAND_SAMPLE_RATE
+        } else {
+            SAMPLE_RATE
+        };
         Timeline {
             start,
-            jitter_frames: frames_in(jitter_window),
+            sample_rate,
+            jitter_frames: frames_in(jitter_window, sample_rate),
             channels: Default::default(),
             written: 0,
             counts: PlacementCounts::default(),
         }
     }
 
-    /// Decodes a PCMU or PCMA packet received at `arrival` and stores its
-    /// samples on `channel`. Samples already stored are kept, so the first
+    /// Decodes a PCMU, PCMA or G.722 packet received at `arrival` and
+    /// stores its samples on `channel`, converted to the timeline's rate. Samples already stored are kept, so the first
     /// copy of a duplicated packet wins.
     pub fn push(
         &mut self,
@@ -203,29 +232,42 @@ impl Timeline {
     }
 
     fn place(&mut self, channel: Channel, packet: &RtpPacket<'_>, arrival: Instant) -> Placement {
-        let decode: fn(u8) -> i16 = match packet.payload_type {
-            PT_PCMU => g711::ulaw_to_linear,
-            PT_PCMA => g711::alaw_to_linear,
-            payload_type => return Placement::Ignored { payload_type },
-        };
-        if packet.payload.is_empty() {
-            return Placement::Ignored {
-                payload_type: packet.payload_type,
-            };
+        let payload_type = packet.payload_type;
+        if !matches!(payload_type, PT_PCMU | PT_PCMA | PT_G722) || packet.payload.is_empty() {
+            return Placement::Ignored { payload_type };
         }
+        let rate = i64::from(self.sample_rate);
         let arrival_frame = self.frame_at(arrival) as i64;
+        let frames_per_tick = rate / i64::from(RTP_CLOCK_RATE);
+        let max_drift = MAX_TIMESTAMP_DRIFT_SECONDS * rate;
         let timeline = &mut self.channels[channel.index()];
-        let (frame, anchored) = timeline.locate(packet.ssrc, packet.timestamp, arrival_frame);
+        let key = (packet.ssrc, packet.timestamp);
+        let (frame, anchored) = timeline.locate(key, arrival_frame, frames_per_tick, max_drift);
         if anchored {
             self.counts.anchors += 1;
+            timeline.g722 = None;
         }
-        let samples = packet.payload.iter().map(|&byte| decode(byte));
-        timeline.store(frame, self.written, samples)
+        let samples = decode(
+            payload_type,
+            packet.payload,
+            self.sample_rate,
+            &mut timeline.g722,
+        );
+        let max_buffered = MAX_BUFFERED_SECONDS * self.sample_rate as usize;
+        timeline.store(frame, self.written, samples.into_iter(), max_buffered)
+    }
+
+    /// Sample rate of the frames, in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
     }
 
     /// Frame that `instant` falls on, counted from `start`; 0 before it.
     pub fn frame_at(&self, instant: Instant) -> u64 {
-        frames_in(instant.saturating_duration_since(self.start))
+        frames_in(
+            instant.saturating_duration_since(self.start),
+            self.sample_rate,
+        )
     }
 
     /// End of the frames that are final at `now`: later packets can no
@@ -263,8 +305,55 @@ impl Timeline {
     }
 }
 
-/// Whole samples at 8 kHz in `duration`, rounded down.
-fn frames_in(duration: Duration) -> u64 {
-    let rate = u64::from(SAMPLE_RATE);
+/// Decodes one payload to samples at `sample_rate`. G.711 at 16 kHz is
+/// interpolated linearly between samples, and G.722 at 8 kHz keeps the mean
+/// of each pair of samples.
+///
+/// NOTE: both are crude filters that leave images (G.711 at 16 kHz) or
+/// aliases (G.722 at 8 kHz) near 4 kHz. They only run in a call whose
+/// legs use different rates, which the relay's transcoding makes rare.
+fn decode(
+    payload_type: u8,
+    payload: &[u8],
+    sample_rate: u32,
+    g722: &mut Option<G722Decoder>,
+) -> Vec<i16> {
+    let narrowband: Vec<i16> = match payload_type {
+        PT_PCMU => payload
+            .iter()
+            .map(|byte| g711::ulaw_to_linear(*byte))
+            .collect(),
+        PT_PCMA => payload
+            .iter()
+            .map(|byte| g711::alaw_to_linear(*byte))
+            .collect(),
+        _ => {
+            let mut wideband = Vec::with_capacity(2 * payload.len());
+            g722.get_or_insert_with(G722Decoder::new)
+                .decode(payload, &mut wideband);
+            if sample_rate == WIDEBAND_SAMPLE_RATE {
+                return wideband;
+            }
+            return wideband
+                .chunks_exact(2)
+                .map(|pair| ((i32::from(pair[0]) + i32::from(pair[1])) / 2) as i16)
+                .collect();
+        }
+    };
+    if sample_rate != WIDEBAND_SAMPLE_RATE {
+        return narrowband;
+    }
+    let mut wideband = Vec::with_capacity(2 * narrowband.len());
+    for (index, &sample) in narrowband.iter().enumerate() {
+        let next = narrowband.get(index + 1).copied().unwrap_or(sample);
+        wideband.push(sample);
+        wideband.push(((i32::from(sample) + i32::from(next)) / 2) as i16);
+    }
+    wideband
+}
+
+/// Whole samples at `sample_rate` in `duration`, rounded down.
+fn frames_in(duration: Duration, sample_rate: u32) -> u64 {
+    let rate = u64::from(sample_rate);
     duration.as_secs() * rate + u64::from(duration.subsec_nanos()) * rate / 1_000_000_000
 }

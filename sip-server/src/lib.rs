@@ -12,6 +12,7 @@ pub mod b2bua;
 pub mod dialog;
 pub mod malformed;
 pub mod network;
+pub mod policy;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;

@@ -42,6 +42,17 @@ pub struct Binding {
     probe_sent: Option<Instant>,
 }
 
+/// A binding as it is stored between restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBinding {
+    pub contact: String,
+    pub expires_at: SystemTime,
+    pub call_id: String,
+    pub cseq: u32,
+    pub transport: crate::transaction::TransportKind,
+    pub address: std::net::SocketAddr,
+}
+
 /// An OPTIONS probe the registrar wants sent (RFC 3261 section 11).
 #[derive(Clone, Debug)]
 pub struct Probe {
@@ -53,6 +64,9 @@ pub struct Probe {
 /// A change the ACD needs to know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistrarEvent {
+    /// The bindings of `agent` changed (registered, refreshed, removed or
+    /// expired); the driver persists them so a restart keeps them.
+    BindingsChanged { agent: String },
     /// `agent` went from no reachable binding to some (`true`) or back
     /// (`false`).
     Reachability { agent: String, reachable: bool },
@@ -324,7 +338,67 @@ impl Registrar {
         }
     }
 
+    /// The bindings of `agent` for storage, with wall-clock expiry computed
+    /// from `now`/`wall`, the same moment on both clocks.
+    pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
+        self.live(agent, now)
+            .into_iter()
+            .map(|binding| StoredBinding {
+                contact: binding.contact.to_string(),
+                expires_at: wall + binding.expires_at.saturating_duration_since(now),
+                call_id: binding.call_id,
+                cseq: binding.cseq,
+                transport: binding.source.transport,
+                address: binding.source.addr,
+            })
+            .collect()
+    }
+
+    /// Reinstates stored bindings at startup. Expired entries, unknown
+    /// agents and contacts that no longer parse are skipped. A restored
+    /// stream binding has lost its connection, so requests to it open a new
+    /// one.
+    pub fn restore(
+        &mut self,
+        agent: &str,
+        stored: &[StoredBinding],
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        if !self.passwords.contains_key(agent) {
+            return;
+        }
+        let mut bindings = Vec::new();
+        for entry in stored {
+            let Ok(remaining) = entry.expires_at.duration_since(wall) else {
+                continue;
+            };
+            let Ok(contact) = sip_message::NameAddr::parse(&entry.contact) else {
+                continue;
+            };
+            bindings.push(Binding {
+                contact,
+                expires_at: now + remaining,
+                call_id: entry.call_id.clone(),
+                cseq: entry.cseq,
+                source: Target {
+                    transport: entry.transport,
+                    addr: entry.address,
+                    connection: None,
+                },
+                reachable: true,
+                next_probe: now,
+                probe_sent: None,
+            });
+        }
+        bindings.truncate(self.config.max_contacts);
+        self.set_bindings(agent, bindings);
+    }
+
     fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>) {
+        self.events.push_back(RegistrarEvent::BindingsChanged {
+            agent: agent.to_owned(),
+        });
         let was = self
             .bindings
             .get(agent)

@@ -123,13 +123,21 @@ pub struct Pbx {
     pub rtp_ports: RangeInclusive<u16>,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
+    /// `Cookie` header value of a QA user's session, who may list every
+    /// call and replay recordings.
+    session: String,
 }
+
+/// Password the harness gives the first administrator through
+/// `PBX_ADMIN_PASSWORD`; the instance only listens on loopback.
+const ADMIN_PASSWORD: &str = "e2e-admin-password";
+const QA_USER: &str = "qa-e2e";
+const QA_PASSWORD: &str = "e2e-qa-password";
 
 impl Pbx {
     /// Writes the config, starts the binary and waits until `GET /health`
     /// returns 200.
     pub fn start(config: &PbxConfig) -> Pbx {
-        let binary = binary();
         let dir = tempfile::Builder::new()
             .prefix("pbx-e2e-")
             .tempdir()
@@ -147,18 +155,13 @@ impl Pbx {
 
         let stdout_path = dir.path().join("pbx-stdout.log");
         let stderr_path = dir.path().join("pbx-stderr.log");
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .env("RUST_LOG", "debug")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(create(&stdout_path))
-            .stderr(create(&stderr_path))
-            .spawn()
-            .unwrap_or_else(|error| panic!("failed to start {}: {error}", binary.display()));
+        let child = spawn(
+            &config_path,
+            &data_dir,
+            dir.path(),
+            &stdout_path,
+            &stderr_path,
+        );
 
         let mut pbx = Pbx {
             child,
@@ -170,9 +173,72 @@ impl Pbx {
             rtp_ports,
             stdout_path,
             stderr_path,
+            session: String::new(),
         };
         pbx.wait_for_health();
+        pbx.log_in_as_qa();
         pbx
+    }
+
+    /// Creates the QA user through the administrator and keeps its session.
+    fn log_in_as_qa(&mut self) {
+        let admin = self.log_in("admin", ADMIN_PASSWORD);
+        let user = serde_json::json!({"username": QA_USER, "password": QA_PASSWORD, "role": "qa"});
+        let created = http::request(
+            self.http,
+            "POST",
+            "/api/users",
+            &[("Cookie", &admin)],
+            Some(&user),
+            HTTP_TIMEOUT,
+        )
+        .unwrap_or_else(|error| panic!("POST /api/users failed: {error}"));
+        assert!(
+            created.status == 201 || created.status == 409,
+            "creating the QA user: {} {}",
+            created.status,
+            String::from_utf8_lossy(&created.body)
+        );
+        self.session = self.log_in(QA_USER, QA_PASSWORD);
+    }
+
+    /// Logs in and returns the `name=value` of the session cookie.
+    fn log_in(&self, username: &str, password: &str) -> String {
+        let body = serde_json::json!({"username": username, "password": password});
+        let response = http::request(
+            self.http,
+            "POST",
+            "/api/session",
+            &[],
+            Some(&body),
+            HTTP_TIMEOUT,
+        )
+        .unwrap_or_else(|error| panic!("POST /api/session failed: {error}"));
+        assert_eq!(
+            response.status,
+            200,
+            "login as {username}: {}\n{}",
+            String::from_utf8_lossy(&response.body),
+            self.logs()
+        );
+        let cookie = response.header("Set-Cookie").expect("session cookie");
+        cookie.split(';').next().unwrap_or_default().to_owned()
+    }
+
+    /// Kills the process without warning (SIGKILL, as a crash or power loss
+    /// would) and starts it again on the same configuration and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(
+            &self.config_path,
+            &self.data_dir,
+            self.dir.path(),
+            &self.stdout_path,
+            &self.stderr_path,
+        );
+        self.wait_for_health();
+        self.log_in_as_qa();
     }
 
     fn wait_for_health(&mut self) {
@@ -199,8 +265,7 @@ impl Pbx {
     /// Call records from `GET /api/calls`, newest first. Accepts a bare array
     /// or an object with a `calls` array.
     pub fn calls(&self) -> Vec<Value> {
-        let response = http::get(self.http, "/api/calls", HTTP_TIMEOUT)
-            .unwrap_or_else(|error| panic!("GET /api/calls failed: {error}\n{}", self.logs()));
+        let response = self.get("/api/calls");
         assert_eq!(
             response.status,
             200,
@@ -253,10 +318,17 @@ impl Pbx {
             .collect()
     }
 
-    /// GET on the HTTP API; panics on a transport error.
+    /// GET on the HTTP API as the QA user; panics on a transport error.
     pub fn get(&self, path: &str) -> http::HttpResponse {
-        http::get(self.http, path, HTTP_TIMEOUT)
-            .unwrap_or_else(|error| panic!("GET {path} failed: {error}"))
+        http::request(
+            self.http,
+            "GET",
+            path,
+            &[("Cookie", &self.session)],
+            None,
+            HTTP_TIMEOUT,
+        )
+        .unwrap_or_else(|error| panic!("GET {path} failed: {error}\n{}", self.logs()))
     }
 
     /// Returns the config and the PBX's standard output and error so far.
@@ -281,11 +353,6 @@ impl Drop for Pbx {
             eprintln!("{}", self.logs());
         }
     }
-}
-
-fn create(path: &Path) -> fs::File {
-    fs::File::create(path)
-        .unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()))
 }
 
 /// Path of the `pbx` binary, built once per test process.
@@ -340,4 +407,30 @@ fn build_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// Starts the binary; output is appended so a restart keeps earlier logs.
+fn spawn(config: &Path, data_dir: &Path, work_dir: &Path, stdout: &Path, stderr: &Path) -> Child {
+    let binary = binary();
+    Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("PBX_LOG", "debug")
+        .env("PBX_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .current_dir(work_dir)
+        .stdin(Stdio::null())
+        .stdout(append(stdout))
+        .stderr(append(stderr))
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start {}: {error}", binary.display()))
+}
+
+fn append(path: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|error| panic!("cannot open {}: {error}", path.display()))
 }

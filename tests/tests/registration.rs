@@ -74,3 +74,36 @@ fn register_then_unregister() {
     let (_run, status) = phones::rejected_call(&pbx, &work_dir, "127.0.0.1", DID);
     assert!((400..700).contains(&status), "status {status}");
 }
+
+#[test]
+fn registration_survives_a_crash() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig::default();
+    let mut pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    let _audio = AudioFixtures::generate(&work_dir);
+    let phone = AgentPhone::new(&config.agents[0]);
+    phone.register(&pbx, &work_dir);
+
+    // SIGKILL: nothing is flushed at exit, so only what was stored when the
+    // agent registered can bring the binding back.
+    pbx.restart();
+    assert!(
+        pbx.logs().contains("restored stored registrations"),
+        "no registrations restored\n{}",
+        pbx.logs()
+    );
+
+    let agent_run = phone.answer(&work_dir, "agent_answer.xml", Duration::from_secs(1));
+    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID)
+        .pause(Duration::from_secs(1))
+        .run();
+    caller.assert_success();
+    agent_run.wait().assert_success();
+    let record = pbx.wait_for_call(
+        &caller.call_id().expect("caller Call-ID"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(record["disposition"], "answered");
+    assert_eq!(record["agent"], config.agents[0].id.as_str());
+}

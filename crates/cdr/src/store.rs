@@ -225,7 +225,11 @@ async fn open_database(path: &Path) -> Result<SqlitePool, CdrError> {
             path: path.to_path_buf(),
             source,
         })?;
-    sqlx::migrate!()
+    let mut migrator = sqlx::migrate!();
+    // The database file is shared with other stores (accounts,
+    // registrations) whose migration versions this migrator does not list.
+    migrator.set_ignore_missing(true);
+    migrator
         .run(&pool)
         .await
         .map_err(|source| CdrError::Migrate {

@@ -9,6 +9,7 @@
 
 mod error;
 mod raw;
+mod routing;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) trunks: Vec<TrunkConfig>,
     pub(crate) queues: Vec<QueueConfig>,
     pub(crate) dids: Vec<DidConfig>,
+    /// Order in which an agent of several queues takes their calls.
+    pub(crate) caller_order: acd::CallerOrder,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +96,8 @@ pub(crate) struct AgentConfig {
     pub(crate) name: String,
     /// Configured digest password; `None` leaves it to `secrets`.
     pub(crate) password: Option<String>,
+    /// Skill name to proficiency level, for `acd::Acd::set_skills`.
+    pub(crate) skills: acd::Skills,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +116,10 @@ pub(crate) struct QueueConfig {
     pub(crate) max_wait: Duration,
     pub(crate) retry_delay: Duration,
     pub(crate) wrap_up: Duration,
+    /// The complete engine configuration for `acd::Acd::add_queue`, with
+    /// the name and the four timings above repeated, steps sorted by time,
+    /// and every `Destination::Queue` naming a queue defined in `queues`.
+    pub(crate) acd: acd::QueueConfig,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +127,13 @@ pub(crate) struct DidConfig {
     pub(crate) number: String,
     /// Name of a queue defined in `queues`.
     pub(crate) queue: String,
+    /// `acd::CallData::priority` of calls to this number; higher is served first.
+    pub(crate) priority: u32,
+    /// Skills an agent needs for calls to this number, before the queue's
+    /// steps relax them (`acd::CallData::requirements`).
+    pub(crate) skills: Vec<acd::SkillRequirement>,
+    /// Free text recorded with each call (`acd::CallData::request_type`).
+    pub(crate) request_type: Option<String>,
 }
 
 /// Values from command-line flags or their environment variables, which
@@ -165,5 +181,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod routing_tests;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use sip_server::b2bua::{Command, Core, MediaPorts, Side};
+use sip_server::registrar::StoredBinding;
 use sip_server::transaction::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -28,6 +29,8 @@ pub(crate) enum Input {
 
 pub(crate) struct Engine {
     pub(crate) core: Core,
+    /// Bindings to persist, in order, by one writer task.
+    pub(crate) registrations: mpsc::UnboundedSender<(String, Vec<StoredBinding>)>,
     pub(crate) sender: Sender,
     pub(crate) relay: media::Relay,
     pub(crate) cdr: cdr::CdrStore,
@@ -153,6 +156,9 @@ impl Engine {
                     tracing::error!(call, %error, "recording could not start");
                 }
             }
+            Command::SaveBindings { agent, bindings } => {
+                let _ = self.registrations.send((agent, bindings));
+            }
             Command::Finish {
                 call,
                 record,
@@ -166,6 +172,19 @@ impl Engine {
                 let store = self.cdr.clone();
                 background.spawn(finish_call(session, *record, store));
             }
+        }
+    }
+}
+
+/// Writes bindings in the order the registrar changed them, so an older
+/// snapshot never overwrites a newer one.
+pub(crate) async fn write_registrations(
+    store: crate::registrations::RegistrationStore,
+    mut queue: mpsc::UnboundedReceiver<(String, Vec<StoredBinding>)>,
+) {
+    while let Some((agent, bindings)) = queue.recv().await {
+        if let Err(error) = store.save(&agent, &bindings).await {
+            tracing::error!(agent, %error, "storing registrations failed");
         }
     }
 }

@@ -1,23 +1,34 @@
-//! HTTP API: health check, call records and their recordings.
+//! HTTP API: health check, login, call records and their recordings, user
+//! and token administration, and the audit log.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
-//! `type`, `title`, `status` and `detail`). The API has no authentication,
-//! which is why the default configuration listens on loopback only.
+//! `type`, `title`, `status` and `detail`). Every `/api/` route except login
+//! and the OpenAPI document needs a session cookie or a bearer token (see
+//! `auth`), and each handler checks the caller's role. `openapi` describes
+//! the routes; a test keeps it equal to [`routes`].
 
-use std::path::{Component, Path, PathBuf};
+mod admin;
+mod auth;
+mod bootstrap;
+mod calls;
+mod openapi;
+mod problem;
+mod session;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use accounts::{AccountStore, Policy};
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use cdr::{CallRecord, CdrStore, MAX_LIST_LIMIT};
-use serde::{Deserialize, Serialize};
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::routing::MethodFilter;
+use cdr::CdrStore;
+use time::OffsetDateTime;
 
-/// Page size of `GET /api/calls` when the request gives no `limit`.
-const DEFAULT_LIST_LIMIT: u32 = 50;
+pub(crate) use bootstrap::{BootstrapError, bootstrap_accounts};
+use problem::Problem;
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
@@ -26,90 +37,139 @@ pub(crate) struct HttpState {
     pub(crate) data_dir: PathBuf,
 }
 
+/// Source of the current time, replaced by a virtual clock in tests.
+pub(crate) type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// State shared by the handlers: the call records, the accounts on the same
+/// database, and the clock for sessions, lockouts and audit entries.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub(crate) calls: HttpState,
+    pub(crate) accounts: AccountStore,
+    pub(crate) clock: Clock,
+}
+
+impl ApiState {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+}
+
+/// Returns the API router on the CDR store's database, with the default
+/// account [`Policy`] and the system clock. The account tables must exist:
+/// [`bootstrap_accounts`] creates them at start.
 pub(crate) fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/calls", get(list_calls))
-        .route("/api/calls/{id}", get(get_call))
-        .route("/api/calls/{id}/recording", get(get_recording))
+    let accounts = AccountStore::new(state.cdr.pool().clone(), Policy::default());
+    router_with(ApiState {
+        calls: state,
+        accounts,
+        clock: Arc::new(OffsetDateTime::now_utc),
+    })
+}
+
+pub(crate) fn router_with(state: ApiState) -> Router {
+    routes()
+        .router
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// An RFC 9457 problem details body.
-#[derive(Debug, Serialize)]
-struct Problem {
-    /// `about:blank`, because the status code carries all a client can act on.
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
+/// HTTP methods the API uses, named as OpenAPI path item keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Verb {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
 }
 
-impl Problem {
-    fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
-        Problem {
-            kind: "about:blank",
-            // RFC 9457 section 4.2.1: with about:blank the title is the
-            // status code's reason phrase.
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: detail.into(),
+impl Verb {
+    /// Returns the OpenAPI path item key; the document test compares them.
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Put => "put",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
         }
     }
 
-    fn store_failure(error: &cdr::CdrError) -> Problem {
-        tracing::error!(%error, "call record query failed");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed to read call records",
-        )
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+/// A router together with the list of what it routes, which axum cannot
+/// report itself; the OpenAPI test compares that list with the document.
+pub(crate) struct Routes {
+    router: Router<ApiState>,
+    pub(crate) table: Vec<(&'static str, Verb)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, verb: Verb, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        // axum merges method routers given for the same path.
+        self.router = self
+            .router
+            .route(path, axum::routing::on(verb.filter(), handler));
+        self.table.push((path, verb));
+        self
     }
+}
+
+pub(crate) fn routes() -> Routes {
+    use Verb::{Delete, Get, Patch, Post, Put};
+    let routes = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    };
+    routes
+        .add(Get, "/health", health)
+        .add(Get, "/api/openapi.json", openapi::serve)
+        .add(Post, "/api/session", session::login)
+        .add(Delete, "/api/session", session::logout)
+        .add(Get, "/api/me", session::me)
+        .add(Get, "/api/calls", calls::list_calls)
+        .add(Get, "/api/calls/{id}", calls::get_call)
+        .add(Get, "/api/calls/{id}/recording", calls::get_recording)
+        .add(Get, "/api/users", admin::list_users)
+        .add(Post, "/api/users", admin::create_user)
+        .add(Get, "/api/users/{id}", admin::get_user)
+        .add(Patch, "/api/users/{id}", admin::update_user)
+        .add(Put, "/api/users/{id}/password", admin::set_password)
+        .add(Get, "/api/tokens", admin::list_tokens)
+        .add(Post, "/api/tokens", admin::create_token)
+        .add(Delete, "/api/tokens/{id}", admin::revoke_token)
+        .add(Get, "/api/audit", admin::list_audit)
 }
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Query of `GET /api/calls`, kept as text so invalid numbers get a
-/// problem details response that names the parameter.
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    offset: Option<String>,
+async fn unknown_route() -> Problem {
+    Problem::not_found("no such route; GET /api/openapi.json lists the API")
 }
 
-async fn list_calls(
-    State(state): State<HttpState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<CallRecord>>, Problem> {
-    let Query(query) =
-        query.map_err(|rejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_LIST_LIMIT)?;
-    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-        let detail = format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}");
-        return Err(Problem::new(StatusCode::BAD_REQUEST, detail));
-    }
-    let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
-    let records = state
-        .cdr
-        .list(limit, offset)
-        .await
-        .map_err(|error| Problem::store_failure(&error))?;
-    Ok(Json(records))
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route; GET /api/openapi.json lists the API",
+    )
 }
 
 fn parse_parameter(name: &str, value: Option<&str>, default: u32) -> Result<u32, Problem> {
@@ -120,76 +180,9 @@ fn parse_parameter(name: &str, value: Option<&str>, default: u32) -> Result<u32,
                 "{name} must be a whole number from 0 to {}, got {text:?}",
                 u32::MAX
             );
-            Problem::new(StatusCode::BAD_REQUEST, detail)
+            Problem::bad_request(detail)
         }),
     }
-}
-
-async fn get_call(
-    State(state): State<HttpState>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<CallRecord>, Problem> {
-    find_call(&state, &id).await.map(Json)
-}
-
-async fn find_call(state: &HttpState, id: &str) -> Result<CallRecord, Problem> {
-    match state.cdr.get(id).await {
-        Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("call {id:?} not found"),
-        )),
-        Err(error) => Err(Problem::store_failure(&error)),
-    }
-}
-
-async fn get_recording(
-    State(state): State<HttpState>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Response, Problem> {
-    let record = find_call(&state, &id).await?;
-    let not_found = |detail: String| Problem::new(StatusCode::NOT_FOUND, detail);
-    let Some(relative) = record.recording_path.as_deref() else {
-        return Err(not_found(format!("call {id:?} has no recording")));
-    };
-    let Some(path) = resolve_inside(&state.data_dir, relative).await else {
-        tracing::warn!(call = %id, path = relative, "recording path is outside the data directory");
-        return Err(not_found(format!("recording of call {id:?} not found")));
-    };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            Err(not_found(format!("recording of call {id:?} not found")))
-        }
-        Err(error) => {
-            tracing::error!(call = %id, path = %path.display(), %error, "failed to read recording");
-            let detail = format!("failed to read the recording of call {id:?}");
-            Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, detail))
-        }
-    }
-}
-
-/// Joins `relative` to `data_dir` when it stays inside: only plain names
-/// (no `..`, root or drive prefix), and after resolving symbolic links the
-/// file must still be under the resolved `data_dir`. Returns `None` for an
-/// escaping path, and the joined path when the file does not exist, so
-/// the caller reports it as missing.
-async fn resolve_inside(data_dir: &Path, relative: &str) -> Option<PathBuf> {
-    let relative = Path::new(relative);
-    let plain = relative
-        .components()
-        .all(|component| matches!(component, Component::Normal(_) | Component::CurDir));
-    if !plain || relative.as_os_str().is_empty() {
-        return None;
-    }
-    let joined = data_dir.join(relative);
-    let (Ok(root), Ok(file)) = (
-        tokio::fs::canonicalize(data_dir).await,
-        tokio::fs::canonicalize(&joined).await,
-    ) else {
-        return Some(joined);
-    };
-    file.starts_with(&root).then_some(file)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod engine;
 mod http;
+mod registrations;
 mod secrets;
 mod server;
 mod transport;

@@ -226,6 +226,7 @@ mod tests {
                 id: (*id).to_owned(),
                 name: (*id).to_owned(),
                 password: password.map(str::to_owned),
+                skills: acd::Skills::new(),
             })
             .collect();
         config

@@ -33,17 +33,28 @@ pub(crate) enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Accounts(#[from] crate::http::BootstrapError),
+    #[error("cannot open the registrations store: {0}")]
+    Registrations(#[from] crate::registrations::RegistrationStoreError),
+    #[error(
+        "queue {queue:?} sends calls to {destination}, which this version cannot do yet; \
+         use a queue:NAME destination"
+    )]
+    Unsupported { queue: String, destination: String },
     #[error("invalid queue setup: {0}")]
     Acd(#[from] acd::AcdError),
 }
 
 pub(crate) async fn run(config: Config) -> Result<(), StartError> {
+    check_supported(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
     let passwords = crate::secrets::resolve_agent_passwords(&config)?;
     let store = cdr::CdrStore::open(&config.data_dir).await?;
+    crate::http::bootstrap_accounts(&store).await?;
     let relay = media::Relay::new(media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
@@ -68,14 +79,32 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         data_dir: config.data_dir.clone(),
     });
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(http_listener, router).await {
+        if let Err(error) = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!(%error, "HTTP server stopped");
         }
     });
 
     let (now, wall) = crate::engine::clock_pair();
     let core_config = core_config(&config, sip_bound, passwords);
-    let core = sip_server::b2bua::Core::new(core_config, now, wall)?;
+    let mut core = sip_server::b2bua::Core::new(core_config, now, wall)?;
+    let registrations = crate::registrations::RegistrationStore::open(store.pool().clone()).await?;
+    let stored = registrations.load(wall).await?;
+    for (agent, bindings) in &stored {
+        core.restore_bindings(agent, bindings, now);
+    }
+    if !stored.is_empty() {
+        tracing::info!(agents = stored.len(), "restored stored registrations");
+    }
+    let (registration_queue, registration_writes) = mpsc::unbounded_channel();
+    let registration_writer = tokio::spawn(crate::engine::write_registrations(
+        registrations,
+        registration_writes,
+    ));
     tracing::info!(
         sip = %sip_bound,
         http = %http_bound,
@@ -85,6 +114,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     );
     let engine = Engine {
         core,
+        registrations: registration_queue,
         sender,
         relay,
         cdr: store,
@@ -92,6 +122,8 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         inputs,
     };
     engine.run(receiver, shutdown_signal()).await;
+    // The engine owned the queue's sender, so the writer drains and ends.
+    let _ = registration_writer.await;
     tracing::info!("PBX stopped");
     Ok(())
 }
@@ -101,17 +133,15 @@ fn core_config(
     sip_bound: SocketAddr,
     passwords: HashMap<String, String>,
 ) -> sip_server::b2bua::CoreConfig {
-    let queues = config
-        .queues
-        .iter()
-        .map(|queue| acd::QueueConfig {
-            name: queue.name.clone(),
-            ring_timeout: queue.ring_timeout,
-            max_wait: queue.max_wait,
-            retry_delay: queue.retry_delay,
-            wrap_up: queue.wrap_up,
-        })
-        .collect();
+    let dids = config.dids.iter().map(|did| {
+        let route = sip_server::b2bua::DidRoute {
+            queue: did.queue.clone(),
+            priority: did.priority,
+            skills: did.skills.clone(),
+            request_type: did.request_type.clone(),
+        };
+        (did.number.clone(), route)
+    });
     sip_server::b2bua::CoreConfig {
         domain: config.sip.domain.clone(),
         sip_address: SocketAddr::new(config.sip.advertised_address, sip_bound.port()),
@@ -124,17 +154,23 @@ fn core_config(
                 allow: trunk.allow.clone(),
             })
             .collect(),
-        dids: config
-            .dids
+        dids: dids.collect(),
+        queues: config
+            .queues
             .iter()
-            .map(|did| (did.number.clone(), did.queue.clone()))
+            .map(|queue| queue.acd.clone())
             .collect(),
-        queues,
         queue_agents: config
             .queues
             .iter()
             .map(|q| (q.name.clone(), q.agents.clone()))
             .collect(),
+        agent_skills: config
+            .agents
+            .iter()
+            .map(|agent| (agent.id.clone(), agent.skills.clone()))
+            .collect(),
+        caller_order: config.caller_order,
         registrar: sip_server::registrar::RegistrarConfig {
             min_expires: config.registrar.min_expires,
             max_expires: config.registrar.max_expires,
@@ -148,6 +184,34 @@ fn core_config(
         recording: config.recording.enabled,
         timers: sip_server::b2bua::default_timers(),
     }
+}
+
+/// Rejects queue destinations the B2BUA cannot carry out yet, so a caller
+/// is never sent where nothing answers.
+fn check_supported(config: &Config) -> Result<(), StartError> {
+    for queue in &config.queues {
+        let acd = &queue.acd;
+        let steps = acd.steps.iter().filter_map(|step| match &step.rule {
+            acd::StepRule::Overflow(destination) => Some(destination),
+            _ => None,
+        });
+        let destinations = acd
+            .overflow
+            .iter()
+            .chain(acd.exit_keys.values())
+            .chain(steps);
+        for destination in destinations {
+            // TODO: voicemail, dialing a number and callbacks need outbound
+            // calls and prompts; until then only queue overflow is allowed.
+            if !matches!(destination, acd::Destination::Queue(_)) {
+                return Err(StartError::Unsupported {
+                    queue: queue.name.clone(),
+                    destination: format!("{destination:?}"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

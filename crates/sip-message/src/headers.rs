@@ -199,6 +199,15 @@ impl Headers {
         self.get(name).is_some()
     }
 
+    /// Number of header lines named `name` (compact forms included). A list
+    /// header with several comma-separated values on one line counts once.
+    pub fn count(&self, name: &str) -> usize {
+        self.list
+            .iter()
+            .filter(|h| same_name(&h.name, name))
+            .count()
+    }
+
     /// Appends a header after all others.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.list.push(Header::new(name, value.into()));
@@ -271,6 +280,17 @@ mod tests {
         assert_eq!(headers.get("VIA"), Some("SIP/2.0/UDP a"));
         assert_eq!(headers.get("x-custom"), Some("1"));
         assert!(!headers.contains("Route"));
+    }
+
+    #[test]
+    fn count_includes_compact_forms() {
+        let mut headers = Headers::default();
+        headers.push("Call-ID", "a");
+        headers.push("i", "b");
+        headers.push("Via", "SIP/2.0/UDP a, SIP/2.0/UDP b");
+        assert_eq!(headers.count("call-id"), 2);
+        assert_eq!(headers.count("v"), 1);
+        assert_eq!(headers.count("To"), 0);
     }
 
     #[test]

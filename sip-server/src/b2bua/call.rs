@@ -64,14 +64,16 @@ pub(crate) struct Call {
     pub caller: CallerLeg,
     pub offer: SessionDescription,
     pub media: Option<MediaPorts>,
-    /// Offer attempt currently ringing, if any.
-    pub attempt: Option<u64>,
+    /// Offer attempts ringing now, by agent: one normally, several when the
+    /// queue rings all agents at once.
+    pub attempts: std::collections::HashMap<String, u64>,
     pub agent_leg: Option<AgentLeg>,
     pub caller_number: String,
     pub dialed: String,
     pub trunk: Option<String>,
     pub source_extension: Option<String>,
     pub queue: String,
+    pub route: super::DidRoute,
     pub arrived: Instant,
     pub queued_at: Option<Instant>,
     pub answered_at: Option<Instant>,

@@ -66,7 +66,11 @@ impl Core {
             .and_then(|c| c.agent_leg.as_ref())
             .map(|l| l.agent.clone())
         {
-            self.acd.call_ended(&agent, now);
+            let party = match side {
+                Side::Caller => acd::Party::Caller,
+                Side::Agent => acd::Party::Agent,
+            };
+            self.acd.call_ended_by(&agent, party, now);
         }
         let hangup = match side {
             Side::Caller => cdr::HangupSide::Caller,

@@ -45,6 +45,17 @@ impl Trunk {
     }
 }
 
+/// Where calls to one dialed number go, and what they carry into the queue.
+#[derive(Clone, Debug, Default)]
+pub struct DidRoute {
+    pub queue: String,
+    pub priority: u32,
+    /// Skills an agent needs for these calls, before the queue relaxes them.
+    pub skills: Vec<acd::SkillRequirement>,
+    /// Kind of request these calls are, shown to the agent and kept in the CDR.
+    pub request_type: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
     /// Digest realm and the host part of AORs.
@@ -54,11 +65,14 @@ pub struct CoreConfig {
     /// Address put in SDP for the relay ports.
     pub media_address: IpAddr,
     pub trunks: Vec<Trunk>,
-    /// DID number to queue name.
-    pub dids: HashMap<String, String>,
+    /// DID number to its route.
+    pub dids: HashMap<String, DidRoute>,
     pub queues: Vec<acd::QueueConfig>,
     /// Queue name to its agents.
     pub queue_agents: HashMap<String, Vec<String>>,
+    /// Agent id to its skills and proficiency levels.
+    pub agent_skills: HashMap<String, acd::Skills>,
+    pub caller_order: acd::CallerOrder,
     pub registrar: RegistrarConfig,
     /// Digest algorithms offered to phones, preferred first.
     pub digest_algorithms: Vec<crate::auth::Algorithm>,
@@ -83,6 +97,11 @@ pub enum Command {
     ResetLeg { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory.
     StartRecording { call: String, path: String },
+    /// Store the bindings of `agent`, replacing what was stored for it.
+    SaveBindings {
+        agent: String,
+        bindings: Vec<crate::registrar::StoredBinding>,
+    },
     /// The call ended. Close the relay (when `media_open`), fill the
     /// recording fields of `record` from the finished recording, and write
     /// the CDR.
@@ -141,6 +160,7 @@ impl Core {
         let auth = crate::auth::DigestAuthenticator::new(&config.domain, &config.digest_algorithms);
         let registrar = Registrar::new(config.registrar.clone(), auth, config.passwords.clone());
         let mut acd = acd::Acd::new();
+        acd.set_caller_order(config.caller_order);
         for queue in &config.queues {
             acd.add_queue(queue.clone());
         }
@@ -161,6 +181,9 @@ impl Core {
             // API once the full ACD lands; until then a configured agent is
             // logged in and takes calls whenever it is registered.
             acd.set_logged_in(agent, true, now);
+            if let Some(skills) = config.agent_skills.get(agent) {
+                acd.set_skills(agent, skills.clone(), now)?;
+            }
         }
         let sent_by = config.sip_address.to_string();
         let contact = NameAddr::new(Uri::sip(
@@ -227,6 +250,18 @@ impl Core {
         self.transactions.len()
     }
 
+    /// Reinstates bindings stored before a restart.
+    pub fn restore_bindings(
+        &mut self,
+        agent: &str,
+        stored: &[crate::registrar::StoredBinding],
+        now: Instant,
+    ) {
+        let wall = self.wall(now);
+        self.registrar.restore(agent, stored, now, wall);
+        self.process(now);
+    }
+
     /// Live bindings of `agent`.
     pub fn bindings(&self, agent: &str, now: Instant) -> Vec<crate::registrar::Binding> {
         self.registrar.lookup(agent, now)
@@ -255,8 +290,16 @@ impl Core {
             }
             while let Some(event) = self.registrar.poll_event() {
                 progressed = true;
-                let RegistrarEvent::Reachability { agent, reachable } = event;
-                self.acd.set_reachable(&agent, reachable, now);
+                match event {
+                    RegistrarEvent::Reachability { agent, reachable } => {
+                        self.acd.set_reachable(&agent, reachable, now);
+                    }
+                    RegistrarEvent::BindingsChanged { agent } => {
+                        let bindings = self.registrar.snapshot(&agent, now, self.wall(now));
+                        self.commands
+                            .push_back(Command::SaveBindings { agent, bindings });
+                    }
+                }
             }
             while let Some(action) = self.acd.poll_action() {
                 progressed = true;
@@ -392,9 +435,16 @@ impl Core {
     fn handle_acd_action(&mut self, action: acd::Action, now: Instant) {
         match action {
             acd::Action::Offer { call, agent } => self.start_offer(&call, &agent, now),
-            acd::Action::CancelOffer { call, .. } => self.withdraw_offer(&call, now),
+            acd::Action::OfferAll { call, agents } => {
+                for agent in agents {
+                    self.start_offer(&call, &agent, now);
+                }
+            }
+            acd::Action::CancelOffer { call, agent } => {
+                self.withdraw_offer(&call, Some(&agent), now)
+            }
             acd::Action::MaxWaitReached { call } => {
-                self.withdraw_offer(&call, now);
+                self.withdraw_offer(&call, None, now);
                 self.fail_call(
                     &call,
                     480,
@@ -403,6 +453,34 @@ impl Core {
                     now,
                 );
             }
+            acd::Action::Overflow {
+                call,
+                destination,
+                reason,
+            } => {
+                // The binary refuses to start with such destinations, so this
+                // arm only keeps a caller from waiting forever.
+                tracing::error!(
+                    call,
+                    ?destination,
+                    ?reason,
+                    "overflow destination not supported"
+                );
+                self.withdraw_offer(&call, None, now);
+                self.fail_call(
+                    &call,
+                    480,
+                    "No Agent Available",
+                    cdr::Disposition::NoAgent,
+                    now,
+                );
+            }
+            acd::Action::Callback { call, agent, .. } => {
+                tracing::error!(call, agent, "callback requests are not supported");
+                self.acd.offer_rejected(&call, &agent, now);
+                self.acd.abandon(&call, now);
+            }
+            other => tracing::error!(?other, "ACD action not handled"),
         }
     }
 
@@ -468,9 +546,12 @@ impl Core {
         };
         let _span = call.span.clone().entered();
         self.by_sip_call_id.retain(|_, id| id != call_id);
-        if let Some(attempt) = call.attempt.and_then(|a| self.attempts.get_mut(&a)) {
-            attempt.withdrawn = true;
+        for attempt_id in call.attempts.values() {
+            if let Some(attempt) = self.attempts.get_mut(attempt_id) {
+                attempt.withdrawn = true;
+            }
         }
+        self.forget_finished_attempts(call_id);
         let waited_from = call.queued_at.unwrap_or(call.arrived);
         let answered = call.answered_at;
         let wait_seconds = answered

@@ -115,28 +115,52 @@ impl Core {
         );
         self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
         if let Some(call) = self.calls.get_mut(call_id) {
-            call.attempt = Some(attempt_id);
+            call.attempts.insert(agent.to_owned(), attempt_id);
         }
     }
 
-    /// Stops ringing the agent of `call_id`'s current attempt.
-    pub(super) fn withdraw_offer(&mut self, call_id: &str, now: Instant) {
+    /// Stops ringing `agent` for `call_id`, or every agent when `agent` is
+    /// None.
+    pub(super) fn withdraw_offer(&mut self, call_id: &str, agent: Option<&str>, now: Instant) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        let Some(attempt_id) = call.attempt.take() else {
-            return;
+        let withdrawn: Vec<u64> = match agent {
+            Some(agent) => call.attempts.remove(agent).into_iter().collect(),
+            None => call.attempts.drain().map(|(_, id)| id).collect(),
         };
-        if call.media.is_some() {
+        // The relay forgets the agent side only when nobody rings any more,
+        // so early media of another ringing agent keeps flowing.
+        if !withdrawn.is_empty() && call.attempts.is_empty() && call.media.is_some() {
             self.commands.push_back(Command::ResetLeg {
                 call: call_id.to_owned(),
                 side: Side::Agent,
             });
         }
-        if let Some(attempt) = self.attempts.get_mut(&attempt_id) {
-            attempt.withdrawn = true;
+        for attempt_id in withdrawn {
+            if let Some(attempt) = self.attempts.get_mut(&attempt_id) {
+                attempt.withdrawn = true;
+            }
+            self.cancel_branches(attempt_id, None, now);
         }
-        self.cancel_branches(attempt_id, None, now);
+    }
+
+    /// Drops the finished attempts of an ended call and the transaction
+    /// purposes that kept their 2xx retransmissions answered.
+    pub(super) fn forget_finished_attempts(&mut self, call_id: &str) {
+        let finished: Vec<u64> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.call == call_id && attempt.all_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for attempt_id in finished {
+            if let Some(attempt) = self.attempts.remove(&attempt_id) {
+                for branch in attempt.branches {
+                    self.purposes.remove(&branch.key);
+                }
+            }
+        }
     }
 
     /// Sends CANCEL on every unfinished branch except `keep`; a branch with
@@ -213,15 +237,21 @@ impl Core {
             if still_current && all_finished {
                 tracing::info!(agent, status, "agent did not take the call");
                 if let Some(call) = self.calls.get_mut(&call_id) {
-                    call.attempt = None;
-                    if call.media.is_some() {
+                    call.attempts.remove(&agent);
+                    if call.attempts.is_empty() && call.media.is_some() {
                         self.commands.push_back(Command::ResetLeg {
                             call: call_id.clone(),
                             side: Side::Agent,
                         });
                     }
                 }
-                self.acd.offer_rejected(&call_id, &agent, now);
+                // Busy Here and Busy Everywhere mean the phone is in use;
+                // anything else counts as the agent not taking the call.
+                if matches!(status, 486 | 600) {
+                    self.acd.offer_busy(&call_id, &agent, now);
+                } else {
+                    self.acd.offer_rejected(&call_id, &agent, now);
+                }
             }
             return;
         }
@@ -243,7 +273,14 @@ impl Core {
         if !first_answer {
             return;
         }
-        let wins = !attempt.withdrawn && !attempt.answered;
+        let talking = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase == Phase::Talking);
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return;
+        };
+        let wins = !attempt.withdrawn && !attempt.answered && !talking;
         if !wins {
             tracing::info!(
                 agent,
@@ -302,7 +339,7 @@ impl Core {
                 let key = self.transactions.send_request(bye, dialog.target, now);
                 self.purposes.insert(key, Purpose::FireAndForget);
                 if let Some(call) = self.calls.get_mut(call_id) {
-                    call.attempt = None;
+                    call.attempts.remove(agent);
                 }
                 self.acd.offer_rejected(call_id, agent, now);
                 return;
@@ -313,7 +350,14 @@ impl Core {
         };
         call.phase = Phase::Talking;
         call.answered_at = Some(now);
-        call.attempt = None;
+        // Other agents still ringing (ring-all) stop; the winner's attempt
+        // stays known until the call ends, for its 2xx retransmissions.
+        let others: Vec<String> = call
+            .attempts
+            .keys()
+            .filter(|a| a.as_str() != agent)
+            .cloned()
+            .collect();
         let caller_port = call.local_port(Side::Caller).unwrap_or_default();
         let caller_source = call.caller.source;
         let caller_dialog =
@@ -355,6 +399,9 @@ impl Core {
                 call: call_id.to_owned(),
                 path,
             });
+        }
+        for other in others {
+            self.withdraw_offer(call_id, Some(&other), now);
         }
         self.acd.offer_answered(call_id, agent, now);
         tracing::info!(agent, "agent answered");

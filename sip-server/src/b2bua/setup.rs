@@ -40,7 +40,7 @@ impl Core {
             None => return,
         };
         let dialed = request.uri.user_unescaped().unwrap_or_default();
-        let Some(queue) = self.config.dids.get(&dialed).cloned() else {
+        let Some(route) = self.config.dids.get(&dialed).cloned() else {
             tracing::info!(call_id = sip_call_id, "no route for dialed number");
             self.reply(&key, &request, 404, Some("No Route For Number"), now);
             return;
@@ -74,7 +74,12 @@ impl Core {
             Origin::Extension(agent) => (None, Some(agent)),
         };
         span.in_scope(|| {
-            tracing::info!(queue, dialed, trunk = trunk.as_deref(), "call arrived");
+            tracing::info!(
+                queue = route.queue,
+                dialed,
+                trunk = trunk.as_deref(),
+                "call arrived"
+            );
         });
         let call = Call {
             id: id.clone(),
@@ -89,13 +94,14 @@ impl Core {
             },
             offer,
             media: None,
-            attempt: None,
+            attempts: std::collections::HashMap::new(),
             agent_leg: None,
             caller_number,
             dialed,
             trunk,
             source_extension,
-            queue,
+            queue: route.queue.clone(),
+            route,
             arrived: now,
             queued_at: None,
             answered_at: None,
@@ -198,10 +204,24 @@ impl Core {
             });
         }
         let queue = call.queue.clone();
+        let data = acd::CallData {
+            priority: call.route.priority,
+            requirements: call.route.skills.clone(),
+            caller: Some(call.caller_number.clone()),
+            request_type: call.route.request_type.clone(),
+            ..acd::CallData::default()
+        };
         let _span = call.span.clone().entered();
-        if let Err(error) = self.acd.enqueue(call_id, &queue, now) {
-            tracing::error!(%error, "enqueue failed");
-            self.fail_call(call_id, 500, "Queue Error", cdr::Disposition::Failed, now);
+        if let Err(error) = self.acd.enqueue_with(call_id, &queue, data, now) {
+            tracing::info!(%error, "call not queued");
+            let (status, reason, disposition) = match error {
+                acd::AcdError::QueueFull { .. } => (486, "Queue Full", cdr::Disposition::NoAgent),
+                acd::AcdError::QueueEmpty { .. } => {
+                    (480, "No Agents Logged In", cdr::Disposition::NoAgent)
+                }
+                _ => (500, "Queue Error", cdr::Disposition::Failed),
+            };
+            self.fail_call(call_id, status, reason, disposition, now);
             return true;
         }
         tracing::info!(queue, "call queued");
@@ -271,7 +291,7 @@ impl Core {
         if call.queued_at.is_some() {
             self.acd.abandon(call_id, now);
         }
-        self.withdraw_offer(call_id, now);
+        self.withdraw_offer(call_id, None, now);
         self.respond_caller(call_id, status, Some(reason), None, now);
         self.finish(
             call_id,
@@ -309,7 +329,7 @@ impl Core {
         {
             self.acd.abandon(&call_id, now);
         }
-        self.withdraw_offer(&call_id, now);
+        self.withdraw_offer(&call_id, None, now);
         self.respond_caller(&call_id, 487, None, None, now);
         self.finish(
             &call_id,

@@ -35,19 +35,29 @@ fn config() -> CoreConfig {
             name: "carrier".into(),
             allow: vec!["192.0.2.0/24".parse().unwrap()],
         }],
-        dids: [("5000".to_owned(), "general".to_owned())].into(),
+        dids: [(
+            "5000".to_owned(),
+            DidRoute {
+                queue: "general".to_owned(),
+                ..DidRoute::default()
+            },
+        )]
+        .into(),
         queues: vec![acd::QueueConfig {
             name: "general".into(),
             ring_timeout: Duration::from_secs(10),
             max_wait: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
             wrap_up: Duration::ZERO,
+            ..acd::QueueConfig::default()
         }],
         queue_agents: [(
             "general".to_owned(),
             vec!["1001".to_owned(), "1002".to_owned()],
         )]
         .into(),
+        agent_skills: HashMap::new(),
+        caller_order: acd::CallerOrder::default(),
         registrar: crate::registrar::RegistrarConfig {
             min_expires: 60,
             max_expires: 3600,
@@ -733,5 +743,77 @@ fn silent_contact_is_skipped_until_it_answers_a_probe() {
             .iter()
             .any(|r| r.method == Method::Invite),
         "agent offered after answering"
+    );
+}
+
+#[test]
+fn did_skills_route_to_the_skilled_agent() {
+    let mut config = config();
+    config.dids.insert(
+        "5001".to_owned(),
+        DidRoute {
+            queue: "general".to_owned(),
+            skills: vec!["language=ru:3".parse().unwrap()],
+            ..DidRoute::default()
+        },
+    );
+    config
+        .agent_skills
+        .insert("1002".to_owned(), [("language=ru".to_owned(), 5)].into());
+    let mut h = Harness::with_config(config);
+    // 1001 has been idle longer, but only 1002 speaks Russian.
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.caller_invite("5001", CALLER);
+    h.open_media();
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite)
+    );
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Invite)
+    );
+}
+
+#[test]
+fn ring_all_connects_first_answer_and_cancels_the_rest() {
+    let mut config = config();
+    config.queues[0].strategy = acd::Strategy::RingAll;
+    let mut h = Harness::with_config(config);
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let first = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("1001 rung");
+    let second = h
+        .requests_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("1002 rung");
+    h.receive(&agent_response(&first, 180, AGENT_1, None), AGENT_1);
+    h.receive(&agent_response(&second, 180, AGENT_2, None), AGENT_2);
+    h.receive(
+        &agent_response(&second, 200, AGENT_2, Some(AGENT_SDP)),
+        AGENT_2,
+    );
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Cancel),
+        "1001 cancelled"
+    );
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+    let call = h.core.calls.values().next().expect("call in progress");
+    assert_eq!(
+        call.agent_leg.as_ref().map(|leg| leg.agent.as_str()),
+        Some("1002")
     );
 }

@@ -88,6 +88,52 @@ pub(crate) enum ConfigErrorKind {
     DidIsAgent { number: String },
     #[error("trunk {trunk:?} allows no networks, so it can never match a call")]
     NoNetworks { trunk: String },
+    #[error(
+        "unknown strategy {value:?}; use longest-idle, fewest-calls, least-talk-time, \
+         round-robin, ring-all, linear, random, weighted-random or best-proficiency"
+    )]
+    UnknownStrategy { value: String },
+    #[error("unknown caller order {value:?}; use \"longest-waiting\" or \"queue-weight\"")]
+    UnknownCallerOrder { value: String },
+    /// A skill that the acd crate's parser rejects; its message names the text.
+    #[error("{0}; write SKILL:LEVEL such as \"language=ru:5\"")]
+    InvalidSkill(#[source] acd::ParseError),
+    /// A step level that the acd crate's parser rejects.
+    #[error("{0}; write CATEGORY>=LEVEL such as \"service>=3\", or CATEGORY alone")]
+    InvalidStepLevel(#[source] acd::ParseError),
+    #[error(
+        "{value:?} is not a skill category; a step keeps categories such as \"language\" \
+         or \"service>=3\", not skills such as \"service=passport:3\""
+    )]
+    InvalidStepCategory { value: String },
+    #[error("a step needs exactly one of keep, any_agent or overflow, found {found}")]
+    StepRuleCount { found: usize },
+    #[error("must be true; leave the key out instead of setting it to false")]
+    NotTrue,
+    #[error(
+        "steps must be in increasing time order; {after} s does not come after \
+         the previous step's {previous} s"
+    )]
+    StepOrder { after: u64, previous: u64 },
+    #[error(
+        "this overflow step at {after} s never applies, because calls leave the queue \
+         at max_wait_secs {max_wait} first"
+    )]
+    StepAfterMaxWait { after: u64, max_wait: u64 },
+    #[error(
+        "invalid destination {value:?}; use \"queue:NAME\", \"voicemail:BOX\", \
+         \"number:NUMBER\" or \"callback\""
+    )]
+    InvalidDestination { value: String },
+    #[error("queue {queue:?} cannot send calls to itself; name another queue")]
+    DestinationIsSelf { queue: String },
+    #[error("invalid exit key {key:?}; use one DTMF key: 0-9, * or #")]
+    InvalidExitKey { key: String },
+    #[error(
+        "unknown condition {value:?}; use strict, loose, not-ready, unreachable, \
+         ringing, on-call, wrap-up or unskilled"
+    )]
+    UnknownEmptyCondition { value: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! The file as written: serde structs that reject unknown keys and keep the
 //! span of every value so validation errors can point at a line.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -20,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) registrar: RawRegistrar,
     #[serde(default)]
     pub(super) recording: RawRecording,
+    #[serde(default)]
+    pub(super) acd: RawAcd,
     #[serde(default)]
     pub(super) agents: Vec<RawAgent>,
     #[serde(default)]
@@ -70,12 +74,20 @@ pub(super) struct RawRecording {
     pub(super) enabled: Value<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcd {
+    pub(super) caller_order: Value<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAgent {
     pub(super) id: Spanned<String>,
     pub(super) name: Value<String>,
     pub(super) password: Value<String>,
+    #[serde(default)]
+    pub(super) skills: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +107,31 @@ pub(super) struct RawQueue {
     pub(super) max_wait_secs: Value<u64>,
     pub(super) retry_delay_secs: Value<u64>,
     pub(super) wrap_up_secs: Value<u64>,
+    pub(super) strategy: Value<String>,
+    pub(super) max_length: Value<u64>,
+    pub(super) weight: Value<u32>,
+    #[serde(default)]
+    pub(super) steps: Vec<RawStep>,
+    pub(super) join_empty: Value<Vec<Spanned<String>>>,
+    pub(super) leave_empty: Value<Vec<Spanned<String>>>,
+    pub(super) overflow: Value<String>,
+    #[serde(default)]
+    pub(super) exit_keys: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) reject_delay_secs: Value<u64>,
+    pub(super) busy_delay_secs: Value<u64>,
+    pub(super) no_answer_delay_secs: Value<u64>,
+    pub(super) max_no_answer: Value<u32>,
+}
+
+/// One `[[queues.steps]]` table; validation checks that exactly one of
+/// `keep`, `any_agent` and `overflow` is present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) after_secs: Spanned<u64>,
+    pub(super) keep: Value<Vec<Spanned<String>>>,
+    pub(super) any_agent: Value<bool>,
+    pub(super) overflow: Value<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,4 +139,8 @@ pub(super) struct RawQueue {
 pub(super) struct RawDid {
     pub(super) number: Spanned<String>,
     pub(super) queue: Spanned<String>,
+    pub(super) priority: Value<u32>,
+    #[serde(default)]
+    pub(super) skills: Vec<Spanned<String>>,
+    pub(super) request_type: Value<String>,
 }

@@ -4,16 +4,16 @@ use std::time::Duration;
 use super::error::{Location, RtpPortsProblem};
 use super::*;
 
-const ORIGIN: &str = "test.toml";
+pub(super) const ORIGIN: &str = "test.toml";
 
-fn errors_of(text: &str) -> Vec<String> {
+pub(super) fn errors_of(text: &str) -> Vec<String> {
     match Config::parse(text, ORIGIN) {
         Ok(config) => panic!("expected errors, parsed {config:?}"),
         Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
     }
 }
 
-fn assert_has(errors: &[String], expected: &str) {
+pub(super) fn assert_has(errors: &[String], expected: &str) {
     assert!(
         errors.iter().any(|error| error == expected),
         "missing {expected:?} in {errors:#?}"
@@ -77,12 +77,89 @@ fn embedded_default_validates() {
     assert_eq!(config.queues[0].retry_delay, Duration::from_secs(1));
     assert_eq!(config.queues[0].wrap_up, Duration::ZERO);
     assert_eq!(
+        config.queues[0].acd,
+        acd::QueueConfig {
+            name: "general".to_owned(),
+            ring_timeout: Duration::from_secs(15),
+            max_wait: Duration::from_secs(120),
+            retry_delay: Duration::from_secs(1),
+            wrap_up: Duration::ZERO,
+            ..acd::QueueConfig::default()
+        }
+    );
+    assert!(config.agents.iter().all(|a| a.skills.is_empty()));
+    assert_eq!(
         config.dids,
         [DidConfig {
             number: "5000".to_owned(),
-            queue: "general".to_owned()
+            queue: "general".to_owned(),
+            priority: 0,
+            skills: Vec::new(),
+            request_type: None,
         }]
     );
+    assert_eq!(config.caller_order, acd::CallerOrder::LongestWaiting);
+}
+
+/// The commented examples in configs/pbx.toml must stay valid when a reader
+/// uncomments them, so this test does that and checks what they set.
+#[test]
+fn embedded_examples_validate() {
+    let uncommented: String = EMBEDDED_TEXT
+        .lines()
+        .map(|line| {
+            let example = [
+                "# skills = ",
+                "# max_length = ",
+                "# join_empty = ",
+                "# leave_empty = ",
+                "# exit_keys = ",
+                "# request_type = ",
+                "# [[queues.steps]]",
+                "# after_secs = ",
+                "# keep = ",
+                "# any_agent = ",
+                "# overflow = ",
+            ]
+            .iter()
+            .any(|prefix| line.starts_with(prefix));
+            let line = match line.strip_prefix("# ") {
+                Some(example_line) if example => example_line,
+                _ => line,
+            };
+            format!("{line}\n")
+        })
+        .collect();
+
+    // The overflow examples name a queue "other", which the demo lacks.
+    let text = format!("{uncommented}[[queues]]\nname = \"other\"\n");
+    let config = Config::parse(&text, EMBEDDED_ORIGIN).expect("examples validate");
+
+    let level = |skill: &str| config.agents[0].skills.get(skill).copied();
+    assert_eq!(level("language=ru"), Some(5));
+    assert_eq!(level("service=passport"), Some(3));
+
+    let queue = &config.queues[0].acd;
+    assert_eq!(queue.max_length, Some(20));
+    assert_eq!(queue.join_empty, Some(acd::EmptyConditions::strict()));
+    assert_eq!(queue.leave_empty, Some(acd::EmptyConditions::loose()));
+    let other = acd::Destination::Queue("other".to_owned());
+    assert_eq!(queue.overflow.as_ref(), Some(&other));
+    assert_eq!(queue.exit_keys.len(), 2);
+    let rules: Vec<_> = queue.steps.iter().map(|step| &step.rule).collect();
+    assert_eq!(
+        rules,
+        [
+            &acd::StepRule::Skills(vec![
+                "service>=1".parse().unwrap(),
+                "language".parse().unwrap()
+            ]),
+            &acd::StepRule::AnyAgent,
+            &acd::StepRule::Overflow(other.clone()),
+        ]
+    );
+    assert_eq!(config.dids[0].skills.len(), 2);
+    assert_eq!(config.dids[0].request_type.as_deref(), Some("passport"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPortsProblem};
 use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
+use super::routing;
 use super::{
     AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, Overrides, QueueConfig,
     RecordingConfig, RegistrarConfig, SipConfig, TrunkConfig,
@@ -87,18 +88,18 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
 
 /// Origin of a value, for locating errors about it.
 #[derive(Clone, Debug)]
-enum Source {
+pub(super) enum Source {
     File(Range<usize>),
     Flag(&'static str),
     Default,
 }
 
-struct Sourced<T> {
-    value: T,
-    source: Source,
+pub(super) struct Sourced<T> {
+    pub(super) value: T,
+    pub(super) source: Source,
 }
 
-fn from_file<T: Clone>(raw: &Value<T>, default: T) -> Sourced<T> {
+pub(super) fn from_file<T: Clone>(raw: &Value<T>, default: T) -> Sourced<T> {
     match raw {
         Some(spanned) => Sourced {
             value: spanned.get_ref().clone(),
@@ -111,7 +112,7 @@ fn from_file<T: Clone>(raw: &Value<T>, default: T) -> Sourced<T> {
     }
 }
 
-fn spanned<T: Clone>(value: &Spanned<T>) -> Sourced<T> {
+pub(super) fn spanned<T: Clone>(value: &Spanned<T>) -> Sourced<T> {
     from_file(&Some(value.clone()), value.get_ref().clone())
 }
 
@@ -130,14 +131,19 @@ fn with_flag(
     }
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     text: &'a str,
     origin: &'a str,
     errors: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
-    fn report(&mut self, key: impl Into<String>, source: &Source, kind: ConfigErrorKind) {
+    pub(super) fn report(
+        &mut self,
+        key: impl Into<String>,
+        source: &Source,
+        kind: ConfigErrorKind,
+    ) {
         let (origin, location) = match source {
             Source::File(span) => (self.origin, Some(self.locate(span))),
             Source::Flag(flag) => (*flag, None),
@@ -200,14 +206,14 @@ impl Checker<'_> {
         })
     }
 
-    fn non_zero<T: Default + PartialEq>(&mut self, key: &str, raw: &Sourced<T>) {
+    pub(super) fn non_zero<T: Default + PartialEq>(&mut self, key: &str, raw: &Sourced<T>) {
         if raw.value == T::default() {
             self.report(key, &raw.source, ConfigErrorKind::Zero);
         }
     }
 
     /// Accepts a non-empty value without whitespace or control characters.
-    fn token(&mut self, key: &str, raw: &Sourced<String>) {
+    pub(super) fn token(&mut self, key: &str, raw: &Sourced<String>) {
         if raw.value.is_empty() {
             self.report(key, &raw.source, ConfigErrorKind::Empty);
         } else if raw
@@ -245,14 +251,14 @@ impl Checker<'_> {
         }
     }
 
-    fn not_empty(&mut self, key: &str, raw: &Sourced<String>) {
+    pub(super) fn not_empty(&mut self, key: &str, raw: &Sourced<String>) {
         if raw.value.is_empty() {
             self.report(key, &raw.source, ConfigErrorKind::Empty);
         }
     }
 
     /// Records `raw` under `seen`, reporting it when already present.
-    fn unique(
+    pub(super) fn unique(
         &mut self,
         key: &str,
         item: &'static str,
@@ -352,6 +358,7 @@ pub(super) fn convert(
     let trunks = convert_trunks(&mut checker, &raw.trunks);
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
     let dids = convert_dids(&mut checker, &raw.dids, &raw.queues, &raw.agents);
+    let caller_order = routing::caller_order(&mut checker, &raw.acd.caller_order);
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
@@ -367,6 +374,7 @@ pub(super) fn convert(
         trunks,
         queues,
         dids,
+        caller_order,
     })
 }
 
@@ -513,10 +521,12 @@ fn convert_agents(checker: &mut Checker<'_>, raw: &[RawAgent]) -> Vec<AgentConfi
         if let Some(password) = &password {
             checker.not_empty(&format!("{key}.password"), password);
         }
+        let skills = routing::agent_skills(checker, &format!("{key}.skills"), &agent.skills);
         agents.push(AgentConfig {
             name: name.map_or_else(|| id.value.clone(), |name| name.value),
             id: id.value,
             password: password.map(|password| password.value),
+            skills,
         });
     }
     agents
@@ -595,13 +605,23 @@ fn convert_queues(
         checker.non_zero(&format!("{key}.max_wait_secs"), &max_wait);
         let retry_delay = from_file(&queue.retry_delay_secs, RETRY_DELAY_SECS);
         let wrap_up = from_file(&queue.wrap_up_secs, WRAP_UP_SECS);
-        queues.push(QueueConfig {
-            name: name.value,
-            agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
+        let timings = acd::QueueConfig {
+            name: name.value.clone(),
             ring_timeout: Duration::from_secs(ring_timeout.value),
             max_wait: Duration::from_secs(max_wait.value),
             retry_delay: Duration::from_secs(retry_delay.value),
             wrap_up: Duration::from_secs(wrap_up.value),
+            ..acd::QueueConfig::default()
+        };
+        let engine = routing::engine_queue(checker, &key, queue, raw, timings);
+        queues.push(QueueConfig {
+            name: name.value,
+            agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
+            ring_timeout: engine.ring_timeout,
+            max_wait: engine.max_wait,
+            retry_delay: engine.retry_delay,
+            wrap_up: engine.wrap_up,
+            acd: engine,
         });
     }
     queues
@@ -639,9 +659,16 @@ fn convert_dids(
             };
             checker.report(format!("{key}.queue"), &queue.source, kind);
         }
+        let request_type = did.request_type.as_ref().map(spanned);
+        if let Some(request_type) = &request_type {
+            checker.not_empty(&format!("{key}.request_type"), request_type);
+        }
         dids.push(DidConfig {
             number: number.value,
             queue: queue.value,
+            priority: did.priority.as_ref().map_or(0, |p| *p.get_ref()),
+            skills: routing::requirements(checker, &format!("{key}.skills"), &did.skills),
+            request_type: request_type.map(|r| r.value),
         });
     }
     dids

@@ -1,30 +1,214 @@
+//! Router tests on a temporary data directory, a virtual clock and one
+//! logged-in user per role.
+
+mod access;
+mod admin_api;
+mod first_administrator;
+mod openapi_document;
+mod session_api;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use accounts::{AccountStore, NewUser, PasswordCost, Policy, Role, User};
 use axum::body::{Body, to_bytes};
-use axum::http::Request;
-use cdr::{Disposition, HangupSide};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use cdr::{CallRecord, CdrStore, Disposition, HangupSide};
+use time::OffsetDateTime;
 use time::macros::datetime;
 use tower::ServiceExt;
 
 use super::*;
 
+const T0: OffsetDateTime = datetime!(2026-12-04 09:00:00 UTC);
+
+/// Peer address put into every request, as `ConnectInfo` would.
+const CLIENT: &str = "192.0.2.10:40000";
+
+/// Agent id linked to the agent user; `record` makes its calls answered by it.
+const OWN_AGENT: &str = "1001";
+
 struct Fixture {
     _dir: tempfile::TempDir,
     data_dir: PathBuf,
     store: CdrStore,
+    accounts: AccountStore,
+    now: Arc<Mutex<OffsetDateTime>>,
+    users: HashMap<Role, User>,
+    /// Session cookie value of each role's user.
+    sessions: HashMap<Role, String>,
+}
+
+/// The password of each fixture user is its username plus this.
+const PASSWORD_SUFFIX: &str = "-password";
+
+fn username(role: Role) -> &'static str {
+    match role {
+        Role::Administrator => "ada",
+        Role::Supervisor => "sam",
+        Role::Qa => "quinn",
+        Role::Agent => "alice",
+    }
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let store = CdrStore::open(&data_dir).await.expect("store opens");
+    let policy = Policy {
+        password_cost: PasswordCost::MINIMUM,
+        ..Policy::default()
+    };
+    let accounts = AccountStore::open(store.pool().clone(), policy)
+        .await
+        .expect("accounts open");
+    let mut users = HashMap::new();
+    let mut sessions = HashMap::new();
+    for role in Role::ALL {
+        let name = username(role);
+        let new = NewUser {
+            username: name.to_owned(),
+            password: format!("{name}{PASSWORD_SUFFIX}"),
+            role,
+            agent_id: (role == Role::Agent).then(|| OWN_AGENT.to_owned()),
+        };
+        let user = accounts.create_user(&new, T0).await.expect("user created");
+        let session = accounts
+            .login(name, &new.password, T0)
+            .await
+            .expect("login");
+        users.insert(role, user);
+        sessions.insert(role, session.token);
+    }
     Fixture {
         _dir: dir,
         data_dir,
         store,
+        accounts,
+        now: Arc::new(Mutex::new(T0)),
+        users,
+        sessions,
+    }
+}
+
+/// A response, read whole.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// Checks an RFC 9457 body with the expected status and returns its detail.
+    fn problem(&self, status: StatusCode) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.content_type(), "application/problem+json");
+        let value = self.json();
+        assert_eq!(value["type"], "about:blank");
+        assert_eq!(value["status"], status.as_u16());
+        assert_eq!(
+            value["title"],
+            status.canonical_reason().expect("standard status")
+        );
+        value["detail"].as_str().expect("detail is text").to_owned()
+    }
+}
+
+impl Fixture {
+    fn app(&self) -> Router {
+        let now = Arc::clone(&self.now);
+        router_with(ApiState {
+            calls: HttpState {
+                cdr: self.store.clone(),
+                data_dir: self.data_dir.clone(),
+            },
+            accounts: self.accounts.clone(),
+            clock: Arc::new(move || *now.lock().expect("clock lock")),
+        })
+    }
+
+    fn advance(&self, by: time::Duration) {
+        *self.now.lock().expect("clock lock") += by;
+    }
+
+    fn user(&self, role: Role) -> &User {
+        &self.users[&role]
+    }
+
+    async fn send(&self, mut request: Request<Body>) -> Reply {
+        let client: SocketAddr = CLIENT.parse().expect("valid address");
+        request.extensions_mut().insert(ConnectInfo(client));
+        let response = self
+            .app()
+            .oneshot(request)
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("body readable");
+        Reply {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    /// Sends `method uri` with the session cookie of `role` (none for
+    /// `None`) and `body` as JSON when given.
+    async fn call(
+        &self,
+        role: Option<Role>,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(role) = role {
+            let cookie = format!("{}={}", auth::SESSION_COOKIE, self.sessions[&role]);
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        let body = match body {
+            Some(value) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(value.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("valid request")).await
+    }
+
+    async fn get(&self, role: Role, uri: &str) -> Reply {
+        self.call(Some(role), Method::GET, uri, None).await
     }
 }
 
 fn record(id: &str, minute: u8, recording_path: Option<&str>) -> CallRecord {
-    let arrived_at = datetime!(2026-12-04 09:00:00 UTC) + time::Duration::minutes(minute.into());
+    record_for(id, minute, recording_path, OWN_AGENT)
+}
+
+fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -> CallRecord {
+    let arrived_at = T0 + time::Duration::minutes(minute.into());
     CallRecord {
         id: id.to_owned(),
         caller_call_id: format!("{id}@192.0.2.1"),
@@ -34,7 +218,7 @@ fn record(id: &str, minute: u8, recording_path: Option<&str>) -> CallRecord {
         trunk: Some("local-carrier".to_owned()),
         source_extension: None,
         queue: Some("general".to_owned()),
-        agent: Some("1001".to_owned()),
+        agent: Some(agent.to_owned()),
         arrived_at,
         queued_at: Some(arrived_at),
         answered_at: Some(arrived_at + time::Duration::seconds(4)),
@@ -49,52 +233,33 @@ fn record(id: &str, minute: u8, recording_path: Option<&str>) -> CallRecord {
     }
 }
 
-async fn request(fixture: &Fixture, uri: &str) -> (StatusCode, String, Vec<u8>) {
-    let app = router(HttpState {
-        cdr: fixture.store.clone(),
-        data_dir: fixture.data_dir.clone(),
-    });
-    let request = Request::get(uri)
-        .body(Body::empty())
-        .expect("valid request");
-    let response = app.oneshot(request).await.expect("router is infallible");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = to_bytes(response.into_body(), 16 << 20)
+/// Writes a recording file and the record pointing at it; returns the bytes.
+async fn recorded_call(fixture: &Fixture, id: &str) -> Vec<u8> {
+    let relative = format!("recordings/2026/12/04/{id}.wav");
+    let file = fixture.data_dir.join(&relative);
+    std::fs::create_dir_all(file.parent().expect("has parent")).expect("create folders");
+    let bytes = format!("RIFF\x24\x00\x00\x00WAVEfmt {id}").into_bytes();
+    std::fs::write(&file, &bytes).expect("write recording");
+    fixture
+        .store
+        .write(&record(id, 0, Some(&relative)))
         .await
-        .expect("body readable");
-    (status, content_type, body.to_vec())
+        .expect("write");
+    bytes
 }
 
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).expect("JSON body")
-}
-
-/// Checks an RFC 9457 body and returns its detail.
-fn problem(status: StatusCode, content_type: &str, body: &[u8]) -> String {
-    assert_eq!(content_type, "application/problem+json");
-    let value = json(body);
-    assert_eq!(value["type"], "about:blank");
-    assert_eq!(value["status"], status.as_u16());
-    assert_eq!(
-        value["title"],
-        status.canonical_reason().expect("standard status")
-    );
-    value["detail"].as_str().expect("detail is text").to_owned()
+fn ids(reply: &Reply) -> Vec<String> {
+    let records: Vec<CallRecord> = serde_json::from_slice(&reply.body).expect("records");
+    records.into_iter().map(|r| r.id).collect()
 }
 
 #[tokio::test]
 async fn health_reports_ok() {
     let fixture = fixture().await;
-    let (status, content_type, body) = request(&fixture, "/health").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(content_type, "application/json");
-    assert_eq!(json(&body), serde_json::json!({ "status": "ok" }));
+    let reply = fixture.call(None, Method::GET, "/health", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), "application/json");
+    assert_eq!(reply.json(), serde_json::json!({ "status": "ok" }));
 }
 
 #[tokio::test]
@@ -107,18 +272,18 @@ async fn list_newest_first_with_paging() {
             .await
             .expect("write");
     }
-    let ids = |body: &[u8]| -> Vec<String> {
-        let records: Vec<CallRecord> = serde_json::from_slice(body).expect("records");
-        records.into_iter().map(|r| r.id).collect()
-    };
-    let (status, _, body) = request(&fixture, "/api/calls").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(ids(&body), ["c", "b", "a"]);
-    let (status, _, body) = request(&fixture, "/api/calls?limit=1&offset=1").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(ids(&body), ["b"]);
-    let (_, _, body) = request(&fixture, "/api/calls?limit=1000&offset=3").await;
-    assert!(ids(&body).is_empty());
+    let reply = fixture.get(Role::Supervisor, "/api/calls").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(ids(&reply), ["c", "b", "a"]);
+    let reply = fixture
+        .get(Role::Supervisor, "/api/calls?limit=1&offset=1")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(ids(&reply), ["b"]);
+    let reply = fixture
+        .get(Role::Supervisor, "/api/calls?limit=1000&offset=3")
+        .await;
+    assert!(ids(&reply).is_empty());
 }
 
 #[tokio::test]
@@ -138,11 +303,56 @@ async fn list_rejects_bad_parameters() {
         ),
     ];
     for (uri, expected) in cases {
-        let (status, content_type, body) = request(&fixture, uri).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
-        let detail = problem(status, &content_type, &body);
+        let reply = fixture.get(Role::Qa, uri).await;
+        let detail = reply.problem(StatusCode::BAD_REQUEST);
         assert!(detail.starts_with(expected), "{uri}: {detail}");
     }
+}
+
+#[tokio::test]
+async fn agent_sees_only_own_calls() {
+    let fixture = fixture().await;
+    let calls = [
+        ("own-1", 1, OWN_AGENT),
+        ("other", 2, "1002"),
+        ("own-2", 3, OWN_AGENT),
+    ];
+    for (id, minute, agent) in calls {
+        let call = record_for(id, minute, None, agent);
+        fixture.store.write(&call).await.expect("write");
+    }
+    let unanswered = CallRecord {
+        agent: None,
+        ..record_for("unanswered", 4, None, OWN_AGENT)
+    };
+    fixture.store.write(&unanswered).await.expect("write");
+
+    let reply = fixture.get(Role::Agent, "/api/calls").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(ids(&reply), ["own-2", "own-1"]);
+    let reply = fixture
+        .get(Role::Agent, "/api/calls?limit=1&offset=1")
+        .await;
+    assert_eq!(ids(&reply), ["own-1"]);
+    for role in [Role::Administrator, Role::Supervisor, Role::Qa] {
+        let reply = fixture.get(role, "/api/calls").await;
+        assert_eq!(
+            ids(&reply),
+            ["unanswered", "own-2", "other", "own-1"],
+            "{role:?}"
+        );
+    }
+
+    let reply = fixture.get(Role::Agent, "/api/calls/own-1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = fixture.get(Role::Agent, "/api/calls/other").await;
+    let detail = reply.problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        detail, "call \"other\" not found",
+        "same answer as a missing call"
+    );
+    let reply = fixture.get(Role::Supervisor, "/api/calls/other").await;
+    assert_eq!(reply.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -150,15 +360,14 @@ async fn get_one_call() {
     let fixture = fixture().await;
     let stored = record("call-1", 0, None);
     fixture.store.write(&stored).await.expect("write");
-    let (status, _, body) = request(&fixture, "/api/calls/call-1").await;
-    assert_eq!(status, StatusCode::OK);
-    let returned: CallRecord = serde_json::from_slice(&body).expect("record");
+    let reply = fixture.get(Role::Qa, "/api/calls/call-1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let returned: CallRecord = serde_json::from_slice(&reply.body).expect("record");
     assert_eq!(returned, stored);
 
-    let (status, content_type, body) = request(&fixture, "/api/calls/call-2").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let reply = fixture.get(Role::Qa, "/api/calls/call-2").await;
     assert_eq!(
-        problem(status, &content_type, &body),
+        reply.problem(StatusCode::NOT_FOUND),
         "call \"call-2\" not found"
     );
 }
@@ -166,21 +375,37 @@ async fn get_one_call() {
 #[tokio::test]
 async fn recording_served_as_wav() {
     let fixture = fixture().await;
-    let relative = "recordings/2026/12/04/call-1.wav";
-    let file = fixture.data_dir.join(relative);
-    std::fs::create_dir_all(file.parent().expect("has parent")).expect("create folders");
-    let bytes = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
-    std::fs::write(&file, &bytes).expect("write recording");
-    fixture
-        .store
-        .write(&record("call-1", 0, Some(relative)))
-        .await
-        .expect("write");
+    let bytes = recorded_call(&fixture, "call-1").await;
+    for role in [Role::Supervisor, Role::Qa] {
+        let reply = fixture.get(role, "/api/calls/call-1/recording").await;
+        assert_eq!(reply.status, StatusCode::OK, "{role:?}");
+        assert_eq!(reply.content_type(), "audio/wav");
+        assert_eq!(reply.body, bytes);
+    }
+}
 
-    let (status, content_type, body) = request(&fixture, "/api/calls/call-1/recording").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(content_type, "audio/wav");
-    assert_eq!(body, bytes);
+#[tokio::test]
+async fn recording_denied_to_other_roles() {
+    let fixture = fixture().await;
+    recorded_call(&fixture, "call-1").await;
+    for role in [Role::Administrator, Role::Agent] {
+        let reply = fixture.get(role, "/api/calls/call-1/recording").await;
+        let detail = reply.problem(StatusCode::FORBIDDEN);
+        assert_eq!(
+            detail,
+            format!(
+                "role {} may not replay recordings; allowed roles: supervisor, qa",
+                role.as_str()
+            )
+        );
+    }
+    let entries = fixture.accounts.list_audit(10, 0).await.expect("audit");
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.action != calls::REPLAY_ACTION),
+        "a denied replay is not logged as one"
+    );
 }
 
 #[tokio::test]
@@ -207,10 +432,16 @@ async fn recording_missing_cases() {
         ),
     ];
     for (uri, expected) in cases {
-        let (status, content_type, body) = request(&fixture, uri).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
-        assert_eq!(problem(status, &content_type, &body), expected, "{uri}");
+        let reply = fixture.get(Role::Qa, uri).await;
+        assert_eq!(reply.problem(StatusCode::NOT_FOUND), expected, "{uri}");
     }
+    let entries = fixture.accounts.list_audit(10, 0).await.expect("audit");
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.action != calls::REPLAY_ACTION),
+        "nothing was replayed"
+    );
 }
 
 #[tokio::test]
@@ -251,9 +482,20 @@ async fn recording_path_cannot_escape() {
     }
     for id in ids {
         let uri = format!("/api/calls/{id}/recording");
-        let (status, content_type, body) = request(&fixture, &uri).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
-        let detail = problem(status, &content_type, &body);
+        let reply = fixture.get(Role::Supervisor, &uri).await;
+        let detail = reply.problem(StatusCode::NOT_FOUND);
         assert_eq!(detail, format!("recording of call {id:?} not found"));
     }
+}
+
+#[tokio::test]
+async fn unknown_route_is_problem() {
+    let fixture = fixture().await;
+    let reply = fixture.get(Role::Supervisor, "/api/nothing-here").await;
+    let detail = reply.problem(StatusCode::NOT_FOUND);
+    assert!(detail.starts_with("no such route"), "{detail}");
+    let reply = fixture
+        .call(Some(Role::Supervisor), Method::POST, "/api/calls", None)
+        .await;
+    reply.problem(StatusCode::METHOD_NOT_ALLOWED);
 }

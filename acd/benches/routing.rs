@@ -1,0 +1,121 @@
+//! Routing cost with 1,000 agents and 500 waiting calls.
+//!
+//! Each iteration takes a prepared engine where no agent is reachable yet
+//! and 500 calls wait, then makes agents reachable one at a time, so every
+//! input runs a full dispatch over the waiting calls. Agents hold one of ten
+//! language skills and a service level; calls require a language and a
+//! service level, and the queue relaxes them in steps.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use acd::{
+    Acd, Action, CallData, QueueConfig, RoutingStep, SkillRequirement, Skills, StepRule, Strategy,
+};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+const AGENTS: usize = 1_000;
+const CALLS: usize = 500;
+const LANGUAGES: usize = 10;
+
+fn config(strategy: Strategy) -> QueueConfig {
+    QueueConfig {
+        name: "city".to_owned(),
+        ring_timeout: Duration::from_secs(15),
+        max_wait: Duration::from_secs(3600),
+        strategy,
+        steps: vec![
+            RoutingStep::new(
+                Duration::from_secs(30),
+                StepRule::Skills(vec!["language".parse().expect("valid level")]),
+            ),
+            RoutingStep::new(Duration::from_secs(60), StepRule::AnyAgent),
+        ],
+        ..QueueConfig::default()
+    }
+}
+
+/// Builds an engine whose agents are logged in but unreachable, with `CALLS` calls waiting.
+fn unreachable_centre(strategy: Strategy, t0: Instant) -> Acd {
+    let mut acd = Acd::new();
+    acd.add_queue(config(strategy));
+    let queues = ["city".to_owned()];
+    for i in 0..AGENTS {
+        let id = format!("agent-{i}");
+        acd.add_agent(&id, &queues);
+        let skills: Skills = [
+            (format!("language={}", i % LANGUAGES), (i % 5 + 1) as u8),
+            ("service=passport".to_owned(), (i % 3 + 1) as u8),
+        ]
+        .into();
+        acd.set_skills(&id, skills, t0).expect("agent exists");
+        acd.set_logged_in(&id, true, t0);
+    }
+    for i in 0..CALLS {
+        let data = CallData {
+            priority: (i % 3) as u32,
+            requirements: vec![
+                SkillRequirement::new(&format!("language={}", i % LANGUAGES), 2),
+                SkillRequirement::new("service=passport", 2),
+            ],
+            ..CallData::default()
+        };
+        acd.enqueue_with(&format!("call-{i}"), "city", data, t0)
+            .expect("queue exists");
+    }
+    acd
+}
+
+/// Makes `count` agents reachable one input at a time, answering each offer at once.
+fn free_agents(acd: &mut Acd, count: usize, now: Instant) -> usize {
+    let mut offers = 0;
+    for i in 0..count {
+        acd.set_reachable(&format!("agent-{i}"), true, now);
+        while let Some(action) = acd.poll_action() {
+            if let Action::Offer { call, agent } = action {
+                acd.offer_answered(&call, &agent, now);
+                offers += 1;
+            }
+        }
+        while acd.poll_event().is_some() {}
+    }
+    offers
+}
+
+fn routing(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let mut group = c.benchmark_group("route_1000_agents_500_calls");
+    group.sample_size(10);
+    for strategy in [
+        Strategy::LongestIdle,
+        Strategy::BestProficiency,
+        Strategy::RoundRobin,
+    ] {
+        let name = format!("{strategy:?}_free_50_agents");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || unreachable_centre(strategy, t0),
+                |mut acd| black_box(free_agents(&mut acd, 50, t0 + Duration::from_secs(1))),
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.bench_function("step_expansion_timeout", |b| {
+        b.iter_batched(
+            || {
+                let mut acd = unreachable_centre(Strategy::LongestIdle, t0);
+                free_agents(&mut acd, 50, t0);
+                acd
+            },
+            |mut acd| {
+                acd.handle_timeout(t0 + Duration::from_secs(60));
+                black_box(acd.poll_action())
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, routing);
+criterion_main!(benches);

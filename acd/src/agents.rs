@@ -1,0 +1,236 @@
+//! Inputs about agents: presence, not-ready reason codes, wrap-up, and no-answer handling.
+
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::agent::{Activity, Agent, AgentState};
+use crate::call::deadline_after;
+use crate::engine::Acd;
+use crate::error::AcdError;
+use crate::output::QueueEvent;
+
+/// Not-ready reason code set when an agent reaches its queue's `max_no_answer`.
+pub const NO_ANSWER_REASON: &str = "no-answer";
+
+/// How an offer ended without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoAnswer {
+    Rejected,
+    Busy,
+    TimedOut,
+}
+
+impl Acd {
+    /// Records an agent's login or logout. Logging out does not cancel an
+    /// offer in progress or end a call: the B2BUA reports how those end.
+    /// Logging out also clears a not-ready reason, so the next login is ready.
+    pub fn set_logged_in(&mut self, agent: &str, logged_in: bool, now: Instant) {
+        if !self.agents.contains_key(agent) {
+            debug!(
+                agent,
+                logged_in, "login change for an unknown agent ignored"
+            );
+            return;
+        }
+        self.change_agent(agent, now, now, |a| {
+            a.logged_in = logged_in;
+            if !logged_in {
+                a.not_ready = None;
+            }
+        });
+        self.dispatch(now);
+    }
+
+    /// Records whether the agent has at least one registered contact that
+    /// answers (registration and qualify results).
+    pub fn set_reachable(&mut self, agent: &str, reachable: bool, now: Instant) {
+        if !self.agents.contains_key(agent) {
+            debug!(
+                agent,
+                reachable, "reachability change for an unknown agent ignored"
+            );
+            return;
+        }
+        self.change_agent(agent, now, now, |a| a.reachable = reachable);
+        self.dispatch(now);
+    }
+
+    /// Sets the agent not ready with a reason code (break, lunch, training...),
+    /// from the API or a SIP feature code. An agent ringing, on a call or in
+    /// wrap-up finishes that first and is then not ready. Setting a new
+    /// reason while not ready replaces the old one.
+    pub fn set_not_ready(
+        &mut self,
+        agent: &str,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        self.agent_mut(agent)?;
+        self.pause(agent, reason, now);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Makes a not-ready agent ready again and offers it waiting calls. It
+    /// also resets the count of unanswered offers.
+    pub fn set_ready(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        let entry = self.agent_mut(agent)?;
+        entry.consecutive_no_answer = 0;
+        let Some(reason) = entry.not_ready.clone() else {
+            return Ok(());
+        };
+        let queues = entry.queues.keys().cloned().collect();
+        self.change_agent(agent, now, now, |a| a.not_ready = None);
+        self.events.push_back(QueueEvent::AgentReady {
+            agent: agent.to_owned(),
+            reason,
+            queues,
+            at: now,
+        });
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Records the wrap-up code the agent chose for its last call.
+    pub fn set_wrap_up_code(
+        &mut self,
+        agent: &str,
+        code: &str,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        let Activity::WrapUp { call, queue, .. } = self.agent_mut(agent)?.activity.clone() else {
+            return Err(AcdError::NotInWrapUp {
+                agent: agent.to_owned(),
+            });
+        };
+        self.events.push_back(QueueEvent::WrapUpCodeSet {
+            call,
+            queue,
+            agent: agent.to_owned(),
+            code: code.to_owned(),
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Ends the agent's wrap-up before its maximum duration.
+    pub fn end_wrap_up(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        if !matches!(self.agent_mut(agent)?.activity, Activity::WrapUp { .. }) {
+            return Err(AcdError::NotInWrapUp {
+                agent: agent.to_owned(),
+            });
+        }
+        self.change_agent(agent, now, now, |a| a.activity = Activity::Idle);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    fn pause(&mut self, agent: &str, reason: &str, now: Instant) {
+        let Some(entry) = self.agents.get(agent) else {
+            return;
+        };
+        if entry.not_ready.as_deref() == Some(reason) {
+            return;
+        }
+        let queues = entry.queues.keys().cloned().collect();
+        self.change_agent(agent, now, now, |a| a.not_ready = Some(reason.to_owned()));
+        self.events.push_back(QueueEvent::AgentNotReady {
+            agent: agent.to_owned(),
+            reason: reason.to_owned(),
+            queues,
+            at: now,
+        });
+    }
+
+    pub(crate) fn end_wrap_ups(&mut self, now: Instant) {
+        let ended: Vec<(String, Instant)> = self
+            .agents
+            .values()
+            .filter_map(|agent| match agent.activity {
+                Activity::WrapUp { until, .. } if until <= now => Some((agent.id.clone(), until)),
+                _ => None,
+            })
+            .collect();
+        for (agent, until) in ended {
+            // Idle time counts from the scheduled end, even if this runs late.
+            self.change_agent(&agent, now, until, |a| a.activity = Activity::Idle);
+        }
+    }
+
+    /// Frees an agent whose offer ended for a reason that is not its own
+    /// (abandon, max wait, another agent answered).
+    pub(crate) fn release_agent(&mut self, agent: &str, now: Instant) {
+        self.change_agent(agent, now, now, |a| a.activity = Activity::Idle);
+    }
+
+    /// Frees an agent that did not answer: applies the queue's reject, busy
+    /// or no-answer delay and, at `max_no_answer` in a row, sets it not ready.
+    pub(crate) fn release_unanswered(
+        &mut self,
+        agent: &str,
+        queue: &str,
+        reason: NoAnswer,
+        now: Instant,
+    ) {
+        let Some(config) = self.queues.get(queue).map(|q| &q.config) else {
+            self.release_agent(agent, now);
+            return;
+        };
+        let delay = match reason {
+            NoAnswer::Rejected => config.reject_delay,
+            NoAnswer::Busy => config.busy_delay,
+            NoAnswer::TimedOut => config.no_answer_delay,
+        };
+        let max_no_answer = config.max_no_answer;
+        let counts = reason != NoAnswer::Busy;
+        self.change_agent(agent, now, now, |a| {
+            a.activity = Activity::Idle;
+            if !delay.is_zero() {
+                a.blocked_until = Some(deadline_after(now, delay));
+            }
+            if counts {
+                a.consecutive_no_answer += 1;
+            }
+        });
+        let missed = self
+            .agents
+            .get(agent)
+            .map_or(0, |a| a.consecutive_no_answer);
+        if max_no_answer > 0 && missed >= max_no_answer {
+            self.pause(agent, NO_ANSWER_REASON, now);
+        }
+    }
+
+    /// Applies `change` to an agent and records the state change, if any.
+    /// `idle_from` becomes the start of the idle period when the agent turns
+    /// available from anything but ringing.
+    pub(crate) fn change_agent(
+        &mut self,
+        id: &str,
+        now: Instant,
+        idle_from: Instant,
+        change: impl FnOnce(&mut Agent),
+    ) {
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        let from = agent.state();
+        change(agent);
+        let to = agent.state();
+        if from == to {
+            return;
+        }
+        // A missed or rejected offer keeps the agent's place in the idle order.
+        if to == AgentState::Available && from != AgentState::Ringing {
+            agent.idle_since = Some(idle_from);
+        }
+        debug!(agent = id, ?from, ?to, "agent state changed");
+        self.events.push_back(QueueEvent::AgentStateChanged {
+            agent: id.to_owned(),
+            from,
+            to,
+            at: now,
+        });
+    }
+}

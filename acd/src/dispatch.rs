@@ -1,0 +1,344 @@
+//! Offers: choosing agents for waiting calls, their outcomes, and the timers around them.
+
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::agent::Activity;
+use crate::agents::NoAnswer;
+use crate::call::{Offer, deadline_after};
+use crate::engine::Acd;
+use crate::output::{Action, QueueEvent};
+use crate::skill::qualifies;
+use crate::strategy::{Context, Selection};
+
+impl Acd {
+    /// Records that `agent` declined or could not take `call`. The call goes
+    /// back to its place in the queue and is offered to the next eligible
+    /// agent at once. Ignored unless `agent` has a current offer of `call`.
+    pub fn offer_rejected(&mut self, call: &str, agent: &str, now: Instant) {
+        self.offer_failed(call, agent, NoAnswer::Rejected, now);
+    }
+
+    /// Like [`Acd::offer_rejected`] for a phone that answered busy, which
+    /// applies the queue's busy delay instead of its reject delay.
+    pub fn offer_busy(&mut self, call: &str, agent: &str, now: Instant) {
+        self.offer_failed(call, agent, NoAnswer::Busy, now);
+    }
+
+    fn offer_failed(&mut self, call: &str, agent: &str, reason: NoAnswer, now: Instant) {
+        if !self.has_offer(call, agent) {
+            debug!(call, agent, "rejection of an offer not in progress ignored");
+            return;
+        }
+        self.end_offer_unanswered(call, agent, reason, now);
+        self.dispatch(now);
+    }
+
+    /// Records that `agent` answered `call`: the call leaves the queue and the
+    /// agent is on the call until `call_ended`. Under ring-all the other
+    /// agents get `CancelOffer`. Ignored unless `agent` has a current offer
+    /// of `call`, e.g. an answer that raced a `CancelOffer`.
+    pub fn offer_answered(&mut self, call: &str, agent: &str, now: Instant) {
+        if !self.has_offer(call, agent) {
+            debug!(call, agent, "answer to an offer not in progress ignored");
+            return;
+        }
+        let Some(mut answered) = self.remove_call(call) else {
+            return;
+        };
+        let offer = answered.offers.remove(agent);
+        let ring_time = offer
+            .map(|o| now.saturating_duration_since(o.started))
+            .unwrap_or_default();
+        for (other, offer) in std::mem::take(&mut answered.offers) {
+            self.actions.push_back(Action::CancelOffer {
+                call: call.to_owned(),
+                agent: other.clone(),
+            });
+            self.events.push_back(QueueEvent::OfferCancelled {
+                call: call.to_owned(),
+                queue: answered.queue.clone(),
+                agent: other.clone(),
+                ring_time: now.saturating_duration_since(offer.started),
+                at: now,
+            });
+            self.release_agent(&other, now);
+        }
+        let waited = answered.waited(now);
+        let activity = Activity::OnCall {
+            call: answered.id.clone(),
+            queue: answered.queue.clone(),
+            answered: now,
+            waited,
+            joined_position: answered.joined_position,
+        };
+        self.change_agent(agent, now, now, |a| {
+            a.activity = activity;
+            a.calls_answered += 1;
+            a.consecutive_no_answer = 0;
+        });
+        self.connected.insert(answered.id.clone(), agent.to_owned());
+        if let Some(queue) = self.queues.get_mut(&answered.queue) {
+            queue.stats.record_answer(waited);
+        }
+        self.events.push_back(QueueEvent::OfferAnswered {
+            waited,
+            ring_time,
+            joined_position: answered.joined_position,
+            call: answered.id,
+            queue: answered.queue,
+            agent: agent.to_owned(),
+            at: now,
+        });
+        self.dispatch(now);
+    }
+
+    /// Fires every deadline at or before `now`, then offers waiting calls to
+    /// the agents this freed. Max waits go first, so a call that reaches both
+    /// deadlines together leaves instead of ringing the next agent. Skill
+    /// expansion steps, ring timeouts, wrap-up ends and delay expiries follow.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired = self.calls_due(|call| call.max_wait_deadline.is_some_and(|d| d <= now));
+        for call in expired {
+            self.end_max_wait(&call, now);
+        }
+        for call in self.calls_due(|call| call.next_step_at.is_some_and(|at| at <= now)) {
+            self.advance_step(&call, now);
+        }
+        let mut ring_timeouts = Vec::new();
+        for call in self.calls_due(|_| true) {
+            if let Some(entry) = self.calls.get(&call) {
+                let due = entry.offers.iter().filter(|(_, o)| o.ring_deadline <= now);
+                ring_timeouts.extend(due.map(|(agent, _)| (call.clone(), agent.clone())));
+            }
+        }
+        for (call, agent) in ring_timeouts {
+            self.end_offer_unanswered(&call, &agent, NoAnswer::TimedOut, now);
+        }
+        self.end_wrap_ups(now);
+        for call in self.calls.values_mut() {
+            call.retry_after.retain(|_, until| *until > now);
+        }
+        for agent in self.agents.values_mut() {
+            agent.blocked_until = agent.blocked_until.filter(|until| *until > now);
+        }
+        self.dispatch(now);
+    }
+
+    /// Returns the earliest instant at which `handle_timeout` must run: a ring
+    /// timeout, max wait, step change, wrap-up end or delay expiry. Any input
+    /// may change it, so poll again after each one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().filter_map(|call| call.next_deadline());
+        let agents = self
+            .agents
+            .values()
+            .filter_map(|agent| match agent.activity {
+                Activity::WrapUp { until, .. } => Some(until),
+                _ => agent.blocked_until,
+            });
+        calls.chain(agents).min()
+    }
+
+    /// Removes waiting calls of queues left empty, then offers waiting calls,
+    /// in service order, to eligible agents until either runs out. Serving
+    /// calls in order means an agent in several queues gets the first call,
+    /// by priority and wait, among those it may take.
+    pub(crate) fn dispatch(&mut self, now: Instant) {
+        self.leave_empty_queues(now);
+        let mut free: Vec<String> = self
+            .agents
+            .values()
+            .filter(|a| a.is_free(now))
+            .map(|a| a.id.clone())
+            .collect();
+        let waiting: Vec<String> = self.waiting.values().cloned().collect();
+        for call in waiting {
+            if free.is_empty() {
+                return;
+            }
+            let Some(selection) = self.select_agents(&call, &free, now) else {
+                continue;
+            };
+            let chosen = match &selection {
+                Selection::One(agent) => std::slice::from_ref(agent),
+                Selection::All(agents) => agents.as_slice(),
+            };
+            free.retain(|agent| !chosen.contains(agent));
+            self.start_offer(&call, selection, now);
+        }
+    }
+
+    fn select_agents(&mut self, call_id: &str, free: &[String], now: Instant) -> Option<Selection> {
+        let call = self.calls.get(call_id)?;
+        let queue = self.queues.get(&call.queue)?;
+        let candidates: Vec<&crate::agent::Agent> = free
+            .iter()
+            .filter_map(|id| self.agents.get(id))
+            .filter(|agent| {
+                agent.serves(&call.queue)
+                    && qualifies(&agent.skills, &call.requirements)
+                    && !call.blocks(&agent.id, now)
+            })
+            .collect();
+        let last_offered = queue.last_offered.as_deref().and_then(|id| {
+            let position = self.agents.get(id)?.queues.get(&call.queue)?.position;
+            Some((position, id))
+        });
+        let context = Context {
+            queue: &call.queue,
+            requirements: &call.data.requirements,
+            last_offered,
+        };
+        let selection = queue
+            .config
+            .strategy
+            .select(&candidates, &context, &mut self.rng);
+        // A callback request reserves one agent, whatever the strategy.
+        match (selection, call.callback.is_some()) {
+            (Some(Selection::All(agents)), true) => agents.into_iter().next().map(Selection::One),
+            (selection, _) => selection,
+        }
+    }
+
+    fn start_offer(&mut self, call_id: &str, selection: Selection, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(queue) = self.queues.get_mut(&call.queue) else {
+            return;
+        };
+        let agents = match &selection {
+            Selection::One(agent) => vec![agent.clone()],
+            Selection::All(agents) => agents.clone(),
+        };
+        let ring_deadline = deadline_after(now, queue.config.ring_timeout);
+        for agent in &agents {
+            call.offers.insert(
+                agent.clone(),
+                Offer {
+                    started: now,
+                    ring_deadline,
+                },
+            );
+        }
+        queue.last_offered = agents.last().cloned();
+        self.waiting.remove(&call.order);
+        let queue = call.queue.clone();
+        let action = match (selection, &call.callback) {
+            (Selection::One(agent), Some(number)) => Action::Callback {
+                call: call_id.to_owned(),
+                agent,
+                number: number.clone(),
+            },
+            (Selection::One(agent), None) => Action::Offer {
+                call: call_id.to_owned(),
+                agent,
+            },
+            (Selection::All(agents), _) => Action::OfferAll {
+                call: call_id.to_owned(),
+                agents,
+            },
+        };
+        for agent in &agents {
+            let activity = Activity::Reserved {
+                call: call_id.to_owned(),
+            };
+            self.change_agent(agent, now, now, |a| a.activity = activity);
+        }
+        self.actions.push_back(action);
+        for agent in agents {
+            self.events.push_back(QueueEvent::OfferStarted {
+                call: call_id.to_owned(),
+                queue: queue.clone(),
+                agent,
+                at: now,
+            });
+        }
+    }
+
+    /// Ends one agent's offer of a call that stays queued: blocks the agent
+    /// for the retry delay, frees it and, when no other agent still rings,
+    /// puts the call back in its place.
+    fn end_offer_unanswered(&mut self, call_id: &str, agent: &str, reason: NoAnswer, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(offer) = call.offers.remove(agent) else {
+            return;
+        };
+        let retry_delay = self
+            .queues
+            .get(&call.queue)
+            .map(|q| q.config.retry_delay)
+            .unwrap_or_default();
+        if !retry_delay.is_zero() {
+            call.retry_after
+                .insert(agent.to_owned(), deadline_after(now, retry_delay));
+        }
+        if call.offers.is_empty() {
+            self.waiting.insert(call.order, call.id.clone());
+        }
+        let (call, queue) = (call.id.clone(), call.queue.clone());
+        let ring_time = now.saturating_duration_since(offer.started);
+        let agent_id = agent.to_owned();
+        let event = match reason {
+            NoAnswer::Rejected | NoAnswer::Busy => QueueEvent::OfferRejected {
+                call,
+                queue: queue.clone(),
+                agent: agent_id,
+                busy: reason == NoAnswer::Busy,
+                ring_time,
+                at: now,
+            },
+            NoAnswer::TimedOut => {
+                self.actions.push_back(Action::CancelOffer {
+                    call: call.clone(),
+                    agent: agent_id.clone(),
+                });
+                QueueEvent::OfferTimedOut {
+                    call,
+                    queue: queue.clone(),
+                    agent: agent_id,
+                    ring_time,
+                    at: now,
+                }
+            }
+        };
+        self.events.push_back(event);
+        self.release_unanswered(agent, &queue, reason, now);
+    }
+
+    /// Cancels every offer of a call that stays in the ACD or is about to
+    /// leave it, and frees the agents. Returns the first agent that was ringing.
+    pub(crate) fn cancel_offers(&mut self, call_id: &str, now: Instant) -> Option<String> {
+        let call = self.calls.get_mut(call_id)?;
+        let offers = std::mem::take(&mut call.offers);
+        if !offers.is_empty() {
+            self.waiting.insert(call.order, call.id.clone());
+        }
+        for agent in offers.keys() {
+            self.actions.push_back(Action::CancelOffer {
+                call: call_id.to_owned(),
+                agent: agent.clone(),
+            });
+            self.release_agent(agent, now);
+        }
+        offers.into_keys().next()
+    }
+
+    fn has_offer(&self, call: &str, agent: &str) -> bool {
+        self.calls
+            .get(call)
+            .is_some_and(|c| c.offers.contains_key(agent))
+    }
+
+    /// Returns the ids of calls matching `due`, in service order.
+    fn calls_due(&self, due: impl Fn(&crate::call::Call) -> bool) -> Vec<String> {
+        let mut matching: Vec<&crate::call::Call> =
+            self.calls.values().filter(|call| due(call)).collect();
+        matching.sort_by_key(|call| call.order);
+        matching.into_iter().map(|call| call.id.clone()).collect()
+    }
+}

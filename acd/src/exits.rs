@@ -1,0 +1,300 @@
+//! Calls leaving a queue without an agent (exit keys, max wait, empty
+//! queues, overflow steps) and callback requests.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::agent::AgentState as S;
+use crate::call::{Call, CallData, deadline_after};
+use crate::config::{Destination, EmptyConditions};
+use crate::engine::Acd;
+use crate::error::AcdError;
+use crate::output::{Action, ExitReason, QueueEvent};
+use crate::skill::{SkillRequirement, StepRule, active_step, effective_requirements, qualifies};
+
+impl Acd {
+    pub(crate) fn insert_callback(
+        &mut self,
+        call_id: &str,
+        queue: &str,
+        data: CallData,
+        arrival: (Instant, u64),
+        number: String,
+        now: Instant,
+    ) {
+        let order = self.order_for(queue, data.priority, arrival.0, arrival.1);
+        let mut call = Call {
+            id: call_id.to_owned(),
+            queue: queue.to_owned(),
+            requirements: data.requirements.clone(),
+            data,
+            order,
+            entered: now,
+            joined_position: 0,
+            max_wait_deadline: None,
+            offers: BTreeMap::new(),
+            retry_after: BTreeMap::new(),
+            step: None,
+            next_step_at: None,
+            callback: Some(number.clone()),
+        };
+        call.joined_position = self.position_of(&call);
+        self.waiting.insert(order, call_id.to_owned());
+        self.calls.insert(call_id.to_owned(), call);
+        self.events.push_back(QueueEvent::CallbackRequested {
+            call: call_id.to_owned(),
+            queue: queue.to_owned(),
+            number,
+            at: now,
+        });
+        self.advance_step(call_id, now);
+    }
+
+    /// Turns a waiting call into a callback request that keeps its place:
+    /// the driver hangs up the caller, and when the request reaches an agent
+    /// the ACD emits [`Action::Callback`]. `number` defaults to the caller's.
+    pub fn request_callback(
+        &mut self,
+        call: &str,
+        number: Option<&str>,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        let unknown = || AcdError::UnknownCall {
+            call: call.to_owned(),
+        };
+        let entry = self.calls.get(call).ok_or_else(unknown)?;
+        let number = number
+            .map(str::to_owned)
+            .or_else(|| entry.data.caller.clone())
+            .ok_or_else(unknown)?;
+        self.cancel_offers(call, now);
+        let Some(entry) = self.calls.get_mut(call) else {
+            return Err(unknown());
+        };
+        entry.max_wait_deadline = None;
+        entry.callback = Some(number.clone());
+        let queue = entry.queue.clone();
+        self.events.push_back(QueueEvent::CallbackRequested {
+            call: call.to_owned(),
+            queue,
+            number,
+            at: now,
+        });
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Handles a DTMF key from a waiting caller. Returns whether the key is
+    /// an exit key of the call's queue, in which case the call leaves the
+    /// queue for the key's destination.
+    pub fn key_pressed(&mut self, call: &str, key: char, now: Instant) -> bool {
+        let destination = self
+            .calls
+            .get(call)
+            .and_then(|c| self.queues.get(&c.queue))
+            .and_then(|q| q.config.exit_keys.get(&key).cloned());
+        let Some(destination) = destination else {
+            return false;
+        };
+        self.exit_call(call, ExitReason::Key(key), Some(destination), now);
+        self.dispatch(now);
+        true
+    }
+
+    /// Returns whether `queue` has a member that counts as present under `conditions`.
+    pub(crate) fn has_agent(
+        &self,
+        queue: &str,
+        conditions: EmptyConditions,
+        requirements: &[SkillRequirement],
+    ) -> bool {
+        self.agents.values().any(|agent| {
+            let present = match agent.state() {
+                S::LoggedOut => false,
+                S::Available => true,
+                S::Unreachable => !conditions.unreachable,
+                S::NotReady => !conditions.not_ready,
+                S::Ringing => !conditions.ringing,
+                S::OnCall => !conditions.on_call,
+                S::WrapUp => !conditions.wrap_up,
+            };
+            present
+                && agent.serves(queue)
+                && (!conditions.unskilled || qualifies(&agent.skills, requirements))
+        })
+    }
+
+    /// Brings the call's step up to date with its waiting time; a step that
+    /// overflows sends the call on.
+    pub(crate) fn advance_step(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(queue) = self.queues.get(&call.queue) else {
+            return;
+        };
+        let steps = &queue.config.steps;
+        let waited = now.saturating_duration_since(call.entered);
+        let step = active_step(steps, waited);
+        let next_step_at = steps
+            .get(step.map_or(0, |i| i + 1))
+            .map(|next| deadline_after(call.entered, next.after));
+        let rule = step.and_then(|i| steps.get(i)).map(|s| s.rule.clone());
+        let changed = step != call.step;
+
+        // Overflow applies once, when the step is reached, and never to
+        // callback requests, whose caller is no longer on the line.
+        let overflow = match &rule {
+            Some(StepRule::Overflow(destination)) if changed && call.callback.is_none() => {
+                Some(destination.clone())
+            }
+            _ => None,
+        };
+        if let Some(destination) = overflow {
+            self.exit_call(call_id, ExitReason::Step, Some(destination), now);
+            return;
+        }
+
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.next_step_at = next_step_at;
+        if !changed {
+            return;
+        }
+        call.step = step;
+        if !matches!(rule, Some(StepRule::Overflow(_))) {
+            call.requirements = effective_requirements(&call.data.requirements, rule.as_ref());
+        }
+        if let Some(step) = step {
+            self.events.push_back(QueueEvent::StepReached {
+                call: call_id.to_owned(),
+                queue: call.queue.clone(),
+                step,
+                at: now,
+            });
+        }
+    }
+
+    /// Removes a call that reached max wait. An offer in progress is
+    /// cancelled first so the B2BUA stops ringing before it handles the caller.
+    pub(crate) fn end_max_wait(&mut self, call_id: &str, now: Instant) {
+        let overflow = self
+            .calls
+            .get(call_id)
+            .and_then(|c| self.queues.get(&c.queue))
+            .and_then(|q| q.config.overflow.clone());
+        if overflow.is_some() {
+            self.exit_call(call_id, ExitReason::MaxWait, overflow, now);
+            return;
+        }
+        let Some(position) = self.calls.get(call_id).map(|c| self.position_of(c)) else {
+            return;
+        };
+        let agent = self.cancel_offers(call_id, now);
+        let Some(removed) = self.remove_call(call_id) else {
+            return;
+        };
+        self.actions.push_back(Action::MaxWaitReached {
+            call: removed.id.clone(),
+        });
+        self.events.push_back(QueueEvent::CallTimedOut {
+            waited: removed.waited(now),
+            call: removed.id,
+            queue: removed.queue,
+            agent,
+            position,
+            joined_position: removed.joined_position,
+            at: now,
+        });
+    }
+
+    /// Sends a call out of its queue without an agent. Without a destination
+    /// the driver gets `MaxWaitReached` and ends the call as unanswered.
+    pub(crate) fn exit_call(
+        &mut self,
+        call_id: &str,
+        reason: ExitReason,
+        destination: Option<Destination>,
+        now: Instant,
+    ) {
+        let Some(position) = self.calls.get(call_id).map(|c| self.position_of(c)) else {
+            return;
+        };
+        self.cancel_offers(call_id, now);
+        let has_caller = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.data.caller.is_some());
+        if destination == Some(Destination::Callback) && has_caller {
+            self.actions.push_back(Action::Overflow {
+                call: call_id.to_owned(),
+                destination: Destination::Callback,
+                reason,
+            });
+            // The request keeps its place, so the call stays where it is.
+            let _ = self.request_callback(call_id, None, now);
+            return;
+        }
+        let Some(removed) = self.remove_call(call_id) else {
+            return;
+        };
+        self.events.push_back(QueueEvent::CallExited {
+            call: removed.id.clone(),
+            queue: removed.queue.clone(),
+            reason,
+            destination: destination.clone(),
+            waited: removed.waited(now),
+            position,
+            joined_position: removed.joined_position,
+            at: now,
+        });
+        let call = removed.id;
+        match destination {
+            Some(Destination::Queue(next)) => {
+                let arrival = (removed.order.arrived, removed.order.seq);
+                let mut visited = vec![removed.queue];
+                if let Err(error) =
+                    self.join(&call, &next, removed.data, arrival, now, &mut visited)
+                {
+                    debug!(%error, "overflow to another queue failed");
+                    self.actions.push_back(Action::MaxWaitReached { call });
+                }
+            }
+            Some(destination @ (Destination::Voicemail(_) | Destination::Number(_))) => {
+                self.actions.push_back(Action::Overflow {
+                    call,
+                    destination,
+                    reason,
+                });
+            }
+            Some(Destination::Callback) | None => {
+                self.actions.push_back(Action::MaxWaitReached { call })
+            }
+        }
+    }
+
+    /// Sends waiting callers of queues with `leave_empty` to the overflow
+    /// destination once no member counts as present.
+    pub(crate) fn leave_empty_queues(&mut self, now: Instant) {
+        let mut leaving = Vec::new();
+        for call in self.calls.values() {
+            let Some(queue) = self.queues.get(&call.queue) else {
+                continue;
+            };
+            let Some(conditions) = queue.config.leave_empty else {
+                continue;
+            };
+            let on_line = call.callback.is_none() && call.offers.is_empty();
+            if on_line && !self.has_agent(&call.queue, conditions, &call.requirements) {
+                leaving.push((call.order, call.id.clone(), queue.config.overflow.clone()));
+            }
+        }
+        leaving.sort_by_key(|(order, _, _)| *order);
+        for (_, call, destination) in leaving {
+            self.exit_call(&call, ExitReason::LeaveEmpty, destination, now);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Agent states: not ready with reason codes, wrap-up codes and maximum,
+//! no-answer handling and delays, on a virtual clock.
+
+mod common;
+
+use acd::{AcdError, AgentState, NO_ANSWER_REASON, QueueEvent};
+use common::*;
+
+#[test]
+fn not_ready_agent_gets_no_offer() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.set_not_ready("a", "lunch", now).unwrap();
+    assert_eq!(acd.agent_state("a"), Some(AgentState::NotReady));
+    assert_eq!(
+        acd.agent_status("a").unwrap().not_ready_reason.as_deref(),
+        Some("lunch")
+    );
+    acd.enqueue("c1", "q", now).unwrap();
+    assert!(actions(&mut acd).is_empty());
+
+    acd.set_ready("a", now + secs(30)).unwrap();
+    assert_eq!(actions(&mut acd), [offer("c1", "a")]);
+    let events = events(&mut acd);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        QueueEvent::AgentNotReady { reason, queues, .. } if reason == "lunch" && queues == &["q"]
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, QueueEvent::AgentReady { .. }))
+    );
+}
+
+#[test]
+fn not_ready_during_call_applies_after_it() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_answered("c1", "a", now);
+    acd.set_not_ready("a", "break", now + secs(5)).unwrap();
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+
+    acd.call_ended("a", now + secs(60));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::NotReady));
+    acd.enqueue("c2", "q", now + secs(61)).unwrap();
+    assert!(actions(&mut acd).iter().all(|a| *a == offer("c1", "a")));
+}
+
+#[test]
+fn unknown_agent_is_an_error() {
+    let (mut acd, now) = with_agents(queue("q"), &[]);
+    assert_eq!(
+        acd.set_not_ready("ghost", "break", now),
+        Err(AcdError::UnknownAgent {
+            agent: "ghost".into()
+        })
+    );
+}
+
+#[test]
+fn wrap_up_ends_early_or_at_maximum() {
+    let mut config = queue("q");
+    config.wrap_up = secs(30);
+    let (mut acd, now) = with_agents(config, &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_answered("c1", "a", now);
+    acd.call_ended("a", now + secs(10));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::WrapUp));
+    acd.set_wrap_up_code("a", "resolved", now + secs(12))
+        .unwrap();
+    acd.end_wrap_up("a", now + secs(15)).unwrap();
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+    assert!(events(&mut acd).iter().any(|e| matches!(
+        e,
+        QueueEvent::WrapUpCodeSet { code, call, .. } if code == "resolved" && call == "c1"
+    )));
+    assert_eq!(
+        acd.end_wrap_up("a", now + secs(16)),
+        Err(AcdError::NotInWrapUp { agent: "a".into() })
+    );
+
+    acd.enqueue("c2", "q", now + secs(20)).unwrap();
+    acd.offer_answered("c2", "a", now + secs(20));
+    acd.call_ended("a", now + secs(30));
+    assert_eq!(acd.poll_timeout(), Some(now + secs(60)));
+    acd.handle_timeout(now + secs(60));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+}
+
+#[test]
+fn max_no_answer_sets_agent_not_ready() {
+    let mut config = queue("q");
+    config.max_no_answer = 2;
+    config.retry_delay = secs(0);
+    let (mut acd, now) = with_agents(config, &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.handle_timeout(now + secs(15));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Ringing));
+    acd.handle_timeout(now + secs(30));
+
+    assert_eq!(acd.agent_state("a"), Some(AgentState::NotReady));
+    let status = acd.agent_status("a").unwrap();
+    assert_eq!(status.not_ready_reason.as_deref(), Some(NO_ANSWER_REASON));
+    assert_eq!(status.consecutive_no_answer, 2);
+}
+
+#[test]
+fn answer_resets_no_answer_count() {
+    let mut config = queue("q");
+    config.max_no_answer = 2;
+    let (mut acd, now) = with_agents(config, &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_rejected("c1", "a", now + secs(1));
+    acd.handle_timeout(now + secs(6));
+    acd.offer_answered("c1", "a", now + secs(7));
+    assert_eq!(acd.agent_status("a").unwrap().consecutive_no_answer, 0);
+}
+
+#[test]
+fn reject_delay_blocks_all_calls() {
+    let mut config = queue("q");
+    config.reject_delay = secs(10);
+    let (mut acd, now) = with_agents(config, &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_rejected("c1", "a", now);
+    acd.enqueue("c2", "q", now + secs(1)).unwrap();
+    assert_eq!(actions(&mut acd), [offer("c1", "a")]);
+    assert_eq!(acd.poll_timeout(), Some(now + secs(5)));
+    acd.handle_timeout(now + secs(5));
+    assert!(actions(&mut acd).is_empty());
+    assert_eq!(acd.poll_timeout(), Some(now + secs(10)));
+
+    acd.handle_timeout(now + secs(10));
+    assert_eq!(actions(&mut acd), [offer("c1", "a")]);
+}
+
+#[test]
+fn busy_uses_busy_delay_and_is_not_counted() {
+    let mut config = queue("q");
+    config.busy_delay = secs(20);
+    config.reject_delay = secs(2);
+    config.max_no_answer = 1;
+    let (mut acd, now) = with_agents(config, &["a", "b"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    actions(&mut acd);
+    acd.offer_busy("c1", "a", now);
+    assert_eq!(actions(&mut acd), [offer("c1", "b")]);
+    acd.offer_answered("c1", "b", now);
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+    assert_eq!(acd.agent_status("a").unwrap().consecutive_no_answer, 0);
+    acd.enqueue("c2", "q", now + secs(19)).unwrap();
+    assert!(actions(&mut acd).is_empty());
+    acd.handle_timeout(now + secs(20));
+    assert_eq!(actions(&mut acd), [offer("c2", "a")]);
+}
+
+#[test]
+fn logout_clears_not_ready() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.set_not_ready("a", "training", now).unwrap();
+    acd.set_logged_in("a", false, now + secs(1));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::LoggedOut));
+    acd.set_logged_in("a", true, now + secs(2));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+}

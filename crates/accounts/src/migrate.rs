@@ -1,0 +1,18 @@
+//! Applies `migrations/` with sqlx's migrator.
+//!
+//! The PBX database is shared by several stores, each with its own
+//! migrations, and sqlx records them all in one `_sqlx_migrations` table.
+//! Versions here start at 1000 so they never collide with another store's,
+//! and `ignore_missing` lets this migrator run although that table lists
+//! versions it does not embed (the CDR store's migrator does the same).
+
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
+
+use crate::AccountsError;
+
+pub(crate) async fn run(pool: &SqlitePool) -> Result<(), AccountsError> {
+    let mut migrator: Migrator = sqlx::migrate!();
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await.map_err(AccountsError::Migrate)
+}

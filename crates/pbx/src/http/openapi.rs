@@ -1,0 +1,373 @@
+//! The OpenAPI 3.1 description of the API, served at `/api/openapi.json`.
+//!
+//! Written by hand with `serde_json` so the build needs no code generator.
+//! The test `openapi_matches_routes` fails when a route is added, removed
+//! or given another method here or in `routes()` without the other.
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+const SESSION_COOKIE_NOTE: &str = "Log in with POST /api/session for a session cookie \
+     (console), or send an API token as `Authorization: Bearer <token>` (integrations).";
+
+pub(crate) async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+/// Returns the whole document.
+pub(crate) fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pbx HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": SESSION_COOKIE_NOTE,
+        },
+        "security": [{ "session": [] }, { "bearer": [] }],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE },
+                "bearer": { "type": "http", "scheme": "bearer" },
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn paths() -> Value {
+    json!({
+        "/health": {
+            "get": public(operation(
+                "Health check",
+                "Public.",
+                ok("The process is serving", json!({ "$ref": "#/components/schemas/Health" })),
+                &[],
+            )),
+        },
+        "/api/openapi.json": {
+            "get": public(operation(
+                "This document",
+                "Public.",
+                ok("OpenAPI 3.1 document", json!({ "type": "object" })),
+                &[],
+            )),
+        },
+        "/api/session": {
+            "post": public(with_body(operation(
+                "Log in",
+                "Public. Sets the session cookie (HttpOnly, SameSite=Strict). Five failed \
+                 logins within 15 minutes lock the user for 15 minutes (429 with Retry-After).",
+                ok("Logged in", schema_ref("LoginReply")),
+                &[400, 401, 429],
+            ), "LoginRequest")),
+            "delete": no_content(operation(
+                "Log out",
+                "Any role, with the session cookie; ends the session and clears the cookie.",
+                json!({}),
+                &[400, 401],
+            ), "Logged out"),
+        },
+        "/api/me": {
+            "get": operation("Current user", "Any role.", ok("The caller", schema_ref("User")), &[401]),
+        },
+        "/api/calls": {
+            "get": with_parameters(operation(
+                "List call records, newest first",
+                "Administrators, supervisors and QA see every call; agents see the calls \
+                 their agent id answered.",
+                ok("Call records", array_of("CallRecord")),
+                &[400, 401, 403],
+            ), paging(1000, 50)),
+        },
+        "/api/calls/{id}": {
+            "get": with_parameters(operation(
+                "One call record",
+                "Like the list: an agent gets 404 for a call it did not answer.",
+                ok("The call record", schema_ref("CallRecord")),
+                &[401, 403, 404],
+            ), vec![path_parameter("id", "Product call id", "string")]),
+        },
+        "/api/calls/{id}/recording": {
+            "get": with_parameters(operation(
+                "Replay a call's recording",
+                "Supervisors and QA only. Each replay is written to the audit log \
+                 (action recording.replay) before the file is sent.",
+                json!({ "200": {
+                    "description": "Stereo WAV, caller left and agent right",
+                    "content": { "audio/wav": { "schema": { "type": "string", "contentMediaType": "audio/wav" } } },
+                }}),
+                &[401, 403, 404],
+            ), vec![path_parameter("id", "Product call id", "string")]),
+        },
+        "/api/users": {
+            "get": operation("List users", "Administrators only.", ok("Users", array_of("User")), &[401, 403]),
+            "post": with_body(operation(
+                "Create a user",
+                "Administrators only. A user of role agent needs agent_id.",
+                created("The new user", schema_ref("User")),
+                &[400, 401, 403, 409],
+            ), "CreateUserRequest"),
+        },
+        "/api/users/{id}": {
+            "get": with_parameters(operation(
+                "One user",
+                "Administrators only.",
+                ok("The user", schema_ref("User")),
+                &[400, 401, 403, 404],
+            ), vec![user_id()]),
+            "patch": with_parameters(with_body(operation(
+                "Change role, agent id or disabled flag",
+                "Administrators only. Disabling ends the user's sessions and stops its tokens. \
+                 The last enabled administrator cannot be disabled or demoted (409).",
+                ok("The changed user", schema_ref("User")),
+                &[400, 401, 403, 404, 409],
+            ), "UpdateUserRequest"), vec![user_id()]),
+        },
+        "/api/users/{id}/password": {
+            "put": with_parameters(with_body(no_content(operation(
+                "Reset a password",
+                "Administrators only. Ends the user's sessions and lifts a lockout.",
+                json!({}),
+                &[400, 401, 403, 404],
+            ), "Password set"), "PasswordRequest"), vec![user_id()]),
+        },
+        "/api/tokens": {
+            "get": operation(
+                "List API tokens",
+                "Administrators only. Secrets are never listed.",
+                ok("Tokens", array_of("ApiToken")),
+                &[401, 403],
+            ),
+            "post": with_body(operation(
+                "Create an API token",
+                "Administrators only. The token acts as user_id with that user's role. \
+                 The secret is in this reply only; store it now.",
+                created("The token and its secret", schema_ref("CreatedToken")),
+                &[400, 401, 403, 404],
+            ), "CreateTokenRequest"),
+        },
+        "/api/tokens/{id}": {
+            "delete": with_parameters(no_content(operation(
+                "Revoke an API token",
+                "Administrators only.",
+                json!({}),
+                &[400, 401, 403, 404],
+            ), "Token revoked"), vec![path_parameter("id", "Token id", "integer")]),
+        },
+        "/api/audit": {
+            "get": with_parameters(operation(
+                "List the audit log, newest first",
+                "Administrators and supervisors. Entries cannot be changed or deleted.",
+                ok("Audit entries", array_of("AuditEntry")),
+                &[400, 401, 403],
+            ), paging(1000, 100)),
+        },
+    })
+}
+
+fn operation(summary: &str, description: &str, success: Value, errors: &[u16]) -> Value {
+    let mut responses = match success {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    for status in errors {
+        let reason = axum::http::StatusCode::from_u16(*status)
+            .ok()
+            .and_then(|code| code.canonical_reason())
+            .unwrap_or("Error");
+        let response = json!({
+            "description": reason,
+            "content": { "application/problem+json": { "schema": schema_ref("Problem") } },
+        });
+        responses.insert(status.to_string(), response);
+    }
+    json!({ "summary": summary, "description": description, "responses": responses })
+}
+
+fn set(mut operation: Value, key: &str, value: Value) -> Value {
+    if let Value::Object(map) = &mut operation {
+        map.insert(key.to_owned(), value);
+    }
+    operation
+}
+
+/// Marks an operation as needing no credentials.
+fn public(operation: Value) -> Value {
+    set(operation, "security", json!([]))
+}
+
+fn with_body(operation: Value, schema: &str) -> Value {
+    let body = json!({
+        "required": true,
+        "content": { "application/json": { "schema": schema_ref(schema) } },
+    });
+    set(operation, "requestBody", body)
+}
+
+fn with_parameters(operation: Value, parameters: Vec<Value>) -> Value {
+    set(operation, "parameters", Value::Array(parameters))
+}
+
+fn no_content(mut operation: Value, description: &str) -> Value {
+    if let Some(Value::Object(responses)) = operation.get_mut("responses") {
+        responses.insert("204".to_owned(), json!({ "description": description }));
+    }
+    operation
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "200": { "description": description, "content": { "application/json": { "schema": schema } } } })
+}
+
+fn created(description: &str, schema: Value) -> Value {
+    json!({ "201": { "description": description, "content": { "application/json": { "schema": schema } } } })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn array_of(name: &str) -> Value {
+    json!({ "type": "array", "items": schema_ref(name) })
+}
+
+fn path_parameter(name: &str, description: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": kind } })
+}
+
+fn user_id() -> Value {
+    path_parameter("id", "User id", "integer")
+}
+
+fn paging(maximum: u32, default: u32) -> Vec<Value> {
+    vec![
+        json!({ "name": "limit", "in": "query", "description": "Page size",
+                "schema": { "type": "integer", "minimum": 1, "maximum": maximum, "default": default } }),
+        json!({ "name": "offset", "in": "query", "description": "Entries to skip",
+                "schema": { "type": "integer", "minimum": 0, "default": 0 } }),
+    ]
+}
+
+fn schemas() -> Value {
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let nullable_timestamp = json!({ "type": ["string", "null"], "format": "date-time" });
+    let text = json!({ "type": "string" });
+    let nullable_text = json!({ "type": ["string", "null"] });
+    let number = json!({ "type": "number" });
+    let nullable_number = json!({ "type": ["number", "null"] });
+    let role = json!({ "$ref": "#/components/schemas/Role" });
+    json!({
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": { "status": { "const": "ok" } },
+        },
+        "Problem": {
+            "description": "RFC 9457 problem details",
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": text, "title": text, "status": { "type": "integer" }, "detail": text,
+            },
+        },
+        "Role": { "enum": ["administrator", "supervisor", "qa", "agent"] },
+        "User": {
+            "type": "object",
+            "required": ["id", "username", "role", "agent_id", "disabled", "created_at"],
+            "properties": {
+                "id": { "type": "integer" },
+                "username": text,
+                "role": role,
+                "agent_id": nullable_text,
+                "disabled": { "type": "boolean" },
+                "created_at": timestamp,
+            },
+        },
+        "LoginRequest": {
+            "type": "object",
+            "required": ["username", "password"],
+            "properties": { "username": text, "password": text },
+        },
+        "LoginReply": {
+            "type": "object",
+            "required": ["user", "expires_at"],
+            "properties": { "user": schema_ref("User"), "expires_at": timestamp },
+        },
+        "CreateUserRequest": {
+            "type": "object",
+            "required": ["username", "password", "role"],
+            "properties": {
+                "username": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+                "password": { "type": "string", "minLength": 8, "maxLength": 1024 },
+                "role": role,
+                "agent_id": nullable_text,
+            },
+        },
+        "UpdateUserRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "role": role,
+                "agent_id": nullable_text,
+                "disabled": { "type": "boolean" },
+            },
+        },
+        "PasswordRequest": {
+            "type": "object",
+            "required": ["password"],
+            "properties": { "password": { "type": "string", "minLength": 8, "maxLength": 1024 } },
+        },
+        "CreateTokenRequest": {
+            "type": "object",
+            "required": ["user_id", "name"],
+            "properties": { "user_id": { "type": "integer" }, "name": text },
+        },
+        "ApiToken": {
+            "type": "object",
+            "required": ["id", "user_id", "name", "created_by", "created_at"],
+            "properties": {
+                "id": { "type": "integer" },
+                "user_id": { "type": "integer" },
+                "name": text,
+                "created_by": { "type": "integer" },
+                "created_at": timestamp,
+            },
+        },
+        "CreatedToken": {
+            "allOf": [
+                schema_ref("ApiToken"),
+                { "type": "object", "required": ["token"], "properties": { "token": text } },
+            ],
+        },
+        "AuditEntry": {
+            "type": "object",
+            "required": ["id", "at", "user_id", "username", "action", "target", "remote_address"],
+            "properties": {
+                "id": { "type": "integer" },
+                "at": timestamp,
+                "user_id": { "type": "integer" },
+                "username": text,
+                "action": { "type": "string", "examples": ["recording.replay", "user.create"] },
+                "target": nullable_text,
+                "remote_address": nullable_text,
+            },
+        },
+        "CallRecord": {
+            "description": "Call detail record; docs/cdr.md describes each field",
+            "type": "object",
+            "properties": {
+                "id": text, "caller_call_id": text, "agent_call_id": nullable_text,
+                "caller": text, "dialed": text, "trunk": nullable_text,
+                "source_extension": nullable_text, "queue": nullable_text, "agent": nullable_text,
+                "arrived_at": timestamp, "queued_at": nullable_timestamp,
+                "answered_at": nullable_timestamp, "ended_at": timestamp,
+                "wait_seconds": number, "talk_seconds": number,
+                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed"] },
+                "sip_status": { "type": ["integer", "null"] },
+                "hangup_side": { "enum": ["caller", "agent", "system", null] },
+                "recording_path": nullable_text, "recording_seconds": nullable_number,
+            },
+        },
+    })
+}

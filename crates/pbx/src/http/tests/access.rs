@@ -1,0 +1,388 @@
+//! Every route with every role, without credentials, and the ways a
+//! credential can be missing or wrong.
+
+use serde_json::json;
+
+use super::*;
+
+/// One route exercised by every role: the roles in `allowed` get `success`,
+/// the others 403, and a request without credentials 401 unless `allowed`
+/// is `None` (a public route).
+struct Case {
+    verb: Verb,
+    path: &'static str,
+    uri: String,
+    body: Option<serde_json::Value>,
+    allowed: Option<&'static [Role]>,
+    success: StatusCode,
+}
+
+const EVERY_ROLE: &[Role] = &Role::ALL;
+const ADMINISTRATOR: &[Role] = &[Role::Administrator];
+
+fn method(verb: Verb) -> Method {
+    match verb {
+        Verb::Get => Method::GET,
+        Verb::Post => Method::POST,
+        Verb::Put => Method::PUT,
+        Verb::Patch => Method::PATCH,
+        Verb::Delete => Method::DELETE,
+    }
+}
+
+/// The cases, with ids taken from a fixture prepared by [`prepared`].
+fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
+    use Verb::{Delete, Get, Patch, Post, Put};
+    let agent = fixture.user(Role::Agent).id;
+    let supervisor = fixture.user(Role::Supervisor).id;
+    let case = |verb, path, uri: &str, body, allowed, success| Case {
+        verb,
+        path,
+        uri: uri.to_owned(),
+        body,
+        allowed,
+        success,
+    };
+    let login = json!({ "username": "sam", "password": "sam-password" });
+    let new_user = json!({ "username": "new-user", "password": "new-user-password", "role": "qa" });
+    let new_token = json!({ "user_id": supervisor, "name": "export" });
+    let agent_user = format!("/api/users/{agent}");
+    let agent_password = format!("/api/users/{agent}/password");
+    vec![
+        case(Get, "/health", "/health", None, None, StatusCode::OK),
+        case(
+            Get,
+            "/api/openapi.json",
+            "/api/openapi.json",
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/session",
+            "/api/session",
+            Some(login),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Delete,
+            "/api/session",
+            "/api/session",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Get,
+            "/api/me",
+            "/api/me",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/calls",
+            "/api/calls",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/calls/{id}",
+            "/api/calls/call-1",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/calls/{id}/recording",
+            "/api/calls/call-1/recording",
+            None,
+            Some(&[Role::Supervisor, Role::Qa]),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/users",
+            "/api/users",
+            None,
+            Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/users",
+            "/api/users",
+            Some(new_user),
+            Some(ADMINISTRATOR),
+            StatusCode::CREATED,
+        ),
+        case(
+            Get,
+            "/api/users/{id}",
+            &agent_user,
+            None,
+            Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
+        case(
+            Patch,
+            "/api/users/{id}",
+            &agent_user,
+            Some(json!({ "agent_id": "1002" })),
+            Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
+        case(
+            Put,
+            "/api/users/{id}/password",
+            &agent_password,
+            Some(json!({ "password": "another-password" })),
+            Some(ADMINISTRATOR),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Get,
+            "/api/tokens",
+            "/api/tokens",
+            None,
+            Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/tokens",
+            "/api/tokens",
+            Some(new_token),
+            Some(ADMINISTRATOR),
+            StatusCode::CREATED,
+        ),
+        case(
+            Delete,
+            "/api/tokens/{id}",
+            &format!("/api/tokens/{token_id}"),
+            None,
+            Some(ADMINISTRATOR),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Get,
+            "/api/audit",
+            "/api/audit",
+            None,
+            Some(&[Role::Administrator, Role::Supervisor]),
+            StatusCode::OK,
+        ),
+    ]
+}
+
+/// A fixture with a recorded call answered by the agent user and one API
+/// token; returns the token id.
+async fn prepared() -> (Fixture, i64) {
+    let fixture = fixture().await;
+    recorded_call(&fixture, "call-1").await;
+    let token = fixture
+        .accounts
+        .create_api_token(
+            fixture.user(Role::Supervisor).id,
+            "reports",
+            fixture.user(Role::Administrator).id,
+            T0,
+        )
+        .await
+        .expect("token");
+    (fixture, token.info.id)
+}
+
+#[tokio::test]
+async fn cases_cover_every_route() {
+    let (fixture, token_id) = prepared().await;
+    let mut covered: Vec<(&str, Verb)> = cases(&fixture, token_id)
+        .iter()
+        .map(|case| (case.path, case.verb))
+        .collect();
+    let mut routed = routes().table;
+    covered.sort();
+    routed.sort();
+    assert_eq!(covered, routed);
+}
+
+#[tokio::test]
+async fn every_route_checks_role() {
+    let (template, token_id) = prepared().await;
+    for case in cases(&template, token_id) {
+        // A fresh fixture per route, so that one route's changes (a logout,
+        // a new password) do not leak into the next.
+        let (fixture, _) = prepared().await;
+        let label = format!("{} {}", case.verb.as_str(), case.uri);
+        let send = |role| fixture.call(role, method(case.verb), &case.uri, case.body.clone());
+
+        let anonymous = send(None).await;
+        match case.allowed {
+            None => assert_eq!(
+                anonymous.status, case.success,
+                "{label} without credentials"
+            ),
+            Some(_) => {
+                let detail = anonymous.problem(StatusCode::UNAUTHORIZED);
+                assert!(
+                    detail.starts_with("authentication required"),
+                    "{label}: {detail}"
+                );
+            }
+        }
+        let allowed = case.allowed.unwrap_or(EVERY_ROLE);
+        // Denied roles go first: an allowed change such as a password reset
+        // can end another user's session.
+        let (permitted, denied): (Vec<Role>, Vec<Role>) = Role::ALL
+            .into_iter()
+            .partition(|role| allowed.contains(role));
+        for role in denied {
+            let reply = send(Some(role)).await;
+            let detail = reply.problem(StatusCode::FORBIDDEN);
+            let prefix = format!("role {} may not", role.as_str());
+            assert!(detail.starts_with(&prefix), "{label} as {role:?}: {detail}");
+        }
+        for role in permitted {
+            let reply = send(Some(role)).await;
+            assert_eq!(
+                reply.status,
+                case.success,
+                "{label} as {role:?}: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn bearer_token_authenticates() {
+    let fixture = fixture().await;
+    let created = fixture
+        .accounts
+        .create_api_token(
+            fixture.user(Role::Qa).id,
+            "quality tool",
+            fixture.user(Role::Administrator).id,
+            T0,
+        )
+        .await
+        .expect("token");
+    let bearer = |uri: &str, value: String| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, value)
+            .body(Body::empty())
+            .expect("valid request")
+    };
+    let reply = fixture
+        .send(bearer("/api/me", format!("Bearer {}", created.token)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["username"], "quinn");
+    // RFC 9110: the scheme name is case-insensitive.
+    let reply = fixture
+        .send(bearer("/api/me", format!("bearer {}", created.token)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // The token carries the QA role: recordings yes, users no.
+    let reply = fixture
+        .send(bearer("/api/users", format!("Bearer {}", created.token)))
+        .await;
+    reply.problem(StatusCode::FORBIDDEN);
+
+    fixture
+        .accounts
+        .revoke_api_token(created.info.id)
+        .await
+        .expect("revoke");
+    let reply = fixture
+        .send(bearer("/api/me", format!("Bearer {}", created.token)))
+        .await;
+    assert_eq!(
+        reply.problem(StatusCode::UNAUTHORIZED),
+        "invalid or revoked bearer token"
+    );
+    assert_eq!(
+        reply
+            .headers
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer realm=\"pbx\""[..])
+    );
+}
+
+#[tokio::test]
+async fn malformed_credentials_rejected() {
+    let fixture = fixture().await;
+    let cases = [
+        (
+            header::AUTHORIZATION,
+            "Basic YWRhOmFkYS1wYXNzd29yZA==",
+            "unsupported Authorization header",
+        ),
+        (
+            header::AUTHORIZATION,
+            "Bearer",
+            "unsupported Authorization header",
+        ),
+        (
+            header::AUTHORIZATION,
+            "Bearer    ",
+            "unsupported Authorization header",
+        ),
+        (
+            header::AUTHORIZATION,
+            "Bearer pbx_0000",
+            "invalid or revoked bearer token",
+        ),
+        (
+            header::COOKIE,
+            "pbx_session=0000",
+            "session expired or ended",
+        ),
+        (header::COOKIE, "pbx_session=", "authentication required"),
+        (header::COOKIE, "other=1", "authentication required"),
+    ];
+    for (name, value, expected) in cases {
+        let request = Request::get("/api/me")
+            .header(name.clone(), value)
+            .body(Body::empty())
+            .expect("valid request");
+        let reply = fixture.send(request).await;
+        let detail = reply.problem(StatusCode::UNAUTHORIZED);
+        assert!(detail.starts_with(expected), "{name}: {value}: {detail}");
+    }
+}
+
+#[tokio::test]
+async fn bearer_wins_over_cookie() {
+    let fixture = fixture().await;
+    let created = fixture
+        .accounts
+        .create_api_token(
+            fixture.user(Role::Qa).id,
+            "quality tool",
+            fixture.user(Role::Administrator).id,
+            T0,
+        )
+        .await
+        .expect("token");
+    let cookie = format!(
+        "{}={}",
+        auth::SESSION_COOKIE,
+        fixture.sessions[&Role::Administrator]
+    );
+    let request = Request::get("/api/me")
+        .header(header::COOKIE, cookie)
+        .header(header::AUTHORIZATION, format!("Bearer {}", created.token))
+        .body(Body::empty())
+        .expect("valid request");
+    let reply = fixture.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["role"], "qa");
+}

@@ -1,0 +1,171 @@
+//! Registrar bindings in SQLite, so a restart does not make every agent
+//! unreachable until its phone registers again.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sip_server::registrar::StoredBinding;
+use sip_server::transaction::TransportKind;
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RegistrationStoreError {
+    #[error("failed to migrate the registrations table: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("registrations query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub(crate) struct RegistrationStore {
+    pool: SqlitePool,
+}
+
+impl RegistrationStore {
+    /// Uses the PBX database behind `pool`, creating the table if needed.
+    pub(crate) async fn open(
+        pool: SqlitePool,
+    ) -> Result<RegistrationStore, RegistrationStoreError> {
+        let mut migrator = sqlx::migrate!();
+        // Other stores share the database with migrations of their own.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(RegistrationStore { pool })
+    }
+
+    /// Replaces the stored bindings of `agent` with `bindings`.
+    pub(crate) async fn save(
+        &self,
+        agent: &str,
+        bindings: &[StoredBinding],
+    ) -> Result<(), RegistrationStoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("DELETE FROM registrations WHERE agent = ?")
+            .bind(agent)
+            .execute(&mut *transaction)
+            .await?;
+        for binding in bindings {
+            sqlx::query(
+                "INSERT INTO registrations \
+                 (agent, contact, expires_at_ms, call_id, cseq, transport, address) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(agent)
+            .bind(&binding.contact)
+            .bind(unix_millis(binding.expires_at))
+            .bind(&binding.call_id)
+            .bind(i64::from(binding.cseq))
+            .bind(match binding.transport {
+                TransportKind::Udp => "udp",
+                TransportKind::Tcp => "tcp",
+            })
+            .bind(binding.address.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Every stored binding that has not expired at `now`, by agent. Rows
+    /// that do not decode are skipped with a warning.
+    pub(crate) async fn load(
+        &self,
+        now: SystemTime,
+    ) -> Result<HashMap<String, Vec<StoredBinding>>, RegistrationStoreError> {
+        let rows = sqlx::query(
+            "SELECT agent, contact, expires_at_ms, call_id, cseq, transport, address \
+             FROM registrations WHERE expires_at_ms > ?",
+        )
+        .bind(unix_millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut bindings: HashMap<String, Vec<StoredBinding>> = HashMap::new();
+        for row in rows {
+            let agent: String = row.try_get("agent")?;
+            match decode(&row) {
+                Some(binding) => bindings.entry(agent).or_default().push(binding),
+                None => tracing::warn!(agent, "stored registration does not decode; skipped"),
+            }
+        }
+        Ok(bindings)
+    }
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Option<StoredBinding> {
+    let expires_ms: i64 = row.try_get("expires_at_ms").ok()?;
+    let transport = match row.try_get::<String, _>("transport").ok()?.as_str() {
+        "udp" => TransportKind::Udp,
+        "tcp" => TransportKind::Tcp,
+        _ => return None,
+    };
+    Some(StoredBinding {
+        contact: row.try_get("contact").ok()?,
+        expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).ok()?),
+        call_id: row.try_get("call_id").ok()?,
+        cseq: u32::try_from(row.try_get::<i64, _>("cseq").ok()?).ok()?,
+        transport,
+        address: row.try_get::<String, _>("address").ok()?.parse().ok()?,
+    })
+}
+
+fn unix_millis(at: SystemTime) -> i64 {
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(contact: &str, expires_in: Duration) -> StoredBinding {
+        StoredBinding {
+            contact: contact.to_owned(),
+            expires_at: SystemTime::now() + expires_in,
+            call_id: "reg-1@test".to_owned(),
+            cseq: 7,
+            transport: TransportKind::Udp,
+            address: "127.0.0.1:5062".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn save_replaces_and_load_skips_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let store = RegistrationStore::open(cdr.pool().clone()).await.unwrap();
+        let first = binding("<sip:1001@127.0.0.1:5062>", Duration::from_secs(600));
+        store
+            .save("1001", std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        let second = binding("<sip:1001@127.0.0.1:5064>", Duration::from_secs(600));
+        let expired = binding("<sip:1001@127.0.0.1:5066>", Duration::ZERO);
+        store
+            .save("1001", &[second.clone(), expired])
+            .await
+            .unwrap();
+        store.save("1002", &[]).await.unwrap();
+
+        let loaded = store.load(SystemTime::now()).await.unwrap();
+        assert_eq!(loaded.len(), 1);
+        let stored = &loaded["1001"];
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].contact, second.contact);
+        assert_eq!(stored[0].cseq, 7);
+        assert_eq!(stored[0].address, second.address);
+    }
+
+    #[tokio::test]
+    async fn reopening_the_cdr_store_after_this_migration_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        RegistrationStore::open(cdr.pool().clone()).await.unwrap();
+        drop(cdr);
+        let reopened = cdr::CdrStore::open(dir.path()).await;
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+    }
+}

@@ -1,0 +1,512 @@
+//! Everything the session task changes: peer addresses, per-leg media
+//! state, counters and the recorder, and what it does with each packet.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use recordings::{Channel, Recorder, RecordingSummary};
+use rtp::telephone_event::DEFAULT_TELEPHONE_EVENT_PT;
+use rtp::{DtmfDetector, RtpPacket, is_rtcp};
+use tokio::sync::mpsc;
+
+use crate::codec::{Codec, Encoder, LegCodecs, Transcoder};
+use crate::latch::Latch;
+use crate::outgoing::{OutgoingStream, Rewritten, StreamSource};
+use crate::player::Player;
+use crate::session::{Control, LegCounters, LegSockets, add};
+use crate::task::Origin;
+use crate::{Leg, MediaError, MediaEvent, PlaybackEnd};
+
+mod local;
+
+/// Valid RTP packets in a row from a new source before the latch follows it
+/// (60 ms of 20 ms packets).
+const RTP_LATCH_CONFIRM: u32 = 3;
+/// RTCP comes every few seconds, so a new source is followed sooner.
+const RTCP_LATCH_CONFIRM: u32 = 2;
+/// RTP clock of every codec the relay handles (G.711, and G.722 by the
+/// RFC 3551 convention).
+const CLOCK_RATE: u32 = 8000;
+
+/// Latches and addresses of one leg's peer.
+struct PeerAddresses {
+    remote: Option<SocketAddr>,
+    rtp: Latch,
+    rtcp: Latch,
+}
+
+impl PeerAddresses {
+    fn new() -> PeerAddresses {
+        PeerAddresses {
+            remote: None,
+            rtp: Latch::new(RTP_LATCH_CONFIRM),
+            rtcp: Latch::new(RTCP_LATCH_CONFIRM),
+        }
+    }
+
+    fn rtp_destination(&self) -> Option<SocketAddr> {
+        self.rtp.current().or(self.remote)
+    }
+
+    /// Latched RTCP source, else the port above the RTP address
+    /// (RFC 3550 section 11).
+    fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.rtcp.current().or_else(|| {
+            let rtp = self.rtp_destination()?;
+            let port = rtp.port().checked_add(1)?;
+            Some(SocketAddr::new(rtp.ip(), port))
+        })
+    }
+}
+
+/// A telephone-event packet waiting for its send time.
+struct ScheduledEvent {
+    due: Instant,
+    marker: bool,
+    sequence: u16,
+    timestamp: u32,
+    payload: [u8; 4],
+    payload_type: u8,
+    /// Each digit is its own local source, so the rewriter sees a switch.
+    source: StreamSource,
+}
+
+/// Media state of one leg: what its peer negotiated and sends, and what
+/// the relay itself sends to it.
+struct LegMedia {
+    codecs: Option<LegCodecs>,
+    /// Codec of the newest audio packet from the peer, used by the player
+    /// until [`LegCodecs`] are set.
+    last_codec: Option<Codec>,
+    /// Converts audio from this leg to the other leg's codec, for the SSRC
+    /// it was created for.
+    transcoder: Option<(u32, Transcoder)>,
+    /// Encodes what the player sends to this leg.
+    encoder: Option<Encoder>,
+    detector: DtmfDetector,
+    outgoing: OutgoingStream,
+    player: Option<Player>,
+    /// Source of the current player's packets, for `outgoing`.
+    player_source: StreamSource,
+    /// Last identifier handed to a player or a generated digit.
+    local_source: u32,
+    events: VecDeque<ScheduledEvent>,
+}
+
+impl LegMedia {
+    fn new(local_ssrc: u32) -> LegMedia {
+        LegMedia {
+            codecs: None,
+            last_codec: None,
+            transcoder: None,
+            encoder: None,
+            detector: DtmfDetector::new(CLOCK_RATE),
+            outgoing: OutgoingStream::new(local_ssrc, CLOCK_RATE),
+            player: None,
+            player_source: StreamSource::Local(0),
+            local_source: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    fn event_payload_type(&self) -> Option<u8> {
+        match self.codecs {
+            Some(codecs) => codecs.event_payload_type,
+            None => Some(DEFAULT_TELEPHONE_EVENT_PT),
+        }
+    }
+
+    fn codec(&self) -> Codec {
+        self.codecs
+            .map(|codecs| codecs.codec)
+            .or(self.last_codec)
+            .unwrap_or(Codec::Pcmu)
+    }
+
+    /// True while the relay's own audio or events go to this leg, which
+    /// mutes what the other leg sends.
+    fn is_local_active(&self) -> bool {
+        self.player.is_some() || !self.events.is_empty()
+    }
+
+    fn next_local_source(&mut self) -> StreamSource {
+        self.local_source = self.local_source.wrapping_add(1);
+        StreamSource::Local(self.local_source)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let player = self.player.as_ref().and_then(Player::next_due);
+        let event = self.events.front().map(|event| event.due);
+        match (player, event) {
+            (Some(player), Some(event)) => Some(player.min(event)),
+            (player, event) => player.or(event),
+        }
+    }
+}
+
+/// Payload change for a relayed packet.
+enum Payload {
+    Unchanged,
+    NewType(u8),
+    Transcoded(u8, Vec<u8>),
+    Dropped,
+}
+
+/// Everything the task changes: addresses, counters and the recorder.
+pub(crate) struct RelayState {
+    peers: [PeerAddresses; 2],
+    media: [LegMedia; 2],
+    pub(crate) counters: Arc<[LegCounters; 2]>,
+    recorder: Option<Box<Recorder>>,
+    recording_error: Option<recordings::RecordingError>,
+    subscribers: Vec<mpsc::Sender<MediaEvent>>,
+}
+
+impl RelayState {
+    pub(crate) fn new(counters: Arc<[LegCounters; 2]>, local_ssrcs: [u32; 2]) -> RelayState {
+        RelayState {
+            peers: [PeerAddresses::new(), PeerAddresses::new()],
+            media: local_ssrcs.map(LegMedia::new),
+            counters,
+            recorder: None,
+            recording_error: None,
+            subscribers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn apply(&mut self, control: Control, now: Instant) {
+        match control {
+            Control::SetRemote(leg, addr) => {
+                tracing::debug!(?leg, %addr, "remote address set");
+                self.peers[leg.index()].remote = Some(addr);
+            }
+            Control::ResetLeg(leg) => {
+                tracing::debug!(?leg, "latch reset");
+                let peer = &mut self.peers[leg.index()];
+                peer.rtp.reset();
+                peer.rtcp.reset();
+            }
+            Control::StartRecording(recorder) => {
+                tracing::info!(path = %recorder.path().display(), "recording started");
+                self.recorder = Some(recorder);
+            }
+            Control::Subscribe(sender) => self.subscribers.push(sender),
+            Control::SetCodecs(leg, codecs) => {
+                tracing::debug!(?leg, ?codecs, "codecs set");
+                self.media[leg.index()].codecs = Some(codecs);
+            }
+            Control::Play(leg, request) => self.start_player(leg, *request, now),
+            Control::StopPlayback(leg) => self.end_player(leg, PlaybackEnd::Stopped),
+            Control::SendDigit(leg, digit) => self.send_digit(leg, digit, now),
+            // The task loop handles Close before it gets here.
+            Control::Close(_) => {}
+        }
+    }
+
+    fn emit(&mut self, event: MediaEvent) {
+        self.subscribers
+            .retain(|subscriber| match subscriber.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(?event, "media event subscriber is full, event dropped");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
+    /// Handles one datagram: validates, latches, records, detects DTMF and
+    /// forwards it.
+    pub(crate) async fn relay(
+        &mut self,
+        sockets: &[LegSockets; 2],
+        origin: Origin,
+        source: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        let counters = &self.counters[origin.leg.index()];
+        add(&counters.packets_received, 1);
+        add(&counters.bytes_received, datagram.len());
+
+        // On the RTP port, RTCP may come multiplexed (RFC 5761); it is relayed
+        // and latches like RTP but is not recorded.
+        let rtcp = is_rtcp(datagram);
+        let packet = if rtcp {
+            None
+        } else if origin.rtcp {
+            self.count_invalid(origin, source);
+            return;
+        } else {
+            let Ok(packet) = RtpPacket::parse(datagram) else {
+                self.count_invalid(origin, source);
+                return;
+            };
+            Some(packet)
+        };
+
+        let peer = &mut self.peers[origin.leg.index()];
+        let latch = if origin.rtcp {
+            &mut peer.rtcp
+        } else {
+            &mut peer.rtp
+        };
+        if latch.observe(source) {
+            tracing::debug!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, "peer address latched");
+        }
+        match packet {
+            Some(packet) => {
+                self.inspect(origin.leg, &packet, now);
+                self.forward_rtp(sockets, origin.leg, &packet, datagram, now)
+                    .await;
+            }
+            None => self.forward_rtcp(sockets, origin, datagram).await,
+        }
+    }
+
+    fn count_invalid(&self, origin: Origin, source: SocketAddr) {
+        let count = add(&self.counters[origin.leg.index()].invalid_packets, 1);
+        if count.is_power_of_two() {
+            tracing::warn!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, count, "invalid packet dropped");
+        }
+    }
+
+    /// Records the packet, counts it in the reception statistics and feeds
+    /// telephone-events to the leg's DTMF detector.
+    fn inspect(&mut self, leg: Leg, packet: &RtpPacket<'_>, now: Instant) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            let channel = match leg {
+                Leg::Caller => Channel::Caller,
+                Leg::Agent => Channel::Agent,
+            };
+            recorder.push(channel, packet, now);
+        }
+        let media = &mut self.media[leg.index()];
+        if Some(packet.payload_type) == media.event_payload_type() {
+            if let Some(digit) = media.detector.push(packet, now) {
+                self.digit_detected(leg, digit, now);
+            }
+            return;
+        }
+        if let Some(codec) = Codec::from_payload_type(packet.payload_type) {
+            media.last_codec = Some(codec);
+        }
+        self.counters[leg.index()].record_reception(packet, CLOCK_RATE, now);
+    }
+
+    fn digit_detected(&mut self, leg: Leg, digit: rtp::DetectedDigit, now: Instant) {
+        tracing::debug!(?leg, digit = %digit.digit, duration = ?digit.duration, "DTMF digit detected");
+        self.emit(MediaEvent::Dtmf { leg, digit });
+        let barge_in = self.media[leg.index()]
+            .player
+            .as_ref()
+            .is_some_and(|player| player.barge_in);
+        if barge_in {
+            self.end_player(leg, PlaybackEnd::BargeIn(digit.digit));
+        }
+        // The other leg did not negotiate telephone-events: it gets the key
+        // as an in-band tone instead.
+        let other = &self.media[leg.other().index()];
+        if other.codecs.is_some() && other.event_payload_type().is_none() {
+            self.send_digit(leg.other(), digit.digit, now);
+        }
+    }
+
+    /// Maps the payload of a packet from `from` to what the other leg
+    /// negotiated: telephone-event payload type, transcoded audio.
+    fn map_payload(&mut self, from: Leg, packet: &RtpPacket<'_>) -> Payload {
+        let source = &self.media[from.index()];
+        let target = &self.media[from.other().index()];
+        if Some(packet.payload_type) == source.event_payload_type() {
+            return match (target.codecs, target.event_payload_type()) {
+                (None, _) => Payload::Unchanged,
+                (Some(_), Some(payload_type)) if payload_type == packet.payload_type => {
+                    Payload::Unchanged
+                }
+                (Some(_), Some(payload_type)) => Payload::NewType(payload_type),
+                // Sent to the other leg as an in-band tone on detection.
+                (Some(_), None) => Payload::Dropped,
+            };
+        }
+        let (Some(source_codecs), Some(target_codecs)) = (source.codecs, target.codecs) else {
+            return Payload::Unchanged;
+        };
+        let to = target_codecs.codec;
+        match Codec::from_payload_type(packet.payload_type) {
+            Some(codec) if codec != to && codec == source_codecs.codec => {
+                let transcoder = &mut self.media[from.index()].transcoder;
+                // A new SSRC or new codecs start a fresh decoder and encoder,
+                // because G.722 state belongs to one stream.
+                let reusable = transcoder.as_ref().is_some_and(|(ssrc, transcoder)| {
+                    *ssrc == packet.ssrc && transcoder.converts(codec, to)
+                });
+                if !reusable {
+                    *transcoder = Some((packet.ssrc, Transcoder::new(codec, to)));
+                }
+                match transcoder.as_mut() {
+                    Some((_, transcoder)) => {
+                        Payload::Transcoded(to.payload_type(), transcoder.transcode(packet.payload))
+                    }
+                    None => Payload::Dropped,
+                }
+            }
+            _ => Payload::Unchanged,
+        }
+    }
+
+    async fn forward_rtp(
+        &mut self,
+        sockets: &[LegSockets; 2],
+        from: Leg,
+        packet: &RtpPacket<'_>,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        let to = from.other();
+        if self.media[to.index()].is_local_active() {
+            return;
+        }
+        let Some(destination) = self.peers[to.index()].rtp_destination() else {
+            add(&self.counters[from.index()].unroutable_packets, 1);
+            return;
+        };
+        let payload = self.map_payload(from, packet);
+        let source = StreamSource::Relayed(packet.ssrc);
+        let rewritten =
+            self.media[to.index()]
+                .outgoing
+                .rewrite(source, packet.sequence, packet.timestamp, now);
+        let out = match payload {
+            Payload::Dropped => return,
+            Payload::Unchanged => {
+                patch_header(datagram, packet.payload_type, packet.marker, rewritten)
+            }
+            Payload::NewType(payload_type) => {
+                patch_header(datagram, payload_type, packet.marker, rewritten)
+            }
+            Payload::Transcoded(payload_type, payload) => {
+                build_packet(payload_type, packet.marker, rewritten, &payload)
+            }
+        };
+        self.send(sockets, to, destination, &out).await;
+    }
+
+    async fn forward_rtcp(&self, sockets: &[LegSockets; 2], origin: Origin, datagram: &[u8]) {
+        let to = origin.leg.other();
+        let peer = &self.peers[to.index()];
+        let (socket, destination) = if origin.rtcp {
+            (&sockets[to.index()].rtcp, peer.rtcp_destination())
+        } else {
+            (&sockets[to.index()].rtp, peer.rtp_destination())
+        };
+        let Some(destination) = destination else {
+            add(&self.counters[origin.leg.index()].unroutable_packets, 1);
+            return;
+        };
+        match socket.send_to(datagram, destination).await {
+            Ok(sent) => {
+                let counters = &self.counters[to.index()];
+                add(&counters.packets_sent, 1);
+                add(&counters.bytes_sent, sent);
+            }
+            Err(error) => tracing::trace!(%destination, %error, "send failed"),
+        }
+    }
+
+    async fn send(
+        &self,
+        sockets: &[LegSockets; 2],
+        to: Leg,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) {
+        match sockets[to.index()].rtp.send_to(datagram, destination).await {
+            Ok(sent) => {
+                let counters = &self.counters[to.index()];
+                add(&counters.packets_sent, 1);
+                add(&counters.bytes_sent, sent);
+            }
+            Err(error) => tracing::trace!(%destination, %error, "send failed"),
+        }
+    }
+
+    /// Reports DTMF digits whose final packets were lost.
+    pub(crate) fn poll_dtmf_timeouts(&mut self, now: Instant) {
+        for leg in [Leg::Caller, Leg::Agent] {
+            if let Some(digit) = self.media[leg.index()].detector.poll_timeout(now) {
+                self.digit_detected(leg, digit, now);
+            }
+        }
+    }
+
+    pub(crate) fn flush_recording(&mut self, now: Instant) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        if let Err(error) = recorder.flush(now) {
+            // Stop recording but keep relaying; close reports the error.
+            tracing::error!(%error, "recording stopped");
+            self.recorder = None;
+            self.recording_error = Some(error);
+        }
+    }
+
+    pub(crate) fn finish_recording(
+        &mut self,
+        end: Instant,
+        call_id: &str,
+    ) -> Result<Option<RecordingSummary>, MediaError> {
+        if let Some(source) = self.recording_error.take() {
+            return Err(MediaError::Recording {
+                call_id: call_id.to_owned(),
+                source,
+            });
+        }
+        let Some(recorder) = self.recorder.take() else {
+            return Ok(None);
+        };
+        match recorder.finish(end) {
+            Ok(summary) => {
+                tracing::info!(frames = summary.frames, path = %summary.path.display(), "recording finished");
+                Ok(Some(summary))
+            }
+            Err(source) => {
+                tracing::error!(error = %source, "recording failed");
+                Err(MediaError::Recording {
+                    call_id: call_id.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Copies a relayed datagram with new header fields. CSRCs, the header
+/// extension, the payload and padding stay as received.
+fn patch_header(datagram: &[u8], payload_type: u8, marker: bool, rewritten: Rewritten) -> Vec<u8> {
+    let mut out = datagram.to_vec();
+    // The caller parsed the datagram, so the 12-byte fixed header is there.
+    if let Some(header) = out.get_mut(..12) {
+        header[1] = u8::from(marker || rewritten.marker) << 7 | (payload_type & 0x7F);
+        header[2..4].copy_from_slice(&rewritten.sequence.to_be_bytes());
+        header[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
+        header[8..12].copy_from_slice(&rewritten.ssrc.to_be_bytes());
+    }
+    out
+}
+
+fn build_packet(payload_type: u8, marker: bool, rewritten: Rewritten, payload: &[u8]) -> Vec<u8> {
+    let packet = RtpPacket {
+        payload_type,
+        marker: marker || rewritten.marker,
+        sequence: rewritten.sequence,
+        timestamp: rewritten.timestamp,
+        ssrc: rewritten.ssrc,
+        payload,
+    };
+    let mut out = Vec::with_capacity(12 + payload.len());
+    packet.write(&mut out);
+    out
+}

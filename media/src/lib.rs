@@ -4,10 +4,14 @@
 //! relay, advertised in that leg's SDP. One tokio task per session receives
 //! on the four sockets and forwards every RTP and RTCP datagram to the other
 //! leg. The peer address of a leg is the one from its SDP
-//! ([`MediaSession::set_remote`]) until the first valid packet arrives from
-//! it; from then on the relay sends to the packet's source address
-//! (symmetric RTP, which gets media through NAT), and follows a new source
-//! once it sends a few valid packets in a row.
+//! ([`MediaSession::set_remote`]) until the leg learns its peer's source
+//! from the first valid packet from that IP address (from any source when
+//! the SDP address is private, as behind NAT). From then on the relay sends
+//! to that source (symmetric RTP, which gets media through NAT) and drops
+//! datagrams from every other source, until [`MediaSession::reset_leg`] or
+//! a new SDP address. Port pairs are picked at random, datagrams over 1500
+//! bytes and payload types the leg did not negotiate
+//! ([`MediaSession::set_payload_types`]) are dropped.
 //!
 //! When recording, RTP payloads of both legs go to a
 //! [`recordings::Recorder`] (caller left, agent right), which the task

@@ -11,10 +11,6 @@ use crate::MediaError;
 pub(crate) struct PortAllocator {
     first: u16,
     in_use: Vec<bool>,
-    /// Next pair to try. Pairs are handed out round-robin so that a port
-    /// just freed is reused last, and late packets of the old call are
-    /// unlikely to reach a new one.
-    cursor: usize,
 }
 
 impl PortAllocator {
@@ -38,7 +34,6 @@ impl PortAllocator {
         Ok(PortAllocator {
             first: start,
             in_use: vec![false; pairs],
-            cursor: 0,
         })
     }
 
@@ -46,14 +41,26 @@ impl PortAllocator {
         self.in_use.len()
     }
 
-    /// Marks the next free pair as used and returns its RTP port.
-    pub(crate) fn allocate(&mut self) -> Option<u16> {
-        let pairs = self.in_use.len();
-        let offset = (0..pairs).find(|offset| !self.in_use[(self.cursor + offset) % pairs])?;
-        let index = (self.cursor + offset) % pairs;
-        self.in_use[index] = true;
-        self.cursor = (index + 1) % pairs;
-        Some(self.first + 2 * index as u16)
+    /// Marks a free pair as used and returns its RTP port. `random` picks
+    /// which of the free pairs: ports handed out in order would let a host
+    /// guess the next call's port, and a port just freed would soon get
+    /// late packets of the old call.
+    pub(crate) fn allocate(&mut self, random: u32) -> Option<u16> {
+        let free = self.in_use.iter().filter(|used| !**used).count();
+        if free == 0 {
+            return None;
+        }
+        let nth = usize::try_from(random).unwrap_or(0) % free;
+        let (index, slot) = self
+            .in_use
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, used)| !**used)
+            .nth(nth)?;
+        *slot = true;
+        // The range fits in u16 ports, so the pair index does too.
+        let offset = u16::try_from(2 * index).ok()?;
+        Some(self.first + offset)
     }
 
     pub(crate) fn release(&mut self, rtp_port: u16) {
@@ -76,8 +83,8 @@ pub(crate) struct PortLease {
 }
 
 impl PortLease {
-    pub(crate) fn take(allocator: &Arc<Mutex<PortAllocator>>) -> Option<PortLease> {
-        let rtp_port = lock(allocator).allocate()?;
+    pub(crate) fn take(allocator: &Arc<Mutex<PortAllocator>>, random: u32) -> Option<PortLease> {
+        let rtp_port = lock(allocator).allocate(random)?;
         Some(PortLease {
             allocator: Arc::clone(allocator),
             rtp_port,
@@ -144,15 +151,31 @@ mod tests {
     }
 
     #[test]
-    fn allocates_even_ports_round_robin() {
-        let mut allocator = PortAllocator::new(&(30000..=30005)).expect("valid range");
-        assert_eq!(allocator.allocate(), Some(30000));
-        assert_eq!(allocator.allocate(), Some(30002));
-        allocator.release(30000);
-        assert_eq!(allocator.allocate(), Some(30004));
-        assert_eq!(allocator.allocate(), Some(30000));
-        assert_eq!(allocator.allocate(), None);
-        assert_eq!(allocator.used(), 3);
+    fn picks_the_free_pair_the_random_value_names() {
+        let mut allocator = PortAllocator::new(&(30000..=30007)).expect("valid range");
+        assert_eq!(allocator.allocate(2), Some(30004));
+        // Free pairs are now 30000, 30002 and 30006: 7 % 3 names the second.
+        assert_eq!(allocator.allocate(7), Some(30002));
+        assert_eq!(allocator.allocate(u32::MAX), Some(30006));
+        assert_eq!(allocator.allocate(0), Some(30000));
+        assert_eq!(allocator.allocate(0), None);
+        assert_eq!(allocator.used(), 4);
+        allocator.release(30002);
+        assert_eq!(allocator.allocate(12345), Some(30002));
+    }
+
+    #[test]
+    fn even_ports_across_the_whole_range() {
+        let mut allocator = PortAllocator::new(&(30000..=30999)).expect("valid range");
+        let mut ports = Vec::new();
+        for random in (0..500u32).map(|n| n.wrapping_mul(2_654_435_761)) {
+            ports.push(allocator.allocate(random).expect("free pair"));
+        }
+        assert!(ports.iter().all(|port| port % 2 == 0 && *port <= 30998));
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 500, "every pair handed out once");
+        assert_eq!(allocator.allocate(0), None);
     }
 
     #[test]
@@ -160,8 +183,8 @@ mod tests {
         let allocator = Arc::new(Mutex::new(
             PortAllocator::new(&(30000..=30003)).expect("valid range"),
         ));
-        let lease = PortLease::take(&allocator).expect("free pair");
-        assert_eq!(lease.rtp_port(), 30000);
+        let lease = PortLease::take(&allocator, 1).expect("free pair");
+        assert_eq!(lease.rtp_port(), 30002);
         assert_eq!(lock(&allocator).used(), 1);
         drop(lease);
         assert_eq!(lock(&allocator).used(), 0);

@@ -81,13 +81,15 @@ impl Relay {
         })
     }
 
-    /// Tries free pairs until both ports of one bind, giving up after every
-    /// pair of the range was tried once.
+    /// Tries free pairs at random until both ports of one bind, giving up
+    /// after as many attempts as the range has pairs. A pair the OS refused
+    /// stays taken until the end, so it is not tried twice.
     async fn bind_leg(&self) -> Result<LegSockets, MediaError> {
         let attempts = crate::ports::lock(&self.allocator).pair_count();
+        let mut refused = Vec::new();
         let mut last_error = None;
         for _ in 0..attempts {
-            let Some(lease) = PortLease::take(&self.allocator) else {
+            let Some(lease) = PortLease::take(&self.allocator, random_u32()) else {
                 break;
             };
             let rtp_addr = SocketAddr::new(self.bind_address, lease.rtp_port());
@@ -102,7 +104,8 @@ impl Relay {
                     });
                 }
                 Err((addr, error)) => {
-                    tracing::debug!(%addr, %error, "port refused, trying the next pair");
+                    tracing::debug!(%addr, %error, "port refused, trying another pair");
+                    refused.push(lease);
                     last_error = Some((addr, error));
                 }
             }
@@ -110,7 +113,7 @@ impl Relay {
         Err(match last_error {
             Some((addr, source)) => MediaError::Bind {
                 addr,
-                attempts,
+                attempts: refused.len(),
                 source,
             },
             None => MediaError::NoFreePorts {
@@ -154,6 +157,15 @@ pub struct LegStats {
     pub bytes_sent: u64,
     /// Datagrams dropped as neither valid RTP nor RTCP.
     pub invalid_packets: u64,
+    /// Datagrams dropped because they came from another source than the
+    /// leg's peer: not from the SDP address's IP before a source was
+    /// learned, or not from the learned source after.
+    pub rejected_source: u64,
+    /// RTP packets dropped because their payload type is not one the leg
+    /// negotiated ([`MediaSession::set_payload_types`]).
+    pub rejected_payload_type: u64,
+    /// Datagrams dropped as longer than 1500 bytes.
+    pub oversized_packets: u64,
     /// Datagrams from this leg dropped because the other leg had no address yet.
     pub unroutable_packets: u64,
     /// Audio RTP packets received, duplicates included (telephone-events
@@ -169,6 +181,11 @@ pub struct LegStats {
     /// Interarrival jitter of the current SSRC (RFC 3550 appendix A.8), in
     /// microseconds.
     pub jitter_micros: u64,
+    /// When the last RTP packet (audio or telephone-event) from the leg's
+    /// peer was accepted, `None` before the first. Dropped datagrams and
+    /// RTCP do not count, so a call whose phones stopped sending media can
+    /// be ended after a timeout.
+    pub last_packet_at: Option<Instant>,
 }
 
 impl LegStats {
@@ -200,6 +217,10 @@ pub(crate) struct LegCounters {
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) invalid_packets: AtomicU64,
     pub(crate) unroutable_packets: AtomicU64,
+    pub(crate) rejected_source: AtomicU64,
+    pub(crate) rejected_payload_type: AtomicU64,
+    pub(crate) oversized_packets: AtomicU64,
+    last_packet_at: Mutex<Option<Instant>>,
     reception: Mutex<ReceptionStatistics>,
 }
 
@@ -216,6 +237,14 @@ impl LegCounters {
             clock_rate,
             now,
         );
+    }
+
+    /// Notes that an RTP packet from the leg's peer was accepted at `now`.
+    pub(crate) fn rtp_arrived(&self, now: Instant) {
+        *self
+            .last_packet_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now);
     }
 
     pub(crate) fn snapshot(&self) -> LegStats {
@@ -235,6 +264,13 @@ impl LegCounters {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             invalid_packets: self.invalid_packets.load(Ordering::Relaxed),
             unroutable_packets: self.unroutable_packets.load(Ordering::Relaxed),
+            rejected_source: self.rejected_source.load(Ordering::Relaxed),
+            rejected_payload_type: self.rejected_payload_type.load(Ordering::Relaxed),
+            oversized_packets: self.oversized_packets.load(Ordering::Relaxed),
+            last_packet_at: *self
+                .last_packet_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
         }
     }
 }
@@ -267,6 +303,7 @@ pub(crate) enum Control {
     StartRecording(Box<Recorder>),
     Subscribe(mpsc::Sender<MediaEvent>),
     SetCodecs(Leg, LegCodecs),
+    SetPayloadTypes(Leg, Vec<u8>),
     Play(Leg, Box<PlayerStart>),
     StopPlayback(Leg),
     SendDigit(Leg, char),
@@ -303,15 +340,20 @@ impl MediaSession {
         self.local[leg.index()]
     }
 
-    /// Peer address from that peer's SDP; the first packet received on the
-    /// leg (symmetric RTP latching) replaces it.
+    /// Peer address from that peer's SDP. Media goes there until the leg
+    /// learns its peer's source from the first valid packet that comes from
+    /// this IP address (any port), or from any source when the address is
+    /// private or unspecified (a phone behind NAT); packets from other
+    /// sources are dropped. A different address than the previous one
+    /// forgets the learned source, so a new peer can be learned.
     pub fn set_remote(&self, leg: Leg, rtp: SocketAddr) {
         // A send fails only after the task ended, when there is nothing to steer.
         let _ = self.control.send(Control::SetRemote(leg, rtp));
     }
 
-    /// Forgets the latched peer of `leg` (a new agent is tried). The address
-    /// from [`MediaSession::set_remote`] stays until set again.
+    /// Forgets the learned source of `leg` (a new agent is tried), so the
+    /// next acceptable packet is learned. The address from
+    /// [`MediaSession::set_remote`] stays until set again.
     pub fn reset_leg(&self, leg: Leg) {
         let _ = self.control.send(Control::ResetLeg(leg));
     }
@@ -374,6 +416,14 @@ impl MediaSession {
             event_payload_type,
         };
         let _ = self.control.send(Control::SetCodecs(leg, codecs));
+    }
+
+    /// Sets the RTP payload types `leg`'s peer negotiated, telephone-event
+    /// and comfort noise included; RTP with any other type from that peer is
+    /// dropped. Until this is called, 0, 8, 9 and 96 to 127 are accepted.
+    pub fn set_payload_types(&self, leg: Leg, payload_types: &[u8]) {
+        let types = payload_types.iter().map(|pt| pt & 0x7F).collect();
+        let _ = self.control.send(Control::SetPayloadTypes(leg, types));
     }
 
     /// Plays `prompts` to `leg` in its codec, once or `looped`, muting what

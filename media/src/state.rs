@@ -12,7 +12,7 @@ use rtp::{DtmfDetector, RtpPacket, is_rtcp};
 use tokio::sync::mpsc;
 
 use crate::codec::{Codec, Encoder, LegCodecs, Transcoder};
-use crate::latch::Latch;
+use crate::latch::{Latch, Verdict, expected_source};
 use crate::outgoing::{OutgoingStream, Rewritten, StreamSource};
 use crate::player::Player;
 use crate::session::{Control, LegCounters, LegSockets, add};
@@ -21,16 +21,16 @@ use crate::{Leg, MediaError, MediaEvent, PlaybackEnd};
 
 mod local;
 
-/// Valid RTP packets in a row from a new source before the latch follows it
-/// (60 ms of 20 ms packets).
-const RTP_LATCH_CONFIRM: u32 = 3;
-/// RTCP comes every few seconds, so a new source is followed sooner.
-const RTCP_LATCH_CONFIRM: u32 = 2;
 /// RTP clock of every codec the relay handles (G.711, and G.722 by the
 /// RFC 3551 convention).
 const CLOCK_RATE: u32 = 8000;
+/// Payload types a leg may send until [`Control::SetPayloadTypes`]: the
+/// static types of the codecs the relay handles and the dynamic range,
+/// where telephone-event lives.
+const DEFAULT_PAYLOAD_TYPES: [u8; 3] = [0, 8, 9];
+const DYNAMIC_PAYLOAD_TYPES: std::ops::RangeInclusive<u8> = 96..=127;
 
-/// Latches and addresses of one leg's peer.
+/// Addresses of one leg's peer: the one from SDP and the learned sources.
 struct PeerAddresses {
     remote: Option<SocketAddr>,
     rtp: Latch,
@@ -41,8 +41,8 @@ impl PeerAddresses {
     fn new() -> PeerAddresses {
         PeerAddresses {
             remote: None,
-            rtp: Latch::new(RTP_LATCH_CONFIRM),
-            rtcp: Latch::new(RTCP_LATCH_CONFIRM),
+            rtp: Latch::default(),
+            rtcp: Latch::default(),
         }
     }
 
@@ -50,7 +50,7 @@ impl PeerAddresses {
         self.rtp.current().or(self.remote)
     }
 
-    /// Latched RTCP source, else the port above the RTP address
+    /// Learned RTCP source, else the port above the RTP address
     /// (RFC 3550 section 11).
     fn rtcp_destination(&self) -> Option<SocketAddr> {
         self.rtcp.current().or_else(|| {
@@ -58,6 +58,24 @@ impl PeerAddresses {
             let port = rtp.port().checked_add(1)?;
             Some(SocketAddr::new(rtp.ip(), port))
         })
+    }
+
+    /// Checks a valid packet's source against the latch of the port it came
+    /// in on. RTCP must come from the IP address RTP was learned from, as a
+    /// phone sends both from one host.
+    fn observe(&mut self, rtcp_port: bool, source: SocketAddr) -> Verdict {
+        let sdp = expected_source(self.remote);
+        if rtcp_port {
+            let expected = self.rtp.current().map(|rtp| rtp.ip()).or(sdp);
+            self.rtcp.observe(source, expected)
+        } else {
+            self.rtp.observe(source, sdp)
+        }
+    }
+
+    fn forget_sources(&mut self) {
+        self.rtp.reset();
+        self.rtcp.reset();
     }
 }
 
@@ -77,6 +95,9 @@ struct ScheduledEvent {
 /// the relay itself sends to it.
 struct LegMedia {
     codecs: Option<LegCodecs>,
+    /// Payload types the peer negotiated; `None` until the session owner
+    /// sets them.
+    payload_types: Option<Vec<u8>>,
     /// Codec of the newest audio packet from the peer, used by the player
     /// until [`LegCodecs`] are set.
     last_codec: Option<Codec>,
@@ -99,6 +120,7 @@ impl LegMedia {
     fn new(local_ssrc: u32) -> LegMedia {
         LegMedia {
             codecs: None,
+            payload_types: None,
             last_codec: None,
             transcoder: None,
             encoder: None,
@@ -108,6 +130,16 @@ impl LegMedia {
             player_source: StreamSource::Local(0),
             local_source: 0,
             events: VecDeque::new(),
+        }
+    }
+
+    fn accepts(&self, payload_type: u8) -> bool {
+        match &self.payload_types {
+            Some(types) => types.contains(&payload_type),
+            None => {
+                DEFAULT_PAYLOAD_TYPES.contains(&payload_type)
+                    || DYNAMIC_PAYLOAD_TYPES.contains(&payload_type)
+            }
         }
     }
 
@@ -146,6 +178,23 @@ impl LegMedia {
     }
 }
 
+/// Largest datagram relayed: an Ethernet MTU. Audio at 20 ms is a few
+/// hundred bytes at most, and RTCP compound packets stay below the MTU.
+pub(crate) const MAX_DATAGRAM: usize = 1500;
+
+/// Why a datagram was dropped, for the counters and the log.
+#[derive(Clone, Copy, Debug)]
+enum Discard {
+    /// Neither RTP nor RTCP.
+    Invalid,
+    /// Larger than [`MAX_DATAGRAM`]; the length as received.
+    Oversized(usize),
+    /// RTP with a payload type the leg did not negotiate.
+    PayloadType(u8),
+    /// Not from the leg's learned or expected source.
+    Source,
+}
+
 /// Payload change for a relayed packet.
 enum Payload {
     Unchanged,
@@ -179,14 +228,22 @@ impl RelayState {
     pub(crate) fn apply(&mut self, control: Control, now: Instant) {
         match control {
             Control::SetRemote(leg, addr) => {
-                tracing::debug!(?leg, %addr, "remote address set");
-                self.peers[leg.index()].remote = Some(addr);
+                let peer = &mut self.peers[leg.index()];
+                // A new address is a new peer (re-INVITE, another agent's
+                // phone); the same one again is a session refresh.
+                if peer.remote != Some(addr) {
+                    peer.forget_sources();
+                }
+                tracing::debug!(?leg, %addr, expected_source = ?expected_source(Some(addr)), "remote address set");
+                peer.remote = Some(addr);
             }
             Control::ResetLeg(leg) => {
-                tracing::debug!(?leg, "latch reset");
-                let peer = &mut self.peers[leg.index()];
-                peer.rtp.reset();
-                peer.rtcp.reset();
+                tracing::debug!(?leg, "learned sources forgotten");
+                self.peers[leg.index()].forget_sources();
+            }
+            Control::SetPayloadTypes(leg, types) => {
+                tracing::debug!(?leg, ?types, "payload types set");
+                self.media[leg.index()].payload_types = Some(types);
             }
             Control::StartRecording(recorder) => {
                 tracing::info!(path = %recorder.path().display(), "recording started");
@@ -217,7 +274,7 @@ impl RelayState {
             });
     }
 
-    /// Handles one datagram: validates, latches, records, detects DTMF and
+    /// Handles one datagram: checks size, payload type and source, records, detects DTMF and
     /// forwards it.
     pub(crate) async fn relay(
         &mut self,
@@ -230,34 +287,44 @@ impl RelayState {
         let counters = &self.counters[origin.leg.index()];
         add(&counters.packets_received, 1);
         add(&counters.bytes_received, datagram.len());
+        if datagram.len() > MAX_DATAGRAM {
+            self.count_dropped(origin, source, Discard::Oversized(datagram.len()));
+            return;
+        }
 
         // On the RTP port, RTCP may come multiplexed (RFC 5761); it is relayed
-        // and latches like RTP but is not recorded.
+        // and learns its source like RTP but is not recorded.
         let rtcp = is_rtcp(datagram);
         let packet = if rtcp {
             None
         } else if origin.rtcp {
-            self.count_invalid(origin, source);
+            self.count_dropped(origin, source, Discard::Invalid);
             return;
         } else {
             let Ok(packet) = RtpPacket::parse(datagram) else {
-                self.count_invalid(origin, source);
+                self.count_dropped(origin, source, Discard::Invalid);
                 return;
             };
+            if !self.media[origin.leg.index()].accepts(packet.payload_type) {
+                self.count_dropped(origin, source, Discard::PayloadType(packet.payload_type));
+                return;
+            }
             Some(packet)
         };
 
-        let peer = &mut self.peers[origin.leg.index()];
-        let latch = if origin.rtcp {
-            &mut peer.rtcp
-        } else {
-            &mut peer.rtp
-        };
-        if latch.observe(source) {
-            tracing::debug!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, "peer address latched");
+        match self.peers[origin.leg.index()].observe(origin.rtcp, source) {
+            Verdict::Accepted => {}
+            Verdict::Learned => {
+                tracing::debug!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, "peer source learned");
+            }
+            Verdict::Rejected => {
+                self.count_dropped(origin, source, Discard::Source);
+                return;
+            }
         }
         match packet {
             Some(packet) => {
+                self.counters[origin.leg.index()].rtp_arrived(now);
                 self.inspect(origin.leg, &packet, now);
                 self.forward_rtp(sockets, origin.leg, &packet, datagram, now)
                     .await;
@@ -266,10 +333,34 @@ impl RelayState {
         }
     }
 
-    fn count_invalid(&self, origin: Origin, source: SocketAddr) {
-        let count = add(&self.counters[origin.leg.index()].invalid_packets, 1);
-        if count.is_power_of_two() {
-            tracing::warn!(leg = ?origin.leg, rtcp_port = origin.rtcp, %source, count, "invalid packet dropped");
+    /// Counts a dropped datagram and logs it when the count reaches a power
+    /// of two, so a flood leaves a few lines, not one per packet.
+    fn count_dropped(&self, origin: Origin, source: SocketAddr, reason: Discard) {
+        let counters = &self.counters[origin.leg.index()];
+        let counter = match reason {
+            Discard::Invalid => &counters.invalid_packets,
+            Discard::Oversized(_) => &counters.oversized_packets,
+            Discard::PayloadType(_) => &counters.rejected_payload_type,
+            Discard::Source => &counters.rejected_source,
+        };
+        let count = add(counter, 1);
+        if !count.is_power_of_two() {
+            return;
+        }
+        let (leg, rtcp_port) = (origin.leg, origin.rtcp);
+        match reason {
+            Discard::Invalid => {
+                tracing::warn!(?leg, rtcp_port, %source, count, "invalid datagram dropped");
+            }
+            Discard::Oversized(length) => {
+                tracing::warn!(?leg, rtcp_port, %source, count, length, "oversized datagram dropped");
+            }
+            Discard::PayloadType(payload_type) => {
+                tracing::warn!(?leg, %source, count, payload_type, "RTP of a payload type not negotiated dropped");
+            }
+            Discard::Source => {
+                tracing::warn!(?leg, rtcp_port, %source, count, "datagram from a source other than the peer dropped");
+            }
         }
     }
 

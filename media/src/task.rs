@@ -20,9 +20,10 @@ use crate::{Leg, MediaError};
 /// How often the task writes recorded audio out of the jitter window and
 /// checks for DTMF digits whose final packets were lost.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Receive buffer size. Larger datagrams are cut by the OS; G.711 at 20 ms
-/// is 172 bytes and no audio codec the PBX offers comes near this.
-const RECEIVE_BUFFER: usize = 4096;
+/// Receive buffer size: one byte more than the largest datagram relayed,
+/// so a longer one, which the OS cuts to the buffer, is still seen as too
+/// long and dropped.
+const RECEIVE_BUFFER: usize = crate::state::MAX_DATAGRAM + 1;
 
 /// Which of the four sockets a datagram came in on.
 #[derive(Clone, Copy, Debug)]

@@ -100,11 +100,11 @@ async fn relays_both_directions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latching_follows_changed_source_port() {
+async fn learned_source_holds_until_reset() {
     let relay = relay(41_020, 8);
     let session = relay.open_session("latching").await.expect("open");
     let (caller, agent, moved_caller) = (endpoint().await, endpoint().await, endpoint().await);
-    // A stale SDP address: latching must override it.
+    // A stale SDP port: the source learned from the same IP overrides it.
     session.set_remote(Leg::Caller, SocketAddr::from((LOCALHOST, 9)));
     session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
 
@@ -113,7 +113,7 @@ async fn latching_follows_changed_source_port() {
     send(&agent, &rtp_datagram(2, 1, 0x10), &session, Leg::Agent).await;
     receive(&caller).await;
 
-    // The caller's NAT mapping changes: three packets from the new port.
+    // Another port, even of the same host, does not take the stream over.
     for sequence in 2..5 {
         send(
             &moved_caller,
@@ -122,19 +122,26 @@ async fn latching_follows_changed_source_port() {
             Leg::Caller,
         )
         .await;
-        receive(&agent).await;
     }
+    send(&caller, &rtp_datagram(1, 5, 0x91), &session, Leg::Caller).await;
+    assert_eq!(receive(&agent).await.0, rtp_datagram(1, 5, 0x91));
     let from_agent = rtp_datagram(2, 2, 0x10);
     send(&agent, &from_agent, &session, Leg::Agent).await;
-    let (received, _) = receive(&moved_caller).await;
-    assert_eq!(received, from_agent);
+    assert_eq!(receive(&caller).await.0, from_agent);
+    assert_eq!(session.stats(Leg::Caller).rejected_source, 3);
 
-    // After reset_leg the next packet latches at once.
+    // After reset_leg the next packet from the SDP address's IP is learned.
     session.reset_leg(Leg::Caller);
-    send(&caller, &rtp_datagram(1, 5, 0x90), &session, Leg::Caller).await;
+    send(
+        &moved_caller,
+        &rtp_datagram(1, 6, 0x90),
+        &session,
+        Leg::Caller,
+    )
+    .await;
     receive(&agent).await;
     send(&agent, &rtp_datagram(2, 3, 0x10), &session, Leg::Agent).await;
-    let (received, _) = receive(&caller).await;
+    let (received, _) = receive(&moved_caller).await;
     assert_eq!(received, rtp_datagram(2, 3, 0x10));
     session.close().await.expect("close");
 }

@@ -1,11 +1,14 @@
 //! HTTP digest authentication for SIP (RFC 3261 section 22, RFC 8760 for
 //! SHA-256), server side.
 //!
-//! Nonces are stateless: a nonce is the issue time plus a keyed hash of it,
-//! so any nonce this process issued can be checked without a table, and one
-//! older than [`NONCE_LIFETIME`] is answered with `stale=true` so the phone
-//! retries without asking its user for the password again.
+//! A nonce carries its issue time, a random salt and a keyed hash of both,
+//! so any nonce this process issued is checked without a table of issued
+//! nonces, and one older than [`NONCE_LIFETIME`] is answered with
+//! `stale=true` so the phone retries without asking its user for the
+//! password again. Only nonces that were used are remembered, with their
+//! highest nonce count, so a captured header cannot be replayed.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::Md5;
@@ -53,6 +56,8 @@ impl Algorithm {
 pub enum AuthError {
     #[error("no credentials for realm {realm}")]
     Missing { realm: String },
+    #[error("authentication scheme {scheme:?} is not Digest")]
+    UnsupportedScheme { scheme: String },
     #[error("malformed credentials: {reason}")]
     Malformed { reason: &'static str },
     #[error("unsupported digest algorithm {algorithm}")]
@@ -65,6 +70,10 @@ pub enum AuthError {
     UnknownUser { username: String },
     #[error("wrong digest response for user {username}")]
     WrongResponse { username: String },
+    #[error("digest uri {uri:?} does not match the Request-URI")]
+    UriMismatch { uri: String },
+    #[error("nonce count {nc:?} was already used with this nonce")]
+    Replayed { nc: String },
 }
 
 /// Digest parameters from an Authorization or Proxy-Authorization header.
@@ -87,8 +96,8 @@ impl Credentials {
         let rest = value.trim_start();
         let scheme_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         if !rest[..scheme_end].eq_ignore_ascii_case("Digest") {
-            return Err(AuthError::Malformed {
-                reason: "scheme is not Digest",
+            return Err(AuthError::UnsupportedScheme {
+                scheme: rest[..scheme_end].to_owned(),
             });
         }
         let mut credentials = Credentials::default();
@@ -183,6 +192,10 @@ fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, AuthError> {
 /// Issues challenges and checks credentials for one realm.
 #[derive(Clone)]
 pub struct DigestAuthenticator {
+    /// Highest nonce count accepted per nonce, so a captured Authorization
+    /// header cannot be sent again (RFC 7616 section 3.3). Entries leave
+    /// with their nonce's lifetime.
+    used_nonces: HashMap<String, u32>,
     realm: String,
     /// Offered in this order; RFC 8760 section 2.4 has clients take the
     /// first one they support, so the order is the server's preference.
@@ -201,6 +214,7 @@ impl DigestAuthenticator {
             algorithms.to_vec()
         };
         DigestAuthenticator {
+            used_nonces: HashMap::new(),
             realm: realm.to_owned(),
             algorithms,
             secret,
@@ -231,22 +245,32 @@ impl DigestAuthenticator {
             .collect()
     }
 
+    /// `<issue time>.<salt>.<tag>` in hex. The salt makes every challenge's
+    /// nonce unique, so two phones challenged in the same second do not
+    /// share nonce counts; the tag proves this process issued it.
     fn issue_nonce(&self, now: SystemTime) -> String {
         let seconds = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        format!("{seconds:x}.{}", self.nonce_tag(seconds))
+        let salt: u64 = rand::random();
+        format!("{seconds:x}.{salt:x}.{}", self.nonce_tag(seconds, salt))
     }
 
-    fn nonce_tag(&self, seconds: u64) -> String {
+    fn nonce_tag(&self, seconds: u64, salt: u64) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.secret);
         hasher.update(seconds.to_be_bytes());
+        hasher.update(salt.to_be_bytes());
         hex::encode(&hasher.finalize()[..12])
     }
 
     fn check_nonce(&self, nonce: &str, now: SystemTime) -> Result<(), AuthError> {
-        let (issued, tag) = nonce.split_once('.').ok_or(AuthError::InvalidNonce)?;
+        let mut parts = nonce.splitn(3, '.');
+        let (Some(issued), Some(salt), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::InvalidNonce);
+        };
         let issued = u64::from_str_radix(issued, 16).map_err(|_| AuthError::InvalidNonce)?;
-        if tag != self.nonce_tag(issued) {
+        let salt = u64::from_str_radix(salt, 16).map_err(|_| AuthError::InvalidNonce)?;
+        if !constant_time_eq(tag.as_bytes(), self.nonce_tag(issued, salt).as_bytes()) {
             return Err(AuthError::InvalidNonce);
         }
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -261,12 +285,13 @@ impl DigestAuthenticator {
     /// Checks `credentials` for a request with `method`, looking the
     /// password up with `password_of`. Returns the authenticated username.
     pub fn verify<'a>(
-        &self,
+        &mut self,
         credentials: &'a Credentials,
-        method: &str,
+        request: &sip_message::Request,
         now: SystemTime,
         password_of: impl FnOnce(&str) -> Option<&'a str>,
     ) -> Result<&'a str, AuthError> {
+        let method = request.method.as_str();
         if credentials.realm != self.realm {
             return Err(AuthError::Missing {
                 realm: self.realm.clone(),
@@ -299,7 +324,50 @@ impl DigestAuthenticator {
                 username: username.to_owned(),
             });
         }
+        // Checked after the response, so only a holder of the password (or
+        // of a captured header) learns about the uri and the count.
+        if !same_resource(&credentials.uri, &request.uri) {
+            return Err(AuthError::UriMismatch {
+                uri: credentials.uri.clone(),
+            });
+        }
+        self.record_use(credentials, now)?;
         Ok(username)
+    }
+
+    /// Accepts each nonce count once per nonce, in increasing order; without
+    /// qop there is no count, so such a nonce is good for one request.
+    fn record_use(&mut self, credentials: &Credentials, now: SystemTime) -> Result<(), AuthError> {
+        let count = match &credentials.nc {
+            Some(nc) => u32::from_str_radix(nc, 16).map_err(|_| AuthError::Malformed {
+                reason: "nonce count is not hexadecimal",
+            })?,
+            None => 0,
+        };
+        if self.used_nonces.len() >= MAX_TRACKED_NONCES {
+            let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            self.used_nonces.retain(|nonce, _| {
+                nonce_age(nonce, now_secs).is_some_and(|age| age <= NONCE_LIFETIME.as_secs())
+            });
+            if self.used_nonces.len() >= MAX_TRACKED_NONCES {
+                // Under a flood of valid logins: ask for a fresh nonce
+                // rather than forget counts and allow replays.
+                return Err(AuthError::StaleNonce);
+            }
+        }
+        match self.used_nonces.get_mut(&credentials.nonce) {
+            Some(last) if count <= *last => Err(AuthError::Replayed {
+                nc: credentials.nc.clone().unwrap_or_default(),
+            }),
+            Some(last) => {
+                *last = count;
+                Ok(())
+            }
+            None => {
+                self.used_nonces.insert(credentials.nonce.clone(), count);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -336,6 +404,29 @@ pub fn expected_response(
     Ok(response)
 }
 
+/// Nonces remembered at most; well above what a centre's phones use in
+/// one nonce lifetime.
+const MAX_TRACKED_NONCES: usize = 100_000;
+
+/// Seconds since `nonce` was issued, when it has the form this module issues.
+fn nonce_age(nonce: &str, now_secs: u64) -> Option<u64> {
+    let issued = u64::from_str_radix(nonce.split_once('.')?.0, 16).ok()?;
+    Some(now_secs.saturating_sub(issued))
+}
+
+/// The digest `uri` names the same resource as the Request-URI (RFC 7616
+/// section 3.4.6): same scheme, user, host and port; parameters may differ.
+fn same_resource(digest_uri: &str, request_uri: &sip_message::Uri) -> bool {
+    let Ok(uri) = digest_uri.parse::<sip_message::Uri>() else {
+        return false;
+    };
+    let host = |host: &sip_message::Host| host.to_string().to_ascii_lowercase();
+    uri.scheme == request_uri.scheme
+        && uri.user_unescaped() == request_uri.user_unescaped()
+        && host(&uri.host) == host(&request_uri.host)
+        && uri.port == request_uri.port
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -343,6 +434,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The REGISTER the test credentials were computed for.
+    fn register() -> sip_message::Request {
+        let uri = "sip:pbx.local".parse().unwrap();
+        sip_message::Request::new(sip_message::Method::Register, uri)
+    }
 
     fn client_credentials(
         auth: &DigestAuthenticator,
@@ -403,35 +500,35 @@ mod tests {
 
     #[test]
     fn verify_accepts_both_algorithms() {
-        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
         let now = SystemTime::now();
         for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
             let credentials = client_credentials(&auth, algorithm, "secret", now);
-            let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+            let result = auth.verify(&credentials, &register(), now, |_| Some("secret"));
             assert_eq!(result, Ok("1001"), "{algorithm:?}");
         }
     }
 
     #[test]
     fn verify_rejects_wrong_password() {
-        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
         let now = SystemTime::now();
         let credentials = client_credentials(&auth, Algorithm::Md5, "guess", now);
-        let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+        let result = auth.verify(&credentials, &register(), now, |_| Some("secret"));
         assert!(matches!(result, Err(AuthError::WrongResponse { .. })));
     }
 
     #[test]
     fn verify_flags_stale_and_forged_nonces() {
-        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
         let issued = SystemTime::now();
         let credentials = client_credentials(&auth, Algorithm::Md5, "secret", issued);
         let later = issued + NONCE_LIFETIME + Duration::from_secs(5);
-        let result = auth.verify(&credentials, "REGISTER", later, |_| Some("secret"));
+        let result = auth.verify(&credentials, &register(), later, |_| Some("secret"));
         assert_eq!(result, Err(AuthError::StaleNonce));
 
-        let other = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
-        let result = other.verify(&credentials, "REGISTER", issued, |_| Some("secret"));
+        let mut other = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256, Algorithm::Md5]);
+        let result = other.verify(&credentials, &register(), issued, |_| Some("secret"));
         assert_eq!(result, Err(AuthError::InvalidNonce));
     }
 
@@ -449,11 +546,11 @@ mod tests {
 
     #[test]
     fn verify_rejects_algorithm_not_offered() {
-        let auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256]);
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Sha256]);
         let now = SystemTime::now();
         let mut credentials = client_credentials(&auth, Algorithm::Sha256, "secret", now);
         credentials.algorithm = Some("MD5".into());
-        let result = auth.verify(&credentials, "REGISTER", now, |_| Some("secret"));
+        let result = auth.verify(&credentials, &register(), now, |_| Some("secret"));
         assert!(matches!(
             result,
             Err(AuthError::UnsupportedAlgorithm { .. })
@@ -476,5 +573,86 @@ mod tests {
         assert!(Credentials::parse("Digest username").is_err());
         assert!(Credentials::parse("Digest username=\"unterminated").is_err());
         assert!(Credentials::parse("Digest realm=x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    fn credentials_for(
+        auth: &DigestAuthenticator,
+        uri: &str,
+        nc: &str,
+    ) -> (Credentials, sip_message::Request) {
+        let challenge = &auth.challenges(SystemTime::now(), false)[0];
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut credentials = Credentials {
+            username: "1001".into(),
+            realm: "pbx.local".into(),
+            nonce: nonce.into(),
+            uri: uri.into(),
+            qop: Some("auth".into()),
+            nc: Some(nc.into()),
+            cnonce: Some("c".into()),
+            ..Credentials::default()
+        };
+        credentials.response = expected_response(
+            Algorithm::Md5,
+            &credentials,
+            "pbx.local",
+            "secret",
+            "REGISTER",
+        )
+        .unwrap();
+        let request = sip_message::Request::new(
+            sip_message::Method::Register,
+            "sip:pbx.local".parse().unwrap(),
+        );
+        (credentials, request)
+    }
+
+    #[test]
+    fn same_nonce_count_is_refused_the_second_time() {
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Md5]);
+        let now = SystemTime::now();
+        let (credentials, request) = credentials_for(&auth, "sip:pbx.local", "00000001");
+        assert_eq!(
+            auth.verify(&credentials, &request, now, |_| Some("secret")),
+            Ok("1001")
+        );
+        let replay = auth.verify(&credentials, &request, now, |_| Some("secret"));
+        assert!(
+            matches!(replay, Err(AuthError::Replayed { .. })),
+            "{replay:?}"
+        );
+
+        let mut next = credentials.clone();
+        next.nc = Some("00000002".into());
+        next.response =
+            expected_response(Algorithm::Md5, &next, "pbx.local", "secret", "REGISTER").unwrap();
+        assert_eq!(
+            auth.verify(&next, &request, now, |_| Some("secret")),
+            Ok("1001")
+        );
+    }
+
+    #[test]
+    fn digest_uri_must_name_the_request_uri() {
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Md5]);
+        let (credentials, request) = credentials_for(&auth, "sip:elsewhere.example", "00000001");
+        let result = auth.verify(&credentials, &request, SystemTime::now(), |_| {
+            Some("secret")
+        });
+        assert!(
+            matches!(result, Err(AuthError::UriMismatch { .. })),
+            "{result:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! private address in its Contact.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use sip_message::{ContactList, Request, Response};
@@ -72,7 +73,24 @@ pub enum RegistrarEvent {
     Reachability { agent: String, reachable: bool },
 }
 
+/// Failed logins from one source address.
+struct Failures {
+    window_start: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
+/// Failed logins from one address within [`FAILURE_WINDOW`] before it is
+/// locked out. Phones that lost their password retry about once a minute,
+/// so only guessing reaches this.
+pub const MAX_FAILURES: u32 = 10;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub const LOCKOUT: Duration = Duration::from_secs(300);
+/// Source addresses remembered at most before old entries are pruned.
+const MAX_TRACKED_SOURCES: usize = 10_000;
+
 pub struct Registrar {
+    failures: HashMap<IpAddr, Failures>,
     config: RegistrarConfig,
     auth: DigestAuthenticator,
     passwords: HashMap<String, String>,
@@ -88,6 +106,7 @@ impl Registrar {
         passwords: HashMap<String, String>,
     ) -> Registrar {
         Registrar {
+            failures: HashMap::new(),
             config,
             auth,
             passwords,
@@ -193,10 +212,18 @@ impl Registrar {
             .to()
             .map_err(|_| Rejection::Bad("Bad To header"))?;
         let agent = to.uri.user_unescaped().unwrap_or_default();
-        if !self.passwords.contains_key(&agent) {
-            return Err(Rejection::Status(404, "Unknown AOR"));
+        // Unknown AORs are challenged like known ones and refused only
+        // after the credentials fail, so a scan cannot list the agents.
+        if self.is_blocked(source.addr.ip(), now) {
+            return Err(Rejection::Status(403, "Too Many Failed Attempts"));
         }
-        self.authenticate(request, &agent, wall)?;
+        if let Err(rejection) = self.authenticate(request, &agent, wall) {
+            if matches!(rejection, Rejection::Status(403, _)) {
+                self.record_failure(source.addr.ip(), now);
+                tracing::warn!(agent, source = %source.addr, "registration rejected");
+            }
+            return Err(rejection);
+        }
 
         let call_id = request
             .headers
@@ -293,7 +320,7 @@ impl Registrar {
     }
 
     fn authenticate(
-        &self,
+        &mut self,
         request: &Request,
         agent: &str,
         wall: SystemTime,
@@ -301,26 +328,79 @@ impl Registrar {
         let Some(header) = request.headers.get("Authorization") else {
             return Err(Rejection::Challenge { stale: false });
         };
-        let credentials =
-            Credentials::parse(header).map_err(|_| Rejection::Bad("Bad Authorization"))?;
+        let credentials = match Credentials::parse(header) {
+            Ok(credentials) => credentials,
+            // Credentials in a scheme the registrar does not offer count as
+            // none (RFC 4475 regaut01): the phone gets a Digest challenge.
+            Err(AuthError::UnsupportedScheme { .. }) => {
+                return Err(Rejection::Challenge { stale: false });
+            }
+            Err(_) => return Err(Rejection::Bad("Bad Authorization")),
+        };
         if credentials.username != agent {
-            return Err(Rejection::Status(403, "Username Does Not Match AOR"));
+            return Err(Rejection::Status(403, "Forbidden"));
         }
-        let verdict = self
-            .auth
-            .verify(&credentials, request.method.as_str(), wall, |user| {
-                self.passwords.get(user).map(String::as_str)
-            });
-        match verdict {
+        match self.verify_credentials(&credentials, request, wall) {
             Ok(_) => Ok(()),
             Err(AuthError::StaleNonce) => Err(Rejection::Challenge { stale: true }),
             Err(AuthError::InvalidNonce | AuthError::Missing { .. }) => {
                 Err(Rejection::Challenge { stale: false })
             }
+            Err(AuthError::UriMismatch { .. }) => Err(Rejection::Bad("Digest URI Mismatch")),
             Err(error) => {
-                tracing::warn!(agent, %error, "registration rejected");
-                Err(Rejection::Status(403, "Bad Credentials"))
+                tracing::debug!(agent, %error, "credentials rejected");
+                Err(Rejection::Status(403, "Forbidden"))
             }
+        }
+    }
+
+    /// Checks digest credentials for `request` against the agents'
+    /// passwords; returns the authenticated agent id.
+    pub fn verify_credentials(
+        &mut self,
+        credentials: &Credentials,
+        request: &Request,
+        wall: SystemTime,
+    ) -> Result<String, AuthError> {
+        let passwords = &self.passwords;
+        self.auth
+            .verify(credentials, request, wall, |user| {
+                passwords.get(user).map(String::as_str)
+            })
+            .map(str::to_owned)
+    }
+
+    /// True while `source` is locked out after repeated failed logins.
+    pub fn is_blocked(&self, source: IpAddr, now: Instant) -> bool {
+        self.failures
+            .get(&source)
+            .and_then(|f| f.blocked_until)
+            .is_some_and(|until| now < until)
+    }
+
+    /// Counts a failed login from `source`; [`MAX_FAILURES`] within
+    /// [`FAILURE_WINDOW`] lock it out for [`LOCKOUT`].
+    pub fn record_failure(&mut self, source: IpAddr, now: Instant) {
+        if self.failures.len() > MAX_TRACKED_SOURCES {
+            self.failures.retain(|_, f| {
+                f.blocked_until.is_some_and(|until| now < until)
+                    || now < f.window_start + FAILURE_WINDOW
+            });
+        }
+        let entry = self.failures.entry(source).or_insert(Failures {
+            window_start: now,
+            count: 0,
+            blocked_until: None,
+        });
+        if now >= entry.window_start + FAILURE_WINDOW {
+            entry.window_start = now;
+            entry.count = 0;
+        }
+        entry.count += 1;
+        if entry.count >= MAX_FAILURES {
+            entry.blocked_until = Some(now + LOCKOUT);
+            entry.count = 0;
+            tracing::warn!(%source, lockout_secs = LOCKOUT.as_secs(), "too many failed logins; source locked out");
         }
     }
 

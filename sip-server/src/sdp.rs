@@ -10,10 +10,16 @@ use sip_message::sdp::{MediaDescription, SessionDescription};
 pub enum SdpError {
     #[error("SDP body does not parse")]
     Malformed,
+    #[error("INVITE without an SDP offer is not supported")]
+    NoOffer,
     #[error("SDP has no audio stream")]
     NoAudio,
     #[error("SDP offers neither PCMU nor PCMA")]
     NoCommonCodec,
+    #[error("SDP audio stream is disabled (port 0)")]
+    AudioDisabled,
+    #[error("SDP audio transport {proto} is not plain RTP")]
+    UnsupportedTransport { proto: String },
 }
 
 /// Recordable codecs plus RFC 4733 telephone-events, which pass through.
@@ -45,8 +51,22 @@ fn is_voice(media: &MediaDescription, format: &str) -> bool {
 /// telephone-event, with their rtpmap and fmtp lines. Other streams are
 /// disabled (port 0), as RFC 3264 section 6 lets an answerer do.
 pub fn narrow_offer(body: &[u8]) -> Result<SessionDescription, SdpError> {
+    if body.is_empty() {
+        return Err(SdpError::NoOffer);
+    }
     let mut sdp = SessionDescription::parse(body).map_err(|_| SdpError::Malformed)?;
     let audio = sdp.first_audio().ok_or(SdpError::NoAudio)?;
+    let stream = &sdp.media[audio];
+    if stream.port == 0 {
+        return Err(SdpError::AudioDisabled);
+    }
+    // TODO: SRTP (RTP/SAVP, UDP/TLS/RTP/SAVPF) arrives with WebRTC; until
+    // then such offers are refused rather than answered with plain RTP.
+    if !matches!(stream.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        return Err(SdpError::UnsupportedTransport {
+            proto: stream.proto.clone(),
+        });
+    }
     for (index, media) in sdp.media.iter_mut().enumerate() {
         if index != audio {
             media.port = 0;
@@ -103,6 +123,16 @@ pub fn remote_rtp(sdp: &SessionDescription) -> Option<SocketAddr> {
 /// An on-hold zero address is kept, so the hold still reads as a hold.
 pub fn anchored(sdp: &SessionDescription, advertised: IpAddr, local_port: u16) -> bytes::Bytes {
     let mut copy = sdp.clone();
+    // The other leg learns nothing about the peer's software or its SSRCs:
+    // the relay may change the stream's SSRC anyway.
+    copy.session
+        .retain(|line| !(line.kind == 'a' && line.value.starts_with("tool:")));
+    for media in &mut copy.media {
+        media.lines.retain(|line| {
+            !(line.kind == 'a'
+                && (line.value.starts_with("ssrc:") || line.value.starts_with("ssrc-group:")))
+        });
+    }
     let audio = copy.first_audio();
     let hold_address = audio
         .and_then(|index| copy.connection_address(index))
@@ -118,4 +148,34 @@ pub fn anchored(sdp: &SessionDescription, advertised: IpAddr, local_port: u16) -
         }
     }
     copy.to_bytes()
+}
+
+/// True when `sdp` puts its sender on hold (RFC 3264 section 8.4): the
+/// audio stream is sendonly or inactive, or its address is 0.0.0.0.
+pub fn is_hold(sdp: &SessionDescription) -> bool {
+    let Some(audio) = sdp.first_audio() else {
+        return false;
+    };
+    let direction = sdp.media[audio].direction();
+    let zero_address = sdp
+        .connection_address(audio)
+        .is_some_and(|a| a.is_unspecified());
+    zero_address
+        || matches!(
+            direction,
+            sip_message::sdp::Direction::SendOnly | sip_message::sdp::Direction::Inactive
+        )
+}
+
+/// Payload types of the first audio stream of `sdp`.
+pub fn payload_types(sdp: &SessionDescription) -> Vec<u8> {
+    sdp.first_audio()
+        .map(|audio| {
+            sdp.media[audio]
+                .formats
+                .iter()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -68,6 +68,11 @@ pub struct CallRecord {
     pub recording_path: Option<String>,
     /// Length of the recording in seconds.
     pub recording_seconds: Option<f64>,
+    /// The PBX stopped without ending the call (a crash or kill -9); the
+    /// record was rebuilt at the next start from what was stored while the
+    /// call ran, so its end time and durations are the last known ones.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// Outcome of a call.

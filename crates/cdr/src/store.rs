@@ -28,7 +28,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
-     recording_seconds";
+     recording_seconds, interrupted";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -139,8 +139,8 @@ impl CdrStore {
             "INSERT INTO call_records (id, caller_call_id, agent_call_id, caller, dialed, \
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
-             hangup_side, recording_path, recording_seconds) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             hangup_side, recording_path, recording_seconds, interrupted) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -163,6 +163,7 @@ impl CdrStore {
         .bind(record.hangup_side.map(HangupSide::as_str))
         .bind(&record.recording_path)
         .bind(record.recording_seconds)
+        .bind(record.interrupted)
         .execute(&self.pool)
         .await
         .map_err(|source| CdrError::Insert {
@@ -302,6 +303,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         hangup_side,
         recording_path: column(row, "recording_path")?,
         recording_seconds: column(row, "recording_seconds")?,
+        interrupted: column(row, "interrupted")?,
         id,
     })
 }

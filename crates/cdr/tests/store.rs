@@ -29,6 +29,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         hangup_side: Some(HangupSide::Agent),
         recording_path: Some(format!("recordings/2026/12/04/{id}.wav")),
         recording_seconds: Some(94.98),
+        interrupted: false,
     }
 }
 
@@ -56,6 +57,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
         },
         recording_path: None,
         recording_seconds: None,
+        interrupted: false,
         ..answered(id, arrived_at)
     }
 }

@@ -69,6 +69,9 @@ pub(crate) struct MediaConfig {
     pub(crate) advertised_address: IpAddr,
     /// Even start, inclusive, at least 4 ports.
     pub(crate) rtp_ports: RangeInclusive<u16>,
+    /// An answered call in which neither leg sent RTP for this long is
+    /// ended; None never ends calls for silence.
+    pub(crate) rtp_timeout: Option<Duration>,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).

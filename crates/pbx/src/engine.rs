@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sip_server::b2bua::{Command, Core, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
+
+use crate::journal::JournalEntry;
 use sip_server::transaction::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,6 +23,8 @@ use crate::transport::Sender;
 /// What the engine reacts to besides its own timer.
 pub(crate) enum Input {
     Sip(sip_message::Message, Target),
+    /// A stream connection closed; its transactions can no longer answer.
+    ConnectionClosed(u64),
     MediaOpened {
         call: String,
         result: Result<media::MediaSession, media::MediaError>,
@@ -29,6 +33,8 @@ pub(crate) enum Input {
 
 pub(crate) struct Engine {
     pub(crate) core: Core,
+    /// Changes to the open-call journal, applied in order by one task.
+    pub(crate) journal: mpsc::UnboundedSender<JournalEntry>,
     /// Bindings to persist, in order, by one writer task.
     pub(crate) registrations: mpsc::UnboundedSender<(String, Vec<StoredBinding>)>,
     pub(crate) sender: Sender,
@@ -36,7 +42,15 @@ pub(crate) struct Engine {
     pub(crate) cdr: cdr::CdrStore,
     pub(crate) data_dir: PathBuf,
     pub(crate) inputs: mpsc::Sender<Input>,
+    /// Silence on both legs after which an answered call is ended.
+    pub(crate) rtp_timeout: Option<Duration>,
+    /// When each open relay session was opened, the start of its silence
+    /// when no packet ever arrived.
+    pub(crate) opened_at: HashMap<String, Instant>,
 }
+
+/// How often relay sessions are checked for silence.
+const SILENCE_CHECK: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Runs until `shutdown` resolves, then ends every call and waits for
@@ -48,6 +62,8 @@ impl Engine {
     ) {
         let mut sessions: HashMap<String, media::MediaSession> = HashMap::new();
         let mut background = JoinSet::new();
+        let mut silence_check = tokio::time::interval(SILENCE_CHECK);
+        silence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             self.drain(&mut sessions, &mut background);
@@ -58,6 +74,9 @@ impl Engine {
                     self.handle_input(input, &mut sessions);
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
+                _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
+                    self.check_silence(&sessions);
+                }
                 () = &mut shutdown => break,
                 Some(_) = background.join_next(), if !background.is_empty() => {}
             }
@@ -76,6 +95,7 @@ impl Engine {
         let now = Instant::now();
         match input {
             Input::Sip(message, source) => self.core.handle_message(message, source, now),
+            Input::ConnectionClosed(id) => self.core.connection_closed(id, now),
             Input::MediaOpened {
                 call,
                 result: Ok(session),
@@ -85,6 +105,7 @@ impl Engine {
                     agent: session.local_rtp_addr(media::Leg::Agent),
                 };
                 if self.core.media_opened(&call, ports, now) {
+                    self.opened_at.insert(call.clone(), now);
                     sessions.insert(call, session);
                 } else {
                     tokio::spawn(async move {
@@ -99,6 +120,31 @@ impl Engine {
                 tracing::error!(call, %error, "opening the media relay failed");
                 self.core.media_failed(&call, now);
             }
+        }
+    }
+
+    /// Reports to the core every call whose relay received no RTP on either
+    /// leg for the RTP timeout; the core ends those that are answered and
+    /// not on hold.
+    fn check_silence(&mut self, sessions: &HashMap<String, media::MediaSession>) {
+        let Some(timeout) = self.rtp_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let silent: Vec<String> = sessions
+            .iter()
+            .filter(|(call, session)| {
+                let last = [media::Leg::Caller, media::Leg::Agent]
+                    .into_iter()
+                    .filter_map(|leg| session.stats(leg).last_packet_at)
+                    .max()
+                    .or_else(|| self.opened_at.get(*call).copied());
+                last.is_some_and(|last| now.saturating_duration_since(last) >= timeout)
+            })
+            .map(|(call, _)| call.clone())
+            .collect();
+        for call in silent {
+            self.core.media_silent(&call, now);
         }
     }
 
@@ -144,6 +190,15 @@ impl Engine {
                     session.set_remote(leg(side), addr);
                 }
             }
+            Command::SetPayloadTypes {
+                call,
+                side,
+                payload_types,
+            } => {
+                if let Some(session) = sessions.get(&call) {
+                    session.set_payload_types(leg(side), &payload_types);
+                }
+            }
             Command::ResetLeg { call, side } => {
                 if let Some(session) = sessions.get(&call) {
                     session.reset_leg(leg(side));
@@ -156,6 +211,9 @@ impl Engine {
                     tracing::error!(call, %error, "recording could not start");
                 }
             }
+            Command::Checkpoint { record } => {
+                let _ = self.journal.send(JournalEntry::Save(record));
+            }
             Command::SaveBindings { agent, bindings } => {
                 let _ = self.registrations.send((agent, bindings));
             }
@@ -164,13 +222,15 @@ impl Engine {
                 record,
                 media_open,
             } => {
+                self.opened_at.remove(&call);
                 let session = if media_open {
                     sessions.remove(&call)
                 } else {
                     None
                 };
                 let store = self.cdr.clone();
-                background.spawn(finish_call(session, *record, store));
+                let journal = self.journal.clone();
+                background.spawn(finish_call(session, *record, store, journal));
             }
         }
     }
@@ -195,6 +255,7 @@ async fn finish_call(
     session: Option<media::MediaSession>,
     mut record: cdr::CallRecord,
     store: cdr::CdrStore,
+    journal: mpsc::UnboundedSender<JournalEntry>,
 ) {
     let summary = match session {
         Some(session) => session.close().await,
@@ -208,8 +269,12 @@ async fn finish_call(
             record.recording_path = None;
         }
     }
-    if let Err(error) = store.write(&record).await {
-        tracing::error!(call = record.id, %error, "writing the CDR failed");
+    match store.write(&record).await {
+        Ok(()) => {
+            let _ = journal.send(JournalEntry::Remove(record.id));
+        }
+        // The journal keeps the call, so the next start retries its CDR.
+        Err(error) => tracing::error!(call = record.id, %error, "writing the CDR failed"),
     }
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod engine;
 mod http;
+mod journal;
 mod registrations;
 mod secrets;
 mod server;
@@ -27,9 +28,12 @@ fn main() -> ExitCode {
 fn run(cli: &cli::Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only on a terminal, so log files stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 
     let config = match cli::load_config(cli) {
@@ -52,8 +56,7 @@ fn run(cli: &cli::Cli) -> ExitCode {
     match runtime.block_on(server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "PBX failed");
-            eprintln!("pbx: {error}");
+            tracing::error!(%error, "PBX failed to start");
             ExitCode::FAILURE
         }
     }

@@ -35,6 +35,8 @@ pub(crate) enum StartError {
     },
     #[error(transparent)]
     Accounts(#[from] crate::http::BootstrapError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     #[error("cannot open the registrations store: {0}")]
     Registrations(#[from] crate::registrations::RegistrationStoreError),
     #[error(
@@ -52,7 +54,6 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let passwords = crate::secrets::resolve_agent_passwords(&config)?;
     let store = cdr::CdrStore::open(&config.data_dir).await?;
     crate::http::bootstrap_accounts(&store).await?;
     let relay = media::Relay::new(media::RelayConfig {
@@ -74,6 +75,9 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
             source,
         })?;
     let http_bound = http_listener.local_addr().unwrap_or(config.http.listen);
+    // Passwords are generated only once the sockets are bound, so a start
+    // that fails on a busy port does not print passwords nobody can use.
+    let passwords = crate::secrets::resolve_agent_passwords(&config)?;
     let router = crate::http::router(crate::http::HttpState {
         cdr: store.clone(),
         data_dir: config.data_dir.clone(),
@@ -100,6 +104,16 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
+    let journal = crate::journal::Journal::open(store.pool().clone()).await?;
+    let recovered = journal.recover(&store, &config.data_dir).await?;
+    if recovered > 0 {
+        tracing::warn!(
+            calls = recovered,
+            "wrote CDRs of calls interrupted by the last stop"
+        );
+    }
+    let (journal_queue, journal_writes) = mpsc::unbounded_channel();
+    let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
     let (registration_queue, registration_writes) = mpsc::unbounded_channel();
     let registration_writer = tokio::spawn(crate::engine::write_registrations(
         registrations,
@@ -115,6 +129,9 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     let engine = Engine {
         core,
         registrations: registration_queue,
+        journal: journal_queue,
+        rtp_timeout: config.media.rtp_timeout,
+        opened_at: HashMap::new(),
         sender,
         relay,
         cdr: store,
@@ -124,6 +141,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     engine.run(receiver, shutdown_signal()).await;
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
+    let _ = journal_writer.await;
     tracing::info!("PBX stopped");
     Ok(())
 }

@@ -42,6 +42,9 @@ pub(crate) struct CallerLeg {
     /// Our To tag, used in every response on this leg.
     pub local_tag: String,
     pub dialog: Option<Dialog>,
+    /// A 180 without SDP went out; agents' 180s are not repeated to the
+    /// caller.
+    pub ringing_sent: bool,
 }
 
 /// The agent's leg once it answered.
@@ -78,6 +81,9 @@ pub(crate) struct Call {
     pub queued_at: Option<Instant>,
     pub answered_at: Option<Instant>,
     pub recording_path: Option<String>,
+    /// The last offer inside the call put a leg on hold, so silence on the
+    /// media is expected.
+    pub on_hold: bool,
 }
 
 impl Call {

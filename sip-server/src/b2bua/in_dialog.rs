@@ -98,6 +98,28 @@ impl Core {
         request: Request,
         now: Instant,
     ) {
+        if request.method == Method::Invite
+            && let Some(pending) = self.pending_reinvite(call_id)
+        {
+            // RFC 3261 section 14.2: an INVITE while the same side's
+            // earlier one is unanswered gets 500 with Retry-After; one from
+            // the other side crosses ours (glare) and gets 491.
+            let status = if pending == origin { 500 } else { 491 };
+            let mut response = Response::for_request(&request, status, None);
+            if status == 500 {
+                response
+                    .headers
+                    .push("Retry-After", rand::random_range(0..=10u32).to_string());
+            }
+            let tag = self
+                .calls
+                .get(call_id)
+                .and_then(|c| c.dialog(origin))
+                .map(|d| d.local_tag.clone());
+            super::add_to_tag(&mut response, &tag.unwrap_or_default());
+            self.transactions.send_response(&key, response, now);
+            return;
+        }
         let local = self.local.clone();
         let media_address = self.config.media_address;
         let Some(call) = self.calls.get_mut(call_id) else {
@@ -111,6 +133,7 @@ impl Core {
         let mut relayed = dialog.new_request(request.method.clone(), &local);
         let target = dialog.target;
         let mut remote = None;
+        let mut hold = None;
         if !request.body.is_empty() {
             let is_sdp = request
                 .headers
@@ -120,6 +143,7 @@ impl Core {
                 match crate::sdp::parse(&request.body) {
                     Ok(sdp) => {
                         remote = crate::sdp::remote_rtp(&sdp);
+                        hold = Some(crate::sdp::is_hold(&sdp));
                         relayed.body = crate::sdp::anchored(&sdp, media_address, target_port);
                     }
                     Err(_) => {
@@ -135,6 +159,9 @@ impl Core {
                     .headers
                     .push("Content-Type", content_type.to_owned());
             }
+        }
+        if let (Some(hold), Some(call)) = (hold, self.calls.get_mut(call_id)) {
+            call.on_hold = hold;
         }
         if let Some(addr) = remote {
             self.commands.push_back(Command::SetRemote {
@@ -154,6 +181,20 @@ impl Core {
                 origin,
             },
         );
+    }
+
+    /// The side whose re-INVITE on `call_id` is still waiting for its final
+    /// response, if any.
+    fn pending_reinvite(&self, call_id: &str) -> Option<Side> {
+        self.purposes.values().find_map(|purpose| match purpose {
+            Purpose::Relay {
+                call,
+                request,
+                origin,
+                ..
+            } if call == call_id && request.method == Method::Invite => Some(*origin),
+            _ => None,
+        })
     }
 
     /// Final response from the leg a request was relayed to: answer the
@@ -251,6 +292,7 @@ impl Core {
         if let Some(call) = self.calls.get(&call_id) {
             let _span = call.span.clone().entered();
             tracing::warn!("caller never acknowledged the answer; ending the call");
+            // Without the ACK the call was never established for the caller.
         }
         self.send_bye(&call_id, Side::Caller, now);
         self.send_bye(&call_id, Side::Agent, now);
@@ -264,7 +306,7 @@ impl Core {
         }
         self.finish(
             &call_id,
-            cdr::Disposition::Answered,
+            cdr::Disposition::Failed,
             None,
             Some(cdr::HangupSide::System),
             now,
@@ -300,5 +342,39 @@ impl Core {
                 now,
             );
         }
+    }
+
+    /// The relay saw no RTP from either leg for the configured time: the
+    /// call is dead (a phone lost power or its network) unless it is on
+    /// hold, so both legs get BYE.
+    pub fn media_silent(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        if call.phase != Phase::Talking || call.on_hold {
+            return;
+        }
+        {
+            let _span = call.span.clone().entered();
+            tracing::warn!("no RTP from either side; ending the call");
+        }
+        self.send_bye(call_id, Side::Caller, now);
+        self.send_bye(call_id, Side::Agent, now);
+        if let Some(agent) = self
+            .calls
+            .get(call_id)
+            .and_then(|c| c.agent_leg.as_ref())
+            .map(|l| l.agent.clone())
+        {
+            self.acd.call_ended(&agent, now);
+        }
+        self.finish(
+            call_id,
+            cdr::Disposition::Answered,
+            None,
+            Some(cdr::HangupSide::System),
+            now,
+        );
+        self.process(now);
     }
 }

@@ -93,10 +93,19 @@ pub enum Command {
         side: Side,
         addr: SocketAddr,
     },
+    /// RTP payload types `side` may send; the relay drops others.
+    SetPayloadTypes {
+        call: String,
+        side: Side,
+        payload_types: Vec<u8>,
+    },
     /// Forget the latched agent-side peer: another agent is being tried.
     ResetLeg { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory.
     StartRecording { call: String, path: String },
+    /// Store `record` as the state of a call in progress, replacing the
+    /// previous checkpoint of the same call; `Finish` removes it.
+    Checkpoint { record: Box<cdr::CallRecord> },
     /// Store the bindings of `agent`, replacing what was stored for it.
     SaveBindings {
         agent: String,
@@ -211,6 +220,13 @@ impl Core {
     /// A message parsed by the transport.
     pub fn handle_message(&mut self, message: sip_message::Message, source: Target, now: Instant) {
         self.transactions.handle_message(message, source, now);
+        self.process(now);
+    }
+
+    /// A stream connection closed: transactions waiting on it end now
+    /// rather than at their timers.
+    pub fn connection_closed(&mut self, connection: u64, now: Instant) {
+        self.transactions.connection_closed(connection);
         self.process(now);
     }
 
@@ -343,6 +359,13 @@ impl Core {
         source: Target,
         now: Instant,
     ) {
+        if let Some(rejection) = crate::policy::check_request(&request) {
+            tracing::debug!(status = rejection.status, violation = %rejection.violation, "request rejected");
+            let mut response = rejection.response(&request);
+            add_to_tag(&mut response, &crate::dialog::random_token());
+            self.transactions.send_response(&key, response, now);
+            return;
+        }
         let has_to_tag = request
             .headers
             .to()
@@ -532,26 +555,15 @@ impl Core {
         time::OffsetDateTime::from(self.wall(at))
     }
 
-    /// Ends `call`: emits its CDR and frees every index that points at it.
-    fn finish(
-        &mut self,
-        call_id: &str,
+    /// The CDR of `call` as if it ended at `now` with these outcomes.
+    fn call_record(
+        &self,
+        call: &Call,
         disposition: cdr::Disposition,
         sip_status: Option<u16>,
         hangup: Option<cdr::HangupSide>,
         now: Instant,
-    ) {
-        let Some(call) = self.calls.remove(call_id) else {
-            return;
-        };
-        let _span = call.span.clone().entered();
-        self.by_sip_call_id.retain(|_, id| id != call_id);
-        for attempt_id in call.attempts.values() {
-            if let Some(attempt) = self.attempts.get_mut(attempt_id) {
-                attempt.withdrawn = true;
-            }
-        }
-        self.forget_finished_attempts(call_id);
+    ) -> cdr::CallRecord {
         let waited_from = call.queued_at.unwrap_or(call.arrived);
         let answered = call.answered_at;
         let wait_seconds = answered
@@ -560,7 +572,7 @@ impl Core {
             .as_secs_f64();
         let talk_seconds =
             answered.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        let record = cdr::CallRecord {
+        cdr::CallRecord {
             id: call.id.clone(),
             caller_call_id: call
                 .caller
@@ -590,7 +602,48 @@ impl Core {
             hangup_side: hangup,
             recording_path: call.recording_path.clone(),
             recording_seconds: None,
+            interrupted: false,
+        }
+    }
+
+    /// Asks the driver to store what is known of `call_id` so far, so a
+    /// crash before its end still leaves a CDR (written at the next start).
+    pub(super) fn checkpoint(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
         };
+        let disposition = if call.answered_at.is_some() {
+            cdr::Disposition::Answered
+        } else {
+            cdr::Disposition::Failed
+        };
+        let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
+        self.commands.push_back(Command::Checkpoint {
+            record: Box::new(record),
+        });
+    }
+
+    /// Ends `call`: emits its CDR and frees every index that points at it.
+    fn finish(
+        &mut self,
+        call_id: &str,
+        disposition: cdr::Disposition,
+        sip_status: Option<u16>,
+        hangup: Option<cdr::HangupSide>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        let _span = call.span.clone().entered();
+        self.by_sip_call_id.retain(|_, id| id != call_id);
+        for attempt_id in call.attempts.values() {
+            if let Some(attempt) = self.attempts.get_mut(attempt_id) {
+                attempt.withdrawn = true;
+            }
+        }
+        self.forget_finished_attempts(call_id);
+        let record = self.call_record(&call, disposition, sip_status, hangup, now);
         tracing::info!(disposition = ?record.disposition, talk_seconds = record.talk_seconds, "call ended");
         self.commands.push_back(Command::Finish {
             call: call.id.clone(),

@@ -43,7 +43,8 @@ impl Core {
             sip_message::Host::Domain(self.config.domain.clone()),
             None,
         ));
-        from.display_name = caller_display;
+        from.display_name = caller_display
+            .map(|name| super::setup::limit_chars(&name, super::setup::MAX_IDENTITY_CHARS));
         from.set_tag(&from_tag);
         let to = NameAddr::new(Uri::sip(
             Some(agent),
@@ -317,6 +318,9 @@ impl Core {
                 addr: remote,
             });
         }
+        if body.is_none() && call.caller.ringing_sent {
+            return;
+        }
         let status = if body.is_some() { 183 } else { 180 };
         self.respond_caller(call_id, status, None, body, now);
     }
@@ -383,6 +387,11 @@ impl Core {
             .to_owned();
         let invite_key = call.caller.invite_key.clone();
 
+        self.commands.push_back(Command::SetPayloadTypes {
+            call: call_id.to_owned(),
+            side: Side::Agent,
+            payload_types: crate::sdp::payload_types(&answer),
+        });
         if let Some(remote) = crate::sdp::remote_rtp(&answer) {
             self.commands.push_back(Command::SetRemote {
                 call: call_id.to_owned(),
@@ -403,6 +412,7 @@ impl Core {
         for other in others {
             self.withdraw_offer(call_id, Some(&other), now);
         }
+        self.checkpoint(call_id, now);
         self.acd.offer_answered(call_id, agent, now);
         tracing::info!(agent, "agent answered");
         let body = crate::sdp::anchored(&answer, self.config.media_address, caller_port);

@@ -43,6 +43,7 @@ impl Core {
         let Some(route) = self.config.dids.get(&dialed).cloned() else {
             tracing::info!(call_id = sip_call_id, "no route for dialed number");
             self.reply(&key, &request, 404, Some("No Route For Number"), now);
+            self.record_refused(&request, &origin, None, 404, now);
             return;
         };
         let offer = match crate::sdp::narrow_offer(&request.body) {
@@ -57,6 +58,7 @@ impl Core {
                     .push("Warning", "305 pbx \"Incompatible media format\"");
                 super::add_to_tag(&mut response, &random_token());
                 self.transactions.send_response(&key, response, now);
+                self.record_refused(&request, &origin, Some(route.queue), 488, now);
                 return;
             }
         };
@@ -68,6 +70,7 @@ impl Core {
             .from()
             .ok()
             .and_then(|from| from.uri.user_unescaped())
+            .map(|user| limit_chars(&user, MAX_IDENTITY_CHARS))
             .unwrap_or_default();
         let (trunk, source_extension) = match origin {
             Origin::Trunk(name) => (Some(name), None),
@@ -91,6 +94,7 @@ impl Core {
                 source,
                 local_tag: random_token(),
                 dialog: None,
+                ringing_sent: false,
             },
             offer,
             media: None,
@@ -106,13 +110,71 @@ impl Core {
             queued_at: None,
             answered_at: None,
             recording_path: None,
+            on_hold: false,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
         self.respond_caller(&id, 100, None, None, now);
+        self.checkpoint(&id, now);
         self.commands.push_back(Command::OpenMedia {
             call: id,
             sip_call_id,
+        });
+    }
+
+    /// Writes the CDR of an admitted call refused before it was queued
+    /// (unknown number, unusable offer). Sources that were not admitted
+    /// leave none, so scans cannot flood the call records.
+    fn record_refused(
+        &mut self,
+        request: &Request,
+        origin: &Origin,
+        queue: Option<String>,
+        status: u16,
+        now: Instant,
+    ) {
+        let caller = request
+            .headers
+            .from()
+            .ok()
+            .and_then(|from| from.uri.user_unescaped())
+            .map(|user| limit_chars(&user, MAX_IDENTITY_CHARS))
+            .unwrap_or_default();
+        let (trunk, source_extension) = match origin {
+            Origin::Trunk(name) => (Some(name.clone()), None),
+            Origin::Extension(agent) => (None, Some(agent.clone())),
+        };
+        let at = self.timestamp(now);
+        let record = cdr::CallRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            caller_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
+            agent_call_id: None,
+            caller,
+            dialed: limit_chars(
+                &request.uri.user_unescaped().unwrap_or_default(),
+                MAX_IDENTITY_CHARS,
+            ),
+            trunk,
+            source_extension,
+            queue,
+            agent: None,
+            arrived_at: at,
+            queued_at: None,
+            answered_at: None,
+            ended_at: at,
+            wait_seconds: 0.0,
+            talk_seconds: 0.0,
+            disposition: cdr::Disposition::Failed,
+            sip_status: Some(status),
+            hangup_side: Some(cdr::HangupSide::System),
+            recording_path: None,
+            recording_seconds: None,
+            interrupted: false,
+        };
+        self.commands.push_back(Command::Finish {
+            call: record.id.clone(),
+            record: Box::new(record),
+            media_open: false,
         });
     }
 
@@ -144,6 +206,10 @@ impl Core {
             return None;
         };
         let wall = self.wall(now);
+        if self.registrar.is_blocked(source.addr.ip(), now) {
+            self.reply(key, request, 403, Some("Too Many Failed Attempts"), now);
+            return None;
+        }
         let verdict = match request.headers.get("Proxy-Authorization") {
             None => Err(AuthError::Missing {
                 realm: self.config.domain.clone(),
@@ -154,13 +220,8 @@ impl Core {
                         username: credentials.username,
                     });
                 }
-                let registrar = &self.registrar;
-                registrar
-                    .authenticator()
-                    .verify(&credentials, "INVITE", wall, |user| {
-                        registrar.password(user)
-                    })
-                    .map(str::to_owned)
+                self.registrar
+                    .verify_credentials(&credentials, request, wall)
             }),
         };
         match verdict {
@@ -180,7 +241,8 @@ impl Core {
                 None
             }
             Err(error) => {
-                tracing::warn!(agent, %error, "call from extension rejected");
+                self.registrar.record_failure(source.addr.ip(), now);
+                tracing::warn!(agent, source = %source.addr, %error, "call from extension rejected");
                 self.reply(key, request, 403, Some("Bad Credentials"), now);
                 None
             }
@@ -196,6 +258,11 @@ impl Core {
         call.media = Some(ports);
         call.phase = Phase::Queued;
         call.queued_at = Some(now);
+        self.commands.push_back(Command::SetPayloadTypes {
+            call: call_id.to_owned(),
+            side: Side::Caller,
+            payload_types: crate::sdp::payload_types(&call.offer),
+        });
         if let Some(remote) = crate::sdp::remote_rtp(&call.offer) {
             self.commands.push_back(Command::SetRemote {
                 call: call_id.to_owned(),
@@ -227,6 +294,9 @@ impl Core {
         tracing::info!(queue, "call queued");
         // The caller's phone plays ringback while the call waits.
         self.respond_caller(call_id, 180, None, None, now);
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.caller.ringing_sent = true;
+        }
         self.process(now);
         true
     }
@@ -339,4 +409,13 @@ impl Core {
             now,
         );
     }
+}
+
+/// Longest caller number or display name passed to agents and CDRs; real
+/// ones are far shorter, and an oversized one breaks agents' phones.
+pub(super) const MAX_IDENTITY_CHARS: usize = 64;
+
+/// The first `max` characters of `text`.
+pub(super) fn limit_chars(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -185,9 +185,13 @@ impl Harness {
     }
 
     fn register(&mut self, agent: &str, password: &str, from: &str) -> Response {
+        // A fresh branch per call, or a repeated registration would be
+        // absorbed as a retransmission.
+        static ROUNDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let round = ROUNDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let register = |auth: &str, cseq: u32| {
             format!(
-                "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-reg{cseq}{agent}\r\n\
+                "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-reg{cseq}{agent}-{round}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:{agent}@pbx.test>;tag=r{agent}\r\nTo: <sip:{agent}@pbx.test>\r\n\
                  Call-ID: reg-{agent}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{agent}@{from}>\r\n\
                  {auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
@@ -347,14 +351,10 @@ fn answered_call_reaches_agent_with_anchored_media() {
     assert!(offer.contains("m=audio 20002 RTP/AVP 0 8 101"), "{offer}");
     assert!(!offer.contains("G729"), "{offer}");
 
+    // The caller already heard 180 when the call queued; the agent's 180
+    // is not sent again.
     h.receive(&agent_response(&invite, 180, AGENT_1, None), AGENT_1);
-    assert_eq!(
-        h.responses_to(CALLER)
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<_>>(),
-        [180]
-    );
+    assert!(h.responses_to(CALLER).is_empty());
     h.receive(
         &agent_response(&invite, 200, AGENT_1, Some(AGENT_SDP)),
         AGENT_1,
@@ -440,7 +440,11 @@ fn unknown_did_is_rejected_with_404() {
     h.caller_invite("9999", CALLER);
     let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [404]);
-    assert!(h.commands.is_empty());
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Failed);
+    assert_eq!(record.sip_status, Some(404));
+    assert_eq!(record.dialed, "9999");
+    assert!(h.commands.is_empty(), "no relay was opened");
 }
 
 #[test]
@@ -816,4 +820,132 @@ fn ring_all_connects_first_answer_and_cancels_the_rest() {
         call.agent_leg.as_ref().map(|leg| leg.agent.as_str()),
         Some("1002")
     );
+}
+
+#[test]
+fn unknown_aor_is_challenged_then_forbidden() {
+    let mut h = Harness::new();
+    // "9999" is no agent: it gets the same 401 as an agent, and 403 after
+    // the credentials, never a 404 that would reveal who exists.
+    let response = h.register("9999", "anything", AGENT_1);
+    assert_eq!(response.status, 403);
+}
+
+#[test]
+fn repeated_failures_lock_the_source_out() {
+    let mut h = Harness::new();
+    for _ in 0..crate::registrar::MAX_FAILURES {
+        assert_eq!(h.register("1001", "guess", AGENT_1).status, 403);
+    }
+    // Even the right password is refused while the lockout lasts.
+    let register = |h: &mut Harness| {
+        let text = format!(
+            "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-locked{}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=l\r\nTo: <sip:1001@pbx.test>\r\n\
+             Call-ID: locked@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@{AGENT_1}>\r\n\
+             Content-Length: 0\r\n\r\n",
+            h.now.elapsed().as_nanos()
+        );
+        h.receive(&text, AGENT_1);
+        h.responses_to(AGENT_1).pop().unwrap().status
+    };
+    assert_eq!(register(&mut h), 403);
+    h.advance(crate::registrar::LOCKOUT);
+    assert_eq!(register(&mut h), 401, "challenged again after the lockout");
+}
+
+#[test]
+fn offers_without_usable_audio_get_488_at_once() {
+    for (offer, reason) in [
+        ("m=audio 0 RTP/AVP 0\r\n", "disabled"),
+        ("m=audio 40000 RTP/SAVP 0\r\n", "not plain RTP"),
+        (
+            "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+            "neither PCMU nor PCMA",
+        ),
+    ] {
+        let mut h = Harness::new();
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n{offer}"
+        );
+        let text = format!(
+            "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-bad\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag=c9\r\nTo: <sip:5000@pbx.test>\r\n\
+             Call-ID: bad-offer@test\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        h.receive(&text, CALLER);
+        let rejected = h
+            .responses_to(CALLER)
+            .into_iter()
+            .find(|r| r.status >= 300)
+            .expect("final response");
+        assert_eq!(rejected.status, 488, "{reason}");
+        assert!(rejected.reason.contains(reason), "{}", rejected.reason);
+    }
+}
+
+#[test]
+fn overlapping_reinvite_from_same_side_gets_500() {
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    let reinvite = |cseq: u32, branch: &str| {
+        format!(
+            "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+             CSeq: {cseq} INVITE\r\nContact: <sip:agent@{AGENT_1}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{AGENT_SDP}",
+            invite.headers.get("From").unwrap(),
+            invite.headers.call_id().unwrap(),
+            AGENT_SDP.len()
+        )
+    };
+    h.receive(&reinvite(2, "z9hG4bK-re1"), AGENT_1);
+    h.receive(&reinvite(3, "z9hG4bK-re2"), AGENT_1);
+    let responses = h.responses_to(AGENT_1);
+    let busy = responses
+        .iter()
+        .find(|r| r.status == 500)
+        .expect("500 for the second re-INVITE");
+    assert!(busy.headers.contains("Retry-After"));
+}
+
+#[test]
+fn silent_media_ends_answered_calls_but_not_held_ones() {
+    let mut h = Harness::new();
+    let (call, invite) = answered_call(&mut h);
+    // On hold (the agent sent sendonly), silence is expected.
+    let hold = "v=0\r\no=- 7 8 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
+                m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-hold\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 2 INVITE\r\nContact: <sip:agent@{AGENT_1}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{hold}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        hold.len()
+    );
+    h.receive(&reinvite, AGENT_1);
+    h.core.media_silent(&call, h.now);
+    assert_eq!(h.core.active_calls(), 1, "a held call stays up");
+
+    h.core.calls.get_mut(&call).unwrap().on_hold = false;
+    h.sent.clear();
+    h.core.media_silent(&call, h.now);
+    h.collect();
+    assert_eq!(h.core.active_calls(), 0);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::System));
 }

@@ -55,6 +55,7 @@ pub(super) struct RawMedia {
     pub(super) address: Value<String>,
     pub(super) advertised_address: Value<String>,
     pub(super) rtp_ports: Value<String>,
+    pub(super) rtp_timeout_secs: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

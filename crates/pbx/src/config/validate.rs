@@ -30,6 +30,7 @@ const MAX_EXPIRES_SECS: u32 = 3600;
 const DEFAULT_EXPIRES_SECS: u32 = 600;
 const MAX_CONTACTS: u32 = 5;
 const QUALIFY_INTERVAL_SECS: u32 = 30;
+const RTP_TIMEOUT_SECS: u32 = 60;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
@@ -456,10 +457,12 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         overrides.rtp_ports.as_ref(),
         RTP_PORTS,
     );
+    let timeout = from_file(&raw.media.rtp_timeout_secs, RTP_TIMEOUT_SECS);
     MediaConfig {
         address,
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),
+        rtp_timeout: (timeout.value > 0).then(|| Duration::from_secs(u64::from(timeout.value))),
     }
 }
 

@@ -230,6 +230,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         hangup_side: Some(HangupSide::Caller),
         recording_path: recording_path.map(str::to_owned),
         recording_seconds: recording_path.map(|_| 60.0),
+        interrupted: false,
     }
 }
 

@@ -1,0 +1,305 @@
+//! The journal of calls in progress, so a crash or `kill -9` never loses a
+//! CDR: each call is stored when it arrives and when it is answered, removed
+//! once its CDR is written, and what is left at the next start becomes an
+//! interrupted CDR.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cdr::{CallRecord, CdrStore};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JournalError {
+    #[error("failed to migrate the open-call journal: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("open-call journal query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored call {id} does not decode: {source}")]
+    Decode {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("writing the recovered CDR of call {id} failed: {source}")]
+    Cdr { id: String, source: cdr::CdrError },
+}
+
+/// A change to the journal, applied in order by [`write_journal`].
+pub(crate) enum JournalEntry {
+    Save(Box<CallRecord>),
+    Remove(String),
+}
+
+#[derive(Clone)]
+pub(crate) struct Journal {
+    pool: SqlitePool,
+}
+
+impl Journal {
+    pub(crate) async fn open(pool: SqlitePool) -> Result<Journal, JournalError> {
+        let mut migrator = sqlx::migrate!();
+        // Other stores share the database with migrations of their own.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(Journal { pool })
+    }
+
+    async fn save(&self, record: &CallRecord) -> Result<(), JournalError> {
+        let text = serde_json::to_string(record).map_err(|source| JournalError::Decode {
+            id: record.id.clone(),
+            source,
+        })?;
+        sqlx::query(
+            "INSERT INTO open_calls (id, record, updated_at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record, \
+             updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&record.id)
+        .bind(text)
+        .bind(unix_millis(SystemTime::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), JournalError> {
+        sqlx::query("DELETE FROM open_calls WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns every call left open by an earlier run into an interrupted
+    /// CDR, repairing its recording first. Returns how many were recovered.
+    pub(crate) async fn recover(
+        &self,
+        store: &CdrStore,
+        data_dir: &Path,
+    ) -> Result<usize, JournalError> {
+        let rows = sqlx::query("SELECT id, record, updated_at_ms FROM open_calls")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut recovered = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let text: String = row.try_get("record")?;
+            let updated_ms: i64 = row.try_get("updated_at_ms")?;
+            // A crash between writing the CDR and removing the row leaves
+            // both; the CDR already written wins.
+            if store.get(&id).await.ok().flatten().is_none() {
+                let stored: CallRecord =
+                    serde_json::from_str(&text).map_err(|source| JournalError::Decode {
+                        id: id.clone(),
+                        source,
+                    })?;
+                let last_seen =
+                    UNIX_EPOCH + Duration::from_millis(u64::try_from(updated_ms).unwrap_or(0));
+                let record = interrupted_record(stored, last_seen, data_dir);
+                tracing::warn!(call = id, disposition = ?record.disposition, "call was interrupted by a stop; CDR recovered");
+                store
+                    .write(&record)
+                    .await
+                    .map_err(|source| JournalError::Cdr {
+                        id: id.clone(),
+                        source,
+                    })?;
+                recovered += 1;
+            }
+            self.remove(&id).await?;
+        }
+        Ok(recovered)
+    }
+}
+
+/// The final CDR of a call whose process died: its recording is repaired
+/// and gives the talk time when there is one; otherwise the call is taken
+/// to have ended when it was last stored.
+fn interrupted_record(
+    mut record: CallRecord,
+    last_seen: SystemTime,
+    data_dir: &Path,
+) -> CallRecord {
+    record.interrupted = true;
+    record.hangup_side = Some(cdr::HangupSide::System);
+    let recording = record
+        .recording_path
+        .as_deref()
+        .and_then(|path| repaired_length(&data_dir.join(path)));
+    match (record.answered_at, recording) {
+        (Some(answered), Some(seconds)) => {
+            record.ended_at = answered + Duration::from_secs_f64(seconds);
+            record.talk_seconds = round_millis(seconds);
+            record.recording_seconds = Some(round_millis(seconds));
+        }
+        _ => {
+            record.ended_at = time::OffsetDateTime::from(last_seen).max(record.arrived_at);
+            record.recording_path = None;
+            if let Some(answered) = record.answered_at {
+                record.talk_seconds =
+                    round_millis((record.ended_at - answered).as_seconds_f64().max(0.0));
+            }
+        }
+    }
+    record
+}
+
+/// Repairs the WAV at `path` and returns its length in seconds.
+fn repaired_length(path: &Path) -> Option<f64> {
+    match recordings::repair(path) {
+        Ok(outcome) => {
+            tracing::info!(path = %path.display(), ?outcome, "recording checked after a stop")
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "recording could not be repaired");
+            return None;
+        }
+    }
+    let reader = hound::WavReader::open(path).ok()?;
+    let rate = reader.spec().sample_rate;
+    (rate > 0).then(|| f64::from(reader.duration()) / f64::from(rate))
+}
+
+fn round_millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+fn unix_millis(at: SystemTime) -> i64 {
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+/// Applies journal changes in the order the engine made them, so a removal
+/// never overtakes the save it undoes.
+pub(crate) async fn write_journal(
+    journal: Journal,
+    mut queue: mpsc::UnboundedReceiver<JournalEntry>,
+) {
+    while let Some(entry) = queue.recv().await {
+        let (id, result) = match entry {
+            JournalEntry::Save(record) => (record.id.clone(), journal.save(&record).await),
+            JournalEntry::Remove(id) => {
+                let result = journal.remove(&id).await;
+                (id, result)
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(call = id, %error, "updating the open-call journal failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_record(id: &str, answered: bool, recording: Option<&str>) -> CallRecord {
+        let arrived = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+        CallRecord {
+            id: id.to_owned(),
+            caller_call_id: format!("{id}@caller"),
+            agent_call_id: None,
+            caller: "+15550100".to_owned(),
+            dialed: "5000".to_owned(),
+            trunk: Some("carrier".to_owned()),
+            source_extension: None,
+            queue: Some("general".to_owned()),
+            agent: answered.then(|| "1001".to_owned()),
+            arrived_at: arrived,
+            queued_at: Some(arrived),
+            answered_at: answered.then(|| arrived + Duration::from_secs(5)),
+            ended_at: arrived,
+            wait_seconds: 5.0,
+            talk_seconds: 0.0,
+            disposition: if answered {
+                cdr::Disposition::Answered
+            } else {
+                cdr::Disposition::Failed
+            },
+            sip_status: None,
+            hangup_side: Some(cdr::HangupSide::System),
+            recording_path: recording.map(str::to_owned),
+            recording_seconds: None,
+            interrupted: false,
+        }
+    }
+
+    /// A WAV whose writer died after 2 s of audio: the header still says 0.
+    fn broken_wav(path: &Path) {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        writer.flush().unwrap();
+        for _ in 0..16_000 * 2 {
+            writer.write_sample(0i16).unwrap();
+        }
+        // Leaking the writer skips finalize, as a kill -9 would.
+        std::mem::forget(writer);
+    }
+
+    #[tokio::test]
+    async fn open_calls_become_interrupted_cdrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open(dir.path()).await.unwrap();
+        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
+        broken_wav(&dir.path().join("recordings/a.wav"));
+
+        journal
+            .save(&open_record("a", true, Some("recordings/a.wav")))
+            .await
+            .unwrap();
+        journal.save(&open_record("b", false, None)).await.unwrap();
+        journal.save(&open_record("c", true, None)).await.unwrap();
+        journal.remove("c").await.unwrap();
+
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 2);
+        let answered = store
+            .get("a")
+            .await
+            .unwrap()
+            .expect("CDR of the answered call");
+        assert!(answered.interrupted);
+        assert_eq!(answered.disposition, cdr::Disposition::Answered);
+        // The writer's buffer died with it, so up to 2 s reached the disk.
+        let seconds = answered.recording_seconds.expect("recording length");
+        assert!(
+            seconds > 1.5 && seconds <= 2.0,
+            "recording_seconds {seconds}"
+        );
+        assert_eq!(answered.talk_seconds, seconds);
+        assert_eq!(
+            answered.ended_at,
+            answered.answered_at.unwrap() + Duration::from_secs_f64(seconds)
+        );
+        let reader = hound::WavReader::open(dir.path().join("recordings/a.wav")).unwrap();
+        let header_seconds = f64::from(reader.duration()) / 8000.0;
+        assert!(
+            (header_seconds - seconds).abs() < 0.001,
+            "header repaired: {header_seconds}"
+        );
+
+        let waiting = store
+            .get("b")
+            .await
+            .unwrap()
+            .expect("CDR of the waiting call");
+        assert!(waiting.interrupted);
+        assert_eq!(waiting.disposition, cdr::Disposition::Failed);
+        assert!(
+            store.get("c").await.unwrap().is_none(),
+            "a removed call leaves nothing"
+        );
+
+        // Nothing is left for a second start.
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 0);
+    }
+}

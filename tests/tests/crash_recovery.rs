@@ -1,0 +1,70 @@
+//! A PBX killed with SIGKILL during an answered call: the next start writes
+//! the call's CDR, marked interrupted, and repairs its recording.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pbx_e2e::fixtures::AudioFixtures;
+use pbx_e2e::pbx::{DID, Pbx, PbxConfig};
+use pbx_e2e::phones::{self, AgentPhone};
+use pbx_e2e::{tools, wav};
+
+#[test]
+fn killed_call_gets_an_interrupted_cdr() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig::default();
+    let mut pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    let _audio = AudioFixtures::generate(&work_dir);
+    let phone = AgentPhone::new(&config.agents[0]);
+
+    let agent = phone.answer(&work_dir, "agent_answer.xml", Duration::from_secs(20));
+    phone.register(&pbx, &work_dir);
+    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID)
+        .pause(Duration::from_secs(20))
+        .spawn();
+
+    // Wait until the call is answered and some audio is recorded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pbx.logs().contains("agent answered") {
+        assert!(
+            Instant::now() < deadline,
+            "call never answered\n{}",
+            pbx.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_secs(3));
+    pbx.restart();
+    let _ = caller.stop();
+    let _ = agent.stop();
+
+    let record = pbx
+        .calls()
+        .into_iter()
+        .find(|call| call["disposition"] == "answered")
+        .unwrap_or_else(|| panic!("no CDR after the restart\n{}", pbx.logs()));
+    println!("recovered record: {record:#}");
+    assert_eq!(record["interrupted"], true);
+    assert_eq!(record["agent"], config.agents[0].id.as_str());
+    assert_eq!(record["hangup_side"], "system");
+    let seconds = record["recording_seconds"]
+        .as_f64()
+        .expect("recording_seconds");
+    assert!(seconds >= 2.0, "recording_seconds {seconds}");
+    let talk = record["talk_seconds"].as_f64().expect("talk_seconds");
+    assert!(
+        (talk - seconds).abs() < 0.01,
+        "talk {talk} vs recording {seconds}"
+    );
+
+    let path = pbx
+        .data_dir
+        .join(record["recording_path"].as_str().expect("recording_path"));
+    let recording = wav::Recording::open(&path);
+    assert!(
+        (recording.duration_seconds() - seconds).abs() < 0.01,
+        "repaired WAV is {} s, CDR says {seconds} s",
+        recording.duration_seconds()
+    );
+}

@@ -187,8 +187,8 @@ impl Core {
             queues.sort();
             acd.add_agent(agent, &queues);
             // TODO: agents log in and out through feature codes and the
-            // API once the full ACD lands; until then a configured agent is
-            // logged in and takes calls whenever it is registered.
+            // API. Until then a configured agent is logged in and takes
+            // calls whenever it is registered.
             acd.set_logged_in(agent, true, now);
             if let Some(skills) = config.agent_skills.get(agent) {
                 acd.set_skills(agent, skills.clone(), now)?;

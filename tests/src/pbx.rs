@@ -126,6 +126,8 @@ pub struct Pbx {
     /// `Cookie` header value of a QA user's session, who may list every
     /// call and replay recordings.
     session: String,
+    /// `Cookie` header value of the administrator's session.
+    admin_session: String,
 }
 
 /// Password the harness gives the first administrator through
@@ -174,6 +176,7 @@ impl Pbx {
             stdout_path,
             stderr_path,
             session: String::new(),
+            admin_session: String::new(),
         };
         pbx.wait_for_health();
         pbx.log_in_as_qa();
@@ -183,6 +186,7 @@ impl Pbx {
     /// Creates the QA user through the administrator and keeps its session.
     fn log_in_as_qa(&mut self) {
         let admin = self.log_in("admin", ADMIN_PASSWORD);
+        self.admin_session = admin.clone();
         let user = serde_json::json!({"username": QA_USER, "password": QA_PASSWORD, "role": "qa"});
         let created = http::request(
             self.http,
@@ -316,6 +320,25 @@ impl Pbx {
                     .unwrap_or_else(|error| panic!("invalid CDR line {line:?}: {error}"))
             })
             .collect()
+    }
+
+    /// A request on the HTTP API as the administrator; panics on a
+    /// transport error.
+    pub fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> http::HttpResponse {
+        http::request(
+            self.http,
+            method,
+            path,
+            &[("Cookie", &self.admin_session)],
+            body,
+            HTTP_TIMEOUT,
+        )
+        .unwrap_or_else(|error| panic!("{method} {path} failed: {error}\n{}", self.logs()))
     }
 
     /// GET on the HTTP API as the QA user; panics on a transport error.

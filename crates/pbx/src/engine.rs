@@ -14,6 +14,7 @@ use sip_server::b2bua::{Command, Core, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
 
 use crate::journal::JournalEntry;
+use crate::live::LiveRequest;
 use sip_server::transaction::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -58,6 +59,7 @@ impl Engine {
     pub(crate) async fn run(
         mut self,
         mut receiver: mpsc::Receiver<Input>,
+        mut live: mpsc::Receiver<LiveRequest>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut sessions: HashMap<String, media::MediaSession> = HashMap::new();
@@ -74,6 +76,7 @@ impl Engine {
                     self.handle_input(input, &mut sessions);
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
+                Some(request) = live.recv() => self.answer_live(request),
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     self.check_silence(&sessions);
                 }
@@ -119,6 +122,27 @@ impl Engine {
             } => {
                 tracing::error!(call, %error, "opening the media relay failed");
                 self.core.media_failed(&call, now);
+            }
+        }
+    }
+
+    /// Answers the HTTP API from the core's state. A dropped reply channel
+    /// means the client went away, which is fine.
+    fn answer_live(&mut self, request: LiveRequest) {
+        let now = Instant::now();
+        match request {
+            LiveRequest::Agents(reply) => {
+                let _ = reply.send(self.core.agents_view(now));
+            }
+            LiveRequest::Queues(reply) => {
+                let _ = reply.send(self.core.queues_view(now));
+            }
+            LiveRequest::SetReadiness {
+                agent,
+                readiness,
+                reply,
+            } => {
+                let _ = reply.send(self.core.set_agent_readiness(&agent, readiness, now));
             }
         }
     }

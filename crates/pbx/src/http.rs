@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod bootstrap;
 mod calls;
+mod live;
 mod openapi;
 mod problem;
 mod session;
@@ -35,6 +36,9 @@ pub(crate) struct HttpState {
     pub(crate) cdr: CdrStore,
     /// Folder that `CallRecord::recording_path` is relative to.
     pub(crate) data_dir: PathBuf,
+    /// The engine, for live agent and queue state; None where no engine
+    /// runs (the API answers those routes with 503).
+    pub(crate) live: Option<crate::live::Live>,
 }
 
 /// Source of the current time, replaced by a virtual clock in tests.
@@ -155,6 +159,9 @@ pub(crate) fn routes() -> Routes {
         .add(Post, "/api/tokens", admin::create_token)
         .add(Delete, "/api/tokens/{id}", admin::revoke_token)
         .add(Get, "/api/audit", admin::list_audit)
+        .add(Get, "/api/agents", live::list_agents)
+        .add(Put, "/api/agents/{id}/state", live::set_agent_state)
+        .add(Get, "/api/queues", live::list_queues)
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -6,6 +6,7 @@ mod config;
 mod engine;
 mod http;
 mod journal;
+mod live;
 mod registrations;
 mod secrets;
 mod server;

@@ -78,9 +78,11 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     // Passwords are generated only once the sockets are bound, so a start
     // that fails on a busy port does not print passwords nobody can use.
     let passwords = crate::secrets::resolve_agent_passwords(&config)?;
+    let (live_requests, live_queue) = mpsc::channel(64);
     let router = crate::http::router(crate::http::HttpState {
         cdr: store.clone(),
         data_dir: config.data_dir.clone(),
+        live: Some(crate::live::Live::new(live_requests)),
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(
@@ -138,7 +140,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         data_dir: config.data_dir.clone(),
         inputs,
     };
-    engine.run(receiver, shutdown_signal()).await;
+    engine.run(receiver, live_queue, shutdown_signal()).await;
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;

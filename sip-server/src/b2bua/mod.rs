@@ -15,6 +15,7 @@
 
 mod call;
 mod in_dialog;
+mod live;
 mod offer;
 mod setup;
 
@@ -30,6 +31,7 @@ use crate::transaction::{Event, Target, TimerConfig, TransactionKey, Transaction
 
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
+pub use live::{AgentCommandError, AgentView, QueueView, Readiness};
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.

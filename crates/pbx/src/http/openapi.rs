@@ -155,6 +155,31 @@ fn paths() -> Value {
                 &[400, 401, 403, 404],
             ), "Token revoked"), vec![path_parameter("id", "Token id", "integer")]),
         },
+        "/api/agents": {
+            "get": operation(
+                "List agents with their live state",
+                "Any role; an agent sees only itself. 503 when the call engine is not running.",
+                ok("Agents", array_of("Agent")),
+                &[401, 503],
+            ),
+        },
+        "/api/agents/{id}/state": {
+            "put": with_parameters(with_body(no_content(operation(
+                "Set an agent ready or not ready",
+                "Administrators and supervisors for any agent; an agent for itself. An agent on a \
+                 call changes state after the call and its wrap-up.",
+                json!({}),
+                &[400, 401, 403, 404, 409, 503],
+            ), "State changed"), "AgentStateRequest"), vec![path_parameter("id", "Agent id", "string")]),
+        },
+        "/api/queues": {
+            "get": operation(
+                "List queues with their live figures",
+                "Any role. 503 when the call engine is not running.",
+                ok("Queues", array_of("Queue")),
+                &[401, 503],
+            ),
+        },
         "/api/audit": {
             "get": with_parameters(operation(
                 "List the audit log, newest first",
@@ -367,6 +392,41 @@ fn schemas() -> Value {
                 "sip_status": { "type": ["integer", "null"] },
                 "hangup_side": { "enum": ["caller", "agent", "system", null] },
                 "recording_path": nullable_text, "recording_seconds": nullable_number,
+                "interrupted": { "type": "boolean" },
+            },
+        },
+        "Agent": {
+            "type": "object",
+            "required": ["id", "state", "not_ready_reason", "contacts", "calls_answered", "talk_seconds"],
+            "properties": {
+                "id": text,
+                "state": { "enum": ["logged_out", "unreachable", "available", "ringing", "on_call", "wrap_up", "not_ready"] },
+                "not_ready_reason": nullable_text,
+                "contacts": { "type": "integer", "description": "registered contacts that answer qualify probes" },
+                "calls_answered": { "type": "integer" },
+                "talk_seconds": number,
+            },
+        },
+        "AgentStateRequest": {
+            "type": "object",
+            "required": ["state"],
+            "properties": {
+                "state": { "enum": ["ready", "not_ready"] },
+                "reason": { "type": "string", "description": "reason code for not_ready, 1 to 64 characters" },
+            },
+        },
+        "Queue": {
+            "type": "object",
+            "required": ["name", "calls", "longest_wait_seconds", "staffed_agents", "available_agents",
+                         "expected_wait_seconds", "average_handle_seconds"],
+            "properties": {
+                "name": text,
+                "calls": { "type": "integer", "description": "calls waiting or ringing an agent" },
+                "longest_wait_seconds": number,
+                "staffed_agents": { "type": "integer" },
+                "available_agents": { "type": "integer" },
+                "expected_wait_seconds": nullable_number,
+                "average_handle_seconds": nullable_number,
             },
         },
     })

@@ -133,6 +133,51 @@ impl Reply {
     }
 }
 
+/// Answers live requests as an engine with agents 1001 and 1002 and one
+/// queue would; the real engine is exercised by the end-to-end tests.
+fn engine_double() -> crate::live::Live {
+    use crate::live::LiveRequest;
+    use sip_server::b2bua::{AgentCommandError, AgentView, QueueView};
+    let (requests, mut queue) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Some(request) = queue.recv().await {
+            match request {
+                LiveRequest::Agents(reply) => {
+                    let agent = |id: &str| AgentView {
+                        id: id.to_owned(),
+                        state: "available",
+                        not_ready_reason: None,
+                        contacts: 1,
+                        calls_answered: 0,
+                        talk_seconds: 0.0,
+                    };
+                    let _ = reply.send(vec![agent("1001"), agent("1002")]);
+                }
+                LiveRequest::Queues(reply) => {
+                    let _ = reply.send(vec![QueueView {
+                        name: "general".to_owned(),
+                        calls: 0,
+                        longest_wait_seconds: 0.0,
+                        staffed_agents: 2,
+                        available_agents: 2,
+                        expected_wait_seconds: None,
+                        average_handle_seconds: None,
+                    }]);
+                }
+                LiveRequest::SetReadiness { agent, reply, .. } => {
+                    let known = agent == "1001" || agent == "1002";
+                    let _ = reply.send(if known {
+                        Ok(())
+                    } else {
+                        Err(AgentCommandError::UnknownAgent { agent })
+                    });
+                }
+            }
+        }
+    });
+    crate::live::Live::new(requests)
+}
+
 impl Fixture {
     fn app(&self) -> Router {
         let now = Arc::clone(&self.now);
@@ -140,6 +185,7 @@ impl Fixture {
             calls: HttpState {
                 cdr: self.store.clone(),
                 data_dir: self.data_dir.clone(),
+                live: Some(engine_double()),
             },
             accounts: self.accounts.clone(),
             clock: Arc::new(move || *now.lock().expect("clock lock")),
@@ -499,4 +545,44 @@ async fn unknown_route_is_problem() {
         .call(Some(Role::Supervisor), Method::POST, "/api/calls", None)
         .await;
     reply.problem(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn agents_see_only_themselves_and_set_own_state() {
+    let fixture = fixture().await;
+    let agents = fixture
+        .call(Some(Role::Agent), Method::GET, "/api/agents", None)
+        .await;
+    assert_eq!(agents.status, StatusCode::OK);
+    let ids: Vec<String> = agents
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, [OWN_AGENT]);
+
+    let pause = serde_json::json!({ "state": "not_ready", "reason": "lunch" });
+    let own = format!("/api/agents/{OWN_AGENT}/state");
+    let reply = fixture
+        .call(Some(Role::Agent), Method::PUT, &own, Some(pause))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+
+    let bad = serde_json::json!({ "state": "asleep" });
+    let reply = fixture
+        .call(Some(Role::Supervisor), Method::PUT, &own, Some(bad))
+        .await;
+    assert!(reply.problem(StatusCode::BAD_REQUEST).contains("ready"));
+    let unknown = serde_json::json!({ "state": "ready" });
+    let reply = fixture
+        .call(
+            Some(Role::Supervisor),
+            Method::PUT,
+            "/api/agents/9999/state",
+            Some(unknown),
+        )
+        .await;
+    reply.problem(StatusCode::NOT_FOUND);
 }

@@ -178,6 +178,31 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             Some(&[Role::Administrator, Role::Supervisor]),
             StatusCode::OK,
         ),
+        case(
+            Get,
+            "/api/agents",
+            "/api/agents",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/queues",
+            "/api/queues",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        // Another agent's state: supervisors and administrators only.
+        case(
+            Put,
+            "/api/agents/{id}/state",
+            "/api/agents/1002/state",
+            Some(json!({ "state": "not_ready", "reason": "break" })),
+            Some(&[Role::Administrator, Role::Supervisor]),
+            StatusCode::NO_CONTENT,
+        ),
     ]
 }
 

@@ -105,6 +105,7 @@ async fn production_router_logs_in() {
     let app = router(HttpState {
         cdr,
         data_dir: dir.path().to_path_buf(),
+        live: None,
     });
     let body = serde_json::json!({ "username": "admin", "password": password });
     let request = Request::post("/api/session")

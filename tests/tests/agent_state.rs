@@ -34,6 +34,18 @@ fn paused_agent_gets_no_calls() {
     assert_eq!(listed["contacts"], 1, "{listed}");
     let queues = pbx.get("/api/queues").json();
     assert_eq!(queues[0]["available_agents"], 1, "{queues}");
+    let metrics = pbx.get("/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert_eq!(metrics.status, 200, "{text}");
+    assert!(text.contains("pbx_registered_contacts 1\n"), "{text}");
+    assert!(
+        text.contains("pbx_agents{state=\"available\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pbx_sip_requests_received_total{method=\"REGISTER\"}"),
+        "{text}"
+    );
 
     let pause = serde_json::json!({ "state": "not_ready", "reason": "break" });
     let reply = pbx.admin_request(

@@ -48,6 +48,7 @@ pub(crate) struct Engine {
     /// When each open relay session was opened, the start of its silence
     /// when no packet ever arrived.
     pub(crate) opened_at: HashMap<String, Instant>,
+    pub(crate) sip_counters: crate::metrics::SipCounters,
 }
 
 /// How often relay sessions are checked for silence.
@@ -76,7 +77,7 @@ impl Engine {
                     self.handle_input(input, &mut sessions);
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
-                Some(request) = live.recv() => self.answer_live(request),
+                Some(request) = live.recv() => self.answer_live(request, &sessions),
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     self.check_silence(&sessions);
                 }
@@ -97,7 +98,10 @@ impl Engine {
     fn handle_input(&mut self, input: Input, sessions: &mut HashMap<String, media::MediaSession>) {
         let now = Instant::now();
         match input {
-            Input::Sip(message, source) => self.core.handle_message(message, source, now),
+            Input::Sip(message, source) => {
+                self.sip_counters.count_received(&message);
+                self.core.handle_message(message, source, now)
+            }
             Input::ConnectionClosed(id) => self.core.connection_closed(id, now),
             Input::MediaOpened {
                 call,
@@ -128,9 +132,16 @@ impl Engine {
 
     /// Answers the HTTP API from the core's state. A dropped reply channel
     /// means the client went away, which is fine.
-    fn answer_live(&mut self, request: LiveRequest) {
+    fn answer_live(
+        &mut self,
+        request: LiveRequest,
+        sessions: &HashMap<String, media::MediaSession>,
+    ) {
         let now = Instant::now();
         match request {
+            LiveRequest::Metrics(reply) => {
+                let _ = reply.send(self.metrics(sessions, now));
+            }
             LiveRequest::Agents(reply) => {
                 let _ = reply.send(self.core.agents_view(now));
             }
@@ -144,6 +155,37 @@ impl Engine {
             } => {
                 let _ = reply.send(self.core.set_agent_readiness(&agent, readiness, now));
             }
+        }
+    }
+
+    fn metrics(
+        &self,
+        sessions: &HashMap<String, media::MediaSession>,
+        now: Instant,
+    ) -> crate::metrics::Snapshot {
+        let mut media = crate::metrics::MediaTotals {
+            sessions: sessions.len(),
+            ..Default::default()
+        };
+        for session in sessions.values() {
+            for leg in [media::Leg::Caller, media::Leg::Agent] {
+                let stats = session.stats(leg);
+                media.packets_received += stats.packets_received;
+                media.packets_sent += stats.packets_sent;
+                media.packets_lost += stats.rtp_packets_lost;
+                media.packets_rejected +=
+                    stats.rejected_source + stats.rejected_payload_type + stats.oversized_packets;
+            }
+        }
+        media.recording = self.core.recordings_in_progress();
+        let agents = self.core.agents_view(now);
+        crate::metrics::Snapshot {
+            active_calls: self.core.active_calls(),
+            registered_contacts: agents.iter().map(|agent| agent.contacts).sum(),
+            agents,
+            queues: self.core.queues_view(now),
+            sip: self.sip_counters.clone(),
+            media,
         }
     }
 
@@ -182,6 +224,7 @@ impl Engine {
             let mut progressed = false;
             while let Some(transmit) = self.core.poll_transmit() {
                 progressed = true;
+                self.sip_counters.count_sent(&transmit.payload);
                 self.sender.send(transmit.target, transmit.payload);
             }
             while let Some(command) = self.core.poll_command() {

@@ -162,6 +162,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/agents", live::list_agents)
         .add(Put, "/api/agents/{id}/state", live::set_agent_state)
         .add(Get, "/api/queues", live::list_queues)
+        .add(Get, "/metrics", live::metrics)
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) enum LiveRequest {
     Agents(oneshot::Sender<Vec<AgentView>>),
     Queues(oneshot::Sender<Vec<QueueView>>),
+    Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     SetReadiness {
         agent: String,
         readiness: Readiness,
@@ -49,6 +50,10 @@ impl Live {
 
     pub(crate) async fn queues(&self) -> Result<Vec<QueueView>, EngineUnavailable> {
         self.ask(LiveRequest::Queues).await
+    }
+
+    pub(crate) async fn metrics(&self) -> Result<crate::metrics::Snapshot, EngineUnavailable> {
+        self.ask(LiveRequest::Metrics).await
     }
 
     pub(crate) async fn set_readiness(

@@ -7,6 +7,7 @@ mod engine;
 mod http;
 mod journal;
 mod live;
+mod metrics;
 mod registrations;
 mod secrets;
 mod server;

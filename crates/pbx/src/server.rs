@@ -134,6 +134,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         journal: journal_queue,
         rtp_timeout: config.media.rtp_timeout,
         opened_at: HashMap::new(),
+        sip_counters: crate::metrics::SipCounters::default(),
         sender,
         relay,
         cdr: store,

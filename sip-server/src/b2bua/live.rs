@@ -88,6 +88,14 @@ impl Core {
             .collect()
     }
 
+    /// Answered calls that are being recorded.
+    pub fn recordings_in_progress(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|call| call.answered_at.is_some() && call.recording_path.is_some())
+            .count()
+    }
+
     /// Every configured queue, in configuration order.
     pub fn queues_view(&self, now: Instant) -> Vec<QueueView> {
         self.config

@@ -106,3 +106,17 @@ pub(crate) async fn set_agent_state(
         Err(error) => Err(Problem::new(StatusCode::CONFLICT, error.to_string())),
     }
 }
+
+/// Prometheus metrics. Public like `/health`: counts only, nothing about
+/// callers or agents beyond their states.
+pub(crate) async fn metrics(
+    State(state): State<ApiState>,
+) -> Result<impl axum::response::IntoResponse, Problem> {
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    let snapshot = live.metrics().await.map_err(|_| engine_problem())?;
+    let content_type = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    )];
+    Ok((content_type, crate::metrics::render(&snapshot)))
+}

@@ -180,6 +180,15 @@ fn paths() -> Value {
                 &[401, 503],
             ),
         },
+        "/metrics": {
+            "get": public(operation(
+                "Prometheus metrics",
+                "Public, like /health. Text exposition format 0.0.4: calls, registered contacts, agents by \
+                 state, queue figures, SIP requests and responses, RTP packets and loss, recordings.",
+                json!({ "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } }),
+                &[503],
+            )),
+        },
         "/api/audit": {
             "get": with_parameters(operation(
                 "List the audit log, newest first",

@@ -164,6 +164,9 @@ fn engine_double() -> crate::live::Live {
                         average_handle_seconds: None,
                     }]);
                 }
+                LiveRequest::Metrics(reply) => {
+                    let _ = reply.send(crate::metrics::Snapshot::default());
+                }
                 LiveRequest::SetReadiness { agent, reply, .. } => {
                     let known = agent == "1001" || agent == "1002";
                     let _ = reply.send(if known {

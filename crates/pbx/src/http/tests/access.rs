@@ -194,6 +194,7 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             Some(EVERY_ROLE),
             StatusCode::OK,
         ),
+        case(Get, "/metrics", "/metrics", None, None, StatusCode::OK),
         // Another agent's state: supervisors and administrators only.
         case(
             Put,

@@ -1,0 +1,269 @@
+//! Prometheus metrics: counters the engine keeps and gauges read from the
+//! core and the relay when `/metrics` is scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use sip_server::b2bua::{AgentView, QueueView};
+
+/// Counters of SIP traffic, kept by the engine task.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SipCounters {
+    /// Requests received, by method.
+    pub(crate) requests_received: BTreeMap<String, u64>,
+    /// Responses sent, by status class ("1xx" ... "6xx").
+    pub(crate) responses_sent: BTreeMap<&'static str, u64>,
+}
+
+impl SipCounters {
+    pub(crate) fn count_received(&mut self, message: &sip_message::Message) {
+        if let sip_message::Message::Request(request) = message {
+            // Extension methods are folded together so a peer cannot grow
+            // the label set without bound.
+            let method = match &request.method {
+                sip_message::Method::Extension(_) => "other".to_owned(),
+                known => known.as_str().to_owned(),
+            };
+            *self.requests_received.entry(method).or_default() += 1;
+        }
+    }
+
+    /// Counts a datagram or stream message the engine sends, by looking at
+    /// its start line only.
+    pub(crate) fn count_sent(&mut self, payload: &[u8]) {
+        let class = match payload.get(..9) {
+            Some(b"SIP/2.0 1") => "1xx",
+            Some(b"SIP/2.0 2") => "2xx",
+            Some(b"SIP/2.0 3") => "3xx",
+            Some(b"SIP/2.0 4") => "4xx",
+            Some(b"SIP/2.0 5") => "5xx",
+            Some(b"SIP/2.0 6") => "6xx",
+            _ => return,
+        };
+        *self.responses_sent.entry(class).or_default() += 1;
+    }
+}
+
+/// RTP totals over the calls in progress.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MediaTotals {
+    pub(crate) sessions: usize,
+    pub(crate) recording: usize,
+    pub(crate) packets_received: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) packets_lost: i64,
+    pub(crate) packets_rejected: u64,
+}
+
+/// Everything `/metrics` shows, taken at one instant by the engine.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) active_calls: usize,
+    pub(crate) registered_contacts: usize,
+    pub(crate) agents: Vec<AgentView>,
+    pub(crate) queues: Vec<QueueView>,
+    pub(crate) sip: SipCounters,
+    pub(crate) media: MediaTotals,
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4).
+pub(crate) fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |value: String| vec![(String::new(), value)];
+    metric(
+        "pbx_active_calls",
+        "gauge",
+        "Calls in progress, queued or answered.",
+        plain(snapshot.active_calls.to_string()),
+    );
+    metric(
+        "pbx_registered_contacts",
+        "gauge",
+        "Agent contacts that are registered and answer qualify probes.",
+        plain(snapshot.registered_contacts.to_string()),
+    );
+    let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+    for state in [
+        "logged_out",
+        "unreachable",
+        "available",
+        "ringing",
+        "on_call",
+        "wrap_up",
+        "not_ready",
+    ] {
+        by_state.insert(state, 0);
+    }
+    for agent in &snapshot.agents {
+        *by_state.entry(agent.state).or_default() += 1;
+    }
+    metric(
+        "pbx_agents",
+        "gauge",
+        "Agents by state.",
+        by_state
+            .iter()
+            .map(|(state, count)| (format!("{{state=\"{state}\"}}"), count.to_string()))
+            .collect(),
+    );
+    let queue_samples = |value: &dyn Fn(&QueueView) -> String| {
+        snapshot
+            .queues
+            .iter()
+            .map(|queue| {
+                (
+                    format!("{{queue=\"{}\"}}", escape(&queue.name)),
+                    value(queue),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "pbx_queue_calls",
+        "gauge",
+        "Calls waiting in or ringing from a queue.",
+        queue_samples(&|q| q.calls.to_string()),
+    );
+    metric(
+        "pbx_queue_longest_wait_seconds",
+        "gauge",
+        "Wait of the longest-waiting call of a queue.",
+        queue_samples(&|q| q.longest_wait_seconds.to_string()),
+    );
+    metric(
+        "pbx_queue_available_agents",
+        "gauge",
+        "Agents of a queue free to take a call.",
+        queue_samples(&|q| q.available_agents.to_string()),
+    );
+    metric(
+        "pbx_sip_requests_received_total",
+        "counter",
+        "SIP requests received, by method.",
+        snapshot
+            .sip
+            .requests_received
+            .iter()
+            .map(|(method, count)| {
+                (
+                    format!("{{method=\"{}\"}}", escape(method)),
+                    count.to_string(),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "pbx_sip_responses_sent_total",
+        "counter",
+        "SIP responses sent, by status class, retransmissions included.",
+        snapshot
+            .sip
+            .responses_sent
+            .iter()
+            .map(|(class, count)| (format!("{{class=\"{class}\"}}"), count.to_string()))
+            .collect(),
+    );
+    let media = &snapshot.media;
+    metric(
+        "pbx_media_sessions",
+        "gauge",
+        "Relay sessions open.",
+        plain(media.sessions.to_string()),
+    );
+    metric(
+        "pbx_recordings_in_progress",
+        "gauge",
+        "Calls being recorded.",
+        plain(media.recording.to_string()),
+    );
+    metric(
+        "pbx_rtp_packets",
+        "gauge",
+        "RTP and RTCP datagrams of the calls in progress, by direction as seen by the relay.",
+        vec![
+            (
+                "{direction=\"received\"}".to_owned(),
+                media.packets_received.to_string(),
+            ),
+            (
+                "{direction=\"sent\"}".to_owned(),
+                media.packets_sent.to_string(),
+            ),
+        ],
+    );
+    metric(
+        "pbx_rtp_packets_lost",
+        "gauge",
+        "RTP packets lost on the way to the relay in the calls in progress (RFC 3550 cumulative loss).",
+        plain(media.packets_lost.to_string()),
+    );
+    metric(
+        "pbx_rtp_packets_rejected",
+        "gauge",
+        "Datagrams the relay dropped in the calls in progress: wrong source, payload type or size.",
+        plain(media.packets_rejected.to_string()),
+    );
+    out
+}
+
+/// Escapes a label value as the exposition format requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lists_every_family_with_type() {
+        let mut snapshot = Snapshot {
+            active_calls: 2,
+            ..Snapshot::default()
+        };
+        snapshot.sip.count_sent(b"SIP/2.0 200 OK\r\n");
+        snapshot.sip.count_sent(b"SIP/2.0 404 Not Found\r\n");
+        snapshot.sip.count_sent(b"INVITE sip:x SIP/2.0\r\n");
+        snapshot.queues.push(QueueView {
+            name: "gen\"eral".to_owned(),
+            calls: 3,
+            longest_wait_seconds: 12.5,
+            staffed_agents: 1,
+            available_agents: 0,
+            expected_wait_seconds: None,
+            average_handle_seconds: None,
+        });
+        let text = render(&snapshot);
+        assert!(
+            text.contains("# TYPE pbx_active_calls gauge\npbx_active_calls 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_sip_responses_sent_total{class=\"2xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_sip_responses_sent_total{class=\"4xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("class=\"INV"), "{text}");
+        assert!(
+            text.contains("pbx_queue_calls{queue=\"gen\\\"eral\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_agents{state=\"available\"} 0\n"),
+            "{text}"
+        );
+    }
+}

@@ -118,6 +118,22 @@ fn answered_call_recorded_and_logged() {
         &audio.agent.reference,
         &audio.caller.reference,
     );
+
+    // The queue_log has the call's life in Asterisk's format.
+    let queue_log =
+        std::fs::read_to_string(pbx.data_dir.join("queue_log")).expect("queue_log written");
+    let events: Vec<&str> = queue_log
+        .lines()
+        .filter(|line| line.split('|').nth(1) == Some(id))
+        .filter_map(|line| line.split('|').nth(4))
+        .collect();
+    println!("queue_log events of the call: {events:?}");
+    for expected in ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"] {
+        assert!(
+            events.contains(&expected),
+            "{expected} missing from the queue_log:\n{queue_log}"
+        );
+    }
 }
 
 /// Asserts that `channel` carries `own` and not `other`.

@@ -49,6 +49,8 @@ pub(crate) struct Engine {
     /// when no packet ever arrived.
     pub(crate) opened_at: HashMap<String, Instant>,
     pub(crate) sip_counters: crate::metrics::SipCounters,
+    /// Lines for `<data_dir>/queue_log`, appended in order by one task.
+    pub(crate) queue_log: mpsc::UnboundedSender<Vec<String>>,
 }
 
 /// How often relay sessions are checked for silence.
@@ -278,6 +280,9 @@ impl Engine {
                     tracing::error!(call, %error, "recording could not start");
                 }
             }
+            Command::QueueLog { lines } => {
+                let _ = self.queue_log.send(lines);
+            }
             Command::Checkpoint { record } => {
                 let _ = self.journal.send(JournalEntry::Save(record));
             }
@@ -299,6 +304,35 @@ impl Engine {
                 let journal = self.journal.clone();
                 background.spawn(finish_call(session, *record, store, journal));
             }
+        }
+    }
+}
+
+/// Appends queue_log lines to `path`, one write and flush per batch, so a
+/// reader tailing the file sees whole lines.
+pub(crate) async fn write_queue_log(
+    path: PathBuf,
+    mut queue: mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut file = match tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+    {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot open the queue_log; queue events are not logged");
+            return;
+        }
+    };
+    while let Some(lines) = queue.recv().await {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let written = file.write_all(text.as_bytes()).await;
+        if let Err(error) = written.and(file.flush().await) {
+            tracing::error!(path = %path.display(), %error, "writing the queue_log failed");
         }
     }
 }

@@ -116,6 +116,11 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     }
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
+    let (queue_log_queue, queue_log_writes) = mpsc::unbounded_channel();
+    let queue_log_writer = tokio::spawn(crate::engine::write_queue_log(
+        config.data_dir.join("queue_log"),
+        queue_log_writes,
+    ));
     let (registration_queue, registration_writes) = mpsc::unbounded_channel();
     let registration_writer = tokio::spawn(crate::engine::write_registrations(
         registrations,
@@ -135,6 +140,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         rtp_timeout: config.media.rtp_timeout,
         opened_at: HashMap::new(),
         sip_counters: crate::metrics::SipCounters::default(),
+        queue_log: queue_log_queue,
         sender,
         relay,
         cdr: store,
@@ -145,6 +151,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;
+    let _ = queue_log_writer.await;
     tracing::info!("PBX stopped");
     Ok(())
 }

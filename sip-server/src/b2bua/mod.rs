@@ -108,6 +108,8 @@ pub enum Command {
     /// Store `record` as the state of a call in progress, replacing the
     /// previous checkpoint of the same call; `Finish` removes it.
     Checkpoint { record: Box<cdr::CallRecord> },
+    /// Append these Asterisk-compatible queue_log lines, in order.
+    QueueLog { lines: Vec<String> },
     /// Store the bindings of `agent`, replacing what was stored for it.
     SaveBindings {
         agent: String,
@@ -323,8 +325,19 @@ impl Core {
                 progressed = true;
                 self.handle_acd_action(action, now);
             }
+            let mut queue_log = Vec::new();
             while let Some(event) = self.acd.poll_event() {
                 tracing::debug!(?event, "queue event");
+                let epoch = self
+                    .wall(event.at())
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                queue_log.extend(acd::queue_log_lines(&event, epoch));
+            }
+            if !queue_log.is_empty() {
+                self.commands
+                    .push_back(Command::QueueLog { lines: queue_log });
             }
             if !progressed {
                 return;

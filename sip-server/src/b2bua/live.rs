@@ -128,7 +128,7 @@ impl Core {
     }
 
     /// Makes `agent` ready or not ready. An agent on a call changes state
-    /// after the call and its wrap-up.
+    /// after the call and its wrap-up; ready during wrap-up ends it.
     pub fn set_agent_readiness(
         &mut self,
         agent: &str,
@@ -141,6 +141,12 @@ impl Core {
             });
         }
         let result = match &readiness {
+            // Ready during wrap-up means the after-call work is done.
+            Readiness::Ready if self.acd.agent_state(agent) == Some(acd::AgentState::WrapUp) => {
+                self.acd
+                    .end_wrap_up(agent, now)
+                    .and_then(|()| self.acd.set_ready(agent, now))
+            }
             Readiness::Ready => self.acd.set_ready(agent, now),
             Readiness::NotReady { reason } => self.acd.set_not_ready(agent, reason, now),
         };

@@ -949,3 +949,49 @@ fn silent_media_ends_answered_calls_but_not_held_ones() {
     let record = h.finished_record();
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::System));
 }
+
+#[test]
+fn ready_ends_wrap_up_early() {
+    let mut config = config();
+    config.queues[0].wrap_up = Duration::from_secs(60);
+    let mut h = Harness::with_config(config);
+    let (call, _invite) = answered_call(&mut h);
+    let tag = caller_tag(&h, &call);
+    h.receive(&caller_bye(&tag), CALLER);
+    let state = |h: &Harness| {
+        h.core
+            .agents_view(h.now)
+            .into_iter()
+            .find(|a| a.id == "1001")
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(&h), "wrap_up");
+    h.core
+        .set_agent_readiness("1001", Readiness::Ready, h.now)
+        .unwrap();
+    assert_eq!(state(&h), "available");
+
+    h.core
+        .set_agent_readiness(
+            "1001",
+            Readiness::NotReady {
+                reason: "lunch".into(),
+            },
+            h.now,
+        )
+        .unwrap();
+    let view = h
+        .core
+        .agents_view(h.now)
+        .into_iter()
+        .find(|a| a.id == "1001")
+        .unwrap();
+    assert_eq!(view.state, "not_ready");
+    assert_eq!(view.not_ready_reason.as_deref(), Some("lunch"));
+    let unknown = h.core.set_agent_readiness("4242", Readiness::Ready, h.now);
+    assert!(matches!(
+        unknown,
+        Err(AgentCommandError::UnknownAgent { .. })
+    ));
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Turns the RESULT lines of one bench/run-all into a Markdown report.
+
+usage: report.py OUT_DIR ELAPSED_SECONDS
+"""
+import os
+import pathlib
+import re
+import sys
+
+out, elapsed = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+
+
+def results(name):
+    path = out / f"{name}.summary"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.startswith("RESULT"):
+            rows.append(dict(re.findall(r"(\w+)=(\S+)", line.split(" sipp: ")[0])))
+    return rows
+
+
+def one(name):
+    rows = results(name)
+    return rows[-1] if rows else {}
+
+
+def rate(r):
+    if not r or r.get("max_rate", "0") == "0":
+        return "not confirmed"
+    return f"{float(r['median']):,.0f} (min {float(r['min']):,.0f}, max {float(r['max']):,.0f})"
+
+
+def ratio(ours, peer):
+    try:
+        return f"{float(ours['median']) / float(peer['median']):.3f}"
+    except (KeyError, ValueError, ZeroDivisionError):
+        return "-"
+
+
+def cpu(r):
+    if not r.get("server_cpu_pct"):
+        return "-"
+    return f"{r['server_cpu_pct']} ({r['server_cpu_min']}-{r['server_cpu_max']})"
+
+
+mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
+print("# Benchmark results\n")
+print(f"Machine: {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, load generators on the same cores; "
+      f"run took {elapsed // 60} min {elapsed % 60} s.\n")
+print("Rates are the median of the confirmation runs (20 s each) at the highest rate that passed, "
+      "with min and max; CPU is the server's, in % of one core.\n")
+print("| figure | ours (PBX) | server CPU | Kamailio 5.6 | server CPU | ours / Kamailio |")
+print("|---|---|---|---|---|---|")
+reg_p, reg_k = one("registrar-pbx"), one("registrar-kamailio")
+print(f"| REGISTER with digest, registrations/s | {rate(reg_p)} | {cpu(reg_p)} | {rate(reg_k)} | {cpu(reg_k)} | {ratio(reg_p, reg_k)} |")
+cal_p, cal_k = one("calls-pbx"), one("calls-kamailio")
+print(f"| call setup, calls/s | {rate(cal_p)} | {cpu(cal_p)} | {rate(cal_k)} | {cpu(cal_k)} | {ratio(cal_p, cal_k)} |")
+sipp = one("calls-sipp")
+print(f"| sipp to sipp calls, no server | - | - | {rate(sipp)} | - | - |")
+print()
+for m in results("media"):
+    if m.get("tag") == "media":
+        print(f"- Recorded calls: {m['calls']} concurrent, {m['hold_s']} s each: {m['verdict']} "
+              f"({m['recordings']}/{m['expected']} WAV files, median {m['median_s']} s, worst length error "
+              f"{m['worst_length_error_s']} s, audio missing: caller {m['caller_lost_pct']} %, agent {m['agent_lost_pct']} %)")
+udp = [float(m["recv_pps"]) for m in results("media") if m.get("tag") == "udp-loopback"]
+if udp:
+    udp.sort()
+    print(f"- Loopback UDP ceiling (iperf3, 172-byte datagrams): median {udp[len(udp) // 2]:,.0f} packets/s "
+          f"(min {udp[0]:,.0f}, max {udp[-1]:,.0f})")
+for a in results("acd"):
+    print(f"- ACD `{a['bench']}`: {a['est']} (criterion bounds {a['low']} - {a['high']})")

@@ -265,7 +265,7 @@ impl Core {
     }
 
     /// An ACK outside any transaction: for a 2xx the PBX sent.
-    pub(super) fn handle_ack(&mut self, request: Request) {
+    pub(super) fn handle_ack(&mut self, request: Request, now: Instant) {
         let Some(sip_call_id) = request.headers.call_id() else {
             return;
         };
@@ -277,12 +277,22 @@ impl Core {
             .remove(&(sip_call_id.to_owned(), cseq.seq))
         {
             self.transactions.ack_received(&key);
+            self.end_feature_call(sip_call_id, cseq.seq, now);
         }
     }
 
     /// The caller never ACKed our 2xx: the call cannot go on.
     pub(super) fn handle_ack_timeout(&mut self, key: TransactionKey, now: Instant) {
+        let unacknowledged: Vec<(String, u32)> = self
+            .awaiting_ack
+            .iter()
+            .filter(|(_, waiting)| **waiting == key)
+            .map(|(dialog, _)| dialog.clone())
+            .collect();
         self.awaiting_ack.retain(|_, waiting| *waiting != key);
+        for (sip_call_id, seq) in unacknowledged {
+            self.end_feature_call(&sip_call_id, seq, now);
+        }
         let call_id = self
             .calls
             .values()

@@ -14,6 +14,7 @@
 //! of one leg's dialog identifiers leaks into the other.
 
 mod call;
+mod feature;
 mod in_dialog;
 mod live;
 mod offer;
@@ -162,6 +163,9 @@ pub struct Core {
     purposes: HashMap<TransactionKey, Purpose>,
     /// 2xx to INVITE we sent, by (Call-ID, CSeq), until their ACK arrives.
     awaiting_ack: HashMap<(String, u32), TransactionKey>,
+    /// Feature-code calls answered and waiting for their ACK, by (Call-ID,
+    /// CSeq), to be hung up then.
+    feature_dialogs: HashMap<(String, u32), crate::dialog::Dialog>,
     commands: VecDeque<Command>,
     wall_base: (Instant, SystemTime),
 }
@@ -215,6 +219,7 @@ impl Core {
             next_attempt: 1,
             purposes: HashMap::new(),
             awaiting_ack: HashMap::new(),
+            feature_dialogs: HashMap::new(),
             commands: VecDeque::new(),
             wall_base: (now, wall),
             config,
@@ -354,7 +359,7 @@ impl Core {
             } => self.handle_request(key, request, source, now),
             Event::Request {
                 key: None, request, ..
-            } => self.handle_ack(request),
+            } => self.handle_ack(request, now),
             Event::Response { key, response } => self.handle_response(key, response, now),
             Event::Timeout { key } => {
                 // No headers: handlers tell a local timeout from a real 408.

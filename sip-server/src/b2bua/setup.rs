@@ -40,6 +40,13 @@ impl Core {
             None => return,
         };
         let dialed = request.uri.user_unescaped().unwrap_or_default();
+        if let (Origin::Extension(agent), Some(feature)) =
+            (&origin, super::feature::feature_for(&dialed))
+        {
+            let agent = agent.clone();
+            self.run_feature(key, request, source, &agent, feature, now);
+            return;
+        }
         let Some(route) = self.config.dids.get(&dialed).cloned() else {
             tracing::info!(call_id = sip_call_id, "no route for dialed number");
             self.reply(&key, &request, 404, Some("No Route For Number"), now);

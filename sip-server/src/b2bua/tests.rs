@@ -995,3 +995,113 @@ fn ready_ends_wrap_up_early() {
         Err(AgentCommandError::UnknownAgent { .. })
     ));
 }
+
+/// An authenticated INVITE from agent 1002's phone to `number`.
+fn authenticated_extension_invite(h: &mut Harness, number: &str, call_id: &str) -> String {
+    let invite = |authorization: &str, branch: &str| {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\nt=0 0\r\n\
+                   m=audio 41000 RTP/AVP 8\r\n";
+        format!(
+            "INVITE sip:{number}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=f1\r\nTo: <sip:{number}@pbx.test>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1002@{AGENT_2}>\r\n{authorization}\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    h.receive(&invite("", &format!("z9hG4bK-{call_id}-1")), AGENT_2);
+    let challenge = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 407)
+        .expect("407");
+    let header = challenge
+        .headers
+        .get("Proxy-Authenticate")
+        .unwrap()
+        .to_owned();
+    let nonce = header
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let uri = format!("sip:{number}@pbx.test");
+    let mut credentials = Credentials {
+        username: "1002".into(),
+        realm: "pbx.test".into(),
+        nonce,
+        uri: uri.clone(),
+        ..Credentials::default()
+    };
+    credentials.response =
+        expected_response(Algorithm::Md5, &credentials, "pbx.test", "pw-two", "INVITE").unwrap();
+    let authorization = format!(
+        "Proxy-Authorization: Digest username=\"1002\", realm=\"pbx.test\", nonce=\"{}\", uri=\"{uri}\", \
+         response=\"{}\"\r\n",
+        credentials.nonce, credentials.response
+    );
+    invite(&authorization, &format!("z9hG4bK-{call_id}-2"))
+}
+
+#[test]
+fn feature_code_sets_agent_not_ready_and_hangs_up() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let invite = authenticated_extension_invite(&mut h, "*22", "feature-1@test");
+    h.receive(&invite, AGENT_2);
+    let ok = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200 for the feature code");
+    assert_eq!(ok.reason, "Not Ready: lunch");
+    let body = String::from_utf8(ok.body.to_vec()).unwrap();
+    assert!(body.contains("m=audio 0 "), "stream declined: {body}");
+    let view = h
+        .core
+        .agents_view(h.now)
+        .into_iter()
+        .find(|a| a.id == "1002")
+        .unwrap();
+    assert_eq!(view.state, "not_ready");
+    assert_eq!(view.not_ready_reason.as_deref(), Some("lunch"));
+    assert!(
+        h.commands
+            .iter()
+            .all(|c| !matches!(c, Command::OpenMedia { .. })),
+        "no relay for a feature call"
+    );
+
+    let ack = format!(
+        "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch=z9hG4bK-fack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=f1\r\nTo: {}\r\nCall-ID: feature-1@test\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        ok.headers.get("To").unwrap()
+    );
+    h.receive(&ack, AGENT_2);
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Bye),
+        "PBX hangs up after the ACK"
+    );
+
+    let invite = authenticated_extension_invite(&mut h, "*20", "feature-2@test");
+    h.receive(&invite, AGENT_2);
+    let ok = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200 for *20");
+    assert_eq!(ok.reason, "Ready");
+    let view = h
+        .core
+        .agents_view(h.now)
+        .into_iter()
+        .find(|a| a.id == "1002")
+        .unwrap();
+    assert_eq!(view.state, "available");
+}

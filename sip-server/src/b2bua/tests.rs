@@ -632,15 +632,15 @@ fn agent_leg_decrements_max_forwards() {
     assert_eq!(invite.headers.max_forwards().unwrap(), Some(69));
 }
 
-/// An INVITE from agent 1002's own phone, with Proxy-Authorization when
-/// `authorization` is not empty.
-fn extension_invite(authorization: &str, branch: &str) -> String {
+/// An INVITE from agent 1002's own phone to `number`, with
+/// Proxy-Authorization when `authorization` is not empty.
+fn extension_invite(number: &str, call_id: &str, authorization: &str, branch: &str) -> String {
     let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\nt=0 0\r\n\
                m=audio 41000 RTP/AVP 8\r\n";
     format!(
-        "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch={branch}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=x1\r\nTo: <sip:5000@pbx.test>\r\n\
-         Call-ID: ext-1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:1002@{AGENT_2}>\r\n{authorization}\
+        "INVITE sip:{number}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=x1\r\nTo: <sip:{number}@pbx.test>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1002@{AGENT_2}>\r\n{authorization}\
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     )
@@ -649,7 +649,10 @@ fn extension_invite(authorization: &str, branch: &str) -> String {
 #[test]
 fn extension_call_needs_proxy_authentication() {
     let mut h = Harness::new();
-    h.receive(&extension_invite("", "z9hG4bK-ext1"), AGENT_2);
+    h.receive(
+        &extension_invite("5000", "ext-1@test", "", "z9hG4bK-ext1"),
+        AGENT_2,
+    );
     let challenge = h
         .responses_to(AGENT_2)
         .into_iter()
@@ -693,7 +696,10 @@ fn extension_call_needs_proxy_authentication() {
             credentials.nonce, credentials.response
         );
         let branch = format!("z9hG4bK-ext-{password}");
-        h.receive(&extension_invite(&authorization, &branch), AGENT_2);
+        h.receive(
+            &extension_invite("5000", "ext-1@test", &authorization, &branch),
+            AGENT_2,
+        );
         let statuses: Vec<u16> = h.responses_to(AGENT_2).iter().map(|r| r.status).collect();
         assert_eq!(statuses, [expected], "password {password}");
     }
@@ -998,18 +1004,10 @@ fn ready_ends_wrap_up_early() {
 
 /// An authenticated INVITE from agent 1002's phone to `number`.
 fn authenticated_extension_invite(h: &mut Harness, number: &str, call_id: &str) -> String {
-    let invite = |authorization: &str, branch: &str| {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\nt=0 0\r\n\
-                   m=audio 41000 RTP/AVP 8\r\n";
-        format!(
-            "INVITE sip:{number}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch={branch}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=f1\r\nTo: <sip:{number}@pbx.test>\r\n\
-             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1002@{AGENT_2}>\r\n{authorization}\
-             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        )
-    };
-    h.receive(&invite("", &format!("z9hG4bK-{call_id}-1")), AGENT_2);
+    h.receive(
+        &extension_invite(number, call_id, "", &format!("z9hG4bK-{call_id}-1")),
+        AGENT_2,
+    );
     let challenge = h
         .responses_to(AGENT_2)
         .into_iter()
@@ -1043,7 +1041,12 @@ fn authenticated_extension_invite(h: &mut Harness, number: &str, call_id: &str) 
          response=\"{}\"\r\n",
         credentials.nonce, credentials.response
     );
-    invite(&authorization, &format!("z9hG4bK-{call_id}-2"))
+    extension_invite(
+        number,
+        call_id,
+        &authorization,
+        &format!("z9hG4bK-{call_id}-2"),
+    )
 }
 
 #[test]
@@ -1077,7 +1080,7 @@ fn feature_code_sets_agent_not_ready_and_hangs_up() {
 
     let ack = format!(
         "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch=z9hG4bK-fack\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=f1\r\nTo: {}\r\nCall-ID: feature-1@test\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=x1\r\nTo: {}\r\nCall-ID: feature-1@test\r\n\
          CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
         ok.headers.get("To").unwrap()
     );

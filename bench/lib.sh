@@ -25,6 +25,7 @@ RES_PCT=${RES_PCT:-8}           # stop bisecting when the bracket is this narrow
 MIN_ACH_PCT=${MIN_ACH_PCT:-95}  # the achieved rate must reach 95 % of the target
 MAX_FAIL_PPM=${MAX_FAIL_PPM:-1000}  # under 0.1 % failed calls
 MAX_RETRANS=${MAX_RETRANS:-}    # empty: retransmissions allowed; 0: none allowed
+BACKOFF_PCT=${BACKOFF_PCT:-10}  # rate cut after a failed confirmation
 SIPP_BUF=${SIPP_BUF:-4194304}
 mkdir -p "$OUT/points" "$OUT/logs" "$OUT/run"
 
@@ -116,8 +117,8 @@ run_point() {
     [ -n "${PBX_READY_HOOK:-}" ] && { "$PBX_READY_HOOK" || return 1; }
   fi
   t0=$(tree_ticks "${SERVER_PID:-}"); s0=$(tree_ticks "${AUX_PID:-}"); w0=$(date +%s.%N)
-  timeout -k 5 $((dur+25)) /usr/bin/time -f '%U %S %e' -o "$out.time" \
-    "$SIPP" "$@" -r "$rate" -m "$n" -l "$lim" -timeout $((dur+20))s -nostdin \
+  timeout -k 5 $((dur+15)) /usr/bin/time -f '%U %S %e' -o "$out.time" \
+    "$SIPP" "$@" -r "$rate" -m "$n" -l "$lim" -timeout $((dur+10))s -nostdin \
     -buff_size "$SIPP_BUF" -trace_stat -stf "$out.csv" -fd 1 -trace_err -error_file "$out.err" \
     -max_log_size 20000000 >"$out.log" 2>&1
   local rc=$?
@@ -138,7 +139,7 @@ run_point() {
 # find_max TAG START MAX sipp-args...
 #   Ramps by STEP_PCT with PROBE_DUR-second probes until one fails, bisects to
 #   RES_PCT, then confirms with HOLD_RUNS runs of HOLD_DUR seconds; when most
-#   of them fail it backs off 10 % (three times at most). Writes
+#   of them fail it backs off BACKOFF_PCT (three times at most). Writes
 #   $OUT/TAG.summary, whose RESULT line holds the median, min and max of the
 #   confirmation runs.
 find_max() {
@@ -188,7 +189,7 @@ find_max() {
               tag, r, n, np, A[m], A[1], A[n], F[m], R[m], S[m], S[1], S[n], G[m], Y[m], P[1] }' | tee -a "$sum"
       return 0
     fi
-    r=$(( r*90/100 ))
+    r=$(( r*(100-BACKOFF_PCT)/100 ))
     log "[$tag] confirmation failed, backing off to $r"
   done
   echo "RESULT tag=$tag max_rate=0 note=unconfirmed last_tried=$r" | tee -a "$sum"
@@ -289,6 +290,5 @@ pbx_start() {
 pbx_stop() {
   [ -s "$OUT/run/pbx.pid" ] && stop_pid "$(cat "$OUT/run/pbx.pid")"
   rm -f "$OUT/run/pbx.pid"; PBX_PID=
-  # drop the data folders of stopped runs but the last, which media/run reads
   return 0
 }

@@ -179,3 +179,24 @@ pub fn payload_types(sdp: &SessionDescription) -> Vec<u8> {
         })
         .unwrap_or_default()
 }
+
+/// Returns `sdp` unless its audio stream is enabled on a transport other
+/// than plain RTP, which the relay cannot carry (SRTP arrives with WebRTC).
+pub fn check_transport(sdp: SessionDescription) -> Result<SessionDescription, SdpError> {
+    let Some(audio) = sdp.first_audio() else {
+        return Ok(sdp);
+    };
+    let stream = &sdp.media[audio];
+    if stream.port != 0 && !matches!(stream.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        return Err(SdpError::UnsupportedTransport {
+            proto: stream.proto.clone(),
+        });
+    }
+    Ok(sdp)
+}
+
+/// True when the audio stream of `sdp` is disabled (port 0).
+pub fn audio_disabled(sdp: &SessionDescription) -> bool {
+    sdp.first_audio()
+        .is_some_and(|audio| sdp.media[audio].port == 0)
+}

@@ -115,7 +115,17 @@ fn check_config_report(path: &Path) -> Result<String, String> {
         .map_err(|error| ConfigErrors::read(path, error).to_string())?;
     let origin = path.display().to_string();
     match Config::parse(&text, &origin) {
-        Ok(_) => Ok(format!("{origin}: OK")),
+        Ok(config) => {
+            let unsupported = config.unsupported_destinations();
+            if unsupported.is_empty() {
+                return Ok(format!("{origin}: OK"));
+            }
+            let lines: Vec<String> = unsupported
+                .iter()
+                .map(|problem| format!("{origin}: {problem}"))
+                .collect();
+            Err(lines.join("\n"))
+        }
         Err(errors) => Err(errors.to_string()),
     }
 }
@@ -201,6 +211,22 @@ mod tests {
         assert!(
             text.starts_with("/nonexistent/pbx.toml: failed to read the file: "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn check_config_refuses_unsupported_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pbx.toml");
+        std::fs::write(
+            &path,
+            "[[queues]]\nname = \"q\"\noverflow = \"voicemail:100\"\n",
+        )
+        .unwrap();
+        let report = check_config_report(&path).expect_err("unsupported destination");
+        assert!(
+            report.contains("queues[0]: queue \"q\" sends calls to Voicemail(\"100\")"),
+            "{report}"
         );
     }
 

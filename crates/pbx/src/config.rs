@@ -188,3 +188,36 @@ impl Config {
 mod routing_tests;
 #[cfg(test)]
 mod tests;
+
+impl Config {
+    /// Queue destinations this version cannot carry out, as `key: message`
+    /// lines. The file is valid, but starting on it would send callers
+    /// where nothing answers, so `run` and `check-config` both refuse it.
+    pub(crate) fn unsupported_destinations(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (index, queue) in self.queues.iter().enumerate() {
+            let acd = &queue.acd;
+            let steps = acd.steps.iter().filter_map(|step| match &step.rule {
+                acd::StepRule::Overflow(destination) => Some(destination),
+                _ => None,
+            });
+            let destinations = acd
+                .overflow
+                .iter()
+                .chain(acd.exit_keys.values())
+                .chain(steps);
+            for destination in destinations {
+                // TODO: voicemail, numbers and callbacks need outbound calls
+                // and prompts, which the B2BUA cannot make yet.
+                if !matches!(destination, acd::Destination::Queue(_)) {
+                    problems.push(format!(
+                        "queues[{index}]: queue {:?} sends calls to {destination:?}, which this version \
+                         cannot do yet; use a \"queue:NAME\" destination",
+                        queue.name
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}

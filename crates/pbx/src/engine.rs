@@ -45,9 +45,6 @@ pub(crate) struct Engine {
     pub(crate) inputs: mpsc::Sender<Input>,
     /// Silence on both legs after which an answered call is ended.
     pub(crate) rtp_timeout: Option<Duration>,
-    /// When each open relay session was opened, the start of its silence
-    /// when no packet ever arrived.
-    pub(crate) opened_at: HashMap<String, Instant>,
     pub(crate) sip_counters: crate::metrics::SipCounters,
     /// Lines for `<data_dir>/queue_log`, appended in order by one task.
     pub(crate) queue_log: mpsc::UnboundedSender<Vec<String>>,
@@ -114,7 +111,6 @@ impl Engine {
                     agent: session.local_rtp_addr(media::Leg::Agent),
                 };
                 if self.core.media_opened(&call, ports, now) {
-                    self.opened_at.insert(call.clone(), now);
                     sessions.insert(call, session);
                 } else {
                     tokio::spawn(async move {
@@ -191,28 +187,27 @@ impl Engine {
         }
     }
 
-    /// Reports to the core every call whose relay received no RTP on either
-    /// leg for the RTP timeout; the core ends those that are answered and
-    /// not on hold.
+    /// Gives the core each call's last RTP packet time, so it ends the
+    /// answered calls that stayed silent for the RTP timeout.
     fn check_silence(&mut self, sessions: &HashMap<String, media::MediaSession>) {
         let Some(timeout) = self.rtp_timeout else {
             return;
         };
         let now = Instant::now();
-        let silent: Vec<String> = sessions
+        let last_packets: Vec<(String, Option<Instant>)> = sessions
             .iter()
-            .filter(|(call, session)| {
+            .map(|(call, session)| {
                 let last = [media::Leg::Caller, media::Leg::Agent]
                     .into_iter()
                     .filter_map(|leg| session.stats(leg).last_packet_at)
-                    .max()
-                    .or_else(|| self.opened_at.get(*call).copied());
-                last.is_some_and(|last| now.saturating_duration_since(last) >= timeout)
+                    .max();
+                (call.clone(), last)
             })
-            .map(|(call, _)| call.clone())
             .collect();
-        for call in silent {
-            self.core.media_silent(&call, now);
+        // The core knows when each call was answered and whether it is on
+        // hold, so it decides; this only supplies the last packet times.
+        for (call, last) in last_packets {
+            self.core.media_silent(&call, last, timeout, now);
         }
     }
 
@@ -294,7 +289,6 @@ impl Engine {
                 record,
                 media_open,
             } => {
-                self.opened_at.remove(&call);
                 let session = if media_open {
                     sessions.remove(&call)
                 } else {

@@ -39,17 +39,16 @@ pub(crate) enum StartError {
     Journal(#[from] crate::journal::JournalError),
     #[error("cannot open the registrations store: {0}")]
     Registrations(#[from] crate::registrations::RegistrationStoreError),
-    #[error(
-        "queue {queue:?} sends calls to {destination}, which this version cannot do yet; \
-         use a queue:NAME destination"
-    )]
-    Unsupported { queue: String, destination: String },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("invalid queue setup: {0}")]
     Acd(#[from] acd::AcdError),
 }
 
 pub(crate) async fn run(config: Config) -> Result<(), StartError> {
-    check_supported(&config)?;
+    if let Some(problem) = config.unsupported_destinations().into_iter().next() {
+        return Err(StartError::Unsupported(problem));
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -138,7 +137,6 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         registrations: registration_queue,
         journal: journal_queue,
         rtp_timeout: config.media.rtp_timeout,
-        opened_at: HashMap::new(),
         sip_counters: crate::metrics::SipCounters::default(),
         queue_log: queue_log_queue,
         sender,
@@ -212,34 +210,6 @@ fn core_config(
         recording: config.recording.enabled,
         timers: sip_server::b2bua::default_timers(),
     }
-}
-
-/// Rejects queue destinations the B2BUA cannot carry out yet, so a caller
-/// is never sent where nothing answers.
-fn check_supported(config: &Config) -> Result<(), StartError> {
-    for queue in &config.queues {
-        let acd = &queue.acd;
-        let steps = acd.steps.iter().filter_map(|step| match &step.rule {
-            acd::StepRule::Overflow(destination) => Some(destination),
-            _ => None,
-        });
-        let destinations = acd
-            .overflow
-            .iter()
-            .chain(acd.exit_keys.values())
-            .chain(steps);
-        for destination in destinations {
-            // TODO: voicemail, dialing a number and callbacks need outbound
-            // calls and prompts; until then only queue overflow is allowed.
-            if !matches!(destination, acd::Destination::Queue(_)) {
-                return Err(StartError::Unsupported {
-                    queue: queue.name.clone(),
-                    destination: format!("{destination:?}"),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {

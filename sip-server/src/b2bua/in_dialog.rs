@@ -9,6 +9,11 @@ use super::call::{Phase, Side};
 use super::{Command, Core, Purpose};
 use crate::transaction::TransactionKey;
 
+/// How many RTP timeouts a call on hold may stay silent before it is
+/// ended; a held call with no music is silent by design, but one whose
+/// phones vanished must still end.
+pub(crate) const HOLD_TIMEOUT_FACTOR: u32 = 5;
+
 impl Core {
     /// Finds the call and leg whose dialog `request` belongs to.
     fn dialog_of(&self, request: &Request) -> Option<(String, Side)> {
@@ -140,14 +145,14 @@ impl Core {
                 .content_type()
                 .is_some_and(|t| t.eq_ignore_ascii_case("application/sdp"));
             if is_sdp {
-                match crate::sdp::parse(&request.body) {
+                match crate::sdp::parse(&request.body).and_then(crate::sdp::check_transport) {
                     Ok(sdp) => {
                         remote = crate::sdp::remote_rtp(&sdp);
                         hold = Some(crate::sdp::is_hold(&sdp));
                         relayed.body = crate::sdp::anchored(&sdp, media_address, target_port);
                     }
-                    Err(_) => {
-                        self.reply(&key, &request, 488, Some("Unusable SDP"), now);
+                    Err(error) => {
+                        self.reply(&key, &request, 488, Some(&error.to_string()), now);
                         return;
                     }
                 }
@@ -234,8 +239,16 @@ impl Core {
             }
         }
         if !response.body.is_empty()
-            && let Ok(sdp) = crate::sdp::parse(&response.body)
+            && let Ok(mut sdp) = crate::sdp::parse(&response.body)
         {
+            // RFC 3264 section 6: a stream the offer disabled stays disabled
+            // in the answer, whatever the other leg answered.
+            let offered = crate::sdp::parse(&request.body).ok();
+            if offered.as_ref().is_some_and(crate::sdp::audio_disabled)
+                && let Some(audio) = sdp.first_audio()
+            {
+                sdp.media[audio].port = 0;
+            }
             if let Some(addr) = crate::sdp::remote_rtp(&sdp) {
                 self.commands.push_back(Command::SetRemote {
                     call: call_id.to_owned(),
@@ -354,14 +367,30 @@ impl Core {
         }
     }
 
-    /// The relay saw no RTP from either leg for the configured time: the
-    /// call is dead (a phone lost power or its network) unless it is on
-    /// hold, so both legs get BYE.
-    pub fn media_silent(&mut self, call_id: &str, now: Instant) {
+    /// Ends the answered call `call_id` when no RTP came from either leg
+    /// for `timeout` since `last_packet` (or since the answer, whichever is
+    /// later): a phone lost power or its network. A call on hold, where
+    /// silence is expected, gets [`HOLD_TIMEOUT_FACTOR`] times as long.
+    pub fn media_silent(
+        &mut self,
+        call_id: &str,
+        last_packet: Option<Instant>,
+        timeout: std::time::Duration,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.phase != Phase::Talking || call.on_hold {
+        let Some(answered) = call.answered_at else {
+            return;
+        };
+        let silent_since = last_packet.map_or(answered, |last| last.max(answered));
+        let allowed = if call.on_hold {
+            timeout * HOLD_TIMEOUT_FACTOR
+        } else {
+            timeout
+        };
+        if call.phase != Phase::Talking || now.saturating_duration_since(silent_since) < allowed {
             return;
         }
         {

@@ -919,9 +919,18 @@ fn overlapping_reinvite_from_same_side_gets_500() {
 
 #[test]
 fn silent_media_ends_answered_calls_but_not_held_ones() {
+    let timeout = Duration::from_secs(60);
     let mut h = Harness::new();
     let (call, invite) = answered_call(&mut h);
-    // On hold (the agent sent sendonly), silence is expected.
+    // Silence counts from the answer, not from the arrival: a caller who
+    // waited in the queue longer than the timeout keeps the call.
+    let arrived = h.core.calls[&call].arrived;
+    h.core.calls.get_mut(&call).unwrap().arrived =
+        arrived.checked_sub(timeout * 2).unwrap_or(arrived);
+    h.core.media_silent(&call, None, timeout, h.now);
+    assert_eq!(h.core.active_calls(), 1, "just answered");
+
+    // On hold (the agent sent sendonly), silence is allowed for longer.
     let hold = "v=0\r\no=- 7 8 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
                 m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
     let reinvite = format!(
@@ -934,14 +943,23 @@ fn silent_media_ends_answered_calls_but_not_held_ones() {
         hold.len()
     );
     h.receive(&reinvite, AGENT_1);
-    h.core.media_silent(&call, h.now);
-    assert_eq!(h.core.active_calls(), 1, "a held call stays up");
+    let later = h.now + timeout * 2;
+    h.core.media_silent(&call, None, timeout, later);
+    assert_eq!(
+        h.core.active_calls(),
+        1,
+        "a held call stays up past one timeout"
+    );
 
-    h.core.calls.get_mut(&call).unwrap().on_hold = false;
     h.sent.clear();
-    h.core.media_silent(&call, h.now);
+    let much_later = h.now + timeout * super::in_dialog::HOLD_TIMEOUT_FACTOR;
+    h.core.media_silent(&call, None, timeout, much_later);
     h.collect();
-    assert_eq!(h.core.active_calls(), 0);
+    assert_eq!(
+        h.core.active_calls(),
+        0,
+        "a held call with vanished phones ends"
+    );
     assert!(
         h.requests_to(CALLER)
             .iter()
@@ -1107,4 +1125,29 @@ fn feature_code_sets_agent_not_ready_and_hangs_up() {
         .find(|a| a.id == "1002")
         .unwrap();
     assert_eq!(view.state, "available");
+}
+
+#[test]
+fn reinvite_with_srtp_gets_488() {
+    let mut h = Harness::new();
+    let (call, _invite) = answered_call(&mut h);
+    let tag = caller_tag(&h, &call);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/SAVP 0\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-srtp\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.sent.clear();
+    h.receive(&reinvite, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&488), "{statuses:?}");
+    assert!(
+        h.requests_to(AGENT_1).is_empty(),
+        "nothing relayed to the agent"
+    );
 }

@@ -35,6 +35,10 @@ pub(super) const CALLER_ORDERS: [(&str, CallerOrder); 2] = [
     ("queue-weight", CallerOrder::QueueWeight),
 ];
 
+/// Default seconds a declining or busy phone is left alone by every queue.
+const REJECT_DELAY_SECS: u64 = 10;
+const BUSY_DELAY_SECS: u64 = 10;
+
 /// Returns the agent states that a condition name counts as absent.
 fn named_conditions(name: &str) -> Option<EmptyConditions> {
     let none = EmptyConditions::default();
@@ -171,8 +175,13 @@ pub(super) fn engine_queue(
             targets.destination(checker, &format!("{key}.overflow"), &spanned(raw))
         }),
         exit_keys: exit_keys(checker, key, &queue.exit_keys, &targets),
-        reject_delay: secs(&queue.reject_delay_secs, defaults.reject_delay),
-        busy_delay: secs(&queue.busy_delay_secs, defaults.busy_delay),
+        // A phone that declines or is busy (do not disturb, another call)
+        // would otherwise be rung again at once by every queue.
+        reject_delay: secs(
+            &queue.reject_delay_secs,
+            Duration::from_secs(REJECT_DELAY_SECS),
+        ),
+        busy_delay: secs(&queue.busy_delay_secs, Duration::from_secs(BUSY_DELAY_SECS)),
         no_answer_delay: secs(&queue.no_answer_delay_secs, defaults.no_answer_delay),
         max_no_answer: from_file(&queue.max_no_answer, defaults.max_no_answer).value,
         ..timings

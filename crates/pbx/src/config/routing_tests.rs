@@ -151,12 +151,14 @@ fn full_example_converts() {
 #[test]
 fn queue_defaults_follow_engine() {
     let config = Config::parse("[[queues]]\nname = \"q\"\n", ORIGIN).expect("valid");
-    // Only max wait and retry delay differ from the engine's defaults,
-    // because the file keeps its earlier defaults of 120 s and 1 s.
+    // Max wait is the file's own default, and the reject and busy delays
+    // keep a declining or busy phone from being rung again every second.
     let expected = acd::QueueConfig {
         name: "q".to_owned(),
         max_wait: Duration::from_secs(120),
-        retry_delay: Duration::from_secs(1),
+        retry_delay: Duration::from_secs(5),
+        reject_delay: Duration::from_secs(10),
+        busy_delay: Duration::from_secs(10),
         ..acd::QueueConfig::default()
     };
     assert_eq!(config.queues[0].acd, expected);

@@ -74,7 +74,7 @@ fn embedded_default_validates() {
     assert_eq!(config.queues[0].agents, ["1001", "1002"]);
     assert_eq!(config.queues[0].ring_timeout, Duration::from_secs(15));
     assert_eq!(config.queues[0].max_wait, Duration::from_secs(120));
-    assert_eq!(config.queues[0].retry_delay, Duration::from_secs(1));
+    assert_eq!(config.queues[0].retry_delay, Duration::from_secs(5));
     assert_eq!(config.queues[0].wrap_up, Duration::ZERO);
     assert_eq!(
         config.queues[0].acd,
@@ -82,8 +82,10 @@ fn embedded_default_validates() {
             name: "general".to_owned(),
             ring_timeout: Duration::from_secs(15),
             max_wait: Duration::from_secs(120),
-            retry_delay: Duration::from_secs(1),
+            retry_delay: Duration::from_secs(5),
             wrap_up: Duration::ZERO,
+            reject_delay: Duration::from_secs(10),
+            busy_delay: Duration::from_secs(10),
             ..acd::QueueConfig::default()
         }
     );

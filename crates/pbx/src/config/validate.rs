@@ -34,7 +34,7 @@ const RTP_TIMEOUT_SECS: u32 = 60;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
-const RETRY_DELAY_SECS: u64 = 1;
+const RETRY_DELAY_SECS: u64 = 5;
 const WRAP_UP_SECS: u64 = 0;
 
 /// Flags that override file values, as named in errors.

@@ -392,6 +392,10 @@ impl Core {
             .ok()
             .is_some_and(|to| to.tag().is_some());
         match request.method {
+            Method::Register if self.contact_is_self(&request) => {
+                // Every offer to such a contact would loop back to the PBX.
+                self.reply(&key, &request, 403, Some("Contact Points At This PBX"), now);
+            }
             Method::Register => {
                 let mut response =
                     self.registrar
@@ -525,6 +529,23 @@ impl Core {
             }
             other => tracing::error!(?other, "ACD action not handled"),
         }
+    }
+
+    /// True when a Contact of `request` names the PBX's own SIP address.
+    fn contact_is_self(&self, request: &Request) -> bool {
+        let Ok(sip_message::ContactList::Addresses(contacts)) = request.headers.contacts() else {
+            return false;
+        };
+        let own = self.config.sip_address;
+        contacts.iter().any(|contact| {
+            let ip = match &contact.uri.host {
+                sip_message::Host::Ipv4(v4) => IpAddr::V4(*v4),
+                sip_message::Host::Ipv6(v6) => IpAddr::V6(*v6),
+                sip_message::Host::Domain(_) => return false,
+            };
+            contact.uri.port.unwrap_or(5060) == own.port()
+                && (ip == own.ip() || ip.is_loopback() && own.ip().is_loopback())
+        })
     }
 
     /// Sends an out-of-dialog OPTIONS to a registered contact.

@@ -1151,3 +1151,18 @@ fn reinvite_with_srtp_gets_488() {
         "nothing relayed to the agent"
     );
 }
+
+#[test]
+fn contact_pointing_at_the_pbx_is_refused() {
+    let mut h = Harness::new();
+    let register = format!(
+        "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-self\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=s\r\nTo: <sip:1001@pbx.test>\r\n\
+         Call-ID: self@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@127.0.0.1:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&register, AGENT_1);
+    let response = h.responses_to(AGENT_1).pop().expect("response");
+    assert_eq!(response.status, 403);
+    assert!(h.core.bindings("1001", h.now).is_empty());
+}

@@ -68,6 +68,8 @@ pub(crate) enum ConfigErrorKind {
     },
     #[error("must be greater than 0")]
     Zero,
+    #[error("port {port} is also used by {other}; give each service its own port")]
+    PortConflict { port: u16, other: &'static str },
     #[error("unknown digest algorithm {value:?}; use \"SHA-256\" or \"MD5\"")]
     UnknownDigestAlgorithm { value: String },
     #[error(

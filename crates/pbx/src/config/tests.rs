@@ -507,3 +507,23 @@ fn digest_algorithms_reject_unknown_and_empty() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn ports_may_not_overlap() {
+    let errors = errors_of(
+        "[sip]\nlisten = \"127.0.0.1:8080\"\n[http]\nlisten = \"127.0.0.1:8080\"\n\
+         [media]\nrtp_ports = \"8000-8099\"\n",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("http.listen: port 8080 is also used by sip.listen")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("sip.listen: port 8080 is also used by media.rtp_ports")),
+        "{errors:#?}"
+    );
+}

@@ -351,6 +351,7 @@ pub(super) fn convert(
         ),
     };
     let media = convert_media(&mut checker, raw, overrides);
+    check_port_overlap(&mut checker, &sip, &http, &media);
     let registrar = convert_registrar(&mut checker, raw);
     let recording = RecordingConfig {
         enabled: raw.recording.enabled.as_ref().is_none_or(|e| *e.get_ref()),
@@ -377,6 +378,36 @@ pub(super) fn convert(
         dids,
         caller_order,
     })
+}
+
+/// SIP, HTTP and RTP must not want the same port, or the PBX fails to start
+/// (or, for RTP, a call fails when its port pair is the SIP one).
+fn check_port_overlap(
+    checker: &mut Checker<'_>,
+    sip: &SipConfig,
+    http: &HttpConfig,
+    media: &MediaConfig,
+) {
+    let sip_port = sip.listen.port();
+    if sip_port != 0 && sip_port == http.listen.port() {
+        let kind = ConfigErrorKind::PortConflict {
+            port: sip_port,
+            other: "sip.listen",
+        };
+        checker.report("http.listen", &Source::Default, kind);
+    }
+    for (key, port) in [
+        ("sip.listen", sip_port),
+        ("http.listen", http.listen.port()),
+    ] {
+        if port != 0 && media.rtp_ports.contains(&port) {
+            let kind = ConfigErrorKind::PortConflict {
+                port,
+                other: "media.rtp_ports",
+            };
+            checker.report(key, &Source::Default, kind);
+        }
+    }
 }
 
 fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides) -> SipConfig {

@@ -1,8 +1,8 @@
 //! The append-only audit log: who did what, when and from where.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 
 use crate::store::{AccountStore, from_millis, millis};
@@ -17,15 +17,27 @@ pub struct AuditEntry {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    pub user_id: i64,
-    /// The username at the time of the action.
-    pub username: String,
+    /// The logged-in user who acted; `None` for actions of someone not
+    /// logged in, such as a failed login.
+    pub user_id: Option<i64>,
+    /// The username at the time of the action; `None` with `user_id`.
+    pub username: Option<String>,
     /// Dotted name such as `recording.replay` or `user.create`.
     pub action: String,
-    /// Object of the action, such as a call id or `user:<id>`.
+    /// Object of the action, such as a call id, `user:<id>`, or the username
+    /// as typed in a failed login.
     pub target: Option<String>,
-    /// The client's IP address and port, when the server has it.
+    /// The client's IP address and port, when the server has it; the
+    /// address alone for the login failure and lockout entries.
     pub remote_address: Option<String>,
+}
+
+/// Who an audit entry is about.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AuditActor<'a> {
+    User(&'a User),
+    /// Nobody logged in.
+    Anonymous,
 }
 
 /// An action to record with [`AccountStore::append_audit`].
@@ -47,24 +59,23 @@ impl AccountStore {
         now: OffsetDateTime,
     ) -> Result<AuditEntry, AccountsError> {
         let at_ms = millis(now);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at_ms, user_id, username, action, target, remote_address) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        let mut connection = self.pool().acquire().await.map_err(AccountsError::Query)?;
+        let actor = AuditActor::User(entry.user);
+        let id = insert_audit(
+            &mut connection,
+            at_ms,
+            actor,
+            entry.action,
+            entry.target,
+            entry.remote_address,
         )
-        .bind(at_ms)
-        .bind(entry.user.id)
-        .bind(&entry.user.username)
-        .bind(entry.action)
-        .bind(entry.target)
-        .bind(entry.remote_address)
-        .fetch_one(self.pool())
         .await
         .map_err(AccountsError::Query)?;
         Ok(AuditEntry {
             id,
             at: from_millis(at_ms)?,
-            user_id: entry.user.id,
-            username: entry.user.username.clone(),
+            user_id: Some(entry.user.id),
+            username: Some(entry.user.username.clone()),
             action: entry.action.to_owned(),
             target: entry.target.map(str::to_owned),
             remote_address: entry.remote_address.map(str::to_owned),
@@ -91,12 +102,40 @@ impl AccountStore {
     }
 }
 
+/// Inserts one audit row on `connection`, which may be inside a
+/// transaction, and returns its id.
+pub(crate) async fn insert_audit(
+    connection: &mut SqliteConnection,
+    at_ms: i64,
+    actor: AuditActor<'_>,
+    action: &str,
+    target: Option<&str>,
+    remote_address: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    let (user_id, username) = match actor {
+        AuditActor::User(user) => (Some(user.id), Some(user.username.as_str())),
+        AuditActor::Anonymous => (None, None),
+    };
+    sqlx::query_scalar(
+        "INSERT INTO audit_log (at_ms, user_id, username, action, target, remote_address) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(at_ms)
+    .bind(user_id)
+    .bind(username)
+    .bind(action)
+    .bind(target)
+    .bind(remote_address)
+    .fetch_one(connection)
+    .await
+}
+
 fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, AccountsError> {
     let get = |name: &str| row.try_get(name).map_err(AccountsError::Query);
     Ok(AuditEntry {
         id: get("id")?,
         at: from_millis(get("at_ms")?)?,
-        user_id: get("user_id")?,
+        user_id: row.try_get("user_id").map_err(AccountsError::Query)?,
         username: row.try_get("username").map_err(AccountsError::Query)?,
         action: row.try_get("action").map_err(AccountsError::Query)?,
         target: row.try_get("target").map_err(AccountsError::Query)?,

@@ -16,13 +16,20 @@
 //! database file can still drop the triggers, so the file's permissions
 //! are what protects the log from its host's administrators.
 //!
+//! Failed logins lock the username as typed for the client's address only,
+//! and many failures from one address lock that address for every username
+//! (see [`Policy`]); unknown usernames are counted and locked like known
+//! ones, so replies do not reveal which usernames exist.
+//!
 //! The crate does not read the clock: every call that depends on time takes
 //! `now`, so lockout and expiry are tested by moving a value forward. It does
 //! not decide what a role may do either; the HTTP layer in the `pbx` binary
 //! does, with [`Role`] and [`User::agent_id`].
 
 mod audit;
+mod lockout;
 mod login;
+mod login_queue;
 mod migrate;
 mod password;
 mod store;
@@ -35,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use audit::{AuditEntry, MAX_AUDIT_PAGE, NewAuditEntry};
+pub use lockout::{LockScope, typed_username};
 pub use password::{PasswordCost, generate_password};
 pub use store::{AccountStore, Policy};
 
@@ -190,9 +198,16 @@ pub enum AccountsError {
     UserNotFound { id: i64 },
     #[error("invalid username or password")]
     InvalidCredentials,
-    #[error("user {username:?} is locked after repeated failed logins until {until}")]
+    /// Returned alike for known and unknown usernames, so it does not
+    /// reveal which usernames exist.
+    #[error(
+        "{} is locked after repeated failed logins until {until}",
+        scope.describe(username)
+    )]
     Locked {
+        /// The username as typed in the login request.
         username: String,
+        scope: LockScope,
         until: OffsetDateTime,
     },
     #[error("invalid password cost: {0}")]

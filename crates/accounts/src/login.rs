@@ -1,8 +1,11 @@
-//! Login with lockout, session cookies and API bearer tokens.
+//! Login, session cookies and API bearer tokens.
+
+use std::net::IpAddr;
 
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use crate::lockout::Attempt;
 use crate::store::{AccountStore, USER_COLUMNS, from_millis, millis, user_from_row};
 use crate::token::{self, API_TOKEN_PREFIX};
 use crate::{AccountsError, ApiToken, Caller, Credential, NewApiToken, Session};
@@ -10,109 +13,62 @@ use crate::{AccountsError, ApiToken, Caller, Credential, NewApiToken, Session};
 const MAX_TOKEN_NAME_LENGTH: usize = 100;
 
 impl AccountStore {
-    /// Checks `username` and `password` and starts a session that expires
-    /// after [`crate::Policy::session_lifetime`].
+    /// Checks `username` and `password` from client address `remote` and
+    /// starts a session that expires after [`crate::Policy::session_lifetime`].
     ///
-    /// A locked user gets [`AccountsError::Locked`] without the password
-    /// being checked. A wrong password counts as a failure, and the failure
-    /// that reaches [`crate::Policy::max_failed_logins`] inside the window
-    /// locks the user and returns `Locked`. An unknown username and a
-    /// disabled user get [`AccountsError::InvalidCredentials`] like a wrong
-    /// password, so the error does not reveal which usernames exist.
+    /// Failures are counted per (username as typed, case-insensitive,
+    /// client address), with every client of unknown address (`None`) in
+    /// one bucket and IPv6 clients bucketed by /64. A locked pair or address
+    /// gets [`AccountsError::Locked`] without the password being checked.
+    /// A wrong password counts as a failure, and the failure that reaches
+    /// [`crate::Policy::max_failed_logins`] for the pair, or
+    /// [`crate::Policy::max_failed_logins_per_address`] for the address,
+    /// inside the window locks it and returns `Locked`. An unknown username
+    /// and a disabled user count and fail exactly like a wrong password, so
+    /// neither the error nor the lockout reveals which usernames exist.
+    /// Failures and locks are written to the audit log (see
+    /// `docs/api.md`).
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        remote: Option<IpAddr>,
         now: OffsetDateTime,
     ) -> Result<Session, AccountsError> {
-        let row = sqlx::query(
-            "SELECT id, username, password_hash, disabled, locked_until_ms \
-             FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(AccountsError::Query)?;
+        let attempt = Attempt::new(username, remote);
+        // Held until the failure is counted, so the next login from this
+        // address sees it.
+        let _turn = self.login_queues().enter(&attempt.bucket).await;
+        if let Some(locked) = self.active_lock(&attempt, now).await? {
+            return Err(locked);
+        }
+        let row = sqlx::query("SELECT id, password_hash, disabled FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(AccountsError::Query)?;
         let Some(row) = row else {
             self.verify_password(password, None).await?;
-            return Err(AccountsError::InvalidCredentials);
+            return Err(self.record_failure(&attempt, now).await);
         };
         let get = |name: &str| row.try_get::<i64, _>(name).map_err(AccountsError::Query);
         let id = get("id")?;
-        let stored_name: String = row.try_get("username").map_err(AccountsError::Query)?;
-        let locked_until: Option<i64> = row
-            .try_get("locked_until_ms")
-            .map_err(AccountsError::Query)?;
-        if let Some(until_ms) = locked_until.filter(|&until_ms| until_ms > millis(now)) {
-            return Err(AccountsError::Locked {
-                username: stored_name,
-                until: from_millis(until_ms)?,
-            });
-        }
         let stored: String = row.try_get("password_hash").map_err(AccountsError::Query)?;
-        if !self.verify_password(password, Some(stored)).await? {
-            return Err(self.record_failure(id, stored_name, now).await);
+        let verified = self.verify_password(password, Some(stored)).await?;
+        // A disabled user with the right password counts as a failure too,
+        // so its lockout behaves like any other username's.
+        if !verified || get("disabled")? != 0 {
+            return Err(self.record_failure(&attempt, now).await);
         }
-        if get("disabled")? != 0 {
-            return Err(AccountsError::InvalidCredentials);
-        }
-        self.start_session(id, now).await
+        self.start_session(id, &attempt, now).await
     }
 
-    /// Counts a failed login for user `id` and returns the error to report:
-    /// `Locked` when this failure locks the user.
-    async fn record_failure(
+    async fn start_session(
         &self,
         id: i64,
-        username: String,
+        attempt: &Attempt,
         now: OffsetDateTime,
-    ) -> AccountsError {
-        let policy = *self.policy();
-        let now_ms = millis(now);
-        let window_start = millis(now - policy.failure_window);
-        let until = now + policy.lockout;
-        let result: Result<bool, sqlx::Error> = async {
-            let mut transaction = self.pool().begin().await?;
-            sqlx::query("DELETE FROM login_failures WHERE user_id = ? AND at_ms <= ?")
-                .bind(id)
-                .bind(window_start)
-                .execute(&mut *transaction)
-                .await?;
-            sqlx::query("INSERT INTO login_failures (user_id, at_ms) VALUES (?, ?)")
-                .bind(id)
-                .bind(now_ms)
-                .execute(&mut *transaction)
-                .await?;
-            let failures: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE user_id = ?")
-                    .bind(id)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-            let locks = failures >= i64::from(policy.max_failed_logins);
-            if locks {
-                sqlx::query("UPDATE users SET locked_until_ms = ? WHERE id = ?")
-                    .bind(millis(until))
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await?;
-                // The next window starts empty once the lockout ends.
-                sqlx::query("DELETE FROM login_failures WHERE user_id = ?")
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            transaction.commit().await?;
-            Ok(locks)
-        }
-        .await;
-        match result {
-            Ok(true) => AccountsError::Locked { username, until },
-            Ok(false) => AccountsError::InvalidCredentials,
-            Err(error) => AccountsError::Query(error),
-        }
-    }
-
-    async fn start_session(&self, id: i64, now: OffsetDateTime) -> Result<Session, AccountsError> {
+    ) -> Result<Session, AccountsError> {
         let secret = token::generate();
         let expires_at = now + self.policy().session_lifetime;
         let mut transaction = self.pool().begin().await.map_err(AccountsError::Query)?;
@@ -123,14 +79,7 @@ impl AccountStore {
             .execute(&mut *transaction)
             .await
             .map_err(AccountsError::Query)?;
-        sqlx::query("DELETE FROM login_failures WHERE user_id = ?")
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(AccountsError::Query)?;
-        sqlx::query("UPDATE users SET locked_until_ms = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&mut *transaction)
+        AccountStore::clear_failures(&mut transaction, attempt)
             .await
             .map_err(AccountsError::Query)?;
         sqlx::query(

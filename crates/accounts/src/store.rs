@@ -6,13 +6,14 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use time::{Duration, OffsetDateTime};
 
+use crate::login_queue::LoginQueues;
 use crate::password::{self, PasswordCost};
 use crate::{AccountsError, NewUser, Role, User, UserChanges};
 
 pub(crate) const USER_COLUMNS: &str =
     "users.id, users.username, users.role, users.agent_id, users.disabled, users.created_at_ms";
 
-const MAX_NAME_LENGTH: usize = 64;
+pub(crate) const MAX_NAME_LENGTH: usize = 64;
 /// NIST SP 800-63B requires verifiers to accept at least 64 characters; beyond
 /// 1024 a request is more likely an attempt to waste hashing time.
 const MAX_PASSWORD_LENGTH: usize = 1024;
@@ -22,10 +23,19 @@ const MAX_PASSWORD_LENGTH: usize = 1024;
 pub struct Policy {
     /// How long a session cookie stays valid after login.
     pub session_lifetime: Duration,
-    /// Failed logins within `failure_window` that lock a user.
+    /// Failed logins for one username (as typed, case-insensitive) from one
+    /// client address within `failure_window` that lock that username for
+    /// that address.
     pub max_failed_logins: u32,
+    /// Failed logins from one client address, whatever the usernames,
+    /// within `failure_window` that lock that address for every username.
+    /// Set well above `max_failed_logins` so that people sharing an address
+    /// (an office behind NAT) rarely reach it, while it still slows password
+    /// spraying across many usernames.
+    pub max_failed_logins_per_address: u32,
     pub failure_window: Duration,
-    /// How long a locked user cannot log in, even with the right password.
+    /// How long a lock lasts; a locked login is refused even with the right
+    /// password.
     pub lockout: Duration,
     pub password_cost: PasswordCost,
     /// Shortest password accepted when one is set; 8 is NIST SP 800-63B's
@@ -34,12 +44,14 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// 8-hour sessions (one shift), and 5 failures in 15 minutes lock a
-    /// user for 15 minutes.
+    /// 8-hour sessions (one shift); 5 failures in 15 minutes lock a
+    /// username for one address for 15 minutes, and 50 failures in 15
+    /// minutes lock an address for 15 minutes.
     fn default() -> Policy {
         Policy {
             session_lifetime: Duration::hours(8),
             max_failed_logins: 5,
+            max_failed_logins_per_address: 50,
             failure_window: Duration::minutes(15),
             lockout: Duration::minutes(15),
             password_cost: PasswordCost::RECOMMENDED,
@@ -57,6 +69,7 @@ pub struct AccountStore {
     /// Hash checked when a login names no user, so that the response takes
     /// as long as for a wrong password and does not reveal which names exist.
     dummy_hash: Arc<OnceLock<String>>,
+    login_queues: Arc<LoginQueues>,
 }
 
 impl AccountStore {
@@ -75,6 +88,7 @@ impl AccountStore {
             pool,
             policy,
             dummy_hash: Arc::new(OnceLock::new()),
+            login_queues: Arc::new(LoginQueues::default()),
         }
     }
 
@@ -89,6 +103,10 @@ impl AccountStore {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub(crate) fn login_queues(&self) -> &LoginQueues {
+        &self.login_queues
     }
 
     /// Returns the number of users, disabled ones included.
@@ -211,27 +229,28 @@ impl AccountStore {
         self.existing_user(id).await
     }
 
-    /// Sets a new password for user `id`, ends its sessions and lifts a
-    /// lockout.
+    /// Sets a new password for user `id`, ends its sessions, and lifts the
+    /// locks of its username from every address.
     pub async fn set_password(&self, id: i64, password: &str) -> Result<(), AccountsError> {
         let user = self.existing_user(id).await?;
         let hash = self
             .checked_hash(&user.username, password, user.role, &user.agent_id)
             .await?;
         let mut transaction = self.pool.begin().await.map_err(AccountsError::Query)?;
-        sqlx::query("UPDATE users SET password_hash = ?, locked_until_ms = NULL WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(hash)
             .bind(id)
             .execute(&mut *transaction)
             .await
             .map_err(AccountsError::Query)?;
-        for table in ["sessions", "login_failures"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
-                .bind(id)
-                .execute(&mut *transaction)
-                .await
-                .map_err(AccountsError::Query)?;
-        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(AccountsError::Query)?;
+        AccountStore::unlock_username(&mut transaction, &user.username)
+            .await
+            .map_err(AccountsError::Query)?;
         transaction.commit().await.map_err(AccountsError::Query)
     }
 

@@ -1,3 +1,7 @@
+mod lockout;
+mod migration;
+
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use time::macros::datetime;
@@ -6,6 +10,11 @@ use time::{Duration, OffsetDateTime};
 use super::*;
 
 const T0: OffsetDateTime = datetime!(2026-12-04 09:00:00 UTC);
+
+/// The client address of most logins in these tests.
+const HOME: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+/// Another client's address.
+const ELSEWHERE: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)));
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -68,7 +77,7 @@ async fn migrations_coexist_with_cdr_store() {
             .fetch_all(second.pool())
             .await
             .expect("sqlx migrations listed");
-    assert_eq!(versions, [1, 2, 1000], "CDR and accounts migrations");
+    assert_eq!(versions, [1, 2, 1000, 1001], "CDR and accounts migrations");
 }
 
 #[tokio::test]
@@ -167,7 +176,7 @@ async fn first_administrator_created_once() {
     assert_eq!(again, None);
     assert_eq!(store.user_count().await.expect("count"), 1);
     store
-        .login("admin", "first-password", T0)
+        .login("admin", "first-password", HOME, T0)
         .await
         .expect("login");
 }
@@ -177,7 +186,10 @@ async fn login_starts_session_until_expiry() {
     let fixture = fixture().await;
     let store = &fixture.store;
     let user = create(store, "sam", Role::Supervisor).await;
-    let session = store.login("sam", "sam-password", T0).await.expect("login");
+    let session = store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     assert_eq!(session.user, user);
     assert_eq!(session.expires_at, T0 + Duration::hours(8));
     assert_eq!(session.token.len(), 64);
@@ -206,7 +218,10 @@ async fn session_stored_only_as_digest() {
     let fixture = fixture().await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
-    let session = store.login("sam", "sam-password", T0).await.expect("login");
+    let session = store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM sessions")
         .fetch_all(store.pool())
         .await
@@ -220,7 +235,10 @@ async fn logout_ends_session() {
     let fixture = fixture().await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
-    let session = store.login("sam", "sam-password", T0).await.expect("login");
+    let session = store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     assert!(store.logout(&session.token).await.expect("logout"));
     let caller = store
         .session_caller(&session.token, T0)
@@ -235,18 +253,21 @@ async fn wrong_and_unknown_logins_rejected() {
     let fixture = fixture().await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
-    let wrong = store.login("sam", "not-the-password", T0).await;
+    let wrong = store.login("sam", "not-the-password", HOME, T0).await;
     assert!(
         matches!(wrong, Err(AccountsError::InvalidCredentials)),
         "{wrong:?}"
     );
-    let unknown = store.login("nobody", "sam-password", T0).await;
+    let unknown = store.login("nobody", "sam-password", HOME, T0).await;
     assert!(
         matches!(unknown, Err(AccountsError::InvalidCredentials)),
         "{unknown:?}"
     );
     // Usernames match without regard to case, like the UNIQUE constraint.
-    store.login("SAM", "sam-password", T0).await.expect("login");
+    store
+        .login("SAM", "sam-password", HOME, T0)
+        .await
+        .expect("login");
 }
 
 #[tokio::test]
@@ -256,7 +277,7 @@ async fn lockout_after_five_failures() {
     create(store, "sam", Role::Supervisor).await;
     let mut now = T0;
     for attempt in 1..=4 {
-        let result = store.login("sam", "wrong-password", now).await;
+        let result = store.login("sam", "wrong-password", HOME, now).await;
         assert!(
             matches!(result, Err(AccountsError::InvalidCredentials)),
             "attempt {attempt}: {result:?}"
@@ -264,21 +285,26 @@ async fn lockout_after_five_failures() {
         now += Duration::minutes(3);
     }
     // The fifth failure, 12 minutes after the first, is inside the window.
-    let result = store.login("sam", "wrong-password", now).await;
+    let result = store.login("sam", "wrong-password", HOME, now).await;
     let locked_until = now + Duration::minutes(15);
     assert!(
         matches!(&result, Err(AccountsError::Locked { until, .. }) if *until == locked_until),
         "{result:?}"
     );
     let result = store
-        .login("sam", "sam-password", locked_until - Duration::seconds(1))
+        .login(
+            "sam",
+            "sam-password",
+            HOME,
+            locked_until - Duration::seconds(1),
+        )
         .await;
     assert!(
         matches!(result, Err(AccountsError::Locked { .. })),
         "the right password does not lift the lock: {result:?}"
     );
     store
-        .login("sam", "sam-password", locked_until)
+        .login("sam", "sam-password", HOME, locked_until)
         .await
         .expect("lock expired");
 }
@@ -290,7 +316,7 @@ async fn failures_outside_window_forgotten() {
     create(store, "sam", Role::Supervisor).await;
     let mut now = T0;
     for _ in 0..8 {
-        let result = store.login("sam", "wrong-password", now).await;
+        let result = store.login("sam", "wrong-password", HOME, now).await;
         assert!(
             matches!(result, Err(AccountsError::InvalidCredentials)),
             "{result:?}"
@@ -299,7 +325,7 @@ async fn failures_outside_window_forgotten() {
         now += Duration::minutes(4);
     }
     store
-        .login("sam", "sam-password", now)
+        .login("sam", "sam-password", HOME, now)
         .await
         .expect("not locked");
 }
@@ -310,11 +336,14 @@ async fn successful_login_resets_failures() {
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     for _ in 0..4 {
-        let _ = store.login("sam", "wrong-password", T0).await;
+        let _ = store.login("sam", "wrong-password", HOME, T0).await;
     }
-    store.login("sam", "sam-password", T0).await.expect("login");
+    store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     for attempt in 1..=4 {
-        let result = store.login("sam", "wrong-password", T0).await;
+        let result = store.login("sam", "wrong-password", HOME, T0).await;
         assert!(
             matches!(result, Err(AccountsError::InvalidCredentials)),
             "attempt {attempt} after reset: {result:?}"
@@ -327,9 +356,12 @@ async fn set_password_ends_sessions_and_lock() {
     let fixture = fixture().await;
     let store = &fixture.store;
     let user = create(store, "sam", Role::Supervisor).await;
-    let session = store.login("sam", "sam-password", T0).await.expect("login");
+    let session = store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     for _ in 0..5 {
-        let _ = store.login("sam", "wrong-password", T0).await;
+        let _ = store.login("sam", "wrong-password", HOME, T0).await;
     }
     store
         .set_password(user.id, "brand-new-password")
@@ -340,13 +372,13 @@ async fn set_password_ends_sessions_and_lock() {
         .await
         .expect("query");
     assert!(caller.is_none(), "old session ended");
-    let old = store.login("sam", "sam-password", T0).await;
+    let old = store.login("sam", "sam-password", HOME, T0).await;
     assert!(
         matches!(old, Err(AccountsError::InvalidCredentials)),
         "{old:?}"
     );
     store
-        .login("sam", "brand-new-password", T0)
+        .login("sam", "brand-new-password", HOME, T0)
         .await
         .expect("lock lifted");
     let missing = store.set_password(999, "brand-new-password").await;
@@ -362,7 +394,10 @@ async fn disabled_user_loses_access() {
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     let user = create(store, "sam", Role::Supervisor).await;
-    let session = store.login("sam", "sam-password", T0).await.expect("login");
+    let session = store
+        .login("sam", "sam-password", HOME, T0)
+        .await
+        .expect("login");
     let token = store
         .create_api_token(user.id, "reports", admin.id, T0)
         .await
@@ -380,7 +415,7 @@ async fn disabled_user_loses_access() {
     assert!(caller.is_none(), "session ended");
     let caller = store.token_caller(&token.token).await.expect("query");
     assert!(caller.is_none(), "token refused");
-    let login = store.login("sam", "sam-password", T0).await;
+    let login = store.login("sam", "sam-password", HOME, T0).await;
     assert!(
         matches!(login, Err(AccountsError::InvalidCredentials)),
         "{login:?}"
@@ -551,8 +586,8 @@ async fn audit_entries_listed_newest_first() {
     assert_eq!(targets, [Some("call-3"), Some("call-2")]);
     let first = &entries[0];
     assert_eq!(first.at, T0 + Duration::minutes(3));
-    assert_eq!(first.user_id, user.id);
-    assert_eq!(first.username, "quinn");
+    assert_eq!(first.user_id, Some(user.id));
+    assert_eq!(first.username.as_deref(), Some("quinn"));
     assert_eq!(first.action, "recording.replay");
     assert_eq!(first.remote_address.as_deref(), Some("192.0.2.7:50000"));
     let rest = store.list_audit(10, 2).await.expect("list");
@@ -587,7 +622,7 @@ async fn audit_log_rejects_update_and_delete() {
     }
     let entries = store.list_audit(10, 0).await.expect("list");
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].username, "quinn");
+    assert_eq!(entries[0].username.as_deref(), Some("quinn"));
 }
 
 #[test]

@@ -57,7 +57,9 @@ fn paths() -> Value {
             "post": public(with_body(operation(
                 "Log in",
                 "Public. Sets the session cookie (HttpOnly, SameSite=Strict). Five failed \
-                 logins within 15 minutes lock the user for 15 minutes (429 with Retry-After).",
+                 logins for one username from one address within 15 minutes lock that username \
+                 for that address for 15 minutes, and 50 from one address lock the address for \
+                 every username (429 with Retry-After). Unknown usernames behave like known ones.",
                 ok("Logged in", schema_ref("LoginReply")),
                 &[400, 401, 429],
             ), "LoginRequest")),
@@ -380,9 +382,12 @@ fn schemas() -> Value {
             "properties": {
                 "id": { "type": "integer" },
                 "at": timestamp,
-                "user_id": { "type": "integer" },
-                "username": text,
-                "action": { "type": "string", "examples": ["recording.replay", "user.create"] },
+                "user_id": { "type": ["integer", "null"], "description": "null for failed logins" },
+                "username": { "type": ["string", "null"], "description": "null for failed logins" },
+                "action": {
+                    "type": "string",
+                    "examples": ["recording.replay", "user.create", "session.login_failed", "session.locked"],
+                },
                 "target": nullable_text,
                 "remote_address": nullable_text,
             },

@@ -35,9 +35,12 @@ pub(crate) async fn login(
     let Json(request) =
         body.map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))?;
     let now = state.now();
+    // The store counts failures per (username, IP address) and writes
+    // failures and locks to the audit log itself, in the same transaction.
+    let address = remote.map(|remote| remote.ip());
     let session = match state
         .accounts
-        .login(&request.username, &request.password, now)
+        .login(&request.username, &request.password, address, now)
         .await
     {
         Ok(session) => session,
@@ -79,13 +82,21 @@ pub(crate) async fn login(
 }
 
 /// Logs a rejected login (without the password) and maps it to a response.
+/// Known and unknown usernames get the same reply.
 fn rejected_login(error: AccountsError, username: &str, now: OffsetDateTime) -> Problem {
     match &error {
         AccountsError::InvalidCredentials => {
+            let username = accounts::typed_username(username);
             tracing::warn!(username, "login rejected: invalid username or password");
         }
-        AccountsError::Locked { until, .. } => {
-            tracing::warn!(username, %until, "login rejected: user is locked");
+        AccountsError::Locked {
+            username,
+            scope,
+            until,
+        } => {
+            // Debug, not warn: a locked login costs no password check, so a
+            // client can repeat it fast, and the lock itself is audited.
+            tracing::debug!(username, %scope, %until, "login rejected: locked");
             let seconds = (*until - now).whole_seconds().max(1);
             return Problem::accounts(error).with_retry_after(seconds);
         }

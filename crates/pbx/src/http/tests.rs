@@ -77,7 +77,7 @@ async fn fixture() -> Fixture {
         };
         let user = accounts.create_user(&new, T0).await.expect("user created");
         let session = accounts
-            .login(name, &new.password, T0)
+            .login(name, &new.password, None, T0)
             .await
             .expect("login");
         users.insert(role, user);
@@ -203,8 +203,13 @@ impl Fixture {
         &self.users[&role]
     }
 
-    async fn send(&self, mut request: Request<Body>) -> Reply {
+    async fn send(&self, request: Request<Body>) -> Reply {
         let client: SocketAddr = CLIENT.parse().expect("valid address");
+        self.send_from(client, request).await
+    }
+
+    /// Sends `request` as if it came from `client`.
+    async fn send_from(&self, client: SocketAddr, mut request: Request<Body>) -> Reply {
         request.extensions_mut().insert(ConnectInfo(client));
         let response = self
             .app()

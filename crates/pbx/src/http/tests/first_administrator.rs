@@ -31,7 +31,10 @@ async fn generated_password_returned_once() {
         .expect("bootstrap");
     let password = generated.expect("a password was generated");
     assert_eq!(password.chars().count(), 16);
-    let session = accounts.login("admin", &password, T0).await.expect("login");
+    let session = accounts
+        .login("admin", &password, None, T0)
+        .await
+        .expect("login");
     assert_eq!(session.user.role, Role::Administrator);
 
     let again = create_first_administrator(&accounts, T0, |_| None)
@@ -49,7 +52,7 @@ async fn password_from_environment() {
         .expect("bootstrap");
     assert_eq!(generated, None, "nothing to print");
     accounts
-        .login("admin", "chosen-password", T0)
+        .login("admin", "chosen-password", None, T0)
         .await
         .expect("login with the variable's password");
 }

@@ -4,11 +4,28 @@ use serde_json::json;
 
 use super::*;
 
+/// Address of a second client, unlike `CLIENT`.
+const OTHER_CLIENT: &str = "198.51.100.20:41000";
+
 async fn login(fixture: &Fixture, username: &str, password: &str) -> Reply {
+    login_from(fixture, CLIENT, username, password).await
+}
+
+async fn login_from(fixture: &Fixture, client: &str, username: &str, password: &str) -> Reply {
     let body = json!({ "username": username, "password": password });
-    fixture
-        .call(None, Method::POST, "/api/session", Some(body))
-        .await
+    let request = Request::post("/api/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("valid request");
+    let client = client.parse().expect("valid address");
+    fixture.send_from(client, request).await
+}
+
+fn retry_after(reply: &Reply) -> Option<&[u8]> {
+    reply
+        .headers
+        .get(header::RETRY_AFTER)
+        .map(|value| value.as_bytes())
 }
 
 /// Returns the `name=value` part of the Set-Cookie header and its attributes.
@@ -65,7 +82,7 @@ async fn login_audited_with_address() {
     let entries = fixture.accounts.list_audit(1, 0).await.expect("audit");
     let entry = entries.first().expect("one entry");
     assert_eq!(entry.action, "session.login");
-    assert_eq!(entry.username, "sam");
+    assert_eq!(entry.username.as_deref(), Some("sam"));
     assert_eq!(entry.remote_address.as_deref(), Some(CLIENT));
     assert_eq!(entry.at, T0);
 }
@@ -120,19 +137,17 @@ async fn lockout_after_five_failures() {
     }
     let reply = login(&fixture, "quinn", "wrong-password").await;
     let detail = reply.problem(StatusCode::TOO_MANY_REQUESTS);
-    assert!(detail.contains("locked"), "{detail}");
     assert_eq!(
-        reply.headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
-        Some(&b"900"[..])
+        detail,
+        "login as \"quinn\" from this address is locked after repeated failed logins \
+         until 2026-12-04 9:19:00.0 +00:00:00"
     );
+    assert_eq!(retry_after(&reply), Some(&b"900"[..]));
 
     fixture.advance(time::Duration::minutes(10));
     let reply = login(&fixture, "quinn", "quinn-password").await;
     reply.problem(StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        reply.headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
-        Some(&b"300"[..])
-    );
+    assert_eq!(retry_after(&reply), Some(&b"300"[..]));
     fixture.advance(time::Duration::minutes(5));
     let reply = login(&fixture, "quinn", "quinn-password").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -220,4 +235,121 @@ async fn disabled_user_session_ends() {
     reply.problem(StatusCode::UNAUTHORIZED);
     let reply = login(&fixture, "quinn", "quinn-password").await;
     reply.problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn lock_spares_other_address() {
+    let fixture = fixture().await;
+    for _ in 0..5 {
+        login(&fixture, "quinn", "wrong-password").await;
+    }
+    let reply = login(&fixture, "quinn", "quinn-password").await;
+    reply.problem(StatusCode::TOO_MANY_REQUESTS);
+    let reply = login_from(&fixture, OTHER_CLIENT, "quinn", "quinn-password").await;
+    assert_eq!(reply.status, StatusCode::OK, "another address logs in");
+    // The same address with another port is the same client.
+    let reply = login_from(&fixture, "192.0.2.10:50000", "QUINN", "quinn-password").await;
+    reply.problem(StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn unknown_user_replies_match_known() {
+    let fixture = fixture().await;
+    for attempt in 1..=6 {
+        let known = login(&fixture, "quinn", "wrong-password").await;
+        let unknown = login(&fixture, "nobody", "wrong-password").await;
+        let status = if attempt < 5 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        let known_detail = known.problem(status).replace("\"quinn\"", "NAME");
+        let unknown_detail = unknown.problem(status).replace("\"nobody\"", "NAME");
+        assert_eq!(known_detail, unknown_detail, "attempt {attempt}");
+        assert_eq!(
+            retry_after(&known),
+            retry_after(&unknown),
+            "attempt {attempt}"
+        );
+        assert_eq!(
+            known.headers.len(),
+            unknown.headers.len(),
+            "attempt {attempt}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn spraying_locks_address() {
+    let fixture = fixture().await;
+    let limit = fixture.accounts.policy().max_failed_logins_per_address;
+    for index in 1..limit {
+        let reply = login(&fixture, &format!("guess{index}"), "wrong-password").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "failure {index}");
+    }
+    let reply = login(&fixture, "quinn", "wrong-password").await;
+    let detail = reply.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        detail.starts_with("login from this address is locked"),
+        "{detail}"
+    );
+    assert_eq!(retry_after(&reply), Some(&b"900"[..]));
+    let reply = login(&fixture, "sam", "sam-password").await;
+    reply.problem(StatusCode::TOO_MANY_REQUESTS);
+    let reply = login_from(&fixture, OTHER_CLIENT, "sam", "sam-password").await;
+    assert_eq!(reply.status, StatusCode::OK, "other addresses unaffected");
+}
+
+#[tokio::test]
+async fn failed_logins_audited() {
+    let fixture = fixture().await;
+    for _ in 0..5 {
+        login(&fixture, "nobody", "wrong-password").await;
+        fixture.advance(time::Duration::seconds(20));
+    }
+    let reply = fixture.get(Role::Supervisor, "/api/audit?limit=10").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let entries = reply.json();
+    let entries = entries.as_array().expect("array");
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["action"].as_str().expect("action"))
+        .collect();
+    // Newest first: one failure entry per minute at most, then the lock.
+    assert_eq!(
+        actions,
+        [
+            "session.locked",
+            "session.login_failed",
+            "session.login_failed"
+        ]
+    );
+    for entry in entries {
+        assert_eq!(entry["user_id"], serde_json::Value::Null, "{entry}");
+        assert_eq!(entry["username"], serde_json::Value::Null, "{entry}");
+        assert_eq!(entry["target"], "nobody", "{entry}");
+        assert_eq!(entry["remote_address"], "192.0.2.10", "{entry}");
+    }
+    assert_eq!(entries[0]["at"], "2026-12-04T09:01:20Z");
+    assert_eq!(entries[1]["at"], "2026-12-04T09:01:00Z");
+}
+
+#[tokio::test]
+async fn password_reset_lifts_locks() {
+    let fixture = fixture().await;
+    for client in [CLIENT, OTHER_CLIENT] {
+        for _ in 0..5 {
+            login_from(&fixture, client, "quinn", "wrong-password").await;
+        }
+    }
+    let uri = format!("/api/users/{}/password", fixture.user(Role::Qa).id);
+    let body = json!({ "password": "a-new-password" });
+    let reply = fixture
+        .call(Some(Role::Administrator), Method::PUT, &uri, Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    for client in [CLIENT, OTHER_CLIENT] {
+        let reply = login_from(&fixture, client, "quinn", "a-new-password").await;
+        assert_eq!(reply.status, StatusCode::OK, "{client}");
+    }
 }

@@ -26,7 +26,8 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -152,6 +153,14 @@ struct Entry {
 pub struct TransactionLayer {
     config: TimerConfig,
     transactions: HashMap<TransactionKey, Entry>,
+    /// Transaction keys by creation sequence, for the deadline heap.
+    by_sequence: HashMap<u64, TransactionKey>,
+    /// Next deadline of each transaction as of its last change, earliest
+    /// first, so finding due timers does not scan every transaction (a
+    /// finished transaction lingers for Timer J or K, so there are many).
+    /// Entries go stale when a transaction's timers move or it ends; every
+    /// change ends with [`Self::tidy`], so the top entry is always current.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     next_sequence: u64,
     outbox: Outbox,
 }
@@ -161,6 +170,8 @@ impl TransactionLayer {
         TransactionLayer {
             config: timers,
             transactions: HashMap::new(),
+            by_sequence: HashMap::new(),
+            deadlines: BinaryHeap::new(),
             next_sequence: 0,
             outbox: Outbox::default(),
         }
@@ -366,6 +377,7 @@ impl TransactionLayer {
         {
             server.on_ack_reported();
         }
+        self.remove_if_terminated(key);
     }
 
     /// Sends without a transaction: ACK for 2xx, stateless replies.
@@ -400,21 +412,44 @@ impl TransactionLayer {
                 _ => {}
             }
         }
-        self.transactions
-            .retain(|_, entry| !entry.transaction.is_terminated());
+        let by_sequence = &mut self.by_sequence;
+        let deadlines = &mut self.deadlines;
+        self.transactions.retain(|_, entry| {
+            let live = !entry.transaction.is_terminated();
+            if !live {
+                by_sequence.remove(&entry.sequence);
+            } else if let Some((at, _)) = entry.transaction.timers().next() {
+                deadlines.push(Reverse((at, entry.sequence)));
+            }
+            live
+        });
+        self.tidy();
     }
 
     /// Fires every timer due at or before `now`, each at its own deadline,
     /// so late calls do not shift the later schedule.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due: Vec<(Instant, u64, TransactionKey)> = self
-            .transactions
-            .iter()
-            .filter_map(|(key, entry)| {
-                let (at, _) = entry.transaction.timers().next()?;
-                (at <= now).then(|| (at, entry.sequence, key.clone()))
-            })
-            .collect();
+        let mut due: Vec<(Instant, u64, TransactionKey)> = Vec::new();
+        while let Some(Reverse((at, sequence))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(key) = self.by_sequence.get(&sequence) else {
+                continue;
+            };
+            let Some(entry) = self.transactions.get(key) else {
+                continue;
+            };
+            // Only the entry matching the transaction's current deadline
+            // counts; a stale one for the same transaction is dropped.
+            if let Some((next, _)) = entry.transaction.timers().next()
+                && next <= now
+                && !due.iter().any(|(_, seen, _)| *seen == sequence)
+            {
+                due.push((next, sequence, key.clone()));
+            }
+        }
         due.sort_by_key(|(at, sequence, _)| (*at, *sequence));
 
         for (_, _, key) in due {
@@ -436,14 +471,12 @@ impl TransactionLayer {
             }
             self.remove_if_terminated(&key);
         }
+        self.tidy();
     }
 
     /// Returns the earliest timer of any transaction.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transactions
-            .values()
-            .filter_map(|entry| entry.transaction.timers().next().map(|(at, _)| at))
-            .min()
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Next message to send; drain it after every call into the layer.
@@ -468,6 +501,10 @@ impl TransactionLayer {
     fn insert(&mut self, key: TransactionKey, transaction: Transaction) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        if let Some((at, _)) = transaction.timers().next() {
+            self.deadlines.push(Reverse((at, sequence)));
+        }
+        self.by_sequence.insert(sequence, key.clone());
         self.transactions.insert(
             key,
             Entry {
@@ -475,16 +512,40 @@ impl TransactionLayer {
                 transaction,
             },
         );
+        self.tidy();
     }
 
+    /// Called after every change to the transaction `key`: removes it when
+    /// it terminated, else files its next deadline.
     fn remove_if_terminated(&mut self, key: &TransactionKey) {
-        if self
-            .transactions
-            .get(key)
-            .is_some_and(|entry| entry.transaction.is_terminated())
-        {
+        let Some(entry) = self.transactions.get(key) else {
+            return;
+        };
+        if entry.transaction.is_terminated() {
             debug!(%key, "transaction removed");
+            self.by_sequence.remove(&entry.sequence);
             self.transactions.remove(key);
+        } else if let Some((at, _)) = entry.transaction.timers().next() {
+            self.deadlines.push(Reverse((at, entry.sequence)));
+        }
+        self.tidy();
+    }
+
+    /// Drops stale entries from the top of the deadline heap, so its top is
+    /// the true earliest deadline: every current deadline has an entry, and
+    /// an entry is current while its transaction's next deadline equals it.
+    fn tidy(&mut self) {
+        while let Some(Reverse((at, sequence))) = self.deadlines.peek().copied() {
+            let current = self
+                .by_sequence
+                .get(&sequence)
+                .and_then(|key| self.transactions.get(key))
+                .and_then(|entry| entry.transaction.timers().next())
+                .is_some_and(|(next, _)| next == at);
+            if current {
+                return;
+            }
+            self.deadlines.pop();
         }
     }
 }

@@ -25,7 +25,7 @@ RES_PCT=${RES_PCT:-8}           # stop bisecting when the bracket is this narrow
 MIN_ACH_PCT=${MIN_ACH_PCT:-95}  # the achieved rate must reach 95 % of the target
 MAX_FAIL_PPM=${MAX_FAIL_PPM:-1000}  # under 0.1 % failed calls
 MAX_RETRANS=${MAX_RETRANS:-}    # empty: retransmissions allowed; 0: none allowed
-BACKOFF_PCT=${BACKOFF_PCT:-10}  # rate cut after a failed confirmation
+BACKOFF_PCT=${BACKOFF_PCT:-15}  # rate cut after a failed confirmation
 SIPP_BUF=${SIPP_BUF:-4194304}
 mkdir -p "$OUT/points" "$OUT/logs" "$OUT/run"
 
@@ -189,6 +189,7 @@ find_max() {
               tag, r, n, np, A[m], A[1], A[n], F[m], R[m], S[m], S[1], S[n], G[m], Y[m], P[1] }' | tee -a "$sum"
       return 0
     fi
+    [ "$attempt" -eq 3 ] && break
     r=$(( r*(100-BACKOFF_PCT)/100 ))
     log "[$tag] confirmation failed, backing off to $r"
   done

@@ -45,7 +45,7 @@ pub struct Dialog {
 }
 
 impl Dialog {
-    /// The UAS side, from the dialog-creating INVITE and the local tag the
+    /// Builds the UAS side from the dialog-creating INVITE and the local tag the
     /// PBX put in its response (section 12.1.1).
     pub fn from_uas(invite: &Request, local_tag: &str, target: Target) -> Option<Dialog> {
         let from = invite.headers.from().ok()?;
@@ -65,7 +65,7 @@ impl Dialog {
         })
     }
 
-    /// The UAC side, from the INVITE the PBX sent and the 2xx (or 1xx with
+    /// Builds the UAC side from the INVITE the PBX sent and the 2xx (or 1xx with
     /// a tag) that created the dialog (section 12.1.2).
     pub fn from_uac(invite: &Request, response: &Response, target: Target) -> Option<Dialog> {
         let from = invite.headers.from().ok()?;
@@ -87,14 +87,15 @@ impl Dialog {
         })
     }
 
-    /// A new request inside the dialog with the next local CSeq.
+    /// Builds a request inside the dialog with the next local CSeq.
     pub fn new_request(&mut self, method: Method, local: &LocalContact) -> Request {
         self.local_cseq += 1;
         let seq = self.local_cseq;
         self.request_with_cseq(method, seq, local)
     }
 
-    /// The ACK for a 2xx to the INVITE with CSeq `seq` (section 13.2.2.4).
+    /// Builds the ACK for a 2xx to the INVITE with CSeq `seq` (section
+    /// 13.2.2.4).
     pub fn ack(&self, seq: u32, local: &LocalContact) -> Request {
         self.request_with_cseq(Method::Ack, seq, local)
     }
@@ -144,7 +145,7 @@ fn without_tag(mut address: NameAddr) -> NameAddr {
     address
 }
 
-/// A fresh random tag or Call-ID component.
+/// Returns a fresh random tag or Call-ID component.
 pub fn random_token() -> String {
     use rand::Rng;
     let mut rng = rand::rng();

@@ -1,5 +1,5 @@
-//! The journal of calls in progress, so a crash or `kill -9` never loses a
-//! CDR: each call is stored when it arrives and when it is answered, removed
+//! The journal of calls in progress, so a crash or `kill -9` does not lose
+//! a call's CDR: each call is stored when it arrives and when it is answered, removed
 //! once its CDR is written, and what is left at the next start becomes an
 //! interrupted CDR.
 
@@ -228,7 +228,8 @@ mod tests {
         }
     }
 
-    /// A WAV whose writer died after 2 s of audio: the header still says 0.
+    /// Writes a WAV whose writer died during 2 s of audio, so its header
+    /// still counts 0 frames.
     fn broken_wav(path: &Path) {
         let spec = hound::WavSpec {
             channels: 2,

@@ -31,7 +31,7 @@ pub(super) enum Feature {
     Readiness(Readiness),
 }
 
-/// The feature dialed as `number`, if it is a feature code.
+/// Returns the feature dialed as `number`, if it is a feature code.
 pub(super) fn feature_for(number: &str) -> Option<Feature> {
     let not_ready = |reason: &str| {
         Feature::Readiness(Readiness::NotReady {
@@ -114,7 +114,8 @@ impl Core {
         self.feature_dialogs.insert((sip_call_id, cseq.seq), dialog);
     }
 
-    /// The ACK of a feature call's 200 arrived (or never will): hang up.
+    /// Hangs up a feature call once the ACK of its 200 arrived, or never
+    /// will.
     pub(super) fn end_feature_call(&mut self, sip_call_id: &str, seq: u32, now: Instant) {
         let Some(mut dialog) = self.feature_dialogs.remove(&(sip_call_id.to_owned(), seq)) else {
             return;

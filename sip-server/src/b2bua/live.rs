@@ -69,7 +69,7 @@ fn state_name(state: acd::AgentState) -> &'static str {
 }
 
 impl Core {
-    /// Every configured agent, sorted by id.
+    /// Lists every configured agent, sorted by id.
     pub fn agents_view(&self, now: Instant) -> Vec<AgentView> {
         let mut ids: Vec<&String> = self.config.passwords.keys().collect();
         ids.sort();
@@ -88,7 +88,7 @@ impl Core {
             .collect()
     }
 
-    /// Answered calls that are being recorded.
+    /// Counts the answered calls that are being recorded.
     pub fn recordings_in_progress(&self) -> usize {
         self.calls
             .values()
@@ -96,7 +96,7 @@ impl Core {
             .count()
     }
 
-    /// Every configured queue, in configuration order.
+    /// Lists every configured queue, in configuration order.
     pub fn queues_view(&self, now: Instant) -> Vec<QueueView> {
         self.config
             .queues

@@ -6,7 +6,8 @@
 //! to the address its requests come from (RFC 3581) rather than to the
 //! private address in its Contact.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -90,6 +91,12 @@ pub const LOCKOUT: Duration = Duration::from_secs(300);
 const MAX_TRACKED_SOURCES: usize = 10_000;
 
 pub struct Registrar {
+    /// Each agent's next deadline (an expiry, a probe due or a probe's
+    /// timeout) as of its last change, earliest first, so timers need no
+    /// scan of every binding. Stale entries are dropped by [`Self::tidy`].
+    deadlines: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Probes that came due in `handle_timeout`, for `poll_probe`.
+    due_probes: VecDeque<Probe>,
     failures: HashMap<IpAddr, Failures>,
     config: RegistrarConfig,
     auth: DigestAuthenticator,
@@ -106,6 +113,8 @@ impl Registrar {
         passwords: HashMap<String, String>,
     ) -> Registrar {
         Registrar {
+            deadlines: BinaryHeap::new(),
+            due_probes: VecDeque::new(),
             failures: HashMap::new(),
             config,
             auth,
@@ -141,25 +150,47 @@ impl Registrar {
         list.filter(|b| b.expires_at > now).cloned().collect()
     }
 
-    /// The next contact due for a qualify probe, if any; it is marked as
-    /// probed, so each call returns a different one.
-    pub fn poll_probe(&mut self, now: Instant) -> Option<Probe> {
-        let interval = self.config.qualify_interval?;
-        for (agent, list) in &mut self.bindings {
-            let due = list
-                .iter_mut()
-                .find(|b| b.probe_sent.is_none() && b.next_probe <= now && b.expires_at > now);
-            if let Some(binding) = due {
-                binding.probe_sent = Some(now);
-                binding.next_probe = now + interval;
-                return Some(Probe {
-                    agent: agent.clone(),
-                    contact: binding.contact.uri.clone(),
-                    target: binding.source,
-                });
-            }
+    /// The next contact due for a qualify probe, if any. Probes come due
+    /// in [`Self::handle_timeout`], which marks them as sent.
+    pub fn poll_probe(&mut self, _now: Instant) -> Option<Probe> {
+        self.due_probes.pop_front()
+    }
+
+    /// The earliest deadline of `agent`'s bindings.
+    fn next_deadline(&self, agent: &str) -> Option<Instant> {
+        let probing = self.config.qualify_interval.is_some();
+        let timeout = self.config.qualify_timeout;
+        self.bindings
+            .get(agent)?
+            .iter()
+            .flat_map(|b| {
+                let probe = match b.probe_sent {
+                    Some(sent) => Some(sent + timeout),
+                    None => probing.then_some(b.next_probe),
+                };
+                [Some(b.expires_at), probe]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Files `agent`'s next deadline after a change to its bindings.
+    fn schedule(&mut self, agent: &str) {
+        if let Some(at) = self.next_deadline(agent) {
+            self.deadlines.push(Reverse((at, agent.to_owned())));
         }
-        None
+        self.tidy();
+    }
+
+    /// Drops stale entries from the top of the heap, so its top is the true
+    /// earliest deadline.
+    fn tidy(&mut self) {
+        while let Some(Reverse((at, agent))) = self.deadlines.peek() {
+            if self.next_deadline(agent) == Some(*at) {
+                return;
+            }
+            self.deadlines.pop();
+        }
     }
 
     /// Records the outcome of a probe of `contact`: any response counts as
@@ -183,6 +214,7 @@ impl Registrar {
                 reachable: is,
             });
         }
+        self.schedule(agent);
     }
 
     /// Processes a REGISTER and returns the final response to send.
@@ -495,12 +527,25 @@ impl Registrar {
                 reachable: is,
             });
         }
+        self.schedule(agent);
     }
 
-    /// Drops expired bindings.
+    /// Expires bindings, times out unanswered probes and queues the probes
+    /// that came due, visiting only agents with a deadline at or before
+    /// `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let agents: Vec<String> = self.bindings.keys().cloned().collect();
-        for agent in agents {
+        let mut due: Vec<String> = Vec::new();
+        while let Some(Reverse((at, agent))) = self.deadlines.peek() {
+            if *at > now {
+                break;
+            }
+            if !due.contains(agent) {
+                due.push(agent.clone());
+            }
+            self.deadlines.pop();
+        }
+        let timeout = self.config.qualify_timeout;
+        for agent in due {
             let Some(list) = self.bindings.get(&agent) else {
                 continue;
             };
@@ -513,36 +558,48 @@ impl Registrar {
                 tracing::info!(agent, "binding expired");
                 self.set_bindings(&agent, live);
             }
-        }
-        let timeout = self.config.qualify_timeout;
-        let mut silent = Vec::new();
-        for (agent, list) in &self.bindings {
-            for binding in list {
-                if binding.probe_sent.is_some_and(|sent| sent + timeout <= now) {
-                    silent.push((agent.clone(), binding.contact.uri.clone()));
-                }
+            let silent: Vec<sip_message::Uri> = self
+                .bindings
+                .get(&agent)
+                .into_iter()
+                .flatten()
+                .filter(|b| b.probe_sent.is_some_and(|sent| sent + timeout <= now))
+                .map(|b| b.contact.uri.clone())
+                .collect();
+            for contact in silent {
+                self.probe_result(&agent, &contact, false);
             }
+            self.queue_due_probes(&agent, now);
+            self.schedule(&agent);
         }
-        for (agent, contact) in silent {
-            self.probe_result(&agent, &contact, false);
+        self.tidy();
+    }
+
+    /// Marks `agent`'s contacts whose probe is due as probed and queues
+    /// their probes for [`Self::poll_probe`].
+    fn queue_due_probes(&mut self, agent: &str, now: Instant) {
+        let Some(interval) = self.config.qualify_interval else {
+            return;
+        };
+        let Some(list) = self.bindings.get_mut(agent) else {
+            return;
+        };
+        for binding in list.iter_mut() {
+            if binding.probe_sent.is_none() && binding.next_probe <= now && binding.expires_at > now
+            {
+                binding.probe_sent = Some(now);
+                binding.next_probe = now + interval;
+                self.due_probes.push_back(Probe {
+                    agent: agent.to_owned(),
+                    contact: binding.contact.uri.clone(),
+                    target: binding.source,
+                });
+            }
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let probing = self.config.qualify_interval.is_some();
-        let timeout = self.config.qualify_timeout;
-        self.bindings
-            .values()
-            .flatten()
-            .flat_map(|b| {
-                let probe = match b.probe_sent {
-                    Some(sent) => Some(sent + timeout),
-                    None => probing.then_some(b.next_probe),
-                };
-                [Some(b.expires_at), probe]
-            })
-            .flatten()
-            .min()
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
 
     pub fn poll_event(&mut self) -> Option<RegistrarEvent> {

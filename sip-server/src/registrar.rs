@@ -152,11 +152,11 @@ impl Registrar {
 
     /// The next contact due for a qualify probe, if any. Probes come due
     /// in [`Self::handle_timeout`], which marks them as sent.
-    pub fn poll_probe(&mut self, _now: Instant) -> Option<Probe> {
+    pub fn poll_probe(&mut self) -> Option<Probe> {
         self.due_probes.pop_front()
     }
 
-    /// The earliest deadline of `agent`'s bindings.
+    /// Returns the earliest deadline of `agent`'s bindings.
     fn next_deadline(&self, agent: &str) -> Option<Instant> {
         let probing = self.config.qualify_interval.is_some();
         let timeout = self.config.qualify_timeout;
@@ -450,7 +450,7 @@ impl Registrar {
         }
     }
 
-    /// The bindings of `agent` for storage, with wall-clock expiry computed
+    /// Returns the bindings of `agent` for storage, with wall-clock expiry computed
     /// from `now`/`wall`, the same moment on both clocks.
     pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
         self.live(agent, now)

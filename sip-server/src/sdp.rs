@@ -107,7 +107,7 @@ pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
     Ok(sdp)
 }
 
-/// The peer's RTP address in `sdp`, or None when the stream is on hold with
+/// Returns the peer's RTP address in `sdp`, or None when the stream is on hold with
 /// a zero address or port (RFC 3264 section 8.4), where latching decides.
 pub fn remote_rtp(sdp: &SessionDescription) -> Option<SocketAddr> {
     let audio = sdp.first_audio()?;

@@ -204,8 +204,8 @@ impl Engine {
                 (call.clone(), last)
             })
             .collect();
-        // The core knows when each call was answered and whether it is on
-        // hold, so it decides; this only supplies the last packet times.
+        // The core holds each call's answer time and hold state, so it
+        // decides. This only supplies the last packet times.
         for (call, last) in last_packets {
             self.core.media_silent(&call, last, timeout, now);
         }
@@ -387,7 +387,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// The wall-clock moment matching `Instant::now()`, for CDR timestamps.
+/// Returns the wall-clock moment matching `Instant::now()`, for CDR
+/// timestamps.
 pub(crate) fn clock_pair() -> (Instant, SystemTime) {
     (Instant::now(), SystemTime::now())
 }

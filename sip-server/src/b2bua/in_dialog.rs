@@ -9,9 +9,9 @@ use super::call::{Phase, Side};
 use super::{Command, Core, Purpose};
 use crate::transaction::TransactionKey;
 
-/// How many RTP timeouts a call on hold may stay silent before it is
-/// ended; a held call with no music is silent by design, but one whose
-/// phones vanished must still end.
+/// Number of RTP timeouts a call on hold may stay silent before it ends.
+/// A held call without music is silent by design, but one whose phones
+/// vanished must still end.
 pub(crate) const HOLD_TIMEOUT_FACTOR: u32 = 5;
 
 impl Core {
@@ -188,8 +188,8 @@ impl Core {
         );
     }
 
-    /// The side whose re-INVITE on `call_id` is still waiting for its final
-    /// response, if any.
+    /// Returns the side whose re-INVITE on `call_id` still waits for its
+    /// final response, if any.
     fn pending_reinvite(&self, call_id: &str) -> Option<Side> {
         self.purposes.values().find_map(|purpose| match purpose {
             Purpose::Relay {
@@ -277,7 +277,8 @@ impl Core {
             .send_stateless(sip_message::Message::Request(ack), target);
     }
 
-    /// An ACK outside any transaction: for a 2xx the PBX sent.
+    /// Handles an ACK outside any transaction, which acknowledges a 2xx the
+    /// PBX sent.
     pub(super) fn handle_ack(&mut self, request: Request, now: Instant) {
         let Some(sip_call_id) = request.headers.call_id() else {
             return;
@@ -294,7 +295,7 @@ impl Core {
         }
     }
 
-    /// The caller never ACKed our 2xx: the call cannot go on.
+    /// Ends a call whose caller never acknowledged the PBX's 2xx.
     pub(super) fn handle_ack_timeout(&mut self, key: TransactionKey, now: Instant) {
         let unacknowledged: Vec<(String, u32)> = self
             .awaiting_ack

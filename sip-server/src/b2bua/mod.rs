@@ -48,7 +48,7 @@ impl Trunk {
     }
 }
 
-/// Where calls to one dialed number go, and what they carry into the queue.
+/// Route of one dialed number: its queue and the data its calls carry there.
 #[derive(Clone, Debug, Default)]
 pub struct DidRoute {
     pub queue: String,
@@ -126,7 +126,7 @@ pub enum Command {
     },
 }
 
-/// What a client transaction the core started is for.
+/// Role of a client transaction the core started.
 enum Purpose {
     AgentInvite {
         attempt: u64,
@@ -226,13 +226,13 @@ impl Core {
         })
     }
 
-    /// A message parsed by the transport.
+    /// Feeds a message parsed by the transport.
     pub fn handle_message(&mut self, message: sip_message::Message, source: Target, now: Instant) {
         self.transactions.handle_message(message, source, now);
         self.process(now);
     }
 
-    /// A stream connection closed: transactions waiting on it end now
+    /// Ends the transactions waiting on a closed stream connection now,
     /// rather than at their timers.
     pub fn connection_closed(&mut self, connection: u64, now: Instant) {
         self.transactions.connection_closed(connection);
@@ -309,7 +309,7 @@ impl Core {
                 progressed = true;
                 self.handle_event(event, now);
             }
-            while let Some(probe) = self.registrar.poll_probe(now) {
+            while let Some(probe) = self.registrar.poll_probe() {
                 progressed = true;
                 self.send_probe(probe, now);
             }
@@ -423,7 +423,8 @@ impl Core {
         }
     }
 
-    /// A response to the request of server transaction `key`, with a To tag.
+    /// Sends a response with a To tag to the request of server transaction
+    /// `key`.
     fn reply(
         &mut self,
         key: &TransactionKey,
@@ -596,7 +597,7 @@ impl Core {
         time::OffsetDateTime::from(self.wall(at))
     }
 
-    /// The CDR of `call` as if it ended at `now` with these outcomes.
+    /// Builds the CDR of `call` as if it ended at `now` with these outcomes.
     fn call_record(
         &self,
         call: &Call,

@@ -256,8 +256,8 @@ impl Core {
         }
     }
 
-    /// The relay ports for `call` are bound: queue the call. Returns false
-    /// when the call ended meanwhile, so the driver closes the session.
+    /// Queues `call` once its relay ports are bound. Returns false when the
+    /// call ended meanwhile, so the driver closes the session.
     pub fn media_opened(&mut self, call_id: &str, ports: MediaPorts, now: Instant) -> bool {
         let Some(call) = self.calls.get_mut(call_id) else {
             return false;
@@ -422,7 +422,7 @@ impl Core {
 /// ones are far shorter, and an oversized one breaks agents' phones.
 pub(super) const MAX_IDENTITY_CHARS: usize = 64;
 
-/// The first `max` characters of `text`.
+/// Returns the first `max` printable characters of `text`.
 pub(super) fn limit_chars(text: &str, max: usize) -> String {
     text.chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -143,15 +143,34 @@ impl Sender {
     }
 }
 
+/// Binds UDP and then TCP on the port UDP got, so an ephemeral `:0` ends
+/// up on one port for both. With `:0`, the TCP port may already be taken
+/// by another socket, so a few other ports are tried.
+async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    const ATTEMPTS: usize = 10;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(listen).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(error)
+                if listen.port() == 0
+                    && attempt < ATTEMPTS
+                    && error.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Binds UDP and TCP on `listen` and starts their readers.
 pub(crate) async fn start(
     listen: SocketAddr,
     inputs: mpsc::Sender<Input>,
 ) -> std::io::Result<(Sender, SocketAddr)> {
-    let udp = Arc::new(UdpSocket::bind(listen).await?);
-    let bound = udp.local_addr()?;
-    // TCP takes the port UDP got, so an ephemeral `:0` ends up on one port.
-    let tcp = TcpListener::bind(bound).await?;
+    let (udp, tcp, bound) = bind_pair(listen).await?;
+    let udp = Arc::new(udp);
     let sender = Sender {
         open: Arc::default(),
         udp: udp.clone(),

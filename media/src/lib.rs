@@ -49,7 +49,7 @@ use std::ops::RangeInclusive;
 pub use codec::{Codec, LegCodecs};
 pub use prompt::PromptError;
 pub use rtp::DetectedDigit;
-pub use session::{LegStats, MediaSession, PlayRequest, Relay};
+pub use session::{LegStats, MediaSession, PlayRequest, Relay, load_prompt};
 pub use stats::estimate_mos;
 
 /// One side of a call as the relay sees it.

@@ -475,6 +475,28 @@ impl MediaSession {
             })
     }
 
+    /// Plays prompts already loaded with [`load_prompt`] to `leg`, as
+    /// [`MediaSession::play_with`] does, without touching the disk: for
+    /// music on hold and announcements that many calls share.
+    pub fn play_loaded(
+        &self,
+        leg: Leg,
+        prompts: Vec<Arc<[i16]>>,
+        looped: bool,
+        barge_in: bool,
+    ) -> Result<(), MediaError> {
+        let start = PlayerStart {
+            prompts,
+            looped,
+            barge_in,
+        };
+        self.control
+            .send(Control::Play(leg, Box::new(start)))
+            .map_err(|_| MediaError::SessionEnded {
+                call_id: self.call_id.clone(),
+            })
+    }
+
     /// Stops what plays to `leg`; relaying from the other leg resumes.
     pub fn stop_playback(&self, leg: Leg) {
         let _ = self.control.send(Control::StopPlayback(leg));
@@ -505,4 +527,10 @@ impl MediaSession {
             }),
         }
     }
+}
+
+/// Reads a 16-bit PCM WAV prompt (mono or stereo, 8 to 192 kHz) into the
+/// 8 kHz samples [`MediaSession::play_loaded`] takes.
+pub fn load_prompt(path: &std::path::Path) -> Result<Arc<[i16]>, crate::PromptError> {
+    crate::prompt::load_prompt(path).map(Arc::from)
 }

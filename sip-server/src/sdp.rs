@@ -200,3 +200,154 @@ pub fn audio_disabled(sdp: &SessionDescription) -> bool {
     sdp.first_audio()
         .is_some_and(|audio| sdp.media[audio].port == 0)
 }
+
+/// The PBX's own answer to `offer`, for a caller the PBX answers itself
+/// (music on hold and announcements in a queue): the offer's first voice
+/// codec, and telephone-event when offered, on the relay's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAnswer {
+    pub sdp: SessionDescription,
+    /// Static payload type of the chosen codec (0 PCMU, 8 PCMA).
+    pub payload_type: u8,
+    /// Payload type of RFC 4733 telephone-event, when the offer has it.
+    pub event_payload_type: Option<u8>,
+}
+
+/// Builds [`LocalAnswer`] from a narrowed offer (see [`narrow_offer`]).
+/// The answer's direction mirrors the offer's (RFC 3264 section 6.1).
+pub fn local_answer(
+    offer: &SessionDescription,
+    advertised: IpAddr,
+    local_port: u16,
+) -> Result<LocalAnswer, SdpError> {
+    let audio = offer.first_audio().ok_or(SdpError::NoAudio)?;
+    let stream = &offer.media[audio];
+    let payload_type = stream
+        .formats
+        .iter()
+        .find(|f| is_voice(stream, f))
+        .and_then(|f| f.parse::<u8>().ok())
+        .ok_or(SdpError::NoCommonCodec)?;
+    let (encoding, _) = stream.rtpmap(payload_type).ok_or(SdpError::NoCommonCodec)?;
+    // The relay speaks the static numbers, so a dynamic number for G.711
+    // in the offer is answered with the static one it stands for.
+    let payload_type = if encoding.eq_ignore_ascii_case("PCMA") {
+        8
+    } else {
+        0
+    };
+    let event_payload_type = event_payload_type(offer);
+    let direction = match stream.direction() {
+        sip_message::sdp::Direction::SendOnly => "recvonly",
+        sip_message::sdp::Direction::RecvOnly => "sendonly",
+        sip_message::sdp::Direction::Inactive => "inactive",
+        sip_message::sdp::Direction::SendRecv => "sendrecv",
+    };
+    let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
+    let mut text = format!(
+        "v=0\r\no=pbx 0 0 IN {address_type} {advertised}\r\ns=pbx\r\nc=IN {address_type} {advertised}\r\nt=0 0\r\n"
+    );
+    let mut formats = payload_type.to_string();
+    if let Some(event) = event_payload_type {
+        formats.push_str(&format!(" {event}"));
+    }
+    text.push_str(&format!(
+        "m=audio {local_port} {} {formats}\r\n",
+        stream.proto
+    ));
+    let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
+    text.push_str(&format!("a=rtpmap:{payload_type} {name}/8000\r\n"));
+    if let Some(event) = event_payload_type {
+        text.push_str(&format!(
+            "a=rtpmap:{event} telephone-event/8000\r\na=fmtp:{event} 0-16\r\n"
+        ));
+    }
+    text.push_str(&format!("a=ptime:20\r\na={direction}\r\n"));
+    let sdp = SessionDescription::parse(text.as_bytes()).map_err(|_| SdpError::Malformed)?;
+    Ok(LocalAnswer {
+        sdp,
+        payload_type,
+        event_payload_type,
+    })
+}
+
+/// The `o=` line the PBX puts in every SDP it sends on one leg, so the leg
+/// sees one session whose version grows when the description changes
+/// (RFC 3264 section 8), whichever agent's SDP is behind it.
+#[derive(Clone, Debug)]
+pub struct LegOrigin {
+    session_id: u64,
+    version: u64,
+    /// The last description sent, without its `o=` line.
+    last: Option<SessionDescription>,
+}
+
+impl LegOrigin {
+    pub fn new(session_id: u64) -> LegOrigin {
+        LegOrigin {
+            session_id,
+            version: 0,
+            last: None,
+        }
+    }
+
+    /// Replaces the `o=` line of `sdp`, anchored at the relay's address, and
+    /// serializes it. The version goes up when anything else changed.
+    pub fn stamp(
+        &mut self,
+        sdp: &SessionDescription,
+        advertised: IpAddr,
+        local_port: u16,
+    ) -> bytes::Bytes {
+        let anchored = anchored(sdp, advertised, local_port);
+        let Ok(mut copy) = SessionDescription::parse(&anchored) else {
+            return anchored;
+        };
+        copy.session.retain(|line| line.kind != 'o');
+        if self.last.as_ref().is_some_and(|last| *last != copy) {
+            self.version += 1;
+        }
+        self.last = Some(copy.clone());
+        let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
+        let origin = sip_message::sdp::SdpLine {
+            kind: 'o',
+            value: format!(
+                "pbx {} {} IN {address_type} {advertised}",
+                self.session_id, self.version
+            ),
+        };
+        // RFC 4566 section 5: o= follows v=.
+        let at = usize::from(copy.session.first().is_some_and(|l| l.kind == 'v'));
+        copy.session.insert(at, origin);
+        copy.to_bytes()
+    }
+}
+
+/// Static payload type of the first G.711 format in the audio stream of
+/// `sdp` (an answer names the codec in use first).
+pub fn voice_payload_type(sdp: &SessionDescription) -> Option<u8> {
+    let stream = &sdp.media[sdp.first_audio()?];
+    stream
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find_map(|pt| match stream.rtpmap(pt) {
+            Some((name, 8000)) if name.eq_ignore_ascii_case("PCMU") => Some(0),
+            Some((name, 8000)) if name.eq_ignore_ascii_case("PCMA") => Some(8),
+            _ => None,
+        })
+}
+
+/// Payload type of telephone-event in the audio stream of `sdp`.
+pub fn event_payload_type(sdp: &SessionDescription) -> Option<u8> {
+    let stream = &sdp.media[sdp.first_audio()?];
+    stream
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find(|&pt| {
+            stream.rtpmap(pt).is_some_and(|(name, rate)| {
+                name.eq_ignore_ascii_case("telephone-event") && rate == 8000
+            })
+        })
+}

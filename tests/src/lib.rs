@@ -26,6 +26,7 @@ pub mod http;
 pub mod pbx;
 pub mod phones;
 pub mod ports;
+pub mod raw_caller;
 pub mod sipp;
 pub mod tools;
 pub mod wav;

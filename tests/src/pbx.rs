@@ -42,6 +42,12 @@ pub struct PbxConfig {
     pub ring_timeout_secs: u64,
     pub max_wait_secs: u64,
     pub recording: bool,
+    /// Members of the test queue; every agent when None.
+    pub queue_members: Option<Vec<String>>,
+    /// Lines added to the test queue's table.
+    pub queue_extra: String,
+    /// TOML appended to the file, such as more queues.
+    pub extra: String,
 }
 
 impl Default for PbxConfig {
@@ -55,6 +61,9 @@ impl Default for PbxConfig {
             ring_timeout_secs: 5,
             max_wait_secs: 30,
             recording: true,
+            queue_members: None,
+            queue_extra: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -91,21 +100,23 @@ impl PbxConfig {
             .iter()
             .map(|network| format!("\"{network}\""))
             .collect();
-        let agents: Vec<String> = self
-            .agents
-            .iter()
-            .map(|agent| format!("\"{}\"", agent.id))
-            .collect();
+        let members: Vec<String> = match &self.queue_members {
+            Some(members) => members.clone(),
+            None => self.agents.iter().map(|agent| agent.id.clone()).collect(),
+        };
+        let agents: Vec<String> = members.iter().map(|id| format!("\"{id}\"")).collect();
         let _ = write!(
             text,
             "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n\n\
              [[queues]]\nname = \"{QUEUE}\"\nagents = [{}]\nring_timeout_secs = {}\nmax_wait_secs = {}\n\
-             retry_delay_secs = 1\nwrap_up_secs = 0\n\n\
-             [[dids]]\nnumber = \"{DID}\"\nqueue = \"{QUEUE}\"\n",
+             retry_delay_secs = 1\nwrap_up_secs = 0\n{}\n\
+             [[dids]]\nnumber = \"{DID}\"\nqueue = \"{QUEUE}\"\n{}",
             allow.join(", "),
             agents.join(", "),
             self.ring_timeout_secs,
             self.max_wait_secs,
+            self.queue_extra,
+            self.extra,
         );
         text
     }

@@ -72,6 +72,8 @@ pub(crate) struct MediaConfig {
     /// An answered call in which neither leg sent RTP for this long is
     /// ended; None never ends calls for silence.
     pub(crate) rtp_timeout: Option<Duration>,
+    /// Folder of announcement prompts; None uses the built-in English ones.
+    pub(crate) prompts_dir: Option<PathBuf>,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).
@@ -123,6 +125,22 @@ pub(crate) struct QueueConfig {
     /// the name and the four timings above repeated, steps sorted by time,
     /// and every `Destination::Queue` naming a queue defined in `queues`.
     pub(crate) acd: acd::QueueConfig,
+    pub(crate) music_on_hold: MusicOnHold,
+    /// Time between position and wait announcements; None for none.
+    pub(crate) announce_every: Option<Duration>,
+    pub(crate) announce_position: bool,
+    pub(crate) announce_wait: bool,
+}
+
+/// What waiting callers of a queue hear between announcements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MusicOnHold {
+    /// Ringback from their own phone, unless announcements are on (then
+    /// silence between them).
+    None,
+    /// The music built into the binary.
+    BuiltIn,
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use sip_server::b2bua::{Command, Core, MediaPorts, Side};
+use sip_server::b2bua::{Command, Core, MediaNotice, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
 
 use crate::journal::JournalEntry;
@@ -30,6 +30,11 @@ pub(crate) enum Input {
         call: String,
         result: Result<media::MediaSession, media::MediaError>,
     },
+    /// A key or the end of a prompt on a call's relay.
+    Media {
+        call: String,
+        notice: MediaNotice,
+    },
 }
 
 pub(crate) struct Engine {
@@ -48,6 +53,8 @@ pub(crate) struct Engine {
     pub(crate) sip_counters: crate::metrics::SipCounters,
     /// Lines for `<data_dir>/queue_log`, appended in order by one task.
     pub(crate) queue_log: mpsc::UnboundedSender<Vec<String>>,
+    /// Decoded music on hold and announcement prompts.
+    pub(crate) prompts: crate::sounds::PromptCache,
 }
 
 /// How often relay sessions are checked for silence.
@@ -111,6 +118,7 @@ impl Engine {
                     agent: session.local_rtp_addr(media::Leg::Agent),
                 };
                 if self.core.media_opened(&call, ports, now) {
+                    forward_media_events(&call, &session, self.inputs.clone());
                     sessions.insert(call, session);
                 } else {
                     tokio::spawn(async move {
@@ -125,6 +133,7 @@ impl Engine {
                 tracing::error!(call, %error, "opening the media relay failed");
                 self.core.media_failed(&call, now);
             }
+            Input::Media { call, notice } => self.core.media_notice(&call, notice, now),
         }
     }
 
@@ -263,6 +272,45 @@ impl Engine {
                     session.set_payload_types(leg(side), &payload_types);
                 }
             }
+            Command::SetCodecs {
+                call,
+                side,
+                payload_type,
+                event_payload_type,
+            } => {
+                let codec = media::Codec::from_payload_type(payload_type);
+                if let (Some(session), Some(codec)) = (sessions.get(&call), codec) {
+                    session.set_codecs(leg(side), codec, event_payload_type);
+                }
+            }
+            Command::Play {
+                call,
+                side,
+                prompts,
+                looped,
+            } => {
+                let Some(session) = sessions.get(&call) else {
+                    return;
+                };
+                let loaded: Result<Vec<_>, _> =
+                    prompts.iter().map(|path| self.prompts.get(path)).collect();
+                let played = match loaded {
+                    Ok(samples) => session
+                        .play_loaded(leg(side), samples, looped, false)
+                        .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                if let Err(error) = played {
+                    // The caller keeps hearing what played before (or
+                    // silence); the call itself goes on.
+                    tracing::error!(call, %error, "playing a prompt failed");
+                }
+            }
+            Command::StopPlayback { call, side } => {
+                if let Some(session) = sessions.get(&call) {
+                    session.stop_playback(leg(side));
+                }
+            }
             Command::ResetLeg { call, side } => {
                 if let Some(session) = sessions.get(&call) {
                     session.reset_leg(leg(side));
@@ -370,6 +418,42 @@ async fn finish_call(
         }
         // The journal keeps the call, so the next start retries its CDR.
         Err(error) => tracing::error!(call = record.id, %error, "writing the CDR failed"),
+    }
+}
+
+/// Passes the keys and playback ends of a call's relay to the engine
+/// until the session ends.
+fn forward_media_events(call: &str, session: &media::MediaSession, inputs: mpsc::Sender<Input>) {
+    let mut events = session.events();
+    let call = call.to_owned();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let notice = match event {
+                media::MediaEvent::Dtmf { leg, digit } => MediaNotice::Digit {
+                    side: side(leg),
+                    digit: digit.digit,
+                },
+                media::MediaEvent::PlaybackEnded {
+                    leg,
+                    reason: media::PlaybackEnd::Finished,
+                } => MediaNotice::PlaybackFinished { side: side(leg) },
+                media::MediaEvent::PlaybackEnded { .. } => continue,
+            };
+            let input = Input::Media {
+                call: call.clone(),
+                notice,
+            };
+            if inputs.send(input).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn side(leg: media::Leg) -> Side {
+    match leg {
+        media::Leg::Caller => Side::Caller,
+        media::Leg::Agent => Side::Agent,
     }
 }
 

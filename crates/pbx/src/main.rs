@@ -11,6 +11,7 @@ mod metrics;
 mod registrations;
 mod secrets;
 mod server;
+mod sounds;
 mod transport;
 
 use std::process::ExitCode;

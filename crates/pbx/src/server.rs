@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, MusicOnHold};
 use crate::engine::{Engine, Input};
 
 /// Why the PBX could not start.
@@ -43,6 +44,8 @@ pub(crate) enum StartError {
     Unsupported(String),
     #[error("invalid queue setup: {0}")]
     Acd(#[from] acd::AcdError),
+    #[error("cannot prepare prompts and music on hold: {0}")]
+    Sounds(#[from] crate::sounds::SoundsError),
 }
 
 pub(crate) async fn run(config: Config) -> Result<(), StartError> {
@@ -53,6 +56,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let sounds = crate::sounds::install_built_in(&config.data_dir)?;
     let store = cdr::CdrStore::open(&config.data_dir).await?;
     crate::http::bootstrap_accounts(&store).await?;
     let relay = media::Relay::new(media::RelayConfig {
@@ -95,7 +99,8 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     });
 
     let (now, wall) = crate::engine::clock_pair();
-    let core_config = core_config(&config, sip_bound, passwords);
+    let core_config = core_config(&config, sip_bound, passwords, &sounds);
+    let prompts = preload_sounds(&core_config)?;
     let mut core = sip_server::b2bua::Core::new(core_config, now, wall)?;
     let registrations = crate::registrations::RegistrationStore::open(store.pool().clone()).await?;
     let stored = registrations.load(wall).await?;
@@ -144,6 +149,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
         cdr: store,
         data_dir: config.data_dir.clone(),
         inputs,
+        prompts,
     };
     engine.run(receiver, live_queue, shutdown_signal()).await;
     // The engine owned the queue's sender, so the writer drains and ends.
@@ -158,6 +164,7 @@ fn core_config(
     config: &Config,
     sip_bound: SocketAddr,
     passwords: HashMap<String, String>,
+    sounds: &Path,
 ) -> sip_server::b2bua::CoreConfig {
     let dids = config.dids.iter().map(|did| {
         let route = sip_server::b2bua::DidRoute {
@@ -209,7 +216,54 @@ fn core_config(
         passwords,
         recording: config.recording.enabled,
         timers: sip_server::b2bua::default_timers(),
+        queue_media: config
+            .queues
+            .iter()
+            .map(|queue| (queue.name.clone(), queue_media(queue, sounds)))
+            .collect(),
+        prompts: sip_server::b2bua::PromptSet::new(prompts_dir(config, sounds)),
     }
+}
+
+fn prompts_dir(config: &Config, sounds: &Path) -> PathBuf {
+    config
+        .media
+        .prompts_dir
+        .clone()
+        .unwrap_or_else(|| sounds.join("en"))
+}
+
+fn queue_media(queue: &crate::config::QueueConfig, sounds: &Path) -> sip_server::b2bua::QueueMedia {
+    sip_server::b2bua::QueueMedia {
+        music_on_hold: match &queue.music_on_hold {
+            MusicOnHold::None => None,
+            MusicOnHold::BuiltIn => Some(sounds.join("music-on-hold.wav")),
+            MusicOnHold::File(path) => Some(path.clone()),
+        },
+        announce_every: queue.announce_every,
+        announce_position: queue.announce_position,
+        announce_wait: queue.announce_wait,
+    }
+}
+
+/// Decodes every prompt and music file the configuration can play, so a
+/// file the player cannot read stops the start.
+fn preload_sounds(
+    core_config: &sip_server::b2bua::CoreConfig,
+) -> Result<crate::sounds::PromptCache, crate::sounds::SoundsError> {
+    let mut cache = crate::sounds::PromptCache::default();
+    let dir = core_config.prompts.dir();
+    let prompts: Vec<PathBuf> = sip_server::b2bua::prompt_names()
+        .into_iter()
+        .map(|name| dir.join(format!("{name}.wav")))
+        .collect();
+    let music = core_config
+        .queue_media
+        .values()
+        .filter_map(|media| media.music_on_hold.clone());
+    let paths: Vec<PathBuf> = prompts.into_iter().chain(music).collect();
+    cache.preload(paths.iter().map(PathBuf::as_path))?;
+    Ok(cache)
 }
 
 async fn shutdown_signal() {

@@ -45,6 +45,9 @@ pub(crate) struct CallerLeg {
     /// A 180 without SDP went out; agents' 180s are not repeated to the
     /// caller.
     pub ringing_sent: bool,
+    /// The PBX's own SDP answer, when it answered the caller to play music
+    /// and announcements while the call waits; repeated to refreshes.
+    pub answer: Option<bytes::Bytes>,
 }
 
 /// The agent's leg once it answered.
@@ -84,6 +87,14 @@ pub(crate) struct Call {
     /// The last offer inside the call put a leg on hold, so silence on the
     /// media is expected.
     pub on_hold: bool,
+    /// The `o=` line of every SDP sent to the caller.
+    pub caller_origin: crate::sdp::LegOrigin,
+    /// When the next position announcement plays (or, while `leaving`, when
+    /// the caller is hung up at the latest).
+    pub next_announcement: Option<Instant>,
+    /// The call ends without an agent once the apology played; the CDR
+    /// gets this disposition.
+    pub leaving: Option<cdr::Disposition>,
 }
 
 impl Call {

@@ -58,12 +58,120 @@ impl Core {
             self.hang_up(&call_id, side, now);
             return;
         }
+        let waiting = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|call| call.phase != Phase::Talking);
+        if waiting {
+            self.handle_waiting_request(&call_id, key, request, now);
+            return;
+        }
         self.relay_request(&call_id, side, key, request, now);
+    }
+
+    /// A request from a caller the PBX answered to wait in a queue, where
+    /// no agent leg exists to relay it to: the PBX answers it itself.
+    fn handle_waiting_request(
+        &mut self,
+        call_id: &str,
+        key: TransactionKey,
+        request: Request,
+        now: Instant,
+    ) {
+        match request.method {
+            Method::Invite | Method::Update => {
+                let offer = if request.body.is_empty() {
+                    None
+                } else {
+                    match crate::sdp::parse(&request.body).and_then(crate::sdp::check_transport) {
+                        Ok(offer) => Some(offer),
+                        Err(error) => {
+                            self.reply(&key, &request, 488, Some(&error.to_string()), now);
+                            return;
+                        }
+                    }
+                };
+                if let Some(addr) = offer.as_ref().and_then(crate::sdp::remote_rtp) {
+                    self.commands.push_back(Command::SetRemote {
+                        call: call_id.to_owned(),
+                        side: Side::Caller,
+                        addr,
+                    });
+                }
+                // A session refresh or a new address keeps the codec and
+                // the relay port, so the first answer still holds.
+                let Some(call) = self.calls.get(call_id) else {
+                    return;
+                };
+                let mut response = Response::for_request(&request, 200, None);
+                super::add_to_tag(&mut response, &call.caller.local_tag);
+                response
+                    .headers
+                    .push("Contact", self.local.contact.to_string());
+                if let Some(answer) = call.caller.answer.clone() {
+                    response.headers.push("Content-Type", "application/sdp");
+                    response.body = answer;
+                }
+                if request.method == Method::Invite
+                    && let Ok(cseq) = request.headers.cseq()
+                {
+                    let sip_call_id = request.headers.call_id().unwrap_or_default().to_owned();
+                    self.awaiting_ack
+                        .insert((sip_call_id, cseq.seq), key.clone());
+                }
+                self.transactions.send_response(&key, response, now);
+            }
+            Method::Info => {
+                let digit = dtmf_relay_digit(&request);
+                self.reply(&key, &request, 200, None, now);
+                if let Some(digit) = digit {
+                    self.media_notice(
+                        call_id,
+                        super::MediaNotice::Digit {
+                            side: Side::Caller,
+                            digit,
+                        },
+                        now,
+                    );
+                }
+            }
+            Method::Options => self.reply(&key, &request, 200, None, now),
+            _ => self.reply(&key, &request, 501, None, now),
+        }
+    }
+
+    /// Ends a call whose caller was answered to wait and leaves before an
+    /// agent answered: no agent leg to hang up, the queue loses the call.
+    pub(super) fn drop_waiting_caller(
+        &mut self,
+        call_id: &str,
+        disposition: cdr::Disposition,
+        hangup: cdr::HangupSide,
+        now: Instant,
+    ) {
+        self.cancel_announcement(call_id);
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|call| call.queued_at.is_some() && call.leaving.is_none())
+        {
+            self.acd.abandon(call_id, now);
+        }
+        self.withdraw_offer(call_id, None, now);
+        self.finish(call_id, disposition, None, Some(hangup), now);
     }
 
     /// `side` hung up: send BYE to the other leg and end the call.
     fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
         tracing::info!(side = ?side, "hang-up");
+        if let Some(call) = self.calls.get(call_id)
+            && call.phase != Phase::Talking
+        {
+            // Only a caller answered to wait has a dialog before an agent.
+            let disposition = call.leaving.unwrap_or(cdr::Disposition::Abandoned);
+            self.drop_waiting_caller(call_id, disposition, cdr::HangupSide::Caller, now);
+            return;
+        }
         self.send_bye(call_id, side.other(), now);
         if let Some(agent) = self
             .calls
@@ -84,7 +192,7 @@ impl Core {
         self.finish(call_id, cdr::Disposition::Answered, None, Some(hangup), now);
     }
 
-    fn send_bye(&mut self, call_id: &str, side: Side, now: Instant) {
+    pub(super) fn send_bye(&mut self, call_id: &str, side: Side, now: Instant) {
         let local = self.local.clone();
         let Some(dialog) = self.calls.get_mut(call_id).and_then(|c| c.dialog_mut(side)) else {
             return;
@@ -149,7 +257,12 @@ impl Core {
                     Ok(sdp) => {
                         remote = crate::sdp::remote_rtp(&sdp);
                         hold = Some(crate::sdp::is_hold(&sdp));
-                        relayed.body = crate::sdp::anchored(&sdp, media_address, target_port);
+                        relayed.body = match origin.other() {
+                            Side::Caller => {
+                                call.caller_origin.stamp(&sdp, media_address, target_port)
+                            }
+                            Side::Agent => crate::sdp::anchored(&sdp, media_address, target_port),
+                        };
                     }
                     Err(error) => {
                         self.reply(&key, &request, 488, Some(&error.to_string()), now);
@@ -257,7 +370,13 @@ impl Core {
                 });
             }
             reply.headers.push("Content-Type", "application/sdp");
-            reply.body = crate::sdp::anchored(&sdp, self.config.media_address, origin_port);
+            let media_address = self.config.media_address;
+            reply.body = match (origin, self.calls.get_mut(call_id)) {
+                (Side::Caller, Some(call)) => {
+                    call.caller_origin.stamp(&sdp, media_address, origin_port)
+                }
+                _ => crate::sdp::anchored(&sdp, media_address, origin_port),
+            };
         }
         self.transactions.send_response(server_key, reply, now);
     }
@@ -310,9 +429,30 @@ impl Core {
         let call_id = self
             .calls
             .values()
-            .find(|c| c.caller.invite_key == key && c.phase == Phase::Talking)
+            .find(|c| {
+                c.caller.invite_key == key
+                    && (c.phase == Phase::Talking || c.caller.answer.is_some())
+            })
             .map(|c| c.id.clone());
         let Some(call_id) = call_id else { return };
+        if self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase != Phase::Talking)
+        {
+            tracing::warn!(
+                call = call_id,
+                "waiting caller never acknowledged the answer; ending the call"
+            );
+            self.send_bye(&call_id, Side::Caller, now);
+            self.drop_waiting_caller(
+                &call_id,
+                cdr::Disposition::Failed,
+                cdr::HangupSide::System,
+                now,
+            );
+            return;
+        }
         if let Some(call) = self.calls.get(&call_id) {
             let _span = call.span.clone().entered();
             tracing::warn!("caller never acknowledged the answer; ending the call");
@@ -346,6 +486,20 @@ impl Core {
                 .calls
                 .get(&call_id)
                 .is_some_and(|c| c.phase == Phase::Talking);
+            let answered_waiting = self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| !talking && c.caller.answer.is_some());
+            if answered_waiting {
+                self.send_bye(&call_id, Side::Caller, now);
+                let disposition = self
+                    .calls
+                    .get(&call_id)
+                    .and_then(|c| c.leaving)
+                    .unwrap_or(cdr::Disposition::Failed);
+                self.drop_waiting_caller(&call_id, disposition, cdr::HangupSide::System, now);
+                continue;
+            }
             if !talking {
                 self.fail_call(
                     &call_id,
@@ -417,4 +571,25 @@ impl Core {
         );
         self.process(now);
     }
+}
+
+/// The key of a SIP INFO DTMF relay body (`application/dtmf-relay`,
+/// `Signal=5`) or of an `application/dtmf` body (`5`).
+fn dtmf_relay_digit(request: &Request) -> Option<char> {
+    let content_type = request.headers.content_type()?.to_ascii_lowercase();
+    let body = std::str::from_utf8(&request.body).ok()?;
+    let value = match content_type.split(';').next()?.trim() {
+        "application/dtmf-relay" => body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?,
+        "application/dtmf" => body.trim(),
+        _ => return None,
+    };
+    let mut chars = value.chars();
+    let digit = chars.next()?.to_ascii_uppercase();
+    let valid = chars.next().is_none() && matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D');
+    valid.then_some(digit)
 }

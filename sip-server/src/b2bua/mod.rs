@@ -13,6 +13,7 @@
 //! the agent's, where it is the UAC with its own Call-ID and tags. Nothing
 //! of one leg's dialog identifiers leaks into the other.
 
+mod announce;
 mod call;
 mod feature;
 mod in_dialog;
@@ -30,6 +31,7 @@ use crate::dialog::LocalContact;
 use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
 use crate::transaction::{Event, Target, TimerConfig, TransactionKey, TransactionLayer, Transmit};
 
+pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
 pub use live::{AgentCommandError, AgentView, QueueView, Readiness};
@@ -83,6 +85,11 @@ pub struct CoreConfig {
     pub passwords: HashMap<String, String>,
     pub recording: bool,
     pub timers: TimerConfig,
+    /// Queue name to what its waiting callers hear; queues not listed give
+    /// ringback.
+    pub queue_media: HashMap<String, QueueMedia>,
+    /// Prompts for announcements.
+    pub prompts: PromptSet,
 }
 
 /// Work for the driver that is not sending SIP.
@@ -104,6 +111,26 @@ pub enum Command {
     },
     /// Forget the latched agent-side peer: another agent is being tried.
     ResetLeg { call: String, side: Side },
+    /// The codec `side` negotiated, by static payload type, and its
+    /// telephone-event payload type; the relay transcodes when the legs
+    /// differ and plays prompts in this codec.
+    SetCodecs {
+        call: String,
+        side: Side,
+        payload_type: u8,
+        event_payload_type: Option<u8>,
+    },
+    /// Play these WAV files to `side`, replacing what plays there, once or
+    /// `looped`; the driver reports the end of a list that does not loop
+    /// with `media_notice`.
+    Play {
+        call: String,
+        side: Side,
+        prompts: Vec<std::path::PathBuf>,
+        looped: bool,
+    },
+    /// Stop what plays to `side`; the other leg's audio reaches it again.
+    StopPlayback { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory.
     StartRecording { call: String, path: String },
     /// Store `record` as the state of a call in progress, replacing the
@@ -168,6 +195,8 @@ pub struct Core {
     feature_dialogs: HashMap<(String, u32), crate::dialog::Dialog>,
     commands: VecDeque<Command>,
     wall_base: (Instant, SystemTime),
+    /// Next announcement (or dismissal deadline) of waiting calls.
+    announcements: std::collections::BTreeSet<(Instant, String)>,
 }
 
 impl Core {
@@ -222,6 +251,7 @@ impl Core {
             feature_dialogs: HashMap::new(),
             commands: VecDeque::new(),
             wall_base: (now, wall),
+            announcements: std::collections::BTreeSet::new(),
             config,
         })
     }
@@ -243,6 +273,7 @@ impl Core {
         self.transactions.handle_timeout(now);
         self.registrar.handle_timeout(now);
         self.acd.handle_timeout(now);
+        self.announcements_due(now);
         self.process(now);
     }
 
@@ -251,6 +282,7 @@ impl Core {
             self.transactions.poll_timeout(),
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
+            self.next_announcement(),
         ]
         .into_iter()
         .flatten()
@@ -331,8 +363,19 @@ impl Core {
                 self.handle_acd_action(action, now);
             }
             let mut queue_log = Vec::new();
+            let mut moved = Vec::new();
             while let Some(event) = self.acd.poll_event() {
                 tracing::debug!(?event, "queue event");
+                if let acd::QueueEvent::CallEnqueued { call, queue, .. } = &event
+                    && let Some(entry) = self.calls.get_mut(call)
+                    && entry.queue != *queue
+                {
+                    // An exit key or an overflow moved the call: its CDR
+                    // names the queue that answers it, and its music and
+                    // announcements are that queue's.
+                    entry.queue = queue.clone();
+                    moved.push(call.clone());
+                }
                 let epoch = self
                     .wall(event.at())
                     .duration_since(std::time::UNIX_EPOCH)
@@ -343,6 +386,16 @@ impl Core {
             if !queue_log.is_empty() {
                 self.commands
                     .push_back(Command::QueueLog { lines: queue_log });
+            }
+            for call in moved {
+                if self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.caller.answer.is_some())
+                {
+                    self.play_music(&call);
+                    self.schedule_announcement(&call, now);
+                }
             }
             if !progressed {
                 return;

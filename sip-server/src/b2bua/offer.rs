@@ -303,7 +303,9 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.phase == Phase::Talking {
+        if call.phase == Phase::Talking || call.caller.answer.is_some() {
+            // A caller the PBX answered hears its music, not the agent's
+            // ringback; the agent side is learned from the final answer.
             return;
         }
         let answer = crate::sdp::parse(&response.body).ok();
@@ -364,9 +366,11 @@ impl Core {
             .collect();
         let caller_port = call.local_port(Side::Caller).unwrap_or_default();
         let caller_source = call.caller.source;
-        let caller_dialog =
-            Dialog::from_uas(&call.caller.invite, &call.caller.local_tag, caller_source);
-        call.caller.dialog = caller_dialog;
+        let answered_before = call.caller.answer.is_some();
+        if !answered_before {
+            call.caller.dialog =
+                Dialog::from_uas(&call.caller.invite, &call.caller.local_tag, caller_source);
+        }
         call.agent_leg = Some(AgentLeg {
             agent: agent.to_owned(),
             dialog,
@@ -415,7 +419,31 @@ impl Core {
         self.checkpoint(call_id, now);
         self.acd.offer_answered(call_id, agent, now);
         tracing::info!(agent, "agent answered");
-        let body = crate::sdp::anchored(&answer, self.config.media_address, caller_port);
+        if answered_before {
+            // The caller keeps the codec it was answered with; the relay
+            // transcodes when the agent chose another.
+            self.cancel_announcement(call_id);
+            if let Some(payload_type) = crate::sdp::voice_payload_type(&answer) {
+                self.commands.push_back(Command::SetCodecs {
+                    call: call_id.to_owned(),
+                    side: Side::Agent,
+                    payload_type,
+                    event_payload_type: crate::sdp::event_payload_type(&answer),
+                });
+            }
+            self.commands.push_back(Command::StopPlayback {
+                call: call_id.to_owned(),
+                side: Side::Caller,
+            });
+            return;
+        }
+        let media_address = self.config.media_address;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let body = call
+            .caller_origin
+            .stamp(&answer, media_address, caller_port);
         self.respond_caller(call_id, 200, None, Some(body), now);
         self.awaiting_ack
             .insert((caller_sip_call_id, invite_cseq), invite_key);

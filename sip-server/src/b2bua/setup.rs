@@ -102,6 +102,7 @@ impl Core {
                 local_tag: random_token(),
                 dialog: None,
                 ringing_sent: false,
+                answer: None,
             },
             offer,
             media: None,
@@ -118,6 +119,9 @@ impl Core {
             answered_at: None,
             recording_path: None,
             on_hold: false,
+            caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
+            next_announcement: None,
+            leaving: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
@@ -299,12 +303,19 @@ impl Core {
             return true;
         }
         tracing::info!(queue, "call queued");
-        // The caller's phone plays ringback while the call waits.
-        self.respond_caller(call_id, 180, None, None, now);
-        if let Some(call) = self.calls.get_mut(call_id) {
-            call.caller.ringing_sent = true;
+        let answered =
+            self.queue_media(&queue).is_some() && self.answer_waiting_caller(call_id, now);
+        if !answered {
+            // The caller's phone plays ringback while the call waits.
+            self.respond_caller(call_id, 180, None, None, now);
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.caller.ringing_sent = true;
+            }
         }
         self.process(now);
+        if answered {
+            self.start_waiting_media(call_id, now);
+        }
         true
     }
 
@@ -362,13 +373,21 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.phase == Phase::Talking {
+        if call.phase == Phase::Talking || call.leaving.is_some() {
             return;
         }
+        let answered = call.caller.answer.is_some();
         if call.queued_at.is_some() {
             self.acd.abandon(call_id, now);
         }
         self.withdraw_offer(call_id, None, now);
+        if answered {
+            // The caller heard music: it gets an apology and a BYE, not an
+            // error response.
+            tracing::info!(status, reason, "dismissing the waiting caller");
+            self.dismiss_waiting_caller(call_id, disposition, now);
+            return;
+        }
         self.respond_caller(call_id, status, Some(reason), None, now);
         self.finish(
             call_id,
@@ -392,7 +411,11 @@ impl Core {
         let call_id = self
             .calls
             .values()
-            .find(|call| call.caller.invite_key == invite_key && call.phase != Phase::Talking)
+            .find(|call| {
+                call.caller.invite_key == invite_key
+                    && call.phase != Phase::Talking
+                    && call.caller.answer.is_none()
+            })
             .map(|call| call.id.clone());
         let Some(call_id) = call_id else { return };
         if let Some(call) = self.calls.get(&call_id) {

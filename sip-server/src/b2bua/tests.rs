@@ -11,6 +11,8 @@ use super::*;
 use crate::auth::{Algorithm, Credentials, expected_response};
 use crate::transaction::TransportKind;
 
+mod waiting;
+
 const CALLER: &str = "192.0.2.10:5060";
 const AGENT_1: &str = "198.51.100.21:5062";
 const AGENT_2: &str = "198.51.100.22:5062";
@@ -70,6 +72,8 @@ fn config() -> CoreConfig {
         passwords,
         recording: true,
         timers: default_timers(),
+        queue_media: HashMap::new(),
+        prompts: PromptSet::new("/prompts"),
     }
 }
 

@@ -136,6 +136,10 @@ pub(crate) enum ConfigErrorKind {
          ringing, on-call, wrap-up or unskilled"
     )]
     UnknownEmptyCondition { value: String },
+    #[error("file {path:?} does not exist or is not a file; give the path of a WAV file")]
+    MissingFile { path: String },
+    #[error("folder {path:?} lacks the prompt {missing:?}; record it or leave prompts_dir out")]
+    MissingPrompt { path: String, missing: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -56,6 +56,7 @@ pub(super) struct RawMedia {
     pub(super) advertised_address: Value<String>,
     pub(super) rtp_ports: Value<String>,
     pub(super) rtp_timeout_secs: Value<u32>,
+    pub(super) prompts_dir: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,10 @@ pub(super) struct RawQueue {
     pub(super) busy_delay_secs: Value<u64>,
     pub(super) no_answer_delay_secs: Value<u64>,
     pub(super) max_no_answer: Value<u32>,
+    pub(super) music_on_hold: Value<String>,
+    pub(super) announce_every_secs: Value<u64>,
+    pub(super) announce_position: Value<bool>,
+    pub(super) announce_wait: Value<bool>,
 }
 
 /// One `[[queues.steps]]` table; validation checks that exactly one of

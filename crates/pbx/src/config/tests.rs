@@ -89,6 +89,13 @@ fn embedded_default_validates() {
             ..acd::QueueConfig::default()
         }
     );
+    assert_eq!(config.queues[0].music_on_hold, MusicOnHold::BuiltIn);
+    assert_eq!(
+        config.queues[0].announce_every,
+        Some(Duration::from_secs(45))
+    );
+    assert!(config.queues[0].announce_position && config.queues[0].announce_wait);
+    assert_eq!(config.media.prompts_dir, None);
     assert!(config.agents.iter().all(|a| a.skills.is_empty()));
     assert_eq!(
         config.dids,
@@ -526,4 +533,36 @@ fn ports_may_not_overlap() {
             .any(|e| e.contains("sip.listen: port 8080 is also used by media.rtp_ports")),
         "{errors:#?}"
     );
+}
+
+#[test]
+fn missing_sound_files_are_named_with_their_key() {
+    let prompts = tempfile::tempdir().unwrap();
+    std::fs::write(prompts.path().join("please-hold.wav"), b"RIFF").unwrap();
+    let text = format!(
+        "[media]\nprompts_dir = \"{}\"\n[[queues]]\nname = \"general\"\n\
+         music_on_hold = \"/nonexistent/music.wav\"\n",
+        prompts.path().display()
+    );
+    let errors = errors_of(&text);
+    assert_has(
+        &errors,
+        "test.toml:5:17: queues[0].music_on_hold: file \"/nonexistent/music.wav\" does not \
+         exist or is not a file; give the path of a WAV file",
+    );
+    assert_has(
+        &errors,
+        &format!(
+            "test.toml:2:15: media.prompts_dir: folder \"{}\" lacks the prompt \
+             \"position-before.wav\"; record it or leave prompts_dir out",
+            prompts.path().display()
+        ),
+    );
+}
+
+#[test]
+fn queues_give_ringback_unless_told_otherwise() {
+    let config = Config::parse("[[queues]]\nname = \"general\"\n", ORIGIN).unwrap();
+    assert_eq!(config.queues[0].music_on_hold, MusicOnHold::None);
+    assert_eq!(config.queues[0].announce_every, None);
 }

@@ -14,8 +14,8 @@ use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPort
 use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
 use super::routing;
 use super::{
-    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, Overrides, QueueConfig,
-    RecordingConfig, RegistrarConfig, SipConfig, TrunkConfig,
+    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold, Overrides,
+    QueueConfig, RecordingConfig, RegistrarConfig, SipConfig, TrunkConfig,
 };
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
@@ -494,6 +494,40 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),
         rtp_timeout: (timeout.value > 0).then(|| Duration::from_secs(u64::from(timeout.value))),
+        prompts_dir: raw.media.prompts_dir.as_ref().map(|dir| {
+            let path = PathBuf::from(dir.get_ref());
+            let missing = sip_server::b2bua::prompt_names()
+                .into_iter()
+                .find(|name| !path.join(format!("{name}.wav")).is_file());
+            if let Some(missing) = missing {
+                let kind = ConfigErrorKind::MissingPrompt {
+                    path: dir.get_ref().clone(),
+                    missing: format!("{missing}.wav"),
+                };
+                checker.report("media.prompts_dir", &Source::File(dir.span()), kind);
+            }
+            path
+        }),
+    }
+}
+
+/// `music_on_hold`: "none", "default" (built in) or the path of a WAV file.
+fn music_on_hold(checker: &mut Checker<'_>, key: &str, raw: &Value<String>) -> MusicOnHold {
+    let Some(raw) = raw else {
+        return MusicOnHold::None;
+    };
+    match raw.get_ref().as_str() {
+        "none" => MusicOnHold::None,
+        "default" => MusicOnHold::BuiltIn,
+        path => {
+            if !std::path::Path::new(path).is_file() {
+                let kind = ConfigErrorKind::MissingFile {
+                    path: path.to_owned(),
+                };
+                checker.report(key, &Source::File(raw.span()), kind);
+            }
+            MusicOnHold::File(PathBuf::from(path))
+        }
     }
 }
 
@@ -648,7 +682,17 @@ fn convert_queues(
             ..acd::QueueConfig::default()
         };
         let engine = routing::engine_queue(checker, &key, queue, raw, timings);
+        let announce_every = from_file(&queue.announce_every_secs, 0);
         queues.push(QueueConfig {
+            music_on_hold: music_on_hold(
+                checker,
+                &format!("{key}.music_on_hold"),
+                &queue.music_on_hold,
+            ),
+            announce_every: (announce_every.value > 0)
+                .then(|| Duration::from_secs(announce_every.value)),
+            announce_position: from_file(&queue.announce_position, true).value,
+            announce_wait: from_file(&queue.announce_wait, true).value,
             name: name.value,
             agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
             ring_timeout: engine.ring_timeout,

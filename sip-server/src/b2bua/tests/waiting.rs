@@ -1,0 +1,396 @@
+//! Callers the PBX answers to wait with music and announcements: the
+//! local answer, the timers, keys, hang-ups and the agent's answer.
+
+use std::path::PathBuf;
+
+use super::*;
+
+const MUSIC: &str = "/sounds/music.wav";
+const BACKUP_MUSIC: &str = "/sounds/backup.wav";
+
+fn waiting_config() -> CoreConfig {
+    let mut config = config();
+    config.queues[0]
+        .exit_keys
+        .insert('0', acd::Destination::Queue("backup".into()));
+    config.queues.push(acd::QueueConfig {
+        name: "backup".into(),
+        ring_timeout: Duration::from_secs(10),
+        max_wait: Duration::from_secs(60),
+        ..acd::QueueConfig::default()
+    });
+    config
+        .queue_agents
+        .insert("general".into(), vec!["1001".into()]);
+    config
+        .queue_agents
+        .insert("backup".into(), vec!["1002".into()]);
+    config.queue_media.insert(
+        "general".into(),
+        QueueMedia {
+            music_on_hold: Some(MUSIC.into()),
+            announce_every: Some(Duration::from_secs(30)),
+            announce_position: true,
+            announce_wait: true,
+        },
+    );
+    config.queue_media.insert(
+        "backup".into(),
+        QueueMedia {
+            music_on_hold: Some(BACKUP_MUSIC.into()),
+            ..QueueMedia::default()
+        },
+    );
+    config
+}
+
+/// Plays and playback stops issued so far, as (prompts, looped); a stop
+/// is an empty list.
+fn take_playback(h: &mut Harness) -> Vec<(Vec<PathBuf>, bool)> {
+    let mut played = Vec::new();
+    h.commands.retain(|command| match command {
+        Command::Play {
+            prompts, looped, ..
+        } => {
+            played.push((prompts.clone(), *looped));
+            false
+        }
+        Command::StopPlayback { .. } => {
+            played.push((Vec::new(), false));
+            false
+        }
+        _ => true,
+    });
+    played
+}
+
+fn prompt(name: &str) -> PathBuf {
+    PathBuf::from(format!("/prompts/{name}.wav"))
+}
+
+fn ack_caller(h: &mut Harness, to_tag: &str, cseq: u32) {
+    let ack = format!(
+        "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={to_tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} ACK\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&ack, CALLER);
+}
+
+/// A caller in "general" with no agent registered, answered and ACKed.
+fn waiting_caller(h: &mut Harness) -> (String, Response) {
+    h.caller_invite("5000", CALLER);
+    let call = h.open_media();
+    let responses = h.responses_to(CALLER);
+    assert!(
+        responses.iter().all(|r| r.status != 180),
+        "an answered caller gets no ringback"
+    );
+    let ok = responses
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the PBX answers the waiting caller");
+    let tag = caller_tag(h, &call);
+    ack_caller(h, &tag, 1);
+    (call, ok)
+}
+
+#[test]
+fn waiting_caller_hears_position() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, ok) = waiting_caller(&mut h);
+    let sdp = crate::sdp::parse(&ok.body).unwrap();
+    assert_eq!(
+        crate::sdp::remote_rtp(&sdp),
+        Some("127.0.0.1:20000".parse().unwrap())
+    );
+    // PCMU first in the offer, telephone-event on the offer's number.
+    assert_eq!(sdp.media[0].formats, ["0", "101"]);
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::SetCodecs {
+            side: Side::Caller,
+            payload_type: 0,
+            event_payload_type: Some(101),
+            ..
+        }
+    )));
+    // Nobody to ring: the position first, as one list that does not loop.
+    let played = take_playback(&mut h);
+    assert_eq!(
+        played,
+        [(
+            vec![
+                prompt("position-before"),
+                prompt("1"),
+                prompt("position-after")
+            ],
+            false
+        )]
+    );
+    // The announcement ends, the music starts and loops.
+    h.core.media_notice(
+        &call,
+        MediaNotice::PlaybackFinished { side: Side::Caller },
+        h.now,
+    );
+    h.collect();
+    assert_eq!(take_playback(&mut h), [(vec![PathBuf::from(MUSIC)], true)]);
+    // Thirty seconds later, the next announcement.
+    h.advance(Duration::from_secs(29));
+    assert!(take_playback(&mut h).is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(take_playback(&mut h).len(), 1);
+    assert_eq!(h.core.active_calls(), 1);
+}
+
+#[test]
+fn agent_answer_stops_music() {
+    let mut h = Harness::with_config(waiting_config());
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    let (call, _) = waiting_caller(&mut h);
+    // Ringing at once: music, no announcement.
+    assert_eq!(take_playback(&mut h), [(vec![PathBuf::from(MUSIC)], true)]);
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the free agent is offered the call");
+    // The agent picks PCMA; the caller keeps PCMU and the relay transcodes.
+    let pcma = "v=0\r\no=- 7 7 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\n\
+                t=0 0\r\nm=audio 42000 RTP/AVP 8\r\n";
+    h.receive(&agent_response(&invite, 180, AGENT_1, None), AGENT_1);
+    h.receive(&agent_response(&invite, 200, AGENT_1, Some(pcma)), AGENT_1);
+    assert!(
+        h.responses_to(CALLER).is_empty(),
+        "the caller was answered already"
+    );
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::SetCodecs {
+            side: Side::Agent,
+            payload_type: 8,
+            ..
+        }
+    )));
+    assert_eq!(take_playback(&mut h), [(Vec::new(), false)]);
+    // No more announcements once connected.
+    h.advance(Duration::from_secs(120));
+    assert!(take_playback(&mut h).is_empty());
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+}
+
+#[test]
+fn waiting_hang_up_abandons() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, _) = waiting_caller(&mut h);
+    h.advance(Duration::from_secs(12));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.responses_to(CALLER).iter().any(|r| r.status == 200),
+        "the BYE is answered"
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Abandoned);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+    assert!((record.wait_seconds - 12.0).abs() < 0.01);
+    assert_eq!(h.core.active_calls(), 0);
+    assert!(h.core.announcements.is_empty(), "no timer left behind");
+}
+
+#[test]
+fn max_wait_apologises_then_hangs_up() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, _) = waiting_caller(&mut h);
+    take_playback(&mut h);
+    h.advance(Duration::from_secs(61));
+    let played = take_playback(&mut h);
+    assert_eq!(
+        played.last(),
+        Some(&(vec![prompt("sorry-no-agent")], false))
+    );
+    assert!(
+        h.requests_to(CALLER).is_empty(),
+        "no BYE before the apology ends"
+    );
+    h.core.media_notice(
+        &call,
+        MediaNotice::PlaybackFinished { side: Side::Caller },
+        h.now,
+    );
+    h.collect();
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::NoAgent);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::System));
+}
+
+#[test]
+fn endless_apology_still_hangs_up() {
+    let mut h = Harness::with_config(waiting_config());
+    waiting_caller(&mut h);
+    h.advance(Duration::from_secs(61));
+    assert!(h.requests_to(CALLER).is_empty());
+    h.advance(super::super::announce::LEAVING_LIMIT);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    assert_eq!(h.finished_record().disposition, cdr::Disposition::NoAgent);
+}
+
+#[test]
+fn exit_key_moves_queue() {
+    let mut h = Harness::with_config(waiting_config());
+    // Only in the backup queue.
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let (call, _) = waiting_caller(&mut h);
+    take_playback(&mut h);
+    h.core.media_notice(
+        &call,
+        MediaNotice::Digit {
+            side: Side::Caller,
+            digit: '5',
+        },
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.core.calls[&call].queue, "general", "5 is no exit key");
+    h.core.media_notice(
+        &call,
+        MediaNotice::Digit {
+            side: Side::Caller,
+            digit: '0',
+        },
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.core.calls[&call].queue, "backup");
+    assert_eq!(
+        take_playback(&mut h),
+        [(vec![PathBuf::from(BACKUP_MUSIC)], true)]
+    );
+    // The backup queue's agent takes it; the CDR names the backup queue.
+    let invite = h
+        .requests_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the backup agent is offered the call");
+    h.receive(
+        &agent_response(&invite, 200, AGENT_2, Some(AGENT_SDP)),
+        AGENT_2,
+    );
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.queue.as_deref(), Some("backup"));
+    assert_eq!(record.agent.as_deref(), Some("1002"));
+}
+
+#[test]
+fn sip_info_digits_are_keys() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, _) = waiting_caller(&mut h);
+    let body = "Signal=0\r\nDuration=160\r\n";
+    let info = format!(
+        "INFO sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-info1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INFO\r\n\
+         Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+        caller_tag(&h, &call),
+        body.len()
+    );
+    h.receive(&info, CALLER);
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+    assert_eq!(h.core.calls[&call].queue, "backup");
+}
+
+#[test]
+fn waiting_refresh_gets_same_answer() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, ok) = waiting_caller(&mut h);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-re1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 3 INVITE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        caller_tag(&h, &call),
+        sdp.len()
+    );
+    h.receive(&reinvite, CALLER);
+    let refreshed = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the refresh is answered");
+    assert_eq!(refreshed.body, ok.body, "same session, same version");
+    let tag = caller_tag(&h, &call);
+    ack_caller(&mut h, &tag, 3);
+    assert_eq!(h.core.active_calls(), 1);
+}
+
+#[test]
+fn queues_without_music_keep_ringback() {
+    let mut h = Harness::new();
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [100, 180]);
+    assert!(take_playback(&mut h).is_empty());
+}
+
+#[test]
+fn announcement_wait_in_minutes() {
+    let prompts = PromptSet::new("/prompts");
+    let media = QueueMedia {
+        announce_position: true,
+        announce_wait: true,
+        announce_every: Some(Duration::from_secs(30)),
+        ..QueueMedia::default()
+    };
+    assert_eq!(
+        prompts.announcement(Some(23), Some(Duration::from_secs(130)), &media),
+        [
+            prompt("position-before"),
+            prompt("20"),
+            prompt("3"),
+            prompt("position-after"),
+            prompt("wait-before"),
+            prompt("3"),
+            prompt("minutes"),
+        ]
+    );
+    assert_eq!(
+        prompts.announcement(Some(150), Some(Duration::from_secs(40)), &media),
+        [prompt("position-many"), prompt("wait-under-minute")]
+    );
+    assert_eq!(
+        prompts.announcement(None, Some(Duration::from_secs(60)), &media),
+        [prompt("wait-before"), prompt("1"), prompt("minute")]
+    );
+    let silent = QueueMedia {
+        announce_position: false,
+        announce_wait: false,
+        ..media
+    };
+    assert_eq!(
+        prompts.announcement(Some(2), None, &silent),
+        [prompt("please-hold")]
+    );
+}

@@ -229,6 +229,12 @@ impl Core {
         let Some(media) = self.queue_media(&call.queue).cloned() else {
             return;
         };
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.music.clone_from(&media.music_on_hold);
+        }
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
         if call.attempts.is_empty() && media.announce_every.is_some() {
             self.announce(call_id, now);
         } else {
@@ -238,14 +244,18 @@ impl Core {
     }
 
     pub(super) fn play_music(&mut self, call_id: &str) {
-        let Some(call) = self.calls.get(call_id) else {
+        let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        // A caller moved into a queue without music keeps the music it had
+        // rather than hearing dead air.
         let music = self
             .config
             .queue_media
             .get(&call.queue)
-            .and_then(|media| media.music_on_hold.clone());
+            .and_then(|media| media.music_on_hold.clone())
+            .or_else(|| call.music.clone());
+        call.music.clone_from(&music);
         let command = match music {
             Some(file) => Command::Play {
                 call: call_id.to_owned(),

@@ -95,6 +95,8 @@ pub(crate) struct Call {
     /// The call ends without an agent once the apology played; the CDR
     /// gets this disposition.
     pub leaving: Option<cdr::Disposition>,
+    /// Music the waiting caller hears between announcements.
+    pub music: Option<std::path::PathBuf>,
 }
 
 impl Call {

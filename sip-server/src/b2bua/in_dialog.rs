@@ -100,6 +100,8 @@ impl Core {
                 }
                 // A session refresh or a new address keeps the codec and
                 // the relay port, so the first answer still holds.
+                // TODO: answer a hold offer (sendonly, inactive) with the
+                // mirrored direction instead of the first answer's.
                 let Some(call) = self.calls.get(call_id) else {
                     return;
                 };

@@ -122,6 +122,7 @@ impl Core {
             caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
             next_announcement: None,
             leaving: None,
+            music: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);

@@ -394,3 +394,23 @@ fn announcement_wait_in_minutes() {
         [prompt("please-hold")]
     );
 }
+
+#[test]
+fn move_to_silent_queue_keeps_music() {
+    let mut config = waiting_config();
+    config.queue_media.remove("backup");
+    let mut h = Harness::with_config(config);
+    let (call, _) = waiting_caller(&mut h);
+    take_playback(&mut h);
+    h.core.media_notice(
+        &call,
+        MediaNotice::Digit {
+            side: Side::Caller,
+            digit: '0',
+        },
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.core.calls[&call].queue, "backup");
+    assert_eq!(take_playback(&mut h), [(vec![PathBuf::from(MUSIC)], true)]);
+}

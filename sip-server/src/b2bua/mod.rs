@@ -18,6 +18,7 @@ mod feature;
 mod in_dialog;
 mod live;
 mod offer;
+mod reconfigure;
 mod setup;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,7 +33,7 @@ use crate::transaction::{Event, Target, TimerConfig, TransactionKey, Transaction
 
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
-pub use live::{AgentCommandError, AgentView, QueueView, Readiness};
+pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.

@@ -122,6 +122,7 @@ pub(super) struct RawQueue {
     pub(super) busy_delay_secs: Value<u64>,
     pub(super) no_answer_delay_secs: Value<u64>,
     pub(super) max_no_answer: Value<u32>,
+    pub(super) service_level_secs: Value<u64>,
 }
 
 /// One `[[queues.steps]]` table; validation checks that exactly one of

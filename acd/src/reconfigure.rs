@@ -2,7 +2,7 @@
 //! removed, agents removed, and the queries a reload compares against.
 //!
 //! Nothing here ends a call. A removed queue keeps serving the calls it
-//! holds with its last configuration and members, and goes once the last
+//! contains with its last configuration and members, and goes once the last
 //! one has left; a removed agent finishes its offer, call and wrap-up.
 
 use std::time::Instant;
@@ -40,7 +40,7 @@ impl Acd {
     }
 
     /// Removes a queue without ending its calls: it takes no new call from
-    /// now on, while the calls it holds keep waiting and are offered to its
+    /// now on, while the calls it contains keep waiting and are offered to its
     /// members as before, up to their max wait. Once no call is left in it
     /// (connected calls included, whose wrap-up it decides), its members
     /// are removed, each with a `MemberRemoved` event, and the queue goes.
@@ -58,7 +58,7 @@ impl Acd {
 
     /// Removes an agent: it leaves each of its queues (`MemberRemoved`) and
     /// is logged out. An agent ringing, on a call or in wrap-up finishes
-    /// that first, and the engine forgets it when it is idle. Adding it
+    /// that first, and the engine deletes it once it is idle. Adding it
     /// again with [`Acd::add_agent`] before then keeps it.
     pub fn remove_agent(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
         let entry = self.agent_mut(agent)?;
@@ -90,7 +90,7 @@ impl Acd {
         self.queues.get(queue).map(|q| &q.config)
     }
 
-    /// Returns whether `queue` was removed and still holds calls.
+    /// Returns whether `queue` was removed and still contains calls.
     pub fn is_queue_retiring(&self, queue: &str) -> bool {
         self.queues.get(queue).is_some_and(|q| q.retiring)
     }
@@ -130,7 +130,7 @@ impl Acd {
         self.advance_step(call_id, now);
     }
 
-    /// Forgets a removed agent once it has no call activity left.
+    /// Deletes a removed agent once it has no call activity left.
     pub(crate) fn forget_if_removed(&mut self, agent: &str) {
         if self
             .agents

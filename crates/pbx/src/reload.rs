@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use crate::config::{Config, ConfigErrors, Overrides};
 use crate::live::{EngineUnavailable, Live};
 
-/// Where the running configuration came from.
+/// Origin of the running configuration.
 #[derive(Clone, Debug)]
 pub(crate) enum ConfigSource {
     File {
@@ -106,7 +106,7 @@ impl Reloader {
                     "configuration reloaded"
                 );
             }
-            Err(error) => tracing::error!(%error, "configuration reload refused"),
+            Err(error) => tracing::error!(%error, "configuration reload rejected"),
         }
         result
     }

@@ -39,7 +39,7 @@ pub struct QueueView {
     /// history to compute one.
     pub expected_wait_seconds: Option<f64>,
     pub average_handle_seconds: Option<f64>,
-    /// The queue was removed by a configuration reload and still holds
+    /// The queue was removed by a configuration reload and still contains
     /// calls, which it serves until they leave; it takes no new calls.
     pub removed: bool,
 }

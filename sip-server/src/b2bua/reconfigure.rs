@@ -367,7 +367,8 @@ mod tests {
         );
         let queues = core.queues_view(now);
         assert_eq!(queues.len(), 2);
-        assert!(queues[1].removed && queues[1].calls == 1, "{queues:?}");
+        assert!(queues[1].removed, "{queues:?}");
+        assert_eq!(queues[1].calls, 1, "{queues:?}");
         assert!(core.queue_stats("old", now).is_some_and(|s| s.removed));
         assert_eq!(
             core.add_agent_to_queue("1001", "old", now),

@@ -122,7 +122,7 @@ fn command_problem(error: AgentCommandError) -> Problem {
     }
 }
 
-/// Longest skill name accepted, as for agent ids and reason codes.
+/// Maximum length of a skill name, in characters, as for agent ids and reason codes.
 const MAX_SKILL_NAME: usize = 64;
 
 /// Body of `PUT /api/agents/{id}/skills`: skill name to proficiency level.

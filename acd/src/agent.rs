@@ -95,6 +95,9 @@ pub(crate) struct Agent {
     pub(crate) consecutive_no_answer: u32,
     pub(crate) calls_answered: u64,
     pub(crate) talk_time: Duration,
+    /// Removed from the configuration while ringing, on a call or in
+    /// wrap-up; the engine forgets it once it is idle.
+    pub(crate) removed: bool,
 }
 
 impl Agent {
@@ -113,6 +116,7 @@ impl Agent {
             consecutive_no_answer: 0,
             calls_answered: 0,
             talk_time: Duration::ZERO,
+            removed: false,
         }
     }
 

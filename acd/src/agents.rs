@@ -232,5 +232,6 @@ impl Acd {
             to,
             at: now,
         });
+        self.forget_if_removed(id);
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct Queue {
     /// Agent offered last, where round robin resumes.
     pub(crate) last_offered: Option<String>,
     pub(crate) stats: crate::stats::QueueStats,
+    /// Removed from the configuration: takes no new calls, and disappears
+    /// with its memberships once its last call has left.
+    pub(crate) retiring: bool,
 }
 
 impl Queue {
@@ -38,6 +41,7 @@ impl Queue {
             config,
             last_offered: None,
             stats: crate::stats::QueueStats::default(),
+            retiring: false,
         }
     }
 }

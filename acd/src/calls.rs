@@ -30,7 +30,7 @@ impl Acd {
         data: CallData,
         now: Instant,
     ) -> Result<(), AcdError> {
-        if !self.queues.contains_key(queue) {
+        if self.queues.get(queue).is_none_or(|q| q.retiring) {
             return Err(AcdError::UnknownQueue {
                 call: call.to_owned(),
                 queue: queue.to_owned(),
@@ -62,7 +62,9 @@ impl Acd {
         now: Instant,
         visited: &mut Vec<String>,
     ) -> Result<(), AcdError> {
-        let Some(queue) = self.queues.get(queue_name) else {
+        // A queue removed from the configuration takes no new calls, not
+        // even by overflow.
+        let Some(queue) = self.queues.get(queue_name).filter(|q| !q.retiring) else {
             return Err(AcdError::UnknownQueue {
                 call: call_id.to_owned(),
                 queue: queue_name.to_owned(),
@@ -148,6 +150,9 @@ impl Acd {
             .queues
             .get(queue_name)
             .and_then(|q| q.config.overflow.clone());
+        if let Some(queue) = self.queues.get_mut(queue_name) {
+            queue.stats.record_exit();
+        }
         self.events.push_back(QueueEvent::CallExited {
             call: call_id.to_owned(),
             queue: queue_name.to_owned(),
@@ -214,6 +219,9 @@ impl Acd {
         let agents: Vec<String> = removed.offers.keys().cloned().collect();
         for agent in &agents {
             self.release_agent(agent, now);
+        }
+        if let Some(queue) = self.queues.get_mut(&removed.queue) {
+            queue.stats.record_abandon();
         }
         self.events.push_back(QueueEvent::CallAbandoned {
             waited: removed.waited(now),

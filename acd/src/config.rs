@@ -131,6 +131,9 @@ pub struct QueueConfig {
     /// Consecutive unanswered offers (ring timeouts and rejections) after
     /// which the agent is set not ready; zero disables it.
     pub max_no_answer: u32,
+    /// Service level target: a call answered within this wait counts as
+    /// answered in service level in [`crate::QueueSnapshot`].
+    pub service_level: Duration,
 }
 
 impl Default for QueueConfig {
@@ -153,6 +156,7 @@ impl Default for QueueConfig {
             busy_delay: Duration::ZERO,
             no_answer_delay: Duration::ZERO,
             max_no_answer: 0,
+            service_level: Duration::from_secs(20),
         }
     }
 }

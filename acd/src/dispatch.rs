@@ -80,7 +80,8 @@ impl Acd {
         });
         self.connected.insert(answered.id.clone(), agent.to_owned());
         if let Some(queue) = self.queues.get_mut(&answered.queue) {
-            queue.stats.record_answer(waited);
+            let target = queue.config.service_level;
+            queue.stats.record_answer(waited, target);
         }
         self.events.push_back(QueueEvent::OfferAnswered {
             waited,
@@ -146,6 +147,7 @@ impl Acd {
     /// calls in order means an agent in several queues gets the first call,
     /// by priority and wait, among those it may take.
     pub(crate) fn dispatch(&mut self, now: Instant) {
+        self.drop_drained_queues(now);
         self.leave_empty_queues(now);
         let mut free: Vec<String> = self
             .agents

@@ -97,6 +97,7 @@ impl Acd {
             .agents
             .entry(agent.to_owned())
             .or_insert_with(|| Agent::new(agent));
+        entry.removed = false;
         entry.queues.retain(|queue, _| queues.contains(queue));
         for queue in queues {
             entry.queues.entry(queue.clone()).or_insert_with(|| {

@@ -26,6 +26,9 @@ pub enum AcdError {
     /// An agent input named an agent that `add_agent` never created.
     #[error("agent {agent:?} not found; add it with add_agent first")]
     UnknownAgent { agent: String },
+    /// A queue input named a queue that `add_queue` never created.
+    #[error("queue {queue:?} not found")]
+    QueueNotFound { queue: String },
     /// A call input named a call that is not waiting in any queue.
     #[error("call {call:?} is not waiting in any queue")]
     UnknownCall { call: String },

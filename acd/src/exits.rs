@@ -197,6 +197,9 @@ impl Acd {
         let Some(removed) = self.remove_call(call_id) else {
             return;
         };
+        if let Some(queue) = self.queues.get_mut(&removed.queue) {
+            queue.stats.record_timeout();
+        }
         self.actions.push_back(Action::MaxWaitReached {
             call: removed.id.clone(),
         });
@@ -241,6 +244,9 @@ impl Acd {
         let Some(removed) = self.remove_call(call_id) else {
             return;
         };
+        if let Some(queue) = self.queues.get_mut(&removed.queue) {
+            queue.stats.record_exit();
+        }
         self.events.push_back(QueueEvent::CallExited {
             call: removed.id.clone(),
             queue: removed.queue.clone(),

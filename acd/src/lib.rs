@@ -80,6 +80,7 @@ mod error;
 mod exits;
 mod output;
 mod queue_log;
+mod reconfigure;
 mod skill;
 mod stats;
 mod strategy;

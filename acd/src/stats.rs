@@ -20,6 +20,10 @@ pub(crate) struct QueueStats {
     arrivals: History<Instant>,
     answered: u64,
     total_answer_wait: Duration,
+    answered_in_service_level: u64,
+    abandoned: u64,
+    timed_out: u64,
+    exited: u64,
 }
 
 impl QueueStats {
@@ -31,9 +35,31 @@ impl QueueStats {
         self.arrivals.push(at, ARRIVALS_KEPT);
     }
 
-    pub(crate) fn record_answer(&mut self, waited: Duration) {
+    pub(crate) fn record_answer(&mut self, waited: Duration, service_level: Duration) {
         self.answered += 1;
         self.total_answer_wait += waited;
+        if waited <= service_level {
+            self.answered_in_service_level += 1;
+        }
+    }
+
+    pub(crate) fn record_abandon(&mut self) {
+        self.abandoned += 1;
+    }
+
+    pub(crate) fn record_timeout(&mut self) {
+        self.timed_out += 1;
+    }
+
+    pub(crate) fn record_exit(&mut self) {
+        self.exited += 1;
+    }
+
+    /// Share of the calls that left the queue which were answered within
+    /// the service level target, from 0 to 1.
+    fn service_level(&self) -> Option<f64> {
+        let left = self.answered + self.abandoned + self.timed_out + self.exited;
+        (left > 0).then(|| self.answered_in_service_level as f64 / left as f64)
     }
 
     fn average_handle_time(&self) -> Option<Duration> {
@@ -78,6 +104,26 @@ pub struct QueueSnapshot {
     pub expected_wait: Option<Duration>,
     /// Mean wait of answered calls since the queue was added.
     pub average_answer_wait: Option<Duration>,
+    /// Wait of the call that has been in the queue longest, waiting or
+    /// ringing; zero when the queue holds no call.
+    pub longest_wait: Duration,
+    /// Calls answered by an agent since the queue was added.
+    pub answered: u64,
+    /// Of those, the ones answered within the queue's `service_level`.
+    pub answered_in_service_level: u64,
+    /// Calls whose caller hung up while waiting or ringing.
+    pub abandoned: u64,
+    /// Calls that reached max wait with no overflow destination.
+    pub timed_out: u64,
+    /// Calls that left for another reason: full, empty, exit key, step or
+    /// overflow, including overflow to another queue.
+    pub exited: u64,
+    /// `answered_in_service_level` as a share (0 to 1) of all calls that
+    /// left the queue (answered, abandoned, timed out or exited); `None`
+    /// until one has.
+    pub service_level: Option<f64>,
+    /// The queue's service level target.
+    pub service_level_target: Duration,
 }
 
 /// Returns the Erlang C probability that a call waits, with `agents`
@@ -115,7 +161,8 @@ pub fn erlang_c_wait(agents: u32, arrival_rate: f64, handle_time: Duration) -> O
 impl Acd {
     /// Returns measurements and the Erlang C expected wait of `queue`.
     pub fn queue_snapshot(&self, queue: &str, now: Instant) -> Option<QueueSnapshot> {
-        let stats = &self.queues.get(queue)?.stats;
+        let entry = self.queues.get(queue)?;
+        let stats = &entry.stats;
         let (staffed, available) = self.staffing(queue);
         let average_handle_time = stats.average_handle_time();
         let arrival_rate = stats.arrival_rate(now);
@@ -132,6 +179,20 @@ impl Acd {
             arrival_rate,
             expected_wait,
             average_answer_wait: answered.map(|n| stats.total_answer_wait / n),
+            longest_wait: self
+                .calls
+                .values()
+                .filter(|call| call.queue == queue)
+                .map(|call| now.saturating_duration_since(call.entered))
+                .max()
+                .unwrap_or_default(),
+            answered: stats.answered,
+            answered_in_service_level: stats.answered_in_service_level,
+            abandoned: stats.abandoned,
+            timed_out: stats.timed_out,
+            exited: stats.exited,
+            service_level: stats.service_level(),
+            service_level_target: entry.config.service_level,
         })
     }
 

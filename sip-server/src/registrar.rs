@@ -128,6 +128,23 @@ impl Registrar {
         &self.auth
     }
 
+    /// Replaces the agents and their passwords, as a configuration reload
+    /// does. Bindings of agents no longer present are dropped (with their
+    /// `BindingsChanged` and `Reachability` events); other bindings stay,
+    /// and a changed password applies from the next authentication.
+    pub fn set_passwords(&mut self, passwords: HashMap<String, String>) {
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|agent| !passwords.contains_key(*agent))
+            .cloned()
+            .collect();
+        self.passwords = passwords;
+        for agent in gone {
+            self.set_bindings(&agent, Vec::new());
+        }
+    }
+
     pub fn password(&self, agent: &str) -> Option<&str> {
         self.passwords.get(agent).map(String::as_str)
     }

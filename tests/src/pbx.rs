@@ -365,6 +365,11 @@ impl Pbx {
         .unwrap_or_else(|error| panic!("GET {path} failed: {error}\n{}", self.logs()))
     }
 
+    /// Process id of the running binary, for signals such as SIGHUP.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Returns the config and the PBX's standard output and error so far.
     pub fn logs(&self) -> String {
         let read =

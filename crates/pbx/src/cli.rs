@@ -70,7 +70,7 @@ impl Cli {
         self.command.clone().unwrap_or(Command::Run)
     }
 
-    fn overrides(&self) -> Overrides {
+    pub(crate) fn overrides(&self) -> Overrides {
         Overrides {
             data_dir: self.data_dir.clone(),
             sip_listen: self.sip_listen.clone(),

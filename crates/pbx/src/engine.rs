@@ -162,6 +162,40 @@ impl Engine {
             } => {
                 let _ = reply.send(self.core.set_agent_readiness(&agent, readiness, now));
             }
+            LiveRequest::SetLoggedIn {
+                agent,
+                logged_in,
+                reply,
+            } => {
+                let _ = reply.send(self.core.set_agent_logged_in(&agent, logged_in, now));
+            }
+            LiveRequest::SetSkills {
+                agent,
+                skills,
+                reply,
+            } => {
+                let _ = reply.send(self.core.set_agent_skills(&agent, skills, now));
+            }
+            LiveRequest::AddMember {
+                agent,
+                queue,
+                reply,
+            } => {
+                let _ = reply.send(self.core.add_agent_to_queue(&agent, &queue, now));
+            }
+            LiveRequest::RemoveMember {
+                agent,
+                queue,
+                reply,
+            } => {
+                let _ = reply.send(self.core.remove_agent_from_queue(&agent, &queue, now));
+            }
+            LiveRequest::QueueStats { queue, reply } => {
+                let _ = reply.send(self.core.queue_stats(&queue, now));
+            }
+            LiveRequest::Reconfigure { config, reply } => {
+                let _ = reply.send(self.core.reconfigure(*config, now));
+            }
         }
     }
 

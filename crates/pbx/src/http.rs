@@ -1,5 +1,6 @@
 //! HTTP API: health check, login, call records and their recordings, user
-//! and token administration, and the audit log.
+//! and token administration, the audit log, live agents and queues, and
+//! configuration reload.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -39,6 +40,8 @@ pub(crate) struct HttpState {
     /// The engine, for live agent and queue state; None where no engine
     /// runs (the API answers those routes with 503).
     pub(crate) live: Option<crate::live::Live>,
+    /// Re-reads the configuration file; None where no engine runs.
+    pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// Source of the current time, replaced by a virtual clock in tests.
@@ -161,7 +164,16 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/audit", admin::list_audit)
         .add(Get, "/api/agents", live::list_agents)
         .add(Put, "/api/agents/{id}/state", live::set_agent_state)
+        .add(Put, "/api/agents/{id}/skills", live::set_agent_skills)
+        .add(Put, "/api/agents/{id}/queues/{queue}", live::add_member)
+        .add(
+            Delete,
+            "/api/agents/{id}/queues/{queue}",
+            live::remove_member,
+        )
         .add(Get, "/api/queues", live::list_queues)
+        .add(Get, "/api/queues/{name}/stats", live::queue_stats)
+        .add(Post, "/api/config/reload", live::reload_config)
         .add(Get, "/metrics", live::metrics)
 }
 

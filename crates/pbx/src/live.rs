@@ -1,7 +1,10 @@
 //! Requests from the HTTP API to the engine task, which alone owns the
-//! call state: snapshots of agents and queues, and agent state changes.
+//! call state: snapshots of agents and queues, agent state, skill and
+//! membership changes, and configuration reloads.
 
-use sip_server::b2bua::{AgentCommandError, AgentView, QueueView, Readiness};
+use sip_server::b2bua::{
+    AgentCommandError, AgentView, CoreConfig, QueueStatsView, QueueView, Readiness,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// A request for the engine and the channel its reply goes back on.
@@ -13,6 +16,36 @@ pub(crate) enum LiveRequest {
         agent: String,
         readiness: Readiness,
         reply: oneshot::Sender<Result<(), AgentCommandError>>,
+    },
+    SetLoggedIn {
+        agent: String,
+        logged_in: bool,
+        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+    },
+    SetSkills {
+        agent: String,
+        skills: acd::Skills,
+        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+    },
+    /// Replies whether the agent was not a member before.
+    AddMember {
+        agent: String,
+        queue: String,
+        reply: oneshot::Sender<Result<bool, AgentCommandError>>,
+    },
+    RemoveMember {
+        agent: String,
+        queue: String,
+        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+    },
+    QueueStats {
+        queue: String,
+        reply: oneshot::Sender<Option<QueueStatsView>>,
+    },
+    /// Applies a reloaded configuration; replies with the changes made.
+    Reconfigure {
+        config: Box<CoreConfig>,
+        reply: oneshot::Sender<Vec<String>>,
     },
 }
 
@@ -64,6 +97,79 @@ impl Live {
         self.ask(|reply| LiveRequest::SetReadiness {
             agent,
             readiness,
+            reply,
+        })
+        .await
+    }
+}
+
+impl Live {
+    pub(crate) async fn set_logged_in(
+        &self,
+        agent: String,
+        logged_in: bool,
+    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::SetLoggedIn {
+            agent,
+            logged_in,
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) async fn set_skills(
+        &self,
+        agent: String,
+        skills: acd::Skills,
+    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::SetSkills {
+            agent,
+            skills,
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) async fn add_member(
+        &self,
+        agent: String,
+        queue: String,
+    ) -> Result<Result<bool, AgentCommandError>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::AddMember {
+            agent,
+            queue,
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) async fn remove_member(
+        &self,
+        agent: String,
+        queue: String,
+    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::RemoveMember {
+            agent,
+            queue,
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) async fn queue_stats(
+        &self,
+        queue: String,
+    ) -> Result<Option<QueueStatsView>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::QueueStats { queue, reply })
+            .await
+    }
+
+    pub(crate) async fn reconfigure(
+        &self,
+        config: CoreConfig,
+    ) -> Result<Vec<String>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::Reconfigure {
+            config: Box::new(config),
             reply,
         })
         .await

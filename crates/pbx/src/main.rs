@@ -9,6 +9,7 @@ mod journal;
 mod live;
 mod metrics;
 mod registrations;
+mod reload;
 mod secrets;
 mod server;
 mod sounds;
@@ -56,7 +57,14 @@ fn run(cli: &cli::Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    let source = match &cli.config {
+        Some(path) => reload::ConfigSource::File {
+            path: path.clone(),
+            overrides: cli.overrides(),
+        },
+        None => reload::ConfigSource::Embedded,
+    };
+    match runtime.block_on(server::run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "PBX failed to start");

@@ -242,6 +242,7 @@ mod tests {
             available_agents: 0,
             expected_wait_seconds: None,
             average_handle_seconds: None,
+            removed: false,
         });
         let text = render(&snapshot);
         assert!(

@@ -48,7 +48,12 @@ pub(crate) enum StartError {
     Sounds(#[from] crate::sounds::SoundsError),
 }
 
-pub(crate) async fn run(config: Config) -> Result<(), StartError> {
+/// Starts the PBX on `config`, which was loaded from `source`; SIGHUP and
+/// `POST /api/config/reload` read `source` again.
+pub(crate) async fn run(
+    config: Config,
+    source: crate::reload::ConfigSource,
+) -> Result<(), StartError> {
     if let Some(problem) = config.unsupported_destinations().into_iter().next() {
         return Err(StartError::Unsupported(problem));
     }
@@ -82,10 +87,20 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     // that fails on a busy port does not print passwords nobody can use.
     let passwords = crate::secrets::resolve_agent_passwords(&config)?;
     let (live_requests, live_queue) = mpsc::channel(64);
+    let live = crate::live::Live::new(live_requests);
+    let reloader = std::sync::Arc::new(crate::reload::Reloader::new(
+        source,
+        config.clone(),
+        sip_bound,
+        live.clone(),
+    ));
+    #[cfg(unix)]
+    tokio::spawn(crate::reload::reload_on_hangup(reloader.clone()));
     let router = crate::http::router(crate::http::HttpState {
         cdr: store.clone(),
         data_dir: config.data_dir.clone(),
-        live: Some(crate::live::Live::new(live_requests)),
+        live: Some(live),
+        reloader: Some(reloader),
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(
@@ -160,7 +175,7 @@ pub(crate) async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn core_config(
+pub(crate) fn core_config(
     config: &Config,
     sip_bound: SocketAddr,
     passwords: HashMap<String, String>,

@@ -19,6 +19,7 @@ mod feature;
 mod in_dialog;
 mod live;
 mod offer;
+mod reconfigure;
 mod setup;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,7 +35,7 @@ use crate::transaction::{Event, Target, TimerConfig, TransactionKey, Transaction
 pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
-pub use live::{AgentCommandError, AgentView, QueueView, Readiness};
+pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.

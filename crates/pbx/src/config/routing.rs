@@ -184,6 +184,7 @@ pub(super) fn engine_queue(
         busy_delay: secs(&queue.busy_delay_secs, Duration::from_secs(BUSY_DELAY_SECS)),
         no_answer_delay: secs(&queue.no_answer_delay_secs, defaults.no_answer_delay),
         max_no_answer: from_file(&queue.max_no_answer, defaults.max_no_answer).value,
+        service_level: secs(&queue.service_level_secs, defaults.service_level),
         ..timings
     }
 }

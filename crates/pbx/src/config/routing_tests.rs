@@ -40,6 +40,7 @@ reject_delay_secs = 5
 busy_delay_secs = 7
 no_answer_delay_secs = 9
 max_no_answer = 3
+service_level_secs = 30
 
 [[queues.steps]]
 after_secs = 0
@@ -123,6 +124,7 @@ fn full_example_converts() {
         busy_delay: Duration::from_secs(7),
         no_answer_delay: Duration::from_secs(9),
         max_no_answer: 3,
+        service_level: Duration::from_secs(30),
     };
     let queue = &config.queues[0];
     assert_eq!(queue.acd, expected);

@@ -81,7 +81,7 @@ fn path_id(id: Result<UrlPath<i64>, PathRejection>) -> Result<i64, Problem> {
         .map_err(|rejection| Problem::bad_request(rejection.body_text()))
 }
 
-async fn audit(
+pub(super) async fn audit(
     state: &ApiState,
     user: &Authenticated,
     action: &str,

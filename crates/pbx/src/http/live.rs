@@ -1,5 +1,6 @@
-//! Live agent and queue state for supervisors and wallboards, and agent
-//! state changes (ready, not ready with a reason).
+//! Live agent and queue state for supervisors and wallboards, agent state
+//! changes (log in and out, ready, not ready with a reason), skills and
+//! queue membership, queue statistics, and configuration reload.
 
 use accounts::Role;
 use axum::Json;
@@ -7,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use sip_server::b2bua::{AgentCommandError, AgentView, QueueView, Readiness};
+use sip_server::b2bua::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 
 use super::auth::Authenticated;
 use super::{ApiState, Problem};
@@ -54,7 +55,7 @@ pub(crate) async fn list_queues(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateChange {
-    /// `ready` or `not_ready`.
+    /// `ready`, `not_ready`, `logged_in` or `logged_out`.
     state: String,
     /// Reason code for `not_ready`, e.g. `break`, `lunch`, `training`.
     reason: Option<String>,
@@ -73,11 +74,21 @@ pub(crate) async fn set_agent_state(
     if !own {
         user.require(&SUPERVISE, "change another agent's state")?;
     }
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
     let readiness = match (change.state.as_str(), change.reason) {
-        ("ready", None) => Readiness::Ready,
-        ("ready", Some(_)) => {
+        ("logged_in" | "logged_out" | "ready", Some(_)) => {
             return Err(Problem::bad_request("reason is only for state not_ready"));
         }
+        (login @ ("logged_in" | "logged_out"), None) => {
+            let result = live
+                .set_logged_in(agent, login == "logged_in")
+                .await
+                .map_err(|_| engine_problem())?;
+            return result
+                .map(|()| StatusCode::NO_CONTENT)
+                .map_err(command_problem);
+        }
+        ("ready", None) => Readiness::Ready,
         ("not_ready", reason) => {
             let reason = reason.unwrap_or_else(|| "not-ready".to_owned());
             if reason.is_empty() || reason.len() > 64 || reason.chars().any(char::is_control) {
@@ -89,22 +100,166 @@ pub(crate) async fn set_agent_state(
         }
         (other, _) => {
             return Err(Problem::bad_request(format!(
-                "state must be \"ready\" or \"not_ready\", got {other:?}"
+                "state must be \"ready\", \"not_ready\", \"logged_in\" or \"logged_out\", got {other:?}"
             )));
         }
     };
-    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
-    match live
-        .set_readiness(agent, readiness)
+    live.set_readiness(agent, readiness)
         .await
         .map_err(|_| engine_problem())?
-    {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(error @ AgentCommandError::UnknownAgent { .. }) => {
-            Err(Problem::not_found(error.to_string()))
-        }
-        Err(error) => Err(Problem::new(StatusCode::CONFLICT, error.to_string())),
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(command_problem)
+}
+
+/// Unknown agents, queues and memberships are 404; a change the ACD
+/// refused is 409.
+fn command_problem(error: AgentCommandError) -> Problem {
+    match error {
+        AgentCommandError::UnknownAgent { .. }
+        | AgentCommandError::UnknownQueue { .. }
+        | AgentCommandError::NotMember { .. } => Problem::not_found(error.to_string()),
+        AgentCommandError::Rejected { .. } => Problem::new(StatusCode::CONFLICT, error.to_string()),
     }
+}
+
+/// Maximum length of a skill name, in characters, as for agent ids and reason codes.
+const MAX_SKILL_NAME: usize = 64;
+
+/// Body of `PUT /api/agents/{id}/skills`: skill name to proficiency level.
+/// Levels stay JSON values here so that a bad one is reported by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SkillsChange {
+    skills: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Checks skill names and levels as the configuration file does for
+/// `agents[].skills`; the error names the offending entry.
+fn parse_skills(
+    raw: std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<acd::Skills, Problem> {
+    let mut skills = acd::Skills::new();
+    for (name, level) in raw {
+        let field = format!("skills[{name:?}]");
+        if name.is_empty() || name.chars().count() > MAX_SKILL_NAME {
+            return Err(Problem::bad_request(format!(
+                "{field}: a skill name has 1 to {MAX_SKILL_NAME} characters"
+            )));
+        }
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+        {
+            return Err(Problem::bad_request(format!(
+                "{field}: a skill name may not contain whitespace, control characters or ':'; \
+                 write it as CATEGORY=VALUE, e.g. \"language=ru\""
+            )));
+        }
+        let level = level
+            .as_u64()
+            .and_then(|level| u8::try_from(level).ok())
+            .ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "{field}: the level must be a whole number from 0 to 255, got {level}"
+                ))
+            })?;
+        skills.insert(name, level);
+    }
+    Ok(skills)
+}
+
+/// Replaces an agent's skills. Supervisors and administrators only; the
+/// change is audited and lasts until the configuration file changes that
+/// agent's skills or the PBX restarts.
+pub(crate) async fn set_agent_skills(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    UrlPath(agent): UrlPath<String>,
+    body: Result<Json<SkillsChange>, JsonRejection>,
+) -> Result<StatusCode, Problem> {
+    user.require(&SUPERVISE, "change an agent's skills")?;
+    let Json(change) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let skills = parse_skills(change.skills)?;
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    live.set_skills(agent.clone(), skills)
+        .await
+        .map_err(|_| engine_problem())?
+        .map_err(command_problem)?;
+    let target = format!("agent:{agent}");
+    super::admin::audit(&state, &user, "agent.skills", target, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Makes an agent a member of a queue; the queue_log gets ADDMEMBER.
+pub(crate) async fn add_member(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    UrlPath((agent, queue)): UrlPath<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    user.require(&SUPERVISE, "change queue membership")?;
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    let added = live
+        .add_member(agent.clone(), queue.clone())
+        .await
+        .map_err(|_| engine_problem())?
+        .map_err(command_problem)?;
+    if added {
+        let target = format!("agent:{agent} queue:{queue}");
+        super::admin::audit(&state, &user, "agent.queue_add", target, state.now()).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes an agent from a queue; the queue_log gets REMOVEMEMBER.
+pub(crate) async fn remove_member(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    UrlPath((agent, queue)): UrlPath<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    user.require(&SUPERVISE, "change queue membership")?;
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    live.remove_member(agent.clone(), queue.clone())
+        .await
+        .map_err(|_| engine_problem())?
+        .map_err(command_problem)?;
+    let target = format!("agent:{agent} queue:{queue}");
+    super::admin::audit(&state, &user, "agent.queue_remove", target, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Statistics of one queue since the start, computed by the engine.
+pub(crate) async fn queue_stats(
+    State(state): State<ApiState>,
+    _user: Authenticated,
+    UrlPath(queue): UrlPath<String>,
+) -> Result<Json<QueueStatsView>, Problem> {
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    live.queue_stats(queue.clone())
+        .await
+        .map_err(|_| engine_problem())?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("queue {queue:?} not found")))
+}
+
+/// Re-reads the configuration file and applies it without dropping calls.
+/// Administrators only; audited when applied.
+pub(crate) async fn reload_config(
+    State(state): State<ApiState>,
+    user: Authenticated,
+) -> Result<Json<crate::reload::ReloadReport>, Problem> {
+    use crate::reload::ReloadError;
+    user.require(&[Role::Administrator], "reload the configuration")?;
+    let reloader = state.calls.reloader.as_ref().ok_or_else(engine_problem)?;
+    let report = reloader.reload().await.map_err(|error| match error {
+        ReloadError::Embedded => Problem::new(StatusCode::CONFLICT, error.to_string()),
+        ReloadError::Invalid(_) | ReloadError::Unsupported { .. } | ReloadError::Secrets(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+        }
+        ReloadError::Engine(_) => engine_problem(),
+    })?;
+    let target = report.file.clone();
+    super::admin::audit(&state, &user, "config.reload", target, state.now()).await?;
+    Ok(Json(report))
 }
 
 /// Prometheus metrics. Public like `/health`: counts only, nothing about

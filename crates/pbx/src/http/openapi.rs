@@ -167,12 +167,39 @@ fn paths() -> Value {
         },
         "/api/agents/{id}/state": {
             "put": with_parameters(with_body(no_content(operation(
-                "Set an agent ready or not ready",
+                "Log an agent in or out, or set it ready or not ready",
                 "Administrators and supervisors for any agent; an agent for itself. An agent on a \
-                 call changes state after the call and its wrap-up.",
+                 call changes readiness after the call and its wrap-up; logging out ends no call.",
                 json!({}),
                 &[400, 401, 403, 404, 409, 503],
             ), "State changed"), "AgentStateRequest"), vec![path_parameter("id", "Agent id", "string")]),
+        },
+        "/api/agents/{id}/skills": {
+            "put": with_parameters(with_body(no_content(operation(
+                "Replace an agent's skills",
+                "Administrators and supervisors; audited as agent.skills. Waiting calls the agent now \
+                 qualifies for are offered to it. Lasts until a reload changes this agent's skills \
+                 in the file, or a restart.",
+                json!({}),
+                &[400, 401, 403, 404, 503],
+            ), "Skills replaced"), "AgentSkillsRequest"), vec![path_parameter("id", "Agent id", "string")]),
+        },
+        "/api/agents/{id}/queues/{queue}": {
+            "put": with_parameters(no_content(operation(
+                "Add an agent to a queue",
+                "Administrators and supervisors; audited as agent.queue_add. Writes ADDMEMBER to the \
+                 queue_log. Adding a member again changes nothing.",
+                json!({}),
+                &[401, 403, 404, 503],
+            ), "The agent is a member"), membership_parameters()),
+            "delete": with_parameters(no_content(operation(
+                "Remove an agent from a queue",
+                "Administrators and supervisors; audited as agent.queue_remove. Writes REMOVEMEMBER \
+                 to the queue_log. An offer or call in progress goes on. 404 when the agent is not \
+                 a member.",
+                json!({}),
+                &[401, 403, 404, 503],
+            ), "The agent is no longer a member"), membership_parameters()),
         },
         "/api/queues": {
             "get": operation(
@@ -180,6 +207,26 @@ fn paths() -> Value {
                 "Any role. 503 when the call engine is not running.",
                 ok("Queues", array_of("Queue")),
                 &[401, 503],
+            ),
+        },
+        "/api/queues/{name}/stats": {
+            "get": with_parameters(operation(
+                "Statistics of one queue since the start",
+                "Any role. Counts since the PBX started; they survive configuration reloads.",
+                ok("Queue statistics", schema_ref("QueueStats")),
+                &[401, 404, 503],
+            ), vec![path_parameter("name", "Queue name", "string")]),
+        },
+        "/api/config/reload": {
+            "post": operation(
+                "Reload the configuration file",
+                "Administrators only; audited as config.reload. Reads the file given with --config \
+                 again and applies queues, agents, skills, passwords, memberships, DIDs and trunks \
+                 without touching calls in progress. 422 with every error, each naming the file \
+                 and the key, when the file does not validate; nothing changes then. 409 when the \
+                 PBX runs on the built-in default. SIGHUP does the same.",
+                ok("Reload applied", schema_ref("ReloadReport")),
+                &[401, 403, 409, 422, 503],
             ),
         },
         "/metrics": {
@@ -272,6 +319,13 @@ fn path_parameter(name: &str, description: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": kind } })
 }
 
+fn membership_parameters() -> Vec<Value> {
+    vec![
+        path_parameter("id", "Agent id", "string"),
+        path_parameter("queue", "Queue name", "string"),
+    ]
+}
+
 fn user_id() -> Value {
     path_parameter("id", "User id", "integer")
 }
@@ -292,6 +346,13 @@ fn schemas() -> Value {
     let nullable_text = json!({ "type": ["string", "null"] });
     let number = json!({ "type": "number" });
     let nullable_number = json!({ "type": ["number", "null"] });
+    let skill_levels = json!({
+        "type": "object",
+        "description": "skill name (CATEGORY=VALUE, e.g. language=ru) to proficiency level",
+        "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 255 },
+    });
+    let removed =
+        json!({ "type": "boolean", "description": "removed by a reload, still serving its calls" });
     let role = json!({ "$ref": "#/components/schemas/Role" });
     json!({
         "Health": {
@@ -411,7 +472,8 @@ fn schemas() -> Value {
         },
         "Agent": {
             "type": "object",
-            "required": ["id", "state", "not_ready_reason", "contacts", "calls_answered", "talk_seconds"],
+            "required": ["id", "state", "not_ready_reason", "contacts", "calls_answered", "talk_seconds",
+                         "skills", "queues"],
             "properties": {
                 "id": text,
                 "state": { "enum": ["logged_out", "unreachable", "available", "ringing", "on_call", "wrap_up", "not_ready"] },
@@ -419,20 +481,27 @@ fn schemas() -> Value {
                 "contacts": { "type": "integer", "description": "registered contacts that answer qualify probes" },
                 "calls_answered": { "type": "integer" },
                 "talk_seconds": number,
+                "skills": skill_levels,
+                "queues": { "type": "array", "items": text, "description": "queues the agent is a member of" },
             },
+        },
+        "AgentSkillsRequest": {
+            "type": "object",
+            "required": ["skills"],
+            "properties": { "skills": skill_levels },
         },
         "AgentStateRequest": {
             "type": "object",
             "required": ["state"],
             "properties": {
-                "state": { "enum": ["ready", "not_ready"] },
+                "state": { "enum": ["ready", "not_ready", "logged_in", "logged_out"] },
                 "reason": { "type": "string", "description": "reason code for not_ready, 1 to 64 characters" },
             },
         },
         "Queue": {
             "type": "object",
             "required": ["name", "calls", "longest_wait_seconds", "staffed_agents", "available_agents",
-                         "expected_wait_seconds", "average_handle_seconds"],
+                         "expected_wait_seconds", "average_handle_seconds", "removed"],
             "properties": {
                 "name": text,
                 "calls": { "type": "integer", "description": "calls waiting or ringing an agent" },
@@ -441,7 +510,54 @@ fn schemas() -> Value {
                 "available_agents": { "type": "integer" },
                 "expected_wait_seconds": nullable_number,
                 "average_handle_seconds": nullable_number,
+                "removed": removed,
             },
+        },
+        "QueueStats": queue_stats(),
+        "ReloadReport": {
+            "type": "object",
+            "required": ["file", "applied", "restart_needed"],
+            "properties": {
+                "file": text,
+                "applied": { "type": "array", "items": text, "description": "one line per change made" },
+                "restart_needed": { "type": "array", "items": text,
+                                    "description": "keys whose new value waits for a restart" },
+            },
+        },
+    })
+}
+
+/// Schema of `GET /api/queues/{name}/stats`, apart because one `json!`
+/// call with every schema would pass the macro's recursion limit.
+fn queue_stats() -> Value {
+    let number = json!({ "type": "number" });
+    let nullable_number = json!({ "type": ["number", "null"] });
+    let count = json!({ "type": "integer" });
+    json!({
+        "type": "object",
+        "required": ["name", "calls", "longest_wait_seconds", "staffed_agents", "available_agents",
+                     "expected_wait_seconds", "average_handle_seconds", "average_answer_wait_seconds",
+                     "arrivals_per_hour", "answered", "answered_in_service_level", "abandoned",
+                     "timed_out", "exited", "service_level_percent", "service_level_seconds", "removed"],
+        "properties": {
+            "name": { "type": "string" },
+            "calls": { "type": "integer", "description": "calls waiting or ringing an agent now" },
+            "longest_wait_seconds": number,
+            "staffed_agents": { "type": "integer", "description": "members logged in and not paused" },
+            "available_agents": count,
+            "expected_wait_seconds": { "type": ["number", "null"], "description": "Erlang C estimate" },
+            "average_handle_seconds": { "type": ["number", "null"], "description": "talk plus wrap-up" },
+            "average_answer_wait_seconds": nullable_number,
+            "arrivals_per_hour": { "type": ["number", "null"], "description": "over the last 15 minutes" },
+            "answered": count,
+            "answered_in_service_level": count,
+            "abandoned": count,
+            "timed_out": { "type": "integer", "description": "calls that reached max wait" },
+            "exited": { "type": "integer", "description": "calls refused or sent on (full, no agent, overflow)" },
+            "service_level_percent": { "type": ["number", "null"],
+                "description": "calls answered within service_level_seconds, as a percentage of all calls that left the queue" },
+            "service_level_seconds": number,
+            "removed": { "type": "boolean", "description": "removed by a reload, still serving its calls" },
         },
     })
 }

@@ -2,6 +2,7 @@
 //! logged-in user per role.
 
 mod access;
+mod acd_api;
 mod admin_api;
 mod first_administrator;
 mod openapi_document;
@@ -40,6 +41,20 @@ struct Fixture {
     users: HashMap<Role, User>,
     /// Session cookie value of each role's user.
     sessions: HashMap<Role, String>,
+    /// Reloads `config_path` (see [`reload_config_text`]).
+    reloader: Arc<crate::reload::Reloader>,
+    config_path: PathBuf,
+}
+
+/// Configuration file of the fixture's reloader, with `extra` appended.
+fn reload_config_text(data_dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "data_dir = {data_dir:?}\n\
+         [[agents]]\nid = \"1001\"\npassword = \"pw-1001\"\n\
+         [[agents]]\nid = \"1002\"\npassword = \"pw-1002\"\n\
+         [[queues]]\nname = \"general\"\nagents = [\"1001\", \"1002\"]\n\
+         [[dids]]\nnumber = \"5000\"\nqueue = \"general\"\n{extra}"
+    )
 }
 
 /// The password of each fixture user is its username plus this.
@@ -83,7 +98,23 @@ async fn fixture() -> Fixture {
         users.insert(role, user);
         sessions.insert(role, session.token);
     }
+    let config_path = dir.path().join("pbx.toml");
+    let text = reload_config_text(&data_dir, "");
+    std::fs::write(&config_path, &text).expect("write config");
+    let running = crate::config::Config::parse(&text, &config_path.display().to_string())
+        .expect("fixture configuration is valid");
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        crate::reload::ConfigSource::File {
+            path: config_path.clone(),
+            overrides: crate::config::Overrides::default(),
+        },
+        running,
+        "127.0.0.1:5060".parse().expect("address"),
+        engine_double(),
+    ));
     Fixture {
+        reloader,
+        config_path,
         _dir: dir,
         data_dir,
         store,
@@ -150,6 +181,8 @@ fn engine_double() -> crate::live::Live {
                         contacts: 1,
                         calls_answered: 0,
                         talk_seconds: 0.0,
+                        skills: [("language=ru".to_owned(), 5)].into(),
+                        queues: vec!["general".to_owned()],
                     };
                     let _ = reply.send(vec![agent("1001"), agent("1002")]);
                 }
@@ -162,23 +195,94 @@ fn engine_double() -> crate::live::Live {
                         available_agents: 2,
                         expected_wait_seconds: None,
                         average_handle_seconds: None,
+                        removed: false,
                     }]);
                 }
                 LiveRequest::Metrics(reply) => {
                     let _ = reply.send(crate::metrics::Snapshot::default());
                 }
-                LiveRequest::SetReadiness { agent, reply, .. } => {
-                    let known = agent == "1001" || agent == "1002";
-                    let _ = reply.send(if known {
-                        Ok(())
-                    } else {
-                        Err(AgentCommandError::UnknownAgent { agent })
-                    });
+                LiveRequest::SetReadiness { agent, reply, .. }
+                | LiveRequest::SetLoggedIn { agent, reply, .. }
+                | LiveRequest::SetSkills { agent, reply, .. } => {
+                    let _ = reply.send(known_agent(agent));
+                }
+                // Every agent is a member of "general" and none of "sales".
+                LiveRequest::AddMember {
+                    agent,
+                    queue,
+                    reply,
+                } => {
+                    let result = known_agent(agent).and_then(|()| known_queue(&queue));
+                    let _ = reply.send(result.map(|()| queue == "sales"));
+                }
+                LiveRequest::RemoveMember {
+                    agent,
+                    queue,
+                    reply,
+                } => {
+                    let result = known_agent(agent.clone())
+                        .and_then(|()| known_queue(&queue))
+                        .and_then(|()| {
+                            if queue == "general" {
+                                Ok(())
+                            } else {
+                                Err(AgentCommandError::NotMember { agent, queue })
+                            }
+                        });
+                    let _ = reply.send(result);
+                }
+                LiveRequest::QueueStats { queue, reply } => {
+                    let _ = reply.send((queue == "general").then(|| queue_stats_double(&queue)));
+                }
+                // Replies with the queue names, so tests see what was applied.
+                LiveRequest::Reconfigure { config, reply } => {
+                    let names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+                    let _ = reply.send(vec![format!("queues: {}", names.join(", "))]);
                 }
             }
         }
     });
     crate::live::Live::new(requests)
+}
+
+fn known_agent(agent: String) -> Result<(), sip_server::b2bua::AgentCommandError> {
+    if agent == "1001" || agent == "1002" {
+        Ok(())
+    } else {
+        Err(sip_server::b2bua::AgentCommandError::UnknownAgent { agent })
+    }
+}
+
+fn known_queue(queue: &str) -> Result<(), sip_server::b2bua::AgentCommandError> {
+    if queue == "general" || queue == "sales" {
+        Ok(())
+    } else {
+        Err(sip_server::b2bua::AgentCommandError::UnknownQueue {
+            queue: queue.to_owned(),
+        })
+    }
+}
+
+fn queue_stats_double(queue: &str) -> sip_server::b2bua::QueueStatsView {
+    sip_server::b2bua::QueueStatsView {
+        name: queue.to_owned(),
+        calls: 1,
+        longest_wait_seconds: 12.5,
+        staffed_agents: 2,
+        available_agents: 0,
+        expected_wait_seconds: Some(30.0),
+        average_handle_seconds: Some(180.0),
+        average_answer_wait_seconds: Some(8.0),
+        arrivals_per_hour: Some(40.0),
+        answered: 9,
+        answered_in_service_level: 6,
+        abandoned: 1,
+        timed_out: 0,
+        exited: 0,
+        service_level_percent: Some(60.0),
+        service_level_seconds: 20.0,
+        removed: false,
+    }
 }
 
 impl Fixture {
@@ -189,6 +293,7 @@ impl Fixture {
                 cdr: self.store.clone(),
                 data_dir: self.data_dir.clone(),
                 live: Some(engine_double()),
+                reloader: Some(Arc::clone(&self.reloader)),
             },
             accounts: self.accounts.clone(),
             clock: Arc::new(move || *now.lock().expect("clock lock")),

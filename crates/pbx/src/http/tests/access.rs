@@ -19,6 +19,7 @@ struct Case {
 
 const EVERY_ROLE: &[Role] = &Role::ALL;
 const ADMINISTRATOR: &[Role] = &[Role::Administrator];
+const SUPERVISE: &[Role] = &[Role::Administrator, Role::Supervisor];
 
 fn method(verb: Verb) -> Method {
     match verb {
@@ -195,6 +196,46 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             StatusCode::OK,
         ),
         case(Get, "/metrics", "/metrics", None, None, StatusCode::OK),
+        case(
+            Put,
+            "/api/agents/{id}/skills",
+            "/api/agents/1001/skills",
+            Some(json!({ "skills": { "language=ru": 5 } })),
+            Some(SUPERVISE),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Put,
+            "/api/agents/{id}/queues/{queue}",
+            "/api/agents/1001/queues/sales",
+            None,
+            Some(SUPERVISE),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Delete,
+            "/api/agents/{id}/queues/{queue}",
+            "/api/agents/1001/queues/general",
+            None,
+            Some(SUPERVISE),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Get,
+            "/api/queues/{name}/stats",
+            "/api/queues/general/stats",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/config/reload",
+            "/api/config/reload",
+            None,
+            Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
         // Another agent's state: supervisors and administrators only.
         case(
             Put,

@@ -109,6 +109,7 @@ async fn production_router_logs_in() {
         cdr,
         data_dir: dir.path().to_path_buf(),
         live: None,
+        reloader: None,
     });
     let body = serde_json::json!({ "username": "admin", "password": password });
     let request = Request::post("/api/session")

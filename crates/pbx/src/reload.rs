@@ -1,0 +1,243 @@
+//! Configuration reload on SIGHUP and `POST /api/config/reload`: the file
+//! the PBX started with is read again, with the same command-line
+//! overrides, validated like at start, and applied to the running engine.
+//!
+//! A file that does not validate changes nothing. Queues, agents, skills,
+//! passwords, memberships, DIDs, trunks, the caller order and recording are
+//! applied without touching calls in progress (see
+//! `sip_server::b2bua::Core::reconfigure`). The data folder and the
+//! `[sip]`, `[http]`, `[media]` and `[registrar]` sections are bound to
+//! sockets and stores opened at start: a change there is reported as
+//! needing a restart and the running value stays.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::config::{Config, ConfigErrors, Overrides};
+use crate::live::{EngineUnavailable, Live};
+
+/// Origin of the running configuration.
+#[derive(Clone, Debug)]
+pub(crate) enum ConfigSource {
+    File {
+        path: PathBuf,
+        overrides: Overrides,
+    },
+    /// The default compiled into the binary, which cannot change.
+    Embedded,
+}
+
+/// Outcome of a reload that was applied.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct ReloadReport {
+    /// The file read.
+    pub(crate) file: String,
+    /// One line per change made to the running PBX; empty when the file
+    /// changed nothing that a reload applies.
+    pub(crate) applied: Vec<String>,
+    /// Keys whose new value needs a restart; their running value stays.
+    pub(crate) restart_needed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    #[error(
+        "the PBX runs on the built-in default configuration, which cannot change; \
+         start it with --config FILE to reload a file"
+    )]
+    Embedded,
+    /// Every problem of the file, each naming the file and the key.
+    #[error("the configuration was not reloaded:\n{0}")]
+    Invalid(ConfigErrors),
+    #[error("the configuration was not reloaded:\n{}", .problems.join("\n"))]
+    Unsupported { problems: Vec<String> },
+    #[error("the configuration was not reloaded: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Engine(#[from] EngineUnavailable),
+}
+
+/// Reads, checks and applies the configuration; one reload at a time.
+pub(crate) struct Reloader {
+    source: ConfigSource,
+    /// SIP address the core was started with, which a reload keeps.
+    sip_bound: SocketAddr,
+    /// The configuration in force, with the running values of the settings
+    /// that need a restart.
+    running: Mutex<Config>,
+    live: Live,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        source: ConfigSource,
+        running: Config,
+        sip_bound: SocketAddr,
+        live: Live,
+    ) -> Reloader {
+        Reloader {
+            source,
+            sip_bound,
+            running: Mutex::new(running),
+            live,
+        }
+    }
+
+    /// Reloads the file and applies it; logs the outcome either way.
+    pub(crate) async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(report) => {
+                for key in &report.restart_needed {
+                    tracing::warn!(
+                        file = report.file,
+                        key,
+                        "configuration changed a setting that needs a restart; \
+                         the running value stays until then"
+                    );
+                }
+                tracing::info!(
+                    file = report.file,
+                    changes = report.applied.len(),
+                    restart_needed = report.restart_needed.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(error) => tracing::error!(%error, "configuration reload rejected"),
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
+        let ConfigSource::File { path, overrides } = &self.source else {
+            return Err(ReloadError::Embedded);
+        };
+        let mut running = self.running.lock().await;
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ReloadError::Invalid(ConfigErrors::read(path, error)))?;
+        let loaded = Config::parse_with_overrides(&text, &origin, overrides)
+            .map_err(ReloadError::Invalid)?;
+        let problems: Vec<String> = loaded
+            .unsupported_destinations()
+            .into_iter()
+            .map(|problem| format!("{origin}: {problem}"))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ReloadError::Unsupported { problems });
+        }
+        let restart_needed = restart_needed(&running, &loaded);
+        let applied_config = Config {
+            data_dir: running.data_dir.clone(),
+            sip: running.sip.clone(),
+            http: running.http.clone(),
+            media: running.media.clone(),
+            registrar: running.registrar.clone(),
+            ..loaded
+        };
+        let passwords = crate::secrets::resolve_agent_passwords(&applied_config)?;
+        let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
+        let core_config =
+            crate::server::core_config(&applied_config, self.sip_bound, passwords, &sounds);
+        let applied = self.live.reconfigure(core_config).await?;
+        *running = applied_config;
+        Ok(ReloadReport {
+            file: origin,
+            applied,
+            restart_needed,
+        })
+    }
+}
+
+/// Returns the keys of settings that differ and need a restart.
+pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut check = |key: &str, changed: bool| {
+        if changed {
+            keys.push(key.to_owned());
+        }
+    };
+    check("data_dir", old.data_dir != new.data_dir);
+    check("sip.listen", old.sip.listen != new.sip.listen);
+    check(
+        "sip.advertised_address",
+        old.sip.advertised_address != new.sip.advertised_address,
+    );
+    check("sip.domain", old.sip.domain != new.sip.domain);
+    check(
+        "sip.digest_algorithms",
+        old.sip.digest_algorithms != new.sip.digest_algorithms,
+    );
+    check("http.listen", old.http.listen != new.http.listen);
+    check("media.address", old.media.address != new.media.address);
+    check(
+        "media.advertised_address",
+        old.media.advertised_address != new.media.advertised_address,
+    );
+    check(
+        "media.rtp_ports",
+        old.media.rtp_ports != new.media.rtp_ports,
+    );
+    check(
+        "media.rtp_timeout_secs",
+        old.media.rtp_timeout != new.media.rtp_timeout,
+    );
+    let (a, b) = (&old.registrar, &new.registrar);
+    check("registrar.min_expires_secs", a.min_expires != b.min_expires);
+    check("registrar.max_expires_secs", a.max_expires != b.max_expires);
+    check(
+        "registrar.default_expires_secs",
+        a.default_expires != b.default_expires,
+    );
+    check("registrar.max_contacts", a.max_contacts != b.max_contacts);
+    check(
+        "registrar.qualify_interval_secs",
+        a.qualify_interval != b.qualify_interval,
+    );
+    check(
+        "registrar.qualify_timeout_secs",
+        a.qualify_timeout != b.qualify_timeout,
+    );
+    keys
+}
+
+/// Reloads on every SIGHUP until the process ends.
+#[cfg(unix)]
+pub(crate) async fn reload_on_hangup(reloader: std::sync::Arc<Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reload through the API only");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        // `reload` logs the outcome.
+        let _ = reloader.reload().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_needed_names_the_changed_keys() {
+        let old = Config::embedded_default();
+        let mut new = old.clone();
+        assert!(restart_needed(&old, &new).is_empty());
+        new.sip.listen = "127.0.0.1:5070".parse().unwrap();
+        new.media.rtp_ports = 30000..=30099;
+        new.registrar.max_contacts = 2;
+        new.queues.clear();
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["sip.listen", "media.rtp_ports", "registrar.max_contacts"]
+        );
+    }
+}

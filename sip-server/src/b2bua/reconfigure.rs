@@ -1,0 +1,407 @@
+//! Configuration reload: applies a new [`CoreConfig`] to the running core
+//! without touching calls in progress.
+//!
+//! Queues, agents, memberships, skills, passwords, DID routes, trunks, the
+//! caller order and the recording switch are applied. Each is compared with
+//! the configuration loaded before, and only what the file changed is
+//! applied, so a skill or membership set through the API survives a reload
+//! that leaves that agent's entry alone. Domain, addresses, registrar
+//! limits, digest algorithms and timers need a restart and stay as they
+//! were; the driver reports them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use super::{Core, CoreConfig, DidRoute, Trunk};
+
+impl Core {
+    /// Applies `new` and returns one line per change, for the log and the
+    /// reload's reply. Calls already queued keep waiting (in a removed
+    /// queue too, see [`acd::Acd::remove_queue`]) and connected calls go on.
+    pub fn reconfigure(&mut self, new: CoreConfig, now: Instant) -> Vec<String> {
+        let mut changes = Vec::new();
+        if new.caller_order != self.config.caller_order {
+            self.acd.set_caller_order(new.caller_order);
+            changes.push(format!("caller order set to {:?}", new.caller_order));
+        }
+        self.reconfigure_queues(&new, now, &mut changes);
+        self.reconfigure_agents(&new, now, &mut changes);
+        self.reconfigure_members(&new, now, &mut changes);
+        diff_map(
+            "DID",
+            &self.config.dids,
+            &new.dids,
+            same_route,
+            &mut changes,
+        );
+        let old_trunks = trunk_map(&self.config.trunks);
+        let new_trunks = trunk_map(&new.trunks);
+        diff_map(
+            "trunk",
+            &old_trunks,
+            &new_trunks,
+            |a, b| a == b,
+            &mut changes,
+        );
+        if new.queue_media != self.config.queue_media {
+            // Callers waiting now hear the new music from their next
+            // announcement or move on.
+            changes.push("queue music and announcements updated".to_owned());
+        }
+        if new.recording != self.config.recording {
+            let state = if new.recording { "on" } else { "off" };
+            changes.push(format!("recording of new calls turned {state}"));
+        }
+
+        let config = &mut self.config;
+        config.dids = new.dids;
+        config.trunks = new.trunks;
+        config.recording = new.recording;
+        config.queue_media = new.queue_media;
+        config.caller_order = new.caller_order;
+        config.queues = new.queues;
+        config.queue_agents = new.queue_agents;
+        config.agent_skills = new.agent_skills;
+        config.passwords = new.passwords;
+        for change in &changes {
+            tracing::info!(change, "configuration reloaded");
+        }
+        self.process(now);
+        changes
+    }
+
+    fn reconfigure_queues(&mut self, new: &CoreConfig, now: Instant, changes: &mut Vec<String>) {
+        for queue in &new.queues {
+            match self.config.queues.iter().find(|q| q.name == queue.name) {
+                Some(old) if old == queue => {}
+                Some(_) => {
+                    self.acd.update_queue(queue.clone(), now);
+                    changes.push(format!("queue {} changed", queue.name));
+                }
+                None => {
+                    self.acd.update_queue(queue.clone(), now);
+                    changes.push(format!("queue {} added", queue.name));
+                }
+            }
+        }
+        for old in &self.config.queues {
+            if new.queues.iter().any(|q| q.name == old.name) {
+                continue;
+            }
+            let waiting = self.acd.queue_length(&old.name).unwrap_or_default();
+            if self.acd.remove_queue(&old.name, now).is_ok() {
+                changes.push(format!(
+                    "queue {} removed; its {waiting} waiting calls stay until answered or max wait",
+                    old.name
+                ));
+            }
+        }
+    }
+
+    fn reconfigure_agents(&mut self, new: &CoreConfig, now: Instant, changes: &mut Vec<String>) {
+        let mut removed: Vec<&String> = self
+            .config
+            .passwords
+            .keys()
+            .filter(|agent| !new.passwords.contains_key(*agent))
+            .collect();
+        removed.sort();
+        for agent in removed {
+            if self.acd.remove_agent(agent, now).is_ok() {
+                changes.push(format!("agent {agent} removed; a call in progress goes on"));
+            }
+        }
+        let mut agents: Vec<&String> = new.passwords.keys().collect();
+        agents.sort();
+        for agent in agents {
+            let skills = new.agent_skills.get(agent).cloned().unwrap_or_default();
+            let Some(old_password) = self.config.passwords.get(agent) else {
+                // Memberships follow in `reconfigure_members`, with ADDMEMBER.
+                self.acd.add_agent(agent, &[]);
+                self.acd.set_logged_in(agent, true, now);
+                let reachable = !self.registrar.lookup(agent, now).is_empty();
+                self.acd.set_reachable(agent, reachable, now);
+                let _ = self.acd.set_skills(agent, skills, now);
+                changes.push(format!("agent {agent} added"));
+                continue;
+            };
+            if self
+                .config
+                .agent_skills
+                .get(agent)
+                .cloned()
+                .unwrap_or_default()
+                != skills
+            {
+                let _ = self.acd.set_skills(agent, skills, now);
+                changes.push(format!("agent {agent} skills changed"));
+            }
+            if Some(old_password) != new.passwords.get(agent) {
+                changes.push(format!("agent {agent} password changed"));
+            }
+        }
+        self.registrar.set_passwords(new.passwords.clone());
+    }
+
+    /// Applies membership changes between the old and the new file. Queues
+    /// that were removed let go of their members themselves once drained.
+    fn reconfigure_members(&mut self, new: &CoreConfig, now: Instant, changes: &mut Vec<String>) {
+        let old_pairs = member_pairs(&self.config.queue_agents);
+        let new_pairs = member_pairs(&new.queue_agents);
+        for (queue, agent) in new_pairs.difference(&old_pairs) {
+            if self.acd.add_member(agent, queue, 1, now).is_ok() {
+                changes.push(format!("agent {agent} joined queue {queue}"));
+            }
+        }
+        for (queue, agent) in old_pairs.difference(&new_pairs) {
+            let queue_kept = new.queues.iter().any(|q| &q.name == queue);
+            if queue_kept
+                && new.passwords.contains_key(agent)
+                && self.acd.remove_member(agent, queue, now).is_ok()
+            {
+                changes.push(format!("agent {agent} left queue {queue}"));
+            }
+        }
+    }
+}
+
+fn member_pairs(queue_agents: &HashMap<String, Vec<String>>) -> BTreeSet<(String, String)> {
+    queue_agents
+        .iter()
+        .flat_map(|(queue, agents)| agents.iter().map(|agent| (queue.clone(), agent.clone())))
+        .collect()
+}
+
+fn trunk_map(trunks: &[Trunk]) -> HashMap<String, Vec<crate::network::IpNetwork>> {
+    trunks
+        .iter()
+        .map(|trunk| (trunk.name.clone(), trunk.allow.clone()))
+        .collect()
+}
+
+fn same_route(a: &DidRoute, b: &DidRoute) -> bool {
+    a.queue == b.queue
+        && a.priority == b.priority
+        && a.skills == b.skills
+        && a.request_type == b.request_type
+}
+
+/// Adds a line for each key of `new` missing from `old` (added), present
+/// in both but not `same` (changed), and of `old` missing from `new`.
+fn diff_map<V>(
+    what: &str,
+    old: &HashMap<String, V>,
+    new: &HashMap<String, V>,
+    same: impl Fn(&V, &V) -> bool,
+    changes: &mut Vec<String>,
+) {
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        match (old.get(key), new.get(key)) {
+            (None, Some(_)) => changes.push(format!("{what} {key} added")),
+            (Some(_), None) => changes.push(format!("{what} {key} removed")),
+            (Some(a), Some(b)) if !same(a, b) => changes.push(format!("{what} {key} changed")),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, SystemTime};
+
+    use super::super::{Command, default_timers};
+    use super::*;
+
+    fn queue(name: &str) -> acd::QueueConfig {
+        acd::QueueConfig {
+            name: name.to_owned(),
+            ..acd::QueueConfig::default()
+        }
+    }
+
+    fn config(agents: &[&str], queues: &[(&str, &[&str])]) -> CoreConfig {
+        CoreConfig {
+            domain: "pbx.test".into(),
+            sip_address: "127.0.0.1:5060".parse().unwrap(),
+            media_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            trunks: Vec::new(),
+            dids: queues
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let route = DidRoute {
+                        queue: (*name).to_owned(),
+                        ..DidRoute::default()
+                    };
+                    (format!("500{i}"), route)
+                })
+                .collect(),
+            queues: queues.iter().map(|(name, _)| queue(name)).collect(),
+            queue_agents: queues
+                .iter()
+                .map(|(name, members)| {
+                    let members = members.iter().map(|m| (*m).to_owned()).collect();
+                    ((*name).to_owned(), members)
+                })
+                .collect(),
+            agent_skills: HashMap::new(),
+            caller_order: acd::CallerOrder::default(),
+            registrar: crate::registrar::RegistrarConfig {
+                min_expires: 60,
+                max_expires: 3600,
+                default_expires: 600,
+                max_contacts: 5,
+                qualify_interval: None,
+                qualify_timeout: Duration::from_secs(5),
+            },
+            digest_algorithms: vec![crate::auth::Algorithm::Md5],
+            passwords: agents
+                .iter()
+                .map(|a| ((*a).to_owned(), format!("pw-{a}")))
+                .collect(),
+            recording: true,
+            timers: default_timers(),
+            queue_media: HashMap::new(),
+            prompts: crate::b2bua::PromptSet::new("/prompts"),
+        }
+    }
+
+    fn queue_log(core: &mut Core) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(command) = core.poll_command() {
+            if let Command::QueueLog { lines: batch } = command {
+                lines.extend(batch);
+            }
+        }
+        lines
+    }
+
+    fn members(core: &Core, now: Instant) -> Vec<(String, Vec<String>)> {
+        core.agents_view(now)
+            .into_iter()
+            .map(|agent| (agent.id, agent.queues))
+            .collect()
+    }
+
+    #[test]
+    fn reload_applies_agents_queues_and_members() {
+        let now = Instant::now();
+        let old = config(&["1001", "1002"], &[("general", &["1001", "1002"])]);
+        let mut core = Core::new(old, now, SystemTime::now()).unwrap();
+        queue_log(&mut core);
+
+        let mut new = config(
+            &["1001", "1003"],
+            &[("general", &["1001"]), ("ru", &["1001", "1003"])],
+        );
+        new.agent_skills
+            .insert("1003".into(), [("language=ru".to_owned(), 4)].into());
+        let changes = core.reconfigure(new, now);
+        for expected in [
+            "queue ru added",
+            "agent 1002 removed; a call in progress goes on",
+            "agent 1003 added",
+            "agent 1001 joined queue ru",
+            "agent 1003 joined queue ru",
+            "DID 5001 added",
+        ] {
+            assert!(
+                changes.iter().any(|c| c == expected),
+                "{expected}: {changes:?}"
+            );
+        }
+        assert_eq!(
+            members(&core, now),
+            [
+                (
+                    "1001".to_owned(),
+                    vec!["general".to_owned(), "ru".to_owned()]
+                ),
+                ("1003".to_owned(), vec!["ru".to_owned()]),
+            ]
+        );
+        let agents = core.agents_view(now);
+        assert_eq!(agents[1].skills.get("language=ru"), Some(&4));
+        let names: Vec<String> = core.queues_view(now).into_iter().map(|q| q.name).collect();
+        assert_eq!(names, ["general", "ru"]);
+        let log = queue_log(&mut core);
+        assert!(
+            log.iter().any(|l| l.ends_with("|ru|1003|ADDMEMBER|")),
+            "{log:?}"
+        );
+        assert!(
+            log.iter()
+                .any(|l| l.ends_with("|general|1002|REMOVEMEMBER|")),
+            "{log:?}"
+        );
+        assert_eq!(core.registrar.password("1003"), Some("pw-1003"));
+        assert_eq!(core.registrar.password("1002"), None);
+    }
+
+    #[test]
+    fn reload_applies_queue_music() {
+        let now = Instant::now();
+        let old = config(&["1001"], &[("general", &["1001"])]);
+        let mut core = Core::new(old.clone(), now, SystemTime::now()).unwrap();
+        let mut new = old;
+        let media = crate::b2bua::QueueMedia {
+            music_on_hold: Some("/sounds/new.wav".into()),
+            ..crate::b2bua::QueueMedia::default()
+        };
+        new.queue_media.insert("general".into(), media.clone());
+        let changes = core.reconfigure(new, now);
+        assert_eq!(changes, ["queue music and announcements updated"]);
+        assert_eq!(core.queue_media("general"), Some(&media));
+    }
+
+    #[test]
+    fn api_changes_survive_a_reload_that_leaves_them_alone() {
+        let now = Instant::now();
+        let old = config(&["1001"], &[("general", &["1001"]), ("ru", &[])]);
+        let mut core = Core::new(old.clone(), now, SystemTime::now()).unwrap();
+        core.set_agent_skills("1001", [("vip".to_owned(), 2)].into(), now)
+            .unwrap();
+        core.add_agent_to_queue("1001", "ru", now).unwrap();
+
+        let mut new = old;
+        new.queues[0].max_wait = Duration::from_secs(30);
+        let changes = core.reconfigure(new, now);
+        assert_eq!(changes, ["queue general changed"]);
+        let agent = &core.agents_view(now)[0];
+        assert_eq!(agent.skills.get("vip"), Some(&2));
+        assert_eq!(agent.queues, ["general", "ru"]);
+    }
+
+    #[test]
+    fn removed_queue_stays_listed_while_it_holds_calls() {
+        let now = Instant::now();
+        let old = config(&["1001"], &[("general", &["1001"]), ("old", &["1001"])]);
+        let mut core = Core::new(old, now, SystemTime::now()).unwrap();
+        core.acd.enqueue("c1", "old", now).unwrap();
+        let new = config(&["1001"], &[("general", &["1001"])]);
+        let changes = core.reconfigure(new, now);
+        assert!(
+            changes.contains(
+                &"queue old removed; its 1 waiting calls stay until answered or max wait"
+                    .to_owned()
+            ),
+            "{changes:?}"
+        );
+        let queues = core.queues_view(now);
+        assert_eq!(queues.len(), 2);
+        assert!(queues[1].removed, "{queues:?}");
+        assert_eq!(queues[1].calls, 1, "{queues:?}");
+        assert!(core.queue_stats("old", now).is_some_and(|s| s.removed));
+        assert_eq!(
+            core.add_agent_to_queue("1001", "old", now),
+            Err(super::super::AgentCommandError::UnknownQueue {
+                queue: "old".into()
+            })
+        );
+
+        core.acd.abandon("c1", now);
+        assert_eq!(core.queues_view(now).len(), 1, "drained queue is gone");
+    }
+}

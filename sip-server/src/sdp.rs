@@ -237,12 +237,7 @@ pub fn local_answer(
         0
     };
     let event_payload_type = event_payload_type(offer);
-    let direction = match stream.direction() {
-        sip_message::sdp::Direction::SendOnly => "recvonly",
-        sip_message::sdp::Direction::RecvOnly => "sendonly",
-        sip_message::sdp::Direction::Inactive => "inactive",
-        sip_message::sdp::Direction::SendRecv => "sendrecv",
-    };
+    let direction = mirrored(stream.direction());
     let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
     let mut text = format!(
         "v=0\r\no=pbx 0 0 IN {address_type} {advertised}\r\ns=pbx\r\nc=IN {address_type} {advertised}\r\nt=0 0\r\n"
@@ -350,4 +345,39 @@ pub fn event_payload_type(sdp: &SessionDescription) -> Option<u8> {
                 name.eq_ignore_ascii_case("telephone-event") && rate == 8000
             })
         })
+}
+
+/// The direction an answer gives to an offer's direction (RFC 3264
+/// section 6.1).
+fn mirrored(offered: sip_message::sdp::Direction) -> &'static str {
+    match offered {
+        sip_message::sdp::Direction::SendOnly => "recvonly",
+        sip_message::sdp::Direction::RecvOnly => "sendonly",
+        sip_message::sdp::Direction::Inactive => "inactive",
+        sip_message::sdp::Direction::SendRecv => "sendrecv",
+    }
+}
+
+/// Sets the direction of the audio stream of `answer` to the one that
+/// answers the audio stream of `offer`: recvonly to a hold (sendonly),
+/// sendrecv again when the hold ends.
+pub fn mirror_direction(answer: &mut SessionDescription, offer: &SessionDescription) {
+    let Some(offered) = offer.first_audio().map(|i| offer.media[i].direction()) else {
+        return;
+    };
+    let Some(audio) = answer.first_audio() else {
+        return;
+    };
+    let media = &mut answer.media[audio];
+    media.lines.retain(|line| {
+        !(line.kind == 'a'
+            && matches!(
+                line.value.as_str(),
+                "sendrecv" | "sendonly" | "recvonly" | "inactive"
+            ))
+    });
+    media.lines.push(sip_message::sdp::SdpLine {
+        kind: 'a',
+        value: mirrored(offered).to_owned(),
+    });
 }

@@ -99,20 +99,32 @@ impl Core {
                     });
                 }
                 // A session refresh or a new address keeps the codec and
-                // the relay port, so the first answer still holds.
-                // TODO: answer a hold offer (sendonly, inactive) with the
-                // mirrored direction instead of the first answer's.
-                let Some(call) = self.calls.get(call_id) else {
+                // the relay port of the first answer; only a hold changes
+                // its direction.
+                let media_address = self.config.media_address;
+                let Some(call) = self.calls.get_mut(call_id) else {
                     return;
                 };
+                let port = call.local_port(Side::Caller).unwrap_or_default();
+                let first = call
+                    .caller
+                    .answer
+                    .as_ref()
+                    .and_then(|body| crate::sdp::parse(body).ok());
+                let body = first.map(|mut answer| {
+                    if let Some(offer) = &offer {
+                        crate::sdp::mirror_direction(&mut answer, offer);
+                    }
+                    call.caller_origin.stamp(&answer, media_address, port)
+                });
                 let mut response = Response::for_request(&request, 200, None);
                 super::add_to_tag(&mut response, &call.caller.local_tag);
                 response
                     .headers
                     .push("Contact", self.local.contact.to_string());
-                if let Some(answer) = call.caller.answer.clone() {
+                if let Some(body) = body {
                     response.headers.push("Content-Type", "application/sdp");
-                    response.body = answer;
+                    response.body = body;
                 }
                 if request.method == Method::Invite
                     && let Ok(cseq) = request.headers.cseq()

@@ -414,3 +414,62 @@ fn move_to_silent_queue_keeps_music() {
     assert_eq!(h.core.calls[&call].queue, "backup");
     assert_eq!(take_playback(&mut h), [(vec![PathBuf::from(MUSIC)], true)]);
 }
+
+#[test]
+fn waiting_hold_gets_mirrored_direction() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, ok) = waiting_caller(&mut h);
+    let reinvite = |h: &Harness, cseq: u32, direction: &str| {
+        let sdp = format!(
+            "v=0\r\no=- 1 {cseq} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP 0\r\na={direction}\r\n"
+        );
+        format!(
+            "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-hold{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            caller_tag(h, &call),
+            sdp.len()
+        )
+    };
+    let text = reinvite(&h, 3, "sendonly");
+    h.receive(&text, CALLER);
+    let held = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the hold is answered");
+    let held_sdp = crate::sdp::parse(&held.body).unwrap();
+    assert_eq!(
+        held_sdp.media[0].direction(),
+        sip_message::sdp::Direction::RecvOnly
+    );
+    let version = |sdp: &sip_message::sdp::SessionDescription| {
+        sdp.session
+            .iter()
+            .find(|l| l.kind == 'o')
+            .map(|l| l.value.split(' ').nth(2).unwrap().to_owned())
+    };
+    let first = crate::sdp::parse(&ok.body).unwrap();
+    assert_ne!(
+        version(&held_sdp),
+        version(&first),
+        "a changed SDP gets a new version"
+    );
+    let tag = caller_tag(&h, &call);
+    ack_caller(&mut h, &tag, 3);
+    let text = reinvite(&h, 4, "sendrecv");
+    h.receive(&text, CALLER);
+    let resumed = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the resume is answered");
+    let resumed_sdp = crate::sdp::parse(&resumed.body).unwrap();
+    assert_eq!(
+        resumed_sdp.media[0].direction(),
+        sip_message::sdp::Direction::SendRecv
+    );
+}

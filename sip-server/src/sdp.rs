@@ -242,22 +242,35 @@ pub fn local_answer(
     let mut text = format!(
         "v=0\r\no=pbx 0 0 IN {address_type} {advertised}\r\ns=pbx\r\nc=IN {address_type} {advertised}\r\nt=0 0\r\n"
     );
-    let mut formats = payload_type.to_string();
-    if let Some(event) = event_payload_type {
-        formats.push_str(&format!(" {event}"));
-    }
-    text.push_str(&format!(
-        "m=audio {local_port} {} {formats}\r\n",
-        stream.proto
-    ));
-    let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
-    text.push_str(&format!("a=rtpmap:{payload_type} {name}/8000\r\n"));
-    if let Some(event) = event_payload_type {
+    // RFC 3264 section 6: one m= line per offered stream, in order, the
+    // declined ones with port 0.
+    for (index, offered) in offer.media.iter().enumerate() {
+        if index != audio {
+            text.push_str(&format!(
+                "m={} 0 {} {}\r\n",
+                offered.media,
+                offered.proto,
+                offered.formats.join(" ")
+            ));
+            continue;
+        }
+        let mut formats = payload_type.to_string();
+        if let Some(event) = event_payload_type {
+            formats.push_str(&format!(" {event}"));
+        }
         text.push_str(&format!(
-            "a=rtpmap:{event} telephone-event/8000\r\na=fmtp:{event} 0-16\r\n"
+            "m=audio {local_port} {} {formats}\r\n",
+            stream.proto
         ));
+        let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
+        text.push_str(&format!("a=rtpmap:{payload_type} {name}/8000\r\n"));
+        if let Some(event) = event_payload_type {
+            text.push_str(&format!(
+                "a=rtpmap:{event} telephone-event/8000\r\na=fmtp:{event} 0-16\r\n"
+            ));
+        }
+        text.push_str(&format!("a=ptime:20\r\na={direction}\r\n"));
     }
-    text.push_str(&format!("a=ptime:20\r\na={direction}\r\n"));
     let sdp = SessionDescription::parse(text.as_bytes()).map_err(|_| SdpError::Malformed)?;
     Ok(LocalAnswer {
         sdp,

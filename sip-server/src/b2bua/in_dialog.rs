@@ -83,7 +83,7 @@ impl Core {
                 let offer = if request.body.is_empty() {
                     None
                 } else {
-                    match crate::sdp::parse(&request.body).and_then(crate::sdp::check_transport) {
+                    match crate::sdp::narrow_offer(&request.body) {
                         Ok(offer) => Some(offer),
                         Err(error) => {
                             self.reply(&key, &request, 488, Some(&error.to_string()), now);
@@ -106,17 +106,56 @@ impl Core {
                     return;
                 };
                 let port = call.local_port(Side::Caller).unwrap_or_default();
-                let first = call
+                let mut first = call
                     .caller
                     .answer
                     .as_ref()
                     .and_then(|body| crate::sdp::parse(body).ok());
+                let codec = first.as_ref().and_then(crate::sdp::voice_payload_type);
+                let offer_keeps_codec = offer.as_ref().is_none_or(|offer| {
+                    crate::sdp::payload_types(offer)
+                        .iter()
+                        .any(|pt| Some(*pt) == codec)
+                        && crate::sdp::voice_payload_type(offer).is_some()
+                });
+                if !offer_keeps_codec && let Some(offer) = &offer {
+                    // The caller dropped the codec in use: answer with one
+                    // from the new offer, which the relay then plays in.
+                    match crate::sdp::local_answer(offer, media_address, port) {
+                        Ok(answer) => {
+                            self.commands.push_back(Command::SetCodecs {
+                                call: call_id.to_owned(),
+                                side: Side::Caller,
+                                payload_type: answer.payload_type,
+                                event_payload_type: answer.event_payload_type,
+                            });
+                            first = Some(answer.sdp);
+                        }
+                        Err(error) => {
+                            self.reply(&key, &request, 488, Some(&error.to_string()), now);
+                            return;
+                        }
+                    }
+                }
+                if let Some(offer) = &offer {
+                    self.commands.push_back(Command::SetPayloadTypes {
+                        call: call_id.to_owned(),
+                        side: Side::Caller,
+                        payload_types: crate::sdp::payload_types(offer),
+                    });
+                }
+                let Some(call) = self.calls.get_mut(call_id) else {
+                    return;
+                };
                 let body = first.map(|mut answer| {
                     if let Some(offer) = &offer {
                         crate::sdp::mirror_direction(&mut answer, offer);
                     }
                     call.caller_origin.stamp(&answer, media_address, port)
                 });
+                if body.is_some() {
+                    call.caller.answer.clone_from(&body);
+                }
                 let mut response = Response::for_request(&request, 200, None);
                 super::add_to_tag(&mut response, &call.caller.local_tag);
                 response

@@ -473,3 +473,66 @@ fn waiting_hold_gets_mirrored_direction() {
         sip_message::sdp::Direction::SendRecv
     );
 }
+
+#[test]
+fn waiting_reoffer_of_other_law_is_followed() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, _) = waiting_caller(&mut h);
+    h.commands.clear();
+    let reoffer = |h: &Harness, cseq: u32, formats: &str| {
+        let sdp = format!(
+            "v=0\r\no=- 1 {cseq} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP {formats}\r\na=rtpmap:18 G729/8000\r\n"
+        );
+        format!(
+            "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-law{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            caller_tag(h, &call),
+            sdp.len()
+        )
+    };
+    let text = reoffer(&h, 3, "8");
+    h.receive(&text, CALLER);
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the PCMA offer is answered");
+    let sdp = crate::sdp::parse(&ok.body).unwrap();
+    assert_eq!(sdp.media[0].formats, ["8"]);
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::SetCodecs {
+            side: Side::Caller,
+            payload_type: 8,
+            ..
+        }
+    )));
+    let tag = caller_tag(&h, &call);
+    ack_caller(&mut h, &tag, 3);
+    let text = reoffer(&h, 4, "18");
+    h.receive(&text, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&488), "G.729 only: {statuses:?}");
+}
+
+#[test]
+fn local_answer_keeps_every_stream() {
+    let offer = crate::sdp::narrow_offer(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+          m=video 6704 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+          m=audio 40000 RTP/AVP 0\r\n",
+    )
+    .unwrap();
+    let answer = crate::sdp::local_answer(&offer, IpAddr::V4(Ipv4Addr::LOCALHOST), 20000).unwrap();
+    let streams: Vec<(&str, u16)> = answer
+        .sdp
+        .media
+        .iter()
+        .map(|m| (m.media.as_str(), m.port))
+        .collect();
+    assert_eq!(streams, [("video", 0), ("audio", 20000)]);
+}

@@ -124,6 +124,7 @@ impl Reloader {
         let problems: Vec<String> = loaded
             .unsupported_destinations()
             .into_iter()
+            .chain(emptied_routing(&running, &loaded))
             .map(|problem| format!("{origin}: {problem}"))
             .collect();
         if !problems.is_empty() {
@@ -150,6 +151,27 @@ impl Reloader {
             restart_needed,
         })
     }
+}
+
+/// Returns a problem for each table the new file leaves empty while the
+/// running configuration uses it: a truncated or half-saved file would
+/// otherwise take every number, trunk or queue out of service at once.
+pub(crate) fn emptied_routing(old: &Config, new: &Config) -> Vec<String> {
+    let tables = [
+        ("dids", old.dids.len(), new.dids.len()),
+        ("trunks", old.trunks.len(), new.trunks.len()),
+        ("queues", old.queues.len(), new.queues.len()),
+    ];
+    tables
+        .into_iter()
+        .filter(|(_, before, after)| *before > 0 && *after == 0)
+        .map(|(table, before, _)| {
+            format!(
+                "the file has no [[{table}]] while {before} are in use; a reload does not remove \
+                 them all (restart the PBX to run without any)"
+            )
+        })
+        .collect()
 }
 
 /// Returns the keys of settings that differ and need a restart.
@@ -184,6 +206,10 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     check(
         "media.rtp_timeout_secs",
         old.media.rtp_timeout != new.media.rtp_timeout,
+    );
+    check(
+        "media.prompts_dir",
+        old.media.prompts_dir != new.media.prompts_dir,
     );
     let (a, b) = (&old.registrar, &new.registrar);
     check("registrar.min_expires_secs", a.min_expires != b.min_expires);
@@ -225,6 +251,24 @@ pub(crate) async fn reload_on_hangup(reloader: std::sync::Arc<Reloader>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emptied_routing_is_refused() {
+        let old = Config::embedded_default();
+        let empty = Config::parse("", "empty.toml").unwrap();
+        assert_eq!(
+            emptied_routing(&old, &empty),
+            [
+                "the file has no [[dids]] while 1 are in use; a reload does not remove them all \
+                 (restart the PBX to run without any)",
+                "the file has no [[trunks]] while 1 are in use; a reload does not remove them all \
+                 (restart the PBX to run without any)",
+                "the file has no [[queues]] while 1 are in use; a reload does not remove them all \
+                 (restart the PBX to run without any)",
+            ]
+        );
+        assert!(emptied_routing(&old, &old).is_empty());
+    }
 
     #[test]
     fn restart_needed_names_the_changed_keys() {

@@ -336,9 +336,14 @@ impl Core {
                 continue;
             }
             if call.phase == Phase::Queued {
+                let held = call.on_hold;
                 let span = self.calls.get(&call_id).map(|call| call.span.clone());
                 let _span = span.map(tracing::Span::entered);
-                self.announce(&call_id, now);
+                // A caller that put the PBX on hold hears nothing until it
+                // resumes; the next announcement is still scheduled.
+                if !held {
+                    self.announce(&call_id, now);
+                }
                 self.schedule_announcement(&call_id, now);
             }
         }
@@ -365,7 +370,7 @@ impl Core {
             return;
         }
         match notice {
-            MediaNotice::PlaybackFinished { side: Side::Caller } if waiting => {
+            MediaNotice::PlaybackFinished { side: Side::Caller } if waiting && !call.on_hold => {
                 self.play_music(call_id);
             }
             MediaNotice::Digit {

@@ -156,14 +156,31 @@ impl Core {
                 if body.is_some() {
                     call.caller.answer.clone_from(&body);
                 }
+                let held = offer.as_ref().is_some_and(crate::sdp::is_hold);
+                let hold_changed = offer.is_some() && held != call.on_hold;
+                if offer.is_some() {
+                    call.on_hold = held;
+                }
                 let mut response = Response::for_request(&request, 200, None);
                 super::add_to_tag(&mut response, &call.caller.local_tag);
                 response
                     .headers
                     .push("Contact", self.local.contact.to_string());
-                if let Some(body) = body {
+                // An UPDATE without an offer gets no answer (RFC 3311); an
+                // INVITE without one gets the PBX's offer.
+                let sdp_wanted = request.method == Method::Invite || offer.is_some();
+                if let Some(body) = body.filter(|_| sdp_wanted) {
                     response.headers.push("Content-Type", "application/sdp");
                     response.body = body;
+                }
+                if hold_changed && held {
+                    // The caller does not want media now: the music pauses.
+                    self.commands.push_back(Command::StopPlayback {
+                        call: call_id.to_owned(),
+                        side: Side::Caller,
+                    });
+                } else if hold_changed {
+                    self.play_music(call_id);
                 }
                 if request.method == Method::Invite
                     && let Ok(cseq) = request.headers.cseq()
@@ -176,6 +193,15 @@ impl Core {
             }
             Method::Info => {
                 let digit = dtmf_relay_digit(&request);
+                if digit.is_none() && !request.body.is_empty() {
+                    // RFC 6086 section 4.2.2: a body the PBX does not use.
+                    let mut response = Response::for_request(&request, 415, None);
+                    response
+                        .headers
+                        .push("Accept", "application/dtmf-relay, application/dtmf");
+                    self.transactions.send_response(&key, response, now);
+                    return;
+                }
                 self.reply(&key, &request, 200, None, now);
                 if let Some(digit) = digit {
                     self.media_notice(
@@ -188,7 +214,12 @@ impl Core {
                     );
                 }
             }
-            Method::Options => self.reply(&key, &request, 200, None, now),
+            Method::Options => {
+                let mut response = Response::for_request(&request, 200, None);
+                response.headers.push("Allow", super::ALLOW);
+                response.headers.push("Accept", "application/sdp");
+                self.transactions.send_response(&key, response, now);
+            }
             _ => self.reply(&key, &request, 501, None, now),
         }
     }
@@ -641,6 +672,12 @@ fn dtmf_relay_digit(request: &Request) -> Option<char> {
         "application/dtmf" => body.trim(),
         _ => return None,
     };
+    // Some gateways send the RFC 4733 event number: 10 for *, 11 for #.
+    match value {
+        "10" => return Some('*'),
+        "11" => return Some('#'),
+        _ => {}
+    }
     let mut chars = value.chars();
     let digit = chars.next()?.to_ascii_uppercase();
     let valid = chars.next().is_none() && matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D');

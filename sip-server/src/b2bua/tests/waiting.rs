@@ -472,6 +472,38 @@ fn waiting_hold_gets_mirrored_direction() {
         resumed_sdp.media[0].direction(),
         sip_message::sdp::Direction::SendRecv
     );
+    // The music paused during the hold and came back with the resume.
+    let played = take_playback(&mut h);
+    assert!(played.contains(&(Vec::new(), false)), "{played:?}");
+    assert_eq!(played.last(), Some(&(vec![PathBuf::from(MUSIC)], true)));
+}
+
+#[test]
+fn info_bodies_the_pbx_ignores_get_415() {
+    let mut h = Harness::with_config(waiting_config());
+    let (call, _) = waiting_caller(&mut h);
+    let tag = caller_tag(&h, &call);
+    let info = |cseq: u32, content_type: &str, body: &str| {
+        format!(
+            "INFO sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-i{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INFO\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            tag,
+            body.len()
+        )
+    };
+    let text = info(2, "text/plain", "hello");
+    h.receive(&text, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [415]);
+    // The event number of # as some gateways send it is a key too; the
+    // queue has no exit on #, so the call stays.
+    let text = info(3, "application/dtmf-relay", "Signal=11\r\n");
+    h.receive(&text, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200]);
+    assert_eq!(h.core.calls[&call].queue, "general");
 }
 
 #[test]

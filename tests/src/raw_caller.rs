@@ -144,6 +144,16 @@ impl RawCaller {
     /// Sends 20 ms PCMU packets of silence for `duration` and collects what
     /// arrives meanwhile.
     pub fn exchange_audio(&mut self, duration: Duration) -> io::Result<Received> {
+        self.exchange(duration, None)
+    }
+
+    /// Sends a sine tone of `frequency` Hz (amplitude 8,000) as PCMU for
+    /// `duration` and collects what arrives meanwhile.
+    pub fn exchange_tone(&mut self, duration: Duration, frequency: f64) -> io::Result<Received> {
+        self.exchange(duration, Some(frequency))
+    }
+
+    fn exchange(&mut self, duration: Duration, tone: Option<f64>) -> io::Result<Received> {
         let remote = self
             .remote_rtp
             .ok_or_else(|| io::Error::other("no SDP answer"))?;
@@ -153,7 +163,14 @@ impl RawCaller {
         let mut buffer = [0u8; 2048];
         while Instant::now() < end {
             if Instant::now() >= next_send {
-                let payload = [0xFFu8; 160];
+                let mut payload = [0xFFu8; 160];
+                if let Some(frequency) = tone {
+                    for (index, byte) in payload.iter_mut().enumerate() {
+                        let t = f64::from(self.timestamp.wrapping_add(index as u32)) / 8000.0;
+                        let sample = 8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin();
+                        *byte = linear_to_ulaw(sample as i16);
+                    }
+                }
                 self.send_rtp(remote, 0, false, &payload)?;
                 self.timestamp = self.timestamp.wrapping_add(160);
                 next_send += Duration::from_millis(20);
@@ -289,4 +306,37 @@ fn ulaw_to_linear(byte: u8) -> i16 {
     let magnitude = ((i32::from(mantissa) << 3) + 0x84) << exponent;
     let value = magnitude - 0x84;
     (if sign != 0 { -value } else { value }) as i16
+}
+
+/// 16-bit linear to G.711 mu-law (ITU-T G.711).
+fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let value = i32::from(sample);
+    let sign: u8 = if value < 0 { 0x80 } else { 0 };
+    let magnitude = value.abs().min(CLIP) + BIAS;
+    // The segment is the highest set bit among bits 7 to 14.
+    let mut exponent = 7;
+    while exponent > 0 && magnitude & (0x80 << exponent) == 0 {
+        exponent -= 1;
+    }
+    let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
+    !(sign | ((exponent as u8) << 4) | mantissa as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mu_law_round_trip_is_close() {
+        for sample in [-32_000i16, -8_000, -100, 0, 100, 8_000, 32_000] {
+            let back = ulaw_to_linear(linear_to_ulaw(sample));
+            let error = (i32::from(back) - i32::from(sample)).abs();
+            assert!(
+                error <= i32::from(sample).abs() / 16 + 8,
+                "{sample} came back {back}"
+            );
+        }
+    }
 }

@@ -77,7 +77,11 @@ async fn migrations_coexist_with_cdr_store() {
             .fetch_all(second.pool())
             .await
             .expect("sqlx migrations listed");
-    assert_eq!(versions, [1, 2, 1000, 1001], "CDR and accounts migrations");
+    assert_eq!(
+        versions,
+        [1, 2, 3, 1000, 1001],
+        "CDR and accounts migrations"
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,15 @@ pub struct CallRecord {
     /// call ran, so its end time and durations are the last known ones.
     #[serde(default)]
     pub interrupted: bool,
+    /// When the PBX answered the caller: the agent's answer, or earlier
+    /// when the caller was answered to wait with music or to leave a
+    /// message. The trunk bills from here.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub caller_answered_at: Option<OffsetDateTime>,
+    /// Voicemail box the caller left a message in; the message is the
+    /// recording.
+    #[serde(default)]
+    pub voicemail_box: Option<String>,
 }
 
 /// Outcome of a call.
@@ -87,6 +96,8 @@ pub enum Disposition {
     NoAgent,
     /// The call failed for another reason (routing, media, internal error).
     Failed,
+    /// No agent answered and the queue sent the caller to a voicemail box.
+    Voicemail,
 }
 
 /// The side whose hangup ended the call.
@@ -107,15 +118,18 @@ impl Disposition {
             Disposition::Abandoned => "abandoned",
             Disposition::NoAgent => "no_agent",
             Disposition::Failed => "failed",
+            Disposition::Voicemail => "voicemail",
         }
     }
 
-    fn from_name(name: &str) -> Option<Disposition> {
+    /// Returns the disposition with the snake_case `name`.
+    pub fn from_name(name: &str) -> Option<Disposition> {
         match name {
             "answered" => Some(Disposition::Answered),
             "abandoned" => Some(Disposition::Abandoned),
             "no_agent" => Some(Disposition::NoAgent),
             "failed" => Some(Disposition::Failed),
+            "voicemail" => Some(Disposition::Voicemail),
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
-     recording_seconds, interrupted";
+     recording_seconds, interrupted, caller_answered_at, voicemail_box";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -86,14 +86,27 @@ impl CdrStore {
     /// Returns up to `limit` records (at most [`MAX_LIST_LIMIT`]), newest
     /// `arrived_at` first, skipping the first `offset`.
     pub async fn list(&self, limit: u32, offset: u32) -> Result<Vec<CallRecord>, CdrError> {
+        self.list_with(limit, offset, None).await
+    }
+
+    /// Returns records as [`CdrStore::list`] does, only those with
+    /// `disposition` when it is given (such as the voicemail messages).
+    pub async fn list_with(
+        &self,
+        limit: u32,
+        offset: u32,
+        disposition: Option<Disposition>,
+    ) -> Result<Vec<CallRecord>, CdrError> {
         let limit = limit.min(MAX_LIST_LIMIT);
         // rowid breaks ties between calls that arrived in the same millisecond,
         // so paging with offsets neither repeats nor skips records.
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM call_records \
-             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ? OFFSET ?"
+             WHERE (?1 IS NULL OR disposition = ?1) \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?2 OFFSET ?3"
         );
         let rows = sqlx::query(&sql)
+            .bind(disposition.map(Disposition::as_str))
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
@@ -134,13 +147,16 @@ impl CdrStore {
         let queued_at = optional_timestamp("queued_at", record.queued_at)?;
         let answered_at = optional_timestamp("answered_at", record.answered_at)?;
         let ended_at = timestamp("ended_at", record.ended_at)?;
+        let caller_answered_at =
+            optional_timestamp("caller_answered_at", record.caller_answered_at)?;
 
         sqlx::query(
             "INSERT INTO call_records (id, caller_call_id, agent_call_id, caller, dialed, \
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
-             hangup_side, recording_path, recording_seconds, interrupted) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
+             voicemail_box) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -164,6 +180,8 @@ impl CdrStore {
         .bind(&record.recording_path)
         .bind(record.recording_seconds)
         .bind(record.interrupted)
+        .bind(caller_answered_at)
+        .bind(&record.voicemail_box)
         .execute(&self.pool)
         .await
         .map_err(|source| CdrError::Insert {
@@ -247,6 +265,7 @@ fn in_utc(record: &CallRecord) -> CallRecord {
         queued_at: record.queued_at.map(utc),
         answered_at: record.answered_at.map(utc),
         ended_at: utc(record.ended_at),
+        caller_answered_at: record.caller_answered_at.map(utc),
         ..record.clone()
     }
 }
@@ -304,6 +323,8 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         recording_path: column(row, "recording_path")?,
         recording_seconds: column(row, "recording_seconds")?,
         interrupted: column(row, "interrupted")?,
+        caller_answered_at: optional_timestamp("caller_answered_at")?,
+        voicemail_box: column(row, "voicemail_box")?,
         id,
     })
 }

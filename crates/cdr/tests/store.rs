@@ -30,6 +30,8 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         recording_path: Some(format!("recordings/2026/12/04/{id}.wav")),
         recording_seconds: Some(94.98),
         interrupted: false,
+        caller_answered_at: None,
+        voicemail_box: None,
     }
 }
 
@@ -49,7 +51,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
             Disposition::Abandoned => Some(487),
             Disposition::NoAgent => Some(480),
             Disposition::Failed => Some(503),
-            Disposition::Answered => None,
+            Disposition::Answered | Disposition::Voicemail => None,
         },
         hangup_side: match disposition {
             Disposition::Abandoned => Some(HangupSide::Caller),
@@ -58,6 +60,8 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
         recording_path: None,
         recording_seconds: None,
         interrupted: false,
+        caller_answered_at: None,
+        voicemail_box: None,
         ..answered(id, arrived_at)
     }
 }
@@ -77,6 +81,7 @@ async fn round_trip_each_disposition() {
         unanswered("a2", arrived_at, Disposition::Abandoned),
         unanswered("a3", arrived_at, Disposition::NoAgent),
         unanswered("a4", arrived_at, Disposition::Failed),
+        voicemail("a5", arrived_at),
     ];
     for record in &records {
         store.write(record).await.expect("write succeeds");
@@ -86,6 +91,21 @@ async fn round_trip_each_disposition() {
         assert_eq!(stored.as_ref(), Some(record), "record {}", record.id);
     }
     assert_eq!(store.get("missing").await.expect("get succeeds"), None);
+    let messages = store
+        .list_with(10, 0, Some(Disposition::Voicemail))
+        .await
+        .expect("filtered list succeeds");
+    assert_eq!(messages, [records[4].clone()]);
+}
+
+fn voicemail(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
+    CallRecord {
+        caller_answered_at: Some(arrived_at + Duration::seconds(12)),
+        voicemail_box: Some("general".to_owned()),
+        recording_path: Some(format!("voicemail/general/2026/12/04/{id}.wav")),
+        recording_seconds: Some(14.5),
+        ..unanswered(id, arrived_at, Disposition::Voicemail)
+    }
 }
 
 #[tokio::test]
@@ -254,4 +274,48 @@ async fn open_creates_missing_data_dir() {
         .await
         .expect("pragma");
     assert_eq!(mode, "wal");
+}
+
+/// A database written before the voicemail disposition existed keeps its
+/// rows when the store opens it; `caller_answered_at` takes `answered_at`.
+#[tokio::test]
+async fn older_database_migrates_with_its_rows() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("pbx.sqlite"))
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .expect("database opens");
+    let current = sqlx::migrate!("./migrations");
+    let older = sqlx::migrate::Migrator {
+        migrations: current.migrations[..2].to_vec().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    older.run(&pool).await.expect("older migrations run");
+    sqlx::query(
+        "INSERT INTO call_records (id, caller_call_id, caller, dialed, arrived_at, arrived_at_ms, \
+         answered_at, ended_at, wait_seconds, talk_seconds, disposition) VALUES \
+         ('old', 'c@x', '+1', '5000', '2026-12-01T10:00:00Z', 1764583200000, \
+         '2026-12-01T10:00:05Z', '2026-12-01T10:01:00Z', 5.0, 55.0, 'answered')",
+    )
+    .execute(&pool)
+    .await
+    .expect("row of the older schema");
+    pool.close().await;
+
+    let store = CdrStore::open(dir.path()).await.expect("store migrates");
+    let record = store.get("old").await.expect("get").expect("row kept");
+    assert_eq!(record.disposition, Disposition::Answered);
+    assert_eq!(
+        record.caller_answered_at,
+        Some(datetime!(2026-12-01 10:00:05 UTC))
+    );
+    assert_eq!(record.voicemail_box, None);
+    store
+        .write(&voicemail("new", datetime!(2026-12-02 10:00:00 UTC)))
+        .await
+        .expect("the new disposition is accepted");
 }

@@ -220,12 +220,12 @@ mod tests {
         let path = dir.path().join("pbx.toml");
         std::fs::write(
             &path,
-            "[[queues]]\nname = \"q\"\noverflow = \"voicemail:100\"\n",
+            "[[queues]]\nname = \"q\"\noverflow = \"number:100\"\n",
         )
         .unwrap();
         let report = check_config_report(&path).expect_err("unsupported destination");
         assert!(
-            report.contains("queues[0]: queue \"q\" sends calls to Voicemail(\"100\")"),
+            report.contains("queues[0]: queue \"q\" sends calls to Number(\"100\")"),
             "{report}"
         );
     }

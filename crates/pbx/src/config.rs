@@ -41,6 +41,8 @@ pub(crate) struct Config {
     pub(crate) dids: Vec<DidConfig>,
     /// Order in which an agent of several queues takes their calls.
     pub(crate) caller_order: acd::CallerOrder,
+    /// Longest voicemail message.
+    pub(crate) voicemail_max: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -225,12 +227,15 @@ impl Config {
                 .chain(acd.exit_keys.values())
                 .chain(steps);
             for destination in destinations {
-                // TODO: voicemail, numbers and callbacks need outbound calls
-                // and prompts, which the B2BUA cannot make yet.
-                if !matches!(destination, acd::Destination::Queue(_)) {
+                // TODO: numbers and callbacks need outbound calls, which the
+                // B2BUA cannot make yet.
+                if !matches!(
+                    destination,
+                    acd::Destination::Queue(_) | acd::Destination::Voicemail(_)
+                ) {
                     problems.push(format!(
                         "queues[{index}]: queue {:?} sends calls to {destination:?}, which this version \
-                         cannot do yet; use a \"queue:NAME\" destination",
+                         cannot do yet; use a \"queue:NAME\" or \"voicemail:BOX\" destination",
                         queue.name
                     ));
                 }

@@ -225,6 +225,8 @@ mod tests {
             recording_path: recording.map(str::to_owned),
             recording_seconds: None,
             interrupted: false,
+            caller_answered_at: None,
+            voicemail_box: None,
         }
     }
 

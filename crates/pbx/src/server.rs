@@ -237,6 +237,7 @@ pub(crate) fn core_config(
             .map(|queue| (queue.name.clone(), queue_media(queue, sounds)))
             .collect(),
         prompts: sip_server::b2bua::PromptSet::new(prompts_dir(config, sounds)),
+        voicemail_max: config.voicemail_max,
     }
 }
 

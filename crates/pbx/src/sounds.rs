@@ -43,6 +43,8 @@ const BUILT_IN: &[(&str, &[u8])] = &[
     prompt!("minutes"),
     prompt!("please-hold"),
     prompt!("sorry-no-agent"),
+    prompt!("voicemail-greeting"),
+    prompt!("beep"),
     prompt!("0"),
     prompt!("1"),
     prompt!("2"),

@@ -36,8 +36,9 @@ impl QueueMedia {
 /// `position-before` ("you are number"), `position-after` ("in the
 /// queue"), `position-many` (over 99 callers ahead), `wait-before` ("your
 /// expected waiting time is about"), `wait-under-minute`, `minute`,
-/// `minutes`, `please-hold`, `sorry-no-agent`, and the numbers `0` to `19`
-/// and `20`, `30`, ... `90`.
+/// `minutes`, `please-hold`, `sorry-no-agent`, `voicemail-greeting`, `beep`
+/// (the tone before a message), and the numbers `0` to `19` and `20`,
+/// `30`, ... `90`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromptSet {
     dir: PathBuf,
@@ -55,6 +56,8 @@ pub fn prompt_names() -> Vec<String> {
         "minutes",
         "please-hold",
         "sorry-no-agent",
+        "voicemail-greeting",
+        "beep",
     ]
     .iter()
     .map(|name| (*name).to_owned())
@@ -144,6 +147,14 @@ impl PromptSet {
     pub fn sorry_no_agent(&self) -> PathBuf {
         self.file("sorry-no-agent")
     }
+
+    pub fn voicemail_greeting(&self) -> PathBuf {
+        self.file("voicemail-greeting")
+    }
+
+    pub fn beep(&self) -> PathBuf {
+        self.file("beep")
+    }
 }
 
 /// Media events the driver passes back to the core.
@@ -192,6 +203,7 @@ impl Core {
         };
         call.caller.dialog = Some(dialog);
         call.caller.answer = Some(body.clone());
+        call.caller_answered_at = Some(now);
         let invite_key = call.caller.invite_key.clone();
         let ack_id = (
             call.caller
@@ -291,7 +303,7 @@ impl Core {
     }
 
     pub(super) fn schedule_announcement(&mut self, call_id: &str, now: Instant) {
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(call) = self.calls.get(call_id) else {
             return;
         };
         let every = self
@@ -299,14 +311,22 @@ impl Core {
             .queue_media
             .get(&call.queue)
             .and_then(|media| media.announce_every);
-        if let Some(previous) = call.next_announcement.take() {
+        match every {
+            Some(every) => self.set_deadline(call_id, now + every),
+            None => self.cancel_announcement(call_id),
+        }
+    }
+
+    /// Sets the one timer of a waiting call (its next announcement, or the
+    /// end of an apology, greeting or message), replacing the previous one.
+    pub(super) fn set_deadline(&mut self, call_id: &str, at: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if let Some(previous) = call.next_announcement.replace(at) {
             self.announcements.remove(&(previous, call_id.to_owned()));
         }
-        if let Some(every) = every {
-            let at = now + every;
-            call.next_announcement = Some(at);
-            self.announcements.insert((at, call_id.to_owned()));
-        }
+        self.announcements.insert((at, call_id.to_owned()));
     }
 
     /// Forgets the announcement timer of a call that connected or ended.
@@ -331,6 +351,10 @@ impl Core {
                 continue;
             };
             call.next_announcement = None;
+            if call.voicemail.is_some() {
+                self.voicemail_deadline(&call_id, now);
+                continue;
+            }
             if call.leaving.is_some() {
                 self.hang_up_dismissed(&call_id, now);
                 continue;
@@ -355,6 +379,10 @@ impl Core {
 
     /// Reacts to a key or the end of a prompt on a call's media.
     pub fn media_notice(&mut self, call_id: &str, notice: MediaNotice, now: Instant) {
+        if self.voicemail_notice(call_id, &notice, now) {
+            self.process(now);
+            return;
+        }
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -403,9 +431,8 @@ impl Core {
             return;
         };
         call.leaving = Some(disposition);
-        let at = now + LEAVING_LIMIT;
-        call.next_announcement = Some(at);
-        self.announcements.insert((at, call_id.to_owned()));
+        call.left_queue_at = Some(now);
+        self.set_deadline(call_id, now + LEAVING_LIMIT);
         self.commands.push_back(Command::Play {
             call: call_id.to_owned(),
             side: Side::Caller,

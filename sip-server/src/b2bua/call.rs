@@ -97,6 +97,20 @@ pub(crate) struct Call {
     pub leaving: Option<cdr::Disposition>,
     /// Music the waiting caller hears between announcements.
     pub music: Option<std::path::PathBuf>,
+    /// When the PBX answered the caller (at the agent's answer, or earlier
+    /// to play music or take a message).
+    pub caller_answered_at: Option<Instant>,
+    /// When the call left its queue without an agent (the end of its wait).
+    pub left_queue_at: Option<Instant>,
+    /// The caller is leaving a message.
+    pub voicemail: Option<Voicemail>,
+}
+
+/// A caller sent to a voicemail box.
+pub(crate) struct Voicemail {
+    pub mailbox: String,
+    /// When the message recording started, after the greeting and beep.
+    pub recording_since: Option<Instant>,
 }
 
 impl Call {

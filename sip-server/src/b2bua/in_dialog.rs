@@ -234,11 +234,9 @@ impl Core {
         now: Instant,
     ) {
         self.cancel_announcement(call_id);
-        if self
-            .calls
-            .get(call_id)
-            .is_some_and(|call| call.queued_at.is_some() && call.leaving.is_none())
-        {
+        if self.calls.get(call_id).is_some_and(|call| {
+            call.queued_at.is_some() && call.leaving.is_none() && call.voicemail.is_none()
+        }) {
             self.acd.abandon(call_id, now);
         }
         self.withdraw_offer(call_id, None, now);
@@ -252,7 +250,10 @@ impl Core {
             && call.phase != Phase::Talking
         {
             // Only a caller answered to wait has a dialog before an agent.
-            let disposition = call.leaving.unwrap_or(cdr::Disposition::Abandoned);
+            let disposition = call
+                .leaving
+                .or_else(|| self.voicemail_disposition(call_id))
+                .unwrap_or(cdr::Disposition::Abandoned);
             self.drop_waiting_caller(call_id, disposition, cdr::HangupSide::Caller, now);
             return;
         }
@@ -580,6 +581,7 @@ impl Core {
                     .calls
                     .get(&call_id)
                     .and_then(|c| c.leaving)
+                    .or_else(|| self.voicemail_disposition(&call_id))
                     .unwrap_or(cdr::Disposition::Failed);
                 self.drop_waiting_caller(&call_id, disposition, cdr::HangupSide::System, now);
                 continue;

@@ -21,6 +21,7 @@ mod live;
 mod offer;
 mod reconfigure;
 mod setup;
+mod voicemail;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -91,6 +92,8 @@ pub struct CoreConfig {
     pub queue_media: HashMap<String, QueueMedia>,
     /// Prompts for announcements.
     pub prompts: PromptSet,
+    /// Longest voicemail message; the PBX hangs up when it is reached.
+    pub voicemail_max: Duration,
 }
 
 /// Work for the driver that is not sending SIP.
@@ -557,6 +560,11 @@ impl Core {
             }
             acd::Action::Overflow {
                 call,
+                destination: acd::Destination::Voicemail(mailbox),
+                ..
+            } => self.start_voicemail(&call, &mailbox, now),
+            acd::Action::Overflow {
+                call,
                 destination,
                 reason,
             } => {
@@ -662,7 +670,10 @@ impl Core {
     ) -> cdr::CallRecord {
         let waited_from = call.queued_at.unwrap_or(call.arrived);
         let answered = call.answered_at;
+        // A call that left the queue for an apology or a voicemail box
+        // stopped waiting then.
         let wait_seconds = answered
+            .or(call.left_queue_at)
             .unwrap_or(now)
             .saturating_duration_since(waited_from)
             .as_secs_f64();
@@ -699,6 +710,8 @@ impl Core {
             recording_path: call.recording_path.clone(),
             recording_seconds: None,
             interrupted: false,
+            caller_answered_at: call.caller_answered_at.map(|at| self.timestamp(at)),
+            voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
         }
     }
 

@@ -356,6 +356,7 @@ impl Core {
         };
         call.phase = Phase::Talking;
         call.answered_at = Some(now);
+        call.caller_answered_at.get_or_insert(now);
         // Other agents still ringing (ring-all) stop; the winner's attempt
         // stays known until the call ends, for its 2xx retransmissions.
         let others: Vec<String> = call

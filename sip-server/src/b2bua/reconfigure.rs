@@ -265,6 +265,7 @@ mod tests {
             timers: default_timers(),
             queue_media: HashMap::new(),
             prompts: crate::b2bua::PromptSet::new("/prompts"),
+            voicemail_max: Duration::from_secs(120),
         }
     }
 

@@ -123,6 +123,9 @@ impl Core {
             next_announcement: None,
             leaving: None,
             music: None,
+            caller_answered_at: None,
+            left_queue_at: None,
+            voicemail: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
@@ -182,6 +185,8 @@ impl Core {
             recording_path: None,
             recording_seconds: None,
             interrupted: false,
+            caller_answered_at: None,
+            voicemail_box: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -74,6 +74,7 @@ fn config() -> CoreConfig {
         timers: default_timers(),
         queue_media: HashMap::new(),
         prompts: PromptSet::new("/prompts"),
+        voicemail_max: Duration::from_secs(120),
     }
 }
 

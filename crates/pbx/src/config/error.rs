@@ -123,8 +123,8 @@ pub(crate) enum ConfigErrorKind {
     )]
     StepAfterMaxWait { after: u64, max_wait: u64 },
     #[error(
-        "invalid destination {value:?}; use \"queue:NAME\", \"voicemail:BOX\", \
-         \"number:NUMBER\" or \"callback\""
+        "invalid destination {value:?}; use \"queue:NAME\", \"voicemail:BOX\" (BOX of \
+         letters, digits, '-' and '_'), \"number:NUMBER\" or \"callback\""
     )]
     InvalidDestination { value: String },
     #[error("queue {queue:?} cannot send calls to itself; name another queue")]

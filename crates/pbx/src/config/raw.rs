@@ -32,6 +32,14 @@ pub(super) struct RawConfig {
     pub(super) queues: Vec<RawQueue>,
     #[serde(default)]
     pub(super) dids: Vec<RawDid>,
+    #[serde(default)]
+    pub(super) voicemail: RawVoicemail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVoicemail {
+    pub(super) max_message_secs: Value<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

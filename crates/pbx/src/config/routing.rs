@@ -438,8 +438,17 @@ fn parse_destination(text: &str) -> Option<Destination> {
     let target = target.to_owned();
     match kind {
         "queue" => Some(Destination::Queue(target)),
-        "voicemail" => Some(Destination::Voicemail(target)),
+        // The box names a folder of the data directory.
+        "voicemail" if is_mailbox(&target) => Some(Destination::Voicemail(target)),
         "number" => Some(Destination::Number(target)),
         _ => None,
     }
+}
+
+/// True for a voicemail box name: letters, digits, `-` and `_`, at most 64.
+fn is_mailbox(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

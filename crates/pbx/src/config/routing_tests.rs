@@ -337,7 +337,8 @@ exit_keys = { "*" = "number:1 2", "0" = "queue:sales" }
         "test.toml:3:12: queues[0].overflow: queue \"sales\" cannot send calls to itself; \
          name another queue",
         "test.toml:4:83: queues[0].exit_keys.\"#\": invalid destination \"fax:1\"; \
-         use \"queue:NAME\", \"voicemail:BOX\", \"number:NUMBER\" or \"callback\"",
+         use \"queue:NAME\", \"voicemail:BOX\" (BOX of letters, digits, '-' and '_'), \
+         \"number:NUMBER\" or \"callback\"",
         "test.toml:4:21: queues[0].exit_keys.\"1\": unknown queue \"nowhere\"; \
          add a [[queues]] entry with this name",
         "test.toml:4:38: queues[0].exit_keys.\"12\": invalid exit key \"12\"; \
@@ -345,11 +346,14 @@ exit_keys = { "*" = "number:1 2", "0" = "queue:sales" }
         "test.toml:4:57: queues[0].exit_keys.\"a\": invalid exit key \"a\"; \
          use one DTMF key: 0-9, * or #",
         "test.toml:4:63: queues[0].exit_keys.\"a\": invalid destination \"voicemail:\"; \
-         use \"queue:NAME\", \"voicemail:BOX\", \"number:NUMBER\" or \"callback\"",
+         use \"queue:NAME\", \"voicemail:BOX\" (BOX of letters, digits, '-' and '_'), \
+         \"number:NUMBER\" or \"callback\"",
         "test.toml:7:12: queues[1].overflow: invalid destination \"callback:now\"; \
-         use \"queue:NAME\", \"voicemail:BOX\", \"number:NUMBER\" or \"callback\"",
+         use \"queue:NAME\", \"voicemail:BOX\" (BOX of letters, digits, '-' and '_'), \
+         \"number:NUMBER\" or \"callback\"",
         "test.toml:8:21: queues[1].exit_keys.\"*\": invalid destination \"number:1 2\"; \
-         use \"queue:NAME\", \"voicemail:BOX\", \"number:NUMBER\" or \"callback\"",
+         use \"queue:NAME\", \"voicemail:BOX\" (BOX of letters, digits, '-' and '_'), \
+         \"number:NUMBER\" or \"callback\"",
     ];
     for line in expected {
         assert_has(&errors, line);

@@ -566,3 +566,26 @@ fn queues_give_ringback_unless_told_otherwise() {
     assert_eq!(config.queues[0].music_on_hold, MusicOnHold::None);
     assert_eq!(config.queues[0].announce_every, None);
 }
+
+#[test]
+fn voicemail_box_names_stay_inside_the_data_dir() {
+    let errors = errors_of("[[queues]]\nname = \"general\"\noverflow = \"voicemail:../etc\"\n");
+    assert_has(
+        &errors,
+        "test.toml:3:12: queues[0].overflow: invalid destination \"voicemail:../etc\"; use \
+         \"queue:NAME\", \"voicemail:BOX\" (BOX of letters, digits, '-' and '_'), \
+         \"number:NUMBER\" or \"callback\"",
+    );
+    let config = Config::parse(
+        "[voicemail]\nmax_message_secs = 30\n[[queues]]\nname = \"general\"\n\
+         overflow = \"voicemail:general-1\"\n",
+        ORIGIN,
+    )
+    .unwrap();
+    assert_eq!(
+        config.queues[0].acd.overflow,
+        Some(acd::Destination::Voicemail("general-1".to_owned()))
+    );
+    assert_eq!(config.voicemail_max, Duration::from_secs(30));
+    assert!(config.unsupported_destinations().is_empty());
+}

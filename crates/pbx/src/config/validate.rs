@@ -19,6 +19,7 @@ use super::{
 };
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
+const VOICEMAIL_MAX_SECS: u64 = 120;
 const DATA_DIR: &str = "data";
 const SIP_LISTEN: &str = "0.0.0.0:5060";
 const SIP_DOMAIN: &str = "pbx.local";
@@ -361,6 +362,8 @@ pub(super) fn convert(
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
     let dids = convert_dids(&mut checker, &raw.dids, &raw.queues, &raw.agents);
     let caller_order = routing::caller_order(&mut checker, &raw.acd.caller_order);
+    let max_message = from_file(&raw.voicemail.max_message_secs, VOICEMAIL_MAX_SECS);
+    checker.non_zero("voicemail.max_message_secs", &max_message);
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
@@ -377,6 +380,7 @@ pub(super) fn convert(
         queues,
         dids,
         caller_order,
+        voicemail_max: Duration::from_secs(max_message.value),
     })
 }
 

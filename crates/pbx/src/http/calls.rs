@@ -32,6 +32,7 @@ pub(crate) const REPLAY_ACTION: &str = "recording.replay";
 pub(crate) struct ListQuery {
     limit: Option<String>,
     offset: Option<String>,
+    disposition: Option<String>,
 }
 
 pub(crate) async fn list_calls(
@@ -46,9 +47,17 @@ pub(crate) async fn list_calls(
         return Err(Problem::bad_request(detail));
     }
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
+    let disposition = match query.disposition.as_deref() {
+        None => None,
+        Some(name) => Some(cdr::Disposition::from_name(name).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "disposition must be answered, abandoned, no_agent, failed or voicemail, got {name:?}"
+            ))
+        })?),
+    };
     let records = match visible_agent(&user)? {
-        None => state.calls.cdr.list(limit, offset).await,
-        Some(agent) => list_agent_calls(&state, agent, limit, offset).await,
+        None => state.calls.cdr.list_with(limit, offset, disposition).await,
+        Some(agent) => list_agent_calls(&state, agent, limit, offset, disposition).await,
     };
     records
         .map(Json)
@@ -137,12 +146,15 @@ async fn list_agent_calls(
     agent: &str,
     limit: u32,
     offset: u32,
+    disposition: Option<cdr::Disposition>,
 ) -> Result<Vec<CallRecord>, cdr::CdrError> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM call_records WHERE agent = ? \
+        "SELECT id FROM call_records WHERE agent = ? AND (? IS NULL OR disposition = ?) \
          ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ? OFFSET ?",
     )
     .bind(agent)
+    .bind(disposition.map(cdr::Disposition::as_str))
+    .bind(disposition.map(cdr::Disposition::as_str))
     .bind(i64::from(limit))
     .bind(i64::from(offset))
     .fetch_all(state.calls.cdr.pool())

@@ -80,7 +80,13 @@ fn paths() -> Value {
                  their agent id answered.",
                 ok("Call records", array_of("CallRecord")),
                 &[400, 401, 403],
-            ), paging(1000, 50)),
+            ), {
+                let mut parameters = paging(1000, 50);
+                parameters.push(json!({ "name": "disposition", "in": "query",
+                    "description": "Only calls with this outcome; voicemail lists the messages left in voicemail boxes",
+                    "schema": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail"] } }));
+                parameters
+            }),
         },
         "/api/calls/{id}": {
             "get": with_parameters(operation(
@@ -463,11 +469,13 @@ fn schemas() -> Value {
                 "arrived_at": timestamp, "queued_at": nullable_timestamp,
                 "answered_at": nullable_timestamp, "ended_at": timestamp,
                 "wait_seconds": number, "talk_seconds": number,
-                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed"] },
+                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail"] },
                 "sip_status": { "type": ["integer", "null"] },
                 "hangup_side": { "enum": ["caller", "agent", "system", null] },
                 "recording_path": nullable_text, "recording_seconds": nullable_number,
                 "interrupted": { "type": "boolean" },
+                "caller_answered_at": nullable_timestamp,
+                "voicemail_box": nullable_text,
             },
         },
         "Agent": {

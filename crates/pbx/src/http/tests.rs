@@ -390,6 +390,8 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         recording_path: recording_path.map(str::to_owned),
         recording_seconds: recording_path.map(|_| 60.0),
         interrupted: false,
+        caller_answered_at: None,
+        voicemail_box: None,
     }
 }
 
@@ -461,12 +463,36 @@ async fn list_rejects_bad_parameters() {
             "/api/calls?limit=0",
             "limit must be between 1 and 1000, got 0",
         ),
+        (
+            "/api/calls?disposition=lost",
+            "disposition must be answered, abandoned, no_agent, failed or voicemail, got \"lost\"",
+        ),
     ];
     for (uri, expected) in cases {
         let reply = fixture.get(Role::Qa, uri).await;
         let detail = reply.problem(StatusCode::BAD_REQUEST);
         assert!(detail.starts_with(expected), "{uri}: {detail}");
     }
+}
+
+#[tokio::test]
+async fn list_filters_voicemail_messages() {
+    let fixture = fixture().await;
+    let answered = record_for("answered", 1, None, OWN_AGENT);
+    fixture.store.write(&answered).await.expect("write");
+    let message = CallRecord {
+        agent: None,
+        disposition: cdr::Disposition::Voicemail,
+        voicemail_box: Some("general".to_owned()),
+        ..record_for("message", 2, None, OWN_AGENT)
+    };
+    fixture.store.write(&message).await.expect("write");
+    let reply = fixture
+        .get(Role::Qa, "/api/calls?disposition=voicemail")
+        .await;
+    assert_eq!(ids(&reply), ["message"]);
+    let reply = fixture.get(Role::Qa, "/api/calls").await;
+    assert_eq!(ids(&reply), ["message", "answered"]);
 }
 
 #[tokio::test]

@@ -568,3 +568,126 @@ fn local_answer_keeps_every_stream() {
         .collect();
     assert_eq!(streams, [("video", 0), ("audio", 20000)]);
 }
+
+fn voicemail_config() -> CoreConfig {
+    let mut config = waiting_config();
+    config.queues[0].overflow = Some(acd::Destination::Voicemail("general".into()));
+    config
+}
+
+/// Waits out the max wait and the greeting; returns the message path.
+fn leave_message(h: &mut Harness, call: &str) -> String {
+    take_playback(h);
+    h.advance(Duration::from_secs(61));
+    assert_eq!(
+        take_playback(h).last(),
+        Some(&(vec![prompt("voicemail-greeting"), prompt("beep")], false))
+    );
+    h.core.media_notice(
+        call,
+        MediaNotice::PlaybackFinished { side: Side::Caller },
+        h.now,
+    );
+    h.collect();
+    let path = h.commands.iter().find_map(|c| match c {
+        Command::StartRecording { path, .. } => Some(path.clone()),
+        _ => None,
+    });
+    path.expect("the message is recorded")
+}
+
+#[test]
+fn max_wait_overflow_takes_a_message() {
+    let mut h = Harness::with_config(voicemail_config());
+    let (call, _) = waiting_caller(&mut h);
+    let path = leave_message(&mut h, &call);
+    assert!(path.starts_with("voicemail/general/"), "{path}");
+    assert!(path.ends_with(&format!("{call}.wav")), "{path}");
+    h.advance(Duration::from_secs(20));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Voicemail);
+    assert_eq!(record.voicemail_box.as_deref(), Some("general"));
+    assert_eq!(record.recording_path.as_deref(), Some(path.as_str()));
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+    // The wait ends at the max wait, when the call leaves the queue.
+    assert!(
+        (record.wait_seconds - 60.0).abs() < 0.01,
+        "{}",
+        record.wait_seconds
+    );
+    assert!(record.caller_answered_at.is_some());
+    assert_eq!(h.core.active_calls(), 0);
+}
+
+#[test]
+fn message_ends_at_its_limit_or_the_hash_key() {
+    let mut h = Harness::with_config(voicemail_config());
+    let (call, _) = waiting_caller(&mut h);
+    leave_message(&mut h, &call);
+    h.advance(Duration::from_secs(119));
+    assert!(h.requests_to(CALLER).is_empty());
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Voicemail);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::System));
+
+    let mut h = Harness::with_config(voicemail_config());
+    let (call, _) = waiting_caller(&mut h);
+    leave_message(&mut h, &call);
+    h.core.media_notice(
+        &call,
+        MediaNotice::Digit {
+            side: Side::Caller,
+            digit: '#',
+        },
+        h.now,
+    );
+    h.collect();
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    assert_eq!(
+        h.finished_record().hangup_side,
+        Some(cdr::HangupSide::Caller)
+    );
+}
+
+#[test]
+fn ringback_caller_is_answered_for_voicemail() {
+    let mut config = voicemail_config();
+    config.queue_media.clear();
+    let mut h = Harness::with_config(config);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [100, 180]);
+    h.advance(Duration::from_secs(61));
+    let ok = h.responses_to(CALLER);
+    assert!(
+        ok.iter().any(|r| r.status == 200),
+        "answered for the message"
+    );
+    assert_eq!(
+        take_playback(&mut h),
+        [(vec![prompt("voicemail-greeting"), prompt("beep")], false)]
+    );
+}
+
+#[test]
+fn hang_up_during_greeting_is_abandoned() {
+    let mut h = Harness::with_config(voicemail_config());
+    let (call, _) = waiting_caller(&mut h);
+    h.advance(Duration::from_secs(62));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Abandoned);
+    assert_eq!(record.recording_path, None);
+}

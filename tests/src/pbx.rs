@@ -48,6 +48,8 @@ pub struct PbxConfig {
     pub queue_extra: String,
     /// TOML appended to the file, such as more queues.
     pub extra: String,
+    /// `outbound` address of the test trunk, for calls to numbers.
+    pub trunk_outbound: Option<String>,
 }
 
 impl Default for PbxConfig {
@@ -64,6 +66,7 @@ impl Default for PbxConfig {
             queue_members: None,
             queue_extra: String::new(),
             extra: String::new(),
+            trunk_outbound: None,
         }
     }
 }
@@ -107,11 +110,15 @@ impl PbxConfig {
         let agents: Vec<String> = members.iter().map(|id| format!("\"{id}\"")).collect();
         let _ = write!(
             text,
-            "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n\n\
+            "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n{}\n\
              [[queues]]\nname = \"{QUEUE}\"\nagents = [{}]\nring_timeout_secs = {}\nmax_wait_secs = {}\n\
              retry_delay_secs = 1\nwrap_up_secs = 0\n{}\n\
              [[dids]]\nnumber = \"{DID}\"\nqueue = \"{QUEUE}\"\n{}",
             allow.join(", "),
+            self.trunk_outbound
+                .as_ref()
+                .map(|address| format!("outbound = \"{address}\"\n"))
+                .unwrap_or_default(),
             agents.join(", "),
             self.ring_timeout_secs,
             self.max_wait_secs,

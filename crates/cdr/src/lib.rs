@@ -82,6 +82,9 @@ pub struct CallRecord {
     /// recording.
     #[serde(default)]
     pub voicemail_box: Option<String>,
+    /// Number or extension the queue forwarded the call to.
+    #[serde(default)]
+    pub forwarded_to: Option<String>,
 }
 
 /// Outcome of a call.

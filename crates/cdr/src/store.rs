@@ -28,7 +28,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
-     recording_seconds, interrupted, caller_answered_at, voicemail_box";
+     recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -155,8 +155,8 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             voicemail_box, forwarded_to) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -182,6 +182,7 @@ impl CdrStore {
         .bind(record.interrupted)
         .bind(caller_answered_at)
         .bind(&record.voicemail_box)
+        .bind(&record.forwarded_to)
         .execute(&self.pool)
         .await
         .map_err(|source| CdrError::Insert {
@@ -325,6 +326,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         interrupted: column(row, "interrupted")?,
         caller_answered_at: optional_timestamp("caller_answered_at")?,
         voicemail_box: column(row, "voicemail_box")?,
+        forwarded_to: column(row, "forwarded_to")?,
         id,
     })
 }

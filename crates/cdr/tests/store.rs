@@ -32,6 +32,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         interrupted: false,
         caller_answered_at: None,
         voicemail_box: None,
+        forwarded_to: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
         interrupted: false,
         caller_answered_at: None,
         voicemail_box: None,
+        forwarded_to: None,
         ..answered(id, arrived_at)
     }
 }

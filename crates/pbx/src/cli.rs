@@ -225,7 +225,7 @@ mod tests {
         .unwrap();
         let report = check_config_report(&path).expect_err("unsupported destination");
         assert!(
-            report.contains("queues[0]: queue \"q\" sends calls to Number(\"100\")"),
+            report.contains("queues[0]: queue \"q\" sends calls to the number \"100\""),
             "{report}"
         );
     }

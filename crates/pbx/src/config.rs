@@ -112,6 +112,8 @@ pub(crate) struct TrunkConfig {
     pub(crate) name: String,
     /// Source networks whose requests are accepted without digest auth.
     pub(crate) allow: Vec<IpNetwork>,
+    /// Address calls to numbers are sent to.
+    pub(crate) outbound: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -226,16 +228,30 @@ impl Config {
                 .iter()
                 .chain(acd.exit_keys.values())
                 .chain(steps);
+            let outbound = self.trunks.iter().any(|trunk| trunk.outbound.is_some());
             for destination in destinations {
-                // TODO: numbers and callbacks need outbound calls, which the
-                // B2BUA cannot make yet.
+                if let acd::Destination::Number(number) = destination {
+                    let extension = self.agents.iter().any(|agent| agent.id == *number);
+                    if !extension && !outbound {
+                        problems.push(format!(
+                            "queues[{index}]: queue {:?} sends calls to the number {number:?}, which \
+                             is no agent's extension, and no [[trunks]] entry has an outbound \
+                             address to dial it through; add outbound = \"IP:PORT\" to a trunk",
+                            queue.name
+                        ));
+                    }
+                    continue;
+                }
+                // TODO: callbacks need calls to the citizen that the B2BUA
+                // originates, which it cannot do yet.
                 if !matches!(
                     destination,
                     acd::Destination::Queue(_) | acd::Destination::Voicemail(_)
                 ) {
                     problems.push(format!(
                         "queues[{index}]: queue {:?} sends calls to {destination:?}, which this version \
-                         cannot do yet; use a \"queue:NAME\" or \"voicemail:BOX\" destination",
+                         cannot do yet; use a \"queue:NAME\", \"voicemail:BOX\" or \"number:NUMBER\" \
+                         destination",
                         queue.name
                     ));
                 }

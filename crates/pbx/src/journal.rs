@@ -227,6 +227,7 @@ mod tests {
             interrupted: false,
             caller_answered_at: None,
             voicemail_box: None,
+            forwarded_to: None,
         }
     }
 

@@ -200,6 +200,7 @@ pub(crate) fn core_config(
             .map(|trunk| sip_server::b2bua::Trunk {
                 name: trunk.name.clone(),
                 allow: trunk.allow.clone(),
+                outbound: trunk.outbound,
             })
             .collect(),
         dids: dids.collect(),

@@ -355,6 +355,10 @@ impl Core {
                 self.voicemail_deadline(&call_id, now);
                 continue;
             }
+            if call.forwarded_to.is_some() && call.leaving.is_none() {
+                self.forward_deadline(&call_id, now);
+                continue;
+            }
             if call.leaving.is_some() {
                 self.hang_up_dismissed(&call_id, now);
                 continue;

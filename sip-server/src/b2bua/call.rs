@@ -50,10 +50,13 @@ pub(crate) struct CallerLeg {
     pub answer: Option<bytes::Bytes>,
 }
 
-/// The agent's leg once it answered.
+/// The agent's leg once it answered, or the leg of the number a
+/// forwarded call was dialed to.
 pub(crate) struct AgentLeg {
     pub agent: String,
     pub dialog: Dialog,
+    /// The leg answers a forward, not an ACD offer.
+    pub forwarded: bool,
 }
 
 /// Local relay addresses for the two legs.
@@ -104,6 +107,8 @@ pub(crate) struct Call {
     pub left_queue_at: Option<Instant>,
     /// The caller is leaving a message.
     pub voicemail: Option<Voicemail>,
+    /// Number the call was forwarded to after leaving its queue.
+    pub forwarded_to: Option<String>,
 }
 
 /// A caller sent to a voicemail box.
@@ -156,6 +161,9 @@ pub(crate) struct Attempt {
     /// The ACD withdrew the offer or the call ended; a late 2xx is hung up.
     pub withdrawn: bool,
     pub answered: bool,
+    /// The number a forwarded call was dialed to; such attempts are not
+    /// ACD offers.
+    pub forward: Option<String>,
 }
 
 impl Attempt {

@@ -262,6 +262,7 @@ impl Core {
             .calls
             .get(call_id)
             .and_then(|c| c.agent_leg.as_ref())
+            .filter(|l| !l.forwarded)
             .map(|l| l.agent.clone())
         {
             let party = match side {
@@ -549,6 +550,7 @@ impl Core {
             .calls
             .get(&call_id)
             .and_then(|c| c.agent_leg.as_ref())
+            .filter(|l| !l.forwarded)
             .map(|l| l.agent.clone())
         {
             self.acd.call_ended(&agent, now);
@@ -644,6 +646,7 @@ impl Core {
             .calls
             .get(call_id)
             .and_then(|c| c.agent_leg.as_ref())
+            .filter(|l| !l.forwarded)
             .map(|l| l.agent.clone())
         {
             self.acd.call_ended(&agent, now);

@@ -16,6 +16,7 @@
 mod announce;
 mod call;
 mod feature;
+mod forward;
 mod in_dialog;
 mod live;
 mod offer;
@@ -44,6 +45,8 @@ pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readines
 pub struct Trunk {
     pub name: String,
     pub allow: Vec<crate::network::IpNetwork>,
+    /// Where calls to numbers go out (a carrier's SBC or gateway).
+    pub outbound: Option<SocketAddr>,
 }
 
 impl Trunk {
@@ -565,6 +568,11 @@ impl Core {
             } => self.start_voicemail(&call, &mailbox, now),
             acd::Action::Overflow {
                 call,
+                destination: acd::Destination::Number(number),
+                ..
+            } => self.forward_to_number(&call, &number, now),
+            acd::Action::Overflow {
+                call,
                 destination,
                 reason,
             } => {
@@ -697,7 +705,11 @@ impl Core {
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
             queue: Some(call.queue.clone()),
-            agent: call.agent_leg.as_ref().map(|leg| leg.agent.clone()),
+            agent: call
+                .agent_leg
+                .as_ref()
+                .filter(|leg| !leg.forwarded)
+                .map(|leg| leg.agent.clone()),
             arrived_at: self.timestamp(call.arrived),
             queued_at: call.queued_at.map(|at| self.timestamp(at)),
             answered_at: answered.map(|at| self.timestamp(at)),
@@ -712,6 +724,7 @@ impl Core {
             interrupted: false,
             caller_answered_at: call.caller_answered_at.map(|at| self.timestamp(at)),
             voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
+            forwarded_to: call.forwarded_to.clone(),
         }
     }
 

@@ -17,17 +17,47 @@ impl Core {
             return;
         };
         let _span = call.span.clone().entered();
-        let Some(agent_port) = call.local_port(Side::Agent) else {
+        if call.local_port(Side::Agent).is_none() {
             self.acd.offer_rejected(call_id, agent, now);
             return;
-        };
+        }
         if bindings.is_empty() {
             tracing::info!(agent, "agent has no contact; offer rejected");
             self.acd.offer_rejected(call_id, agent, now);
             return;
         }
         tracing::info!(agent, contacts = bindings.len(), "offering call to agent");
+        let to = Uri::sip(
+            Some(agent),
+            sip_message::Host::Domain(self.config.domain.clone()),
+            None,
+        );
+        let targets = bindings
+            .iter()
+            .map(|binding| (binding.contact.uri.clone(), binding.source))
+            .collect();
+        self.send_offer(call_id, agent, to, targets, None, now);
+    }
 
+    /// Sends the INVITE of one offer to every target (a Request-URI and
+    /// where to send it) and records the attempt under `label`. `forward`
+    /// is the number dialed for a forwarded call, which the ACD does not
+    /// track.
+    pub(super) fn send_offer(
+        &mut self,
+        call_id: &str,
+        label: &str,
+        to: Uri,
+        targets: Vec<(Uri, crate::transaction::Target)>,
+        forward: Option<String>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(agent_port) = call.local_port(Side::Agent) else {
+            return;
+        };
         let sdp = crate::sdp::anchored(&call.offer, self.config.media_address, agent_port);
         let sip_call_id = format!("{}@{}", random_token(), self.config.sip_address.ip());
         let from_tag = random_token();
@@ -46,11 +76,7 @@ impl Core {
         from.display_name = caller_display
             .map(|name| super::setup::limit_chars(&name, super::setup::MAX_IDENTITY_CHARS));
         from.set_tag(&from_tag);
-        let to = NameAddr::new(Uri::sip(
-            Some(agent),
-            sip_message::Host::Domain(self.config.domain.clone()),
-            None,
-        ));
+        let to = NameAddr::new(to);
         let queue = call.queue.clone();
         let product_id = call.id.clone();
         // The agent leg inherits the caller's hop budget, so a contact that
@@ -63,11 +89,9 @@ impl Core {
         let attempt_id = self.next_attempt;
         self.next_attempt += 1;
         let mut branches = Vec::new();
-        for (index, binding) in bindings.iter().enumerate() {
-            let mut request = Request::new(Method::Invite, binding.contact.uri.clone());
-            request
-                .headers
-                .push("Via", self.new_target_via(&binding.source));
+        for (index, (uri, target)) in targets.into_iter().enumerate() {
+            let mut request = Request::new(Method::Invite, uri);
+            request.headers.push("Via", self.new_target_via(&target));
             request
                 .headers
                 .push("Max-Forwards", max_forwards.to_string());
@@ -84,9 +108,7 @@ impl Core {
             request.headers.push("X-Queue", queue.clone());
             request.headers.push("Content-Type", "application/sdp");
             request.body = sdp.clone();
-            let key = self
-                .transactions
-                .send_request(request.clone(), binding.source, now);
+            let key = self.transactions.send_request(request.clone(), target, now);
             self.purposes.insert(
                 key.clone(),
                 Purpose::AgentInvite {
@@ -97,7 +119,7 @@ impl Core {
             branches.push(Branch {
                 key,
                 request,
-                target: binding.source,
+                target,
                 provisional: false,
                 cancel_wanted: false,
                 cancel_sent: false,
@@ -108,15 +130,16 @@ impl Core {
             attempt_id,
             Attempt {
                 call: call_id.to_owned(),
-                agent: agent.to_owned(),
+                agent: label.to_owned(),
                 branches,
                 withdrawn: false,
                 answered: false,
+                forward,
             },
         );
         self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
         if let Some(call) = self.calls.get_mut(call_id) {
-            call.attempts.insert(agent.to_owned(), attempt_id);
+            call.attempts.insert(label.to_owned(), attempt_id);
         }
     }
 
@@ -232,6 +255,7 @@ impl Core {
             self.purposes.remove(&key);
             let all_finished = attempt.all_finished();
             let still_current = !attempt.withdrawn && !attempt.answered;
+            let forward = attempt.forward.is_some();
             if all_finished {
                 self.attempts.remove(&attempt_id);
             }
@@ -248,7 +272,10 @@ impl Core {
                 }
                 // Busy Here and Busy Everywhere mean the phone is in use;
                 // anything else counts as the agent not taking the call.
-                if matches!(status, 486 | 600) {
+                if forward {
+                    tracing::info!(status, "forwarded call not answered");
+                    self.forward_failed(&call_id, now);
+                } else if matches!(status, 486 | 600) {
                     self.acd.offer_busy(&call_id, &agent, now);
                 } else {
                     self.acd.offer_rejected(&call_id, &agent, now);
@@ -293,8 +320,9 @@ impl Core {
             return;
         }
         attempt.answered = true;
+        let forwarded = attempt.forward.is_some();
         self.cancel_branches(attempt_id, Some(branch_index), now);
-        self.connect(&call_id, &agent, dialog, &response, now);
+        self.connect(&call_id, &agent, forwarded, dialog, &response, now);
     }
 
     /// Relays 180 and 183 from the agent to the caller. A 183 with SDP
@@ -332,6 +360,7 @@ impl Core {
         &mut self,
         call_id: &str,
         agent: &str,
+        forwarded: bool,
         dialog: Dialog,
         response: &Response,
         now: Instant,
@@ -347,7 +376,11 @@ impl Core {
                 if let Some(call) = self.calls.get_mut(call_id) {
                     call.attempts.remove(agent);
                 }
-                self.acd.offer_rejected(call_id, agent, now);
+                if forwarded {
+                    self.forward_failed(call_id, now);
+                } else {
+                    self.acd.offer_rejected(call_id, agent, now);
+                }
                 return;
             }
         };
@@ -375,6 +408,7 @@ impl Core {
         call.agent_leg = Some(AgentLeg {
             agent: agent.to_owned(),
             dialog,
+            forwarded,
         });
         let invite_cseq = call
             .caller
@@ -418,8 +452,13 @@ impl Core {
             self.withdraw_offer(call_id, Some(&other), now);
         }
         self.checkpoint(call_id, now);
-        self.acd.offer_answered(call_id, agent, now);
-        tracing::info!(agent, "agent answered");
+        if forwarded {
+            self.cancel_announcement(call_id);
+            tracing::info!(target = agent, "forwarded call answered");
+        } else {
+            self.acd.offer_answered(call_id, agent, now);
+            tracing::info!(agent, "agent answered");
+        }
         if answered_before {
             // The caller keeps the codec it was answered with; the relay
             // transcodes when the agent chose another.

@@ -172,10 +172,12 @@ fn member_pairs(queue_agents: &HashMap<String, Vec<String>>) -> BTreeSet<(String
         .collect()
 }
 
-fn trunk_map(trunks: &[Trunk]) -> HashMap<String, Vec<crate::network::IpNetwork>> {
+type TrunkSettings = (Vec<crate::network::IpNetwork>, Option<std::net::SocketAddr>);
+
+fn trunk_map(trunks: &[Trunk]) -> HashMap<String, TrunkSettings> {
     trunks
         .iter()
-        .map(|trunk| (trunk.name.clone(), trunk.allow.clone()))
+        .map(|trunk| (trunk.name.clone(), (trunk.allow.clone(), trunk.outbound)))
         .collect()
 }
 

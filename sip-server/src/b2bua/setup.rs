@@ -126,6 +126,7 @@ impl Core {
             caller_answered_at: None,
             left_queue_at: None,
             voicemail: None,
+            forwarded_to: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
@@ -187,6 +188,7 @@ impl Core {
             interrupted: false,
             caller_answered_at: None,
             voicemail_box: None,
+            forwarded_to: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -36,6 +36,7 @@ fn config() -> CoreConfig {
         trunks: vec![Trunk {
             name: "carrier".into(),
             allow: vec!["192.0.2.0/24".parse().unwrap()],
+            outbound: Some("192.0.2.99:5060".parse().unwrap()),
         }],
         dids: [(
             "5000".to_owned(),

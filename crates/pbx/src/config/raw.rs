@@ -105,6 +105,7 @@ pub(super) struct RawAgent {
 pub(super) struct RawTrunk {
     pub(super) name: Spanned<String>,
     pub(super) allow: Spanned<Vec<Spanned<String>>>,
+    pub(super) outbound: Value<String>,
 }
 
 #[derive(Debug, Deserialize)]

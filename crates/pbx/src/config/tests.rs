@@ -129,6 +129,7 @@ fn embedded_examples_validate() {
                 "# keep = ",
                 "# any_agent = ",
                 "# overflow = ",
+                "# outbound = ",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -155,6 +156,11 @@ fn embedded_examples_validate() {
     let other = acd::Destination::Queue("other".to_owned());
     assert_eq!(queue.overflow.as_ref(), Some(&other));
     assert_eq!(queue.exit_keys.len(), 2);
+    assert_eq!(
+        config.trunks[0].outbound,
+        Some("192.0.2.1:5060".parse().unwrap())
+    );
+    assert!(config.unsupported_destinations().is_empty());
     let rules: Vec<_> = queue.steps.iter().map(|step| &step.rule).collect();
     assert_eq!(
         rules,

@@ -636,9 +636,14 @@ fn convert_trunks(checker: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfi
                 }
             }
         }
+        let outbound = trunk
+            .outbound
+            .as_ref()
+            .map(|raw| checker.socket_address(&format!("{key}.outbound"), &spanned(raw)));
         trunks.push(TrunkConfig {
             name: name.value,
             allow,
+            outbound,
         });
     }
     trunks

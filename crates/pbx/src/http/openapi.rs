@@ -476,6 +476,7 @@ fn schemas() -> Value {
                 "interrupted": { "type": "boolean" },
                 "caller_answered_at": nullable_timestamp,
                 "voicemail_box": nullable_text,
+                "forwarded_to": nullable_text,
             },
         },
         "Agent": {

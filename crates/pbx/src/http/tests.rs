@@ -392,6 +392,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         interrupted: false,
         caller_answered_at: None,
         voicemail_box: None,
+        forwarded_to: None,
     }
 }
 

@@ -691,3 +691,126 @@ fn hang_up_during_greeting_is_abandoned() {
     assert_eq!(record.disposition, cdr::Disposition::Abandoned);
     assert_eq!(record.recording_path, None);
 }
+
+const CARRIER: &str = "192.0.2.99:5060";
+
+fn forward_config(number: &str) -> CoreConfig {
+    let mut config = waiting_config();
+    config.queues[0].overflow = Some(acd::Destination::Number(number.into()));
+    config
+}
+
+#[test]
+fn overflow_to_a_number_goes_out_through_the_trunk() {
+    let mut h = Harness::with_config(forward_config("+15550199"));
+    let (call, _) = waiting_caller(&mut h);
+    take_playback(&mut h);
+    h.advance(Duration::from_secs(61));
+    let invite = h
+        .requests_to(CARRIER)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the number is dialed through the trunk");
+    assert_eq!(invite.uri.to_string(), "sip:+15550199@192.0.2.99:5060");
+    h.receive(&agent_response(&invite, 180, CARRIER, None), CARRIER);
+    h.receive(
+        &agent_response(&invite, 200, CARRIER, Some(AGENT_SDP)),
+        CARRIER,
+    );
+    // The caller was answered already: the music stops, no second answer.
+    assert!(h.responses_to(CALLER).is_empty());
+    assert!(take_playback(&mut h).contains(&(Vec::new(), false)));
+    h.advance(Duration::from_secs(30));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(CARRIER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.agent, None);
+    assert_eq!(record.forwarded_to.as_deref(), Some("+15550199"));
+    assert!((record.talk_seconds - 30.0).abs() < 0.01);
+}
+
+#[test]
+fn unanswered_forward_ends_with_the_apology() {
+    let mut h = Harness::with_config(forward_config("+15550199"));
+    let (call, _) = waiting_caller(&mut h);
+    h.advance(Duration::from_secs(61));
+    let invite = h
+        .requests_to(CARRIER)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("dialed");
+    h.receive(&agent_response(&invite, 486, CARRIER, None), CARRIER);
+    assert_eq!(
+        take_playback(&mut h).last(),
+        Some(&(vec![prompt("sorry-no-agent")], false))
+    );
+    h.core.media_notice(
+        &call,
+        MediaNotice::PlaybackFinished { side: Side::Caller },
+        h.now,
+    );
+    h.collect();
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::NoAgent);
+    assert_eq!(record.forwarded_to.as_deref(), Some("+15550199"));
+}
+
+#[test]
+fn forward_that_rings_out_is_cancelled() {
+    let mut h = Harness::with_config(forward_config("+15550199"));
+    waiting_caller(&mut h);
+    h.advance(Duration::from_secs(61));
+    let invite = h
+        .requests_to(CARRIER)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("dialed");
+    h.receive(&agent_response(&invite, 180, CARRIER, None), CARRIER);
+    h.advance(super::super::forward::FORWARD_RING_LIMIT);
+    assert!(
+        h.requests_to(CARRIER)
+            .iter()
+            .any(|r| r.method == Method::Cancel),
+        "the ringing number is cancelled"
+    );
+    assert_eq!(
+        take_playback(&mut h).last(),
+        Some(&(vec![prompt("sorry-no-agent")], false))
+    );
+}
+
+#[test]
+fn forward_to_an_extension_rings_the_agent() {
+    let mut h = Harness::with_config(forward_config("1002"));
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let (call, _) = waiting_caller(&mut h);
+    h.advance(Duration::from_secs(61));
+    let invite = h
+        .requests_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the extension rings");
+    h.receive(
+        &agent_response(&invite, 200, AGENT_2, Some(AGENT_SDP)),
+        AGENT_2,
+    );
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.forwarded_to.as_deref(), Some("1002"));
+    // The agent took no ACD offer, so its counters and state are untouched.
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::Available)
+    );
+}

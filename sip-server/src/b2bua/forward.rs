@@ -1,0 +1,98 @@
+//! Calls a queue sends to a number: an agent's extension rings that
+//! agent's phones, any other number goes out through the first trunk with
+//! an outbound address. The ACD no longer tracks such a call; the B2BUA
+//! bridges it like an agent's answer, or ends it without an answer.
+
+use std::time::{Duration, Instant};
+
+use sip_message::Uri;
+
+use super::Core;
+use super::call::Phase;
+use crate::transaction::{Target, TransportKind};
+
+/// Maximum ring time of a forwarded call before the caller hears the
+/// apology.
+pub(super) const FORWARD_RING_LIMIT: Duration = Duration::from_secs(45);
+
+impl Core {
+    /// Dials `number` for `call_id`, which left its queue.
+    pub(super) fn forward_to_number(&mut self, call_id: &str, number: &str, now: Instant) {
+        self.withdraw_offer(call_id, None, now);
+        self.cancel_announcement(call_id);
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let span = call.span.clone();
+        let _span = span.enter();
+        call.left_queue_at = Some(now);
+        call.forwarded_to = Some(number.to_owned());
+
+        let label = format!("number:{number}");
+        let targets: Vec<(Uri, Target)> = if self.registrar.is_agent(number) {
+            self.registrar
+                .lookup(number, now)
+                .iter()
+                .map(|binding| (binding.contact.uri.clone(), binding.source))
+                .collect()
+        } else {
+            self.config
+                .trunks
+                .iter()
+                .find_map(|trunk| trunk.outbound)
+                .map(|outbound| {
+                    let uri = Uri::sip(
+                        Some(number),
+                        super::host_of(outbound.ip()),
+                        Some(outbound.port()),
+                    );
+                    let target = Target {
+                        transport: TransportKind::Udp,
+                        addr: outbound,
+                        connection: None,
+                    };
+                    vec![(uri, target)]
+                })
+                .unwrap_or_default()
+        };
+        if targets.is_empty() {
+            tracing::warn!(
+                number,
+                "nowhere to forward the call: no contact or outbound trunk"
+            );
+            self.forward_failed(call_id, now);
+            return;
+        }
+
+        tracing::info!(number, "forwarding the call");
+        let to = targets[0].0.clone();
+        self.send_offer(call_id, &label, to, targets, Some(number.to_owned()), now);
+        self.set_deadline(call_id, now + FORWARD_RING_LIMIT);
+    }
+
+    /// Ends a forwarded call that got no answer: the caller gets the
+    /// apology (or 480 when it still hears ringback).
+    pub(super) fn forward_failed(&mut self, call_id: &str, now: Instant) {
+        let ringing = self
+            .calls
+            .get(call_id)
+            .is_some_and(|call| call.phase == Phase::Queued && call.leaving.is_none());
+        if !ringing {
+            return;
+        }
+        self.withdraw_offer(call_id, None, now);
+        self.fail_call(
+            call_id,
+            480,
+            "No Answer From Forwarded Number",
+            cdr::Disposition::NoAgent,
+            now,
+        );
+    }
+
+    /// Ends a forwarded call that rang for [`FORWARD_RING_LIMIT`].
+    pub(super) fn forward_deadline(&mut self, call_id: &str, now: Instant) {
+        tracing::info!(call = call_id, "forwarded call rang out");
+        self.forward_failed(call_id, now);
+    }
+}

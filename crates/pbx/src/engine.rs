@@ -55,9 +55,9 @@ pub(crate) struct Engine {
     /// Queue events and their queue_log lines, committed in order by one
     /// writer task.
     pub(crate) events: mpsc::UnboundedSender<EventBatch>,
-    /// While an API request is handled, the events it causes, held back so
+    /// Events caused by the API request being handled, collected so that
     /// they go to the writer as one batch with the request's reply.
-    pub(crate) held: Option<EventBatch>,
+    pub(crate) request_batch: Option<EventBatch>,
     /// Decoded music on hold and announcement prompts.
     pub(crate) prompts: crate::sounds::PromptCache,
 }
@@ -89,12 +89,12 @@ impl Engine {
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
                 Some(request) = live.recv() => {
-                    self.held = Some(EventBatch::default());
+                    self.request_batch = Some(EventBatch::default());
                     let ack = self.answer_live(request, &sessions);
                     // Everything the core queued now was caused by the
                     // request, so its events travel with the reply.
                     self.drain(&mut sessions, &mut background);
-                    let mut batch = self.held.take().unwrap_or_default();
+                    let mut batch = self.request_batch.take().unwrap_or_default();
                     batch.ack = ack;
                     self.store_events(batch);
                 }
@@ -393,8 +393,8 @@ impl Engine {
                     tracing::error!(call, %error, "recording could not start");
                 }
             }
-            Command::QueueLog { lines, events } => match &mut self.held {
-                Some(held) => held.push(&events, lines),
+            Command::QueueLog { lines, events } => match &mut self.request_batch {
+                Some(batch) => batch.push(&events, lines),
                 None => {
                     let mut batch = EventBatch::default();
                     batch.push(&events, lines);

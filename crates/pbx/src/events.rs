@@ -56,9 +56,9 @@ pub(crate) struct StoredEvent {
     pub(crate) data: Value,
 }
 
-/// What the engine hands the writer: the events of one drain of the core,
-/// their queue_log lines, and, when an API request caused them, the reply
-/// to send once they are committed.
+/// Unit of work of the writer: the events of one drain of the core, their
+/// queue_log lines and, when an API request caused them, the reply to send
+/// once they are committed.
 #[derive(Default)]
 pub(crate) struct EventBatch {
     pub(crate) events: Vec<NewEvent>,
@@ -120,9 +120,9 @@ impl EventStore {
         Ok(())
     }
 
-    /// Every event of the calls that entered a queue in `[from_ms, to_ms)`,
-    /// whenever it happened, and every agent state change from `from_ms`
-    /// on, in sequence order: what a report over that range needs.
+    /// Reads what a report over `[from_ms, to_ms)` needs, in sequence
+    /// order: every event of the calls that entered a queue in the range,
+    /// whenever it happened, and every agent state change from `from_ms` on.
     pub(crate) async fn report_events(
         &self,
         from_ms: i64,

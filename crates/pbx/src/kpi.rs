@@ -3,7 +3,7 @@
 //! be asked for again later with the same result.
 //!
 //! A call counts in the range of the queue it entered when its
-//! `call_enqueued` event falls in `[from, to)`; its outcome comes from its
+//! `call_enqueued` event falls in `[from, to)`. Its outcome comes from its
 //! later events in that queue, even when they fall after `to`. A call that
 //! an exit key or an overflow moves to another queue counts as offered in
 //! each queue it entered.
@@ -54,7 +54,7 @@ pub(crate) struct QueueKpi {
     pub(crate) longest_wait_seconds: Option<f64>,
 }
 
-/// How one visit of a call to a queue ended.
+/// Outcome of one visit of a call to a queue.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Outcome {
     Waiting,
@@ -150,7 +150,7 @@ pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<Q
             }
             _ => continue,
         };
-        // The first outcome stands; a later one would be a stray event.
+        // The first outcome counts, because a later one would be a stray event.
         if visit.outcome == Outcome::Waiting {
             visit.outcome = outcome;
             visit.waited = number("waited_seconds");

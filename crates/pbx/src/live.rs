@@ -66,7 +66,7 @@ pub(crate) struct Live {
 #[error("the call engine is not available")]
 pub(crate) struct EngineUnavailable;
 
-/// Why a state change got no confirmation.
+/// Failure of a state change to be confirmed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ChangeError {
     #[error(transparent)]

@@ -164,7 +164,7 @@ pub(crate) async fn run(
         rtp_timeout: config.media.rtp_timeout,
         sip_counters: crate::metrics::SipCounters::default(),
         events: event_queue,
-        held: None,
+        request_batch: None,
         sender,
         relay,
         cdr: store,

@@ -448,7 +448,13 @@ fn unknown_did_is_rejected_with_404() {
     assert_eq!(record.disposition, cdr::Disposition::Failed);
     assert_eq!(record.sip_status, Some(404));
     assert_eq!(record.dialed, "9999");
-    assert!(h.commands.is_empty(), "no relay was opened");
+    // The agents' start-up state changes may be there as queue events.
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::OpenMedia { .. })),
+        "no relay was opened"
+    );
 }
 
 #[test]

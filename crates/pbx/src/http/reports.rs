@@ -16,8 +16,8 @@ use crate::kpi::QueueKpi;
 /// Roles that see queue reports.
 const REPORTS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Qa];
 
-/// Longest range one report covers, so that one request cannot make the
-/// PBX read years of events at once.
+/// Maximum range of one report, so that one request cannot make the PBX
+/// read years of events at once.
 const MAX_RANGE_DAYS: i64 = 366;
 
 /// Query of `GET /api/reports/queues`, kept as text so that a bad value

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use sip_server::b2bua::{Command, Core, MediaNotice, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
 
+use crate::events::{Ack, EventBatch, NotDurable};
 use crate::journal::JournalEntry;
-use crate::live::LiveRequest;
+use crate::live::{Durable, LiveRequest};
 use sip_server::transaction::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -51,8 +52,12 @@ pub(crate) struct Engine {
     /// Silence on both legs after which an answered call is ended.
     pub(crate) rtp_timeout: Option<Duration>,
     pub(crate) sip_counters: crate::metrics::SipCounters,
-    /// Lines for `<data_dir>/queue_log`, appended in order by one task.
-    pub(crate) queue_log: mpsc::UnboundedSender<Vec<String>>,
+    /// Queue events and their queue_log lines, committed in order by one
+    /// writer task.
+    pub(crate) events: mpsc::UnboundedSender<EventBatch>,
+    /// Events caused by the API request being handled, collected so that
+    /// they go to the writer as one batch with the request's reply.
+    pub(crate) request_batch: Option<EventBatch>,
     /// Decoded music on hold and announcement prompts.
     pub(crate) prompts: crate::sounds::PromptCache,
 }
@@ -83,7 +88,16 @@ impl Engine {
                     self.handle_input(input, &mut sessions);
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
-                Some(request) = live.recv() => self.answer_live(request, &sessions),
+                Some(request) = live.recv() => {
+                    self.request_batch = Some(EventBatch::default());
+                    let ack = self.answer_live(request, &sessions);
+                    // Everything the core queued now was caused by the
+                    // request, so its events travel with the reply.
+                    self.drain(&mut sessions, &mut background);
+                    let mut batch = self.request_batch.take().unwrap_or_default();
+                    batch.ack = ack;
+                    self.store_events(batch);
+                }
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     self.check_silence(&sessions);
                 }
@@ -137,13 +151,15 @@ impl Engine {
         }
     }
 
-    /// Answers the HTTP API from the core's state. A dropped reply channel
-    /// means the client went away, which is fine.
+    /// Answers the HTTP API from the core's state. Reads are answered at
+    /// once; a change returns its reply as an [`Ack`] that the event writer
+    /// runs after committing the events the change caused. A dropped reply
+    /// channel means the client went away, which is fine.
     fn answer_live(
         &mut self,
         request: LiveRequest,
         sessions: &HashMap<String, media::MediaSession>,
-    ) {
+    ) -> Option<Ack> {
         let now = Instant::now();
         match request {
             LiveRequest::Metrics(reply) => {
@@ -155,47 +171,67 @@ impl Engine {
             LiveRequest::Queues(reply) => {
                 let _ = reply.send(self.core.queues_view(now));
             }
+            LiveRequest::QueueStats { queue, reply } => {
+                let _ = reply.send(self.core.queue_stats(&queue, now));
+            }
             LiveRequest::SetReadiness {
                 agent,
                 readiness,
                 reply,
             } => {
-                let _ = reply.send(self.core.set_agent_readiness(&agent, readiness, now));
+                let result = self.core.set_agent_readiness(&agent, readiness, now);
+                return Some(after_commit(reply, result));
             }
             LiveRequest::SetLoggedIn {
                 agent,
                 logged_in,
                 reply,
             } => {
-                let _ = reply.send(self.core.set_agent_logged_in(&agent, logged_in, now));
+                let result = self.core.set_agent_logged_in(&agent, logged_in, now);
+                return Some(after_commit(reply, result));
             }
             LiveRequest::SetSkills {
                 agent,
                 skills,
                 reply,
             } => {
-                let _ = reply.send(self.core.set_agent_skills(&agent, skills, now));
+                let result = self.core.set_agent_skills(&agent, skills, now);
+                return Some(after_commit(reply, result));
             }
             LiveRequest::AddMember {
                 agent,
                 queue,
                 reply,
             } => {
-                let _ = reply.send(self.core.add_agent_to_queue(&agent, &queue, now));
+                let result = self.core.add_agent_to_queue(&agent, &queue, now);
+                return Some(after_commit(reply, result));
             }
             LiveRequest::RemoveMember {
                 agent,
                 queue,
                 reply,
             } => {
-                let _ = reply.send(self.core.remove_agent_from_queue(&agent, &queue, now));
-            }
-            LiveRequest::QueueStats { queue, reply } => {
-                let _ = reply.send(self.core.queue_stats(&queue, now));
+                let result = self.core.remove_agent_from_queue(&agent, &queue, now);
+                return Some(after_commit(reply, result));
             }
             LiveRequest::Reconfigure { config, reply } => {
-                let _ = reply.send(self.core.reconfigure(*config, now));
+                let applied = self.core.reconfigure(*config, now);
+                return Some(after_commit(reply, applied));
             }
+        }
+        None
+    }
+
+    /// Hands `batch` to the event writer. Should the writer be gone, the
+    /// request waiting on the batch learns that its change is not durable.
+    fn store_events(&self, batch: EventBatch) {
+        if batch.events.is_empty() && batch.lines.is_empty() && batch.ack.is_none() {
+            return;
+        }
+        if let Err(mpsc::error::SendError(batch)) = self.events.send(batch)
+            && let Some(ack) = batch.ack
+        {
+            ack(Err(NotDurable("the event writer has stopped".to_owned())));
         }
     }
 
@@ -357,9 +393,14 @@ impl Engine {
                     tracing::error!(call, %error, "recording could not start");
                 }
             }
-            Command::QueueLog { lines } => {
-                let _ = self.queue_log.send(lines);
-            }
+            Command::QueueLog { lines, events } => match &mut self.request_batch {
+                Some(batch) => batch.push(&events, lines),
+                None => {
+                    let mut batch = EventBatch::default();
+                    batch.push(&events, lines);
+                    self.store_events(batch);
+                }
+            },
             Command::Checkpoint { record } => {
                 let _ = self.journal.send(JournalEntry::Save(record));
             }
@@ -380,35 +421,6 @@ impl Engine {
                 let journal = self.journal.clone();
                 background.spawn(finish_call(session, *record, store, journal));
             }
-        }
-    }
-}
-
-/// Appends queue_log lines to `path`, one write and flush per batch, so a
-/// reader tailing the file sees whole lines.
-pub(crate) async fn write_queue_log(
-    path: PathBuf,
-    mut queue: mpsc::UnboundedReceiver<Vec<String>>,
-) {
-    use tokio::io::AsyncWriteExt;
-    let mut file = match tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await
-    {
-        Ok(file) => file,
-        Err(error) => {
-            tracing::error!(path = %path.display(), %error, "cannot open the queue_log; queue events are not logged");
-            return;
-        }
-    };
-    while let Some(lines) = queue.recv().await {
-        let mut text = lines.join("\n");
-        text.push('\n');
-        let written = file.write_all(text.as_bytes()).await;
-        if let Err(error) = written.and(file.flush().await) {
-            tracing::error!(path = %path.display(), %error, "writing the queue_log failed");
         }
     }
 }
@@ -453,6 +465,17 @@ async fn finish_call(
         // The journal keeps the call, so the next start retries its CDR.
         Err(error) => tracing::error!(call = record.id, %error, "writing the CDR failed"),
     }
+}
+
+/// Wraps `reply` so that it carries `value` once the events are committed,
+/// or the reason they are not.
+fn after_commit<T: Send + 'static>(
+    reply: tokio::sync::oneshot::Sender<Durable<T>>,
+    value: T,
+) -> Ack {
+    Box::new(move |committed| {
+        let _ = reply.send(committed.map(|()| value));
+    })
 }
 
 /// Passes the keys and playback ends of a call's relay to the engine

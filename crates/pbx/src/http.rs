@@ -1,6 +1,6 @@
 //! HTTP API: health check, login, call records and their recordings, user
-//! and token administration, the audit log, live agents and queues, and
-//! configuration reload.
+//! and token administration, the audit log, live agents and queues,
+//! configuration reload, and queue reports from the stored events.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -15,6 +15,7 @@ mod calls;
 mod live;
 mod openapi;
 mod problem;
+mod reports;
 mod session;
 
 use std::path::PathBuf;
@@ -174,6 +175,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/queues", live::list_queues)
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
+        .add(Get, "/api/reports/queues", reports::queue_report)
         .add(Get, "/metrics", live::metrics)
 }
 

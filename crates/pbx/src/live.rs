@@ -7,6 +7,12 @@ use sip_server::b2bua::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::events::NotDurable;
+
+/// Reply to a request that changes state: sent only once the events it
+/// caused are committed, or with the reason they could not be.
+pub(crate) type Durable<T> = Result<T, NotDurable>;
+
 /// A request for the engine and the channel its reply goes back on.
 pub(crate) enum LiveRequest {
     Agents(oneshot::Sender<Vec<AgentView>>),
@@ -15,28 +21,28 @@ pub(crate) enum LiveRequest {
     SetReadiness {
         agent: String,
         readiness: Readiness,
-        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+        reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
     },
     SetLoggedIn {
         agent: String,
         logged_in: bool,
-        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+        reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
     },
     SetSkills {
         agent: String,
         skills: acd::Skills,
-        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+        reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
     },
     /// Replies whether the agent was not a member before.
     AddMember {
         agent: String,
         queue: String,
-        reply: oneshot::Sender<Result<bool, AgentCommandError>>,
+        reply: oneshot::Sender<Durable<Result<bool, AgentCommandError>>>,
     },
     RemoveMember {
         agent: String,
         queue: String,
-        reply: oneshot::Sender<Result<(), AgentCommandError>>,
+        reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
     },
     QueueStats {
         queue: String,
@@ -45,7 +51,7 @@ pub(crate) enum LiveRequest {
     /// Applies a reloaded configuration; replies with the changes made.
     Reconfigure {
         config: Box<CoreConfig>,
-        reply: oneshot::Sender<Vec<String>>,
+        reply: oneshot::Sender<Durable<Vec<String>>>,
     },
 }
 
@@ -59,6 +65,16 @@ pub(crate) struct Live {
 #[derive(Debug, thiserror::Error)]
 #[error("the call engine is not available")]
 pub(crate) struct EngineUnavailable;
+
+/// Failure of a state change to be confirmed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChangeError {
+    #[error(transparent)]
+    Engine(#[from] EngineUnavailable),
+    /// Applied in memory, but its events are not stored.
+    #[error(transparent)]
+    NotDurable(#[from] NotDurable),
+}
 
 impl Live {
     pub(crate) fn new(requests: mpsc::Sender<LiveRequest>) -> Live {
@@ -77,6 +93,14 @@ impl Live {
         answer.await.map_err(|_| EngineUnavailable)
     }
 
+    /// Asks for a state change and waits until its events are committed.
+    async fn change<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Durable<T>>) -> LiveRequest,
+    ) -> Result<T, ChangeError> {
+        Ok(self.ask(make).await??)
+    }
+
     pub(crate) async fn agents(&self) -> Result<Vec<AgentView>, EngineUnavailable> {
         self.ask(LiveRequest::Agents).await
     }
@@ -93,8 +117,8 @@ impl Live {
         &self,
         agent: String,
         readiness: Readiness,
-    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::SetReadiness {
+    ) -> Result<Result<(), AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::SetReadiness {
             agent,
             readiness,
             reply,
@@ -108,8 +132,8 @@ impl Live {
         &self,
         agent: String,
         logged_in: bool,
-    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::SetLoggedIn {
+    ) -> Result<Result<(), AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::SetLoggedIn {
             agent,
             logged_in,
             reply,
@@ -121,8 +145,8 @@ impl Live {
         &self,
         agent: String,
         skills: acd::Skills,
-    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::SetSkills {
+    ) -> Result<Result<(), AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::SetSkills {
             agent,
             skills,
             reply,
@@ -134,8 +158,8 @@ impl Live {
         &self,
         agent: String,
         queue: String,
-    ) -> Result<Result<bool, AgentCommandError>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::AddMember {
+    ) -> Result<Result<bool, AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::AddMember {
             agent,
             queue,
             reply,
@@ -147,8 +171,8 @@ impl Live {
         &self,
         agent: String,
         queue: String,
-    ) -> Result<Result<(), AgentCommandError>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::RemoveMember {
+    ) -> Result<Result<(), AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::RemoveMember {
             agent,
             queue,
             reply,
@@ -164,11 +188,8 @@ impl Live {
             .await
     }
 
-    pub(crate) async fn reconfigure(
-        &self,
-        config: CoreConfig,
-    ) -> Result<Vec<String>, EngineUnavailable> {
-        self.ask(|reply| LiveRequest::Reconfigure {
+    pub(crate) async fn reconfigure(&self, config: CoreConfig) -> Result<Vec<String>, ChangeError> {
+        self.change(|reply| LiveRequest::Reconfigure {
             config: Box::new(config),
             reply,
         })

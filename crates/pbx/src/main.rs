@@ -4,8 +4,10 @@
 mod cli;
 mod config;
 mod engine;
+mod events;
 mod http;
 mod journal;
+mod kpi;
 mod live;
 mod metrics;
 mod registrations;

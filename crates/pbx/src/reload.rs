@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::config::{Config, ConfigErrors, Overrides};
-use crate::live::{EngineUnavailable, Live};
+use crate::live::{ChangeError, EngineUnavailable, Live};
 
 /// Origin of the running configuration.
 #[derive(Clone, Debug)]
@@ -58,6 +58,10 @@ pub(crate) enum ReloadError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error(transparent)]
     Engine(#[from] EngineUnavailable),
+    /// The engine applied the file, but the events of the change (members
+    /// added or removed) could not be stored.
+    #[error("the configuration was applied, but {0}")]
+    NotDurable(crate::events::NotDurable),
 }
 
 /// Reads, checks and applies the configuration; one reload at a time.
@@ -143,7 +147,15 @@ impl Reloader {
         let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
         let core_config =
             crate::server::core_config(&applied_config, self.sip_bound, passwords, &sounds);
-        let applied = self.live.reconfigure(core_config).await?;
+        let applied = match self.live.reconfigure(core_config).await {
+            Ok(applied) => applied,
+            Err(ChangeError::Engine(error)) => return Err(error.into()),
+            Err(ChangeError::NotDurable(error)) => {
+                // The running PBX has the new settings all the same.
+                *running = applied_config;
+                return Err(ReloadError::NotDurable(error));
+            }
+        };
         *running = applied_config;
         Ok(ReloadReport {
             file: origin,

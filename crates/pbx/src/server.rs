@@ -38,6 +38,8 @@ pub(crate) enum StartError {
     Accounts(#[from] crate::http::BootstrapError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error("cannot open the event store: {0}")]
+    Events(#[from] crate::events::EventStoreError),
     #[error("cannot open the registrations store: {0}")]
     Registrations(#[from] crate::registrations::RegistrationStoreError),
     #[error("{0}")]
@@ -64,6 +66,8 @@ pub(crate) async fn run(
     let sounds = crate::sounds::install_built_in(&config.data_dir)?;
     let store = cdr::CdrStore::open(&config.data_dir).await?;
     crate::http::bootstrap_accounts(&store).await?;
+    // Before the HTTP API starts, whose reports read the events table.
+    let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
     let relay = media::Relay::new(media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
@@ -135,10 +139,11 @@ pub(crate) async fn run(
     }
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
-    let (queue_log_queue, queue_log_writes) = mpsc::unbounded_channel();
-    let queue_log_writer = tokio::spawn(crate::engine::write_queue_log(
+    let (event_queue, event_writes) = mpsc::unbounded_channel();
+    let event_writer = tokio::spawn(crate::events::write_events(
+        event_store,
         config.data_dir.join("queue_log"),
-        queue_log_writes,
+        event_writes,
     ));
     let (registration_queue, registration_writes) = mpsc::unbounded_channel();
     let registration_writer = tokio::spawn(crate::engine::write_registrations(
@@ -158,7 +163,8 @@ pub(crate) async fn run(
         journal: journal_queue,
         rtp_timeout: config.media.rtp_timeout,
         sip_counters: crate::metrics::SipCounters::default(),
-        queue_log: queue_log_queue,
+        events: event_queue,
+        request_batch: None,
         sender,
         relay,
         cdr: store,
@@ -170,7 +176,7 @@ pub(crate) async fn run(
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;
-    let _ = queue_log_writer.await;
+    let _ = event_writer.await;
     tracing::info!("PBX stopped");
     Ok(())
 }

@@ -143,8 +143,12 @@ pub enum Command {
     /// Store `record` as the state of a call in progress, replacing the
     /// previous checkpoint of the same call; `Finish` removes it.
     Checkpoint { record: Box<cdr::CallRecord> },
-    /// Append these Asterisk-compatible queue_log lines, in order.
-    QueueLog { lines: Vec<String> },
+    /// Store `events` durably, in order, and append the Asterisk-compatible
+    /// queue_log `lines` made from them.
+    QueueLog {
+        lines: Vec<String>,
+        events: Vec<StampedEvent>,
+    },
     /// Store the bindings of `agent`, replacing what was stored for it.
     SaveBindings {
         agent: String,
@@ -158,6 +162,14 @@ pub enum Command {
         record: Box<cdr::CallRecord>,
         media_open: bool,
     },
+}
+
+/// A queue or agent event with the wall-clock time it happened, for the
+/// driver's event store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StampedEvent {
+    pub event: acd::QueueEvent,
+    pub wall: SystemTime,
 }
 
 /// Role of a client transaction the core started.
@@ -370,6 +382,7 @@ impl Core {
                 self.handle_acd_action(action, now);
             }
             let mut queue_log = Vec::new();
+            let mut events = Vec::new();
             let mut moved = Vec::new();
             while let Some(event) = self.acd.poll_event() {
                 tracing::debug!(?event, "queue event");
@@ -383,16 +396,21 @@ impl Core {
                     entry.queue = queue.clone();
                     moved.push(call.clone());
                 }
-                let epoch = self
-                    .wall(event.at())
+                let wall = self.wall(event.at());
+                let epoch = wall
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
                 queue_log.extend(acd::queue_log_lines(&event, epoch));
+                events.push(StampedEvent { event, wall });
             }
-            if !queue_log.is_empty() {
-                self.commands
-                    .push_back(Command::QueueLog { lines: queue_log });
+            // Some events (offers, agent states) have no queue_log line but
+            // are still stored, so the batch goes out whenever events do.
+            if !events.is_empty() {
+                self.commands.push_back(Command::QueueLog {
+                    lines: queue_log,
+                    events,
+                });
             }
             for call in moved {
                 if self

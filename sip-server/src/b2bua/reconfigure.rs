@@ -274,7 +274,7 @@ mod tests {
     fn queue_log(core: &mut Core) -> Vec<String> {
         let mut lines = Vec::new();
         while let Some(command) = core.poll_command() {
-            if let Command::QueueLog { lines: batch } = command {
+            if let Command::QueueLog { lines: batch, .. } = command {
                 lines.extend(batch);
             }
         }

@@ -12,6 +12,7 @@ use sip_server::b2bua::{AgentCommandError, AgentView, QueueStatsView, QueueView,
 
 use super::auth::Authenticated;
 use super::{ApiState, Problem};
+use crate::live::ChangeError;
 
 /// Roles that see every agent and queue and may change any agent's state.
 const SUPERVISE: [Role; 2] = [Role::Administrator, Role::Supervisor];
@@ -21,6 +22,18 @@ fn engine_problem() -> Problem {
         StatusCode::SERVICE_UNAVAILABLE,
         "the call engine is not available; retry shortly",
     )
+}
+
+/// A change is confirmed only once its events are stored; when they could
+/// not be, the client learns that the change is in force but would not
+/// survive a restart, and may retry.
+fn change_problem(error: ChangeError) -> Problem {
+    match error {
+        ChangeError::Engine(_) => engine_problem(),
+        ChangeError::NotDurable(error) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
+    }
 }
 
 pub(crate) async fn list_agents(
@@ -83,7 +96,7 @@ pub(crate) async fn set_agent_state(
             let result = live
                 .set_logged_in(agent, login == "logged_in")
                 .await
-                .map_err(|_| engine_problem())?;
+                .map_err(change_problem)?;
             return result
                 .map(|()| StatusCode::NO_CONTENT)
                 .map_err(command_problem);
@@ -106,7 +119,7 @@ pub(crate) async fn set_agent_state(
     };
     live.set_readiness(agent, readiness)
         .await
-        .map_err(|_| engine_problem())?
+        .map_err(change_problem)?
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(command_problem)
 }
@@ -183,7 +196,7 @@ pub(crate) async fn set_agent_skills(
     let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
     live.set_skills(agent.clone(), skills)
         .await
-        .map_err(|_| engine_problem())?
+        .map_err(change_problem)?
         .map_err(command_problem)?;
     let target = format!("agent:{agent}");
     super::admin::audit(&state, &user, "agent.skills", target, state.now()).await?;
@@ -201,7 +214,7 @@ pub(crate) async fn add_member(
     let added = live
         .add_member(agent.clone(), queue.clone())
         .await
-        .map_err(|_| engine_problem())?
+        .map_err(change_problem)?
         .map_err(command_problem)?;
     if added {
         let target = format!("agent:{agent} queue:{queue}");
@@ -220,7 +233,7 @@ pub(crate) async fn remove_member(
     let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
     live.remove_member(agent.clone(), queue.clone())
         .await
-        .map_err(|_| engine_problem())?
+        .map_err(change_problem)?
         .map_err(command_problem)?;
     let target = format!("agent:{agent} queue:{queue}");
     super::admin::audit(&state, &user, "agent.queue_remove", target, state.now()).await?;
@@ -256,6 +269,9 @@ pub(crate) async fn reload_config(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
         }
         ReloadError::Engine(_) => engine_problem(),
+        ReloadError::NotDurable(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
     })?;
     let target = report.file.clone();
     super::admin::audit(&state, &user, "config.reload", target, state.now()).await?;

@@ -175,7 +175,9 @@ fn paths() -> Value {
             "put": with_parameters(with_body(no_content(operation(
                 "Log an agent in or out, or set it ready or not ready",
                 "Administrators and supervisors for any agent; an agent for itself. An agent on a \
-                 call changes readiness after the call and its wrap-up; logging out ends no call.",
+                 call changes readiness after the call and its wrap-up; logging out ends no call. \
+                 The 204 comes once the events of the change are stored; 503 when they could not \
+                 be (the change is in force but not durable) or the engine is down.",
                 json!({}),
                 &[400, 401, 403, 404, 409, 503],
             ), "State changed"), "AgentStateRequest"), vec![path_parameter("id", "Agent id", "string")]),
@@ -234,6 +236,25 @@ fn paths() -> Value {
                 ok("Reload applied", schema_ref("ReloadReport")),
                 &[401, 403, 409, 422, 503],
             ),
+        },
+        "/api/reports/queues": {
+            "get": with_parameters(operation(
+                "Queue KPIs over a time range, from the stored events",
+                "Administrators, supervisors and QA. Counts the calls that entered each queue from \
+                 `from` (included) to `to` (excluded), with outcomes that may fall after `to`. \
+                 Rebuilt from the event store, so the figures survive restarts. 400 when a time is \
+                 missing or not RFC 3339, when `to` is not later than `from`, or when the range \
+                 exceeds 366 days.",
+                ok("Queue report", schema_ref("QueueReport")),
+                &[400, 401, 403, 500],
+            ), vec![
+                json!({ "name": "from", "in": "query", "required": true,
+                        "description": "Start of the range, RFC 3339 (a + in an offset written as %2B)",
+                        "schema": { "type": "string", "format": "date-time" } }),
+                json!({ "name": "to", "in": "query", "required": true,
+                        "description": "End of the range, excluded, RFC 3339",
+                        "schema": { "type": "string", "format": "date-time" } }),
+            ]),
         },
         "/metrics": {
             "get": public(operation(
@@ -523,6 +544,8 @@ fn schemas() -> Value {
             },
         },
         "QueueStats": queue_stats(),
+        "QueueReport": queue_report(),
+        "QueueKpi": queue_kpi(),
         "ReloadReport": {
             "type": "object",
             "required": ["file", "applied", "restart_needed"],
@@ -567,6 +590,52 @@ fn queue_stats() -> Value {
                 "description": "calls answered within service_level_seconds, as a percentage of all calls that left the queue" },
             "service_level_seconds": number,
             "removed": { "type": "boolean", "description": "removed by a reload, still serving its calls" },
+        },
+    })
+}
+
+/// Schema of `GET /api/reports/queues`.
+fn queue_report() -> Value {
+    json!({
+        "type": "object",
+        "required": ["from", "to", "queues"],
+        "properties": {
+            "from": { "type": "string", "format": "date-time" },
+            "to": { "type": "string", "format": "date-time" },
+            "queues": { "type": "array", "items": schema_ref("QueueKpi"),
+                        "description": "queues that had calls in the range, by name" },
+        },
+    })
+}
+
+/// One queue of a report.
+fn queue_kpi() -> Value {
+    let count = json!({ "type": "integer" });
+    let seconds =
+        |description: &str| json!({ "type": ["number", "null"], "description": description });
+    json!({
+        "type": "object",
+        "required": ["queue", "offered", "answered", "abandoned", "abandon_percent", "timed_out",
+                     "exited_by_key", "exited_other", "unresolved", "average_speed_of_answer_seconds",
+                     "average_talk_seconds", "average_wrap_up_seconds", "average_handle_seconds",
+                     "service_level_20_percent", "service_level_30_percent", "longest_wait_seconds"],
+        "properties": {
+            "queue": { "type": "string" },
+            "offered": { "type": "integer", "description": "calls that entered the queue in the range" },
+            "answered": count,
+            "abandoned": { "type": "integer", "description": "the caller hung up before an answer" },
+            "abandon_percent": seconds("abandoned as a percentage of offered"),
+            "timed_out": { "type": "integer", "description": "calls that reached max wait" },
+            "exited_by_key": { "type": "integer", "description": "calls that left by a DTMF exit key" },
+            "exited_other": { "type": "integer", "description": "queue full, no agent, or a skill step" },
+            "unresolved": { "type": "integer", "description": "no outcome stored yet: still waiting, or cut by a stop" },
+            "average_speed_of_answer_seconds": seconds("mean wait of the answered calls"),
+            "average_talk_seconds": seconds("mean talk time of the answered calls that ended"),
+            "average_wrap_up_seconds": seconds("mean wrap-up after those calls, where it has ended"),
+            "average_handle_seconds": seconds("mean talk plus wrap-up, where the wrap-up has ended"),
+            "service_level_20_percent": seconds("offered calls answered within 20 seconds, as a percentage"),
+            "service_level_30_percent": seconds("offered calls answered within 30 seconds, as a percentage"),
+            "longest_wait_seconds": seconds("longest wait before an answer or leaving the queue"),
         },
     })
 }

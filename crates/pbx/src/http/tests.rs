@@ -6,6 +6,7 @@ mod acd_api;
 mod admin_api;
 mod first_administrator;
 mod openapi_document;
+mod reports_api;
 mod session_api;
 
 use std::collections::HashMap;
@@ -80,6 +81,9 @@ async fn fixture() -> Fixture {
     let accounts = AccountStore::open(store.pool().clone(), policy)
         .await
         .expect("accounts open");
+    crate::events::EventStore::open(store.pool().clone())
+        .await
+        .expect("event store opens");
     let mut users = HashMap::new();
     let mut sessions = HashMap::new();
     for role in Role::ALL {
@@ -204,7 +208,7 @@ fn engine_double() -> crate::live::Live {
                 LiveRequest::SetReadiness { agent, reply, .. }
                 | LiveRequest::SetLoggedIn { agent, reply, .. }
                 | LiveRequest::SetSkills { agent, reply, .. } => {
-                    let _ = reply.send(known_agent(agent));
+                    let _ = reply.send(Ok(known_agent(agent)));
                 }
                 // Every agent is a member of "general" and none of "sales".
                 LiveRequest::AddMember {
@@ -213,7 +217,7 @@ fn engine_double() -> crate::live::Live {
                     reply,
                 } => {
                     let result = known_agent(agent).and_then(|()| known_queue(&queue));
-                    let _ = reply.send(result.map(|()| queue == "sales"));
+                    let _ = reply.send(Ok(result.map(|()| queue == "sales")));
                 }
                 LiveRequest::RemoveMember {
                     agent,
@@ -229,7 +233,7 @@ fn engine_double() -> crate::live::Live {
                                 Err(AgentCommandError::NotMember { agent, queue })
                             }
                         });
-                    let _ = reply.send(result);
+                    let _ = reply.send(Ok(result));
                 }
                 LiveRequest::QueueStats { queue, reply } => {
                     let _ = reply.send((queue == "general").then(|| queue_stats_double(&queue)));
@@ -237,7 +241,7 @@ fn engine_double() -> crate::live::Live {
                 // Replies with the queue names, so tests see what was applied.
                 LiveRequest::Reconfigure { config, reply } => {
                     let names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
-                    let _ = reply.send(vec![format!("queues: {}", names.join(", "))]);
+                    let _ = reply.send(Ok(vec![format!("queues: {}", names.join(", "))]));
                 }
             }
         }

@@ -236,6 +236,14 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             Some(ADMINISTRATOR),
             StatusCode::OK,
         ),
+        case(
+            Get,
+            "/api/reports/queues",
+            "/api/reports/queues?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
+            None,
+            Some(&[Role::Administrator, Role::Supervisor, Role::Qa]),
+            StatusCode::OK,
+        ),
         // Another agent's state: supervisors and administrators only.
         case(
             Put,

@@ -1,0 +1,587 @@
+//! The durable event store: every queue and agent event the core hands
+//! over becomes one row of `queue_events`, committed by one writer task
+//! before the API request that caused it gets its reply. The queue_log file
+//! is written from the same batches, and reports ([`crate::kpi`]) are
+//! computed from the rows.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use acd::{AgentState, Destination, ExitReason, Party, QueueEvent};
+use serde_json::{Value, json};
+use sip_server::b2bua::StampedEvent;
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EventStoreError {
+    #[error("failed to migrate the event store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("event store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored event {seq} has invalid data: {source}")]
+    Decode { seq: i64, source: serde_json::Error },
+}
+
+/// A state change was applied in memory but its events are not on disk.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the change was applied but could not be stored, so it is not durable: {0}")]
+pub(crate) struct NotDurable(pub(crate) String);
+
+/// Runs once the batch it came with is committed (`Ok`) or failed to be.
+pub(crate) type Ack = Box<dyn FnOnce(Result<(), NotDurable>) + Send>;
+
+/// One event as it is stored, before it has a sequence number.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct NewEvent {
+    pub(crate) at_ms: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) call: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) data: Value,
+}
+
+/// One stored event, as reports read it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StoredEvent {
+    pub(crate) seq: i64,
+    pub(crate) at_ms: i64,
+    pub(crate) kind: String,
+    pub(crate) call: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) data: Value,
+}
+
+/// Unit of work of the writer: the events of one drain of the core, their
+/// queue_log lines and, when an API request caused them, the reply to send
+/// once they are committed.
+#[derive(Default)]
+pub(crate) struct EventBatch {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) lines: Vec<String>,
+    pub(crate) ack: Option<Ack>,
+}
+
+impl EventBatch {
+    pub(crate) fn push(&mut self, stamped: &[StampedEvent], lines: Vec<String>) {
+        self.events
+            .extend(stamped.iter().map(NewEvent::from_stamped));
+        self.lines.extend(lines);
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct EventStore {
+    pool: SqlitePool,
+}
+
+impl EventStore {
+    /// Uses the PBX database behind `pool`, creating the table if needed.
+    pub(crate) async fn open(pool: SqlitePool) -> Result<EventStore, EventStoreError> {
+        let mut migrator = sqlx::migrate!();
+        // Other stores share the database with migrations of their own.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(EventStore { pool })
+    }
+
+    /// Uses a database whose migrations already ran, as the HTTP API does
+    /// once the PBX has started.
+    pub(crate) fn on(pool: SqlitePool) -> EventStore {
+        EventStore { pool }
+    }
+
+    /// Stores `events` in one transaction, in order.
+    pub(crate) async fn append(&self, events: &[NewEvent]) -> Result<(), EventStoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.pool.begin().await?;
+        for event in events {
+            sqlx::query(
+                "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(event.at_ms)
+            .bind(rfc3339(event.at_ms))
+            .bind(event.kind)
+            .bind(&event.call)
+            .bind(&event.queue)
+            .bind(&event.agent)
+            .bind(event.data.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Reads what a report over `[from_ms, to_ms)` needs, in sequence
+    /// order: every event of the calls that entered a queue in the range,
+    /// whenever it happened, and every agent state change from `from_ms` on.
+    pub(crate) async fn report_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE call_id IN (SELECT call_id FROM queue_events \
+                 WHERE kind = 'call_enqueued' AND at_ms >= ?1 AND at_ms < ?2) \
+             OR (kind = 'agent_state_changed' AND at_ms >= ?1) \
+             ORDER BY seq",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every stored event in sequence order, for tests and tools.
+    #[cfg(test)]
+    pub(crate) async fn all(&self) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, EventStoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let text: String = row.try_get("data")?;
+    Ok(StoredEvent {
+        seq,
+        at_ms: row.try_get("at_ms")?,
+        kind: row.try_get("kind")?,
+        call: row.try_get("call_id")?,
+        queue: row.try_get("queue")?,
+        agent: row.try_get("agent")?,
+        data: serde_json::from_str(&text)
+            .map_err(|source| EventStoreError::Decode { seq, source })?,
+    })
+}
+
+/// Commits each batch in one transaction, then replies to the request that
+/// caused it and appends its lines to the queue_log file. Batches are taken
+/// in the order the engine sent them, so a reply never precedes the commit
+/// of an earlier event.
+pub(crate) async fn write_events(
+    store: EventStore,
+    queue_log: PathBuf,
+    mut batches: mpsc::UnboundedReceiver<EventBatch>,
+) {
+    let mut file = QueueLogFile::open(queue_log).await;
+    while let Some(batch) = batches.recv().await {
+        let committed = store.append(&batch.events).await;
+        if let Err(error) = &committed {
+            tracing::error!(%error, events = batch.events.len(), "storing queue events failed");
+        }
+        if let Some(ack) = batch.ack {
+            ack(committed.map_err(|error| NotDurable(error.to_string())));
+        }
+        file.append(&batch.lines).await;
+    }
+}
+
+/// The Asterisk-compatible queue_log, appended one write per batch so a
+/// reader tailing it sees whole lines.
+struct QueueLogFile {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl QueueLogFile {
+    async fn open(path: PathBuf) -> QueueLogFile {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await;
+        let file = match file {
+            Ok(file) => Some(file),
+            Err(error) => {
+                // The events still reach the database, which reports read.
+                tracing::error!(path = %path.display(), %error, "cannot open the queue_log; queue events are only stored in the database");
+                None
+            }
+        };
+        QueueLogFile { path, file }
+    }
+
+    async fn append(&mut self, lines: &[String]) {
+        use tokio::io::AsyncWriteExt;
+        let Some(file) = &mut self.file else { return };
+        if lines.is_empty() {
+            return;
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let written = file.write_all(text.as_bytes()).await;
+        if let Err(error) = written.and(file.flush().await) {
+            tracing::error!(path = %self.path.display(), %error, "writing the queue_log failed");
+        }
+    }
+}
+
+impl NewEvent {
+    /// Flattens a core event into the stored columns: call, queue and agent
+    /// as columns for lookups, everything else as JSON.
+    pub(crate) fn from_stamped(stamped: &StampedEvent) -> NewEvent {
+        let at_ms = unix_millis(stamped.wall);
+        let event = |kind, call: Option<&String>, queue: Option<&String>, agent, data| NewEvent {
+            at_ms,
+            kind,
+            call: call.cloned(),
+            queue: queue.cloned(),
+            agent,
+            data,
+        };
+        match &stamped.event {
+            QueueEvent::CallEnqueued {
+                call,
+                queue,
+                caller,
+                position,
+                ..
+            } => event(
+                "call_enqueued",
+                Some(call),
+                Some(queue),
+                None,
+                json!({"caller": caller, "position": position}),
+            ),
+            QueueEvent::StepReached {
+                call, queue, step, ..
+            } => event(
+                "step_reached",
+                Some(call),
+                Some(queue),
+                None,
+                json!({"step": step}),
+            ),
+            QueueEvent::OfferStarted {
+                call, queue, agent, ..
+            } => event(
+                "offer_started",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::OfferAnswered {
+                call,
+                queue,
+                agent,
+                waited,
+                ring_time,
+                joined_position,
+                ..
+            } => event(
+                "offer_answered",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({
+                    "waited_seconds": seconds(*waited),
+                    "ring_seconds": seconds(*ring_time),
+                    "joined_position": joined_position,
+                }),
+            ),
+            QueueEvent::OfferRejected {
+                call,
+                queue,
+                agent,
+                busy,
+                ring_time,
+                ..
+            } => event(
+                "offer_rejected",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"busy": busy, "ring_seconds": seconds(*ring_time)}),
+            ),
+            QueueEvent::OfferTimedOut {
+                call,
+                queue,
+                agent,
+                ring_time,
+                ..
+            } => event(
+                "offer_timed_out",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"ring_seconds": seconds(*ring_time)}),
+            ),
+            QueueEvent::OfferCancelled {
+                call,
+                queue,
+                agent,
+                ring_time,
+                ..
+            } => event(
+                "offer_cancelled",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"ring_seconds": seconds(*ring_time)}),
+            ),
+            QueueEvent::CallAbandoned {
+                call,
+                queue,
+                agent,
+                waited,
+                position,
+                joined_position,
+                ..
+            } => event(
+                "call_abandoned",
+                Some(call),
+                Some(queue),
+                agent.clone(),
+                json!({
+                    "waited_seconds": seconds(*waited),
+                    "position": position,
+                    "joined_position": joined_position,
+                }),
+            ),
+            QueueEvent::CallTimedOut {
+                call,
+                queue,
+                agent,
+                waited,
+                position,
+                joined_position,
+                ..
+            } => event(
+                "call_timed_out",
+                Some(call),
+                Some(queue),
+                agent.clone(),
+                json!({
+                    "waited_seconds": seconds(*waited),
+                    "position": position,
+                    "joined_position": joined_position,
+                }),
+            ),
+            QueueEvent::CallExited {
+                call,
+                queue,
+                reason,
+                destination,
+                waited,
+                position,
+                joined_position,
+                ..
+            } => {
+                let key = match reason {
+                    ExitReason::Key(key) => Some(key.to_string()),
+                    _ => None,
+                };
+                event(
+                    "call_exited",
+                    Some(call),
+                    Some(queue),
+                    None,
+                    json!({
+                        "reason": exit_reason(*reason),
+                        "key": key,
+                        "destination": destination.as_ref().map(destination_name),
+                        "waited_seconds": seconds(*waited),
+                        "position": position,
+                        "joined_position": joined_position,
+                    }),
+                )
+            }
+            QueueEvent::CallbackRequested {
+                call,
+                queue,
+                number,
+                ..
+            } => event(
+                "callback_requested",
+                Some(call),
+                Some(queue),
+                None,
+                json!({"number": number}),
+            ),
+            QueueEvent::CallCompleted {
+                call,
+                queue,
+                agent,
+                waited,
+                talk_time,
+                joined_position,
+                ended_by,
+                ..
+            } => event(
+                "call_completed",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({
+                    "waited_seconds": seconds(*waited),
+                    "talk_seconds": seconds(*talk_time),
+                    "joined_position": joined_position,
+                    "ended_by": ended_by.map(|party| match party {
+                        Party::Caller => "caller",
+                        Party::Agent => "agent",
+                    }),
+                }),
+            ),
+            QueueEvent::CallTransferred {
+                call,
+                queue,
+                agent,
+                target,
+                waited,
+                talk_time,
+                joined_position,
+                ..
+            } => event(
+                "call_transferred",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({
+                    "target": target,
+                    "waited_seconds": seconds(*waited),
+                    "talk_seconds": seconds(*talk_time),
+                    "joined_position": joined_position,
+                }),
+            ),
+            QueueEvent::WrapUpCodeSet {
+                call,
+                queue,
+                agent,
+                code,
+                ..
+            } => event(
+                "wrap_up_code_set",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"code": code}),
+            ),
+            QueueEvent::AgentStateChanged {
+                agent, from, to, ..
+            } => event(
+                "agent_state_changed",
+                None,
+                None,
+                Some(agent.clone()),
+                json!({"from": state_name(*from), "to": state_name(*to)}),
+            ),
+            QueueEvent::AgentNotReady {
+                agent,
+                reason,
+                queues,
+                ..
+            } => event(
+                "agent_not_ready",
+                None,
+                None,
+                Some(agent.clone()),
+                json!({"reason": reason, "queues": queues}),
+            ),
+            QueueEvent::AgentReady {
+                agent,
+                reason,
+                queues,
+                ..
+            } => event(
+                "agent_ready",
+                None,
+                None,
+                Some(agent.clone()),
+                json!({"reason": reason, "queues": queues}),
+            ),
+            QueueEvent::MemberAdded { agent, queue, .. } => event(
+                "member_added",
+                None,
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::MemberRemoved { agent, queue, .. } => event(
+                "member_removed",
+                None,
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            // A kind added to the ACD later is kept, if only as text, rather
+            // than lost.
+            other => event(
+                "other",
+                None,
+                None,
+                None,
+                json!({"debug": format!("{other:?}")}),
+            ),
+        }
+    }
+}
+
+pub(crate) fn state_name(state: AgentState) -> &'static str {
+    match state {
+        AgentState::LoggedOut => "logged_out",
+        AgentState::Unreachable => "unreachable",
+        AgentState::Available => "available",
+        AgentState::Ringing => "ringing",
+        AgentState::OnCall => "on_call",
+        AgentState::WrapUp => "wrap_up",
+        AgentState::NotReady => "not_ready",
+    }
+}
+
+fn exit_reason(reason: ExitReason) -> &'static str {
+    match reason {
+        ExitReason::Full => "full",
+        ExitReason::JoinEmpty => "join_empty",
+        ExitReason::LeaveEmpty => "leave_empty",
+        ExitReason::Key(_) => "key",
+        ExitReason::Step => "step",
+        ExitReason::MaxWait => "max_wait",
+    }
+}
+
+fn destination_name(destination: &Destination) -> String {
+    match destination {
+        Destination::Queue(queue) => format!("queue:{queue}"),
+        Destination::Voicemail(mailbox) => format!("voicemail:{mailbox}"),
+        Destination::Number(number) => format!("number:{number}"),
+        Destination::Callback => "callback".to_owned(),
+    }
+}
+
+/// Seconds with millisecond precision, as CDRs give durations.
+fn seconds(duration: Duration) -> f64 {
+    duration.as_millis() as f64 / 1000.0
+}
+
+pub(crate) fn unix_millis(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// RFC 3339 text in UTC, with milliseconds, of a Unix time in milliseconds.
+pub(crate) fn rfc3339(at_ms: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! HTTP API: health check, login, call records and their recordings, user
+//! HTTP API: health check, login, call records and their recordings, the
+//! recording catalogue, user
 //! and token administration, the audit log, live agents and queues, and
 //! configuration reload.
 //!
@@ -15,6 +16,7 @@ mod calls;
 mod live;
 mod openapi;
 mod problem;
+mod recordings;
 mod session;
 
 use std::path::PathBuf;
@@ -153,6 +155,8 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/calls", calls::list_calls)
         .add(Get, "/api/calls/{id}", calls::get_call)
         .add(Get, "/api/calls/{id}/recording", calls::get_recording)
+        .add(Get, "/api/recordings", recordings::list_recordings)
+        .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)
         .add(Post, "/api/users", admin::create_user)
         .add(Get, "/api/users/{id}", admin::get_user)

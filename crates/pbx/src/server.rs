@@ -38,6 +38,8 @@ pub(crate) enum StartError {
     Accounts(#[from] crate::http::BootstrapError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
     #[error("cannot open the registrations store: {0}")]
     Registrations(#[from] crate::registrations::RegistrationStoreError),
     #[error("{0}")]
@@ -133,6 +135,31 @@ pub(crate) async fn run(
             "wrote CDRs of calls interrupted by the last stop"
         );
     }
+    let catalogue = crate::catalogue::Catalogue::open(store.pool().clone()).await?;
+    let unfinished = crate::catalogue::recover_unfinished(
+        &catalogue,
+        &config.data_dir,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if unfinished > 0 {
+        tracing::warn!(
+            recordings = unfinished,
+            "catalogued recordings cut by the last stop as interrupted"
+        );
+    }
+    tokio::spawn(
+        crate::retention::Retention {
+            catalogue: catalogue.clone(),
+            accounts: accounts::AccountStore::new(
+                store.pool().clone(),
+                accounts::Policy::default(),
+            ),
+            data_dir: config.data_dir.clone(),
+            days: config.recording.retention_days,
+        }
+        .run(),
+    );
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
     let (queue_log_queue, queue_log_writes) = mpsc::unbounded_channel();
@@ -162,6 +189,7 @@ pub(crate) async fn run(
         sender,
         relay,
         cdr: store,
+        catalogue,
         data_dir: config.data_dir.clone(),
         inputs,
         prompts,

@@ -15,14 +15,16 @@
 //! (comfort noise, DTMF events) are counted and leave silence.
 //!
 //! After a crash, [`repair`] fixes the header of a file whose recorder
-//! never finished, so that it counts all the whole frames the file holds.
+//! never finished, so that it counts all the whole frames the file holds,
+//! and [`inspect`] reports whether a header matches its file without
+//! changing it.
 
 mod recorder;
 mod repair;
 mod timeline;
 
 pub use recorder::{Recorder, RecordingError, RecordingSummary};
-pub use repair::{RepairError, RepairOutcome, repair};
+pub use repair::{Inspection, RepairError, RepairOutcome, inspect, repair};
 pub use timeline::{
     Channel, DEFAULT_JITTER_WINDOW, Placement, PlacementCounts, SAMPLE_RATE, Timeline,
     WIDEBAND_SAMPLE_RATE,

@@ -111,6 +111,51 @@ pub fn repair(path: &Path) -> Result<RepairOutcome, RepairError> {
     })
 }
 
+/// What a WAV file's header counts against what the file holds, read by
+/// [`inspect`] without changing the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Frames the data chunk's size field counts.
+    pub header_frames: u64,
+    /// Whole frames after the data chunk's header.
+    pub file_frames: u64,
+    /// Bytes of a partial frame at the end of the file.
+    pub partial_frame_bytes: u64,
+    /// Whether the RIFF size field equals the file length minus 8.
+    pub riff_size_matches: bool,
+}
+
+impl Inspection {
+    /// Whether the header counts exactly the audio the file holds, as a
+    /// finished recording's does.
+    pub fn is_consistent(&self) -> bool {
+        self.header_frames == self.file_frames
+            && self.partial_frame_bytes == 0
+            && self.riff_size_matches
+    }
+}
+
+/// Reads the RIFF and data sizes of the WAV at `path` and compares them with
+/// its length, as [`repair`] does, but writes nothing.
+pub fn inspect(path: &Path) -> Result<Inspection, RepairError> {
+    let io_error = |source| RepairError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    let file_len = file.metadata().map_err(io_error)?.len();
+    let chunk = find_data_chunk(&mut file, file_len, path)?;
+    let frame_len = u64::from(chunk.block_align);
+    let available = file_len - chunk.start;
+    let riff_header_size = read_u32_at(&mut file, RIFF_SIZE_OFFSET).map_err(io_error)?;
+    Ok(Inspection {
+        header_frames: u64::from(chunk.header_size) / frame_len,
+        file_frames: available / frame_len,
+        partial_frame_bytes: available % frame_len,
+        riff_size_matches: u64::from(riff_header_size) + CHUNK_HEADER_LEN == file_len,
+    })
+}
+
 /// Walks the chunks after the RIFF header. The data chunk's size is not
 /// trusted: everything after its header counts as audio.
 fn find_data_chunk(file: &mut File, file_len: u64, path: &Path) -> Result<DataChunk, RepairError> {

@@ -168,3 +168,20 @@ fn rejects_files_that_are_not_wav() {
     let missing = folder.path().join("missing.wav");
     assert!(matches!(repair(&missing), Err(RepairError::Io { .. })));
 }
+
+#[test]
+fn inspect_reports_a_stale_header_without_writing() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("call.wav");
+    record_and_crash(&path, 100);
+    let before = std::fs::read(&path).expect("read file");
+    let stale = recordings::inspect(&path).expect("inspect");
+    assert!(!stale.is_consistent(), "{stale:?}");
+    assert!(stale.file_frames > stale.header_frames, "{stale:?}");
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+
+    repair(&path).expect("repair");
+    let repaired = recordings::inspect(&path).expect("inspect");
+    assert!(repaired.is_consistent(), "{repaired:?}");
+    assert_eq!(repaired.header_frames, stale.file_frames);
+}

@@ -82,6 +82,38 @@ impl AccountStore {
         })
     }
 
+    /// Appends an entry for an action the PBX took by itself, such as
+    /// deleting a recording by retention. Like a failed login it has no
+    /// user and no address; its action names what happened.
+    pub async fn append_system_audit(
+        &self,
+        action: &str,
+        target: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<AuditEntry, AccountsError> {
+        let at_ms = millis(now);
+        let mut connection = self.pool().acquire().await.map_err(AccountsError::Query)?;
+        let id = insert_audit(
+            &mut connection,
+            at_ms,
+            AuditActor::Anonymous,
+            action,
+            target,
+            None,
+        )
+        .await
+        .map_err(AccountsError::Query)?;
+        Ok(AuditEntry {
+            id,
+            at: from_millis(at_ms)?,
+            user_id: None,
+            username: None,
+            action: action.to_owned(),
+            target: target.map(str::to_owned),
+            remote_address: None,
+        })
+    }
+
     /// Returns up to `limit` entries (at most [`MAX_AUDIT_PAGE`]), newest
     /// first, skipping the first `offset`.
     pub async fn list_audit(

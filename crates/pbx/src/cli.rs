@@ -1,5 +1,5 @@
 //! Command line: global options that override the configuration file, and
-//! the `run` and `check-config` subcommands.
+//! the `run`, `check-config` and `check-recordings` subcommands.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,12 @@ pub(crate) enum Command {
         /// Configuration file to check.
         file: PathBuf,
     },
+    /// Verifies every recording against its catalogue entry (file present,
+    /// size, SHA-256, WAV header, length) and lists WAV files under
+    /// recordings/ without an entry. Prints one line per problem and a
+    /// summary; exits with 1 when there is any problem. Reads the data
+    /// folder from --data-dir or --config.
+    CheckRecordings,
 }
 
 impl Cli {
@@ -91,6 +97,18 @@ pub(crate) fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
             Config::parse_with_overrides(&text, &path.display().to_string(), &overrides)
         }
         None => Config::parse_with_overrides(EMBEDDED_TEXT, EMBEDDED_ORIGIN, &overrides),
+    }
+}
+
+/// Runs `check-recordings` on the data folder of the configuration the
+/// other flags select, and returns the exit code.
+pub(crate) fn check_recordings(cli: &Cli) -> i32 {
+    match load_config(cli) {
+        Ok(config) => crate::check_recordings::run(&config.data_dir),
+        Err(errors) => {
+            eprintln!("{errors}");
+            1
+        }
     }
 }
 
@@ -162,6 +180,20 @@ mod tests {
             }
         );
         assert_eq!(cli.sip_listen.as_deref(), Some("127.0.0.1:5070"));
+    }
+
+    #[test]
+    fn check_recordings_takes_the_data_dir_flag() {
+        let cli = parse(&["check-recordings", "--data-dir", "/tmp/pbx-data"]);
+        assert_eq!(cli.command(), Command::CheckRecordings);
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/pbx-data")));
+        let empty = tempfile::tempdir().unwrap();
+        let cli = parse(&[
+            "check-recordings",
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+        ]);
+        assert_eq!(check_recordings(&cli), 1, "no database is a failure");
     }
 
     #[test]

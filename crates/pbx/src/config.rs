@@ -93,6 +93,8 @@ pub(crate) struct RegistrarConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RecordingConfig {
     pub(crate) enabled: bool,
+    /// Recordings older than this many days are deleted; 0 keeps them.
+    pub(crate) retention_days: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]

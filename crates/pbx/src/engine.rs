@@ -47,6 +47,8 @@ pub(crate) struct Engine {
     pub(crate) sender: Sender,
     pub(crate) relay: media::Relay,
     pub(crate) cdr: cdr::CdrStore,
+    /// The recording catalogue, on the CDR store's database.
+    pub(crate) catalogue: crate::catalogue::Catalogue,
     pub(crate) data_dir: PathBuf,
     pub(crate) inputs: mpsc::Sender<Input>,
     /// Silence on both legs after which an answered call is ended.
@@ -387,10 +389,20 @@ impl Engine {
                 }
             }
             Command::StartRecording { call, path } => {
-                if let Some(session) = sessions.get(&call)
-                    && let Err(error) = session.start_recording(self.data_dir.join(&path))
-                {
-                    tracing::error!(call, %error, "recording could not start");
+                let Some(session) = sessions.get(&call) else {
+                    return;
+                };
+                match session.start_recording(self.data_dir.join(&path)) {
+                    Ok(()) => {
+                        let catalogue = self.catalogue.clone();
+                        let started = time::OffsetDateTime::now_utc();
+                        tokio::spawn(async move {
+                            if let Err(error) = catalogue.started(&call, &path, started).await {
+                                tracing::error!(call, %error, "cataloguing the recording failed");
+                            }
+                        });
+                    }
+                    Err(error) => tracing::error!(call, %error, "recording could not start"),
                 }
             }
             Command::QueueLog { lines, events } => match &mut self.request_batch {
@@ -419,7 +431,8 @@ impl Engine {
                 };
                 let store = self.cdr.clone();
                 let journal = self.journal.clone();
-                background.spawn(finish_call(session, *record, store, journal));
+                let catalogue = self.catalogue.clone();
+                background.spawn(finish_call(session, *record, store, journal, catalogue));
             }
         }
     }
@@ -439,19 +452,25 @@ pub(crate) async fn write_registrations(
 }
 
 /// Closes the relay, completes the CDR with the recording's outcome and
-/// writes it.
+/// writes it, after the recording's catalogue entry.
 async fn finish_call(
     session: Option<media::MediaSession>,
     mut record: cdr::CallRecord,
     store: cdr::CdrStore,
     journal: mpsc::UnboundedSender<JournalEntry>,
+    catalogue: crate::catalogue::Catalogue,
 ) {
     let summary = match session {
         Some(session) => session.close().await,
         None => Ok(None),
     };
     match summary {
-        Ok(Some(summary)) => record.recording_seconds = Some(summary.duration_seconds),
+        Ok(Some(summary)) => {
+            record.recording_seconds = Some(summary.duration_seconds);
+            if let Some(path) = &record.recording_path {
+                catalogue_finished(&catalogue, &record.id, path, &summary).await;
+            }
+        }
         Ok(None) => record.recording_path = None,
         Err(error) => {
             tracing::error!(call = record.id, %error, "closing the media relay failed");
@@ -476,6 +495,26 @@ fn after_commit<T: Send + 'static>(
     Box::new(move |committed| {
         let _ = reply.send(committed.map(|()| value));
     })
+}
+
+/// Stores the finished recording's length, size and SHA-256. The hash is
+/// taken before the CDR is written so that a CDR's recording is already
+/// catalogued; a failure is only logged, and the CDR is written anyway.
+async fn catalogue_finished(
+    catalogue: &crate::catalogue::Catalogue,
+    call: &str,
+    path: &str,
+    summary: &recordings::RecordingSummary,
+) {
+    let facts = crate::catalogue::FileFacts {
+        ended_at: time::OffsetDateTime::now_utc(),
+        duration_seconds: Some(summary.duration_seconds),
+        digest: crate::catalogue::digest(summary.path.clone()).await,
+    };
+    let status = crate::catalogue::RecordingStatus::Complete;
+    if let Err(error) = catalogue.finished(call, path, status, &facts).await {
+        tracing::error!(call, %error, "cataloguing the finished recording failed");
+    }
 }
 
 /// Passes the keys and playback ends of a call's relay to the engine

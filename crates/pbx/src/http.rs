@@ -1,6 +1,7 @@
-//! HTTP API: health check, login, call records and their recordings, user
-//! and token administration, the audit log, live agents and queues,
-//! configuration reload, and queue reports from the stored events.
+//! HTTP API: health check, login, call records and their recordings, the
+//! recording catalogue, user and token administration, the audit log, live
+//! agents and queues, configuration reload, and queue reports from the
+//! stored events.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -15,6 +16,7 @@ mod calls;
 mod live;
 mod openapi;
 mod problem;
+mod recordings;
 mod reports;
 mod session;
 
@@ -154,6 +156,8 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/calls", calls::list_calls)
         .add(Get, "/api/calls/{id}", calls::get_call)
         .add(Get, "/api/calls/{id}/recording", calls::get_recording)
+        .add(Get, "/api/recordings", recordings::list_recordings)
+        .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)
         .add(Post, "/api/users", admin::create_user)
         .add(Get, "/api/users/{id}", admin::get_user)

@@ -1,6 +1,8 @@
 //! The `pbx` binary: SIP registrar and B2BUA, ACD queues, RTP relay with
 //! recording, CDRs and the HTTP API, in one process.
 
+mod catalogue;
+mod check_recordings;
 mod cli;
 mod config;
 mod engine;
@@ -12,6 +14,7 @@ mod live;
 mod metrics;
 mod registrations;
 mod reload;
+mod retention;
 mod secrets;
 mod server;
 mod sounds;
@@ -26,6 +29,9 @@ fn main() -> ExitCode {
     match cli.command() {
         cli::Command::CheckConfig { file } => {
             ExitCode::from(u8::try_from(cli::check_config(&file)).unwrap_or(1))
+        }
+        cli::Command::CheckRecordings => {
+            ExitCode::from(u8::try_from(cli::check_recordings(&cli)).unwrap_or(1))
         }
         cli::Command::Run => run(&cli),
     }

@@ -7,7 +7,8 @@
 //! applied without touching calls in progress (see
 //! `sip_server::b2bua::Core::reconfigure`). The data folder and the
 //! `[sip]`, `[http]`, `[media]` and `[registrar]` sections are bound to
-//! sockets and stores opened at start: a change there is reported as
+//! sockets and stores opened at start, and `recording.retention_days` to
+//! the retention task started with them: a change there is reported as
 //! needing a restart and the running value stays.
 
 use std::net::SocketAddr;
@@ -135,7 +136,7 @@ impl Reloader {
             return Err(ReloadError::Unsupported { problems });
         }
         let restart_needed = restart_needed(&running, &loaded);
-        let applied_config = Config {
+        let mut applied_config = Config {
             data_dir: running.data_dir.clone(),
             sip: running.sip.clone(),
             http: running.http.clone(),
@@ -143,6 +144,7 @@ impl Reloader {
             registrar: running.registrar.clone(),
             ..loaded
         };
+        applied_config.recording.retention_days = running.recording.retention_days;
         let passwords = crate::secrets::resolve_agent_passwords(&applied_config)?;
         let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
         let core_config =
@@ -195,6 +197,11 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     check("data_dir", old.data_dir != new.data_dir);
+    // The retention task reads it once at start.
+    check(
+        "recording.retention_days",
+        old.recording.retention_days != new.recording.retention_days,
+    );
     check("sip.listen", old.sip.listen != new.sip.listen);
     check(
         "sip.advertised_address",

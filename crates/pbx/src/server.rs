@@ -40,6 +40,8 @@ pub(crate) enum StartError {
     Journal(#[from] crate::journal::JournalError),
     #[error("cannot open the event store: {0}")]
     Events(#[from] crate::events::EventStoreError),
+    #[error(transparent)]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
     #[error("cannot open the registrations store: {0}")]
     Registrations(#[from] crate::registrations::RegistrationStoreError),
     #[error("{0}")]
@@ -137,6 +139,31 @@ pub(crate) async fn run(
             "wrote CDRs of calls interrupted by the last stop"
         );
     }
+    let catalogue = crate::catalogue::Catalogue::open(store.pool().clone()).await?;
+    let unfinished = crate::catalogue::recover_unfinished(
+        &catalogue,
+        &config.data_dir,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if unfinished > 0 {
+        tracing::warn!(
+            recordings = unfinished,
+            "catalogued recordings cut by the last stop as interrupted"
+        );
+    }
+    tokio::spawn(
+        crate::retention::Retention {
+            catalogue: catalogue.clone(),
+            accounts: accounts::AccountStore::new(
+                store.pool().clone(),
+                accounts::Policy::default(),
+            ),
+            data_dir: config.data_dir.clone(),
+            days: config.recording.retention_days,
+        }
+        .run(),
+    );
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
     let (event_queue, event_writes) = mpsc::unbounded_channel();
@@ -168,6 +195,7 @@ pub(crate) async fn run(
         sender,
         relay,
         cdr: store,
+        catalogue,
         data_dir: config.data_dir.clone(),
         inputs,
         prompts,

@@ -68,6 +68,8 @@ pub(crate) enum ConfigErrorKind {
     },
     #[error("must be greater than 0")]
     Zero,
+    #[error("must be at most {max}, got {value}")]
+    TooLarge { value: u64, max: u64 },
     #[error("port {port} is also used by {other}; give each service its own port")]
     PortConflict { port: u16, other: &'static str },
     #[error("unknown digest algorithm {value:?}; use \"SHA-256\" or \"MD5\"")]

@@ -82,6 +82,7 @@ pub(super) struct RawRegistrar {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRecording {
     pub(super) enabled: Value<bool>,
+    pub(super) retention_days: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

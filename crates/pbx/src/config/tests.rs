@@ -54,6 +54,7 @@ fn embedded_default_validates() {
         }
     );
     assert!(config.recording.enabled);
+    assert_eq!(config.recording.retention_days, 0);
     let ids: Vec<_> = config.agents.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["1001", "1002"]);
     assert!(config.agents.iter().all(|a| a.password.is_none()));
@@ -594,4 +595,17 @@ fn voicemail_box_names_stay_inside_the_data_dir() {
     );
     assert_eq!(config.voicemail_max, Duration::from_secs(30));
     assert!(config.unsupported_destinations().is_empty());
+}
+
+#[test]
+fn retention_days_is_bounded() {
+    let config = Config::parse("[recording]\nretention_days = 90\n", ORIGIN).unwrap();
+    assert_eq!(config.recording.retention_days, 90);
+    let errors = errors_of("[recording]\nretention_days = 36501\n");
+    assert_has(
+        &errors,
+        "test.toml:2:18: recording.retention_days: must be at most 36500, got 36501",
+    );
+    let errors = errors_of("[recording]\nretention_days = -1\n");
+    assert!(errors[0].contains("recording.retention_days"), "{errors:?}");
 }

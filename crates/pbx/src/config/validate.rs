@@ -33,6 +33,8 @@ const MAX_CONTACTS: u32 = 5;
 const QUALIFY_INTERVAL_SECS: u32 = 30;
 const RTP_TIMEOUT_SECS: u32 = 60;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
+/// A century: longer is surely a typo, and keeps the cutoff date in range.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
 const RETRY_DELAY_SECS: u64 = 5;
@@ -354,9 +356,7 @@ pub(super) fn convert(
     let media = convert_media(&mut checker, raw, overrides);
     check_port_overlap(&mut checker, &sip, &http, &media);
     let registrar = convert_registrar(&mut checker, raw);
-    let recording = RecordingConfig {
-        enabled: raw.recording.enabled.as_ref().is_none_or(|e| *e.get_ref()),
-    };
+    let recording = convert_recording(&mut checker, raw);
     let agents = convert_agents(&mut checker, &raw.agents);
     let trunks = convert_trunks(&mut checker, &raw.trunks);
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
@@ -759,4 +759,22 @@ fn convert_dids(
         });
     }
     dids
+}
+
+fn convert_recording(checker: &mut Checker<'_>, raw: &RawConfig) -> RecordingConfig {
+    let retention_days = from_file(&raw.recording.retention_days, 0);
+    if retention_days.value > MAX_RETENTION_DAYS {
+        checker.report(
+            "recording.retention_days",
+            &retention_days.source,
+            ConfigErrorKind::TooLarge {
+                value: u64::from(retention_days.value),
+                max: u64::from(MAX_RETENTION_DAYS),
+            },
+        );
+    }
+    RecordingConfig {
+        enabled: raw.recording.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+        retention_days: retention_days.value,
+    }
 }

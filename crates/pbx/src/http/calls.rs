@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::auth::Authenticated;
 use super::{ApiState, Problem, parse_parameter};
+use crate::catalogue::RecordingStatus;
 
 /// Page size of `GET /api/calls` when the request gives no `limit`.
 const DEFAULT_LIST_LIMIT: u32 = 50;
@@ -79,6 +80,7 @@ pub(crate) async fn get_recording(
 ) -> Result<Response, Problem> {
     user.require(&REPLAY, "replay recordings")?;
     let record = find_call(&state, &user, &id).await?;
+    refuse_deleted(&state, &id).await?;
     let bytes = read_recording(&state, &record).await?;
     // The entry is written before the bytes leave, so no replay goes
     // unrecorded; when the audit log cannot be written the replay fails.
@@ -96,6 +98,36 @@ pub(crate) async fn get_recording(
         .map_err(Problem::accounts)?;
     tracing::info!(call = %id, user = %user.caller.user.username, "recording replayed");
     Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+}
+
+/// Answers 410 Gone for a recording that retention deleted, so a client
+/// can tell it from one that is missing. The CDR keeps its path. A
+/// catalogue that cannot be read does not stop the replay; the file
+/// decides.
+async fn refuse_deleted(state: &ApiState, id: &str) -> Result<(), Problem> {
+    let entry = match super::recordings::catalogue(state).get(id).await {
+        Ok(entry) => entry,
+        Err(error) => {
+            tracing::error!(call = %id, %error, "recording catalogue query failed");
+            return Ok(());
+        }
+    };
+    let Some(entry) = entry.filter(|entry| entry.status == RecordingStatus::Deleted) else {
+        return Ok(());
+    };
+    let on = entry
+        .deleted_at
+        .map(|at| at.date().to_string())
+        .unwrap_or_else(|| "an unknown date".to_owned());
+    let why = match entry.deletion_reason.as_deref() {
+        Some(reason) if reason.starts_with("retention") => "by retention".to_owned(),
+        Some(reason) => format!("({reason})"),
+        None => "by retention".to_owned(),
+    };
+    Err(Problem::new(
+        StatusCode::GONE,
+        format!("the recording of call {id:?} was deleted {why} on {on}"),
+    ))
 }
 
 /// Returns the agent id whose calls the caller may see, or `None` when it

@@ -100,11 +100,35 @@ fn paths() -> Value {
             "get": with_parameters(operation(
                 "Replay a call's recording",
                 "Supervisors and QA only. Each replay is written to the audit log \
-                 (action recording.replay) before the file is sent.",
+                 (action recording.replay) before the file is sent. A recording that \
+                 retention deleted gets 410, with the deletion date in the detail.",
                 json!({ "200": {
                     "description": "Stereo WAV, caller left and agent right",
                     "content": { "audio/wav": { "schema": { "type": "string", "contentMediaType": "audio/wav" } } },
                 }}),
+                &[401, 403, 404, 410],
+            ), vec![path_parameter("id", "Product call id", "string")]),
+        },
+        "/api/recordings": {
+            "get": with_parameters(operation(
+                "List the recording catalogue, newest first",
+                "Administrators, supervisors and QA. Deleted recordings stay listed with \
+                 status deleted.",
+                ok("Catalogue entries", array_of("RecordingEntry")),
+                &[400, 401, 403],
+            ), {
+                let mut parameters = paging(1000, 50);
+                parameters.push(json!({ "name": "status", "in": "query",
+                    "description": "Only entries with this status",
+                    "schema": { "enum": ["recording", "complete", "interrupted", "deleted"] } }));
+                parameters
+            }),
+        },
+        "/api/recordings/{id}": {
+            "get": with_parameters(operation(
+                "One call's recording catalogue entry",
+                "Administrators, supervisors and QA.",
+                ok("The catalogue entry", schema_ref("RecordingEntry")),
                 &[401, 403, 404],
             ), vec![path_parameter("id", "Product call id", "string")]),
         },
@@ -498,6 +522,22 @@ fn schemas() -> Value {
                 "caller_answered_at": nullable_timestamp,
                 "voicemail_box": nullable_text,
                 "forwarded_to": nullable_text,
+            },
+        },
+        "RecordingEntry": {
+            "description": "A call recording in the catalogue; docs/media.md describes the statuses",
+            "type": "object",
+            "required": ["call_id", "path", "status", "started_at", "ended_at", "duration_seconds",
+                         "size_bytes", "sha256", "deleted_at", "deletion_reason"],
+            "properties": {
+                "call_id": text,
+                "path": { "type": "string", "description": "relative to the data directory" },
+                "status": { "enum": ["recording", "complete", "interrupted", "deleted"] },
+                "started_at": timestamp, "ended_at": nullable_timestamp,
+                "duration_seconds": nullable_number,
+                "size_bytes": { "type": ["integer", "null"] },
+                "sha256": { "type": ["string", "null"], "description": "lowercase hex SHA-256 of the finished or repaired file" },
+                "deleted_at": nullable_timestamp, "deletion_reason": nullable_text,
             },
         },
         "Agent": {

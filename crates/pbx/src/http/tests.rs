@@ -6,6 +6,7 @@ mod acd_api;
 mod admin_api;
 mod first_administrator;
 mod openapi_document;
+mod recordings_api;
 mod reports_api;
 mod session_api;
 
@@ -84,6 +85,9 @@ async fn fixture() -> Fixture {
     crate::events::EventStore::open(store.pool().clone())
         .await
         .expect("event store opens");
+    crate::catalogue::Catalogue::open(store.pool().clone())
+        .await
+        .expect("catalogue opens");
     let mut users = HashMap::new();
     let mut sessions = HashMap::new();
     for role in Role::ALL {
@@ -407,6 +411,20 @@ async fn recorded_call(fixture: &Fixture, id: &str) -> Vec<u8> {
     std::fs::create_dir_all(file.parent().expect("has parent")).expect("create folders");
     let bytes = format!("RIFF\x24\x00\x00\x00WAVEfmt {id}").into_bytes();
     std::fs::write(&file, &bytes).expect("write recording");
+    let facts = crate::catalogue::FileFacts {
+        ended_at: T0 + time::Duration::seconds(64),
+        duration_seconds: Some(60.0),
+        digest: crate::catalogue::digest_file(&file).ok(),
+    };
+    crate::catalogue::Catalogue::new(fixture.store.pool().clone())
+        .finished(
+            id,
+            &relative,
+            crate::catalogue::RecordingStatus::Complete,
+            &facts,
+        )
+        .await
+        .expect("catalogued");
     fixture
         .store
         .write(&record(id, 0, Some(&relative)))

@@ -20,6 +20,7 @@ struct Case {
 const EVERY_ROLE: &[Role] = &Role::ALL;
 const ADMINISTRATOR: &[Role] = &[Role::Administrator];
 const SUPERVISE: &[Role] = &[Role::Administrator, Role::Supervisor];
+const CATALOGUE_READERS: &[Role] = &[Role::Administrator, Role::Supervisor, Role::Qa];
 
 fn method(verb: Verb) -> Method {
     match verb {
@@ -105,6 +106,22 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             "/api/calls/call-1/recording",
             None,
             Some(&[Role::Supervisor, Role::Qa]),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/recordings",
+            "/api/recordings?status=complete",
+            None,
+            Some(CATALOGUE_READERS),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/recordings/{id}",
+            "/api/recordings/call-1",
+            None,
+            Some(CATALOGUE_READERS),
             StatusCode::OK,
         ),
         case(

@@ -1,0 +1,204 @@
+//! The catalogue store on a temporary database, with explicit times.
+
+use super::*;
+use time::macros::datetime;
+
+const T0: OffsetDateTime = datetime!(2026-12-04 09:00:00 UTC);
+
+async fn open() -> (tempfile::TempDir, cdr::CdrStore, Catalogue) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let catalogue = Catalogue::open(store.pool().clone()).await.unwrap();
+    (dir, store, catalogue)
+}
+
+fn facts(ended_at: OffsetDateTime, seconds: f64) -> FileFacts {
+    FileFacts {
+        ended_at,
+        duration_seconds: Some(seconds),
+        digest: Some(FileDigest {
+            size: 1234,
+            sha256: "ab".repeat(32),
+        }),
+    }
+}
+
+/// Writes a stereo 8 kHz WAV of `frames` silent frames; `finish` false
+/// leaves its header counting none, as a killed writer does.
+fn wav(path: &Path, frames: u32, finish: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    writer.flush().unwrap();
+    for _ in 0..frames * 2 {
+        writer.write_sample(0i16).unwrap();
+    }
+    if finish {
+        writer.finalize().unwrap();
+    } else {
+        std::mem::forget(writer);
+    }
+}
+
+#[tokio::test]
+async fn a_recording_goes_from_started_to_complete() {
+    let (_dir, _store, catalogue) = open().await;
+    catalogue
+        .started("a", "recordings/2026/12/04/a.wav", T0)
+        .await
+        .unwrap();
+    let entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(entry.status, RecordingStatus::Recording);
+    assert_eq!(entry.started_at, T0);
+    assert_eq!(entry.sha256, None);
+
+    let end = T0 + time::Duration::seconds(42);
+    catalogue
+        .finished(
+            "a",
+            "recordings/2026/12/04/a.wav",
+            RecordingStatus::Complete,
+            &facts(end, 41.5),
+        )
+        .await
+        .unwrap();
+    let entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(entry.status, RecordingStatus::Complete);
+    // The start stays the one the relay reported.
+    assert_eq!(entry.started_at, T0);
+    assert_eq!(entry.ended_at, Some(end));
+    assert_eq!(entry.duration_seconds, Some(41.5));
+    assert_eq!(entry.size_bytes, Some(1234));
+    assert_eq!(entry.sha256, Some("ab".repeat(32)));
+    assert!(catalogue.get("b").await.unwrap().is_none());
+
+    let json = serde_json::to_value(&entry).unwrap();
+    assert_eq!(json["status"], "complete");
+    assert_eq!(json["started_at"], "2026-12-04T09:00:00Z");
+}
+
+#[tokio::test]
+async fn a_finish_before_the_start_insert_keeps_the_finish() {
+    let (_dir, _store, catalogue) = open().await;
+    let end = T0 + time::Duration::seconds(10);
+    catalogue
+        .finished(
+            "a",
+            "recordings/a.wav",
+            RecordingStatus::Complete,
+            &facts(end, 4.0),
+        )
+        .await
+        .unwrap();
+    catalogue
+        .started("a", "recordings/a.wav", T0 + time::Duration::seconds(6))
+        .await
+        .unwrap();
+    let entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(entry.status, RecordingStatus::Complete);
+    assert_eq!(entry.started_at, T0 + time::Duration::seconds(6));
+}
+
+#[tokio::test]
+async fn list_filters_by_status_newest_first() {
+    let (_dir, _store, catalogue) = open().await;
+    for (index, call) in ["a", "b", "c"].into_iter().enumerate() {
+        let at = T0 + time::Duration::minutes(index as i64);
+        catalogue
+            .started(call, &format!("recordings/{call}.wav"), at)
+            .await
+            .unwrap();
+    }
+    catalogue
+        .finished(
+            "b",
+            "recordings/b.wav",
+            RecordingStatus::Complete,
+            &facts(T0 + time::Duration::minutes(2), 60.0),
+        )
+        .await
+        .unwrap();
+    let all: Vec<String> = catalogue
+        .list(None, 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.call_id)
+        .collect();
+    assert_eq!(all, ["c", "b", "a"]);
+    let paged = catalogue.list(None, 1, 1).await.unwrap();
+    assert_eq!(paged[0].call_id, "b");
+    let recording = catalogue
+        .list(Some(RecordingStatus::Recording), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(recording.len(), 2);
+    assert_eq!(catalogue.all().await.unwrap()[0].call_id, "a");
+}
+
+#[tokio::test]
+async fn unfinished_recordings_become_interrupted_with_the_repaired_hash() {
+    let (dir, _store, catalogue) = open().await;
+    let path = "recordings/2026/12/04/a.wav";
+    let file = dir.path().join(path);
+    wav(&file, 16_000, false);
+    catalogue.started("a", path, T0).await.unwrap();
+    catalogue
+        .started("gone", "recordings/gone.wav", T0)
+        .await
+        .unwrap();
+
+    let changed = recover_unfinished(&catalogue, dir.path(), T0 + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+
+    let entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(entry.status, RecordingStatus::Interrupted);
+    let repaired = digest_file(&file).unwrap();
+    assert_eq!(entry.sha256.as_deref(), Some(repaired.sha256.as_str()));
+    assert_eq!(entry.size_bytes, Some(repaired.size));
+    // hound buffers, so up to 2 s reached the disk before the "kill".
+    let seconds = entry.duration_seconds.unwrap();
+    assert!(seconds > 1.5 && seconds <= 2.0, "{seconds}");
+    assert!(recordings::inspect(&file).unwrap().is_consistent());
+
+    let gone = catalogue.get("gone").await.unwrap().unwrap();
+    assert_eq!(gone.status, RecordingStatus::Interrupted);
+    assert_eq!(gone.sha256, None);
+    assert_eq!(gone.ended_at, Some(T0 + time::Duration::hours(1)));
+
+    assert_eq!(
+        recover_unfinished(&catalogue, dir.path(), T0)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn digest_matches_a_known_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("abc");
+    std::fs::write(&file, b"abc").unwrap();
+    let digest = digest_file(&file).unwrap();
+    assert_eq!(digest.size, 3);
+    // FIPS 180-2 example for "abc".
+    assert_eq!(
+        digest.sha256,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
+fn only_plain_relative_paths_are_used() {
+    assert!(is_plain_relative("recordings/2026/12/04/a.wav"));
+    assert!(!is_plain_relative("/etc/passwd"));
+    assert!(!is_plain_relative("recordings/../../x.wav"));
+    assert!(!is_plain_relative(""));
+}

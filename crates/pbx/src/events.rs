@@ -179,17 +179,41 @@ pub(crate) async fn write_events(
     mut batches: mpsc::UnboundedReceiver<EventBatch>,
 ) {
     let mut file = QueueLogFile::open(queue_log).await;
-    while let Some(batch) = batches.recv().await {
-        let committed = store.append(&batch.events).await;
+    while let Some(first) = batches.recv().await {
+        // Group commit: the batches that queued up while the last commit
+        // ran share one transaction, so one fsync covers them all under
+        // load instead of one per batch.
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match batches.try_recv() {
+                Ok(batch) => group.push(batch),
+                Err(_) => break,
+            }
+        }
+        let mut events = Vec::new();
+        let mut lines = Vec::new();
+        let mut acks = Vec::new();
+        for batch in group {
+            events.extend(batch.events);
+            lines.extend(batch.lines);
+            acks.extend(batch.ack);
+        }
+        let committed = store
+            .append(&events)
+            .await
+            .map_err(|error| error.to_string());
         if let Err(error) = &committed {
-            tracing::error!(%error, events = batch.events.len(), "storing queue events failed");
+            tracing::error!(%error, events = events.len(), "storing queue events failed");
         }
-        if let Some(ack) = batch.ack {
-            ack(committed.map_err(|error| NotDurable(error.to_string())));
+        for ack in acks {
+            ack(committed.clone().map_err(NotDurable));
         }
-        file.append(&batch.lines).await;
+        file.append(&lines).await;
     }
 }
+
+/// Most batches committed in one transaction.
+const MAX_GROUP: usize = 256;
 
 /// The Asterisk-compatible queue_log, appended one write per batch so a
 /// reader tailing it sees whole lines.

@@ -172,3 +172,33 @@ async fn a_reply_without_events_still_waits_for_earlier_batches() {
     drop(batches);
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn queued_batches_share_one_commit_and_keep_their_order() {
+    let (dir, store) = store().await;
+    let path = dir.path().join("queue_log");
+    let (batches, queue) = mpsc::unbounded_channel();
+    // Every batch is queued before the writer starts, so they arrive as one
+    // group; each reply still comes, and rows and lines keep their order.
+    let mut confirmations = Vec::new();
+    for index in 0..5 {
+        let mut batch = EventBatch::default();
+        batch.push(&[state_change()], vec![format!("line {index}")]);
+        let (reply, confirmed) = oneshot::channel();
+        batch.ack = Some(Box::new(move |committed| {
+            let _ = reply.send(committed);
+        }));
+        confirmations.push(confirmed);
+        batches.send(batch).unwrap();
+    }
+    let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue));
+    for confirmed in confirmations {
+        confirmed.await.unwrap().expect("committed");
+    }
+    let rows = store.all().await.unwrap();
+    assert_eq!(rows.len(), 5);
+    drop(batches);
+    writer.await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\n");
+}

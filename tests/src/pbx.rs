@@ -50,6 +50,10 @@ pub struct PbxConfig {
     pub extra: String,
     /// `outbound` address of the test trunk, for calls to numbers.
     pub trunk_outbound: Option<String>,
+    /// Seconds between OPTIONS probes of agents' contacts; 0 (the default
+    /// here) sends none, because an answering sipp with `-aa` counts an
+    /// answered probe as its one call and then ignores the INVITE.
+    pub qualify_interval_secs: u32,
 }
 
 impl Default for PbxConfig {
@@ -67,6 +71,7 @@ impl Default for PbxConfig {
             queue_extra: String::new(),
             extra: String::new(),
             trunk_outbound: None,
+            qualify_interval_secs: 0,
         }
     }
 }
@@ -85,10 +90,12 @@ impl PbxConfig {
              [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n\n\
              [http]\nlisten = \"{http}\"\n\n\
              [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n\n\
-             [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\n\
+             [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\
+             qualify_interval_secs = {}\n\n\
              [recording]\nenabled = {}\n",
             rtp.start(),
             rtp.end(),
+            self.qualify_interval_secs,
             self.recording,
         );
         for agent in &self.agents {

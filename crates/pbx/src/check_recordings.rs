@@ -1,6 +1,7 @@
 //! `pbx check-recordings`: compares every recording file with its
 //! catalogue entry (existence, size, SHA-256, WAV header, length) and lists
-//! the WAV files under `recordings/` that the catalogue does not know.
+//! the WAV files under `recordings/` and `voicemail/` that the catalogue
+//! does not know.
 
 use std::collections::HashSet;
 use std::path::{Component, Path};
@@ -11,8 +12,9 @@ use crate::catalogue::{self, Catalogue, RecordingEntry, RecordingStatus};
 /// that still counts as equal: the catalogue rounds to milliseconds.
 const DURATION_TOLERANCE_SECONDS: f64 = 0.0015;
 
-/// Folder under the data directory that holds the recordings.
-const RECORDINGS_DIR: &str = "recordings";
+/// Folders under the data directory that hold call recordings and
+/// voicemail messages.
+const RECORDING_DIRS: [&str; 2] = ["recordings", "voicemail"];
 
 /// What the check found.
 #[derive(Debug, Default)]
@@ -33,9 +35,10 @@ impl Report {
 
     pub(crate) fn summary(&self) -> String {
         let problems = self.problems.len() - self.orphans;
+        let files = if self.orphans == 1 { "file" } else { "files" };
         format!(
             "{} catalogued recordings: {} verified, {} in progress, {} deleted; \
-             {} problems, {} files without a catalogue entry",
+             {} problems, {} {files} without a catalogue entry",
             self.entries, self.verified, self.in_progress, self.deleted, problems, self.orphans
         )
     }
@@ -111,7 +114,9 @@ pub(crate) fn check(data_dir: &Path, entries: &[RecordingEntry]) -> Report {
     }
     let known: HashSet<&str> = entries.iter().map(|entry| entry.path.as_str()).collect();
     let mut files = Vec::new();
-    collect_wav_files(data_dir, &data_dir.join(RECORDINGS_DIR), &mut files);
+    for dir in RECORDING_DIRS {
+        collect_wav_files(data_dir, &data_dir.join(dir), &mut files);
+    }
     files.sort();
     for file in files {
         if !known.contains(file.as_str()) {

@@ -133,6 +133,12 @@ fn interrupted_record(
             record.talk_seconds = round_millis(seconds);
             record.recording_seconds = Some(round_millis(seconds));
         }
+        (None, Some(seconds)) => {
+            // A voicemail message: no agent answered, but the message is
+            // on disk and QA must still find and replay it.
+            record.ended_at = time::OffsetDateTime::from(last_seen).max(record.arrived_at);
+            record.recording_seconds = Some(round_millis(seconds));
+        }
         _ => {
             record.ended_at = time::OffsetDateTime::from(last_seen).max(record.arrived_at);
             record.recording_path = None;
@@ -305,5 +311,35 @@ mod tests {
 
         // Nothing is left for a second start.
         assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn interrupted_voicemail_keeps_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open(dir.path()).await.unwrap();
+        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("voicemail/general")).unwrap();
+        broken_wav(&dir.path().join("voicemail/general/m.wav"));
+        let message = CallRecord {
+            disposition: cdr::Disposition::Voicemail,
+            voicemail_box: Some("general".to_owned()),
+            ..open_record("m", false, Some("voicemail/general/m.wav"))
+        };
+        journal.save(&message).await.unwrap();
+
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 1);
+        let record = store.get("m").await.unwrap().expect("CDR of the message");
+        assert!(record.interrupted);
+        assert_eq!(record.disposition, cdr::Disposition::Voicemail);
+        assert_eq!(
+            record.recording_path.as_deref(),
+            Some("voicemail/general/m.wav")
+        );
+        let seconds = record.recording_seconds.expect("message length");
+        assert!(
+            seconds > 1.5 && seconds <= 2.0,
+            "recording_seconds {seconds}"
+        );
+        assert_eq!(record.talk_seconds, 0.0);
     }
 }

@@ -193,6 +193,14 @@ impl Core {
             }
             Method::Info => {
                 let digit = dtmf_relay_digit(&request);
+                let dtmf_type = request.headers.content_type().is_some_and(|t| {
+                    let t = t.to_ascii_lowercase();
+                    t.starts_with("application/dtmf-relay") || t.starts_with("application/dtmf")
+                });
+                if digit.is_none() && dtmf_type {
+                    self.reply(&key, &request, 400, Some("Invalid DTMF Body"), now);
+                    return;
+                }
                 if digit.is_none() && !request.body.is_empty() {
                     // RFC 6086 section 4.2.2: a body the PBX does not use.
                     let mut response = Response::for_request(&request, 415, None);

@@ -754,6 +754,10 @@ impl Core {
         };
         let disposition = if call.answered_at.is_some() {
             cdr::Disposition::Answered
+        } else if self.voicemail_disposition(call_id) == Some(cdr::Disposition::Voicemail) {
+            // A stop during the message leaves a voicemail CDR, so the
+            // repaired message stays listed and playable.
+            cdr::Disposition::Voicemail
         } else {
             cdr::Disposition::Failed
         };

@@ -48,6 +48,12 @@ impl Core {
             // announcement or move on.
             changes.push("queue music and announcements updated".to_owned());
         }
+        if new.voicemail_max != self.config.voicemail_max {
+            changes.push(format!(
+                "voicemail messages limited to {} s",
+                new.voicemail_max.as_secs()
+            ));
+        }
         if new.recording != self.config.recording {
             let state = if new.recording { "on" } else { "off" };
             changes.push(format!("recording of new calls turned {state}"));
@@ -58,6 +64,7 @@ impl Core {
         config.trunks = new.trunks;
         config.recording = new.recording;
         config.queue_media = new.queue_media;
+        config.voicemail_max = new.voicemail_max;
         config.caller_order = new.caller_order;
         config.queues = new.queues;
         config.queue_agents = new.queue_agents;
@@ -344,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn reload_applies_queue_music() {
+    fn reload_applies_queue_music_and_voicemail_limit() {
         let now = Instant::now();
         let old = config(&["1001"], &[("general", &["1001"])]);
         let mut core = Core::new(old.clone(), now, SystemTime::now()).unwrap();
@@ -354,8 +361,15 @@ mod tests {
             ..crate::b2bua::QueueMedia::default()
         };
         new.queue_media.insert("general".into(), media.clone());
+        new.voicemail_max = Duration::from_secs(30);
         let changes = core.reconfigure(new, now);
-        assert_eq!(changes, ["queue music and announcements updated"]);
+        assert_eq!(
+            changes,
+            [
+                "queue music and announcements updated",
+                "voicemail messages limited to 30 s"
+            ]
+        );
         assert_eq!(core.queue_media("general"), Some(&media));
     }
 

@@ -128,7 +128,7 @@ async fn reports_each_damaged_file_and_orphan() {
         report.summary(),
         format!(
             "4 catalogued recordings: 1 verified, 0 in progress, 1 deleted; \
-             {} problems, 1 files without a catalogue entry",
+             {} problems, 1 file without a catalogue entry",
             report.problems.len() - 1
         )
     );

@@ -594,6 +594,11 @@ fn voicemail_box_names_stay_inside_the_data_dir() {
         Some(acd::Destination::Voicemail("general-1".to_owned()))
     );
     assert_eq!(config.voicemail_max, Duration::from_secs(30));
+    let errors = errors_of("[voicemail]\nmax_message_secs = 99999999\n");
+    assert_has(
+        &errors,
+        "test.toml:2:20: voicemail.max_message_secs: must be at most 3600, got 99999999",
+    );
     assert!(config.unsupported_destinations().is_empty());
 }
 

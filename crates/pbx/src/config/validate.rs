@@ -20,6 +20,7 @@ use super::{
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
 const VOICEMAIL_MAX_SECS: u64 = 120;
+const VOICEMAIL_MAX_LIMIT_SECS: u64 = 3600;
 const DATA_DIR: &str = "data";
 const SIP_LISTEN: &str = "0.0.0.0:5060";
 const SIP_DOMAIN: &str = "pbx.local";
@@ -364,6 +365,17 @@ pub(super) fn convert(
     let caller_order = routing::caller_order(&mut checker, &raw.acd.caller_order);
     let max_message = from_file(&raw.voicemail.max_message_secs, VOICEMAIL_MAX_SECS);
     checker.non_zero("voicemail.max_message_secs", &max_message);
+    if max_message.value > VOICEMAIL_MAX_LIMIT_SECS {
+        // A caller who never hangs up must not fill the disk.
+        checker.report(
+            "voicemail.max_message_secs",
+            &max_message.source,
+            ConfigErrorKind::TooLarge {
+                value: max_message.value,
+                max: VOICEMAIL_MAX_LIMIT_SECS,
+            },
+        );
+    }
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));

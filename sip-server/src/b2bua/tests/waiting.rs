@@ -503,6 +503,11 @@ fn info_bodies_the_pbx_ignores_get_415() {
     h.receive(&text, CALLER);
     let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200]);
+    // A DTMF body without a key is malformed, not of an unknown type.
+    let text = info(4, "application/dtmf-relay", "Signal=ZZZ\r\n");
+    h.receive(&text, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400]);
     assert_eq!(h.core.calls[&call].queue, "general");
 }
 

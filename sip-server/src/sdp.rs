@@ -122,6 +122,15 @@ pub fn remote_rtp(sdp: &SessionDescription) -> Option<SocketAddr> {
 /// A copy of `sdp` that points the peer at the relay's `local` address.
 /// An on-hold zero address is kept, so the hold still reads as a hold.
 pub fn anchored(sdp: &SessionDescription, advertised: IpAddr, local_port: u16) -> bytes::Bytes {
+    anchored_description(sdp, advertised, local_port).to_bytes()
+}
+
+/// Returns the copy [`anchored`] serializes.
+fn anchored_description(
+    sdp: &SessionDescription,
+    advertised: IpAddr,
+    local_port: u16,
+) -> SessionDescription {
     let mut copy = sdp.clone();
     // The other leg learns nothing about the peer's software or its SSRCs:
     // the relay may change the stream's SSRC anyway.
@@ -147,7 +156,7 @@ pub fn anchored(sdp: &SessionDescription, advertised: IpAddr, local_port: u16) -
             media.set_rtcp_port(local_port + 1);
         }
     }
-    copy.to_bytes()
+    copy
 }
 
 /// True when `sdp` puts its sender on hold (RFC 3264 section 8.4): the
@@ -307,10 +316,7 @@ impl LegOrigin {
         advertised: IpAddr,
         local_port: u16,
     ) -> bytes::Bytes {
-        let anchored = anchored(sdp, advertised, local_port);
-        let Ok(mut copy) = SessionDescription::parse(&anchored) else {
-            return anchored;
-        };
+        let mut copy = anchored_description(sdp, advertised, local_port);
         copy.session.retain(|line| line.kind != 'o');
         if self.last.as_ref().is_some_and(|last| *last != copy) {
             self.version += 1;
@@ -360,7 +366,7 @@ pub fn event_payload_type(sdp: &SessionDescription) -> Option<u8> {
         })
 }
 
-/// The direction an answer gives to an offer's direction (RFC 3264
+/// Returns the direction that answers an offer's direction (RFC 3264
 /// section 6.1).
 fn mirrored(offered: sip_message::sdp::Direction) -> &'static str {
     match offered {

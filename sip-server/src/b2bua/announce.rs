@@ -188,7 +188,7 @@ impl Core {
         let answer = match crate::sdp::local_answer(&call.offer, media_address, port) {
             Ok(answer) => answer,
             Err(error) => {
-                tracing::warn!(%error, "cannot answer the caller for music on hold");
+                tracing::warn!(%error, "failed to answer the caller for music on hold; it keeps ringback");
                 return false;
             }
         };
@@ -313,7 +313,7 @@ impl Core {
             .and_then(|media| media.announce_every);
         match every {
             Some(every) => self.set_deadline(call_id, now + every),
-            None => self.cancel_announcement(call_id),
+            None => self.cancel_deadline(call_id),
         }
     }
 
@@ -323,34 +323,36 @@ impl Core {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        if let Some(previous) = call.next_announcement.replace(at) {
-            self.announcements.remove(&(previous, call_id.to_owned()));
+        if let Some(previous) = call.deadline.replace(at) {
+            self.waiting_deadlines
+                .remove(&(previous, call_id.to_owned()));
         }
-        self.announcements.insert((at, call_id.to_owned()));
+        self.waiting_deadlines.insert((at, call_id.to_owned()));
     }
 
     /// Forgets the announcement timer of a call that connected or ended.
-    pub(super) fn cancel_announcement(&mut self, call_id: &str) {
+    pub(super) fn cancel_deadline(&mut self, call_id: &str) {
         if let Some(at) = self
             .calls
             .get_mut(call_id)
-            .and_then(|call| call.next_announcement.take())
+            .and_then(|call| call.deadline.take())
         {
-            self.announcements.remove(&(at, call_id.to_owned()));
+            self.waiting_deadlines.remove(&(at, call_id.to_owned()));
         }
     }
 
-    /// Plays the announcements that are due and schedules the next ones.
-    pub(super) fn announcements_due(&mut self, now: Instant) {
-        while let Some((at, call_id)) = self.announcements.first().cloned() {
+    /// Handles the waiting deadlines that are due: announcements, the end of
+    /// an apology, a voicemail greeting or message, and forward ring limits.
+    pub(super) fn waiting_deadlines_due(&mut self, now: Instant) {
+        while let Some((at, call_id)) = self.waiting_deadlines.first().cloned() {
             if at > now {
                 return;
             }
-            self.announcements.pop_first();
+            self.waiting_deadlines.pop_first();
             let Some(call) = self.calls.get_mut(&call_id) else {
                 continue;
             };
-            call.next_announcement = None;
+            call.deadline = None;
             if call.voicemail.is_some() {
                 self.voicemail_deadline(&call_id, now);
                 continue;
@@ -377,8 +379,8 @@ impl Core {
         }
     }
 
-    pub(super) fn next_announcement(&self) -> Option<Instant> {
-        self.announcements.first().map(|(at, _)| *at)
+    pub(super) fn next_waiting_deadline(&self) -> Option<Instant> {
+        self.waiting_deadlines.first().map(|(at, _)| *at)
     }
 
     /// Reacts to a key or the end of a prompt on a call's media.
@@ -429,7 +431,7 @@ impl Core {
         disposition: cdr::Disposition,
         now: Instant,
     ) {
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         let sorry = self.config.prompts.sorry_no_agent();
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -449,7 +451,7 @@ impl Core {
         let Some(disposition) = self.calls.get(call_id).and_then(|call| call.leaving) else {
             return;
         };
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         self.send_bye(call_id, Side::Caller, now);
         self.finish(
             call_id,

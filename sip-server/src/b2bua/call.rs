@@ -92,9 +92,9 @@ pub(crate) struct Call {
     pub on_hold: bool,
     /// The `o=` line of every SDP sent to the caller.
     pub caller_origin: crate::sdp::LegOrigin,
-    /// When the next position announcement plays (or, while `leaving`, when
-    /// the caller is hung up at the latest).
-    pub next_announcement: Option<Instant>,
+    /// Time of the call's entry in `Core::waiting_deadlines`: the next
+    /// announcement, or the end of its apology, greeting, message or forward.
+    pub deadline: Option<Instant>,
     /// The call ends without an agent once the apology played; the CDR
     /// gets this disposition.
     pub leaving: Option<cdr::Disposition>,

@@ -19,7 +19,7 @@ impl Core {
     /// Dials `number` for `call_id`, which left its queue.
     pub(super) fn forward_to_number(&mut self, call_id: &str, number: &str, now: Instant) {
         self.withdraw_offer(call_id, None, now);
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -30,11 +30,7 @@ impl Core {
 
         let label = format!("number:{number}");
         let targets: Vec<(Uri, Target)> = if self.registrar.is_agent(number) {
-            self.registrar
-                .lookup(number, now)
-                .iter()
-                .map(|binding| (binding.contact.uri.clone(), binding.source))
-                .collect()
+            super::offer::contact_targets(&self.registrar.lookup(number, now))
         } else {
             self.config
                 .trunks

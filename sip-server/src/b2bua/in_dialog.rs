@@ -168,8 +168,8 @@ impl Core {
                     .push("Contact", self.local.contact.to_string());
                 // An UPDATE without an offer gets no answer (RFC 3311); an
                 // INVITE without one gets the PBX's offer.
-                let sdp_wanted = request.method == Method::Invite || offer.is_some();
-                if let Some(body) = body.filter(|_| sdp_wanted) {
+                let send_sdp = request.method == Method::Invite || offer.is_some();
+                if let Some(body) = body.filter(|_| send_sdp) {
                     response.headers.push("Content-Type", "application/sdp");
                     response.body = body;
                 }
@@ -191,37 +191,28 @@ impl Core {
                 }
                 self.transactions.send_response(&key, response, now);
             }
-            Method::Info => {
-                let digit = dtmf_relay_digit(&request);
-                let dtmf_type = request.headers.content_type().is_some_and(|t| {
-                    let t = t.to_ascii_lowercase();
-                    t.starts_with("application/dtmf-relay") || t.starts_with("application/dtmf")
-                });
-                if digit.is_none() && dtmf_type {
+            Method::Info => match info_body(&request) {
+                InfoBody::Malformed => {
                     self.reply(&key, &request, 400, Some("Invalid DTMF Body"), now);
-                    return;
                 }
-                if digit.is_none() && !request.body.is_empty() {
+                InfoBody::Unsupported => {
                     // RFC 6086 section 4.2.2: a body the PBX does not use.
                     let mut response = Response::for_request(&request, 415, None);
                     response
                         .headers
                         .push("Accept", "application/dtmf-relay, application/dtmf");
                     self.transactions.send_response(&key, response, now);
-                    return;
                 }
-                self.reply(&key, &request, 200, None, now);
-                if let Some(digit) = digit {
-                    self.media_notice(
-                        call_id,
-                        super::MediaNotice::Digit {
-                            side: Side::Caller,
-                            digit,
-                        },
-                        now,
-                    );
+                InfoBody::Empty => self.reply(&key, &request, 200, None, now),
+                InfoBody::Digit(digit) => {
+                    self.reply(&key, &request, 200, None, now);
+                    let notice = super::MediaNotice::Digit {
+                        side: Side::Caller,
+                        digit,
+                    };
+                    self.media_notice(call_id, notice, now);
                 }
-            }
+            },
             Method::Options => {
                 let mut response = Response::for_request(&request, 200, None);
                 response.headers.push("Allow", super::ALLOW);
@@ -241,7 +232,7 @@ impl Core {
         hangup: cdr::HangupSide,
         now: Instant,
     ) {
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         if self.calls.get(call_id).is_some_and(|call| {
             call.queued_at.is_some() && call.leaving.is_none() && call.voicemail.is_none()
         }) {
@@ -670,21 +661,48 @@ impl Core {
     }
 }
 
-/// The key of a SIP INFO DTMF relay body (`application/dtmf-relay`,
-/// `Signal=5`) or of an `application/dtmf` body (`5`).
-fn dtmf_relay_digit(request: &Request) -> Option<char> {
-    let content_type = request.headers.content_type()?.to_ascii_lowercase();
-    let body = std::str::from_utf8(&request.body).ok()?;
-    let value = match content_type.split(';').next()?.trim() {
+/// Content of an INFO request from a waiting caller.
+enum InfoBody {
+    /// A DTMF key, from `application/dtmf-relay` (`Signal=5`) or
+    /// `application/dtmf` (`5`).
+    Digit(char),
+    /// A DTMF content type whose body names no key.
+    Malformed,
+    /// A body of another type.
+    Unsupported,
+    /// No body, as in a keepalive.
+    Empty,
+}
+
+/// Classifies the body of an INFO request.
+fn info_body(request: &Request) -> InfoBody {
+    if request.body.is_empty() {
+        return InfoBody::Empty;
+    }
+    let content_type = request
+        .headers
+        .content_type()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let body = String::from_utf8_lossy(&request.body);
+    let value = match content_type.split(';').next().unwrap_or_default().trim() {
         "application/dtmf-relay" => body.lines().find_map(|line| {
             let (name, value) = line.split_once('=')?;
             name.trim()
                 .eq_ignore_ascii_case("signal")
-                .then(|| value.trim())
-        })?,
-        "application/dtmf" => body.trim(),
-        _ => return None,
+                .then(|| value.trim().to_owned())
+        }),
+        "application/dtmf" => Some(body.trim().to_owned()),
+        _ => return InfoBody::Unsupported,
     };
+    value
+        .as_deref()
+        .and_then(dtmf_key)
+        .map_or(InfoBody::Malformed, InfoBody::Digit)
+}
+
+/// Returns the DTMF key a relay body names.
+fn dtmf_key(value: &str) -> Option<char> {
     // Some gateways send the RFC 4733 event number: 10 for *, 11 for #.
     match value {
         "10" => return Some('*'),

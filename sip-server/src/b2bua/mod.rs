@@ -95,7 +95,7 @@ pub struct CoreConfig {
     pub queue_media: HashMap<String, QueueMedia>,
     /// Prompts for announcements.
     pub prompts: PromptSet,
-    /// Longest voicemail message; the PBX hangs up when it is reached.
+    /// Maximum length of a voicemail message, at which the PBX hangs up.
     pub voicemail_max: Duration,
 }
 
@@ -214,8 +214,9 @@ pub struct Core {
     feature_dialogs: HashMap<(String, u32), crate::dialog::Dialog>,
     commands: VecDeque<Command>,
     wall_base: (Instant, SystemTime),
-    /// Next announcement (or dismissal deadline) of waiting calls.
-    announcements: std::collections::BTreeSet<(Instant, String)>,
+    /// The one timer of each call that has no agent leg: its next
+    /// announcement, or the end of its apology, greeting, message or forward.
+    waiting_deadlines: std::collections::BTreeSet<(Instant, String)>,
 }
 
 impl Core {
@@ -270,7 +271,7 @@ impl Core {
             feature_dialogs: HashMap::new(),
             commands: VecDeque::new(),
             wall_base: (now, wall),
-            announcements: std::collections::BTreeSet::new(),
+            waiting_deadlines: std::collections::BTreeSet::new(),
             config,
         })
     }
@@ -292,7 +293,7 @@ impl Core {
         self.transactions.handle_timeout(now);
         self.registrar.handle_timeout(now);
         self.acd.handle_timeout(now);
-        self.announcements_due(now);
+        self.waiting_deadlines_due(now);
         self.process(now);
     }
 
@@ -301,7 +302,7 @@ impl Core {
             self.transactions.poll_timeout(),
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
-            self.next_announcement(),
+            self.next_waiting_deadline(),
         ]
         .into_iter()
         .flatten()

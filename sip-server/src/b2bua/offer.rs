@@ -32,10 +32,7 @@ impl Core {
             sip_message::Host::Domain(self.config.domain.clone()),
             None,
         );
-        let targets = bindings
-            .iter()
-            .map(|binding| (binding.contact.uri.clone(), binding.source))
-            .collect();
+        let targets = contact_targets(&bindings);
         self.send_offer(call_id, agent, to, targets, None, now);
     }
 
@@ -453,7 +450,7 @@ impl Core {
         }
         self.checkpoint(call_id, now);
         if forwarded {
-            self.cancel_announcement(call_id);
+            self.cancel_deadline(call_id);
             tracing::info!(target = agent, "forwarded call answered");
         } else {
             self.acd.offer_answered(call_id, agent, now);
@@ -462,7 +459,7 @@ impl Core {
         if answered_before {
             // The caller keeps the codec it was answered with; the relay
             // transcodes when the agent chose another.
-            self.cancel_announcement(call_id);
+            self.cancel_deadline(call_id);
             if let Some(payload_type) = crate::sdp::voice_payload_type(&answer) {
                 self.commands.push_back(Command::SetCodecs {
                     call: call_id.to_owned(),
@@ -488,6 +485,17 @@ impl Core {
         self.awaiting_ack
             .insert((caller_sip_call_id, invite_cseq), invite_key);
     }
+}
+
+/// Returns the Request-URI and the destination of each binding: the
+/// contact, sent to where its registration came from.
+pub(super) fn contact_targets(
+    bindings: &[crate::registrar::Binding],
+) -> Vec<(Uri, crate::transaction::Target)> {
+    bindings
+        .iter()
+        .map(|binding| (binding.contact.uri.clone(), binding.source))
+        .collect()
 }
 
 /// CANCEL for an INVITE the PBX sent (section 9.1): same Request-URI,

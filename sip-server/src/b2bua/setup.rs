@@ -120,7 +120,7 @@ impl Core {
             recording_path: None,
             on_hold: false,
             caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
-            next_announcement: None,
+            deadline: None,
             leaving: None,
             music: None,
             caller_answered_at: None,

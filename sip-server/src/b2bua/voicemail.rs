@@ -20,7 +20,7 @@ impl Core {
     /// caller first when it still hears ringback.
     pub(super) fn start_voicemail(&mut self, call_id: &str, mailbox: &str, now: Instant) {
         self.withdraw_offer(call_id, None, now);
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -84,7 +84,7 @@ impl Core {
 
     /// Ends the message: the limit passed or the caller pressed the end key.
     fn end_message(&mut self, call_id: &str, hangup: cdr::HangupSide, now: Instant) {
-        self.cancel_announcement(call_id);
+        self.cancel_deadline(call_id);
         self.send_bye(call_id, Side::Caller, now);
         self.finish(
             call_id,

@@ -78,6 +78,19 @@ fn ack_caller(h: &mut Harness, to_tag: &str, cseq: u32) {
     h.receive(&ack, CALLER);
 }
 
+/// An in-dialog request from the waiting caller with `body` of
+/// `content_type`.
+fn caller_request(tag: &str, method: &str, cseq: u32, content_type: &str, body: &str) -> String {
+    format!(
+        "{method} sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{method}{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// A caller in "general" with no agent registered, answered and ACKed.
 fn waiting_caller(h: &mut Harness) -> (String, Response) {
     h.caller_invite("5000", CALLER);
@@ -116,7 +129,7 @@ fn waiting_caller_hears_position() {
             ..
         }
     )));
-    // Nobody to ring: the position first, as one list that does not loop.
+    // No agent to ring: the position first, as one list that does not loop.
     let played = take_playback(&mut h);
     assert_eq!(
         played,
@@ -204,7 +217,7 @@ fn waiting_hang_up_abandons() {
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
     assert!((record.wait_seconds - 12.0).abs() < 0.01);
     assert_eq!(h.core.active_calls(), 0);
-    assert!(h.core.announcements.is_empty(), "no timer left behind");
+    assert!(h.core.waiting_deadlines.is_empty(), "no timer left behind");
 }
 
 #[test]
@@ -305,14 +318,8 @@ fn sip_info_digits_are_keys() {
     let mut h = Harness::with_config(waiting_config());
     let (call, _) = waiting_caller(&mut h);
     let body = "Signal=0\r\nDuration=160\r\n";
-    let info = format!(
-        "INFO sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-info1\r\n\
-         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-         To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INFO\r\n\
-         Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
-        caller_tag(&h, &call),
-        body.len()
-    );
+    let tag = caller_tag(&h, &call);
+    let info = caller_request(&tag, "INFO", 2, "application/dtmf-relay", body);
     h.receive(&info, CALLER);
     assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
     assert_eq!(h.core.calls[&call].queue, "backup");
@@ -324,15 +331,8 @@ fn waiting_refresh_gets_same_answer() {
     let (call, ok) = waiting_caller(&mut h);
     let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
-    let reinvite = format!(
-        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-re1\r\n\
-         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-         To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 3 INVITE\r\n\
-         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{sdp}",
-        caller_tag(&h, &call),
-        sdp.len()
-    );
+    let tag = caller_tag(&h, &call);
+    let reinvite = caller_request(&tag, "INVITE", 3, "application/sdp", sdp);
     h.receive(&reinvite, CALLER);
     let refreshed = h
         .responses_to(CALLER)
@@ -424,14 +424,12 @@ fn waiting_hold_gets_mirrored_direction() {
             "v=0\r\no=- 1 {cseq} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
              m=audio 40000 RTP/AVP 0\r\na={direction}\r\n"
         );
-        format!(
-            "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-hold{cseq}\r\n\
-             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INVITE\r\n\
-             Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
-             Content-Length: {}\r\n\r\n{sdp}",
-            caller_tag(h, &call),
-            sdp.len()
+        caller_request(
+            &caller_tag(h, &call),
+            "INVITE",
+            cseq,
+            "application/sdp",
+            &sdp,
         )
     };
     let text = reinvite(&h, 3, "sendonly");
@@ -479,19 +477,12 @@ fn waiting_hold_gets_mirrored_direction() {
 }
 
 #[test]
-fn info_bodies_the_pbx_ignores_get_415() {
+fn unused_info_bodies_get_415() {
     let mut h = Harness::with_config(waiting_config());
     let (call, _) = waiting_caller(&mut h);
     let tag = caller_tag(&h, &call);
     let info = |cseq: u32, content_type: &str, body: &str| {
-        format!(
-            "INFO sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-i{cseq}\r\n\
-             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INFO\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            tag,
-            body.len()
-        )
+        caller_request(&tag, "INFO", cseq, content_type, body)
     };
     let text = info(2, "text/plain", "hello");
     h.receive(&text, CALLER);
@@ -512,7 +503,7 @@ fn info_bodies_the_pbx_ignores_get_415() {
 }
 
 #[test]
-fn waiting_reoffer_of_other_law_is_followed() {
+fn waiting_reoffer_switches_law() {
     let mut h = Harness::with_config(waiting_config());
     let (call, _) = waiting_caller(&mut h);
     h.commands.clear();
@@ -521,14 +512,12 @@ fn waiting_reoffer_of_other_law_is_followed() {
             "v=0\r\no=- 1 {cseq} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
              m=audio 40000 RTP/AVP {formats}\r\na=rtpmap:18 G729/8000\r\n"
         );
-        format!(
-            "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-law{cseq}\r\n\
-             Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-             To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: {cseq} INVITE\r\n\
-             Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
-             Content-Length: {}\r\n\r\n{sdp}",
-            caller_tag(h, &call),
-            sdp.len()
+        caller_request(
+            &caller_tag(h, &call),
+            "INVITE",
+            cseq,
+            "application/sdp",
+            &sdp,
         )
     };
     let text = reoffer(&h, 3, "8");
@@ -626,7 +615,7 @@ fn max_wait_overflow_takes_a_message() {
 }
 
 #[test]
-fn message_ends_at_its_limit_or_the_hash_key() {
+fn message_ends_at_limit_or_hash() {
     let mut h = Harness::with_config(voicemail_config());
     let (call, _) = waiting_caller(&mut h);
     leave_message(&mut h, &call);
@@ -706,7 +695,7 @@ fn forward_config(number: &str) -> CoreConfig {
 }
 
 #[test]
-fn overflow_to_a_number_goes_out_through_the_trunk() {
+fn number_overflow_dials_through_trunk() {
     let mut h = Harness::with_config(forward_config("+15550199"));
     let (call, _) = waiting_caller(&mut h);
     take_playback(&mut h);

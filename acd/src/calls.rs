@@ -326,7 +326,7 @@ impl Acd {
     }
 
     /// Returns the queue of a call that is queued, ringing or connected to an agent.
-    pub(crate) fn queue_of(&self, call: &str) -> Option<String> {
+    pub fn queue_of(&self, call: &str) -> Option<String> {
         if let Some(queued) = self.calls.get(call) {
             return Some(queued.queue.clone());
         }

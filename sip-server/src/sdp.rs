@@ -288,6 +288,20 @@ pub fn local_answer(
     })
 }
 
+/// The offer the PBX makes itself on calls it places (callbacks): PCMU,
+/// then PCMA, and telephone-event, the formats the relay speaks. The port
+/// is a placeholder that [`anchored`] and [`LegOrigin::stamp`] replace.
+pub fn local_offer(advertised: IpAddr) -> SessionDescription {
+    let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
+    let text = format!(
+        "v=0\r\no=pbx 0 0 IN {address_type} {advertised}\r\ns=pbx\r\n\
+         c=IN {address_type} {advertised}\r\nt=0 0\r\n\
+         m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    );
+    SessionDescription::parse(text.as_bytes()).expect("the PBX's own offer parses")
+}
+
 /// The `o=` line the PBX puts in every SDP it sends on one leg, so the leg
 /// sees one session whose version grows when the description changes
 /// (RFC 3264 section 8), whichever agent's SDP is behind it.

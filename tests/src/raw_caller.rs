@@ -272,6 +272,45 @@ impl RawCaller {
     }
 }
 
+impl RawCaller {
+    /// Waits for the PBX to hang up: answers its BYE with 200 and returns.
+    pub fn wait_for_bye(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut buffer = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no BYE from the PBX",
+                ));
+            }
+            self.sip.set_read_timeout(Some(left))?;
+            let (len, from) = self.sip.recv_from(&mut buffer)?;
+            let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            if !text.starts_with("BYE ") {
+                continue;
+            }
+            // The response copies the request's dialog and transaction headers.
+            let copied: Vec<&str> = text
+                .split("\r\n")
+                .filter(|line| {
+                    let name = line.split(':').next().unwrap_or_default().trim();
+                    ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
+                        .iter()
+                        .any(|wanted| name.eq_ignore_ascii_case(wanted))
+                })
+                .collect();
+            let response = format!(
+                "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                copied.join("\r\n")
+            );
+            self.sip.send_to(response.as_bytes(), from)?;
+            return Ok(());
+        }
+    }
+}
+
 fn status_of(text: &str) -> Option<u16> {
     text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
 }

@@ -85,6 +85,10 @@ pub struct CallRecord {
     /// Number or extension the queue forwarded the call to.
     #[serde(default)]
     pub forwarded_to: Option<String>,
+    /// For a call the PBX placed to return a callback request: the id of
+    /// the call on which the citizen asked for it.
+    #[serde(default)]
+    pub callback_of: Option<String>,
 }
 
 /// Outcome of a call.
@@ -101,6 +105,9 @@ pub enum Disposition {
     Failed,
     /// No agent answered and the queue sent the caller to a voicemail box.
     Voicemail,
+    /// The caller asked to be called back and hung up; the request kept
+    /// its place in the queue. The call that returns it has its own record.
+    Callback,
 }
 
 /// The side whose hangup ended the call.
@@ -122,6 +129,7 @@ impl Disposition {
             Disposition::NoAgent => "no_agent",
             Disposition::Failed => "failed",
             Disposition::Voicemail => "voicemail",
+            Disposition::Callback => "callback",
         }
     }
 
@@ -133,6 +141,7 @@ impl Disposition {
             "no_agent" => Some(Disposition::NoAgent),
             "failed" => Some(Disposition::Failed),
             "voicemail" => Some(Disposition::Voicemail),
+            "callback" => Some(Disposition::Callback),
             _ => None,
         }
     }

@@ -28,7 +28,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
-     recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to";
+     recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
+     callback_of";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -155,8 +156,8 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             voicemail_box, forwarded_to, callback_of) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -183,6 +184,7 @@ impl CdrStore {
         .bind(caller_answered_at)
         .bind(&record.voicemail_box)
         .bind(&record.forwarded_to)
+        .bind(&record.callback_of)
         .execute(&self.pool)
         .await
         .map_err(|source| CdrError::Insert {
@@ -327,6 +329,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         caller_answered_at: optional_timestamp("caller_answered_at")?,
         voicemail_box: column(row, "voicemail_box")?,
         forwarded_to: column(row, "forwarded_to")?,
+        callback_of: column(row, "callback_of")?,
         id,
     })
 }

@@ -33,6 +33,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        callback_of: None,
     }
 }
 
@@ -52,7 +53,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
             Disposition::Abandoned => Some(487),
             Disposition::NoAgent => Some(480),
             Disposition::Failed => Some(503),
-            Disposition::Answered | Disposition::Voicemail => None,
+            Disposition::Answered | Disposition::Voicemail | Disposition::Callback => None,
         },
         hangup_side: match disposition {
             Disposition::Abandoned => Some(HangupSide::Caller),
@@ -64,6 +65,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        callback_of: None,
         ..answered(id, arrived_at)
     }
 }
@@ -84,6 +86,11 @@ async fn round_trip_each_disposition() {
         unanswered("a3", arrived_at, Disposition::NoAgent),
         unanswered("a4", arrived_at, Disposition::Failed),
         voicemail("a5", arrived_at),
+        unanswered("a6", arrived_at, Disposition::Callback),
+        CallRecord {
+            callback_of: Some("a6".to_owned()),
+            ..answered("a7", arrived_at)
+        },
     ];
     for record in &records {
         store.write(record).await.expect("write succeeds");
@@ -98,6 +105,11 @@ async fn round_trip_each_disposition() {
         .await
         .expect("filtered list succeeds");
     assert_eq!(messages, [records[4].clone()]);
+    let requests = store
+        .list_with(10, 0, Some(Disposition::Callback))
+        .await
+        .expect("filtered list succeeds");
+    assert_eq!(requests, [records[5].clone()]);
 }
 
 fn voicemail(id: &str, arrived_at: OffsetDateTime) -> CallRecord {

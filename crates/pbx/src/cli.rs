@@ -263,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn callback_destinations_need_an_outbound_trunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pbx.toml");
+        let queue = "[[queues]]\nname = \"q\"\nexit_keys = { \"*\" = \"callback\" }\n";
+        std::fs::write(&path, queue).unwrap();
+        let report = check_config_report(&path).expect_err("no way to call back");
+        assert!(
+            report.contains("queues[0]: queue \"q\" takes callback requests"),
+            "{report}"
+        );
+        let trunk = "[[trunks]]\nname = \"carrier\"\nallow = [\"192.0.2.0/24\"]\n\
+                     outbound = \"192.0.2.1:5060\"\n";
+        std::fs::write(&path, format!("{queue}{trunk}")).unwrap();
+        assert!(check_config_report(&path).is_ok());
+    }
+
+    #[test]
     fn check_config_reports() {
         let dir = tempfile::tempdir().expect("temp dir");
         let good = dir.path().join("good.toml");

@@ -244,16 +244,13 @@ impl Config {
                     }
                     continue;
                 }
-                // TODO: callbacks need calls to the citizen that the B2BUA
-                // originates, which it cannot do yet.
-                if !matches!(
-                    destination,
-                    acd::Destination::Queue(_) | acd::Destination::Voicemail(_)
-                ) {
+                // Citizens who called from an extension are rung there, but
+                // trunk callers, the usual case, need a way out.
+                if *destination == acd::Destination::Callback && !outbound {
                     problems.push(format!(
-                        "queues[{index}]: queue {:?} sends calls to {destination:?}, which this version \
-                         cannot do yet; use a \"queue:NAME\", \"voicemail:BOX\" or \"number:NUMBER\" \
-                         destination",
+                        "queues[{index}]: queue {:?} takes callback requests, and no [[trunks]] \
+                         entry has an outbound address to call citizens back through; add \
+                         outbound = \"IP:PORT\" to a trunk",
                         queue.name
                     ));
                 }

@@ -378,6 +378,15 @@ impl Engine {
                     tracing::error!(call, %error, "playing a prompt failed");
                 }
             }
+            Command::CloseMedia { call } => {
+                if let Some(session) = sessions.remove(&call) {
+                    background.spawn(async move {
+                        if let Err(error) = session.close().await {
+                            tracing::warn!(call, %error, "closing an unused relay failed");
+                        }
+                    });
+                }
+            }
             Command::StopPlayback { call, side } => {
                 if let Some(session) = sessions.get(&call) {
                     session.stop_playback(leg(side));

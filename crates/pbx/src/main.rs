@@ -1,6 +1,10 @@
 //! The `pbx` binary: SIP registrar and B2BUA, ACD queues, RTP relay with
 //! recording, CDRs and the HTTP API, in one process.
 
+// The OpenAPI document is one `json!` literal, deeper than the default
+// macro recursion limit allows.
+#![recursion_limit = "256"]
+
 mod catalogue;
 mod check_recordings;
 mod cli;

@@ -44,6 +44,8 @@ const BUILT_IN: &[(&str, &[u8])] = &[
     prompt!("please-hold"),
     prompt!("sorry-no-agent"),
     prompt!("voicemail-greeting"),
+    prompt!("callback-confirmed"),
+    prompt!("callback-agent"),
     prompt!("beep"),
     prompt!("0"),
     prompt!("1"),

@@ -58,6 +58,8 @@ pub fn prompt_names() -> Vec<String> {
         "sorry-no-agent",
         "voicemail-greeting",
         "beep",
+        "callback-confirmed",
+        "callback-agent",
     ]
     .iter()
     .map(|name| (*name).to_owned())
@@ -155,6 +157,16 @@ impl PromptSet {
     pub fn beep(&self) -> PathBuf {
         self.file("beep")
     }
+
+    /// Tells a caller that the callback request is taken.
+    pub fn callback_confirmed(&self) -> PathBuf {
+        self.file("callback-confirmed")
+    }
+
+    /// Tells the agent that answered a callback that the citizen is dialed.
+    pub fn callback_agent(&self) -> PathBuf {
+        self.file("callback-agent")
+    }
 }
 
 /// Media events the driver passes back to the core.
@@ -193,7 +205,9 @@ impl Core {
             }
         };
         let body = call.caller_origin.stamp(&answer.sdp, media_address, port);
-
+        let Some(invite_key) = call.caller.invite_key.clone() else {
+            return false;
+        };
         let Some(dialog) = crate::dialog::Dialog::from_uas(
             &call.caller.invite,
             &call.caller.local_tag,
@@ -204,7 +218,6 @@ impl Core {
         call.caller.dialog = Some(dialog);
         call.caller.answer = Some(body.clone());
         call.caller_answered_at = Some(now);
-        let invite_key = call.caller.invite_key.clone();
         let ack_id = (
             call.caller
                 .invite
@@ -357,6 +370,10 @@ impl Core {
                 self.voicemail_deadline(&call_id, now);
                 continue;
             }
+            if call.phase == Phase::Dialing {
+                self.citizen_ring_out(&call_id, now);
+                continue;
+            }
             if call.forwarded_to.is_some() && call.leaving.is_none() {
                 self.forward_deadline(&call_id, now);
                 continue;
@@ -431,8 +448,20 @@ impl Core {
         disposition: cdr::Disposition,
         now: Instant,
     ) {
-        self.cancel_deadline(call_id);
         let sorry = self.config.prompts.sorry_no_agent();
+        self.dismiss_with(call_id, disposition, sorry, now);
+    }
+
+    /// Plays `prompt` to a caller the PBX answered, then hangs up as
+    /// [`Core::dismiss_waiting_caller`] does; the CDR gets `disposition`.
+    pub(super) fn dismiss_with(
+        &mut self,
+        call_id: &str,
+        disposition: cdr::Disposition,
+        prompt: std::path::PathBuf,
+        now: Instant,
+    ) {
+        self.cancel_deadline(call_id);
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -442,7 +471,7 @@ impl Core {
         self.commands.push_back(Command::Play {
             call: call_id.to_owned(),
             side: Side::Caller,
-            prompts: vec![sorry],
+            prompts: vec![prompt],
             looped: false,
         });
     }

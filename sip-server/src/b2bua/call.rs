@@ -30,13 +30,17 @@ pub(crate) enum Phase {
     OpeningMedia,
     /// In the ACD queue, possibly ringing an agent.
     Queued,
+    /// A callback request's agent answered; the citizen's phone rings.
+    Dialing,
     /// Answered by an agent.
     Talking,
 }
 
 /// The caller's INVITE server transaction and, once answered, its dialog.
+/// On a callback the PBX dials the citizen instead: `invite_key` is None,
+/// `invite` is the INVITE sent to the citizen and `local_tag` its From tag.
 pub(crate) struct CallerLeg {
-    pub invite_key: TransactionKey,
+    pub invite_key: Option<TransactionKey>,
     pub invite: Request,
     pub source: Target,
     /// Our To tag, used in every response on this leg.
@@ -109,6 +113,17 @@ pub(crate) struct Call {
     pub voicemail: Option<Voicemail>,
     /// Number the call was forwarded to after leaving its queue.
     pub forwarded_to: Option<String>,
+    /// Set on a call the PBX places to return a callback request.
+    pub callback: Option<Callback>,
+}
+
+/// What a call placed for a callback request needs besides a normal call:
+/// the request's id in the ACD, which is also the id of the call on which
+/// the citizen asked, and where the citizen is dialed.
+pub(crate) struct Callback {
+    pub request: String,
+    /// The agent the ACD reserved for the request.
+    pub agent: String,
 }
 
 /// A caller sent to a voicemail box.
@@ -161,9 +176,18 @@ pub(crate) struct Attempt {
     /// The ACD withdrew the offer or the call ended; a late 2xx is hung up.
     pub withdrawn: bool,
     pub answered: bool,
-    /// The number a forwarded call was dialed to; such attempts are not
-    /// ACD offers.
-    pub forward: Option<String>,
+    pub kind: AttemptKind,
+}
+
+/// What an attempt's INVITEs are for; only `Offer` attempts are ACD offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AttemptKind {
+    /// An agent rings for a queued call or a callback request.
+    Offer,
+    /// A call that left its queue is dialed to this number.
+    Forward(String),
+    /// The citizen of a callback request is dialed, after its agent answered.
+    Citizen,
 }
 
 impl Attempt {

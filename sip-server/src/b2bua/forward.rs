@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sip_message::Uri;
 
 use super::Core;
-use super::call::Phase;
+use super::call::{AttemptKind, Phase};
 use crate::transaction::{Target, TransportKind};
 
 /// Maximum ring time of a forwarded call before the caller hears the
@@ -29,28 +29,7 @@ impl Core {
         call.forwarded_to = Some(number.to_owned());
 
         let label = format!("number:{number}");
-        let targets: Vec<(Uri, Target)> = if self.registrar.is_agent(number) {
-            super::offer::contact_targets(&self.registrar.lookup(number, now))
-        } else {
-            self.config
-                .trunks
-                .iter()
-                .find_map(|trunk| trunk.outbound)
-                .map(|outbound| {
-                    let uri = Uri::sip(
-                        Some(number),
-                        super::host_of(outbound.ip()),
-                        Some(outbound.port()),
-                    );
-                    let target = Target {
-                        transport: TransportKind::Udp,
-                        addr: outbound,
-                        connection: None,
-                    };
-                    vec![(uri, target)]
-                })
-                .unwrap_or_default()
-        };
+        let targets = self.number_targets(number, now);
         if targets.is_empty() {
             tracing::warn!(
                 number,
@@ -62,8 +41,42 @@ impl Core {
 
         tracing::info!(number, "forwarding the call");
         let to = targets[0].0.clone();
-        self.send_offer(call_id, &label, to, targets, Some(number.to_owned()), now);
+        self.send_offer(
+            call_id,
+            &label,
+            to,
+            targets,
+            AttemptKind::Forward(number.to_owned()),
+            now,
+        );
         self.set_deadline(call_id, now + FORWARD_RING_LIMIT);
+    }
+
+    /// Where `number` is dialed: an agent's extension rings its phones,
+    /// any other number goes to the first trunk with an outbound address.
+    /// Empty when neither exists.
+    pub(super) fn number_targets(&self, number: &str, now: Instant) -> Vec<(Uri, Target)> {
+        if self.registrar.is_agent(number) {
+            return super::offer::contact_targets(&self.registrar.lookup(number, now));
+        }
+        self.config
+            .trunks
+            .iter()
+            .find_map(|trunk| trunk.outbound)
+            .map(|outbound| {
+                let uri = Uri::sip(
+                    Some(number),
+                    super::host_of(outbound.ip()),
+                    Some(outbound.port()),
+                );
+                let target = Target {
+                    transport: TransportKind::Udp,
+                    addr: outbound,
+                    connection: None,
+                };
+                vec![(uri, target)]
+            })
+            .unwrap_or_default()
     }
 
     /// Ends a forwarded call that got no answer: the caller gets the

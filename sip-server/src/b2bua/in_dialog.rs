@@ -58,11 +58,18 @@ impl Core {
             self.hang_up(&call_id, side, now);
             return;
         }
-        let waiting = self
-            .calls
-            .get(&call_id)
-            .is_some_and(|call| call.phase != Phase::Talking);
-        if waiting {
+        let phase = self.calls.get(&call_id).map(|call| call.phase);
+        if phase == Some(Phase::Dialing) {
+            // The agent of a callback while the citizen rings: there is no
+            // other leg to take an offer yet.
+            let status = match request.method {
+                Method::Invite | Method::Update => 491,
+                _ => 200,
+            };
+            self.reply(&key, &request, status, None, now);
+            return;
+        }
+        if phase.is_some_and(|phase| phase != Phase::Talking) {
             self.handle_waiting_request(&call_id, key, request, now);
             return;
         }
@@ -245,6 +252,15 @@ impl Core {
     /// `side` hung up: send BYE to the other leg and end the call.
     fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
         tracing::info!(side = ?side, "hang-up");
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|call| call.phase == Phase::Dialing)
+        {
+            // Only the agent has a dialog while the citizen rings.
+            self.callback_agent_hung_up(call_id, now);
+            return;
+        }
         if let Some(call) = self.calls.get(call_id)
             && call.phase != Phase::Talking
         {
@@ -515,7 +531,7 @@ impl Core {
             .calls
             .values()
             .find(|c| {
-                c.caller.invite_key == key
+                c.caller.invite_key.as_ref() == Some(&key)
                     && (c.phase == Phase::Talking || c.caller.answer.is_some())
             })
             .map(|c| c.id.clone());
@@ -568,6 +584,23 @@ impl Core {
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in ids {
+            let callback_phase = self
+                .calls
+                .get(&call_id)
+                .filter(|c| c.callback.is_some())
+                .map(|c| c.phase);
+            match callback_phase {
+                Some(Phase::Dialing) => {
+                    self.citizen_failed(&call_id, 503, now);
+                    continue;
+                }
+                Some(Phase::OpeningMedia | Phase::Queued) => {
+                    self.withdraw_offer(&call_id, None, now);
+                    self.discard_unanswered_callback(&call_id);
+                    continue;
+                }
+                Some(Phase::Talking) | None => {}
+            }
             let talking = self
                 .calls
                 .get(&call_id)

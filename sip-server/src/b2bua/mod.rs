@@ -15,6 +15,7 @@
 
 mod announce;
 mod call;
+mod callback;
 mod feature;
 mod forward;
 mod in_dialog;
@@ -136,6 +137,9 @@ pub enum Command {
         prompts: Vec<std::path::PathBuf>,
         looped: bool,
     },
+    /// Close the relay of `call` without a CDR: a callback call whose
+    /// agent did not answer.
+    CloseMedia { call: String },
     /// Stop what plays to `side`; the other leg's audio reaches it again.
     StopPlayback { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory.
@@ -217,6 +221,8 @@ pub struct Core {
     /// The one timer of each call that has no agent leg: its next
     /// announcement, or the end of its apology, greeting, message or forward.
     waiting_deadlines: std::collections::BTreeSet<(Instant, String)>,
+    /// Callback request (its ACD call id) to the call placed to return it.
+    callback_calls: HashMap<String, String>,
 }
 
 impl Core {
@@ -272,6 +278,7 @@ impl Core {
             commands: VecDeque::new(),
             wall_base: (now, wall),
             waiting_deadlines: std::collections::BTreeSet::new(),
+            callback_calls: HashMap::new(),
             config,
         })
     }
@@ -568,7 +575,9 @@ impl Core {
                 }
             }
             acd::Action::CancelOffer { call, agent } => {
-                self.withdraw_offer(&call, Some(&agent), now)
+                let call = self.call_for_acd(&call);
+                self.withdraw_offer(&call, Some(&agent), now);
+                self.discard_unanswered_callback(&call);
             }
             acd::Action::MaxWaitReached { call } => {
                 self.withdraw_offer(&call, None, now);
@@ -592,6 +601,11 @@ impl Core {
             } => self.forward_to_number(&call, &number, now),
             acd::Action::Overflow {
                 call,
+                destination: acd::Destination::Callback,
+                ..
+            } => self.accept_callback_request(&call, now),
+            acd::Action::Overflow {
+                call,
                 destination,
                 reason,
             } => {
@@ -612,11 +626,11 @@ impl Core {
                     now,
                 );
             }
-            acd::Action::Callback { call, agent, .. } => {
-                tracing::error!(call, agent, "callback requests are not supported");
-                self.acd.offer_rejected(&call, &agent, now);
-                self.acd.abandon(&call, now);
-            }
+            acd::Action::Callback {
+                call,
+                agent,
+                number,
+            } => self.start_callback(&call, &agent, &number, now),
             other => tracing::error!(?other, "ACD action not handled"),
         }
     }
@@ -744,6 +758,7 @@ impl Core {
             caller_answered_at: call.caller_answered_at.map(|at| self.timestamp(at)),
             voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
             forwarded_to: call.forwarded_to.clone(),
+            callback_of: call.callback.as_ref().map(|c| c.request.clone()),
         }
     }
 
@@ -782,6 +797,15 @@ impl Core {
         };
         let _span = call.span.clone().entered();
         self.by_sip_call_id.retain(|_, id| id != call_id);
+        if let Some(callback) = &call.callback
+            && self
+                .callback_calls
+                .get(&callback.request)
+                .map(String::as_str)
+                == Some(call_id)
+        {
+            self.callback_calls.remove(&callback.request);
+        }
         for attempt_id in call.attempts.values() {
             if let Some(attempt) = self.attempts.get_mut(attempt_id) {
                 attempt.withdrawn = true;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sip_message::{Method, NameAddr, Request, Response, Uri};
 
-use super::call::{AgentLeg, Attempt, Branch, Phase, Side};
+use super::call::{AgentLeg, Attempt, AttemptKind, Branch, Phase, Side};
 use super::{Command, Core, Purpose};
 use crate::dialog::{Dialog, random_token};
 
@@ -33,49 +33,70 @@ impl Core {
             None,
         );
         let targets = contact_targets(&bindings);
-        self.send_offer(call_id, agent, to, targets, None, now);
+        self.send_offer(call_id, agent, to, targets, AttemptKind::Offer, now);
     }
 
-    /// Sends the INVITE of one offer to every target (a Request-URI and
-    /// where to send it) and records the attempt under `label`. `forward`
-    /// is the number dialed for a forwarded call, which the ACD does not
-    /// track.
+    /// Sends the INVITE of one attempt to every target (a Request-URI and
+    /// where to send it) and records the attempt under `label`. Agents and
+    /// forwarded numbers see the caller's identity and get the relay's
+    /// agent side; a citizen called back sees the number it once dialed and
+    /// gets the caller side.
     pub(super) fn send_offer(
         &mut self,
         call_id: &str,
         label: &str,
         to: Uri,
         targets: Vec<(Uri, crate::transaction::Target)>,
-        forward: Option<String>,
+        kind: AttemptKind,
         now: Instant,
     ) {
-        let Some(call) = self.calls.get(call_id) else {
+        let media_address = self.config.media_address;
+        let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        let Some(agent_port) = call.local_port(Side::Agent) else {
+        let side = match kind {
+            AttemptKind::Citizen => Side::Caller,
+            AttemptKind::Offer | AttemptKind::Forward(_) => Side::Agent,
+        };
+        let Some(port) = call.local_port(side) else {
             return;
         };
-        let sdp = crate::sdp::anchored(&call.offer, self.config.media_address, agent_port);
-        let sip_call_id = format!("{}@{}", random_token(), self.config.sip_address.ip());
-        let from_tag = random_token();
-        let caller_display = call
-            .caller
-            .invite
-            .headers
-            .from()
-            .ok()
-            .and_then(|f| f.display_name);
-        let mut from = NameAddr::new(Uri::sip(
-            Some(&call.caller_number),
-            sip_message::Host::Domain(self.config.domain.clone()),
-            None,
-        ));
-        from.display_name = caller_display
-            .map(|name| super::setup::limit_chars(&name, super::setup::MAX_IDENTITY_CHARS));
-        from.set_tag(&from_tag);
+        // The citizen's leg carries the PBX's own session from the start,
+        // so later offers on it continue the same o= line.
+        let sdp = if kind == AttemptKind::Citizen {
+            let offer = call.offer.clone();
+            call.caller_origin.stamp(&offer, media_address, port)
+        } else {
+            crate::sdp::anchored(&call.offer, media_address, port)
+        };
+        let call = &*call;
+        let (sip_call_id, from, context) = if kind == AttemptKind::Citizen {
+            let invite = &call.caller.invite;
+            let sip_call_id = invite.headers.call_id().unwrap_or_default().to_owned();
+            let from = invite.headers.from().ok().map(|from| from.to_string());
+            // Queue names and product ids stay inside the centre.
+            (sip_call_id, from.unwrap_or_default(), None)
+        } else {
+            let caller_display = call
+                .caller
+                .invite
+                .headers
+                .from()
+                .ok()
+                .and_then(|f| f.display_name);
+            let mut from = NameAddr::new(Uri::sip(
+                Some(&call.caller_number),
+                sip_message::Host::Domain(self.config.domain.clone()),
+                None,
+            ));
+            from.display_name = caller_display
+                .map(|name| super::setup::limit_chars(&name, super::setup::MAX_IDENTITY_CHARS));
+            from.set_tag(&random_token());
+            let sip_call_id = format!("{}@{}", random_token(), self.config.sip_address.ip());
+            let context = (call.id.clone(), call.queue.clone(), call.callback.is_some());
+            (sip_call_id, from.to_string(), Some(context))
+        };
         let to = NameAddr::new(to);
-        let queue = call.queue.clone();
-        let product_id = call.id.clone();
         // The agent leg inherits the caller's hop budget, so a contact that
         // points back at the PBX ends in 483 rather than looping.
         let max_forwards = match call.caller.invite.headers.max_forwards() {
@@ -92,7 +113,7 @@ impl Core {
             request
                 .headers
                 .push("Max-Forwards", max_forwards.to_string());
-            request.headers.push("From", from.to_string());
+            request.headers.push("From", from.clone());
             request.headers.push("To", to.to_string());
             request.headers.push("Call-ID", sip_call_id.clone());
             request.headers.push("CSeq", "1 INVITE");
@@ -101,8 +122,13 @@ impl Core {
                 .push("Contact", self.local.contact.to_string());
             request.headers.push("Allow", super::ALLOW);
             // Call context for the agent's phone or CRM.
-            request.headers.push("X-Call-ID", product_id.clone());
-            request.headers.push("X-Queue", queue.clone());
+            if let Some((product_id, queue, callback)) = &context {
+                request.headers.push("X-Call-ID", product_id.clone());
+                request.headers.push("X-Queue", queue.clone());
+                if *callback {
+                    request.headers.push("X-Callback", "yes");
+                }
+            }
             request.headers.push("Content-Type", "application/sdp");
             request.body = sdp.clone();
             let key = self.transactions.send_request(request.clone(), target, now);
@@ -131,7 +157,7 @@ impl Core {
                 branches,
                 withdrawn: false,
                 answered: false,
-                forward,
+                kind,
             },
         );
         self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
@@ -241,7 +267,11 @@ impl Core {
             }
             if !attempt.withdrawn && status > 100 {
                 tracing::debug!(agent, status, "agent is ringing");
-                self.relay_early(&call_id, &response, now);
+                if attempt.kind == AttemptKind::Citizen {
+                    self.citizen_early(&call_id, &response);
+                } else {
+                    self.relay_early(&call_id, &response, now);
+                }
             }
             return;
         }
@@ -252,7 +282,7 @@ impl Core {
             self.purposes.remove(&key);
             let all_finished = attempt.all_finished();
             let still_current = !attempt.withdrawn && !attempt.answered;
-            let forward = attempt.forward.is_some();
+            let kind = attempt.kind.clone();
             if all_finished {
                 self.attempts.remove(&attempt_id);
             }
@@ -260,7 +290,10 @@ impl Core {
                 tracing::info!(agent, status, "agent did not take the call");
                 if let Some(call) = self.calls.get_mut(&call_id) {
                     call.attempts.remove(&agent);
-                    if call.attempts.is_empty() && call.media.is_some() {
+                    if call.attempts.is_empty()
+                        && call.media.is_some()
+                        && kind != AttemptKind::Citizen
+                    {
                         self.commands.push_back(Command::ResetLeg {
                             call: call_id.clone(),
                             side: Side::Agent,
@@ -269,14 +302,19 @@ impl Core {
                 }
                 // Busy Here and Busy Everywhere mean the phone is in use;
                 // anything else counts as the agent not taking the call.
-                if forward {
-                    tracing::info!(status, "forwarded call not answered");
-                    self.forward_failed(&call_id, now);
-                } else if matches!(status, 486 | 600) {
-                    self.acd.offer_busy(&call_id, &agent, now);
-                } else {
-                    self.acd.offer_rejected(&call_id, &agent, now);
+                let request = self.acd_call_id(&call_id);
+                match kind {
+                    AttemptKind::Forward(_) => {
+                        tracing::info!(status, "forwarded call not answered");
+                        self.forward_failed(&call_id, now);
+                    }
+                    AttemptKind::Citizen => self.citizen_failed(&call_id, status, now),
+                    AttemptKind::Offer if matches!(status, 486 | 600) => {
+                        self.acd.offer_busy(&request, &agent, now);
+                    }
+                    AttemptKind::Offer => self.acd.offer_rejected(&request, &agent, now),
                 }
+                self.discard_unanswered_callback(&call_id);
             }
             return;
         }
@@ -306,6 +344,7 @@ impl Core {
             return;
         };
         let wins = !attempt.withdrawn && !attempt.answered && !talking;
+        let citizen = attempt.kind == AttemptKind::Citizen;
         if !wins {
             tracing::info!(
                 agent,
@@ -317,9 +356,13 @@ impl Core {
             return;
         }
         attempt.answered = true;
-        let forwarded = attempt.forward.is_some();
+        let forwarded = matches!(attempt.kind, AttemptKind::Forward(_));
         self.cancel_branches(attempt_id, Some(branch_index), now);
-        self.connect(&call_id, &agent, forwarded, dialog, &response, now);
+        if citizen {
+            self.citizen_answered(&call_id, dialog, &response, now);
+        } else {
+            self.connect(&call_id, &agent, forwarded, dialog, &response, now);
+        }
     }
 
     /// Relays 180 and 183 from the agent to the caller. A 183 with SDP
@@ -376,11 +419,21 @@ impl Core {
                 if forwarded {
                     self.forward_failed(call_id, now);
                 } else {
-                    self.acd.offer_rejected(call_id, agent, now);
+                    let request = self.acd_call_id(call_id);
+                    self.acd.offer_rejected(&request, agent, now);
+                    self.discard_unanswered_callback(call_id);
                 }
                 return;
             }
         };
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.callback.is_some())
+        {
+            self.callback_agent_answered(call_id, agent, dialog, &answer, now);
+            return;
+        }
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -421,7 +474,9 @@ impl Core {
             .call_id()
             .unwrap_or_default()
             .to_owned();
-        let invite_key = call.caller.invite_key.clone();
+        let Some(invite_key) = call.caller.invite_key.clone() else {
+            return;
+        };
 
         self.commands.push_back(Command::SetPayloadTypes {
             call: call_id.to_owned(),
@@ -517,7 +572,7 @@ fn cancel_for(invite: &Request) -> Request {
 }
 
 /// `recordings/YYYY/MM/DD/<call id>.wav`, relative to the data directory.
-fn recording_path(call_id: &str, at: time::OffsetDateTime) -> String {
+pub(super) fn recording_path(call_id: &str, at: time::OffsetDateTime) -> String {
     format!(
         "recordings/{:04}/{:02}/{:02}/{call_id}.wav",
         at.year(),

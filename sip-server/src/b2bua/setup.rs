@@ -96,7 +96,7 @@ impl Core {
             span,
             phase: Phase::OpeningMedia,
             caller: CallerLeg {
-                invite_key: key.clone(),
+                invite_key: Some(key.clone()),
                 invite: request,
                 source,
                 local_tag: random_token(),
@@ -127,6 +127,7 @@ impl Core {
             left_queue_at: None,
             voicemail: None,
             forwarded_to: None,
+            callback: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
@@ -189,6 +190,7 @@ impl Core {
             caller_answered_at: None,
             voicemail_box: None,
             forwarded_to: None,
+            callback_of: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),
@@ -275,6 +277,11 @@ impl Core {
             return false;
         };
         call.media = Some(ports);
+        if call.callback.is_some() {
+            self.callback_media_opened(call_id, now);
+            self.process(now);
+            return true;
+        }
         call.phase = Phase::Queued;
         call.queued_at = Some(now);
         self.commands.push_back(Command::SetPayloadTypes {
@@ -295,6 +302,11 @@ impl Core {
             requirements: call.route.skills.clone(),
             caller: Some(call.caller_number.clone()),
             request_type: call.route.request_type.clone(),
+            attributes: [(
+                super::callback::DIALED_ATTRIBUTE.to_owned(),
+                call.dialed.clone(),
+            )]
+            .into(),
             ..acd::CallData::default()
         };
         let _span = call.span.clone().entered();
@@ -328,6 +340,17 @@ impl Core {
     }
 
     pub fn media_failed(&mut self, call_id: &str, now: Instant) {
+        if let Some(callback) = self.calls.get(call_id).and_then(|c| c.callback.as_ref()) {
+            tracing::error!(
+                call = call_id,
+                "no relay ports for a callback; offer rejected"
+            );
+            let (request, agent) = (callback.request.clone(), callback.agent.clone());
+            self.acd.offer_rejected(&request, &agent, now);
+            self.discard_unanswered_callback(call_id);
+            self.process(now);
+            return;
+        }
         self.fail_call(
             call_id,
             503,
@@ -365,7 +388,10 @@ impl Core {
             response.headers.push("Content-Type", "application/sdp");
             response.body = body;
         }
-        let key = call.caller.invite_key.clone();
+        // A citizen the PBX dials back has no INVITE to answer.
+        let Some(key) = call.caller.invite_key.clone() else {
+            return;
+        };
         self.transactions.send_response(&key, response, now);
     }
 
@@ -420,7 +446,7 @@ impl Core {
             .calls
             .values()
             .find(|call| {
-                call.caller.invite_key == invite_key
+                call.caller.invite_key.as_ref() == Some(&invite_key)
                     && call.phase != Phase::Talking
                     && call.caller.answer.is_none()
             })

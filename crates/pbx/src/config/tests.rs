@@ -156,7 +156,7 @@ fn embedded_examples_validate() {
     assert_eq!(queue.leave_empty, Some(acd::EmptyConditions::loose()));
     let other = acd::Destination::Queue("other".to_owned());
     assert_eq!(queue.overflow.as_ref(), Some(&other));
-    assert_eq!(queue.exit_keys.len(), 2);
+    assert_eq!(queue.exit_keys.len(), 3);
     assert_eq!(
         config.trunks[0].outbound,
         Some("192.0.2.1:5060".parse().unwrap())

@@ -52,7 +52,7 @@ pub(crate) async fn list_calls(
         None => None,
         Some(name) => Some(cdr::Disposition::from_name(name).ok_or_else(|| {
             Problem::bad_request(format!(
-                "disposition must be answered, abandoned, no_agent, failed or voicemail, got {name:?}"
+                "disposition must be answered, abandoned, no_agent, failed, voicemail or callback, got {name:?}"
             ))
         })?),
     };

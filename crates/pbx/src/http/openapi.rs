@@ -83,8 +83,8 @@ fn paths() -> Value {
             ), {
                 let mut parameters = paging(1000, 50);
                 parameters.push(json!({ "name": "disposition", "in": "query",
-                    "description": "Only calls with this outcome; voicemail lists the messages left in voicemail boxes",
-                    "schema": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail"] } }));
+                    "description": "Only calls with this outcome; voicemail lists the messages left in voicemail boxes, callback the calls on which a caller asked to be called back",
+                    "schema": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] } }));
                 parameters
             }),
         },
@@ -514,7 +514,7 @@ fn schemas() -> Value {
                 "arrived_at": timestamp, "queued_at": nullable_timestamp,
                 "answered_at": nullable_timestamp, "ended_at": timestamp,
                 "wait_seconds": number, "talk_seconds": number,
-                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail"] },
+                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] },
                 "sip_status": { "type": ["integer", "null"] },
                 "hangup_side": { "enum": ["caller", "agent", "system", null] },
                 "recording_path": nullable_text, "recording_seconds": nullable_number,
@@ -522,6 +522,7 @@ fn schemas() -> Value {
                 "caller_answered_at": nullable_timestamp,
                 "voicemail_box": nullable_text,
                 "forwarded_to": nullable_text,
+                "callback_of": nullable_text,
             },
         },
         "RecordingEntry": {

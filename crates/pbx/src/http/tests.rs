@@ -401,6 +401,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        callback_of: None,
     }
 }
 
@@ -488,7 +489,7 @@ async fn list_rejects_bad_parameters() {
         ),
         (
             "/api/calls?disposition=lost",
-            "disposition must be answered, abandoned, no_agent, failed or voicemail, got \"lost\"",
+            "disposition must be answered, abandoned, no_agent, failed, voicemail or callback, got \"lost\"",
         ),
     ];
     for (uri, expected) in cases {

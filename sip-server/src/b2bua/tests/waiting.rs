@@ -8,7 +8,7 @@ use super::*;
 const MUSIC: &str = "/sounds/music.wav";
 const BACKUP_MUSIC: &str = "/sounds/backup.wav";
 
-fn waiting_config() -> CoreConfig {
+pub(super) fn waiting_config() -> CoreConfig {
     let mut config = config();
     config.queues[0]
         .exit_keys
@@ -46,7 +46,7 @@ fn waiting_config() -> CoreConfig {
 
 /// Plays and playback stops issued so far, as (prompts, looped); a stop
 /// is an empty list.
-fn take_playback(h: &mut Harness) -> Vec<(Vec<PathBuf>, bool)> {
+pub(super) fn take_playback(h: &mut Harness) -> Vec<(Vec<PathBuf>, bool)> {
     let mut played = Vec::new();
     h.commands.retain(|command| match command {
         Command::Play {
@@ -64,7 +64,7 @@ fn take_playback(h: &mut Harness) -> Vec<(Vec<PathBuf>, bool)> {
     played
 }
 
-fn prompt(name: &str) -> PathBuf {
+pub(super) fn prompt(name: &str) -> PathBuf {
     PathBuf::from(format!("/prompts/{name}.wav"))
 }
 
@@ -92,7 +92,7 @@ fn caller_request(tag: &str, method: &str, cseq: u32, content_type: &str, body: 
 }
 
 /// A caller in "general" with no agent registered, answered and ACKed.
-fn waiting_caller(h: &mut Harness) -> (String, Response) {
+pub(super) fn waiting_caller(h: &mut Harness) -> (String, Response) {
     h.caller_invite("5000", CALLER);
     let call = h.open_media();
     let responses = h.responses_to(CALLER);

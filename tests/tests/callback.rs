@@ -1,0 +1,121 @@
+//! A waiting caller presses * to be called back: the PBX confirms and hangs
+//! up, and once an agent registers it rings the agent (a sipp UAS), then
+//! dials the caller's number through the trunk's outbound address, where a
+//! second sipp UAS plays the citizen, answers and hangs up.
+
+use std::time::{Duration, Instant};
+
+use pbx_e2e::fixtures::AudioFixtures;
+use pbx_e2e::pbx::{Agent, Pbx, PbxConfig};
+use pbx_e2e::phones::{AgentPhone, CALLER_NUMBER};
+use pbx_e2e::raw_caller::RawCaller;
+use pbx_e2e::{tools, wav};
+use serde_json::Value;
+
+const SIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// RFC 4733 event code of the * key.
+const STAR: u8 = 10;
+
+#[test]
+fn caller_pressing_star_is_called_back_by_an_agent() {
+    tools::require(&tools::ALL);
+    let agent = Agent {
+        id: "1001".to_owned(),
+        password: "e2e-secret-1001".to_owned(),
+    };
+    let phone = AgentPhone::new(&agent);
+    let citizen = AgentPhone::new(&Agent {
+        id: "citizen".to_owned(),
+        password: String::new(),
+    });
+    let config = PbxConfig {
+        agents: vec![agent],
+        max_wait_secs: 120,
+        queue_extra: "music_on_hold = \"default\"\nexit_keys = { \"*\" = \"callback\" }\n"
+            .to_owned(),
+        trunk_outbound: Some(format!("127.0.0.1:{}", citizen.sip_port)),
+        ..PbxConfig::default()
+    };
+    let pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    AudioFixtures::generate(&work_dir);
+
+    // No agent is registered, so the caller waits with music.
+    let mut caller = RawCaller::new(&pbx).expect("caller sockets");
+    assert_eq!(caller.invite(SIP_TIMEOUT).expect("final response"), 200);
+    caller
+        .exchange_audio(Duration::from_secs(1))
+        .expect("RTP exchange");
+    caller.press(STAR).expect("key sent");
+    let heard = caller
+        .exchange_audio(Duration::from_secs(3))
+        .expect("confirmation plays");
+    assert!(heard.rms() > 300.0, "the confirmation is audible");
+    caller
+        .wait_for_bye(Duration::from_secs(20))
+        .expect("the PBX hangs up after the confirmation");
+    let request = pbx.wait_for_call(caller.call_id(), Duration::from_secs(10));
+    println!("request record: {request:#}");
+    assert_eq!(request["disposition"], "callback");
+    let request_id = request["id"].as_str().expect("id").to_owned();
+
+    // The agent comes in and takes the request; the citizen answers and
+    // hangs up after four seconds.
+    let citizen_run = citizen.answer(&work_dir, "agent_answer_hangup.xml", Duration::from_secs(4));
+    let agent_run = phone.answer(&work_dir, "agent_answer.xml", Duration::ZERO);
+    phone.register(&pbx, &work_dir);
+    citizen_run.wait().assert_success();
+    agent_run.wait().assert_success();
+
+    let record = wait_for_callback(&pbx, &request_id, Duration::from_secs(10));
+    println!("callback record: {record:#}");
+    assert_eq!(record["disposition"], "answered");
+    assert_eq!(record["agent"], "1001");
+    assert_eq!(record["caller"], CALLER_NUMBER);
+    assert_eq!(record["hangup_side"], "caller");
+    let talk = record["talk_seconds"].as_f64().expect("talk_seconds");
+    assert!((3.0..7.0).contains(&talk), "talked {talk} s");
+    let path = record["recording_path"].as_str().expect("recording_path");
+    let recording = wav::Recording::open(&pbx.data_dir.join(path));
+    let rms = |samples: &[i16]| {
+        let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (sum / samples.len().max(1) as f64).sqrt()
+    };
+    assert!(rms(&recording.left) > 300.0, "citizen channel");
+    assert!(rms(&recording.right) > 300.0, "agent channel");
+
+    let queue_log = std::fs::read_to_string(pbx.data_dir.join("queue_log")).expect("queue_log");
+    let lines: Vec<&str> = queue_log
+        .lines()
+        .filter(|line| line.contains(&request_id))
+        .collect();
+    for event in ["ENTERQUEUE", "CALLBACKREQUEST", "CONNECT"] {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains(&format!("|{event}|"))),
+            "{event} missing from {lines:#?}"
+        );
+    }
+}
+
+/// Polls `GET /api/calls` for the record of the call that returned `request`.
+fn wait_for_callback(pbx: &Pbx, request: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(record) = pbx
+            .calls()
+            .into_iter()
+            .find(|call| call["callback_of"] == request)
+        {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no callback record for {request}: {:?}\n{}",
+            pbx.calls(),
+            pbx.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -171,7 +171,7 @@ impl Acd {
                 // A callback request waits with the caller off the line, so
                 // it joins in spite of the limit that refused the call.
                 let number = data.caller.clone().unwrap_or_default();
-                self.insert_callback(call_id, queue_name, data, arrival, number, now);
+                self.insert_callback(call_id, queue_name, data, arrival, number, true, now);
                 self.actions.push_back(Action::Overflow {
                     call: call_id.to_owned(),
                     destination: Destination::Callback,

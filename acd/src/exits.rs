@@ -15,6 +15,10 @@ use crate::output::{Action, ExitReason, QueueEvent};
 use crate::skill::{SkillRequirement, StepRule, active_step, effective_requirements, qualifies};
 
 impl Acd {
+    /// Adds a callback request at the place `arrival` gives it. A request
+    /// restored after a restart (`announce` false) emits no event, since its
+    /// request was stored already.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert_callback(
         &mut self,
         call_id: &str,
@@ -22,6 +26,7 @@ impl Acd {
         data: CallData,
         arrival: (Instant, u64),
         number: String,
+        announce: bool,
         now: Instant,
     ) {
         let order = self.order_for(queue, data.priority, arrival.0, arrival.1);
@@ -41,14 +46,17 @@ impl Acd {
             callback: Some(number.clone()),
         };
         call.joined_position = self.position_of(&call);
-        self.waiting.insert(order, call_id.to_owned());
-        self.calls.insert(call_id.to_owned(), call);
-        self.events.push_back(QueueEvent::CallbackRequested {
+        let event = announce.then(|| QueueEvent::CallbackRequested {
             call: call_id.to_owned(),
             queue: queue.to_owned(),
             number,
+            data: call.data.clone(),
+            arrived: arrival.0,
             at: now,
         });
+        self.waiting.insert(order, call_id.to_owned());
+        self.calls.insert(call_id.to_owned(), call);
+        self.events.extend(event);
         self.advance_step(call_id, now);
     }
 
@@ -75,13 +83,46 @@ impl Acd {
         };
         entry.max_wait_deadline = None;
         entry.callback = Some(number.clone());
-        let queue = entry.queue.clone();
-        self.events.push_back(QueueEvent::CallbackRequested {
+        let event = QueueEvent::CallbackRequested {
             call: call.to_owned(),
-            queue,
+            queue: entry.queue.clone(),
             number,
+            data: entry.data.clone(),
+            arrived: entry.order.arrived,
             at: now,
-        });
+        };
+        self.events.push_back(event);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Puts back a callback request stored before a restart, at the place
+    /// its original `arrived` instant gives it, without a new event.
+    pub fn restore_callback(
+        &mut self,
+        call: &str,
+        queue: &str,
+        data: CallData,
+        number: &str,
+        arrived: Instant,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        if self.queues.get(queue).is_none_or(|q| q.retiring) {
+            return Err(AcdError::UnknownQueue {
+                call: call.to_owned(),
+                queue: queue.to_owned(),
+            });
+        }
+        if let Some(existing) = self.queue_of(call) {
+            return Err(AcdError::DuplicateCall {
+                call: call.to_owned(),
+                queue: existing,
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let arrival = (arrived.min(now), seq);
+        self.insert_callback(call, queue, data, arrival, number.to_owned(), false, now);
         self.dispatch(now);
         Ok(())
     }

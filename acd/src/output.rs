@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::agent::AgentState;
+use crate::call::CallData;
 use crate::config::Destination;
 
 /// Work for the driver (the B2BUA), returned by [`crate::Acd::poll_action`].
@@ -158,11 +159,15 @@ pub enum QueueEvent {
         joined_position: usize,
         at: Instant,
     },
-    /// The caller hung up and will be called back; the request keeps its place.
+    /// The caller hung up and will be called back; the request keeps its
+    /// place. `data` and `arrived` (the arrival that gives the place) let a
+    /// driver that stores events restore the request after a restart.
     CallbackRequested {
         call: String,
         queue: String,
         number: String,
+        data: CallData,
+        arrived: Instant,
         at: Instant,
     },
     /// A connected call ended; `ended_by` is `None` when the driver did not say.

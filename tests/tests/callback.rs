@@ -1,7 +1,8 @@
 //! A waiting caller presses * to be called back: the PBX confirms and hangs
-//! up, and once an agent registers it rings the agent (a sipp UAS), then
-//! dials the caller's number through the trunk's outbound address, where a
-//! second sipp UAS plays the citizen, answers and hangs up.
+//! up. The PBX is then killed and started again, and once an agent
+//! registers it rings the agent (a sipp UAS), then dials the caller's
+//! number through the trunk's outbound address, where a second sipp UAS
+//! plays the citizen, answers and hangs up.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ fn caller_pressing_star_is_called_back_by_an_agent() {
         trunk_outbound: Some(format!("127.0.0.1:{}", citizen.sip_port)),
         ..PbxConfig::default()
     };
-    let pbx = Pbx::start(&config);
+    let mut pbx = Pbx::start(&config);
     let work_dir = pbx.dir.path().to_path_buf();
     AudioFixtures::generate(&work_dir);
 
@@ -58,6 +59,14 @@ fn caller_pressing_star_is_called_back_by_an_agent() {
     println!("request record: {request:#}");
     assert_eq!(request["disposition"], "callback");
     let request_id = request["id"].as_str().expect("id").to_owned();
+
+    // The request is stored, so a crash does not lose it.
+    pbx.restart();
+    assert!(
+        pbx.logs().contains("restored callback requests"),
+        "{}",
+        pbx.logs()
+    );
 
     // The agent comes in and takes the request; the citizen answers and
     // hangs up after four seconds.

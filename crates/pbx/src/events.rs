@@ -430,14 +430,31 @@ impl NewEvent {
                 call,
                 queue,
                 number,
-                ..
-            } => event(
-                "callback_requested",
-                Some(call),
-                Some(queue),
-                None,
-                json!({"number": number}),
-            ),
+                data,
+                arrived,
+                at,
+            } => {
+                // What restores the request after a restart, at its place.
+                let arrived_wall = stamped.wall - at.saturating_duration_since(*arrived);
+                let requirements: Vec<String> =
+                    data.requirements.iter().map(ToString::to_string).collect();
+                event(
+                    "callback_requested",
+                    Some(call),
+                    Some(queue),
+                    None,
+                    json!({
+                        "number": number,
+                        "arrived_ms": unix_millis(arrived_wall),
+                        "priority": data.priority,
+                        "requirements": requirements,
+                        "caller": data.caller,
+                        "request_type": data.request_type,
+                        "case_id": data.case_id,
+                        "attributes": data.attributes,
+                    }),
+                )
+            }
             QueueEvent::CallCompleted {
                 call,
                 queue,
@@ -607,5 +624,6 @@ pub(crate) fn rfc3339(at_ms: i64) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
+mod callbacks;
 #[cfg(test)]
 mod tests;

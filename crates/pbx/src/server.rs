@@ -131,6 +131,7 @@ pub(crate) async fn run(
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
+    restore_callbacks(&mut core, &event_store, now).await?;
     let journal = crate::journal::Journal::open(store.pool().clone()).await?;
     let recovered = journal.recover(&store, &config.data_dir).await?;
     if recovered > 0 {
@@ -295,6 +296,42 @@ fn queue_media(queue: &crate::config::QueueConfig, sounds: &Path) -> sip_server:
         announce_position: queue.announce_position,
         announce_wait: queue.announce_wait,
     }
+}
+
+/// Puts the callback requests a previous run took but did not return back
+/// in their queues. A request whose queue is gone is logged and skipped: it
+/// keeps its CDR (disposition `callback`) for someone to follow up.
+async fn restore_callbacks(
+    core: &mut sip_server::b2bua::Core,
+    events: &crate::events::EventStore,
+    now: std::time::Instant,
+) -> Result<(), crate::events::EventStoreError> {
+    let pending = events.pending_callbacks().await?;
+    let mut restored = 0;
+    for request in pending {
+        let millis = u64::try_from(request.arrived_ms).unwrap_or_default();
+        let arrived = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+        match core.restore_callback(
+            &request.call,
+            &request.queue,
+            request.data,
+            &request.number,
+            arrived,
+            now,
+        ) {
+            Ok(()) => restored += 1,
+            Err(error) => tracing::warn!(
+                call = request.call,
+                queue = request.queue,
+                %error,
+                "stored callback request not restored"
+            ),
+        }
+    }
+    if restored > 0 {
+        tracing::info!(requests = restored, "restored callback requests");
+    }
+    Ok(())
 }
 
 /// Decodes every prompt and music file the configuration can play, so a

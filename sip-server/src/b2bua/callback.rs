@@ -201,6 +201,28 @@ impl Core {
         });
     }
 
+    /// Puts back a callback request stored before a restart. `arrived` is
+    /// the wall-clock arrival of the caller, which gives the request its
+    /// place among the calls waiting now.
+    pub fn restore_callback(
+        &mut self,
+        request: &str,
+        queue: &str,
+        data: acd::CallData,
+        number: &str,
+        arrived: std::time::SystemTime,
+        now: Instant,
+    ) -> Result<(), acd::AcdError> {
+        let age = self.wall(now).duration_since(arrived).unwrap_or_default();
+        // An arrival before the monotonic clock's origin sorts as the
+        // earliest instant it can express: still ahead of today's callers.
+        let arrived = now.checked_sub(age).unwrap_or(self.wall_base.0.min(now));
+        self.acd
+            .restore_callback(request, queue, data, number, arrived, now)?;
+        self.process(now);
+        Ok(())
+    }
+
     /// The relay ports of a callback call are bound: ring its agent.
     pub(super) fn callback_media_opened(&mut self, call_id: &str, now: Instant) {
         let Some(call) = self.calls.get_mut(call_id) else {

@@ -1,0 +1,162 @@
+//! Callback requests that were taken but not yet returned, read back from
+//! the stored events at start so that a restart does not lose them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::{EventStore, EventStoreError};
+
+/// A stored callback request with no later event that ends it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PendingCallback {
+    pub(crate) call: String,
+    pub(crate) queue: String,
+    pub(crate) number: String,
+    /// Unix milliseconds of the caller's arrival, which gives its place.
+    pub(crate) arrived_ms: i64,
+    pub(crate) data: acd::CallData,
+}
+
+/// The JSON `data` of a `callback_requested` event. Fields are optional
+/// because rows written by older versions only hold the number.
+#[derive(Deserialize)]
+struct RequestData {
+    number: String,
+    arrived_ms: Option<i64>,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default)]
+    requirements: Vec<String>,
+    caller: Option<String>,
+    request_type: Option<String>,
+    case_id: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+impl EventStore {
+    /// Callback requests whose call has no later answer, abandon, timeout,
+    /// exit or completion, oldest first.
+    pub(crate) async fn pending_callbacks(&self) -> Result<Vec<PendingCallback>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT r.seq, r.at_ms, r.call_id, r.queue, r.data FROM queue_events r \
+             WHERE r.kind = 'callback_requested' AND r.call_id IS NOT NULL \
+             AND r.queue IS NOT NULL AND NOT EXISTS ( \
+                 SELECT 1 FROM queue_events later \
+                 WHERE later.call_id = r.call_id AND later.seq > r.seq \
+                 AND later.kind IN ('offer_answered', 'call_abandoned', 'call_timed_out', \
+                                    'call_exited', 'call_completed')) \
+             ORDER BY r.seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            let text: String = row.try_get("data")?;
+            let data: RequestData = serde_json::from_str(&text)
+                .map_err(|source| EventStoreError::Decode { seq, source })?;
+            let requirements = data
+                .requirements
+                .iter()
+                .filter_map(|text| match text.parse() {
+                    Ok(requirement) => Some(requirement),
+                    Err(error) => {
+                        tracing::warn!(seq, text, %error, "stored skill requirement ignored");
+                        None
+                    }
+                })
+                .collect();
+            pending.push(PendingCallback {
+                call: row.try_get("call_id")?,
+                queue: row.try_get("queue")?,
+                arrived_ms: data.arrived_ms.unwrap_or(row.try_get("at_ms")?),
+                data: acd::CallData {
+                    priority: data.priority,
+                    requirements,
+                    caller: data.caller.or_else(|| Some(data.number.clone())),
+                    request_type: data.request_type,
+                    case_id: data.case_id,
+                    attributes: data.attributes,
+                },
+                number: data.number,
+            });
+        }
+        Ok(pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use acd::QueueEvent;
+    use sip_server::b2bua::StampedEvent;
+
+    use super::super::{EventStore, NewEvent};
+    use super::PendingCallback;
+
+    fn stamped(event: QueueEvent, wall_ms: u64) -> NewEvent {
+        NewEvent::from_stamped(&StampedEvent {
+            event,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_millis(wall_ms),
+        })
+    }
+
+    fn requested(call: &str, now: Instant, data: acd::CallData) -> QueueEvent {
+        QueueEvent::CallbackRequested {
+            call: call.into(),
+            queue: "general".into(),
+            number: "+15550100".into(),
+            data,
+            arrived: now - Duration::from_secs(90),
+            at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_requests_without_an_end_are_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let store = EventStore::open(cdr.pool().clone()).await.unwrap();
+        let now = Instant::now();
+        let data = acd::CallData {
+            priority: 3,
+            requirements: vec!["language=ru:2".parse().unwrap()],
+            caller: Some("+15550100".into()),
+            request_type: Some("passport".into()),
+            attributes: [("dialed".to_owned(), "5000".to_owned())].into(),
+            ..acd::CallData::default()
+        };
+        let served = QueueEvent::OfferAnswered {
+            call: "served".into(),
+            queue: "general".into(),
+            agent: "1001".into(),
+            waited: Duration::from_secs(100),
+            ring_time: Duration::from_secs(2),
+            joined_position: 1,
+            at: now,
+        };
+        store
+            .append(&[
+                stamped(requested("waiting", now, data.clone()), 1_800_000_090_000),
+                stamped(requested("served", now, data.clone()), 1_800_000_090_000),
+                stamped(served, 1_800_000_100_000),
+            ])
+            .await
+            .unwrap();
+        let pending = store.pending_callbacks().await.unwrap();
+        assert_eq!(
+            pending,
+            [PendingCallback {
+                call: "waiting".into(),
+                queue: "general".into(),
+                number: "+15550100".into(),
+                arrived_ms: 1_800_000_000_000,
+                data,
+            }]
+        );
+    }
+}

@@ -70,12 +70,13 @@ impl Acd {
             .or_else(|| entry.data.caller.clone())
             .ok_or_else(unknown)?;
         self.cancel_offers(call, now);
-        let Some(entry) = self.calls.get_mut(call) else {
+        let Some(mut entry) = self.calls.get_mut(call) else {
             return Err(unknown());
         };
         entry.max_wait_deadline = None;
         entry.callback = Some(number.clone());
         let queue = entry.queue.clone();
+        drop(entry);
         self.events.push_back(QueueEvent::CallbackRequested {
             call: call.to_owned(),
             queue,
@@ -157,7 +158,7 @@ impl Acd {
             return;
         }
 
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(mut call) = self.calls.get_mut(call_id) else {
             return;
         };
         call.next_step_at = next_step_at;

@@ -99,8 +99,8 @@ impl Acd {
     /// the agents this freed. Max waits go first, so a call that reaches both
     /// deadlines together leaves instead of ringing the next agent. Skill
     /// expansion steps, ring timeouts, wrap-up ends and delay expiries follow.
-    // Each pass asks the deadline index again for the calls or agents due,
-    // since the passes before it change deadlines; the entries not due are
+    // Each pass reads the calls or agents due from the deadline index again,
+    // because the passes before it change deadlines. Entries not due are
     // never visited.
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired = self.calls_due(now, |call| call.max_wait_deadline.is_some_and(|d| d <= now));
@@ -192,7 +192,7 @@ impl Acd {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
         // Most inputs find no call waiting (registrations, agents coming
-        // back from a call into an empty queue); they need no agent list.
+        // back from a call into an empty queue), so they need no agent list.
         if self.waiting.is_empty() {
             return;
         }

@@ -1,7 +1,7 @@
 //! Agents and calls by id, with indexes of their deadlines and of the
 //! available agents that every change keeps up to date.
 //!
-//! The server asks for the ACD's next deadline after every event, and with
+//! The server requests the ACD's next deadline after every event, and with
 //! 10,000 registered agents a scan per question took a large share of its
 //! CPU. So each table files its values under their deadline, and
 //! `poll_timeout` reads the earliest one. A value can only be changed
@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
 use std::time::Instant;
 
-/// What a [`Table`] indexes about each of its values.
+/// The properties of a value that a [`Table`] indexes.
 pub(crate) trait Indexed {
-    /// The earliest instant at which the value needs `handle_timeout`.
+    /// Returns the earliest instant at which the value needs `handle_timeout`.
     fn deadline(&self) -> Option<Instant>;
 
-    /// Whether the value may be offered a call, ignoring delays that pass
-    /// with time. Calls keep their own order in `Acd::waiting`, so only
+    /// Returns whether the value may be offered a call, ignoring delays that
+    /// pass with time. Calls keep their own order in `Acd::waiting`, so only
     /// agents use this.
     fn available(&self) -> bool {
         false
@@ -60,7 +60,7 @@ impl<V: Indexed> Table<V> {
         self.slots.contains_key(id)
     }
 
-    /// All values, in id order.
+    /// Returns all values, in id order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.slots.values().map(|slot| &slot.value)
     }
@@ -126,12 +126,13 @@ impl<V: Indexed> Table<V> {
         Some(slot.value)
     }
 
-    /// The earliest deadline of any value.
+    /// Returns the earliest deadline of any value.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
-    /// Ids of the values whose deadline is at or before `now`, earliest first.
+    /// Returns the ids of the values whose deadline is at or before `now`,
+    /// earliest first.
     pub(crate) fn due(&self, now: Instant) -> Vec<String> {
         self.deadlines
             .iter()
@@ -140,7 +141,7 @@ impl<V: Indexed> Table<V> {
             .collect()
     }
 
-    /// The values that are available, in id order.
+    /// Returns the values that are available, in id order.
     pub(crate) fn available(&self) -> impl Iterator<Item = &V> {
         self.available.iter().filter_map(|id| self.get(id))
     }
@@ -270,6 +271,8 @@ mod tests {
             },
         );
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(table.check(), Ok(()));
+
         if let Some(mut b) = table.get_mut("b") {
             b.at = Some(t0 + Duration::from_secs(2));
             b.on = true;
@@ -277,6 +280,7 @@ mod tests {
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(2)));
         assert_eq!(table.due(t0 + Duration::from_secs(5)), ["b", "a"]);
         assert_eq!(table.available().count(), 2);
+
         if let Some(mut a) = table.get_mut("a") {
             a.on = false;
         }

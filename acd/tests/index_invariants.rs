@@ -25,8 +25,9 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// The front desk: delays after every kind of missed offer, wrap-up, skill
-/// steps that end by overflowing to the back office, and exit keys.
+/// Returns the front desk queue: delays after every kind of missed offer,
+/// wrap-up, skill steps that end by overflowing to the back office, and
+/// exit keys.
 fn front(variant: u8) -> QueueConfig {
     QueueConfig {
         name: "front".to_owned(),
@@ -55,8 +56,8 @@ fn front(variant: u8) -> QueueConfig {
     }
 }
 
-/// The back office: rings all its agents, sends callers on to a callback
-/// at max wait and when no member is present.
+/// Returns the back office queue, which rings all its agents and sends
+/// callers on to a callback at max wait and when no member is present.
 fn back(variant: u8) -> QueueConfig {
     QueueConfig {
         name: "back".to_owned(),

@@ -1,10 +1,14 @@
-//! Routing cost with 1,000 agents and 500 waiting calls.
+//! Routing cost with 1,000 agents and 500 waiting calls, and timer cost
+//! with 10,000 idle agents.
 //!
-//! Each iteration takes a prepared engine where no agent is reachable yet
-//! and 500 calls wait, then makes agents reachable one at a time, so every
-//! input runs a full dispatch over the waiting calls. Agents hold one of ten
-//! language skills and a service level; calls require a language and a
-//! service level, and the queue relaxes them in steps.
+//! Each routing iteration takes a prepared engine where no agent is
+//! reachable yet and 500 calls wait, then makes agents reachable one at a
+//! time, so every input runs a full dispatch over the waiting calls. Agents
+//! hold one of ten language skills and a service level; calls require a
+//! language and a service level, and the queue relaxes them in steps.
+//!
+//! The timer group mirrors the registrar load: 10,000 registered agents,
+//! no call, and the server asking for the next deadline after every event.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -117,5 +121,49 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing);
+const IDLE_AGENTS: usize = 10_000;
+
+/// Builds an engine with `IDLE_AGENTS` available agents and no call.
+fn idle_centre(t0: Instant) -> Acd {
+    let mut acd = Acd::new();
+    acd.add_queue(config(Strategy::LongestIdle));
+    let queues = ["city".to_owned()];
+    for i in 0..IDLE_AGENTS {
+        let id = format!("agent-{i}");
+        acd.add_agent(&id, &queues);
+        acd.set_logged_in(&id, true, t0);
+        acd.set_reachable(&id, true, t0);
+    }
+    while acd.poll_event().is_some() {}
+    acd
+}
+
+fn timers(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let mut group = c.benchmark_group("timers_10000_idle_agents");
+    group.sample_size(10);
+    let mut acd = idle_centre(t0);
+    group.bench_function("poll_timeout", |b| b.iter(|| black_box(acd.poll_timeout())));
+    // What the server does on each of its own timer ticks: the ACD's timeout
+    // with nothing due, then the next deadline.
+    group.bench_function("handle_timeout_then_poll", |b| {
+        b.iter(|| {
+            acd.handle_timeout(t0 + Duration::from_secs(1));
+            black_box(acd.poll_timeout())
+        })
+    });
+    // A registration flapping: the agent turns unreachable and back.
+    group.bench_function("reachability_change_then_poll", |b| {
+        let now = t0 + Duration::from_secs(1);
+        b.iter(|| {
+            acd.set_reachable("agent-5000", false, now);
+            acd.set_reachable("agent-5000", true, now);
+            while acd.poll_event().is_some() {}
+            black_box(acd.poll_timeout())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, routing, timers);
 criterion_main!(benches);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::skill::Skills;
+use crate::table::Indexed;
 
 /// Agent state as the queue_log and dashboards show it.
 ///
@@ -150,6 +151,17 @@ impl Agent {
         }
     }
 
+    /// Returns when the agent next needs `handle_timeout`: the end of its
+    /// wrap-up, or else the end of its reject, busy or no-answer delay. A
+    /// delay running during wrap-up is not a deadline, since only an
+    /// available agent is held back by it.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match self.activity {
+            Activity::WrapUp { until, .. } => Some(until),
+            _ => self.blocked_until,
+        }
+    }
+
     pub(crate) fn status(&self) -> AgentStatus {
         AgentStatus {
             state: self.state(),
@@ -159,5 +171,15 @@ impl Agent {
             consecutive_no_answer: self.consecutive_no_answer,
             call: self.current_call().map(str::to_owned),
         }
+    }
+}
+
+impl Indexed for Agent {
+    fn deadline(&self) -> Option<Instant> {
+        self.next_deadline()
+    }
+
+    fn available(&self) -> bool {
+        self.state() == AgentState::Available
     }
 }

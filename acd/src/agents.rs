@@ -75,12 +75,13 @@ impl Acd {
     /// Makes a not-ready agent ready again and offers it waiting calls. It
     /// also resets the count of unanswered offers.
     pub fn set_ready(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
-        let entry = self.agent_mut(agent)?;
+        let mut entry = self.agent_mut(agent)?;
         entry.consecutive_no_answer = 0;
         let Some(reason) = entry.not_ready.clone() else {
             return Ok(());
         };
         let queues = entry.queues.keys().cloned().collect();
+        drop(entry);
         self.change_agent(agent, now, now, |a| a.not_ready = None);
         self.events.push_back(QueueEvent::AgentReady {
             agent: agent.to_owned(),
@@ -143,15 +144,19 @@ impl Acd {
         });
     }
 
+    /// Ends every wrap-up whose maximum has passed, in agent id order.
     pub(crate) fn end_wrap_ups(&mut self, now: Instant) {
-        let ended: Vec<(String, Instant)> = self
+        // A wrap-up end is its agent's deadline, so only due agents can have one.
+        let mut ended: Vec<(String, Instant)> = self
             .agents
-            .values()
-            .filter_map(|agent| match agent.activity {
-                Activity::WrapUp { until, .. } if until <= now => Some((agent.id.clone(), until)),
+            .due(now)
+            .into_iter()
+            .filter_map(|id| match self.agents.get(&id)?.activity {
+                Activity::WrapUp { until, .. } if until <= now => Some((id, until)),
                 _ => None,
             })
             .collect();
+        ended.sort();
         for (agent, until) in ended {
             // Idle time counts from the scheduled end, even if this runs late.
             self.change_agent(&agent, now, until, |a| a.activity = Activity::Idle);
@@ -212,12 +217,18 @@ impl Acd {
         idle_from: Instant,
         change: impl FnOnce(&mut Agent),
     ) {
-        let Some(agent) = self.agents.get_mut(id) else {
+        let Some(mut agent) = self.agents.get_mut(id) else {
             return;
         };
         let from = agent.state();
-        change(agent);
+        change(&mut agent);
         let to = agent.state();
+        if from == AgentState::WrapUp && to != AgentState::WrapUp {
+            // `handle_timeout` only visits agents whose deadline is due, and
+            // a delay that passed during wrap-up was not one. Dropping it
+            // here keeps it from becoming a deadline in the past.
+            agent.blocked_until = agent.blocked_until.filter(|until| *until > now);
+        }
         if from == to {
             return;
         }
@@ -225,6 +236,7 @@ impl Acd {
         if to == AgentState::Available && from != AgentState::Ringing {
             agent.idle_since = Some(idle_from);
         }
+        drop(agent);
         debug!(agent = id, ?from, ?to, "agent state changed");
         self.events.push_back(QueueEvent::AgentStateChanged {
             agent: id.to_owned(),

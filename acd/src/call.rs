@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::QueueConfig;
 use crate::skill::SkillRequirement;
+use crate::table::Indexed;
 
 /// Data attached to a call when it joins a queue: routing needs and what
 /// the agent's screen shows.
@@ -108,6 +109,12 @@ impl Call {
         let retries = self.retry_after.values().copied();
         let own = [self.max_wait_deadline, self.next_step_at];
         rings.chain(retries).chain(own.into_iter().flatten()).min()
+    }
+}
+
+impl Indexed for Call {
+    fn deadline(&self) -> Option<Instant> {
+        self.next_deadline()
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::agent::Activity;
+use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
 use crate::call::{Offer, deadline_after};
 use crate::engine::Acd;
@@ -99,16 +99,19 @@ impl Acd {
     /// the agents this freed. Max waits go first, so a call that reaches both
     /// deadlines together leaves instead of ringing the next agent. Skill
     /// expansion steps, ring timeouts, wrap-up ends and delay expiries follow.
+    // Each pass reads the calls or agents due from the deadline index again,
+    // because the passes before it change deadlines. Entries not due are
+    // never visited.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired = self.calls_due(|call| call.max_wait_deadline.is_some_and(|d| d <= now));
+        let expired = self.calls_due(now, |call| call.max_wait_deadline.is_some_and(|d| d <= now));
         for call in expired {
             self.end_max_wait(&call, now);
         }
-        for call in self.calls_due(|call| call.next_step_at.is_some_and(|at| at <= now)) {
+        for call in self.calls_due(now, |call| call.next_step_at.is_some_and(|at| at <= now)) {
             self.advance_step(&call, now);
         }
         let mut ring_timeouts = Vec::new();
-        for call in self.calls_due(|_| true) {
+        for call in self.calls_due(now, |_| true) {
             if let Some(entry) = self.calls.get(&call) {
                 let due = entry.offers.iter().filter(|(_, o)| o.ring_deadline <= now);
                 ring_timeouts.extend(due.map(|(agent, _)| (call.clone(), agent.clone())));
@@ -118,11 +121,15 @@ impl Acd {
             self.end_offer_unanswered(&call, &agent, NoAnswer::TimedOut, now);
         }
         self.end_wrap_ups(now);
-        for call in self.calls.values_mut() {
-            call.retry_after.retain(|_, until| *until > now);
+        for call in self.calls.due(now) {
+            if let Some(mut entry) = self.calls.get_mut(&call) {
+                entry.retry_after.retain(|_, until| *until > now);
+            }
         }
-        for agent in self.agents.values_mut() {
-            agent.blocked_until = agent.blocked_until.filter(|until| *until > now);
+        for agent in self.agents.due(now) {
+            if let Some(mut entry) = self.agents.get_mut(&agent) {
+                entry.blocked_until = entry.blocked_until.filter(|until| *until > now);
+            }
         }
         self.dispatch(now);
     }
@@ -131,6 +138,24 @@ impl Acd {
     /// timeout, max wait, step change, wrap-up end or delay expiry. Any input
     /// may change it, so poll again after each one.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.next_deadline();
+        let agents = self.agents.next_deadline();
+        calls.into_iter().chain(agents).min()
+    }
+
+    /// Panics with the first difference between the indexes and a full scan
+    /// of agents and calls: the deadline `poll_timeout` computed by walking
+    /// every call and agent before the index existed, and the agents that
+    /// are available. Only for tests, which call it after every input; it
+    /// costs a walk over the whole state.
+    #[doc(hidden)]
+    pub fn assert_indexes_match_scan(&self) {
+        if let Err(difference) = self.agents.check() {
+            panic!("agent index out of date: {difference}");
+        }
+        if let Err(difference) = self.calls.check() {
+            panic!("call index out of date: {difference}");
+        }
         let calls = self.calls.values().filter_map(|call| call.next_deadline());
         let agents = self
             .agents
@@ -139,7 +164,24 @@ impl Acd {
                 Activity::WrapUp { until, .. } => Some(until),
                 _ => agent.blocked_until,
             });
-        calls.chain(agents).min()
+        let scanned = calls.chain(agents).min();
+        assert_eq!(
+            self.poll_timeout(),
+            scanned,
+            "poll_timeout differs from a scan of every call and agent"
+        );
+        let available: Vec<&str> = self
+            .agents
+            .values()
+            .filter(|agent| agent.state() == AgentState::Available)
+            .map(|agent| agent.id.as_str())
+            .collect();
+        let indexed: Vec<&str> = self
+            .agents
+            .available()
+            .map(|agent| agent.id.as_str())
+            .collect();
+        assert_eq!(indexed, available, "available agents differ from a scan");
     }
 
     /// Removes waiting calls of queues left empty, then offers waiting calls,
@@ -149,9 +191,14 @@ impl Acd {
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
+        // Most inputs find no call waiting (registrations, agents coming
+        // back from a call into an empty queue), so they need no agent list.
+        if self.waiting.is_empty() {
+            return;
+        }
         let mut free: Vec<String> = self
             .agents
-            .values()
+            .available()
             .filter(|a| a.is_free(now))
             .map(|a| a.id.clone())
             .collect();
@@ -205,7 +252,7 @@ impl Acd {
     }
 
     fn start_offer(&mut self, call_id: &str, selection: Selection, now: Instant) {
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(mut call) = self.calls.get_mut(call_id) else {
             return;
         };
         let Some(queue) = self.queues.get_mut(&call.queue) else {
@@ -243,6 +290,7 @@ impl Acd {
                 agents,
             },
         };
+        drop(call);
         for agent in &agents {
             let activity = Activity::Reserved {
                 call: call_id.to_owned(),
@@ -264,7 +312,7 @@ impl Acd {
     /// for the retry delay, frees it and, when no other agent still rings,
     /// puts the call back in its place.
     fn end_offer_unanswered(&mut self, call_id: &str, agent: &str, reason: NoAnswer, now: Instant) {
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(mut call) = self.calls.get_mut(call_id) else {
             return;
         };
         let Some(offer) = call.offers.remove(agent) else {
@@ -282,7 +330,9 @@ impl Acd {
         if call.offers.is_empty() {
             self.waiting.insert(call.order, call.id.clone());
         }
-        let (call, queue) = (call.id.clone(), call.queue.clone());
+        let (id, queue) = (call.id.clone(), call.queue.clone());
+        drop(call);
+        let call = id;
         let ring_time = now.saturating_duration_since(offer.started);
         let agent_id = agent.to_owned();
         let event = match reason {
@@ -315,11 +365,12 @@ impl Acd {
     /// Cancels every offer of a call that stays in the ACD or is about to
     /// leave it, and frees the agents. Returns the first agent that was ringing.
     pub(crate) fn cancel_offers(&mut self, call_id: &str, now: Instant) -> Option<String> {
-        let call = self.calls.get_mut(call_id)?;
+        let mut call = self.calls.get_mut(call_id)?;
         let offers = std::mem::take(&mut call.offers);
         if !offers.is_empty() {
             self.waiting.insert(call.order, call.id.clone());
         }
+        drop(call);
         for agent in offers.keys() {
             self.actions.push_back(Action::CancelOffer {
                 call: call_id.to_owned(),
@@ -336,10 +387,16 @@ impl Acd {
             .is_some_and(|c| c.offers.contains_key(agent))
     }
 
-    /// Returns the ids of calls matching `due`, in service order.
-    fn calls_due(&self, due: impl Fn(&crate::call::Call) -> bool) -> Vec<String> {
-        let mut matching: Vec<&crate::call::Call> =
-            self.calls.values().filter(|call| due(call)).collect();
+    /// Returns the ids of calls matching `due`, in service order. `due`
+    /// must only hold for calls with a deadline at or before `now`.
+    fn calls_due(&self, now: Instant, due: impl Fn(&crate::call::Call) -> bool) -> Vec<String> {
+        let mut matching: Vec<&crate::call::Call> = self
+            .calls
+            .due(now)
+            .iter()
+            .filter_map(|id| self.calls.get(id))
+            .filter(|call| due(call))
+            .collect();
         matching.sort_by_key(|call| call.order);
         matching.into_iter().map(|call| call.id.clone()).collect()
     }

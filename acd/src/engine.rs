@@ -12,6 +12,7 @@ use crate::error::AcdError;
 use crate::output::{Action, QueueEvent};
 use crate::skill::Skills;
 use crate::strategy::Rng;
+use crate::table::{EntryMut, Table};
 
 /// Seed of the random strategies unless [`Acd::with_seed`] sets one.
 const DEFAULT_SEED: u64 = 0x5EED_ACD0;
@@ -19,10 +20,12 @@ const DEFAULT_SEED: u64 = 0x5EED_ACD0;
 /// The automatic call distributor. See the crate documentation for how to drive it.
 pub struct Acd {
     pub(crate) queues: BTreeMap<String, Queue>,
-    pub(crate) agents: BTreeMap<String, Agent>,
-    /// Calls waiting for an agent or ringing one, by call id. Answered calls
-    /// leave this map and live on in the agent's `Activity::OnCall`.
-    pub(crate) calls: HashMap<String, Call>,
+    /// Agents by id, with their deadlines and the available ones indexed.
+    pub(crate) agents: Table<Agent>,
+    /// Calls waiting for an agent or ringing one, by call id, with their
+    /// deadlines indexed. Answered calls leave this table and live on in
+    /// the agent's `Activity::OnCall`.
+    pub(crate) calls: Table<Call>,
     /// Calls without an offer in progress, in service order across all queues.
     pub(crate) waiting: BTreeMap<CallOrder, String>,
     /// Answered calls until `call_ended`, by call id, with their agent.
@@ -51,8 +54,8 @@ impl Acd {
     pub fn with_seed(seed: u64) -> Acd {
         Acd {
             queues: BTreeMap::new(),
-            agents: BTreeMap::new(),
-            calls: HashMap::new(),
+            agents: Table::default(),
+            calls: Table::default(),
             waiting: BTreeMap::new(),
             connected: HashMap::new(),
             caller_order: CallerOrder::default(),
@@ -93,10 +96,12 @@ impl Acd {
     // one; `add_member` offers at once.
     pub fn add_agent(&mut self, agent: &str, queues: &[String]) {
         let mut position = self.next_member_position;
-        let entry = self
-            .agents
-            .entry(agent.to_owned())
-            .or_insert_with(|| Agent::new(agent));
+        if !self.agents.contains_key(agent) {
+            self.agents.insert(agent.to_owned(), Agent::new(agent));
+        }
+        let Some(mut entry) = self.agents.get_mut(agent) else {
+            return;
+        };
         entry.removed = false;
         entry.queues.retain(|queue, _| queues.contains(queue));
         for queue in queues {
@@ -108,6 +113,7 @@ impl Acd {
                 }
             });
         }
+        drop(entry);
         self.next_member_position = position;
     }
 
@@ -121,13 +127,14 @@ impl Acd {
         now: Instant,
     ) -> Result<(), AcdError> {
         let position = self.next_member_position + 1;
-        let entry = self.agent_mut(agent)?;
+        let mut entry = self.agent_mut(agent)?;
         let added = !entry.serves(queue);
         let membership = entry
             .queues
             .entry(queue.to_owned())
             .or_insert(Membership { position, weight });
         membership.weight = weight;
+        drop(entry);
         if added {
             self.next_member_position = position;
             self.events.push_back(QueueEvent::MemberAdded {
@@ -219,7 +226,7 @@ impl Acd {
         ahead + 1
     }
 
-    pub(crate) fn agent_mut(&mut self, agent: &str) -> Result<&mut Agent, AcdError> {
+    pub(crate) fn agent_mut(&mut self, agent: &str) -> Result<EntryMut<'_, Agent>, AcdError> {
         self.agents.get_mut(agent).ok_or_else(|| {
             debug!(agent, "input for an unknown agent rejected");
             AcdError::UnknownAgent {
@@ -265,7 +272,7 @@ impl Acd {
             })
             .collect();
         for (id, order) in keys {
-            if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(mut call) = self.calls.get_mut(&id) {
                 if self.waiting.remove(&call.order).is_some() {
                     self.waiting.insert(order, id);
                 }

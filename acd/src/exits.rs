@@ -78,7 +78,7 @@ impl Acd {
             .or_else(|| entry.data.caller.clone())
             .ok_or_else(unknown)?;
         self.cancel_offers(call, now);
-        let Some(entry) = self.calls.get_mut(call) else {
+        let Some(mut entry) = self.calls.get_mut(call) else {
             return Err(unknown());
         };
         entry.max_wait_deadline = None;
@@ -91,6 +91,8 @@ impl Acd {
             arrived: entry.order.arrived,
             at: now,
         };
+        // The guard re-files the call's deadlines when it is dropped.
+        drop(entry);
         self.events.push_back(event);
         self.dispatch(now);
         Ok(())
@@ -198,7 +200,7 @@ impl Acd {
             return;
         }
 
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(mut call) = self.calls.get_mut(call_id) else {
             return;
         };
         call.next_step_at = next_step_at;

@@ -84,6 +84,7 @@ mod reconfigure;
 mod skill;
 mod stats;
 mod strategy;
+mod table;
 
 pub use agent::{AgentState, AgentStatus};
 pub use agents::NO_ANSWER_REASON;

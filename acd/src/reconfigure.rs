@@ -61,9 +61,10 @@ impl Acd {
     /// that first, and the engine deletes it once it is idle. Adding it
     /// again with [`Acd::add_agent`] before then keeps it.
     pub fn remove_agent(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
-        let entry = self.agent_mut(agent)?;
+        let mut entry = self.agent_mut(agent)?;
         let queues: Vec<String> = std::mem::take(&mut entry.queues).into_keys().collect();
         entry.removed = true;
+        drop(entry);
         for queue in queues {
             self.events.push_back(QueueEvent::MemberRemoved {
                 agent: agent.to_owned(),
@@ -123,7 +124,7 @@ impl Acd {
         let rule = step.and_then(|i| steps.get(i)).map(|s| s.rule.clone());
         if step == call.step && !matches!(rule, Some(StepRule::Overflow(_))) {
             let requirements = effective_requirements(&call.data.requirements, rule.as_ref());
-            if let Some(call) = self.calls.get_mut(call_id) {
+            if let Some(mut call) = self.calls.get_mut(call_id) {
                 call.requirements = requirements;
             }
         }
@@ -151,15 +152,16 @@ impl Acd {
             .collect();
         for queue in drained {
             self.queues.remove(&queue);
-            for agent in self.agents.values_mut() {
+            let events = &mut self.events;
+            self.agents.for_each_mut(|agent| {
                 if agent.queues.remove(&queue).is_some() {
-                    self.events.push_back(QueueEvent::MemberRemoved {
+                    events.push_back(QueueEvent::MemberRemoved {
                         agent: agent.id.clone(),
                         queue: queue.clone(),
                         at: now,
                     });
                 }
-            }
+            });
         }
     }
 

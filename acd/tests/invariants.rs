@@ -4,7 +4,9 @@
 //! after every command: each agent has at most one call reserved or active,
 //! each call has at most one outstanding offer, no waiting call is left while
 //! an agent could take it, and every call leaves exactly once by answer,
-//! abandon or max wait.
+//! abandon or max wait. After every command and every timeout it also
+//! compares the engine's deadline and availability indexes with a scan of
+//! all its calls and agents.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -223,6 +225,7 @@ impl Model {
                 Some(deadline) if deadline <= target => {
                     self.now = self.now.max(deadline);
                     self.acd.handle_timeout(self.now);
+                    self.acd.assert_indexes_match_scan();
                     self.drain()?;
                     let next = self.acd.poll_timeout();
                     prop_assert!(
@@ -314,6 +317,7 @@ impl Model {
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
+        self.acd.assert_indexes_match_scan();
         for agent in AGENTS {
             let state = self.acd.agent_state(agent);
             let ringing = self.ringing.values().any(|a| a == agent);

@@ -1,5 +1,6 @@
 //! Property test: random strategies, skills, steps and agent-state commands
-//! keep the routing invariants that a call centre relies on.
+//! keep the routing invariants that a call centre relies on, and the
+//! engine's indexes agree with a scan of its calls and agents throughout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -147,6 +148,7 @@ impl Model {
                 while let Some(deadline) = self.acd.poll_timeout().filter(|d| *d <= target) {
                     self.now = deadline.max(self.now);
                     self.acd.handle_timeout(self.now);
+                    self.acd.assert_indexes_match_scan();
                     let _ = self.drain();
                 }
                 self.now = target;
@@ -216,6 +218,7 @@ impl Model {
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
+        self.acd.assert_indexes_match_scan();
         for agent in AGENTS {
             let state = self.acd.agent_state(agent).unwrap();
             let ringing = self.ringing.get(agent);

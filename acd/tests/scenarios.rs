@@ -38,10 +38,12 @@ fn cancel(call: &str, agent: &str) -> Action {
 }
 
 fn actions(acd: &mut Acd) -> Vec<Action> {
+    acd.assert_indexes_match_scan();
     std::iter::from_fn(|| acd.poll_action()).collect()
 }
 
 fn events(acd: &mut Acd) -> Vec<QueueEvent> {
+    acd.assert_indexes_match_scan();
     std::iter::from_fn(|| acd.poll_event()).collect()
 }
 

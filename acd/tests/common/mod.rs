@@ -28,11 +28,16 @@ pub(crate) fn offer(call: &str, agent: &str) -> Action {
     }
 }
 
+/// Drains the actions. Every scenario drains after its inputs, so this is
+/// also where the engine's indexes are compared with a full scan.
 pub(crate) fn actions(acd: &mut Acd) -> Vec<Action> {
+    acd.assert_indexes_match_scan();
     std::iter::from_fn(|| acd.poll_action()).collect()
 }
 
+/// Drains the events, after comparing the indexes with a full scan.
 pub(crate) fn events(acd: &mut Acd) -> Vec<QueueEvent> {
+    acd.assert_indexes_match_scan();
     std::iter::from_fn(|| acd.poll_event()).collect()
 }
 

@@ -14,7 +14,7 @@ pub enum SdpError {
     NoOffer,
     #[error("SDP has no audio stream")]
     NoAudio,
-    #[error("SDP offers neither PCMU nor PCMA")]
+    #[error("SDP offers none of PCMU, PCMA and G722")]
     NoCommonCodec,
     #[error("SDP audio stream is disabled (port 0)")]
     AudioDisabled,
@@ -29,12 +29,20 @@ fn keep_format(media: &MediaDescription, format: &str) -> bool {
     };
     match media.rtpmap(payload_type) {
         Some((encoding, 8000)) => {
-            encoding.eq_ignore_ascii_case("PCMU")
-                || encoding.eq_ignore_ascii_case("PCMA")
-                || encoding.eq_ignore_ascii_case("telephone-event")
+            voice_codec(&encoding).is_some() || encoding.eq_ignore_ascii_case("telephone-event")
         }
         _ => false,
     }
+}
+
+/// Static payload type of a codec the relay speaks, by its rtpmap name.
+/// G.722 counts at 8,000 Hz in SDP (RFC 3551 section 4.5.2) though it
+/// samples at 16 kHz.
+fn voice_codec(encoding: &str) -> Option<u8> {
+    [("PCMU", 0), ("PCMA", 8), ("G722", 9)]
+        .into_iter()
+        .find(|(name, _)| encoding.eq_ignore_ascii_case(name))
+        .map(|(_, payload_type)| payload_type)
 }
 
 fn is_voice(media: &MediaDescription, format: &str) -> bool {
@@ -42,13 +50,11 @@ fn is_voice(media: &MediaDescription, format: &str) -> bool {
         .parse::<u8>()
         .ok()
         .and_then(|pt| media.rtpmap(pt))
-        .is_some_and(|(encoding, _)| {
-            encoding.eq_ignore_ascii_case("PCMU") || encoding.eq_ignore_ascii_case("PCMA")
-        })
+        .is_some_and(|(encoding, rate)| rate == 8000 && voice_codec(&encoding).is_some())
 }
 
-/// Parses an offer and keeps in its first audio stream only PCMU, PCMA and
-/// telephone-event, with their rtpmap and fmtp lines. Other streams are
+/// Parses an offer and keeps in its first audio stream only PCMU, PCMA,
+/// G722 and telephone-event, with their rtpmap and fmtp lines. Other streams are
 /// disabled (port 0), as RFC 3264 section 6 lets an answerer do.
 pub fn narrow_offer(body: &[u8]) -> Result<SessionDescription, SdpError> {
     if body.is_empty() {
@@ -238,13 +244,9 @@ pub fn local_answer(
         .and_then(|f| f.parse::<u8>().ok())
         .ok_or(SdpError::NoCommonCodec)?;
     let (encoding, _) = stream.rtpmap(payload_type).ok_or(SdpError::NoCommonCodec)?;
-    // The relay speaks the static numbers, so a dynamic number for G.711
+    // The relay speaks the static numbers, so a dynamic number for a codec
     // in the offer is answered with the static one it stands for.
-    let payload_type = if encoding.eq_ignore_ascii_case("PCMA") {
-        8
-    } else {
-        0
-    };
+    let payload_type = voice_codec(&encoding).ok_or(SdpError::NoCommonCodec)?;
     let event_payload_type = event_payload_type(offer);
     let direction = mirrored(stream.direction());
     let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
@@ -271,7 +273,11 @@ pub fn local_answer(
             "m=audio {local_port} {} {formats}\r\n",
             stream.proto
         ));
-        let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
+        let name = match payload_type {
+            8 => "PCMA",
+            9 => "G722",
+            _ => "PCMU",
+        };
         text.push_str(&format!("a=rtpmap:{payload_type} {name}/8000\r\n"));
         if let Some(event) = event_payload_type {
             text.push_str(&format!(
@@ -289,14 +295,15 @@ pub fn local_answer(
 }
 
 /// The offer the PBX makes itself on calls it places (callbacks): PCMU,
-/// then PCMA, and telephone-event, the formats the relay speaks. The port
+/// PCMA, G722 and telephone-event, the formats the relay speaks. The port
 /// is a placeholder that [`anchored`] and [`LegOrigin::stamp`] replace.
 pub fn local_offer(advertised: IpAddr) -> SessionDescription {
     let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
     let text = format!(
         "v=0\r\no=pbx 0 0 IN {address_type} {advertised}\r\ns=pbx\r\n\
          c=IN {address_type} {advertised}\r\nt=0 0\r\n\
-         m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         m=audio 9 RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:9 G722/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
     );
     SessionDescription::parse(text.as_bytes()).expect("the PBX's own offer parses")
@@ -351,8 +358,8 @@ impl LegOrigin {
     }
 }
 
-/// Static payload type of the first G.711 format in the audio stream of
-/// `sdp` (an answer names the codec in use first).
+/// Static payload type of the first PCMU, PCMA or G722 format in the
+/// audio stream of `sdp` (an answer names the codec in use first).
 pub fn voice_payload_type(sdp: &SessionDescription) -> Option<u8> {
     let stream = &sdp.media[sdp.first_audio()?];
     stream
@@ -360,8 +367,7 @@ pub fn voice_payload_type(sdp: &SessionDescription) -> Option<u8> {
         .iter()
         .filter_map(|f| f.parse::<u8>().ok())
         .find_map(|pt| match stream.rtpmap(pt) {
-            Some((name, 8000)) if name.eq_ignore_ascii_case("PCMU") => Some(0),
-            Some((name, 8000)) if name.eq_ignore_ascii_case("PCMA") => Some(8),
+            Some((name, 8000)) => voice_codec(&name),
             _ => None,
         })
 }
@@ -413,4 +419,61 @@ pub fn mirror_direction(answer: &mut SessionDescription, offer: &SessionDescript
         kind: 'a',
         value: mirrored(offered).to_owned(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(formats: &str, rtpmaps: &str) -> Vec<u8> {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP {formats}\r\n{rtpmaps}"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn g722_is_kept_and_answered_first_when_preferred() {
+        let narrowed = narrow_offer(&offer(
+            "9 18 0 101",
+            "a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        ))
+        .unwrap();
+        let audio = &narrowed.media[0];
+        assert_eq!(audio.formats, ["9", "0", "101"]);
+        let answer = local_answer(&narrowed, "127.0.0.1".parse().unwrap(), 20000).unwrap();
+        assert_eq!(answer.payload_type, 9);
+        assert_eq!(answer.event_payload_type, Some(101));
+        assert_eq!(voice_payload_type(&answer.sdp), Some(9));
+        assert_eq!(
+            answer.sdp.media[0].rtpmap(9),
+            Some(("G722".to_owned(), 8000))
+        );
+    }
+
+    #[test]
+    fn dynamic_numbers_are_answered_with_static_ones() {
+        let narrowed = narrow_offer(&offer(
+            "96 97",
+            "a=rtpmap:96 G722/8000\r\na=rtpmap:97 PCMA/8000\r\n",
+        ))
+        .unwrap();
+        let answer = local_answer(&narrowed, "127.0.0.1".parse().unwrap(), 20000).unwrap();
+        assert_eq!(answer.payload_type, 9);
+    }
+
+    #[test]
+    fn wideband_clock_rates_are_not_g722() {
+        // Only the 8,000 Hz RTP clock of RFC 3551 names G.722.
+        let refused = narrow_offer(&offer("96", "a=rtpmap:96 G722/16000\r\n"));
+        assert_eq!(refused.unwrap_err(), SdpError::NoCommonCodec);
+    }
+
+    #[test]
+    fn own_offer_lists_every_codec_the_relay_speaks() {
+        let own = local_offer("127.0.0.1".parse().unwrap());
+        assert_eq!(own.media[0].formats, ["0", "8", "9", "101"]);
+        assert_eq!(event_payload_type(&own), Some(101));
+    }
 }

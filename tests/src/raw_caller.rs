@@ -25,6 +25,13 @@ pub struct RawCaller {
     cseq: u32,
     sequence: u16,
     timestamp: u32,
+    /// Offers only G.722 and speaks it, when set by [`RawCaller::g722`].
+    wideband: Option<Wideband>,
+}
+
+struct Wideband {
+    encoder: rtp::g722::G722Encoder,
+    decoder: rtp::g722::G722Decoder,
 }
 
 /// Audio received on the RTP socket.
@@ -33,7 +40,7 @@ pub struct Received {
     pub packets: usize,
     /// Payload types seen.
     pub payload_types: Vec<u8>,
-    /// Decoded PCMU samples, in arrival order.
+    /// Decoded PCMU (8 kHz) or G.722 (16 kHz) samples, in arrival order.
     pub samples: Vec<i16>,
 }
 
@@ -62,7 +69,18 @@ impl RawCaller {
             cseq: 1,
             sequence: 1,
             timestamp: 0,
+            wideband: None,
         })
+    }
+
+    /// Makes this caller offer only G.722 (and telephone-event), then send
+    /// and decode G.722 audio.
+    pub fn g722(mut self) -> RawCaller {
+        self.wideband = Some(Wideband {
+            encoder: rtp::g722::G722Encoder::new(),
+            decoder: rtp::g722::G722Decoder::new(),
+        });
+        self
     }
 
     pub fn call_id(&self) -> &str {
@@ -90,9 +108,14 @@ impl RawCaller {
     /// with ACK. Returns the final status.
     pub fn invite(&mut self, timeout: Duration) -> io::Result<u16> {
         let rtp = self.rtp.local_addr()?;
+        let (format, rtpmap) = if self.wideband.is_some() {
+            ("9", "9 G722/8000")
+        } else {
+            ("0", "0 PCMU/8000")
+        };
         let sdp = format!(
             "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0 {EVENT_PAYLOAD_TYPE}\r\na=rtpmap:0 PCMU/8000\r\n\
+             m=audio {} RTP/AVP {format} {EVENT_PAYLOAD_TYPE}\r\na=rtpmap:{rtpmap}\r\n\
              a=rtpmap:{EVENT_PAYLOAD_TYPE} telephone-event/8000\r\na=fmtp:{EVENT_PAYLOAD_TYPE} 0-16\r\n",
             rtp.port()
         );
@@ -163,15 +186,8 @@ impl RawCaller {
         let mut buffer = [0u8; 2048];
         while Instant::now() < end {
             if Instant::now() >= next_send {
-                let mut payload = [0xFFu8; 160];
-                if let Some(frequency) = tone {
-                    for (index, byte) in payload.iter_mut().enumerate() {
-                        let t = f64::from(self.timestamp.wrapping_add(index as u32)) / 8000.0;
-                        let sample = 8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin();
-                        *byte = linear_to_ulaw(sample as i16);
-                    }
-                }
-                self.send_rtp(remote, 0, false, &payload)?;
+                let (payload_type, payload) = self.voice_frame(tone);
+                self.send_rtp(remote, payload_type, false, &payload)?;
                 self.timestamp = self.timestamp.wrapping_add(160);
                 next_send += Duration::from_millis(20);
             }
@@ -191,6 +207,11 @@ impl RawCaller {
                             .samples
                             .extend(buffer[12..len].iter().map(|&b| ulaw_to_linear(b)));
                     }
+                    if let (9, Some(wideband)) = (payload_type, self.wideband.as_mut()) {
+                        wideband
+                            .decoder
+                            .decode(&buffer[12..len], &mut received.samples);
+                    }
                 }
                 Ok(_) => {}
                 Err(error)
@@ -202,6 +223,36 @@ impl RawCaller {
             }
         }
         Ok(received)
+    }
+
+    /// One 20 ms frame of silence or of a sine tone at amplitude 8,000, in
+    /// this caller's codec, with its payload type.
+    fn voice_frame(&mut self, tone: Option<f64>) -> (u8, Vec<u8>) {
+        // G.722 samples at 16 kHz though its RTP clock counts 8 kHz.
+        let rate: u32 = if self.wideband.is_some() {
+            16_000
+        } else {
+            8_000
+        };
+        let per_frame = rate / 50;
+        let first = self.timestamp.wrapping_mul(rate / 8_000);
+        let samples: Vec<i16> = (0..per_frame)
+            .map(|index| match tone {
+                Some(frequency) => {
+                    let t = f64::from(first.wrapping_add(index)) / f64::from(rate);
+                    (8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as i16
+                }
+                None => 0,
+            })
+            .collect();
+        match self.wideband.as_mut() {
+            Some(wideband) => {
+                let mut payload = Vec::with_capacity(160);
+                wideband.encoder.encode(&samples, &mut payload);
+                (9, payload)
+            }
+            None => (0, samples.iter().map(|&s| linear_to_ulaw(s)).collect()),
+        }
     }
 
     /// Sends `digit` (0-9) as RFC 4733 events: three updates, then three

@@ -490,6 +490,27 @@ impl Core {
                 addr: remote,
             });
         }
+        // The relay learns the codecs before recording starts, because the
+        // recorder picks 16 kHz only for a leg it knows is G.722. A caller
+        // answered earlier keeps its codec and the relay transcodes; one
+        // answered now gets the agent's answer, so both legs match.
+        let codecs = crate::sdp::voice_payload_type(&answer)
+            .map(|payload_type| (payload_type, crate::sdp::event_payload_type(&answer)));
+        let sides: &[Side] = match codecs {
+            Some(_) if answered_before => &[Side::Agent],
+            Some((9, _)) => &[Side::Caller, Side::Agent],
+            _ => &[],
+        };
+        if let Some((payload_type, event_payload_type)) = codecs {
+            for side in sides {
+                self.commands.push_back(Command::SetCodecs {
+                    call: call_id.to_owned(),
+                    side: *side,
+                    payload_type,
+                    event_payload_type,
+                });
+            }
+        }
         if self.config.recording {
             let path = recording_path(call_id, self.timestamp(now));
             if let Some(call) = self.calls.get_mut(call_id) {
@@ -515,14 +536,6 @@ impl Core {
             // The caller keeps the codec it was answered with; the relay
             // transcodes when the agent chose another.
             self.cancel_deadline(call_id);
-            if let Some(payload_type) = crate::sdp::voice_payload_type(&answer) {
-                self.commands.push_back(Command::SetCodecs {
-                    call: call_id.to_owned(),
-                    side: Side::Agent,
-                    payload_type,
-                    event_payload_type: crate::sdp::event_payload_type(&answer),
-                });
-            }
             self.commands.push_back(Command::StopPlayback {
                 call: call_id.to_owned(),
                 side: Side::Caller,

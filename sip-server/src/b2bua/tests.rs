@@ -880,7 +880,7 @@ fn offers_without_usable_audio_get_488_at_once() {
         ("m=audio 40000 RTP/SAVP 0\r\n", "not plain RTP"),
         (
             "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
-            "neither PCMU nor PCMA",
+            "none of PCMU, PCMA and G722",
         ),
     ] {
         let mut h = Harness::new();
@@ -1223,5 +1223,63 @@ fn queue_events_reach_the_driver_with_their_wall_time() {
             .iter()
             .any(|l| l.starts_with("1800000000|") && l.contains("|CONNECT|")),
         "{lines:?}"
+    );
+}
+
+#[test]
+fn g722_call_tells_the_relay_before_recording() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 9 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let text = format!(
+        "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-wide\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag=c1\r\nTo: <sip:5000@pbx.test>\r\n\
+         Call-ID: wide@test\r\nCSeq: 1 INVITE\r\nContact: <sip:+15550100@{CALLER}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&text, CALLER);
+    let call = h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    let offered = crate::sdp::parse(&invite.body).unwrap();
+    assert_eq!(offered.media[0].formats, ["9", "0", "101"]);
+    let answer = "v=0\r\no=- 7 7 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\n\
+                  t=0 0\r\nm=audio 42000 RTP/AVP 9 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    h.receive(
+        &agent_response(&invite, 200, AGENT_1, Some(answer)),
+        AGENT_1,
+    );
+    let codecs: Vec<(Side, u8)> = h
+        .commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::SetCodecs {
+                call: c,
+                side,
+                payload_type,
+                ..
+            } if *c == call => Some((*side, *payload_type)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codecs, [(Side::Caller, 9), (Side::Agent, 9)]);
+    let codecs_at = h
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::SetCodecs { .. }))
+        .unwrap();
+    let recording_at = h
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::StartRecording { .. }))
+        .unwrap();
+    assert!(
+        codecs_at < recording_at,
+        "the recorder must know it is wideband"
     );
 }

@@ -133,6 +133,74 @@ impl Dialog {
     }
 }
 
+/// A dialog as stored with a call in progress, so that after a crash the
+/// next start can still send BYE on it. Addresses are kept as text; a
+/// stored dialog that no longer parses is dropped.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredDialog {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    pub local_uri: String,
+    pub remote_uri: String,
+    pub remote_target: String,
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    pub address: std::net::SocketAddr,
+}
+
+impl Dialog {
+    pub fn to_stored(&self) -> StoredDialog {
+        StoredDialog {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+            local_uri: self.local_uri.to_string(),
+            remote_uri: self.remote_uri.to_string(),
+            remote_target: self.remote_target.to_string(),
+            route_set: self.route_set.iter().map(ToString::to_string).collect(),
+            local_cseq: self.local_cseq,
+            transport: self.target.transport.via_token().to_owned(),
+            address: self.target.addr,
+        }
+    }
+}
+
+impl StoredDialog {
+    /// Rebuilds the dialog; None when a stored address does not parse. A
+    /// stream connection of the earlier run is gone, so the target has none.
+    pub fn to_dialog(&self) -> Option<Dialog> {
+        let transport = match self.transport.as_str() {
+            "UDP" => crate::transaction::TransportKind::Udp,
+            "TCP" => crate::transaction::TransportKind::Tcp,
+            _ => return None,
+        };
+        let route_set = self
+            .route_set
+            .iter()
+            .map(|route| NameAddr::parse(route).ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Dialog {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+            local_uri: NameAddr::parse(&self.local_uri).ok()?,
+            remote_uri: NameAddr::parse(&self.remote_uri).ok()?,
+            remote_target: Uri::parse(&self.remote_target).ok()?,
+            route_set,
+            local_cseq: self.local_cseq,
+            remote_cseq: None,
+            target: Target {
+                transport,
+                addr: self.address,
+                connection: None,
+            },
+        })
+    }
+}
+
 fn first_contact_uri(headers: &sip_message::Headers) -> Option<Uri> {
     match headers.contacts().ok()? {
         sip_message::ContactList::Addresses(list) => list.into_iter().next().map(|c| c.uri),

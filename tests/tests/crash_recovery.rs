@@ -1,5 +1,6 @@
 //! A PBX killed with SIGKILL during an answered call: the next start writes
-//! the call's CDR, marked interrupted, and repairs its recording.
+//! the call's CDR, marked interrupted, repairs its recording and sends BYE
+//! to both phones, which would otherwise stay in a silent call.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,8 +37,25 @@ fn killed_call_gets_an_interrupted_cdr() {
     }
     thread::sleep(Duration::from_secs(3));
     pbx.restart();
-    let _ = caller.stop();
-    let _ = agent.stop();
+    // The agent's scenario ends with the BYE it receives and answers; the
+    // caller's was still pausing, so it is stopped and its log read.
+    let agent = agent.wait();
+    agent.assert_success();
+    assert!(
+        agent.elapsed < Duration::from_secs(19),
+        "the agent's BYE came from its own timeout, after {:?}",
+        agent.elapsed
+    );
+    thread::sleep(Duration::from_secs(1));
+    let caller = caller.stop();
+    let bye_received = |outcome: &pbx_e2e::sipp::SippOutcome| {
+        outcome
+            .messages()
+            .iter()
+            .any(|message| message.received && message.start_line().starts_with("BYE "))
+    };
+    assert!(bye_received(&agent), "{}", agent.report());
+    assert!(bye_received(&caller), "{}", caller.report());
 
     let record = pbx
         .calls()

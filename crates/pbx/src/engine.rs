@@ -422,8 +422,8 @@ impl Engine {
                     self.store_events(batch);
                 }
             },
-            Command::Checkpoint { record } => {
-                let _ = self.journal.send(JournalEntry::Save(record));
+            Command::Checkpoint { record, legs } => {
+                let _ = self.journal.send(JournalEntry::Save { record, legs });
             }
             Command::SaveBindings { agent, bindings } => {
                 let _ = self.registrations.send((agent, bindings));

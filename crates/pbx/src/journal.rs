@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdr::{CallRecord, CdrStore};
+use sip_server::dialog::StoredDialog;
 use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 
@@ -27,8 +28,19 @@ pub(crate) enum JournalError {
 
 /// A change to the journal, applied in order by [`write_journal`].
 pub(crate) enum JournalEntry {
-    Save(Box<CallRecord>),
+    Save {
+        record: Box<CallRecord>,
+        legs: Vec<StoredDialog>,
+    },
     Remove(String),
+}
+
+/// What [`Journal::recover`] found: how many calls it turned into CDRs,
+/// and the dialogs those calls still had, to be hung up.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub(crate) calls: usize,
+    pub(crate) legs: Vec<StoredDialog>,
 }
 
 #[derive(Clone)]
@@ -45,18 +57,21 @@ impl Journal {
         Ok(Journal { pool })
     }
 
-    async fn save(&self, record: &CallRecord) -> Result<(), JournalError> {
-        let text = serde_json::to_string(record).map_err(|source| JournalError::Decode {
+    async fn save(&self, record: &CallRecord, legs: &[StoredDialog]) -> Result<(), JournalError> {
+        let encode = |source| JournalError::Decode {
             id: record.id.clone(),
             source,
-        })?;
+        };
+        let text = serde_json::to_string(record).map_err(encode)?;
+        let legs = serde_json::to_string(legs).map_err(encode)?;
         sqlx::query(
-            "INSERT INTO open_calls (id, record, updated_at_ms) VALUES (?, ?, ?) \
+            "INSERT INTO open_calls (id, record, legs, updated_at_ms) VALUES (?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET record = excluded.record, \
-             updated_at_ms = excluded.updated_at_ms",
+             legs = excluded.legs, updated_at_ms = excluded.updated_at_ms",
         )
         .bind(&record.id)
         .bind(text)
+        .bind(legs)
         .bind(unix_millis(SystemTime::now()))
         .execute(&self.pool)
         .await?;
@@ -72,20 +87,33 @@ impl Journal {
     }
 
     /// Turns every call left open by an earlier run into an interrupted
-    /// CDR, repairing its recording first. Returns how many were recovered.
+    /// CDR, repairing its recording first, and returns their count with
+    /// the dialogs they still had.
     pub(crate) async fn recover(
         &self,
         store: &CdrStore,
         data_dir: &Path,
-    ) -> Result<usize, JournalError> {
-        let rows = sqlx::query("SELECT id, record, updated_at_ms FROM open_calls")
+    ) -> Result<Recovered, JournalError> {
+        let rows = sqlx::query("SELECT id, record, legs, updated_at_ms FROM open_calls")
             .fetch_all(&self.pool)
             .await?;
-        let mut recovered = 0;
+        let mut recovered = Recovered::default();
         for row in rows {
             let id: String = row.try_get("id")?;
             let text: String = row.try_get("record")?;
             let updated_ms: i64 = row.try_get("updated_at_ms")?;
+            let legs: Option<String> = row.try_get("legs")?;
+            // A leg list that does not decode only costs its BYEs.
+            match legs
+                .as_deref()
+                .map(serde_json::from_str::<Vec<StoredDialog>>)
+            {
+                Some(Ok(legs)) => recovered.legs.extend(legs),
+                Some(Err(error)) => {
+                    tracing::warn!(call = id, %error, "stored dialogs do not decode");
+                }
+                None => {}
+            }
             // A crash between writing the CDR and removing the row leaves
             // both; the CDR already written wins.
             if store.get(&id).await.ok().flatten().is_none() {
@@ -105,7 +133,7 @@ impl Journal {
                         id: id.clone(),
                         source,
                     })?;
-                recovered += 1;
+                recovered.calls += 1;
             }
             self.remove(&id).await?;
         }
@@ -187,7 +215,9 @@ pub(crate) async fn write_journal(
 ) {
     while let Some(entry) = queue.recv().await {
         let (id, result) = match entry {
-            JournalEntry::Save(record) => (record.id.clone(), journal.save(&record).await),
+            JournalEntry::Save { record, legs } => {
+                (record.id.clone(), journal.save(&record, &legs).await)
+            }
             JournalEntry::Remove(id) => {
                 let result = journal.remove(&id).await;
                 (id, result)
@@ -265,14 +295,20 @@ mod tests {
         broken_wav(&dir.path().join("recordings/a.wav"));
 
         journal
-            .save(&open_record("a", true, Some("recordings/a.wav")))
+            .save(&open_record("a", true, Some("recordings/a.wav")), &[])
             .await
             .unwrap();
-        journal.save(&open_record("b", false, None)).await.unwrap();
-        journal.save(&open_record("c", true, None)).await.unwrap();
+        journal
+            .save(&open_record("b", false, None), &[])
+            .await
+            .unwrap();
+        journal
+            .save(&open_record("c", true, None), &[])
+            .await
+            .unwrap();
         journal.remove("c").await.unwrap();
 
-        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 2);
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 2);
         let answered = store
             .get("a")
             .await
@@ -311,7 +347,7 @@ mod tests {
         );
 
         // Nothing is left for a second start.
-        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 0);
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 0);
     }
 
     #[tokio::test]
@@ -326,9 +362,9 @@ mod tests {
             voicemail_box: Some("general".to_owned()),
             ..open_record("m", false, Some("voicemail/general/m.wav"))
         };
-        journal.save(&message).await.unwrap();
+        journal.save(&message, &[]).await.unwrap();
 
-        assert_eq!(journal.recover(&store, dir.path()).await.unwrap(), 1);
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 1);
         let record = store.get("m").await.unwrap().expect("CDR of the message");
         assert!(record.interrupted);
         assert_eq!(record.disposition, cdr::Disposition::Voicemail);

@@ -134,12 +134,13 @@ pub(crate) async fn run(
     restore_callbacks(&mut core, &event_store, now).await?;
     let journal = crate::journal::Journal::open(store.pool().clone()).await?;
     let recovered = journal.recover(&store, &config.data_dir).await?;
-    if recovered > 0 {
+    if recovered.calls > 0 {
         tracing::warn!(
-            calls = recovered,
+            calls = recovered.calls,
             "wrote CDRs of calls interrupted by the last stop"
         );
     }
+    core.end_interrupted_dialogs(&recovered.legs, now);
     let catalogue = crate::catalogue::Catalogue::open(store.pool().clone()).await?;
     let unfinished = crate::catalogue::recover_unfinished(
         &catalogue,

@@ -242,6 +242,8 @@ impl Core {
         tracing::info!("caller answered to wait with music and announcements");
         self.respond_caller(call_id, 200, None, Some(body), now);
         self.awaiting_ack.insert(ack_id, invite_key);
+        // The caller's dialog is stored, so a crash still ends it with BYE.
+        self.checkpoint(call_id, now);
         true
     }
 

@@ -14,6 +14,9 @@ use crate::transaction::TransactionKey;
 /// vanished must still end.
 pub(crate) const HOLD_TIMEOUT_FACTOR: u32 = 5;
 
+/// How far the CSeq of a BYE after a crash jumps past the stored one.
+const INTERRUPTED_CSEQ_STEP: u32 = 100;
+
 impl Core {
     /// Finds the call and leg whose dialog `request` belongs to.
     fn dialog_of(&self, request: &Request) -> Option<(String, Side)> {
@@ -581,6 +584,29 @@ impl Core {
 
     /// Ends every call because the PBX is stopping: answered calls get BYE
     /// on both legs, waiting callers 503, and each call its CDR.
+    /// Sends BYE on the dialogs of calls an earlier run left up when it
+    /// died, so the citizen and the agent are not left in silence until
+    /// their own timers end the call. The CSeq jumps past the stored one,
+    /// because requests relayed after the last checkpoint (a hold, say)
+    /// used the numbers right after it.
+    pub fn end_interrupted_dialogs(&mut self, legs: &[crate::dialog::StoredDialog], now: Instant) {
+        for stored in legs {
+            let Some(mut dialog) = stored.to_dialog() else {
+                tracing::warn!(
+                    call_id = stored.call_id,
+                    "stored dialog does not parse; no BYE sent"
+                );
+                continue;
+            };
+            dialog.local_cseq = dialog.local_cseq.saturating_add(INTERRUPTED_CSEQ_STEP);
+            let bye = dialog.new_request(Method::Bye, &self.local);
+            tracing::info!(call_id = stored.call_id, target = %dialog.target.addr, "hanging up a leg left by the last stop");
+            let key = self.transactions.send_request(bye, dialog.target, now);
+            self.purposes.insert(key, Purpose::FireAndForget);
+        }
+        self.process(now);
+    }
+
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in ids {

@@ -144,9 +144,13 @@ pub enum Command {
     StopPlayback { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory.
     StartRecording { call: String, path: String },
-    /// Store `record` as the state of a call in progress, replacing the
-    /// previous checkpoint of the same call; `Finish` removes it.
-    Checkpoint { record: Box<cdr::CallRecord> },
+    /// Store `record` as the state of a call in progress, with the dialogs
+    /// of its answered legs, replacing the previous checkpoint of the same
+    /// call; `Finish` removes it.
+    Checkpoint {
+        record: Box<cdr::CallRecord>,
+        legs: Vec<crate::dialog::StoredDialog>,
+    },
     /// Store `events` durably, in order, and append the Asterisk-compatible
     /// queue_log `lines` made from them.
     QueueLog {
@@ -778,8 +782,14 @@ impl Core {
             cdr::Disposition::Failed
         };
         let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
+        let legs = [Side::Caller, Side::Agent]
+            .into_iter()
+            .filter_map(|side| call.dialog(side))
+            .map(crate::dialog::Dialog::to_stored)
+            .collect();
         self.commands.push_back(Command::Checkpoint {
             record: Box::new(record),
+            legs,
         });
     }
 

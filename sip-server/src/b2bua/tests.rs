@@ -1283,3 +1283,45 @@ fn g722_call_tells_the_relay_before_recording() {
         "the recorder must know it is wideband"
     );
 }
+
+#[test]
+fn legs_stored_at_the_answer_get_bye_after_a_crash() {
+    let mut h = Harness::new();
+    answered_call(&mut h);
+    let legs = h
+        .commands
+        .iter()
+        .rev()
+        .find_map(|command| match command {
+            Command::Checkpoint { legs, .. } => Some(legs.clone()),
+            _ => None,
+        })
+        .expect("the answer is checkpointed");
+    assert_eq!(legs.len(), 2, "caller and agent dialogs: {legs:?}");
+    let json = serde_json::to_string(&legs).unwrap();
+    let stored: Vec<crate::dialog::StoredDialog> = serde_json::from_str(&json).unwrap();
+
+    // A new process knows nothing of the call but the stored dialogs.
+    let mut restarted = Harness::new();
+    restarted
+        .core
+        .end_interrupted_dialogs(&stored, restarted.now);
+    restarted.collect();
+    for (peer, stored) in [(CALLER, &stored[0]), (AGENT_1, &stored[1])] {
+        let bye = restarted
+            .requests_to(peer)
+            .into_iter()
+            .find(|r| r.method == Method::Bye)
+            .unwrap_or_else(|| panic!("BYE to {peer}"));
+        assert_eq!(bye.headers.call_id(), Some(stored.call_id.as_str()));
+        assert_eq!(
+            bye.headers.from().unwrap().tag(),
+            Some(stored.local_tag.as_str())
+        );
+        assert_eq!(
+            bye.headers.to().unwrap().tag(),
+            Some(stored.remote_tag.as_str())
+        );
+        assert!(bye.headers.cseq().unwrap().seq > stored.local_cseq + 1);
+    }
+}

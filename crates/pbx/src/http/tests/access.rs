@@ -110,6 +110,23 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
         ),
         case(
             Get,
+            "/api/calls/{id}/events",
+            "/api/calls/call-1/events",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        // Every role subscribes; an agent gets only its own events.
+        case(
+            Get,
+            "/api/events/stream",
+            "/api/events/stream",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
             "/api/recordings",
             "/api/recordings?status=complete",
             None,

@@ -1,7 +1,7 @@
 //! HTTP API: health check, login, call records and their recordings, the
 //! recording catalogue, user and token administration, the audit log, live
-//! agents and queues, configuration reload, and queue reports from the
-//! stored events.
+//! agents and queues, configuration reload, queue reports from the stored
+//! events, the live event stream, and the web console's pages.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod bootstrap;
 mod calls;
+mod console;
 mod live;
 mod openapi;
 mod problem;
@@ -187,6 +188,12 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/reports/queues", reports::queue_report)
         .add(Get, "/api/events/stream", stream::stream_events)
         .add(Get, "/metrics", live::metrics)
+        .add(Get, "/", console::root)
+        .add(Get, "/console/login", console::login_page)
+        .add(Get, "/console/calls", console::calls_page)
+        .add(Get, "/console/calls/{id}", console::call_page)
+        .add(Get, "/console/wallboard", console::wallboard_page)
+        .add(Get, "/console/assets/{file}", console::asset)
 }
 
 async fn health() -> Json<serde_json::Value> {

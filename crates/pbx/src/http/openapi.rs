@@ -36,6 +36,50 @@ pub(crate) fn document() -> Value {
 }
 
 fn paths() -> Value {
+    let mut paths = api_paths();
+    if let (Value::Object(all), Value::Object(console)) = (&mut paths, console_paths()) {
+        all.extend(console);
+    }
+    paths
+}
+
+/// The console's pages, apart because one `json!` call with every path
+/// would pass the macro's recursion limit.
+fn console_paths() -> Value {
+    json!({
+        "/": {
+            "get": public(operation(
+                "The web console",
+                "Public. Redirects to /console/calls, which sends a visitor without a session to \
+                 /console/login.",
+                json!({ "303": { "description": "To the calls page",
+                                 "headers": { "Location": { "schema": { "type": "string" } } } } }),
+                &[],
+            )),
+        },
+        "/console/login": { "get": console_page("Console: log in") },
+        "/console/calls": { "get": console_page("Console: search calls") },
+        "/console/calls/{id}": {
+            "get": with_parameters(console_page("Console: one call, its timeline and recording"),
+                vec![path_parameter("id", "Product call id", "string")]),
+        },
+        "/console/wallboard": { "get": console_page("Console: live queues and agents") },
+        "/console/assets/{file}": {
+            "get": with_parameters(public(operation(
+                "Console styles, scripts and icon",
+                "Public; built into the binary. Served with the console's Content-Security-Policy.",
+                json!({ "200": { "description": "The file", "content": {
+                    "text/css": { "schema": { "type": "string" } },
+                    "text/javascript": { "schema": { "type": "string" } },
+                    "image/svg+xml": { "schema": { "type": "string" } },
+                } } }),
+                &[404],
+            )), vec![path_parameter("file", "File name, such as console.css", "string")]),
+        },
+    })
+}
+
+fn api_paths() -> Value {
     json!({
         "/health": {
             "get": public(operation(
@@ -348,6 +392,19 @@ fn operation(summary: &str, description: &str, success: Value, errors: &[u16]) -
         responses.insert(status.to_string(), response);
     }
     json!({ "summary": summary, "description": description, "responses": responses })
+}
+
+/// A console page: public HTML whose script reads the API with the
+/// session cookie.
+fn console_page(summary: &str) -> Value {
+    public(operation(
+        summary,
+        "Public HTML built into the binary; its script calls the API with the session cookie \
+         and goes to /console/login without one. Served with a Content-Security-Policy that \
+         allows no inline script.",
+        json!({ "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }),
+        &[],
+    ))
 }
 
 fn set(mut operation: Value, key: &str, value: Value) -> Value {

@@ -5,6 +5,7 @@ mod access;
 mod acd_api;
 mod admin_api;
 mod call_search;
+mod console_pages;
 mod event_stream;
 mod first_administrator;
 mod openapi_document;

@@ -142,7 +142,7 @@ impl Browser {
         value.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The first element matching `css`, if any.
+    /// Returns the first element matching `css`, if any.
     pub fn find(&self, css: &str) -> Option<String> {
         let body = json!({ "using": "css selector", "value": css });
         self.try_command("POST", &self.session_path("/element"), Some(&body))
@@ -217,7 +217,7 @@ impl Browser {
         self.command("POST", &self.session_path("/execute/sync"), Some(&body))
     }
 
-    /// The visible text of the whole page, for failure messages.
+    /// Returns the visible text of the whole page, for failure messages.
     pub fn page_text(&self) -> String {
         self.find("body")
             .map(|body| self.text(&body))

@@ -1,5 +1,5 @@
-//! The web console in headless Chromium against the real binary: the root
-//! leads to the login page, a supervisor logs in, and the wallboard shows
+//! The web console in headless Chromium against the real binary. The root
+//! leads to the login page and a supervisor logs in. The wallboard shows
 //! the queue's tile and follows an agent's state change from the event
 //! stream without a reload.
 //!
@@ -24,7 +24,7 @@ fn screenshot(browser: &Browser, name: &str) {
 }
 
 #[test]
-fn a_supervisor_logs_in_and_watches_the_wallboard() {
+fn console_login_then_live_wallboard() {
     let pbx = Pbx::start(&PbxConfig::default());
     let user = serde_json::json!({
         "username": SUPERVISOR, "password": SUPERVISOR_PASSWORD, "role": "supervisor",
@@ -59,8 +59,8 @@ fn a_supervisor_logs_in_and_watches_the_wallboard() {
     browser.execute("document.getElementById('password').value = ''; return null;");
     browser.type_into(&password, SUPERVISOR_PASSWORD);
     browser.click(&browser.wait_for("#login-button", PAGE_TIMEOUT));
-    let who = browser.wait_for_text("#user", PAGE_TIMEOUT, |text| !text.is_empty());
-    assert_eq!(who, format!("{SUPERVISOR} (supervisor)"));
+    let logged_in_as = browser.wait_for_text("#user", PAGE_TIMEOUT, |text| !text.is_empty());
+    assert_eq!(logged_in_as, format!("{SUPERVISOR} (supervisor)"));
     assert_eq!(browser.current_url(), format!("{base}/console/calls"));
     browser.wait_for_text("#status", PAGE_TIMEOUT, |text| {
         text.contains("No call matches")

@@ -1,7 +1,7 @@
 // Wallboard: a tile per queue and the agents with their state, updated
 // from the event stream without reloading. Agent states change from the
-// events themselves; queue figures are fetched again shortly after events
-// that change them, since the events do not carry the figures.
+// events themselves. The events do not carry queue figures, so those are
+// fetched again shortly after the events that change them.
 import {
   READS_REPORTS, ApiError, api, currentUser, el, formatDuration, formatPercent, getJson,
   setStatus, topBar,
@@ -12,7 +12,8 @@ import {
 const QUEUE_REFRESH_MS = 500;
 // Today's report is heavier: it is read again at most this often.
 const REPORT_REFRESH_MS = 5000;
-// A full refresh whatever the stream says, should an event be missed.
+// Interval of a full refresh whatever the stream sent, in case an event
+// was missed.
 const FULL_REFRESH_MS = 60000;
 const RECONNECT_MS = 5000;
 

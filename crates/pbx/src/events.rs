@@ -61,8 +61,8 @@ pub(crate) struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The event as the API shows it: the columns by name, the time as
-    /// RFC 3339 text, and the kind's own fields under `data`.
+    /// Returns the event as the API shows it: the columns by name, the time
+    /// as RFC 3339 text, and the kind's own fields under `data`.
     pub(crate) fn to_json(&self) -> Value {
         json!({
             "seq": self.seq,
@@ -199,7 +199,7 @@ impl EventStore {
         Ok(row.and_then(|(at_ms, to)| Some((at_ms, to?))))
     }
 
-    /// Every event of call `call` in sequence order, for its timeline.
+    /// Reads every event of call `call` in sequence order, for its timeline.
     pub(crate) async fn call_events(
         &self,
         call: &str,

@@ -31,7 +31,8 @@ pub(crate) struct EventFeed {
 }
 
 impl EventFeed {
-    /// A feed that holds `capacity` events for the slowest subscriber.
+    /// Creates a feed that keeps up to `capacity` events for the slowest
+    /// subscriber.
     pub(crate) fn new(capacity: usize) -> EventFeed {
         let (sender, _) = broadcast::channel(capacity.max(1));
         EventFeed { sender }
@@ -40,7 +41,7 @@ impl EventFeed {
     /// Hands committed events to every subscriber, in order.
     pub(crate) fn publish(&self, events: Vec<StoredEvent>) {
         for event in events {
-            // An error only means that nobody subscribes right now.
+            // An error only means that no subscriber exists right now.
             let _ = self.sender.send(Arc::new(event));
         }
     }
@@ -50,7 +51,7 @@ impl EventFeed {
     }
 }
 
-/// What a subscriber reads next.
+/// An item of a subscription.
 #[derive(Debug)]
 pub(crate) enum StreamItem {
     Event(Arc<StoredEvent>),

@@ -26,8 +26,8 @@ pub(crate) struct Authenticated {
     /// The peer address, known when the server was started with
     /// `into_make_service_with_connect_info::<SocketAddr>()`.
     pub(crate) remote: Option<SocketAddr>,
-    /// The secret the request carried, so that a response that lasts (the
-    /// event stream) can check later that it still stands.
+    /// The secret the request carried, so that a long response (the event
+    /// stream) can check later that it is still valid.
     pub(crate) proof: Proof,
 }
 
@@ -39,8 +39,8 @@ pub(crate) enum Proof {
 }
 
 impl Proof {
-    /// The user the secret stands for now: `None` once the session ended
-    /// or expired, the token was revoked, or the user was disabled.
+    /// Looks up the user of the secret now. Returns `None` once the session
+    /// ended or expired, the token was revoked, or the user was disabled.
     pub(crate) async fn caller(&self, state: &ApiState) -> Result<Option<Caller>, Problem> {
         let caller = match self {
             Proof::Session(secret) => state.accounts.session_caller(secret, state.now()).await,

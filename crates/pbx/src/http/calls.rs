@@ -116,8 +116,8 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
     })
 }
 
-/// An empty text parameter, as an empty search form field sends it, sets
-/// no condition.
+/// Returns the trimmed text of a parameter. An empty value, as an empty
+/// search form field sends it, sets no condition.
 fn text_parameter(value: Option<&str>) -> Option<String> {
     value
         .map(str::trim)

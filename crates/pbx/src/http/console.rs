@@ -1,7 +1,7 @@
 //! The web console: pages, styles and scripts compiled into the binary, so
 //! the PBX serves them with no build step or other server at run time.
 //!
-//! The pages are static; their scripts read everything through the API
+//! The pages are static. Their scripts read everything through the API
 //! with the session cookie, and a page whose script gets 401 goes to the
 //! login page. Every response carries a Content-Security-Policy that
 //! allows scripts, styles and connections from the PBX itself only and no
@@ -83,7 +83,7 @@ pub(crate) async fn calls_page() -> Response {
     serve(HTML, CALLS)
 }
 
-/// One page for every call; its script reads the id from the address.
+/// Serves one page for every call. Its script reads the id from the address.
 pub(crate) async fn call_page(UrlPath(_id): UrlPath<String>) -> Response {
     serve(HTML, CALL)
 }

@@ -42,9 +42,9 @@ fn change_problem(error: ChangeError) -> Problem {
 pub(crate) struct AgentEntry {
     #[serde(flatten)]
     view: AgentView,
-    /// RFC 3339 time of the stored state change into the current state;
-    /// null when the stored events do not show it (the change is still
-    /// being committed, or happened before the events were kept).
+    /// RFC 3339 time of the stored state change into the current state.
+    /// It is null when the stored events do not show that change, because
+    /// it is still being committed or happened before events were kept.
     state_since: Option<String>,
 }
 

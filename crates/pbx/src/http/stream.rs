@@ -24,8 +24,9 @@ use crate::events::{EventStore, StreamItem, Subscription};
 /// close idle connections after a minute.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// How often a stream checks that its session or token still stands, so
-/// that logging out, expiry, revocation or disabling the user ends it.
+/// Interval at which a stream checks that its session or token is still
+/// valid, so that logging out, expiry, revocation or disabling the user
+/// ends it.
 const RECHECK: Duration = if cfg!(test) {
     Duration::from_millis(200)
 } else {
@@ -94,7 +95,8 @@ fn visible_agent(user: &Authenticated) -> Result<Option<String>, Problem> {
     }
 }
 
-/// What decides which events a caller sees; a change ends the stream.
+/// Returns the role and agent id that select a caller's events. A change
+/// of either ends the stream.
 fn identity(user: &Authenticated) -> (Role, Option<String>) {
     (user.caller.user.role, user.caller.user.agent_id.clone())
 }
@@ -126,7 +128,7 @@ struct OpenStream {
 }
 
 impl OpenStream {
-    /// The next SSE event, or `None` to end the response.
+    /// Waits for the next SSE event. `None` ends the response.
     async fn next(&mut self) -> Option<Event> {
         loop {
             // Both branches can be dropped mid-way: the subscription keeps

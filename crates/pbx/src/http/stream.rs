@@ -106,15 +106,21 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
     let Some(value) = headers.get(LAST_EVENT_ID) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid = |text: &str| {
+        Problem::bad_request(format!(
+            "Last-Event-ID must be an event sequence number (a whole number from 0), got {text:?}"
+        ))
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| invalid(&String::from_utf8_lossy(value.as_bytes())))?
+        .trim();
     if text.is_empty() {
         return Ok(None);
     }
     match text.parse::<i64>() {
         Ok(seq) if seq >= 0 => Ok(Some(seq)),
-        _ => Err(Problem::bad_request(format!(
-            "Last-Event-ID must be an event sequence number (a whole number from 0), got {text:?}"
-        ))),
+        _ => Err(invalid(text)),
     }
 }
 

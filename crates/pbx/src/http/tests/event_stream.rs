@@ -290,7 +290,7 @@ async fn without_last_event_id_only_new_events_come() {
 #[tokio::test]
 async fn an_invalid_last_event_id_is_refused() {
     let fixture = fixture().await;
-    for id in ["abc", "-1", "1.5"] {
+    for id in ["abc", "-1", "1.5", "é"] {
         let response = fixture.open_stream(Some(Role::Supervisor), Some(id)).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id}");
     }

@@ -14,13 +14,16 @@
 //!   timeouts, and a wall-clock limit) in the foreground or background and
 //!   keeps its logs to print on failure.
 //! - [`phones`] runs the agent phone (registration, answering) and the caller.
-//! - [`http`] is a minimal HTTP/1.1 GET client for `/health` and `/api/calls`.
+//! - [`http`] is a minimal HTTP/1.1 client for the API.
+//! - [`browser`] drives headless Chromium through ChromeDriver for the
+//!   console's pages.
 //! - [`wav`] checks the stereo recording and finds each channel's source by
 //!   normalized cross-correlation.
 //!
 //! Everything runs on 127.0.0.1 (and 127.0.0.2 for the untrusted trunk
 //! source); every wait is bounded.
 
+pub mod browser;
 pub mod fixtures;
 pub mod http;
 pub mod pbx;

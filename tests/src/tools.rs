@@ -22,7 +22,17 @@ pub const SOX: Tool = Tool {
     package: "sox",
 };
 
-/// Every tool the end-to-end tests run.
+/// The browser and its WebDriver server, for the console's browser test.
+pub const CHROMIUM: Tool = Tool {
+    program: "chromium",
+    package: "chromium",
+};
+pub const CHROMEDRIVER: Tool = Tool {
+    program: "chromedriver",
+    package: "chromium-driver",
+};
+
+/// Every tool the call end-to-end tests run.
 pub const ALL: [Tool; 3] = [SIPP, ESPEAK_NG, SOX];
 
 /// Checks whether `tool` can be started from `PATH`.
@@ -50,10 +60,12 @@ pub fn require(tools: &[Tool]) {
         .filter(|tool| !is_available(**tool))
         .map(|tool| format!("{} (Debian package {})", tool.program, tool.package))
         .collect();
+    let packages: Vec<&str> = tools.iter().map(|tool| tool.package).collect();
     assert!(
         missing.is_empty(),
-        "missing tools: {}; install them, e.g. `apt-get install -y sip-tester espeak-ng sox`, \
+        "missing tools: {}; install them, e.g. `apt-get install -y {}`, \
          or run scripts/test, which installs them when run as root",
-        missing.join(", ")
+        missing.join(", "),
+        packages.join(" ")
     );
 }

@@ -91,6 +91,28 @@ pub struct CallRecord {
     pub callback_of: Option<String>,
 }
 
+/// Conditions on the records [`CdrStore::search`] returns; each field
+/// left `None` matches every record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallFilter {
+    /// Only calls with this outcome.
+    pub disposition: Option<Disposition>,
+    /// Only calls that arrived at or after this time.
+    pub from: Option<OffsetDateTime>,
+    /// Only calls that arrived before this time.
+    pub to: Option<OffsetDateTime>,
+    /// Only calls the DID routed to this queue.
+    pub queue: Option<String>,
+    /// Only calls this agent answered.
+    pub agent: Option<String>,
+    /// Only calls whose caller number contains this text.
+    pub caller: Option<String>,
+    /// Only calls that talked at least this many seconds.
+    pub min_talk_seconds: Option<f64>,
+    /// Only calls that talked at most this many seconds.
+    pub max_talk_seconds: Option<f64>,
+}
+
 /// Outcome of a call.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]

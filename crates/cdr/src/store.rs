@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::{CallRecord, CdrError, Disposition, HangupSide};
+use crate::{CallFilter, CallRecord, CdrError, Disposition, HangupSide};
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
 pub const MAX_LIST_LIMIT: u32 = 1000;
@@ -98,16 +98,48 @@ impl CdrStore {
         offset: u32,
         disposition: Option<Disposition>,
     ) -> Result<Vec<CallRecord>, CdrError> {
+        let filter = CallFilter {
+            disposition,
+            ..CallFilter::default()
+        };
+        self.search(&filter, limit, offset).await
+    }
+
+    /// Returns the records that match every condition of `filter`, in the
+    /// order and paging of [`CdrStore::list`].
+    pub async fn search(
+        &self,
+        filter: &CallFilter,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<CallRecord>, CdrError> {
         let limit = limit.min(MAX_LIST_LIMIT);
         // rowid breaks ties between calls that arrived in the same millisecond,
-        // so paging with offsets neither repeats nor skips records.
+        // so paging with offsets neither repeats nor skips records. Each
+        // condition is off when its parameter is NULL, so one statement
+        // serves every combination. instr() matches the caller number as
+        // plain text, where LIKE would treat `%` and `_` as wildcards.
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM call_records \
              WHERE (?1 IS NULL OR disposition = ?1) \
-             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?2 OFFSET ?3"
+             AND (?2 IS NULL OR arrived_at_ms >= ?2) \
+             AND (?3 IS NULL OR arrived_at_ms < ?3) \
+             AND (?4 IS NULL OR queue = ?4) \
+             AND (?5 IS NULL OR agent = ?5) \
+             AND (?6 IS NULL OR instr(caller, ?6) > 0) \
+             AND (?7 IS NULL OR talk_seconds >= ?7) \
+             AND (?8 IS NULL OR talk_seconds <= ?8) \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?9 OFFSET ?10"
         );
         let rows = sqlx::query(&sql)
-            .bind(disposition.map(Disposition::as_str))
+            .bind(filter.disposition.map(Disposition::as_str))
+            .bind(filter.from.map(unix_millis))
+            .bind(filter.to.map(unix_millis))
+            .bind(filter.queue.as_deref())
+            .bind(filter.agent.as_deref())
+            .bind(filter.caller.as_deref())
+            .bind(filter.min_talk_seconds)
+            .bind(filter.max_talk_seconds)
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)

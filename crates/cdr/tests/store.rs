@@ -1,6 +1,6 @@
 //! CdrStore against a real SQLite file and journal in a temporary directory.
 
-use cdr::{CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT};
+use cdr::{CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -332,4 +332,87 @@ async fn older_database_migrates_with_its_rows() {
         .write(&voicemail("new", datetime!(2026-12-02 10:00:00 UTC)))
         .await
         .expect("the new disposition is accepted");
+}
+
+#[tokio::test]
+async fn search_combines_every_condition() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let t0 = datetime!(2026-12-04 09:00:00 UTC);
+    let short = CallRecord {
+        talk_seconds: 30.0,
+        caller: "+33199990000".to_owned(),
+        ..answered("short", t0)
+    };
+    let other_agent = CallRecord {
+        agent: Some("1002".to_owned()),
+        queue: Some("sales".to_owned()),
+        ..answered("other-agent", t0 + Duration::minutes(10))
+    };
+    let long = answered("long", t0 + Duration::minutes(20));
+    let abandoned = unanswered(
+        "abandoned",
+        t0 + Duration::minutes(30),
+        Disposition::Abandoned,
+    );
+    for record in [&short, &other_agent, &long, &abandoned] {
+        store.write(record).await.expect("write succeeds");
+    }
+    let ids = |records: Vec<CallRecord>| -> Vec<String> {
+        records.into_iter().map(|record| record.id).collect()
+    };
+    let search = |filter: CallFilter| {
+        let store = store.clone();
+        async move { ids(store.search(&filter, 10, 0).await.expect("search succeeds")) }
+    };
+    assert_eq!(
+        search(CallFilter::default()).await,
+        ["abandoned", "long", "other-agent", "short"]
+    );
+    // `from` is included, `to` is not.
+    let range = CallFilter {
+        from: Some(t0 + Duration::minutes(10)),
+        to: Some(t0 + Duration::minutes(30)),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(range).await, ["long", "other-agent"]);
+    let queue = CallFilter {
+        queue: Some("sales".to_owned()),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(queue).await, ["other-agent"]);
+    let agent = CallFilter {
+        agent: Some("1001".to_owned()),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(agent).await, ["long", "short"]);
+    // Part of the number matches, and `%` is no wildcard.
+    let caller = CallFilter {
+        caller: Some("9999".to_owned()),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(caller).await, ["short"]);
+    let wildcard = CallFilter {
+        caller: Some("%".to_owned()),
+        ..CallFilter::default()
+    };
+    assert!(search(wildcard).await.is_empty());
+    let talk = CallFilter {
+        min_talk_seconds: Some(30.0),
+        max_talk_seconds: Some(60.0),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(talk).await, ["short"]);
+    let combined = CallFilter {
+        disposition: Some(Disposition::Answered),
+        agent: Some("1001".to_owned()),
+        min_talk_seconds: Some(60.0),
+        ..CallFilter::default()
+    };
+    assert_eq!(search(combined).await, ["long"]);
+    let paged = store
+        .search(&CallFilter::default(), 2, 1)
+        .await
+        .expect("search succeeds");
+    assert_eq!(ids(paged), ["long", "other-agent"]);
 }

@@ -4,6 +4,8 @@
 //! is written from the same batches, and reports ([`crate::kpi`]) are
 //! computed from the rows.
 
+mod feed;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +16,8 @@ use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
+
+pub(crate) use feed::{EventFeed, FEED_CAPACITY, StreamItem, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EventStoreError {
@@ -56,6 +60,22 @@ pub(crate) struct StoredEvent {
     pub(crate) data: Value,
 }
 
+impl StoredEvent {
+    /// Returns the event as the API shows it: the columns by name, the time
+    /// as RFC 3339 text, and the kind's own fields under `data`.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "seq": self.seq,
+            "at": rfc3339(self.at_ms),
+            "kind": self.kind,
+            "call": self.call,
+            "queue": self.queue,
+            "agent": self.agent,
+            "data": self.data,
+        })
+    }
+}
+
 /// Unit of work of the writer: the events of one drain of the core, their
 /// queue_log lines and, when an API request caused them, the reply to send
 /// once they are committed.
@@ -95,14 +115,19 @@ impl EventStore {
         EventStore { pool }
     }
 
-    /// Stores `events` in one transaction, in order.
-    pub(crate) async fn append(&self, events: &[NewEvent]) -> Result<(), EventStoreError> {
+    /// Stores `events` in one transaction, in order, and returns them with
+    /// the sequence numbers the table gave them.
+    pub(crate) async fn append(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut stored = Vec::with_capacity(events.len());
         let mut transaction = self.pool.begin().await?;
         for event in events {
-            sqlx::query(
+            let done = sqlx::query(
                 "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
@@ -115,9 +140,78 @@ impl EventStore {
             .bind(event.data.to_string())
             .execute(&mut *transaction)
             .await?;
+            stored.push(StoredEvent {
+                // `seq` is the rowid (INTEGER PRIMARY KEY).
+                seq: done.last_insert_rowid(),
+                at_ms: event.at_ms,
+                kind: event.kind.to_owned(),
+                call: event.call.clone(),
+                queue: event.queue.clone(),
+                agent: event.agent.clone(),
+                data: event.data.clone(),
+            });
         }
         transaction.commit().await?;
-        Ok(())
+        Ok(stored)
+    }
+
+    /// Sequence number of the newest stored event, 0 when there is none.
+    pub(crate) async fn last_seq(&self) -> Result<i64, EventStoreError> {
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM queue_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(newest.unwrap_or(0))
+    }
+
+    /// Up to `limit` events after `after` in sequence order, only those of
+    /// `agent` when it is given; an event stream catches up with these.
+    pub(crate) async fn events_after(
+        &self,
+        after: i64,
+        agent: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE seq > ?1 AND (?2 IS NULL OR agent = ?2) ORDER BY seq LIMIT ?3",
+        )
+        .bind(after)
+        .bind(agent)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Time in Unix milliseconds and new state of `agent`'s last stored
+    /// state change, if any.
+    pub(crate) async fn last_state_change(
+        &self,
+        agent: &str,
+    ) -> Result<Option<(i64, String)>, EventStoreError> {
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT at_ms, json_extract(data, '$.to') FROM queue_events \
+             WHERE agent = ? AND kind = 'agent_state_changed' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(agent)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(at_ms, to)| Some((at_ms, to?))))
+    }
+
+    /// Reads every event of call `call` in sequence order, for its timeline.
+    pub(crate) async fn call_events(
+        &self,
+        call: &str,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE call_id = ? ORDER BY seq",
+        )
+        .bind(call)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 
     /// Reads what a report over `[from_ms, to_ms)` needs, in sequence
@@ -169,14 +263,16 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, EventStoreError>
     })
 }
 
-/// Commits each batch in one transaction, then replies to the request that
-/// caused it and appends its lines to the queue_log file. Batches are taken
-/// in the order the engine sent them, so a reply never precedes the commit
-/// of an earlier event.
+/// Commits each batch in one transaction, then hands the committed events
+/// to `feed` for the live event stream, replies to the request that caused
+/// them and appends their lines to the queue_log file. Batches are taken in
+/// the order the engine sent them, so a reply never precedes the commit of
+/// an earlier event, and the stream carries only events that are stored.
 pub(crate) async fn write_events(
     store: EventStore,
     queue_log: PathBuf,
     mut batches: mpsc::UnboundedReceiver<EventBatch>,
+    feed: EventFeed,
 ) {
     let mut file = QueueLogFile::open(queue_log).await;
     while let Some(first) = batches.recv().await {
@@ -198,13 +294,18 @@ pub(crate) async fn write_events(
             lines.extend(batch.lines);
             acks.extend(batch.ack);
         }
-        let committed = store
-            .append(&events)
-            .await
-            .map_err(|error| error.to_string());
-        if let Err(error) = &committed {
-            tracing::error!(%error, events = events.len(), "storing queue events failed");
-        }
+        let committed = match store.append(&events).await {
+            Ok(stored) => {
+                // Never waits: a subscriber that falls behind loses its
+                // place in the feed and reads the table instead.
+                feed.publish(stored);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, events = events.len(), "storing queue events failed");
+                Err(error.to_string())
+            }
+        };
         for ack in acks {
             ack(committed.clone().map_err(NotDurable));
         }

@@ -1,7 +1,7 @@
 //! HTTP API: health check, login, call records and their recordings, the
 //! recording catalogue, user and token administration, the audit log, live
-//! agents and queues, configuration reload, and queue reports from the
-//! stored events.
+//! agents and queues, configuration reload, queue reports from the stored
+//! events, the live event stream, and the web console's pages.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -13,12 +13,14 @@ mod admin;
 mod auth;
 mod bootstrap;
 mod calls;
+mod console;
 mod live;
 mod openapi;
 mod problem;
 mod recordings;
 mod reports;
 mod session;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,9 @@ pub(crate) struct HttpState {
     pub(crate) live: Option<crate::live::Live>,
     /// Re-reads the configuration file; None where no engine runs.
     pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
+    /// Committed queue events for `GET /api/events/stream`; None where no
+    /// event writer runs (the stream answers 503).
+    pub(crate) events: Option<crate::events::EventFeed>,
 }
 
 /// Source of the current time, replaced by a virtual clock in tests.
@@ -156,6 +161,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/calls", calls::list_calls)
         .add(Get, "/api/calls/{id}", calls::get_call)
         .add(Get, "/api/calls/{id}/recording", calls::get_recording)
+        .add(Get, "/api/calls/{id}/events", calls::call_events)
         .add(Get, "/api/recordings", recordings::list_recordings)
         .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)
@@ -180,7 +186,14 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
         .add(Get, "/api/reports/queues", reports::queue_report)
+        .add(Get, "/api/events/stream", stream::stream_events)
         .add(Get, "/metrics", live::metrics)
+        .add(Get, "/", console::root)
+        .add(Get, "/console/login", console::login_page)
+        .add(Get, "/console/calls", console::calls_page)
+        .add(Get, "/console/calls/{id}", console::call_page)
+        .add(Get, "/console/wallboard", console::wallboard_page)
+        .add(Get, "/console/assets/{file}", console::asset)
 }
 
 async fn health() -> Json<serde_json::Value> {

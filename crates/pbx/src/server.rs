@@ -102,11 +102,15 @@ pub(crate) async fn run(
     ));
     #[cfg(unix)]
     tokio::spawn(crate::reload::reload_on_hangup(reloader.clone()));
+    // Committed queue events for the HTTP event stream; the event writer
+    // publishes into it.
+    let event_feed = crate::events::EventFeed::new(crate::events::FEED_CAPACITY);
     let router = crate::http::router(crate::http::HttpState {
         cdr: store.clone(),
         data_dir: config.data_dir.clone(),
         live: Some(live),
         reloader: Some(reloader),
+        events: Some(event_feed.clone()),
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(
@@ -173,6 +177,7 @@ pub(crate) async fn run(
         event_store,
         config.data_dir.join("queue_log"),
         event_writes,
+        event_feed,
     ));
     let (registration_queue, registration_writes) = mpsc::unbounded_channel();
     let registration_writer = tokio::spawn(crate::engine::write_registrations(

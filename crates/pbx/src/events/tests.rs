@@ -40,6 +40,10 @@ fn state_change() -> StampedEvent {
     }
 }
 
+fn feed() -> EventFeed {
+    EventFeed::new(16)
+}
+
 async fn store() -> (tempfile::TempDir, EventStore) {
     let dir = tempfile::tempdir().unwrap();
     let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
@@ -97,7 +101,7 @@ async fn the_reply_comes_after_the_commit_and_the_queue_log_follows() {
     let (dir, store) = store().await;
     let path = dir.path().join("queue_log");
     let (batches, queue) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue));
+    let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue, feed()));
 
     // A batch without a reply, then one that a request waits on.
     let mut background = EventBatch::default();
@@ -132,7 +136,14 @@ async fn a_failed_commit_answers_not_durable() {
         .await
         .unwrap();
     let (batches, queue) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_events(store, dir.path().join("queue_log"), queue));
+    let feed = feed();
+    let mut subscriber = feed.subscribe();
+    let writer = tokio::spawn(write_events(
+        store,
+        dir.path().join("queue_log"),
+        queue,
+        feed,
+    ));
     let (reply, confirmed) = oneshot::channel();
     let mut batch = EventBatch::default();
     batch.push(&[answered()], Vec::new());
@@ -144,6 +155,11 @@ async fn a_failed_commit_answers_not_durable() {
     assert!(error.to_string().contains("not durable"), "{error}");
     drop(batches);
     writer.await.unwrap();
+    // The stream must not show what the table does not hold.
+    assert!(matches!(
+        subscriber.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Closed)
+    ));
 }
 
 #[tokio::test]
@@ -154,6 +170,7 @@ async fn a_reply_without_events_still_waits_for_earlier_batches() {
         store.clone(),
         dir.path().join("queue_log"),
         queue,
+        feed(),
     ));
     let mut earlier = EventBatch::default();
     earlier.push(&[answered(), state_change()], Vec::new());
@@ -191,7 +208,7 @@ async fn queued_batches_share_one_commit_and_keep_their_order() {
         confirmations.push(confirmed);
         batches.send(batch).unwrap();
     }
-    let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue));
+    let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue, feed()));
     for confirmed in confirmations {
         confirmed.await.unwrap().expect("committed");
     }
@@ -201,4 +218,130 @@ async fn queued_batches_share_one_commit_and_keep_their_order() {
     writer.await.unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\n");
+}
+
+#[tokio::test]
+async fn committed_events_reach_the_feed_with_their_numbers() {
+    let (dir, store) = store().await;
+    let (batches, queue) = mpsc::unbounded_channel();
+    let feed = feed();
+    let mut subscriber = feed.subscribe();
+    let writer = tokio::spawn(write_events(
+        store.clone(),
+        dir.path().join("queue_log"),
+        queue,
+        feed,
+    ));
+    let mut batch = EventBatch::default();
+    batch.push(&[state_change(), answered()], Vec::new());
+    batches.send(batch).unwrap();
+    let first = subscriber.recv().await.unwrap();
+    let second = subscriber.recv().await.unwrap();
+    let rows = store.all().await.unwrap();
+    assert_eq!(*first, rows[0]);
+    assert_eq!(*second, rows[1]);
+    assert_eq!(
+        first.to_json(),
+        json!({"seq": rows[0].seq, "at": "2027-01-15T08:00:00.25Z", "kind": "agent_state_changed",
+               "call": null, "queue": null, "agent": "1001",
+               "data": {"from": "ringing", "to": "on_call"}})
+    );
+    drop(batches);
+    writer.await.unwrap();
+}
+
+/// Commits `count` state changes of `agent` through the store alone.
+async fn commit_changes(store: &EventStore, agent: &str, count: usize) -> Vec<StoredEvent> {
+    let mut event = NewEvent::from_stamped(&state_change());
+    event.agent = Some(agent.to_owned());
+    store.append(&vec![event; count]).await.unwrap()
+}
+
+async fn next_seq(subscription: &mut Subscription) -> i64 {
+    match subscription.next().await.unwrap() {
+        Some(StreamItem::Event(event)) => event.seq,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_catches_up_from_the_table_then_goes_live() {
+    let (_dir, store) = store().await;
+    let feed = feed();
+    let stored = commit_changes(&store, "1001", 3).await;
+    let mut subscription = Subscription::start(store.clone(), &feed, None, Some(stored[0].seq))
+        .await
+        .unwrap();
+    let live = commit_changes(&store, "1001", 1).await;
+    feed.publish(live.clone());
+    assert_eq!(next_seq(&mut subscription).await, stored[1].seq);
+    assert_eq!(next_seq(&mut subscription).await, stored[2].seq);
+    // Stored after the subscription began, so read from the table during
+    // catch-up and then dropped when it comes through the feed.
+    assert_eq!(next_seq(&mut subscription).await, live[0].seq);
+    let later = commit_changes(&store, "1001", 1).await;
+    feed.publish(later.clone());
+    assert_eq!(next_seq(&mut subscription).await, later[0].seq);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_lags_is_told_and_reads_the_table() {
+    let (_dir, store) = store().await;
+    let feed = EventFeed::new(2);
+    let mut subscription = Subscription::start(store.clone(), &feed, None, None)
+        .await
+        .unwrap();
+    // Catch-up finds nothing yet; then five events overflow a ring of two.
+    let mut seen = Vec::new();
+    let stored = commit_changes(&store, "1001", 1).await;
+    feed.publish(stored.clone());
+    seen.push(next_seq(&mut subscription).await);
+    let burst = commit_changes(&store, "1001", 5).await;
+    feed.publish(burst.clone());
+    match subscription.next().await.unwrap() {
+        Some(StreamItem::Lagged {
+            skipped,
+            resume_after,
+        }) => {
+            // The ring still held the first event, unread by the receiver.
+            assert_eq!(skipped, 4);
+            assert_eq!(resume_after, stored[0].seq);
+        }
+        other => panic!("expected the lag notice, got {other:?}"),
+    }
+    for _ in 0..5 {
+        seen.push(next_seq(&mut subscription).await);
+    }
+    let expected: Vec<i64> = stored.iter().chain(&burst).map(|event| event.seq).collect();
+    assert_eq!(seen, expected, "each event once, in order");
+}
+
+#[tokio::test]
+async fn an_agent_subscription_sees_only_its_events() {
+    let (_dir, store) = store().await;
+    let feed = feed();
+    commit_changes(&store, "1002", 2).await;
+    let own = commit_changes(&store, "1001", 1).await;
+    let mut subscription = Subscription::start(store.clone(), &feed, Some("1001".into()), Some(0))
+        .await
+        .unwrap();
+    assert_eq!(next_seq(&mut subscription).await, own[0].seq);
+    let other = commit_changes(&store, "1002", 1).await;
+    feed.publish(other);
+    let mine = commit_changes(&store, "1001", 1).await;
+    feed.publish(mine.clone());
+    assert_eq!(next_seq(&mut subscription).await, mine[0].seq);
+}
+
+#[tokio::test]
+async fn a_start_beyond_the_newest_event_waits_for_new_ones() {
+    let (_dir, store) = store().await;
+    let feed = feed();
+    commit_changes(&store, "1001", 2).await;
+    let mut subscription = Subscription::start(store.clone(), &feed, None, Some(1_000))
+        .await
+        .unwrap();
+    let next = commit_changes(&store, "1001", 1).await;
+    feed.publish(next.clone());
+    assert_eq!(next_seq(&mut subscription).await, next[0].seq);
 }

@@ -26,6 +26,28 @@ pub(crate) struct Authenticated {
     /// The peer address, known when the server was started with
     /// `into_make_service_with_connect_info::<SocketAddr>()`.
     pub(crate) remote: Option<SocketAddr>,
+    /// The secret the request carried, so that a long response (the event
+    /// stream) can check later that it is still valid.
+    pub(crate) proof: Proof,
+}
+
+/// A credential's secret as the request carried it.
+#[derive(Clone)]
+pub(crate) enum Proof {
+    Session(String),
+    Bearer(String),
+}
+
+impl Proof {
+    /// Looks up the user of the secret now. Returns `None` once the session
+    /// ended or expired, the token was revoked, or the user was disabled.
+    pub(crate) async fn caller(&self, state: &ApiState) -> Result<Option<Caller>, Problem> {
+        let caller = match self {
+            Proof::Session(secret) => state.accounts.session_caller(secret, state.now()).await,
+            Proof::Bearer(secret) => state.accounts.token_caller(secret).await,
+        };
+        caller.map_err(Problem::accounts)
+    }
 }
 
 impl Authenticated {
@@ -59,16 +81,16 @@ impl FromRequestParts<ApiState> for Authenticated {
     ) -> Result<Authenticated, Problem> {
         let remote = remote_address(parts);
         if let Some(secret) = bearer_token(&parts.headers)? {
-            let caller = state
-                .accounts
-                .token_caller(secret)
-                .await
-                .map_err(Problem::accounts)?
+            let proof = Proof::Bearer(secret.to_owned());
+            let caller = proof
+                .caller(state)
+                .await?
                 .ok_or_else(|| Problem::unauthorized("invalid or revoked bearer token"))?;
             return Ok(Authenticated {
                 caller,
                 session_secret: None,
                 remote,
+                proof,
             });
         }
         let Some(secret) = session_cookie(&parts.headers) else {
@@ -77,16 +99,16 @@ impl FromRequestParts<ApiState> for Authenticated {
                  or send Authorization: Bearer <token>",
             ));
         };
-        let caller = state
-            .accounts
-            .session_caller(secret, state.now())
-            .await
-            .map_err(Problem::accounts)?
+        let proof = Proof::Session(secret.to_owned());
+        let caller = proof
+            .caller(state)
+            .await?
             .ok_or_else(|| Problem::unauthorized("session expired or ended; log in again"))?;
         Ok(Authenticated {
             caller,
             session_secret: Some(secret.to_owned()),
             remote,
+            proof,
         })
     }
 }

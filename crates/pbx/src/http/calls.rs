@@ -8,8 +8,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cdr::{CallRecord, MAX_LIST_LIMIT};
+use cdr::{CallFilter, CallRecord, MAX_LIST_LIMIT};
 use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::auth::Authenticated;
 use super::{ApiState, Problem, parse_parameter};
@@ -27,13 +29,20 @@ const REPLAY: [Role; 2] = [Role::Supervisor, Role::Qa];
 /// Audit log action of a recording served to a user.
 pub(crate) const REPLAY_ACTION: &str = "recording.replay";
 
-/// Query of `GET /api/calls`, kept as text so invalid numbers get a
+/// Query of `GET /api/calls`, kept as text so invalid values get a
 /// problem details response that names the parameter.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
     limit: Option<String>,
     offset: Option<String>,
     disposition: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    queue: Option<String>,
+    agent: Option<String>,
+    caller: Option<String>,
+    min_talk_seconds: Option<String>,
+    max_talk_seconds: Option<String>,
 }
 
 pub(crate) async fn list_calls(
@@ -48,6 +57,25 @@ pub(crate) async fn list_calls(
         return Err(Problem::bad_request(detail));
     }
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
+    let mut filter = call_filter(&query)?;
+    if let Some(own) = visible_agent(&user)? {
+        // An agent asking for another agent's calls sees none of them.
+        if filter.agent.as_deref().is_some_and(|asked| asked != own) {
+            return Ok(Json(Vec::new()));
+        }
+        filter.agent = Some(own.to_owned());
+    }
+    state
+        .calls
+        .cdr
+        .search(&filter, limit, offset)
+        .await
+        .map(Json)
+        .map_err(|error| Problem::store_failure(&error))
+}
+
+/// Checks the search conditions of a `GET /api/calls` query.
+fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
     let disposition = match query.disposition.as_deref() {
         None => None,
         Some(name) => Some(cdr::Disposition::from_name(name).ok_or_else(|| {
@@ -56,13 +84,76 @@ pub(crate) async fn list_calls(
             ))
         })?),
     };
-    let records = match visible_agent(&user)? {
-        None => state.calls.cdr.list_with(limit, offset, disposition).await,
-        Some(agent) => list_agent_calls(&state, agent, limit, offset, disposition).await,
+    let from = time_parameter("from", query.from.as_deref())?;
+    let to = time_parameter("to", query.to.as_deref())?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to <= from
+    {
+        return Err(Problem::bad_request(
+            "to must be later than from".to_owned(),
+        ));
+    }
+    let min_talk_seconds =
+        seconds_parameter("min_talk_seconds", query.min_talk_seconds.as_deref())?;
+    let max_talk_seconds =
+        seconds_parameter("max_talk_seconds", query.max_talk_seconds.as_deref())?;
+    if let (Some(min), Some(max)) = (min_talk_seconds, max_talk_seconds)
+        && max < min
+    {
+        return Err(Problem::bad_request(format!(
+            "max_talk_seconds ({max}) is less than min_talk_seconds ({min})"
+        )));
+    }
+    Ok(CallFilter {
+        disposition,
+        from,
+        to,
+        queue: text_parameter(query.queue.as_deref()),
+        agent: text_parameter(query.agent.as_deref()),
+        caller: text_parameter(query.caller.as_deref()),
+        min_talk_seconds,
+        max_talk_seconds,
+    })
+}
+
+/// Returns the trimmed text of a parameter. An empty value, as an empty
+/// search form field sends it, sets no condition.
+fn text_parameter(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
+fn time_parameter(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, Problem> {
+    let Some(text) = value.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
     };
-    records
-        .map(Json)
-        .map_err(|error| Problem::store_failure(&error))
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(Some)
+        .map_err(|_| {
+            // A `+` of an offset arrives as a space unless the client encoded it.
+            let hint = if text.contains(' ') {
+                "; write the + of an offset as %2B"
+            } else {
+                ""
+            };
+            Problem::bad_request(format!(
+                "{name} must be an RFC 3339 time such as 2027-01-15T08:00:00Z, got {text:?}{hint}"
+            ))
+        })
+}
+
+fn seconds_parameter(name: &str, value: Option<&str>) -> Result<Option<f64>, Problem> {
+    let Some(text) = value.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Some(seconds)),
+        _ => Err(Problem::bad_request(format!(
+            "{name} must be a number of seconds from 0, got {text:?}"
+        ))),
+    }
 }
 
 pub(crate) async fn get_call(
@@ -71,6 +162,35 @@ pub(crate) async fn get_call(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<CallRecord>, Problem> {
     find_call(&state, &user, &id).await.map(Json)
+}
+
+/// The stored queue events of one call, oldest first, for its timeline:
+/// entering the queue, steps, each offer and its outcome, the answer and
+/// the end. An agent sees its own call, without other agents' offers.
+pub(crate) async fn call_events(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Vec<serde_json::Value>>, Problem> {
+    find_call(&state, &user, &id).await?;
+    let own = visible_agent(&user)?;
+    let store = crate::events::EventStore::on(state.calls.cdr.pool().clone());
+    let events = store.call_events(&id).await.map_err(|error| {
+        tracing::error!(call = %id, %error, "reading a call's events failed");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the queue events could not be read",
+        )
+    })?;
+    let visible = events
+        .iter()
+        .filter(|event| match (own, event.agent.as_deref()) {
+            (Some(own), Some(agent)) => agent == own,
+            _ => true,
+        })
+        .map(crate::events::StoredEvent::to_json)
+        .collect();
+    Ok(Json(visible))
 }
 
 pub(crate) async fn get_recording(
@@ -166,40 +286,6 @@ async fn find_call(
         Some(agent) if record.agent.as_deref() != Some(agent) => Err(not_found()),
         _ => Ok(record),
     }
-}
-
-/// Returns the calls that `agent` answered, newest first, in the order and
-/// paging of `CdrStore::list`.
-// TODO: move this query into `cdr::CdrStore` (for example `list_by_agent`)
-// so the CDR schema is read in one crate only; it reads ids here and loads
-// each record through the store.
-async fn list_agent_calls(
-    state: &ApiState,
-    agent: &str,
-    limit: u32,
-    offset: u32,
-    disposition: Option<cdr::Disposition>,
-) -> Result<Vec<CallRecord>, cdr::CdrError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM call_records WHERE agent = ? AND (? IS NULL OR disposition = ?) \
-         ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ? OFFSET ?",
-    )
-    .bind(agent)
-    .bind(disposition.map(cdr::Disposition::as_str))
-    .bind(disposition.map(cdr::Disposition::as_str))
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(state.calls.cdr.pool())
-    .await
-    .map_err(cdr::CdrError::Query)?;
-    let mut records = Vec::with_capacity(ids.len());
-    for id in ids {
-        // A record is never deleted, so every id read above still exists.
-        if let Some(record) = state.calls.cdr.get(&id).await? {
-            records.push(record);
-        }
-    }
-    Ok(records)
 }
 
 async fn read_recording(state: &ApiState, record: &CallRecord) -> Result<Vec<u8>, Problem> {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sip_server::b2bua::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 
 use super::auth::Authenticated;
@@ -36,13 +36,25 @@ fn change_problem(error: ChangeError) -> Problem {
     }
 }
 
+/// An agent as `GET /api/agents` lists it: the engine's view and when the
+/// agent entered its current state.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentEntry {
+    #[serde(flatten)]
+    view: AgentView,
+    /// RFC 3339 time of the stored state change into the current state.
+    /// It is null when the stored events do not show that change, because
+    /// it is still being committed or happened before events were kept.
+    state_since: Option<String>,
+}
+
 pub(crate) async fn list_agents(
     State(state): State<ApiState>,
     user: Authenticated,
-) -> Result<Json<Vec<AgentView>>, Problem> {
+) -> Result<Json<Vec<AgentEntry>>, Problem> {
     let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
     let agents = live.agents().await.map_err(|_| engine_problem())?;
-    let visible = match user.caller.user.role {
+    let visible: Vec<AgentView> = match user.caller.user.role {
         Role::Administrator | Role::Supervisor | Role::Qa => agents,
         // An agent sees itself only.
         Role::Agent => {
@@ -53,7 +65,21 @@ pub(crate) async fn list_agents(
                 .collect()
         }
     };
-    Ok(Json(visible))
+    let store = crate::events::EventStore::on(state.calls.cdr.pool().clone());
+    let mut entries = Vec::with_capacity(visible.len());
+    for view in visible {
+        let state_since = match store.last_state_change(&view.id).await {
+            Ok(Some((at_ms, to))) if to == view.state => Some(crate::events::rfc3339(at_ms)),
+            Ok(_) => None,
+            Err(error) => {
+                // The live state matters more than its start time.
+                tracing::warn!(agent = %view.id, %error, "reading the last state change failed");
+                None
+            }
+        };
+        entries.push(AgentEntry { view, state_since });
+    }
+    Ok(Json(entries))
 }
 
 pub(crate) async fn list_queues(

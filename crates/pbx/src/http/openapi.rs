@@ -36,6 +36,50 @@ pub(crate) fn document() -> Value {
 }
 
 fn paths() -> Value {
+    let mut paths = api_paths();
+    if let (Value::Object(all), Value::Object(console)) = (&mut paths, console_paths()) {
+        all.extend(console);
+    }
+    paths
+}
+
+/// The console's pages, apart because one `json!` call with every path
+/// would pass the macro's recursion limit.
+fn console_paths() -> Value {
+    json!({
+        "/": {
+            "get": public(operation(
+                "The web console",
+                "Public. Redirects to /console/calls, which sends a visitor without a session to \
+                 /console/login.",
+                json!({ "303": { "description": "To the calls page",
+                                 "headers": { "Location": { "schema": { "type": "string" } } } } }),
+                &[],
+            )),
+        },
+        "/console/login": { "get": console_page("Console: log in") },
+        "/console/calls": { "get": console_page("Console: search calls") },
+        "/console/calls/{id}": {
+            "get": with_parameters(console_page("Console: one call, its timeline and recording"),
+                vec![path_parameter("id", "Product call id", "string")]),
+        },
+        "/console/wallboard": { "get": console_page("Console: live queues and agents") },
+        "/console/assets/{file}": {
+            "get": with_parameters(public(operation(
+                "Console styles, scripts and icon",
+                "Public; built into the binary. Served with the console's Content-Security-Policy.",
+                json!({ "200": { "description": "The file", "content": {
+                    "text/css": { "schema": { "type": "string" } },
+                    "text/javascript": { "schema": { "type": "string" } },
+                    "image/svg+xml": { "schema": { "type": "string" } },
+                } } }),
+                &[404],
+            )), vec![path_parameter("file", "File name, such as console.css", "string")]),
+        },
+    })
+}
+
+fn api_paths() -> Value {
     json!({
         "/health": {
             "get": public(operation(
@@ -85,8 +129,18 @@ fn paths() -> Value {
                 parameters.push(json!({ "name": "disposition", "in": "query",
                     "description": "Only calls with this outcome; voicemail lists the messages left in voicemail boxes, callback the calls on which a caller asked to be called back",
                     "schema": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] } }));
+                parameters.extend(call_search_parameters());
                 parameters
             }),
+        },
+        "/api/calls/{id}/events": {
+            "get": with_parameters(operation(
+                "A call's stored queue events, oldest first",
+                "Like the call itself: an agent gets 404 for a call it did not answer, and sees \
+                 its own call without the offers made to other agents.",
+                ok("Events", array_of("Event")),
+                &[401, 403, 404, 500],
+            ), vec![path_parameter("id", "Product call id", "string")]),
         },
         "/api/calls/{id}": {
             "get": with_parameters(operation(
@@ -280,6 +334,27 @@ fn paths() -> Value {
                         "schema": { "type": "string", "format": "date-time" } }),
             ]),
         },
+        "/api/events/stream": {
+            "get": with_parameters(operation(
+                "Live stream of committed call, queue and agent events",
+                "Server-sent events (text/event-stream). Administrators, supervisors and QA get \
+                 every event; an agent only the events of its own agent id. Only events committed \
+                 to the database are sent. Each event's `id` is its sequence number and its `data` \
+                 an Event object. With `Last-Event-ID` the stream first sends the stored events \
+                 after that number, then live ones; without it, live ones only. A comment is sent \
+                 every 15 seconds when idle. A client too slow for the live feed gets an event \
+                 named `lagged` and then the events it missed, read from the database. The stream \
+                 ends when the session or token no longer stands or the user's role changes.",
+                json!({ "200": {
+                    "description": "An endless event stream",
+                    "content": { "text/event-stream": { "schema": { "type": "string" },
+                        "x-event-schema": schema_ref("Event") } },
+                }}),
+                &[400, 401, 403, 500, 503],
+            ), vec![json!({ "name": "Last-Event-ID", "in": "header", "required": false,
+                "description": "Sequence number of the last event received; the stream resumes after it",
+                "schema": { "type": "integer", "minimum": 0 } })]),
+        },
         "/metrics": {
             "get": public(operation(
                 "Prometheus metrics",
@@ -317,6 +392,19 @@ fn operation(summary: &str, description: &str, success: Value, errors: &[u16]) -
         responses.insert(status.to_string(), response);
     }
     json!({ "summary": summary, "description": description, "responses": responses })
+}
+
+/// A console page: public HTML whose script reads the API with the
+/// session cookie.
+fn console_page(summary: &str) -> Value {
+    public(operation(
+        summary,
+        "Public HTML built into the binary; its script calls the API with the session cookie \
+         and goes to /console/login without one. Served with a Content-Security-Policy that \
+         allows no inline script.",
+        json!({ "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }),
+        &[],
+    ))
 }
 
 fn set(mut operation: Value, key: &str, value: Value) -> Value {
@@ -368,6 +456,46 @@ fn array_of(name: &str) -> Value {
 
 fn path_parameter(name: &str, description: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": kind } })
+}
+
+/// Search conditions of `GET /api/calls`; an empty value sets none.
+fn call_search_parameters() -> Vec<Value> {
+    let time = |name: &str, description: &str| {
+        json!({ "name": name, "in": "query", "description": description,
+                "schema": { "type": "string", "format": "date-time" } })
+    };
+    let text = |name: &str, description: &str| json!({ "name": name, "in": "query", "description": description, "schema": { "type": "string" } });
+    let seconds = |name: &str, description: &str| {
+        json!({ "name": name, "in": "query", "description": description,
+                "schema": { "type": "number", "minimum": 0 } })
+    };
+    vec![
+        time(
+            "from",
+            "Only calls that arrived at or after this RFC 3339 time (a + in an offset written as %2B)",
+        ),
+        time(
+            "to",
+            "Only calls that arrived before this RFC 3339 time; later than from",
+        ),
+        text("queue", "Only calls routed to this queue"),
+        text(
+            "agent",
+            "Only calls this agent answered; an agent asking for another agent gets none",
+        ),
+        text(
+            "caller",
+            "Only calls whose caller number contains this text",
+        ),
+        seconds(
+            "min_talk_seconds",
+            "Only calls that talked at least this long",
+        ),
+        seconds(
+            "max_talk_seconds",
+            "Only calls that talked at most this long; not less than min_talk_seconds",
+        ),
+    ]
 }
 
 fn membership_parameters() -> Vec<Value> {
@@ -544,7 +672,7 @@ fn schemas() -> Value {
         "Agent": {
             "type": "object",
             "required": ["id", "state", "not_ready_reason", "contacts", "calls_answered", "talk_seconds",
-                         "skills", "queues"],
+                         "skills", "queues", "state_since"],
             "properties": {
                 "id": text,
                 "state": { "enum": ["logged_out", "unreachable", "available", "ringing", "on_call", "wrap_up", "not_ready"] },
@@ -554,6 +682,8 @@ fn schemas() -> Value {
                 "talk_seconds": number,
                 "skills": skill_levels,
                 "queues": { "type": "array", "items": text, "description": "queues the agent is a member of" },
+                "state_since": { "type": ["string", "null"], "format": "date-time",
+                                 "description": "when the agent entered its state, from the stored events; null when they do not show it" },
             },
         },
         "AgentSkillsRequest": {
@@ -585,6 +715,7 @@ fn schemas() -> Value {
             },
         },
         "QueueStats": queue_stats(),
+        "Event": event_schema(),
         "QueueReport": queue_report(),
         "QueueKpi": queue_kpi(),
         "ReloadReport": {
@@ -631,6 +762,25 @@ fn queue_stats() -> Value {
                 "description": "calls answered within service_level_seconds, as a percentage of all calls that left the queue" },
             "service_level_seconds": number,
             "removed": { "type": "boolean", "description": "removed by a reload, still serving its calls" },
+        },
+    })
+}
+
+/// A stored queue event, as the event stream and a call's timeline give it.
+fn event_schema() -> Value {
+    let nullable_text = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "required": ["seq", "at", "kind", "call", "queue", "agent", "data"],
+        "properties": {
+            "seq": { "type": "integer", "description": "sequence number, increasing" },
+            "at": { "type": "string", "format": "date-time" },
+            "kind": { "type": "string", "examples": ["call_enqueued", "offer_started", "offer_answered",
+                "call_abandoned", "call_completed", "agent_state_changed", "member_added"] },
+            "call": nullable_text,
+            "queue": nullable_text,
+            "agent": nullable_text,
+            "data": { "type": "object", "description": "the fields of this kind; docs/api.md lists them" },
         },
     })
 }

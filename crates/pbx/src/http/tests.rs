@@ -4,6 +4,9 @@
 mod access;
 mod acd_api;
 mod admin_api;
+mod call_search;
+mod console_pages;
+mod event_stream;
 mod first_administrator;
 mod openapi_document;
 mod recordings_api;
@@ -46,6 +49,10 @@ struct Fixture {
     /// Reloads `config_path` (see [`reload_config_text`]).
     reloader: Arc<crate::reload::Reloader>,
     config_path: PathBuf,
+    /// The event stream's feed, which `batches` publish into once the
+    /// event writer has committed them, as in the PBX.
+    feed: crate::events::EventFeed,
+    batches: tokio::sync::mpsc::UnboundedSender<crate::events::EventBatch>,
 }
 
 /// Configuration file of the fixture's reloader, with `extra` appended.
@@ -82,9 +89,17 @@ async fn fixture() -> Fixture {
     let accounts = AccountStore::open(store.pool().clone(), policy)
         .await
         .expect("accounts open");
-    crate::events::EventStore::open(store.pool().clone())
+    let event_store = crate::events::EventStore::open(store.pool().clone())
         .await
         .expect("event store opens");
+    let feed = crate::events::EventFeed::new(crate::events::FEED_CAPACITY);
+    let (batches, queue) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(crate::events::write_events(
+        event_store,
+        data_dir.join("queue_log"),
+        queue,
+        feed.clone(),
+    ));
     crate::catalogue::Catalogue::open(store.pool().clone())
         .await
         .expect("catalogue opens");
@@ -123,6 +138,8 @@ async fn fixture() -> Fixture {
     Fixture {
         reloader,
         config_path,
+        feed,
+        batches,
         _dir: dir,
         data_dir,
         store,
@@ -302,10 +319,35 @@ impl Fixture {
                 data_dir: self.data_dir.clone(),
                 live: Some(engine_double()),
                 reloader: Some(Arc::clone(&self.reloader)),
+                events: Some(self.feed.clone()),
             },
             accounts: self.accounts.clone(),
             clock: Arc::new(move || *now.lock().expect("clock lock")),
         })
+    }
+
+    /// Commits `events` through the event writer, which publishes them to
+    /// the stream, and returns their sequence numbers.
+    async fn commit(&self, events: Vec<crate::events::NewEvent>) -> Vec<i64> {
+        let store = crate::events::EventStore::on(self.store.pool().clone());
+        let before = store.last_seq().await.expect("newest event");
+        let count = events.len();
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        let batch = crate::events::EventBatch {
+            events,
+            lines: Vec::new(),
+            ack: Some(Box::new(move |result| {
+                let _ = reply.send(result);
+            })),
+        };
+        self.batches.send(batch).expect("event writer runs");
+        committed.await.expect("writer replies").expect("committed");
+        let stored = store
+            .events_after(before, None, 1000)
+            .await
+            .expect("events readable");
+        assert_eq!(stored.len(), count);
+        stored.into_iter().map(|event| event.seq).collect()
     }
 
     fn advance(&self, by: time::Duration) {
@@ -331,6 +373,17 @@ impl Fixture {
             .expect("router is infallible");
         let status = response.status();
         let headers = response.headers().clone();
+        // An event stream never ends; its tests read it frame by frame.
+        let streaming = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value == "text/event-stream");
+        if streaming {
+            return Reply {
+                status,
+                headers,
+                body: Vec::new(),
+            };
+        }
         let body = to_bytes(response.into_body(), 16 << 20)
             .await
             .expect("body readable");

@@ -110,6 +110,7 @@ async fn production_router_logs_in() {
         data_dir: dir.path().to_path_buf(),
         live: None,
         reloader: None,
+        events: None,
     });
     let body = serde_json::json!({ "username": "admin", "password": password });
     let request = Request::post("/api/session")

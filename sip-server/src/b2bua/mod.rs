@@ -267,7 +267,7 @@ impl Core {
             host_of(config.sip_address.ip()),
             Some(config.sip_address.port()),
         ));
-        Ok(Core {
+        let mut core = Core {
             local: LocalContact { sent_by, contact },
             transactions: TransactionLayer::new(config.timers.clone()),
             registrar,
@@ -284,7 +284,11 @@ impl Core {
             waiting_deadlines: std::collections::BTreeSet::new(),
             callback_calls: HashMap::new(),
             config,
-        })
+        };
+        // The agents' first states are events too; they reach the driver
+        // with its first drain, not with the first message.
+        core.process(now);
+        Ok(core)
     }
 
     /// Feeds a message parsed by the transport.

@@ -1325,3 +1325,22 @@ fn legs_stored_at_the_answer_get_bye_after_a_crash() {
         assert!(bye.headers.cseq().unwrap().seq > stored.local_cseq + 1);
     }
 }
+
+#[test]
+fn first_agent_states_reach_the_driver_without_a_message() {
+    let mut h = Harness::new();
+    h.collect();
+    let changed: Vec<String> = h
+        .commands
+        .iter()
+        .flat_map(|command| match command {
+            Command::QueueLog { events, .. } => events.clone(),
+            _ => Vec::new(),
+        })
+        .filter_map(|stamped| match stamped.event {
+            acd::QueueEvent::AgentStateChanged { agent, .. } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+}

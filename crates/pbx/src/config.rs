@@ -43,6 +43,16 @@ pub(crate) struct Config {
     pub(crate) caller_order: acd::CallerOrder,
     /// Longest voicemail message.
     pub(crate) voicemail_max: Duration,
+    pub(crate) overload: OverloadConfig,
+}
+
+/// When new calls get 503: see `[overload]` in configs/pbx.toml.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OverloadConfig {
+    pub(crate) max_transactions: usize,
+    /// Share of the whole machine's CPU, in percent; 0 turns the check off.
+    pub(crate) cpu_percent: u32,
+    pub(crate) retry_after: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -66,6 +66,8 @@ pub(crate) struct Engine {
 
 /// How often relay sessions are checked for silence.
 const SILENCE_CHECK: Duration = Duration::from_secs(5);
+/// How often the process's CPU use is sampled for overload control.
+const CPU_CHECK: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Runs until `shutdown` resolves, then ends every call and waits for
@@ -80,6 +82,9 @@ impl Engine {
         let mut background = JoinSet::new();
         let mut silence_check = tokio::time::interval(SILENCE_CHECK);
         silence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cpu_check = tokio::time::interval(CPU_CHECK);
+        cpu_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cpu_meter = crate::overload::CpuMeter::new();
         tokio::pin!(shutdown);
         loop {
             self.drain(&mut sessions, &mut background);
@@ -102,6 +107,12 @@ impl Engine {
                 }
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     self.check_silence(&sessions);
+                }
+                _ = cpu_check.tick() => {
+                    if let Some(share) = cpu_meter.sample(Instant::now()) {
+                        let limit = self.core.overload_limits().cpu_percent;
+                        self.core.set_cpu_overloaded(limit > 0 && share > f64::from(limit));
+                    }
                 }
                 () = &mut shutdown => break,
                 Some(_) = background.join_next(), if !background.is_empty() => {}
@@ -260,6 +271,7 @@ impl Engine {
         let agents = self.core.agents_view(now);
         crate::metrics::Snapshot {
             active_calls: self.core.active_calls(),
+            overload_rejections: self.core.overload_rejections(),
             registered_contacts: agents.iter().map(|agent| agent.contacts).sum(),
             agents,
             queues: self.core.queues_view(now),

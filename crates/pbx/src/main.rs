@@ -16,6 +16,7 @@ mod journal;
 mod kpi;
 mod live;
 mod metrics;
+mod overload;
 mod registrations;
 mod reload;
 mod retention;

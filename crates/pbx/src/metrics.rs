@@ -59,6 +59,8 @@ pub(crate) struct MediaTotals {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) active_calls: usize,
+    /// New INVITEs refused with 503 for overload since start.
+    pub(crate) overload_rejections: u64,
     pub(crate) registered_contacts: usize,
     pub(crate) agents: Vec<AgentView>,
     pub(crate) queues: Vec<QueueView>,
@@ -82,6 +84,12 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "gauge",
         "Calls in progress, queued or answered.",
         plain(snapshot.active_calls.to_string()),
+    );
+    metric(
+        "pbx_overload_rejections_total",
+        "counter",
+        "New calls refused with 503 because a [overload] limit was passed.",
+        plain(snapshot.overload_rejections.to_string()),
     );
     metric(
         "pbx_registered_contacts",
@@ -244,11 +252,13 @@ mod tests {
             average_handle_seconds: None,
             removed: false,
         });
+        snapshot.overload_rejections = 4;
         let text = render(&snapshot);
         assert!(
             text.contains("# TYPE pbx_active_calls gauge\npbx_active_calls 2\n"),
             "{text}"
         );
+        assert!(text.contains("pbx_overload_rejections_total 4\n"), "{text}");
         assert!(
             text.contains("pbx_sip_responses_sent_total{class=\"2xx\"} 1\n"),
             "{text}"

@@ -280,6 +280,11 @@ pub(crate) fn core_config(
             .collect(),
         prompts: sip_server::b2bua::PromptSet::new(prompts_dir(config, sounds)),
         voicemail_max: config.voicemail_max,
+        overload: sip_server::b2bua::OverloadLimits {
+            max_transactions: config.overload.max_transactions,
+            cpu_percent: config.overload.cpu_percent,
+            retry_after: config.overload.retry_after,
+        },
     }
 }
 

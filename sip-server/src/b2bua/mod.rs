@@ -98,6 +98,31 @@ pub struct CoreConfig {
     pub prompts: PromptSet,
     /// Maximum length of a voicemail message, at which the PBX hangs up.
     pub voicemail_max: Duration,
+    /// When new calls are refused to protect the calls in progress.
+    pub overload: OverloadLimits,
+}
+
+/// Limits past which a new INVITE gets 503 with Retry-After while
+/// established calls and registrations carry on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverloadLimits {
+    /// Live SIP transactions, the INVITE's own included.
+    pub max_transactions: usize,
+    /// Process CPU, in percent of all cores, that the driver compares its
+    /// measurements with before calling `set_cpu_overloaded`; 0 is off.
+    pub cpu_percent: u32,
+    /// Value of Retry-After in the 503.
+    pub retry_after: Duration,
+}
+
+impl Default for OverloadLimits {
+    fn default() -> OverloadLimits {
+        OverloadLimits {
+            max_transactions: 20_000,
+            cpu_percent: 90,
+            retry_after: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Work for the driver that is not sending SIP.
@@ -227,6 +252,10 @@ pub struct Core {
     waiting_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// Callback request (its ACD call id) to the call placed to return it.
     callback_calls: HashMap<String, String>,
+    /// The driver measured the process's CPU above its limit.
+    cpu_overloaded: bool,
+    /// New INVITEs refused with 503 since start.
+    overload_rejections: u64,
 }
 
 impl Core {
@@ -283,6 +312,8 @@ impl Core {
             wall_base: (now, wall),
             waiting_deadlines: std::collections::BTreeSet::new(),
             callback_calls: HashMap::new(),
+            cpu_overloaded: false,
+            overload_rejections: 0,
             config,
         };
         // The agents' first states are events too; they reach the driver
@@ -330,6 +361,34 @@ impl Core {
 
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    /// Tells the core whether the process's CPU use is above the limit the
+    /// driver measures against; while it is, new INVITEs get 503.
+    pub fn set_cpu_overloaded(&mut self, overloaded: bool) {
+        if overloaded != self.cpu_overloaded {
+            tracing::warn!(overloaded, "CPU overload state changed");
+        }
+        self.cpu_overloaded = overloaded;
+    }
+
+    /// The overload limits in force, which a reload may change.
+    pub fn overload_limits(&self) -> &OverloadLimits {
+        &self.config.overload
+    }
+
+    /// New INVITEs refused with 503 for overload since start.
+    pub fn overload_rejections(&self) -> u64 {
+        self.overload_rejections
+    }
+
+    /// Why a new call would be refused now, if it would.
+    fn overload_reason(&self) -> Option<&'static str> {
+        if self.cpu_overloaded {
+            return Some("CPU above its limit");
+        }
+        (self.transactions.len() > self.config.overload.max_transactions)
+            .then_some("too many SIP transactions")
     }
 
     /// Calls in progress.

@@ -54,6 +54,14 @@ impl Core {
                 new.voicemail_max.as_secs()
             ));
         }
+        if new.overload != self.config.overload {
+            changes.push(format!(
+                "overload limits now {} transactions, {} % CPU, Retry-After {} s",
+                new.overload.max_transactions,
+                new.overload.cpu_percent,
+                new.overload.retry_after.as_secs()
+            ));
+        }
         if new.recording != self.config.recording {
             let state = if new.recording { "on" } else { "off" };
             changes.push(format!("recording of new calls turned {state}"));
@@ -65,6 +73,7 @@ impl Core {
         config.recording = new.recording;
         config.queue_media = new.queue_media;
         config.voicemail_max = new.voicemail_max;
+        config.overload = new.overload;
         config.caller_order = new.caller_order;
         config.queues = new.queues;
         config.queue_agents = new.queue_agents;
@@ -220,7 +229,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, SystemTime};
 
-    use super::super::{Command, default_timers};
+    use super::super::{Command, OverloadLimits, default_timers};
     use super::*;
 
     fn queue(name: &str) -> acd::QueueConfig {
@@ -275,6 +284,7 @@ mod tests {
             queue_media: HashMap::new(),
             prompts: crate::b2bua::PromptSet::new("/prompts"),
             voicemail_max: Duration::from_secs(120),
+            overload: OverloadLimits::default(),
         }
     }
 

@@ -35,6 +35,24 @@ impl Core {
             self.reply(&key, &request, 483, None, now);
             return;
         }
+        if let Some(reason) = self.overload_reason() {
+            // Refused before digest work or relay ports, so the calls in
+            // progress keep what the PBX has left (RFC 3261 section 21.5.4).
+            tracing::warn!(
+                call_id = sip_call_id,
+                reason,
+                "new call refused: overloaded"
+            );
+            self.overload_rejections += 1;
+            let mut response = Response::for_request(&request, 503, Some("Overloaded"));
+            response.headers.push(
+                "Retry-After",
+                self.config.overload.retry_after.as_secs().to_string(),
+            );
+            super::add_to_tag(&mut response, &random_token());
+            self.transactions.send_response(&key, response, now);
+            return;
+        }
         let origin = match self.admit(&key, &request, source, now) {
             Some(origin) => origin,
             None => return,

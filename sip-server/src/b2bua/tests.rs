@@ -77,6 +77,7 @@ fn config() -> CoreConfig {
         queue_media: HashMap::new(),
         prompts: PromptSet::new("/prompts"),
         voicemail_max: Duration::from_secs(120),
+        overload: OverloadLimits::default(),
     }
 }
 
@@ -1343,4 +1344,50 @@ fn first_agent_states_reach_the_driver_without_a_message() {
         })
         .collect();
     assert_eq!(changed.len(), 2, "{changed:?}");
+}
+
+#[test]
+fn overload_refuses_new_calls_but_not_calls_in_progress() {
+    let mut config = config();
+    config.overload.max_transactions = 3;
+    let mut h = Harness::with_config(config);
+    let (call, _) = answered_call(&mut h);
+    // Calls that ended their transactions leave room for new ones.
+    h.advance(Duration::from_secs(40));
+    h.core.set_cpu_overloaded(true);
+    let refused = |h: &mut Harness, branch: &str, call_id: &str| {
+        let text = format!(
+            "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag={branch}\r\n\
+             To: <sip:5000@pbx.test>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        h.receive(&text, CALLER);
+        h.responses_to(CALLER)
+            .into_iter()
+            .find(|r| r.status >= 300)
+            .expect("final response")
+    };
+    let response = refused(&mut h, "cpu", "cpu@test");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.headers.get("Retry-After"), Some("10"));
+    assert_eq!(h.core.active_calls(), 1);
+
+    // Four transactions in flight pass the limit of three.
+    h.core.set_cpu_overloaded(false);
+    for n in 0..4 {
+        let options = format!(
+            "OPTIONS sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {OUTSIDER};branch=z9hG4bK-opt{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@example.test>;tag=o{n}\r\nTo: <sip:pbx.test>\r\n\
+             Call-ID: opt{n}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        h.receive(&options, OUTSIDER);
+    }
+    assert_eq!(refused(&mut h, "busy", "busy@test").status, 503);
+    assert_eq!(h.core.overload_rejections(), 2);
+
+    // The call in progress still ends normally.
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+    assert_eq!(h.finished_record().disposition, cdr::Disposition::Answered);
 }

@@ -34,6 +34,16 @@ pub(super) struct RawConfig {
     pub(super) dids: Vec<RawDid>,
     #[serde(default)]
     pub(super) voicemail: RawVoicemail,
+    #[serde(default)]
+    pub(super) overload: RawOverload,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverload {
+    pub(super) max_transactions: Value<u64>,
+    pub(super) cpu_percent: Value<u32>,
+    pub(super) retry_after_secs: Value<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -614,3 +614,29 @@ fn retention_days_is_bounded() {
     let errors = errors_of("[recording]\nretention_days = -1\n");
     assert!(errors[0].contains("recording.retention_days"), "{errors:?}");
 }
+
+#[test]
+fn overload_limits_have_defaults_and_bounds() {
+    let config = Config::parse("", ORIGIN).unwrap();
+    assert_eq!(config.overload.max_transactions, 20_000);
+    assert_eq!(config.overload.cpu_percent, 90);
+    assert_eq!(config.overload.retry_after, Duration::from_secs(10));
+    let config = Config::parse(
+        "[overload]\ncpu_percent = 0\nmax_transactions = 50\n",
+        ORIGIN,
+    )
+    .unwrap();
+    assert_eq!(config.overload.cpu_percent, 0);
+    assert_eq!(config.overload.max_transactions, 50);
+    let errors = errors_of("[overload]\ncpu_percent = 101\nretry_after_secs = 0\n");
+    assert_has(
+        &errors,
+        "test.toml:2:15: overload.cpu_percent: must be at most 100, got 101",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("overload.retry_after_secs")),
+        "{errors:?}"
+    );
+}

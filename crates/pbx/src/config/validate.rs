@@ -14,8 +14,9 @@ use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPort
 use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
 use super::routing;
 use super::{
-    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold, Overrides,
-    QueueConfig, RecordingConfig, RegistrarConfig, SipConfig, TrunkConfig,
+    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold,
+    OverloadConfig, Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
+    TrunkConfig,
 };
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
@@ -377,6 +378,8 @@ pub(super) fn convert(
         );
     }
 
+    let overload = convert_overload(&mut checker, raw);
+
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
     }
@@ -393,6 +396,7 @@ pub(super) fn convert(
         dids,
         caller_order,
         voicemail_max: Duration::from_secs(max_message.value),
+        overload,
     })
 }
 
@@ -771,6 +775,45 @@ fn convert_dids(
         });
     }
     dids
+}
+
+fn convert_overload(checker: &mut Checker<'_>, raw: &RawConfig) -> OverloadConfig {
+    let max_transactions = from_file(&raw.overload.max_transactions, 20_000);
+    let cpu_percent = from_file(&raw.overload.cpu_percent, 90);
+    let retry_after = from_file(&raw.overload.retry_after_secs, 10);
+    checker.non_zero("overload.max_transactions", &max_transactions);
+    checker.non_zero("overload.retry_after_secs", &retry_after);
+    let limits = [
+        ("overload.max_transactions", &max_transactions, 10_000_000),
+        ("overload.retry_after_secs", &retry_after, 3_600),
+    ];
+    for (key, value, max) in limits {
+        if value.value > max {
+            checker.report(
+                key,
+                &value.source,
+                ConfigErrorKind::TooLarge {
+                    value: value.value,
+                    max,
+                },
+            );
+        }
+    }
+    if cpu_percent.value > 100 {
+        checker.report(
+            "overload.cpu_percent",
+            &cpu_percent.source,
+            ConfigErrorKind::TooLarge {
+                value: u64::from(cpu_percent.value),
+                max: 100,
+            },
+        );
+    }
+    OverloadConfig {
+        max_transactions: usize::try_from(max_transactions.value).unwrap_or(usize::MAX),
+        cpu_percent: cpu_percent.value,
+        retry_after: Duration::from_secs(retry_after.value),
+    }
 }
 
 fn convert_recording(checker: &mut Checker<'_>, raw: &RawConfig) -> RecordingConfig {

@@ -57,13 +57,14 @@ pub(crate) struct StoredEvent {
 }
 
 /// Unit of work of the writer: the events of one drain of the core, their
-/// queue_log lines and, when an API request caused them, the reply to send
-/// once they are committed.
+/// queue_log lines and, when an API request or a feature code caused them,
+/// what to run once they are committed (the reply, or the release of a
+/// held SIP answer).
 #[derive(Default)]
 pub(crate) struct EventBatch {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) lines: Vec<String>,
-    pub(crate) ack: Option<Ack>,
+    pub(crate) acks: Vec<Ack>,
 }
 
 impl EventBatch {
@@ -196,7 +197,7 @@ pub(crate) async fn write_events(
         for batch in group {
             events.extend(batch.events);
             lines.extend(batch.lines);
-            acks.extend(batch.ack);
+            acks.extend(batch.acks);
         }
         let committed = store
             .append(&events)

@@ -184,8 +184,10 @@ pub(crate) async fn run(
         data_dir = %config.data_dir.display(),
         "PBX started"
     );
+    let (stored, stored_notices) = mpsc::unbounded_channel();
     let engine = Engine {
         core,
+        stored,
         registrations: registration_queue,
         journal: journal_queue,
         rtp_timeout: config.media.rtp_timeout,
@@ -200,7 +202,9 @@ pub(crate) async fn run(
         inputs,
         prompts,
     };
-    engine.run(receiver, live_queue, shutdown_signal()).await;
+    engine
+        .run(receiver, live_queue, stored_notices, shutdown_signal())
+        .await;
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;

@@ -324,6 +324,20 @@ impl Core {
         readiness: Readiness,
         now: Instant,
     ) -> Result<(), AgentCommandError> {
+        let result = self.apply_readiness(agent, readiness, now);
+        self.process(now);
+        result
+    }
+
+    /// Changes readiness as [`Core::set_agent_readiness`] does but leaves
+    /// the events in the ACD, so that a feature code can hold its answer
+    /// behind them.
+    pub(super) fn apply_readiness(
+        &mut self,
+        agent: &str,
+        readiness: Readiness,
+        now: Instant,
+    ) -> Result<(), AgentCommandError> {
         if !self.config.passwords.contains_key(agent) {
             return Err(AgentCommandError::UnknownAgent {
                 agent: agent.to_owned(),
@@ -340,7 +354,6 @@ impl Core {
             Readiness::NotReady { reason } => self.acd.set_not_ready(agent, reason, now),
         };
         tracing::info!(agent, ?readiness, "agent state set");
-        self.process(now);
         result.map_err(|error| AgentCommandError::Rejected {
             agent: agent.to_owned(),
             reason: error.to_string(),

@@ -110,7 +110,7 @@ async fn the_reply_comes_after_the_commit_and_the_queue_log_follows() {
         &[answered()],
         vec!["1800000000|call-1|general|1001|CONNECT|12|call-1|2".into()],
     );
-    batch.ack = Some(Box::new(move |committed| {
+    batch.acks.push(Box::new(move |committed| {
         // Runs inside the writer: both batches must be readable by now.
         let _ = reply.send(committed);
     }));
@@ -136,7 +136,7 @@ async fn a_failed_commit_answers_not_durable() {
     let (reply, confirmed) = oneshot::channel();
     let mut batch = EventBatch::default();
     batch.push(&[answered()], Vec::new());
-    batch.ack = Some(Box::new(move |committed| {
+    batch.acks.push(Box::new(move |committed| {
         let _ = reply.send(committed);
     }));
     batches.send(batch).unwrap();
@@ -161,9 +161,9 @@ async fn a_reply_without_events_still_waits_for_earlier_batches() {
     let (reply, confirmed) = oneshot::channel();
     batches
         .send(EventBatch {
-            ack: Some(Box::new(move |committed| {
+            acks: vec![Box::new(move |committed| {
                 let _ = reply.send(committed);
-            })),
+            })],
             ..EventBatch::default()
         })
         .unwrap();
@@ -185,7 +185,7 @@ async fn queued_batches_share_one_commit_and_keep_their_order() {
         let mut batch = EventBatch::default();
         batch.push(&[state_change()], vec![format!("line {index}")]);
         let (reply, confirmed) = oneshot::channel();
-        batch.ack = Some(Box::new(move |committed| {
+        batch.acks.push(Box::new(move |committed| {
             let _ = reply.send(committed);
         }));
         confirmations.push(confirmed);

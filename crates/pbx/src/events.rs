@@ -143,6 +143,59 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Opens the PBX database at `path` to read events without running
+    /// migrations or creating anything, as tools do beside a running PBX.
+    pub(crate) async fn open_existing(
+        path: &std::path::Path,
+    ) -> Result<EventStore, EventStoreError> {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(EventStore { pool })
+    }
+
+    /// Reads up to `limit` events after sequence number `after` whose time
+    /// is in `[since_ms, until_ms)`, an absent bound being open, in
+    /// sequence order.
+    pub(crate) async fn page(
+        &self,
+        after: i64,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE seq > ? AND at_ms >= ? AND at_ms < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(since_ms.unwrap_or(i64::MIN))
+        .bind(until_ms.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Reads the last `limit` stored events, in sequence order.
+    pub(crate) async fn last(&self, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// Every stored event in sequence order, for tests and tools.
     #[cfg(test)]
     pub(crate) async fn all(&self) -> Result<Vec<StoredEvent>, EventStoreError> {
@@ -173,7 +226,9 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, EventStoreError>
 /// Commits each batch in one transaction, then replies to the request that
 /// caused it and appends its lines to the queue_log file. Batches are taken
 /// in the order the engine sent them, so a reply never precedes the commit
-/// of an earlier event.
+/// of an earlier event. The lines of a batch whose commit failed are not
+/// written, because the file must match what [`crate::queue_log`] rebuilds
+/// from the table.
 pub(crate) async fn write_events(
     store: EventStore,
     queue_log: PathBuf,
@@ -209,7 +264,16 @@ pub(crate) async fn write_events(
         for ack in acks {
             ack(committed.clone().map_err(NotDurable));
         }
-        file.append(&lines).await;
+        // The file holds the lines of committed events only, so that it can
+        // always be rebuilt from the table.
+        if committed.is_ok() {
+            file.append(&lines).await;
+        } else if !lines.is_empty() {
+            tracing::error!(
+                lines = lines.len(),
+                "queue_log lines of the events that could not be stored are not written"
+            );
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod journal;
 mod kpi;
 mod live;
 mod metrics;
+mod queue_log;
 mod registrations;
 mod reload;
 mod retention;
@@ -33,6 +34,13 @@ fn main() -> ExitCode {
         cli::Command::CheckRecordings => {
             ExitCode::from(u8::try_from(cli::check_recordings(&cli)).unwrap_or(1))
         }
+        cli::Command::QueueLog {
+            since,
+            until,
+            output,
+        } => ExitCode::from(
+            u8::try_from(cli::queue_log(&cli, since, until, output.as_deref())).unwrap_or(1),
+        ),
         cli::Command::Run => run(&cli),
     }
 }

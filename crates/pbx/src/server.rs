@@ -70,6 +70,10 @@ pub(crate) async fn run(
     crate::http::bootstrap_accounts(&store).await?;
     // Before the HTTP API starts, whose reports read the events table.
     let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
+    let queue_log = config.data_dir.join("queue_log");
+    // Before the writer opens the file, whose lines must follow the ones
+    // restored here.
+    crate::queue_log::repair_at_start(&event_store, &queue_log).await;
     let relay = media::Relay::new(media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
@@ -169,7 +173,7 @@ pub(crate) async fn run(
     let (event_queue, event_writes) = mpsc::unbounded_channel();
     let event_writer = tokio::spawn(crate::events::write_events(
         event_store,
-        config.data_dir.join("queue_log"),
+        queue_log,
         event_writes,
     ));
     let (registration_queue, registration_writes) = mpsc::unbounded_channel();

@@ -132,10 +132,14 @@ async fn a_failed_commit_answers_not_durable() {
         .await
         .unwrap();
     let (batches, queue) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_events(store, dir.path().join("queue_log"), queue));
+    let path = dir.path().join("queue_log");
+    let writer = tokio::spawn(write_events(store, path.clone(), queue));
     let (reply, confirmed) = oneshot::channel();
     let mut batch = EventBatch::default();
-    batch.push(&[answered()], Vec::new());
+    batch.push(
+        &[answered()],
+        vec!["1800000000|call-1|general|1001|CONNECT|12|call-1|2".into()],
+    );
     batch.acks.push(Box::new(move |committed| {
         let _ = reply.send(committed);
     }));
@@ -144,6 +148,8 @@ async fn a_failed_commit_answers_not_durable() {
     assert!(error.to_string().contains("not durable"), "{error}");
     drop(batches);
     writer.await.unwrap();
+    // The file only gets the lines of stored events.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
 }
 
 #[tokio::test]

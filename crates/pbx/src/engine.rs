@@ -262,6 +262,10 @@ impl Engine {
                 let result = self.core.set_agent_skills(&agent, skills, now);
                 return Some(after_commit(reply, result));
             }
+            LiveRequest::SetWrapUpCode { agent, code, reply } => {
+                let result = self.core.set_agent_wrap_up_code(&agent, &code, now);
+                return Some(after_commit(reply, result));
+            }
             LiveRequest::AddMember {
                 agent,
                 queue,

@@ -594,6 +594,35 @@ impl NewEvent {
                 Some(agent.clone()),
                 json!({"reason": reason, "queues": queues}),
             ),
+            QueueEvent::AgentLogin {
+                agent, logged_in, ..
+            } => event(
+                if *logged_in {
+                    "agent_logged_in"
+                } else {
+                    "agent_logged_out"
+                },
+                None,
+                None,
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::AgentReachability {
+                agent,
+                reachable,
+                cause,
+                ..
+            } => event(
+                if *reachable {
+                    "agent_reachable"
+                } else {
+                    "agent_unreachable"
+                },
+                None,
+                None,
+                Some(agent.clone()),
+                json!({"cause": cause}),
+            ),
             QueueEvent::MemberAdded { agent, queue, .. } => event(
                 "member_added",
                 None,

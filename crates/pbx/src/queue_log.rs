@@ -51,7 +51,7 @@ pub(crate) enum QueueLogError {
 
 /// Returns the queue_log lines the live writer wrote for `row`: none for
 /// the kinds that have no queue_log record (offers started, steps, agent
-/// state changes).
+/// state, login and reachability changes).
 pub(crate) fn lines_of(row: &StoredEvent) -> Result<Vec<String>, QueueLogError> {
     let Some(event) = decode(row)? else {
         return Ok(Vec::new());
@@ -107,7 +107,16 @@ fn decode(row: &StoredEvent) -> Result<Option<QueueEvent>, QueueLogError> {
     let fields = Fields { row };
     let at = Instant::now();
     let event = match row.kind.as_str() {
-        "step_reached" | "offer_started" | "agent_state_changed" | "other" => return Ok(None),
+        "step_reached"
+        | "offer_started"
+        | "agent_state_changed"
+        | "agent_logged_in"
+        | "agent_logged_out"
+        | "agent_reachable"
+        | "agent_unreachable"
+        | "other" => {
+            return Ok(None);
+        }
         "call_enqueued" => QueueEvent::CallEnqueued {
             call: fields.call()?,
             queue: fields.queue()?,

@@ -387,8 +387,17 @@ impl Core {
             while let Some(event) = self.registrar.poll_event() {
                 progressed = true;
                 match event {
-                    RegistrarEvent::Reachability { agent, reachable } => {
-                        self.acd.set_reachable(&agent, reachable, now);
+                    RegistrarEvent::Reachability {
+                        agent,
+                        reachable,
+                        cause,
+                    } => {
+                        self.acd.set_reachable_because(
+                            &agent,
+                            reachable,
+                            Some(cause.as_str()),
+                            now,
+                        );
                     }
                     RegistrarEvent::BindingsChanged { agent } => {
                         let bindings = self.registrar.snapshot(&agent, now, self.wall(now));

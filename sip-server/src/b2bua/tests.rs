@@ -11,6 +11,7 @@ use super::*;
 use crate::auth::{Algorithm, Credentials, expected_response};
 use crate::transaction::TransportKind;
 
+mod agent_events;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";

@@ -66,6 +66,43 @@ fn an_event_becomes_columns_and_json() {
 }
 
 #[test]
+fn logins_and_reachability_become_rows() {
+    let stamped = |event| StampedEvent {
+        event,
+        wall: wall(),
+    };
+    let logout = NewEvent::from_stamped(&stamped(QueueEvent::AgentLogin {
+        agent: "1001".into(),
+        logged_in: false,
+        at: Instant::now(),
+    }));
+    assert_eq!(logout.kind, "agent_logged_out");
+    assert_eq!(logout.agent.as_deref(), Some("1001"));
+    let login = NewEvent::from_stamped(&stamped(QueueEvent::AgentLogin {
+        agent: "1001".into(),
+        logged_in: true,
+        at: Instant::now(),
+    }));
+    assert_eq!(login.kind, "agent_logged_in");
+    let unreachable = NewEvent::from_stamped(&stamped(QueueEvent::AgentReachability {
+        agent: "1001".into(),
+        reachable: false,
+        cause: Some("qualify".into()),
+        at: Instant::now(),
+    }));
+    assert_eq!(unreachable.kind, "agent_unreachable");
+    assert_eq!(unreachable.data, json!({"cause": "qualify"}));
+    let reachable = NewEvent::from_stamped(&stamped(QueueEvent::AgentReachability {
+        agent: "1001".into(),
+        reachable: true,
+        cause: None,
+        at: Instant::now(),
+    }));
+    assert_eq!(reachable.kind, "agent_reachable");
+    assert_eq!(reachable.data, json!({"cause": null}));
+}
+
+#[test]
 fn times_are_rfc3339_with_milliseconds() {
     assert_eq!(rfc3339(1_800_000_000_250), "2027-01-15T08:00:00.25Z");
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

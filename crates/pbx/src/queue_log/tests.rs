@@ -272,6 +272,17 @@ pub(super) fn mixed_events() -> Vec<StampedEvent> {
             queues: vec![general()],
             at,
         },
+        QueueEvent::AgentLogin {
+            agent: "1002".into(),
+            logged_in: false,
+            at,
+        },
+        QueueEvent::AgentReachability {
+            agent: "1001".into(),
+            reachable: false,
+            cause: Some("qualify".into()),
+            at,
+        },
     ];
     let base = UNIX_EPOCH + ms(1_800_000_000_250);
     events
@@ -377,7 +388,7 @@ async fn range_selects_events_by_time() {
 #[tokio::test]
 async fn kinds_without_a_line_give_none() {
     let stamped = mixed_events();
-    for index in [1, 2, 6] {
+    for index in [1, 2, 6, 29, 30] {
         let row = stored(&stamped[index]);
         assert_eq!(
             lines_of(&row).unwrap(),

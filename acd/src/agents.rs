@@ -24,14 +24,26 @@ pub(crate) enum NoAnswer {
 impl Acd {
     /// Records an agent's login or logout. Logging out does not cancel an
     /// offer in progress or end a call: the B2BUA reports how those end.
-    /// Logging out also clears a not-ready reason, so the next login is ready.
+    /// Logging out also clears a not-ready reason, so the next login is
+    /// ready, and that ends the pause with `AgentReady`.
     pub fn set_logged_in(&mut self, agent: &str, logged_in: bool, now: Instant) {
-        if !self.agents.contains_key(agent) {
+        let Some(entry) = self.agents.get(agent) else {
             debug!(
                 agent,
                 logged_in, "login change for an unknown agent ignored"
             );
             return;
+        };
+        if entry.logged_in == logged_in {
+            return;
+        }
+        self.events.push_back(QueueEvent::AgentLogin {
+            agent: agent.to_owned(),
+            logged_in,
+            at: now,
+        });
+        if !logged_in {
+            self.end_pause(agent, now);
         }
         self.change_agent(agent, now, now, |a| {
             a.logged_in = logged_in;
@@ -45,15 +57,57 @@ impl Acd {
     /// Records whether the agent has at least one registered contact that
     /// answers (registration and qualify results).
     pub fn set_reachable(&mut self, agent: &str, reachable: bool, now: Instant) {
-        if !self.agents.contains_key(agent) {
+        self.set_reachable_because(agent, reachable, None, now);
+    }
+
+    /// Records reachability as [`Acd::set_reachable`] does, and puts the
+    /// driver's `cause` (`registration`, `expiry`, `qualify`...) into the
+    /// `AgentReachability` event.
+    pub fn set_reachable_because(
+        &mut self,
+        agent: &str,
+        reachable: bool,
+        cause: Option<&str>,
+        now: Instant,
+    ) {
+        let Some(entry) = self.agents.get(agent) else {
             debug!(
                 agent,
                 reachable, "reachability change for an unknown agent ignored"
             );
             return;
+        };
+        if entry.reachable == reachable {
+            return;
         }
+        self.events.push_back(QueueEvent::AgentReachability {
+            agent: agent.to_owned(),
+            reachable,
+            cause: cause.map(str::to_owned),
+            at: now,
+        });
         self.change_agent(agent, now, now, |a| a.reachable = reachable);
         self.dispatch(now);
+    }
+
+    /// Records `AgentReady` for a not-ready agent that a logout or a removal
+    /// is about to clear, so that its pause has an end in the queue_log.
+    /// The caller clears the reason in the same change as the logout, so no
+    /// moment of availability is recorded in between.
+    pub(crate) fn end_pause(&mut self, agent: &str, now: Instant) {
+        let Some(entry) = self.agents.get(agent) else {
+            return;
+        };
+        let Some(reason) = entry.not_ready.clone() else {
+            return;
+        };
+        let queues = entry.queues.keys().cloned().collect();
+        self.events.push_back(QueueEvent::AgentReady {
+            agent: agent.to_owned(),
+            reason,
+            queues,
+            at: now,
+        });
     }
 
     /// Sets the agent not ready with a reason code (break, lunch, training...),

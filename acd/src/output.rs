@@ -219,6 +219,24 @@ pub enum QueueEvent {
         queues: Vec<String>,
         at: Instant,
     },
+    /// The agent logged in or out. It comes whatever the agent is doing,
+    /// so a logout during a call is recorded when it happens, while the
+    /// agent's state changes only after the call and its wrap-up.
+    AgentLogin {
+        agent: String,
+        logged_in: bool,
+        at: Instant,
+    },
+    /// The agent gained its first reachable contact, or lost its last one.
+    /// Like `AgentLogin`, it comes during calls too. `cause` is what the
+    /// driver gave as the reason, such as a registration or a qualify
+    /// probe.
+    AgentReachability {
+        agent: String,
+        reachable: bool,
+        cause: Option<String>,
+        at: Instant,
+    },
     MemberAdded {
         agent: String,
         queue: String,
@@ -252,6 +270,8 @@ impl QueueEvent {
             | QueueEvent::AgentStateChanged { at, .. }
             | QueueEvent::AgentNotReady { at, .. }
             | QueueEvent::AgentReady { at, .. }
+            | QueueEvent::AgentLogin { at, .. }
+            | QueueEvent::AgentReachability { at, .. }
             | QueueEvent::MemberAdded { at, .. }
             | QueueEvent::MemberRemoved { at, .. } => *at,
         }

@@ -260,9 +260,13 @@ pub fn queue_log_lines(event: &QueueEvent, epoch: u64) -> Vec<String> {
                 )
             })
             .collect(),
+        // Logins and reachability get no queue_log line. The stored
+        // events keep them.
         QueueEvent::StepReached { .. }
         | QueueEvent::OfferStarted { .. }
-        | QueueEvent::AgentStateChanged { .. } => Vec::new(),
+        | QueueEvent::AgentStateChanged { .. }
+        | QueueEvent::AgentLogin { .. }
+        | QueueEvent::AgentReachability { .. } => Vec::new(),
     }
 }
 

@@ -61,6 +61,10 @@ impl Acd {
     /// that first, and the engine deletes it once it is idle. Adding it
     /// again with [`Acd::add_agent`] before then keeps it.
     pub fn remove_agent(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        let was_logged_in = self.agent_mut(agent)?.logged_in;
+        // The pause ends in the queues the agent still belongs to, before
+        // it leaves them.
+        self.end_pause(agent, now);
         let mut entry = self.agent_mut(agent)?;
         let queues: Vec<String> = std::mem::take(&mut entry.queues).into_keys().collect();
         entry.removed = true;
@@ -69,6 +73,13 @@ impl Acd {
             self.events.push_back(QueueEvent::MemberRemoved {
                 agent: agent.to_owned(),
                 queue,
+                at: now,
+            });
+        }
+        if was_logged_in {
+            self.events.push_back(QueueEvent::AgentLogin {
+                agent: agent.to_owned(),
+                logged_in: false,
                 at: now,
             });
         }

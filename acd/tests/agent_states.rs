@@ -163,3 +163,111 @@ fn logout_clears_not_ready() {
     acd.set_logged_in("a", true, now + secs(2));
     assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
 }
+
+#[test]
+fn logout_during_call_is_an_event_at_once() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_answered("c1", "a", now);
+    events(&mut acd);
+
+    acd.set_logged_in("a", false, now + secs(5));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    let during = events(&mut acd);
+    assert!(
+        matches!(
+            during.as_slice(),
+            [QueueEvent::AgentLogin { agent, logged_in: false, .. }] if agent == "a"
+        ),
+        "{during:?}"
+    );
+
+    acd.call_ended("a", now + secs(60));
+    let after = events(&mut acd);
+    assert!(
+        after.iter().any(|e| matches!(
+            e,
+            QueueEvent::AgentStateChanged {
+                from: AgentState::OnCall,
+                to: AgentState::LoggedOut,
+                ..
+            }
+        )),
+        "{after:?}"
+    );
+    // A repeated logout changes nothing and records nothing.
+    acd.set_logged_in("a", false, now + secs(61));
+    assert!(events(&mut acd).is_empty());
+}
+
+#[test]
+fn logout_ends_pause_without_availability() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.set_not_ready("a", "lunch", now).unwrap();
+    events(&mut acd);
+
+    acd.set_logged_in("a", false, now + secs(10));
+    let events = events(&mut acd);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                QueueEvent::AgentLogin { logged_in: false, .. },
+                QueueEvent::AgentReady { reason, queues, .. },
+                QueueEvent::AgentStateChanged {
+                    from: AgentState::NotReady,
+                    to: AgentState::LoggedOut,
+                    ..
+                },
+            ] if reason == "lunch" && queues == &["q"]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(acd.agent_status("a").unwrap().not_ready_reason, None);
+}
+
+#[test]
+fn reachability_during_call_keeps_its_cause() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_answered("c1", "a", now);
+    events(&mut acd);
+
+    acd.set_reachable_because("a", false, Some("qualify"), now + secs(3));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    let events = events(&mut acd);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [QueueEvent::AgentReachability { reachable: false, cause: Some(cause), .. }]
+                if cause == "qualify"
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn removed_paused_agent_ends_its_pause_first() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    acd.set_not_ready("a", "training", now).unwrap();
+    events(&mut acd);
+
+    acd.remove_agent("a", now + secs(1)).unwrap();
+    let events = events(&mut acd);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| match event {
+            QueueEvent::AgentReady { .. } => "ready",
+            QueueEvent::MemberRemoved { .. } => "member_removed",
+            QueueEvent::AgentLogin {
+                logged_in: false, ..
+            } => "logged_out",
+            QueueEvent::AgentStateChanged {
+                to: AgentState::LoggedOut,
+                ..
+            } => "state",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["ready", "member_removed", "logged_out", "state"]);
+}

@@ -106,7 +106,12 @@ fn state_changes_have_no_line() {
     let (mut acd, t0) = with_agents(queue("q"), &[]);
     acd.add_agent("a", &["q".to_owned()]);
     acd.set_logged_in("a", true, t0);
+    acd.set_reachable_because("a", true, Some("registration"), t0);
     let events = events(&mut acd);
-    assert!(matches!(events[0], QueueEvent::AgentStateChanged { .. }));
-    assert!(queue_log_lines(&events[0], 0).is_empty());
+    assert!(matches!(events[0], QueueEvent::AgentLogin { .. }));
+    assert!(matches!(events[1], QueueEvent::AgentStateChanged { .. }));
+    assert!(matches!(events[2], QueueEvent::AgentReachability { .. }));
+    for event in &events {
+        assert!(queue_log_lines(event, 0).is_empty(), "{event:?}");
+    }
 }

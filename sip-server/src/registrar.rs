@@ -71,7 +71,39 @@ pub enum RegistrarEvent {
     BindingsChanged { agent: String },
     /// `agent` went from no reachable binding to some (`true`) or back
     /// (`false`).
-    Reachability { agent: String, reachable: bool },
+    Reachability {
+        agent: String,
+        reachable: bool,
+        cause: ReachabilityCause,
+    },
+}
+
+/// Cause of a change in an agent's reachability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReachabilityCause {
+    /// A REGISTER added the first contact, or removed the last one.
+    Registration,
+    /// The registration of the last contact expired.
+    Expiry,
+    /// An OPTIONS probe was answered, or went unanswered.
+    Qualify,
+    /// Bindings stored before a restart were reinstated.
+    Restored,
+    /// A configuration reload removed the agent, and its bindings with it.
+    AgentRemoved,
+}
+
+impl ReachabilityCause {
+    /// Returns the name stored with the agent's event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReachabilityCause::Registration => "registration",
+            ReachabilityCause::Expiry => "expiry",
+            ReachabilityCause::Qualify => "qualify",
+            ReachabilityCause::Restored => "restored",
+            ReachabilityCause::AgentRemoved => "agent_removed",
+        }
+    }
 }
 
 /// Failed logins from one source address.
@@ -141,7 +173,7 @@ impl Registrar {
             .collect();
         self.passwords = passwords;
         for agent in gone {
-            self.set_bindings(&agent, Vec::new());
+            self.set_bindings(&agent, Vec::new(), ReachabilityCause::AgentRemoved);
         }
     }
 
@@ -229,6 +261,7 @@ impl Registrar {
             self.events.push_back(RegistrarEvent::Reachability {
                 agent: agent.to_owned(),
                 reachable: is,
+                cause: ReachabilityCause::Qualify,
             });
         }
         self.schedule(agent);
@@ -299,7 +332,7 @@ impl Registrar {
                     return Err(Rejection::Bad("Contact * requires Expires: 0"));
                 }
                 self.check_order(&agent, call_id, cseq)?;
-                self.set_bindings(&agent, Vec::new());
+                self.set_bindings(&agent, Vec::new(), ReachabilityCause::Registration);
             }
             ContactList::Addresses(list) => {
                 let mut bindings = self.live(&agent, now);
@@ -349,7 +382,7 @@ impl Registrar {
                 if bindings.len() > self.config.max_contacts {
                     return Err(Rejection::Status(403, "Too Many Contacts"));
                 }
-                self.set_bindings(&agent, bindings);
+                self.set_bindings(&agent, bindings, ReachabilityCause::Registration);
             }
         }
 
@@ -521,10 +554,10 @@ impl Registrar {
             });
         }
         bindings.truncate(self.config.max_contacts);
-        self.set_bindings(agent, bindings);
+        self.set_bindings(agent, bindings, ReachabilityCause::Restored);
     }
 
-    fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>) {
+    fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>, cause: ReachabilityCause) {
         self.events.push_back(RegistrarEvent::BindingsChanged {
             agent: agent.to_owned(),
         });
@@ -542,6 +575,7 @@ impl Registrar {
             self.events.push_back(RegistrarEvent::Reachability {
                 agent: agent.to_owned(),
                 reachable: is,
+                cause,
             });
         }
         self.schedule(agent);
@@ -573,7 +607,7 @@ impl Registrar {
                     .cloned()
                     .collect();
                 tracing::info!(agent, "binding expired");
-                self.set_bindings(&agent, live);
+                self.set_bindings(&agent, live, ReachabilityCause::Expiry);
             }
             let silent: Vec<sip_message::Uri> = self
                 .bindings

@@ -23,6 +23,9 @@ pub const TRUNK: &str = "e2e-trunk";
 /// RTP ports given to the relay: two pairs per call, two calls at a time.
 const RTP_PORT_COUNT: u16 = 16;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Graceful stop: calls end, CDRs and events are written, and the engine
+/// may wait up to 5 s for held feature-code responses.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -259,6 +262,40 @@ impl Pbx {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.start_again();
+    }
+
+    /// Stops the process as an operator does, with SIGTERM, and waits up to
+    /// `STOP_TIMEOUT` for it to exit; kills it after that and fails.
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "pbx exited with {status}\n{}",
+                    self.logs()
+                );
+                return;
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "pbx did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+            self.logs()
+        );
+    }
+
+    /// Starts the binary again on the same configuration and data after
+    /// [`Pbx::stop`] or a kill, and waits for `GET /health`.
+    pub fn start_again(&mut self) {
         self.child = spawn(
             &self.config_path,
             &self.data_dir,

@@ -1,5 +1,6 @@
 //! Command line: global options that override the configuration file, and
-//! the `run`, `check-config` and `check-recordings` subcommands.
+//! the `run`, `check-config`, `check-recordings` and `queue-log`
+//! subcommands.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,24 @@ pub(crate) enum Command {
     /// summary; exits with 1 when there is any problem. Reads the data
     /// folder from --data-dir or --config.
     CheckRecordings,
+    /// Writes the Asterisk queue_log lines of the queue events stored in
+    /// the database, in order, byte for byte as the running PBX appends
+    /// them to DATA_DIR/queue_log. Reads the data folder from --data-dir or
+    /// --config; the PBX may be running.
+    QueueLog {
+        /// Only events at or after this time: RFC 3339
+        /// (2027-01-15T08:00:00Z) or whole seconds since the Unix epoch.
+        /// Default: the first stored event.
+        #[arg(long, value_name = "TIME", value_parser = crate::queue_log::parse_time)]
+        since: Option<i64>,
+        /// Only events before this time, in the same formats as --since.
+        /// Default: up to the last stored event.
+        #[arg(long, value_name = "TIME", value_parser = crate::queue_log::parse_time)]
+        until: Option<i64>,
+        /// File to write, created or replaced. Default: standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -105,6 +124,30 @@ pub(crate) fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
 pub(crate) fn check_recordings(cli: &Cli) -> i32 {
     match load_config(cli) {
         Ok(config) => crate::check_recordings::run(&config.data_dir),
+        Err(errors) => {
+            eprintln!("{errors}");
+            1
+        }
+    }
+}
+
+/// Runs `queue-log` on the data folder of the configuration the other
+/// flags select, and returns the exit code. `since` and `until` are Unix
+/// milliseconds.
+pub(crate) fn queue_log(
+    cli: &Cli,
+    since: Option<i64>,
+    until: Option<i64>,
+    output: Option<&Path>,
+) -> i32 {
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        eprintln!("--until must be later than --since");
+        return 2;
+    }
+    match load_config(cli) {
+        Ok(config) => crate::queue_log::run_command(&config.data_dir, since, until, output),
         Err(errors) => {
             eprintln!("{errors}");
             1
@@ -194,6 +237,37 @@ mod tests {
             empty.path().to_str().unwrap(),
         ]);
         assert_eq!(check_recordings(&cli), 1, "no database is a failure");
+    }
+
+    #[test]
+    fn queue_log_takes_a_range_and_an_output() {
+        let cli = parse(&[
+            "queue-log",
+            "--since",
+            "2027-01-15T08:00:00Z",
+            "--until",
+            "1800003600",
+            "--output",
+            "/tmp/queue_log",
+        ]);
+        assert_eq!(
+            cli.command(),
+            Command::QueueLog {
+                since: Some(1_800_000_000_000),
+                until: Some(1_800_003_600_000),
+                output: Some(PathBuf::from("/tmp/queue_log")),
+            }
+        );
+        let bad = Cli::try_parse_from(["pbx", "queue-log", "--since", "noon"]);
+        assert!(bad.is_err(), "an invalid time is refused");
+    }
+
+    #[test]
+    fn queue_log_refuses_an_empty_range_and_a_missing_database() {
+        let empty = tempfile::tempdir().unwrap();
+        let cli = parse(&["queue-log", "--data-dir", empty.path().to_str().unwrap()]);
+        assert_eq!(queue_log(&cli, Some(2_000), Some(1_000), None), 2);
+        assert_eq!(queue_log(&cli, None, None, None), 1, "no database");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use sip_server::b2bua::{Command, Core, MediaNotice, MediaPorts, Side};
+use sip_server::b2bua::{Command, Core, HeldResponse, MediaNotice, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
 
 use crate::events::{Ack, EventBatch, NotDurable};
@@ -60,6 +60,9 @@ pub(crate) struct Engine {
     /// Events caused by the API request being handled, collected so that
     /// they go to the writer as one batch with the request's reply.
     pub(crate) request_batch: Option<EventBatch>,
+    /// Channel on which the event writer reports that a batch with held SIP
+    /// responses is committed. `run` takes the receiving end.
+    pub(crate) stored: mpsc::UnboundedSender<Stored>,
     /// Decoded music on hold and announcement prompts.
     pub(crate) prompts: crate::sounds::PromptCache,
 }
@@ -69,6 +72,44 @@ const SILENCE_CHECK: Duration = Duration::from_secs(5);
 /// How often the process's CPU use is sampled for overload control.
 const CPU_CHECK: Duration = Duration::from_secs(1);
 
+/// Maximum wait at shutdown for the commits that held feature-code
+/// responses wait on, so those phones get a response rather than a timeout.
+const HELD_RESPONSES_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Outcome of the commit of a batch that SIP responses were held behind.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) held: Vec<HeldResponse>,
+    pub(crate) committed: bool,
+}
+
+/// Adds the events and lines of a `Command::QueueLog` to `batch`. When
+/// responses are held behind them, the batch also carries an ack that sends
+/// [`Stored`] back to the engine once the writer has committed it, so the
+/// responses go out after the commit while the engine goes on with other
+/// input.
+pub(crate) fn add_queue_log(
+    batch: &mut EventBatch,
+    lines: Vec<String>,
+    events: &[sip_server::b2bua::StampedEvent],
+    held: Vec<HeldResponse>,
+    stored: &mpsc::UnboundedSender<Stored>,
+) {
+    batch.push(events, lines);
+    if held.is_empty() {
+        return;
+    }
+    let stored = stored.clone();
+    batch.acks.push(Box::new(move |committed| {
+        // The send fails only once the engine has stopped, and then no
+        // response can be sent anyway.
+        let _ = stored.send(Stored {
+            held,
+            committed: committed.is_ok(),
+        });
+    }));
+}
+
 impl Engine {
     /// Runs until `shutdown` resolves, then ends every call and waits for
     /// their recordings and CDRs to be written.
@@ -76,6 +117,7 @@ impl Engine {
         mut self,
         mut receiver: mpsc::Receiver<Input>,
         mut live: mpsc::Receiver<LiveRequest>,
+        mut stored: mpsc::UnboundedReceiver<Stored>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut sessions: HashMap<String, media::MediaSession> = HashMap::new();
@@ -102,9 +144,10 @@ impl Engine {
                     // request, so its events travel with the reply.
                     self.drain(&mut sessions, &mut background);
                     let mut batch = self.request_batch.take().unwrap_or_default();
-                    batch.ack = ack;
+                    batch.acks.extend(ack);
                     self.store_events(batch);
                 }
+                Some(notice) = stored.recv() => self.release_held(notice),
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     self.check_silence(&sessions);
                 }
@@ -121,6 +164,16 @@ impl Engine {
         tracing::info!(calls = self.core.active_calls(), "shutting down");
         self.core.shutdown(Instant::now());
         self.drain(&mut sessions, &mut background);
+        let deadline = tokio::time::Instant::now() + HELD_RESPONSES_AT_SHUTDOWN;
+        while self.core.held_responses() > 0 {
+            match tokio::time::timeout_at(deadline, stored.recv()).await {
+                Ok(Some(notice)) => {
+                    self.release_held(notice);
+                    self.drain(&mut sessions, &mut background);
+                }
+                _ => break,
+            }
+        }
         // Sessions still binding ports when the calls ended are closed too.
         for (_, session) in sessions.drain() {
             let _ = session.close().await;
@@ -161,6 +214,15 @@ impl Engine {
                 self.core.media_failed(&call, now);
             }
             Input::Media { call, notice } => self.core.media_notice(&call, notice, now),
+        }
+    }
+
+    /// Lets the core send the SIP responses held behind a batch that the
+    /// writer has now committed, or failed to commit.
+    fn release_held(&mut self, notice: Stored) {
+        let now = Instant::now();
+        for held in notice.held {
+            self.core.events_stored(held, notice.committed, now);
         }
     }
 
@@ -211,6 +273,10 @@ impl Engine {
                 let result = self.core.set_agent_skills(&agent, skills, now);
                 return Some(after_commit(reply, result));
             }
+            LiveRequest::SetWrapUpCode { agent, code, reply } => {
+                let result = self.core.set_agent_wrap_up_code(&agent, &code, now);
+                return Some(after_commit(reply, result));
+            }
             LiveRequest::AddMember {
                 agent,
                 queue,
@@ -238,13 +304,13 @@ impl Engine {
     /// Hands `batch` to the event writer. Should the writer be gone, the
     /// request waiting on the batch learns that its change is not durable.
     fn store_events(&self, batch: EventBatch) {
-        if batch.events.is_empty() && batch.lines.is_empty() && batch.ack.is_none() {
+        if batch.events.is_empty() && batch.lines.is_empty() && batch.acks.is_empty() {
             return;
         }
-        if let Err(mpsc::error::SendError(batch)) = self.events.send(batch)
-            && let Some(ack) = batch.ack
-        {
-            ack(Err(NotDurable("the event writer has stopped".to_owned())));
+        if let Err(mpsc::error::SendError(batch)) = self.events.send(batch) {
+            for ack in batch.acks {
+                ack(Err(NotDurable("the event writer has stopped".to_owned())));
+            }
         }
     }
 
@@ -426,11 +492,15 @@ impl Engine {
                     Err(error) => tracing::error!(call, %error, "recording could not start"),
                 }
             }
-            Command::QueueLog { lines, events } => match &mut self.request_batch {
-                Some(batch) => batch.push(&events, lines),
+            Command::QueueLog {
+                lines,
+                events,
+                held,
+            } => match &mut self.request_batch {
+                Some(batch) => add_queue_log(batch, lines, &events, held, &self.stored),
                 None => {
                     let mut batch = EventBatch::default();
-                    batch.push(&events, lines);
+                    add_queue_log(&mut batch, lines, &events, held, &self.stored);
                     self.store_events(batch);
                 }
             },
@@ -593,3 +663,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 pub(crate) fn clock_pair() -> (Instant, SystemTime) {
     (Instant::now(), SystemTime::now())
 }
+
+#[cfg(test)]
+mod tests;

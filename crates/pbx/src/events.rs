@@ -77,13 +77,14 @@ impl StoredEvent {
 }
 
 /// Unit of work of the writer: the events of one drain of the core, their
-/// queue_log lines and, when an API request caused them, the reply to send
-/// once they are committed.
+/// queue_log lines and, when an API request or a feature code caused them,
+/// what to run once they are committed (the reply, or the release of a
+/// held SIP answer).
 #[derive(Default)]
 pub(crate) struct EventBatch {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) lines: Vec<String>,
-    pub(crate) ack: Option<Ack>,
+    pub(crate) acks: Vec<Ack>,
 }
 
 impl EventBatch {
@@ -236,6 +237,59 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Opens the PBX database at `path` to read events without running
+    /// migrations or creating anything, as tools do beside a running PBX.
+    pub(crate) async fn open_existing(
+        path: &std::path::Path,
+    ) -> Result<EventStore, EventStoreError> {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(EventStore { pool })
+    }
+
+    /// Reads up to `limit` events after sequence number `after` whose time
+    /// is in `[since_ms, until_ms)`, an absent bound being open, in
+    /// sequence order.
+    pub(crate) async fn page(
+        &self,
+        after: i64,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE seq > ? AND at_ms >= ? AND at_ms < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(since_ms.unwrap_or(i64::MIN))
+        .bind(until_ms.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Reads the last `limit` stored events, in sequence order.
+    pub(crate) async fn last(&self, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// Every stored event in sequence order, for tests and tools.
     #[cfg(test)]
     pub(crate) async fn all(&self) -> Result<Vec<StoredEvent>, EventStoreError> {
@@ -268,6 +322,8 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, EventStoreError>
 /// them and appends their lines to the queue_log file. Batches are taken in
 /// the order the engine sent them, so a reply never precedes the commit of
 /// an earlier event, and the stream carries only events that are stored.
+/// The lines of a batch whose commit failed are not written, because the
+/// file must match what [`crate::queue_log`] rebuilds from the table.
 pub(crate) async fn write_events(
     store: EventStore,
     queue_log: PathBuf,
@@ -292,7 +348,7 @@ pub(crate) async fn write_events(
         for batch in group {
             events.extend(batch.events);
             lines.extend(batch.lines);
-            acks.extend(batch.ack);
+            acks.extend(batch.acks);
         }
         let committed = match store.append(&events).await {
             Ok(stored) => {
@@ -309,7 +365,16 @@ pub(crate) async fn write_events(
         for ack in acks {
             ack(committed.clone().map_err(NotDurable));
         }
-        file.append(&lines).await;
+        // The file holds the lines of committed events only, so that it can
+        // always be rebuilt from the table.
+        if committed.is_ok() {
+            file.append(&lines).await;
+        } else if !lines.is_empty() {
+            tracing::error!(
+                lines = lines.len(),
+                "queue_log lines of the events that could not be stored are not written"
+            );
+        }
     }
 }
 
@@ -646,6 +711,35 @@ impl NewEvent {
                 None,
                 Some(agent.clone()),
                 json!({"reason": reason, "queues": queues}),
+            ),
+            QueueEvent::AgentLogin {
+                agent, logged_in, ..
+            } => event(
+                if *logged_in {
+                    "agent_logged_in"
+                } else {
+                    "agent_logged_out"
+                },
+                None,
+                None,
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::AgentReachability {
+                agent,
+                reachable,
+                cause,
+                ..
+            } => event(
+                if *reachable {
+                    "agent_reachable"
+                } else {
+                    "agent_unreachable"
+                },
+                None,
+                None,
+                Some(agent.clone()),
+                json!({"cause": cause}),
             ),
             QueueEvent::MemberAdded { agent, queue, .. } => event(
                 "member_added",

@@ -176,6 +176,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/agents", live::list_agents)
         .add(Put, "/api/agents/{id}/state", live::set_agent_state)
         .add(Put, "/api/agents/{id}/skills", live::set_agent_skills)
+        .add(Put, "/api/agents/{id}/wrap-up-code", live::set_wrap_up_code)
         .add(Put, "/api/agents/{id}/queues/{queue}", live::add_member)
         .add(
             Delete,

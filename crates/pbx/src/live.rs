@@ -33,6 +33,11 @@ pub(crate) enum LiveRequest {
         skills: acd::Skills,
         reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
     },
+    SetWrapUpCode {
+        agent: String,
+        code: String,
+        reply: oneshot::Sender<Durable<Result<(), AgentCommandError>>>,
+    },
     /// Replies whether the agent was not a member before.
     AddMember {
         agent: String,
@@ -152,6 +157,15 @@ impl Live {
             reply,
         })
         .await
+    }
+
+    pub(crate) async fn set_wrap_up_code(
+        &self,
+        agent: String,
+        code: String,
+    ) -> Result<Result<(), AgentCommandError>, ChangeError> {
+        self.change(|reply| LiveRequest::SetWrapUpCode { agent, code, reply })
+            .await
     }
 
     pub(crate) async fn add_member(

@@ -17,6 +17,7 @@ mod kpi;
 mod live;
 mod metrics;
 mod overload;
+mod queue_log;
 mod registrations;
 mod reload;
 mod retention;
@@ -38,6 +39,13 @@ fn main() -> ExitCode {
         cli::Command::CheckRecordings => {
             ExitCode::from(u8::try_from(cli::check_recordings(&cli)).unwrap_or(1))
         }
+        cli::Command::QueueLog {
+            since,
+            until,
+            output,
+        } => ExitCode::from(
+            u8::try_from(cli::queue_log(&cli, since, until, output.as_deref())).unwrap_or(1),
+        ),
         cli::Command::Run => run(&cli),
     }
 }

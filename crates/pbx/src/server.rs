@@ -70,6 +70,10 @@ pub(crate) async fn run(
     crate::http::bootstrap_accounts(&store).await?;
     // Before the HTTP API starts, whose reports read the events table.
     let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
+    let queue_log = config.data_dir.join("queue_log");
+    // Before the writer opens the file, whose lines must follow the ones
+    // restored here.
+    crate::queue_log::repair_at_start(&event_store, &queue_log).await;
     let relay = media::Relay::new(media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
@@ -175,7 +179,7 @@ pub(crate) async fn run(
     let (event_queue, event_writes) = mpsc::unbounded_channel();
     let event_writer = tokio::spawn(crate::events::write_events(
         event_store,
-        config.data_dir.join("queue_log"),
+        queue_log,
         event_writes,
         event_feed,
     ));
@@ -191,8 +195,10 @@ pub(crate) async fn run(
         data_dir = %config.data_dir.display(),
         "PBX started"
     );
+    let (stored, stored_notices) = mpsc::unbounded_channel();
     let engine = Engine {
         core,
+        stored,
         registrations: registration_queue,
         journal: journal_queue,
         rtp_timeout: config.media.rtp_timeout,
@@ -207,7 +213,9 @@ pub(crate) async fn run(
         inputs,
         prompts,
     };
-    engine.run(receiver, live_queue, shutdown_signal()).await;
+    engine
+        .run(receiver, live_queue, stored_notices, shutdown_signal())
+        .await;
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;

@@ -14,12 +14,18 @@
 //! 3264 section 6), so the phone shows a connected call that ends at once,
 //! and hangs up as soon as the ACK arrives. A phone sees the outcome in the
 //! 200's reason phrase (`200 Logged In`, `200 Not Ready: lunch`...).
+//!
+//! The change takes effect at once, but the final response is held until
+//! the driver reports that the queue events it caused are stored
+//! ([`Core::events_stored`]), as the HTTP API waits for the commit before
+//! replying. Other calls go on meanwhile. The INVITE transaction sends its
+//! own 100 Trying when the commit takes longer than 200 ms.
 
 use std::time::Instant;
 
 use sip_message::{Method, Request, Response};
 
-use super::{Core, Purpose, Readiness};
+use super::{Core, HeldResponse, Purpose, Readiness};
 use crate::dialog::{Dialog, random_token};
 use crate::transaction::{Target, TransactionKey};
 
@@ -49,8 +55,19 @@ pub(super) fn feature_for(number: &str) -> Option<Feature> {
     })
 }
 
+/// A feature-code call whose change is made and whose final response
+/// waits for the events to be stored.
+pub(super) struct HeldFeature {
+    key: TransactionKey,
+    request: Request,
+    source: Target,
+    /// Reason phrase of the 200, naming the outcome.
+    outcome: String,
+}
+
 impl Core {
-    /// Applies `feature` for `agent` and answers its INVITE.
+    /// Applies `feature` for `agent` and keeps its final response back until
+    /// the events of the change are stored.
     pub(super) fn run_feature(
         &mut self,
         key: TransactionKey,
@@ -69,25 +86,79 @@ impl Core {
                 self.acd.set_logged_in(agent, false, now);
                 Ok("Logged Out".to_owned())
             }
+            // Not `set_agent_readiness`: its drain would send the events
+            // out before the response is held behind them.
             Feature::Readiness(readiness) => self
-                .set_agent_readiness(agent, readiness.clone(), now)
+                .apply_readiness(agent, readiness.clone(), now)
                 .map(|()| match readiness {
                     Readiness::Ready => "Ready".to_owned(),
                     Readiness::NotReady { reason } => format!("Not Ready: {reason}"),
                 }),
         };
         tracing::info!(agent, ?feature, ?outcome, "feature code");
-        let reason = match outcome {
-            Ok(reason) => reason,
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
             Err(error) => {
+                // Nothing changed, so there is nothing to wait for.
                 let reason = error.to_string();
                 self.reply(&key, &request, 403, Some(&reason), now);
                 return;
             }
         };
+        // The change's events are still in the ACD; the drain that follows
+        // this request puts them in the same `QueueLog` command as the hold.
+        let held = HeldResponse(self.next_hold);
+        self.next_hold += 1;
+        self.unsent_holds.push(held);
+        self.held_responses.insert(
+            held,
+            HeldFeature {
+                key,
+                request,
+                source,
+                outcome,
+            },
+        );
+    }
 
+    /// Sends the response `held` once the `QueueLog` command that carried
+    /// it is committed (`stored`). When the commit failed it sends 500,
+    /// because the change is in force but would not survive a restart, and
+    /// dialling the code again stores it.
+    pub fn events_stored(&mut self, held: HeldResponse, stored: bool, now: Instant) {
+        let Some(feature) = self.held_responses.remove(&held) else {
+            return;
+        };
+        if !self.transactions.contains(&feature.key) {
+            // The phone's connection closed while the commit ran.
+            return;
+        }
+        if stored {
+            self.answer_feature(feature, now);
+        } else {
+            let reason = format!("{}, Not Stored", feature.outcome);
+            self.reply(&feature.key, &feature.request, 500, Some(&reason), now);
+        }
+        self.process(now);
+    }
+
+    /// Counts the feature-code responses still waiting for their events to
+    /// be stored.
+    pub fn held_responses(&self) -> usize {
+        self.held_responses.len()
+    }
+
+    /// Sends the 200 of a feature call, with every stream declined, and
+    /// waits for its ACK to hang up.
+    fn answer_feature(&mut self, feature: HeldFeature, now: Instant) {
+        let HeldFeature {
+            key,
+            request,
+            source,
+            outcome,
+        } = feature;
         let tag = random_token();
-        let mut response = Response::for_request(&request, 200, Some(&reason));
+        let mut response = Response::for_request(&request, 200, Some(&outcome));
         super::add_to_tag(&mut response, &tag);
         response
             .headers

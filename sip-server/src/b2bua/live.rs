@@ -294,6 +294,21 @@ impl Core {
         Ok(())
     }
 
+    /// Records the wrap-up code `code` for the call `agent` is wrapping up.
+    /// Wrap-up goes on until the agent ends it or its maximum passes.
+    pub fn set_agent_wrap_up_code(
+        &mut self,
+        agent: &str,
+        code: &str,
+        now: Instant,
+    ) -> Result<(), AgentCommandError> {
+        self.known_agent(agent)?;
+        let result = self.acd.set_wrap_up_code(agent, code, now);
+        tracing::info!(agent, code, ok = result.is_ok(), "wrap-up code set");
+        self.process(now);
+        result.map_err(|error| rejected(agent, &error))
+    }
+
     fn known_agent(&self, agent: &str) -> Result<(), AgentCommandError> {
         if self.config.passwords.contains_key(agent) {
             Ok(())
@@ -324,6 +339,20 @@ impl Core {
         readiness: Readiness,
         now: Instant,
     ) -> Result<(), AgentCommandError> {
+        let result = self.apply_readiness(agent, readiness, now);
+        self.process(now);
+        result
+    }
+
+    /// Changes readiness as [`Core::set_agent_readiness`] does but leaves
+    /// the events in the ACD, so that a feature code can hold its final
+    /// response behind them.
+    pub(super) fn apply_readiness(
+        &mut self,
+        agent: &str,
+        readiness: Readiness,
+        now: Instant,
+    ) -> Result<(), AgentCommandError> {
         if !self.config.passwords.contains_key(agent) {
             return Err(AgentCommandError::UnknownAgent {
                 agent: agent.to_owned(),
@@ -340,7 +369,6 @@ impl Core {
             Readiness::NotReady { reason } => self.acd.set_not_ready(agent, reason, now),
         };
         tracing::info!(agent, ?readiness, "agent state set");
-        self.process(now);
         result.map_err(|error| AgentCommandError::Rejected {
             agent: agent.to_owned(),
             reason: error.to_string(),

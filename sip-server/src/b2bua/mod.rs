@@ -177,10 +177,14 @@ pub enum Command {
         legs: Vec<crate::dialog::StoredDialog>,
     },
     /// Store `events` durably, in order, and append the Asterisk-compatible
-    /// queue_log `lines` made from them.
+    /// queue_log `lines` made from them. `held` lists the SIP responses
+    /// that wait for these events (and every earlier one) to be stored.
+    /// Once the batch is committed, or has failed, report each with
+    /// [`Core::events_stored`]. `events` may be empty when `held` is not.
     QueueLog {
         lines: Vec<String>,
         events: Vec<StampedEvent>,
+        held: Vec<HeldResponse>,
     },
     /// Store the bindings of `agent`, replacing what was stored for it.
     SaveBindings {
@@ -204,6 +208,12 @@ pub struct StampedEvent {
     pub event: acd::QueueEvent,
     pub wall: SystemTime,
 }
+
+/// Id of a SIP final response that the core keeps back until the driver
+/// has stored the queue events the request caused, so that a phone never
+/// sees a state change confirmed that a crash could still undo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeldResponse(u64);
 
 /// Role of a client transaction the core started.
 enum Purpose {
@@ -245,6 +255,12 @@ pub struct Core {
     /// Feature-code calls answered and waiting for their ACK, by (Call-ID,
     /// CSeq), to be hung up then.
     feature_dialogs: HashMap<(String, u32), crate::dialog::Dialog>,
+    /// Feature-code responses waiting for their events to be stored.
+    held_responses: HashMap<HeldResponse, feature::HeldFeature>,
+    /// Held responses not yet attached to a `QueueLog` command. The next
+    /// one carries them, with the events of the change that held them.
+    unsent_holds: Vec<HeldResponse>,
+    next_hold: u64,
     commands: VecDeque<Command>,
     wall_base: (Instant, SystemTime),
     /// The one timer of each call that has no agent leg: its next
@@ -308,6 +324,9 @@ impl Core {
             purposes: HashMap::new(),
             awaiting_ack: HashMap::new(),
             feature_dialogs: HashMap::new(),
+            held_responses: HashMap::new(),
+            unsent_holds: Vec::new(),
+            next_hold: 1,
             commands: VecDeque::new(),
             wall_base: (now, wall),
             waiting_deadlines: std::collections::BTreeSet::new(),
@@ -442,8 +461,17 @@ impl Core {
             while let Some(event) = self.registrar.poll_event() {
                 progressed = true;
                 match event {
-                    RegistrarEvent::Reachability { agent, reachable } => {
-                        self.acd.set_reachable(&agent, reachable, now);
+                    RegistrarEvent::Reachability {
+                        agent,
+                        reachable,
+                        cause,
+                    } => {
+                        self.acd.set_reachable_because(
+                            &agent,
+                            reachable,
+                            Some(cause.as_str()),
+                            now,
+                        );
                     }
                     RegistrarEvent::BindingsChanged { agent } => {
                         let bindings = self.registrar.snapshot(&agent, now, self.wall(now));
@@ -480,11 +508,14 @@ impl Core {
                 events.push(StampedEvent { event, wall });
             }
             // Some events (offers, agent states) have no queue_log line but
-            // are still stored, so the batch goes out whenever events do.
-            if !events.is_empty() {
+            // are still stored, so the batch goes out whenever events do. A
+            // held response goes out even without events, because a change
+            // that was already in force may still wait in the writer's queue.
+            if !events.is_empty() || !self.unsent_holds.is_empty() {
                 self.commands.push_back(Command::QueueLog {
                     lines: queue_log,
                     events,
+                    held: std::mem::take(&mut self.unsent_holds),
                 });
             }
             for call in moved {

@@ -135,8 +135,11 @@ impl Core {
                 // Memberships follow in `reconfigure_members`, with ADDMEMBER.
                 self.acd.add_agent(agent, &[]);
                 self.acd.set_logged_in(agent, true, now);
+                // Bindings of an agent added back before they expired.
                 let reachable = !self.registrar.lookup(agent, now).is_empty();
-                self.acd.set_reachable(agent, reachable, now);
+                let cause = crate::registrar::ReachabilityCause::Registration.as_str();
+                self.acd
+                    .set_reachable_because(agent, reachable, Some(cause), now);
                 let _ = self.acd.set_skills(agent, skills, now);
                 changes.push(format!("agent {agent} added"));
                 continue;

@@ -11,6 +11,7 @@ use super::*;
 use crate::auth::{Algorithm, Credentials, expected_response};
 use crate::transaction::TransportKind;
 
+mod agent_events;
 mod callback;
 mod waiting;
 
@@ -159,6 +160,24 @@ impl Harness {
                 Message::Response(_) => None,
             })
             .collect()
+    }
+
+    /// Does what the driver does once the `QueueLog` commands collected so
+    /// far are committed (`stored`) or have failed: releases the responses
+    /// held behind them.
+    fn store_events(&mut self, stored: bool) {
+        let held: Vec<HeldResponse> = self
+            .commands
+            .iter_mut()
+            .flat_map(|command| match command {
+                Command::QueueLog { held, .. } => std::mem::take(held),
+                _ => Vec::new(),
+            })
+            .collect();
+        for answer in held {
+            self.core.events_stored(answer, stored, self.now);
+        }
+        self.collect();
     }
 
     /// Answers OpenMedia with relay ports 20000 (caller) and 20002 (agent).
@@ -1087,6 +1106,7 @@ fn feature_code_sets_agent_not_ready_and_hangs_up() {
     assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
     let invite = authenticated_extension_invite(&mut h, "*22", "feature-1@test");
     h.receive(&invite, AGENT_2);
+    h.store_events(true);
     let ok = h
         .responses_to(AGENT_2)
         .into_iter()
@@ -1126,6 +1146,7 @@ fn feature_code_sets_agent_not_ready_and_hangs_up() {
 
     let invite = authenticated_extension_invite(&mut h, "*20", "feature-2@test");
     h.receive(&invite, AGENT_2);
+    h.store_events(true);
     let ok = h
         .responses_to(AGENT_2)
         .into_iter()
@@ -1139,6 +1160,120 @@ fn feature_code_sets_agent_not_ready_and_hangs_up() {
         .find(|a| a.id == "1002")
         .unwrap();
     assert_eq!(view.state, "available");
+}
+
+/// The `QueueLog` commands collected so far that hold an answer, with
+/// their events.
+fn holding_batches(h: &Harness) -> Vec<(Vec<HeldResponse>, Vec<acd::QueueEvent>)> {
+    h.commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::QueueLog { held, events, .. } if !held.is_empty() => Some((
+                held.clone(),
+                events.iter().map(|stamped| stamped.event.clone()).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn final_responses(h: &mut Harness, to: &str) -> Vec<Response> {
+    h.responses_to(to)
+        .into_iter()
+        .filter(|response| response.status >= 200)
+        .collect()
+}
+
+#[test]
+fn feature_code_answer_waits_until_its_events_are_stored() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.commands.clear();
+    let invite = authenticated_extension_invite(&mut h, "*22", "feature-held@test");
+    h.receive(&invite, AGENT_2);
+
+    // The change is in force at once, but the phone hears nothing final.
+    let view = h.core.agents_view(h.now);
+    assert_eq!(
+        view.iter().find(|a| a.id == "1002").unwrap().state,
+        "not_ready"
+    );
+    assert!(
+        final_responses(&mut h, AGENT_2).is_empty(),
+        "answered before the commit"
+    );
+    // The hold travels with the events of the change it confirms.
+    let batches = holding_batches(&h);
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    let (held, events) = &batches[0];
+    assert_eq!(held.len(), 1);
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            acd::QueueEvent::AgentNotReady { agent, reason, .. } if agent == "1002" && reason == "lunch"
+        )),
+        "{events:?}"
+    );
+
+    // A slow commit: the transaction says 100 Trying, still no answer.
+    h.advance(Duration::from_millis(300));
+    let waiting: Vec<u16> = h.responses_to(AGENT_2).iter().map(|r| r.status).collect();
+    assert_eq!(waiting, [100]);
+
+    h.core.events_stored(held[0], true, h.now);
+    h.collect();
+    let answers = final_responses(&mut h, AGENT_2);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        (answers[0].status, answers[0].reason.as_str()),
+        (200, "Not Ready: lunch")
+    );
+    // A second report of the same batch changes nothing.
+    h.core.events_stored(held[0], true, h.now);
+    h.collect();
+    assert!(final_responses(&mut h, AGENT_2).is_empty());
+}
+
+#[test]
+fn feature_code_without_new_events_still_waits_for_the_writer() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let invite = authenticated_extension_invite(&mut h, "*21", "feature-a@test");
+    h.receive(&invite, AGENT_2);
+    h.store_events(true);
+    h.take_to(AGENT_2);
+    h.commands.clear();
+
+    // Already on break: no event, but the first change may not be stored
+    // yet when a phone repeats the code, so the answer waits all the same.
+    let invite = authenticated_extension_invite(&mut h, "*21", "feature-b@test");
+    h.receive(&invite, AGENT_2);
+    assert!(final_responses(&mut h, AGENT_2).is_empty());
+    let batches = holding_batches(&h);
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert!(batches[0].1.is_empty(), "{batches:?}");
+    h.store_events(true);
+    let answers = final_responses(&mut h, AGENT_2);
+    assert_eq!(answers[0].reason, "Not Ready: break");
+}
+
+#[test]
+fn feature_code_not_stored_gets_500() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let invite = authenticated_extension_invite(&mut h, "*12", "feature-lost@test");
+    h.receive(&invite, AGENT_2);
+    h.store_events(false);
+    let answers = final_responses(&mut h, AGENT_2);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].status, 500);
+    assert_eq!(answers[0].reason, "Logged Out, Not Stored");
+    // The change itself stays in force, as with the API's 503.
+    let view = h.core.agents_view(h.now);
+    assert_eq!(
+        view.iter().find(|a| a.id == "1002").unwrap().state,
+        "logged_out"
+    );
 }
 
 #[test]
@@ -1198,6 +1333,7 @@ fn queue_events_reach_the_driver_with_their_wall_time() {
         if let Command::QueueLog {
             lines: batch,
             events,
+            ..
         } = command
         {
             lines.extend(batch.iter().cloned());

@@ -489,6 +489,12 @@ impl TransactionLayer {
         self.outbox.events.pop_front()
     }
 
+    /// Returns whether the transaction `key` is still live, for a TU that
+    /// answers a request later than it received it.
+    pub fn contains(&self, key: &TransactionKey) -> bool {
+        self.transactions.contains_key(key)
+    }
+
     /// Live transactions, for leak checks.
     pub fn len(&self) -> usize {
         self.transactions.len()

@@ -70,6 +70,43 @@ fn an_event_becomes_columns_and_json() {
 }
 
 #[test]
+fn logins_and_reachability_become_rows() {
+    let stamped = |event| StampedEvent {
+        event,
+        wall: wall(),
+    };
+    let logout = NewEvent::from_stamped(&stamped(QueueEvent::AgentLogin {
+        agent: "1001".into(),
+        logged_in: false,
+        at: Instant::now(),
+    }));
+    assert_eq!(logout.kind, "agent_logged_out");
+    assert_eq!(logout.agent.as_deref(), Some("1001"));
+    let login = NewEvent::from_stamped(&stamped(QueueEvent::AgentLogin {
+        agent: "1001".into(),
+        logged_in: true,
+        at: Instant::now(),
+    }));
+    assert_eq!(login.kind, "agent_logged_in");
+    let unreachable = NewEvent::from_stamped(&stamped(QueueEvent::AgentReachability {
+        agent: "1001".into(),
+        reachable: false,
+        cause: Some("qualify".into()),
+        at: Instant::now(),
+    }));
+    assert_eq!(unreachable.kind, "agent_unreachable");
+    assert_eq!(unreachable.data, json!({"cause": "qualify"}));
+    let reachable = NewEvent::from_stamped(&stamped(QueueEvent::AgentReachability {
+        agent: "1001".into(),
+        reachable: true,
+        cause: None,
+        at: Instant::now(),
+    }));
+    assert_eq!(reachable.kind, "agent_reachable");
+    assert_eq!(reachable.data, json!({"cause": null}));
+}
+
+#[test]
 fn times_are_rfc3339_with_milliseconds() {
     assert_eq!(rfc3339(1_800_000_000_250), "2027-01-15T08:00:00.25Z");
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
@@ -114,7 +151,7 @@ async fn the_reply_comes_after_the_commit_and_the_queue_log_follows() {
         &[answered()],
         vec!["1800000000|call-1|general|1001|CONNECT|12|call-1|2".into()],
     );
-    batch.ack = Some(Box::new(move |committed| {
+    batch.acks.push(Box::new(move |committed| {
         // Runs inside the writer: both batches must be readable by now.
         let _ = reply.send(committed);
     }));
@@ -138,16 +175,15 @@ async fn a_failed_commit_answers_not_durable() {
     let (batches, queue) = mpsc::unbounded_channel();
     let feed = feed();
     let mut subscriber = feed.subscribe();
-    let writer = tokio::spawn(write_events(
-        store,
-        dir.path().join("queue_log"),
-        queue,
-        feed,
-    ));
+    let path = dir.path().join("queue_log");
+    let writer = tokio::spawn(write_events(store, path.clone(), queue, feed));
     let (reply, confirmed) = oneshot::channel();
     let mut batch = EventBatch::default();
-    batch.push(&[answered()], Vec::new());
-    batch.ack = Some(Box::new(move |committed| {
+    batch.push(
+        &[answered()],
+        vec!["1800000000|call-1|general|1001|CONNECT|12|call-1|2".into()],
+    );
+    batch.acks.push(Box::new(move |committed| {
         let _ = reply.send(committed);
     }));
     batches.send(batch).unwrap();
@@ -160,6 +196,8 @@ async fn a_failed_commit_answers_not_durable() {
         subscriber.try_recv(),
         Err(tokio::sync::broadcast::error::TryRecvError::Closed)
     ));
+    // The file only gets the lines of stored events.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
 }
 
 #[tokio::test]
@@ -178,9 +216,9 @@ async fn a_reply_without_events_still_waits_for_earlier_batches() {
     let (reply, confirmed) = oneshot::channel();
     batches
         .send(EventBatch {
-            ack: Some(Box::new(move |committed| {
+            acks: vec![Box::new(move |committed| {
                 let _ = reply.send(committed);
-            })),
+            })],
             ..EventBatch::default()
         })
         .unwrap();
@@ -202,7 +240,7 @@ async fn queued_batches_share_one_commit_and_keep_their_order() {
         let mut batch = EventBatch::default();
         batch.push(&[state_change()], vec![format!("line {index}")]);
         let (reply, confirmed) = oneshot::channel();
-        batch.ack = Some(Box::new(move |committed| {
+        batch.acks.push(Box::new(move |committed| {
             let _ = reply.send(committed);
         }));
         confirmations.push(confirmed);

@@ -130,7 +130,7 @@ pub(crate) async fn set_agent_state(
         ("ready", None) => Readiness::Ready,
         ("not_ready", reason) => {
             let reason = reason.unwrap_or_else(|| "not-ready".to_owned());
-            if reason.is_empty() || reason.len() > 64 || reason.chars().any(char::is_control) {
+            if !valid_code(&reason) {
                 return Err(Problem::bad_request(
                     "reason must be 1 to 64 printable characters",
                 ));
@@ -144,6 +144,47 @@ pub(crate) async fn set_agent_state(
         }
     };
     live.set_readiness(agent, readiness)
+        .await
+        .map_err(change_problem)?
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(command_problem)
+}
+
+/// Checks a not-ready reason or a wrap-up code, which the queue_log and
+/// reports show as given.
+fn valid_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= 64 && !code.chars().any(char::is_control)
+}
+
+/// Body of `PUT /api/agents/{id}/wrap-up-code`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WrapUpCode {
+    /// Outcome of the call the agent is wrapping up, e.g. `resolved`.
+    code: String,
+}
+
+/// Records the wrap-up code of the call an agent is wrapping up; the
+/// queue_log gets WRAPUPCODE. Supervisors and administrators for any
+/// agent, an agent for itself. 409 when the agent is not in wrap-up.
+pub(crate) async fn set_wrap_up_code(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    UrlPath(agent): UrlPath<String>,
+    body: Result<Json<WrapUpCode>, JsonRejection>,
+) -> Result<StatusCode, Problem> {
+    let Json(body) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let own = user.caller.user.agent_id.as_deref() == Some(agent.as_str());
+    if !own {
+        user.require(&SUPERVISE, "set another agent's wrap-up code")?;
+    }
+    if !valid_code(&body.code) {
+        return Err(Problem::bad_request(
+            "code must be 1 to 64 printable characters",
+        ));
+    }
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    live.set_wrap_up_code(agent, body.code)
         .await
         .map_err(change_problem)?
         .map(|()| StatusCode::NO_CONTENT)

@@ -260,6 +260,18 @@ fn api_paths() -> Value {
                 &[400, 401, 403, 404, 409, 503],
             ), "State changed"), "AgentStateRequest"), vec![path_parameter("id", "Agent id", "string")]),
         },
+        "/api/agents/{id}/wrap-up-code": {
+            "put": with_parameters(with_body(no_content(operation(
+                "Record the wrap-up code of an agent's last call",
+                "Administrators and supervisors for any agent; an agent for itself. Writes \
+                 WRAPUPCODE to the queue_log; the agent stays in wrap-up until it sets itself \
+                 ready or the queue's maximum passes. 409 when the agent is not in wrap-up. The \
+                 204 comes once the event is stored; 503 when it could not be or the engine is \
+                 down.",
+                json!({}),
+                &[400, 401, 403, 404, 409, 503],
+            ), "Wrap-up code recorded"), "WrapUpCodeRequest"), vec![path_parameter("id", "Agent id", "string")]),
+        },
         "/api/agents/{id}/skills": {
             "put": with_parameters(with_body(no_content(operation(
                 "Replace an agent's skills",
@@ -697,6 +709,13 @@ fn schemas() -> Value {
             "properties": {
                 "state": { "enum": ["ready", "not_ready", "logged_in", "logged_out"] },
                 "reason": { "type": "string", "description": "reason code for not_ready, 1 to 64 characters" },
+            },
+        },
+        "WrapUpCodeRequest": {
+            "type": "object",
+            "required": ["code"],
+            "properties": {
+                "code": { "type": "string", "description": "outcome of the call, 1 to 64 characters, e.g. resolved" },
             },
         },
         "Queue": {

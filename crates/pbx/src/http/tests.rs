@@ -231,6 +231,20 @@ fn engine_double() -> crate::live::Live {
                 | LiveRequest::SetSkills { agent, reply, .. } => {
                     let _ = reply.send(Ok(known_agent(agent)));
                 }
+                // Agent 1002 is in wrap-up, 1001 is not.
+                LiveRequest::SetWrapUpCode { agent, reply, .. } => {
+                    let result = known_agent(agent.clone()).and_then(|()| {
+                        if agent == "1002" {
+                            Ok(())
+                        } else {
+                            Err(AgentCommandError::Rejected {
+                                agent,
+                                reason: "not in wrap-up".to_owned(),
+                            })
+                        }
+                    });
+                    let _ = reply.send(Ok(result));
+                }
                 // Every agent is a member of "general" and none of "sales".
                 LiveRequest::AddMember {
                     agent,
@@ -336,9 +350,9 @@ impl Fixture {
         let batch = crate::events::EventBatch {
             events,
             lines: Vec::new(),
-            ack: Some(Box::new(move |result| {
+            acks: vec![Box::new(move |result| {
                 let _ = reply.send(result);
-            })),
+            })],
         };
         self.batches.send(batch).expect("event writer runs");
         committed.await.expect("writer replies").expect("committed");

@@ -319,6 +319,15 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             Some(&[Role::Administrator, Role::Supervisor, Role::Qa]),
             StatusCode::OK,
         ),
+        // Another agent's wrap-up code: supervisors and administrators only.
+        case(
+            Put,
+            "/api/agents/{id}/wrap-up-code",
+            "/api/agents/1002/wrap-up-code",
+            Some(json!({ "code": "resolved" })),
+            Some(&[Role::Administrator, Role::Supervisor]),
+            StatusCode::NO_CONTENT,
+        ),
         // Another agent's state: supervisors and administrators only.
         case(
             Put,

@@ -259,6 +259,60 @@ async fn agents_log_in_and_out() {
 }
 
 #[tokio::test]
+async fn wrap_up_codes_are_checked() {
+    let fixture = fixture().await;
+    let reply = fixture
+        .call(
+            Some(Role::Supervisor),
+            Method::PUT,
+            "/api/agents/1002/wrap-up-code",
+            Some(json!({ "code": "resolved" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    // The fixture's engine has agent 1001, the agent user, out of wrap-up.
+    let reply = fixture
+        .call(
+            Some(Role::Agent),
+            Method::PUT,
+            &format!("/api/agents/{OWN_AGENT}/wrap-up-code"),
+            Some(json!({ "code": "resolved" })),
+        )
+        .await;
+    assert_eq!(
+        reply.problem(StatusCode::CONFLICT),
+        "agent \"1001\": not in wrap-up"
+    );
+    for code in ["", "a\nb"] {
+        let reply = fixture
+            .call(
+                Some(Role::Supervisor),
+                Method::PUT,
+                "/api/agents/1002/wrap-up-code",
+                Some(json!({ "code": code })),
+            )
+            .await;
+        assert_eq!(
+            reply.problem(StatusCode::BAD_REQUEST),
+            "code must be 1 to 64 printable characters",
+            "{code:?}"
+        );
+    }
+    let reply = fixture
+        .call(
+            Some(Role::Supervisor),
+            Method::PUT,
+            "/api/agents/9999/wrap-up-code",
+            Some(json!({ "code": "resolved" })),
+        )
+        .await;
+    assert_eq!(
+        reply.problem(StatusCode::NOT_FOUND),
+        "agent \"9999\" not found"
+    );
+}
+
+#[tokio::test]
 async fn queue_stats_come_from_the_engine() {
     let fixture = fixture().await;
     let reply = fixture.get(Role::Agent, "/api/queues/general/stats").await;

@@ -533,7 +533,9 @@ fn forward_media_events(call: &str, session: &media::MediaSession, inputs: mpsc:
                     leg,
                     reason: media::PlaybackEnd::Finished,
                 } => MediaNotice::PlaybackFinished { side: side(leg) },
-                media::MediaEvent::PlaybackEnded { .. } => continue,
+                media::MediaEvent::PlaybackEnded { .. } | media::MediaEvent::FeatureCode { .. } => {
+                    continue;
+                }
             };
             let input = Input::Media {
                 call: call.clone(),

@@ -1,5 +1,5 @@
-//! HTTP API: health check, login, call records and their recordings, the
-//! recording catalogue, user and token administration, the audit log, live
+//! HTTP API: health check, login, call records and their recordings,
+//! recording pause and resume during a call, the recording catalogue, user and token administration, the audit log, live
 //! agents and queues, configuration reload, and queue reports from the
 //! stored events.
 //!
@@ -16,6 +16,7 @@ mod calls;
 mod live;
 mod openapi;
 mod problem;
+mod recording_pause;
 mod recordings;
 mod reports;
 mod session;
@@ -156,6 +157,16 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/calls", calls::list_calls)
         .add(Get, "/api/calls/{id}", calls::get_call)
         .add(Get, "/api/calls/{id}/recording", calls::get_recording)
+        .add(
+            Post,
+            "/api/calls/{id}/recording/pause",
+            recording_pause::pause,
+        )
+        .add(
+            Post,
+            "/api/calls/{id}/recording/resume",
+            recording_pause::resume,
+        )
         .add(Get, "/api/recordings", recordings::list_recordings)
         .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)

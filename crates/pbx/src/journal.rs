@@ -234,6 +234,7 @@ mod tests {
             caller_answered_at: None,
             voicemail_box: None,
             forwarded_to: None,
+            recording_events: Vec::new(),
         }
     }
 

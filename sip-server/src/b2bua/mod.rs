@@ -21,6 +21,7 @@ mod in_dialog;
 mod live;
 mod offer;
 mod reconfigure;
+mod recording;
 mod setup;
 mod voicemail;
 
@@ -38,6 +39,7 @@ pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
+pub use recording::{RecordingActor, RecordingCommandError};
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -89,6 +91,12 @@ pub struct CoreConfig {
     /// Agent id to digest password.
     pub passwords: HashMap<String, String>,
     pub recording: bool,
+    /// DTMF keys (such as `*1`) with which the agent on an answered call
+    /// pauses its recording and resumes it; the caller never hears them.
+    /// `None` leaves pausing to the API.
+    pub recording_pause_code: Option<String>,
+    /// Answered calls also get a mono recording that sums both legs.
+    pub recording_mixed_mono: bool,
     pub timers: TimerConfig,
     /// Queue name to what its waiting callers hear; queues not listed give
     /// ringback.
@@ -138,8 +146,28 @@ pub enum Command {
     },
     /// Stop what plays to `side`; the other leg's audio reaches it again.
     StopPlayback { call: String, side: Side },
-    /// Record both legs into `path`, relative to the data directory.
-    StartRecording { call: String, path: String },
+    /// Record both legs into `path`, relative to the data directory, and
+    /// their mono mix into `mixed_mono_path` when it is given.
+    StartRecording {
+        call: String,
+        path: String,
+        mixed_mono_path: Option<String>,
+    },
+    /// Write silence in the recording from `at` on (`paused` true), or
+    /// audio again.
+    PauseRecording {
+        call: String,
+        paused: bool,
+        at: Instant,
+    },
+    /// Keep the keys of `code` that `side` sends from the other leg and
+    /// report the code with `media_notice` as [`MediaNotice::FeatureCode`];
+    /// `None` stops.
+    SetFeatureCode {
+        call: String,
+        side: Side,
+        code: Option<String>,
+    },
     /// Store `record` as the state of a call in progress, replacing the
     /// previous checkpoint of the same call; `Finish` removes it.
     Checkpoint { record: Box<cdr::CallRecord> },
@@ -744,6 +772,7 @@ impl Core {
             caller_answered_at: call.caller_answered_at.map(|at| self.timestamp(at)),
             voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
             forwarded_to: call.forwarded_to.clone(),
+            recording_events: call.recording_events.clone(),
         }
     }
 

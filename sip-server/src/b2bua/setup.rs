@@ -118,6 +118,8 @@ impl Core {
             queued_at: None,
             answered_at: None,
             recording_path: None,
+            recording_paused: false,
+            recording_events: Vec::new(),
             on_hold: false,
             caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
             deadline: None,
@@ -189,6 +191,7 @@ impl Core {
             caller_answered_at: None,
             voicemail_box: None,
             forwarded_to: None,
+            recording_events: Vec::new(),
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -365,15 +365,19 @@ impl MediaSession {
     /// file is 16 kHz when [`MediaSession::set_codecs`] gave either leg
     /// G.722 before this call, else 8 kHz.
     pub fn start_recording(&self, path: PathBuf) -> Result<(), MediaError> {
-        self.start_recording_with(path, None)
+        self.start_recording_with(path, None, Instant::now())
     }
 
-    /// Like [`MediaSession::start_recording`], also writing a mono file at
-    /// `mixed_mono`, when given, whose samples are the sum of both legs.
+    /// Like [`MediaSession::start_recording`] with `start` as sample 0, such
+    /// as the moment the call was answered, so that offsets into the file
+    /// are offsets from that moment; the time from `start` to now is
+    /// written as silence. Also writes a mono file at `mixed_mono`, when
+    /// given, whose samples are the sum of both legs.
     pub fn start_recording_with(
         &self,
         path: PathBuf,
         mixed_mono: Option<PathBuf>,
+        start: Instant,
     ) -> Result<(), MediaError> {
         if self.recording.swap(true, Ordering::SeqCst) {
             return Err(MediaError::AlreadyRecording {
@@ -391,7 +395,7 @@ impl MediaSession {
             sample_rate,
             mixed_mono,
         };
-        let recorder = Recorder::with_options(&path, Instant::now(), options);
+        let recorder = Recorder::with_options(&path, start, options);
         let recorder = recorder.map_err(|source| {
             self.recording.store(false, Ordering::SeqCst);
             MediaError::Recording {

@@ -204,11 +204,10 @@ async fn paused_recording_is_silent_on_both_channels() {
     let path = folder.path().join("call.wav");
     let mixed = folder.path().join("call-mixed.wav");
     let (session, caller, agent) = session(41_330, "pause").await;
-    let before_start = Instant::now();
+    let start = Instant::now();
     session
-        .start_recording_with(path.clone(), Some(mixed.clone()))
+        .start_recording_with(path.clone(), Some(mixed.clone()), start)
         .expect("record");
-    let after_start = Instant::now();
 
     // 1.2 s of audio from both sides, paused from packet 20 to packet 40.
     let payload = [0x90u8; 160];
@@ -252,32 +251,28 @@ async fn paused_recording_is_silent_on_both_channels() {
         .collect();
     assert_eq!(mono.len(), frames.len(), "both files have the same length");
 
-    // Frame positions of the pause and resume, bounded by the moments
-    // just before and after the recording started.
-    let frame =
-        |at: Instant, start: Instant| at.saturating_duration_since(start).as_secs_f64() * 8000.0;
-    let (paused_at, resumed_at) = (paused_at.expect("paused"), resumed_at.expect("resumed"));
-    let pause_first = frame(paused_at, after_start) as usize;
-    let pause_last = frame(paused_at, before_start).ceil() as usize;
-    let resume_first = frame(resumed_at, after_start) as usize;
-    let resume_last = frame(resumed_at, before_start).ceil() as usize;
+    // Frame positions of the pause and resume: sample 0 is `start`.
+    let frame_of =
+        |at: Instant| (at.saturating_duration_since(start).as_secs_f64() * 8000.0) as usize;
+    let pause_frame = frame_of(paused_at.expect("paused"));
+    let resume_frame = frame_of(resumed_at.expect("resumed"));
     let level = g711::ulaw_to_linear(0x90);
     assert!(
-        frames[pause_last..resume_first]
+        frames[pause_frame..resume_frame]
             .iter()
             .all(|&frame| frame == (0, 0)),
-        "silence from frame {pause_last} to {resume_first}"
+        "silence from frame {pause_frame} to {resume_frame}"
     );
-    assert!(mono[pause_last..resume_first].iter().all(|&s| s == 0));
+    assert!(mono[pause_frame..resume_frame].iter().all(|&s| s == 0));
     // Audio flows on both sides of the pause. The 20 ms margin covers the
     // timer's lateness between the pause and the next packet.
     let margin = 160;
-    let before = &frames[pause_first - 800 - margin..pause_first - margin];
+    let before = &frames[pause_frame - 800 - margin..pause_frame - margin];
     assert!(
         before.iter().all(|&frame| frame == (level, level)),
         "audio before the pause"
     );
-    let after = &frames[resume_last + margin..resume_last + margin + 800];
+    let after = &frames[resume_frame + margin..resume_frame + margin + 800];
     assert!(
         after.iter().all(|&frame| frame == (level, level)),
         "audio after the resume"

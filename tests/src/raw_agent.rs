@@ -114,7 +114,7 @@ impl RawAgent {
         ))
     }
 
-    /// The 200 to `invite`, with the agent's SDP answer.
+    /// Builds the 200 to `invite`, with the agent's SDP answer.
     fn ok_with_sdp(&self, invite: &str) -> io::Result<String> {
         let rtp = self.rtp.local_addr()?;
         let sdp = format!(

@@ -402,6 +402,7 @@ impl Engine {
                 call,
                 path,
                 mixed_mono_path,
+                at,
             } => {
                 let Some(session) = sessions.get(&call) else {
                     return;
@@ -409,7 +410,7 @@ impl Engine {
                 let mixed_file = mixed_mono_path
                     .as_ref()
                     .map(|path| self.data_dir.join(path));
-                match session.start_recording_with(self.data_dir.join(&path), mixed_file) {
+                match session.start_recording_with(self.data_dir.join(&path), mixed_file, at) {
                     Ok(()) => {
                         let catalogue = self.catalogue.clone();
                         let started = time::OffsetDateTime::now_utc();
@@ -490,7 +491,8 @@ pub(crate) async fn write_registrations(
     }
 }
 
-/// Where [`finish_call`] stores what a finished call leaves.
+/// Stores and folders that [`finish_call`] writes a finished call's CDR and
+/// catalogue entries to.
 struct FinishStores {
     cdr: cdr::CdrStore,
     journal: mpsc::UnboundedSender<JournalEntry>,
@@ -559,7 +561,7 @@ fn after_commit<T: Send + 'static>(
 }
 
 /// Stores a finished recording file's length, size and SHA-256: `file`
-/// is the stereo recording or its mono mix, as `kind` says, and `path` the
+/// is the stereo recording or its mono mix, as `kind` tells, and `path` the
 /// same file relative to the data folder. The hash is taken before the CDR
 /// is written so that a CDR's recording is already catalogued; a failure
 /// is only logged, and the CDR is written anyway.

@@ -147,11 +147,14 @@ pub enum Command {
     /// Stop what plays to `side`; the other leg's audio reaches it again.
     StopPlayback { call: String, side: Side },
     /// Record both legs into `path`, relative to the data directory, and
-    /// their mono mix into `mixed_mono_path` when it is given.
+    /// their mono mix into `mixed_mono_path` when it is given. Sample 0 is
+    /// `at`, the answer, so that offsets from the answer (such as those of
+    /// recording pauses) are offsets into the file.
     StartRecording {
         call: String,
         path: String,
         mixed_mono_path: Option<String>,
+        at: Instant,
     },
     /// Write silence in the recording from `at` on (`paused` true), or
     /// audio again.

@@ -448,6 +448,7 @@ impl Core {
                 call: call_id.to_owned(),
                 path,
                 mixed_mono_path,
+                at: now,
             });
             self.watch_recording_code(call_id);
         }

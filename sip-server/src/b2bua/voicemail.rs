@@ -79,6 +79,7 @@ impl Core {
             call: call_id.to_owned(),
             path,
             mixed_mono_path: None,
+            at: now,
         });
         self.set_deadline(call_id, now + limit);
         self.checkpoint(call_id, now);

@@ -594,7 +594,7 @@ fn schemas() -> Value {
     })
 }
 
-/// Schema of a CDR, apart like [`queue_stats`].
+/// Returns the schema of a CDR, kept apart like [`queue_stats`].
 fn call_record() -> Value {
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let nullable_timestamp = json!({ "type": ["string", "null"], "format": "date-time" });
@@ -626,7 +626,7 @@ fn call_record() -> Value {
     })
 }
 
-/// A catalogue row, apart like [`queue_stats`].
+/// Returns the schema of a catalogue row, kept apart like [`queue_stats`].
 fn recording_entry() -> Value {
     let text = json!({ "type": "string" });
     let timestamp = json!({ "type": "string", "format": "date-time" });
@@ -653,7 +653,7 @@ fn recording_entry() -> Value {
     })
 }
 
-/// One pause or resume in a CDR, apart like [`queue_stats`].
+/// Returns the schema of one pause or resume in a CDR.
 fn recording_event() -> Value {
     json!({
         "type": "object",

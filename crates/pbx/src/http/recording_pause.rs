@@ -12,8 +12,8 @@ use sip_server::b2bua::{RecordingActor, RecordingCommandError};
 use super::auth::Authenticated;
 use super::{ApiState, Problem};
 
-/// Roles that may pause the recording of any call.
-const ANY_CALL: [Role; 2] = [Role::Administrator, Role::Supervisor];
+/// Roles that may pause recordings: agents only on their own calls.
+const PAUSERS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Agent];
 
 /// Audit log actions of a pause and a resume.
 const PAUSE_ACTION: &str = "recording.pause";
@@ -50,19 +50,18 @@ async fn set_paused(
     UrlPath(id): UrlPath<String>,
     paused: bool,
 ) -> Result<Json<PauseState>, Problem> {
+    user.require(&PAUSERS, "pause or resume recordings")?;
     let caller = &user.caller.user;
     let only_agent = match caller.role {
-        Role::Administrator | Role::Supervisor => None,
+        // The accounts store requires an agent id for role agent, so a
+        // missing one means the row was edited by hand.
         Role::Agent => Some(caller.agent_id.clone().ok_or_else(|| {
             Problem::new(
                 StatusCode::FORBIDDEN,
                 format!("user {:?} has no agent_id", caller.username),
             )
         })?),
-        Role::Qa => {
-            user.require(&ANY_CALL, "pause or resume recordings")?;
-            None
-        }
+        Role::Administrator | Role::Supervisor | Role::Qa => None,
     };
     let actor = RecordingActor {
         source: cdr::RecordingEventSource::Api,
@@ -92,8 +91,9 @@ fn engine_problem() -> Problem {
     )
 }
 
-/// A call that is not in progress (or not the agent's own) is 404; one
-/// that is not recorded, or already in the requested state, is 409.
+/// Maps a refused change to its status: 404 for a call that is not in
+/// progress (or not the agent's own), 409 for one that is not recorded or
+/// already in the requested state.
 fn command_problem(error: RecordingCommandError) -> Problem {
     match error {
         RecordingCommandError::UnknownCall { .. } => Problem::not_found(error.to_string()),

@@ -17,8 +17,12 @@
 //! [`recordings::Recorder`] (caller left, agent right), which the task
 //! flushes every 100 ms and finalizes when the session closes.
 //!
+//! [`MediaSession::set_recording_paused`] turns a span of the call into
+//! silence in the recording, on both channels, without changing its length.
+//!
 //! The same task detects RFC 4733 digits on each leg and reports them to
-//! [`MediaSession::events`] receivers, keeps RFC 3550 reception statistics
+//! [`MediaSession::events`] receivers, keeps a feature code's keys from the
+//! other leg ([`MediaSession::set_feature_code`]), keeps RFC 3550 reception statistics
 //! ([`MediaSession::stats`]), plays WAV prompts to a leg
 //! ([`MediaSession::play_with`]), sends digits ([`MediaSession::send_dtmf`])
 //! and transcodes between legs whose codecs differ
@@ -52,6 +56,9 @@ pub use rtp::DetectedDigit;
 pub use session::{LegStats, MediaSession, PlayRequest, Relay, load_prompt};
 pub use stats::estimate_mos;
 
+/// Longest feature code [`MediaSession::set_feature_code`] accepts, in keys.
+pub const MAX_FEATURE_CODE_KEYS: usize = 8;
+
 /// One side of a call as the relay sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leg {
@@ -82,6 +89,10 @@ pub enum MediaEvent {
     Dtmf { leg: Leg, digit: DetectedDigit },
     /// What played to `leg` stopped.
     PlaybackEnded { leg: Leg, reason: PlaybackEnd },
+    /// `leg`'s peer keyed the feature code set with
+    /// [`MediaSession::set_feature_code`]; its keys did not reach the
+    /// other leg.
+    FeatureCode { leg: Leg, code: String },
 }
 
 /// Why playback to a leg ended.
@@ -137,6 +148,8 @@ pub enum MediaError {
     },
     #[error("{digit:?} is not a DTMF key, expected 0-9, *, #, or A-D")]
     NotADigit { digit: char },
+    #[error("feature code {code:?} is invalid: expected 1 to {max} DTMF keys (0-9, *, #, A-D)", max = MAX_FEATURE_CODE_KEYS)]
+    InvalidFeatureCode { code: String },
     #[error("media task of call {call_id} failed: {source}")]
     TaskFailed {
         call_id: String,

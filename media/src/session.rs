@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use recordings::{Recorder, RecordingSummary};
+use recordings::{Recorder, RecorderOptions, RecordingSummary};
 use rtp::RtpPacket;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -301,6 +301,9 @@ pub(crate) enum Control {
     SetRemote(Leg, SocketAddr),
     ResetLeg(Leg),
     StartRecording(Box<Recorder>),
+    PauseRecording(Instant),
+    ResumeRecording(Instant),
+    SetFeatureCode(Leg, Option<Vec<char>>),
     Subscribe(mpsc::Sender<MediaEvent>),
     SetCodecs(Leg, LegCodecs),
     SetPayloadTypes(Leg, Vec<u8>),
@@ -362,6 +365,20 @@ impl MediaSession {
     /// file is 16 kHz when [`MediaSession::set_codecs`] gave either leg
     /// G.722 before this call, else 8 kHz.
     pub fn start_recording(&self, path: PathBuf) -> Result<(), MediaError> {
+        self.start_recording_with(path, None, Instant::now())
+    }
+
+    /// Like [`MediaSession::start_recording`] with `start` as sample 0, such
+    /// as the moment the call was answered, so that offsets into the file
+    /// are offsets from that moment; the time from `start` to now is
+    /// written as silence. Also writes a mono file at `mixed_mono`, when
+    /// given, whose samples are the sum of both legs.
+    pub fn start_recording_with(
+        &self,
+        path: PathBuf,
+        mixed_mono: Option<PathBuf>,
+        start: Instant,
+    ) -> Result<(), MediaError> {
         if self.recording.swap(true, Ordering::SeqCst) {
             return Err(MediaError::AlreadyRecording {
                 call_id: self.call_id.clone(),
@@ -373,9 +390,12 @@ impl MediaSession {
         } else {
             recordings::SAMPLE_RATE
         };
-        let jitter_window = recordings::DEFAULT_JITTER_WINDOW;
-        let recorder =
-            Recorder::with_sample_rate(&path, Instant::now(), jitter_window, sample_rate);
+        let options = RecorderOptions {
+            jitter_window: recordings::DEFAULT_JITTER_WINDOW,
+            sample_rate,
+            mixed_mono,
+        };
+        let recorder = Recorder::with_options(&path, start, options);
         let recorder = recorder.map_err(|source| {
             self.recording.store(false, Ordering::SeqCst);
             MediaError::Recording {
@@ -385,6 +405,40 @@ impl MediaSession {
         })?;
         self.control
             .send(Control::StartRecording(Box::new(recorder)))
+            .map_err(|_| MediaError::SessionEnded {
+                call_id: self.call_id.clone(),
+            })
+    }
+
+    /// Pauses (`paused` true) or resumes the recording at `at`: from there
+    /// on both channels are written as silence, or carry audio again. `at`
+    /// should be a moment of the last 200 ms (the recorder's jitter
+    /// window); an older one takes effect at the first frame not yet
+    /// written. Pausing a paused recording, resuming one that is not
+    /// paused, or either without a recording changes nothing.
+    pub fn set_recording_paused(&self, paused: bool, at: Instant) {
+        let control = if paused {
+            Control::PauseRecording(at)
+        } else {
+            Control::ResumeRecording(at)
+        };
+        let _ = self.control.send(control);
+    }
+
+    /// Watches `leg` for `code`, a sequence of DTMF keys such as `*1` sent
+    /// as RFC 4733 telephone-events: its keys are held back from the other
+    /// leg, and the receivers of [`MediaSession::events`] get
+    /// [`MediaEvent::FeatureCode`] when it is complete. Keys that turn out
+    /// not to be the code, or that no key follows within 2 s, are sent on
+    /// late. `None` stops watching. Keys sent as in-band tones or SIP INFO
+    /// are not seen here.
+    pub fn set_feature_code(&self, leg: Leg, code: Option<&str>) -> Result<(), MediaError> {
+        let keys = match code {
+            Some(code) => Some(parse_feature_code(code)?),
+            None => None,
+        };
+        self.control
+            .send(Control::SetFeatureCode(leg, keys))
             .map_err(|_| MediaError::SessionEnded {
                 call_id: self.call_id.clone(),
             })
@@ -527,6 +581,22 @@ impl MediaSession {
             }),
         }
     }
+}
+
+/// Checks a feature code: 1 to [`crate::MAX_FEATURE_CODE_KEYS`] DTMF keys,
+/// letters in upper case.
+fn parse_feature_code(code: &str) -> Result<Vec<char>, MediaError> {
+    let keys: Vec<char> = code.chars().map(|key| key.to_ascii_uppercase()).collect();
+    let valid = (1..=crate::MAX_FEATURE_CODE_KEYS).contains(&keys.len())
+        && keys
+            .iter()
+            .all(|&key| rtp::telephone_event::digit_to_event(key).is_some());
+    if !valid {
+        return Err(MediaError::InvalidFeatureCode {
+            code: code.to_owned(),
+        });
+    }
+    Ok(keys)
 }
 
 /// Reads a 16-bit PCM WAV prompt (mono or stereo, 8 to 192 kHz) into the

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use recordings::{Channel, Recorder, RecordingSummary};
-use rtp::telephone_event::DEFAULT_TELEPHONE_EVENT_PT;
+use rtp::telephone_event::{DEFAULT_TELEPHONE_EVENT_PT, TelephoneEvent, event_to_digit};
 use rtp::{DtmfDetector, RtpPacket, is_rtcp};
 use tokio::sync::mpsc;
 
@@ -19,7 +19,10 @@ use crate::session::{Control, LegCounters, LegSockets, add};
 use crate::task::Origin;
 use crate::{Leg, MediaError, MediaEvent, PlaybackEnd};
 
+mod code;
 mod local;
+
+use code::CodeFilter;
 
 /// RTP clock of every codec the relay handles (G.711, and G.722 by the
 /// RFC 3551 convention).
@@ -114,6 +117,9 @@ struct LegMedia {
     /// Last identifier handed to a player or a generated digit.
     local_source: u32,
     events: VecDeque<ScheduledEvent>,
+    /// Feature code whose keys this leg's peer sends are kept from the
+    /// other leg and reported as [`MediaEvent::FeatureCode`].
+    code: Option<CodeFilter>,
 }
 
 impl LegMedia {
@@ -130,6 +136,7 @@ impl LegMedia {
             player_source: StreamSource::Local(0),
             local_source: 0,
             events: VecDeque::new(),
+            code: None,
         }
     }
 
@@ -249,6 +256,20 @@ impl RelayState {
                 tracing::info!(path = %recorder.path().display(), "recording started");
                 self.recorder = Some(recorder);
             }
+            Control::PauseRecording(at) => self.set_recording_paused(true, at),
+            Control::ResumeRecording(at) => self.set_recording_paused(false, at),
+            Control::SetFeatureCode(leg, code) => {
+                tracing::debug!(?leg, ?code, "feature code set");
+                let media = &mut self.media[leg.index()];
+                let released = media
+                    .code
+                    .as_mut()
+                    .map(CodeFilter::take_held)
+                    .unwrap_or_default();
+                media.code = code.map(CodeFilter::new);
+                // Keys held for the code being replaced still reach the other leg.
+                self.send_digits(leg.other(), &released, now);
+            }
             Control::Subscribe(sender) => self.subscribers.push(sender),
             Control::SetCodecs(leg, codecs) => {
                 tracing::debug!(?leg, ?codecs, "codecs set");
@@ -259,6 +280,23 @@ impl RelayState {
             Control::SendDigit(leg, digit) => self.send_digit(leg, digit, now),
             // The task loop handles Close before it gets here.
             Control::Close(_) => {}
+        }
+    }
+
+    fn set_recording_paused(&mut self, paused: bool, at: Instant) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            tracing::debug!(paused, "no recording to pause or resume");
+            return;
+        };
+        let changed = if paused {
+            recorder.pause(at)
+        } else {
+            recorder.resume(at)
+        };
+        if changed {
+            tracing::info!(paused, "recording pause changed");
+        } else {
+            tracing::debug!(paused, "recording already in that state");
         }
     }
 
@@ -325,9 +363,14 @@ impl RelayState {
         match packet {
             Some(packet) => {
                 self.counters[origin.leg.index()].rtp_arrived(now);
+                // The code filter runs first, so the detector below knows
+                // which keys were kept from the other leg.
+                let forward = self.intercept_code(origin.leg, &packet, now);
                 self.inspect(origin.leg, &packet, now);
-                self.forward_rtp(sockets, origin.leg, &packet, datagram, now)
-                    .await;
+                if forward {
+                    self.forward_rtp(sockets, origin.leg, &packet, datagram, now)
+                        .await;
+                }
             }
             None => self.forward_rtcp(sockets, origin, datagram).await,
         }
@@ -387,6 +430,30 @@ impl RelayState {
         self.counters[leg.index()].record_reception(packet, CLOCK_RATE, now);
     }
 
+    /// Runs `leg`'s feature-code filter on a telephone-event packet: sends
+    /// on the keys it releases, reports a completed code, and returns
+    /// whether the packet itself is relayed.
+    fn intercept_code(&mut self, leg: Leg, packet: &RtpPacket<'_>, now: Instant) -> bool {
+        let media = &mut self.media[leg.index()];
+        if Some(packet.payload_type) != media.event_payload_type() {
+            return true;
+        }
+        let Some(filter) = media.code.as_mut() else {
+            return true;
+        };
+        let key = TelephoneEvent::parse(packet.payload)
+            .ok()
+            .and_then(|event| event_to_digit(event.event));
+        let decision = filter.on_event(packet.ssrc, packet.timestamp, key, now);
+        let code = filter.code();
+        self.send_digits(leg.other(), &decision.release, now);
+        if decision.completed {
+            tracing::info!(?leg, code, "feature code entered");
+            self.emit(MediaEvent::FeatureCode { leg, code });
+        }
+        decision.forward
+    }
+
     fn digit_detected(&mut self, leg: Leg, digit: rtp::DetectedDigit, now: Instant) {
         tracing::debug!(?leg, digit = %digit.digit, duration = ?digit.duration, "DTMF digit detected");
         self.emit(MediaEvent::Dtmf { leg, digit });
@@ -397,10 +464,15 @@ impl RelayState {
         if barge_in {
             self.end_player(leg, PlaybackEnd::BargeIn(digit.digit));
         }
+        let swallowed = self.media[leg.index()]
+            .code
+            .as_ref()
+            .is_some_and(|filter| filter.was_swallowed(digit.timestamp));
         // The other leg did not negotiate telephone-events: it gets the key
-        // as an in-band tone instead.
+        // as an in-band tone instead, unless the key belongs to a feature
+        // code, whose filter sends on what it releases itself.
         let other = &self.media[leg.other().index()];
-        if other.codecs.is_some() && other.event_payload_type().is_none() {
+        if !swallowed && other.codecs.is_some() && other.event_payload_type().is_none() {
             self.send_digit(leg.other(), digit.digit, now);
         }
     }
@@ -523,11 +595,21 @@ impl RelayState {
         }
     }
 
-    /// Reports DTMF digits whose final packets were lost.
+    /// Reports DTMF digits whose final packets were lost, and sends on the
+    /// keys of a feature code that was left unfinished.
     pub(crate) fn poll_dtmf_timeouts(&mut self, now: Instant) {
         for leg in [Leg::Caller, Leg::Agent] {
             if let Some(digit) = self.media[leg.index()].detector.poll_timeout(now) {
                 self.digit_detected(leg, digit, now);
+            }
+            let released = self.media[leg.index()]
+                .code
+                .as_mut()
+                .map(|filter| filter.poll_timeout(now))
+                .unwrap_or_default();
+            if !released.is_empty() {
+                tracing::debug!(?leg, ?released, "unfinished feature code sent on");
+                self.send_digits(leg.other(), &released, now);
             }
         }
     }

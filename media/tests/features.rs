@@ -281,6 +281,7 @@ async fn barge_in_stops_music_and_mutes_relay_meanwhile() {
             MediaEvent::PlaybackEnded { leg, reason } => {
                 saw_end = leg == Leg::Caller && reason == PlaybackEnd::BargeIn('5');
             }
+            other => panic!("unexpected event {other:?}"),
         }
     }
     assert!(saw_dtmf, "digit reported");

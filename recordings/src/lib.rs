@@ -10,7 +10,10 @@
 //!
 //! Callers (the media relay) call [`Recorder::push`] for each RTP packet,
 //! [`Recorder::flush`] every 100 ms or so, and [`Recorder::finish`] when the
-//! call ends. Nothing here reads the clock: every instant is passed in.
+//! call ends. [`Recorder::pause`] and [`Recorder::resume`] turn a span of
+//! the call into silence on both channels without changing the file's
+//! length, and [`RecorderOptions::mixed_mono`] adds a mono file that sums
+//! the two channels. Nothing here reads the clock: every instant is passed in.
 //! Only PCMU, PCMA and G.722 payloads are decoded; other payload types
 //! (comfort noise, DTMF events) are counted and leave silence.
 //!
@@ -23,7 +26,7 @@ mod recorder;
 mod repair;
 mod timeline;
 
-pub use recorder::{Recorder, RecordingError, RecordingSummary};
+pub use recorder::{Recorder, RecorderOptions, RecordingError, RecordingSummary};
 pub use repair::{Inspection, RepairError, RepairOutcome, inspect, repair};
 pub use timeline::{
     Channel, DEFAULT_JITTER_WINDOW, Placement, PlacementCounts, SAMPLE_RATE, Timeline,

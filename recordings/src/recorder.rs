@@ -37,6 +37,9 @@ pub enum RecordingError {
 #[derive(Clone, Debug)]
 pub struct RecordingSummary {
     pub path: PathBuf,
+    /// The mono file mixing both channels, when one was requested; it has
+    /// as many frames as the stereo file.
+    pub mixed_mono_path: Option<PathBuf>,
     pub duration_seconds: f64,
     /// Stereo frames in the file, one per 1/8000 s, or per 1/16000 s in a
     /// wideband recording.
@@ -45,15 +48,41 @@ pub struct RecordingSummary {
     pub ignored_packets: u64,
 }
 
+/// Settings of [`Recorder::with_options`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecorderOptions {
+    /// How long samples wait for late or reordered packets.
+    pub jitter_window: Duration,
+    /// Frames per second: 8000, or 16000 for a call that uses G.722.
+    pub sample_rate: u32,
+    /// Where to write a second, mono file whose samples are the sum of the
+    /// two channels, saturated to 16 bits; `None` writes no such file.
+    pub mixed_mono: Option<PathBuf>,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> RecorderOptions {
+        RecorderOptions {
+            jitter_window: DEFAULT_JITTER_WINDOW,
+            sample_rate: SAMPLE_RATE,
+            mixed_mono: None,
+        }
+    }
+}
+
+type Writer = WavWriter<BufWriter<File>>;
+
 /// Stereo 16-bit WAV writer (8 kHz, or 16 kHz for G.722 calls) whose
-/// timeline follows RTP timestamps.
+/// timeline follows RTP timestamps, with an optional mono mix of both
+/// channels in a second file.
 ///
 /// Memory stays bounded by the timeline's buffer (at most 10 s per channel)
 /// as long as [`Recorder::flush`] is called regularly.
 pub struct Recorder {
     path: PathBuf,
     timeline: Timeline,
-    writer: WavWriter<BufWriter<File>>,
+    writer: Writer,
+    mixed: Option<(PathBuf, Writer)>,
     last_header_update: Instant,
 }
 
@@ -82,42 +111,41 @@ impl Recorder {
         jitter_window: Duration,
         sample_rate: u32,
     ) -> Result<Recorder, RecordingError> {
+        let options = RecorderOptions {
+            jitter_window,
+            sample_rate,
+            mixed_mono: None,
+        };
+        Recorder::with_options(path, start, options)
+    }
+
+    /// Creates the stereo file at `path`, and the mono mix when `options`
+    /// names one, with their parent folders; `start` is sample 0 of both.
+    pub fn with_options(
+        path: &Path,
+        start: Instant,
+        options: RecorderOptions,
+    ) -> Result<Recorder, RecordingError> {
+        let sample_rate = options.sample_rate;
         if sample_rate != SAMPLE_RATE && sample_rate != WIDEBAND_SAMPLE_RATE {
             return Err(RecordingError::UnsupportedSampleRate {
                 path: path.to_path_buf(),
                 sample_rate,
             });
         }
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|source| RecordingError::CreateFolder {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let spec = WavSpec {
-            channels: 2,
-            sample_rate,
-            bits_per_sample: 16,
-            sample_format: SampleFormat::Int,
+        let writer = create_wav(path, 2, sample_rate)?;
+        let mixed = match options.mixed_mono {
+            Some(mixed_path) => {
+                let mixed_writer = create_wav(&mixed_path, 1, sample_rate)?;
+                Some((mixed_path, mixed_writer))
+            }
+            None => None,
         };
-        let mut writer =
-            WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        // Put the header on disk now, so that a crash before the first
-        // header rewrite leaves a file that `repair` can fix.
-        writer.flush().map_err(|source| RecordingError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
         Ok(Recorder {
             path: path.to_path_buf(),
-            timeline: Timeline::with_sample_rate(start, jitter_window, sample_rate),
+            timeline: Timeline::with_sample_rate(start, options.jitter_window, sample_rate),
             writer,
+            mixed,
             last_header_update: start,
         })
     }
@@ -148,9 +176,35 @@ impl Recorder {
                     path: self.path.clone(),
                     source,
                 })?;
+            if let Some((mixed_path, mixed)) = &mut self.mixed {
+                mixed.flush().map_err(|source| RecordingError::Write {
+                    path: mixed_path.clone(),
+                    source,
+                })?;
+            }
             self.last_header_update = now;
         }
         Ok(())
+    }
+
+    /// Writes silence on both channels from `at` until [`Recorder::resume`],
+    /// so that the file keeps its length but holds nothing of what is said
+    /// meanwhile. `at` must not be older than the jitter window, or the
+    /// silence starts at the first frame not yet written. Returns false,
+    /// changing nothing, when the recording is already paused.
+    pub fn pause(&mut self, at: Instant) -> bool {
+        self.timeline.pause(at)
+    }
+
+    /// Records audio again from `at`. Returns false, changing nothing, when
+    /// the recording is not paused.
+    pub fn resume(&mut self, at: Instant) -> bool {
+        self.timeline.resume(at)
+    }
+
+    /// True between [`Recorder::pause`] and [`Recorder::resume`].
+    pub fn is_paused(&self) -> bool {
+        self.timeline.is_paused()
     }
 
     /// Pads both channels to `end - start`, writes everything and finalizes the header.
@@ -171,8 +225,21 @@ impl Recorder {
                 path: path.clone(),
                 source,
             })?;
+        let mixed_mono_path = match self.mixed {
+            Some((mixed_path, mixed)) => {
+                mixed
+                    .finalize()
+                    .map_err(|source| RecordingError::Finalize {
+                        path: mixed_path.clone(),
+                        source,
+                    })?;
+                Some(mixed_path)
+            }
+            None => None,
+        };
         Ok(RecordingSummary {
             path,
+            mixed_mono_path,
             duration_seconds: frames as f64 / f64::from(sample_rate),
             frames,
             ignored_packets,
@@ -190,14 +257,53 @@ impl Recorder {
 
     fn write_until(&mut self, end: u64) -> Result<(), RecordingError> {
         let writer = &mut self.writer;
+        let mut mixed = self.mixed.as_mut();
         self.timeline
             .drain_until(end, |left, right| {
-                writer.write_sample(left)?;
-                writer.write_sample(right)
+                writer
+                    .write_sample(left)
+                    .and_then(|()| writer.write_sample(right))
+                    .map_err(|source| (None, source))?;
+                if let Some((mixed_path, mixed)) = mixed.as_mut() {
+                    mixed
+                        .write_sample(left.saturating_add(right))
+                        .map_err(|source| (Some(mixed_path.clone()), source))?;
+                }
+                Ok(())
             })
-            .map_err(|source| RecordingError::Write {
-                path: self.path.clone(),
+            .map_err(|(failed, source)| RecordingError::Write {
+                path: failed.unwrap_or_else(|| self.path.clone()),
                 source,
             })
     }
+}
+
+/// Creates a 16-bit PCM WAV file with its parent folders and puts its
+/// header on disk at once, so that a crash before the first header
+/// rewrite leaves a file that `repair` can fix.
+fn create_wav(path: &Path, channels: u16, sample_rate: u32) -> Result<Writer, RecordingError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| RecordingError::CreateFolder {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let spec = WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: SampleFormat::Int,
+    };
+    let mut writer = WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    writer.flush().map_err(|source| RecordingError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(writer)
 }

@@ -184,6 +184,16 @@ pub struct Timeline {
     /// Frames already handed out by [`Timeline::drain_until`].
     written: u64,
     counts: PlacementCounts,
+    /// Paused spans still to write, oldest first: frames from `start` up
+    /// to `end` (exclusive, `None` while the pause lasts) leave as silence.
+    pauses: VecDeque<PausedSpan>,
+}
+
+/// Frames that a recording pause turns into silence on both channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PausedSpan {
+    start: u64,
+    end: Option<u64>,
 }
 
 impl Timeline {
@@ -207,6 +217,7 @@ impl Timeline {
             channels: Default::default(),
             written: 0,
             counts: PlacementCounts::default(),
+            pauses: VecDeque::new(),
         }
     }
 
@@ -285,21 +296,75 @@ impl Timeline {
         self.counts
     }
 
+    /// Starts writing silence on both channels from the frame of `at`, or
+    /// from the first unwritten frame when `at` lies before it (a pause
+    /// cannot reach back into frames already handed out). Audio placed in
+    /// the paused frames is dropped when they are drained. Returns false,
+    /// changing nothing, when the timeline is already paused.
+    pub fn pause(&mut self, at: Instant) -> bool {
+        if self.is_paused() {
+            return false;
+        }
+        let start = self.frame_at(at).max(self.written);
+        self.pauses.push_back(PausedSpan { start, end: None });
+        true
+    }
+
+    /// Ends the current pause at the frame of `at`: frames from there on
+    /// carry audio again. A resume at or before the pause's first frame
+    /// leaves an empty span. Returns false, changing nothing, when the
+    /// timeline is not paused.
+    pub fn resume(&mut self, at: Instant) -> bool {
+        let frame = self.frame_at(at);
+        match self.pauses.back_mut() {
+            Some(span) if span.end.is_none() => {
+                span.end = Some(frame.max(span.start));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True between [`Timeline::pause`] and [`Timeline::resume`].
+    pub fn is_paused(&self) -> bool {
+        self.pauses.back().is_some_and(|span| span.end.is_none())
+    }
+
+    /// Whether frame `frame`, the next one to hand out, falls in a paused
+    /// span. Forgets the spans that end at or before it, so each frame
+    /// costs one comparison or two.
+    fn silenced(&mut self, frame: u64) -> bool {
+        while let Some(span) = self.pauses.front() {
+            match span.end {
+                Some(end) if end <= frame => {
+                    self.pauses.pop_front();
+                }
+                _ => return span.start <= frame,
+            }
+        }
+        false
+    }
+
     /// Hands frames from [`Timeline::written`] up to `end` (exclusive) to
-    /// `sink` as (caller, agent) pairs, with silence where no packet landed.
-    /// Stops at the first error from `sink`; the frames before it count as
-    /// written.
+    /// `sink` as (caller, agent) pairs, with silence where no packet landed
+    /// and in paused spans. Stops at the first error from `sink`; the
+    /// frames before it count as written.
     pub fn drain_until<E>(
         &mut self,
         end: u64,
         mut sink: impl FnMut(i16, i16) -> Result<(), E>,
     ) -> Result<(), E> {
         while self.written < end {
+            let silenced = self.silenced(self.written);
             let [caller, agent] = &mut self.channels;
             let left = caller.pending.pop_front().flatten().unwrap_or(0);
             let right = agent.pending.pop_front().flatten().unwrap_or(0);
             self.written += 1;
-            sink(left, right)?;
+            if silenced {
+                sink(0, 0)?;
+            } else {
+                sink(left, right)?;
+            }
         }
         Ok(())
     }

@@ -14,6 +14,8 @@
 //!   timeouts, and a wall-clock limit) in the foreground or background and
 //!   keeps its logs to print on failure.
 //! - [`phones`] runs the agent phone (registration, answering) and the caller.
+//! - [`raw_caller`] and [`raw_agent`] are phones written on UDP sockets that
+//!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -29,7 +31,9 @@ pub mod http;
 pub mod pbx;
 pub mod phones;
 pub mod ports;
+pub mod raw_agent;
 pub mod raw_caller;
+pub mod rtp_stream;
 pub mod sipp;
 pub mod tools;
 pub mod wav;

@@ -45,6 +45,8 @@ pub struct PbxConfig {
     pub ring_timeout_secs: u64,
     pub max_wait_secs: u64,
     pub recording: bool,
+    /// Lines added to the `[recording]` table, such as `mixed_mono = true`.
+    pub recording_extra: String,
     /// Members of the test queue; every agent when None.
     pub queue_members: Option<Vec<String>>,
     /// Lines added to the test queue's table.
@@ -70,6 +72,7 @@ impl Default for PbxConfig {
             ring_timeout_secs: 5,
             max_wait_secs: 30,
             recording: true,
+            recording_extra: String::new(),
             queue_members: None,
             queue_extra: String::new(),
             extra: String::new(),
@@ -95,11 +98,12 @@ impl PbxConfig {
              [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n\n\
              [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\
              qualify_interval_secs = {}\n\n\
-             [recording]\nenabled = {}\n",
+             [recording]\nenabled = {}\n{}",
             rtp.start(),
             rtp.end(),
             self.qualify_interval_secs,
             self.recording,
+            self.recording_extra,
         );
         for agent in &self.agents {
             let _ = write!(

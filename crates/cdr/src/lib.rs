@@ -89,6 +89,80 @@ pub struct CallRecord {
     /// the call on which the citizen asked for it.
     #[serde(default)]
     pub callback_of: Option<String>,
+    /// Pauses and resumes of the recording, oldest first.
+    #[serde(default)]
+    pub recording_events: Vec<RecordingEvent>,
+}
+
+/// A pause or resume of a call's recording. While paused, both channels of
+/// the file are silent; the file keeps the length of the talk time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RecordingEvent {
+    pub action: RecordingAction,
+    /// Seconds from `answered_at` to the event, rounded to milliseconds;
+    /// the same offset into the recording, whose sample 0 is the answer.
+    pub offset_seconds: f64,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub source: RecordingEventSource,
+    /// API user name for [`RecordingEventSource::Api`], agent id for
+    /// [`RecordingEventSource::Dtmf`].
+    pub actor: String,
+}
+
+/// What happened to the recording.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingAction {
+    Pause,
+    Resume,
+}
+
+/// How a pause or resume was requested.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingEventSource {
+    /// Through the HTTP API.
+    Api,
+    /// By the agent keying the recording code on the phone.
+    Dtmf,
+}
+
+impl RecordingAction {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingAction::Pause => "pause",
+            RecordingAction::Resume => "resume",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<RecordingAction> {
+        match name {
+            "pause" => Some(RecordingAction::Pause),
+            "resume" => Some(RecordingAction::Resume),
+            _ => None,
+        }
+    }
+}
+
+impl RecordingEventSource {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingEventSource::Api => "api",
+            RecordingEventSource::Dtmf => "dtmf",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<RecordingEventSource> {
+        match name {
+            "api" => Some(RecordingEventSource::Api),
+            "dtmf" => Some(RecordingEventSource::Dtmf),
+            _ => None,
+        }
+    }
 }
 
 /// Conditions on the records [`CdrStore::search`] returns; each field
@@ -228,6 +302,10 @@ pub enum CdrError {
     },
     #[error("failed to insert call {id} into the CDR database (it is in the journal): {source}")]
     Insert { id: String, source: sqlx::Error },
+    #[error(
+        "failed to insert the recording events of call {id} (the call is in the journal): {source}"
+    )]
+    InsertEvents { id: String, source: sqlx::Error },
     #[error("CDR database query failed: {0}")]
     Query(#[source] sqlx::Error),
     #[error("invalid value {value:?} in CDR database, call {id}, column {column}")]

@@ -13,7 +13,10 @@ use sqlx::sqlite::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::{CallFilter, CallRecord, CdrError, Disposition, HangupSide};
+use crate::{
+    CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
+    RecordingEventSource,
+};
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
 pub const MAX_LIST_LIMIT: u32 = 1000;
@@ -145,7 +148,12 @@ impl CdrStore {
             .fetch_all(&self.pool)
             .await
             .map_err(CdrError::Query)?;
-        rows.iter().map(record_from_row).collect()
+        let mut records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.attach_recording_events(&mut records).await?;
+        Ok(records)
     }
 
     /// Returns the record with product call id `id`, if any.
@@ -156,7 +164,41 @@ impl CdrStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(CdrError::Query)?;
-        row.as_ref().map(record_from_row).transpose()
+        let Some(record) = row.as_ref().map(record_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let mut records = [record];
+        self.attach_recording_events(&mut records).await?;
+        let [record] = records;
+        Ok(Some(record))
+    }
+
+    /// Fills `recording_events` of each record from the database, with one
+    /// query for all of them.
+    async fn attach_recording_events(&self, records: &mut [CallRecord]) -> Result<(), CdrError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // At most MAX_LIST_LIMIT ids, far below SQLite's limit of 32766
+        // bound parameters.
+        let placeholders = vec!["?"; records.len()].join(", ");
+        let sql = format!(
+            "SELECT call_id, action, offset_seconds, at, source, actor \
+             FROM call_recording_events WHERE call_id IN ({placeholders}) ORDER BY call_id, seq"
+        );
+        let mut query = sqlx::query(&sql);
+        for record in records.iter() {
+            query = query.bind(&record.id);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(CdrError::Query)?;
+        for row in &rows {
+            let call_id: String = column(row, "call_id")?;
+            let event = recording_event_from_row(row, &call_id)?;
+            if let Some(record) = records.iter_mut().find(|record| record.id == call_id) {
+                record.recording_events.push(event);
+            }
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &sqlx::SqlitePool {
@@ -183,6 +225,10 @@ impl CdrStore {
         let caller_answered_at =
             optional_timestamp("caller_answered_at", record.caller_answered_at)?;
 
+        let mut transaction = self.pool.begin().await.map_err(|source| CdrError::Insert {
+            id: record.id.clone(),
+            source,
+        })?;
         sqlx::query(
             "INSERT INTO call_records (id, caller_call_id, agent_call_id, caller, dialed, \
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
@@ -217,12 +263,34 @@ impl CdrStore {
         .bind(&record.voicemail_box)
         .bind(&record.forwarded_to)
         .bind(&record.callback_of)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await
         .map_err(|source| CdrError::Insert {
             id: record.id.clone(),
             source,
         })?;
+        let events_failed = |source| CdrError::InsertEvents {
+            id: record.id.clone(),
+            source,
+        };
+        for (seq, event) in record.recording_events.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO call_recording_events \
+                 (call_id, seq, action, offset_seconds, at, source, actor) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&record.id)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(event.action.as_str())
+            .bind(event.offset_seconds)
+            .bind(timestamp("recording_events.at", event.at)?)
+            .bind(event.source.as_str())
+            .bind(&event.actor)
+            .execute(&mut *transaction)
+            .await
+            .map_err(events_failed)?;
+        }
+        transaction.commit().await.map_err(events_failed)?;
         Ok(())
     }
 }
@@ -301,6 +369,14 @@ fn in_utc(record: &CallRecord) -> CallRecord {
         answered_at: record.answered_at.map(utc),
         ended_at: utc(record.ended_at),
         caller_answered_at: record.caller_answered_at.map(utc),
+        recording_events: record
+            .recording_events
+            .iter()
+            .map(|event| RecordingEvent {
+                at: utc(event.at),
+                ..event.clone()
+            })
+            .collect(),
         ..record.clone()
     }
 }
@@ -362,7 +438,30 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         voicemail_box: column(row, "voicemail_box")?,
         forwarded_to: column(row, "forwarded_to")?,
         callback_of: column(row, "callback_of")?,
+        recording_events: Vec::new(),
         id,
+    })
+}
+
+fn recording_event_from_row(row: &SqliteRow, call_id: &str) -> Result<RecordingEvent, CdrError> {
+    let invalid = |column: &'static str, value: String| CdrError::InvalidRow {
+        id: call_id.to_owned(),
+        column,
+        value,
+    };
+    let action: String = column(row, "action")?;
+    let action = RecordingAction::from_name(&action).ok_or_else(|| invalid("action", action))?;
+    let source: String = column(row, "source")?;
+    let source =
+        RecordingEventSource::from_name(&source).ok_or_else(|| invalid("source", source))?;
+    let at: String = column(row, "at")?;
+    let at = OffsetDateTime::parse(&at, &Rfc3339).map_err(|_| invalid("at", at))?;
+    Ok(RecordingEvent {
+        action,
+        offset_seconds: column(row, "offset_seconds")?,
+        at,
+        source,
+        actor: column(row, "actor")?,
     })
 }
 

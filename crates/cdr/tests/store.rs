@@ -1,6 +1,9 @@
 //! CdrStore against a real SQLite file and journal in a temporary directory.
 
-use cdr::{CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT};
+use cdr::{
+    CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT,
+    RecordingAction, RecordingEvent, RecordingEventSource,
+};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -34,6 +37,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         voicemail_box: None,
         forwarded_to: None,
         callback_of: None,
+        recording_events: Vec::new(),
     }
 }
 
@@ -415,4 +419,77 @@ async fn search_combines_every_condition() {
         .await
         .expect("search succeeds");
     assert_eq!(ids(paged), ["long", "other-agent"]);
+}
+
+/// A call whose recording was paused by a supervisor and resumed by the
+/// agent's code.
+fn paused(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
+    let record = answered(id, arrived_at);
+    let answered_at = record.answered_at.expect("answered");
+    let event = |action, offset_ms: i64, source, actor: &str| RecordingEvent {
+        action,
+        offset_seconds: offset_ms as f64 / 1000.0,
+        at: answered_at + Duration::milliseconds(offset_ms),
+        source,
+        actor: actor.to_owned(),
+    };
+    CallRecord {
+        recording_events: vec![
+            event(
+                RecordingAction::Pause,
+                12_345,
+                RecordingEventSource::Api,
+                "sam",
+            ),
+            event(
+                RecordingAction::Resume,
+                40_001,
+                RecordingEventSource::Dtmf,
+                "1001",
+            ),
+        ],
+        ..record
+    }
+}
+
+#[tokio::test]
+async fn recording_events_round_trip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let base = datetime!(2026-12-04 09:00:00 UTC);
+    let first = paused("p1", base);
+    let plain = answered("p2", base + Duration::minutes(1));
+    let third = paused("p3", base + Duration::minutes(2));
+    for record in [&first, &plain, &third] {
+        store.write(record).await.expect("write succeeds");
+    }
+
+    let stored = store.get("p1").await.expect("get").expect("p1 stored");
+    assert_eq!(stored, first);
+    let listed = store.list(10, 0).await.expect("list");
+    assert_eq!(listed, [third.clone(), plain, first.clone()]);
+
+    let line = journal_lines(dir.path()).remove(0);
+    let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+    let events = &value["recording_events"];
+    assert_eq!(events[0]["action"], "pause");
+    assert_eq!(events[0]["offset_seconds"], 12.345);
+    assert_eq!(events[0]["source"], "api");
+    assert_eq!(events[0]["actor"], "sam");
+    assert_eq!(events[1]["action"], "resume");
+    assert_eq!(events[1]["source"], "dtmf");
+    assert_eq!(events[1]["at"], "2026-12-04T09:00:47.621Z");
+}
+
+/// Journal lines written before recording events existed still parse.
+#[test]
+fn line_without_recording_events_parses() {
+    let mut value = serde_json::to_value(answered("old", datetime!(2026-12-04 09:00:00 UTC)))
+        .expect("record as JSON");
+    value
+        .as_object_mut()
+        .expect("object")
+        .remove("recording_events");
+    let record: CallRecord = serde_json::from_value(value).expect("older line parses");
+    assert!(record.recording_events.is_empty());
 }

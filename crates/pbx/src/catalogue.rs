@@ -3,6 +3,8 @@
 //! a file is the one the PBX wrote, retention knows what to delete, and
 //! `pbx check-recordings` has something to compare the files with.
 //!
+//! A call has a row for its stereo recording and, with `[recording]
+//! mixed_mono`, one for the mono mix, told apart by their [`RecordingKind`].
 //! A row is inserted as `recording` when the relay starts writing, becomes
 //! `complete` when the session closes or `interrupted` when the next start
 //! finds it unfinished, and `deleted` when retention removes the file. The
@@ -21,7 +23,7 @@ use time::OffsetDateTime;
 /// Largest page [`Catalogue::list`] returns.
 pub(crate) const MAX_CATALOGUE_PAGE: u32 = 1000;
 
-const COLUMNS: &str = "call_id, path, status, started_at_ms, ended_at_ms, duration_seconds, \
+const COLUMNS: &str = "call_id, kind, path, status, started_at_ms, ended_at_ms, duration_seconds, \
      size_bytes, sha256, deleted_at_ms, deletion_reason";
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,33 @@ pub(crate) enum CatalogueError {
     Query(#[from] sqlx::Error),
     #[error("catalogue row of call {call_id} is invalid: {detail}")]
     InvalidRow { call_id: String, detail: String },
+}
+
+/// Which file of a call a catalogue row describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RecordingKind {
+    /// The recording itself: caller left, agent right.
+    Stereo,
+    /// The optional mono file that sums both channels.
+    MixedMono,
+}
+
+impl RecordingKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RecordingKind::Stereo => "stereo",
+            RecordingKind::MixedMono => "mixed_mono",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<RecordingKind> {
+        match name {
+            "stereo" => Some(RecordingKind::Stereo),
+            "mixed_mono" => Some(RecordingKind::MixedMono),
+            _ => None,
+        }
+    }
 }
 
 /// Where a recording is in its life.
@@ -78,6 +107,7 @@ impl RecordingStatus {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct RecordingEntry {
     pub(crate) call_id: String,
+    pub(crate) kind: RecordingKind,
     /// Relative to the data directory.
     pub(crate) path: String,
     pub(crate) status: RecordingStatus,
@@ -115,7 +145,7 @@ pub(crate) struct Catalogue {
 }
 
 impl Catalogue {
-    /// Runs this crate's migrations (the table is in version 2100) and
+    /// Runs this crate's migrations (the table is in versions 2100 and 2101) and
     /// returns the catalogue on `pool`.
     pub(crate) async fn open(pool: SqlitePool) -> Result<Catalogue, CatalogueError> {
         let mut migrator = sqlx::migrate!();
@@ -130,19 +160,22 @@ impl Catalogue {
         Catalogue { pool }
     }
 
-    /// Records that the relay started writing `path` for `call_id`. A row
-    /// that already exists is kept: the session may have closed first.
+    /// Records that the relay started writing `path`, the `kind` file of
+    /// `call_id`. A row that already exists is kept: the session may have
+    /// closed first.
     pub(crate) async fn started(
         &self,
         call_id: &str,
+        kind: RecordingKind,
         path: &str,
         at: OffsetDateTime,
     ) -> Result<(), CatalogueError> {
         sqlx::query(
-            "INSERT INTO recordings (call_id, path, status, started_at_ms) \
-             VALUES (?, ?, 'recording', ?) ON CONFLICT (call_id) DO NOTHING",
+            "INSERT INTO recordings (call_id, kind, path, status, started_at_ms) \
+             VALUES (?, ?, ?, 'recording', ?) ON CONFLICT (call_id, kind) DO NOTHING",
         )
         .bind(call_id)
+        .bind(kind.as_str())
         .bind(path)
         .bind(millis(at))
         .execute(&self.pool)
@@ -157,6 +190,7 @@ impl Catalogue {
     pub(crate) async fn finished(
         &self,
         call_id: &str,
+        kind: RecordingKind,
         path: &str,
         status: RecordingStatus,
         facts: &FileFacts,
@@ -170,13 +204,14 @@ impl Catalogue {
             None => (None, None),
         };
         sqlx::query(
-            "INSERT INTO recordings (call_id, path, status, started_at_ms, ended_at_ms, \
-             duration_seconds, size_bytes, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (call_id) DO UPDATE SET status = excluded.status, \
+            "INSERT INTO recordings (call_id, kind, path, status, started_at_ms, ended_at_ms, \
+             duration_seconds, size_bytes, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (call_id, kind) DO UPDATE SET status = excluded.status, \
              ended_at_ms = excluded.ended_at_ms, duration_seconds = excluded.duration_seconds, \
              size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
         )
         .bind(call_id)
+        .bind(kind.as_str())
         .bind(path)
         .bind(status.as_str())
         .bind(millis(facts.ended_at - length))
@@ -189,33 +224,45 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Marks the recording of `call_id` deleted at `at` for `reason`.
+    /// Marks the `kind` recording of `call_id` deleted at `at` for `reason`.
     pub(crate) async fn mark_deleted(
         &self,
         call_id: &str,
+        kind: RecordingKind,
         at: OffsetDateTime,
         reason: &str,
     ) -> Result<(), CatalogueError> {
         sqlx::query(
             "UPDATE recordings SET status = 'deleted', deleted_at_ms = ?, deletion_reason = ? \
-             WHERE call_id = ?",
+             WHERE call_id = ? AND kind = ?",
         )
         .bind(millis(at))
         .bind(reason)
         .bind(call_id)
+        .bind(kind.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
+    /// Returns the stereo recording's entry of `call_id`.
     pub(crate) async fn get(
         &self,
         call_id: &str,
     ) -> Result<Option<RecordingEntry>, CatalogueError> {
+        self.get_kind(call_id, RecordingKind::Stereo).await
+    }
+
+    pub(crate) async fn get_kind(
+        &self,
+        call_id: &str,
+        kind: RecordingKind,
+    ) -> Result<Option<RecordingEntry>, CatalogueError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE call_id = ?"
+            "SELECT {COLUMNS} FROM recordings WHERE call_id = ? AND kind = ?"
         ))
         .bind(call_id)
+        .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(entry_from_row).transpose()
@@ -231,7 +278,7 @@ impl Catalogue {
     ) -> Result<Vec<RecordingEntry>, CatalogueError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM recordings WHERE ?1 IS NULL OR status = ?1 \
-             ORDER BY started_at_ms DESC, call_id DESC LIMIT ?2 OFFSET ?3"
+             ORDER BY started_at_ms DESC, call_id DESC, kind DESC LIMIT ?2 OFFSET ?3"
         ))
         .bind(status.map(RecordingStatus::as_str))
         .bind(i64::from(limit.min(MAX_CATALOGUE_PAGE)))
@@ -244,7 +291,7 @@ impl Catalogue {
     /// Every entry, oldest first, for the check command.
     pub(crate) async fn all(&self) -> Result<Vec<RecordingEntry>, CatalogueError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM recordings ORDER BY started_at_ms, call_id"
+            "SELECT {COLUMNS} FROM recordings ORDER BY started_at_ms, call_id, kind"
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -270,7 +317,7 @@ impl Catalogue {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM recordings \
              WHERE status IN ('complete', 'interrupted') AND started_at_ms < ? \
-             ORDER BY started_at_ms, call_id"
+             ORDER BY started_at_ms, call_id, kind"
         ))
         .bind(millis(cutoff))
         .fetch_all(&self.pool)
@@ -285,6 +332,9 @@ fn entry_from_row(row: &SqliteRow) -> Result<RecordingEntry, CatalogueError> {
         call_id: call_id.clone(),
         detail,
     };
+    let kind: String = row.try_get("kind")?;
+    let kind =
+        RecordingKind::from_name(&kind).ok_or_else(|| invalid(format!("unknown kind {kind:?}")))?;
     let status: String = row.try_get("status")?;
     let status = RecordingStatus::from_name(&status)
         .ok_or_else(|| invalid(format!("unknown status {status:?}")))?;
@@ -307,6 +357,7 @@ fn entry_from_row(row: &SqliteRow) -> Result<RecordingEntry, CatalogueError> {
         deleted_at: time("deleted_at_ms")?,
         deletion_reason: row.try_get("deletion_reason")?,
         call_id,
+        kind,
     })
 }
 
@@ -402,6 +453,7 @@ pub(crate) async fn recover_unfinished(
         catalogue
             .finished(
                 &entry.call_id,
+                entry.kind,
                 &entry.path,
                 RecordingStatus::Interrupted,
                 &facts,

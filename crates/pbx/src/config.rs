@@ -105,6 +105,11 @@ pub(crate) struct RecordingConfig {
     pub(crate) enabled: bool,
     /// Recordings older than this many days are deleted; 0 keeps them.
     pub(crate) retention_days: u32,
+    /// DTMF keys with which the agent on a call pauses and resumes its
+    /// recording; `None` when the file sets it to "".
+    pub(crate) pause_code: Option<String>,
+    /// Each call recording also gets a mono file that sums both channels.
+    pub(crate) mixed_mono: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sip_server::b2bua::{Command, Core, HeldResponse, MediaNotice, MediaPorts, Side};
 use sip_server::registrar::StoredBinding;
 
+use crate::catalogue::RecordingKind;
 use crate::events::{Ack, EventBatch, NotDurable};
 use crate::journal::JournalEntry;
 use crate::live::{Durable, LiveRequest};
@@ -293,6 +294,15 @@ impl Engine {
                 let result = self.core.remove_agent_from_queue(&agent, &queue, now);
                 return Some(after_commit(reply, result));
             }
+            LiveRequest::SetRecordingPaused {
+                call,
+                paused,
+                actor,
+                reply,
+            } => {
+                let result = self.core.set_recording_paused(&call, paused, &actor, now);
+                let _ = reply.send(result);
+            }
             LiveRequest::Reconfigure { config, reply } => {
                 let applied = self.core.reconfigure(*config, now);
                 return Some(after_commit(reply, applied));
@@ -475,21 +485,48 @@ impl Engine {
                     session.reset_leg(leg(side));
                 }
             }
-            Command::StartRecording { call, path } => {
+            Command::StartRecording {
+                call,
+                path,
+                mixed_mono_path,
+                at,
+            } => {
                 let Some(session) = sessions.get(&call) else {
                     return;
                 };
-                match session.start_recording(self.data_dir.join(&path)) {
+                let mixed_file = mixed_mono_path
+                    .as_ref()
+                    .map(|path| self.data_dir.join(path));
+                match session.start_recording_with(self.data_dir.join(&path), mixed_file, at) {
                     Ok(()) => {
                         let catalogue = self.catalogue.clone();
                         let started = time::OffsetDateTime::now_utc();
                         tokio::spawn(async move {
-                            if let Err(error) = catalogue.started(&call, &path, started).await {
-                                tracing::error!(call, %error, "cataloguing the recording failed");
+                            let files = std::iter::once((RecordingKind::Stereo, path)).chain(
+                                mixed_mono_path.map(|path| (RecordingKind::MixedMono, path)),
+                            );
+                            for (kind, path) in files {
+                                if let Err(error) =
+                                    catalogue.started(&call, kind, &path, started).await
+                                {
+                                    tracing::error!(call, %error, "cataloguing the recording failed");
+                                }
                             }
                         });
                     }
                     Err(error) => tracing::error!(call, %error, "recording could not start"),
+                }
+            }
+            Command::PauseRecording { call, paused, at } => {
+                if let Some(session) = sessions.get(&call) {
+                    session.set_recording_paused(paused, at);
+                }
+            }
+            Command::SetFeatureCode { call, side, code } => {
+                if let Some(session) = sessions.get(&call)
+                    && let Err(error) = session.set_feature_code(leg(side), code.as_deref())
+                {
+                    tracing::error!(call, %error, "watching for the feature code failed");
                 }
             }
             Command::QueueLog {
@@ -520,10 +557,13 @@ impl Engine {
                 } else {
                     None
                 };
-                let store = self.cdr.clone();
-                let journal = self.journal.clone();
-                let catalogue = self.catalogue.clone();
-                background.spawn(finish_call(session, *record, store, journal, catalogue));
+                let stores = FinishStores {
+                    cdr: self.cdr.clone(),
+                    journal: self.journal.clone(),
+                    catalogue: self.catalogue.clone(),
+                    data_dir: self.data_dir.clone(),
+                };
+                background.spawn(finish_call(session, *record, stores));
             }
         }
     }
@@ -542,15 +582,29 @@ pub(crate) async fn write_registrations(
     }
 }
 
+/// Stores and folders that [`finish_call`] writes a finished call's CDR and
+/// catalogue entries to.
+struct FinishStores {
+    cdr: cdr::CdrStore,
+    journal: mpsc::UnboundedSender<JournalEntry>,
+    catalogue: crate::catalogue::Catalogue,
+    /// Folder the catalogue's paths are relative to.
+    data_dir: PathBuf,
+}
+
 /// Closes the relay, completes the CDR with the recording's outcome and
-/// writes it, after the recording's catalogue entry.
+/// writes it, after the recordings' catalogue entries.
 async fn finish_call(
     session: Option<media::MediaSession>,
     mut record: cdr::CallRecord,
-    store: cdr::CdrStore,
-    journal: mpsc::UnboundedSender<JournalEntry>,
-    catalogue: crate::catalogue::Catalogue,
+    stores: FinishStores,
 ) {
+    let FinishStores {
+        cdr: store,
+        journal,
+        catalogue,
+        data_dir,
+    } = stores;
     let summary = match session {
         Some(session) => session.close().await,
         None => Ok(None),
@@ -559,7 +613,16 @@ async fn finish_call(
         Ok(Some(summary)) => {
             record.recording_seconds = Some(summary.duration_seconds);
             if let Some(path) = &record.recording_path {
-                catalogue_finished(&catalogue, &record.id, path, &summary).await;
+                let stereo = (RecordingKind::Stereo, summary.path.clone());
+                catalogue_finished(&catalogue, &record.id, path, stereo, &summary).await;
+            }
+            let mixed = summary.mixed_mono_path.clone().and_then(|file| {
+                let relative = file.strip_prefix(&data_dir).ok()?.to_str()?.to_owned();
+                Some((relative, file))
+            });
+            if let Some((relative, file)) = mixed {
+                let mixed = (RecordingKind::MixedMono, file);
+                catalogue_finished(&catalogue, &record.id, &relative, mixed, &summary).await;
             }
         }
         Ok(None) => record.recording_path = None,
@@ -588,22 +651,25 @@ fn after_commit<T: Send + 'static>(
     })
 }
 
-/// Stores the finished recording's length, size and SHA-256. The hash is
-/// taken before the CDR is written so that a CDR's recording is already
-/// catalogued; a failure is only logged, and the CDR is written anyway.
+/// Stores a finished recording file's length, size and SHA-256: `file`
+/// is the stereo recording or its mono mix, as `kind` tells, and `path` the
+/// same file relative to the data folder. The hash is taken before the CDR
+/// is written so that a CDR's recording is already catalogued; a failure
+/// is only logged, and the CDR is written anyway.
 async fn catalogue_finished(
     catalogue: &crate::catalogue::Catalogue,
     call: &str,
     path: &str,
+    (kind, file): (RecordingKind, PathBuf),
     summary: &recordings::RecordingSummary,
 ) {
     let facts = crate::catalogue::FileFacts {
         ended_at: time::OffsetDateTime::now_utc(),
         duration_seconds: Some(summary.duration_seconds),
-        digest: crate::catalogue::digest(summary.path.clone()).await,
+        digest: crate::catalogue::digest(file).await,
     };
     let status = crate::catalogue::RecordingStatus::Complete;
-    if let Err(error) = catalogue.finished(call, path, status, &facts).await {
+    if let Err(error) = catalogue.finished(call, kind, path, status, &facts).await {
         tracing::error!(call, %error, "cataloguing the finished recording failed");
     }
 }
@@ -624,6 +690,10 @@ fn forward_media_events(call: &str, session: &media::MediaSession, inputs: mpsc:
                     leg,
                     reason: media::PlaybackEnd::Finished,
                 } => MediaNotice::PlaybackFinished { side: side(leg) },
+                media::MediaEvent::FeatureCode { leg, code } => MediaNotice::FeatureCode {
+                    side: side(leg),
+                    code,
+                },
                 media::MediaEvent::PlaybackEnded { .. } => continue,
             };
             let input = Input::Media {

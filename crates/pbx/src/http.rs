@@ -1,7 +1,8 @@
-//! HTTP API: health check, login, call records and their recordings, the
-//! recording catalogue, user and token administration, the audit log, live
-//! agents and queues, configuration reload, queue reports from the stored
-//! events, the live event stream, and the web console's pages.
+//! HTTP API: health check, login, call records and their recordings,
+//! recording pause and resume during a call, the recording catalogue, user
+//! and token administration, the audit log, live agents and queues,
+//! configuration reload, queue reports from the stored events, the live
+//! event stream, and the web console's pages.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -17,6 +18,7 @@ mod console;
 mod live;
 mod openapi;
 mod problem;
+mod recording_pause;
 mod recordings;
 mod reports;
 mod session;
@@ -162,6 +164,16 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/calls/{id}", calls::get_call)
         .add(Get, "/api/calls/{id}/recording", calls::get_recording)
         .add(Get, "/api/calls/{id}/events", calls::call_events)
+        .add(
+            Post,
+            "/api/calls/{id}/recording/pause",
+            recording_pause::pause,
+        )
+        .add(
+            Post,
+            "/api/calls/{id}/recording/resume",
+            recording_pause::resume,
+        )
         .add(Get, "/api/recordings", recordings::list_recordings)
         .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)

@@ -265,6 +265,7 @@ mod tests {
             voicemail_box: None,
             forwarded_to: None,
             callback_of: None,
+            recording_events: Vec::new(),
         }
     }
 

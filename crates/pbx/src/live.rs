@@ -3,7 +3,8 @@
 //! membership changes, and configuration reloads.
 
 use sip_server::b2bua::{
-    AgentCommandError, AgentView, CoreConfig, QueueStatsView, QueueView, Readiness,
+    AgentCommandError, AgentView, CoreConfig, QueueStatsView, QueueView, Readiness, RecordingActor,
+    RecordingCommandError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,6 +53,14 @@ pub(crate) enum LiveRequest {
     QueueStats {
         queue: String,
         reply: oneshot::Sender<Option<QueueStatsView>>,
+    },
+    /// Pauses or resumes a call's recording; replies with the event stored
+    /// for the CDR. The reply does not wait for the open-call journal.
+    SetRecordingPaused {
+        call: String,
+        paused: bool,
+        actor: RecordingActor,
+        reply: oneshot::Sender<Result<cdr::RecordingEvent, RecordingCommandError>>,
     },
     /// Applies a reloaded configuration; replies with the changes made.
     Reconfigure {
@@ -200,6 +209,21 @@ impl Live {
     ) -> Result<Option<QueueStatsView>, EngineUnavailable> {
         self.ask(|reply| LiveRequest::QueueStats { queue, reply })
             .await
+    }
+
+    pub(crate) async fn set_recording_paused(
+        &self,
+        call: String,
+        paused: bool,
+        actor: RecordingActor,
+    ) -> Result<Result<cdr::RecordingEvent, RecordingCommandError>, EngineUnavailable> {
+        self.ask(|reply| LiveRequest::SetRecordingPaused {
+            call,
+            paused,
+            actor,
+            reply,
+        })
+        .await
     }
 
     pub(crate) async fn reconfigure(&self, config: CoreConfig) -> Result<Vec<String>, ChangeError> {

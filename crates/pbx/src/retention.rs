@@ -97,7 +97,9 @@ impl Retention {
                     "recording path is outside the data directory; not deleted"
                 );
             }
-            self.catalogue.mark_deleted(call, now, &reason).await?;
+            self.catalogue
+                .mark_deleted(call, entry.kind, now, &reason)
+                .await?;
             tracing::info!(call, path = entry.path, started_at = %entry.started_at, reason, "recording deleted by retention");
             sweep.deleted += 1;
         }
@@ -160,7 +162,12 @@ mod tests {
         std::fs::write(&file, b"RIFF").unwrap();
         retention
             .catalogue
-            .started(call, &path, started)
+            .started(
+                call,
+                crate::catalogue::RecordingKind::Stereo,
+                &path,
+                started,
+            )
             .await
             .unwrap();
         let facts = FileFacts {
@@ -173,7 +180,13 @@ mod tests {
         };
         retention
             .catalogue
-            .finished(call, &path, RecordingStatus::Complete, &facts)
+            .finished(
+                call,
+                crate::catalogue::RecordingKind::Stereo,
+                &path,
+                RecordingStatus::Complete,
+                &facts,
+            )
             .await
             .unwrap();
         file
@@ -189,6 +202,7 @@ mod tests {
             .catalogue
             .started(
                 "live",
+                crate::catalogue::RecordingKind::Stereo,
                 "recordings/live.wav",
                 NOW - time::Duration::days(40),
             )

@@ -280,6 +280,8 @@ pub(crate) fn core_config(
         digest_algorithms: config.sip.digest_algorithms.clone(),
         passwords,
         recording: config.recording.enabled,
+        recording_pause_code: config.recording.pause_code.clone(),
+        recording_mixed_mono: config.recording.mixed_mono,
         timers: sip_server::b2bua::default_timers(),
         queue_media: config
             .queues

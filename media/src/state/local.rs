@@ -1,6 +1,7 @@
 //! Packets the relay itself sends to a leg: prompts and music from the
 //! player, and generated DTMF digits.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtp::telephone_event::{DigitTiming, generate_digit};
@@ -79,6 +80,35 @@ impl RelayState {
                 source,
             });
         }
+    }
+
+    /// Queues `keys` to `leg` in order, as [`RelayState::send_digit`] does.
+    /// Without telephone-events the tones (each followed by 50 ms of
+    /// silence) play as one prompt list, because each new player replaces
+    /// the last.
+    pub(super) fn send_digits(&mut self, leg: Leg, keys: &[char], now: Instant) {
+        if keys.is_empty() {
+            return;
+        }
+        if self.media[leg.index()].event_payload_type().is_some() {
+            for &key in keys {
+                self.send_digit(leg, key, now);
+            }
+            return;
+        }
+        let prompts: Vec<Arc<[i16]>> = keys
+            .iter()
+            .filter_map(|&key| {
+                crate::dtmf_tone::dtmf_tone(key, Duration::from_millis(100), CLOCK_RATE)
+            })
+            .map(Arc::from)
+            .collect();
+        let request = PlayerStart {
+            prompts,
+            looped: false,
+            barge_in: false,
+        };
+        self.start_player(leg, request, now);
     }
 
     /// When the next local packet (player or DTMF) is due on either leg.

@@ -176,6 +176,8 @@ pub enum MediaNotice {
     Digit { side: Side, digit: char },
     /// A play list that does not loop ended on `side`.
     PlaybackFinished { side: Side },
+    /// `side`'s peer keyed a code set with [`Command::SetFeatureCode`].
+    FeatureCode { side: Side, code: String },
 }
 
 impl Core {
@@ -413,6 +415,13 @@ impl Core {
         };
         let span = call.span.clone();
         let _span = span.enter();
+        if let MediaNotice::FeatureCode { side, code } = &notice {
+            if self.config.recording_pause_code.as_ref() == Some(code) {
+                self.recording_code_keyed(call_id, *side, now);
+            }
+            self.process(now);
+            return;
+        }
         let waiting = call.phase == Phase::Queued && call.caller.dialog.is_some();
         if call.leaving.is_some() {
             if notice == (MediaNotice::PlaybackFinished { side: Side::Caller }) {

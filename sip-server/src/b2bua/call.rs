@@ -91,6 +91,10 @@ pub(crate) struct Call {
     pub queued_at: Option<Instant>,
     pub answered_at: Option<Instant>,
     pub recording_path: Option<String>,
+    /// The recording writes silence until resumed.
+    pub recording_paused: bool,
+    /// Pauses and resumes of the recording, for the CDR.
+    pub recording_events: Vec<cdr::RecordingEvent>,
     /// The last offer inside the call put a leg on hold, so silence on the
     /// media is expected.
     pub on_hold: bool,

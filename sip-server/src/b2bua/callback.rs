@@ -187,6 +187,8 @@ impl Core {
             left_queue_at: None,
             voicemail: None,
             forwarded_to: None,
+            recording_paused: false,
+            recording_events: Vec::new(),
             callback: Some(Callback {
                 request: request.to_owned(),
                 agent: agent.to_owned(),
@@ -392,10 +394,17 @@ impl Core {
             if let Some(call) = self.calls.get_mut(call_id) {
                 call.recording_path = Some(path.clone());
             }
+            let mixed_mono_path = self
+                .config
+                .recording_mixed_mono
+                .then(|| super::offer::mixed_mono_path(&path));
             self.commands.push_back(Command::StartRecording {
                 call: call_id.to_owned(),
                 path,
+                mixed_mono_path,
+                at: now,
             });
+            self.watch_recording_code(call_id);
         }
         self.checkpoint(call_id, now);
     }

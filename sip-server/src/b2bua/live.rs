@@ -23,6 +23,11 @@ pub struct AgentView {
     pub skills: std::collections::BTreeMap<String, u8>,
     /// Queues the agent is a member of, by name.
     pub queues: Vec<String>,
+    /// Product id of the answered call the agent is talking on, which
+    /// the API's recording pause and resume take.
+    pub call_id: Option<String>,
+    /// The recording of that call is paused.
+    pub recording_paused: bool,
 }
 
 /// One queue as a wallboard shows it now.
@@ -130,6 +135,8 @@ impl Core {
                     talk_seconds: super::round_millis(status.talk_time.as_secs_f64()),
                     skills: self.acd.agent_skills(id).cloned().unwrap_or_default(),
                     queues: self.acd.agent_queues(id).unwrap_or_default(),
+                    call_id: self.agent_call(id).map(|(call, _)| call.to_owned()),
+                    recording_paused: self.agent_call(id).is_some_and(|(_, paused)| paused),
                 })
             })
             .collect()

@@ -22,6 +22,7 @@ mod in_dialog;
 mod live;
 mod offer;
 mod reconfigure;
+mod recording;
 mod setup;
 mod voicemail;
 
@@ -39,6 +40,7 @@ pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
+pub use recording::{RecordingActor, RecordingCommandError};
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -90,6 +92,12 @@ pub struct CoreConfig {
     /// Agent id to digest password.
     pub passwords: HashMap<String, String>,
     pub recording: bool,
+    /// DTMF keys (such as `*1`) with which the agent on an answered call
+    /// pauses its recording and resumes it; the caller never hears them.
+    /// `None` leaves pausing to the API.
+    pub recording_pause_code: Option<String>,
+    /// Answered calls also get a mono recording that sums both legs.
+    pub recording_mixed_mono: bool,
     pub timers: TimerConfig,
     /// Queue name to what its waiting callers hear; queues not listed give
     /// ringback.
@@ -167,8 +175,31 @@ pub enum Command {
     CloseMedia { call: String },
     /// Stop what plays to `side`; the other leg's audio reaches it again.
     StopPlayback { call: String, side: Side },
-    /// Record both legs into `path`, relative to the data directory.
-    StartRecording { call: String, path: String },
+    /// Record both legs into `path`, relative to the data directory, and
+    /// their mono mix into `mixed_mono_path` when it is given. Sample 0 is
+    /// `at`, the answer, so that offsets from the answer (such as those of
+    /// recording pauses) are offsets into the file.
+    StartRecording {
+        call: String,
+        path: String,
+        mixed_mono_path: Option<String>,
+        at: Instant,
+    },
+    /// Write silence in the recording from `at` on (`paused` true), or
+    /// audio again.
+    PauseRecording {
+        call: String,
+        paused: bool,
+        at: Instant,
+    },
+    /// Keep the keys of `code` that `side` sends from the other leg and
+    /// report the code with `media_notice` as [`MediaNotice::FeatureCode`];
+    /// `None` stops.
+    SetFeatureCode {
+        call: String,
+        side: Side,
+        code: Option<String>,
+    },
     /// Store `record` as the state of a call in progress, with the dialogs
     /// of its answered legs, replacing the previous checkpoint of the same
     /// call; `Finish` removes it.
@@ -857,6 +888,7 @@ impl Core {
             voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
             forwarded_to: call.forwarded_to.clone(),
             callback_of: call.callback.as_ref().map(|c| c.request.clone()),
+            recording_events: call.recording_events.clone(),
         }
     }
 

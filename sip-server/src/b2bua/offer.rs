@@ -516,10 +516,17 @@ impl Core {
             if let Some(call) = self.calls.get_mut(call_id) {
                 call.recording_path = Some(path.clone());
             }
+            let mixed_mono_path = self
+                .config
+                .recording_mixed_mono
+                .then(|| mixed_mono_path(&path));
             self.commands.push_back(Command::StartRecording {
                 call: call_id.to_owned(),
                 path,
+                mixed_mono_path,
+                at: now,
             });
+            self.watch_recording_code(call_id);
         }
         for other in others {
             self.withdraw_offer(call_id, Some(&other), now);
@@ -582,6 +589,12 @@ fn cancel_for(invite: &Request) -> Request {
     let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
     cancel.headers.push("CSeq", format!("{seq} CANCEL"));
     cancel
+}
+
+/// The mono mix next to the stereo recording `path`: `<call id>-mixed.wav`.
+pub(super) fn mixed_mono_path(path: &str) -> String {
+    let stem = path.strip_suffix(".wav").unwrap_or(path);
+    format!("{stem}-mixed.wav")
 }
 
 /// `recordings/YYYY/MM/DD/<call id>.wav`, relative to the data directory.

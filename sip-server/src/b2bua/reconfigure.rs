@@ -2,7 +2,7 @@
 //! without touching calls in progress.
 //!
 //! Queues, agents, memberships, skills, passwords, DID routes, trunks, the
-//! caller order and the recording switch are applied. Each is compared with
+//! caller order, the recording switch and pause code are applied. Each is compared with
 //! the configuration loaded before, and only what the file changed is
 //! applied, so a skill or membership set through the API survives a reload
 //! that leaves that agent's entry alone. Domain, addresses, registrar
@@ -66,11 +66,25 @@ impl Core {
             let state = if new.recording { "on" } else { "off" };
             changes.push(format!("recording of new calls turned {state}"));
         }
+        if new.recording_mixed_mono != self.config.recording_mixed_mono {
+            let state = if new.recording_mixed_mono {
+                "on"
+            } else {
+                "off"
+            };
+            changes.push(format!("mixed mono recordings of new calls turned {state}"));
+        }
+        if new.recording_pause_code != self.config.recording_pause_code {
+            let code = new.recording_pause_code.as_deref().unwrap_or("none");
+            changes.push(format!("recording pause code of new calls set to {code}"));
+        }
 
         let config = &mut self.config;
         config.dids = new.dids;
         config.trunks = new.trunks;
         config.recording = new.recording;
+        config.recording_pause_code = new.recording_pause_code;
+        config.recording_mixed_mono = new.recording_mixed_mono;
         config.queue_media = new.queue_media;
         config.voicemail_max = new.voicemail_max;
         config.overload = new.overload;
@@ -283,6 +297,8 @@ mod tests {
                 .map(|a| ((*a).to_owned(), format!("pw-{a}")))
                 .collect(),
             recording: true,
+            recording_pause_code: None,
+            recording_mixed_mono: false,
             timers: default_timers(),
             queue_media: HashMap::new(),
             prompts: crate::b2bua::PromptSet::new("/prompts"),

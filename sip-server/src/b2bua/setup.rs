@@ -136,6 +136,8 @@ impl Core {
             queued_at: None,
             answered_at: None,
             recording_path: None,
+            recording_paused: false,
+            recording_events: Vec::new(),
             on_hold: false,
             caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
             deadline: None,
@@ -209,6 +211,7 @@ impl Core {
             voicemail_box: None,
             forwarded_to: None,
             callback_of: None,
+            recording_events: Vec::new(),
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -13,6 +13,7 @@ use crate::transaction::TransportKind;
 
 mod agent_events;
 mod callback;
+mod recording;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -74,6 +75,8 @@ fn config() -> CoreConfig {
         digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         passwords,
         recording: true,
+        recording_pause_code: Some("*1".to_owned()),
+        recording_mixed_mono: false,
         timers: default_timers(),
         queue_media: HashMap::new(),
         prompts: PromptSet::new("/prompts"),

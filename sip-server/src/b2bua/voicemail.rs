@@ -74,9 +74,12 @@ impl Core {
         voicemail.recording_since = Some(now);
         let path = message_path(&voicemail.mailbox, call_id, stamp);
         call.recording_path = Some(path.clone());
+        // A message has one voice, on the left channel, so no mix.
         self.commands.push_back(Command::StartRecording {
             call: call_id.to_owned(),
             path,
+            mixed_mono_path: None,
+            at: now,
         });
         self.set_deadline(call_id, now + limit);
         self.checkpoint(call_id, now);

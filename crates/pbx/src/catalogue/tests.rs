@@ -49,7 +49,12 @@ fn wav(path: &Path, frames: u32, finish: bool) {
 async fn a_recording_goes_from_started_to_complete() {
     let (_dir, _store, catalogue) = open().await;
     catalogue
-        .started("a", "recordings/2026/12/04/a.wav", T0)
+        .started(
+            "a",
+            RecordingKind::Stereo,
+            "recordings/2026/12/04/a.wav",
+            T0,
+        )
         .await
         .unwrap();
     let entry = catalogue.get("a").await.unwrap().unwrap();
@@ -61,6 +66,7 @@ async fn a_recording_goes_from_started_to_complete() {
     catalogue
         .finished(
             "a",
+            RecordingKind::Stereo,
             "recordings/2026/12/04/a.wav",
             RecordingStatus::Complete,
             &facts(end, 41.5),
@@ -89,6 +95,7 @@ async fn a_finish_before_the_start_insert_keeps_the_finish() {
     catalogue
         .finished(
             "a",
+            RecordingKind::Stereo,
             "recordings/a.wav",
             RecordingStatus::Complete,
             &facts(end, 4.0),
@@ -96,7 +103,12 @@ async fn a_finish_before_the_start_insert_keeps_the_finish() {
         .await
         .unwrap();
     catalogue
-        .started("a", "recordings/a.wav", T0 + time::Duration::seconds(6))
+        .started(
+            "a",
+            RecordingKind::Stereo,
+            "recordings/a.wav",
+            T0 + time::Duration::seconds(6),
+        )
         .await
         .unwrap();
     let entry = catalogue.get("a").await.unwrap().unwrap();
@@ -110,13 +122,19 @@ async fn list_filters_by_status_newest_first() {
     for (index, call) in ["a", "b", "c"].into_iter().enumerate() {
         let at = T0 + time::Duration::minutes(index as i64);
         catalogue
-            .started(call, &format!("recordings/{call}.wav"), at)
+            .started(
+                call,
+                RecordingKind::Stereo,
+                &format!("recordings/{call}.wav"),
+                at,
+            )
             .await
             .unwrap();
     }
     catalogue
         .finished(
             "b",
+            RecordingKind::Stereo,
             "recordings/b.wav",
             RecordingStatus::Complete,
             &facts(T0 + time::Duration::minutes(2), 60.0),
@@ -147,9 +165,12 @@ async fn unfinished_recordings_become_interrupted_with_the_repaired_hash() {
     let path = "recordings/2026/12/04/a.wav";
     let file = dir.path().join(path);
     wav(&file, 16_000, false);
-    catalogue.started("a", path, T0).await.unwrap();
     catalogue
-        .started("gone", "recordings/gone.wav", T0)
+        .started("a", RecordingKind::Stereo, path, T0)
+        .await
+        .unwrap();
+    catalogue
+        .started("gone", RecordingKind::Stereo, "recordings/gone.wav", T0)
         .await
         .unwrap();
 
@@ -201,4 +222,99 @@ fn only_plain_relative_paths_are_used() {
     assert!(!is_plain_relative("/etc/passwd"));
     assert!(!is_plain_relative("recordings/../../x.wav"));
     assert!(!is_plain_relative(""));
+}
+
+#[tokio::test]
+async fn mixed_mono_has_its_own_entry() {
+    let (_dir, _store, catalogue) = open().await;
+    let stereo = "recordings/2026/12/04/a.wav";
+    let mixed = "recordings/2026/12/04/a-mixed.wav";
+    catalogue
+        .started("a", RecordingKind::Stereo, stereo, T0)
+        .await
+        .unwrap();
+    catalogue
+        .started("a", RecordingKind::MixedMono, mixed, T0)
+        .await
+        .unwrap();
+    let end = T0 + time::Duration::seconds(42);
+    catalogue
+        .finished(
+            "a",
+            RecordingKind::MixedMono,
+            mixed,
+            RecordingStatus::Complete,
+            &facts(end, 42.0),
+        )
+        .await
+        .unwrap();
+
+    let entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(entry.kind, RecordingKind::Stereo);
+    assert_eq!(entry.path, stereo);
+    assert_eq!(entry.status, RecordingStatus::Recording, "stereo unchanged");
+    let entry = catalogue
+        .get_kind("a", RecordingKind::MixedMono)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.path, mixed);
+    assert_eq!(entry.status, RecordingStatus::Complete);
+    let kinds: Vec<RecordingKind> = catalogue
+        .list(None, 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.kind)
+        .collect();
+    assert_eq!(kinds, [RecordingKind::Stereo, RecordingKind::MixedMono]);
+
+    catalogue
+        .mark_deleted("a", RecordingKind::MixedMono, end, "retention: test")
+        .await
+        .unwrap();
+    let stereo_entry = catalogue.get("a").await.unwrap().unwrap();
+    assert_eq!(stereo_entry.status, RecordingStatus::Recording);
+    let mixed_entry = catalogue
+        .get_kind("a", RecordingKind::MixedMono)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mixed_entry.status, RecordingStatus::Deleted);
+}
+
+/// A catalogue written before mixed mono files existed keeps its rows as
+/// stereo recordings.
+#[tokio::test]
+async fn older_catalogue_migrates_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let pool = store.pool().clone();
+    let current = sqlx::migrate!();
+    let older = sqlx::migrate::Migrator {
+        migrations: current
+            .migrations
+            .iter()
+            .filter(|migration| migration.version < 2101)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ignore_missing: true,
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    older.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO recordings (call_id, path, status, started_at_ms) \
+         VALUES ('old', 'recordings/old.wav', 'recording', ?)",
+    )
+    .bind(millis(T0))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let catalogue = Catalogue::open(pool).await.unwrap();
+    let entry = catalogue.get("old").await.unwrap().unwrap();
+    assert_eq!(entry.kind, RecordingKind::Stereo);
+    assert_eq!(entry.path, "recordings/old.wav");
+    assert_eq!(entry.started_at, T0);
 }

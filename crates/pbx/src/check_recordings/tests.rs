@@ -29,14 +29,23 @@ async fn catalogued(catalogue: &Catalogue, data_dir: &Path, call: &str) -> std::
     let path = format!("recordings/2026/12/04/{call}.wav");
     let file = data_dir.join(&path);
     wav(&file, 16_000);
-    catalogue.started(call, &path, T0).await.unwrap();
+    catalogue
+        .started(call, crate::catalogue::RecordingKind::Stereo, &path, T0)
+        .await
+        .unwrap();
     let facts = FileFacts {
         ended_at: T0 + time::Duration::seconds(2),
         duration_seconds: Some(2.0),
         digest: Some(digest_file(&file).unwrap()),
     };
     catalogue
-        .finished(call, &path, RecordingStatus::Complete, &facts)
+        .finished(
+            call,
+            crate::catalogue::RecordingKind::Stereo,
+            &path,
+            RecordingStatus::Complete,
+            &facts,
+        )
         .await
         .unwrap();
     file
@@ -80,7 +89,12 @@ async fn reports_each_damaged_file_and_orphan() {
     let deleted = catalogued(&catalogue, data_dir, "deleted").await;
     std::fs::remove_file(deleted).unwrap();
     catalogue
-        .mark_deleted("deleted", T0, "retention: older than 30 days")
+        .mark_deleted(
+            "deleted",
+            crate::catalogue::RecordingKind::Stereo,
+            T0,
+            "retention: older than 30 days",
+        )
         .await
         .unwrap();
 
@@ -142,7 +156,12 @@ async fn a_deleted_file_that_is_still_there_is_a_problem() {
     let catalogue = Catalogue::open(store.pool().clone()).await.unwrap();
     catalogued(&catalogue, dir.path(), "kept").await;
     catalogue
-        .mark_deleted("kept", T0, "retention: older than 1 day")
+        .mark_deleted(
+            "kept",
+            crate::catalogue::RecordingKind::Stereo,
+            T0,
+            "retention: older than 1 day",
+        )
         .await
         .unwrap();
     let report = check(dir.path(), &catalogue.all().await.unwrap());

@@ -115,6 +115,12 @@ pub(crate) enum ConfigErrorKind {
     #[error("must be true; leave the key out instead of setting it to false")]
     NotTrue,
     #[error(
+        "invalid DTMF code {value:?}; use 1 to {max} keys from 0-9, *, #, A-D, such as \"*1\", \
+         or \"\" for none",
+        max = media::MAX_FEATURE_CODE_KEYS
+    )]
+    InvalidDtmfCode { value: String },
+    #[error(
         "steps must be in increasing time order; {after} s does not come after \
          the previous step's {previous} s"
     )]

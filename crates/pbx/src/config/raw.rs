@@ -93,6 +93,8 @@ pub(super) struct RawRegistrar {
 pub(super) struct RawRecording {
     pub(super) enabled: Value<bool>,
     pub(super) retention_days: Value<u32>,
+    pub(super) pause_code: Value<String>,
+    pub(super) mixed_mono: Value<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

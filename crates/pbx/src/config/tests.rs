@@ -603,6 +603,29 @@ fn voicemail_box_names_stay_inside_the_data_dir() {
 }
 
 #[test]
+fn recording_pause_code_and_mixed_mono() {
+    let config = Config::parse("", ORIGIN).unwrap();
+    assert_eq!(config.recording.pause_code.as_deref(), Some("*1"));
+    assert!(!config.recording.mixed_mono);
+    let text = "[recording]\npause_code = \"#9A\"\nmixed_mono = true\n";
+    let config = Config::parse(text, ORIGIN).unwrap();
+    assert_eq!(config.recording.pause_code.as_deref(), Some("#9A"));
+    assert!(config.recording.mixed_mono);
+    let config = Config::parse("[recording]\npause_code = \"\"\n", ORIGIN).unwrap();
+    assert_eq!(
+        config.recording.pause_code, None,
+        "empty turns the code off"
+    );
+    for bad in ["*x", "*1 ", "123456789", "a1"] {
+        let errors = errors_of(&format!("[recording]\npause_code = {bad:?}\n"));
+        assert!(
+            errors[0].starts_with("test.toml:2:14: recording.pause_code: invalid DTMF code"),
+            "{bad:?}: {errors:?}"
+        );
+    }
+}
+
+#[test]
 fn retention_days_is_bounded() {
     let config = Config::parse("[recording]\nretention_days = 90\n", ORIGIN).unwrap();
     assert_eq!(config.recording.retention_days, 90);

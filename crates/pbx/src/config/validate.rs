@@ -37,6 +37,8 @@ const RTP_TIMEOUT_SECS: u32 = 60;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 /// A century: longer is surely a typo, and keeps the cutoff date in range.
 const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Keys with which an agent pauses and resumes the recording of its call.
+const DEFAULT_PAUSE_CODE: &str = "*1";
 const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
 const RETRY_DELAY_SECS: u64 = 5;
@@ -828,8 +830,29 @@ fn convert_recording(checker: &mut Checker<'_>, raw: &RawConfig) -> RecordingCon
             },
         );
     }
+    let pause_code = from_file(&raw.recording.pause_code, DEFAULT_PAUSE_CODE.to_owned());
+    let valid_code = pause_code.value.chars().count() <= media::MAX_FEATURE_CODE_KEYS
+        && pause_code
+            .value
+            .chars()
+            .all(|key| matches!(key, '0'..='9' | '*' | '#' | 'A'..='D'));
+    if !valid_code {
+        checker.report(
+            "recording.pause_code",
+            &pause_code.source,
+            ConfigErrorKind::InvalidDtmfCode {
+                value: pause_code.value.clone(),
+            },
+        );
+    }
     RecordingConfig {
         enabled: raw.recording.enabled.as_ref().is_none_or(|e| *e.get_ref()),
         retention_days: retention_days.value,
+        pause_code: Some(pause_code.value).filter(|code| !code.is_empty()),
+        mixed_mono: raw
+            .recording
+            .mixed_mono
+            .as_ref()
+            .is_some_and(|m| *m.get_ref()),
     }
 }

@@ -163,11 +163,35 @@ fn api_paths() -> Value {
                 &[401, 403, 404, 410],
             ), vec![path_parameter("id", "Product call id", "string")]),
         },
+        "/api/calls/{id}/recording/pause": {
+            "post": with_parameters(operation(
+                "Pause a call's recording",
+                "Administrators and supervisors for any call in progress; an agent for the call it \
+                 answered (another call is 404). From now on both channels of the recording are \
+                 silent, and the file keeps the talk time's length. The event, with the user as \
+                 actor, goes into the call's CDR (recording_events); audited as recording.pause. \
+                 Not idempotent: pausing a paused recording changes nothing and gets 409, as does \
+                 a call that is not answered or not recorded. The id is the agent's call_id in \
+                 GET /api/agents.",
+                ok("Paused", schema_ref("RecordingPauseState")),
+                &[401, 403, 404, 409, 503],
+            ), vec![path_parameter("id", "Product call id of a call in progress", "string")]),
+        },
+        "/api/calls/{id}/recording/resume": {
+            "post": with_parameters(operation(
+                "Resume a call's paused recording",
+                "Same roles as pause; audited as recording.resume. Audio is recorded again from \
+                 now on. 409 when the recording is not paused.",
+                ok("Recording again", schema_ref("RecordingPauseState")),
+                &[401, 403, 404, 409, 503],
+            ), vec![path_parameter("id", "Product call id of a call in progress", "string")]),
+        },
         "/api/recordings": {
             "get": with_parameters(operation(
                 "List the recording catalogue, newest first",
                 "Administrators, supervisors and QA. Deleted recordings stay listed with \
-                 status deleted.",
+                 status deleted. A call recorded with a mono mix has two entries, its stereo \
+                 recording first.",
                 ok("Catalogue entries", array_of("RecordingEntry")),
                 &[400, 401, 403],
             ), {
@@ -181,7 +205,8 @@ fn api_paths() -> Value {
         "/api/recordings/{id}": {
             "get": with_parameters(operation(
                 "One call's recording catalogue entry",
-                "Administrators, supervisors and QA.",
+                "Administrators, supervisors and QA. The entry of the stereo recording; a mono \
+                 mix is listed by GET /api/recordings.",
                 ok("The catalogue entry", schema_ref("RecordingEntry")),
                 &[401, 403, 404],
             ), vec![path_parameter("id", "Product call id", "string")]),
@@ -532,7 +557,6 @@ fn paging(maximum: u32, default: u32) -> Vec<Value> {
 
 fn schemas() -> Value {
     let timestamp = json!({ "type": "string", "format": "date-time" });
-    let nullable_timestamp = json!({ "type": ["string", "null"], "format": "date-time" });
     let text = json!({ "type": "string" });
     let nullable_text = json!({ "type": ["string", "null"] });
     let number = json!({ "type": "number" });
@@ -644,47 +668,14 @@ fn schemas() -> Value {
                 "remote_address": nullable_text,
             },
         },
-        "CallRecord": {
-            "description": "Call detail record; docs/cdr.md describes each field",
-            "type": "object",
-            "properties": {
-                "id": text, "caller_call_id": text, "agent_call_id": nullable_text,
-                "caller": text, "dialed": text, "trunk": nullable_text,
-                "source_extension": nullable_text, "queue": nullable_text, "agent": nullable_text,
-                "arrived_at": timestamp, "queued_at": nullable_timestamp,
-                "answered_at": nullable_timestamp, "ended_at": timestamp,
-                "wait_seconds": number, "talk_seconds": number,
-                "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] },
-                "sip_status": { "type": ["integer", "null"] },
-                "hangup_side": { "enum": ["caller", "agent", "system", null] },
-                "recording_path": nullable_text, "recording_seconds": nullable_number,
-                "interrupted": { "type": "boolean" },
-                "caller_answered_at": nullable_timestamp,
-                "voicemail_box": nullable_text,
-                "forwarded_to": nullable_text,
-                "callback_of": nullable_text,
-            },
-        },
-        "RecordingEntry": {
-            "description": "A call recording in the catalogue; docs/media.md describes the statuses",
-            "type": "object",
-            "required": ["call_id", "path", "status", "started_at", "ended_at", "duration_seconds",
-                         "size_bytes", "sha256", "deleted_at", "deletion_reason"],
-            "properties": {
-                "call_id": text,
-                "path": { "type": "string", "description": "relative to the data directory" },
-                "status": { "enum": ["recording", "complete", "interrupted", "deleted"] },
-                "started_at": timestamp, "ended_at": nullable_timestamp,
-                "duration_seconds": nullable_number,
-                "size_bytes": { "type": ["integer", "null"] },
-                "sha256": { "type": ["string", "null"], "description": "lowercase hex SHA-256 of the finished or repaired file" },
-                "deleted_at": nullable_timestamp, "deletion_reason": nullable_text,
-            },
-        },
+        "CallRecord": call_record(),
+        "RecordingEvent": recording_event(),
+        "RecordingPauseState": recording_pause_state(),
+        "RecordingEntry": recording_entry(),
         "Agent": {
             "type": "object",
             "required": ["id", "state", "not_ready_reason", "contacts", "calls_answered", "talk_seconds",
-                         "skills", "queues", "state_since"],
+                         "skills", "queues", "state_since", "call_id", "recording_paused"],
             "properties": {
                 "id": text,
                 "state": { "enum": ["logged_out", "unreachable", "available", "ringing", "on_call", "wrap_up", "not_ready"] },
@@ -696,6 +687,9 @@ fn schemas() -> Value {
                 "queues": { "type": "array", "items": text, "description": "queues the agent is a member of" },
                 "state_since": { "type": ["string", "null"], "format": "date-time",
                                  "description": "when the agent entered its state, from the stored events; null when they do not show it" },
+                "call_id": { "type": ["string", "null"],
+                             "description": "product id of the answered call the agent is on" },
+                "recording_paused": { "type": "boolean", "description": "that call's recording is paused" },
             },
         },
         "AgentSkillsRequest": {
@@ -746,6 +740,95 @@ fn schemas() -> Value {
                 "restart_needed": { "type": "array", "items": text,
                                     "description": "keys whose new value waits for a restart" },
             },
+        },
+    })
+}
+
+/// Returns the schema of a CDR, kept apart like [`queue_stats`].
+fn call_record() -> Value {
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let nullable_timestamp = json!({ "type": ["string", "null"], "format": "date-time" });
+    let text = json!({ "type": "string" });
+    let nullable_text = json!({ "type": ["string", "null"] });
+    let number = json!({ "type": "number" });
+    let nullable_number = json!({ "type": ["number", "null"] });
+    json!({
+        "description": "Call detail record; docs/cdr.md describes each field",
+        "type": "object",
+        "properties": {
+            "id": text, "caller_call_id": text, "agent_call_id": nullable_text,
+            "caller": text, "dialed": text, "trunk": nullable_text,
+            "source_extension": nullable_text, "queue": nullable_text, "agent": nullable_text,
+            "arrived_at": timestamp, "queued_at": nullable_timestamp,
+            "answered_at": nullable_timestamp, "ended_at": timestamp,
+            "wait_seconds": number, "talk_seconds": number,
+            "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] },
+            "sip_status": { "type": ["integer", "null"] },
+            "hangup_side": { "enum": ["caller", "agent", "system", null] },
+            "recording_path": nullable_text, "recording_seconds": nullable_number,
+            "interrupted": { "type": "boolean" },
+            "caller_answered_at": nullable_timestamp,
+            "voicemail_box": nullable_text,
+            "forwarded_to": nullable_text,
+            "callback_of": nullable_text,
+            "recording_events": { "type": "array", "items": schema_ref("RecordingEvent"),
+                                  "description": "pauses and resumes of the recording, oldest first" },
+        },
+    })
+}
+
+/// Returns the schema of a catalogue row, kept apart like [`queue_stats`].
+fn recording_entry() -> Value {
+    let text = json!({ "type": "string" });
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let nullable_timestamp = json!({ "type": ["string", "null"], "format": "date-time" });
+    let nullable_text = json!({ "type": ["string", "null"] });
+    let nullable_number = json!({ "type": ["number", "null"] });
+    json!({
+        "description": "A call recording in the catalogue; docs/media.md describes the statuses",
+        "type": "object",
+        "required": ["call_id", "kind", "path", "status", "started_at", "ended_at",
+                     "duration_seconds", "size_bytes", "sha256", "deleted_at", "deletion_reason"],
+        "properties": {
+            "call_id": text,
+            "kind": { "enum": ["stereo", "mixed_mono"],
+                      "description": "the stereo recording, or its mono mix ([recording] mixed_mono)" },
+            "path": { "type": "string", "description": "relative to the data directory" },
+            "status": { "enum": ["recording", "complete", "interrupted", "deleted"] },
+            "started_at": timestamp, "ended_at": nullable_timestamp,
+            "duration_seconds": nullable_number,
+            "size_bytes": { "type": ["integer", "null"] },
+            "sha256": { "type": ["string", "null"], "description": "lowercase hex SHA-256 of the finished or repaired file" },
+            "deleted_at": nullable_timestamp, "deletion_reason": nullable_text,
+        },
+    })
+}
+
+/// Returns the schema of one pause or resume in a CDR.
+fn recording_event() -> Value {
+    json!({
+        "type": "object",
+        "required": ["action", "offset_seconds", "at", "source", "actor"],
+        "properties": {
+            "action": { "enum": ["pause", "resume"] },
+            "offset_seconds": { "type": "number",
+                                "description": "seconds from answered_at, which is also the offset into the recording" },
+            "at": { "type": "string", "format": "date-time" },
+            "source": { "enum": ["api", "dtmf"] },
+            "actor": { "type": "string", "description": "API user name, or the agent id that keyed the code" },
+        },
+    })
+}
+
+/// Reply of the recording pause and resume routes.
+fn recording_pause_state() -> Value {
+    json!({
+        "type": "object",
+        "required": ["call_id", "paused", "event"],
+        "properties": {
+            "call_id": { "type": "string" },
+            "paused": { "type": "boolean" },
+            "event": schema_ref("RecordingEvent"),
         },
     })
 }

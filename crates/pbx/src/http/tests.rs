@@ -9,6 +9,7 @@ mod console_pages;
 mod event_stream;
 mod first_administrator;
 mod openapi_document;
+mod recording_pause_api;
 mod recordings_api;
 mod reports_api;
 mod session_api;
@@ -53,6 +54,9 @@ struct Fixture {
     /// event writer has committed them, as in the PBX.
     feed: crate::events::EventFeed,
     batches: tokio::sync::mpsc::UnboundedSender<crate::events::EventBatch>,
+    /// Engine double kept across requests once [`Fixture::keep_engine`]
+    /// ran; otherwise each request gets a fresh one.
+    engine: Mutex<Option<crate::live::Live>>,
 }
 
 /// Configuration file of the fixture's reloader, with `extra` appended.
@@ -147,6 +151,7 @@ async fn fixture() -> Fixture {
         now: Arc::new(Mutex::new(T0)),
         users,
         sessions,
+        engine: Mutex::new(None),
     }
 }
 
@@ -189,15 +194,30 @@ impl Reply {
     }
 }
 
-/// Answers live requests as an engine with agents 1001 and 1002 and one
-/// queue would; the real engine is exercised by the end-to-end tests.
+/// Product id of the answered call agent 1001 is on in [`engine_double`].
+const LIVE_CALL: &str = "live-call-1";
+
+/// Answers live requests as an engine with agents 1001 and 1002, one queue
+/// and one recorded call of agent 1001 ([`LIVE_CALL`]) would; the real
+/// engine is exercised by the end-to-end tests.
 fn engine_double() -> crate::live::Live {
     use crate::live::LiveRequest;
     use sip_server::b2bua::{AgentCommandError, AgentView, QueueView};
     let (requests, mut queue) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
+        let mut recording_paused = false;
         while let Some(request) = queue.recv().await {
             match request {
+                LiveRequest::SetRecordingPaused {
+                    call,
+                    paused,
+                    actor,
+                    reply,
+                } => {
+                    let result =
+                        recording_pause_double(&call, paused, &actor, &mut recording_paused);
+                    let _ = reply.send(result);
+                }
                 LiveRequest::Agents(reply) => {
                     let agent = |id: &str| AgentView {
                         id: id.to_owned(),
@@ -208,6 +228,8 @@ fn engine_double() -> crate::live::Live {
                         talk_seconds: 0.0,
                         skills: [("language=ru".to_owned(), 5)].into(),
                         queues: vec!["general".to_owned()],
+                        call_id: (id == OWN_AGENT).then(|| LIVE_CALL.to_owned()),
+                        recording_paused: false,
                     };
                     let _ = reply.send(vec![agent("1001"), agent("1002")]);
                 }
@@ -284,6 +306,48 @@ fn engine_double() -> crate::live::Live {
     crate::live::Live::new(requests)
 }
 
+/// Pauses or resumes the recording of [`LIVE_CALL`] as the core would,
+/// with the event 1.5 s after the answer.
+fn recording_pause_double(
+    call: &str,
+    paused: bool,
+    actor: &sip_server::b2bua::RecordingActor,
+    current: &mut bool,
+) -> Result<cdr::RecordingEvent, sip_server::b2bua::RecordingCommandError> {
+    use sip_server::b2bua::RecordingCommandError;
+    let foreign = actor
+        .only_agent
+        .as_deref()
+        .is_some_and(|agent| agent != OWN_AGENT);
+    if call != LIVE_CALL || foreign {
+        return Err(RecordingCommandError::UnknownCall {
+            call: call.to_owned(),
+        });
+    }
+    match (paused, *current) {
+        (true, true) => Err(RecordingCommandError::AlreadyPaused {
+            call: call.to_owned(),
+        }),
+        (false, false) => Err(RecordingCommandError::NotPaused {
+            call: call.to_owned(),
+        }),
+        _ => {
+            *current = paused;
+            Ok(cdr::RecordingEvent {
+                action: if paused {
+                    cdr::RecordingAction::Pause
+                } else {
+                    cdr::RecordingAction::Resume
+                },
+                offset_seconds: 1.5,
+                at: T0,
+                source: actor.source,
+                actor: actor.name.clone(),
+            })
+        }
+    }
+}
+
 fn known_agent(agent: String) -> Result<(), sip_server::b2bua::AgentCommandError> {
     if agent == "1001" || agent == "1002" {
         Ok(())
@@ -331,7 +395,7 @@ impl Fixture {
             calls: HttpState {
                 cdr: self.store.clone(),
                 data_dir: self.data_dir.clone(),
-                live: Some(engine_double()),
+                live: Some(self.engine()),
                 reloader: Some(Arc::clone(&self.reloader)),
                 events: Some(self.feed.clone()),
             },
@@ -362,6 +426,17 @@ impl Fixture {
             .expect("events readable");
         assert_eq!(stored.len(), count);
         stored.into_iter().map(|event| event.seq).collect()
+    }
+
+    /// Makes every later request reach one engine double, so that state
+    /// such as a recording pause lasts from one request to the next.
+    fn keep_engine(&self) {
+        *self.engine.lock().expect("engine lock") = Some(engine_double());
+    }
+
+    fn engine(&self) -> crate::live::Live {
+        let kept = self.engine.lock().expect("engine lock").clone();
+        kept.unwrap_or_else(engine_double)
     }
 
     fn advance(&self, by: time::Duration) {
@@ -469,6 +544,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         voicemail_box: None,
         forwarded_to: None,
         callback_of: None,
+        recording_events: Vec::new(),
     }
 }
 
@@ -487,6 +563,7 @@ async fn recorded_call(fixture: &Fixture, id: &str) -> Vec<u8> {
     crate::catalogue::Catalogue::new(fixture.store.pool().clone())
         .finished(
             id,
+            crate::catalogue::RecordingKind::Stereo,
             &relative,
             crate::catalogue::RecordingStatus::Complete,
             &facts,

@@ -21,6 +21,8 @@ const EVERY_ROLE: &[Role] = &Role::ALL;
 const ADMINISTRATOR: &[Role] = &[Role::Administrator];
 const SUPERVISE: &[Role] = &[Role::Administrator, Role::Supervisor];
 const CATALOGUE_READERS: &[Role] = &[Role::Administrator, Role::Supervisor, Role::Qa];
+/// Roles that may pause a recording; the agent only its own call.
+const PAUSERS: &[Role] = &[Role::Administrator, Role::Supervisor, Role::Agent];
 
 fn method(verb: Verb) -> Method {
     match verb {
@@ -107,6 +109,24 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             None,
             Some(&[Role::Supervisor, Role::Qa]),
             StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/calls/{id}/recording/pause",
+            &format!("/api/calls/{LIVE_CALL}/recording/pause"),
+            None,
+            Some(PAUSERS),
+            StatusCode::OK,
+        ),
+        // Each request meets a fresh engine double, whose recording is not
+        // paused: every permitted role passes the role check and gets 409.
+        case(
+            Post,
+            "/api/calls/{id}/recording/resume",
+            &format!("/api/calls/{LIVE_CALL}/recording/resume"),
+            None,
+            Some(PAUSERS),
+            StatusCode::CONFLICT,
         ),
         case(
             Get,

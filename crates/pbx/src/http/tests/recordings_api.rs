@@ -39,7 +39,12 @@ async fn list_filters_and_checks_parameters() {
     recorded_call(&fixture, "call-1").await;
     recorded_call(&fixture, "call-2").await;
     Catalogue::new(fixture.store.pool().clone())
-        .mark_deleted("call-2", T0, "retention: older than 30 days")
+        .mark_deleted(
+            "call-2",
+            crate::catalogue::RecordingKind::Stereo,
+            T0,
+            "retention: older than 30 days",
+        )
         .await
         .expect("marked");
 
@@ -77,7 +82,12 @@ async fn deleted_recording_is_gone_not_missing() {
     std::fs::remove_file(file).expect("remove");
     let deleted_at = T0 + time::Duration::days(31);
     Catalogue::new(fixture.store.pool().clone())
-        .mark_deleted("call-1", deleted_at, "retention: older than 30 days")
+        .mark_deleted(
+            "call-1",
+            crate::catalogue::RecordingKind::Stereo,
+            deleted_at,
+            "retention: older than 30 days",
+        )
         .await
         .expect("marked");
 

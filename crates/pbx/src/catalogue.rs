@@ -145,7 +145,7 @@ pub(crate) struct Catalogue {
 }
 
 impl Catalogue {
-    /// Runs this crate's migrations (the table is in versions 2100 and 2101) and
+    /// Runs this crate's migrations (the table is in versions 2100 and 2102) and
     /// returns the catalogue on `pool`.
     pub(crate) async fn open(pool: SqlitePool) -> Result<Catalogue, CatalogueError> {
         let mut migrator = sqlx::migrate!();

@@ -295,7 +295,7 @@ async fn older_catalogue_migrates_with_its_rows() {
         migrations: current
             .migrations
             .iter()
-            .filter(|migration| migration.version < 2101)
+            .filter(|migration| migration.version < 2102)
             .cloned()
             .collect::<Vec<_>>()
             .into(),

@@ -126,7 +126,7 @@ pub struct OverloadLimits {
 impl Default for OverloadLimits {
     fn default() -> OverloadLimits {
         OverloadLimits {
-            max_transactions: 20_000,
+            max_transactions: 200_000,
             cpu_percent: 90,
             retry_after: Duration::from_secs(10),
         }

@@ -641,7 +641,7 @@ fn retention_days_is_bounded() {
 #[test]
 fn overload_limits_have_defaults_and_bounds() {
     let config = Config::parse("", ORIGIN).unwrap();
-    assert_eq!(config.overload.max_transactions, 20_000);
+    assert_eq!(config.overload.max_transactions, 200_000);
     assert_eq!(config.overload.cpu_percent, 90);
     assert_eq!(config.overload.retry_after, Duration::from_secs(10));
     let config = Config::parse(

@@ -780,7 +780,7 @@ fn convert_dids(
 }
 
 fn convert_overload(checker: &mut Checker<'_>, raw: &RawConfig) -> OverloadConfig {
-    let max_transactions = from_file(&raw.overload.max_transactions, 20_000);
+    let max_transactions = from_file(&raw.overload.max_transactions, 200_000);
     let cpu_percent = from_file(&raw.overload.cpu_percent, 90);
     let retry_after = from_file(&raw.overload.retry_after_secs, 10);
     checker.non_zero("overload.max_transactions", &max_transactions);

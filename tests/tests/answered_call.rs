@@ -63,6 +63,17 @@ fn answered_call_recorded_and_logged() {
         "talk_seconds {talk_seconds} is not close to the caller's {TALK:?} between ACK and BYE"
     );
 
+    // Both phones streamed a clean pcap over loopback: nothing lost, so
+    // the estimate sits near the G.711 ceiling.
+    for leg in ["caller", "agent"] {
+        let quality = &record["media_quality"][leg];
+        let received = quality["packets_received"].as_u64().unwrap_or(0);
+        assert!(received > 100, "{leg} packets received: {quality}");
+        assert_eq!(quality["packets_lost"], 0, "{leg}: {quality}");
+        let mos = quality["mos"].as_f64().unwrap_or(0.0);
+        assert!(mos > 4.0, "{leg} MOS {mos}: {quality}");
+    }
+
     let id = record["id"].as_str().expect("id is a string");
     let line = pbx.cdr_lines().into_iter().find(|line| line["id"] == id);
     assert_eq!(

@@ -92,6 +92,36 @@ pub struct CallRecord {
     /// Pauses and resumes of the recording, oldest first.
     #[serde(default)]
     pub recording_events: Vec<RecordingEvent>,
+    /// What the relay received from each leg's phone, when it relayed any
+    /// audio.
+    #[serde(default)]
+    pub media_quality: Option<MediaQuality>,
+}
+
+/// Reception figures of both legs of a call, measured by the relay.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MediaQuality {
+    /// From the citizen's phone or trunk.
+    pub caller: LegQuality,
+    /// From the agent's phone (or the number a call was forwarded to).
+    pub agent: LegQuality,
+}
+
+/// RTP reception of one leg over the whole call (RFC 3550 appendix A).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LegQuality {
+    /// Audio RTP packets received.
+    pub packets_received: u64,
+    /// Audio RTP packets the sequence numbers called for.
+    pub packets_expected: u64,
+    /// Expected minus received; negative when duplicates outnumber losses.
+    pub packets_lost: i64,
+    /// Lost packets in percent of expected ones, 0 to 100.
+    pub loss_percent: f64,
+    /// Interarrival jitter at the end of the call, in milliseconds.
+    pub jitter_ms: f64,
+    /// Mean opinion score estimated from loss and jitter, 1.0 to 4.5.
+    pub mos: f64,
 }
 
 /// A pause or resume of a call's recording. While paused, both channels of

@@ -32,7 +32,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
-     callback_of";
+     callback_of, media_quality";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -225,6 +225,16 @@ impl CdrStore {
         let caller_answered_at =
             optional_timestamp("caller_answered_at", record.caller_answered_at)?;
 
+        let media_quality = record
+            .media_quality
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|source| CdrError::Encode {
+                id: record.id.clone(),
+                source,
+            })?;
+
         let mut transaction = self.pool.begin().await.map_err(|source| CdrError::Insert {
             id: record.id.clone(),
             source,
@@ -234,8 +244,8 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to, callback_of) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             voicemail_box, forwarded_to, callback_of, media_quality) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -263,6 +273,7 @@ impl CdrStore {
         .bind(&record.voicemail_box)
         .bind(&record.forwarded_to)
         .bind(&record.callback_of)
+        .bind(media_quality)
         .execute(&mut *transaction)
         .await
         .map_err(|source| CdrError::Insert {
@@ -439,6 +450,9 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         forwarded_to: column(row, "forwarded_to")?,
         callback_of: column(row, "callback_of")?,
         recording_events: Vec::new(),
+        media_quality: column::<Option<String>>(row, "media_quality")?
+            .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))
+            .transpose()?,
         id,
     })
 }

@@ -38,6 +38,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         forwarded_to: None,
         callback_of: None,
         recording_events: Vec::new(),
+        media_quality: None,
     }
 }
 
@@ -93,6 +94,24 @@ async fn round_trip_each_disposition() {
         unanswered("a6", arrived_at, Disposition::Callback),
         CallRecord {
             callback_of: Some("a6".to_owned()),
+            media_quality: Some(cdr::MediaQuality {
+                caller: cdr::LegQuality {
+                    packets_received: 1498,
+                    packets_expected: 1500,
+                    packets_lost: 2,
+                    loss_percent: 0.133,
+                    jitter_ms: 1.25,
+                    mos: 4.38,
+                },
+                agent: cdr::LegQuality {
+                    packets_received: 1500,
+                    packets_expected: 1500,
+                    packets_lost: 0,
+                    loss_percent: 0.0,
+                    jitter_ms: 0.5,
+                    mos: 4.41,
+                },
+            }),
             ..answered("a7", arrived_at)
         },
     ];

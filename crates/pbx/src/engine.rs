@@ -605,6 +605,9 @@ async fn finish_call(
         catalogue,
         data_dir,
     } = stores;
+    if let Some(session) = &session {
+        record.media_quality = media_quality(session);
+    }
     let summary = match session {
         Some(session) => session.close().await,
         None => Ok(None),
@@ -638,6 +641,28 @@ async fn finish_call(
         // The journal keeps the call, so the next start retries its CDR.
         Err(error) => tracing::error!(call = record.id, %error, "writing the CDR failed"),
     }
+}
+
+/// The relay's reception figures of both legs, or None when neither leg
+/// sent audio (a call refused or abandoned before any media).
+fn media_quality(session: &media::MediaSession) -> Option<cdr::MediaQuality> {
+    let leg = |leg| {
+        let stats = session.stats(leg);
+        cdr::LegQuality {
+            packets_received: stats.rtp_packets_received,
+            packets_expected: stats.rtp_packets_expected,
+            packets_lost: stats.rtp_packets_lost,
+            loss_percent: (stats.loss_fraction() * 100_000.0).round() / 1000.0,
+            jitter_ms: (stats.jitter_ms() * 1000.0).round() / 1000.0,
+            mos: (stats.mos() * 100.0).round() / 100.0,
+        }
+    };
+    let quality = cdr::MediaQuality {
+        caller: leg(media::Leg::Caller),
+        agent: leg(media::Leg::Agent),
+    };
+    let silent = quality.caller.packets_received == 0 && quality.agent.packets_received == 0;
+    (!silent).then_some(quality)
 }
 
 /// Wraps `reply` so that it carries `value` once the events are committed,

@@ -266,6 +266,7 @@ mod tests {
             forwarded_to: None,
             callback_of: None,
             recording_events: Vec::new(),
+            media_quality: None,
         }
     }
 

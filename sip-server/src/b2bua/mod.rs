@@ -889,6 +889,7 @@ impl Core {
             forwarded_to: call.forwarded_to.clone(),
             callback_of: call.callback.as_ref().map(|c| c.request.clone()),
             recording_events: call.recording_events.clone(),
+            media_quality: None,
         }
     }
 

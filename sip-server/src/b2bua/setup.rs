@@ -212,6 +212,7 @@ impl Core {
             forwarded_to: None,
             callback_of: None,
             recording_events: Vec::new(),
+            media_quality: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -773,6 +773,24 @@ fn call_record() -> Value {
             "callback_of": nullable_text,
             "recording_events": { "type": "array", "items": schema_ref("RecordingEvent"),
                                   "description": "pauses and resumes of the recording, oldest first" },
+            "media_quality": {
+                "type": ["object", "null"],
+                "description": "what the relay received from each leg; null when no audio was relayed",
+                "properties": { "caller": leg_quality(), "agent": leg_quality() },
+            },
+        },
+    })
+}
+
+fn leg_quality() -> Value {
+    let count = json!({ "type": "integer" });
+    let number = json!({ "type": "number" });
+    json!({
+        "type": "object",
+        "properties": {
+            "packets_received": count, "packets_expected": count, "packets_lost": count,
+            "loss_percent": number, "jitter_ms": number,
+            "mos": { "type": "number", "description": "estimated from loss and jitter, 1.0 to 4.5" },
         },
     })
 }

@@ -545,6 +545,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         forwarded_to: None,
         callback_of: None,
         recording_events: Vec::new(),
+        media_quality: None,
     }
 }
 

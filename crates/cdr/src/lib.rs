@@ -85,6 +85,10 @@ pub struct CallRecord {
     /// Number or extension the queue forwarded the call to.
     #[serde(default)]
     pub forwarded_to: Option<String>,
+    /// Number the citizen first dialed, when its carrier redirected the
+    /// call to the centre (the SIP Diversion header).
+    #[serde(default)]
+    pub diverted_from: Option<String>,
     /// For a call the PBX placed to return a callback request: the id of
     /// the call on which the citizen asked for it.
     #[serde(default)]

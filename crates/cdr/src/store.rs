@@ -32,7 +32,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
-     callback_of, media_quality";
+     callback_of, media_quality, diverted_from";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -244,8 +244,9 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to, callback_of, media_quality) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -274,6 +275,7 @@ impl CdrStore {
         .bind(&record.forwarded_to)
         .bind(&record.callback_of)
         .bind(media_quality)
+        .bind(&record.diverted_from)
         .execute(&mut *transaction)
         .await
         .map_err(|source| CdrError::Insert {
@@ -449,6 +451,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         voicemail_box: column(row, "voicemail_box")?,
         forwarded_to: column(row, "forwarded_to")?,
         callback_of: column(row, "callback_of")?,
+        diverted_from: column(row, "diverted_from")?,
         recording_events: Vec::new(),
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))

@@ -36,6 +36,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        diverted_from: None,
         callback_of: None,
         recording_events: Vec::new(),
         media_quality: None,
@@ -70,6 +71,7 @@ fn unanswered(id: &str, arrived_at: OffsetDateTime, disposition: Disposition) ->
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        diverted_from: None,
         callback_of: None,
         ..answered(id, arrived_at)
     }

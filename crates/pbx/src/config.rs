@@ -131,6 +131,10 @@ pub(crate) struct TrunkConfig {
     pub(crate) allow: Vec<IpNetwork>,
     /// Address calls to numbers are sent to.
     pub(crate) outbound: Option<SocketAddr>,
+    /// Numbering plan that turns the trunk's numbers into E.164.
+    pub(crate) numbering: Option<sip_server::b2bua::NumberingPlan>,
+    /// Caller number from P-Asserted-Identity.
+    pub(crate) trust_identity: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

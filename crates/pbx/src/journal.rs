@@ -264,6 +264,7 @@ mod tests {
             caller_answered_at: None,
             voicemail_box: None,
             forwarded_to: None,
+            diverted_from: None,
             callback_of: None,
             recording_events: Vec::new(),
             media_quality: None,

@@ -250,6 +250,8 @@ pub(crate) fn core_config(
                 name: trunk.name.clone(),
                 allow: trunk.allow.clone(),
                 outbound: trunk.outbound,
+                numbering: trunk.numbering.clone(),
+                trust_identity: trunk.trust_identity,
             })
             .collect(),
         dids: dids.collect(),

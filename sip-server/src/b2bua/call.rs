@@ -117,6 +117,9 @@ pub(crate) struct Call {
     pub voicemail: Option<Voicemail>,
     /// Number the call was forwarded to after leaving its queue.
     pub forwarded_to: Option<String>,
+    /// Number the citizen first dialed, when a carrier redirected the call
+    /// to the centre (Diversion).
+    pub diverted_from: Option<String>,
     /// Set on a call the PBX places to return a callback request.
     pub callback: Option<Callback>,
 }

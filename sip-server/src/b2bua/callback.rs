@@ -187,6 +187,7 @@ impl Core {
             left_queue_at: None,
             voicemail: None,
             forwarded_to: None,
+            diverted_from: None,
             recording_paused: false,
             recording_events: Vec::new(),
             callback: Some(Callback {

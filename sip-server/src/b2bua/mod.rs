@@ -18,6 +18,7 @@ mod call;
 mod callback;
 mod feature;
 mod forward;
+mod identity;
 mod in_dialog;
 mod live;
 mod offer;
@@ -39,6 +40,7 @@ use crate::transaction::{Event, Target, TimerConfig, TransactionKey, Transaction
 pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
+pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};
 
@@ -50,6 +52,10 @@ pub struct Trunk {
     pub allow: Vec<crate::network::IpNetwork>,
     /// Where calls to numbers go out (a carrier's SBC or gateway).
     pub outbound: Option<SocketAddr>,
+    /// How the trunk writes numbers; None leaves them as received.
+    pub numbering: Option<NumberingPlan>,
+    /// The caller number comes from P-Asserted-Identity when present.
+    pub trust_identity: bool,
 }
 
 impl Trunk {
@@ -887,6 +893,7 @@ impl Core {
             caller_answered_at: call.caller_answered_at.map(|at| self.timestamp(at)),
             voicemail_box: call.voicemail.as_ref().map(|v| v.mailbox.clone()),
             forwarded_to: call.forwarded_to.clone(),
+            diverted_from: call.diverted_from.clone(),
             callback_of: call.callback.as_ref().map(|c| c.request.clone()),
             recording_events: call.recording_events.clone(),
             media_quality: None,

@@ -65,7 +65,8 @@ impl Core {
             self.run_feature(key, request, source, &agent, feature, now);
             return;
         }
-        let Some(route) = self.config.dids.get(&dialed).cloned() else {
+        let (caller_number, diverted_from) = self.caller_identity(&request, &origin);
+        let Some(route) = self.route_for(&dialed, diverted_from.as_deref(), &origin) else {
             tracing::info!(call_id = sip_call_id, "no route for dialed number");
             self.reply(&key, &request, 404, Some("No Route For Number"), now);
             self.record_refused(&request, &origin, None, 404, now);
@@ -90,13 +91,6 @@ impl Core {
 
         let id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!("call", call = %id, call_id = %sip_call_id);
-        let caller_number = request
-            .headers
-            .from()
-            .ok()
-            .and_then(|from| from.uri.user_unescaped())
-            .map(|user| limit_chars(&user, MAX_IDENTITY_CHARS))
-            .unwrap_or_default();
         let (trunk, source_extension) = match origin {
             Origin::Trunk(name) => (Some(name), None),
             Origin::Extension(agent) => (None, Some(agent)),
@@ -147,6 +141,7 @@ impl Core {
             left_queue_at: None,
             voicemail: None,
             forwarded_to: None,
+            diverted_from,
             callback: None,
         };
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
@@ -157,6 +152,63 @@ impl Core {
             call: id,
             sip_call_id,
         });
+    }
+
+    /// The caller's number and the number it first dialed, if the call was
+    /// redirected. A trunk trusted for identity gives the caller in
+    /// P-Asserted-Identity (the From of a withheld number is anonymous);
+    /// a trunk with a numbering plan has both turned into E.164.
+    fn caller_identity(&self, request: &Request, origin: &Origin) -> (String, Option<String>) {
+        let from = request
+            .headers
+            .from()
+            .ok()
+            .and_then(|from| from.uri.user_unescaped())
+            .map(|user| limit_chars(&user, MAX_IDENTITY_CHARS))
+            .unwrap_or_default();
+        let Origin::Trunk(name) = origin else {
+            return (from, None);
+        };
+        let Some(trunk) = self.config.trunks.iter().find(|t| t.name == *name) else {
+            return (from, None);
+        };
+        let caller = trunk
+            .trust_identity
+            .then(|| super::identity::asserted_identity(request))
+            .flatten()
+            .unwrap_or(from);
+        let diverted = super::identity::diverted_from(request);
+        match &trunk.numbering {
+            Some(plan) => (
+                plan.to_e164(&caller),
+                diverted.map(|number| plan.to_e164(&number)),
+            ),
+            None => (caller, diverted),
+        }
+    }
+
+    /// The route of a call: its dialed number as received, then in E.164
+    /// by the trunk's plan, then the number it was diverted from.
+    fn route_for(
+        &self,
+        dialed: &str,
+        diverted: Option<&str>,
+        origin: &Origin,
+    ) -> Option<super::DidRoute> {
+        let plan = match origin {
+            Origin::Trunk(name) => self
+                .config
+                .trunks
+                .iter()
+                .find(|t| t.name == *name)
+                .and_then(|t| t.numbering.as_ref()),
+            Origin::Extension(_) => None,
+        };
+        let normalized = plan.map(|plan| plan.to_e164(dialed));
+        [Some(dialed), normalized.as_deref(), diverted]
+            .into_iter()
+            .flatten()
+            .find_map(|number| self.config.dids.get(number).cloned())
     }
 
     /// Writes the CDR of an admitted call refused before it was queued
@@ -170,13 +222,7 @@ impl Core {
         status: u16,
         now: Instant,
     ) {
-        let caller = request
-            .headers
-            .from()
-            .ok()
-            .and_then(|from| from.uri.user_unescaped())
-            .map(|user| limit_chars(&user, MAX_IDENTITY_CHARS))
-            .unwrap_or_default();
+        let (caller, diverted_from) = self.caller_identity(request, origin);
         let (trunk, source_extension) = match origin {
             Origin::Trunk(name) => (Some(name.clone()), None),
             Origin::Extension(agent) => (None, Some(agent.clone())),
@@ -210,6 +256,7 @@ impl Core {
             caller_answered_at: None,
             voicemail_box: None,
             forwarded_to: None,
+            diverted_from,
             callback_of: None,
             recording_events: Vec::new(),
             media_quality: None,

@@ -40,6 +40,8 @@ fn config() -> CoreConfig {
             name: "carrier".into(),
             allow: vec!["192.0.2.0/24".parse().unwrap()],
             outbound: Some("192.0.2.99:5060".parse().unwrap()),
+            numbering: None,
+            trust_identity: true,
         }],
         dids: [(
             "5000".to_owned(),
@@ -1529,4 +1531,42 @@ fn overload_refuses_new_calls_but_not_calls_in_progress() {
     h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
     assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
     assert_eq!(h.finished_record().disposition, cdr::Disposition::Answered);
+}
+
+#[test]
+fn trunk_identity_and_diversion_reach_the_record_in_e164() {
+    let mut config = config();
+    config.trunks[0].numbering = Some(NumberingPlan {
+        country_code: "33".into(),
+        national_prefix: "0".into(),
+        international_prefix: "00".into(),
+    });
+    // The centre's number is known in E.164 only; the carrier sends the
+    // national form and the number the citizen dialed before a redirect.
+    let route = config.dids.remove("5000").unwrap();
+    config.dids.insert("+33140000000".into(), route);
+    let mut h = Harness::with_config(config);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\n";
+    let text = format!(
+        "INVITE sip:0999999999@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-pai\r\n\
+         Max-Forwards: 70\r\nFrom: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=pai\r\n\
+         To: <sip:0999999999@pbx.test>\r\nCall-ID: pai@test\r\nCSeq: 1 INVITE\r\n\
+         P-Asserted-Identity: <tel:0612345678>\r\nPrivacy: id\r\n\
+         Diversion: <sip:0140000000@carrier.test>;reason=unconditional\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&text, CALLER);
+    let call = h.open_media();
+    assert_eq!(h.core.calls[&call].caller_number, "+33612345678");
+    h.advance(Duration::from_secs(61));
+    let record = h.finished_record();
+    assert_eq!(record.caller, "+33612345678");
+    assert_eq!(record.diverted_from.as_deref(), Some("+33140000000"));
+    assert_eq!(
+        record.dialed, "0999999999",
+        "the Request-URI stays as received"
+    );
+    assert_eq!(record.queue.as_deref(), Some("general"));
 }

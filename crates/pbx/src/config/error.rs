@@ -92,6 +92,8 @@ pub(crate) enum ConfigErrorKind {
     DidIsAgent { number: String },
     #[error("trunk {trunk:?} allows no networks, so it can never match a call")]
     NoNetworks { trunk: String },
+    #[error("{value:?} is not a dialling prefix; write up to 6 digits such as \"33\" or \"0\"")]
+    InvalidPrefix { value: String },
     #[error(
         "unknown strategy {value:?}; use longest-idle, fewest-calls, least-talk-time, \
          round-robin, ring-all, linear, random, weighted-random or best-proficiency"

@@ -119,6 +119,10 @@ pub(super) struct RawTrunk {
     pub(super) name: Spanned<String>,
     pub(super) allow: Spanned<Vec<Spanned<String>>>,
     pub(super) outbound: Value<String>,
+    pub(super) country_code: Value<String>,
+    pub(super) national_prefix: Value<String>,
+    pub(super) international_prefix: Value<String>,
+    pub(super) trust_identity: Value<bool>,
 }
 
 #[derive(Debug, Deserialize)]

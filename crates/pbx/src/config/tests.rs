@@ -131,6 +131,10 @@ fn embedded_examples_validate() {
                 "# any_agent = ",
                 "# overflow = ",
                 "# outbound = ",
+                "# country_code = ",
+                "# national_prefix = ",
+                "# international_prefix = ",
+                "# trust_identity = ",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -661,5 +665,21 @@ fn overload_limits_have_defaults_and_bounds() {
             .iter()
             .any(|e| e.contains("overload.retry_after_secs")),
         "{errors:?}"
+    );
+}
+
+#[test]
+fn trunk_numbering_plan_needs_digit_prefixes() {
+    let text = "[[trunks]]\nname = \"t\"\nallow = [\"192.0.2.0/24\"]\ncountry_code = \"33\"\n";
+    let config = Config::parse(text, ORIGIN).unwrap();
+    let plan = config.trunks[0].numbering.clone().expect("a plan");
+    assert_eq!(plan.to_e164("0612345678"), "+33612345678");
+    assert!(config.trunks[0].trust_identity);
+    let errors =
+        errors_of("[[trunks]]\nname = \"t\"\nallow = [\"192.0.2.0/24\"]\ncountry_code = \"+33\"\n");
+    assert_has(
+        &errors,
+        "test.toml:4:16: trunks[0].country_code: \"+33\" is not a dialling prefix; write up to \
+         6 digits such as \"33\" or \"0\"",
     );
 }

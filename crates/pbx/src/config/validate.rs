@@ -658,10 +658,42 @@ fn convert_trunks(checker: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfi
             .outbound
             .as_ref()
             .map(|raw| checker.socket_address(&format!("{key}.outbound"), &spanned(raw)));
+        let mut digits = |field: &str, value: &Value<String>, default: &str| -> String {
+            let Some(raw) = value.as_ref() else {
+                return default.to_owned();
+            };
+            let text = raw.get_ref();
+            if text.len() > 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+                checker.report(
+                    format!("{key}.{field}"),
+                    &Source::File(raw.span()),
+                    ConfigErrorKind::InvalidPrefix {
+                        value: text.clone(),
+                    },
+                );
+            }
+            text.clone()
+        };
+        let numbering = match trunk.country_code {
+            Some(_) => {
+                let country_code = digits("country_code", &trunk.country_code, "");
+                let national_prefix = digits("national_prefix", &trunk.national_prefix, "0");
+                let international_prefix =
+                    digits("international_prefix", &trunk.international_prefix, "00");
+                Some(sip_server::b2bua::NumberingPlan {
+                    country_code,
+                    national_prefix,
+                    international_prefix,
+                })
+            }
+            None => None,
+        };
         trunks.push(TrunkConfig {
             name: name.value,
             allow,
             outbound,
+            numbering,
+            trust_identity: trunk.trust_identity.as_ref().is_none_or(|t| *t.get_ref()),
         });
     }
     trunks

@@ -543,6 +543,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         caller_answered_at: None,
         voicemail_box: None,
         forwarded_to: None,
+        diverted_from: None,
         callback_of: None,
         recording_events: Vec::new(),
         media_quality: None,

@@ -483,6 +483,17 @@ impl Core {
             };
         }
         self.transactions.send_response(server_key, reply, now);
+        // RFC 5057 section 5.1: a 481, or a 408 that no response at all
+        // became, means the far leg's dialog is gone, so nothing would ever
+        // end the call (a held call sends no RTP to time out on).
+        if matches!(response.status, 408 | 481) && request.method != Method::Bye {
+            tracing::warn!(
+                status = response.status,
+                method = %request.method,
+                "the other leg no longer has the dialog; ending the call"
+            );
+            self.hang_up(call_id, origin.other(), now);
+        }
     }
 
     fn ack_other_leg(&mut self, call_id: &str, side: Side, response: &Response) {

@@ -1570,3 +1570,86 @@ fn trunk_identity_and_diversion_reach_the_record_in_e164() {
     );
     assert_eq!(record.queue.as_deref(), Some("general"));
 }
+
+#[test]
+fn bye_during_an_unanswered_reinvite_ends_the_call() {
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    h.sent.clear();
+    let hold = "v=0\r\no=- 7 8 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
+                m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+    let from_agent = |method: &str, cseq: u32, body: &str| {
+        format!(
+            "{method} sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-{method}{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:agent@{AGENT_1}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            invite.headers.get("From").unwrap(),
+            invite.headers.call_id().unwrap(),
+            body.len()
+        )
+    };
+    h.receive(&from_agent("INVITE", 2, hold), AGENT_1);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Invite),
+        "the hold is relayed and the caller never answers it"
+    );
+    h.receive(&from_agent("BYE", 3, ""), AGENT_1);
+    let statuses: Vec<u16> = h
+        .responses_to(AGENT_1)
+        .iter()
+        .filter(|r| r.headers.cseq().is_ok_and(|c| c.method == Method::Bye))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200]);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    assert_eq!(
+        h.finished_record().hangup_side,
+        Some(cdr::HangupSide::Agent)
+    );
+    assert_eq!(h.core.active_calls(), 0);
+}
+
+#[test]
+fn reinvite_that_times_out_ends_the_call() {
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    h.sent.clear();
+    let hold = "v=0\r\no=- 7 8 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
+                m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-stale\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 2 INVITE\r\nContact: <sip:agent@{AGENT_1}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{hold}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        hold.len()
+    );
+    h.receive(&reinvite, AGENT_1);
+    // The caller's side never answers: Timer B gives 408 after 64*T1.
+    h.advance(Duration::from_secs(33));
+    let to_agent = h.take_to(AGENT_1);
+    assert!(
+        to_agent
+            .iter()
+            .any(|m| matches!(m, Message::Response(r) if r.status == 408)),
+        "the agent learns its re-INVITE failed"
+    );
+    assert!(
+        to_agent
+            .iter()
+            .any(|m| matches!(m, Message::Request(r) if r.method == Method::Bye)),
+        "and the call it can no longer change ends"
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+    assert_eq!(h.core.active_calls(), 0);
+}

@@ -151,6 +151,60 @@ pub struct StoredDialog {
     pub address: std::net::SocketAddr,
 }
 
+/// What a crash leaves to clean up of one call: its established dialogs,
+/// which the next start ends with BYE, and the INVITEs still ringing a
+/// phone, which it ends with CANCEL.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredLegs {
+    pub dialogs: Vec<StoredDialog>,
+    #[serde(default)]
+    pub ringing: Vec<StoredCancel>,
+}
+
+/// The CANCEL of an INVITE the PBX sent (same Request-URI, Call-ID, tags,
+/// CSeq number and top Via), as text, with where it goes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredCancel {
+    pub request: String,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    pub address: std::net::SocketAddr,
+}
+
+impl StoredCancel {
+    pub fn new(cancel: &Request, target: Target) -> StoredCancel {
+        StoredCancel {
+            request: String::from_utf8_lossy(&cancel.to_bytes()).into_owned(),
+            transport: target.transport.via_token().to_owned(),
+            address: target.addr,
+        }
+    }
+
+    /// The CANCEL and its target; None when the text no longer parses.
+    pub fn to_request(&self) -> Option<(Request, Target)> {
+        let transport = transport_of(&self.transport)?;
+        let sip_message::Message::Request(request) =
+            sip_message::Message::parse(self.request.as_bytes()).ok()?
+        else {
+            return None;
+        };
+        let target = Target {
+            transport,
+            addr: self.address,
+            connection: None,
+        };
+        Some((request, target))
+    }
+}
+
+fn transport_of(token: &str) -> Option<crate::transaction::TransportKind> {
+    match token {
+        "UDP" => Some(crate::transaction::TransportKind::Udp),
+        "TCP" => Some(crate::transaction::TransportKind::Tcp),
+        _ => None,
+    }
+}
+
 impl Dialog {
     pub fn to_stored(&self) -> StoredDialog {
         StoredDialog {
@@ -172,11 +226,7 @@ impl StoredDialog {
     /// Rebuilds the dialog; None when a stored address does not parse. A
     /// stream connection of the earlier run is gone, so the target has none.
     pub fn to_dialog(&self) -> Option<Dialog> {
-        let transport = match self.transport.as_str() {
-            "UDP" => crate::transaction::TransportKind::Udp,
-            "TCP" => crate::transaction::TransportKind::Tcp,
-            _ => return None,
-        };
+        let transport = transport_of(&self.transport)?;
         let route_set = self
             .route_set
             .iter()

@@ -128,3 +128,120 @@ fn wait_for_callback(pbx: &Pbx, request: &str, timeout: Duration) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A kill -9 while the citizen's phone rings: the restarted PBX cancels
+/// that INVITE, hangs up the agent, records the cut call as interrupted
+/// and puts the request back in the queue.
+#[test]
+fn crash_while_the_citizen_rings_keeps_the_request() {
+    tools::require(&tools::ALL);
+    let agent = Agent {
+        id: "1001".to_owned(),
+        password: "e2e-secret-1001".to_owned(),
+    };
+    let phone = AgentPhone::new(&agent);
+    // The citizen's phone only rings: a bare UDP socket that answers 180.
+    let citizen = std::net::UdpSocket::bind("127.0.0.1:0").expect("citizen socket");
+    let citizen_port = citizen.local_addr().expect("address").port();
+    let config = PbxConfig {
+        agents: vec![agent],
+        max_wait_secs: 120,
+        queue_extra: "music_on_hold = \"default\"\nexit_keys = { \"*\" = \"callback\" }\n"
+            .to_owned(),
+        trunk_outbound: Some(format!("127.0.0.1:{citizen_port}")),
+        ..PbxConfig::default()
+    };
+    let mut pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    AudioFixtures::generate(&work_dir);
+
+    let mut caller = RawCaller::new(&pbx).expect("caller sockets");
+    assert_eq!(caller.invite(SIP_TIMEOUT).expect("final response"), 200);
+    caller
+        .exchange_audio(Duration::from_secs(1))
+        .expect("RTP exchange");
+    caller.press(STAR).expect("key sent");
+    caller
+        .wait_for_bye(Duration::from_secs(20))
+        .expect("the PBX hangs up after the confirmation");
+    let request = pbx.wait_for_call(caller.call_id(), Duration::from_secs(10));
+    let request_id = request["id"].as_str().expect("id").to_owned();
+
+    let agent_run = phone.answer(&work_dir, "agent_answer.xml", Duration::ZERO);
+    phone.register(&pbx, &work_dir);
+    let invite = receive(&citizen, "INVITE ", Duration::from_secs(15));
+    let ringing = response_to(&invite, "180 Ringing");
+    citizen
+        .send_to(ringing.as_bytes(), pbx.sip)
+        .expect("send 180");
+
+    pbx.restart();
+    let cancel = receive(&citizen, "CANCEL ", Duration::from_secs(10));
+    assert_eq!(header(&cancel, "Call-ID"), header(&invite, "Call-ID"));
+    let agent = agent_run.wait();
+    agent.assert_success();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cut = loop {
+        if let Some(record) = pbx
+            .calls()
+            .into_iter()
+            .find(|call| call["callback_of"] == request_id.as_str())
+        {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "no record of the cut callback");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(cut["interrupted"], true);
+    assert!(cut["answered_at"].is_null());
+    assert!(
+        pbx.logs().contains("restored callback requests"),
+        "the request is back in the queue\n{}",
+        pbx.logs()
+    );
+}
+
+/// Waits for a SIP request starting with `start` on `socket`.
+fn receive(socket: &std::net::UdpSocket, start: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {start}within {timeout:?}");
+        socket.set_read_timeout(Some(left)).expect("timeout");
+        let Ok((len, _)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        if text.starts_with(start) {
+            return text;
+        }
+    }
+}
+
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.split("\r\n").find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A response to `request` with the dialog and transaction headers copied
+/// and a To tag added.
+fn response_to(request: &str, status: &str) -> String {
+    let mut lines = vec![format!("SIP/2.0 {status}")];
+    for line in request.split("\r\n").skip(1) {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("To") {
+            lines.push(format!("{line};tag=citizen"));
+        } else if ["Via", "From", "Call-ID", "CSeq"]
+            .iter()
+            .any(|wanted| name.eq_ignore_ascii_case(wanted))
+        {
+            lines.push(line.to_owned());
+        }
+    }
+    lines.push("Content-Length: 0".to_owned());
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdr::{CallRecord, CdrStore};
-use sip_server::dialog::StoredDialog;
+use sip_server::dialog::StoredLegs;
 use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 
@@ -30,7 +30,7 @@ pub(crate) enum JournalError {
 pub(crate) enum JournalEntry {
     Save {
         record: Box<CallRecord>,
-        legs: Vec<StoredDialog>,
+        legs: StoredLegs,
     },
     Remove(String),
 }
@@ -40,7 +40,7 @@ pub(crate) enum JournalEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
     pub(crate) calls: usize,
-    pub(crate) legs: Vec<StoredDialog>,
+    pub(crate) legs: StoredLegs,
 }
 
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl Journal {
         Ok(Journal { pool })
     }
 
-    async fn save(&self, record: &CallRecord, legs: &[StoredDialog]) -> Result<(), JournalError> {
+    async fn save(&self, record: &CallRecord, legs: &StoredLegs) -> Result<(), JournalError> {
         let encode = |source| JournalError::Decode {
             id: record.id.clone(),
             source,
@@ -104,11 +104,11 @@ impl Journal {
             let updated_ms: i64 = row.try_get("updated_at_ms")?;
             let legs: Option<String> = row.try_get("legs")?;
             // A leg list that does not decode only costs its BYEs.
-            match legs
-                .as_deref()
-                .map(serde_json::from_str::<Vec<StoredDialog>>)
-            {
-                Some(Ok(legs)) => recovered.legs.extend(legs),
+            match legs.as_deref().map(serde_json::from_str::<StoredLegs>) {
+                Some(Ok(legs)) => {
+                    recovered.legs.dialogs.extend(legs.dialogs);
+                    recovered.legs.ringing.extend(legs.ringing);
+                }
                 Some(Err(error)) => {
                     tracing::warn!(call = id, %error, "stored dialogs do not decode");
                 }
@@ -298,15 +298,18 @@ mod tests {
         broken_wav(&dir.path().join("recordings/a.wav"));
 
         journal
-            .save(&open_record("a", true, Some("recordings/a.wav")), &[])
+            .save(
+                &open_record("a", true, Some("recordings/a.wav")),
+                &StoredLegs::default(),
+            )
             .await
             .unwrap();
         journal
-            .save(&open_record("b", false, None), &[])
+            .save(&open_record("b", false, None), &StoredLegs::default())
             .await
             .unwrap();
         journal
-            .save(&open_record("c", true, None), &[])
+            .save(&open_record("c", true, None), &StoredLegs::default())
             .await
             .unwrap();
         journal.remove("c").await.unwrap();
@@ -365,7 +368,10 @@ mod tests {
             voicemail_box: Some("general".to_owned()),
             ..open_record("m", false, Some("voicemail/general/m.wav"))
         };
-        journal.save(&message, &[]).await.unwrap();
+        journal
+            .save(&message, &StoredLegs::default())
+            .await
+            .unwrap();
 
         assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 1);
         let record = store.get("m").await.unwrap().expect("CDR of the message");

@@ -139,7 +139,6 @@ pub(crate) async fn run(
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
-    restore_callbacks(&mut core, &event_store, now).await?;
     let journal = crate::journal::Journal::open(store.pool().clone()).await?;
     let recovered = journal.recover(&store, &config.data_dir).await?;
     if recovered.calls > 0 {
@@ -149,6 +148,9 @@ pub(crate) async fn run(
         );
     }
     core.end_interrupted_dialogs(&recovered.legs, now);
+    // After the journal, so that a callback cut before the citizen answered
+    // has its interrupted CDR and the request comes back.
+    restore_callbacks(&mut core, &event_store, now).await?;
     let catalogue = crate::catalogue::Catalogue::open(store.pool().clone()).await?;
     let unfinished = crate::catalogue::recover_unfinished(
         &catalogue,

@@ -600,8 +600,17 @@ impl Core {
     /// their own timers end the call. The CSeq jumps past the stored one,
     /// because requests relayed after the last checkpoint (a hold, say)
     /// used the numbers right after it.
-    pub fn end_interrupted_dialogs(&mut self, legs: &[crate::dialog::StoredDialog], now: Instant) {
-        for stored in legs {
+    pub fn end_interrupted_dialogs(&mut self, legs: &crate::dialog::StoredLegs, now: Instant) {
+        for stored in &legs.ringing {
+            let Some((cancel, target)) = stored.to_request() else {
+                tracing::warn!("stored CANCEL does not parse; a phone may ring on");
+                continue;
+            };
+            tracing::info!(target = %target.addr, "cancelling an INVITE left ringing by the last stop");
+            let key = self.transactions.send_request(cancel, target, now);
+            self.purposes.insert(key, Purpose::FireAndForget);
+        }
+        for stored in &legs.dialogs {
             let Some(mut dialog) = stored.to_dialog() else {
                 tracing::warn!(
                     call_id = stored.call_id,

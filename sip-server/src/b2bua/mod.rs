@@ -211,7 +211,7 @@ pub enum Command {
     /// call; `Finish` removes it.
     Checkpoint {
         record: Box<cdr::CallRecord>,
-        legs: Vec<crate::dialog::StoredDialog>,
+        legs: crate::dialog::StoredLegs,
     },
     /// Store `events` durably, in order, and append the Asterisk-compatible
     /// queue_log `lines` made from them. `held` lists the SIP responses
@@ -916,11 +916,23 @@ impl Core {
             cdr::Disposition::Failed
         };
         let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
-        let legs = [Side::Caller, Side::Agent]
+        let dialogs = [Side::Caller, Side::Agent]
             .into_iter()
             .filter_map(|side| call.dialog(side))
             .map(crate::dialog::Dialog::to_stored)
             .collect();
+        let ringing = call
+            .attempts
+            .values()
+            .filter_map(|attempt| self.attempts.get(attempt))
+            .flat_map(|attempt| attempt.branches.iter())
+            .filter(|branch| !branch.finished)
+            .map(|branch| {
+                let cancel = offer::cancel_for(&branch.request);
+                crate::dialog::StoredCancel::new(&cancel, branch.target)
+            })
+            .collect();
+        let legs = crate::dialog::StoredLegs { dialogs, ringing };
         self.commands.push_back(Command::Checkpoint {
             record: Box::new(record),
             legs,

@@ -164,6 +164,9 @@ impl Core {
         if let Some(call) = self.calls.get_mut(call_id) {
             call.attempts.insert(label.to_owned(), attempt_id);
         }
+        // A crash from now on leaves a phone ringing unless the next start
+        // can CANCEL it.
+        self.checkpoint(call_id, now);
     }
 
     /// Stops ringing `agent` for `call_id`, or every agent when `agent` is
@@ -575,7 +578,7 @@ pub(super) fn contact_targets(
 
 /// CANCEL for an INVITE the PBX sent (section 9.1): same Request-URI,
 /// Call-ID, From, To, top Via and CSeq number.
-fn cancel_for(invite: &Request) -> Request {
+pub(super) fn cancel_for(invite: &Request) -> Request {
     let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
     if let Ok(via) = invite.headers.top_via() {
         cancel.headers.push("Via", via.to_string());

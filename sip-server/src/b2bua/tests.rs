@@ -1439,15 +1439,15 @@ fn legs_stored_at_the_answer_get_bye_after_a_crash() {
             _ => None,
         })
         .expect("the answer is checkpointed");
-    assert_eq!(legs.len(), 2, "caller and agent dialogs: {legs:?}");
+    assert_eq!(legs.dialogs.len(), 2, "caller and agent dialogs: {legs:?}");
+    assert!(legs.ringing.is_empty(), "nothing rings once answered");
     let json = serde_json::to_string(&legs).unwrap();
-    let stored: Vec<crate::dialog::StoredDialog> = serde_json::from_str(&json).unwrap();
+    let legs: crate::dialog::StoredLegs = serde_json::from_str(&json).unwrap();
+    let stored = &legs.dialogs;
 
     // A new process knows nothing of the call but the stored dialogs.
     let mut restarted = Harness::new();
-    restarted
-        .core
-        .end_interrupted_dialogs(&stored, restarted.now);
+    restarted.core.end_interrupted_dialogs(&legs, restarted.now);
     restarted.collect();
     for (peer, stored) in [(CALLER, &stored[0]), (AGENT_1, &stored[1])] {
         let bye = restarted
@@ -1652,4 +1652,42 @@ fn reinvite_that_times_out_ends_the_call() {
     assert_eq!(record.disposition, cdr::Disposition::Answered);
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
     assert_eq!(h.core.active_calls(), 0);
+}
+
+#[test]
+fn a_ringing_agent_gets_cancel_after_a_crash() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the agent rings");
+    let legs = h
+        .commands
+        .iter()
+        .rev()
+        .find_map(|command| match command {
+            Command::Checkpoint { legs, .. } => Some(legs.clone()),
+            _ => None,
+        })
+        .expect("the offer is checkpointed");
+    assert_eq!(legs.ringing.len(), 1);
+
+    let mut restarted = Harness::new();
+    restarted.core.end_interrupted_dialogs(&legs, restarted.now);
+    restarted.collect();
+    let cancel = restarted
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Cancel)
+        .expect("CANCEL to the ringing phone");
+    assert_eq!(cancel.headers.call_id(), invite.headers.call_id());
+    assert_eq!(
+        cancel.headers.top_via().unwrap().branch(),
+        invite.headers.top_via().unwrap().branch()
+    );
+    assert_eq!(cancel.headers.cseq().unwrap().seq, 1);
 }

@@ -37,8 +37,10 @@ struct RequestData {
 }
 
 impl EventStore {
-    /// Callback requests whose call has no later answer, abandon, timeout,
-    /// exit or completion, oldest first.
+    /// Callback requests that no later event ended, oldest first. An agent
+    /// taking the request ends it unless the call placed for it was cut by
+    /// a crash before the citizen picked up: its recovered CDR is marked
+    /// interrupted and has no answer time, so the request waits again.
     pub(crate) async fn pending_callbacks(&self) -> Result<Vec<PendingCallback>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT r.seq, r.at_ms, r.call_id, r.queue, r.data FROM queue_events r \
@@ -46,8 +48,14 @@ impl EventStore {
              AND r.queue IS NOT NULL AND NOT EXISTS ( \
                  SELECT 1 FROM queue_events later \
                  WHERE later.call_id = r.call_id AND later.seq > r.seq \
-                 AND later.kind IN ('offer_answered', 'call_abandoned', 'call_timed_out', \
-                                    'call_exited', 'call_completed')) \
+                 AND later.kind IN ('call_abandoned', 'call_timed_out', 'call_exited', \
+                                    'call_completed')) \
+             AND NOT EXISTS ( \
+                 SELECT 1 FROM queue_events taken \
+                 WHERE taken.call_id = r.call_id AND taken.seq > r.seq \
+                 AND taken.kind = 'offer_answered' AND NOT EXISTS ( \
+                     SELECT 1 FROM call_records cut WHERE cut.callback_of = r.call_id \
+                     AND cut.interrupted = 1 AND cut.answered_at IS NULL)) \
              ORDER BY r.seq",
         )
         .fetch_all(&self.pool)
@@ -117,7 +125,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_requests_without_an_end_are_pending() {
+    async fn requests_without_an_end_or_cut_by_a_crash_are_pending() {
         let dir = tempfile::tempdir().unwrap();
         let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
         let store = EventStore::open(cdr.pool().clone()).await.unwrap();
@@ -139,24 +147,71 @@ mod tests {
             joined_position: 1,
             at: now,
         };
+        let cut_short = QueueEvent::OfferAnswered {
+            call: "cut".into(),
+            queue: "general".into(),
+            agent: "1001".into(),
+            waited: Duration::from_secs(100),
+            ring_time: Duration::from_secs(2),
+            joined_position: 1,
+            at: now,
+        };
         store
             .append(&[
                 stamped(requested("waiting", now, data.clone()), 1_800_000_090_000),
                 stamped(requested("served", now, data.clone()), 1_800_000_090_000),
                 stamped(served, 1_800_000_100_000),
+                stamped(requested("cut", now, data.clone()), 1_800_000_090_000),
+                stamped(cut_short, 1_800_000_100_000),
             ])
             .await
             .unwrap();
+        // The call placed for "cut" died with the PBX before the citizen
+        // answered; its record came back interrupted.
+        let at = time::macros::datetime!(2027-01-15 08:01:40 UTC);
+        let record = cdr::CallRecord {
+            id: "cut-callback".into(),
+            caller_call_id: "x@test".into(),
+            agent_call_id: None,
+            caller: "+15550100".into(),
+            dialed: "+15550100".into(),
+            trunk: None,
+            source_extension: None,
+            queue: Some("general".into()),
+            agent: Some("1001".into()),
+            arrived_at: at,
+            queued_at: None,
+            answered_at: None,
+            ended_at: at,
+            wait_seconds: 0.0,
+            talk_seconds: 0.0,
+            disposition: cdr::Disposition::Failed,
+            sip_status: None,
+            hangup_side: Some(cdr::HangupSide::System),
+            recording_path: None,
+            recording_seconds: None,
+            interrupted: true,
+            caller_answered_at: None,
+            voicemail_box: None,
+            forwarded_to: None,
+            diverted_from: None,
+            callback_of: Some("cut".into()),
+            recording_events: Vec::new(),
+            media_quality: None,
+        };
+        cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();
-        assert_eq!(
-            pending,
-            [PendingCallback {
-                call: "waiting".into(),
-                queue: "general".into(),
-                number: "+15550100".into(),
-                arrived_ms: 1_800_000_000_000,
-                data,
-            }]
-        );
+        let waiting = PendingCallback {
+            call: "waiting".into(),
+            queue: "general".into(),
+            number: "+15550100".into(),
+            arrived_ms: 1_800_000_000_000,
+            data,
+        };
+        let cut = PendingCallback {
+            call: "cut".into(),
+            ..waiting.clone()
+        };
+        assert_eq!(pending, [waiting, cut]);
     }
 }

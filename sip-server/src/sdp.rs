@@ -358,6 +358,64 @@ impl LegOrigin {
     }
 }
 
+/// A copy of `offer` whose audio stream also lists PCMU and PCMA when it
+/// names neither, so a phone that only speaks G.711 can answer a G.722
+/// caller; the relay transcodes between the two.
+pub fn with_g711(offer: &SessionDescription) -> SessionDescription {
+    let mut copy = offer.clone();
+    let Some(audio) = copy.first_audio() else {
+        return copy;
+    };
+    let media = &mut copy.media[audio];
+    let has_g711 = media.formats.iter().any(|format| {
+        format
+            .parse::<u8>()
+            .ok()
+            .and_then(|pt| media.rtpmap(pt))
+            .is_some_and(|(name, _)| matches!(voice_codec(&name), Some(0 | 8)))
+    });
+    if has_g711 || media.port == 0 {
+        return copy;
+    }
+    // After the offered voice formats and before telephone-event, so the
+    // caller's own codec stays the preferred one.
+    let at = media
+        .formats
+        .iter()
+        .position(|format| {
+            format
+                .parse::<u8>()
+                .ok()
+                .and_then(|pt| media.rtpmap(pt))
+                .is_some_and(|(name, _)| voice_codec(&name).is_none())
+        })
+        .unwrap_or(media.formats.len());
+    media.formats.insert(at, "8".to_owned());
+    media.formats.insert(at, "0".to_owned());
+    for (payload_type, name) in [(0, "PCMU"), (8, "PCMA")] {
+        media.lines.push(sip_message::sdp::SdpLine {
+            kind: 'a',
+            value: format!("rtpmap:{payload_type} {name}/8000"),
+        });
+    }
+    copy
+}
+
+/// True when the audio stream of `offer` lists the codec of static payload
+/// type `payload_type` under any number.
+pub fn offers_codec(offer: &SessionDescription, payload_type: u8) -> bool {
+    let Some(audio) = offer.first_audio() else {
+        return false;
+    };
+    let stream = &offer.media[audio];
+    stream
+        .formats
+        .iter()
+        .filter_map(|format| format.parse::<u8>().ok())
+        .filter_map(|pt| stream.rtpmap(pt))
+        .any(|(name, rate)| rate == 8000 && voice_codec(&name) == Some(payload_type))
+}
+
 /// Static payload type of the first PCMU, PCMA or G722 format in the
 /// audio stream of `sdp` (an answer names the codec in use first).
 pub fn voice_payload_type(sdp: &SessionDescription) -> Option<u8> {

@@ -67,7 +67,7 @@ impl Core {
             let offer = call.offer.clone();
             call.caller_origin.stamp(&offer, media_address, port)
         } else {
-            crate::sdp::anchored(&call.offer, media_address, port)
+            crate::sdp::anchored(&crate::sdp::with_g711(&call.offer), media_address, port)
         };
         let call = &*call;
         let (sip_call_id, from, context) = if kind == AttemptKind::Citizen {
@@ -499,11 +499,30 @@ impl Core {
         // answered now gets the agent's answer, so both legs match.
         let codecs = crate::sdp::voice_payload_type(&answer)
             .map(|payload_type| (payload_type, crate::sdp::event_payload_type(&answer)));
+        // An agent that answered a codec the caller did not offer (G.711
+        // added for a G.722 caller) cannot have its answer passed on: the
+        // caller gets the relay's own answer in its first codec.
+        let own_answer = match (codecs, self.calls.get(call_id)) {
+            (Some((payload_type, _)), Some(call))
+                if !answered_before && !crate::sdp::offers_codec(&call.offer, payload_type) =>
+            {
+                crate::sdp::local_answer(&call.offer, self.config.media_address, caller_port).ok()
+            }
+            _ => None,
+        };
         let sides: &[Side] = match codecs {
-            Some(_) if answered_before => &[Side::Agent],
+            Some(_) if answered_before || own_answer.is_some() => &[Side::Agent],
             Some((9, _)) => &[Side::Caller, Side::Agent],
             _ => &[],
         };
+        if let Some(own) = &own_answer {
+            self.commands.push_back(Command::SetCodecs {
+                call: call_id.to_owned(),
+                side: Side::Caller,
+                payload_type: own.payload_type,
+                event_payload_type: own.event_payload_type,
+            });
+        }
         if let Some((payload_type, event_payload_type)) = codecs {
             for side in sides {
                 self.commands.push_back(Command::SetCodecs {
@@ -556,9 +575,10 @@ impl Core {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        let caller_answer = own_answer.as_ref().map_or(&answer, |own| &own.sdp);
         let body = call
             .caller_origin
-            .stamp(&answer, media_address, caller_port);
+            .stamp(caller_answer, media_address, caller_port);
         self.respond_caller(call_id, 200, None, Some(body), now);
         self.awaiting_ack
             .insert((caller_sip_call_id, invite_cseq), invite_key);

@@ -1691,3 +1691,57 @@ fn a_ringing_agent_gets_cancel_after_a_crash() {
     );
     assert_eq!(cancel.headers.cseq().unwrap().seq, 1);
 }
+
+#[test]
+fn g722_only_caller_reaches_a_g711_agent_through_transcoding() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n\
+               a=rtpmap:101 telephone-event/8000\r\n";
+    let text = format!(
+        "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-g722\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag=c1\r\nTo: <sip:5000@pbx.test>\r\n\
+         Call-ID: g722@test\r\nCSeq: 1 INVITE\r\nContact: <sip:+15550100@{CALLER}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&text, CALLER);
+    let call = h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    let offered = crate::sdp::parse(&invite.body).unwrap();
+    assert_eq!(offered.media[0].formats, ["9", "0", "8", "101"]);
+    h.receive(
+        &agent_response(&invite, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("the caller is answered");
+    let answer = crate::sdp::parse(&ok.body).unwrap();
+    assert_eq!(
+        crate::sdp::voice_payload_type(&answer),
+        Some(9),
+        "in its own codec"
+    );
+    let codecs: Vec<(Side, u8)> = h
+        .commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::SetCodecs {
+                call: c,
+                side,
+                payload_type,
+                ..
+            } if *c == call => Some((*side, *payload_type)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codecs, [(Side::Caller, 9), (Side::Agent, 0)]);
+}

@@ -127,7 +127,9 @@ impl Dialog {
         let tags = request.headers.from().ok().zip(request.headers.to().ok());
         request.headers.call_id() == Some(self.call_id.as_str())
             && tags.is_some_and(|(from, to)| {
-                from.tag() == Some(self.remote_tag.as_str())
+                // An RFC 2543 peer sends no From tag; its dialog's remote tag
+                // is then empty (RFC 3261 section 12.1.1).
+                from.tag().unwrap_or_default() == self.remote_tag
                     && to.tag() == Some(self.local_tag.as_str())
             })
     }

@@ -369,7 +369,10 @@ impl Core {
         let data = acd::CallData {
             priority: call.route.priority,
             requirements: call.route.skills.clone(),
-            caller: Some(call.caller_number.clone()),
+            // Only a number a trunk can dial may become a callback request;
+            // an anonymous caller's exit to "callback" ends as unanswered.
+            caller: super::callback::is_dialable(&call.caller_number)
+                .then(|| call.caller_number.clone()),
             request_type: call.route.request_type.clone(),
             attributes: [(
                 super::callback::DIALED_ATTRIBUTE.to_owned(),

@@ -1745,3 +1745,53 @@ fn g722_only_caller_reaches_a_g711_agent_through_transcoding() {
         .collect();
     assert_eq!(codecs, [(Side::Caller, 9), (Side::Agent, 0)]);
 }
+
+#[test]
+fn caller_without_from_tag_can_hang_up() {
+    // RFC 2543 callers send no From tag; their BYE must still match.
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\n";
+    let headers = |method: &str, cseq: u32, to_tag: &str| {
+        format!(
+            "{method} sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-2543{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>\r\nTo: <sip:5000@pbx.test>{to_tag}\r\n\
+             Call-ID: rfc2543@test\r\nCSeq: {cseq} {method}\r\n"
+        )
+    };
+    let invite = format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        headers("INVITE", 1, ""),
+        sdp.len()
+    );
+    h.receive(&invite, CALLER);
+    let call = h.open_media();
+    let ring = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    h.receive(
+        &agent_response(&ring, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let tag = format!(";tag={}", caller_tag(&h, &call));
+    h.receive(
+        &format!("{}Content-Length: 0\r\n\r\n", headers("ACK", 1, &tag)),
+        CALLER,
+    );
+    h.receive(
+        &format!("{}Content-Length: 0\r\n\r\n", headers("BYE", 2, &tag)),
+        CALLER,
+    );
+    assert!(
+        h.responses_to(CALLER)
+            .iter()
+            .any(|r| r.status == 200 && r.headers.cseq().is_ok_and(|c| c.method == Method::Bye))
+    );
+    assert_eq!(
+        h.finished_record().hangup_side,
+        Some(cdr::HangupSide::Caller)
+    );
+}

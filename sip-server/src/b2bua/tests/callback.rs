@@ -291,3 +291,45 @@ fn confirmation_needs_no_music_queue() {
     );
     assert_eq!(h.core.acd.position(&call), Some(1));
 }
+
+#[test]
+fn anonymous_caller_cannot_ask_for_a_callback() {
+    let mut h = Harness::with_config(callback_config());
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let text = format!(
+        "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-anon\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:anonymous@anonymous.invalid>;tag=anon\r\n\
+         To: <sip:5000@pbx.test>\r\nCall-ID: anon@test\r\nCSeq: 1 INVITE\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&text, CALLER);
+    let call = h.open_media();
+    h.core.media_notice(
+        &call,
+        MediaNotice::Digit {
+            side: Side::Caller,
+            digit: '*',
+        },
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.core.acd.position(&call), None, "no request is kept");
+    let lines: Vec<String> = h
+        .commands
+        .iter()
+        .flat_map(|command| match command {
+            Command::QueueLog { lines, .. } => lines.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|line| line.contains("|EXITWITHKEY|")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains("|ABANDON|")),
+        "{lines:?}"
+    );
+}

@@ -412,8 +412,9 @@ impl Core {
 
     /// Hangs up the agent, who goes to wrap-up, when the citizen did not
     /// answer (busy, rejected, unreachable, or rang too long).
-    // TODO: a request whose citizen was not reached ends here; operators
-    // may want it tried again after a delay.
+    // TODO: a request whose citizen was not reached ends here, without a
+    // retry, and the queue_log and KPIs count it as answered (CONNECT at
+    // the agent's answer); only its CDR says failed.
     pub(super) fn citizen_failed(&mut self, call_id: &str, status: u16, now: Instant) {
         let Some(call) = self.calls.get(call_id) else {
             return;

@@ -1,11 +1,11 @@
-//! Who is calling and which number they first dialed, as a trunk tells it:
-//! the caller from P-Asserted-Identity (RFC 3325) when the trunk is
+//! The caller and the number first dialed, as a trunk's INVITE carries
+//! them: the caller from P-Asserted-Identity (RFC 3325) when the trunk is
 //! trusted to assert it, the first redirecting number from Diversion (RFC
 //! 5806), and both written in E.164 by the trunk's numbering plan.
 
 use sip_message::{Request, Uri};
 
-/// How a trunk writes numbers that are not in E.164 yet.
+/// The numbering plan of a trunk whose numbers are not in E.164 yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NumberingPlan {
     /// Country calling code without `+`, such as "33".
@@ -18,7 +18,7 @@ pub struct NumberingPlan {
 
 impl NumberingPlan {
     /// Returns `number` in E.164 (`+` and digits) when it is a national or
-    /// international number of this plan; anything else (short codes,
+    /// international number of this plan. Anything else (short codes,
     /// extensions, names) comes back unchanged. Spaces, dots, dashes and
     /// parentheses that phones put in numbers are dropped first.
     pub fn to_e164(&self, number: &str) -> String {
@@ -52,13 +52,13 @@ impl NumberingPlan {
     }
 }
 
-/// The number in the first P-Asserted-Identity of `request`, if any.
+/// Returns the number in the first P-Asserted-Identity of `request`.
 pub(super) fn asserted_identity(request: &Request) -> Option<String> {
     first_number(request.headers.get("P-Asserted-Identity")?)
 }
 
-/// The number in the first Diversion entry of `request`: the number the
-/// citizen dialed before the call was redirected to the centre.
+/// Returns the number in the first Diversion entry of `request`: the
+/// number the citizen dialed before the call was redirected to the centre.
 pub(super) fn diverted_from(request: &Request) -> Option<String> {
     first_number(request.headers.get("Diversion")?)
 }

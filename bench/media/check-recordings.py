@@ -15,7 +15,9 @@ import wave
 
 data, calls, secs = pathlib.Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 lengths, lost, worst_err = [], [0, 0], 0.0
-files = sorted(data.rglob("*.wav"))
+# Only the call recordings: the data folder also holds the built-in prompts
+# and music under sounds/.
+files = sorted((data / "recordings").rglob("*.wav"))
 for path in files:
     with wave.open(str(path)) as w:
         channels, rate, frames = w.getnchannels(), w.getframerate(), w.getnframes()

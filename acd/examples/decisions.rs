@@ -75,7 +75,7 @@ fn main() {
         centre.tick();
         centre.arrive();
         centre.answer_offers();
-        if centre.arrivals() % 1_000 == 0 {
+        if centre.arrivals().is_multiple_of(1_000) {
             println!(
                 "loading: {:>5} arrivals, {:>5} calls waiting, {} agents talking, {} idle; {:.1?} per arrival",
                 centre.arrivals(),
@@ -108,7 +108,7 @@ fn main() {
     let loop_start = Instant::now();
     let mut done = 0;
     while done < cycles && loop_start.elapsed() < limit {
-        let free = if done % 2 == 0 {
+        let free = if done.is_multiple_of(2) {
             Free::EndWrapUp
         } else {
             Free::SetReady

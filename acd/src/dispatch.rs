@@ -1,12 +1,13 @@
 //! Offers: choosing agents for waiting calls, their outcomes, and the timers around them.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use tracing::debug;
 
 use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
-use crate::call::{Offer, deadline_after};
+use crate::call::{CallOrder, Offer, deadline_after};
 use crate::engine::Acd;
 use crate::output::{Action, QueueEvent};
 use crate::skill::qualifies;
@@ -145,8 +146,9 @@ impl Acd {
 
     /// Panics with the first difference between the indexes and a full scan
     /// of agents and calls: the deadline `poll_timeout` computed by walking
-    /// every call and agent before the index existed, and the agents that
-    /// are available. Only for tests, which call it after every input; it
+    /// every call and agent before the index existed, the agents that are
+    /// available, the waiting calls by queue and requirements, and the
+    /// order keys that give positions. Only for tests, which call it after every input; it
     /// costs a walk over the whole state.
     #[doc(hidden)]
     pub fn assert_indexes_match_scan(&self) {
@@ -156,6 +158,24 @@ impl Acd {
         if let Err(difference) = self.calls.check() {
             panic!("call index out of date: {difference}");
         }
+        if let Err(difference) = self.waiting.check(&self.calls) {
+            panic!("index of waiting calls out of date: {difference}");
+        }
+        for (name, queue) in &self.queues {
+            let mut orders: Vec<CallOrder> = self
+                .calls
+                .values()
+                .filter(|call| call.queue == *name)
+                .map(|call| call.order)
+                .collect();
+            orders.sort();
+            assert!(
+                queue.ranks.iter().eq(orders.iter()),
+                "positions of queue {name} differ from a scan of its calls"
+            );
+        }
+        let queued = self.queues.values().map(|q| q.ranks.len()).sum::<usize>();
+        assert_eq!(queued, self.calls.values().count(), "calls outside a queue");
         let calls = self.calls.values().filter_map(|call| call.next_deadline());
         let agents = self
             .agents
@@ -188,11 +208,118 @@ impl Acd {
     /// in service order, to eligible agents until either runs out. Serving
     /// calls in order means an agent in several queues gets the first call,
     /// by priority and wait, among those it may take.
+    // The result is that of `dispatch_by_scan`, which walks every waiting
+    // call and tries it with every free agent, but this visits only the
+    // calls that can get an offer. After a dispatch, every free agent is
+    // eligible for none of the waiting calls (else the scan would have
+    // offered one). That stays true for an agent and a call until either
+    // changes, which the tables note as touched, or until a retry delay of
+    // the call passes, which makes the call due. So only touched or due
+    // calls ("changed") need every free agent, and only touched agents that
+    // are free ("scouts") need the waiting calls, which the index of
+    // waiting calls finds for them in service order.
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
+        self.fresh.extend(self.agents.take_touched());
+        let touched_calls = self.calls.take_touched();
+        if self.scan_dispatch {
+            self.fresh.clear();
+            self.dispatch_by_scan(now);
+            return;
+        }
         // Most inputs find no call waiting (registrations, agents coming
         // back from a call into an empty queue), so they need no agent list.
+        if self.waiting.is_empty() {
+            // Free agents are eligible for no call now; those held back by
+            // a delay have to be tried once it has passed.
+            let agents = &self.agents;
+            self.fresh.retain(|id| agents.get(id).is_some_and(|a| a.held_back(now)));
+            return;
+        }
+        let due = self.calls.due(now);
+        let mut changed: BTreeSet<CallOrder> = touched_calls
+            .iter()
+            .chain(due.iter())
+            .filter_map(|id| self.calls.get(id))
+            .filter(|call| call.offers.is_empty())
+            .map(|call| call.order)
+            .collect();
+        let mut scouts: BTreeSet<(CallOrder, String)> = BTreeSet::new();
+        for id in std::mem::take(&mut self.fresh) {
+            let Some(agent) = self.agents.get(&id) else {
+                continue;
+            };
+            if agent.held_back(now) {
+                self.fresh.insert(id);
+            } else if agent.is_free(now)
+                && let Some(order) = self.waiting.first_for(agent, None, now, &self.calls)
+            {
+                scouts.insert((order, id));
+            }
+        }
+        // All free agents in id order, listed when a changed call needs them.
+        let mut free: Option<Vec<String>> = None;
+        loop {
+            let next_scout = scouts.first().map(|(order, _)| *order);
+            let order = match (next_scout, changed.first().copied()) {
+                (Some(scout), Some(call)) => scout.min(call),
+                (Some(order), None) | (None, Some(order)) => order,
+                (None, None) => break,
+            };
+            let is_changed = changed.remove(&order);
+            // The scouts whose first eligible call this is, in id order.
+            let mut here = Vec::new();
+            while scouts.first().is_some_and(|(first, _)| *first == order) {
+                here.extend(scouts.pop_first().map(|(_, id)| id));
+            }
+            let Some(call) = self.waiting.id_at(&order).map(str::to_owned) else {
+                continue;
+            };
+            let selection = if is_changed {
+                let agents = &self.agents;
+                let list = free.get_or_insert_with(|| {
+                    agents
+                        .available()
+                        .filter(|a| a.is_free(now))
+                        .map(|a| a.id.clone())
+                        .collect()
+                });
+                self.select_agents(&call, list, now)
+            } else {
+                // Any other free agent was eligible for this call at the
+                // last dispatch already, and the call has not changed.
+                self.select_agents(&call, &here, now)
+            };
+            let chosen: Vec<String> = match &selection {
+                Some(Selection::One(agent)) => vec![agent.clone()],
+                Some(Selection::All(agents)) => agents.clone(),
+                None => Vec::new(),
+            };
+            if let Some(list) = free.as_mut() {
+                list.retain(|agent| !chosen.contains(agent));
+            }
+            if let Some(selection) = selection {
+                self.start_offer(&call, selection, now);
+            }
+            // A scout left over may be eligible for a later call only.
+            for id in here.into_iter().filter(|id| !chosen.contains(id)) {
+                let next = self
+                    .agents
+                    .get(&id)
+                    .and_then(|agent| self.waiting.first_for(agent, Some(&order), now, &self.calls));
+                if let Some(next) = next {
+                    scouts.insert((next, id));
+                }
+            }
+        }
+    }
+
+    /// Offers waiting calls by walking all of them in service order and
+    /// trying each with every free agent: what `dispatch` did before it
+    /// had the index of waiting calls, kept as the reference it is tested
+    /// against.
+    fn dispatch_by_scan(&mut self, now: Instant) {
         if self.waiting.is_empty() {
             return;
         }
@@ -202,7 +329,7 @@ impl Acd {
             .filter(|a| a.is_free(now))
             .map(|a| a.id.clone())
             .collect();
-        let waiting: Vec<String> = self.waiting.values().cloned().collect();
+        let waiting: Vec<String> = self.waiting.ids().cloned().collect();
         for call in waiting {
             if free.is_empty() {
                 return;
@@ -217,6 +344,14 @@ impl Acd {
             free.retain(|agent| !chosen.contains(agent));
             self.start_offer(&call, selection, now);
         }
+    }
+
+    /// Makes `dispatch` walk every waiting call and free agent, as it did
+    /// before the index of waiting calls. Only for tests, which compare the
+    /// two; it is slow with many calls.
+    #[doc(hidden)]
+    pub fn use_scan_dispatch(&mut self) {
+        self.scan_dispatch = true;
     }
 
     fn select_agents(&mut self, call_id: &str, free: &[String], now: Instant) -> Option<Selection> {
@@ -328,7 +463,7 @@ impl Acd {
                 .insert(agent.to_owned(), deadline_after(now, retry_delay));
         }
         if call.offers.is_empty() {
-            self.waiting.insert(call.order, call.id.clone());
+            self.waiting.insert(&call);
         }
         let (id, queue) = (call.id.clone(), call.queue.clone());
         drop(call);
@@ -368,7 +503,7 @@ impl Acd {
         let mut call = self.calls.get_mut(call_id)?;
         let offers = std::mem::take(&mut call.offers);
         if !offers.is_empty() {
-            self.waiting.insert(call.order, call.id.clone());
+            self.waiting.insert(&call);
         }
         drop(call);
         for agent in offers.keys() {

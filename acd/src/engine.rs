@@ -1,6 +1,6 @@
 //! The ACD engine: its state, configuration inputs, queries and output queues.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use tracing::debug;
@@ -13,6 +13,7 @@ use crate::output::{Action, QueueEvent};
 use crate::skill::Skills;
 use crate::strategy::Rng;
 use crate::table::{EntryMut, Table};
+use crate::waiting::Waiting;
 
 /// Seed of the random strategies unless [`Acd::with_seed`] sets one.
 const DEFAULT_SEED: u64 = 0x5EED_ACD0;
@@ -26,8 +27,17 @@ pub struct Acd {
     /// deadlines indexed. Answered calls leave this table and live on in
     /// the agent's `Activity::OnCall`.
     pub(crate) calls: Table<Call>,
-    /// Calls without an offer in progress, in service order across all queues.
-    pub(crate) waiting: BTreeMap<CallOrder, String>,
+    /// Calls without an offer in progress, in service order across all
+    /// queues and by queue and requirements.
+    pub(crate) waiting: Waiting,
+    /// Agents that may be eligible for a waiting call that dispatch has not
+    /// tried them with: changed since it last ran, or held back by a delay
+    /// then. Every other available agent was free at the last dispatch and
+    /// eligible for none of the calls waiting then.
+    pub(crate) fresh: BTreeSet<String>,
+    /// Dispatch by the full scan of waiting calls and free agents, the
+    /// reference that the indexed dispatch is tested against.
+    pub(crate) scan_dispatch: bool,
     /// Answered calls until `call_ended`, by call id, with their agent.
     pub(crate) connected: HashMap<String, String>,
     pub(crate) caller_order: CallerOrder,
@@ -56,7 +66,9 @@ impl Acd {
             queues: BTreeMap::new(),
             agents: Table::default(),
             calls: Table::default(),
-            waiting: BTreeMap::new(),
+            waiting: Waiting::default(),
+            fresh: BTreeSet::new(),
+            scan_dispatch: false,
             connected: HashMap::new(),
             caller_order: CallerOrder::default(),
             next_seq: 0,
@@ -201,8 +213,7 @@ impl Acd {
     /// Returns how many calls wait in `queue` or ring one of its agents, or
     /// `None` for an unknown queue.
     pub fn queue_length(&self, queue: &str) -> Option<usize> {
-        self.queues.get(queue)?;
-        Some(self.calls.values().filter(|c| c.queue == queue).count())
+        Some(self.queues.get(queue)?.ranks.len())
     }
 
     /// Returns the data attached to a queued or ringing call.
@@ -217,13 +228,32 @@ impl Acd {
         Some(self.position_of(call))
     }
 
+    /// Returns the position `call` has or would have in its queue, from 1.
     pub(crate) fn position_of(&self, call: &Call) -> usize {
         let ahead = self
-            .calls
-            .values()
-            .filter(|other| other.queue == call.queue && other.order < call.order)
-            .count();
+            .queues
+            .get(&call.queue)
+            .map_or(0, |queue| queue.ranks.rank(&call.order));
         ahead + 1
+    }
+
+    /// Adds a call that has no offer yet: to the calls, its queue's
+    /// positions and the waiting calls.
+    pub(crate) fn insert_call(&mut self, call: Call) {
+        if let Some(queue) = self.queues.get_mut(&call.queue) {
+            queue.ranks.insert(call.order);
+        }
+        self.waiting.insert(&call);
+        self.calls.insert(call.id.clone(), call);
+    }
+
+    /// Refiles a waiting call after its requirements changed.
+    pub(crate) fn refile_waiting(&mut self, call_id: &str) {
+        if let Some(call) = self.calls.get(call_id)
+            && call.offers.is_empty()
+        {
+            self.waiting.insert(call);
+        }
     }
 
     pub(crate) fn agent_mut(&mut self, agent: &str) -> Result<EntryMut<'_, Agent>, AcdError> {
@@ -257,26 +287,40 @@ impl Acd {
 
     /// Recomputes every call's order key after a change of queue weights or
     /// of the caller order.
+    // Calls whose key stays are left alone, so that a reload that changes
+    // no weight does not make dispatch look at every call again.
     fn reorder_waiting(&mut self) {
         let keys: Vec<(String, CallOrder)> = self
             .calls
             .values()
-            .map(|call| {
+            .filter_map(|call| {
                 let order = self.order_for(
                     &call.queue,
                     call.data.priority,
                     call.order.arrived,
                     call.order.seq,
                 );
-                (call.id.clone(), order)
+                (order != call.order).then(|| (call.id.clone(), order))
             })
             .collect();
         for (id, order) in keys {
-            if let Some(mut call) = self.calls.get_mut(&id) {
-                if self.waiting.remove(&call.order).is_some() {
-                    self.waiting.insert(order, id);
+            let Some(mut call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let old = call.order;
+            call.order = order;
+            let waiting = call.offers.is_empty();
+            let queue = call.queue.clone();
+            drop(call);
+            if let Some(queue) = self.queues.get_mut(&queue) {
+                queue.ranks.remove(&old);
+                queue.ranks.insert(order);
+            }
+            if waiting {
+                self.waiting.remove(&old);
+                if let Some(call) = self.calls.get(&id) {
+                    self.waiting.insert(call);
                 }
-                call.order = order;
             }
         }
     }

@@ -80,11 +80,13 @@ mod error;
 mod exits;
 mod output;
 mod queue_log;
+mod ranks;
 mod reconfigure;
 mod skill;
 mod stats;
 mod strategy;
 mod table;
+mod waiting;
 
 pub use agent::{AgentState, AgentStatus};
 pub use agents::NO_ANSWER_REASON;

@@ -8,6 +8,10 @@
 //! through an [`EntryMut`], whose drop reads the value's deadline and
 //! availability again and moves its index entries: no input can change a
 //! deadline behind the index's back, whichever field it touches.
+//!
+//! The same drop notes the value's id as touched, so that dispatch can look
+//! again at the agents and calls that changed since it last ran, and take
+//! the others as it left them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
@@ -39,6 +43,8 @@ pub(crate) struct Table<V> {
     slots: BTreeMap<String, Slot<V>>,
     deadlines: BTreeSet<(Instant, String)>,
     available: BTreeSet<String>,
+    /// Ids of the values added or changed since the last `take_touched`.
+    touched: BTreeSet<String>,
 }
 
 impl<V> Default for Table<V> {
@@ -47,6 +53,7 @@ impl<V> Default for Table<V> {
             slots: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             available: BTreeSet::new(),
+            touched: BTreeSet::new(),
         }
     }
 }
@@ -71,6 +78,7 @@ impl<V: Indexed> Table<V> {
             slots,
             deadlines,
             available,
+            touched,
         } = self;
         // `range_mut` lends the stored key too, which the index entries need.
         let (id, slot) = slots
@@ -81,6 +89,7 @@ impl<V: Indexed> Table<V> {
             slot,
             deadlines,
             available,
+            touched,
         })
     }
 
@@ -90,6 +99,7 @@ impl<V: Indexed> Table<V> {
             slots,
             deadlines,
             available,
+            touched,
         } = self;
         for (id, slot) in slots.iter_mut() {
             let mut entry = EntryMut {
@@ -97,6 +107,7 @@ impl<V: Indexed> Table<V> {
                 slot,
                 deadlines: &mut *deadlines,
                 available: &mut *available,
+                touched: &mut *touched,
             };
             change(&mut entry);
         }
@@ -139,6 +150,13 @@ impl<V: Indexed> Table<V> {
             .take_while(|(deadline, _)| *deadline <= now)
             .map(|(_, id)| id.clone())
             .collect()
+    }
+
+    /// Returns the ids of the values added or changed through an
+    /// [`EntryMut`] since the last call, and starts a new list. Ids of
+    /// values removed since may be among them.
+    pub(crate) fn take_touched(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.touched)
     }
 
     /// Returns the values that are available, in id order.
@@ -192,6 +210,7 @@ pub(crate) struct EntryMut<'a, V: Indexed> {
     slot: &'a mut Slot<V>,
     deadlines: &'a mut BTreeSet<(Instant, String)>,
     available: &'a mut BTreeSet<String>,
+    touched: &'a mut BTreeSet<String>,
 }
 
 impl<V: Indexed> Deref for EntryMut<'_, V> {
@@ -210,6 +229,9 @@ impl<V: Indexed> DerefMut for EntryMut<'_, V> {
 
 impl<V: Indexed> Drop for EntryMut<'_, V> {
     fn drop(&mut self) {
+        if !self.touched.contains(self.id.as_str()) {
+            self.touched.insert(self.id.clone());
+        }
         let deadline = self.slot.value.deadline();
         if deadline != self.slot.deadline {
             if let Some(old) = self.slot.deadline {
@@ -288,6 +310,9 @@ mod tests {
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(table.available().count(), 0);
         assert_eq!(table.check(), Ok(()));
+        let touched: Vec<String> = table.take_touched().into_iter().collect();
+        assert_eq!(touched, ["a", "b"]);
+        assert!(table.take_touched().is_empty());
     }
 
     #[test]

@@ -1,0 +1,441 @@
+//! Calls without an offer in progress: in service order across all queues,
+//! and filed by queue and required skills.
+//!
+//! A freed agent may take only calls of its queues whose requirements it
+//! meets. Looking through every waiting call for those cost a dispatch as
+//! much as the queues are long (10,000 calls in the target load). So each
+//! waiting call is also filed in a class: its queue and its requirements
+//! under the step in force, skills sorted and each at its highest level.
+//! Calls of a class are alike for every agent except for retry delays, so
+//! an agent's first eligible call is among the first calls of the classes
+//! it qualifies for. Classes that need the same skills at other levels
+//! form a group, matched against the agent's skills once. Each group
+//! carries a 128-bit mask of its skills, from a hash of each name, so the
+//! groups that need a skill the agent lacks are mostly passed over
+//! without a string comparison.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::ops::Bound;
+use std::time::Instant;
+
+use crate::agent::Agent;
+use crate::call::{Call, CallOrder};
+use crate::skill::SkillRequirement;
+use crate::table::Table;
+
+/// A call's queue and its requirements, each skill once at its highest
+/// level, sorted by skill. Calls with equal keys are eligible for the same
+/// agents, retry delays aside.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClassKey {
+    queue: String,
+    needs: Vec<(String, u8)>,
+}
+
+impl ClassKey {
+    fn new(queue: &str, requirements: &[SkillRequirement]) -> ClassKey {
+        let mut needs: Vec<(String, u8)> = requirements
+            .iter()
+            .map(|r| (r.skill.clone(), r.min_level))
+            .collect();
+        // Highest level first within a skill, so `dedup` keeps it.
+        needs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        needs.dedup_by(|later, kept| later.0 == kept.0);
+        ClassKey {
+            queue: queue.to_owned(),
+            needs,
+        }
+    }
+
+    /// Splits the key into its group (queue and skills) and its levels.
+    fn split(self) -> (GroupKey, Vec<u8>) {
+        let (skills, levels) = self.needs.into_iter().unzip();
+        let group = GroupKey {
+            queue: self.queue,
+            skills,
+        };
+        (group, levels)
+    }
+}
+
+/// The queue and the skills of a class, without the levels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GroupKey {
+    queue: String,
+    skills: Vec<String>,
+}
+
+/// Returns a hash of a skill name. Short names and no untrusted volume,
+/// so FNV-1a does.
+fn skill_hash(skill: &str) -> u64 {
+    skill.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, byte| {
+        (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// Returns the bit of a skill hash in a 128-bit skill mask.
+fn mask_bit(hash: u64) -> u128 {
+    1 << (hash % 128)
+}
+
+/// The classes of one queue that need the same skills, at different
+/// levels. An agent's skills are matched against the group once, and its
+/// levels against each class.
+struct Group {
+    key: GroupKey,
+    /// Hashes of `key.skills`, in the same order.
+    hashes: Vec<u64>,
+    classes: Vec<usize>,
+}
+
+/// Waiting calls with the same queue, skills and levels, in service order.
+struct Class {
+    group: usize,
+    /// Minimum level per skill of the group, in the group's order.
+    levels: Vec<u8>,
+    calls: BTreeSet<CallOrder>,
+}
+
+/// A group as a queue lists it: one bit per skill (from its hash) next to
+/// its index, so the scan over a queue's groups reads one array and passes
+/// over most groups that need a skill the agent lacks without reading them.
+#[derive(Clone, Copy)]
+struct GroupRef {
+    mask: u128,
+    group: usize,
+}
+
+struct Filed {
+    id: String,
+    class: usize,
+}
+
+/// Slots reused after removal, so indexes stay valid while entries come and go.
+struct Slab<T> {
+    entries: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Slab<T> {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn add(&mut self, value: T) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.entries[index] = Some(value);
+                index
+            }
+            None => {
+                self.entries.push(Some(value));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn take(&mut self, index: usize) -> Option<T> {
+        let value = self.entries.get_mut(index)?.take()?;
+        self.free.push(index);
+        Some(value)
+    }
+
+    fn get(&self, index: usize) -> Option<&T> {
+        self.entries.get(index)?.as_ref()
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        self.entries.get_mut(index)?.as_mut()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        let entries = self.entries.iter().enumerate();
+        entries.filter_map(|(index, entry)| Some((index, entry.as_ref()?)))
+    }
+}
+
+/// Waiting calls in service order, with the index by queue and skills.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    by_order: BTreeMap<CallOrder, Filed>,
+    classes: Slab<Class>,
+    groups: Slab<Group>,
+    group_index: HashMap<GroupKey, usize>,
+    /// The groups of each queue that hold at least one call.
+    by_queue: HashMap<String, Vec<GroupRef>>,
+}
+
+impl Waiting {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_order.is_empty()
+    }
+
+    /// Returns the ids of the waiting calls in service order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &String> {
+        self.by_order.values().map(|filed| &filed.id)
+    }
+
+    /// Returns the id of the waiting call with this order key.
+    pub(crate) fn id_at(&self, order: &CallOrder) -> Option<&str> {
+        self.by_order.get(order).map(|filed| filed.id.as_str())
+    }
+
+    /// Files a call that has no offer in progress, under its current order
+    /// key, queue and requirements. A call filed already is refiled.
+    pub(crate) fn insert(&mut self, call: &Call) {
+        self.remove(&call.order);
+        let (key, levels) = ClassKey::new(&call.queue, &call.requirements).split();
+        let group = match self.group_index.get(&key) {
+            Some(group) => *group,
+            None => self.add_group(key),
+        };
+        let existing = self.groups.get(group).and_then(|g| {
+            let classes = g.classes.iter();
+            classes
+                .copied()
+                .find(|c| self.classes.get(*c).is_some_and(|c| c.levels == levels))
+        });
+        let class = match existing {
+            Some(class) => class,
+            None => {
+                let class = self.classes.add(Class {
+                    group,
+                    levels,
+                    calls: BTreeSet::new(),
+                });
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.classes.push(class);
+                }
+                class
+            }
+        };
+        if let Some(entry) = self.classes.get_mut(class) {
+            entry.calls.insert(call.order);
+        }
+        let filed = Filed {
+            id: call.id.clone(),
+            class,
+        };
+        self.by_order.insert(call.order, filed);
+    }
+
+    fn add_group(&mut self, key: GroupKey) -> usize {
+        let hashes: Vec<u64> = key.skills.iter().map(|s| skill_hash(s)).collect();
+        let mask = hashes.iter().fold(0, |mask, hash| mask | mask_bit(*hash));
+        let queue = key.queue.clone();
+        let group = self.groups.add(Group {
+            key: key.clone(),
+            hashes,
+            classes: Vec::new(),
+        });
+        let list = self.by_queue.entry(queue).or_default();
+        list.push(GroupRef { mask, group });
+        self.group_index.insert(key, group);
+        group
+    }
+
+    /// Removes the waiting call with this order key; returns its id.
+    pub(crate) fn remove(&mut self, order: &CallOrder) -> Option<String> {
+        let filed = self.by_order.remove(order)?;
+        let Some(class) = self.classes.get_mut(filed.class) else {
+            return Some(filed.id);
+        };
+        class.calls.remove(order);
+        if !class.calls.is_empty() {
+            return Some(filed.id);
+        }
+        let group_index = class.group;
+        self.classes.take(filed.class);
+        let Some(group) = self.groups.get_mut(group_index) else {
+            return Some(filed.id);
+        };
+        group.classes.retain(|c| *c != filed.class);
+        if group.classes.is_empty()
+            && let Some(group) = self.groups.take(group_index)
+        {
+            self.group_index.remove(&group.key);
+            if let Some(list) = self.by_queue.get_mut(&group.key.queue) {
+                list.retain(|r| r.group != group_index);
+                if list.is_empty() {
+                    self.by_queue.remove(&group.key.queue);
+                }
+            }
+        }
+        Some(filed.id)
+    }
+
+    /// Returns the order keys of the waiting calls of `queue`, in service order.
+    pub(crate) fn orders_in(&self, queue: &str) -> Vec<CallOrder> {
+        let groups = self.by_queue.get(queue).into_iter().flatten();
+        let classes = groups
+            .filter_map(|r| self.groups.get(r.group))
+            .flat_map(|group| group.classes.iter())
+            .filter_map(|c| self.classes.get(*c));
+        let mut orders: Vec<CallOrder> = classes.flat_map(|c| c.calls.iter().copied()).collect();
+        orders.sort();
+        orders
+    }
+
+    /// Returns the first waiting call after `after` (from the start for
+    /// `None`) in service order that `agent` is eligible for at `now`: of
+    /// one of its queues, meeting the call's requirements, and not in the
+    /// retry delay of that call.
+    pub(crate) fn first_for(
+        &self,
+        agent: &Agent,
+        after: Option<&CallOrder>,
+        now: Instant,
+        calls: &Table<Call>,
+    ) -> Option<CallOrder> {
+        let held: Vec<(u64, &str, u8)> = agent
+            .skills
+            .iter()
+            .map(|(skill, level)| (skill_hash(skill), skill.as_str(), *level))
+            .collect();
+        let mask = held.iter().fold(0, |mask, (hash, _, _)| mask | mask_bit(*hash));
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        // The first call of every class the agent qualifies for, earliest
+        // on top; a call the agent may not retry yet gives way to the next
+        // of its class.
+        let mut heads = BinaryHeap::new();
+        let mut levels = Vec::new();
+        for queue in agent.queues.keys() {
+            let Some(list) = self.by_queue.get(queue) else {
+                continue;
+            };
+            for r in list.iter().filter(|r| r.mask & !mask == 0) {
+                let Some(group) = self.groups.get(r.group) else {
+                    continue;
+                };
+                // The agent's level in each skill of the group, if it
+                // holds them all.
+                levels.clear();
+                for (hash, skill) in group.hashes.iter().zip(&group.key.skills) {
+                    let found = held.iter().find(|(h, name, _)| h == hash && name == skill);
+                    match found {
+                        Some((_, _, level)) => levels.push(*level),
+                        None => break,
+                    }
+                }
+                if levels.len() < group.hashes.len() {
+                    continue;
+                }
+                for class in group.classes.iter().copied() {
+                    let Some(entry) = self.classes.get(class) else {
+                        continue;
+                    };
+                    if !levels.iter().zip(&entry.levels).all(|(held, min)| held >= min) {
+                        continue;
+                    }
+                    if let Some(first) = entry.calls.range((from, Bound::Unbounded)).next() {
+                        heads.push(Reverse((*first, class)));
+                    }
+                }
+            }
+        }
+        while let Some(Reverse((order, class))) = heads.pop() {
+            let blocked = self
+                .by_order
+                .get(&order)
+                .and_then(|filed| calls.get(&filed.id))
+                .is_some_and(|call| call.blocks(&agent.id, now));
+            if !blocked {
+                return Some(order);
+            }
+            let rest = (Bound::Excluded(order), Bound::Unbounded);
+            if let Some(entry) = self.classes.get(class)
+                && let Some(next) = entry.calls.range(rest).next()
+            {
+                heads.push(Reverse((*next, class)));
+            }
+        }
+        None
+    }
+
+    /// Compares the index with the calls that have no offer in progress
+    /// and describes the first difference.
+    pub(crate) fn check(&self, calls: &Table<Call>) -> Result<(), String> {
+        let mut expected = 0;
+        for call in calls.values().filter(|call| call.offers.is_empty()) {
+            expected += 1;
+            let Some(filed) = self.by_order.get(&call.order) else {
+                return Err(format!("{}: waiting but not filed", call.id));
+            };
+            if filed.id != call.id {
+                return Err(format!("{}: filed as {}", call.id, filed.id));
+            }
+            let (key, levels) = ClassKey::new(&call.queue, &call.requirements).split();
+            let class = self.classes.get(filed.class);
+            let group = class.and_then(|c| self.groups.get(c.group));
+            let matches = class.zip(group).is_some_and(|(class, group)| {
+                group.key == key && class.levels == levels && class.calls.contains(&call.order)
+            });
+            if !matches {
+                return Err(format!("{}: filed under another class", call.id));
+            }
+        }
+        if self.by_order.len() != expected {
+            return Err(format!(
+                "{} calls filed as waiting, {expected} without an offer",
+                self.by_order.len()
+            ));
+        }
+        let in_classes: usize = self.classes.iter().map(|(_, c)| c.calls.len()).sum();
+        if in_classes != expected {
+            return Err(format!("{in_classes} calls in classes, {expected} waiting"));
+        }
+        for (index, class) in self.classes.iter() {
+            let listed = self
+                .groups
+                .get(class.group)
+                .is_some_and(|g| g.classes.iter().filter(|c| **c == index).count() == 1);
+            if class.calls.is_empty() || !listed {
+                return Err(format!("class {index} empty or not in its group once"));
+            }
+        }
+        for (index, group) in self.groups.iter() {
+            let listed = self
+                .by_queue
+                .get(&group.key.queue)
+                .is_some_and(|list| list.iter().filter(|r| r.group == index).count() == 1);
+            if group.classes.is_empty() || self.group_index.get(&group.key) != Some(&index) {
+                return Err(format!("group {:?} empty or not indexed", group.key));
+            }
+            if !listed {
+                return Err(format!("group {:?} not listed once", group.key));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_key_keeps_each_skill_at_its_highest_level() {
+        let requirements = [
+            SkillRequirement::new("service=tax", 2),
+            SkillRequirement::new("language=ru", 1),
+            SkillRequirement::new("service=tax", 4),
+        ];
+        let (group, levels) = ClassKey::new("city", &requirements).split();
+        assert_eq!(group.skills, ["language=ru", "service=tax"]);
+        assert_eq!(levels, [1, 4]);
+    }
+
+    #[test]
+    fn masks_cover_their_skills() {
+        let ru = mask_bit(skill_hash("language=ru"));
+        let tax = mask_bit(skill_hash("service=tax"));
+        assert_eq!(ru & !(ru | tax), 0);
+        assert_ne!(ru, 0);
+    }
+}

@@ -234,7 +234,8 @@ impl Acd {
             // Free agents are eligible for no call now; those held back by
             // a delay have to be tried once it has passed.
             let agents = &self.agents;
-            self.fresh.retain(|id| agents.get(id).is_some_and(|a| a.held_back(now)));
+            self.fresh
+                .retain(|id| agents.get(id).is_some_and(|a| a.held_back(now)));
             return;
         }
         let due = self.calls.due(now);
@@ -304,10 +305,10 @@ impl Acd {
             }
             // A scout left over may be eligible for a later call only.
             for id in here.into_iter().filter(|id| !chosen.contains(id)) {
-                let next = self
-                    .agents
-                    .get(&id)
-                    .and_then(|agent| self.waiting.first_for(agent, Some(&order), now, &self.calls));
+                let next = self.agents.get(&id).and_then(|agent| {
+                    self.waiting
+                        .first_for(agent, Some(&order), now, &self.calls)
+                });
                 if let Some(next) = next {
                     scouts.insert((next, id));
                 }

@@ -349,7 +349,8 @@ impl Acd {
             }
             let mut present: HashMap<&[SkillRequirement], bool> = HashMap::new();
             for order in self.waiting.orders_in(name) {
-                let Some(call) = self.waiting.id_at(&order).and_then(|id| self.calls.get(id)) else {
+                let Some(call) = self.waiting.id_at(&order).and_then(|id| self.calls.get(id))
+                else {
                     continue;
                 };
                 // Callback requests wait with the caller off the line.

@@ -298,7 +298,9 @@ impl Waiting {
             .iter()
             .map(|(skill, level)| (skill_hash(skill), skill.as_str(), *level))
             .collect();
-        let mask = held.iter().fold(0, |mask, (hash, _, _)| mask | mask_bit(*hash));
+        let mask = held
+            .iter()
+            .fold(0, |mask, (hash, _, _)| mask | mask_bit(*hash));
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         // The first call of every class the agent qualifies for, earliest
         // on top; a call the agent may not retry yet gives way to the next
@@ -330,7 +332,11 @@ impl Waiting {
                     let Some(entry) = self.classes.get(class) else {
                         continue;
                     };
-                    if !levels.iter().zip(&entry.levels).all(|(held, min)| held >= min) {
+                    if !levels
+                        .iter()
+                        .zip(&entry.levels)
+                        .all(|(held, min)| held >= min)
+                    {
                         continue;
                     }
                     if let Some(first) = entry.calls.range((from, Bound::Unbounded)).next() {

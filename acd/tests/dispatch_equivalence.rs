@@ -197,10 +197,10 @@ impl Pair {
             for q in 0..QUEUES.len() {
                 acd.add_queue(config(q, q as u8 + 1));
             }
-            for i in 0..AGENTS.len() {
+            for (i, agent) in AGENTS.iter().enumerate() {
                 add_agent(acd, i, now);
-                acd.set_logged_in(AGENTS[i], true, now);
-                acd.set_reachable(AGENTS[i], true, now);
+                acd.set_logged_in(agent, true, now);
+                acd.set_reachable(agent, true, now);
             }
         });
         pair
@@ -323,7 +323,8 @@ impl Pair {
                     .unwrap_or(self.now);
                 self.both(|acd, now| {
                     let data = CallData::default();
-                    let _ = acd.restore_callback(&call, QUEUES[*q], data, "+15550199", arrived, now);
+                    let _ =
+                        acd.restore_callback(&call, QUEUES[*q], data, "+15550199", arrived, now);
                 });
                 self.calls.push(call);
             }

@@ -15,8 +15,7 @@
 //! without a string comparison.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
-use std::ops::Bound;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::agent::Agent;
@@ -94,7 +93,34 @@ struct Class {
     group: usize,
     /// Minimum level per skill of the group, in the group's order.
     levels: Vec<u8>,
-    calls: BTreeSet<CallOrder>,
+    /// Sorted. Most classes hold a few calls, for which a B-tree set took a
+    /// whole node; calls mostly join at the back and leave at the front.
+    calls: VecDeque<CallOrder>,
+}
+
+impl Class {
+    fn insert(&mut self, order: CallOrder) {
+        let at = self.calls.partition_point(|o| *o < order);
+        if self.calls.get(at) != Some(&order) {
+            self.calls.insert(at, order);
+        }
+    }
+
+    fn remove(&mut self, order: &CallOrder) {
+        if let Ok(at) = self.calls.binary_search(order) {
+            self.calls.remove(at);
+        }
+    }
+
+    fn contains(&self, order: &CallOrder) -> bool {
+        self.calls.binary_search(order).is_ok()
+    }
+
+    /// Returns the first call after `after`, or the first for `None`.
+    fn first_after(&self, after: Option<&CallOrder>) -> Option<&CallOrder> {
+        let at = after.map_or(0, |after| self.calls.partition_point(|o| o <= after));
+        self.calls.get(at)
+    }
 }
 
 /// A group as a queue lists it: one bit per skill (from its hash) next to
@@ -207,7 +233,7 @@ impl Waiting {
                 let class = self.classes.add(Class {
                     group,
                     levels,
-                    calls: BTreeSet::new(),
+                    calls: VecDeque::new(),
                 });
                 if let Some(g) = self.groups.get_mut(group) {
                     g.classes.push(class);
@@ -216,7 +242,7 @@ impl Waiting {
             }
         };
         if let Some(entry) = self.classes.get_mut(class) {
-            entry.calls.insert(call.order);
+            entry.insert(call.order);
         }
         let filed = Filed {
             id: call.id.clone(),
@@ -246,7 +272,7 @@ impl Waiting {
         let Some(class) = self.classes.get_mut(filed.class) else {
             return Some(filed.id);
         };
-        class.calls.remove(order);
+        class.remove(order);
         if !class.calls.is_empty() {
             return Some(filed.id);
         }
@@ -301,7 +327,6 @@ impl Waiting {
         let mask = held
             .iter()
             .fold(0, |mask, (hash, _, _)| mask | mask_bit(*hash));
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         // The first call of every class the agent qualifies for, earliest
         // on top; a call the agent may not retry yet gives way to the next
         // of its class.
@@ -339,7 +364,7 @@ impl Waiting {
                     {
                         continue;
                     }
-                    if let Some(first) = entry.calls.range((from, Bound::Unbounded)).next() {
+                    if let Some(first) = entry.first_after(after) {
                         heads.push(Reverse((*first, class)));
                     }
                 }
@@ -354,9 +379,8 @@ impl Waiting {
             if !blocked {
                 return Some(order);
             }
-            let rest = (Bound::Excluded(order), Bound::Unbounded);
             if let Some(entry) = self.classes.get(class)
-                && let Some(next) = entry.calls.range(rest).next()
+                && let Some(next) = entry.first_after(Some(&order))
             {
                 heads.push(Reverse((*next, class)));
             }
@@ -380,7 +404,7 @@ impl Waiting {
             let class = self.classes.get(filed.class);
             let group = class.and_then(|c| self.groups.get(c.group));
             let matches = class.zip(group).is_some_and(|(class, group)| {
-                group.key == key && class.levels == levels && class.calls.contains(&call.order)
+                group.key == key && class.levels == levels && class.contains(&call.order)
             });
             if !matches {
                 return Err(format!("{}: filed under another class", call.id));
@@ -403,6 +427,10 @@ impl Waiting {
                 .is_some_and(|g| g.classes.iter().filter(|c| **c == index).count() == 1);
             if class.calls.is_empty() || !listed {
                 return Err(format!("class {index} empty or not in its group once"));
+            }
+            let sorted = class.calls.iter().zip(class.calls.iter().skip(1));
+            if !sorted.clone().all(|(a, b)| a < b) {
+                return Err(format!("class {index} out of order"));
             }
         }
         for (index, group) in self.groups.iter() {

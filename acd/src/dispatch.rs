@@ -1,6 +1,7 @@
 //! Offers: choosing agents for waiting calls, their outcomes, and the timers around them.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
@@ -246,7 +247,7 @@ impl Acd {
             .filter(|call| call.offers.is_empty())
             .map(|call| call.order)
             .collect();
-        let mut scouts: BTreeSet<(CallOrder, String)> = BTreeSet::new();
+        let mut scouts: BTreeSet<(CallOrder, Arc<str>)> = BTreeSet::new();
         for id in std::mem::take(&mut self.fresh) {
             let Some(agent) = self.agents.get(&id) else {
                 continue;
@@ -260,7 +261,7 @@ impl Acd {
             }
         }
         // All free agents in id order, listed when a changed call needs them.
-        let mut free: Option<Vec<String>> = None;
+        let mut free: Option<Vec<Arc<str>>> = None;
         loop {
             let next_scout = scouts.first().map(|(order, _)| *order);
             let order = match (next_scout, changed.first().copied()) {
@@ -281,9 +282,9 @@ impl Acd {
                 let agents = &self.agents;
                 let list = free.get_or_insert_with(|| {
                     agents
-                        .available()
-                        .filter(|a| a.is_free(now))
-                        .map(|a| a.id.clone())
+                        .available_entries()
+                        .filter(|(_, a)| a.is_free(now))
+                        .map(|(id, _)| id.clone())
                         .collect()
                 });
                 self.select_agents(&call, list, now)
@@ -297,14 +298,15 @@ impl Acd {
                 Some(Selection::All(agents)) => agents.clone(),
                 None => Vec::new(),
             };
+            let is_chosen = |id: &str| chosen.iter().any(|agent| agent == id);
             if let Some(list) = free.as_mut() {
-                list.retain(|agent| !chosen.contains(agent));
+                list.retain(|agent| !is_chosen(agent));
             }
             if let Some(selection) = selection {
                 self.start_offer(&call, selection, now);
             }
             // A scout left over may be eligible for a later call only.
-            for id in here.into_iter().filter(|id| !chosen.contains(id)) {
+            for id in here.into_iter().filter(|id| !is_chosen(id)) {
                 let next = self.agents.get(&id).and_then(|agent| {
                     self.waiting
                         .first_for(agent, Some(&order), now, &self.calls)
@@ -355,12 +357,17 @@ impl Acd {
         self.scan_dispatch = true;
     }
 
-    fn select_agents(&mut self, call_id: &str, free: &[String], now: Instant) -> Option<Selection> {
+    fn select_agents<A: AsRef<str>>(
+        &mut self,
+        call_id: &str,
+        free: &[A],
+        now: Instant,
+    ) -> Option<Selection> {
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;
         let candidates: Vec<&crate::agent::Agent> = free
             .iter()
-            .filter_map(|id| self.agents.get(id))
+            .filter_map(|id| self.agents.get(id.as_ref()))
             .filter(|agent| {
                 agent.serves(&call.queue)
                     && qualifies(&agent.skills, &call.requirements)

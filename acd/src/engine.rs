@@ -1,6 +1,7 @@
 //! The ACD engine: its state, configuration inputs, queries and output queues.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
@@ -34,7 +35,7 @@ pub struct Acd {
     /// tried them with: changed since it last ran, or held back by a delay
     /// then. Every other available agent was free at the last dispatch and
     /// eligible for none of the calls waiting then.
-    pub(crate) fresh: BTreeSet<String>,
+    pub(crate) fresh: BTreeSet<Arc<str>>,
     /// Dispatch by the full scan of waiting calls and free agents, the
     /// reference that the indexed dispatch is tested against.
     pub(crate) scan_dispatch: bool,

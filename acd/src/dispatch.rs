@@ -222,13 +222,18 @@ impl Acd {
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
-        self.fresh.extend(self.agents.take_touched());
-        let touched_calls = self.calls.take_touched();
+        self.agents.take_touched(&mut self.fresh);
+        let mut touched_calls = std::mem::take(&mut self.touched_calls);
+        self.calls.take_touched(&mut touched_calls);
         if self.scan_dispatch {
             self.fresh.clear();
+            touched_calls.clear();
+            self.touched_calls = touched_calls;
             self.dispatch_by_scan(now);
             return;
         }
+        self.fresh.sort_unstable();
+        self.fresh.dedup();
         // Most inputs find no call waiting (registrations, agents coming
         // back from a call into an empty queue), so they need no agent list.
         if self.waiting.is_empty() {
@@ -237,29 +242,35 @@ impl Acd {
             let agents = &self.agents;
             self.fresh
                 .retain(|id| agents.get(id).is_some_and(|a| a.held_back(now)));
+            touched_calls.clear();
+            self.touched_calls = touched_calls;
             return;
         }
         let due = self.calls.due(now);
         let mut changed: BTreeSet<CallOrder> = touched_calls
-            .iter()
-            .chain(due.iter())
-            .filter_map(|id| self.calls.get(id))
+            .drain(..)
+            .chain(due)
+            .filter_map(|id| self.calls.get(&id))
             .filter(|call| call.offers.is_empty())
             .map(|call| call.order)
             .collect();
+        self.touched_calls = touched_calls;
         let mut scouts: BTreeSet<(CallOrder, Arc<str>)> = BTreeSet::new();
-        for id in std::mem::take(&mut self.fresh) {
-            let Some(agent) = self.agents.get(&id) else {
-                continue;
+        let (agents, waiting, calls) = (&self.agents, &self.waiting, &self.calls);
+        self.fresh.retain(|id| {
+            let Some(agent) = agents.get(id) else {
+                return false;
             };
             if agent.held_back(now) {
-                self.fresh.insert(id);
-            } else if agent.is_free(now)
-                && let Some(order) = self.waiting.first_for(agent, None, now, &self.calls)
-            {
-                scouts.insert((order, id));
+                return true;
             }
-        }
+            if agent.is_free(now)
+                && let Some(order) = waiting.first_for(agent, None, now, calls)
+            {
+                scouts.insert((order, id.clone()));
+            }
+            false
+        });
         // All free agents in id order, listed when a changed call needs them.
         let mut free: Option<Vec<Arc<str>>> = None;
         loop {
@@ -332,7 +343,7 @@ impl Acd {
             .filter(|a| a.is_free(now))
             .map(|a| a.id.clone())
             .collect();
-        let waiting: Vec<String> = self.waiting.ids().cloned().collect();
+        let waiting: Vec<Arc<str>> = self.waiting.ids().cloned().collect();
         for call in waiting {
             if free.is_empty() {
                 return;
@@ -471,7 +482,8 @@ impl Acd {
                 .insert(agent.to_owned(), deadline_after(now, retry_delay));
         }
         if call.offers.is_empty() {
-            self.waiting.insert(&call);
+            let key = call.key().clone();
+            self.waiting.insert(&key, &call);
         }
         let (id, queue) = (call.id.clone(), call.queue.clone());
         drop(call);
@@ -511,7 +523,8 @@ impl Acd {
         let mut call = self.calls.get_mut(call_id)?;
         let offers = std::mem::take(&mut call.offers);
         if !offers.is_empty() {
-            self.waiting.insert(&call);
+            let key = call.key().clone();
+            self.waiting.insert(&key, &call);
         }
         drop(call);
         for agent in offers.keys() {

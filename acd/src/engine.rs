@@ -1,6 +1,6 @@
 //! The ACD engine: its state, configuration inputs, queries and output queues.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,7 +35,10 @@ pub struct Acd {
     /// tried them with: changed since it last ran, or held back by a delay
     /// then. Every other available agent was free at the last dispatch and
     /// eligible for none of the calls waiting then.
-    pub(crate) fresh: BTreeSet<Arc<str>>,
+    pub(crate) fresh: Vec<Arc<str>>,
+    /// Ids of the calls touched since the last dispatch, kept between
+    /// dispatches only for its allocation.
+    pub(crate) touched_calls: Vec<Arc<str>>,
     /// Dispatch by the full scan of waiting calls and free agents, the
     /// reference that the indexed dispatch is tested against.
     pub(crate) scan_dispatch: bool,
@@ -68,7 +71,8 @@ impl Acd {
             agents: Table::default(),
             calls: Table::default(),
             waiting: Waiting::default(),
-            fresh: BTreeSet::new(),
+            fresh: Vec::new(),
+            touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),
             caller_order: CallerOrder::default(),
@@ -244,16 +248,19 @@ impl Acd {
         if let Some(queue) = self.queues.get_mut(&call.queue) {
             queue.ranks.insert(call.order);
         }
-        self.waiting.insert(&call);
-        self.calls.insert(call.id.clone(), call);
+        let id = call.id.clone();
+        self.calls.insert(id.clone(), call);
+        if let Some((key, call)) = self.calls.get_with_key(&id) {
+            self.waiting.insert(key, call);
+        }
     }
 
     /// Refiles a waiting call after its requirements changed.
     pub(crate) fn refile_waiting(&mut self, call_id: &str) {
-        if let Some(call) = self.calls.get(call_id)
+        if let Some((key, call)) = self.calls.get_with_key(call_id)
             && call.offers.is_empty()
         {
-            self.waiting.insert(call);
+            self.waiting.insert(key, call);
         }
     }
 
@@ -319,8 +326,8 @@ impl Acd {
             }
             if waiting {
                 self.waiting.remove(&old);
-                if let Some(call) = self.calls.get(&id) {
-                    self.waiting.insert(call);
+                if let Some((key, call)) = self.calls.get_with_key(&id) {
+                    self.waiting.insert(key, call);
                 }
             }
         }

@@ -48,8 +48,9 @@ pub(crate) struct Table<V> {
     slots: BTreeMap<Arc<str>, Box<Slot<V>>>,
     deadlines: BTreeSet<(Instant, Arc<str>)>,
     available: BTreeSet<Arc<str>>,
-    /// Ids of the values added or changed since the last `take_touched`.
-    touched: BTreeSet<Arc<str>>,
+    /// Ids of the values added or changed since the last `take_touched`,
+    /// possibly more than once.
+    touched: Vec<Arc<str>>,
 }
 
 impl<V> Default for Table<V> {
@@ -58,7 +59,7 @@ impl<V> Default for Table<V> {
             slots: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             available: BTreeSet::new(),
-            touched: BTreeSet::new(),
+            touched: Vec::new(),
         }
     }
 }
@@ -66,6 +67,12 @@ impl<V> Default for Table<V> {
 impl<V: Indexed> Table<V> {
     pub(crate) fn get(&self, id: &str) -> Option<&V> {
         self.slots.get(id).map(|slot| &slot.value)
+    }
+
+    /// Returns a value with its id as the table shares it.
+    pub(crate) fn get_with_key(&self, id: &str) -> Option<(&Arc<str>, &V)> {
+        let (key, slot) = self.slots.get_key_value(id)?;
+        Some((key, &slot.value))
     }
 
     pub(crate) fn contains_key(&self, id: &str) -> bool {
@@ -79,6 +86,7 @@ impl<V: Indexed> Table<V> {
 
     /// Gives write access to a value; the indexes follow when it is dropped.
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<EntryMut<'_, V>> {
+        self.compact_touched();
         let Table {
             slots,
             deadlines,
@@ -100,6 +108,7 @@ impl<V: Indexed> Table<V> {
 
     /// Applies `change` to every value in id order, refiling each.
     pub(crate) fn for_each_mut(&mut self, mut change: impl FnMut(&mut V)) {
+        self.compact_touched();
         let Table {
             slots,
             deadlines,
@@ -160,8 +169,17 @@ impl<V: Indexed> Table<V> {
     /// Returns the ids of the values added or changed through an
     /// [`EntryMut`] since the last call, and starts a new list. Ids of
     /// values removed since may be among them.
-    pub(crate) fn take_touched(&mut self) -> BTreeSet<Arc<str>> {
-        std::mem::take(&mut self.touched)
+    pub(crate) fn take_touched(&mut self, into: &mut Vec<Arc<str>>) {
+        into.append(&mut self.touched);
+    }
+
+    /// Drops repeated ids from the touched list once it is much longer
+    /// than the table, which only inputs that never dispatch can cause.
+    fn compact_touched(&mut self) {
+        if self.touched.len() > 2 * self.slots.len() + 64 {
+            self.touched.sort_unstable();
+            self.touched.dedup();
+        }
     }
 
     /// Returns the ids and values of those that are available, in id order.
@@ -221,7 +239,14 @@ pub(crate) struct EntryMut<'a, V: Indexed> {
     slot: &'a mut Slot<V>,
     deadlines: &'a mut BTreeSet<(Instant, Arc<str>)>,
     available: &'a mut BTreeSet<Arc<str>>,
-    touched: &'a mut BTreeSet<Arc<str>>,
+    touched: &'a mut Vec<Arc<str>>,
+}
+
+impl<V: Indexed> EntryMut<'_, V> {
+    /// Returns the value's id as the table shares it.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        self.id
+    }
 }
 
 impl<V: Indexed> Deref for EntryMut<'_, V> {
@@ -240,8 +265,9 @@ impl<V: Indexed> DerefMut for EntryMut<'_, V> {
 
 impl<V: Indexed> Drop for EntryMut<'_, V> {
     fn drop(&mut self) {
-        if !self.touched.contains(&**self.id) {
-            self.touched.insert(self.id.clone());
+        // The same value changed twice in a row is noted once.
+        if self.touched.last() != Some(self.id) {
+            self.touched.push(self.id.clone());
         }
         let deadline = self.slot.value.deadline();
         if deadline != self.slot.deadline {
@@ -322,9 +348,12 @@ mod tests {
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(table.available().count(), 0);
         assert_eq!(table.check(), Ok(()));
-        let touched = table.take_touched();
-        assert!(touched.iter().map(|id| &**id).eq(["a", "b"]));
-        assert!(table.take_touched().is_empty());
+        let mut touched = Vec::new();
+        table.take_touched(&mut touched);
+        assert!(touched.iter().map(|id| &**id).eq(["a", "b", "a"]));
+        touched.clear();
+        table.take_touched(&mut touched);
+        assert!(touched.is_empty());
     }
 
     #[test]

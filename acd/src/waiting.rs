@@ -16,6 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::agent::Agent;
@@ -23,46 +24,45 @@ use crate::call::{Call, CallOrder};
 use crate::skill::SkillRequirement;
 use crate::table::Table;
 
-/// A call's queue and its requirements, each skill once at its highest
-/// level, sorted by skill. Calls with equal keys are eligible for the same
-/// agents, retry delays aside.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ClassKey {
-    queue: String,
-    needs: Vec<(String, u8)>,
-}
-
-impl ClassKey {
-    fn new(queue: &str, requirements: &[SkillRequirement]) -> ClassKey {
-        let mut needs: Vec<(String, u8)> = requirements
-            .iter()
-            .map(|r| (r.skill.clone(), r.min_level))
-            .collect();
-        // Highest level first within a skill, so `dedup` keeps it.
-        needs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        needs.dedup_by(|later, kept| later.0 == kept.0);
-        ClassKey {
-            queue: queue.to_owned(),
-            needs,
-        }
-    }
-
-    /// Splits the key into its group (queue and skills) and its levels.
-    fn split(self) -> (GroupKey, Vec<u8>) {
-        let (skills, levels) = self.needs.into_iter().unzip();
-        let group = GroupKey {
-            queue: self.queue,
-            skills,
-        };
-        (group, levels)
-    }
+/// Returns a call's requirements each skill once at its highest level,
+/// sorted by skill. Calls of one queue with equal needs are eligible for
+/// the same agents, retry delays aside.
+fn needs_of(requirements: &[SkillRequirement]) -> Vec<(&str, u8)> {
+    let mut needs: Vec<(&str, u8)> = requirements
+        .iter()
+        .map(|r| (r.skill.as_str(), r.min_level))
+        .collect();
+    // Highest level first within a skill, so `dedup` keeps it.
+    needs.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+    needs.dedup_by(|later, kept| later.0 == kept.0);
+    needs
 }
 
 /// The queue and the skills of a class, without the levels.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct GroupKey {
     queue: String,
     skills: Vec<String>,
+}
+
+impl GroupKey {
+    fn matches(&self, queue: &str, needs: &[(&str, u8)]) -> bool {
+        self.queue == queue
+            && self.skills.len() == needs.len()
+            && self
+                .skills
+                .iter()
+                .zip(needs)
+                .all(|(skill, (need, _))| skill == need)
+    }
+}
+
+/// Returns a hash of a queue and the skills of a group, which finds the
+/// group without building its key.
+fn group_hash<'a>(queue: &str, skills: impl IntoIterator<Item = &'a str>) -> u64 {
+    skills.into_iter().fold(skill_hash(queue), |hash, skill| {
+        (hash ^ skill_hash(skill)).wrapping_mul(0x0100_0000_01B3)
+    })
 }
 
 /// Returns a hash of a skill name. Short names and no untrusted volume,
@@ -83,6 +83,8 @@ fn mask_bit(hash: u64) -> u128 {
 /// levels against each class.
 struct Group {
     key: GroupKey,
+    /// `group_hash` of the key.
+    hash: u64,
     /// Hashes of `key.skills`, in the same order.
     hashes: Vec<u64>,
     classes: Vec<usize>,
@@ -133,7 +135,7 @@ struct GroupRef {
 }
 
 struct Filed {
-    id: String,
+    id: Arc<str>,
     class: usize,
 }
 
@@ -192,7 +194,8 @@ pub(crate) struct Waiting {
     by_order: BTreeMap<CallOrder, Filed>,
     classes: Slab<Class>,
     groups: Slab<Group>,
-    group_index: HashMap<GroupKey, usize>,
+    /// Groups by `group_hash`; more than one where hashes collide.
+    group_index: HashMap<u64, Vec<usize>>,
     /// The groups of each queue that hold at least one call.
     by_queue: HashMap<String, Vec<GroupRef>>,
 }
@@ -203,36 +206,49 @@ impl Waiting {
     }
 
     /// Returns the ids of the waiting calls in service order.
-    pub(crate) fn ids(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &Arc<str>> {
         self.by_order.values().map(|filed| &filed.id)
     }
 
     /// Returns the id of the waiting call with this order key.
     pub(crate) fn id_at(&self, order: &CallOrder) -> Option<&str> {
-        self.by_order.get(order).map(|filed| filed.id.as_str())
+        self.by_order.get(order).map(|filed| &*filed.id)
     }
 
     /// Files a call that has no offer in progress, under its current order
-    /// key, queue and requirements. A call filed already is refiled.
-    pub(crate) fn insert(&mut self, call: &Call) {
+    /// key, queue and requirements; `id` is the call's id as its table
+    /// keeps it. A call filed already is refiled.
+    pub(crate) fn insert(&mut self, id: &Arc<str>, call: &Call) {
         self.remove(&call.order);
-        let (key, levels) = ClassKey::new(&call.queue, &call.requirements).split();
-        let group = match self.group_index.get(&key) {
-            Some(group) => *group,
-            None => self.add_group(key),
+        let needs = needs_of(&call.requirements);
+        let hash = group_hash(&call.queue, needs.iter().map(|(skill, _)| *skill));
+        let found = self.group_index.get(&hash).and_then(|groups| {
+            let mut groups = groups.iter().copied();
+            groups.find(|g| {
+                self.groups
+                    .get(*g)
+                    .is_some_and(|g| g.key.matches(&call.queue, &needs))
+            })
+        });
+        let group = match found {
+            Some(group) => group,
+            None => self.add_group(hash, &call.queue, &needs),
         };
+        let levels = || needs.iter().map(|(_, level)| *level);
         let existing = self.groups.get(group).and_then(|g| {
-            let classes = g.classes.iter();
-            classes
-                .copied()
-                .find(|c| self.classes.get(*c).is_some_and(|c| c.levels == levels))
+            let mut classes = g.classes.iter().copied();
+            classes.find(|c| {
+                self.classes
+                    .get(*c)
+                    .is_some_and(|c| c.levels.iter().copied().eq(levels()))
+            })
         });
         let class = match existing {
             Some(class) => class,
             None => {
                 let class = self.classes.add(Class {
                     group,
-                    levels,
+                    levels: levels().collect(),
                     calls: VecDeque::new(),
                 });
                 if let Some(g) = self.groups.get_mut(group) {
@@ -245,29 +261,33 @@ impl Waiting {
             entry.insert(call.order);
         }
         let filed = Filed {
-            id: call.id.clone(),
+            id: id.clone(),
             class,
         };
         self.by_order.insert(call.order, filed);
     }
 
-    fn add_group(&mut self, key: GroupKey) -> usize {
+    fn add_group(&mut self, hash: u64, queue: &str, needs: &[(&str, u8)]) -> usize {
+        let key = GroupKey {
+            queue: queue.to_owned(),
+            skills: needs.iter().map(|(skill, _)| (*skill).to_owned()).collect(),
+        };
         let hashes: Vec<u64> = key.skills.iter().map(|s| skill_hash(s)).collect();
         let mask = hashes.iter().fold(0, |mask, hash| mask | mask_bit(*hash));
-        let queue = key.queue.clone();
         let group = self.groups.add(Group {
-            key: key.clone(),
+            key,
+            hash,
             hashes,
             classes: Vec::new(),
         });
-        let list = self.by_queue.entry(queue).or_default();
+        let list = self.by_queue.entry(queue.to_owned()).or_default();
         list.push(GroupRef { mask, group });
-        self.group_index.insert(key, group);
+        self.group_index.entry(hash).or_default().push(group);
         group
     }
 
     /// Removes the waiting call with this order key; returns its id.
-    pub(crate) fn remove(&mut self, order: &CallOrder) -> Option<String> {
+    pub(crate) fn remove(&mut self, order: &CallOrder) -> Option<Arc<str>> {
         let filed = self.by_order.remove(order)?;
         let Some(class) = self.classes.get_mut(filed.class) else {
             return Some(filed.id);
@@ -285,7 +305,12 @@ impl Waiting {
         if group.classes.is_empty()
             && let Some(group) = self.groups.take(group_index)
         {
-            self.group_index.remove(&group.key);
+            if let Some(groups) = self.group_index.get_mut(&group.hash) {
+                groups.retain(|g| *g != group_index);
+                if groups.is_empty() {
+                    self.group_index.remove(&group.hash);
+                }
+            }
             if let Some(list) = self.by_queue.get_mut(&group.key.queue) {
                 list.retain(|r| r.group != group_index);
                 if list.is_empty() {
@@ -397,14 +422,16 @@ impl Waiting {
             let Some(filed) = self.by_order.get(&call.order) else {
                 return Err(format!("{}: waiting but not filed", call.id));
             };
-            if filed.id != call.id {
+            if *filed.id != *call.id {
                 return Err(format!("{}: filed as {}", call.id, filed.id));
             }
-            let (key, levels) = ClassKey::new(&call.queue, &call.requirements).split();
+            let needs = needs_of(&call.requirements);
             let class = self.classes.get(filed.class);
             let group = class.and_then(|c| self.groups.get(c.group));
             let matches = class.zip(group).is_some_and(|(class, group)| {
-                group.key == key && class.levels == levels && class.contains(&call.order)
+                group.key.matches(&call.queue, &needs)
+                    && class.levels.iter().copied().eq(needs.iter().map(|n| n.1))
+                    && class.contains(&call.order)
             });
             if !matches {
                 return Err(format!("{}: filed under another class", call.id));
@@ -438,7 +465,15 @@ impl Waiting {
                 .by_queue
                 .get(&group.key.queue)
                 .is_some_and(|list| list.iter().filter(|r| r.group == index).count() == 1);
-            if group.classes.is_empty() || self.group_index.get(&group.key) != Some(&index) {
+            let hash = group_hash(
+                &group.key.queue,
+                group.key.skills.iter().map(String::as_str),
+            );
+            let indexed = self
+                .group_index
+                .get(&hash)
+                .is_some_and(|groups| groups.contains(&index));
+            if group.classes.is_empty() || group.hash != hash || !indexed {
                 return Err(format!("group {:?} empty or not indexed", group.key));
             }
             if !listed {
@@ -454,15 +489,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn class_key_keeps_each_skill_at_its_highest_level() {
+    fn needs_keep_each_skill_at_its_highest_level() {
         let requirements = [
             SkillRequirement::new("service=tax", 2),
             SkillRequirement::new("language=ru", 1),
             SkillRequirement::new("service=tax", 4),
         ];
-        let (group, levels) = ClassKey::new("city", &requirements).split();
-        assert_eq!(group.skills, ["language=ru", "service=tax"]);
-        assert_eq!(levels, [1, 4]);
+        assert_eq!(
+            needs_of(&requirements),
+            [("language=ru", 1), ("service=tax", 4)]
+        );
     }
 
     #[test]

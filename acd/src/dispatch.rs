@@ -271,8 +271,6 @@ impl Acd {
             }
             false
         });
-        // All free agents in id order, listed when a changed call needs them.
-        let mut free: Option<Vec<Arc<str>>> = None;
         loop {
             let next_scout = scouts.first().map(|(order, _)| *order);
             let order = match (next_scout, changed.first().copied()) {
@@ -290,19 +288,11 @@ impl Acd {
                 continue;
             };
             let selection = if is_changed {
-                let agents = &self.agents;
-                let list = free.get_or_insert_with(|| {
-                    agents
-                        .available_entries()
-                        .filter(|(_, a)| a.is_free(now))
-                        .map(|(id, _)| id.clone())
-                        .collect()
-                });
-                self.select_agents(&call, list, now)
+                self.select_agents(&call, None, now)
             } else {
                 // Any other free agent was eligible for this call at the
                 // last dispatch already, and the call has not changed.
-                self.select_agents(&call, &here, now)
+                self.select_agents(&call, Some(&here), now)
             };
             let chosen: Vec<String> = match &selection {
                 Some(Selection::One(agent)) => vec![agent.clone()],
@@ -310,9 +300,6 @@ impl Acd {
                 None => Vec::new(),
             };
             let is_chosen = |id: &str| chosen.iter().any(|agent| agent == id);
-            if let Some(list) = free.as_mut() {
-                list.retain(|agent| !is_chosen(agent));
-            }
             if let Some(selection) = selection {
                 self.start_offer(&call, selection, now);
             }
@@ -337,25 +324,25 @@ impl Acd {
         if self.waiting.is_empty() {
             return;
         }
-        let mut free: Vec<String> = self
+        let mut free: Vec<Arc<str>> = self
             .agents
-            .available()
-            .filter(|a| a.is_free(now))
-            .map(|a| a.id.clone())
+            .available_entries()
+            .filter(|(_, a)| a.is_free(now))
+            .map(|(id, _)| id.clone())
             .collect();
         let waiting: Vec<Arc<str>> = self.waiting.ids().cloned().collect();
         for call in waiting {
             if free.is_empty() {
                 return;
             }
-            let Some(selection) = self.select_agents(&call, &free, now) else {
+            let Some(selection) = self.select_agents(&call, Some(&free), now) else {
                 continue;
             };
             let chosen = match &selection {
                 Selection::One(agent) => std::slice::from_ref(agent),
                 Selection::All(agents) => agents.as_slice(),
             };
-            free.retain(|agent| !chosen.contains(agent));
+            free.retain(|agent| !chosen.iter().any(|id| **id == **agent));
             self.start_offer(&call, selection, now);
         }
     }
@@ -368,23 +355,37 @@ impl Acd {
         self.scan_dispatch = true;
     }
 
-    fn select_agents<A: AsRef<str>>(
+    /// Picks the agent or agents to offer a call to by its queue's
+    /// strategy, among the agents of `pool` (free ones, in id order) that
+    /// are eligible for it, or among all free agents for `None`.
+    fn select_agents(
         &mut self,
         call_id: &str,
-        free: &[A],
+        pool: Option<&[Arc<str>]>,
         now: Instant,
     ) -> Option<Selection> {
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;
-        let candidates: Vec<&crate::agent::Agent> = free
-            .iter()
-            .filter_map(|id| self.agents.get(id.as_ref()))
-            .filter(|agent| {
-                agent.serves(&call.queue)
-                    && qualifies(&agent.skills, &call.requirements)
-                    && !call.blocks(&agent.id, now)
-            })
-            .collect();
+        let eligible = |agent: &&crate::agent::Agent| {
+            agent.serves(&call.queue)
+                && qualifies(&agent.skills, &call.requirements)
+                && !call.blocks(&agent.id, now)
+        };
+        // Agents chosen earlier in the same dispatch are reserved, so they
+        // are no longer available.
+        let candidates: Vec<&crate::agent::Agent> = match pool {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.agents.get(id))
+                .filter(eligible)
+                .collect(),
+            None => self
+                .agents
+                .available_values()
+                .filter(|agent| agent.is_free(now))
+                .filter(eligible)
+                .collect(),
+        };
         let last_offered = queue.last_offered.as_deref().and_then(|id| {
             let position = self.agents.get(id)?.queues.get(&call.queue)?.position;
             Some((position, id))

@@ -182,6 +182,19 @@ impl<V: Indexed> Table<V> {
         }
     }
 
+    /// Returns the available values in id order, like `available`, but by
+    /// a walk over all values when most are available, which is cheaper
+    /// than a lookup per id.
+    pub(crate) fn available_values(&self) -> impl Iterator<Item = &V> {
+        let walk = self.available.len() * 4 > self.slots.len();
+        let by_walk = walk.then(|| {
+            let slots = self.slots.values();
+            slots.filter(|slot| slot.available).map(|slot| &slot.value)
+        });
+        let by_index = (!walk).then(|| self.available());
+        by_walk.into_iter().flatten().chain(by_index.into_iter().flatten())
+    }
+
     /// Returns the ids and values of those that are available, in id order.
     pub(crate) fn available_entries(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
         let entries = self.available.iter();

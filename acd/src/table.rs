@@ -192,7 +192,10 @@ impl<V: Indexed> Table<V> {
             slots.filter(|slot| slot.available).map(|slot| &slot.value)
         });
         let by_index = (!walk).then(|| self.available());
-        by_walk.into_iter().flatten().chain(by_index.into_iter().flatten())
+        by_walk
+            .into_iter()
+            .flatten()
+            .chain(by_index.into_iter().flatten())
     }
 
     /// Returns the ids and values of those that are available, in id order.

@@ -10,6 +10,7 @@ use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
 use crate::call::{CallOrder, Offer, deadline_after};
 use crate::engine::Acd;
+use crate::keys::needs_of;
 use crate::output::{Action, QueueEvent};
 use crate::skill::qualifies;
 use crate::strategy::{Context, Selection};
@@ -162,6 +163,10 @@ impl Acd {
         if let Err(difference) = self.waiting.check(&self.calls) {
             panic!("index of waiting calls out of date: {difference}");
         }
+        let pending = self.agents.touched();
+        if let Err(difference) = self.available_agents.check(self.agents.entries(), pending) {
+            panic!("index of available agents out of date: {difference}");
+        }
         for (name, queue) in &self.queues {
             let mut orders: Vec<CallOrder> = self
                 .calls
@@ -222,7 +227,13 @@ impl Acd {
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
-        self.agents.take_touched(&mut self.fresh);
+        let mut touched = std::mem::take(&mut self.touched_agents);
+        self.agents.take_touched(&mut touched);
+        for id in &touched {
+            self.available_agents.refile(id, self.agents.get(id));
+        }
+        self.fresh.append(&mut touched);
+        self.touched_agents = touched;
         let mut touched_calls = std::mem::take(&mut self.touched_calls);
         self.calls.take_touched(&mut touched_calls);
         if self.scan_dispatch {
@@ -380,8 +391,10 @@ impl Acd {
                 .filter(eligible)
                 .collect(),
             None => self
-                .agents
-                .available_values()
+                .available_agents
+                .holding(&call.queue, &needs_of(&call.requirements))
+                .iter()
+                .filter_map(|id| self.agents.get(id))
                 .filter(|agent| agent.is_free(now))
                 .filter(eligible)
                 .collect(),

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use crate::agent::{Agent, AgentState, AgentStatus, Membership};
+use crate::available::AvailableAgents;
 use crate::call::{Call, CallData, CallOrder, Queue};
 use crate::config::{CallerOrder, QueueConfig};
 use crate::error::AcdError;
@@ -36,8 +37,11 @@ pub struct Acd {
     /// then. Every other available agent was free at the last dispatch and
     /// eligible for none of the calls waiting then.
     pub(crate) fresh: Vec<Arc<str>>,
-    /// Ids of the calls touched since the last dispatch, kept between
-    /// dispatches only for its allocation.
+    /// Available agents by queue and skills, refiled at each dispatch.
+    pub(crate) available_agents: AvailableAgents,
+    /// Ids of the agents and calls touched since the last dispatch, kept
+    /// between dispatches only for their allocation.
+    pub(crate) touched_agents: Vec<Arc<str>>,
     pub(crate) touched_calls: Vec<Arc<str>>,
     /// Dispatch by the full scan of waiting calls and free agents, the
     /// reference that the indexed dispatch is tested against.
@@ -72,6 +76,8 @@ impl Acd {
             calls: Table::default(),
             waiting: Waiting::default(),
             fresh: Vec::new(),
+            available_agents: AvailableAgents::default(),
+            touched_agents: Vec::new(),
             touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),

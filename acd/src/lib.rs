@@ -71,6 +71,7 @@
 
 mod agent;
 mod agents;
+mod available;
 mod call;
 mod calls;
 mod config;
@@ -78,6 +79,7 @@ mod dispatch;
 mod engine;
 mod error;
 mod exits;
+mod keys;
 mod output;
 mod queue_log;
 mod ranks;

@@ -79,6 +79,16 @@ impl<V: Indexed> Table<V> {
         self.slots.contains_key(id)
     }
 
+    /// Returns all ids and values, in id order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
+        self.slots.iter().map(|(id, slot)| (id, &slot.value))
+    }
+
+    /// Returns the ids touched since the last `take_touched`.
+    pub(crate) fn touched(&self) -> &[Arc<str>] {
+        &self.touched
+    }
+
     /// Returns all values, in id order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.slots.values().map(|slot| &slot.value)
@@ -180,22 +190,6 @@ impl<V: Indexed> Table<V> {
             self.touched.sort_unstable();
             self.touched.dedup();
         }
-    }
-
-    /// Returns the available values in id order, like `available`, but by
-    /// a walk over all values when most are available, which is cheaper
-    /// than a lookup per id.
-    pub(crate) fn available_values(&self) -> impl Iterator<Item = &V> {
-        let walk = self.available.len() * 4 > self.slots.len();
-        let by_walk = walk.then(|| {
-            let slots = self.slots.values();
-            slots.filter(|slot| slot.available).map(|slot| &slot.value)
-        });
-        let by_index = (!walk).then(|| self.available());
-        by_walk
-            .into_iter()
-            .flatten()
-            .chain(by_index.into_iter().flatten())
     }
 
     /// Returns the ids and values of those that are available, in id order.

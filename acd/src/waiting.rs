@@ -21,62 +21,8 @@ use std::time::Instant;
 
 use crate::agent::Agent;
 use crate::call::{Call, CallOrder};
-use crate::skill::SkillRequirement;
+use crate::keys::{GroupKey, Slab, group_hash, mask_bit, needs_of, skill_hash};
 use crate::table::Table;
-
-/// Returns a call's requirements each skill once at its highest level,
-/// sorted by skill. Calls of one queue with equal needs are eligible for
-/// the same agents, retry delays aside.
-fn needs_of(requirements: &[SkillRequirement]) -> Vec<(&str, u8)> {
-    let mut needs: Vec<(&str, u8)> = requirements
-        .iter()
-        .map(|r| (r.skill.as_str(), r.min_level))
-        .collect();
-    // Highest level first within a skill, so `dedup` keeps it.
-    needs.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
-    needs.dedup_by(|later, kept| later.0 == kept.0);
-    needs
-}
-
-/// The queue and the skills of a class, without the levels.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct GroupKey {
-    queue: String,
-    skills: Vec<String>,
-}
-
-impl GroupKey {
-    fn matches(&self, queue: &str, needs: &[(&str, u8)]) -> bool {
-        self.queue == queue
-            && self.skills.len() == needs.len()
-            && self
-                .skills
-                .iter()
-                .zip(needs)
-                .all(|(skill, (need, _))| skill == need)
-    }
-}
-
-/// Returns a hash of a queue and the skills of a group, which finds the
-/// group without building its key.
-fn group_hash<'a>(queue: &str, skills: impl IntoIterator<Item = &'a str>) -> u64 {
-    skills.into_iter().fold(skill_hash(queue), |hash, skill| {
-        (hash ^ skill_hash(skill)).wrapping_mul(0x0100_0000_01B3)
-    })
-}
-
-/// Returns a hash of a skill name. Short names and no untrusted volume,
-/// so FNV-1a does.
-fn skill_hash(skill: &str) -> u64 {
-    skill.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, byte| {
-        (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
-    })
-}
-
-/// Returns the bit of a skill hash in a 128-bit skill mask.
-fn mask_bit(hash: u64) -> u128 {
-    1 << (hash % 128)
-}
 
 /// The classes of one queue that need the same skills, at different
 /// levels. An agent's skills are matched against the group once, and its
@@ -137,55 +83,6 @@ struct GroupRef {
 struct Filed {
     id: Arc<str>,
     class: usize,
-}
-
-/// Slots reused after removal, so indexes stay valid while entries come and go.
-struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<usize>,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Slab<T> {
-        Slab {
-            entries: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-impl<T> Slab<T> {
-    fn add(&mut self, value: T) -> usize {
-        match self.free.pop() {
-            Some(index) => {
-                self.entries[index] = Some(value);
-                index
-            }
-            None => {
-                self.entries.push(Some(value));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn take(&mut self, index: usize) -> Option<T> {
-        let value = self.entries.get_mut(index)?.take()?;
-        self.free.push(index);
-        Some(value)
-    }
-
-    fn get(&self, index: usize) -> Option<&T> {
-        self.entries.get(index)?.as_ref()
-    }
-
-    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        self.entries.get_mut(index)?.as_mut()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        let entries = self.entries.iter().enumerate();
-        entries.filter_map(|(index, entry)| Some((index, entry.as_ref()?)))
-    }
 }
 
 /// Waiting calls in service order, with the index by queue and skills.
@@ -481,31 +378,5 @@ impl Waiting {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn needs_keep_each_skill_at_its_highest_level() {
-        let requirements = [
-            SkillRequirement::new("service=tax", 2),
-            SkillRequirement::new("language=ru", 1),
-            SkillRequirement::new("service=tax", 4),
-        ];
-        assert_eq!(
-            needs_of(&requirements),
-            [("language=ru", 1), ("service=tax", 4)]
-        );
-    }
-
-    #[test]
-    fn masks_cover_their_skills() {
-        let ru = mask_bit(skill_hash("language=ru"));
-        let tax = mask_bit(skill_hash("service=tax"));
-        assert_eq!(ru & !(ru | tax), 0);
-        assert_ne!(ru, 0);
     }
 }

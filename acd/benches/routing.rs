@@ -1,6 +1,6 @@
-//! Routing cost with 1,000 agents and 500 waiting calls, routing decisions
-//! at the target load (5,000 agents, 50 skills, 10,000 waiting
-//! calls), and timer cost with 10,000 idle agents.
+//! Routing cost with 1,000 agents and 500 waiting calls, single routing
+//! decisions with 5,000 agents, 50 skills and 10,000 waiting calls, and
+//! timer cost with 10,000 idle agents.
 //!
 //! Each iteration of the first group takes a prepared engine where no
 //! agent is reachable yet and 500 calls wait, then makes agents reachable

@@ -1,6 +1,6 @@
-//! A call centre at the size issue 4 sets for routing: 5,000 agents, 50
-//! skills and 10,000 waiting calls, shared by the criterion benchmark and
-//! the `decisions` example.
+//! A call centre at the size the routing target is set for: 5,000 agents,
+//! 50 skills and 10,000 waiting calls, shared by the criterion benchmark
+//! and the `decisions` example.
 //!
 //! Skills come in four categories: 10 languages, 25 services, 10 regions
 //! and 5 channels. Each agent speaks one or two languages, handles one to

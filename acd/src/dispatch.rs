@@ -358,6 +358,14 @@ impl Acd {
         }
     }
 
+    /// Sets up to how many available agents a call is tried with each of
+    /// them instead of through the index of available agents by skills.
+    /// Only for tests, which set 0 to exercise the index with few agents.
+    #[doc(hidden)]
+    pub fn set_few_available(&mut self, count: usize) {
+        self.few_available = count;
+    }
+
     /// Makes `dispatch` walk every waiting call and free agent, as it did
     /// before the index of waiting calls. Only for tests, which compare the
     /// two; it is slow with many calls.
@@ -388,6 +396,14 @@ impl Acd {
             Some(ids) => ids
                 .iter()
                 .filter_map(|id| self.agents.get(id))
+                .filter(eligible)
+                .collect(),
+            // A few available agents are cheaper to test one by one than
+            // to look up by skills.
+            None if self.agents.available_len() <= self.few_available => self
+                .agents
+                .available()
+                .filter(|agent| agent.is_free(now))
                 .filter(eligible)
                 .collect(),
             None => self

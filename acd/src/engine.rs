@@ -17,6 +17,10 @@ use crate::strategy::Rng;
 use crate::table::{EntryMut, Table};
 use crate::waiting::Waiting;
 
+/// Default of `Acd::few_available`: below it, the index of available agents
+/// by skills costs more than testing each available agent.
+const FEW_AVAILABLE: usize = 32;
+
 /// Seed of the random strategies unless [`Acd::with_seed`] sets one.
 const DEFAULT_SEED: u64 = 0x5EED_ACD0;
 
@@ -39,6 +43,9 @@ pub struct Acd {
     pub(crate) fresh: Vec<Arc<str>>,
     /// Available agents by queue and skills, refiled at each dispatch.
     pub(crate) available_agents: AvailableAgents,
+    /// Up to this many available agents, a call is tried with each of them
+    /// instead of through `available_agents`, which costs more to read.
+    pub(crate) few_available: usize,
     /// Ids of the agents and calls touched since the last dispatch, kept
     /// between dispatches only for their allocation.
     pub(crate) touched_agents: Vec<Arc<str>>,
@@ -77,6 +84,7 @@ impl Acd {
             waiting: Waiting::default(),
             fresh: Vec::new(),
             available_agents: AvailableAgents::default(),
+            few_available: FEW_AVAILABLE,
             touched_agents: Vec::new(),
             touched_calls: Vec::new(),
             scan_dispatch: false,

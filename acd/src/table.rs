@@ -192,6 +192,11 @@ impl<V: Indexed> Table<V> {
         }
     }
 
+    /// Returns how many values are available.
+    pub(crate) fn available_len(&self) -> usize {
+        self.available.len()
+    }
+
     /// Returns the ids and values of those that are available, in id order.
     pub(crate) fn available_entries(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
         let entries = self.available.iter();

@@ -1,10 +1,12 @@
 //! Property test: the indexed dispatch makes the same offers, in the same
 //! order, as the full scan of waiting calls and free agents it replaced.
 //!
-//! Two engines with the same seed get the same random inputs; one
-//! dispatches through the index of waiting calls, the other by the scan
-//! (`use_scan_dispatch`). After every input both must have emitted the
-//! same actions and events and ask for the same next timeout. The inputs
+//! Three engines with the same seed get the same random inputs: one
+//! dispatches by the scan (`use_scan_dispatch`), one through the index of
+//! waiting calls with its default for testing few available agents one by
+//! one, and one that always looks available agents up by skills. After
+//! every input all must have emitted the same actions and events and ask
+//! for the same next timeout. The inputs
 //! cover what the index relies on: skills and levels, several queues per
 //! agent, every strategy, steps that relax requirements, retry and
 //! reject delays, timers that run late, membership and skill changes,
@@ -172,10 +174,11 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
-/// The indexed engine, the scan engine, and the driver's view.
+/// The scan engine, two indexed engines, and the driver's view.
 struct Pair {
-    indexed: Acd,
     scan: Acd,
+    indexed: Acd,
+    by_skills: Acd,
     now: Instant,
     ringing: BTreeSet<(String, String)>,
     calls: Vec<String>,
@@ -186,9 +189,12 @@ impl Pair {
         let now = Instant::now();
         let mut scan = Acd::with_seed(11);
         scan.use_scan_dispatch();
+        let mut by_skills = Acd::with_seed(11);
+        by_skills.set_few_available(0);
         let mut pair = Pair {
-            indexed: Acd::with_seed(11),
             scan,
+            indexed: Acd::with_seed(11),
+            by_skills,
             now,
             ringing: BTreeSet::new(),
             calls: Vec::new(),
@@ -207,8 +213,9 @@ impl Pair {
     }
 
     fn both(&mut self, input: impl Fn(&mut Acd, Instant)) {
-        input(&mut self.indexed, self.now);
         input(&mut self.scan, self.now);
+        input(&mut self.indexed, self.now);
+        input(&mut self.by_skills, self.now);
     }
 
     fn pick_offer(&self, i: usize) -> Option<(String, String)> {
@@ -367,19 +374,24 @@ impl Pair {
         ))
     }
 
-    /// Drains both engines and fails on the first difference.
+    /// Drains the engines and fails on the first difference from the scan.
     fn compare(&mut self) -> Result<(), TestCaseError> {
-        let actions: Vec<Action> = std::iter::from_fn(|| self.indexed.poll_action()).collect();
         let expected: Vec<Action> = std::iter::from_fn(|| self.scan.poll_action()).collect();
-        prop_assert_eq!(&actions, &expected, "actions differ from the scan");
-        let events: Vec<QueueEvent> = std::iter::from_fn(|| self.indexed.poll_event()).collect();
-        let expected: Vec<QueueEvent> = std::iter::from_fn(|| self.scan.poll_event()).collect();
-        prop_assert_eq!(events, expected, "events differ from the scan");
-        prop_assert_eq!(self.indexed.poll_timeout(), self.scan.poll_timeout());
-        self.indexed.assert_indexes_match_scan();
-        for call in &self.calls {
-            prop_assert_eq!(self.indexed.position(call), self.scan.position(call));
+        let expected_events: Vec<QueueEvent> =
+            std::iter::from_fn(|| self.scan.poll_event()).collect();
+        self.scan.assert_indexes_match_scan();
+        for acd in [&mut self.indexed, &mut self.by_skills] {
+            let actions: Vec<Action> = std::iter::from_fn(|| acd.poll_action()).collect();
+            prop_assert_eq!(&actions, &expected, "actions differ from the scan");
+            let events: Vec<QueueEvent> = std::iter::from_fn(|| acd.poll_event()).collect();
+            prop_assert_eq!(&events, &expected_events, "events differ from the scan");
+            prop_assert_eq!(acd.poll_timeout(), self.scan.poll_timeout());
+            acd.assert_indexes_match_scan();
+            for call in &self.calls {
+                prop_assert_eq!(acd.position(call), self.scan.position(call));
+            }
         }
+        let actions = expected;
         for action in actions {
             match action {
                 Action::Offer { call, agent } | Action::Callback { call, agent, .. } => {
@@ -411,9 +423,8 @@ fn add_agent(acd: &mut Acd, i: usize, now: Instant) {
     let _ = acd.set_skills(AGENTS[i], skill_set(i as u8 + 5, i as u8 * 37), now);
 }
 
+// PROPTEST_CASES=5000 runs a deeper search than the default 256 cases.
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
     #[test]
     fn indexed_dispatch_matches_the_scan(commands in prop::collection::vec(command(), 1..150)) {
         let mut pair = Pair::new();

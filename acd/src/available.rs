@@ -9,10 +9,9 @@
 //! most of the others without a string comparison. Levels, delays and
 //! retry delays are still tested per agent.
 //!
-//! Dispatch refiles the agents the table noted as touched before it offers,
-//! so agents changed by inputs that do not dispatch are filed late, and
-//! agents reserved during a dispatch stay filed until the next one. Every
-//! reader therefore tests that an agent is free.
+//! Dispatch refiles the agents changed since the index was last read just
+//! before it reads it, so agents reserved during a dispatch may still be
+//! filed. Every reader therefore tests that an agent is free.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -159,17 +158,17 @@ impl AvailableAgents {
         agents
     }
 
-    /// Compares the index with the agents, skipping those in `pending`
-    /// (touched since dispatch last refiled), and describes the first
+    /// Compares the index with the agents, skipping those `pending` says
+    /// changed since they were last refiled, and describes the first
     /// difference.
     pub(crate) fn check<'a>(
         &self,
         agents: impl Iterator<Item = (&'a Arc<str>, &'a Agent)>,
-        pending: &[Arc<str>],
+        pending: impl Fn(&Arc<str>) -> bool,
     ) -> Result<(), String> {
         let mut seen = 0;
         for (id, agent) in agents {
-            if pending.contains(id) {
+            if pending(id) {
                 continue;
             }
             let filed = self.filed.get(id).map_or(&[][..], Vec::as_slice);
@@ -205,7 +204,7 @@ impl AvailableAgents {
                 return Err(format!("{id}: filed under queues {queues:?}"));
             }
         }
-        let stale = self.filed.keys().filter(|id| !pending.contains(id)).count();
+        let stale = self.filed.keys().filter(|id| !pending(id)).count();
         if stale != seen {
             return Err(format!("{stale} agents filed, {seen} available"));
         }

@@ -163,7 +163,8 @@ impl Acd {
         if let Err(difference) = self.waiting.check(&self.calls) {
             panic!("index of waiting calls out of date: {difference}");
         }
-        let pending = self.agents.touched();
+        let touched = self.agents.touched();
+        let pending = |id: &Arc<str>| touched.contains(id) || self.unfiled.contains(id);
         if let Err(difference) = self.available_agents.check(self.agents.entries(), pending) {
             panic!("index of available agents out of date: {difference}");
         }
@@ -227,13 +228,13 @@ impl Acd {
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
-        let mut touched = std::mem::take(&mut self.touched_agents);
-        self.agents.take_touched(&mut touched);
-        for id in &touched {
-            self.available_agents.refile(id, self.agents.get(id));
+        let start = self.fresh.len();
+        self.agents.take_touched(&mut self.fresh);
+        self.unfiled.extend_from_slice(&self.fresh[start..]);
+        if self.unfiled.len() > 2 * self.agents.len() + 64 {
+            self.unfiled.sort_unstable();
+            self.unfiled.dedup();
         }
-        self.fresh.append(&mut touched);
-        self.touched_agents = touched;
         let mut touched_calls = std::mem::take(&mut self.touched_calls);
         self.calls.take_touched(&mut touched_calls);
         if self.scan_dispatch {
@@ -366,6 +367,21 @@ impl Acd {
         self.few_available = count;
     }
 
+    /// Brings the index of available agents up to date with the agents
+    /// changed since it was last read. Registrations and calls that meet no
+    /// waiting call change agents all the time, so the index is refiled
+    /// only when a dispatch reads it.
+    fn file_available_agents(&mut self) {
+        if self.unfiled.is_empty() {
+            return;
+        }
+        self.unfiled.sort_unstable();
+        self.unfiled.dedup();
+        for id in self.unfiled.drain(..) {
+            self.available_agents.refile(&id, self.agents.get(&id));
+        }
+    }
+
     /// Makes `dispatch` walk every waiting call and free agent, as it did
     /// before the index of waiting calls. Only for tests, which compare the
     /// two; it is slow with many calls.
@@ -383,6 +399,12 @@ impl Acd {
         pool: Option<&[Arc<str>]>,
         now: Instant,
     ) -> Option<Selection> {
+        // A few available agents are cheaper to test one by one than to
+        // look up by skills.
+        let by_skills = pool.is_none() && self.agents.available_len() > self.few_available;
+        if by_skills {
+            self.file_available_agents();
+        }
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;
         let eligible = |agent: &&crate::agent::Agent| {
@@ -398,9 +420,7 @@ impl Acd {
                 .filter_map(|id| self.agents.get(id))
                 .filter(eligible)
                 .collect(),
-            // A few available agents are cheaper to test one by one than
-            // to look up by skills.
-            None if self.agents.available_len() <= self.few_available => self
+            None if !by_skills => self
                 .agents
                 .available()
                 .filter(|agent| agent.is_free(now))

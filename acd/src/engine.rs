@@ -41,14 +41,15 @@ pub struct Acd {
     /// then. Every other available agent was free at the last dispatch and
     /// eligible for none of the calls waiting then.
     pub(crate) fresh: Vec<Arc<str>>,
-    /// Available agents by queue and skills, refiled at each dispatch.
+    /// Available agents by queue and skills, up to date but for `unfiled`.
     pub(crate) available_agents: AvailableAgents,
+    /// Agents changed since `available_agents` was last brought up to date.
+    pub(crate) unfiled: Vec<Arc<str>>,
     /// Up to this many available agents, a call is tried with each of them
     /// instead of through `available_agents`, which costs more to read.
     pub(crate) few_available: usize,
-    /// Ids of the agents and calls touched since the last dispatch, kept
-    /// between dispatches only for their allocation.
-    pub(crate) touched_agents: Vec<Arc<str>>,
+    /// Ids of the calls touched since the last dispatch, kept between
+    /// dispatches only for its allocation.
     pub(crate) touched_calls: Vec<Arc<str>>,
     /// Dispatch by the full scan of waiting calls and free agents, the
     /// reference that the indexed dispatch is tested against.
@@ -85,7 +86,7 @@ impl Acd {
             fresh: Vec::new(),
             available_agents: AvailableAgents::default(),
             few_available: FEW_AVAILABLE,
-            touched_agents: Vec::new(),
+            unfiled: Vec::new(),
             touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),

@@ -230,10 +230,22 @@ impl Acd {
         self.leave_empty_queues(now);
         let start = self.fresh.len();
         self.agents.take_touched(&mut self.fresh);
-        self.unfiled.extend_from_slice(&self.fresh[start..]);
-        if self.unfiled.len() > 2 * self.agents.len() + 64 {
+        // The same agents keep changing while no call reads the index
+        // (registrations flapping), so an agent listed last is not listed
+        // again, and other repeats are dropped whenever the list doubles.
+        for id in &self.fresh[start..] {
+            if !self
+                .unfiled
+                .last()
+                .is_some_and(|last| Arc::ptr_eq(last, id))
+            {
+                self.unfiled.push(id.clone());
+            }
+        }
+        if self.unfiled.len() > self.unfiled_limit {
             self.unfiled.sort_unstable();
             self.unfiled.dedup();
+            self.unfiled_limit = (2 * self.unfiled.len()).max(64);
         }
         let mut touched_calls = std::mem::take(&mut self.touched_calls);
         self.calls.take_touched(&mut touched_calls);
@@ -380,6 +392,7 @@ impl Acd {
         for id in self.unfiled.drain(..) {
             self.available_agents.refile(&id, self.agents.get(&id));
         }
+        self.unfiled_limit = 64;
     }
 
     /// Makes `dispatch` walk every waiting call and free agent, as it did

@@ -45,6 +45,8 @@ pub struct Acd {
     pub(crate) available_agents: AvailableAgents,
     /// Agents changed since `available_agents` was last brought up to date.
     pub(crate) unfiled: Vec<Arc<str>>,
+    /// Length of `unfiled` past which its repeats are dropped.
+    pub(crate) unfiled_limit: usize,
     /// Up to this many available agents, a call is tried with each of them
     /// instead of through `available_agents`, which costs more to read.
     pub(crate) few_available: usize,
@@ -87,6 +89,7 @@ impl Acd {
             available_agents: AvailableAgents::default(),
             few_available: FEW_AVAILABLE,
             unfiled: Vec::new(),
+            unfiled_limit: 64,
             touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),

@@ -75,10 +75,6 @@ impl<V: Indexed> Table<V> {
         Some((key, &slot.value))
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     pub(crate) fn contains_key(&self, id: &str) -> bool {
         self.slots.contains_key(id)
     }

@@ -116,7 +116,6 @@ impl Waiting {
     /// key, queue and requirements; `id` is the call's id as its table
     /// keeps it. A call filed already is refiled.
     pub(crate) fn insert(&mut self, id: &Arc<str>, call: &Call) {
-        self.remove(&call.order);
         let needs = needs_of(&call.requirements);
         let hash = group_hash(&call.queue, needs.iter().map(|(skill, _)| *skill));
         let found = self.group_index.get(&hash).and_then(|groups| {
@@ -154,6 +153,15 @@ impl Waiting {
                 class
             }
         };
+        // A call refiled after its step changed keeps its place in service
+        // order and only moves between classes.
+        let previous = self.by_order.get(&call.order).map(|filed| filed.class);
+        if previous == Some(class) {
+            return;
+        }
+        if let Some(previous) = previous {
+            self.leave_class(&call.order, previous);
+        }
         if let Some(entry) = self.classes.get_mut(class) {
             entry.insert(call.order);
         }
@@ -186,19 +194,26 @@ impl Waiting {
     /// Removes the waiting call with this order key; returns its id.
     pub(crate) fn remove(&mut self, order: &CallOrder) -> Option<Arc<str>> {
         let filed = self.by_order.remove(order)?;
-        let Some(class) = self.classes.get_mut(filed.class) else {
-            return Some(filed.id);
+        self.leave_class(order, filed.class);
+        Some(filed.id)
+    }
+
+    /// Takes a call out of a class, and drops the class, and its group,
+    /// when they are left empty.
+    fn leave_class(&mut self, order: &CallOrder, index: usize) {
+        let Some(class) = self.classes.get_mut(index) else {
+            return;
         };
         class.remove(order);
         if !class.calls.is_empty() {
-            return Some(filed.id);
+            return;
         }
         let group_index = class.group;
-        self.classes.take(filed.class);
+        self.classes.take(index);
         let Some(group) = self.groups.get_mut(group_index) else {
-            return Some(filed.id);
+            return;
         };
-        group.classes.retain(|c| *c != filed.class);
+        group.classes.retain(|c| *c != index);
         if group.classes.is_empty()
             && let Some(group) = self.groups.take(group_index)
         {
@@ -215,7 +230,6 @@ impl Waiting {
                 }
             }
         }
-        Some(filed.id)
     }
 
     /// Returns the order keys of the waiting calls of `queue`, in service order.

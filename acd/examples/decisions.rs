@@ -1,7 +1,7 @@
 //! Times routing decisions one by one with 5,000 agents, 50 skills and
 //! 10,000 waiting calls, and prints their percentiles, then the heap each
 //! waiting call adds. The routing target is a 99th percentile under 50 us
-//! per decision and under 2 kB per waiting call; criterion reports means,
+//! per decision and under 2 kB per waiting call. Criterion reports means,
 //! so this records every decision.
 //!
 //! `cargo run --release -p acd --example decisions -- [CYCLES] [SECONDS]`

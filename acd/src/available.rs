@@ -5,7 +5,7 @@
 //! a quarter of a millisecond. Here each available agent is filed once per
 //! queue it serves, in a group with the agents of that queue that hold the
 //! same skill names. A call then reads only the groups whose skills cover
-//! its needs; a 128-bit mask per group, one bit per skill hash, passes over
+//! its needs. A 128-bit mask per group, one bit per skill hash, passes over
 //! most of the others without a string comparison. Levels, delays and
 //! retry delays are still tested per agent.
 //!
@@ -27,7 +27,7 @@ struct Group {
     key: GroupKey,
     mask: u128,
     agents: BTreeSet<Arc<str>>,
-    /// Whether the queue's list holds the group: exactly while it has agents.
+    /// Whether the queue's list contains the group: exactly while it has agents.
     listed: bool,
 }
 
@@ -44,9 +44,9 @@ pub(crate) struct AvailableAgents {
     /// The groups each filed agent is in, one per queue.
     filed: HashMap<Arc<str>, Vec<usize>>,
     groups: Slab<Group>,
-    /// Groups by `group_hash`; more than one where hashes collide.
+    /// Groups by `group_hash`, several where hashes collide.
     group_index: HashMap<u64, Vec<usize>>,
-    /// The groups of each queue that have agents; a queue's list stays when
+    /// The groups of each queue that have agents. A queue's list stays when
     /// it empties.
     by_queue: HashMap<String, Vec<GroupRef>>,
 }
@@ -158,9 +158,9 @@ impl AvailableAgents {
         agents
     }
 
-    /// Compares the index with the agents, skipping those `pending` says
-    /// changed since they were last refiled, and describes the first
-    /// difference.
+    /// Compares the index with the agents, skipping those for which
+    /// `pending` returns true (changed since they were last refiled), and
+    /// describes the first difference.
     pub(crate) fn check<'a>(
         &self,
         agents: impl Iterator<Item = (&'a Arc<str>, &'a Agent)>,

@@ -148,9 +148,10 @@ impl Acd {
 
     /// Panics with the first difference between the indexes and a full scan
     /// of agents and calls: the deadline `poll_timeout` computed by walking
-    /// every call and agent before the index existed, the agents that are
-    /// available, the waiting calls by queue and requirements, and the
-    /// order keys that give positions. Only for tests, which call it after every input; it
+    /// every call and agent before the index existed, and the agents that
+    /// are available. It also compares the waiting calls by queue and
+    /// requirements, the available agents by skills, and the order keys
+    /// that give positions. Only for tests, which call it after every input; it
     /// costs a walk over the whole state.
     #[doc(hidden)]
     pub fn assert_indexes_match_scan(&self) {
@@ -261,7 +262,7 @@ impl Acd {
         // Most inputs find no call waiting (registrations, agents coming
         // back from a call into an empty queue), so they need no agent list.
         if self.waiting.is_empty() {
-            // Free agents are eligible for no call now; those held back by
+            // Free agents are eligible for no call now. Those held back by
             // a delay have to be tried once it has passed.
             let agents = &self.agents;
             self.fresh
@@ -397,7 +398,7 @@ impl Acd {
 
     /// Makes `dispatch` walk every waiting call and free agent, as it did
     /// before the index of waiting calls. Only for tests, which compare the
-    /// two; it is slow with many calls.
+    /// two. It is slow with many calls.
     #[doc(hidden)]
     pub fn use_scan_dispatch(&mut self) {
         self.scan_dispatch = true;

@@ -330,8 +330,9 @@ impl Acd {
     /// Sends waiting callers of queues with `leave_empty` to the overflow
     /// destination once no member counts as present.
     // Whether a member is present depends on the call only through its
-    // requirements, and only under `unskilled`, so each queue asks once
-    // and, under `unskilled`, once per set of requirements. Most
+    // requirements, and only under `unskilled`, so each queue looks for a
+    // present member once and, under `unskilled`, once per set of
+    // requirements. Most
     // dispatches thus cost one look for a present member per such queue,
     // not one per waiting call.
     pub(crate) fn leave_empty_queues(&mut self, now: Instant) {

@@ -12,7 +12,7 @@ use crate::call::CallOrder;
 /// Chunks split when they pass twice this length.
 const CHUNK: usize = 128;
 
-/// A sorted set of call order keys that answers "how many are lower".
+/// A sorted set of call order keys that counts the keys below a given one.
 #[derive(Debug, Default)]
 pub(crate) struct Ranks {
     /// Non-empty chunks, each sorted, every key of a chunk below those of
@@ -39,7 +39,7 @@ impl Ranks {
         index.min(self.chunks.len().saturating_sub(1))
     }
 
-    /// Adds `order`; returns false when it was there already.
+    /// Adds `order` and returns false when it was there already.
     pub(crate) fn insert(&mut self, order: CallOrder) -> bool {
         if self.chunks.is_empty() {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -58,7 +58,7 @@ impl Ranks {
         true
     }
 
-    /// Removes `order`; returns false when it was not there.
+    /// Removes `order` and returns false when it was not there.
     pub(crate) fn remove(&mut self, order: &CallOrder) -> bool {
         if self.chunks.is_empty() {
             return false;

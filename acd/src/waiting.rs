@@ -42,7 +42,7 @@ struct Class {
     /// Minimum level per skill of the group, in the group's order.
     levels: Vec<u8>,
     /// Sorted. Most classes hold a few calls, for which a B-tree set took a
-    /// whole node; calls mostly join at the back and leave at the front.
+    /// whole node. Calls mostly join at the back and leave at the front.
     calls: VecDeque<CallOrder>,
 }
 
@@ -91,7 +91,7 @@ pub(crate) struct Waiting {
     by_order: BTreeMap<CallOrder, Filed>,
     classes: Slab<Class>,
     groups: Slab<Group>,
-    /// Groups by `group_hash`; more than one where hashes collide.
+    /// Groups by `group_hash`, several where hashes collide.
     group_index: HashMap<u64, Vec<usize>>,
     /// The groups of each queue that hold at least one call.
     by_queue: HashMap<String, Vec<GroupRef>>,
@@ -113,7 +113,7 @@ impl Waiting {
     }
 
     /// Files a call that has no offer in progress, under its current order
-    /// key, queue and requirements; `id` is the call's id as its table
+    /// key, queue and requirements. `id` is the call's id as its table
     /// keeps it. A call filed already is refiled.
     pub(crate) fn insert(&mut self, id: &Arc<str>, call: &Call) {
         let needs = needs_of(&call.requirements);
@@ -191,7 +191,7 @@ impl Waiting {
         group
     }
 
-    /// Removes the waiting call with this order key; returns its id.
+    /// Removes the waiting call with this order key and returns its id.
     pub(crate) fn remove(&mut self, order: &CallOrder) -> Option<Arc<str>> {
         let filed = self.by_order.remove(order)?;
         self.leave_class(order, filed.class);

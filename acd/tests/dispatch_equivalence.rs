@@ -1,10 +1,10 @@
 //! Property test: the indexed dispatch makes the same offers, in the same
 //! order, as the full scan of waiting calls and free agents it replaced.
 //!
-//! Three engines with the same seed get the same random inputs: one
-//! dispatches by the scan (`use_scan_dispatch`), one through the index of
-//! waiting calls with its default for testing few available agents one by
-//! one, and one that always looks available agents up by skills. After
+//! Three engines with the same seed get the same random inputs. One
+//! dispatches by the scan (`use_scan_dispatch`). One dispatches through
+//! the index of waiting calls and tests few available agents one by one,
+//! its default. One always looks available agents up by skills. After
 //! every input all must have emitted the same actions and events and ask
 //! for the same next timeout. The inputs
 //! cover what the index relies on: skills and levels, several queues per

@@ -210,7 +210,7 @@ fn call(draw: &mut Draw, number: u64) -> (&'static str, CallData) {
     (queue_of_service(service), data)
 }
 
-/// How a benchmark cycle frees its agent.
+/// The input by which a benchmark cycle frees its agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Free {
     /// The agent ends its wrap-up early.
@@ -278,7 +278,7 @@ impl Centre {
         }
     }
 
-    /// Enqueues one new call; its offer, if any, waits in the actions.
+    /// Enqueues one new call. Its offer, if any, waits in the actions.
     pub(crate) fn arrive(&mut self) {
         let (queue, data) = call(&mut self.draw, self.next_call);
         let id = format!("call-{:07}", self.next_call);

@@ -310,13 +310,17 @@ impl Acd {
                 here.extend(scouts.pop_first().map(|(_, id)| id));
             }
             let Some(call) = self.waiting.id_at(&order).map(str::to_owned) else {
+                // Calls leave the waiting list here only when visited, so
+                // this does not happen; the scouts still look further.
+                self.search_on(here, &order, now, &mut scouts);
                 continue;
             };
             let selection = if is_changed {
                 self.select_agents(&call, None, now)
             } else {
-                // Any other free agent was eligible for this call at the
-                // last dispatch already, and the call has not changed.
+                // No other free agent is eligible: each was free at the
+                // last dispatch and eligible for no waiting call then, and
+                // this call has not changed since.
                 self.select_agents(&call, Some(&here), now)
             };
             let chosen: Vec<String> = match &selection {
@@ -328,15 +332,28 @@ impl Acd {
             if let Some(selection) = selection {
                 self.start_offer(&call, selection, now);
             }
-            // A scout left over may be eligible for a later call only.
-            for id in here.into_iter().filter(|id| !is_chosen(id)) {
-                let next = self.agents.get(&id).and_then(|agent| {
-                    self.waiting
-                        .first_for(agent, Some(&order), now, &self.calls)
-                });
-                if let Some(next) = next {
-                    scouts.insert((next, id));
-                }
+            let left: Vec<Arc<str>> = here.into_iter().filter(|id| !is_chosen(id)).collect();
+            self.search_on(left, &order, now, &mut scouts);
+        }
+    }
+
+    /// Files each scout in `ids` under its first eligible call after
+    /// `after`, if it has one. A scout left over at a call may be eligible
+    /// for a later call only.
+    fn search_on(
+        &self,
+        ids: Vec<Arc<str>>,
+        after: &CallOrder,
+        now: Instant,
+        scouts: &mut BTreeSet<(CallOrder, Arc<str>)>,
+    ) {
+        for id in ids {
+            let next = self
+                .agents
+                .get(&id)
+                .and_then(|agent| self.waiting.first_for(agent, Some(after), now, &self.calls));
+            if let Some(next) = next {
+                scouts.insert((next, id));
             }
         }
     }

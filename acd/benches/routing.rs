@@ -1,11 +1,20 @@
-//! Routing cost with 1,000 agents and 500 waiting calls, and timer cost
-//! with 10,000 idle agents.
+//! Routing cost with 1,000 agents and 500 waiting calls, single routing
+//! decisions with 5,000 agents, 50 skills and 10,000 waiting calls, and
+//! timer cost with 10,000 idle agents.
 //!
-//! Each routing iteration takes a prepared engine where no agent is
-//! reachable yet and 500 calls wait, then makes agents reachable one at a
-//! time, so every input runs a full dispatch over the waiting calls. Agents
-//! hold one of ten language skills and a service level; calls require a
-//! language and a service level, and the queue relaxes them in steps.
+//! Each iteration of the first group takes a prepared engine where no
+//! agent is reachable yet and 500 calls wait, then makes agents reachable
+//! one at a time, answering each offer at once. Agents hold one of ten
+//! language skills and a service level; calls require a language and a
+//! service level, and the queue relaxes them in steps.
+//!
+//! The decision group builds the centre of `support/centre.rs` once and
+//! times single decisions on it: an agent freed (end of wrap-up, or ready
+//! after a break) or a call arriving, with the offer it makes. The work
+//! around each decision (the call ending before, the answer after, and a
+//! new call or a freed agent that keeps 10,000 calls waiting) is not
+//! timed. Criterion reports the mean; `examples/decisions.rs` gives the
+//! percentiles.
 //!
 //! The timer group mirrors the registrar load: 10,000 registered agents,
 //! no call, and the server asking for the next deadline after every event.
@@ -17,6 +26,11 @@ use acd::{
     Acd, Action, CallData, QueueConfig, RoutingStep, SkillRequirement, Skills, StepRule, Strategy,
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+#[path = "support/centre.rs"]
+mod centre;
+
+use centre::{Centre, Free};
 
 const AGENTS: usize = 1_000;
 const CALLS: usize = 500;
@@ -121,6 +135,82 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
+/// Times `iters` decisions of one kind on `centre`, each between untimed
+/// steps that keep the load level.
+fn time_decisions(centre: &mut Centre, iters: u64, kind: Decision) -> Duration {
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        centre.tick();
+        let free = if kind == Decision::Ready {
+            Free::SetReady
+        } else {
+            Free::EndWrapUp
+        };
+        match kind {
+            Decision::Arrival => {
+                let start = Instant::now();
+                centre.arrive();
+                let offers = black_box(centre.take_offers());
+                total += start.elapsed();
+                centre.answer(offers);
+                // Keeps the calls waiting level: one agent frees and takes one.
+                if let Some(agent) = centre.hang_up(free) {
+                    centre.free(&agent, free);
+                    centre.answer_offers();
+                }
+            }
+            Decision::WrapUpEnd | Decision::Ready => {
+                let Some(agent) = centre.hang_up(free) else {
+                    // Every agent idle: nothing left to free.
+                    centre.arrive();
+                    centre.answer_offers();
+                    continue;
+                };
+                let start = Instant::now();
+                centre.free(&agent, free);
+                let offers = black_box(centre.take_offers());
+                total += start.elapsed();
+                centre.answer(offers);
+                centre.arrive();
+                centre.answer_offers();
+            }
+        }
+        black_box(i);
+    }
+    total
+}
+
+/// The input a decision benchmark times.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// An agent ends its wrap-up.
+    WrapUpEnd,
+    /// An agent comes back from a break.
+    Ready,
+    /// A call arrives.
+    Arrival,
+}
+
+fn decisions(c: &mut Criterion) {
+    // Built by the first benchmark that runs, so a filter that skips the
+    // group skips the seconds of loading too.
+    let mut centre: Option<Centre> = None;
+    let mut group = c.benchmark_group("decide_5000_agents_10000_calls");
+    group.sample_size(20);
+    let kinds = [
+        ("wrap_up_end_then_offer", Decision::WrapUpEnd),
+        ("ready_then_offer", Decision::Ready),
+        ("arrival_then_offer", Decision::Arrival),
+    ];
+    for (name, kind) in kinds {
+        group.bench_function(name, |b| {
+            let centre = centre.get_or_insert_with(|| Centre::loaded(Instant::now()));
+            b.iter_custom(|iters| time_decisions(centre, iters, kind));
+        });
+    }
+    group.finish();
+}
+
 const IDLE_AGENTS: usize = 10_000;
 
 /// Builds an engine with `IDLE_AGENTS` available agents and no call.
@@ -165,5 +255,5 @@ fn timers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing, timers);
+criterion_group!(benches, routing, decisions, timers);
 criterion_main!(benches);

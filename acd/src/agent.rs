@@ -138,6 +138,12 @@ impl Agent {
         self.state() == AgentState::Available && self.blocked_until.is_none_or(|until| until <= now)
     }
 
+    /// Returns whether the agent is available but in a reject, busy or
+    /// no-answer delay at `now`.
+    pub(crate) fn held_back(&self, now: Instant) -> bool {
+        self.state() == AgentState::Available && !self.is_free(now)
+    }
+
     pub(crate) fn serves(&self, queue: &str) -> bool {
         self.queues.contains_key(queue)
     }

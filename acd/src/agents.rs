@@ -1,5 +1,6 @@
 //! Inputs about agents: presence, not-ready reason codes, wrap-up, and no-answer handling.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
@@ -201,7 +202,7 @@ impl Acd {
     /// Ends every wrap-up whose maximum has passed, in agent id order.
     pub(crate) fn end_wrap_ups(&mut self, now: Instant) {
         // A wrap-up end is its agent's deadline, so only due agents can have one.
-        let mut ended: Vec<(String, Instant)> = self
+        let mut ended: Vec<(Arc<str>, Instant)> = self
             .agents
             .due(now)
             .into_iter()

@@ -34,6 +34,8 @@ pub(crate) struct Queue {
     /// Removed from the configuration: takes no new calls, and disappears
     /// with its memberships once its last call has left.
     pub(crate) retiring: bool,
+    /// Order keys of the calls waiting or ringing in the queue, for positions.
+    pub(crate) ranks: crate::ranks::Ranks,
 }
 
 impl Queue {
@@ -43,6 +45,7 @@ impl Queue {
             last_offered: None,
             stats: crate::stats::QueueStats::default(),
             retiring: false,
+            ranks: crate::ranks::Ranks::default(),
         }
     }
 }

@@ -84,11 +84,7 @@ impl Acd {
             .filter(|s| s.after.is_zero())
             .map(|s| &s.rule);
         let requirements = effective_requirements(&data.requirements, first_rule);
-        let length = self
-            .calls
-            .values()
-            .filter(|c| c.queue == queue_name)
-            .count();
+        let length = queue.ranks.len();
         let refusal = match (config.max_length, config.join_empty) {
             (Some(max_length), _) if length >= max_length => Some(ExitReason::Full),
             (_, Some(conditions)) if !self.has_agent(queue_name, conditions, &requirements) => {
@@ -126,8 +122,7 @@ impl Acd {
             position: call.joined_position,
             at: now,
         });
-        self.waiting.insert(order, call_id.to_owned());
-        self.calls.insert(call_id.to_owned(), call);
+        self.insert_call(call);
         if let Some(queue) = self.queues.get_mut(queue_name) {
             queue.stats.record_arrival(now);
         }
@@ -339,6 +334,9 @@ impl Acd {
 
     pub(crate) fn remove_call(&mut self, call: &str) -> Option<Call> {
         let removed = self.calls.remove(call)?;
+        if let Some(queue) = self.queues.get_mut(&removed.queue) {
+            queue.ranks.remove(&removed.order);
+        }
         self.waiting.remove(&removed.order);
         Some(removed)
     }

@@ -1,13 +1,16 @@
 //! Offers: choosing agents for waiting calls, their outcomes, and the timers around them.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
 
 use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
-use crate::call::{Offer, deadline_after};
+use crate::call::{CallOrder, Offer, deadline_after};
 use crate::engine::Acd;
+use crate::keys::needs_of;
 use crate::output::{Action, QueueEvent};
 use crate::skill::qualifies;
 use crate::strategy::{Context, Selection};
@@ -146,7 +149,9 @@ impl Acd {
     /// Panics with the first difference between the indexes and a full scan
     /// of agents and calls: the deadline `poll_timeout` computed by walking
     /// every call and agent before the index existed, and the agents that
-    /// are available. Only for tests, which call it after every input; it
+    /// are available. It also compares the waiting calls by queue and
+    /// requirements, the available agents by skills, and the order keys
+    /// that give positions. Only for tests, which call it after every input; it
     /// costs a walk over the whole state.
     #[doc(hidden)]
     pub fn assert_indexes_match_scan(&self) {
@@ -156,6 +161,29 @@ impl Acd {
         if let Err(difference) = self.calls.check() {
             panic!("call index out of date: {difference}");
         }
+        if let Err(difference) = self.waiting.check(&self.calls) {
+            panic!("index of waiting calls out of date: {difference}");
+        }
+        let touched = self.agents.touched();
+        let pending = |id: &Arc<str>| touched.contains(id) || self.unfiled.contains(id);
+        if let Err(difference) = self.available_agents.check(self.agents.entries(), pending) {
+            panic!("index of available agents out of date: {difference}");
+        }
+        for (name, queue) in &self.queues {
+            let mut orders: Vec<CallOrder> = self
+                .calls
+                .values()
+                .filter(|call| call.queue == *name)
+                .map(|call| call.order)
+                .collect();
+            orders.sort();
+            assert!(
+                queue.ranks.iter().eq(orders.iter()),
+                "positions of queue {name} differ from a scan of its calls"
+            );
+        }
+        let queued = self.queues.values().map(|q| q.ranks.len()).sum::<usize>();
+        assert_eq!(queued, self.calls.values().count(), "calls outside a queue");
         let calls = self.calls.values().filter_map(|call| call.next_deadline());
         let agents = self
             .agents
@@ -188,49 +216,256 @@ impl Acd {
     /// in service order, to eligible agents until either runs out. Serving
     /// calls in order means an agent in several queues gets the first call,
     /// by priority and wait, among those it may take.
+    // The result is that of `dispatch_by_scan`, which walks every waiting
+    // call and tries it with every free agent, but this visits only the
+    // calls that can get an offer. After a dispatch, every free agent is
+    // eligible for none of the waiting calls (else the scan would have
+    // offered one). That stays true for an agent and a call until either
+    // changes, which the tables note as touched, or until a retry delay of
+    // the call passes, which makes the call due. So only touched or due
+    // calls ("changed") need every free agent, and only touched agents that
+    // are free ("scouts") need the waiting calls, which the index of
+    // waiting calls finds for them in service order.
     pub(crate) fn dispatch(&mut self, now: Instant) {
         self.drop_drained_queues(now);
         self.leave_empty_queues(now);
+        let start = self.fresh.len();
+        self.agents.take_touched(&mut self.fresh);
+        // The same agents keep changing while no call reads the index
+        // (registrations flapping), so an agent listed last is not listed
+        // again, and other repeats are dropped whenever the list doubles.
+        for id in &self.fresh[start..] {
+            if !self
+                .unfiled
+                .last()
+                .is_some_and(|last| Arc::ptr_eq(last, id))
+            {
+                self.unfiled.push(id.clone());
+            }
+        }
+        if self.unfiled.len() > self.unfiled_limit {
+            self.unfiled.sort_unstable();
+            self.unfiled.dedup();
+            self.unfiled_limit = (2 * self.unfiled.len()).max(64);
+        }
+        let mut touched_calls = std::mem::take(&mut self.touched_calls);
+        self.calls.take_touched(&mut touched_calls);
+        if self.scan_dispatch {
+            self.fresh.clear();
+            touched_calls.clear();
+            self.touched_calls = touched_calls;
+            self.dispatch_by_scan(now);
+            return;
+        }
+        self.fresh.sort_unstable();
+        self.fresh.dedup();
         // Most inputs find no call waiting (registrations, agents coming
         // back from a call into an empty queue), so they need no agent list.
         if self.waiting.is_empty() {
+            // Free agents are eligible for no call now. Those held back by
+            // a delay have to be tried once it has passed.
+            let agents = &self.agents;
+            self.fresh
+                .retain(|id| agents.get(id).is_some_and(|a| a.held_back(now)));
+            touched_calls.clear();
+            self.touched_calls = touched_calls;
             return;
         }
-        let mut free: Vec<String> = self
-            .agents
-            .available()
-            .filter(|a| a.is_free(now))
-            .map(|a| a.id.clone())
+        let due = self.calls.due(now);
+        let mut changed: BTreeSet<CallOrder> = touched_calls
+            .drain(..)
+            .chain(due)
+            .filter_map(|id| self.calls.get(&id))
+            .filter(|call| call.offers.is_empty())
+            .map(|call| call.order)
             .collect();
-        let waiting: Vec<String> = self.waiting.values().cloned().collect();
+        self.touched_calls = touched_calls;
+        let mut scouts: BTreeSet<(CallOrder, Arc<str>)> = BTreeSet::new();
+        let (agents, waiting, calls) = (&self.agents, &self.waiting, &self.calls);
+        self.fresh.retain(|id| {
+            let Some(agent) = agents.get(id) else {
+                return false;
+            };
+            if agent.held_back(now) {
+                return true;
+            }
+            if agent.is_free(now)
+                && let Some(order) = waiting.first_for(agent, None, now, calls)
+            {
+                scouts.insert((order, id.clone()));
+            }
+            false
+        });
+        loop {
+            let next_scout = scouts.first().map(|(order, _)| *order);
+            let order = match (next_scout, changed.first().copied()) {
+                (Some(scout), Some(call)) => scout.min(call),
+                (Some(order), None) | (None, Some(order)) => order,
+                (None, None) => break,
+            };
+            let is_changed = changed.remove(&order);
+            // The scouts whose first eligible call this is, in id order.
+            let mut here = Vec::new();
+            while scouts.first().is_some_and(|(first, _)| *first == order) {
+                here.extend(scouts.pop_first().map(|(_, id)| id));
+            }
+            let Some(call) = self.waiting.id_at(&order).map(str::to_owned) else {
+                // Calls leave the waiting list here only when visited, so
+                // this does not happen; the scouts still look further.
+                self.search_on(here, &order, now, &mut scouts);
+                continue;
+            };
+            let selection = if is_changed {
+                self.select_agents(&call, None, now)
+            } else {
+                // No other free agent is eligible: each was free at the
+                // last dispatch and eligible for no waiting call then, and
+                // this call has not changed since.
+                self.select_agents(&call, Some(&here), now)
+            };
+            let chosen: Vec<String> = match &selection {
+                Some(Selection::One(agent)) => vec![agent.clone()],
+                Some(Selection::All(agents)) => agents.clone(),
+                None => Vec::new(),
+            };
+            let is_chosen = |id: &str| chosen.iter().any(|agent| agent == id);
+            if let Some(selection) = selection {
+                self.start_offer(&call, selection, now);
+            }
+            let left: Vec<Arc<str>> = here.into_iter().filter(|id| !is_chosen(id)).collect();
+            self.search_on(left, &order, now, &mut scouts);
+        }
+    }
+
+    /// Files each scout in `ids` under its first eligible call after
+    /// `after`, if it has one. A scout left over at a call may be eligible
+    /// for a later call only.
+    fn search_on(
+        &self,
+        ids: Vec<Arc<str>>,
+        after: &CallOrder,
+        now: Instant,
+        scouts: &mut BTreeSet<(CallOrder, Arc<str>)>,
+    ) {
+        for id in ids {
+            let next = self
+                .agents
+                .get(&id)
+                .and_then(|agent| self.waiting.first_for(agent, Some(after), now, &self.calls));
+            if let Some(next) = next {
+                scouts.insert((next, id));
+            }
+        }
+    }
+
+    /// Offers waiting calls by walking all of them in service order and
+    /// trying each with every free agent: what `dispatch` did before it
+    /// had the index of waiting calls, kept as the reference it is tested
+    /// against.
+    fn dispatch_by_scan(&mut self, now: Instant) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut free: Vec<Arc<str>> = self
+            .agents
+            .available_entries()
+            .filter(|(_, a)| a.is_free(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let waiting: Vec<Arc<str>> = self.waiting.ids().cloned().collect();
         for call in waiting {
             if free.is_empty() {
                 return;
             }
-            let Some(selection) = self.select_agents(&call, &free, now) else {
+            let Some(selection) = self.select_agents(&call, Some(&free), now) else {
                 continue;
             };
             let chosen = match &selection {
                 Selection::One(agent) => std::slice::from_ref(agent),
                 Selection::All(agents) => agents.as_slice(),
             };
-            free.retain(|agent| !chosen.contains(agent));
+            free.retain(|agent| !chosen.iter().any(|id| **id == **agent));
             self.start_offer(&call, selection, now);
         }
     }
 
-    fn select_agents(&mut self, call_id: &str, free: &[String], now: Instant) -> Option<Selection> {
+    /// Sets up to how many available agents a call is tried with each of
+    /// them instead of through the index of available agents by skills.
+    /// Only for tests, which set 0 to exercise the index with few agents.
+    #[doc(hidden)]
+    pub fn set_few_available(&mut self, count: usize) {
+        self.few_available = count;
+    }
+
+    /// Brings the index of available agents up to date with the agents
+    /// changed since it was last read. Registrations and calls that meet no
+    /// waiting call change agents all the time, so the index is refiled
+    /// only when a dispatch reads it.
+    fn file_available_agents(&mut self) {
+        if self.unfiled.is_empty() {
+            return;
+        }
+        self.unfiled.sort_unstable();
+        self.unfiled.dedup();
+        for id in self.unfiled.drain(..) {
+            self.available_agents.refile(&id, self.agents.get(&id));
+        }
+        self.unfiled_limit = 64;
+    }
+
+    /// Makes `dispatch` walk every waiting call and free agent, as it did
+    /// before the index of waiting calls. Only for tests, which compare the
+    /// two. It is slow with many calls.
+    #[doc(hidden)]
+    pub fn use_scan_dispatch(&mut self) {
+        self.scan_dispatch = true;
+    }
+
+    /// Picks the agent or agents to offer a call to by its queue's
+    /// strategy, among the agents of `pool` (free ones, in id order) that
+    /// are eligible for it, or among all free agents for `None`.
+    fn select_agents(
+        &mut self,
+        call_id: &str,
+        pool: Option<&[Arc<str>]>,
+        now: Instant,
+    ) -> Option<Selection> {
+        // A few available agents are cheaper to test one by one than to
+        // look up by skills.
+        let by_skills = pool.is_none() && self.agents.available_len() > self.few_available;
+        if by_skills {
+            self.file_available_agents();
+        }
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;
-        let candidates: Vec<&crate::agent::Agent> = free
-            .iter()
-            .filter_map(|id| self.agents.get(id))
-            .filter(|agent| {
-                agent.serves(&call.queue)
-                    && qualifies(&agent.skills, &call.requirements)
-                    && !call.blocks(&agent.id, now)
-            })
-            .collect();
+        let eligible = |agent: &&crate::agent::Agent| {
+            agent.serves(&call.queue)
+                && qualifies(&agent.skills, &call.requirements)
+                && !call.blocks(&agent.id, now)
+        };
+        // Agents chosen earlier in the same dispatch are reserved, so they
+        // are no longer available.
+        let candidates: Vec<&crate::agent::Agent> = match pool {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.agents.get(id))
+                .filter(eligible)
+                .collect(),
+            None if !by_skills => self
+                .agents
+                .available()
+                .filter(|agent| agent.is_free(now))
+                .filter(eligible)
+                .collect(),
+            None => self
+                .available_agents
+                .holding(&call.queue, &needs_of(&call.requirements))
+                .iter()
+                .filter_map(|id| self.agents.get(id))
+                .filter(|agent| agent.is_free(now))
+                .filter(eligible)
+                .collect(),
+        };
         let last_offered = queue.last_offered.as_deref().and_then(|id| {
             let position = self.agents.get(id)?.queues.get(&call.queue)?.position;
             Some((position, id))
@@ -328,7 +563,8 @@ impl Acd {
                 .insert(agent.to_owned(), deadline_after(now, retry_delay));
         }
         if call.offers.is_empty() {
-            self.waiting.insert(call.order, call.id.clone());
+            let key = call.key().clone();
+            self.waiting.insert(&key, &call);
         }
         let (id, queue) = (call.id.clone(), call.queue.clone());
         drop(call);
@@ -368,7 +604,8 @@ impl Acd {
         let mut call = self.calls.get_mut(call_id)?;
         let offers = std::mem::take(&mut call.offers);
         if !offers.is_empty() {
-            self.waiting.insert(call.order, call.id.clone());
+            let key = call.key().clone();
+            self.waiting.insert(&key, &call);
         }
         drop(call);
         for agent in offers.keys() {

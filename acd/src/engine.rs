@@ -1,11 +1,13 @@
 //! The ACD engine: its state, configuration inputs, queries and output queues.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::debug;
 
 use crate::agent::{Agent, AgentState, AgentStatus, Membership};
+use crate::available::AvailableAgents;
 use crate::call::{Call, CallData, CallOrder, Queue};
 use crate::config::{CallerOrder, QueueConfig};
 use crate::error::AcdError;
@@ -13,6 +15,11 @@ use crate::output::{Action, QueueEvent};
 use crate::skill::Skills;
 use crate::strategy::Rng;
 use crate::table::{EntryMut, Table};
+use crate::waiting::Waiting;
+
+/// Default of `Acd::few_available`: below it, the index of available agents
+/// by skills costs more than testing each available agent.
+const FEW_AVAILABLE: usize = 32;
 
 /// Seed of the random strategies unless [`Acd::with_seed`] sets one.
 const DEFAULT_SEED: u64 = 0x5EED_ACD0;
@@ -26,8 +33,29 @@ pub struct Acd {
     /// deadlines indexed. Answered calls leave this table and live on in
     /// the agent's `Activity::OnCall`.
     pub(crate) calls: Table<Call>,
-    /// Calls without an offer in progress, in service order across all queues.
-    pub(crate) waiting: BTreeMap<CallOrder, String>,
+    /// Calls without an offer in progress, in service order across all
+    /// queues and by queue and requirements.
+    pub(crate) waiting: Waiting,
+    /// Agents that may be eligible for a waiting call that dispatch has not
+    /// tried them with: changed since it last ran, or held back by a delay
+    /// then. Every other available agent was free at the last dispatch and
+    /// eligible for none of the calls waiting then.
+    pub(crate) fresh: Vec<Arc<str>>,
+    /// Available agents by queue and skills, up to date but for `unfiled`.
+    pub(crate) available_agents: AvailableAgents,
+    /// Agents changed since `available_agents` was last brought up to date.
+    pub(crate) unfiled: Vec<Arc<str>>,
+    /// Length of `unfiled` past which its repeats are dropped.
+    pub(crate) unfiled_limit: usize,
+    /// Up to this many available agents, a call is tried with each of them
+    /// instead of through `available_agents`, which costs more to read.
+    pub(crate) few_available: usize,
+    /// Ids of the calls touched since the last dispatch, kept between
+    /// dispatches only for its allocation.
+    pub(crate) touched_calls: Vec<Arc<str>>,
+    /// Dispatch by the full scan of waiting calls and free agents, the
+    /// reference that the indexed dispatch is tested against.
+    pub(crate) scan_dispatch: bool,
     /// Answered calls until `call_ended`, by call id, with their agent.
     pub(crate) connected: HashMap<String, String>,
     pub(crate) caller_order: CallerOrder,
@@ -56,7 +84,14 @@ impl Acd {
             queues: BTreeMap::new(),
             agents: Table::default(),
             calls: Table::default(),
-            waiting: BTreeMap::new(),
+            waiting: Waiting::default(),
+            fresh: Vec::new(),
+            available_agents: AvailableAgents::default(),
+            few_available: FEW_AVAILABLE,
+            unfiled: Vec::new(),
+            unfiled_limit: 64,
+            touched_calls: Vec::new(),
+            scan_dispatch: false,
             connected: HashMap::new(),
             caller_order: CallerOrder::default(),
             next_seq: 0,
@@ -201,8 +236,7 @@ impl Acd {
     /// Returns how many calls wait in `queue` or ring one of its agents, or
     /// `None` for an unknown queue.
     pub fn queue_length(&self, queue: &str) -> Option<usize> {
-        self.queues.get(queue)?;
-        Some(self.calls.values().filter(|c| c.queue == queue).count())
+        Some(self.queues.get(queue)?.ranks.len())
     }
 
     /// Returns the data attached to a queued or ringing call.
@@ -217,13 +251,35 @@ impl Acd {
         Some(self.position_of(call))
     }
 
+    /// Returns the position `call` has or would have in its queue, from 1.
     pub(crate) fn position_of(&self, call: &Call) -> usize {
         let ahead = self
-            .calls
-            .values()
-            .filter(|other| other.queue == call.queue && other.order < call.order)
-            .count();
+            .queues
+            .get(&call.queue)
+            .map_or(0, |queue| queue.ranks.rank(&call.order));
         ahead + 1
+    }
+
+    /// Adds a call that has no offer yet: to the calls, its queue's
+    /// positions and the waiting calls.
+    pub(crate) fn insert_call(&mut self, call: Call) {
+        if let Some(queue) = self.queues.get_mut(&call.queue) {
+            queue.ranks.insert(call.order);
+        }
+        let id = call.id.clone();
+        self.calls.insert(id.clone(), call);
+        if let Some((key, call)) = self.calls.get_with_key(&id) {
+            self.waiting.insert(key, call);
+        }
+    }
+
+    /// Refiles a waiting call after its requirements changed.
+    pub(crate) fn refile_waiting(&mut self, call_id: &str) {
+        if let Some((key, call)) = self.calls.get_with_key(call_id)
+            && call.offers.is_empty()
+        {
+            self.waiting.insert(key, call);
+        }
     }
 
     pub(crate) fn agent_mut(&mut self, agent: &str) -> Result<EntryMut<'_, Agent>, AcdError> {
@@ -257,26 +313,40 @@ impl Acd {
 
     /// Recomputes every call's order key after a change of queue weights or
     /// of the caller order.
+    // Calls whose key stays are left alone, so that a reload that changes
+    // no weight does not make dispatch look at every call again.
     fn reorder_waiting(&mut self) {
         let keys: Vec<(String, CallOrder)> = self
             .calls
             .values()
-            .map(|call| {
+            .filter_map(|call| {
                 let order = self.order_for(
                     &call.queue,
                     call.data.priority,
                     call.order.arrived,
                     call.order.seq,
                 );
-                (call.id.clone(), order)
+                (order != call.order).then(|| (call.id.clone(), order))
             })
             .collect();
         for (id, order) in keys {
-            if let Some(mut call) = self.calls.get_mut(&id) {
-                if self.waiting.remove(&call.order).is_some() {
-                    self.waiting.insert(order, id);
+            let Some(mut call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let old = call.order;
+            call.order = order;
+            let waiting = call.offers.is_empty();
+            let queue = call.queue.clone();
+            drop(call);
+            if let Some(queue) = self.queues.get_mut(&queue) {
+                queue.ranks.remove(&old);
+                queue.ranks.insert(order);
+            }
+            if waiting {
+                self.waiting.remove(&old);
+                if let Some((key, call)) = self.calls.get_with_key(&id) {
+                    self.waiting.insert(key, call);
                 }
-                call.order = order;
             }
         }
     }

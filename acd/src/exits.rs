@@ -1,7 +1,7 @@
 //! Calls leaving a queue without an agent (exit keys, max wait, empty
 //! queues, overflow steps) and callback requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use tracing::debug;
@@ -54,8 +54,7 @@ impl Acd {
             arrived: arrival.0,
             at: now,
         });
-        self.waiting.insert(order, call_id.to_owned());
-        self.calls.insert(call_id.to_owned(), call);
+        self.insert_call(call);
         self.events.extend(event);
         self.advance_step(call_id, now);
     }
@@ -211,10 +210,13 @@ impl Acd {
         if !matches!(rule, Some(StepRule::Overflow(_))) {
             call.requirements = effective_requirements(&call.data.requirements, rule.as_ref());
         }
+        let queue = call.queue.clone();
+        drop(call);
+        self.refile_waiting(call_id);
         if let Some(step) = step {
             self.events.push_back(QueueEvent::StepReached {
                 call: call_id.to_owned(),
-                queue: call.queue.clone(),
+                queue,
                 step,
                 at: now,
             });
@@ -327,18 +329,42 @@ impl Acd {
 
     /// Sends waiting callers of queues with `leave_empty` to the overflow
     /// destination once no member counts as present.
+    // Whether a member is present depends on the call only through its
+    // requirements, and only under `unskilled`, so each queue looks for a
+    // present member once and, under `unskilled`, once per set of
+    // requirements. Most
+    // dispatches thus cost one look for a present member per such queue,
+    // not one per waiting call.
     pub(crate) fn leave_empty_queues(&mut self, now: Instant) {
         let mut leaving = Vec::new();
-        for call in self.calls.values() {
-            let Some(queue) = self.queues.get(&call.queue) else {
-                continue;
-            };
+        for (name, queue) in &self.queues {
             let Some(conditions) = queue.config.leave_empty else {
                 continue;
             };
-            let on_line = call.callback.is_none() && call.offers.is_empty();
-            if on_line && !self.has_agent(&call.queue, conditions, &call.requirements) {
-                leaving.push((call.order, call.id.clone(), queue.config.overflow.clone()));
+            if queue.ranks.is_empty() {
+                continue;
+            }
+            let anyone = self.has_agent(name, conditions, &[]);
+            if anyone && !conditions.unskilled {
+                continue;
+            }
+            let mut present: HashMap<&[SkillRequirement], bool> = HashMap::new();
+            for order in self.waiting.orders_in(name) {
+                let Some(call) = self.waiting.id_at(&order).and_then(|id| self.calls.get(id))
+                else {
+                    continue;
+                };
+                // Callback requests wait with the caller off the line.
+                if call.callback.is_some() {
+                    continue;
+                }
+                let skilled = anyone
+                    && *present
+                        .entry(call.requirements.as_slice())
+                        .or_insert_with(|| self.has_agent(name, conditions, &call.requirements));
+                if !skilled {
+                    leaving.push((call.order, call.id.clone(), queue.config.overflow.clone()));
+                }
             }
         }
         leaving.sort_by_key(|(order, _, _)| *order);

@@ -71,6 +71,7 @@
 
 mod agent;
 mod agents;
+mod available;
 mod call;
 mod calls;
 mod config;
@@ -78,13 +79,16 @@ mod dispatch;
 mod engine;
 mod error;
 mod exits;
+mod keys;
 mod output;
 mod queue_log;
+mod ranks;
 mod reconfigure;
 mod skill;
 mod stats;
 mod strategy;
 mod table;
+mod waiting;
 
 pub use agent::{AgentState, AgentStatus};
 pub use agents::NO_ANSWER_REASON;

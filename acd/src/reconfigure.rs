@@ -138,6 +138,7 @@ impl Acd {
             if let Some(mut call) = self.calls.get_mut(call_id) {
                 call.requirements = requirements;
             }
+            self.refile_waiting(call_id);
         }
         self.advance_step(call_id, now);
     }
@@ -179,7 +180,7 @@ impl Acd {
     /// Returns whether a call is waiting or ringing in `queue`, or is
     /// connected to an agent (or in its wrap-up) on its behalf.
     fn holds_call(&self, queue: &str) -> bool {
-        self.calls.values().any(|call| call.queue == queue)
+        self.queues.get(queue).is_some_and(|q| !q.ranks.is_empty())
             || self.agents.values().any(|agent| match &agent.activity {
                 Activity::OnCall { queue: q, .. } | Activity::WrapUp { queue: q, .. } => q == queue,
                 Activity::Idle | Activity::Reserved { .. } => false,

@@ -8,9 +8,14 @@
 //! through an [`EntryMut`], whose drop reads the value's deadline and
 //! availability again and moves its index entries: no input can change a
 //! deadline behind the index's back, whichever field it touches.
+//!
+//! The same drop notes the value's id as touched, so that dispatch can look
+//! again at the agents and calls that changed since it last ran, and take
+//! the others as it left them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The properties of a value that a [`Table`] indexes.
@@ -35,10 +40,17 @@ struct Slot<V> {
 
 /// Values by id in id order, which the strategies rely on for ties and the
 /// random draws, with their deadlines and availability indexed.
+// Ids are shared (`Arc<str>`) between the map and the indexes, so that
+// refiling a value allocates nothing. Values are boxed, so that the map's
+// nodes hold pointers: a call is several hundred bytes, and inline values
+// left a third of each node empty and made every insert move them.
 pub(crate) struct Table<V> {
-    slots: BTreeMap<String, Slot<V>>,
-    deadlines: BTreeSet<(Instant, String)>,
-    available: BTreeSet<String>,
+    slots: BTreeMap<Arc<str>, Box<Slot<V>>>,
+    deadlines: BTreeSet<(Instant, Arc<str>)>,
+    available: BTreeSet<Arc<str>>,
+    /// Ids of the values added or changed since the last `take_touched`,
+    /// possibly more than once.
+    touched: Vec<Arc<str>>,
 }
 
 impl<V> Default for Table<V> {
@@ -47,6 +59,7 @@ impl<V> Default for Table<V> {
             slots: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             available: BTreeSet::new(),
+            touched: Vec::new(),
         }
     }
 }
@@ -56,8 +69,24 @@ impl<V: Indexed> Table<V> {
         self.slots.get(id).map(|slot| &slot.value)
     }
 
+    /// Returns a value with its id as the table shares it.
+    pub(crate) fn get_with_key(&self, id: &str) -> Option<(&Arc<str>, &V)> {
+        let (key, slot) = self.slots.get_key_value(id)?;
+        Some((key, &slot.value))
+    }
+
     pub(crate) fn contains_key(&self, id: &str) -> bool {
         self.slots.contains_key(id)
+    }
+
+    /// Returns all ids and values, in id order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
+        self.slots.iter().map(|(id, slot)| (id, &slot.value))
+    }
+
+    /// Returns the ids touched since the last `take_touched`.
+    pub(crate) fn touched(&self) -> &[Arc<str>] {
+        &self.touched
     }
 
     /// Returns all values, in id order.
@@ -67,10 +96,12 @@ impl<V: Indexed> Table<V> {
 
     /// Gives write access to a value; the indexes follow when it is dropped.
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<EntryMut<'_, V>> {
+        self.compact_touched();
         let Table {
             slots,
             deadlines,
             available,
+            touched,
         } = self;
         // `range_mut` lends the stored key too, which the index entries need.
         let (id, slot) = slots
@@ -81,15 +112,18 @@ impl<V: Indexed> Table<V> {
             slot,
             deadlines,
             available,
+            touched,
         })
     }
 
     /// Applies `change` to every value in id order, refiling each.
     pub(crate) fn for_each_mut(&mut self, mut change: impl FnMut(&mut V)) {
+        self.compact_touched();
         let Table {
             slots,
             deadlines,
             available,
+            touched,
         } = self;
         for (id, slot) in slots.iter_mut() {
             let mut entry = EntryMut {
@@ -97,6 +131,7 @@ impl<V: Indexed> Table<V> {
                 slot,
                 deadlines: &mut *deadlines,
                 available: &mut *available,
+                touched: &mut *touched,
             };
             change(&mut entry);
         }
@@ -105,12 +140,12 @@ impl<V: Indexed> Table<V> {
     /// Adds a value, or replaces the one with the same id.
     pub(crate) fn insert(&mut self, id: String, value: V) {
         self.remove(&id);
-        let slot = Slot {
+        let slot = Box::new(Slot {
             value,
             deadline: None,
             available: false,
-        };
-        self.slots.insert(id.clone(), slot);
+        });
+        self.slots.insert(Arc::from(id.as_str()), slot);
         // Dropping the entry files the new value in the indexes.
         drop(self.get_mut(&id));
     }
@@ -133,12 +168,39 @@ impl<V: Indexed> Table<V> {
 
     /// Returns the ids of the values whose deadline is at or before `now`,
     /// earliest first.
-    pub(crate) fn due(&self, now: Instant) -> Vec<String> {
+    pub(crate) fn due(&self, now: Instant) -> Vec<Arc<str>> {
         self.deadlines
             .iter()
             .take_while(|(deadline, _)| *deadline <= now)
             .map(|(_, id)| id.clone())
             .collect()
+    }
+
+    /// Returns the ids of the values added or changed through an
+    /// [`EntryMut`] since the last call, and starts a new list. Ids of
+    /// values removed since may be among them.
+    pub(crate) fn take_touched(&mut self, into: &mut Vec<Arc<str>>) {
+        into.append(&mut self.touched);
+    }
+
+    /// Drops repeated ids from the touched list once it is much longer
+    /// than the table, which only inputs that never dispatch can cause.
+    fn compact_touched(&mut self) {
+        if self.touched.len() > 2 * self.slots.len() + 64 {
+            self.touched.sort_unstable();
+            self.touched.dedup();
+        }
+    }
+
+    /// Returns how many values are available.
+    pub(crate) fn available_len(&self) -> usize {
+        self.available.len()
+    }
+
+    /// Returns the ids and values of those that are available, in id order.
+    pub(crate) fn available_entries(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
+        let entries = self.available.iter();
+        entries.filter_map(|id| Some((id, &self.slots.get(id)?.value)))
     }
 
     /// Returns the values that are available, in id order.
@@ -188,10 +250,18 @@ impl<V: Indexed> Table<V> {
 /// Write access to one value of a [`Table`]. Dropping it files the value
 /// under its new deadline and availability.
 pub(crate) struct EntryMut<'a, V: Indexed> {
-    id: &'a String,
+    id: &'a Arc<str>,
     slot: &'a mut Slot<V>,
-    deadlines: &'a mut BTreeSet<(Instant, String)>,
-    available: &'a mut BTreeSet<String>,
+    deadlines: &'a mut BTreeSet<(Instant, Arc<str>)>,
+    available: &'a mut BTreeSet<Arc<str>>,
+    touched: &'a mut Vec<Arc<str>>,
+}
+
+impl<V: Indexed> EntryMut<'_, V> {
+    /// Returns the value's id as the table shares it.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        self.id
+    }
 }
 
 impl<V: Indexed> Deref for EntryMut<'_, V> {
@@ -210,6 +280,10 @@ impl<V: Indexed> DerefMut for EntryMut<'_, V> {
 
 impl<V: Indexed> Drop for EntryMut<'_, V> {
     fn drop(&mut self) {
+        // The same value changed twice in a row is noted once.
+        if self.touched.last() != Some(self.id) {
+            self.touched.push(self.id.clone());
+        }
         let deadline = self.slot.value.deadline();
         if deadline != self.slot.deadline {
             if let Some(old) = self.slot.deadline {
@@ -225,7 +299,7 @@ impl<V: Indexed> Drop for EntryMut<'_, V> {
             if available {
                 self.available.insert(self.id.clone());
             } else {
-                self.available.remove(self.id.as_str());
+                self.available.remove(&**self.id);
             }
             self.slot.available = available;
         }
@@ -278,7 +352,8 @@ mod tests {
             b.on = true;
         }
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(table.due(t0 + Duration::from_secs(5)), ["b", "a"]);
+        let due = table.due(t0 + Duration::from_secs(5));
+        assert!(due.iter().map(|id| &**id).eq(["b", "a"]));
         assert_eq!(table.available().count(), 2);
 
         if let Some(mut a) = table.get_mut("a") {
@@ -288,6 +363,12 @@ mod tests {
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(table.available().count(), 0);
         assert_eq!(table.check(), Ok(()));
+        let mut touched = Vec::new();
+        table.take_touched(&mut touched);
+        assert!(touched.iter().map(|id| &**id).eq(["a", "b", "a"]));
+        touched.clear();
+        table.take_touched(&mut touched);
+        assert!(touched.is_empty());
     }
 
     #[test]

@@ -294,8 +294,8 @@ pub fn local_answer(
     })
 }
 
-/// The offer the PBX makes itself on calls it places (callbacks): PCMU,
-/// PCMA, G722 and telephone-event, the formats the relay speaks. The port
+/// Builds the offer the PBX makes itself on calls it places (callbacks):
+/// PCMU, PCMA, G722 and telephone-event, the formats the relay speaks. The port
 /// is a placeholder that [`anchored`] and [`LegOrigin::stamp`] replace.
 pub fn local_offer(advertised: IpAddr) -> SessionDescription {
     let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };

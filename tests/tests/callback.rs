@@ -18,7 +18,7 @@ const SIP_TIMEOUT: Duration = Duration::from_secs(5);
 const STAR: u8 = 10;
 
 #[test]
-fn caller_pressing_star_is_called_back_by_an_agent() {
+fn star_key_gets_a_callback() {
     tools::require(&tools::ALL);
     let agent = Agent {
         id: "1001".to_owned(),
@@ -227,8 +227,8 @@ fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// A response to `request` with the dialog and transaction headers copied
-/// and a To tag added.
+/// Builds a response to `request` with its dialog and transaction headers
+/// copied and a To tag added.
 fn response_to(request: &str, status: &str) -> String {
     let mut lines = vec![format!("SIP/2.0 {status}")];
     for line in request.split("\r\n").skip(1) {

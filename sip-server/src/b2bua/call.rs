@@ -140,7 +140,61 @@ pub(crate) struct Voicemail {
     pub recording_since: Option<Instant>,
 }
 
+/// What differs between the calls [`Call::new`] makes: a citizen's INVITE
+/// or a call the PBX places to return a callback request.
+pub(crate) struct NewCall {
+    pub id: String,
+    pub span: tracing::Span,
+    pub caller: CallerLeg,
+    pub offer: SessionDescription,
+    pub caller_number: String,
+    pub dialed: String,
+    pub trunk: Option<String>,
+    pub source_extension: Option<String>,
+    pub route: super::DidRoute,
+    pub diverted_from: Option<String>,
+    pub callback: Option<Callback>,
+}
+
 impl Call {
+    /// Builds a call that waits for its relay ports, with nothing answered,
+    /// recorded or played yet.
+    pub(crate) fn new(new: NewCall, now: Instant) -> Call {
+        Call {
+            id: new.id,
+            span: new.span,
+            phase: Phase::OpeningMedia,
+            caller: new.caller,
+            offer: new.offer,
+            media: None,
+            attempts: std::collections::HashMap::new(),
+            agent_leg: None,
+            caller_number: new.caller_number,
+            dialed: new.dialed,
+            trunk: new.trunk,
+            source_extension: new.source_extension,
+            queue: new.route.queue.clone(),
+            route: new.route,
+            arrived: now,
+            queued_at: None,
+            answered_at: None,
+            recording_path: None,
+            recording_paused: false,
+            recording_events: Vec::new(),
+            on_hold: false,
+            caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
+            deadline: None,
+            leaving: None,
+            music: None,
+            caller_answered_at: None,
+            left_queue_at: None,
+            voicemail: None,
+            forwarded_to: None,
+            diverted_from: new.diverted_from,
+            callback: new.callback,
+        }
+    }
+
     pub(crate) fn dialog(&self, side: Side) -> Option<&Dialog> {
         match side {
             Side::Caller => self.caller.dialog.as_ref(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sip_message::sdp::SessionDescription;
 use sip_message::{Method, NameAddr, Request, Response, Uri};
 
-use super::call::{AgentLeg, AttemptKind, Call, Callback, CallerLeg, Phase, Side};
+use super::call::{AgentLeg, AttemptKind, Call, Callback, CallerLeg, NewCall, Phase, Side};
 use super::{Command, Core, DidRoute, Purpose};
 use crate::dialog::{Dialog, random_token};
 
@@ -146,55 +146,38 @@ impl Core {
             })
             .flatten();
 
-        let call = Call {
-            id: id.clone(),
-            span,
-            phase: Phase::OpeningMedia,
-            caller: CallerLeg {
-                invite_key: None,
-                invite,
-                source: target,
-                local_tag,
-                dialog: None,
-                ringing_sent: false,
-                answer: None,
+        let call = Call::new(
+            NewCall {
+                id: id.clone(),
+                span,
+                caller: CallerLeg {
+                    invite_key: None,
+                    invite,
+                    source: target,
+                    local_tag,
+                    dialog: None,
+                    ringing_sent: false,
+                    answer: None,
+                },
+                offer: crate::sdp::local_offer(self.config.media_address),
+                caller_number: number.to_owned(),
+                dialed: number.to_owned(),
+                source_extension: trunk.is_none().then(|| number.to_owned()),
+                trunk,
+                route: DidRoute {
+                    queue,
+                    priority: data.priority,
+                    skills: data.requirements.clone(),
+                    request_type: data.request_type.clone(),
+                },
+                diverted_from: None,
+                callback: Some(Callback {
+                    request: request.to_owned(),
+                    agent: agent.to_owned(),
+                }),
             },
-            offer: crate::sdp::local_offer(self.config.media_address),
-            media: None,
-            attempts: std::collections::HashMap::new(),
-            agent_leg: None,
-            caller_number: number.to_owned(),
-            dialed: number.to_owned(),
-            source_extension: trunk.is_none().then(|| number.to_owned()),
-            trunk,
-            queue: queue.clone(),
-            route: DidRoute {
-                queue,
-                priority: data.priority,
-                skills: data.requirements.clone(),
-                request_type: data.request_type.clone(),
-            },
-            arrived: now,
-            queued_at: None,
-            answered_at: None,
-            recording_path: None,
-            on_hold: false,
-            caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
-            deadline: None,
-            leaving: None,
-            music: None,
-            caller_answered_at: None,
-            left_queue_at: None,
-            voicemail: None,
-            forwarded_to: None,
-            diverted_from: None,
-            recording_paused: false,
-            recording_events: Vec::new(),
-            callback: Some(Callback {
-                request: request.to_owned(),
-                agent: agent.to_owned(),
-            }),
-        };
+            now,
+        );
         self.callback_calls.insert(request.to_owned(), id.clone());
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
@@ -412,9 +395,9 @@ impl Core {
 
     /// Hangs up the agent, who goes to wrap-up, when the citizen did not
     /// answer (busy, rejected, unreachable, or rang too long).
-    // TODO: a request whose citizen was not reached ends here, without a
-    // retry, and the queue_log and KPIs count it as answered (CONNECT at
-    // the agent's answer); only its CDR says failed.
+    // TODO: a request whose citizen was not reached ends here without a
+    // retry. The queue_log and KPIs count it as answered (CONNECT at the
+    // agent's answer), and only its CDR records the failure.
     pub(super) fn citizen_failed(&mut self, call_id: &str, status: u16, now: Instant) {
         let Some(call) = self.calls.get(call_id) else {
             return;

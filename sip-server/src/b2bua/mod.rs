@@ -52,7 +52,7 @@ pub struct Trunk {
     pub allow: Vec<crate::network::IpNetwork>,
     /// Where calls to numbers go out (a carrier's SBC or gateway).
     pub outbound: Option<SocketAddr>,
-    /// How the trunk writes numbers; None leaves them as received.
+    /// Numbering plan of the trunk's numbers; None keeps them as received.
     pub numbering: Option<NumberingPlan>,
     /// The caller number comes from P-Asserted-Identity when present.
     pub trust_identity: bool,
@@ -428,7 +428,7 @@ impl Core {
         self.cpu_overloaded = overloaded;
     }
 
-    /// The overload limits in force, which a reload may change.
+    /// Returns the overload limits in force, which a reload may change.
     pub fn overload_limits(&self) -> &OverloadLimits {
         &self.config.overload
     }
@@ -438,7 +438,7 @@ impl Core {
         self.overload_rejections
     }
 
-    /// Why a new call would be refused now, if it would.
+    /// Returns why a new call would be rejected now, if it would.
     fn overload_reason(&self) -> Option<&'static str> {
         if self.cpu_overloaded {
             return Some("CPU above its limit");

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sip_message::{Request, Response};
 
-use super::call::{Call, CallerLeg, MediaPorts, Phase, Side};
+use super::call::{Call, CallerLeg, MediaPorts, NewCall, Phase, Side};
 use super::{Command, Core};
 use crate::auth::{AuthError, Credentials};
 use crate::dialog::random_token;
@@ -41,7 +41,7 @@ impl Core {
             tracing::warn!(
                 call_id = sip_call_id,
                 reason,
-                "new call refused: overloaded"
+                "new call rejected: overloaded"
             );
             self.overload_rejections += 1;
             let mut response = Response::for_request(&request, 503, Some("Overloaded"));
@@ -103,47 +103,30 @@ impl Core {
                 "call arrived"
             );
         });
-        let call = Call {
-            id: id.clone(),
-            span,
-            phase: Phase::OpeningMedia,
-            caller: CallerLeg {
-                invite_key: Some(key.clone()),
-                invite: request,
-                source,
-                local_tag: random_token(),
-                dialog: None,
-                ringing_sent: false,
-                answer: None,
+        let call = Call::new(
+            NewCall {
+                id: id.clone(),
+                span,
+                caller: CallerLeg {
+                    invite_key: Some(key.clone()),
+                    invite: request,
+                    source,
+                    local_tag: random_token(),
+                    dialog: None,
+                    ringing_sent: false,
+                    answer: None,
+                },
+                offer,
+                caller_number,
+                dialed,
+                trunk,
+                source_extension,
+                route,
+                diverted_from,
+                callback: None,
             },
-            offer,
-            media: None,
-            attempts: std::collections::HashMap::new(),
-            agent_leg: None,
-            caller_number,
-            dialed,
-            trunk,
-            source_extension,
-            queue: route.queue.clone(),
-            route,
-            arrived: now,
-            queued_at: None,
-            answered_at: None,
-            recording_path: None,
-            recording_paused: false,
-            recording_events: Vec::new(),
-            on_hold: false,
-            caller_origin: crate::sdp::LegOrigin::new(rand::random::<u32>().into()),
-            deadline: None,
-            leaving: None,
-            music: None,
-            caller_answered_at: None,
-            left_queue_at: None,
-            voicemail: None,
-            forwarded_to: None,
-            diverted_from,
-            callback: None,
-        };
+            now,
+        );
         self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
         self.calls.insert(id.clone(), call);
         self.respond_caller(&id, 100, None, None, now);

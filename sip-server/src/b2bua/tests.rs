@@ -1427,7 +1427,7 @@ fn g722_call_tells_the_relay_before_recording() {
 }
 
 #[test]
-fn legs_stored_at_the_answer_get_bye_after_a_crash() {
+fn stored_legs_get_bye_after_crash() {
     let mut h = Harness::new();
     answered_call(&mut h);
     let legs = h
@@ -1445,7 +1445,7 @@ fn legs_stored_at_the_answer_get_bye_after_a_crash() {
     let legs: crate::dialog::StoredLegs = serde_json::from_str(&json).unwrap();
     let stored = &legs.dialogs;
 
-    // A new process knows nothing of the call but the stored dialogs.
+    // A new process has nothing of the call but the stored dialogs.
     let mut restarted = Harness::new();
     restarted.core.end_interrupted_dialogs(&legs, restarted.now);
     restarted.collect();
@@ -1469,7 +1469,7 @@ fn legs_stored_at_the_answer_get_bye_after_a_crash() {
 }
 
 #[test]
-fn first_agent_states_reach_the_driver_without_a_message() {
+fn first_agent_states_reach_driver() {
     let mut h = Harness::new();
     h.collect();
     let changed: Vec<String> = h
@@ -1488,7 +1488,7 @@ fn first_agent_states_reach_the_driver_without_a_message() {
 }
 
 #[test]
-fn overload_refuses_new_calls_but_not_calls_in_progress() {
+fn overload_rejects_only_new_calls() {
     let mut config = config();
     config.overload.max_transactions = 3;
     let mut h = Harness::with_config(config);
@@ -1534,7 +1534,7 @@ fn overload_refuses_new_calls_but_not_calls_in_progress() {
 }
 
 #[test]
-fn trunk_identity_and_diversion_reach_the_record_in_e164() {
+fn trunk_identity_reaches_record_in_e164() {
     let mut config = config();
     config.trunks[0].numbering = Some(NumberingPlan {
         country_code: "33".into(),

@@ -17,8 +17,8 @@ fn callback_config() -> CoreConfig {
     config
 }
 
-/// A waiting caller presses `*`, hears the confirmation and is hung up.
-/// Returns the request's id, which is the first call's.
+/// Makes a waiting caller press `*`, hear the confirmation and be hung up,
+/// and returns the request's id, which is the first call's.
 fn request_callback(h: &mut Harness) -> String {
     let (call, _) = waiting_caller(h);
     take_playback(h);
@@ -66,8 +66,8 @@ fn invite_to(h: &mut Harness, to: &str) -> Request {
         .unwrap_or_else(|| panic!("INVITE sent to {to}"))
 }
 
-/// A BYE from the far end of the dialog the PBX's `invite` created, whose
-/// 2xx carried the To tag `agenttag`.
+/// Builds a BYE from the far end of the dialog that the PBX's `invite`
+/// created, whose 2xx carried the To tag `agenttag`.
 fn bye_from(invite: &Request, from: &str) -> String {
     let to = invite.headers.from().unwrap();
     let mut far = invite.headers.to().unwrap();
@@ -225,7 +225,7 @@ fn agent_hanging_up_cancels_the_citizen() {
 }
 
 #[test]
-fn declined_callback_leaves_no_record_and_is_offered_again() {
+fn declined_callback_is_offered_again() {
     let mut h = Harness::with_config(callback_config());
     let request = request_callback(&mut h);
     assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);

@@ -124,9 +124,9 @@ pub(crate) struct Call {
     pub callback: Option<Callback>,
 }
 
-/// What a call placed for a callback request needs besides a normal call:
-/// the request's id in the ACD, which is also the id of the call on which
-/// the citizen asked, and where the citizen is dialed.
+/// The link of a call placed for a callback request to that request: its
+/// id in the ACD, which is also the id of the call the citizen made, and
+/// the agent the ACD reserved.
 pub(crate) struct Callback {
     pub request: String,
     /// The agent the ACD reserved for the request.
@@ -140,8 +140,8 @@ pub(crate) struct Voicemail {
     pub recording_since: Option<Instant>,
 }
 
-/// What differs between the calls [`Call::new`] makes: a citizen's INVITE
-/// or a call the PBX places to return a callback request.
+/// The fields that differ between the calls [`Call::new`] builds: from a
+/// citizen's INVITE, or placed by the PBX to return a callback request.
 pub(crate) struct NewCall {
     pub id: String,
     pub span: tracing::Span,
@@ -240,7 +240,8 @@ pub(crate) struct Attempt {
     pub kind: AttemptKind,
 }
 
-/// What an attempt's INVITEs are for; only `Offer` attempts are ACD offers.
+/// The purpose of an attempt's INVITEs. Only `Offer` attempts are ACD
+/// offers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum AttemptKind {
     /// An agent rings for a queued call or a callback request.

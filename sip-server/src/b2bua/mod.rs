@@ -176,8 +176,8 @@ pub enum Command {
         prompts: Vec<std::path::PathBuf>,
         looped: bool,
     },
-    /// Close the relay of `call` without a CDR: a callback call whose
-    /// agent did not answer.
+    /// Close the relay of `call` without writing a CDR, for a callback call
+    /// whose agent never took it.
     CloseMedia { call: String },
     /// Stop what plays to `side`; the other leg's audio reaches it again.
     StopPlayback { call: String, side: Side },
@@ -206,9 +206,9 @@ pub enum Command {
         side: Side,
         code: Option<String>,
     },
-    /// Store `record` as the state of a call in progress, with the dialogs
-    /// of its answered legs, replacing the previous checkpoint of the same
-    /// call; `Finish` removes it.
+    /// Store `record` as the state of a call in progress, with what a crash
+    /// would leave open of its legs. It replaces the call's previous
+    /// checkpoint, and `Finish` removes it.
     Checkpoint {
         record: Box<cdr::CallRecord>,
         legs: crate::dialog::StoredLegs,

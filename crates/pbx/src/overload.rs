@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-/// Clock ticks per second in /proc/<pid>/stat (USER_HZ, which `getconf
-/// CLK_TCK` prints: 100 on the x86 and ARM kernels this runs on).
+/// Clock ticks per second in /proc/<pid>/stat (USER_HZ). NOTE: assumed to
+/// be 100, which `getconf CLK_TCK` prints on the x86-64 hosts tested.
 const USER_HZ: u64 = 100;
 
 /// Turns successive readings of the process's CPU time into a share of

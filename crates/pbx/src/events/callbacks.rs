@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_without_an_end_or_cut_by_a_crash_are_pending() {
+    async fn pending_callbacks_include_cut_requests() {
         let dir = tempfile::tempdir().unwrap();
         let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
         let store = EventStore::open(cdr.pool().clone()).await.unwrap();

@@ -93,6 +93,11 @@ pub(crate) struct Call {
     pub(crate) requirements: Vec<SkillRequirement>,
     /// Number to dial when this is a callback request.
     pub(crate) callback: Option<String>,
+    /// A callback request whose citizen was not reached waits until this
+    /// instant before any agent is offered it again.
+    pub(crate) not_before: Option<Instant>,
+    /// Attempts of a callback request that did not reach the citizen.
+    pub(crate) failed_attempts: u32,
 }
 
 impl Call {
@@ -101,16 +106,18 @@ impl Call {
     }
 
     pub(crate) fn blocks(&self, agent: &str, now: Instant) -> bool {
-        self.retry_after
-            .get(agent)
-            .is_some_and(|until| *until > now)
+        self.not_before.is_some_and(|until| until > now)
+            || self
+                .retry_after
+                .get(agent)
+                .is_some_and(|until| *until > now)
     }
 
     /// Returns the earliest instant at which this call needs `handle_timeout`.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let rings = self.offers.values().map(|offer| offer.ring_deadline);
         let retries = self.retry_after.values().copied();
-        let own = [self.max_wait_deadline, self.next_step_at];
+        let own = [self.max_wait_deadline, self.next_step_at, self.not_before];
         rings.chain(retries).chain(own.into_iter().flatten()).min()
     }
 }

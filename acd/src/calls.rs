@@ -1,7 +1,7 @@
 //! Inputs about calls: joining a queue, leaving it, answers, call ends and callbacks.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -12,6 +12,15 @@ use crate::engine::Acd;
 use crate::error::AcdError;
 use crate::output::{Action, ExitReason, Party, QueueEvent};
 use crate::skill::effective_requirements;
+
+/// What [`Acd::end_agent_call`] leaves of the call an agent was on.
+pub(crate) struct EndedCall {
+    pub(crate) call: String,
+    pub(crate) queue: String,
+    pub(crate) waited: Duration,
+    pub(crate) talk_time: Duration,
+    pub(crate) joined_position: usize,
+}
 
 impl Acd {
     /// Puts a new call without attached data at the end of priority 0 in
@@ -112,6 +121,8 @@ impl Acd {
             next_step_at: None,
             requirements: Vec::new(),
             callback: None,
+            not_before: None,
+            failed_attempts: 0,
         };
         call.requirements = call.data.requirements.clone();
         call.joined_position = self.position_of(&call);
@@ -256,6 +267,62 @@ impl Acd {
         transfer: Option<&str>,
         now: Instant,
     ) {
+        let dialing = match self.agents.get(agent).map(|a| &a.activity) {
+            Some(Activity::OnCall { call, .. }) if self.dialing.contains_key(call) => {
+                Some(call.clone())
+            }
+            _ => None,
+        };
+        if let Some(request) = dialing {
+            // The citizen of a callback never answered, so there is no call
+            // to complete: the attempt failed.
+            let cause = match party {
+                Some(Party::Agent) => crate::CallbackFailure::AgentLeft,
+                _ => crate::CallbackFailure::Unreachable,
+            };
+            self.callback_not_reached(&request, cause, now);
+            return;
+        }
+        let Some(ended) = self.end_agent_call(agent, true, now) else {
+            debug!(agent, "call end for an agent not on a call ignored");
+            return;
+        };
+        let event = match transfer {
+            Some(target) => QueueEvent::CallTransferred {
+                call: ended.call,
+                queue: ended.queue,
+                agent: agent.to_owned(),
+                target: target.to_owned(),
+                waited: ended.waited,
+                talk_time: ended.talk_time,
+                joined_position: ended.joined_position,
+                at: now,
+            },
+            None => QueueEvent::CallCompleted {
+                call: ended.call,
+                queue: ended.queue,
+                agent: agent.to_owned(),
+                waited: ended.waited,
+                talk_time: ended.talk_time,
+                joined_position: ended.joined_position,
+                ended_by: party,
+                at: now,
+            },
+        };
+        self.events.push_back(event);
+        self.dispatch(now);
+    }
+
+    /// Ends the agent's part in its call: the agent spends the queue's
+    /// wrap-up time in wrap-up (or is idle at once without one) and its talk
+    /// time grows. `handle_time` says whether the call counts in the
+    /// queue's handle times, which model the expected wait.
+    pub(crate) fn end_agent_call(
+        &mut self,
+        agent: &str,
+        handle_time: bool,
+        now: Instant,
+    ) -> Option<EndedCall> {
         let Some(Activity::OnCall {
             call,
             queue,
@@ -264,8 +331,7 @@ impl Acd {
             joined_position,
         }) = self.agents.get(agent).map(|a| a.activity.clone())
         else {
-            debug!(agent, "call end for an agent not on a call ignored");
-            return;
+            return None;
         };
         let talk_time = now.saturating_duration_since(answered);
         let wrap_up = self
@@ -276,11 +342,17 @@ impl Acd {
         // NOTE: the handle time counts the queue's maximum wrap-up, not the
         // part the agent used, so it overstates handle times when agents end
         // wrap-up early.
-        if let Some(q) = self.queues.get_mut(&queue) {
+        if handle_time && let Some(q) = self.queues.get_mut(&queue) {
             q.stats.record_handle_time(talk_time + wrap_up);
         }
         self.connected.remove(&call);
-        let (call_id, queue_name, agent_id) = (call.clone(), queue.clone(), agent.to_owned());
+        let ended = EndedCall {
+            call: call.clone(),
+            queue: queue.clone(),
+            waited,
+            talk_time,
+            joined_position,
+        };
         let activity = if wrap_up.is_zero() {
             Activity::Idle
         } else {
@@ -294,30 +366,7 @@ impl Acd {
             a.activity = activity;
             a.talk_time += talk_time;
         });
-        let event = match transfer {
-            Some(target) => QueueEvent::CallTransferred {
-                call: call_id,
-                queue: queue_name,
-                agent: agent_id,
-                target: target.to_owned(),
-                waited,
-                talk_time,
-                joined_position,
-                at: now,
-            },
-            None => QueueEvent::CallCompleted {
-                call: call_id,
-                queue: queue_name,
-                agent: agent_id,
-                waited,
-                talk_time,
-                joined_position,
-                ended_by: party,
-                at: now,
-            },
-        };
-        self.events.push_back(event);
-        self.dispatch(now);
+        Some(ended)
     }
 
     /// Returns the queue of a call that is queued, ringing or connected to an agent.

@@ -134,6 +134,12 @@ pub struct QueueConfig {
     /// Service level target: a call answered within this wait counts as
     /// answered in service level in [`crate::QueueSnapshot`].
     pub service_level: Duration,
+    /// Attempts at reaching the citizen of a callback request before the
+    /// request ends as failed; at least one is always made.
+    pub callback_attempts: u32,
+    /// Wait after an attempt that did not reach the citizen before the
+    /// request is offered to an agent again.
+    pub callback_retry_delay: Duration,
 }
 
 impl Default for QueueConfig {
@@ -157,6 +163,8 @@ impl Default for QueueConfig {
             no_answer_delay: Duration::ZERO,
             max_no_answer: 0,
             service_level: Duration::from_secs(20),
+            callback_attempts: 3,
+            callback_retry_delay: Duration::from_secs(300),
         }
     }
 }

@@ -68,6 +68,11 @@ impl Acd {
             });
             self.release_agent(&other, now);
         }
+        if answered.callback.is_some() {
+            self.start_dialing(answered, agent, ring_time, now);
+            self.dispatch(now);
+            return;
+        }
         let waited = answered.waited(now);
         let activity = Activity::OnCall {
             call: answered.id.clone(),
@@ -127,6 +132,7 @@ impl Acd {
         for call in self.calls.due(now) {
             if let Some(mut entry) = self.calls.get_mut(&call) {
                 entry.retry_after.retain(|_, until| *until > now);
+                entry.not_before = entry.not_before.filter(|until| *until > now);
             }
         }
         for agent in self.agents.due(now) {

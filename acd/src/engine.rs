@@ -58,6 +58,9 @@ pub struct Acd {
     pub(crate) scan_dispatch: bool,
     /// Answered calls until `call_ended`, by call id, with their agent.
     pub(crate) connected: HashMap<String, String>,
+    /// Callback requests whose agent answered while the citizen is dialed,
+    /// kept whole so that a failed attempt can put them back in place.
+    pub(crate) dialing: HashMap<String, crate::callbacks::Dialing>,
     pub(crate) caller_order: CallerOrder,
     pub(crate) next_seq: u64,
     pub(crate) next_member_position: u64,
@@ -93,6 +96,7 @@ impl Acd {
             touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),
+            dialing: HashMap::new(),
             caller_order: CallerOrder::default(),
             next_seq: 0,
             next_member_position: 0,
@@ -239,9 +243,13 @@ impl Acd {
         Some(self.queues.get(queue)?.ranks.len())
     }
 
-    /// Returns the data attached to a queued or ringing call.
+    /// Returns the data attached to a queued or ringing call, or to a
+    /// callback request whose citizen is being dialed.
     pub fn call_data(&self, call: &str) -> Option<&CallData> {
-        self.calls.get(call).map(|c| &c.data)
+        self.calls
+            .get(call)
+            .or_else(|| self.dialing.get(call).map(|d| &d.call))
+            .map(|c| &c.data)
     }
 
     /// Returns the call's position in its queue, from 1, counting waiting

@@ -8,6 +8,7 @@ use tracing::debug;
 
 use crate::agent::AgentState as S;
 use crate::call::{Call, CallData, deadline_after};
+use crate::callbacks::CallbackAttempts;
 use crate::config::{Destination, EmptyConditions};
 use crate::engine::Acd;
 use crate::error::AcdError;
@@ -44,6 +45,8 @@ impl Acd {
             step: None,
             next_step_at: None,
             callback: Some(number.clone()),
+            not_before: None,
+            failed_attempts: 0,
         };
         call.joined_position = self.position_of(&call);
         let event = announce.then(|| QueueEvent::CallbackRequested {
@@ -98,7 +101,9 @@ impl Acd {
     }
 
     /// Puts back a callback request stored before a restart, at the place
-    /// its original `arrived` instant gives it, without a new event.
+    /// its original `arrived` instant gives it, with the attempts it made
+    /// before, without a new event.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore_callback(
         &mut self,
         call: &str,
@@ -106,6 +111,7 @@ impl Acd {
         data: CallData,
         number: &str,
         arrived: Instant,
+        attempts: CallbackAttempts,
         now: Instant,
     ) -> Result<(), AcdError> {
         if self.queues.get(queue).is_none_or(|q| q.retiring) {
@@ -124,6 +130,10 @@ impl Acd {
         self.next_seq += 1;
         let arrival = (arrived.min(now), seq);
         self.insert_callback(call, queue, data, arrival, number.to_owned(), false, now);
+        if let Some(mut entry) = self.calls.get_mut(call) {
+            entry.failed_attempts = attempts.failed;
+            entry.not_before = attempts.not_before.filter(|at| *at > now);
+        }
         self.dispatch(now);
         Ok(())
     }

@@ -41,6 +41,32 @@ pub enum Action {
     },
 }
 
+/// Why an attempt at a callback request did not reach the citizen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallbackFailure {
+    /// The citizen's line was busy or declined.
+    Busy,
+    /// The citizen's phone rang without an answer.
+    NoAnswer,
+    /// The number could not be reached (unknown, unavailable, network error).
+    Unreachable,
+    /// The agent hung up before the citizen answered. The attempt does not
+    /// count against the limit and the request is offered again at once.
+    AgentLeft,
+}
+
+impl CallbackFailure {
+    /// The name used in stored events and the queue_log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackFailure::Busy => "busy",
+            CallbackFailure::NoAnswer => "no_answer",
+            CallbackFailure::Unreachable => "unreachable",
+            CallbackFailure::AgentLeft => "agent_left",
+        }
+    }
+}
+
 /// Why a call left its queue without an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExitReason {
@@ -170,6 +196,30 @@ pub enum QueueEvent {
         arrived: Instant,
         at: Instant,
     },
+    /// An agent took a callback request and the driver is dialing the
+    /// citizen; the request counts as answered only at
+    /// [`crate::Acd::callback_connected`].
+    CallbackDialing {
+        call: String,
+        queue: String,
+        agent: String,
+        ring_time: Duration,
+        at: Instant,
+    },
+    /// An attempt at a callback request did not reach the citizen. With
+    /// `retry_at` the request waits in its place until then; without it the
+    /// request has used its attempts and ends here. `attempts` counts the
+    /// failed attempts so far that count against the limit.
+    CallbackNotReached {
+        call: String,
+        queue: String,
+        agent: String,
+        cause: CallbackFailure,
+        attempts: u32,
+        retry_at: Option<Instant>,
+        waited: Duration,
+        at: Instant,
+    },
     /// A connected call ended; `ended_by` is `None` when the driver did not say.
     CallCompleted {
         call: String,
@@ -264,6 +314,8 @@ impl QueueEvent {
             | QueueEvent::CallTimedOut { at, .. }
             | QueueEvent::CallExited { at, .. }
             | QueueEvent::CallbackRequested { at, .. }
+            | QueueEvent::CallbackDialing { at, .. }
+            | QueueEvent::CallbackNotReached { at, .. }
             | QueueEvent::CallCompleted { at, .. }
             | QueueEvent::CallTransferred { at, .. }
             | QueueEvent::WrapUpCodeSet { at, .. }

@@ -260,9 +260,39 @@ pub fn queue_log_lines(event: &QueueEvent, epoch: u64) -> Vec<String> {
                 )
             })
             .collect(),
-        // Logins and reachability get no queue_log line. The stored
-        // events keep them.
-        QueueEvent::StepReached { .. }
+        // Asterisk has no callbacks; these lines follow CALLBACKREQUEST.
+        // A failed attempt that will be tried again is CALLBACKRETRY, the
+        // last one CALLBACKFAILED, both with the cause, the attempts that
+        // count against the limit and the wait so far.
+        QueueEvent::CallbackNotReached {
+            call,
+            queue,
+            agent,
+            cause,
+            attempts,
+            retry_at,
+            waited,
+            ..
+        } => vec![line(
+            call,
+            queue,
+            Some(agent),
+            if retry_at.is_some() {
+                "CALLBACKRETRY"
+            } else {
+                "CALLBACKFAILED"
+            },
+            &[
+                cause.as_str().to_owned(),
+                attempts.to_string(),
+                secs(*waited),
+            ],
+        )],
+        // Logins and reachability get no queue_log line, nor does an agent
+        // taking a callback (its CONNECT comes when the citizen answers).
+        // The stored events keep them.
+        QueueEvent::CallbackDialing { .. }
+        | QueueEvent::StepReached { .. }
         | QueueEvent::OfferStarted { .. }
         | QueueEvent::AgentStateChanged { .. }
         | QueueEvent::AgentLogin { .. }

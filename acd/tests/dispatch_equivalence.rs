@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use acd::{
-    Acd, Action, CallData, CallerOrder, Destination, EmptyConditions, QueueConfig, QueueEvent,
-    RoutingStep, SkillRequirement, Skills, StepRule, Strategy as Distribution,
+    Acd, Action, CallData, CallbackAttempts, CallbackFailure, CallerOrder, Destination,
+    EmptyConditions, QueueConfig, QueueEvent, RoutingStep, SkillRequirement, Skills, StepRule,
+    Strategy as Distribution,
 };
 use proptest::prelude::*;
 
@@ -72,6 +73,8 @@ fn config(q: usize, variant: u8) -> QueueConfig {
         busy_delay: secs(2),
         no_answer_delay: secs(v % 3 * 2),
         max_no_answer: 3,
+        callback_attempts: (v % 3 + 1) as u32,
+        callback_retry_delay: secs(4 + v % 5),
         weight: u32::from(variant % 3),
         steps,
         overflow: (q == 1).then_some(Destination::Callback),
@@ -127,6 +130,7 @@ enum Command {
     AddAgent(usize),
     Key(usize, usize),
     Callback(usize),
+    CallbackOutcome(usize, u8),
     Restore(usize, u64),
     UpdateQueue(usize, u8),
     RemoveQueue(usize),
@@ -165,6 +169,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => agent.prop_map(Command::AddAgent),
         1 => (any::<usize>(), 0..KEYS.len()).prop_map(|(c, k)| Command::Key(c, k)),
         1 => any::<usize>().prop_map(Command::Callback),
+        2 => (any::<usize>(), 0..5u8).prop_map(|(c, o)| Command::CallbackOutcome(c, o)),
         1 => (queue.clone(), 0..30_000u64).prop_map(|(q, ago)| Command::Restore(q, ago)),
         1 => (queue.clone(), 0..9u8).prop_map(|(q, v)| Command::UpdateQueue(q, v)),
         1 => queue.prop_map(Command::RemoveQueue),
@@ -322,6 +327,18 @@ impl Pair {
                     });
                 }
             }
+            Command::CallbackOutcome(c, outcome) => {
+                // Calls whose citizen is not being dialed ignore both inputs.
+                if let Some(call) = self.pick_call(*c) {
+                    self.both(|acd, now| match outcome {
+                        0 => acd.callback_connected(&call, now),
+                        1 => acd.callback_not_reached(&call, CallbackFailure::Busy, now),
+                        2 => acd.callback_not_reached(&call, CallbackFailure::NoAnswer, now),
+                        3 => acd.callback_not_reached(&call, CallbackFailure::Unreachable, now),
+                        _ => acd.callback_not_reached(&call, CallbackFailure::AgentLeft, now),
+                    });
+                }
+            }
             Command::Restore(q, ago) => {
                 let call = format!("call-{}", self.calls.len());
                 let arrived = self
@@ -330,8 +347,21 @@ impl Pair {
                     .unwrap_or(self.now);
                 self.both(|acd, now| {
                     let data = CallData::default();
-                    let _ =
-                        acd.restore_callback(&call, QUEUES[*q], data, "+15550199", arrived, now);
+                    // Some restored requests failed twice before and wait
+                    // for their retry.
+                    let attempts = CallbackAttempts {
+                        failed: (*ago % 3) as u32,
+                        not_before: (*ago % 2 == 0).then(|| now + Duration::from_millis(*ago)),
+                    };
+                    let _ = acd.restore_callback(
+                        &call,
+                        QUEUES[*q],
+                        data,
+                        "+15550199",
+                        arrived,
+                        attempts,
+                        now,
+                    );
                 });
                 self.calls.push(call);
             }

@@ -207,6 +207,150 @@ fn callback_keeps_place_and_reserves_agent() {
     assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
 }
 
+/// Events of the given kinds, in order, as short labels.
+fn callback_trace(acd: &mut Acd) -> Vec<String> {
+    events(acd)
+        .into_iter()
+        .filter_map(|event| match event {
+            QueueEvent::CallbackDialing { call, agent, .. } => {
+                Some(format!("dialing {call} {agent}"))
+            }
+            QueueEvent::CallbackNotReached {
+                call,
+                agent,
+                cause,
+                attempts,
+                retry_at,
+                ..
+            } => Some(format!(
+                "not reached {call} {agent} {} {attempts} {}",
+                cause.as_str(),
+                if retry_at.is_some() { "retry" } else { "final" }
+            )),
+            QueueEvent::OfferAnswered {
+                call,
+                agent,
+                waited,
+                ..
+            } => Some(format!("answered {call} {agent} {}", waited.as_secs())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn callback_config() -> acd::QueueConfig {
+    let mut config = queue("q");
+    config.callback_attempts = 2;
+    config.callback_retry_delay = secs(60);
+    config.wrap_up = secs(10);
+    config
+}
+
+#[test]
+fn callback_counts_as_answered_when_the_citizen_answers() {
+    let (mut acd, now) = with_agents(callback_config(), &[]);
+    acd.enqueue_with("r", "q", caller("+7 700 111"), now)
+        .unwrap();
+    acd.request_callback("r", None, now + secs(5)).unwrap();
+    agent(&mut acd, "a", "q", &[], now + secs(20));
+    actions(&mut acd);
+    events(&mut acd);
+    acd.offer_answered("r", "a", now + secs(22));
+    assert_eq!(callback_trace(&mut acd), ["dialing r a"]);
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    // The request stays known while its citizen is dialed.
+    assert_eq!(acd.queue_of("r").as_deref(), Some("q"));
+    assert!(acd.call_data("r").is_some());
+
+    acd.callback_connected("r", now + secs(40));
+    assert_eq!(callback_trace(&mut acd), ["answered r a 40"]);
+    acd.call_ended("a", now + secs(100));
+    let completed = events(&mut acd);
+    assert!(
+        completed.iter().any(|event| matches!(
+            event,
+            QueueEvent::CallCompleted { call, talk_time, .. }
+                if call == "r" && *talk_time == secs(60)
+        )),
+        "{completed:?}"
+    );
+}
+
+#[test]
+fn callback_not_reached_retries_after_the_delay_then_fails() {
+    let (mut acd, now) = with_agents(callback_config(), &[]);
+    acd.enqueue_with("r", "q", caller("+7 700 111"), now)
+        .unwrap();
+    acd.request_callback("r", None, now + secs(5)).unwrap();
+    agent(&mut acd, "a", "q", &[], now + secs(10));
+    actions(&mut acd);
+    events(&mut acd);
+    acd.offer_answered("r", "a", now + secs(12));
+    acd.callback_not_reached("r", acd::CallbackFailure::Busy, now + secs(20));
+    assert_eq!(
+        callback_trace(&mut acd),
+        ["dialing r a", "not reached r a busy 1 retry"]
+    );
+    // Back in its place, but no agent gets it before the retry delay.
+    assert_eq!(acd.position("r"), Some(1));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::WrapUp));
+    acd.handle_timeout(now + secs(30));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+    assert_eq!(actions(&mut acd), []);
+    assert_eq!(acd.poll_timeout(), Some(now + secs(80)));
+
+    acd.handle_timeout(now + secs(80));
+    assert_eq!(
+        actions(&mut acd),
+        [Action::Callback {
+            call: "r".into(),
+            agent: "a".into(),
+            number: "+7 700 111".into(),
+        }]
+    );
+    acd.offer_answered("r", "a", now + secs(81));
+    acd.callback_not_reached("r", acd::CallbackFailure::NoAnswer, now + secs(126));
+    assert_eq!(
+        callback_trace(&mut acd),
+        ["dialing r a", "not reached r a no_answer 2 final"]
+    );
+    assert_eq!(acd.position("r"), None);
+    assert_eq!(acd.queue_length("q"), Some(0));
+    acd.handle_timeout(now + secs(136));
+    assert_eq!(actions(&mut acd), []);
+    assert_eq!(acd.poll_timeout(), None);
+}
+
+#[test]
+fn callback_cut_by_the_agent_goes_to_another_agent_at_once() {
+    let mut config = callback_config();
+    config.wrap_up = secs(0);
+    let (mut acd, now) = with_agents(config, &[]);
+    acd.enqueue_with("r", "q", caller("+7 700 111"), now)
+        .unwrap();
+    acd.request_callback("r", None, now + secs(5)).unwrap();
+    agent(&mut acd, "a", "q", &[], now + secs(10));
+    actions(&mut acd);
+    acd.offer_answered("r", "a", now + secs(12));
+    agent(&mut acd, "b", "q", &[], now + secs(13));
+    events(&mut acd);
+    // A hang-up by the agent reaches the ACD as the end of its call.
+    acd.call_ended_by("a", acd::Party::Agent, now + secs(15));
+    assert_eq!(
+        callback_trace(&mut acd),
+        ["not reached r a agent_left 0 retry"]
+    );
+    // "a" is free but held back from this request; "b" gets it.
+    assert_eq!(
+        actions(&mut acd),
+        [Action::Callback {
+            call: "r".into(),
+            agent: "b".into(),
+            number: "+7 700 111".into(),
+        }]
+    );
+}
+
 #[test]
 fn callback_without_number_is_an_error() {
     let (mut acd, now) = with_agents(queue("q"), &[]);

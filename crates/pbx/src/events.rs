@@ -621,6 +621,50 @@ impl NewEvent {
                     }),
                 )
             }
+            QueueEvent::CallbackDialing {
+                call,
+                queue,
+                agent,
+                ring_time,
+                ..
+            } => event(
+                "callback_dialing",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"ring_seconds": seconds(*ring_time)}),
+            ),
+            QueueEvent::CallbackNotReached {
+                call,
+                queue,
+                agent,
+                cause,
+                attempts,
+                retry_at,
+                waited,
+                at,
+            } => {
+                // The retry instant as wall time, so that a restart keeps
+                // the request back until then.
+                let retry_ms = retry_at
+                    .map(|retry| unix_millis(stamped.wall + retry.saturating_duration_since(*at)));
+                event(
+                    if retry_at.is_some() {
+                        "callback_retry"
+                    } else {
+                        "callback_failed"
+                    },
+                    Some(call),
+                    Some(queue),
+                    Some(agent.clone()),
+                    json!({
+                        "cause": cause.as_str(),
+                        "attempts": attempts,
+                        "retry_at_ms": retry_ms,
+                        "waited_seconds": seconds(*waited),
+                    }),
+                )
+            }
             QueueEvent::CallCompleted {
                 call,
                 queue,

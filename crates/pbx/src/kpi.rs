@@ -34,6 +34,10 @@ pub(crate) struct QueueKpi {
     pub(crate) exited_by_key: u64,
     /// Calls that left another way: queue full, no agent, a skill step.
     pub(crate) exited_other: u64,
+    /// Callback requests whose attempts all failed to reach the citizen.
+    /// A request the citizen answered counts as answered, with its wait up
+    /// to that answer.
+    pub(crate) callbacks_not_reached: u64,
     /// Calls with no outcome in the store yet: still waiting, or cut by a
     /// stop of the PBX.
     pub(crate) unresolved: u64,
@@ -63,6 +67,7 @@ enum Outcome {
     TimedOut,
     ExitedByKey,
     ExitedOther,
+    CallbackNotReached,
 }
 
 /// One call's stay in one queue.
@@ -143,6 +148,7 @@ pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<Q
                 "max_wait" => Outcome::TimedOut,
                 _ => Outcome::ExitedOther,
             },
+            "callback_failed" => Outcome::CallbackNotReached,
             "call_completed" | "call_transferred" => {
                 let agent = event.agent.clone().unwrap_or_default();
                 visit.completed = Some((agent, number("talk_seconds"), event.at_ms));
@@ -191,6 +197,7 @@ impl Figures {
             Outcome::TimedOut => "timed_out",
             Outcome::ExitedByKey => "exited_by_key",
             Outcome::ExitedOther => "exited_other",
+            Outcome::CallbackNotReached => "callbacks_not_reached",
         };
         *self.counts.entry(name).or_default() += 1;
         if visit.outcome == Outcome::Waiting {
@@ -229,6 +236,7 @@ impl Figures {
             timed_out: count("timed_out"),
             exited_by_key: count("exited_by_key"),
             exited_other: count("exited_other"),
+            callbacks_not_reached: count("callbacks_not_reached"),
             unresolved: count("unresolved"),
             average_speed_of_answer_seconds: mean(&self.answer_waits),
             average_talk_seconds: mean(&self.talks),

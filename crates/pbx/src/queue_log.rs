@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use acd::{Destination, ExitReason, Party, QueueEvent};
+use acd::{CallbackFailure, Destination, ExitReason, Party, QueueEvent};
 use serde_json::Value;
 
 use crate::events::{EventStore, EventStoreError, StoredEvent};
@@ -109,6 +109,7 @@ fn decode(row: &StoredEvent) -> Result<Option<QueueEvent>, QueueLogError> {
     let event = match row.kind.as_str() {
         "step_reached"
         | "offer_started"
+        | "callback_dialing"
         | "agent_state_changed"
         | "agent_logged_in"
         | "agent_logged_out"
@@ -191,6 +192,24 @@ fn decode(row: &StoredEvent) -> Result<Option<QueueEvent>, QueueLogError> {
             // them from the row itself (events/callbacks.rs).
             data: acd::CallData::default(),
             arrived: at,
+            at,
+        },
+        "callback_retry" | "callback_failed" => QueueEvent::CallbackNotReached {
+            call: fields.call()?,
+            queue: fields.queue()?,
+            agent: fields.agent()?,
+            cause: match fields.text("cause")?.as_str() {
+                "busy" => CallbackFailure::Busy,
+                "no_answer" => CallbackFailure::NoAnswer,
+                "unreachable" => CallbackFailure::Unreachable,
+                "agent_left" => CallbackFailure::AgentLeft,
+                _ => return Err(fields.invalid("cause")),
+            },
+            attempts: u32::try_from(fields.count("attempts")?)
+                .map_err(|_| fields.invalid("attempts"))?,
+            // Only whether there is a retry shows in the line.
+            retry_at: (row.kind == "callback_retry").then_some(at),
+            waited: fields.duration("waited_seconds")?,
             at,
         },
         "call_completed" => QueueEvent::CallCompleted {

@@ -334,20 +334,25 @@ async fn restore_callbacks(
     let pending = events.pending_callbacks().await?;
     let mut restored = 0;
     for request in pending {
-        let millis = u64::try_from(request.arrived_ms).unwrap_or_default();
-        let arrived = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-        match core.restore_callback(
-            &request.call,
-            &request.queue,
-            request.data,
-            &request.number,
-            arrived,
-            now,
-        ) {
+        let wall = |ms: i64| {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or_default())
+        };
+        let (call, queue) = (request.call.clone(), request.queue.clone());
+        let stored = sip_server::b2bua::StoredCallback {
+            request: request.call,
+            queue: request.queue,
+            data: request.data,
+            number: request.number,
+            arrived: wall(request.arrived_ms),
+            failed_attempts: request.failed_attempts,
+            retry_at: request.retry_at_ms.map(wall),
+        };
+        match core.restore_callback(stored, now) {
             Ok(()) => restored += 1,
             Err(error) => tracing::warn!(
-                call = request.call,
-                queue = request.queue,
+                call,
+                queue,
                 %error,
                 "stored callback request not restored"
             ),

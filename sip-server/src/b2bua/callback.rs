@@ -22,6 +22,23 @@ use crate::dialog::{Dialog, random_token};
 /// reached and the agent is released.
 pub(super) const CITIZEN_RING_LIMIT: Duration = Duration::from_secs(45);
 
+/// A callback request read back from storage at start.
+#[derive(Clone, Debug)]
+pub struct StoredCallback {
+    /// The request's id, which is the id of the call that asked for it.
+    pub request: String,
+    pub queue: String,
+    pub data: acd::CallData,
+    /// Number to dial.
+    pub number: String,
+    /// Arrival of the caller who asked, which gives the request its place.
+    pub arrived: std::time::SystemTime,
+    /// Attempts that did not reach the citizen.
+    pub failed_attempts: u32,
+    /// No agent gets the request before this time.
+    pub retry_at: Option<std::time::SystemTime>,
+}
+
 /// Attribute of the ACD's call data holding the number the citizen dialed,
 /// shown to the citizen as the caller when the PBX calls back.
 pub(super) const DIALED_ATTRIBUTE: &str = "dialed";
@@ -187,24 +204,37 @@ impl Core {
         });
     }
 
-    /// Puts back a callback request stored before a restart. `arrived` is
-    /// the wall-clock arrival of the caller, which gives the request its
-    /// place among the calls waiting now.
+    /// Puts back a callback request stored before a restart, at the place
+    /// its caller's arrival gives it among the calls waiting now, with the
+    /// attempts it made before.
     pub fn restore_callback(
         &mut self,
-        request: &str,
-        queue: &str,
-        data: acd::CallData,
-        number: &str,
-        arrived: std::time::SystemTime,
+        stored: StoredCallback,
         now: Instant,
     ) -> Result<(), acd::AcdError> {
-        let age = self.wall(now).duration_since(arrived).unwrap_or_default();
+        let age = self
+            .wall(now)
+            .duration_since(stored.arrived)
+            .unwrap_or_default();
         // An arrival before the monotonic clock's origin sorts as the
         // earliest instant it can express: still ahead of today's callers.
         let arrived = now.checked_sub(age).unwrap_or(self.wall_base.0.min(now));
-        self.acd
-            .restore_callback(request, queue, data, number, arrived, now)?;
+        let not_before = stored.retry_at.and_then(|retry| {
+            let ahead = retry.duration_since(self.wall(now)).ok()?;
+            now.checked_add(ahead)
+        });
+        self.acd.restore_callback(
+            &stored.request,
+            &stored.queue,
+            stored.data,
+            &stored.number,
+            arrived,
+            acd::CallbackAttempts {
+                failed: stored.failed_attempts,
+                not_before,
+            },
+            now,
+        )?;
         self.process(now);
         Ok(())
     }
@@ -349,6 +379,8 @@ impl Core {
         call.answered_at = Some(now);
         call.caller_answered_at = Some(now);
         tracing::info!("citizen answered the callback");
+        let request = self.acd_call_id(call_id);
+        self.acd.callback_connected(&request, now);
         self.commands.push_back(Command::SetPayloadTypes {
             call: call_id.to_owned(),
             side: Side::Caller,
@@ -394,10 +426,9 @@ impl Core {
     }
 
     /// Hangs up the agent, who goes to wrap-up, when the citizen did not
-    /// answer (busy, rejected, unreachable, or rang too long).
-    // TODO: a request whose citizen was not reached ends here without a
-    // retry. The queue_log and KPIs count it as answered (CONNECT at the
-    // agent's answer), and only its CDR records the failure.
+    /// answer (busy, rejected, unreachable, or rang too long). The ACD puts
+    /// the request back for a later attempt, or ends it once its queue's
+    /// attempts are used; this call's CDR records the failed attempt.
     pub(super) fn citizen_failed(&mut self, call_id: &str, status: u16, now: Instant) {
         let Some(call) = self.calls.get(call_id) else {
             return;
@@ -411,8 +442,10 @@ impl Core {
         self.cancel_deadline(call_id);
         self.withdraw_offer(call_id, None, now);
         self.send_bye(call_id, Side::Agent, now);
-        if let Some(agent) = agent {
-            self.acd.call_ended_by(&agent, acd::Party::Caller, now);
+        if agent.is_some() {
+            let request = self.acd_call_id(call_id);
+            self.acd
+                .callback_not_reached(&request, failure_cause(status), now);
         }
         self.finish(
             call_id,
@@ -436,8 +469,10 @@ impl Core {
         let agent = call.agent_leg.as_ref().map(|leg| leg.agent.clone());
         self.cancel_deadline(call_id);
         self.withdraw_offer(call_id, None, now);
-        if let Some(agent) = agent {
-            self.acd.call_ended_by(&agent, acd::Party::Agent, now);
+        if agent.is_some() {
+            let request = self.acd_call_id(call_id);
+            self.acd
+                .callback_not_reached(&request, acd::CallbackFailure::AgentLeft, now);
         }
         self.finish(
             call_id,
@@ -496,6 +531,15 @@ impl Core {
             .get(acd_call)
             .cloned()
             .unwrap_or_else(|| acd_call.to_owned())
+    }
+}
+
+/// Maps the final status of the INVITE to the citizen to the ACD's cause.
+fn failure_cause(status: u16) -> acd::CallbackFailure {
+    match status {
+        486 | 600 | 603 => acd::CallbackFailure::Busy,
+        408 | 480 | 487 => acd::CallbackFailure::NoAnswer,
+        _ => acd::CallbackFailure::Unreachable,
     }
 }
 

@@ -40,6 +40,7 @@ use crate::transaction::{Event, Target, TimerConfig, TransactionKey, Transaction
 pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
 pub use call::{MediaPorts, Side};
+pub use callback::StoredCallback;
 pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};

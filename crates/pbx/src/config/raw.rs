@@ -154,6 +154,8 @@ pub(super) struct RawQueue {
     pub(super) announce_position: Value<bool>,
     pub(super) announce_wait: Value<bool>,
     pub(super) service_level_secs: Value<u64>,
+    pub(super) callback_attempts: Value<u32>,
+    pub(super) callback_retry_secs: Value<u64>,
 }
 
 /// One `[[queues.steps]]` table; validation checks that exactly one of

@@ -155,6 +155,9 @@ pub(super) fn engine_queue(
         queues,
     };
     let max_length = from_file(&queue.max_length, 0).value;
+    if let Some(raw) = &queue.callback_attempts {
+        checker.non_zero(&format!("{key}.callback_attempts"), &spanned(raw));
+    }
     if let Some(raw) = &queue.max_length {
         checker.non_zero(&format!("{key}.max_length"), &spanned(raw));
     }
@@ -185,6 +188,8 @@ pub(super) fn engine_queue(
         no_answer_delay: secs(&queue.no_answer_delay_secs, defaults.no_answer_delay),
         max_no_answer: from_file(&queue.max_no_answer, defaults.max_no_answer).value,
         service_level: secs(&queue.service_level_secs, defaults.service_level),
+        callback_attempts: from_file(&queue.callback_attempts, defaults.callback_attempts).value,
+        callback_retry_delay: secs(&queue.callback_retry_secs, defaults.callback_retry_delay),
         ..timings
     }
 }

@@ -41,6 +41,8 @@ busy_delay_secs = 7
 no_answer_delay_secs = 9
 max_no_answer = 3
 service_level_secs = 30
+callback_attempts = 2
+callback_retry_secs = 600
 
 [[queues.steps]]
 after_secs = 0
@@ -125,6 +127,8 @@ fn full_example_converts() {
         no_answer_delay: Duration::from_secs(9),
         max_no_answer: 3,
         service_level: Duration::from_secs(30),
+        callback_attempts: 2,
+        callback_retry_delay: Duration::from_secs(600),
     };
     let queue = &config.queues[0];
     assert_eq!(queue.acd, expected);

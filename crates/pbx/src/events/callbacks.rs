@@ -1,7 +1,7 @@
 //! Callback requests that were taken but not yet returned, read back from
 //! the stored events at start so that a restart does not lose them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use sqlx::Row;
@@ -17,6 +17,17 @@ pub(crate) struct PendingCallback {
     /// Unix milliseconds of the caller's arrival, which gives its place.
     pub(crate) arrived_ms: i64,
     pub(crate) data: acd::CallData,
+    /// Attempts that did not reach the citizen, from the latest retry event.
+    pub(crate) failed_attempts: u32,
+    /// Unix milliseconds before which no agent gets the request.
+    pub(crate) retry_at_ms: Option<i64>,
+}
+
+/// The JSON `data` of a `callback_retry` event, as far as the restore needs it.
+#[derive(Deserialize)]
+struct RetryData {
+    attempts: u32,
+    retry_at_ms: Option<i64>,
 }
 
 /// The JSON `data` of a `callback_requested` event. Fields are optional
@@ -37,10 +48,13 @@ struct RequestData {
 }
 
 impl EventStore {
-    /// Callback requests that no later event ended, oldest first. An agent
-    /// taking the request ends it unless the call placed for it was cut by
-    /// a crash before the citizen picked up: its recovered CDR is marked
-    /// interrupted and has no answer time, so the request waits again.
+    /// Callback requests that no later event ended, oldest first, with the
+    /// attempts of their latest `callback_retry`. The citizen's answer
+    /// (`offer_answered`) ends a request, as does `callback_failed`. Rows
+    /// written before the answer moved to the citizen's pick-up have
+    /// `offer_answered` at the agent's answer; for those, a call cut by a
+    /// crash before the citizen picked up (its recovered CDR is interrupted
+    /// with no answer time) leaves the request waiting again.
     pub(crate) async fn pending_callbacks(&self) -> Result<Vec<PendingCallback>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT r.seq, r.at_ms, r.call_id, r.queue, r.data FROM queue_events r \
@@ -49,7 +63,7 @@ impl EventStore {
                  SELECT 1 FROM queue_events later \
                  WHERE later.call_id = r.call_id AND later.seq > r.seq \
                  AND later.kind IN ('call_abandoned', 'call_timed_out', 'call_exited', \
-                                    'call_completed')) \
+                                    'call_completed', 'callback_failed')) \
              AND NOT EXISTS ( \
                  SELECT 1 FROM queue_events taken \
                  WHERE taken.call_id = r.call_id AND taken.seq > r.seq \
@@ -60,6 +74,21 @@ impl EventStore {
         )
         .fetch_all(&self.pool)
         .await?;
+        let retries = sqlx::query(
+            "SELECT seq, call_id, data FROM queue_events WHERE kind = 'callback_retry' \
+             AND call_id IS NOT NULL ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // The latest retry of each request wins.
+        let mut latest: HashMap<String, RetryData> = HashMap::new();
+        for row in retries {
+            let seq: i64 = row.try_get("seq")?;
+            let text: String = row.try_get("data")?;
+            let retry: RetryData = serde_json::from_str(&text)
+                .map_err(|source| EventStoreError::Decode { seq, source })?;
+            latest.insert(row.try_get("call_id")?, retry);
+        }
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.try_get("seq")?;
@@ -77,8 +106,12 @@ impl EventStore {
                     }
                 })
                 .collect();
+            let call: String = row.try_get("call_id")?;
+            let retry = latest.get(&call);
             pending.push(PendingCallback {
-                call: row.try_get("call_id")?,
+                failed_attempts: retry.map_or(0, |r| r.attempts),
+                retry_at_ms: retry.and_then(|r| r.retry_at_ms),
+                call,
                 queue: row.try_get("queue")?,
                 arrived_ms: data.arrived_ms.unwrap_or(row.try_get("at_ms")?),
                 data: acd::CallData {
@@ -124,8 +157,22 @@ mod tests {
         }
     }
 
+    /// A failed attempt at `call` stamped 300 s before its retry, if any.
+    fn not_reached(call: &str, now: Instant, attempts: u32, retry: bool) -> QueueEvent {
+        QueueEvent::CallbackNotReached {
+            call: call.into(),
+            queue: "general".into(),
+            agent: "1001".into(),
+            cause: acd::CallbackFailure::NoAnswer,
+            attempts,
+            retry_at: retry.then_some(now + Duration::from_secs(300)),
+            waited: Duration::from_secs(200),
+            at: now,
+        }
+    }
+
     #[tokio::test]
-    async fn pending_callbacks_include_cut_requests() {
+    async fn pending_callbacks_include_cut_and_retried_requests() {
         let dir = tempfile::tempdir().unwrap();
         let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
         let store = EventStore::open(cdr.pool().clone()).await.unwrap();
@@ -163,6 +210,11 @@ mod tests {
                 stamped(served, 1_800_000_100_000),
                 stamped(requested("cut", now, data.clone()), 1_800_000_090_000),
                 stamped(cut_short, 1_800_000_100_000),
+                stamped(requested("retried", now, data.clone()), 1_800_000_090_000),
+                stamped(not_reached("retried", now, 1, true), 1_800_000_100_000),
+                stamped(not_reached("retried", now, 2, true), 1_800_000_200_000),
+                stamped(requested("given up", now, data.clone()), 1_800_000_090_000),
+                stamped(not_reached("given up", now, 3, false), 1_800_000_300_000),
             ])
             .await
             .unwrap();
@@ -207,11 +259,20 @@ mod tests {
             number: "+15550100".into(),
             arrived_ms: 1_800_000_000_000,
             data,
+            failed_attempts: 0,
+            retry_at_ms: None,
         };
         let cut = PendingCallback {
             call: "cut".into(),
             ..waiting.clone()
         };
-        assert_eq!(pending, [waiting, cut]);
+        // The latest retry gives the attempts and when the next may start.
+        let retried = PendingCallback {
+            call: "retried".into(),
+            failed_attempts: 2,
+            retry_at_ms: Some(1_800_000_500_000),
+            ..waiting.clone()
+        };
+        assert_eq!(pending, [waiting, cut, retried]);
     }
 }

@@ -212,6 +212,7 @@ async fn figures_match_hand_computed_values() {
         timed_out: 1,
         exited_by_key: 1,
         exited_other: 0,
+        callbacks_not_reached: 0,
         unresolved: 1,
         // (12 + 25 + 20) / 3.
         average_speed_of_answer_seconds: Some(19.0),
@@ -237,6 +238,7 @@ async fn figures_match_hand_computed_values() {
         timed_out: 0,
         exited_by_key: 0,
         exited_other: 0,
+        callbacks_not_reached: 0,
         unresolved: 0,
         average_speed_of_answer_seconds: Some(10.0),
         average_talk_seconds: Some(60.0),
@@ -248,6 +250,66 @@ async fn figures_match_hand_computed_values() {
         longest_wait_seconds: Some(10.0),
     };
     assert_eq!(report, vec![general, ru]);
+}
+
+/// A failed attempt at callback request `call`, the last one when `last`.
+fn not_reached(s: &mut Script, seconds: f64, call: &str, attempts: u32, last: bool) {
+    s.at(seconds, |at| QueueEvent::CallbackNotReached {
+        call: call.into(),
+        queue: "callbacks".into(),
+        agent: "1001".into(),
+        cause: acd::CallbackFailure::Busy,
+        attempts,
+        retry_at: (!last).then_some(at + Duration::from_secs(300)),
+        waited: Duration::from_secs_f64(seconds),
+        at,
+    });
+}
+
+#[tokio::test]
+async fn callbacks_count_as_answered_only_when_the_citizen_answers() {
+    let mut s = Script::new();
+    for call in ["J", "K"] {
+        s.enqueue(0.0, call, "callbacks");
+        s.at(10.0, |at| QueueEvent::CallbackRequested {
+            call: call.into(),
+            queue: "callbacks".into(),
+            number: "+15550100".into(),
+            data: acd::CallData::default(),
+            arrived: at - Duration::from_secs(10),
+            at,
+        });
+    }
+    // J: busy once, then the citizen answers 400 s after calling.
+    s.at(60.0, |at| QueueEvent::CallbackDialing {
+        call: "J".into(),
+        queue: "callbacks".into(),
+        agent: "1001".into(),
+        ring_time: Duration::from_secs(2),
+        at,
+    });
+    not_reached(&mut s, 70.0, "J", 1, false);
+    s.answer(400.0, "J", "callbacks", "1001", 400.0);
+    // K: busy on both attempts, so the request ends unanswered.
+    not_reached(&mut s, 90.0, "K", 1, false);
+    not_reached(&mut s, 500.0, "K", 2, true);
+    let (_dir, store) = stored(&s).await;
+    let (from, to) = range();
+    let report = queue_report(&store, from, to).await.unwrap();
+    assert_eq!(report.len(), 1);
+    let kpi = &report[0];
+    assert_eq!(
+        (
+            kpi.offered,
+            kpi.answered,
+            kpi.callbacks_not_reached,
+            kpi.abandoned,
+            kpi.unresolved
+        ),
+        (2, 1, 1, 0, 0)
+    );
+    assert_eq!(kpi.average_speed_of_answer_seconds, Some(400.0));
+    assert_eq!(kpi.longest_wait_seconds, Some(500.0));
 }
 
 #[tokio::test]

@@ -181,8 +181,11 @@ fn callback_rings_the_agent_then_the_citizen() {
 }
 
 #[test]
-fn busy_citizen_releases_the_agent() {
-    let mut h = Harness::with_config(callback_config());
+fn busy_citizen_is_tried_again_until_the_attempts_run_out() {
+    let mut config = callback_config();
+    // Short enough for the agent's 600 s registration to last all attempts.
+    config.queues[0].callback_retry_delay = Duration::from_secs(120);
+    let mut h = Harness::with_config(config);
     let request = request_callback(&mut h);
     let (_, _, dial) = agent_takes_callback(&mut h, &request);
     h.receive(&agent_response(&dial, 486, CARRIER, None), CARRIER);
@@ -202,6 +205,127 @@ fn busy_citizen_releases_the_agent() {
         "no wrap-up in this queue"
     );
     assert_eq!(h.core.active_calls(), 0);
+    assert_eq!(
+        h.core.acd.position(&request),
+        Some(1),
+        "the request waits again in its place"
+    );
+    assert_eq!(
+        callback_events(&mut h),
+        ["dialing", "retry busy 1"],
+        "no answer is counted"
+    );
+
+    // Nobody is rung before the retry delay has passed.
+    h.advance(Duration::from_secs(119));
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::OpenMedia { .. })),
+        "no attempt before the retry delay"
+    );
+    h.advance(Duration::from_secs(1));
+    let call = h.open_media();
+    let ring = invite_to(&mut h, AGENT_1);
+    assert_eq!(ring.headers.get("X-Call-ID"), Some(call.as_str()));
+    h.receive(
+        &agent_response(&ring, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    take_playback(&mut h);
+    let dial = invite_to(&mut h, CARRIER);
+    // The citizen's phone rings out on the second attempt, then the third.
+    h.receive(&agent_response(&dial, 180, CARRIER, None), CARRIER);
+    h.advance(Duration::from_secs(45));
+    assert_eq!(h.finished_record().sip_status, Some(408));
+    h.advance(Duration::from_secs(120));
+    h.open_media();
+    let ring = invite_to(&mut h, AGENT_1);
+    h.receive(
+        &agent_response(&ring, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let dial = invite_to(&mut h, CARRIER);
+    h.receive(&agent_response(&dial, 603, CARRIER, None), CARRIER);
+    assert_eq!(h.finished_record().sip_status, Some(603));
+    assert_eq!(
+        callback_events(&mut h),
+        [
+            "dialing",
+            "retry busy 1",
+            "dialing",
+            "retry no_answer 2",
+            "dialing",
+            "failed busy 3"
+        ]
+    );
+    assert_eq!(h.core.acd.position(&request), None, "the request ended");
+    h.advance(Duration::from_secs(600));
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::OpenMedia { .. })),
+        "no fourth attempt"
+    );
+}
+
+#[test]
+fn answered_callback_counts_when_the_citizen_answers() {
+    let mut h = Harness::with_config(callback_config());
+    let request = request_callback(&mut h);
+    let (_, _, dial) = agent_takes_callback(&mut h, &request);
+    h.advance(Duration::from_secs(7));
+    h.receive(
+        &agent_response(&dial, 200, CARRIER, Some(AGENT_SDP)),
+        CARRIER,
+    );
+    let answered: Vec<Duration> = queue_events(&mut h)
+        .into_iter()
+        .filter_map(|event| match event {
+            acd::QueueEvent::OfferAnswered { call, waited, .. } if call == request => Some(waited),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 1, "one answer, at the citizen's");
+    assert_eq!(callback_events(&mut h), ["dialing"]);
+}
+
+/// Every queue event handed to the driver so far.
+fn queue_events(h: &mut Harness) -> Vec<acd::QueueEvent> {
+    h.collect();
+    h.commands
+        .iter()
+        .flat_map(|command| match command {
+            Command::QueueLog { events, .. } => events.clone(),
+            _ => Vec::new(),
+        })
+        .map(|stamped| stamped.event)
+        .collect()
+}
+
+/// The callback events handed to the driver so far, as short labels.
+fn callback_events(h: &mut Harness) -> Vec<String> {
+    queue_events(h)
+        .into_iter()
+        .filter_map(|event| match event {
+            acd::QueueEvent::CallbackDialing { .. } => Some("dialing".to_owned()),
+            acd::QueueEvent::CallbackNotReached {
+                cause,
+                attempts,
+                retry_at,
+                ..
+            } => Some(format!(
+                "{} {} {attempts}",
+                if retry_at.is_some() {
+                    "retry"
+                } else {
+                    "failed"
+                },
+                cause.as_str()
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]

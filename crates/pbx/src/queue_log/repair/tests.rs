@@ -104,7 +104,7 @@ async fn foreign_file_is_left_alone() {
     std::fs::write(&path, foreign).unwrap();
     assert_eq!(
         repair(&store, &path).await.unwrap(),
-        Repair::Unmatched { searched: 31 }
+        Repair::Unmatched { searched: 34 }
     );
     assert_eq!(std::fs::read(&path).unwrap(), foreign);
 }

@@ -88,6 +88,24 @@ fn report_from_events_matches_the_cdrs() {
     // now must lose none of them.
     pbx.restart();
     assert_eq!(fetch(&pbx, &uri), report, "report changed across a kill -9");
+
+    // The queue's account of both calls, rebuilt from the events, agrees
+    // with the CDRs the PBX wrote.
+    let check = std::process::Command::new(pbx_e2e::pbx::binary())
+        .arg("cdr-check")
+        .arg("--data-dir")
+        .arg(&pbx.data_dir)
+        .output()
+        .expect("run pbx cdr-check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    println!("cdr-check: {stdout}{stderr}");
+    assert!(check.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("checked 2 queued calls: 0 CDRs missing (0 rebuilt), 0 differing"),
+        "{stderr}"
+    );
 }
 
 fn fetch(pbx: &Pbx, uri: &str) -> Value {

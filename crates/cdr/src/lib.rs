@@ -100,6 +100,11 @@ pub struct CallRecord {
     /// audio.
     #[serde(default)]
     pub media_quality: Option<MediaQuality>,
+    /// Rebuilt by `pbx cdr-check --repair` from the queue events because
+    /// the PBX's own record was missing: only the queue's part (queue,
+    /// agent, times, outcome) is known, the SIP and media fields are empty.
+    #[serde(default)]
+    pub rebuilt: bool,
 }
 
 /// Reception figures of both legs of a call, measured by the relay.

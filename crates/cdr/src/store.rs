@@ -32,7 +32,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
-     callback_of, media_quality, diverted_from";
+     callback_of, media_quality, diverted_from, rebuilt";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -201,6 +201,24 @@ impl CdrStore {
         Ok(())
     }
 
+    /// Returns the answered record of a call placed to return the callback
+    /// request made on call `request`, the earliest if several were.
+    pub async fn answered_callback_of(
+        &self,
+        request: &str,
+    ) -> Result<Option<CallRecord>, CdrError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SELECT_COLUMNS} FROM call_records \
+             WHERE callback_of = ? AND answered_at IS NOT NULL \
+             ORDER BY arrived_at_ms LIMIT 1"
+        ))
+        .bind(request)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(CdrError::Query)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
     pub fn pool(&self) -> &sqlx::SqlitePool {
         &self.pool
     }
@@ -244,9 +262,9 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from) \
+             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?)",
+             ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -276,6 +294,7 @@ impl CdrStore {
         .bind(&record.callback_of)
         .bind(media_quality)
         .bind(&record.diverted_from)
+        .bind(record.rebuilt)
         .execute(&mut *transaction)
         .await
         .map_err(|source| CdrError::Insert {
@@ -452,6 +471,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         forwarded_to: column(row, "forwarded_to")?,
         callback_of: column(row, "callback_of")?,
         diverted_from: column(row, "diverted_from")?,
+        rebuilt: column(row, "rebuilt")?,
         recording_events: Vec::new(),
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))

@@ -40,6 +40,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         callback_of: None,
         recording_events: Vec::new(),
         media_quality: None,
+        rebuilt: false,
     }
 }
 

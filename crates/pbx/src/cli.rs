@@ -87,6 +87,27 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Rebuilds the queue's part of each call's record (queue, agent,
+    /// answer, talk time, outcome) from the queue events stored in the
+    /// database and compares it with the CDR. Prints one line per
+    /// difference and a summary; exits with 1 when any record is missing
+    /// or differs. Reads the data folder from --data-dir or --config; the
+    /// PBX may be running.
+    CdrCheck {
+        /// Only calls that entered a queue at or after this time: RFC 3339
+        /// (2027-01-15T08:00:00Z) or whole seconds since the Unix epoch.
+        /// Default: the first stored event.
+        #[arg(long, value_name = "TIME", value_parser = crate::queue_log::parse_time)]
+        since: Option<i64>,
+        /// Only calls that entered a queue before this time, in the same
+        /// formats as --since. Default: up to the last stored event.
+        #[arg(long, value_name = "TIME", value_parser = crate::queue_log::parse_time)]
+        until: Option<i64>,
+        /// Writes a record rebuilt from the events for each missing CDR,
+        /// marked `rebuilt`, with the SIP and media fields empty.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 impl Cli {
@@ -148,6 +169,25 @@ pub(crate) fn queue_log(
     }
     match load_config(cli) {
         Ok(config) => crate::queue_log::run_command(&config.data_dir, since, until, output),
+        Err(errors) => {
+            eprintln!("{errors}");
+            1
+        }
+    }
+}
+
+/// Runs `cdr-check` on the data folder of the configuration the other
+/// flags select, and returns the exit code. `since` and `until` are Unix
+/// milliseconds.
+pub(crate) fn cdr_check(cli: &Cli, since: Option<i64>, until: Option<i64>, repair: bool) -> i32 {
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        eprintln!("--until must be later than --since");
+        return 2;
+    }
+    match load_config(cli) {
+        Ok(config) => crate::cdr_check::run_command(&config.data_dir, since, until, repair),
         Err(errors) => {
             eprintln!("{errors}");
             1

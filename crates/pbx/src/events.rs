@@ -237,6 +237,26 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Returns every event of the calls that entered a queue in `[from_ms,
+    /// to_ms)`, in `seq` order, including their events after `to_ms`.
+    pub(crate) async fn queued_call_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE call_id IN (SELECT call_id FROM queue_events \
+                 WHERE kind = 'call_enqueued' AND at_ms >= ?1 AND at_ms < ?2) \
+             ORDER BY seq",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Opens the PBX database at `path` to read events without running
     /// migrations or creating anything, as tools do beside a running PBX.
     pub(crate) async fn open_existing(

@@ -268,6 +268,7 @@ mod tests {
             callback_of: None,
             recording_events: Vec::new(),
             media_quality: None,
+            rebuilt: false,
         }
     }
 

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 mod catalogue;
+mod cdr_check;
 mod check_recordings;
 mod cli;
 mod config;
@@ -46,6 +47,11 @@ fn main() -> ExitCode {
         } => ExitCode::from(
             u8::try_from(cli::queue_log(&cli, since, until, output.as_deref())).unwrap_or(1),
         ),
+        cli::Command::CdrCheck {
+            since,
+            until,
+            repair,
+        } => ExitCode::from(u8::try_from(cli::cdr_check(&cli, since, until, repair)).unwrap_or(1)),
         cli::Command::Run => run(&cli),
     }
 }

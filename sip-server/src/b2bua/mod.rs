@@ -898,6 +898,7 @@ impl Core {
             callback_of: call.callback.as_ref().map(|c| c.request.clone()),
             recording_events: call.recording_events.clone(),
             media_quality: None,
+            rebuilt: false,
         }
     }
 

@@ -243,6 +243,7 @@ impl Core {
             callback_of: None,
             recording_events: Vec::new(),
             media_quality: None,
+            rebuilt: false,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

@@ -250,6 +250,7 @@ mod tests {
             callback_of: Some("cut".into()),
             recording_events: Vec::new(),
             media_quality: None,
+            rebuilt: false,
         };
         cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();

@@ -547,6 +547,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         callback_of: None,
         recording_events: Vec::new(),
         media_quality: None,
+        rebuilt: false,
     }
 }
 

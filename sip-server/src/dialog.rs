@@ -4,25 +4,71 @@
 
 use sip_message::{Method, NameAddr, Request, Response, Uri};
 
-use crate::transaction::{Target, TransactionLayer};
+use std::net::{IpAddr, SocketAddr};
 
-/// How the PBX names itself in Via and Contact.
+use crate::transaction::{Target, TransactionLayer, TransportKind};
+
+/// How the PBX names itself in Via and Contact: one address, and a port
+/// that depends on the transport a message goes over.
 #[derive(Clone, Debug)]
 pub struct LocalContact {
-    /// `host:port` that peers reach the PBX at.
-    pub sent_by: String,
-    pub contact: NameAddr,
+    pub address: IpAddr,
+    pub ports: ListenPorts,
+}
+
+/// Ports the PBX takes SIP on. UDP and TCP share `udp_tcp`; a transport
+/// without a listener is `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenPorts {
+    pub udp_tcp: u16,
+    pub tls: Option<u16>,
+    pub ws: Option<u16>,
+    pub wss: Option<u16>,
+}
+
+impl ListenPorts {
+    /// Port of `transport`'s listener. A transport without one falls back to
+    /// the UDP and TCP port, which is only reached when a peer's message came
+    /// over a listener that was since closed.
+    pub fn port(&self, transport: TransportKind) -> u16 {
+        let port = match transport {
+            TransportKind::Udp | TransportKind::Tcp => None,
+            TransportKind::Tls => self.tls,
+            TransportKind::Ws => self.ws,
+            TransportKind::Wss => self.wss,
+        };
+        port.unwrap_or(self.udp_tcp)
+    }
 }
 
 impl LocalContact {
     /// Top Via value for a new request over `target`'s transport.
     pub fn via(&self, target: &Target) -> String {
+        let sent_by = SocketAddr::new(self.address, self.ports.port(target.transport));
         format!(
-            "SIP/2.0/{} {};branch={};rport",
+            "SIP/2.0/{} {sent_by};branch={};rport",
             target.transport.via_token(),
-            self.sent_by,
             TransactionLayer::new_branch()
         )
+    }
+
+    /// Contact URI for a message over `transport`. Over UDP and TCP it has no
+    /// `transport` parameter, as before TLS and WebSocket existed, so peers
+    /// that reach the PBX over UDP keep doing so; over TLS, WS and WSS the
+    /// parameter sends the peer's in-dialog requests back over that transport
+    /// (RFC 3261 section 19.1.1, RFC 7118 section 5).
+    pub fn contact(&self, transport: TransportKind) -> NameAddr {
+        let host = match self.address {
+            IpAddr::V4(v4) => sip_message::Host::Ipv4(v4),
+            IpAddr::V6(v6) => sip_message::Host::Ipv6(v6),
+        };
+        let port = self.ports.port(transport);
+        let mut uri = Uri::sip(Some("pbx"), host, Some(port));
+        if !matches!(transport, TransportKind::Udp | TransportKind::Tcp) {
+            let token = transport.via_token().to_ascii_lowercase();
+            uri.params.set("transport", Some(&token));
+        }
+        NameAddr::new(uri)
     }
 }
 
@@ -116,7 +162,9 @@ impl Dialog {
         request.headers.push("Call-ID", self.call_id.clone());
         request.headers.push("CSeq", format!("{seq} {method}"));
         if matches!(method, Method::Invite | Method::Update) {
-            request.headers.push("Contact", local.contact.to_string());
+            request
+                .headers
+                .push("Contact", local.contact(self.target.transport).to_string());
         }
         request
     }
@@ -148,7 +196,7 @@ pub struct StoredDialog {
     pub remote_target: String,
     pub route_set: Vec<String>,
     pub local_cseq: u32,
-    /// "UDP" or "TCP".
+    /// Via token of the transport: "UDP", "TCP", "TLS", "WS" or "WSS".
     pub transport: String,
     pub address: std::net::SocketAddr,
 }
@@ -168,7 +216,7 @@ pub struct StoredLegs {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredCancel {
     pub request: String,
-    /// "UDP" or "TCP".
+    /// Via token of the transport: "UDP", "TCP", "TLS", "WS" or "WSS".
     pub transport: String,
     pub address: std::net::SocketAddr,
 }
@@ -199,12 +247,8 @@ impl StoredCancel {
     }
 }
 
-fn transport_of(token: &str) -> Option<crate::transaction::TransportKind> {
-    match token {
-        "UDP" => Some(crate::transaction::TransportKind::Udp),
-        "TCP" => Some(crate::transaction::TransportKind::Tcp),
-        _ => None,
-    }
+fn transport_of(token: &str) -> Option<TransportKind> {
+    TransportKind::from_token(token)
 }
 
 impl Dialog {

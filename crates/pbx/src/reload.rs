@@ -11,7 +11,6 @@
 //! the retention task started with them: a change there is reported as
 //! needing a restart and the running value stays.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -69,7 +68,7 @@ pub(crate) enum ReloadError {
 pub(crate) struct Reloader {
     source: ConfigSource,
     /// SIP address the core was started with, which a reload keeps.
-    sip_bound: SocketAddr,
+    sip_bound: crate::transport::Bound,
     /// The configuration in force, with the running values of the settings
     /// that need a restart.
     running: Mutex<Config>,
@@ -80,7 +79,7 @@ impl Reloader {
     pub(crate) fn new(
         source: ConfigSource,
         running: Config,
-        sip_bound: SocketAddr,
+        sip_bound: crate::transport::Bound,
         live: Live,
     ) -> Reloader {
         Reloader {

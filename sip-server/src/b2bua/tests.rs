@@ -35,6 +35,7 @@ fn config() -> CoreConfig {
     CoreConfig {
         domain: "pbx.test".into(),
         sip_address: "127.0.0.1:5060".parse().unwrap(),
+        listen_ports: Default::default(),
         media_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         trunks: vec![Trunk {
             name: "carrier".into(),

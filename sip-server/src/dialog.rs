@@ -317,3 +317,77 @@ pub fn random_token() -> String {
         .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.random_range(0..32)]))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> LocalContact {
+        LocalContact {
+            address: "192.0.2.10".parse().unwrap(),
+            ports: ListenPorts {
+                udp_tcp: 5060,
+                tls: Some(5061),
+                ws: Some(5066),
+                wss: None,
+            },
+        }
+    }
+
+    fn target(transport: TransportKind) -> Target {
+        Target {
+            transport,
+            addr: "192.0.2.20:40000".parse().unwrap(),
+            connection: Some(7),
+        }
+    }
+
+    #[test]
+    fn contact_names_transport_and_port() {
+        let cases = [
+            (TransportKind::Udp, "<sip:pbx@192.0.2.10:5060>"),
+            (TransportKind::Tcp, "<sip:pbx@192.0.2.10:5060>"),
+            (
+                TransportKind::Tls,
+                "<sip:pbx@192.0.2.10:5061;transport=tls>",
+            ),
+            (TransportKind::Ws, "<sip:pbx@192.0.2.10:5066;transport=ws>"),
+            // No WSS listener: the UDP and TCP port stands in.
+            (
+                TransportKind::Wss,
+                "<sip:pbx@192.0.2.10:5060;transport=wss>",
+            ),
+        ];
+        for (transport, expected) in cases {
+            assert_eq!(
+                local().contact(transport).to_string(),
+                expected,
+                "{transport:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn via_names_transport_and_port() {
+        let via = local().via(&target(TransportKind::Tls));
+        assert!(
+            via.starts_with("SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bK"),
+            "{via}"
+        );
+        let via = local().via(&target(TransportKind::Ws));
+        assert!(
+            via.starts_with("SIP/2.0/WS 192.0.2.10:5066;branch="),
+            "{via}"
+        );
+    }
+
+    #[test]
+    fn transport_tokens_round_trip() {
+        for token in ["UDP", "TCP", "TLS", "WS", "WSS"] {
+            let kind = TransportKind::from_token(token).unwrap();
+            assert_eq!(kind.via_token(), token);
+        }
+        assert_eq!(TransportKind::from_token("tls"), Some(TransportKind::Tls));
+        assert_eq!(TransportKind::from_token("SCTP"), None);
+    }
+}

@@ -253,6 +253,8 @@ impl Config {
 mod routing_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transport_tests;
 
 impl Config {
     /// Queue destinations this version cannot carry out, as `key: message`

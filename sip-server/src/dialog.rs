@@ -27,9 +27,9 @@ pub struct ListenPorts {
 }
 
 impl ListenPorts {
-    /// Port of `transport`'s listener. A transport without one falls back to
-    /// the UDP and TCP port, which is only reached when a peer's message came
-    /// over a listener that was since closed.
+    /// Port of `transport`'s listener. A transport without a listener falls
+    /// back to the UDP and TCP port. That happens only for a dialog stored by
+    /// an earlier run whose listener is no longer configured.
     pub fn port(&self, transport: TransportKind) -> u16 {
         let port = match transport {
             TransportKind::Udp | TransportKind::Tcp => None,
@@ -54,9 +54,9 @@ impl LocalContact {
 
     /// Contact URI for a message over `transport`. Over UDP and TCP it has no
     /// `transport` parameter, as before TLS and WebSocket existed, so peers
-    /// that reach the PBX over UDP keep doing so; over TLS, WS and WSS the
-    /// parameter sends the peer's in-dialog requests back over that transport
-    /// (RFC 3261 section 19.1.1, RFC 7118 section 5).
+    /// that reach the PBX over UDP keep doing so. Over TLS, WS and WSS the
+    /// parameter sends the peer's in-dialog requests back over that
+    /// transport (RFC 3261, RFC 7118).
     pub fn contact(&self, transport: TransportKind) -> NameAddr {
         let host = match self.address {
             IpAddr::V4(v4) => sip_message::Host::Ipv4(v4),
@@ -352,7 +352,7 @@ mod tests {
                 "<sip:pbx@192.0.2.10:5061;transport=tls>",
             ),
             (TransportKind::Ws, "<sip:pbx@192.0.2.10:5066;transport=ws>"),
-            // No WSS listener: the UDP and TCP port stands in.
+            // Without a WSS listener, the UDP and TCP port is used.
             (
                 TransportKind::Wss,
                 "<sip:pbx@192.0.2.10:5060;transport=wss>",

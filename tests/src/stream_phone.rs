@@ -1,8 +1,8 @@
 //! A SIP phone over TLS or WebSocket, for the transports sipp 3.6.1 as
 //! packaged in Debian cannot speak (it is built without TLS and has no
-//! WebSocket mode). It registers with digest authentication, places and
-//! answers calls, and keeps one connection for everything, so requests from
-//! the PBX must come back over the connection the phone registered on.
+//! WebSocket mode). It registers with digest authentication, and it places
+//! and accepts calls. It keeps one connection for everything, so requests
+//! from the PBX must come back over the connection the phone registered on.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -179,7 +179,7 @@ impl StreamPhone {
 
     /// Upgrades a TCP connection to `pbx` to a WebSocket with the `sip`
     /// subprotocol. The phone names itself by an `.invalid` host, as
-    /// browsers do (RFC 7118 section 5.2).
+    /// browsers do.
     pub fn connect_websocket(pbx: SocketAddr, user: &str) -> io::Result<StreamPhone> {
         let socket = open_websocket(pbx, Some("sip")).map_err(io::Error::other)?;
         let local = format!("{user}-browser.invalid");

@@ -1,6 +1,6 @@
-//! SIP over TLS and over WebSocket against the real binary: an agent
-//! registers over one connection and the call routed to it arrives over
-//! that same connection; hostile handshakes and frames are closed while the
+//! SIP over TLS and over WebSocket against the real binary. An agent
+//! registers over one connection, and the call routed to it arrives over
+//! that same connection. Hostile handshakes and frames are closed while the
 //! PBX keeps serving.
 
 use std::io::{Read, Write};
@@ -14,7 +14,7 @@ use pbx_e2e::stream_phone::{self, StreamPhone};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 const SIGNALLING_TIMEOUT: Duration = Duration::from_secs(10);
-/// WebSocket messages larger than this are refused in these tests.
+/// WebSocket messages larger than this are rejected in these tests.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 fn loopback(port: u16) -> SocketAddr {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why the certificate or key files cannot serve TLS.
+/// Error loading the certificate or key files for TLS.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TlsFileError {
     #[error("failed to read {path:?}: {source}")]
@@ -67,8 +67,8 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The ring provider, whose C and assembly part builds in seconds, where
-/// aws-lc-rs compiles a large C library.
+/// Returns the ring provider, chosen because its C and assembly part builds
+/// in seconds while aws-lc-rs compiles a large C library.
 // NOTE: rustls 0.23.48 deprecates ring's provider because it offers no
 // post-quantum key exchange; switching to aws-lc-rs adds X25519MLKEM768.
 #[allow(deprecated, reason = "ring is the chosen provider; see the note above")]

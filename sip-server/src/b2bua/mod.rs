@@ -393,6 +393,7 @@ impl Core {
     /// rather than at their timers.
     pub fn connection_closed(&mut self, connection: u64, now: Instant) {
         self.transactions.connection_closed(connection);
+        self.registrar.connection_closed(connection);
         self.process(now);
     }
 

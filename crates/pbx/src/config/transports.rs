@@ -11,7 +11,7 @@ use super::validate::{Checker, Source, Sourced, from_file, spanned};
 use super::{CertificateFiles, StreamConfig};
 use crate::transport::StreamLimits;
 
-/// Upper bounds of the limit keys: larger values are surely typos.
+/// Upper bounds of the limit keys, above which a value is taken as a typo.
 const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 const IDLE_TIMEOUT_LIMIT_SECS: u64 = 86_400;

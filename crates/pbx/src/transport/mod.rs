@@ -48,10 +48,10 @@ pub(crate) struct StreamLimits {
     pub(crate) idle_timeout: Duration,
 }
 
+// A call centre's phones need one connection each, and a NAT may put a
+// whole site behind one address. Phones following RFC 5626 send a
+// keep-alive every few minutes at most, well inside the idle timeout.
 impl Default for StreamLimits {
-    /// A call centre's phones need one connection each, and a NAT may put a
-    /// whole site behind one address. RFC 5626 section 4.4.1 suggests a
-    /// keep-alive every 95 to 120 seconds, well inside the idle timeout.
     fn default() -> StreamLimits {
         StreamLimits {
             max_message_bytes: 64 * 1024,
@@ -122,7 +122,7 @@ enum Outgoing {
     /// The RFC 5626 pong: one CRLF on TCP and TLS.
     Pong,
     /// Close the connection; WebSocket sends a close frame with this code
-    /// (RFC 6455 section 7.4.1) and reason first.
+    /// (RFC 6455) and reason first.
     Close(u16, &'static str),
 }
 
@@ -440,7 +440,7 @@ enum HandshakeError {
 /// Accepts connections on `listener` for as long as the process runs.
 async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
     let transport = handshake.transport().via_token();
-    let mut refused: u64 = 0;
+    let mut rejected: u64 = 0;
     loop {
         match listener.accept().await {
             Ok((connection, peer)) => match sender.admit(peer) {
@@ -449,9 +449,9 @@ async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
                 }
                 None => {
                     // Dropping the connection closes it at once.
-                    refused += 1;
-                    if refused.is_power_of_two() {
-                        tracing::warn!(%peer, transport, refused, "connection limit reached; connection refused");
+                    rejected += 1;
+                    if rejected.is_power_of_two() {
+                        tracing::warn!(%peer, transport, rejected, "connection limit reached; connection rejected");
                     }
                 }
             },

@@ -1,6 +1,6 @@
 //! Byte stream connections (TCP and TLS): messages framed by
-//! Content-Length, CRLF keep-alives answered, and the limits on message
-//! size, idle time and slow messages.
+//! Content-Length, a pong for each CRLF keep-alive ping, and the limits on
+//! message size, idle time and slow messages.
 
 use bytes::{Bytes, BytesMut};
 use sip_message::StreamFrame;
@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use super::{MESSAGE_TIMEOUT, Outgoing, Sender, deliver};
 
 /// Tracks keep-alive bytes between messages. A ping is a double CRLF and
-/// its pong a single CRLF (RFC 5626 section 3.5.1); a ping may arrive split
-/// over several reads.
+/// its pong a single CRLF (RFC 5626). A ping may arrive split over several
+/// reads.
 #[derive(Debug, Default)]
 pub(super) struct KeepAlive {
     /// Keep-alive bytes seen since the last message or pong.
@@ -120,7 +120,7 @@ pub(super) async fn write<S: AsyncWrite>(
             Outgoing::Pong => PONG,
             Outgoing::Close(..) => break,
         };
-        // tokio-rustls holds written records until a flush.
+        // tokio-rustls buffers written records until a flush.
         let written = match writer.write_all(&payload).await {
             Ok(()) => writer.flush().await,
             Err(error) => Err(error),

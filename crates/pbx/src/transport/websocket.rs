@@ -45,7 +45,7 @@ where
 }
 
 /// Accepts the upgrade when the client offers `sip`, and names it in the
-/// response as RFC 6455 requires; otherwise answers 400.
+/// response as RFC 6455 requires. Otherwise rejects the upgrade with 400.
 #[allow(
     clippy::result_large_err,
     reason = "tungstenite's handshake callback fixes this signature"
@@ -69,8 +69,8 @@ fn select_subprotocol(
     Err(rejection)
 }
 
-/// True when a Sec-WebSocket-Protocol header lists `sip`. Subprotocol
-/// names are compared case-sensitively, as RFC 6455 section 4.1 defines.
+/// True when a Sec-WebSocket-Protocol header lists `sip`. The comparison
+/// is exact, so `SIP` does not match.
 pub(super) fn offers_sip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -135,7 +135,7 @@ where
         let payload: &[u8] = match &message {
             Message::Text(text) => text.as_bytes(),
             Message::Binary(bytes) => bytes,
-            // tungstenite answers pings itself; pongs need nothing.
+            // tungstenite replies to pings itself, and pongs need nothing.
             _ => continue,
         };
         if payload.iter().all(|&byte| byte == b'\r' || byte == b'\n') {
@@ -150,7 +150,7 @@ where
 }
 
 /// Writes each SIP message as one WebSocket message: text when it is UTF-8,
-/// binary otherwise (RFC 7118 section 5.2).
+/// binary otherwise.
 async fn write<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,

@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::stream::KeepAlive;
 use super::*;
@@ -77,8 +77,6 @@ fn subprotocol_offer_is_parsed() {
 fn header_name() -> tokio_tungstenite::tungstenite::http::HeaderName {
     tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL
 }
-
-use tokio_tungstenite::tungstenite::http::HeaderMap;
 
 #[tokio::test]
 async fn tcp_ping_gets_pong() {
@@ -204,8 +202,6 @@ async fn websocket_without_sip_subprotocol_gets_400() {
     );
 }
 
-use tokio_tungstenite::tungstenite::http::StatusCode;
-
 #[tokio::test]
 async fn websocket_oversized_message_closes_with_1009() {
     let (inputs, _receiver) = mpsc::channel(16);
@@ -299,4 +295,45 @@ async fn tls_garbage_handshake_is_closed() {
     let mut stream = TcpStream::connect(bound.tls.unwrap()).await.unwrap();
     stream.write_all(OPTIONS).await.unwrap();
     assert_closed(&mut stream, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn wss_upgrade_over_tls_reaches_engine() {
+    let (server, roots) = test_certificate();
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        wss: Some((loopback(), server)),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let addr = bound.wss.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_client(roots).connect(name, tcp).await.unwrap();
+    let mut request = format!("wss://localhost:{}/", addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header_name(), HeaderValue::from_static("sip"));
+    let (mut socket, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(
+        response.headers().get(header_name()).unwrap(),
+        "sip",
+        "the 101 names the chosen subprotocol"
+    );
+    socket
+        .send(WsMessage::text(
+            String::from_utf8(OPTIONS.to_vec()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let Input::Sip(_, source) = input else {
+        panic!("expected a SIP input");
+    };
+    assert_eq!(source.transport, TransportKind::Wss);
 }

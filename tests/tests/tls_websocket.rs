@@ -136,6 +136,31 @@ fn websocket_register_then_call_arrives() {
         .expect("BYE reaches the agent over its WebSocket");
     let call = pbx.wait_for_call(&call_id, SIGNALLING_TIMEOUT);
     assert_eq!(call["agent"], agent.id.as_str(), "call record: {call}");
+
+    // Nothing reaches a browser's contact once its WebSocket is gone.
+    assert_eq!(contacts_of(&pbx, &agent.id), 1);
+    drop(phone);
+    let deadline = std::time::Instant::now() + SIGNALLING_TIMEOUT;
+    while contacts_of(&pbx, &agent.id) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "contact still registered after its WebSocket closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Number of registered contacts of `agent` in `GET /api/agents`.
+fn contacts_of(pbx: &Pbx, agent: &str) -> u64 {
+    let agents = pbx.get("/api/agents").json();
+    let listed = agents
+        .as_array()
+        .expect("agents array")
+        .iter()
+        .find(|listed| listed["id"] == agent)
+        .cloned()
+        .expect("agent listed");
+    listed["contacts"].as_u64().expect("contacts count")
 }
 
 #[test]

@@ -77,7 +77,8 @@ pub(crate) struct StreamConfig {
     pub(crate) tls_listen: Option<SocketAddr>,
     pub(crate) ws_listen: Option<SocketAddr>,
     pub(crate) wss_listen: Option<SocketAddr>,
-    /// Set whenever TLS or WSS listens; checked to load at validation.
+    /// Set whenever TLS or WSS listens. Validation loads the files once to
+    /// check them.
     pub(crate) certificate: Option<CertificateFiles>,
     pub(crate) limits: crate::transport::StreamLimits,
 }

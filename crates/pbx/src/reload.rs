@@ -224,8 +224,8 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "sip.wss_listen",
         old_streams.wss_listen != new_streams.wss_listen,
     );
-    // The certificate files are read once at start, so a renewed
-    // certificate at the same path also needs a restart.
+    // NOTE: the certificate files are read only at start. A changed path is
+    // reported here, but a certificate renewed at the same path is not.
     check(
         "sip.tls_certificate",
         old_streams.certificate != new_streams.certificate,

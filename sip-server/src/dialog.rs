@@ -4,25 +4,71 @@
 
 use sip_message::{Method, NameAddr, Request, Response, Uri};
 
-use crate::transaction::{Target, TransactionLayer};
+use std::net::{IpAddr, SocketAddr};
 
-/// How the PBX names itself in Via and Contact.
+use crate::transaction::{Target, TransactionLayer, TransportKind};
+
+/// How the PBX names itself in Via and Contact: one address, and a port
+/// that depends on the transport a message goes over.
 #[derive(Clone, Debug)]
 pub struct LocalContact {
-    /// `host:port` that peers reach the PBX at.
-    pub sent_by: String,
-    pub contact: NameAddr,
+    pub address: IpAddr,
+    pub ports: ListenPorts,
+}
+
+/// Ports the PBX takes SIP on. UDP and TCP share `udp_tcp`; a transport
+/// without a listener is `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenPorts {
+    pub udp_tcp: u16,
+    pub tls: Option<u16>,
+    pub ws: Option<u16>,
+    pub wss: Option<u16>,
+}
+
+impl ListenPorts {
+    /// Port of `transport`'s listener. A transport without a listener falls
+    /// back to the UDP and TCP port. That happens only for a dialog stored by
+    /// an earlier run whose listener is no longer configured.
+    pub fn port(&self, transport: TransportKind) -> u16 {
+        let port = match transport {
+            TransportKind::Udp | TransportKind::Tcp => None,
+            TransportKind::Tls => self.tls,
+            TransportKind::Ws => self.ws,
+            TransportKind::Wss => self.wss,
+        };
+        port.unwrap_or(self.udp_tcp)
+    }
 }
 
 impl LocalContact {
     /// Top Via value for a new request over `target`'s transport.
     pub fn via(&self, target: &Target) -> String {
+        let sent_by = SocketAddr::new(self.address, self.ports.port(target.transport));
         format!(
-            "SIP/2.0/{} {};branch={};rport",
+            "SIP/2.0/{} {sent_by};branch={};rport",
             target.transport.via_token(),
-            self.sent_by,
             TransactionLayer::new_branch()
         )
+    }
+
+    /// Contact URI for a message over `transport`. Over UDP and TCP it has no
+    /// `transport` parameter, as before TLS and WebSocket existed, so peers
+    /// that reach the PBX over UDP keep doing so. Over TLS, WS and WSS the
+    /// parameter sends the peer's in-dialog requests back over that
+    /// transport (RFC 3261, RFC 7118).
+    pub fn contact(&self, transport: TransportKind) -> NameAddr {
+        let host = match self.address {
+            IpAddr::V4(v4) => sip_message::Host::Ipv4(v4),
+            IpAddr::V6(v6) => sip_message::Host::Ipv6(v6),
+        };
+        let port = self.ports.port(transport);
+        let mut uri = Uri::sip(Some("pbx"), host, Some(port));
+        if !matches!(transport, TransportKind::Udp | TransportKind::Tcp) {
+            let token = transport.via_token().to_ascii_lowercase();
+            uri.params.set("transport", Some(&token));
+        }
+        NameAddr::new(uri)
     }
 }
 
@@ -116,7 +162,9 @@ impl Dialog {
         request.headers.push("Call-ID", self.call_id.clone());
         request.headers.push("CSeq", format!("{seq} {method}"));
         if matches!(method, Method::Invite | Method::Update) {
-            request.headers.push("Contact", local.contact.to_string());
+            request
+                .headers
+                .push("Contact", local.contact(self.target.transport).to_string());
         }
         request
     }
@@ -148,7 +196,7 @@ pub struct StoredDialog {
     pub remote_target: String,
     pub route_set: Vec<String>,
     pub local_cseq: u32,
-    /// "UDP" or "TCP".
+    /// Via token of the transport: "UDP", "TCP", "TLS", "WS" or "WSS".
     pub transport: String,
     pub address: std::net::SocketAddr,
 }
@@ -168,7 +216,7 @@ pub struct StoredLegs {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredCancel {
     pub request: String,
-    /// "UDP" or "TCP".
+    /// Via token of the transport: "UDP", "TCP", "TLS", "WS" or "WSS".
     pub transport: String,
     pub address: std::net::SocketAddr,
 }
@@ -199,12 +247,8 @@ impl StoredCancel {
     }
 }
 
-fn transport_of(token: &str) -> Option<crate::transaction::TransportKind> {
-    match token {
-        "UDP" => Some(crate::transaction::TransportKind::Udp),
-        "TCP" => Some(crate::transaction::TransportKind::Tcp),
-        _ => None,
-    }
+fn transport_of(token: &str) -> Option<TransportKind> {
+    TransportKind::from_token(token)
 }
 
 impl Dialog {
@@ -272,4 +316,78 @@ pub fn random_token() -> String {
     (0..16)
         .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.random_range(0..32)]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> LocalContact {
+        LocalContact {
+            address: "192.0.2.10".parse().unwrap(),
+            ports: ListenPorts {
+                udp_tcp: 5060,
+                tls: Some(5061),
+                ws: Some(5066),
+                wss: None,
+            },
+        }
+    }
+
+    fn target(transport: TransportKind) -> Target {
+        Target {
+            transport,
+            addr: "192.0.2.20:40000".parse().unwrap(),
+            connection: Some(7),
+        }
+    }
+
+    #[test]
+    fn contact_names_transport_and_port() {
+        let cases = [
+            (TransportKind::Udp, "<sip:pbx@192.0.2.10:5060>"),
+            (TransportKind::Tcp, "<sip:pbx@192.0.2.10:5060>"),
+            (
+                TransportKind::Tls,
+                "<sip:pbx@192.0.2.10:5061;transport=tls>",
+            ),
+            (TransportKind::Ws, "<sip:pbx@192.0.2.10:5066;transport=ws>"),
+            // Without a WSS listener, the UDP and TCP port is used.
+            (
+                TransportKind::Wss,
+                "<sip:pbx@192.0.2.10:5060;transport=wss>",
+            ),
+        ];
+        for (transport, expected) in cases {
+            assert_eq!(
+                local().contact(transport).to_string(),
+                expected,
+                "{transport:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn via_names_transport_and_port() {
+        let via = local().via(&target(TransportKind::Tls));
+        assert!(
+            via.starts_with("SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bK"),
+            "{via}"
+        );
+        let via = local().via(&target(TransportKind::Ws));
+        assert!(
+            via.starts_with("SIP/2.0/WS 192.0.2.10:5066;branch="),
+            "{via}"
+        );
+    }
+
+    #[test]
+    fn transport_tokens_round_trip() {
+        for token in ["UDP", "TCP", "TLS", "WS", "WSS"] {
+            let kind = TransportKind::from_token(token).unwrap();
+            assert_eq!(kind.via_token(), token);
+        }
+        assert_eq!(TransportKind::from_token("tls"), Some(TransportKind::Tls));
+        assert_eq!(TransportKind::from_token("SCTP"), None);
+    }
 }

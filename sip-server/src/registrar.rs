@@ -91,6 +91,9 @@ pub enum ReachabilityCause {
     Restored,
     /// A configuration reload removed the agent, and its bindings with it.
     AgentRemoved,
+    /// The TLS or WebSocket connection a contact registered over closed,
+    /// and nothing else reaches that contact.
+    ConnectionClosed,
 }
 
 impl ReachabilityCause {
@@ -102,6 +105,7 @@ impl ReachabilityCause {
             ReachabilityCause::Qualify => "qualify",
             ReachabilityCause::Restored => "restored",
             ReachabilityCause::AgentRemoved => "agent_removed",
+            ReachabilityCause::ConnectionClosed => "connection_closed",
         }
     }
 }
@@ -579,6 +583,36 @@ impl Registrar {
             });
         }
         self.schedule(agent);
+    }
+
+    /// Removes the bindings reached only through stream connection
+    /// `connection`, which just closed. Contacts registered over TLS or
+    /// WebSocket go: the PBX opens no TLS connections yet, and a browser
+    /// accepts none. TCP contacts stay, because the transport can connect
+    /// to them again.
+    pub fn connection_closed(&mut self, connection: u64) {
+        let flow_only = |binding: &Binding| {
+            binding.source.connection == Some(connection)
+                && !matches!(
+                    binding.source.transport,
+                    crate::transaction::TransportKind::Udp | crate::transaction::TransportKind::Tcp
+                )
+        };
+        let affected: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(_, list)| list.iter().any(flow_only))
+            .map(|(agent, _)| agent.clone())
+            .collect();
+        for agent in affected {
+            let Some(list) = self.bindings.get(&agent) else {
+                continue;
+            };
+            let remaining = list.iter().filter(|b| !flow_only(b)).cloned().collect();
+            tracing::info!(agent, connection, "binding removed with its connection");
+            self.set_bindings(&agent, remaining, ReachabilityCause::ConnectionClosed);
+        }
+        self.tidy();
     }
 
     /// Expires bindings, times out unanswered probes and queues the probes

@@ -16,6 +16,8 @@
 //! - [`phones`] runs the agent phone (registration, answering) and the caller.
 //! - [`raw_caller`] and [`raw_agent`] are phones written on UDP sockets that
 //!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
+//! - [`stream_phone`] is a phone over TLS or WebSocket, the transports the
+//!   packaged sipp lacks.
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -35,5 +37,6 @@ pub mod raw_agent;
 pub mod raw_caller;
 pub mod rtp_stream;
 pub mod sipp;
+pub mod stream_phone;
 pub mod tools;
 pub mod wav;

@@ -45,6 +45,8 @@ pub struct PbxConfig {
     pub ring_timeout_secs: u64,
     pub max_wait_secs: u64,
     pub recording: bool,
+    /// Lines added to the `[sip]` table, such as `ws_listen = "..."`.
+    pub sip_extra: String,
     /// Lines added to the `[recording]` table, such as `mixed_mono = true`.
     pub recording_extra: String,
     /// Members of the test queue; every agent when None.
@@ -72,6 +74,7 @@ impl Default for PbxConfig {
             ring_timeout_secs: 5,
             max_wait_secs: 30,
             recording: true,
+            sip_extra: String::new(),
             recording_extra: String::new(),
             queue_members: None,
             queue_extra: String::new(),
@@ -93,12 +96,13 @@ impl PbxConfig {
     ) -> String {
         let mut text = format!(
             "data_dir = {data_dir:?}\n\n\
-             [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n\n\
+             [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n{}\n\
              [http]\nlisten = \"{http}\"\n\n\
              [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n\n\
              [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\
              qualify_interval_secs = {}\n\n\
              [recording]\nenabled = {}\n{}",
+            self.sip_extra,
             rtp.start(),
             rtp.end(),
             self.qualify_interval_secs,

@@ -10,6 +10,7 @@
 mod error;
 mod raw;
 mod routing;
+mod transports;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -66,6 +67,28 @@ pub(crate) struct SipConfig {
     pub(crate) domain: String,
     /// Digest algorithms offered in challenges, preferred first.
     pub(crate) digest_algorithms: Vec<sip_server::auth::Algorithm>,
+    /// TLS and WebSocket listeners and the limits of every stream transport.
+    pub(crate) streams: StreamConfig,
+}
+
+/// Stream transports beyond TCP, and limits shared with TCP.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StreamConfig {
+    pub(crate) tls_listen: Option<SocketAddr>,
+    pub(crate) ws_listen: Option<SocketAddr>,
+    pub(crate) wss_listen: Option<SocketAddr>,
+    /// Set whenever TLS or WSS listens. Validation loads the files once to
+    /// check them.
+    pub(crate) certificate: Option<CertificateFiles>,
+    pub(crate) limits: crate::transport::StreamLimits,
+}
+
+/// PEM files of the TLS server certificate.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CertificateFiles {
+    /// Certificate chain, leaf first.
+    pub(crate) chain: PathBuf,
+    pub(crate) private_key: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -231,6 +254,8 @@ impl Config {
 mod routing_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transport_tests;
 
 impl Config {
     /// Queue destinations this version cannot carry out, as `key: message`

@@ -25,6 +25,7 @@ mod retention;
 mod secrets;
 mod server;
 mod sounds;
+mod tls;
 mod transport;
 
 use std::process::ExitCode;

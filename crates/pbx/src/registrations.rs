@@ -55,10 +55,7 @@ impl RegistrationStore {
             .bind(unix_millis(binding.expires_at))
             .bind(&binding.call_id)
             .bind(i64::from(binding.cseq))
-            .bind(match binding.transport {
-                TransportKind::Udp => "udp",
-                TransportKind::Tcp => "tcp",
-            })
+            .bind(binding.transport.via_token().to_ascii_lowercase())
             .bind(binding.address.to_string())
             .execute(&mut *transaction)
             .await?;
@@ -94,11 +91,7 @@ impl RegistrationStore {
 
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Option<StoredBinding> {
     let expires_ms: i64 = row.try_get("expires_at_ms").ok()?;
-    let transport = match row.try_get::<String, _>("transport").ok()?.as_str() {
-        "udp" => TransportKind::Udp,
-        "tcp" => TransportKind::Tcp,
-        _ => return None,
-    };
+    let transport = TransportKind::from_token(&row.try_get::<String, _>("transport").ok()?)?;
     Some(StoredBinding {
         contact: row.try_get("contact").ok()?,
         expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).ok()?),

@@ -11,7 +11,6 @@
 //! the retention task started with them: a change there is reported as
 //! needing a restart and the running value stays.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -69,7 +68,7 @@ pub(crate) enum ReloadError {
 pub(crate) struct Reloader {
     source: ConfigSource,
     /// SIP address the core was started with, which a reload keeps.
-    sip_bound: SocketAddr,
+    sip_bound: crate::transport::Bound,
     /// The configuration in force, with the running values of the settings
     /// that need a restart.
     running: Mutex<Config>,
@@ -80,7 +79,7 @@ impl Reloader {
     pub(crate) fn new(
         source: ConfigSource,
         running: Config,
-        sip_bound: SocketAddr,
+        sip_bound: crate::transport::Bound,
         live: Live,
     ) -> Reloader {
         Reloader {
@@ -212,6 +211,42 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "sip.digest_algorithms",
         old.sip.digest_algorithms != new.sip.digest_algorithms,
     );
+    let (old_streams, new_streams) = (&old.sip.streams, &new.sip.streams);
+    check(
+        "sip.tls_listen",
+        old_streams.tls_listen != new_streams.tls_listen,
+    );
+    check(
+        "sip.ws_listen",
+        old_streams.ws_listen != new_streams.ws_listen,
+    );
+    check(
+        "sip.wss_listen",
+        old_streams.wss_listen != new_streams.wss_listen,
+    );
+    // NOTE: the certificate files are read only at start. A changed path is
+    // reported here, but a certificate renewed at the same path is not.
+    check(
+        "sip.tls_certificate",
+        old_streams.certificate != new_streams.certificate,
+    );
+    let (old_limits, new_limits) = (old_streams.limits, new_streams.limits);
+    check(
+        "sip.max_message_bytes",
+        old_limits.max_message_bytes != new_limits.max_message_bytes,
+    );
+    check(
+        "sip.max_connections",
+        old_limits.max_connections != new_limits.max_connections,
+    );
+    check(
+        "sip.max_connections_per_address",
+        old_limits.max_connections_per_address != new_limits.max_connections_per_address,
+    );
+    check(
+        "sip.idle_timeout_secs",
+        old_limits.idle_timeout != new_limits.idle_timeout,
+    );
     check("http.listen", old.http.listen != new.http.listen);
     check("media.address", old.media.address != new.media.address);
     check(
@@ -295,12 +330,18 @@ mod tests {
         let mut new = old.clone();
         assert!(restart_needed(&old, &new).is_empty());
         new.sip.listen = "127.0.0.1:5070".parse().unwrap();
+        new.sip.streams.ws_listen = Some("127.0.0.1:5066".parse().unwrap());
         new.media.rtp_ports = 30000..=30099;
         new.registrar.max_contacts = 2;
         new.queues.clear();
         assert_eq!(
             restart_needed(&old, &new),
-            ["sip.listen", "media.rtp_ports", "registrar.max_contacts"]
+            [
+                "sip.listen",
+                "sip.ws_listen",
+                "media.rtp_ports",
+                "registrar.max_contacts"
+            ]
         );
     }
 }

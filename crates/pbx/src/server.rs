@@ -24,11 +24,10 @@ pub(crate) enum StartError {
     Cdr(#[from] cdr::CdrError),
     #[error("cannot start the media relay: {0}")]
     Media(#[from] media::MediaError),
-    #[error("cannot bind SIP on {addr}: {source}")]
-    SipBind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("cannot start SIP: {0}")]
+    SipBind(#[from] crate::transport::BindError),
+    #[error("cannot start SIP over TLS: {0}")]
+    Tls(#[from] crate::tls::TlsFileError),
     #[error("cannot bind HTTP on {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -80,12 +79,8 @@ pub(crate) async fn run(
     })?;
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);
-    let (sender, sip_bound) = crate::transport::start(config.sip.listen, inputs.clone())
-        .await
-        .map_err(|source| StartError::SipBind {
-            addr: config.sip.listen,
-            source,
-        })?;
+    let listeners = listeners(&config)?;
+    let (sender, sip_bound) = crate::transport::start(&listeners, inputs.clone()).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::HttpBind {
@@ -191,7 +186,10 @@ pub(crate) async fn run(
         registration_writes,
     ));
     tracing::info!(
-        sip = %sip_bound,
+        sip = %sip_bound.udp_tcp,
+        sip_tls = ?sip_bound.tls,
+        sip_ws = ?sip_bound.ws,
+        sip_wss = ?sip_bound.wss,
         http = %http_bound,
         rtp_ports = ?config.media.rtp_ports,
         data_dir = %config.data_dir.display(),
@@ -226,9 +224,29 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Listener addresses from `config`, with the TLS configuration loaded
+/// from the certificate files when TLS or WSS listens.
+fn listeners(config: &Config) -> Result<crate::transport::Listeners, StartError> {
+    let streams = &config.sip.streams;
+    let tls = match &streams.certificate {
+        Some(files) if streams.tls_listen.is_some() || streams.wss_listen.is_some() => {
+            Some(crate::tls::server_config(&files.chain, &files.private_key)?)
+        }
+        _ => None,
+    };
+    let with_tls = |addr: Option<SocketAddr>| addr.zip(tls.clone());
+    Ok(crate::transport::Listeners {
+        udp_tcp: config.sip.listen,
+        tls: with_tls(streams.tls_listen),
+        ws: streams.ws_listen,
+        wss: with_tls(streams.wss_listen),
+        limits: streams.limits,
+    })
+}
+
 pub(crate) fn core_config(
     config: &Config,
-    sip_bound: SocketAddr,
+    sip_bound: crate::transport::Bound,
     passwords: HashMap<String, String>,
     sounds: &Path,
 ) -> sip_server::b2bua::CoreConfig {
@@ -243,7 +261,8 @@ pub(crate) fn core_config(
     });
     sip_server::b2bua::CoreConfig {
         domain: config.sip.domain.clone(),
-        sip_address: SocketAddr::new(config.sip.advertised_address, sip_bound.port()),
+        sip_address: SocketAddr::new(config.sip.advertised_address, sip_bound.udp_tcp.port()),
+        listen_ports: sip_bound.listen_ports(),
         media_address: config.media.advertised_address,
         trunks: config
             .trunks

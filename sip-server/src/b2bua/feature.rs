@@ -162,7 +162,7 @@ impl Core {
         super::add_to_tag(&mut response, &tag);
         response
             .headers
-            .push("Contact", self.local.contact.to_string());
+            .push("Contact", self.local.contact(source.transport).to_string());
         if let Ok(mut answer) = crate::sdp::parse(&request.body) {
             // Every stream declined: the call carries no media.
             for media in &mut answer.media {

@@ -7,7 +7,7 @@ use sip_message::{Method, Request, Response};
 
 use super::call::{Phase, Side};
 use super::{Command, Core, Purpose};
-use crate::transaction::TransactionKey;
+use crate::transaction::{TransactionKey, TransportKind};
 
 /// Number of RTP timeouts a call on hold may stay silent before it ends.
 /// A held call without music is silent by design, but one whose phones
@@ -173,9 +173,10 @@ impl Core {
                 }
                 let mut response = Response::for_request(&request, 200, None);
                 super::add_to_tag(&mut response, &call.caller.local_tag);
-                response
-                    .headers
-                    .push("Contact", self.local.contact.to_string());
+                response.headers.push(
+                    "Contact",
+                    self.local.contact(call.caller.source.transport).to_string(),
+                );
                 // An UPDATE without an offer gets no answer (RFC 3311); an
                 // INVITE without one gets the PBX's offer.
                 let send_sdp = request.method == Method::Invite || offer.is_some();
@@ -443,9 +444,12 @@ impl Core {
         super::add_to_tag(&mut reply, &local_tag);
         let success = (200..300).contains(&response.status);
         if success && request.method == Method::Invite {
+            let transport = call
+                .dialog(origin)
+                .map_or(TransportKind::Udp, |dialog| dialog.target.transport);
             reply
                 .headers
-                .push("Contact", self.local.contact.to_string());
+                .push("Contact", self.local.contact(transport).to_string());
             // The other leg's 2xx is ACKed at once; the originator's ACK
             // is absorbed when it arrives.
             self.ack_other_leg(call_id, origin.other(), &response);

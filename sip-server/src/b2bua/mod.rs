@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sip_message::{Method, NameAddr, Request, Response, Uri};
 
-use crate::dialog::LocalContact;
+use crate::dialog::{ListenPorts, LocalContact};
 use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
 use crate::transaction::{Event, Target, TimerConfig, TransactionKey, TransactionLayer, Transmit};
 
@@ -80,8 +80,12 @@ pub struct DidRoute {
 pub struct CoreConfig {
     /// Digest realm and the host part of AORs.
     pub domain: String,
-    /// Address and port peers reach the PBX's SIP service at.
+    /// Address and port peers reach the PBX's SIP service at over UDP and
+    /// TCP.
     pub sip_address: SocketAddr,
+    /// Ports of the TLS, WS and WSS listeners; `udp_tcp` is ignored in
+    /// favour of `sip_address`'s port.
+    pub listen_ports: ListenPorts,
     /// Address put in SDP for the relay ports.
     pub media_address: IpAddr,
     pub trunks: Vec<Trunk>,
@@ -344,14 +348,15 @@ impl Core {
                 acd.set_skills(agent, skills.clone(), now)?;
             }
         }
-        let sent_by = config.sip_address.to_string();
-        let contact = NameAddr::new(Uri::sip(
-            Some("pbx"),
-            host_of(config.sip_address.ip()),
-            Some(config.sip_address.port()),
-        ));
+        let local = LocalContact {
+            address: config.sip_address.ip(),
+            ports: ListenPorts {
+                udp_tcp: config.sip_address.port(),
+                ..config.listen_ports
+            },
+        };
         let mut core = Core {
-            local: LocalContact { sent_by, contact },
+            local,
             transactions: TransactionLayer::new(config.timers.clone()),
             registrar,
             acd,
@@ -389,6 +394,7 @@ impl Core {
     /// rather than at their timers.
     pub fn connection_closed(&mut self, connection: u64, now: Instant) {
         self.transactions.connection_closed(connection);
+        self.registrar.connection_closed(connection);
         self.process(now);
     }
 

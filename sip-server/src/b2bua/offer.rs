@@ -119,7 +119,7 @@ impl Core {
             request.headers.push("CSeq", "1 INVITE");
             request
                 .headers
-                .push("Contact", self.local.contact.to_string());
+                .push("Contact", self.local.contact(target.transport).to_string());
             request.headers.push("Allow", super::ALLOW);
             // Call context for the agent's phone or CRM.
             if let Some((product_id, queue, callback)) = &context {

@@ -260,6 +260,7 @@ mod tests {
         CoreConfig {
             domain: "pbx.test".into(),
             sip_address: "127.0.0.1:5060".parse().unwrap(),
+            listen_ports: Default::default(),
             media_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             trunks: Vec::new(),
             dids: queues

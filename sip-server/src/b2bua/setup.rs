@@ -435,9 +435,10 @@ impl Core {
             super::add_to_tag(&mut response, &call.caller.local_tag);
         }
         if status > 100 && status < 300 {
-            response
-                .headers
-                .push("Contact", self.local.contact.to_string());
+            response.headers.push(
+                "Contact",
+                self.local.contact(call.caller.source.transport).to_string(),
+            );
             response.headers.push("Allow", super::ALLOW);
         }
         if let Some(body) = sdp {

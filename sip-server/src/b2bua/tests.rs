@@ -35,6 +35,7 @@ fn config() -> CoreConfig {
     CoreConfig {
         domain: "pbx.test".into(),
         sip_address: "127.0.0.1:5060".parse().unwrap(),
+        listen_ports: Default::default(),
         media_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         trunks: vec![Trunk {
             name: "carrier".into(),
@@ -112,8 +113,12 @@ impl Harness {
     }
 
     fn receive(&mut self, text: &str, from: &str) {
+        self.receive_over(text, udp(from));
+    }
+
+    fn receive_over(&mut self, text: &str, source: Target) {
         let message = Message::parse(text.as_bytes()).expect("test message parses");
-        self.core.handle_message(message, udp(from), self.now);
+        self.core.handle_message(message, source, self.now);
         self.collect();
     }
 
@@ -217,6 +222,11 @@ impl Harness {
     }
 
     fn register(&mut self, agent: &str, password: &str, from: &str) -> Response {
+        self.register_over(agent, password, udp(from))
+    }
+
+    fn register_over(&mut self, agent: &str, password: &str, source: Target) -> Response {
+        let from = &source.addr.to_string();
         // A fresh branch per call, or a repeated registration would be
         // absorbed as a retransmission.
         static ROUNDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -229,7 +239,7 @@ impl Harness {
                  {auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
             )
         };
-        self.receive(&register("", 1), from);
+        self.receive_over(&register("", 1), source);
         let challenge = self.responses_to(from).pop().expect("challenge");
         assert_eq!(challenge.status, 401);
         let header = challenge
@@ -270,7 +280,7 @@ impl Harness {
              response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c1\"\r\n",
             credentials.nonce, credentials.response
         );
-        self.receive(&register(&authorization, 2), from);
+        self.receive_over(&register(&authorization, 2), source);
         self.responses_to(from)
             .pop()
             .expect("final response to REGISTER")
@@ -1794,4 +1804,28 @@ fn caller_without_from_tag_can_hang_up() {
         h.finished_record().hangup_side,
         Some(cdr::HangupSide::Caller)
     );
+}
+
+#[test]
+fn websocket_binding_leaves_with_its_connection() {
+    let mut h = Harness::new();
+    let flow = |transport, connection| Target {
+        transport,
+        addr: "192.0.2.30:50000".parse().unwrap(),
+        connection: Some(connection),
+    };
+    let response = h.register_over("1001", "pw-one", flow(TransportKind::Ws, 9));
+    assert_eq!(response.status, 200);
+    let response = h.register_over("1002", "pw-two", flow(TransportKind::Tcp, 10));
+    assert_eq!(response.status, 200);
+
+    // Another connection closing changes nothing.
+    h.core.connection_closed(8, h.now);
+    assert_eq!(h.core.bindings("1001", h.now).len(), 1);
+
+    h.core.connection_closed(9, h.now);
+    assert!(h.core.bindings("1001", h.now).is_empty());
+    // A TCP contact can be connected to again, so it stays.
+    h.core.connection_closed(10, h.now);
+    assert_eq!(h.core.bindings("1002", h.now).len(), 1);
 }

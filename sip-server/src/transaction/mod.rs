@@ -48,21 +48,43 @@ use timers::Timers;
 pub enum TransportKind {
     Udp,
     Tcp,
+    Tls,
+    /// SIP over WebSocket (RFC 7118), one message per frame.
+    Ws,
+    /// SIP over WebSocket over TLS.
+    Wss,
 }
 
 impl TransportKind {
     /// Returns true for transports that deliver in order without loss, over
     /// which the transaction layer does not retransmit.
     pub fn is_reliable(self) -> bool {
-        matches!(self, TransportKind::Tcp)
+        !matches!(self, TransportKind::Udp)
     }
 
-    /// Transport token of the Via header ("UDP", "TCP").
+    /// Transport token of the Via header ("UDP", "TCP", "TLS", "WS", "WSS").
     pub fn via_token(self) -> &'static str {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+            TransportKind::Ws => "WS",
+            TransportKind::Wss => "WSS",
         }
+    }
+
+    /// Parses a Via transport token or a `transport=` URI parameter value,
+    /// ignoring case.
+    pub fn from_token(token: &str) -> Option<TransportKind> {
+        [
+            TransportKind::Udp,
+            TransportKind::Tcp,
+            TransportKind::Tls,
+            TransportKind::Ws,
+            TransportKind::Wss,
+        ]
+        .into_iter()
+        .find(|kind| kind.via_token().eq_ignore_ascii_case(token))
     }
 }
 

@@ -148,6 +148,12 @@ pub(crate) enum ConfigErrorKind {
     UnknownEmptyCondition { value: String },
     #[error("file {path:?} does not exist or is not a file; give the path of a WAV file")]
     MissingFile { path: String },
+    #[error("must be set because {needed_by} is set; give the path of a PEM file")]
+    MissingTlsFile { needed_by: &'static str },
+    /// A certificate or key file that cannot be read or used; the message
+    /// names the file.
+    #[error("{0}")]
+    Tls(#[source] crate::tls::TlsFileError),
     #[error("folder {path:?} lacks the prompt {missing:?}; record it or leave prompts_dir out")]
     MissingPrompt { path: String, missing: String },
 }

@@ -59,6 +59,15 @@ pub(super) struct RawSip {
     pub(super) advertised_address: Value<String>,
     pub(super) domain: Value<String>,
     pub(super) digest_algorithms: Value<Vec<Spanned<String>>>,
+    pub(super) tls_listen: Value<String>,
+    pub(super) ws_listen: Value<String>,
+    pub(super) wss_listen: Value<String>,
+    pub(super) tls_certificate: Value<String>,
+    pub(super) tls_private_key: Value<String>,
+    pub(super) max_message_bytes: Value<u64>,
+    pub(super) max_connections: Value<u64>,
+    pub(super) max_connections_per_address: Value<u64>,
+    pub(super) idle_timeout_secs: Value<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -178,7 +178,7 @@ impl Checker<'_> {
         }
     }
 
-    fn socket_address(&mut self, key: &str, raw: &Sourced<String>) -> SocketAddr {
+    pub(super) fn socket_address(&mut self, key: &str, raw: &Sourced<String>) -> SocketAddr {
         raw.value.parse().unwrap_or_else(|_| {
             let value = raw.value.clone();
             self.report(
@@ -452,6 +452,7 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         advertised_address: advertised(configured, listen.ip()),
         domain: domain.value,
         digest_algorithms: convert_digest_algorithms(checker, raw),
+        streams: super::transports::convert(checker, &raw.sip, listen),
     }
 }
 

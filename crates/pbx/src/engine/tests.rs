@@ -2,7 +2,6 @@
 //! phone gets its 200 only after the writer has committed the change.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -24,7 +23,7 @@ fn core(now: Instant) -> Core {
     let config =
         crate::config::Config::parse(crate::config::EMBEDDED_TEXT, "embedded").expect("config");
     let passwords: HashMap<String, String> = [("1001".to_owned(), PASSWORD.to_owned())].into();
-    let sip: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let sip = crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().unwrap());
     let core_config = crate::server::core_config(&config, sip, passwords, Path::new("/sounds"));
     Core::new(core_config, now, SystemTime::now()).expect("core")
 }

@@ -136,7 +136,7 @@ async fn fixture() -> Fixture {
             overrides: crate::config::Overrides::default(),
         },
         running,
-        "127.0.0.1:5060".parse().expect("address"),
+        crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().expect("address")),
         engine_double(),
     ));
     Fixture {

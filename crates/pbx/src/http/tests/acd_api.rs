@@ -430,7 +430,7 @@ async fn reload_of_the_built_in_default_is_refused() {
     let reloader = crate::reload::Reloader::new(
         crate::reload::ConfigSource::Embedded,
         crate::config::Config::embedded_default(),
-        "127.0.0.1:5060".parse().expect("address"),
+        crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().expect("address")),
         engine_double(),
     );
     let error = reloader.reload().await.expect_err("embedded");

@@ -1,0 +1,127 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::tests::{ORIGIN, assert_has, errors_of};
+use super::*;
+
+/// Writes a self-signed certificate and its key into `dir`.
+fn write_pair(dir: &Path) -> (String, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let chain = dir.join("chain.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&chain, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    (chain.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn stream_listeners_and_limits_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = write_pair(dir.path());
+    let text = format!(
+        "[sip]\ntls_listen = \"127.0.0.1:5061\"\nws_listen = \"127.0.0.1:5066\"\n\
+         wss_listen = \"127.0.0.1:5067\"\ntls_certificate = {chain:?}\n\
+         tls_private_key = {key:?}\nmax_message_bytes = 8192\nidle_timeout_secs = 90\n"
+    );
+    let config = Config::parse(&text, ORIGIN).unwrap();
+    let streams = &config.sip.streams;
+    assert_eq!(streams.tls_listen, Some("127.0.0.1:5061".parse().unwrap()));
+    assert_eq!(streams.ws_listen, Some("127.0.0.1:5066".parse().unwrap()));
+    assert_eq!(streams.wss_listen, Some("127.0.0.1:5067".parse().unwrap()));
+    let files = streams.certificate.as_ref().unwrap();
+    assert_eq!(files.chain, Path::new(&chain));
+    assert_eq!(streams.limits.max_message_bytes, 8192);
+    assert_eq!(streams.limits.idle_timeout, Duration::from_secs(90));
+    assert_eq!(streams.limits.max_connections, 4096);
+}
+
+#[test]
+fn stream_transports_are_off_by_default() {
+    let config = Config::embedded_default();
+    let streams = &config.sip.streams;
+    assert_eq!(streams.tls_listen, None);
+    assert_eq!(streams.ws_listen, None);
+    assert_eq!(streams.wss_listen, None);
+    assert_eq!(streams.certificate, None);
+    assert_eq!(streams.limits, crate::transport::StreamLimits::default());
+}
+
+#[test]
+fn tls_listener_needs_certificate_files() {
+    let errors = errors_of("[sip]\ntls_listen = \"127.0.0.1:5061\"\n");
+    assert_has(
+        &errors,
+        "test.toml: sip.tls_certificate: must be set because sip.tls_listen is set; \
+         give the path of a PEM file",
+    );
+    assert_has(
+        &errors,
+        "test.toml: sip.tls_private_key: must be set because sip.tls_listen is set; \
+         give the path of a PEM file",
+    );
+    let errors = errors_of("[sip]\nwss_listen = \"127.0.0.1:5067\"\n");
+    assert_has(
+        &errors,
+        "test.toml: sip.tls_certificate: must be set because sip.wss_listen is set; \
+         give the path of a PEM file",
+    );
+}
+
+#[test]
+fn missing_certificate_file_names_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = write_pair(dir.path());
+    let absent = dir.path().join("absent.pem").display().to_string();
+    let text = format!(
+        "[sip]\ntls_listen = \"127.0.0.1:5061\"\ntls_certificate = {absent:?}\n\
+         tls_private_key = {key:?}\n"
+    );
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let expected = format!("test.toml:3:19: sip.tls_certificate: failed to read {absent:?}: ");
+    assert!(errors[0].starts_with(&expected), "{errors:#?}");
+}
+
+#[test]
+fn invalid_key_file_names_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, _) = write_pair(dir.path());
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let garbage = garbage.display().to_string();
+    let text = format!(
+        "[sip]\ntls_listen = \"127.0.0.1:5061\"\ntls_certificate = {chain:?}\n\
+         tls_private_key = {garbage:?}\n"
+    );
+    let errors = errors_of(&text);
+    assert_eq!(
+        errors,
+        [format!(
+            "test.toml:4:19: sip.tls_private_key: {garbage:?} contains no PEM private key; \
+             expected a PKCS#8, PKCS#1 or SEC1 key"
+        )]
+    );
+}
+
+#[test]
+fn stream_listener_ports_may_not_overlap() {
+    let errors = errors_of("[sip]\nlisten = \"0.0.0.0:5070\"\nws_listen = \"0.0.0.0:5070\"\n");
+    assert_has(
+        &errors,
+        "test.toml:3:13: sip.ws_listen: port 5070 is also used by sip.listen; \
+         give each service its own port",
+    );
+}
+
+#[test]
+fn stream_limits_are_bounded() {
+    let errors = errors_of("[sip]\nmax_connections = 0\nidle_timeout_secs = 100000\n");
+    assert_has(
+        &errors,
+        "test.toml:2:19: sip.max_connections: must be greater than 0",
+    );
+    assert_has(
+        &errors,
+        "test.toml:3:21: sip.idle_timeout_secs: must be at most 86400, got 100000",
+    );
+}

@@ -1,0 +1,508 @@
+//! SIP transports: one UDP socket and a TCP listener on the same address,
+//! and optional TLS, WebSocket (WS) and secure WebSocket (WSS) listeners.
+//! Readers parse what arrives and hand it to the engine; [`Sender`] writes
+//! what the engine sends, over UDP or back over the stream connection a
+//! request came on. Every stream connection has an id that the engine keeps
+//! in its [`Target`], so requests to a contact registered over TCP, TLS or
+//! WebSocket reuse the registering connection (the flow of RFC 5626).
+
+mod stream;
+#[cfg(test)]
+mod tests;
+mod websocket;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_message::Message;
+use sip_server::transaction::{Target, TransportKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::engine::Input;
+
+/// Time allowed to complete a message once its first bytes arrived, so a
+/// peer cannot hold a connection with a header sent byte by byte.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for the TLS handshake and the WebSocket upgrade together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits shared by every stream transport (TCP, TLS, WS, WSS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamLimits {
+    /// Largest SIP message, or WebSocket message, accepted before the
+    /// connection is closed. UDP is bounded by the datagram size.
+    pub(crate) max_message_bytes: usize,
+    /// Open stream connections at most, over all stream transports.
+    pub(crate) max_connections: usize,
+    /// Open stream connections at most from one IP address.
+    pub(crate) max_connections_per_address: usize,
+    /// A connection that sends nothing, not even a keep-alive, for this long
+    /// is closed.
+    pub(crate) idle_timeout: Duration,
+}
+
+// A call centre's phones need one connection each, and a NAT may put a
+// whole site behind one address. Phones following RFC 5626 send a
+// keep-alive every few minutes at most, well inside the idle timeout.
+impl Default for StreamLimits {
+    fn default() -> StreamLimits {
+        StreamLimits {
+            max_message_bytes: 64 * 1024,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Addresses to listen on. TLS and WSS carry the rustls configuration
+/// built from the certificate files.
+#[derive(Clone)]
+pub(crate) struct Listeners {
+    /// UDP and TCP share this address.
+    pub(crate) udp_tcp: SocketAddr,
+    pub(crate) tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    pub(crate) ws: Option<SocketAddr>,
+    pub(crate) wss: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    pub(crate) limits: StreamLimits,
+}
+
+/// Addresses the listeners were bound to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bound {
+    pub(crate) udp_tcp: SocketAddr,
+    pub(crate) tls: Option<SocketAddr>,
+    pub(crate) ws: Option<SocketAddr>,
+    pub(crate) wss: Option<SocketAddr>,
+}
+
+impl Bound {
+    /// Bound addresses with UDP and TCP alone on `addr`.
+    pub(crate) fn udp_tcp_only(addr: SocketAddr) -> Bound {
+        Bound {
+            udp_tcp: addr,
+            tls: None,
+            ws: None,
+            wss: None,
+        }
+    }
+
+    /// Ports to put in the PBX's own Via and Contact headers.
+    pub(crate) fn listen_ports(&self) -> sip_server::dialog::ListenPorts {
+        sip_server::dialog::ListenPorts {
+            udp_tcp: self.udp_tcp.port(),
+            tls: self.tls.map(|addr| addr.port()),
+            ws: self.ws.map(|addr| addr.port()),
+            wss: self.wss.map(|addr| addr.port()),
+        }
+    }
+}
+
+/// A listener that failed to bind.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to bind SIP over {transport} on {addr}: {source}")]
+pub(crate) struct BindError {
+    pub(crate) transport: &'static str,
+    pub(crate) addr: SocketAddr,
+    #[source]
+    pub(crate) source: std::io::Error,
+}
+
+/// What the writer task of a stream connection is asked to do.
+#[derive(Debug)]
+enum Outgoing {
+    Sip(Bytes),
+    /// The RFC 5626 pong: one CRLF on TCP and TLS.
+    Pong,
+    /// Close the connection; WebSocket sends a close frame with this code
+    /// (RFC 6455) and reason first.
+    Close(u16, &'static str),
+}
+
+#[derive(Clone)]
+pub(crate) struct Sender {
+    /// Open stream connections per remote address.
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    udp: Arc<UdpSocket>,
+    connections: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>>,
+    next_connection: Arc<AtomicU64>,
+    inputs: mpsc::Sender<Input>,
+    limits: StreamLimits,
+}
+
+impl Sender {
+    /// Sends `payload` to `target`. Errors are logged: SIP recovers from a
+    /// lost message by retransmission or a transaction timeout.
+    pub(crate) fn send(&self, target: Target, payload: Bytes) {
+        if target.transport == TransportKind::Udp {
+            if let Err(error) = self.udp.try_send_to(&payload, target.addr) {
+                tracing::warn!(%error, peer = %target.addr, "UDP send failed");
+            }
+            return;
+        }
+        let open = target.connection.and_then(|id| {
+            let connections = self.connections.lock().ok()?;
+            connections.get(&id).cloned()
+        });
+        if let Some(writer) = open
+            && writer.send(Outgoing::Sip(payload.clone())).is_ok()
+        {
+            return;
+        }
+        match target.transport {
+            TransportKind::Tcp => self.connect_and_send(target.addr, payload),
+            // TODO: open outbound TLS connections (trunks over TLS) once a
+            // trunk can name the server certificate to expect.
+            TransportKind::Tls => {
+                tracing::warn!(peer = %target.addr, "no open TLS connection to the peer; message not sent");
+            }
+            // A browser accepts no connections, so its flow is the only way.
+            TransportKind::Ws | TransportKind::Wss => {
+                tracing::warn!(peer = %target.addr, "WebSocket connection closed; message not sent");
+            }
+            TransportKind::Udp => {}
+        }
+    }
+
+    /// Opens a new TCP connection for a request whose connection is gone.
+    fn connect_and_send(&self, peer: SocketAddr, payload: Bytes) {
+        let sender = self.clone();
+        tokio::spawn(async move {
+            let Some(slot) = sender.admit(peer) else {
+                tracing::warn!(%peer, "TCP connection limit reached; request not sent");
+                return;
+            };
+            match TcpStream::connect(peer).await {
+                Ok(connection) => {
+                    let writer = sender.adopt_stream(connection, slot, TransportKind::Tcp);
+                    let _ = writer.send(Outgoing::Sip(payload));
+                }
+                Err(error) => tracing::warn!(%error, %peer, "TCP connect failed"),
+            }
+        });
+    }
+
+    /// Counts a new connection from `peer`, or returns None past the limits.
+    /// The count drops when the returned slot does.
+    fn admit(&self, peer: SocketAddr) -> Option<Slot> {
+        let mut open = self.open.lock().ok()?;
+        let total: usize = open.values().sum();
+        let from_peer = open.get(&peer.ip()).copied().unwrap_or(0);
+        if total >= self.limits.max_connections
+            || from_peer >= self.limits.max_connections_per_address
+        {
+            return None;
+        }
+        *open.entry(peer.ip()).or_insert(0) += 1;
+        Some(Slot {
+            open: self.open.clone(),
+            peer,
+        })
+    }
+
+    /// Gives a connection an id the engine can target and returns the id
+    /// with the queue its writer task reads.
+    fn register(
+        &self,
+    ) -> (
+        u64,
+        mpsc::UnboundedSender<Outgoing>,
+        mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (queue, outgoing) = mpsc::unbounded_channel();
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.insert(id, queue.clone());
+        }
+        (id, queue, outgoing)
+    }
+
+    /// Forgets connection `id` and tells the engine, which drops the
+    /// flows that used it.
+    async fn unregister(&self, id: u64) {
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.remove(&id);
+        }
+        let _ = self.inputs.send(Input::ConnectionClosed(id)).await;
+    }
+
+    /// Starts the reader and writer tasks of a byte stream connection (TCP
+    /// or TLS) and returns its writer queue.
+    fn adopt_stream<S>(
+        &self,
+        connection: S,
+        slot: Slot,
+        transport: TransportKind,
+    ) -> mpsc::UnboundedSender<Outgoing>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (id, queue, outgoing) = self.register();
+        let (reader, writer) = tokio::io::split(connection);
+        tokio::spawn(stream::write(writer, outgoing, transport));
+        let sender = self.clone();
+        let replies = queue.clone();
+        tokio::spawn(async move {
+            let peer = slot.peer;
+            let source = Target {
+                transport,
+                addr: peer,
+                connection: Some(id),
+            };
+            let result = stream::read(reader, source, &sender, &replies).await;
+            if let Err(reason) = result {
+                tracing::info!(%peer, transport = transport.via_token(), reason, "connection closed");
+            }
+            drop(slot);
+            sender.unregister(id).await;
+        });
+        queue
+    }
+}
+
+/// One counted connection; dropping it frees the count.
+struct Slot {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    peer: SocketAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(count) = open.get_mut(&self.peer.ip())
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.peer.ip());
+            }
+        }
+    }
+}
+
+/// Binds UDP and then TCP on the port UDP got, so an ephemeral `:0` ends
+/// up on one port for both. With `:0`, the TCP port may already be taken
+/// by another socket, so a few other ports are tried.
+async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    const ATTEMPTS: usize = 10;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(listen).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(error)
+                if listen.port() == 0
+                    && attempt < ATTEMPTS
+                    && error.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn bind_stream(
+    transport: TransportKind,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let error = |source| BindError {
+        transport: transport.via_token(),
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
+
+/// Binds every configured listener and starts their readers. Nothing is
+/// served until all of them are bound.
+pub(crate) async fn start(
+    listeners: &Listeners,
+    inputs: mpsc::Sender<Input>,
+) -> Result<(Sender, Bound), BindError> {
+    let (udp, tcp, udp_tcp) = bind_pair(listeners.udp_tcp)
+        .await
+        .map_err(|source| BindError {
+            transport: "UDP and TCP",
+            addr: listeners.udp_tcp,
+            source,
+        })?;
+    let mut bound = Bound::udp_tcp_only(udp_tcp);
+    let mut accepting = vec![(tcp, Handshake::Tcp)];
+    if let Some((addr, config)) = &listeners.tls {
+        let (listener, address) = bind_stream(TransportKind::Tls, *addr).await?;
+        bound.tls = Some(address);
+        accepting.push((listener, Handshake::Tls(TlsAcceptor::from(config.clone()))));
+    }
+    if let Some(addr) = listeners.ws {
+        let (listener, address) = bind_stream(TransportKind::Ws, addr).await?;
+        bound.ws = Some(address);
+        accepting.push((listener, Handshake::Ws));
+    }
+    if let Some((addr, config)) = &listeners.wss {
+        let (listener, address) = bind_stream(TransportKind::Wss, *addr).await?;
+        bound.wss = Some(address);
+        accepting.push((listener, Handshake::Wss(TlsAcceptor::from(config.clone()))));
+    }
+
+    let udp = Arc::new(udp);
+    let sender = Sender {
+        open: Arc::default(),
+        udp: udp.clone(),
+        connections: Arc::default(),
+        next_connection: Arc::new(AtomicU64::new(1)),
+        inputs: inputs.clone(),
+        limits: listeners.limits,
+    };
+    tokio::spawn(read_udp(udp, inputs));
+    for (listener, handshake) in accepting {
+        tokio::spawn(accept(listener, handshake, sender.clone()));
+    }
+    Ok((sender, bound))
+}
+
+/// What a stream listener does with a new connection before SIP flows.
+#[derive(Clone)]
+enum Handshake {
+    Tcp,
+    Tls(TlsAcceptor),
+    Ws,
+    Wss(TlsAcceptor),
+}
+
+impl Handshake {
+    fn transport(&self) -> TransportKind {
+        match self {
+            Handshake::Tcp => TransportKind::Tcp,
+            Handshake::Tls(_) => TransportKind::Tls,
+            Handshake::Ws => TransportKind::Ws,
+            Handshake::Wss(_) => TransportKind::Wss,
+        }
+    }
+
+    /// Runs the handshake on `connection` and starts its tasks. A failed
+    /// handshake closes the connection and frees its slot.
+    async fn run(self, connection: TcpStream, slot: Slot, sender: Sender) {
+        let transport = self.transport();
+        let peer = slot.peer;
+        let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            match self {
+                Handshake::Tcp => {
+                    sender.adopt_stream(connection, slot, transport);
+                    Ok(())
+                }
+                Handshake::Tls(acceptor) => {
+                    let secured = acceptor
+                        .accept(connection)
+                        .await
+                        .map_err(HandshakeError::Tls)?;
+                    sender.adopt_stream(secured, slot, transport);
+                    Ok(())
+                }
+                Handshake::Ws => websocket::accept(connection, slot, transport, &sender).await,
+                Handshake::Wss(acceptor) => {
+                    let secured = acceptor
+                        .accept(connection)
+                        .await
+                        .map_err(HandshakeError::Tls)?;
+                    websocket::accept(secured, slot, transport, &sender).await
+                }
+            }
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(_) => HandshakeError::TimedOut,
+        };
+        tracing::warn!(%peer, transport = transport.via_token(), %error, "handshake failed; connection closed");
+    }
+}
+
+/// Why a TLS handshake or WebSocket upgrade failed.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("WebSocket upgrade failed: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("handshake timed out")]
+    TimedOut,
+}
+
+/// Accepts connections on `listener` for as long as the process runs.
+async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
+    let transport = handshake.transport().via_token();
+    let mut rejected: u64 = 0;
+    loop {
+        match listener.accept().await {
+            Ok((connection, peer)) => match sender.admit(peer) {
+                Some(slot) => {
+                    tokio::spawn(handshake.clone().run(connection, slot, sender.clone()));
+                }
+                None => {
+                    // Dropping the connection closes it at once.
+                    rejected += 1;
+                    if rejected.is_power_of_two() {
+                        tracing::warn!(%peer, transport, rejected, "connection limit reached; connection rejected");
+                    }
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, transport, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_udp(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>) {
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        let (length, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(error) => {
+                // ICMP port unreachable from an earlier send shows up here
+                // on some systems; the socket itself is fine.
+                tracing::debug!(%error, "UDP receive error");
+                continue;
+            }
+        };
+        let datagram = &buffer[..length];
+        if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
+            continue; // Keep-alive (RFC 5626 section 4.4.1).
+        }
+        let target = Target {
+            transport: TransportKind::Udp,
+            addr: peer,
+            connection: None,
+        };
+        if let Some(response) = deliver(datagram, target, &inputs).await {
+            let _ = socket.try_send_to(&response, peer);
+        }
+    }
+}
+
+/// Parses `bytes` and hands the message to the engine. Returns the
+/// response to send when the bytes are a request too malformed to parse.
+async fn deliver(bytes: &[u8], source: Target, inputs: &mpsc::Sender<Input>) -> Option<Bytes> {
+    match Message::parse(bytes) {
+        Ok(message) => {
+            if inputs.send(Input::Sip(message, source)).await.is_err() {
+                tracing::debug!("engine stopped; message dropped");
+            }
+            None
+        }
+        Err(error) => {
+            tracing::debug!(peer = %source.addr, %error, "unparsable SIP message");
+            sip_server::malformed::response_for_unparsable(bytes, &error)
+        }
+    }
+}

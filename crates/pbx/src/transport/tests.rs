@@ -1,0 +1,339 @@
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::stream::KeepAlive;
+use super::*;
+
+const OPTIONS: &[u8] =
+    b"OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/WS client.invalid;branch=z9hG4bKws1\r\n\
+    From: <sip:a@pbx.local>;tag=1\r\nTo: <sip:pbx@pbx.local>\r\nCall-ID: ws-1\r\n\
+    CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn plain_listeners() -> Listeners {
+    Listeners {
+        udp_tcp: loopback(),
+        tls: None,
+        ws: Some(loopback()),
+        wss: None,
+        limits: StreamLimits::default(),
+    }
+}
+
+/// Reads until the peer closes, skipping what it sends first (such as a
+/// TLS alert); fails when it stays open past `limit`.
+async fn assert_closed(stream: &mut TcpStream, limit: Duration) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "connection still open: {read:?}"
+    );
+}
+
+#[test]
+fn keep_alive_pong_per_double_crlf() {
+    let mut keep_alive = KeepAlive::default();
+    assert_eq!(keep_alive.take(4), 1);
+    assert_eq!(keep_alive.take(2), 0);
+    assert_eq!(keep_alive.take(2), 1, "ping split over two reads");
+    assert_eq!(keep_alive.take(8), 2);
+}
+
+#[test]
+fn keep_alive_message_drops_half_ping() {
+    let mut keep_alive = KeepAlive::default();
+    assert_eq!(keep_alive.take(2), 0);
+    keep_alive.reset();
+    assert_eq!(keep_alive.take(2), 0);
+}
+
+#[test]
+fn subprotocol_offer_is_parsed() {
+    let cases: [(&str, bool); 5] = [
+        ("sip", true),
+        ("chat, sip", true),
+        ("chat,sip ,xmpp", true),
+        ("SIP", false),
+        ("sips", false),
+    ];
+    for (offer, expected) in cases {
+        let mut headers = HeaderMap::new();
+        headers.insert(header_name(), HeaderValue::from_str(offer).unwrap());
+        assert_eq!(websocket::offers_sip(&headers), expected, "offer {offer:?}");
+    }
+    assert!(!websocket::offers_sip(&HeaderMap::new()));
+}
+
+fn header_name() -> tokio_tungstenite::tungstenite::http::HeaderName {
+    tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL
+}
+
+#[tokio::test]
+async fn tcp_ping_gets_pong() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    stream.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_limit_are_closed() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let limits = StreamLimits {
+        max_connections_per_address: 8,
+        ..StreamLimits::default()
+    };
+    let listeners = Listeners {
+        limits,
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..limits.max_connections_per_address {
+        open.push(TcpStream::connect(bound.udp_tcp).await.unwrap());
+    }
+    // The WebSocket listener shares the count.
+    let mut refused = TcpStream::connect(bound.ws.unwrap()).await.unwrap();
+    assert_closed(&mut refused, Duration::from_secs(5)).await;
+
+    // A slot frees when a connection closes.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), again.read(&mut byte)).await;
+    assert!(read.is_err(), "a freed slot is usable again: {read:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn incomplete_message_times_out() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    stream
+        .write_all(b"OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/TCP")
+        .await
+        .unwrap();
+    // Paused time jumps ahead while every task waits, so this does not
+    // take 30 real seconds.
+    assert_closed(&mut stream, MESSAGE_TIMEOUT + Duration::from_secs(1)).await;
+}
+
+async fn connect_websocket(
+    addr: SocketAddr,
+    subprotocol: Option<&str>,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    if let Some(offer) = subprotocol {
+        request
+            .headers_mut()
+            .insert(header_name(), HeaderValue::from_str(offer).unwrap());
+    }
+    let stream = TcpStream::connect(addr).await.unwrap();
+    tokio_tungstenite::client_async(request, stream)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+#[tokio::test]
+async fn websocket_message_reaches_engine_with_flow() {
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let (sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let mut socket = connect_websocket(bound.ws.unwrap(), Some("sip"))
+        .await
+        .unwrap();
+    socket
+        .send(WsMessage::binary(Bytes::from_static(OPTIONS)))
+        .await
+        .unwrap();
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let Input::Sip(_, source) = input else {
+        panic!("expected a SIP input");
+    };
+    assert_eq!(source.transport, TransportKind::Ws);
+    assert!(source.connection.is_some());
+
+    // What the engine sends to that flow arrives as one text message.
+    sender.send(source, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"));
+    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, WsMessage::text("SIP/2.0 200 OK\r\n\r\n"));
+}
+
+#[tokio::test]
+async fn websocket_without_sip_subprotocol_gets_400() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let error = connect_websocket(bound.ws.unwrap(), Some("chat"))
+        .await
+        .unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = error else {
+        panic!("expected an HTTP rejection, got {error:?}");
+    };
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error = connect_websocket(bound.ws.unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, tokio_tungstenite::tungstenite::Error::Http(_)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn websocket_oversized_message_closes_with_1009() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        limits: StreamLimits {
+            max_message_bytes: 1024,
+            ..StreamLimits::default()
+        },
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut socket = connect_websocket(bound.ws.unwrap(), Some("sip"))
+        .await
+        .unwrap();
+    socket
+        .send(WsMessage::binary(vec![b'x'; 4096]))
+        .await
+        .unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    let Some(Ok(WsMessage::Close(Some(frame)))) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(u16::from(frame.code), 1009);
+}
+
+/// A self-signed certificate for `localhost`, as a server configuration
+/// and the root a client trusts.
+fn test_certificate() -> (Arc<rustls::ServerConfig>, rustls::RootCertStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let chain = dir.path().join("chain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&chain, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let server = crate::tls::server_config(&chain, &key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).unwrap();
+    (server, roots)
+}
+
+fn tls_client(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn tls_message_reaches_engine_and_pong_returns() {
+    let (server, roots) = test_certificate();
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        tls: Some((loopback(), server)),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let tcp = TcpStream::connect(bound.tls.unwrap()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_client(roots).connect(name, tcp).await.unwrap();
+    tls.write_all(b"\r\n\r\n").await.unwrap();
+    tls.write_all(OPTIONS).await.unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let Input::Sip(_, source) = input else {
+        panic!("expected a SIP input");
+    };
+    assert_eq!(source.transport, TransportKind::Tls);
+}
+
+#[tokio::test]
+async fn tls_garbage_handshake_is_closed() {
+    let (server, _) = test_certificate();
+    let (inputs, _receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        tls: Some((loopback(), server)),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut stream = TcpStream::connect(bound.tls.unwrap()).await.unwrap();
+    stream.write_all(OPTIONS).await.unwrap();
+    assert_closed(&mut stream, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn wss_upgrade_over_tls_reaches_engine() {
+    let (server, roots) = test_certificate();
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        wss: Some((loopback(), server)),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let addr = bound.wss.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_client(roots).connect(name, tcp).await.unwrap();
+    let mut request = format!("wss://localhost:{}/", addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header_name(), HeaderValue::from_static("sip"));
+    let (mut socket, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(
+        response.headers().get(header_name()).unwrap(),
+        "sip",
+        "the 101 names the chosen subprotocol"
+    );
+    socket
+        .send(WsMessage::text(
+            String::from_utf8(OPTIONS.to_vec()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let Input::Sip(_, source) = input else {
+        panic!("expected a SIP input");
+    };
+    assert_eq!(source.transport, TransportKind::Wss);
+}

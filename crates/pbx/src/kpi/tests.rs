@@ -209,6 +209,8 @@ async fn figures_match_hand_computed_values() {
         abandoned: 1,
         // 1 of 7.
         abandon_percent: Some(14.286),
+        // C.
+        average_abandon_seconds: Some(8.0),
         timed_out: 1,
         exited_by_key: 1,
         exited_other: 0,
@@ -234,6 +236,7 @@ async fn figures_match_hand_computed_values() {
         answered: 1,
         abandoned: 0,
         abandon_percent: Some(0.0),
+        average_abandon_seconds: None,
         timed_out: 0,
         exited_by_key: 0,
         exited_other: 0,

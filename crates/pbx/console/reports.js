@@ -163,7 +163,8 @@ async function show(event) {
   }
   showTable(report, report.by === 'queue' ? QUEUE_COLUMNS : AGENT_COLUMNS);
   showCharts(report);
-  setStatus(`${report.rows.length} rows from ${report.from} to ${report.to}; first-contact window ${report.first_contact_window_hours} h.`);
+  const rows = report.rows.length === 1 ? '1 row' : `${report.rows.length} rows`;
+  setStatus(`${rows} from ${report.from} to ${report.to}; first-contact window ${report.first_contact_window_hours} h.`);
   document.getElementById('unavailable').textContent = report.unavailable
     .map((item) => `Not reported: ${item.figure}, because ${item.reason}.`).join(' ');
 }

@@ -101,6 +101,7 @@ function barChart(title, points, labels, maximum) {
   const top = Math.max(maximum || 0, ...points.flatMap((point) => point.values.filter((v) => v !== null)), 1);
   const chart = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
   chart.append(svg('line', { x1: 0, y1: height - bottom, x2: width, y2: height - bottom }));
+
   const slot = width / Math.max(points.length, 1);
   const series = labels.length;
   points.forEach((point, index) => {
@@ -122,6 +123,7 @@ function barChart(title, points, labels, maximum) {
       chart.append(bar);
     });
   });
+
   if (points.length > 0) {
     const first = svg('text', { x: 2, y: height - 6 });
     first.textContent = formatStart(points[0].start);
@@ -129,6 +131,7 @@ function barChart(title, points, labels, maximum) {
     scale.textContent = `max ${Math.round(top * 10) / 10}`;
     chart.append(first, scale);
   }
+
   const legend = labels.map((label, which) => el('span', { class: which === 0 ? 'legend' : 'legend second' }, label));
   return el('figure', { class: 'chart' }, el('h3', {}, title), chart, el('figcaption', { class: 'note' }, legend.map((node) => node.textContent).join(' · ')));
 }

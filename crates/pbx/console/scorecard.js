@@ -72,6 +72,7 @@ export async function showScorecards(id, user) {
   section.hidden = false;
   let saved = await getJson(path);
   showSaved(saved);
+
   if (!SCORERS.includes(user.role)) {
     return;
   }
@@ -82,6 +83,7 @@ export async function showScorecards(id, user) {
   }
   const own = saved.filter((card) => card.reviewer_id === user.id);
   buildForm(criteria, own[own.length - 1]);
+
   const form = document.getElementById('scorecard-form');
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -14,11 +14,11 @@ use time::OffsetDateTime;
 
 use crate::config::QaConfig;
 
-/// Longest overall comment, in characters.
+/// Maximum length of the overall comments, in characters.
 pub(crate) const MAX_COMMENTS_CHARS: usize = 4000;
-/// Longest comment on one criterion, in characters.
+/// Maximum length of the comment on one criterion, in characters.
 pub(crate) const MAX_CRITERION_COMMENT_CHARS: usize = 1000;
-/// Largest page of [`ScorecardStore::search`].
+/// Maximum page size of [`ScorecardStore::search`].
 pub(crate) const MAX_SEARCH_LIMIT: u32 = 500;
 
 /// A submission that does not fit the criteria in force.
@@ -103,7 +103,7 @@ pub(crate) struct Graded {
 pub(crate) struct Scorecard {
     pub(crate) id: i64,
     pub(crate) call_id: String,
-    /// The agent who answered the call, from its CDR.
+    /// Agent of the call, from its CDR.
     pub(crate) agent: Option<String>,
     pub(crate) reviewer_id: i64,
     /// The reviewer's username when the scorecard was saved.
@@ -128,7 +128,7 @@ pub(crate) fn grade(config: &QaConfig, submission: Submission) -> Result<Graded,
             maximum: MAX_COMMENTS_CHARS,
         });
     }
-    let mut given: Vec<Option<SubmittedScore>> = vec![None; config.criteria.len()];
+    let mut by_criterion: Vec<Option<SubmittedScore>> = vec![None; config.criteria.len()];
     for submitted in submission.scores {
         check_submitted(config, &submitted)?;
         let Some(index) = config
@@ -142,15 +142,15 @@ pub(crate) fn grade(config: &QaConfig, submission: Submission) -> Result<Graded,
                 known: known.join(", "),
             });
         };
-        if given[index].is_some() {
+        if by_criterion[index].is_some() {
             return Err(GradeError::DuplicateCriterion {
                 criterion: submitted.criterion,
             });
         }
-        given[index] = Some(submitted);
+        by_criterion[index] = Some(submitted);
     }
-    let mut scores = Vec::with_capacity(given.len());
-    for (criterion, submitted) in config.criteria.iter().zip(given) {
+    let mut scores = Vec::with_capacity(by_criterion.len());
+    for (criterion, submitted) in config.criteria.iter().zip(by_criterion) {
         let submitted = submitted.ok_or_else(|| GradeError::MissingCriterion {
             criterion: criterion.id.clone(),
         })?;

@@ -8,18 +8,18 @@ use super::raw::{RawQa, RawReports};
 use super::validate::{Checker, from_file, spanned};
 use super::{Criterion, QaConfig, ReportsConfig};
 
-/// Scores go from 0 to this unless the file says otherwise.
+/// Highest score of a criterion unless the file sets `qa.max_score`.
 const MAX_SCORE: u32 = 5;
-/// A scale longer than this is surely a typo; reviewers cannot tell 100
-/// steps apart.
+/// Maximum of `qa.max_score`. A longer scale is likely a typo, because
+/// reviewers cannot tell more steps apart.
 const MAX_SCORE_LIMIT: u32 = 100;
 /// Largest weight of one criterion, so that the weighted sum of a long
 /// scorecard stays far from overflow.
 const MAX_WEIGHT: u32 = 1000;
-/// Most criteria on one scorecard; a longer form is not reviewed with care.
+/// Maximum number of criteria, because a longer form is not reviewed with care.
 const MAX_CRITERIA: usize = 50;
 const FIRST_CONTACT_WINDOW_HOURS: u32 = 72;
-/// Thirty days: a report reads the CDRs this far past its end.
+/// Thirty days, because a report reads the CDRs this far past its end.
 const MAX_FIRST_CONTACT_WINDOW_HOURS: u32 = 720;
 
 pub(super) fn convert_qa(checker: &mut Checker<'_>, raw: &RawQa) -> QaConfig {

@@ -14,7 +14,7 @@ use super::reports::{REPORTS, format_utc, millis, range};
 use super::{ApiState, Problem};
 use crate::kpi::{Grouping, Interval, IntervalReport, ReportRequest};
 
-/// Most intervals in one report: 31 days of 15-minute intervals.
+/// Maximum number of intervals in one report: 31 days of 15-minute intervals.
 pub(crate) const MAX_INTERVALS: i64 = 31 * 96;
 
 /// Columns of the CSV export of queue rows, in order.
@@ -60,7 +60,7 @@ const AGENT_COLUMNS: [&str; 14] = [
     "calls_per_shift",
 ];
 
-/// Figures the report cannot give, with the reason; the API lists them so
+/// Figures the report cannot give, with the reason. The API lists them so
 /// that a client does not take a missing column for zero.
 const UNAVAILABLE: [(&str, &str); 2] = [
     (
@@ -99,6 +99,7 @@ pub(crate) struct IntervalReply {
     unavailable: Vec<Unavailable>,
 }
 
+/// Returns the report rows of the requested range, as JSON or CSV.
 pub(crate) async fn interval_report(
     State(state): State<ApiState>,
     user: Authenticated,
@@ -109,11 +110,7 @@ pub(crate) async fn interval_report(
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let (from, to) = range(query.from.as_deref(), query.to.as_deref())?;
     let interval = interval_parameter(query.interval.as_deref())?;
-    let grouping = match query.by.as_deref().unwrap_or("queue") {
-        name => Grouping::from_name(name).ok_or_else(|| {
-            Problem::bad_request(format!("by must be queue or agent, got {name:?}"))
-        })?,
-    };
+    let grouping = grouping_parameter(query.by.as_deref())?;
     let csv = wants_csv(query.format.as_deref(), &headers)?;
     let (from_ms, to_ms) = (millis(from), millis(to));
     let count = interval.count(from_ms, to_ms);
@@ -124,15 +121,8 @@ pub(crate) async fn interval_report(
             describe(interval)
         )));
     }
-    let window = match &state.calls.reloader {
-        Some(reloader) => reloader.reports().await.first_contact_window,
-        None => {
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the configuration is not available in this process",
-            ));
-        }
-    };
+
+    let window = first_contact_window(&state).await?;
     let request = ReportRequest {
         from_ms,
         to_ms,
@@ -141,17 +131,8 @@ pub(crate) async fn interval_report(
         grouping,
         first_contact_window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
     };
-    let events = crate::events::EventStore::on(state.calls.cdr.pool().clone());
-    let report = crate::kpi::interval_report(&events, &state.calls.cdr, request)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "reading the report's events or call records failed");
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the queue events or call records could not be read",
-            )
-        })?;
-    let rows = rows(&report, grouping);
+    let rows = read_rows(&state, request).await?;
+
     if csv {
         let name = format!(
             "report-{}-{}-{}.csv",
@@ -174,6 +155,41 @@ pub(crate) async fn interval_report(
             .collect(),
     };
     Ok(Json(reply).into_response())
+}
+
+async fn first_contact_window(state: &ApiState) -> Result<std::time::Duration, Problem> {
+    match &state.calls.reloader {
+        Some(reloader) => Ok(reloader.reports().await.first_contact_window),
+        None => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the configuration is not available in this process",
+        )),
+    }
+}
+
+async fn read_rows(state: &ApiState, request: ReportRequest) -> Result<Vec<Value>, Problem> {
+    let events = crate::events::EventStore::on(state.calls.cdr.pool().clone());
+    let report = crate::kpi::interval_report(&events, &state.calls.cdr, request)
+        .await
+        .map_err(|error| {
+            tracing::error!(
+                %error,
+                from_ms = request.from_ms,
+                to_ms = request.to_ms,
+                "reading the report's events or call records failed"
+            );
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the queue events or call records could not be read",
+            )
+        })?;
+    Ok(rows(&report, request.grouping))
+}
+
+fn grouping_parameter(value: Option<&str>) -> Result<Grouping, Problem> {
+    let name = value.unwrap_or("queue");
+    Grouping::from_name(name)
+        .ok_or_else(|| Problem::bad_request(format!("by must be queue or agent, got {name:?}")))
 }
 
 fn interval_parameter(value: Option<&str>) -> Result<Interval, Problem> {

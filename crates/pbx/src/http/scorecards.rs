@@ -19,7 +19,7 @@ use crate::scorecards::{
 /// Roles that score calls. Agents read the scorecards of their own calls.
 const SCORERS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Qa];
 
-/// Audit log action of a saved scorecard; the target is the call id.
+/// Audit log action of a saved scorecard, whose target is the call id.
 pub(crate) const SAVE_ACTION: &str = "scorecard.save";
 
 /// Page size of `GET /api/scorecards` when the request gives no `limit`.
@@ -51,7 +51,7 @@ pub(crate) struct SearchQuery {
     offset: Option<String>,
 }
 
-/// The criteria a new scorecard is checked against.
+/// Returns the criteria that a new scorecard is checked against.
 pub(crate) async fn criteria(
     State(state): State<ApiState>,
     _user: Authenticated,
@@ -72,8 +72,8 @@ pub(crate) async fn criteria(
     }))
 }
 
-/// The scorecards of one call, oldest first. An agent sees those of the
-/// calls it answered.
+/// Returns the scorecards of one call, oldest first. An agent gets those
+/// of its own calls only.
 pub(crate) async fn list_for_call(
     State(state): State<ApiState>,
     user: Authenticated,
@@ -104,8 +104,8 @@ pub(crate) async fn save(
         _ => Problem::bad_request(error.to_string()),
     })?;
     let now = state.now();
-    // The entry is written first, so no saved scorecard lacks one; when the
-    // audit log cannot be written nothing is saved.
+    // The entry is written first, so no saved scorecard lacks one. When the
+    // audit log cannot be written, nothing is saved.
     super::admin::audit(&state, &user, SAVE_ACTION, id.clone(), now).await?;
     let reviewer = &user.caller.user;
     let scorecard = store(&state)
@@ -122,8 +122,8 @@ pub(crate) async fn save(
     Ok((StatusCode::CREATED, Json(scorecard)))
 }
 
-/// Scorecards whose total is in the asked range, newest first; an agent
-/// gets those of its own calls only.
+/// Searches scorecards by total, newest first. An agent gets those of its
+/// own calls only.
 pub(crate) async fn search(
     State(state): State<ApiState>,
     user: Authenticated,
@@ -152,7 +152,7 @@ pub(crate) async fn search(
         reviewer: text_parameter(query.reviewer.as_deref()),
     };
     if let Some(own) = visible_agent(&user)? {
-        // An agent asking for another agent's scorecards sees none of them.
+        // An agent that requests another agent's scorecards gets none.
         if filter.agent.as_deref().is_some_and(|asked| asked != own) {
             return Ok(Json(Vec::new()));
         }

@@ -4,8 +4,9 @@
 //! Intervals are aligned on UTC: a 15-minute interval starts at :00, :15,
 //! :30 or :45, a day at midnight UTC; the first and last rows are cut to
 //! the asked range. A call counts in the interval in which it entered its
-//! queue, as in the queue report. Agent rows count the offers and answers
-//! of those calls, and the agent's states within the interval itself.
+//! queue, as in the queue report. Agent rows count the offers of those
+//! calls and the ones the agent took, and the agent's states within the
+//! interval itself.
 //! Only pairs of an interval and a queue or agent with data get a row.
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,7 +72,7 @@ impl Interval {
     }
 }
 
-/// What the rows are per.
+/// Dimension of the rows: one per queue or one per agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Grouping {
     Queue,
@@ -142,7 +143,7 @@ pub(crate) struct AgentRow {
     pub(crate) start: String,
     pub(crate) end: String,
     pub(crate) agent: String,
-    /// Offers of calls to this agent; a call rung twice counts twice.
+    /// Offers of calls to this agent. A call rung twice counts twice.
     pub(crate) offered: u64,
     pub(crate) answered: u64,
     pub(crate) average_speed_of_answer_seconds: Option<f64>,
@@ -151,8 +152,8 @@ pub(crate) struct AgentRow {
     pub(crate) average_handle_seconds: Option<f64>,
     #[serde(flatten)]
     pub(crate) first_contact: FirstContact,
-    /// Time ringing, on a call or in wrap-up as a percentage of the time
-    /// available or in those states.
+    /// Time ringing, on a call or in wrap-up, as a percentage of that time
+    /// plus the time available.
     pub(crate) occupancy_percent: Option<f64>,
     /// Login spans (from leaving logged-out to returning to it) that
     /// overlap the interval.
@@ -470,7 +471,7 @@ fn add_shift(
     }
 }
 
-/// The interval starting at `start`, cut to the asked range.
+/// Returns the interval starting at `start`, cut to the requested range.
 fn bounds(start: i64, request: &ReportRequest) -> (i64, i64) {
     (
         start.max(request.from_ms),

@@ -197,12 +197,19 @@ async fn call_records(
         )),
         ..cdr::CallFilter::default()
     };
-    let mut records = Vec::new();
+    let mut records: Vec<CallRecord> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0u32;
     loop {
-        let offset = u32::try_from(records.len()).unwrap_or(u32::MAX);
         let page = cdr.search(&filter, cdr::MAX_LIST_LIMIT, offset).await?;
         let full = page.len() == cdr::MAX_LIST_LIMIT as usize;
-        records.extend(page);
+        offset = offset.saturating_add(cdr::MAX_LIST_LIMIT);
+        // A record written between two pages shifts the later pages by
+        // one, so a record can come twice; each call must count once.
+        records.extend(
+            page.into_iter()
+                .filter(|record| seen.insert(record.id.clone())),
+        );
         if !full {
             return Ok(records);
         }

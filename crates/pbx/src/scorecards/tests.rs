@@ -42,8 +42,7 @@ fn total_is_weighted_mean() {
 
 #[test]
 fn total_rounds_to_two_decimals() {
-    // (1 * 1/5 + 3 * 0) / 4 = 0.05; (1 * 0 + 3 * 1/5) / 4 = 0.15; with
-    // max 3: (1 * 1/3 + 3 * 1/3) / 4 = 1/3.
+    // With max 3: (1 * 1/3 + 3 * 1/3) / 4 = 1/3.
     let mut config = config();
     config.max_score = 3;
     let graded = grade(&config, submission(&[("greeting", 1), ("resolution", 1)])).unwrap();
@@ -110,4 +109,74 @@ fn no_criteria_cannot_be_scored() {
         criteria: Vec::new(),
     };
     assert_eq!(grade(&config, submission(&[])), Err(GradeError::NoCriteria));
+}
+
+async fn stores() -> (tempfile::TempDir, ScorecardStore, accounts::User) {
+    let dir = tempfile::tempdir().unwrap();
+    let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let accounts = accounts::AccountStore::open(cdr.pool().clone(), accounts::Policy::default())
+        .await
+        .unwrap();
+    // Opening the event store runs this crate's migrations, 2103 included.
+    crate::events::EventStore::open(cdr.pool().clone())
+        .await
+        .unwrap();
+    let reviewer = accounts::User {
+        id: 7,
+        username: "quinn".to_owned(),
+        role: accounts::Role::Qa,
+        agent_id: None,
+        disabled: false,
+        created_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    (dir, ScorecardStore::on(cdr.pool().clone()), reviewer)
+}
+
+#[tokio::test]
+async fn migrations_of_every_store_listed() {
+    let (_dir, store, _) = stores().await;
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        versions,
+        [
+            1, 2, 3, 4, 5, 6, 7, 8, 1000, 1001, 2001, 2002, 2003, 2004, 2100, 2101, 2102, 2103
+        ],
+        "CDR, accounts and pbx migrations"
+    );
+}
+
+#[tokio::test]
+async fn saved_scorecard_reads_back() {
+    let (_dir, store, reviewer) = stores().await;
+    let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let graded = grade(&config(), submission(&[("greeting", 5), ("resolution", 2)])).unwrap();
+    let saved = store
+        .save("call-1", Some("1001"), &reviewer, graded, at)
+        .await
+        .unwrap();
+    assert_eq!(saved.reviewer, "quinn");
+    assert_eq!(saved.reviewer_id, 7);
+    assert_eq!(saved.at, at);
+    assert_eq!(store.of_call("call-1").await.unwrap(), vec![saved.clone()]);
+    assert!(store.of_call("call-2").await.unwrap().is_empty());
+
+    let filter = |min_total, max_total, agent: Option<&str>| ScorecardFilter {
+        min_total,
+        max_total,
+        agent: agent.map(str::to_owned),
+        reviewer: None,
+    };
+    let found = |filter| {
+        let store = store.clone();
+        async move { store.search(&filter, 10, 0).await.unwrap().len() }
+    };
+    assert_eq!(found(filter(Some(55.0), Some(55.0), None)).await, 1);
+    assert_eq!(found(filter(Some(55.01), None, None)).await, 0);
+    assert_eq!(found(filter(None, Some(54.99), None)).await, 0);
+    assert_eq!(found(filter(None, None, Some("1001"))).await, 1);
+    assert_eq!(found(filter(None, None, Some("1002"))).await, 0);
 }

@@ -114,7 +114,8 @@ fn no_criteria_cannot_be_scored() {
 async fn stores() -> (tempfile::TempDir, ScorecardStore, accounts::User) {
     let dir = tempfile::tempdir().unwrap();
     let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
-    let accounts = accounts::AccountStore::open(cdr.pool().clone(), accounts::Policy::default())
+    // The accounts store adds its migrations to the same database.
+    accounts::AccountStore::open(cdr.pool().clone(), accounts::Policy::default())
         .await
         .unwrap();
     // Opening the event store runs this crate's migrations, 2103 included.

@@ -7,6 +7,8 @@
 //! never changed, so an edit on the call page saves a new one and the
 //! older one stays in the call's history.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
@@ -329,6 +331,11 @@ impl ScorecardStore {
         &self,
         rows: Vec<SqliteRow>,
     ) -> Result<Vec<Scorecard>, ScorecardStoreError> {
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut scores = self.scores(&ids).await?;
         let mut scorecards = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
@@ -342,20 +349,33 @@ impl ScorecardStore {
                 at: from_millis(id, at_ms)?,
                 comments: row.try_get("comments")?,
                 total_percent: row.try_get("total_percent")?,
-                scores: self.scores(id).await?,
+                scores: scores.remove(&id).unwrap_or_default(),
             });
         }
         Ok(scorecards)
     }
 
-    async fn scores(&self, id: i64) -> Result<Vec<Score>, ScorecardStoreError> {
-        let rows = sqlx::query(
-            "SELECT criterion, label, weight, score, max_score, comment \
-             FROM scorecard_scores WHERE scorecard_id = ? ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Reads the scores of the scorecards `ids` in one query, by scorecard.
+    async fn scores(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Score>>, ScorecardStoreError> {
+        let mut by_scorecard: HashMap<i64, Vec<Score>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(by_scorecard);
+        }
+        let mut rows = Vec::new();
+        // Chunks keep each statement far below SQLite's parameter limit.
+        for chunk in ids.chunks(MAX_SEARCH_LIMIT as usize) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let statement = format!(
+                "SELECT scorecard_id, criterion, label, weight, score, max_score, comment \
+                 FROM scorecard_scores WHERE scorecard_id IN ({placeholders}) \
+                 ORDER BY scorecard_id, position"
+            );
+            let mut query = sqlx::query(&statement);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            rows.extend(query.fetch_all(&self.pool).await?);
+        }
         let number = |row: &SqliteRow, name: &str| -> Result<u32, sqlx::Error> {
             let value: i64 = row.try_get(name)?;
             u32::try_from(value).map_err(|error| sqlx::Error::ColumnDecode {
@@ -363,18 +383,21 @@ impl ScorecardStore {
                 source: Box::new(error),
             })
         };
-        let mut scores = Vec::with_capacity(rows.len());
         for row in &rows {
-            scores.push(Score {
+            let score = Score {
                 criterion: row.try_get("criterion")?,
                 label: row.try_get("label")?,
                 weight: number(row, "weight")?,
                 score: number(row, "score")?,
                 max_score: number(row, "max_score")?,
                 comment: row.try_get("comment")?,
-            });
+            };
+            by_scorecard
+                .entry(row.try_get("scorecard_id")?)
+                .or_default()
+                .push(score);
         }
-        Ok(scores)
+        Ok(by_scorecard)
     }
 }
 

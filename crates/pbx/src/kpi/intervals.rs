@@ -396,6 +396,10 @@ fn add_states(
     request: &ReportRequest,
 ) {
     let end_ms = request.to_ms.min(request.now_ms);
+    if end_ms <= request.from_ms {
+        // A range that starts in the future has no agent time yet.
+        return;
+    }
     let mut initial: HashMap<&str, String> = HashMap::new();
     for event in before {
         if let Some(agent) = &event.agent {

@@ -408,6 +408,22 @@ async fn agent_states_end_at_now() {
     assert_eq!(first.occupancy_percent, Some(26.667));
 }
 
+#[tokio::test]
+async fn future_range_has_no_agent_time() {
+    let stored = stored().await;
+    let mut request = request(Interval::Minutes15, Grouping::Agent);
+    request.now_ms = request.from_ms - 1;
+    let report = interval_report(&stored.events, &stored.cdr, request)
+        .await
+        .unwrap();
+    // The offers and answers still count; states and shifts do not.
+    for row in &report.agents {
+        assert_eq!(row.occupancy_percent, None, "{row:?}");
+        assert_eq!(row.shifts, 0, "{row:?}");
+    }
+    assert_eq!(report.agents.len(), 2, "{:?}", report.agents);
+}
+
 #[test]
 fn interval_counts_and_names() {
     let hour = 3_600_000;

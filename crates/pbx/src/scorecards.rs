@@ -253,6 +253,7 @@ impl ScorecardStore {
         .bind(graded.total_percent)
         .fetch_one(&mut *transaction)
         .await?;
+
         for (position, score) in graded.scores.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO scorecard_scores \
@@ -271,6 +272,7 @@ impl ScorecardStore {
             .await?;
         }
         transaction.commit().await?;
+
         Ok(Scorecard {
             id,
             call_id: call_id.to_owned(),
@@ -355,7 +357,8 @@ impl ScorecardStore {
         Ok(scorecards)
     }
 
-    /// Reads the scores of the scorecards `ids` in one query, by scorecard.
+    /// Reads the scores of the scorecards `ids`, grouped by scorecard, with
+    /// one query per [`MAX_SEARCH_LIMIT`] ids.
     async fn scores(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Score>>, ScorecardStoreError> {
         let mut by_scorecard: HashMap<i64, Vec<Score>> = HashMap::new();
         if ids.is_empty() {

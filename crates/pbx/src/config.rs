@@ -49,7 +49,7 @@ pub(crate) struct Config {
     pub(crate) reports: ReportsConfig,
 }
 
-/// How reviewers score calls: see `[qa]` in configs/pbx.toml.
+/// Scorecard criteria and scale: see `[qa]` in configs/pbx.toml.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct QaConfig {
     /// Highest score of one criterion; scores go from 0 to this.

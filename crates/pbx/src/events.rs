@@ -240,7 +240,7 @@ impl EventStore {
     /// Reads each agent's last state change before `before_ms`, which gives
     /// the state it was in at that moment.
     // TODO: this walks every earlier state change in the table; a stored
-    // snapshot per day would bound it once the table holds years of events.
+    // snapshot per day would bound it once the table contains years of events.
     pub(crate) async fn agent_states_before(
         &self,
         before_ms: i64,

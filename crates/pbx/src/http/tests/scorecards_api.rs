@@ -82,7 +82,7 @@ async fn qa_saves_a_scorecard_with_total_and_reviewer() {
 }
 
 #[tokio::test]
-async fn a_second_save_keeps_the_first() {
+async fn second_save_keeps_first_scorecard() {
     let fixture = with_calls().await;
     save(&fixture, Role::Qa, "own", submission()).await;
     fixture.advance(time::Duration::minutes(5));

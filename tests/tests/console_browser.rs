@@ -1,20 +1,34 @@
 //! The web console in headless Chromium against the real binary. The root
 //! leads to the login page and a supervisor logs in. The wallboard shows
 //! the queue's tile and follows an agent's state change from the event
-//! stream without a reload.
+//! stream without a reload. A QA reviewer scores a real answered call on
+//! its page, and the reports page shows that call in its table and charts.
 //!
 //! With `PBX_CONSOLE_SCREENSHOTS=DIR` the test also saves a PNG of each
 //! page it visits into DIR.
 
 use std::path::PathBuf;
+use std::thread;
 use std::time::Duration;
 
 use pbx_e2e::browser::Browser;
 use pbx_e2e::pbx::{Pbx, PbxConfig, QUEUE};
+use pbx_e2e::phones::AgentPhone;
+use pbx_e2e::raw_agent::RawAgent;
+use pbx_e2e::raw_caller::RawCaller;
+use pbx_e2e::tools;
 
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 const SUPERVISOR: &str = "sue";
 const SUPERVISOR_PASSWORD: &str = "e2e-supervisor-password";
+const REVIEWER: &str = "rita";
+const REVIEWER_PASSWORD: &str = "e2e-reviewer-password";
+const SIP_TIMEOUT: Duration = Duration::from_secs(10);
+const CDR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Two criteria: greeting weight 1, resolution weight 3, scores 0 to 5.
+const CRITERIA: &str = "[qa]\nmax_score = 5\n\
+     [[qa.criteria]]\nid = \"greeting\"\nlabel = \"Greeting\"\nweight = 1\n\
+     [[qa.criteria]]\nid = \"resolution\"\nlabel = \"Resolution\"\nweight = 3\n";
 
 fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("PBX_CONSOLE_SCREENSHOTS") {
@@ -99,4 +113,140 @@ fn console_login_then_live_wallboard() {
         serde_json::json!(true),
         "the wallboard reloaded instead of following the stream"
     );
+}
+
+/// Makes one call that agent 1001 answers and the caller ends after a
+/// second of audio; returns its call record.
+fn answered_call(pbx: &Pbx, config: &PbxConfig) -> serde_json::Value {
+    let work_dir = pbx.dir.path().to_path_buf();
+    let phone = AgentPhone::new(&config.agents[0]);
+    let mut agent = RawAgent::bind(&phone.agent.id, phone.sip_port).expect("agent sockets");
+    phone.register(pbx, &work_dir);
+    let agent_thread = thread::spawn(move || {
+        agent.answer(SIP_TIMEOUT).expect("agent answers");
+        agent
+            .exchange_tone(Duration::from_secs(1), 1_000.0)
+            .expect("agent RTP");
+        agent.await_bye(SIP_TIMEOUT).expect("BYE from the PBX");
+    });
+    let mut caller = RawCaller::new(pbx).expect("caller sockets");
+    assert_eq!(caller.invite(SIP_TIMEOUT).expect("final response"), 200);
+    caller
+        .exchange_audio(Duration::from_secs(1))
+        .expect("caller RTP");
+    assert_eq!(caller.bye(SIP_TIMEOUT).expect("answer to BYE"), 200);
+    agent_thread.join().expect("agent thread");
+    let record = pbx.wait_for_call(caller.call_id(), CDR_TIMEOUT);
+    assert_eq!(record["disposition"], "answered");
+    record
+}
+
+#[test]
+fn console_scorecard_then_reports() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig {
+        extra: CRITERIA.to_owned(),
+        ..PbxConfig::default()
+    };
+    let pbx = Pbx::start(&config);
+    let user = serde_json::json!({
+        "username": REVIEWER, "password": REVIEWER_PASSWORD, "role": "qa",
+    });
+    let created = pbx.admin_request("POST", "/api/users", Some(&user));
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let record = answered_call(&pbx, &config);
+    let call_id = record["id"].as_str().expect("call id").to_owned();
+    // The report covers the UTC day of the call, even when the test runs
+    // across midnight.
+    let arrived = record["arrived_at"].as_str().expect("arrival time");
+    let arrived =
+        time::OffsetDateTime::parse(arrived, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339 arrival");
+    let day = arrived.date();
+    let next_day = day.next_day().expect("a next day");
+
+    let browser = Browser::start();
+    let base = format!("http://{}", pbx.http);
+    browser.goto(&format!("{base}/console/calls/{call_id}"));
+    let username = browser.wait_for("#username", PAGE_TIMEOUT);
+    browser.type_into(&username, REVIEWER);
+    browser.type_into(
+        &browser.wait_for("#password", PAGE_TIMEOUT),
+        REVIEWER_PASSWORD,
+    );
+    browser.click(&browser.wait_for("#login-button", PAGE_TIMEOUT));
+
+    // The login leads back to the call, whose page offers the form.
+    browser.wait_for("#save-scorecard", PAGE_TIMEOUT);
+    assert_eq!(
+        browser.current_url(),
+        format!("{base}/console/calls/{call_id}")
+    );
+    browser.wait_for_text("#scorecards", PAGE_TIMEOUT, |text| {
+        text.contains("No scorecard yet")
+    });
+    browser.execute("document.getElementById('score-resolution').value = '3'; return null;");
+    let comment = browser.wait_for("#comment-resolution", PAGE_TIMEOUT);
+    browser.type_into(&comment, "no follow-up offered");
+    let comments = browser.wait_for("#scorecard-comments", PAGE_TIMEOUT);
+    browser.type_into(&comments, "clear and polite");
+    browser.click(&browser.wait_for("#save-scorecard", PAGE_TIMEOUT));
+    // Greeting 5 of 5 (weight 1), resolution 3 of 5 (weight 3): 70 %.
+    browser.wait_for_text("#scorecard-status", PAGE_TIMEOUT, |text| {
+        text == "Saved: 70.00 %"
+    });
+    let saved = browser.wait_for_text("#scorecards", PAGE_TIMEOUT, |text| {
+        text.contains("70.00 % by rita")
+    });
+    assert!(saved.contains("no follow-up offered"), "{saved}");
+    assert!(saved.contains("clear and polite"), "{saved}");
+    screenshot(&browser, "console-scorecard");
+
+    // The API has the scorecard with the reviewer, and the audit log its save.
+    let stored = pbx
+        .admin_request("GET", &format!("/api/calls/{call_id}/scorecards"), None)
+        .json();
+    assert_eq!(stored[0]["reviewer"], REVIEWER, "{stored}");
+    assert_eq!(stored[0]["total_percent"], 70.0, "{stored}");
+    let audit = pbx.admin_request("GET", "/api/audit", None).json();
+    let saves = audit
+        .as_array()
+        .expect("audit entries")
+        .iter()
+        .filter(|entry| entry["action"] == "scorecard.save" && entry["target"] == call_id.as_str())
+        .count();
+    assert_eq!(saves, 1, "{audit}");
+
+    // The top bar links the reports page; it opens on the day of the call.
+    browser.wait_for("a[href=\"/console/reports\"]", PAGE_TIMEOUT);
+    browser.goto(&format!(
+        "{base}/console/reports?from={day}T00:00:00Z&to={next_day}T00:00:00Z&interval=15"
+    ));
+    let answered = "#report tbody td[data-column=\"answered\"]";
+    let count = browser.wait_for_text(answered, PAGE_TIMEOUT, |text| !text.is_empty());
+    assert_eq!(count, "1");
+    let queue = browser.wait_for_text(
+        "#report tbody td[data-column=\"queue\"]",
+        PAGE_TIMEOUT,
+        |text| !text.is_empty(),
+    );
+    assert_eq!(queue, QUEUE);
+    browser.wait_for("#charts svg rect.bar", PAGE_TIMEOUT);
+    let csv = browser.execute("return document.getElementById('csv').getAttribute('href');");
+    let csv = csv.as_str().expect("CSV link");
+    assert!(csv.contains("format=csv"), "{csv}");
+    let export = pbx.get(csv);
+    assert_eq!(export.status, 200);
+    let text = String::from_utf8_lossy(&export.body).into_owned();
+    assert!(
+        text.starts_with("start,end,queue,offered,answered,"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
+    screenshot(&browser, "console-reports");
 }

@@ -1,6 +1,6 @@
-//! One abandoned and one answered call: the queue report rebuilt from the
-//! stored events agrees with the CDRs of the same calls, and still does
-//! after a kill -9.
+//! One abandoned and one answered call: the queue report and the interval
+//! report rebuilt from the stored events agree with the CDRs of the same
+//! calls, and still do after a kill -9.
 
 use std::time::Duration;
 
@@ -83,11 +83,30 @@ fn report_from_events_matches_the_cdrs() {
     close(kpi, "longest_wait_seconds", longest);
     // The test queue has no wrap-up, so handling is talking.
     close(kpi, "average_handle_seconds", talk);
+    close(
+        kpi,
+        "average_abandon_seconds",
+        seconds(&abandoned, "wait_seconds"),
+    );
+
+    let range = format!(
+        "from={}&to={}",
+        from.format(&Rfc3339).expect("format"),
+        to.format(&Rfc3339).expect("format")
+    );
+    check_interval_rows(&pbx, &range, &answered, &abandoned);
+    let intervals_uri = format!("/api/reports/intervals?{range}&interval=60&by=queue");
+    let intervals = fetch(&pbx, &intervals_uri);
 
     // The report above read every event from the database, so a kill -9
     // now must lose none of them.
     pbx.restart();
     assert_eq!(fetch(&pbx, &uri), report, "report changed across a kill -9");
+    assert_eq!(
+        fetch(&pbx, &intervals_uri),
+        intervals,
+        "interval report changed across a kill -9"
+    );
 
     // The queue's account of both calls, rebuilt from the events, agrees
     // with the CDRs the PBX wrote.
@@ -106,6 +125,74 @@ fn report_from_events_matches_the_cdrs() {
         stderr.contains("checked 2 queued calls: 0 CDRs missing (0 rebuilt), 0 differing"),
         "{stderr}"
     );
+}
+
+/// Checks the hourly queue rows and the agent rows against the two CDRs.
+/// The range may cross an hour, so the counts are summed over the rows.
+fn check_interval_rows(pbx: &Pbx, range: &str, answered: &Value, abandoned: &Value) {
+    let report = fetch(pbx, &format!("/api/reports/intervals?{range}&interval=60"));
+    println!("interval report: {report:#}");
+    let rows = report["rows"].as_array().expect("rows");
+    let total = |field: &str| -> u64 {
+        rows.iter()
+            .map(|row| row[field].as_u64().expect(field))
+            .sum()
+    };
+    assert_eq!(total("offered"), 2);
+    assert_eq!(total("answered"), 1);
+    assert_eq!(total("abandoned"), 1);
+    let seconds = |record: &Value, field: &str| record[field].as_f64().expect(field);
+    let answered_row = rows
+        .iter()
+        .find(|row| row["answered"] == 1)
+        .expect("the answered call's row");
+    close(
+        answered_row,
+        "average_speed_of_answer_seconds",
+        seconds(answered, "wait_seconds"),
+    );
+    close(
+        answered_row,
+        "average_talk_seconds",
+        seconds(answered, "talk_seconds"),
+    );
+    // Its 72-hour first-contact window is still open.
+    assert_eq!(answered_row["first_contact_calls"], 0);
+    assert!(answered_row["first_contact_resolution_percent"].is_null());
+    let abandoned_row = rows
+        .iter()
+        .find(|row| row["abandoned"] == 1)
+        .expect("the abandoned call's row");
+    close(
+        abandoned_row,
+        "average_abandon_seconds",
+        seconds(abandoned, "wait_seconds"),
+    );
+
+    let agents = fetch(
+        pbx,
+        &format!("/api/reports/intervals?{range}&interval=day&by=agent"),
+    );
+    let agent_rows: Vec<&Value> = agents["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| row["answered"] == 1)
+        .collect();
+    assert_eq!(agent_rows.len(), 1, "{agents:#}");
+    assert_eq!(agent_rows[0]["agent"], answered["agent"]);
+    close(
+        agent_rows[0],
+        "average_talk_seconds",
+        seconds(answered, "talk_seconds"),
+    );
+
+    let csv = pbx.get(&format!(
+        "/api/reports/intervals?{range}&interval=60&format=csv"
+    ));
+    assert_eq!(csv.status, 200);
+    let text = String::from_utf8_lossy(&csv.body).into_owned();
+    assert_eq!(text.lines().count(), rows.len() + 1, "{text}");
 }
 
 fn fetch(pbx: &Pbx, uri: &str) -> Value {

@@ -1,9 +1,11 @@
 // Call page: the CDR's fields, a timeline from the CDR's times and the
-// call's stored queue events, and, for QA and supervisors, the recording
-// with a two-channel waveform (caller left, agent right).
+// call's stored queue events, its QA scorecards, and, for QA and
+// supervisors, the recording with a two-channel waveform (caller left,
+// agent right).
 import {
   MAY_REPLAY, api, currentUser, el, formatDuration, formatTime, getJson, setStatus, topBar,
 } from './common.js';
+import { showScorecards } from './scorecard.js';
 
 const id = decodeURIComponent(location.pathname.replace(/^\/console\/calls\//, ''));
 
@@ -336,6 +338,11 @@ async function main() {
   if (call.recording_path && MAY_REPLAY.includes(user.role)) {
     document.getElementById('recording').hidden = false;
     document.getElementById('load-recording').addEventListener('click', loadRecording);
+  }
+  try {
+    await showScorecards(id, user);
+  } catch (failure) {
+    setStatus(`The scorecards could not be read: ${failure.message}`, true);
   }
 }
 

@@ -97,10 +97,16 @@ export function topBar(user, current) {
       location.replace('/console/login');
     }
   });
-  bar.replaceChildren(
-    el('span', { class: 'brand' }, 'PBX console'),
+  const links = [
     link('/console/calls', 'Calls', 'calls'),
     link('/console/wallboard', 'Wallboard', 'wallboard'),
+  ];
+  if (READS_REPORTS.includes(user.role)) {
+    links.push(link('/console/reports', 'Reports', 'reports'));
+  }
+  bar.replaceChildren(
+    el('span', { class: 'brand' }, 'PBX console'),
+    ...links,
     el('span', { class: 'user', id: 'user' }, `${user.username} (${user.role})`),
     logout,
   );

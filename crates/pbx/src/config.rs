@@ -8,6 +8,7 @@
 //! key path and the line, so one `pbx check-config` run lists all fixes.
 
 mod error;
+mod quality;
 mod raw;
 mod routing;
 mod transports;
@@ -45,6 +46,38 @@ pub(crate) struct Config {
     /// Longest voicemail message.
     pub(crate) voicemail_max: Duration,
     pub(crate) overload: OverloadConfig,
+    pub(crate) qa: QaConfig,
+    pub(crate) reports: ReportsConfig,
+}
+
+/// Scorecard criteria and scale: see `[qa]` in configs/pbx.toml.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct QaConfig {
+    /// Highest score of one criterion; scores go from 0 to this.
+    pub(crate) max_score: u32,
+    /// In file order; empty when the file defines none, and then calls
+    /// cannot be scored.
+    pub(crate) criteria: Vec<Criterion>,
+}
+
+/// One line of the scorecard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Criterion {
+    /// Stable key stored with each score, so that a renamed label keeps
+    /// its history.
+    pub(crate) id: String,
+    /// Text shown to the reviewer; the id when the file gives none.
+    pub(crate) label: String,
+    /// Share of the criterion in the weighted total, relative to the others.
+    pub(crate) weight: u32,
+}
+
+/// Settings of the reports: see `[reports]` in configs/pbx.toml.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReportsConfig {
+    /// A call counts as resolved at first contact when the same number
+    /// does not call the same DID again within this time.
+    pub(crate) first_contact_window: Duration,
 }
 
 /// When new calls get 503: see `[overload]` in configs/pbx.toml.

@@ -257,6 +257,26 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Reads each agent's last state change before `before_ms`, which gives
+    /// the state it was in at that moment.
+    // TODO: this walks every earlier state change in the table; a stored
+    // snapshot per day would bound it once the table contains years of events.
+    pub(crate) async fn agent_states_before(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
+             WHERE seq IN (SELECT MAX(seq) FROM queue_events \
+                 WHERE kind = 'agent_state_changed' AND at_ms < ? GROUP BY agent) \
+             ORDER BY seq",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Opens the PBX database at `path` to read events without running
     /// migrations or creating anything, as tools do beside a running PBX.
     pub(crate) async fn open_existing(

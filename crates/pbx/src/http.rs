@@ -1,8 +1,9 @@
 //! HTTP API: health check, login, call records and their recordings,
 //! recording pause and resume during a call, the recording catalogue, user
 //! and token administration, the audit log, live agents and queues,
-//! configuration reload, queue reports from the stored events, the live
-//! event stream, and the web console's pages.
+//! configuration reload, QA scorecards, queue and agent reports from the
+//! stored events and call records, the live event stream, and the web
+//! console's pages.
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json` with
 //! `type`, `title`, `status` and `detail`). Every `/api/` route except login
@@ -15,12 +16,14 @@ mod auth;
 mod bootstrap;
 mod calls;
 mod console;
+mod interval_reports;
 mod live;
 mod openapi;
 mod problem;
 mod recording_pause;
 mod recordings;
 mod reports;
+mod scorecards;
 mod session;
 mod stream;
 
@@ -174,6 +177,10 @@ pub(crate) fn routes() -> Routes {
             "/api/calls/{id}/recording/resume",
             recording_pause::resume,
         )
+        .add(Get, "/api/calls/{id}/scorecards", scorecards::list_for_call)
+        .add(Post, "/api/calls/{id}/scorecards", scorecards::save)
+        .add(Get, "/api/scorecards", scorecards::search)
+        .add(Get, "/api/scorecards/criteria", scorecards::criteria)
         .add(Get, "/api/recordings", recordings::list_recordings)
         .add(Get, "/api/recordings/{id}", recordings::get_recording_entry)
         .add(Get, "/api/users", admin::list_users)
@@ -199,6 +206,11 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
         .add(Get, "/api/reports/queues", reports::queue_report)
+        .add(
+            Get,
+            "/api/reports/intervals",
+            interval_reports::interval_report,
+        )
         .add(Get, "/api/events/stream", stream::stream_events)
         .add(Get, "/metrics", live::metrics)
         .add(Get, "/", console::root)
@@ -206,6 +218,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/console/calls", console::calls_page)
         .add(Get, "/console/calls/{id}", console::call_page)
         .add(Get, "/console/wallboard", console::wallboard_page)
+        .add(Get, "/console/reports", console::reports_page)
         .add(Get, "/console/assets/{file}", console::asset)
 }
 

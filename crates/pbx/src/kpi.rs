@@ -28,6 +28,8 @@ pub(crate) struct QueueKpi {
     pub(crate) abandoned: u64,
     /// `abandoned` as a percentage of `offered`.
     pub(crate) abandon_percent: Option<f64>,
+    /// Mean wait of the abandoned calls before the caller hung up.
+    pub(crate) average_abandon_seconds: Option<f64>,
     /// Calls that reached the queue's max wait.
     pub(crate) timed_out: u64,
     /// Calls that left by a DTMF exit key.
@@ -60,7 +62,7 @@ pub(crate) struct QueueKpi {
 
 /// Outcome of one visit of a call to a queue.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Waiting,
     Answered,
     Abandoned,
@@ -71,8 +73,14 @@ enum Outcome {
 }
 
 /// One call's stay in one queue.
-struct Visit {
+pub(crate) struct Visit {
     queue: String,
+    /// When the call entered the queue.
+    entered_ms: i64,
+    /// The agent who answered.
+    agent: Option<String>,
+    /// Agents the call was offered to, once per offer.
+    offers: Vec<String>,
     outcome: Outcome,
     /// Wait until the outcome, from the event that gave it.
     waited: f64,
@@ -81,7 +89,7 @@ struct Visit {
 }
 
 /// An agent's state change: when, from what, to what.
-struct Change {
+pub(crate) struct Change {
     at_ms: i64,
     from: String,
     to: String,
@@ -100,6 +108,25 @@ pub(crate) async fn queue_report(
 
 /// Computes the figures from `events` in sequence order.
 pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<QueueKpi> {
+    let (visits, changes) = visits(events, from_ms, to_ms);
+    let mut by_queue: BTreeMap<String, Figures> = BTreeMap::new();
+    for visit in &visits {
+        let figures = by_queue.entry(visit.queue.clone()).or_default();
+        figures.add(visit, &changes);
+    }
+    by_queue
+        .into_iter()
+        .map(|(queue, figures)| figures.kpi(queue))
+        .collect()
+}
+
+/// Rebuilds the visits of the calls that entered a queue in the range,
+/// and every agent's state changes, from `events` in sequence order.
+pub(crate) fn visits(
+    events: &[StoredEvent],
+    from_ms: i64,
+    to_ms: i64,
+) -> (Vec<Visit>, HashMap<String, Vec<Change>>) {
     let mut visits: Vec<Visit> = Vec::new();
     // The current visit of each (call, queue); a visit that started before
     // the range is absent, so its later events are ignored.
@@ -127,6 +154,9 @@ pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<Q
                 current.insert(key, visits.len());
                 visits.push(Visit {
                     queue: queue.clone(),
+                    entered_ms: event.at_ms,
+                    agent: None,
+                    offers: Vec::new(),
                     outcome: Outcome::Waiting,
                     waited: 0.0,
                     completed: None,
@@ -140,7 +170,16 @@ pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<Q
             continue;
         };
         let outcome = match event.kind.as_str() {
-            "offer_answered" => Outcome::Answered,
+            "offer_started" => {
+                visit.offers.extend(event.agent.clone());
+                continue;
+            }
+            "offer_answered" => {
+                if visit.outcome == Outcome::Waiting {
+                    visit.agent = event.agent.clone();
+                }
+                Outcome::Answered
+            }
             "call_abandoned" => Outcome::Abandoned,
             "call_timed_out" => Outcome::TimedOut,
             "call_exited" => match text("reason").as_str() {
@@ -162,23 +201,15 @@ pub(crate) fn compute(events: &[StoredEvent], from_ms: i64, to_ms: i64) -> Vec<Q
             visit.waited = number("waited_seconds");
         }
     }
-
-    let mut by_queue: BTreeMap<String, Figures> = BTreeMap::new();
-    for visit in &visits {
-        let figures = by_queue.entry(visit.queue.clone()).or_default();
-        figures.add(visit, &changes);
-    }
-    by_queue
-        .into_iter()
-        .map(|(queue, figures)| figures.kpi(queue))
-        .collect()
+    (visits, changes)
 }
 
 /// Sums over the visits of one queue.
 #[derive(Default)]
-struct Figures {
+pub(crate) struct Figures {
     offered: u64,
     counts: HashMap<&'static str, u64>,
+    abandon_waits: Vec<f64>,
     answer_waits: Vec<f64>,
     talks: Vec<f64>,
     wrap_ups: Vec<f64>,
@@ -188,7 +219,7 @@ struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, visit: &Visit, changes: &HashMap<String, Vec<Change>>) {
+    pub(crate) fn add(&mut self, visit: &Visit, changes: &HashMap<String, Vec<Change>>) {
         self.offered += 1;
         let name = match visit.outcome {
             Outcome::Waiting => "unresolved",
@@ -204,6 +235,9 @@ impl Figures {
             return;
         }
         self.longest_wait = Some(self.longest_wait.unwrap_or(0.0).max(visit.waited));
+        if visit.outcome == Outcome::Abandoned {
+            self.abandon_waits.push(visit.waited);
+        }
         if visit.outcome != Outcome::Answered {
             return;
         }
@@ -222,7 +256,7 @@ impl Figures {
         }
     }
 
-    fn kpi(&self, queue: String) -> QueueKpi {
+    pub(crate) fn kpi(&self, queue: String) -> QueueKpi {
         let count = |name| self.counts.get(name).copied().unwrap_or(0);
         let share = |part: u64| {
             (self.offered > 0).then(|| round_millis(part as f64 * 100.0 / self.offered as f64))
@@ -233,6 +267,7 @@ impl Figures {
             answered: count("answered"),
             abandoned: count("abandoned"),
             abandon_percent: share(count("abandoned")),
+            average_abandon_seconds: mean(&self.abandon_waits),
             timed_out: count("timed_out"),
             exited_by_key: count("exited_by_key"),
             exited_other: count("exited_other"),
@@ -253,7 +288,7 @@ impl Figures {
 /// from entering wrap-up to leaving it, 0 when the agent went straight to
 /// another state, `None` while the wrap-up has not ended (or its events are
 /// missing).
-fn wrap_up_after(changes: Option<&Vec<Change>>, ended_ms: i64) -> Option<f64> {
+pub(crate) fn wrap_up_after(changes: Option<&Vec<Change>>, ended_ms: i64) -> Option<f64> {
     let changes = changes?;
     let left_call = changes
         .iter()
@@ -268,13 +303,17 @@ fn wrap_up_after(changes: Option<&Vec<Change>>, ended_ms: i64) -> Option<f64> {
     Some((ended.at_ms - started) as f64 / 1000.0)
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
+pub(crate) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| round_millis(values.iter().sum::<f64>() / values.len() as f64))
 }
 
-fn round_millis(value: f64) -> f64 {
+pub(crate) fn round_millis(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
+
+mod intervals;
+
+pub(crate) use intervals::{Grouping, Interval, IntervalReport, ReportRequest, interval_report};
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ mod queue_log;
 mod registrations;
 mod reload;
 mod retention;
+mod scorecards;
 mod secrets;
 mod server;
 mod sounds;

@@ -90,6 +90,16 @@ impl Reloader {
         }
     }
 
+    /// Returns the scorecard criteria in force, which a reload replaces.
+    pub(crate) async fn qa(&self) -> crate::config::QaConfig {
+        self.running.lock().await.qa.clone()
+    }
+
+    /// Returns the report settings in force, which a reload replaces.
+    pub(crate) async fn reports(&self) -> crate::config::ReportsConfig {
+        self.running.lock().await.reports.clone()
+    }
+
     /// Reloads the file and applies it; logs the outcome either way.
     pub(crate) async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let result = self.try_reload().await;
@@ -148,7 +158,7 @@ impl Reloader {
         let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
         let core_config =
             crate::server::core_config(&applied_config, self.sip_bound, passwords, &sounds);
-        let applied = match self.live.reconfigure(core_config).await {
+        let mut applied = match self.live.reconfigure(core_config).await {
             Ok(applied) => applied,
             Err(ChangeError::Engine(error)) => return Err(error.into()),
             Err(ChangeError::NotDurable(error)) => {
@@ -157,6 +167,13 @@ impl Reloader {
                 return Err(ReloadError::NotDurable(error));
             }
         };
+        // The engine does not see these; the HTTP API reads them from here.
+        if running.qa != applied_config.qa {
+            applied.push("scorecard criteria changed".to_owned());
+        }
+        if running.reports != applied_config.reports {
+            applied.push("report settings changed".to_owned());
+        }
         *running = applied_config;
         Ok(ReloadReport {
             file: origin,

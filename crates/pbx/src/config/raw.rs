@@ -36,6 +36,32 @@ pub(super) struct RawConfig {
     pub(super) voicemail: RawVoicemail,
     #[serde(default)]
     pub(super) overload: RawOverload,
+    #[serde(default)]
+    pub(super) qa: RawQa,
+    #[serde(default)]
+    pub(super) reports: RawReports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQa {
+    pub(super) max_score: Value<u32>,
+    #[serde(default)]
+    pub(super) criteria: Vec<RawCriterion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCriterion {
+    pub(super) id: Spanned<String>,
+    pub(super) label: Value<String>,
+    pub(super) weight: Spanned<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReports {
+    pub(super) first_contact_window_hours: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -190,6 +190,8 @@ fn empty_file_uses_defaults() {
     embedded.trunks.clear();
     embedded.queues.clear();
     embedded.dids.clear();
+    // The embedded file gives example scorecard criteria; by default there are none.
+    embedded.qa.criteria.clear();
     assert_eq!(config, embedded);
 }
 
@@ -682,4 +684,50 @@ fn trunk_numbering_plan_needs_digit_prefixes() {
         "test.toml:4:16: trunks[0].country_code: \"+33\" is not a dialling prefix; write up to \
          6 digits such as \"33\" or \"0\"",
     );
+}
+
+#[test]
+fn scorecard_criteria_parsed_in_order() {
+    let text = "[qa]\nmax_score = 10\n\
+                [[qa.criteria]]\nid = \"greeting\"\nlabel = \"Greeting\"\nweight = 2\n\
+                [[qa.criteria]]\nid = \"resolution\"\nweight = 5\n\
+                [reports]\nfirst_contact_window_hours = 24\n";
+    let config = Config::parse(text, ORIGIN).expect("valid");
+    assert_eq!(config.qa.max_score, 10);
+    let ids: Vec<&str> = config.qa.criteria.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["greeting", "resolution"]);
+    assert_eq!(config.qa.criteria[0].label, "Greeting");
+    // A criterion without a label shows its id.
+    assert_eq!(config.qa.criteria[1].label, "resolution");
+    assert_eq!(config.qa.criteria[1].weight, 5);
+    assert_eq!(
+        config.reports.first_contact_window,
+        Duration::from_secs(24 * 3600)
+    );
+}
+
+#[test]
+fn scorecard_criteria_errors_name_the_key() {
+    let text = "[qa]\nmax_score = 0\n\
+                [[qa.criteria]]\nid = \"tone of voice\"\nweight = 0\n\
+                [[qa.criteria]]\nid = \"greeting\"\nlabel = \"\"\nweight = 1001\n\
+                [[qa.criteria]]\nid = \"greeting\"\nweight = 1\n\
+                [reports]\nfirst_contact_window_hours = 721\n";
+    let errors = errors_of(text);
+    let expected = [
+        "test.toml:2:13: qa.max_score: must be greater than 0",
+        "test.toml:4:6: qa.criteria[0].id: \"tone of voice\" contains ' '",
+        "test.toml:5:10: qa.criteria[0].weight: must be greater than 0",
+        "test.toml:8:9: qa.criteria[1].label: must not be empty",
+        "test.toml:9:10: qa.criteria[1].weight: must be at most 1000, got 1001",
+        "test.toml:11:6: qa.criteria[2].id: duplicate criterion \"greeting\"; it is first defined at line 7",
+        "test.toml:14:30: reports.first_contact_window_hours: must be at most 720, got 721",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "{error} should start with {start}"
+        );
+    }
 }

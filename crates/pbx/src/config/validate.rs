@@ -240,7 +240,7 @@ impl Checker<'_> {
 
     /// Accepts an agent id: letters, digits, '-', '_' and '.', which are
     /// valid in a SIP user part and map onto an environment variable name.
-    fn identifier(&mut self, key: &str, raw: &Sourced<String>) {
+    pub(super) fn identifier(&mut self, key: &str, raw: &Sourced<String>) {
         if raw.value.is_empty() {
             self.report(key, &raw.source, ConfigErrorKind::Empty);
             return;
@@ -381,6 +381,8 @@ pub(super) fn convert(
     }
 
     let overload = convert_overload(&mut checker, raw);
+    let qa = super::quality::convert_qa(&mut checker, &raw.qa);
+    let reports = super::quality::convert_reports(&mut checker, &raw.reports);
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
@@ -399,6 +401,8 @@ pub(super) fn convert(
         caller_order,
         voicemail_max: Duration::from_secs(max_message.value),
         overload,
+        qa,
+        reports,
     })
 }
 

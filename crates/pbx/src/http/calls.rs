@@ -118,7 +118,7 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
 
 /// Returns the trimmed text of a parameter. An empty value, as an empty
 /// search form field sends it, sets no condition.
-fn text_parameter(value: Option<&str>) -> Option<String> {
+pub(super) fn text_parameter(value: Option<&str>) -> Option<String> {
     value
         .map(str::trim)
         .filter(|text| !text.is_empty())
@@ -252,7 +252,7 @@ async fn refuse_deleted(state: &ApiState, id: &str) -> Result<(), Problem> {
 
 /// Returns the agent id whose calls the caller may see, or `None` when it
 /// sees every call.
-fn visible_agent(user: &Authenticated) -> Result<Option<&str>, Problem> {
+pub(super) fn visible_agent(user: &Authenticated) -> Result<Option<&str>, Problem> {
     let caller = &user.caller.user;
     if ALL_CALLS.contains(&caller.role) {
         return Ok(None);
@@ -269,7 +269,7 @@ fn visible_agent(user: &Authenticated) -> Result<Option<&str>, Problem> {
 
 /// Returns the record `id` when it exists and the caller may see it. A call
 /// of another agent is reported as not found, so agents cannot probe ids.
-async fn find_call(
+pub(super) async fn find_call(
     state: &ApiState,
     user: &Authenticated,
     id: &str,

@@ -28,9 +28,10 @@ const LOGIN: &str = include_str!("../../console/login.html");
 const CALLS: &str = include_str!("../../console/calls.html");
 const CALL: &str = include_str!("../../console/call.html");
 const WALLBOARD: &str = include_str!("../../console/wallboard.html");
+const REPORTS: &str = include_str!("../../console/reports.html");
 
 /// Files under `/console/assets/`, by name.
-const ASSETS: [(&str, &str, &str); 7] = [
+const ASSETS: [(&str, &str, &str); 9] = [
     (
         "console.css",
         CSS,
@@ -56,6 +57,16 @@ const ASSETS: [(&str, &str, &str); 7] = [
         "wallboard.js",
         JAVASCRIPT,
         include_str!("../../console/wallboard.js"),
+    ),
+    (
+        "reports.js",
+        JAVASCRIPT,
+        include_str!("../../console/reports.js"),
+    ),
+    (
+        "scorecard.js",
+        JAVASCRIPT,
+        include_str!("../../console/scorecard.js"),
     ),
     (
         "favicon.svg",
@@ -90,6 +101,10 @@ pub(crate) async fn call_page(UrlPath(_id): UrlPath<String>) -> Response {
 
 pub(crate) async fn wallboard_page() -> Response {
     serve(HTML, WALLBOARD)
+}
+
+pub(crate) async fn reports_page() -> Response {
+    serve(HTML, REPORTS)
 }
 
 pub(crate) async fn asset(UrlPath(name): UrlPath<String>) -> Result<Response, Problem> {

@@ -4,6 +4,8 @@
 //! The test `openapi_matches_routes` fails when a route is added, removed
 //! or given another method here or in `routes()` without the other.
 
+mod quality;
+
 use axum::Json;
 use serde_json::{Map, Value, json};
 
@@ -30,15 +32,17 @@ pub(crate) fn document() -> Value {
                 "session": { "type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE },
                 "bearer": { "type": "http", "scheme": "bearer" },
             },
-            "schemas": schemas(),
+            "schemas": all_schemas(),
         },
     })
 }
 
 fn paths() -> Value {
     let mut paths = api_paths();
-    if let (Value::Object(all), Value::Object(console)) = (&mut paths, console_paths()) {
-        all.extend(console);
+    for more in [console_paths(), quality::paths()] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut paths, more) {
+            all.extend(more);
+        }
     }
     paths
 }
@@ -64,6 +68,9 @@ fn console_paths() -> Value {
                 vec![path_parameter("id", "Product call id", "string")]),
         },
         "/console/wallboard": { "get": console_page("Console: live queues and agents") },
+        "/console/reports": {
+            "get": console_page("Console: reports per interval with charts and CSV export"),
+        },
         "/console/assets/{file}": {
             "get": with_parameters(public(operation(
                 "Console styles, scripts and icon",
@@ -555,6 +562,14 @@ fn paging(maximum: u32, default: u32) -> Vec<Value> {
     ]
 }
 
+fn all_schemas() -> Value {
+    let mut schemas = schemas();
+    if let (Value::Object(all), Value::Object(more)) = (&mut schemas, quality::schemas()) {
+        all.extend(more);
+    }
+    schemas
+}
+
 fn schemas() -> Value {
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let text = json!({ "type": "string" });
@@ -926,7 +941,8 @@ fn queue_kpi() -> Value {
         |description: &str| json!({ "type": ["number", "null"], "description": description });
     json!({
         "type": "object",
-        "required": ["queue", "offered", "answered", "abandoned", "abandon_percent", "timed_out",
+        "required": ["queue", "offered", "answered", "abandoned", "abandon_percent",
+                     "average_abandon_seconds", "timed_out",
                      "exited_by_key", "exited_other", "unresolved", "average_speed_of_answer_seconds",
                      "average_talk_seconds", "average_wrap_up_seconds", "average_handle_seconds",
                      "service_level_20_percent", "service_level_30_percent", "longest_wait_seconds"],
@@ -936,6 +952,7 @@ fn queue_kpi() -> Value {
             "answered": count,
             "abandoned": { "type": "integer", "description": "the caller hung up before an answer" },
             "abandon_percent": seconds("abandoned as a percentage of offered"),
+            "average_abandon_seconds": seconds("mean wait of the abandoned calls before the caller hung up"),
             "timed_out": { "type": "integer", "description": "calls that reached max wait" },
             "exited_by_key": { "type": "integer", "description": "calls that left by a DTMF exit key" },
             "exited_other": { "type": "integer", "description": "queue full, no agent, or a skill step" },

@@ -1,4 +1,6 @@
-//! Reports computed from the stored queue events.
+//! Reports computed from the stored queue events and call records: KPIs
+//! per queue over a range, and rows per interval and per queue or agent,
+//! as JSON or CSV.
 
 use accounts::Role;
 use axum::Json;
@@ -14,7 +16,7 @@ use super::{ApiState, Problem};
 use crate::kpi::QueueKpi;
 
 /// Roles that see queue reports.
-const REPORTS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Qa];
+pub(super) const REPORTS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Qa];
 
 /// Maximum range of one report, so that one request cannot make the PBX
 /// read years of events at once.
@@ -43,20 +45,7 @@ pub(crate) async fn queue_report(
 ) -> Result<Json<QueueReport>, Problem> {
     user.require(&REPORTS, "read queue reports")?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let from = timestamp("from", query.from.as_deref())?;
-    let to = timestamp("to", query.to.as_deref())?;
-    if to <= from {
-        return Err(Problem::bad_request(format!(
-            "to must be later than from, got from={} and to={}",
-            format_utc(from),
-            format_utc(to)
-        )));
-    }
-    if to - from > time::Duration::days(MAX_RANGE_DAYS) {
-        return Err(Problem::bad_request(format!(
-            "a report covers at most {MAX_RANGE_DAYS} days; ask for shorter ranges"
-        )));
-    }
+    let (from, to) = range(query.from.as_deref(), query.to.as_deref())?;
     let store = crate::events::EventStore::on(state.calls.cdr.pool().clone());
     let queues = crate::kpi::queue_report(&store, millis(from), millis(to))
         .await
@@ -72,6 +61,28 @@ pub(crate) async fn queue_report(
         to: format_utc(to),
         queues,
     }))
+}
+
+/// Checks the `from` and `to` parameters of a report.
+pub(super) fn range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(OffsetDateTime, OffsetDateTime), Problem> {
+    let from = timestamp("from", from)?;
+    let to = timestamp("to", to)?;
+    if to <= from {
+        return Err(Problem::bad_request(format!(
+            "to must be later than from, got from={} and to={}",
+            format_utc(from),
+            format_utc(to)
+        )));
+    }
+    if to - from > time::Duration::days(MAX_RANGE_DAYS) {
+        return Err(Problem::bad_request(format!(
+            "a report covers at most {MAX_RANGE_DAYS} days; ask for shorter ranges"
+        )));
+    }
+    Ok((from, to))
 }
 
 fn timestamp(name: &str, value: Option<&str>) -> Result<OffsetDateTime, Problem> {
@@ -93,11 +104,11 @@ fn timestamp(name: &str, value: Option<&str>) -> Result<OffsetDateTime, Problem>
     })
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
+pub(super) fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-fn format_utc(at: OffsetDateTime) -> String {
+pub(super) fn format_utc(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
         .unwrap_or_default()

@@ -12,6 +12,7 @@ mod openapi_document;
 mod recording_pause_api;
 mod recordings_api;
 mod reports_api;
+mod scorecards_api;
 mod session_api;
 
 use std::collections::HashMap;
@@ -63,6 +64,9 @@ struct Fixture {
 fn reload_config_text(data_dir: &std::path::Path, extra: &str) -> String {
     format!(
         "data_dir = {data_dir:?}\n\
+         [qa]\nmax_score = 5\n\
+         [[qa.criteria]]\nid = \"greeting\"\nlabel = \"Greeting\"\nweight = 1\n\
+         [[qa.criteria]]\nid = \"resolution\"\nlabel = \"Resolution\"\nweight = 3\n\
          [[agents]]\nid = \"1001\"\npassword = \"pw-1001\"\n\
          [[agents]]\nid = \"1002\"\npassword = \"pw-1002\"\n\
          [[queues]]\nname = \"general\"\nagents = [\"1001\", \"1002\"]\n\

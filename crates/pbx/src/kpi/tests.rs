@@ -10,16 +10,16 @@ use super::*;
 use crate::events::{EventStore, NewEvent, unix_millis};
 
 /// Start of the report range: 2027-01-15T08:00:00Z.
-const FROM_SECS: u64 = 1_800_000_000;
+pub(crate) const FROM_SECS: u64 = 1_800_000_000;
 
-struct Script {
+pub(crate) struct Script {
     base: Instant,
     wall: SystemTime,
-    events: Vec<NewEvent>,
+    pub(crate) events: Vec<NewEvent>,
 }
 
 impl Script {
-    fn new() -> Script {
+    pub(crate) fn new() -> Script {
         Script {
             base: Instant::now(),
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(FROM_SECS),
@@ -28,7 +28,7 @@ impl Script {
     }
 
     /// Records `make(at)` as happening `seconds` after the range start.
-    fn at(&mut self, seconds: f64, make: impl FnOnce(Instant) -> QueueEvent) {
+    pub(crate) fn at(&mut self, seconds: f64, make: impl FnOnce(Instant) -> QueueEvent) {
         let offset = Duration::from_secs_f64(seconds.abs());
         let (at, wall) = if seconds >= 0.0 {
             (self.base + offset, self.wall + offset)
@@ -41,7 +41,7 @@ impl Script {
         }));
     }
 
-    fn enqueue(&mut self, seconds: f64, call: &str, queue: &str) {
+    pub(crate) fn enqueue(&mut self, seconds: f64, call: &str, queue: &str) {
         self.at(seconds, |at| QueueEvent::CallEnqueued {
             call: call.into(),
             queue: queue.into(),
@@ -51,7 +51,14 @@ impl Script {
         });
     }
 
-    fn answer(&mut self, seconds: f64, call: &str, queue: &str, agent: &str, waited: f64) {
+    pub(crate) fn answer(
+        &mut self,
+        seconds: f64,
+        call: &str,
+        queue: &str,
+        agent: &str,
+        waited: f64,
+    ) {
         self.state(seconds, agent, AgentState::Ringing, AgentState::OnCall);
         self.at(seconds, |at| QueueEvent::OfferAnswered {
             call: call.into(),
@@ -64,7 +71,14 @@ impl Script {
         });
     }
 
-    fn complete(&mut self, seconds: f64, call: &str, queue: &str, agent: &str, talk: f64) {
+    pub(crate) fn complete(
+        &mut self,
+        seconds: f64,
+        call: &str,
+        queue: &str,
+        agent: &str,
+        talk: f64,
+    ) {
         self.at(seconds, |at| QueueEvent::CallCompleted {
             call: call.into(),
             queue: queue.into(),
@@ -77,7 +91,7 @@ impl Script {
         });
     }
 
-    fn state(&mut self, seconds: f64, agent: &str, from: AgentState, to: AgentState) {
+    pub(crate) fn state(&mut self, seconds: f64, agent: &str, from: AgentState, to: AgentState) {
         self.at(seconds, |at| QueueEvent::AgentStateChanged {
             agent: agent.into(),
             from,
@@ -86,7 +100,7 @@ impl Script {
         });
     }
 
-    fn left(
+    pub(crate) fn left(
         &mut self,
         seconds: f64,
         make: impl FnOnce(Duration, Instant) -> QueueEvent,
@@ -178,7 +192,7 @@ fn day() -> Script {
     s
 }
 
-async fn stored(script: &Script) -> (tempfile::TempDir, EventStore) {
+pub(crate) async fn stored(script: &Script) -> (tempfile::TempDir, EventStore) {
     let dir = tempfile::tempdir().unwrap();
     let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
     let store = EventStore::open(cdr.pool().clone()).await.unwrap();
@@ -189,7 +203,7 @@ async fn stored(script: &Script) -> (tempfile::TempDir, EventStore) {
     (dir, store)
 }
 
-fn range() -> (i64, i64) {
+pub(crate) fn range() -> (i64, i64) {
     let from = unix_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(FROM_SECS));
     (from, from + 3_600_000)
 }
@@ -209,6 +223,8 @@ async fn figures_match_hand_computed_values() {
         abandoned: 1,
         // 1 of 7.
         abandon_percent: Some(14.286),
+        // C.
+        average_abandon_seconds: Some(8.0),
         timed_out: 1,
         exited_by_key: 1,
         exited_other: 0,
@@ -235,6 +251,7 @@ async fn figures_match_hand_computed_values() {
         answered: 1,
         abandoned: 0,
         abandon_percent: Some(0.0),
+        average_abandon_seconds: None,
         timed_out: 0,
         exited_by_key: 0,
         exited_other: 0,

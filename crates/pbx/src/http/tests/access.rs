@@ -50,6 +50,10 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
     let login = json!({ "username": "sam", "password": "sam-password" });
     let new_user = json!({ "username": "new-user", "password": "new-user-password", "role": "qa" });
     let new_token = json!({ "user_id": supervisor, "name": "export" });
+    let scorecard = json!({ "scores": [
+        { "criterion": "greeting", "score": 5 },
+        { "criterion": "resolution", "score": 3, "comment": "missed a step" },
+    ], "comments": "good call" });
     let agent_user = format!("/api/users/{agent}");
     let agent_password = format!("/api/users/{agent}/password");
     vec![
@@ -329,6 +333,54 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
             "/api/config/reload",
             None,
             Some(ADMINISTRATOR),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/calls/{id}/scorecards",
+            "/api/calls/call-1/scorecards",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Post,
+            "/api/calls/{id}/scorecards",
+            "/api/calls/call-1/scorecards",
+            Some(scorecard),
+            Some(CATALOGUE_READERS),
+            StatusCode::CREATED,
+        ),
+        case(
+            Get,
+            "/api/scorecards",
+            "/api/scorecards?min_total=50",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/scorecards/criteria",
+            "/api/scorecards/criteria",
+            None,
+            Some(EVERY_ROLE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/api/reports/intervals",
+            "/api/reports/intervals?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&interval=15",
+            None,
+            Some(&[Role::Administrator, Role::Supervisor, Role::Qa]),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
+            "/console/reports",
+            "/console/reports",
+            None,
+            None,
             StatusCode::OK,
         ),
         case(

@@ -3,11 +3,12 @@
 
 use super::*;
 
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 5] = [
     "/console/login",
     "/console/calls",
     "/console/calls/6f0c2a4e-call",
     "/console/wallboard",
+    "/console/reports",
 ];
 
 fn header_text(reply: &Reply, name: header::HeaderName) -> &str {

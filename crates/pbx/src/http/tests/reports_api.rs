@@ -110,3 +110,128 @@ async fn bad_ranges_are_problems() {
         assert!(detail.contains(expected), "{uri}: {detail}");
     }
 }
+
+/// The interval report of the stored call, as JSON and as CSV.
+#[tokio::test]
+async fn interval_report_as_json_and_csv() {
+    let fixture = fixture().await;
+    store_answered_call(&fixture).await;
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00:00Z&to=2026-12-04T10:00:00Z\
+               &interval=30&by=queue";
+    let reply = fixture.get(Role::Qa, uri).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let report = reply.json();
+    assert_eq!(report["interval"], "30");
+    assert_eq!(report["by"], "queue");
+    assert_eq!(report["first_contact_window_hours"], 72);
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["start"], "2026-12-04T09:00:00Z");
+    assert_eq!(rows[0]["end"], "2026-12-04T09:30:00Z");
+    assert_eq!(rows[0]["queue"], "general");
+    assert_eq!(rows[0]["answered"], 1);
+    assert_eq!(rows[0]["average_speed_of_answer_seconds"], 15.0);
+    let unavailable: Vec<&str> = report["unavailable"]
+        .as_array()
+        .expect("unavailable")
+        .iter()
+        .map(|item| item["figure"].as_str().expect("figure"))
+        .collect();
+    assert_eq!(unavailable, ["hold_seconds", "csat_percent"]);
+
+    let csv = fixture.get(Role::Qa, &format!("{uri}&format=csv")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.content_type(), "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"report-queue-30-2026-12-04.csv\""
+    );
+    let text = String::from_utf8(csv.body.clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("start,end,queue,offered,answered,abandoned,"));
+    assert!(
+        lines[1].starts_with(
+            "2026-12-04T09:00:00Z,2026-12-04T09:30:00Z,general,1,1,0,0.0,,0,0,0,0,15.0,"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "");
+
+    // Accept: text/csv gives the same file without the parameter.
+    let request = Request::builder()
+        .uri(uri)
+        .header(
+            header::COOKIE,
+            format!(
+                "{}={}",
+                auth::SESSION_COOKIE,
+                fixture.sessions[&Role::Supervisor]
+            ),
+        )
+        .header(header::ACCEPT, "application/json;q=0.5, text/csv")
+        .body(Body::empty())
+        .expect("request");
+    let accepted = fixture.send(request).await;
+    assert_eq!(accepted.content_type(), "text/csv; charset=utf-8");
+    assert_eq!(accepted.body, csv.body);
+}
+
+#[tokio::test]
+async fn agent_interval_rows_as_csv() {
+    let fixture = fixture().await;
+    store_answered_call(&fixture).await;
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00:00Z&to=2026-12-04T10:00:00Z\
+               &interval=15&by=agent&format=csv";
+    let reply = fixture.get(Role::Administrator, uri).await;
+    let text = String::from_utf8(reply.body.clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "start,end,agent,offered,answered,average_speed_of_answer_seconds,average_talk_seconds,\
+         average_wrap_up_seconds,average_handle_seconds,first_contact_calls,\
+         first_contact_resolution_percent,occupancy_percent,shifts,calls_per_shift"
+    );
+    // No offer was stored, so 1001 answered without an offer; no state
+    // change was stored either, so occupancy and shifts are unknown.
+    assert_eq!(
+        lines[1],
+        "2026-12-04T09:00:00Z,2026-12-04T09:15:00Z,1001,0,1,15.0,,,,0,,,0,"
+    );
+    assert_eq!(lines.len(), 2);
+}
+
+#[tokio::test]
+async fn bad_interval_parameters_are_problems() {
+    let fixture = fixture().await;
+    let range = "from=2026-12-04T09:00:00Z&to=2026-12-04T10:00:00Z";
+    let cases = [
+        (
+            format!("/api/reports/intervals?{range}&interval=45"),
+            "interval must be 15, 30, 60 or day, got \"45\"",
+        ),
+        (
+            format!("/api/reports/intervals?{range}&by=team"),
+            "by must be queue or agent, got \"team\"",
+        ),
+        (
+            format!("/api/reports/intervals?{range}&format=xml"),
+            "format must be json or csv, got \"xml\"",
+        ),
+        (
+            "/api/reports/intervals?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&interval=15"
+                .to_owned(),
+            "the range has 5664 intervals of 15 minutes and a report has at most 2976; \
+             ask for a longer interval or a shorter range",
+        ),
+        (
+            "/api/reports/intervals?from=2026-12-04T10:00:00Z&to=2026-12-04T09:00:00Z".to_owned(),
+            "to must be later than from, got from=2026-12-04T10:00:00Z and to=2026-12-04T09:00:00Z",
+        ),
+    ];
+    for (uri, expected) in cases {
+        let reply = fixture.get(Role::Supervisor, &uri).await;
+        assert_eq!(reply.problem(StatusCode::BAD_REQUEST), expected, "{uri}");
+    }
+}

@@ -1,0 +1,287 @@
+//! `GET /api/reports/intervals`: report rows per interval and per queue or
+//! agent, as JSON or as CSV for spreadsheets.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::auth::Authenticated;
+use super::reports::{REPORTS, format_utc, millis, range};
+use super::{ApiState, Problem};
+use crate::kpi::{Grouping, Interval, IntervalReport, ReportRequest};
+
+/// Maximum number of intervals in one report: 31 days of 15-minute intervals.
+pub(crate) const MAX_INTERVALS: i64 = 31 * 96;
+
+/// Columns of the CSV export of queue rows, in order.
+const QUEUE_COLUMNS: [&str; 21] = [
+    "start",
+    "end",
+    "queue",
+    "offered",
+    "answered",
+    "abandoned",
+    "abandon_percent",
+    "average_abandon_seconds",
+    "timed_out",
+    "exited_by_key",
+    "exited_other",
+    "unresolved",
+    "average_speed_of_answer_seconds",
+    "average_talk_seconds",
+    "average_wrap_up_seconds",
+    "average_handle_seconds",
+    "service_level_20_percent",
+    "service_level_30_percent",
+    "longest_wait_seconds",
+    "first_contact_calls",
+    "first_contact_resolution_percent",
+];
+
+/// Columns of the CSV export of agent rows, in order.
+const AGENT_COLUMNS: [&str; 14] = [
+    "start",
+    "end",
+    "agent",
+    "offered",
+    "answered",
+    "average_speed_of_answer_seconds",
+    "average_talk_seconds",
+    "average_wrap_up_seconds",
+    "average_handle_seconds",
+    "first_contact_calls",
+    "first_contact_resolution_percent",
+    "occupancy_percent",
+    "shifts",
+    "calls_per_shift",
+];
+
+/// Figures the report cannot give, with the reason. The API lists them so
+/// that a client does not take a missing column for zero.
+const UNAVAILABLE: [(&str, &str); 2] = [
+    (
+        "hold_seconds",
+        "the PBX stores no hold events, so hold time is part of talk time",
+    ),
+    (
+        "csat_percent",
+        "the PBX runs no post-call survey, so there are no answers to count",
+    ),
+];
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct IntervalQuery {
+    from: Option<String>,
+    to: Option<String>,
+    interval: Option<String>,
+    by: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Unavailable {
+    figure: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct IntervalReply {
+    from: String,
+    to: String,
+    interval: &'static str,
+    by: &'static str,
+    first_contact_window_hours: u64,
+    rows: Vec<Value>,
+    unavailable: Vec<Unavailable>,
+}
+
+/// Returns the report rows of the requested range, as JSON or CSV.
+pub(crate) async fn interval_report(
+    State(state): State<ApiState>,
+    user: Authenticated,
+    headers: HeaderMap,
+    query: Result<Query<IntervalQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    user.require(&REPORTS, "read queue reports")?;
+    let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let (from, to) = range(query.from.as_deref(), query.to.as_deref())?;
+    let interval = interval_parameter(query.interval.as_deref())?;
+    let grouping = grouping_parameter(query.by.as_deref())?;
+    let csv = wants_csv(query.format.as_deref(), &headers)?;
+    let (from_ms, to_ms) = (millis(from), millis(to));
+    let count = interval.count(from_ms, to_ms);
+    if count > MAX_INTERVALS {
+        return Err(Problem::bad_request(format!(
+            "the range has {count} intervals of {} and a report has at most {MAX_INTERVALS}; \
+             ask for a longer interval or a shorter range",
+            describe(interval)
+        )));
+    }
+
+    let window = first_contact_window(&state).await?;
+    let request = ReportRequest {
+        from_ms,
+        to_ms,
+        now_ms: millis(state.now()),
+        interval,
+        grouping,
+        first_contact_window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+    };
+    let rows = read_rows(&state, request).await?;
+
+    if csv {
+        let name = format!(
+            "report-{}-{}-{}.csv",
+            grouping.as_str(),
+            interval.as_str(),
+            from.date()
+        );
+        return Ok(csv_response(&rows, grouping, &name));
+    }
+    let reply = IntervalReply {
+        from: format_utc(from),
+        to: format_utc(to),
+        interval: interval.as_str(),
+        by: grouping.as_str(),
+        first_contact_window_hours: window.as_secs() / 3600,
+        rows,
+        unavailable: UNAVAILABLE
+            .iter()
+            .map(|&(figure, reason)| Unavailable { figure, reason })
+            .collect(),
+    };
+    Ok(Json(reply).into_response())
+}
+
+async fn first_contact_window(state: &ApiState) -> Result<std::time::Duration, Problem> {
+    match &state.calls.reloader {
+        Some(reloader) => Ok(reloader.reports().await.first_contact_window),
+        None => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the configuration is not available in this process",
+        )),
+    }
+}
+
+async fn read_rows(state: &ApiState, request: ReportRequest) -> Result<Vec<Value>, Problem> {
+    let events = crate::events::EventStore::on(state.calls.cdr.pool().clone());
+    let report = crate::kpi::interval_report(&events, &state.calls.cdr, request)
+        .await
+        .map_err(|error| {
+            tracing::error!(
+                %error,
+                from_ms = request.from_ms,
+                to_ms = request.to_ms,
+                "reading the report's events or call records failed"
+            );
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the queue events or call records could not be read",
+            )
+        })?;
+    Ok(rows(&report, request.grouping))
+}
+
+fn grouping_parameter(value: Option<&str>) -> Result<Grouping, Problem> {
+    let name = value.unwrap_or("queue");
+    Grouping::from_name(name)
+        .ok_or_else(|| Problem::bad_request(format!("by must be queue or agent, got {name:?}")))
+}
+
+fn interval_parameter(value: Option<&str>) -> Result<Interval, Problem> {
+    let name = value.unwrap_or("60");
+    Interval::from_name(name).ok_or_else(|| {
+        Problem::bad_request(format!("interval must be 15, 30, 60 or day, got {name:?}"))
+    })
+}
+
+fn describe(interval: Interval) -> String {
+    match interval {
+        Interval::Day => "a day".to_owned(),
+        other => format!("{} minutes", other.as_str()),
+    }
+}
+
+/// CSV when `format=csv`, or without `format` when the `Accept` header
+/// names `text/csv`.
+fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, Problem> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(Problem::bad_request(format!(
+            "format must be json or csv, got {other:?}"
+        ))),
+        None => Ok(headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|line| line.split(','))
+            .any(|item| {
+                let media = item.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case("text/csv")
+            })),
+    }
+}
+
+fn rows(report: &IntervalReport, grouping: Grouping) -> Vec<Value> {
+    let values = match grouping {
+        Grouping::Queue => report
+            .queues
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>(),
+        Grouping::Agent => report
+            .agents
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>(),
+    };
+    // The rows hold strings and numbers only, which always serialize.
+    values.unwrap_or_default()
+}
+
+fn csv_response(rows: &[Value], grouping: Grouping, name: &str) -> Response {
+    let columns: &[&str] = match grouping {
+        Grouping::Queue => &QUEUE_COLUMNS,
+        Grouping::Agent => &AGENT_COLUMNS,
+    };
+    let mut text = columns.join(",");
+    text.push_str("\r\n");
+    for row in rows {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|column| csv_field(&row[*column]))
+            .collect();
+        text.push_str(&fields.join(","));
+        text.push_str("\r\n");
+    }
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// Formats one value as an RFC 4180 field: null as empty, text quoted
+/// when it contains a comma, a quote or a line break.
+fn csv_field(value: &Value) -> String {
+    let text = match value {
+        Value::Null => return String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}

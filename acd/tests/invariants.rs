@@ -4,14 +4,16 @@
 //! after every command: each agent has at most one call reserved or active,
 //! each call has at most one outstanding offer, no waiting call is left while
 //! an agent could take it, and every call leaves exactly once by answer,
-//! abandon or max wait. After every command and every timeout it also
+//! abandon or max wait. Callback requests wait without a max wait and leave
+//! when their citizen answers or their last attempt fails; between attempts
+//! no agent is offered them. After every command and every timeout it also
 //! compares the engine's deadline and availability indexes with a scan of
 //! all its calls and agents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use acd::{Acd, AcdError, Action, AgentState, QueueConfig, QueueEvent};
+use acd::{Acd, AcdError, Action, AgentState, CallData, CallbackFailure, QueueConfig, QueueEvent};
 use proptest::prelude::*;
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
@@ -29,16 +31,49 @@ fn membership(agent: &str) -> &'static [&'static str] {
 
 #[derive(Clone, Debug)]
 enum Command {
-    Enqueue { call: usize, queue: usize },
-    Abandon { call: usize },
-    SetLoggedIn { agent: usize, on: bool },
-    SetReachable { agent: usize, on: bool },
-    AnswerOffer { pick: usize },
-    RejectOffer { pick: usize },
-    StrayAnswer { call: usize, agent: usize },
-    StrayReject { call: usize, agent: usize },
-    EndCall { agent: usize },
-    Advance { millis: u64 },
+    Enqueue {
+        call: usize,
+        queue: usize,
+    },
+    Abandon {
+        call: usize,
+    },
+    SetLoggedIn {
+        agent: usize,
+        on: bool,
+    },
+    SetReachable {
+        agent: usize,
+        on: bool,
+    },
+    AnswerOffer {
+        pick: usize,
+    },
+    RejectOffer {
+        pick: usize,
+    },
+    StrayAnswer {
+        call: usize,
+        agent: usize,
+    },
+    StrayReject {
+        call: usize,
+        agent: usize,
+    },
+    EndCall {
+        agent: usize,
+    },
+    RequestCallback {
+        call: usize,
+    },
+    /// The citizen of the callback request the agent is on answers, or not.
+    Citizen {
+        agent: usize,
+        answers: bool,
+    },
+    Advance {
+        millis: u64,
+    },
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -57,6 +92,9 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (0..CALLS.len(), 0..AGENTS.len())
             .prop_map(|(call, agent)| Command::StrayReject { call, agent }),
         2 => (0..AGENTS.len()).prop_map(|agent| Command::EndCall { agent }),
+        1 => (0..CALLS.len()).prop_map(|call| Command::RequestCallback { call }),
+        2 => (0..AGENTS.len(), any::<bool>())
+            .prop_map(|(agent, answers)| Command::Citizen { agent, answers }),
         3 => (0..30_000u64).prop_map(|millis| Command::Advance { millis }),
     ]
 }
@@ -91,6 +129,12 @@ struct Model {
     connected: BTreeMap<String, String>,
     /// When each agent last failed to answer each call.
     no_answer: BTreeMap<(String, String), Instant>,
+    /// Calls that became callback requests.
+    callbacks: BTreeSet<String>,
+    /// Callback requests whose citizen is being dialed.
+    dialing: BTreeSet<String>,
+    /// Callback requests held back after a failed attempt, until when.
+    held: BTreeMap<String, Instant>,
     entered: usize,
     left: usize,
 }
@@ -105,6 +149,8 @@ impl Model {
                 max_wait: timings.max_wait,
                 retry_delay: timings.retry_delay,
                 wrap_up: timings.wrap_up,
+                callback_attempts: 2,
+                callback_retry_delay: Duration::from_secs(5),
                 ..QueueConfig::default()
             });
         }
@@ -120,6 +166,9 @@ impl Model {
             ringing: BTreeMap::new(),
             connected: BTreeMap::new(),
             no_answer: BTreeMap::new(),
+            callbacks: BTreeSet::new(),
+            dialing: BTreeSet::new(),
+            held: BTreeMap::new(),
             entered: 0,
             left: 0,
         }
@@ -145,8 +194,28 @@ impl Model {
                 self.stray(CALLS[call], AGENTS[agent], false)?
             }
             Command::EndCall { agent } => {
-                self.connected.remove(AGENTS[agent]);
+                // Ending a callback's call before the citizen answered is a
+                // failed attempt, which the events report.
+                if let Some(call) = self.connected.remove(AGENTS[agent]) {
+                    self.dialing.remove(&call);
+                }
                 self.acd.call_ended(AGENTS[agent], self.now);
+            }
+            Command::RequestCallback { call } => self.request_callback(CALLS[call])?,
+            Command::Citizen { agent, answers } => {
+                let Some(call) = self.connected.get(AGENTS[agent]).cloned() else {
+                    return self.check();
+                };
+                if !self.dialing.remove(&call) {
+                    return self.check();
+                }
+                if answers {
+                    self.acd.callback_connected(&call, self.now);
+                } else {
+                    self.connected.remove(AGENTS[agent]);
+                    self.acd
+                        .callback_not_reached(&call, CallbackFailure::Busy, self.now);
+                }
             }
             Command::Advance { millis } => self.advance(Duration::from_millis(millis))?,
         }
@@ -155,7 +224,11 @@ impl Model {
     }
 
     fn enqueue(&mut self, call: &str, queue: &str) -> Result<(), TestCaseError> {
-        let result = self.acd.enqueue(call, queue, self.now);
+        let data = CallData {
+            caller: Some("+15550100".to_owned()),
+            ..CallData::default()
+        };
+        let result = self.acd.enqueue_with(call, queue, data, self.now);
         let busy = self.queued.contains_key(call) || self.connected.values().any(|c| c == call);
         match result {
             Ok(()) => {
@@ -163,6 +236,8 @@ impl Model {
                 prop_assert!(!busy, "enqueue of duplicate call {} succeeded", call);
                 self.queued.insert(call.to_owned(), queue.to_owned());
                 self.no_answer.retain(|(c, _), _| c != call);
+                self.callbacks.remove(call);
+                self.held.remove(call);
                 self.entered += 1;
             }
             Err(AcdError::UnknownQueue { .. }) => prop_assert_eq!(queue, "q2"),
@@ -172,11 +247,40 @@ impl Model {
         Ok(())
     }
 
+    fn request_callback(&mut self, call: &str) -> Result<(), TestCaseError> {
+        let result = self.acd.request_callback(call, None, self.now);
+        let waiting = self.queued.contains_key(call) && !self.dialing.contains(call);
+        let answered = self.connected.values().any(|c| c == call);
+        match result {
+            Ok(()) => prop_assert!(waiting && !answered, "callback for {} accepted", call),
+            Err(AcdError::UnknownCall { .. }) => {
+                prop_assert!(!waiting || answered, "callback for {} refused", call)
+            }
+            Err(other) => prop_assert!(false, "unexpected error: {}", other),
+        }
+        // The offer of the caller ends because the call changed, not
+        // because the agent missed it, so no retry delay applies.
+        while let Some(action) = self.acd.poll_action() {
+            match action {
+                Action::CancelOffer {
+                    call: cancelled, ..
+                } if cancelled == call => {
+                    self.ringing.remove(call);
+                }
+                other => self.apply_action(other)?,
+            }
+        }
+        Ok(())
+    }
+
     fn answer_offer(&mut self, pick: usize) {
         let Some((call, agent)) = self.pick_offer(pick) else {
             return;
         };
         self.ringing.remove(&call);
+        if self.callbacks.contains(&call) {
+            self.dialing.insert(call.clone());
+        }
         self.connected.insert(agent.clone(), call.clone());
         self.acd.offer_answered(&call, &agent, self.now);
     }
@@ -257,7 +361,12 @@ impl Model {
 
     fn apply_action(&mut self, action: Action) -> Result<(), TestCaseError> {
         match action {
-            Action::Offer { call, agent } => {
+            Action::Offer { call, agent } | Action::Callback { call, agent, .. } => {
+                prop_assert!(
+                    self.held.get(&call).is_none_or(|until| *until <= self.now),
+                    "{} offered during its retry delay",
+                    call
+                );
                 prop_assert!(
                     self.queued.contains_key(&call),
                     "offer of unknown call {}",
@@ -292,6 +401,7 @@ impl Model {
             }
             Action::MaxWaitReached { call } => {
                 prop_assert!(!self.ringing.contains_key(&call), "max wait before cancel");
+                prop_assert!(!self.callbacks.contains(&call), "max wait of a callback");
                 prop_assert!(
                     self.queued.contains_key(&call),
                     "max wait of unknown call {}",
@@ -307,9 +417,26 @@ impl Model {
         match event {
             QueueEvent::OfferAnswered { call, .. }
             | QueueEvent::CallAbandoned { call, .. }
-            | QueueEvent::CallTimedOut { call, .. } => {
+            | QueueEvent::CallTimedOut { call, .. }
+            | QueueEvent::CallbackNotReached {
+                call,
+                retry_at: None,
+                ..
+            } => {
                 prop_assert!(self.queued.remove(&call).is_some(), "{} left twice", call);
+                self.held.remove(&call);
                 self.left += 1;
+            }
+            QueueEvent::CallbackNotReached {
+                call,
+                retry_at: Some(until),
+                ..
+            } => {
+                prop_assert!(self.queued.contains_key(&call), "retry of unknown {}", call);
+                self.held.insert(call, until);
+            }
+            QueueEvent::CallbackRequested { call, .. } => {
+                self.callbacks.insert(call);
             }
             _ => {}
         }
@@ -336,7 +463,8 @@ impl Model {
             );
         }
         for (call, queue) in &self.queued {
-            if self.ringing.contains_key(call) {
+            let held = self.held.get(call).is_some_and(|until| *until > self.now);
+            if self.ringing.contains_key(call) || self.dialing.contains(call) || held {
                 continue;
             }
             for agent in AGENTS {
@@ -347,7 +475,11 @@ impl Model {
             }
         }
         for queue in &QUEUES[..2] {
-            let expected = self.queued.values().filter(|q| q == queue).count();
+            let expected = self
+                .queued
+                .iter()
+                .filter(|(call, q)| q == queue && !self.dialing.contains(*call))
+                .count();
             prop_assert_eq!(self.acd.queue_length(queue), Some(expected));
         }
         Ok(())
@@ -371,10 +503,19 @@ proptest! {
             model.run(command)?;
         }
 
-        // With no agent answering, every call must leave by max wait at the latest.
+        // With no agent answering, every call must leave by max wait at the
+        // latest, except callback requests, which wait until served.
         model.run(&Command::Advance { millis: timings.max_wait.as_millis() as u64 + 1 })?;
-        prop_assert!(model.queued.is_empty(), "calls still queued: {:?}", model.queued);
-        prop_assert!(model.ringing.is_empty());
-        prop_assert_eq!(model.entered, model.left);
+        let pending: Vec<&String> = model
+            .queued
+            .keys()
+            .filter(|call| !model.callbacks.contains(*call))
+            .collect();
+        prop_assert!(pending.is_empty(), "calls still queued: {:?}", pending);
+        prop_assert!(model
+            .ringing
+            .keys()
+            .all(|call| model.callbacks.contains(call)));
+        prop_assert_eq!(model.entered, model.left + model.queued.len());
     }
 }

@@ -15,6 +15,10 @@ use crate::timeline::{
 /// costs two seeks and a flush, and a crash loses at most this much audio
 /// from the header's point of view.
 const HEADER_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most frames handed to the writers in one step, which bounds the frame
+/// buffer when a long span is written at once (a late first flush, or
+/// `finish`).
+const MAX_FRAMES_PER_WRITE: u64 = 8000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -84,6 +88,9 @@ pub struct Recorder {
     writer: Writer,
     mixed: Option<(PathBuf, Writer)>,
     last_header_update: Instant,
+    /// Interleaved frames on their way from the timeline to the writers,
+    /// kept between flushes so that a flush allocates nothing.
+    frames: Vec<i16>,
 }
 
 impl Recorder {
@@ -147,6 +154,7 @@ impl Recorder {
             writer,
             mixed,
             last_header_update: start,
+            frames: Vec::new(),
         })
     }
 
@@ -256,26 +264,47 @@ impl Recorder {
     }
 
     fn write_until(&mut self, end: u64) -> Result<(), RecordingError> {
-        let writer = &mut self.writer;
-        let mut mixed = self.mixed.as_mut();
-        self.timeline
-            .drain_until(end, |left, right| {
-                writer
-                    .write_sample(left)
-                    .and_then(|()| writer.write_sample(right))
-                    .map_err(|source| (None, source))?;
-                if let Some((mixed_path, mixed)) = mixed.as_mut() {
-                    mixed
-                        .write_sample(left.saturating_add(right))
-                        .map_err(|source| (Some(mixed_path.clone()), source))?;
+        while self.timeline.written() < end {
+            let step_end = end.min(self.timeline.written() + MAX_FRAMES_PER_WRITE);
+            self.frames.clear();
+            self.timeline.drain_into(step_end, &mut self.frames);
+            write_samples(&mut self.writer, &self.frames).map_err(|source| {
+                RecordingError::Write {
+                    path: self.path.clone(),
+                    source,
                 }
-                Ok(())
-            })
-            .map_err(|(failed, source)| RecordingError::Write {
-                path: failed.unwrap_or_else(|| self.path.clone()),
-                source,
-            })
+            })?;
+            if let Some((mixed_path, mixed)) = &mut self.mixed {
+                let sums = self
+                    .frames
+                    .chunks_exact(2)
+                    .map(|frame| frame[0].saturating_add(frame[1]));
+                write_samples_from(mixed, sums).map_err(|source| RecordingError::Write {
+                    path: mixed_path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
+}
+
+fn write_samples(writer: &mut Writer, samples: &[i16]) -> Result<(), hound::Error> {
+    write_samples_from(writer, samples.iter().copied())
+}
+
+/// Writes the samples through hound's 16-bit batch writer, which copies
+/// them into the file's buffer in one go instead of one call per sample.
+fn write_samples_from(
+    writer: &mut Writer,
+    samples: impl ExactSizeIterator<Item = i16>,
+) -> Result<(), hound::Error> {
+    // A step holds at most MAX_FRAMES_PER_WRITE frames, far below u32::MAX.
+    let mut batch = writer.get_i16_writer(samples.len() as u32);
+    for sample in samples {
+        batch.write_sample(sample);
+    }
+    batch.flush()
 }
 
 /// Creates a 16-bit PCM WAV file with its parent folders and puts its

@@ -15,10 +15,11 @@ use crate::timeline::{
 /// costs two seeks and a flush, and a crash loses at most this much audio
 /// from the header's point of view.
 const HEADER_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
-/// Most frames handed to the writers in one step, which bounds the frame
-/// buffer when a long span is written at once (a late first flush, or
-/// `finish`).
-const MAX_FRAMES_PER_WRITE: u64 = 8000;
+/// Most frames handed to the writers in one step: 300 ms at 8 kHz, 150 ms
+/// at 16 kHz, more than a 100 ms flush brings. The buffers are sized for
+/// it when the file is created, so flushes allocate nothing, and a long
+/// span (a late flush, `finish`) is written in several steps.
+const MAX_FRAMES_PER_WRITE: u64 = 2400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -154,7 +155,7 @@ impl Recorder {
             writer,
             mixed,
             last_header_update: start,
-            frames: Vec::new(),
+            frames: Vec::with_capacity(2 * MAX_FRAMES_PER_WRITE as usize),
         })
     }
 
@@ -334,5 +335,9 @@ fn create_wav(path: &Path, channels: u16, sample_rate: u32) -> Result<Writer, Re
         path: path.to_path_buf(),
         source,
     })?;
+    // hound keeps the batch writer's buffer for later batches of at most
+    // this size. Dropping a batch writer without flushing it writes nothing.
+    let largest_batch = u32::from(channels) * MAX_FRAMES_PER_WRITE as u32;
+    let _ = writer.get_i16_writer(largest_batch);
     Ok(writer)
 }

@@ -438,9 +438,9 @@ fn decode(
     out: &mut Vec<i16>,
 ) {
     out.clear();
-    let law: fn(u8) -> i16 = match payload_type {
-        PT_PCMU => g711::ulaw_to_linear,
-        PT_PCMA => g711::alaw_to_linear,
+    match payload_type {
+        PT_PCMU => decode_g711(payload, sample_rate, out, g711::ulaw_to_linear),
+        PT_PCMA => decode_g711(payload, sample_rate, out, g711::alaw_to_linear),
         _ => {
             g722.get_or_insert_with(G722Decoder::new)
                 .decode(payload, out);
@@ -454,9 +454,13 @@ fn decode(
                 }
                 out.truncate(pairs);
             }
-            return;
         }
-    };
+    }
+}
+
+/// Appends G.711 samples decoded by `law`, interpolated to 16 kHz for a
+/// wideband timeline. Generic over `law` so that it is inlined.
+fn decode_g711(payload: &[u8], sample_rate: u32, out: &mut Vec<i16>, law: impl Fn(u8) -> i16) {
     if sample_rate != WIDEBAND_SAMPLE_RATE {
         out.extend(payload.iter().map(|&byte| law(byte)));
         return;

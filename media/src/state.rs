@@ -574,6 +574,7 @@ impl RelayState {
                 build_packet_into(payload_type, packet.marker, rewritten, payload, &mut out);
             }
         }
+        // `Payload::Dropped` leaves `out` empty.
         if !out.is_empty() {
             self.send(sockets, to, destination, &out);
         }

@@ -52,16 +52,17 @@ struct Timers {
     local_armed: bool,
 }
 
-/// What the sockets delivered: polls that found datagrams, and datagrams
-/// handled, logged when the session closes. Their ratio shows how many
-/// datagrams wait in a socket when the task gets to it.
+/// Socket reads of the session, logged when it closes. `datagrams` over
+/// `drains` is the mean number of datagrams waiting in a socket when the
+/// task gets to it, which is what `recvmmsg` could batch.
 #[derive(Debug, Default)]
 struct ReceiveCounts {
-    busy_polls: u64,
+    /// Socket drains that found at least one datagram.
+    drains: u64,
     datagrams: u64,
 }
 
-/// Everything [`poll_wake`] touches, borrowed from the task for one poll.
+/// Everything [`Poller::poll_wake`] touches, borrowed from the task for one poll.
 struct Poller<'a> {
     sockets: &'a [LegSockets; 2],
     state: &'a mut RelayState,
@@ -113,7 +114,7 @@ impl SessionTask {
         let agent = self.state.counters[1].snapshot();
         tracing::info!(?caller, ?agent, "media session closed");
         tracing::debug!(
-            busy_polls = counts.busy_polls,
+            drains = counts.drains,
             datagrams = counts.datagrams,
             "socket reads"
         );
@@ -122,27 +123,29 @@ impl SessionTask {
 }
 
 impl Poller<'_> {
-    /// Relays every datagram the four sockets hold, then returns the first
-    /// wake the task must act on: a control message, a due player or DTMF
-    /// packet, or the flush tick. Datagrams are handled inside the poll, so
-    /// a wake that only brings datagrams costs one poll of the task.
+    /// Returns the first wake the task must act on: a control message, a
+    /// due player or DTMF packet, or the flush tick. Failing those, relays
+    /// every datagram the four sockets hold. Datagrams are handled inside
+    /// the poll, so a wake that only brings datagrams costs one poll of the
+    /// task.
     fn poll_wake(&mut self, context: &mut Context<'_>) -> Poll<Wake> {
         if let Poll::Ready(message) = self.control.poll_recv(context) {
             return Poll::Ready(Wake::Control(message));
         }
-        // Local packets go before received ones so a busy peer cannot delay
-        // the player's pacing.
+        // Local packets and the flush go before received ones, so a busy
+        // peer can neither delay the player's pacing nor hold back the
+        // recording.
         if self.poll_local(context) {
             return Poll::Ready(Wake::Local);
+        }
+        if self.timers.flush.poll_tick(context).is_ready() {
+            return Poll::Ready(Wake::Flush);
         }
         let relayed = self.drain_sockets(context);
         // A datagram can start a player or a digit (a barge-in, an in-band
         // tone), whose timer must be armed before the task sleeps.
         if relayed > 0 && self.poll_local(context) {
             return Poll::Ready(Wake::Local);
-        }
-        if self.timers.flush.poll_tick(context).is_ready() {
-            return Poll::Ready(Wake::Flush);
         }
         Poll::Pending
     }
@@ -169,9 +172,10 @@ impl Poller<'_> {
 
     /// Reads each socket until it has nothing left, starting at
     /// `first_socket` so that no socket starves the others, and relays
-    /// what it reads. tokio's cooperative budget ends the loop after 128
-    /// reads and wakes the task again, so a flood cannot hold the thread.
-    /// Returns the number of datagrams handled.
+    /// what it reads. Once tokio's cooperative budget (128 operations per
+    /// poll of a task) is spent, reads return `Pending` and the task is
+    /// woken again, so a flood cannot hold the thread. Returns the number
+    /// of datagrams handled.
     fn drain_sockets(&mut self, context: &mut Context<'_>) -> usize {
         let mut handled = 0;
         for offset in 0..4 {
@@ -184,7 +188,7 @@ impl Poller<'_> {
             let before = handled;
             handled += self.drain_socket(context, origin);
             if handled > before {
-                self.counts.busy_polls += 1;
+                self.counts.drains += 1;
             }
         }
         self.counts.datagrams += handled as u64;

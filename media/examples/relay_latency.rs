@@ -20,7 +20,7 @@
 //!
 //! The output also gives the CPU time of the relay's threads per session,
 //! the packets lost, and, after the sessions close, the recordings' length
-//! and how much of each channel's talk time holds silence where the tone
+//! and how much of each channel's talk time is silent where the tone
 //! should be.
 
 use std::io;
@@ -138,8 +138,8 @@ fn parse_options() -> Result<Options, String> {
     })
 }
 
-/// An even port between 30000 and 50000 from the clock's nanoseconds, so
-/// that two runs side by side rarely share a range.
+/// Returns an even port between 30000 and 50000 taken from the clock's
+/// nanoseconds, so that two runs side by side rarely share a range.
 fn clock_port_base() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,7 +221,7 @@ impl SendTimes {
     }
 }
 
-/// One leg of one session as the generator sees it: its phone socket, the
+/// One leg of one session on the generator's side: its phone socket, the
 /// relay port it sends to, and the send times of its packets.
 struct PhoneLeg {
     socket: UdpSocket,
@@ -229,12 +229,12 @@ struct PhoneLeg {
     sent: SendTimes,
 }
 
-/// What the generator measured.
+/// Counts and delays measured by the generator.
 struct Report {
     sent: u64,
     received: u64,
     /// Delays of the packets sent after the warm-up, in nanoseconds.
-    delays: Vec<u32>,
+    delays: Vec<u64>,
 }
 
 impl Report {
@@ -245,7 +245,7 @@ impl Report {
             let index = ((delays.len() as f64 - 1.0) * fraction).round() as usize;
             delays
                 .get(index)
-                .map_or(f64::NAN, |&nanos| f64::from(nanos) / 1000.0)
+                .map_or(f64::NAN, |&nanos| nanos as f64 / 1000.0)
         };
         println!(
             "sessions={sessions} packets_sent={} packets_received={} lost={} measured={} p50_us={:.0} p99_us={:.0} p999_us={:.0} max_us={:.0}",
@@ -370,7 +370,7 @@ async fn receive(
     peer: Arc<PhoneLeg>,
     start: Instant,
     stop: Instant,
-) -> io::Result<(u64, Vec<u32>)> {
+) -> io::Result<(u64, Vec<u64>)> {
     let mut buffer = [0u8; 1500];
     let mut received = 0;
     let mut delays = Vec::new();
@@ -389,7 +389,7 @@ async fn receive(
         let sequence = u16::from_be_bytes([buffer[2], buffer[3]]);
         let sent = peer.sent.load(sequence);
         if sent >= warm_up && arrived >= sent {
-            delays.push(u32::try_from(arrived - sent).unwrap_or(u32::MAX));
+            delays.push(arrived - sent);
         }
     }
 }

@@ -605,7 +605,7 @@ impl RelayState {
     /// queued, because audio sent late is as useless as audio lost.
     fn send_on(&self, socket: &UdpSocket, to: Leg, destination: SocketAddr, datagram: &[u8]) {
         // tokio's own send waits for its writable readiness, which needs a
-        // poll of the task; the direct call needs none and fails at worst
+        // poll of the task. The direct call needs none, and fails at worst
         // with WouldBlock.
         match SockRef::from(socket).send_to(datagram, &SockAddr::from(destination)) {
             Ok(sent) => {

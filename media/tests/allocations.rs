@@ -1,5 +1,5 @@
 //! Heap allocations on the relay's packet path, counted by an instrumented
-//! global allocator. This binary holds one test only, so nothing else
+//! global allocator. This binary contains one test only, so nothing else
 //! allocates while it counts, and the relay task runs on the test's own
 //! thread (tokio's current-thread runtime).
 

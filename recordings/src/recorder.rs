@@ -300,7 +300,7 @@ fn write_samples_from(
     writer: &mut Writer,
     samples: impl ExactSizeIterator<Item = i16>,
 ) -> Result<(), hound::Error> {
-    // A step holds at most MAX_FRAMES_PER_WRITE frames, far below u32::MAX.
+    // A step has at most MAX_FRAMES_PER_WRITE frames, far below u32::MAX.
     let mut batch = writer.get_i16_writer(samples.len() as u32);
     for sample in samples {
         batch.write_sample(sample);

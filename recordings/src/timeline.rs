@@ -384,6 +384,7 @@ impl Timeline {
         let Some(count) = end.checked_sub(self.written).filter(|&count| count > 0) else {
             return;
         };
+
         let count = count as usize;
         let base = out.len();
         out.resize(base + 2 * count, 0);
@@ -394,6 +395,7 @@ impl Timeline {
                 frames[2 * index + offset] = sample.unwrap_or(0);
             }
         }
+
         let first = self.written;
         let mut frame = first;
         // Only the oldest unfinished span counts at each frame, as in
@@ -419,6 +421,7 @@ impl Timeline {
             frames[range].fill(0);
             frame = silent_until;
         }
+
         self.written = end;
     }
 }

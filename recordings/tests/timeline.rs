@@ -378,8 +378,8 @@ fn ready_until_lags_by_jitter_window() {
     );
 }
 
-/// Builds the same timeline twice: packets with gaps on both channels,
-/// and pauses whose instants overlap and come out of order.
+/// Builds a timeline with gaps on both channels and with pauses whose
+/// instants overlap and come out of order.
 fn timeline_with_gaps_and_pauses(start: Instant) -> Timeline {
     let mut timeline = Timeline::new(start, JITTER);
     for index in 0..100u32 {

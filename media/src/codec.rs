@@ -77,14 +77,18 @@ impl Decoder {
         }
     }
 
-    fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
+    /// Replaces the contents of `out` with the payload's 8 kHz samples.
+    fn decode_into(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+        out.clear();
         match self.codec {
-            Codec::Pcmu => payload.iter().map(|b| g711::ulaw_to_linear(*b)).collect(),
-            Codec::Pcma => payload.iter().map(|b| g711::alaw_to_linear(*b)).collect(),
+            Codec::Pcmu => out.extend(payload.iter().map(|b| g711::ulaw_to_linear(*b))),
+            Codec::Pcma => out.extend(payload.iter().map(|b| g711::alaw_to_linear(*b))),
             Codec::G722 => {
+                // TODO: the G.722 path still allocates for each packet (here
+                // and in the resamplers); only G.711 transcoding reuses buffers.
                 let mut wideband = Vec::with_capacity(2 * payload.len());
                 self.g722.decode(payload, &mut wideband);
-                self.downsampler.process(&wideband)
+                out.extend_from_slice(&self.downsampler.process(&wideband));
             }
         }
     }
@@ -114,14 +118,19 @@ impl Encoder {
     /// Encodes 8 kHz samples; one byte per sample for every codec, since
     /// G.722 codes the doubled sample count at 4 bits per sample.
     pub(crate) fn encode(&mut self, samples: &[i16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(samples.len());
+        self.encode_into(samples, &mut out);
+        out
+    }
+
+    /// Appends the encoded samples to `out`, as [`Encoder::encode`] returns them.
+    fn encode_into(&mut self, samples: &[i16], out: &mut Vec<u8>) {
         match self.codec {
-            Codec::Pcmu => samples.iter().map(|s| g711::linear_to_ulaw(*s)).collect(),
-            Codec::Pcma => samples.iter().map(|s| g711::linear_to_alaw(*s)).collect(),
+            Codec::Pcmu => out.extend(samples.iter().map(|s| g711::linear_to_ulaw(*s))),
+            Codec::Pcma => out.extend(samples.iter().map(|s| g711::linear_to_alaw(*s))),
             Codec::G722 => {
                 let wideband = self.upsampler.process(samples);
-                let mut out = Vec::with_capacity(samples.len());
-                self.g722.encode(&wideband, &mut out);
-                out
+                self.g722.encode(&wideband, out);
             }
         }
     }
@@ -134,6 +143,8 @@ impl Encoder {
 pub(crate) struct Transcoder {
     decoder: Decoder,
     encoder: Encoder,
+    /// Decoded samples of the current packet, reused from packet to packet.
+    samples: Vec<i16>,
 }
 
 impl Transcoder {
@@ -141,6 +152,7 @@ impl Transcoder {
         Transcoder {
             decoder: Decoder::new(from),
             encoder: Encoder::new(to),
+            samples: Vec::new(),
         }
     }
 
@@ -150,9 +162,17 @@ impl Transcoder {
 
     /// Converts one payload. Every codec here has 160 bytes per 20 ms, so
     /// the RTP timestamps of the stream stay valid.
+    #[cfg(test)]
     pub(crate) fn transcode(&mut self, payload: &[u8]) -> Vec<u8> {
-        let samples = self.decoder.decode(payload);
-        self.encoder.encode(&samples)
+        let mut out = Vec::with_capacity(payload.len());
+        self.transcode_into(payload, &mut out);
+        out
+    }
+
+    /// Appends the converted payload to `out`.
+    pub(crate) fn transcode_into(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        self.decoder.decode_into(payload, &mut self.samples);
+        self.encoder.encode_into(&self.samples, out);
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::Instant;
 use recordings::{Channel, Recorder, RecordingSummary};
 use rtp::telephone_event::{DEFAULT_TELEPHONE_EVENT_PT, TelephoneEvent, event_to_digit};
 use rtp::{DtmfDetector, RtpPacket, is_rtcp};
+use socket2::{SockAddr, SockRef};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::codec::{Codec, Encoder, LegCodecs, Transcoder};
@@ -206,7 +208,9 @@ enum Discard {
 enum Payload {
     Unchanged,
     NewType(u8),
-    Transcoded(u8, Vec<u8>),
+    /// Converted to this payload type; the new payload is in
+    /// `RelayState::transcoded`.
+    Transcoded(u8),
     Dropped,
 }
 
@@ -218,6 +222,11 @@ pub(crate) struct RelayState {
     recorder: Option<Box<Recorder>>,
     recording_error: Option<recordings::RecordingError>,
     subscribers: Vec<mpsc::Sender<MediaEvent>>,
+    /// The datagram being sent, reused so that relaying a packet
+    /// allocates nothing.
+    outgoing_datagram: Vec<u8>,
+    /// The transcoded payload of the packet being relayed, reused likewise.
+    transcoded: Vec<u8>,
 }
 
 impl RelayState {
@@ -229,6 +238,8 @@ impl RelayState {
             recorder: None,
             recording_error: None,
             subscribers: Vec::new(),
+            outgoing_datagram: Vec::with_capacity(MAX_DATAGRAM),
+            transcoded: Vec::with_capacity(MAX_DATAGRAM),
         }
     }
 
@@ -314,7 +325,7 @@ impl RelayState {
 
     /// Handles one datagram: checks size, payload type and source, records, detects DTMF and
     /// forwards it.
-    pub(crate) async fn relay(
+    pub(crate) fn relay(
         &mut self,
         sockets: &[LegSockets; 2],
         origin: Origin,
@@ -368,11 +379,10 @@ impl RelayState {
                 let forward = self.intercept_code(origin.leg, &packet, now);
                 self.inspect(origin.leg, &packet, now);
                 if forward {
-                    self.forward_rtp(sockets, origin.leg, &packet, datagram, now)
-                        .await;
+                    self.forward_rtp(sockets, origin.leg, &packet, datagram, now);
                 }
             }
-            None => self.forward_rtcp(sockets, origin, datagram).await,
+            None => self.forward_rtcp(sockets, origin, datagram),
         }
     }
 
@@ -510,7 +520,9 @@ impl RelayState {
                 }
                 match transcoder.as_mut() {
                     Some((_, transcoder)) => {
-                        Payload::Transcoded(to.payload_type(), transcoder.transcode(packet.payload))
+                        self.transcoded.clear();
+                        transcoder.transcode_into(packet.payload, &mut self.transcoded);
+                        Payload::Transcoded(to.payload_type())
                     }
                     None => Payload::Dropped,
                 }
@@ -519,7 +531,7 @@ impl RelayState {
         }
     }
 
-    async fn forward_rtp(
+    fn forward_rtp(
         &mut self,
         sockets: &[LegSockets; 2],
         from: Leg,
@@ -541,22 +553,35 @@ impl RelayState {
             self.media[to.index()]
                 .outgoing
                 .rewrite(source, packet.sequence, packet.timestamp, now);
-        let out = match payload {
-            Payload::Dropped => return,
+        let mut out = std::mem::take(&mut self.outgoing_datagram);
+        out.clear();
+        match payload {
+            Payload::Dropped => {}
             Payload::Unchanged => {
-                patch_header(datagram, packet.payload_type, packet.marker, rewritten)
+                patch_header(
+                    datagram,
+                    packet.payload_type,
+                    packet.marker,
+                    rewritten,
+                    &mut out,
+                );
             }
             Payload::NewType(payload_type) => {
-                patch_header(datagram, payload_type, packet.marker, rewritten)
+                patch_header(datagram, payload_type, packet.marker, rewritten, &mut out);
             }
-            Payload::Transcoded(payload_type, payload) => {
-                build_packet(payload_type, packet.marker, rewritten, &payload)
+            Payload::Transcoded(payload_type) => {
+                let payload = &self.transcoded;
+                build_packet_into(payload_type, packet.marker, rewritten, payload, &mut out);
             }
-        };
-        self.send(sockets, to, destination, &out).await;
+        }
+        // `Payload::Dropped` leaves `out` empty.
+        if !out.is_empty() {
+            self.send(sockets, to, destination, &out);
+        }
+        self.outgoing_datagram = out;
     }
 
-    async fn forward_rtcp(&self, sockets: &[LegSockets; 2], origin: Origin, datagram: &[u8]) {
+    fn forward_rtcp(&self, sockets: &[LegSockets; 2], origin: Origin, datagram: &[u8]) {
         let to = origin.leg.other();
         let peer = &self.peers[to.index()];
         let (socket, destination) = if origin.rtcp {
@@ -568,24 +593,21 @@ impl RelayState {
             add(&self.counters[origin.leg.index()].unroutable_packets, 1);
             return;
         };
-        match socket.send_to(datagram, destination).await {
-            Ok(sent) => {
-                let counters = &self.counters[to.index()];
-                add(&counters.packets_sent, 1);
-                add(&counters.bytes_sent, sent);
-            }
-            Err(error) => tracing::trace!(%destination, %error, "send failed"),
-        }
+        self.send_on(socket, to, destination, datagram);
     }
 
-    async fn send(
-        &self,
-        sockets: &[LegSockets; 2],
-        to: Leg,
-        destination: SocketAddr,
-        datagram: &[u8],
-    ) {
-        match sockets[to.index()].rtp.send_to(datagram, destination).await {
+    fn send(&self, sockets: &[LegSockets; 2], to: Leg, destination: SocketAddr, datagram: &[u8]) {
+        self.send_on(&sockets[to.index()].rtp, to, destination, datagram);
+    }
+
+    /// Sends at once with one `sendto` call. The socket is non-blocking: a
+    /// datagram that finds the send buffer full is dropped rather than
+    /// queued, because audio sent late is as useless as audio lost.
+    fn send_on(&self, socket: &UdpSocket, to: Leg, destination: SocketAddr, datagram: &[u8]) {
+        // tokio's own send waits for its writable readiness, which needs a
+        // poll of the task. The direct call needs none, and fails at worst
+        // with WouldBlock.
+        match SockRef::from(socket).send_to(datagram, &SockAddr::from(destination)) {
             Ok(sent) => {
                 let counters = &self.counters[to.index()];
                 add(&counters.packets_sent, 1);
@@ -656,21 +678,34 @@ impl RelayState {
     }
 }
 
-/// Copies a relayed datagram with new header fields. CSRCs, the header
-/// extension, the payload and padding stay as received.
-fn patch_header(datagram: &[u8], payload_type: u8, marker: bool, rewritten: Rewritten) -> Vec<u8> {
-    let mut out = datagram.to_vec();
+/// Appends a copy of a relayed datagram with new header fields to `out`.
+/// CSRCs, the header extension, the payload and padding stay as received.
+fn patch_header(
+    datagram: &[u8],
+    payload_type: u8,
+    marker: bool,
+    rewritten: Rewritten,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.extend_from_slice(datagram);
     // The caller parsed the datagram, so the 12-byte fixed header is there.
-    if let Some(header) = out.get_mut(..12) {
+    if let Some(header) = out.get_mut(start..start + 12) {
         header[1] = u8::from(marker || rewritten.marker) << 7 | (payload_type & 0x7F);
         header[2..4].copy_from_slice(&rewritten.sequence.to_be_bytes());
         header[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
         header[8..12].copy_from_slice(&rewritten.ssrc.to_be_bytes());
     }
-    out
 }
 
-fn build_packet(payload_type: u8, marker: bool, rewritten: Rewritten, payload: &[u8]) -> Vec<u8> {
+/// Appends an RTP packet with a fixed header only to `out`.
+fn build_packet_into(
+    payload_type: u8,
+    marker: bool,
+    rewritten: Rewritten,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
     let packet = RtpPacket {
         payload_type,
         marker: marker || rewritten.marker,
@@ -679,7 +714,11 @@ fn build_packet(payload_type: u8, marker: bool, rewritten: Rewritten, payload: &
         ssrc: rewritten.ssrc,
         payload,
     };
+    packet.write(out);
+}
+
+fn build_packet(payload_type: u8, marker: bool, rewritten: Rewritten, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + payload.len());
-    packet.write(&mut out);
+    build_packet_into(payload_type, marker, rewritten, payload, &mut out);
     out
 }

@@ -1,9 +1,7 @@
 //! The per-session task: waits on the four sockets, the control channel
-//! and its timers, and hands each wake to [`RelayState`].
+//! and its timers, and hands each datagram and wake to [`RelayState`].
 
 use std::future::poll_fn;
-use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,15 +31,6 @@ pub(crate) struct Origin {
 }
 
 enum Wake {
-    Datagram {
-        origin: Origin,
-        source: SocketAddr,
-        length: usize,
-    },
-    ReceiveFailed {
-        origin: Origin,
-        error: io::Error,
-    },
     Control(Option<Control>),
     Flush,
     /// A player or DTMF packet is due.
@@ -63,6 +52,27 @@ struct Timers {
     local_armed: bool,
 }
 
+/// Socket reads of the session, logged when it closes. `datagrams` over
+/// `drains` is the mean number of datagrams waiting in a socket when the
+/// task gets to it, which is what `recvmmsg` could batch.
+#[derive(Debug, Default)]
+struct ReceiveCounts {
+    /// Socket drains that found at least one datagram.
+    drains: u64,
+    datagrams: u64,
+}
+
+/// Everything [`Poller::poll_wake`] touches, borrowed from the task for one poll.
+struct Poller<'a> {
+    sockets: &'a [LegSockets; 2],
+    state: &'a mut RelayState,
+    control: &'a mut mpsc::UnboundedReceiver<Control>,
+    timers: &'a mut Timers,
+    buffer: &'a mut [u8],
+    first_socket: usize,
+    counts: &'a mut ReceiveCounts,
+}
+
 impl SessionTask {
     pub(crate) async fn run(mut self) -> Result<Option<RecordingSummary>, MediaError> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
@@ -73,38 +83,22 @@ impl SessionTask {
             local: Box::pin(tokio::time::sleep(Duration::ZERO)),
             local_armed: false,
         };
+        let mut counts = ReceiveCounts::default();
         let mut first_socket = 0;
         let end = loop {
             first_socket = (first_socket + 1) % 4;
-            self.arm_local_timer(&mut timers);
-            let wake = poll_fn(|context| {
-                poll_wake(
-                    context,
-                    &self.sockets,
-                    &mut buffer,
-                    first_socket,
-                    &mut self.control,
-                    &mut timers,
-                )
-            })
-            .await;
+            let mut poller = Poller {
+                sockets: &self.sockets,
+                state: &mut self.state,
+                control: &mut self.control,
+                timers: &mut timers,
+                buffer: &mut buffer,
+                first_socket,
+                counts: &mut counts,
+            };
+            let wake = poll_fn(|context| poller.poll_wake(context)).await;
             let now = Instant::now();
             match wake {
-                Wake::Datagram {
-                    origin,
-                    source,
-                    length,
-                } => {
-                    let datagram = &buffer[..length];
-                    self.state
-                        .relay(&self.sockets, origin, source, datagram, now)
-                        .await;
-                }
-                Wake::ReceiveFailed { origin, error } => {
-                    // ICMP port unreachable from an earlier send shows up here
-                    // on some systems; the socket itself stays usable.
-                    tracing::debug!(?origin, %error, "receive failed");
-                }
                 Wake::Control(Some(Control::Close(at))) => break at,
                 Wake::Control(None) => break now,
                 Wake::Control(Some(control)) => self.state.apply(control, now),
@@ -112,17 +106,54 @@ impl SessionTask {
                     self.state.flush_recording(now);
                     self.state.poll_dtmf_timeouts(now);
                 }
-                Wake::Local => self.state.send_local(&self.sockets, now).await,
+                Wake::Local => self.state.send_local(&self.sockets, now),
             }
         };
         let result = self.state.finish_recording(end, &self.call_id);
         let caller = self.state.counters[0].snapshot();
         let agent = self.state.counters[1].snapshot();
         tracing::info!(?caller, ?agent, "media session closed");
+        tracing::debug!(
+            drains = counts.drains,
+            datagrams = counts.datagrams,
+            "socket reads"
+        );
         result
     }
+}
 
-    fn arm_local_timer(&self, timers: &mut Timers) {
+impl Poller<'_> {
+    /// Returns the first wake the task must act on: a control message, a
+    /// due player or DTMF packet, or the flush tick. Failing those, relays
+    /// every datagram the four sockets hold. Datagrams are handled inside
+    /// the poll, so a wake that only brings datagrams costs one poll of the
+    /// task.
+    fn poll_wake(&mut self, context: &mut Context<'_>) -> Poll<Wake> {
+        if let Poll::Ready(message) = self.control.poll_recv(context) {
+            return Poll::Ready(Wake::Control(message));
+        }
+        // Local packets and the flush go before received ones, so a busy
+        // peer can neither delay the player's pacing nor hold back the
+        // recording.
+        if self.poll_local(context) {
+            return Poll::Ready(Wake::Local);
+        }
+        if self.timers.flush.poll_tick(context).is_ready() {
+            return Poll::Ready(Wake::Flush);
+        }
+        let relayed = self.drain_sockets(context);
+        // A datagram can start a player or a digit (a barge-in, an in-band
+        // tone), whose timer must be armed before the task sleeps.
+        if relayed > 0 && self.poll_local(context) {
+            return Poll::Ready(Wake::Local);
+        }
+        Poll::Pending
+    }
+
+    /// Arms the local timer for the next player or DTMF packet and returns
+    /// whether it is due.
+    fn poll_local(&mut self, context: &mut Context<'_>) -> bool {
+        let timers = &mut *self.timers;
         match self.state.next_local_due() {
             Some(due) => {
                 let deadline = tokio::time::Instant::from_std(due);
@@ -130,59 +161,66 @@ impl SessionTask {
                     timers.local.as_mut().reset(deadline);
                 }
                 timers.local_armed = true;
+                timers.local.as_mut().poll(context).is_ready()
             }
-            None => timers.local_armed = false,
+            None => {
+                timers.local_armed = false;
+                false
+            }
         }
     }
-}
 
-/// Polls the control channel, the four sockets (starting at `first_socket`
-/// so no socket starves the others) and the timers.
-fn poll_wake(
-    context: &mut Context<'_>,
-    sockets: &[LegSockets; 2],
-    buffer: &mut [u8],
-    first_socket: usize,
-    control: &mut mpsc::UnboundedReceiver<Control>,
-    timers: &mut Timers,
-) -> Poll<Wake> {
-    if let Poll::Ready(message) = control.poll_recv(context) {
-        return Poll::Ready(Wake::Control(message));
+    /// Reads each socket until it has nothing left, starting at
+    /// `first_socket` so that no socket starves the others, and relays
+    /// what it reads. Once tokio's cooperative budget (128 operations per
+    /// poll of a task) is spent, reads return `Pending` and the task is
+    /// woken again, so a flood cannot hold the thread. Returns the number
+    /// of datagrams handled.
+    fn drain_sockets(&mut self, context: &mut Context<'_>) -> usize {
+        let mut handled = 0;
+        for offset in 0..4 {
+            let slot = (self.first_socket + offset) % 4;
+            let leg = if slot < 2 { Leg::Caller } else { Leg::Agent };
+            let origin = Origin {
+                leg,
+                rtcp: slot % 2 == 1,
+            };
+            let before = handled;
+            handled += self.drain_socket(context, origin);
+            if handled > before {
+                self.counts.drains += 1;
+            }
+        }
+        self.counts.datagrams += handled as u64;
+        handled
     }
-    // Local packets go before received ones so a busy peer cannot delay
-    // the player's pacing.
-    if timers.local_armed && timers.local.as_mut().poll(context).is_ready() {
-        return Poll::Ready(Wake::Local);
-    }
-    for offset in 0..4 {
-        let slot = (first_socket + offset) % 4;
-        let leg = if slot < 2 { Leg::Caller } else { Leg::Agent };
-        let origin = Origin {
-            leg,
-            rtcp: slot % 2 == 1,
-        };
-        let sockets = &sockets[leg.index()];
+
+    fn drain_socket(&mut self, context: &mut Context<'_>, origin: Origin) -> usize {
+        let sockets = &self.sockets[origin.leg.index()];
         let socket = if origin.rtcp {
             &sockets.rtcp
         } else {
             &sockets.rtp
         };
-        let mut read = ReadBuf::new(buffer);
-        match socket.poll_recv_from(context, &mut read) {
-            Poll::Ready(Ok(source)) => {
-                let length = read.filled().len();
-                return Poll::Ready(Wake::Datagram {
-                    origin,
-                    source,
-                    length,
-                });
+        let mut handled = 0;
+        loop {
+            let mut read = ReadBuf::new(self.buffer);
+            match socket.poll_recv_from(context, &mut read) {
+                Poll::Ready(Ok(source)) => {
+                    let length = read.filled().len();
+                    let now = Instant::now();
+                    let datagram = &self.buffer[..length];
+                    self.state
+                        .relay(self.sockets, origin, source, datagram, now);
+                    handled += 1;
+                }
+                Poll::Ready(Err(error)) => {
+                    // ICMP port unreachable from an earlier send shows up
+                    // here on some systems; the socket itself stays usable.
+                    tracing::debug!(?origin, %error, "receive failed");
+                }
+                Poll::Pending => return handled,
             }
-            Poll::Ready(Err(error)) => return Poll::Ready(Wake::ReceiveFailed { origin, error }),
-            Poll::Pending => {}
         }
     }
-    if timers.flush.poll_tick(context).is_ready() {
-        return Poll::Ready(Wake::Flush);
-    }
-    Poll::Pending
 }

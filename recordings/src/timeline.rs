@@ -187,6 +187,9 @@ pub struct Timeline {
     /// Paused spans still to write, oldest first: frames from `start` up
     /// to `end` (exclusive, `None` while the pause lasts) leave as silence.
     pauses: VecDeque<PausedSpan>,
+    /// Decoded samples of the packet being placed, kept between packets so
+    /// that placing one allocates nothing once the call is under way.
+    decoded: Vec<i16>,
 }
 
 /// Frames that a recording pause turns into silence on both channels.
@@ -218,6 +221,7 @@ impl Timeline {
             written: 0,
             counts: PlacementCounts::default(),
             pauses: VecDeque::new(),
+            decoded: Vec::new(),
         }
     }
 
@@ -258,14 +262,16 @@ impl Timeline {
             self.counts.anchors += 1;
             timeline.g722 = None;
         }
-        let samples = decode(
+        decode(
             payload_type,
             packet.payload,
             self.sample_rate,
             &mut timeline.g722,
+            &mut self.decoded,
         );
         let max_buffered = MAX_BUFFERED_SECONDS * self.sample_rate as usize;
-        timeline.store(frame, self.written, samples.into_iter(), max_buffered)
+        let samples = self.decoded.iter().copied();
+        timeline.store(frame, self.written, samples, max_buffered)
     }
 
     /// Sample rate of the frames, in Hz.
@@ -368,11 +374,61 @@ impl Timeline {
         }
         Ok(())
     }
+
+    /// Appends the frames from [`Timeline::written`] up to `end` (exclusive)
+    /// to `out` as interleaved samples, caller first, with silence where no
+    /// packet landed and in paused spans. Writes the same frames as
+    /// [`Timeline::drain_until`], a channel at a time rather than a call
+    /// per frame.
+    pub fn drain_into(&mut self, end: u64, out: &mut Vec<i16>) {
+        let Some(count) = end.checked_sub(self.written).filter(|&count| count > 0) else {
+            return;
+        };
+
+        let count = count as usize;
+        let base = out.len();
+        out.resize(base + 2 * count, 0);
+        let frames = &mut out[base..];
+        for (offset, channel) in self.channels.iter_mut().enumerate() {
+            let available = channel.pending.len().min(count);
+            for (index, sample) in channel.pending.drain(..available).enumerate() {
+                frames[2 * index + offset] = sample.unwrap_or(0);
+            }
+        }
+
+        let first = self.written;
+        let mut frame = first;
+        // Only the oldest unfinished span counts at each frame, as in
+        // `silenced`, so spans whose instants came out of order give the
+        // same file either way.
+        while frame < end {
+            while self
+                .pauses
+                .front()
+                .is_some_and(|span| span.end.is_some_and(|span_end| span_end <= frame))
+            {
+                self.pauses.pop_front();
+            }
+            let Some(span) = self.pauses.front() else {
+                break;
+            };
+            let silent_from = span.start.max(frame);
+            if silent_from >= end {
+                break;
+            }
+            let silent_until = span.end.map_or(end, |span_end| span_end.min(end));
+            let range = 2 * (silent_from - first) as usize..2 * (silent_until - first) as usize;
+            frames[range].fill(0);
+            frame = silent_until;
+        }
+
+        self.written = end;
+    }
 }
 
-/// Decodes one payload to samples at `sample_rate`. G.711 at 16 kHz is
-/// interpolated linearly between samples, and G.722 at 8 kHz keeps the mean
-/// of each pair of samples.
+/// Decodes one payload into `out` (cleared first) as samples at
+/// `sample_rate`. G.711 at 16 kHz is interpolated linearly between samples,
+/// and G.722 at 8 kHz keeps the mean of each pair of samples.
 ///
 /// NOTE: both are crude filters that leave images (G.711 at 16 kHz) or
 /// aliases (G.722 at 8 kHz) near 4 kHz. They only run in a call whose
@@ -382,39 +438,42 @@ fn decode(
     payload: &[u8],
     sample_rate: u32,
     g722: &mut Option<G722Decoder>,
-) -> Vec<i16> {
-    let narrowband: Vec<i16> = match payload_type {
-        PT_PCMU => payload
-            .iter()
-            .map(|byte| g711::ulaw_to_linear(*byte))
-            .collect(),
-        PT_PCMA => payload
-            .iter()
-            .map(|byte| g711::alaw_to_linear(*byte))
-            .collect(),
+    out: &mut Vec<i16>,
+) {
+    out.clear();
+    match payload_type {
+        PT_PCMU => decode_g711(payload, sample_rate, out, g711::ulaw_to_linear),
+        PT_PCMA => decode_g711(payload, sample_rate, out, g711::alaw_to_linear),
         _ => {
-            let mut wideband = Vec::with_capacity(2 * payload.len());
             g722.get_or_insert_with(G722Decoder::new)
-                .decode(payload, &mut wideband);
-            if sample_rate == WIDEBAND_SAMPLE_RATE {
-                return wideband;
+                .decode(payload, out);
+            if sample_rate != WIDEBAND_SAMPLE_RATE {
+                // Averaging in place works because pair `i` sits at or
+                // after index `i`.
+                let pairs = out.len() / 2;
+                for index in 0..pairs {
+                    let sum = i32::from(out[2 * index]) + i32::from(out[2 * index + 1]);
+                    out[index] = (sum / 2) as i16;
+                }
+                out.truncate(pairs);
             }
-            return wideband
-                .chunks_exact(2)
-                .map(|pair| ((i32::from(pair[0]) + i32::from(pair[1])) / 2) as i16)
-                .collect();
         }
-    };
+    }
+}
+
+/// Appends G.711 samples decoded by `law`, interpolated to 16 kHz for a
+/// wideband timeline. Generic over `law` so that it is inlined.
+fn decode_g711(payload: &[u8], sample_rate: u32, out: &mut Vec<i16>, law: impl Fn(u8) -> i16) {
     if sample_rate != WIDEBAND_SAMPLE_RATE {
-        return narrowband;
+        out.extend(payload.iter().map(|&byte| law(byte)));
+        return;
     }
-    let mut wideband = Vec::with_capacity(2 * narrowband.len());
-    for (index, &sample) in narrowband.iter().enumerate() {
-        let next = narrowband.get(index + 1).copied().unwrap_or(sample);
-        wideband.push(sample);
-        wideband.push(((i32::from(sample) + i32::from(next)) / 2) as i16);
+    for (index, &byte) in payload.iter().enumerate() {
+        let sample = law(byte);
+        let next = payload.get(index + 1).map_or(sample, |&next| law(next));
+        out.push(sample);
+        out.push(((i32::from(sample) + i32::from(next)) / 2) as i16);
     }
-    wideband
 }
 
 /// Whole samples at `sample_rate` in `duration`, rounded down.

@@ -377,3 +377,69 @@ fn ready_until_lags_by_jitter_window() {
         8001
     );
 }
+
+/// Builds a timeline with gaps on both channels and with pauses whose
+/// instants overlap and come out of order.
+fn timeline_with_gaps_and_pauses(start: Instant) -> Timeline {
+    let mut timeline = Timeline::new(start, JITTER);
+    for index in 0..100u32 {
+        let arrival = start + ms(20 * u64::from(index));
+        if index % 7 != 3 {
+            let payload = level(0x10 + (index % 50) as u8);
+            let caller = packet(1, 160 * index, &payload);
+            timeline.push(Channel::Caller, &caller, arrival);
+        }
+        if index % 5 != 1 && index < 90 {
+            let payload = level(0xA0 + (index % 30) as u8);
+            let agent = packet(2, 160 * index, &payload);
+            timeline.push(Channel::Agent, &agent, arrival);
+        }
+    }
+    assert!(timeline.pause(start + ms(300)));
+    assert!(timeline.resume(start + ms(450)));
+    assert!(timeline.pause(start + ms(420)));
+    assert!(timeline.resume(start + ms(700)));
+    assert!(timeline.pause(start + ms(1500)));
+    timeline
+}
+
+#[test]
+fn drain_into_matches_drain_until() {
+    let start = Instant::now();
+    let mut by_frame = timeline_with_gaps_and_pauses(start);
+    let mut in_bulk = timeline_with_gaps_and_pauses(start);
+    // Uneven steps, so spans and gaps start and end inside a step.
+    for end in [0, 1, 333, 333, 2_400, 5_000, 9_999, 12_000, 16_500, 17_000] {
+        let expected = drain(&mut by_frame, end);
+        let mut samples = Vec::new();
+        in_bulk.drain_into(end, &mut samples);
+        let actual: Vec<(i16, i16)> = samples
+            .chunks_exact(2)
+            .map(|frame| (frame[0], frame[1]))
+            .collect();
+        assert_eq!(actual.len(), expected.len(), "frames up to {end}");
+        assert_eq!(actual, expected, "samples up to {end}");
+        assert_eq!(in_bulk.written(), by_frame.written());
+    }
+    assert_eq!(in_bulk.written(), 17_000);
+}
+
+#[test]
+fn drain_into_appends_to_output() {
+    let start = Instant::now();
+    let mut timeline = Timeline::new(start, JITTER);
+    let payload = level(0x90);
+    timeline.push(Channel::Caller, &packet(1, 0, &payload), start);
+    let mut samples = vec![7, 7];
+    timeline.drain_into(PACKET_SAMPLES as u64, &mut samples);
+    assert_eq!(samples.len(), 2 + 2 * PACKET_SAMPLES);
+    assert_eq!(samples[..2], [7, 7]);
+    assert_eq!(samples[2], g711::ulaw_to_linear(0x90));
+    assert_eq!(samples[3], 0, "the agent sent nothing");
+    timeline.drain_into(PACKET_SAMPLES as u64, &mut samples);
+    assert_eq!(
+        samples.len(),
+        2 + 2 * PACKET_SAMPLES,
+        "nothing left to drain"
+    );
+}

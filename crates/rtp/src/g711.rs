@@ -16,6 +16,7 @@ const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32635;
 
 /// Decodes one mu-law code word. 0xFF and 0x7F are zero, 0x00 is -32124.
+#[inline]
 pub fn ulaw_to_linear(byte: u8) -> i16 {
     // Code words are sent inverted so that silence has many one bits.
     let code = !byte;
@@ -31,6 +32,7 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
 }
 
 /// Encodes one sample as mu-law, clipping magnitudes above 32635.
+#[inline]
 pub fn linear_to_ulaw(sample: i16) -> u8 {
     let sign: u8 = if sample < 0 { 0x80 } else { 0 };
     let magnitude = i32::from(sample).abs().min(ULAW_CLIP) + ULAW_BIAS;
@@ -41,6 +43,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
 }
 
 /// Decodes one A-law code word. 0xD5 is 8, 0x55 is -8.
+#[inline]
 pub fn alaw_to_linear(byte: u8) -> i16 {
     // Even bits are sent inverted (XOR 0x55); a set sign bit means positive.
     let code = byte ^ 0x55;
@@ -60,6 +63,7 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
 }
 
 /// Encodes one sample as A-law.
+#[inline]
 pub fn linear_to_alaw(sample: i16) -> u8 {
     // A-law has no negative zero: -1 maps to the first negative step, so
     // negative samples use the one's complement magnitude.

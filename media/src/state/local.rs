@@ -121,14 +121,14 @@ impl RelayState {
     }
 
     /// Sends the player and DTMF packets due at `now` on both legs.
-    pub(crate) async fn send_local(&mut self, sockets: &[LegSockets; 2], now: Instant) {
+    pub(crate) fn send_local(&mut self, sockets: &[LegSockets; 2], now: Instant) {
         for leg in [Leg::Caller, Leg::Agent] {
-            self.send_player_packets(sockets, leg, now).await;
-            self.send_event_packets(sockets, leg, now).await;
+            self.send_player_packets(sockets, leg, now);
+            self.send_event_packets(sockets, leg, now);
         }
     }
 
-    async fn send_player_packets(&mut self, sockets: &[LegSockets; 2], leg: Leg, now: Instant) {
+    fn send_player_packets(&mut self, sockets: &[LegSockets; 2], leg: Leg, now: Instant) {
         let media = &mut self.media[leg.index()];
         let codec = media.codec();
         let source = media.player_source;
@@ -151,7 +151,7 @@ impl RelayState {
             );
             let datagram = build_packet(codec.payload_type(), false, rewritten, &packet.payload);
             if let Some(destination) = destination {
-                self.send(sockets, leg, destination, &datagram).await;
+                self.send(sockets, leg, destination, &datagram);
             }
         }
         if finished {
@@ -159,7 +159,7 @@ impl RelayState {
         }
     }
 
-    async fn send_event_packets(&mut self, sockets: &[LegSockets; 2], leg: Leg, now: Instant) {
+    fn send_event_packets(&mut self, sockets: &[LegSockets; 2], leg: Leg, now: Instant) {
         let destination = self.peers[leg.index()].rtp_destination();
         while let Some(event) = self.media[leg.index()].events.front() {
             if event.due > now {
@@ -176,7 +176,7 @@ impl RelayState {
             let datagram =
                 build_packet(event.payload_type, event.marker, rewritten, &event.payload);
             if let Some(destination) = destination {
-                self.send(sockets, leg, destination, &datagram).await;
+                self.send(sockets, leg, destination, &datagram);
             }
         }
     }

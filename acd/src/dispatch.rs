@@ -9,6 +9,7 @@ use tracing::debug;
 use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
 use crate::call::{CallOrder, Offer, deadline_after};
+use crate::config::Strategy;
 use crate::engine::Acd;
 use crate::keys::needs_of;
 use crate::output::{Action, QueueEvent};
@@ -435,6 +436,14 @@ impl Acd {
         let by_skills = pool.is_none() && self.agents.available_len() > self.few_available;
         if by_skills {
             self.file_available_agents();
+            let strategy = self
+                .calls
+                .get(call_id)
+                .and_then(|call| self.queues.get(&call.queue))
+                .map(|queue| queue.config.strategy);
+            if strategy.is_some_and(Strategy::walks_in_order) {
+                return self.select_in_order(call_id, now);
+            }
         }
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;

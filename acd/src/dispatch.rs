@@ -149,8 +149,8 @@ impl Acd {
 
     /// Panics with the first difference between the indexes and a full scan
     /// of agents and calls: the deadline `poll_timeout` computed by walking
-    /// every call and agent before the index existed, and the agents that
-    /// are available. It also compares the waiting calls by queue and
+    /// every call and agent before the index existed, the agents that are
+    /// available, and the staffing and longest wait of each queue. It also compares the waiting calls by queue and
     /// requirements, the available agents by skills, and the order keys
     /// that give positions. Only for tests, which call it after every input; it
     /// costs a walk over the whole state.
@@ -161,6 +161,9 @@ impl Acd {
         }
         if let Err(difference) = self.calls.check() {
             panic!("call index out of date: {difference}");
+        }
+        if let Err(difference) = self.check_statistics() {
+            panic!("queue statistics out of date: {difference}");
         }
         if let Err(difference) = self.waiting.check(&self.calls) {
             panic!("index of waiting calls out of date: {difference}");

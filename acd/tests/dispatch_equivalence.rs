@@ -441,7 +441,11 @@ fn add_agent(acd: &mut Acd, i: usize, now: Instant) {
         _ => vec!["back".to_owned(), "vip".to_owned()],
     };
     acd.add_agent(AGENTS[i], &queues);
-    let _ = acd.set_skills(AGENTS[i], skill_set(i as u8 + 5, (i as u8).wrapping_mul(37)), now);
+    let _ = acd.set_skills(
+        AGENTS[i],
+        skill_set(i as u8 + 5, (i as u8).wrapping_mul(37)),
+        now,
+    );
 }
 
 // PROPTEST_CASES=5000 runs a deeper search than the default 256 cases.

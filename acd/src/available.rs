@@ -33,8 +33,9 @@ pub(crate) struct Group {
     pub(crate) key: GroupKey,
     mask: u128,
     agents: BTreeSet<Arc<str>>,
-    /// Whether the queue's list contains the group: exactly while it has agents.
-    listed: bool,
+    /// The group's index in its queue's list, which contains it exactly
+    /// while it has agents.
+    listed: Option<usize>,
 }
 
 /// A group as its queue lists it, with the mask of its skills.
@@ -91,9 +92,9 @@ impl AvailableAgents {
                 continue;
             };
             entry.agents.insert(id.clone());
-            if !entry.listed {
-                entry.listed = true;
+            if entry.listed.is_none() {
                 let list = self.by_queue.entry(queue.clone()).or_default();
+                entry.listed = Some(list.len());
                 list.push(GroupRef {
                     mask: entry.mask,
                     group,
@@ -173,9 +174,21 @@ impl AvailableAgents {
         if !group.agents.is_empty() {
             return;
         }
-        group.listed = false;
-        if let Some(list) = self.by_queue.get_mut(&group.key.queue) {
-            list.retain(|r| r.group != index);
+        // Readers sort what they collect from the list, so its order is
+        // free and a removal swaps the last group into the gap.
+        let Some(at) = group.listed.take() else {
+            return;
+        };
+        let Some(list) = self.by_queue.get_mut(&group.key.queue) else {
+            return;
+        };
+        if at >= list.len() {
+            return;
+        }
+        list.swap_remove(at);
+        let moved = list.get(at).map(|r| r.group);
+        if let Some(moved) = moved.and_then(|g| self.groups.get_mut(g)) {
+            moved.listed = Some(at);
         }
     }
 
@@ -208,7 +221,7 @@ impl AvailableAgents {
             key,
             mask,
             agents: BTreeSet::new(),
-            listed: false,
+            listed: None,
         });
         self.group_index.entry(hash).or_default().push(group);
         group
@@ -296,12 +309,13 @@ impl AvailableAgents {
                 let filed = self.filed.get(id);
                 filed.is_some_and(|f| f.groups.iter().any(|(g, _)| *g == index))
             });
-            let listings = self
-                .by_queue
-                .get(&group.key.queue)
-                .map_or(0, |list| list.iter().filter(|r| r.group == index).count());
+            let list = self.by_queue.get(&group.key.queue);
+            let listings = list.map_or(0, |l| l.iter().filter(|r| r.group == index).count());
+            let at = group.listed.and_then(|at| list?.get(at));
+            let stale = group.listed.is_some() && group.agents.is_empty();
             let expected = usize::from(!group.agents.is_empty());
-            if !filed || listings != expected || group.listed != (expected == 1) {
+            let listed_here = at.is_some_and(|r| r.group == index);
+            if !filed || stale || listings != expected || listed_here != (expected == 1) {
                 return Err(format!("group {:?} listed {listings} times", group.key));
             }
             let hash = group_hash(

@@ -254,6 +254,14 @@ impl Indexed for Agent {
         }
     }
 
+    fn refresh_summary(&self, summary: &mut MemberSummary) {
+        summary.state = self.state();
+        if !self.queues.keys().eq(summary.queues.iter()) {
+            summary.queues.clear();
+            summary.queues.extend(self.queues.keys().cloned());
+        }
+    }
+
     fn has_summary(&self, summary: &MemberSummary) -> bool {
         self.state() == summary.state && self.queues.keys().eq(summary.queues.iter())
     }

@@ -144,6 +144,13 @@ impl Indexed for Call {
         (self.queue.clone(), self.entered)
     }
 
+    fn refresh_summary(&self, summary: &mut (String, Instant)) {
+        if self.queue != summary.0 {
+            summary.0.clone_from(&self.queue);
+        }
+        summary.1 = self.entered;
+    }
+
     fn has_summary(&self, (queue, entered): &(String, Instant)) -> bool {
         self.queue == *queue && self.entered == *entered
     }

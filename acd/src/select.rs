@@ -38,14 +38,15 @@ impl Acd {
         let queue = self.queues.get(&call.queue)?;
         let strategy = queue.config.strategy;
         let kind = OrderKind::of(strategy);
-        let order = self
-            .available_agents
-            .ordered(&call.queue, kind, &self.agents)?;
-        let agents = &self.agents;
         let requirements = &call.requirements;
-        let need_mask = needs_of(requirements)
+        let needs = needs_of(requirements);
+        let need_mask = needs
             .iter()
             .fold(0, |mask, (skill, _)| mask | mask_bit(skill_hash(skill)));
+        let order = self
+            .available_agents
+            .ordered(&call.queue, kind, &self.agents, &needs)?;
+        let agents = &self.agents;
         // The mask and the levels filed with each agent pass over most
         // agents without a lookup in the agent table. Agents reserved
         // earlier in this dispatch are still filed, so each agent that

@@ -32,6 +32,9 @@ pub(crate) trait Indexed {
 
     fn summary(&self) -> Self::Summary;
 
+    /// Brings `summary` up to date with the value, reusing its allocations.
+    fn refresh_summary(&self, summary: &mut Self::Summary);
+
     /// Returns whether `summary` still describes the value. Every change
     /// asks, so this should not allocate.
     fn has_summary(&self, summary: &Self::Summary) -> bool;
@@ -341,7 +344,7 @@ impl<V: Indexed> Drop for EntryMut<'_, V> {
         }
         if !self.slot.value.has_summary(&self.slot.summary) {
             V::count(self.tally, &self.slot.summary, false);
-            self.slot.summary = self.slot.value.summary();
+            self.slot.value.refresh_summary(&mut self.slot.summary);
             V::count(self.tally, &self.slot.summary, true);
         }
         let available = self.slot.value.available();
@@ -377,6 +380,10 @@ mod tests {
 
         fn summary(&self) -> bool {
             self.on
+        }
+
+        fn refresh_summary(&self, on: &mut bool) {
+            *on = self.on;
         }
 
         fn has_summary(&self, on: &bool) -> bool {

@@ -45,7 +45,7 @@ struct GroupRef {
     group: usize,
 }
 
-/// Where one agent is filed: a group and an order key per queue.
+/// The filing of one agent: a group and an order key per queue.
 struct Filed {
     groups: Vec<(usize, OrderKey)>,
     /// The agent's levels, in the order of its skill names, as counted in
@@ -56,7 +56,7 @@ struct Filed {
 /// The index of available agents.
 #[derive(Default)]
 pub(crate) struct AvailableAgents {
-    /// Where each filed agent is.
+    /// The filing of each filed agent, by id.
     filed: HashMap<Arc<str>, Filed>,
     groups: Slab<Group>,
     /// Groups by `group_hash`, several where hashes collide.

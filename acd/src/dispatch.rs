@@ -469,6 +469,9 @@ impl Acd {
                 .filter(|agent| agent.is_free(now))
                 .filter(eligible)
                 .collect(),
+            // TODO: ring all, random and weighted random still test every
+            // available agent that holds the call's skills, because their
+            // draws need the exact list of eligible agents in id order.
             None => self
                 .available_agents
                 .holding(&call.queue, &needs_of(&call.requirements))

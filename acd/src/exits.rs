@@ -173,12 +173,12 @@ impl Acd {
         let anyone = states
             .into_iter()
             .any(|state| present(state) && counts.count(queue, state) > 0);
-        // Without skills to test, the counts of members by state answer.
+        // Without skills to test, the counts of members by state decide.
         if !anyone || !conditions.unskilled || requirements.is_empty() {
             return anyone;
         }
-        // TODO: this walks every agent until a present member qualifies;
-        // counts by queue, state and skill level would avoid the walk.
+        // TODO: this walks every agent until a present member qualifies.
+        // Counts by queue, state and skill level would avoid the walk.
         self.agents.values().any(|agent| {
             present(agent.state()) && agent.serves(queue) && qualifies(&agent.skills, requirements)
         })

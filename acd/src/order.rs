@@ -22,7 +22,7 @@ use crate::config::Strategy;
 use crate::keys::Slab;
 use crate::skill::SkillRequirement;
 
-/// Which agent field sorts a queue's agents first.
+/// The agent field that sorts a queue's agents first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum OrderKind {
     /// Start of the idle period: longest idle, best proficiency, and the
@@ -52,7 +52,7 @@ impl OrderKind {
     }
 }
 
-/// An agent's sort key in one queue; agent ids break ties.
+/// An agent's sort key in one queue. Agent ids break ties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct OrderKey {
     /// Calls answered, talk time in nanoseconds or membership position,
@@ -97,7 +97,7 @@ impl OrderKey {
 pub(crate) struct OrderEntry {
     /// The 128-bit mask of the agent's skill names.
     pub(crate) mask: u128,
-    /// The agent's group, which holds its skill names.
+    /// The agent's group, which contains its skill names.
     pub(crate) group: usize,
     /// The agent's levels, in the order of its skill names.
     pub(crate) levels: Arc<[u8]>,
@@ -129,7 +129,7 @@ impl QueueOrder {
         self.agents.len()
     }
 
-    /// Adds an agent that holds `skills` (the names of its group).
+    /// Adds an agent with `skills`, the skill names of its group.
     pub(crate) fn insert(
         &mut self,
         key: OrderKey,

@@ -36,7 +36,7 @@ pub(crate) trait Indexed {
     fn refresh_summary(&self, summary: &mut Self::Summary);
 
     /// Returns whether `summary` still describes the value. Every change
-    /// asks, so this should not allocate.
+    /// calls this, so it should not allocate.
     fn has_summary(&self, summary: &Self::Summary) -> bool;
 
     /// Counts a summary into the tally (`added`) or out of it.

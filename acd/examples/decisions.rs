@@ -83,7 +83,7 @@ fn main() {
         if centre.arrivals().is_multiple_of(1_000) {
             enqueues.sort();
             println!(
-                "loading: {:>5} arrivals, {:>5} calls waiting, {} agents talking, {} idle; {:.1?} per arrival, enqueue p50 {:.1?} p99 {:.1?}",
+                "loading: {:>5} arrivals, {:>5} calls waiting, {} agents talking, {} idle; {:.1?} per arrival, enqueue p50 {:.1?} p99 {:.1?} max {:.1?}",
                 centre.arrivals(),
                 centre.queued,
                 centre.talking(),
@@ -91,6 +91,7 @@ fn main() {
                 mark.0.elapsed() / (centre.arrivals() - mark.1) as u32,
                 enqueues[enqueues.len() / 2],
                 enqueues[enqueues.len() * 99 / 100],
+                enqueues[enqueues.len() - 1],
             );
             enqueues.clear();
             mark = (Instant::now(), centre.arrivals());

@@ -110,7 +110,7 @@ impl AvailableAgents {
                 None => self.orders.entry(queue.clone()).or_default(),
             };
             let key = OrderKey::of(order.kind, agent, queue);
-            order.insert(key, id, filing, &entry.key.skills);
+            order.insert(key, id.clone(), filing);
             for (skill, level) in skills.iter().zip(levels.iter()) {
                 order.count_level(skill, *level, true);
             }
@@ -127,21 +127,19 @@ impl AvailableAgents {
         let Some(order) = self.orders.get_mut(&group.key.queue) else {
             return;
         };
-        order.remove(key, id, &group.key.skills);
+        order.remove(key, id);
         for (skill, level) in group.key.skills.iter().zip(levels) {
             order.count_level(skill, *level, false);
         }
     }
 
-    /// Returns the available agents of `queue` sorted for `kind` that a
-    /// call with `needs` walks (see `Ordered::for_needs`), sorting them
-    /// again first if the queue's strategy changed since they were filed.
+    /// Returns the available agents of `queue` sorted for `kind`, sorting
+    /// them again first if the queue's strategy changed since they were filed.
     pub(crate) fn ordered(
         &mut self,
         queue: &str,
         kind: OrderKind,
         agents: &Table<Agent>,
-        needs: &[(&str, u8)],
     ) -> Option<Ordered<'_>> {
         let order = self.orders.get_mut(queue)?;
         if order.kind != kind {
@@ -150,11 +148,7 @@ impl AvailableAgents {
                 let key = agents
                     .get(&id)
                     .map_or(old, |agent| OrderKey::of(kind, agent, queue));
-                let skills = self
-                    .groups
-                    .get(entry.group)
-                    .map_or(&[][..], |g| &g.key.skills);
-                order.insert(key, &id, entry, skills);
+                order.insert(key, id.clone(), entry);
                 let Some(filed) = self.filed.get_mut(&id) else {
                     continue;
                 };
@@ -166,7 +160,10 @@ impl AvailableAgents {
                 }
             }
         }
-        Ordered::for_needs(order, &self.groups, needs)
+        Some(Ordered {
+            order: &*order,
+            groups: &self.groups,
+        })
     }
 
     fn unfile(&mut self, id: &str, index: usize) {
@@ -361,10 +358,6 @@ impl AvailableAgents {
         if entry.is_none_or(|e| e.mask != mask || e.group != group || *e.levels != *levels) {
             return Err(format!("{id}: missing from the order of {queue}"));
         }
-        let skills = self.groups.get(group).map_or(&[][..], |g| &g.key.skills);
-        if !order.listed_under(key, id, skills) {
-            return Err(format!("{id}: missing from a skill's list in {queue}"));
-        }
         if self.filed.get(id).is_none_or(|f| *f.levels != *levels) {
             return Err(format!("{id}: filed with other levels"));
         }
@@ -375,7 +368,6 @@ impl AvailableAgents {
     /// filed agents, pending ones included, since those stay in the order.
     fn check_order_totals(&self) -> Result<(), String> {
         let mut lengths: HashMap<&str, usize> = HashMap::new();
-        let mut skill_entries: HashMap<&str, usize> = HashMap::new();
         let mut levels: HashMap<(&str, &str, u8), u32> = HashMap::new();
         for filed in self.filed.values() {
             for (group, _) in &filed.groups {
@@ -384,7 +376,6 @@ impl AvailableAgents {
                 };
                 let queue = group.key.queue.as_str();
                 *lengths.entry(queue).or_default() += 1;
-                *skill_entries.entry(queue).or_default() += group.key.skills.len();
                 for (skill, level) in group.key.skills.iter().zip(filed.levels.iter()) {
                     *levels.entry((queue, skill, *level)).or_default() += 1;
                 }
@@ -396,12 +387,6 @@ impl AvailableAgents {
                 return Err(format!(
                     "order of {queue} has {} agents, {filed} filed",
                     order.len()
-                ));
-            }
-            let listed = skill_entries.get(queue.as_str()).copied().unwrap_or(0);
-            if order.skill_entries() != listed {
-                return Err(format!(
-                    "lists by skill of {queue} differ from the filed agents"
                 ));
             }
             for (skill, level, count) in order.level_counts() {

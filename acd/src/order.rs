@@ -93,7 +93,7 @@ impl OrderKey {
 }
 
 /// A filed agent as a queue's order stores it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct OrderEntry {
     /// The 128-bit mask of the agent's skill names.
     pub(crate) mask: u128,
@@ -103,23 +103,13 @@ pub(crate) struct OrderEntry {
     pub(crate) levels: Arc<[u8]>,
 }
 
-/// Agents by order key and id.
-pub(crate) type OrderList = BTreeMap<(OrderKey, Arc<str>), OrderEntry>;
-
 /// The available agents of one queue in the order of its strategy, with
 /// the levels they hold for the best proficiency bound.
-// Agents that fit no call gather at the front of the order, since no call
-// takes them, and a walk over one list for the whole queue passed over
-// them on every arrival. So each skill also has a list of the agents that
-// hold it, and a call walks the shortest list among its skills: every
-// agent there holds at least that skill.
 #[derive(Debug, Default)]
 pub(crate) struct QueueOrder {
     pub(crate) kind: OrderKind,
-    /// Every agent of the queue.
-    agents: OrderList,
-    /// The agents that hold each skill, by skill name.
-    by_skill: HashMap<String, OrderList>,
+    /// Agents by key and id.
+    agents: BTreeMap<(OrderKey, Arc<str>), OrderEntry>,
     /// For each skill, how many of the agents hold it at each level.
     levels: HashMap<String, BTreeMap<u8, u32>>,
 }
@@ -129,58 +119,21 @@ impl QueueOrder {
         self.agents.len()
     }
 
-    /// Adds an agent with `skills`, the skill names of its group.
-    pub(crate) fn insert(
-        &mut self,
-        key: OrderKey,
-        id: &Arc<str>,
-        entry: OrderEntry,
-        skills: &[String],
-    ) {
-        for skill in skills {
-            let list = match self.by_skill.get_mut(skill) {
-                Some(list) => list,
-                None => self.by_skill.entry(skill.clone()).or_default(),
-            };
-            list.insert((key, id.clone()), entry.clone());
-        }
-        self.agents.insert((key, id.clone()), entry);
+    pub(crate) fn insert(&mut self, key: OrderKey, id: Arc<str>, entry: OrderEntry) {
+        self.agents.insert((key, id), entry);
     }
 
-    /// Removes an agent added with `skills`.
-    pub(crate) fn remove(&mut self, key: OrderKey, id: &Arc<str>, skills: &[String]) {
-        let entry = (key, id.clone());
-        for skill in skills {
-            if let Some(list) = self.by_skill.get_mut(skill) {
-                list.remove(&entry);
-            }
-        }
-        self.agents.remove(&entry);
+    pub(crate) fn remove(&mut self, key: OrderKey, id: &Arc<str>) -> Option<OrderEntry> {
+        self.agents.remove(&(key, id.clone()))
     }
 
     pub(crate) fn get(&self, key: OrderKey, id: &Arc<str>) -> Option<&OrderEntry> {
         self.agents.get(&(key, id.clone()))
     }
 
-    /// Returns whether the agent is in the list of each of `skills`.
-    pub(crate) fn listed_under(&self, key: OrderKey, id: &Arc<str>, skills: &[String]) -> bool {
-        let entry = (key, id.clone());
-        skills.iter().all(|skill| {
-            self.by_skill
-                .get(skill)
-                .is_some_and(|l| l.contains_key(&entry))
-        })
-    }
-
-    /// Returns how many entries the lists by skill have in all.
-    pub(crate) fn skill_entries(&self) -> usize {
-        self.by_skill.values().map(BTreeMap::len).sum()
-    }
-
     /// Removes every agent and returns their keys and entries, for sorting
     /// them again under another kind of order.
-    pub(crate) fn take_all(&mut self) -> OrderList {
-        self.by_skill.clear();
+    pub(crate) fn take_all(&mut self) -> BTreeMap<(OrderKey, Arc<str>), OrderEntry> {
         std::mem::take(&mut self.agents)
     }
 
@@ -215,12 +168,9 @@ impl QueueOrder {
     }
 }
 
-/// The list of a queue's order that one call walks, with the skill names
-/// of the groups.
+/// A queue's order as dispatch reads it, with the skill names of its groups.
 pub(crate) struct Ordered<'a> {
     pub(crate) order: &'a QueueOrder,
-    /// Every agent of the queue, or those that hold one of the call's skills.
-    pub(crate) list: &'a OrderList,
     pub(crate) groups: &'a Slab<Group>,
 }
 
@@ -259,29 +209,6 @@ impl Member<'_> {
 }
 
 impl<'a> Ordered<'a> {
-    /// Returns the list to walk for a call that needs the skills of
-    /// `needs`: the shortest list of those skills, or every agent of the
-    /// queue for a call without needs. Returns `None` when a skill has no
-    /// agent, because then no agent of the queue is eligible.
-    pub(crate) fn for_needs(
-        order: &'a QueueOrder,
-        groups: &'a Slab<Group>,
-        needs: &[(&str, u8)],
-    ) -> Option<Ordered<'a>> {
-        let mut list = &order.agents;
-        for (skill, _) in needs {
-            let held = order.by_skill.get(*skill).filter(|l| !l.is_empty())?;
-            if held.len() < list.len() {
-                list = held;
-            }
-        }
-        Some(Ordered {
-            order,
-            list,
-            groups,
-        })
-    }
-
     fn member(&self, id: &'a Arc<str>, entry: &'a OrderEntry) -> Member<'a> {
         Member {
             id,
@@ -289,6 +216,19 @@ impl<'a> Ordered<'a> {
             skills: self.groups.get(entry.group).map_or(&[], |g| &g.key.skills),
             levels: &entry.levels,
         }
+    }
+
+    /// Returns false when a requirement's minimum level is above the
+    /// highest level that any of the agents has of its skill, so that none
+    /// qualifies.
+    pub(crate) fn may_meet(&self, requirements: &[SkillRequirement]) -> bool {
+        requirements.iter().all(|r| {
+            let counts = self.order.levels.get(&r.skill);
+            let highest = counts
+                .and_then(|c| c.last_key_value())
+                .map(|(level, _)| *level);
+            highest.is_some_and(|level| level >= r.min_level)
+        })
     }
 
     /// Returns the highest proficiency any of the agents could have for
@@ -304,14 +244,17 @@ impl<'a> Ordered<'a> {
 
     /// Returns the agents in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Member<'a>> + '_ {
-        let agents = self.list.iter();
+        let agents = self.order.agents.iter();
         agents.map(|((_, id), entry)| self.member(id, entry))
     }
 
     /// Returns the agents that sort after `key` and `id`, in order.
     pub(crate) fn after(&self, key: OrderKey, id: &str) -> impl Iterator<Item = Member<'a>> + '_ {
         let bound = (key, Arc::<str>::from(id));
-        let range = self.list.range((Bound::Excluded(bound), Bound::Unbounded));
+        let range = self
+            .order
+            .agents
+            .range((Bound::Excluded(bound), Bound::Unbounded));
         range.map(|((_, id), entry)| self.member(id, entry))
     }
 }

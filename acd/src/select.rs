@@ -45,7 +45,13 @@ impl Acd {
         let kind = OrderKind::of(strategy);
         let order = self
             .available_agents
-            .ordered(&call.queue, kind, &self.agents, &needs)?;
+            .ordered(&call.queue, kind, &self.agents)?;
+        // Agents that fit no call are never taken, so they gather at the
+        // front of the order, and a call that no agent fits would walk them
+        // all. A required level that no agent holds settles it at once.
+        if !order.may_meet(requirements) {
+            return None;
+        }
         let agents = &self.agents;
 
         // The mask and the levels filed with each agent pass over most

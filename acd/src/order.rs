@@ -104,7 +104,8 @@ pub(crate) struct OrderEntry {
 }
 
 /// The available agents of one queue in the order of its strategy, with
-/// the levels they hold for the best proficiency bound.
+/// counts of the levels they hold, which give the best proficiency bound
+/// and rule out calls that no agent's level meets.
 #[derive(Debug, Default)]
 pub(crate) struct QueueOrder {
     pub(crate) kind: OrderKind,

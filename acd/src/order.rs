@@ -259,3 +259,46 @@ impl<'a> Ordered<'a> {
         range.map(|((_, id), entry)| self.member(id, entry))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_counts_bound_and_rule_out() {
+        let mut order = QueueOrder::default();
+        order.count_level("language=ru", 2, true);
+        order.count_level("language=ru", 5, true);
+        order.count_level("service=tax", 3, true);
+        // The agent at level 5 leaves, so 2 is the highest left.
+        order.count_level("language=ru", 5, false);
+        let groups = Slab::default();
+        let ordered = Ordered {
+            order: &order,
+            groups: &groups,
+        };
+        let ru = SkillRequirement::new("language=ru", 2);
+        let tax = SkillRequirement::new("service=tax", 1);
+        assert_eq!(ordered.proficiency_bound(&[ru.clone(), tax.clone()]), 5);
+        assert!(ordered.may_meet(&[ru.clone(), tax]));
+        assert!(!ordered.may_meet(&[SkillRequirement::new("language=ru", 3)]));
+        assert!(!ordered.may_meet(&[SkillRequirement::new("language=en", 0)]));
+        assert!(ordered.may_meet(&[]));
+        assert_eq!(order.level_counts().count(), 2);
+    }
+
+    #[test]
+    fn keys_sort_as_strategies_compare() {
+        let t0 = Instant::now();
+        let later = t0 + std::time::Duration::from_secs(1);
+        let key = |primary, idle_since| OrderKey {
+            primary,
+            idle_since,
+        };
+        // Never idle sorts first, as `None` does in the strategies' keys.
+        assert!(key(0, None) < key(0, Some(t0)));
+        assert!(key(0, Some(t0)) < key(0, Some(later)));
+        // Fewer calls win over a longer idle time.
+        assert!(key(1, Some(later)) < key(2, Some(t0)));
+    }
+}

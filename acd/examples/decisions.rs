@@ -72,19 +72,28 @@ fn main() {
     // Load as `Centre::loaded` does, reporting progress, since an engine
     // that scans every waiting call per input takes long to get there.
     let mut mark = (Instant::now(), 0u64);
+    // The enqueue alone, with the offer it makes, of each arrival since the mark.
+    let mut enqueues: Vec<Duration> = Vec::new();
     while centre.queued < WAITING {
         centre.tick();
+        let start = Instant::now();
         centre.arrive();
+        enqueues.push(start.elapsed());
         centre.answer_offers();
         if centre.arrivals().is_multiple_of(1_000) {
+            enqueues.sort();
             println!(
-                "loading: {:>5} arrivals, {:>5} calls waiting, {} agents talking, {} idle; {:.1?} per arrival",
+                "loading: {:>5} arrivals, {:>5} calls waiting, {} agents talking, {} idle; {:.1?} per arrival, enqueue p50 {:.1?} p99 {:.1?} max {:.1?}",
                 centre.arrivals(),
                 centre.queued,
                 centre.talking(),
                 centre.idle(),
                 mark.0.elapsed() / (centre.arrivals() - mark.1) as u32,
+                enqueues[enqueues.len() / 2],
+                enqueues[enqueues.len() * 99 / 100],
+                enqueues[enqueues.len() - 1],
             );
+            enqueues.clear();
             mark = (Instant::now(), centre.arrivals());
         }
         if started.elapsed() > limit {

@@ -180,9 +180,96 @@ impl Agent {
     }
 }
 
+/// How many states [`AgentState`] has.
+const STATES: usize = 7;
+
+impl AgentState {
+    fn index(self) -> usize {
+        match self {
+            AgentState::LoggedOut => 0,
+            AgentState::Unreachable => 1,
+            AgentState::Available => 2,
+            AgentState::Ringing => 3,
+            AgentState::OnCall => 4,
+            AgentState::WrapUp => 5,
+            AgentState::NotReady => 6,
+        }
+    }
+}
+
+/// An agent's state and queues, as [`MemberCounts`] counts it.
+pub(crate) struct MemberSummary {
+    state: AgentState,
+    queues: Vec<String>,
+}
+
+/// The members of each queue counted by state, kept by the agent table so
+/// that staffing and empty-queue checks need no walk over the agents.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct MemberCounts {
+    /// Counts indexed by `AgentState::index`. A queue without members has
+    /// no entry, so that counts kept up to date equal counts rebuilt.
+    by_queue: BTreeMap<String, [u32; STATES]>,
+}
+
+impl MemberCounts {
+    /// Returns how many members of `queue` are in `state`.
+    pub(crate) fn count(&self, queue: &str, state: AgentState) -> u32 {
+        self.by_queue
+            .get(queue)
+            .map_or(0, |counts| counts[state.index()])
+    }
+
+    fn change(&mut self, queue: &str, state: AgentState, added: bool) {
+        if added {
+            let counts = match self.by_queue.get_mut(queue) {
+                Some(counts) => counts,
+                None => self.by_queue.entry(queue.to_owned()).or_default(),
+            };
+            counts[state.index()] += 1;
+            return;
+        }
+        let Some(counts) = self.by_queue.get_mut(queue) else {
+            return;
+        };
+        counts[state.index()] = counts[state.index()].saturating_sub(1);
+        if counts.iter().all(|count| *count == 0) {
+            self.by_queue.remove(queue);
+        }
+    }
+}
+
 impl Indexed for Agent {
+    type Summary = MemberSummary;
+    type Tally = MemberCounts;
+
     fn deadline(&self) -> Option<Instant> {
         self.next_deadline()
+    }
+
+    fn summary(&self) -> MemberSummary {
+        MemberSummary {
+            state: self.state(),
+            queues: self.queues.keys().cloned().collect(),
+        }
+    }
+
+    fn refresh_summary(&self, summary: &mut MemberSummary) {
+        summary.state = self.state();
+        if !self.queues.keys().eq(summary.queues.iter()) {
+            summary.queues.clear();
+            summary.queues.extend(self.queues.keys().cloned());
+        }
+    }
+
+    fn has_summary(&self, summary: &MemberSummary) -> bool {
+        self.state() == summary.state && self.queues.keys().eq(summary.queues.iter())
+    }
+
+    fn count(tally: &mut MemberCounts, summary: &MemberSummary, added: bool) {
+        for queue in &summary.queues {
+            tally.change(queue, summary.state, added);
+        }
     }
 
     fn available(&self) -> bool {

@@ -122,9 +122,64 @@ impl Call {
     }
 }
 
+/// The entry times of each queue's calls, counted, kept by the call table
+/// so that the longest wait needs no walk over the calls.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct EntryTimes {
+    /// A queue without calls has no entry, so that times kept up to date
+    /// equal times rebuilt.
+    by_queue: BTreeMap<String, BTreeMap<Instant, u32>>,
+}
+
+impl EntryTimes {
+    /// Returns when the call that entered `queue` first did so.
+    pub(crate) fn earliest(&self, queue: &str) -> Option<Instant> {
+        let times = self.by_queue.get(queue)?;
+        times.first_key_value().map(|(entered, _)| *entered)
+    }
+}
+
 impl Indexed for Call {
+    type Summary = (String, Instant);
+    type Tally = EntryTimes;
+
     fn deadline(&self) -> Option<Instant> {
         self.next_deadline()
+    }
+
+    fn summary(&self) -> (String, Instant) {
+        (self.queue.clone(), self.entered)
+    }
+
+    fn refresh_summary(&self, summary: &mut (String, Instant)) {
+        if self.queue != summary.0 {
+            summary.0.clone_from(&self.queue);
+        }
+        summary.1 = self.entered;
+    }
+
+    fn has_summary(&self, (queue, entered): &(String, Instant)) -> bool {
+        self.queue == *queue && self.entered == *entered
+    }
+
+    fn count(tally: &mut EntryTimes, (queue, entered): &(String, Instant), added: bool) {
+        if added {
+            let times = tally.by_queue.entry(queue.clone()).or_default();
+            *times.entry(*entered).or_default() += 1;
+            return;
+        }
+        let Some(times) = tally.by_queue.get_mut(queue) else {
+            return;
+        };
+        if let Some(count) = times.get_mut(entered) {
+            *count -= 1;
+            if *count == 0 {
+                times.remove(entered);
+            }
+        }
+        if times.is_empty() {
+            tally.by_queue.remove(queue);
+        }
     }
 }
 

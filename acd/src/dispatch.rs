@@ -9,6 +9,7 @@ use tracing::debug;
 use crate::agent::{Activity, AgentState};
 use crate::agents::NoAnswer;
 use crate::call::{CallOrder, Offer, deadline_after};
+use crate::config::Strategy;
 use crate::engine::Acd;
 use crate::keys::needs_of;
 use crate::output::{Action, QueueEvent};
@@ -154,8 +155,8 @@ impl Acd {
 
     /// Panics with the first difference between the indexes and a full scan
     /// of agents and calls: the deadline `poll_timeout` computed by walking
-    /// every call and agent before the index existed, and the agents that
-    /// are available. It also compares the waiting calls by queue and
+    /// every call and agent before the index existed, the agents that are
+    /// available, and the staffing and longest wait of each queue. It also compares the waiting calls by queue and
     /// requirements, the available agents by skills, and the order keys
     /// that give positions. Only for tests, which call it after every input; it
     /// costs a walk over the whole state.
@@ -166,6 +167,9 @@ impl Acd {
         }
         if let Err(difference) = self.calls.check() {
             panic!("call index out of date: {difference}");
+        }
+        if let Err(difference) = self.check_statistics() {
+            panic!("queue statistics out of date: {difference}");
         }
         if let Err(difference) = self.waiting.check(&self.calls) {
             panic!("index of waiting calls out of date: {difference}");
@@ -441,6 +445,14 @@ impl Acd {
         let by_skills = pool.is_none() && self.agents.available_len() > self.few_available;
         if by_skills {
             self.file_available_agents();
+            let strategy = self
+                .calls
+                .get(call_id)
+                .and_then(|call| self.queues.get(&call.queue))
+                .map(|queue| queue.config.strategy);
+            if strategy.is_some_and(Strategy::walks_in_order) {
+                return self.select_in_order(call_id, now);
+            }
         }
         let call = self.calls.get(call_id)?;
         let queue = self.queues.get(&call.queue)?;
@@ -463,6 +475,9 @@ impl Acd {
                 .filter(|agent| agent.is_free(now))
                 .filter(eligible)
                 .collect(),
+            // TODO: ring all, random and weighted random still test every
+            // available agent that holds the call's skills, because their
+            // draws need the exact list of eligible agents in id order.
             None => self
                 .available_agents
                 .holding(&call.queue, &needs_of(&call.requirements))

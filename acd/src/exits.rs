@@ -162,19 +162,35 @@ impl Acd {
         conditions: EmptyConditions,
         requirements: &[SkillRequirement],
     ) -> bool {
+        let counts = self.agents.tally();
+        let present = |state| match state {
+            S::LoggedOut => false,
+            S::Available => true,
+            S::Unreachable => !conditions.unreachable,
+            S::NotReady => !conditions.not_ready,
+            S::Ringing => !conditions.ringing,
+            S::OnCall => !conditions.on_call,
+            S::WrapUp => !conditions.wrap_up,
+        };
+        let states = [
+            S::Available,
+            S::Unreachable,
+            S::NotReady,
+            S::Ringing,
+            S::OnCall,
+            S::WrapUp,
+        ];
+        let anyone = states
+            .into_iter()
+            .any(|state| present(state) && counts.count(queue, state) > 0);
+        // Without skills to test, the counts of members by state decide.
+        if !anyone || !conditions.unskilled || requirements.is_empty() {
+            return anyone;
+        }
+        // TODO: this walks every agent until a present member qualifies.
+        // Counts by queue, state and skill level would avoid the walk.
         self.agents.values().any(|agent| {
-            let present = match agent.state() {
-                S::LoggedOut => false,
-                S::Available => true,
-                S::Unreachable => !conditions.unreachable,
-                S::NotReady => !conditions.not_ready,
-                S::Ringing => !conditions.ringing,
-                S::OnCall => !conditions.on_call,
-                S::WrapUp => !conditions.wrap_up,
-            };
-            present
-                && agent.serves(queue)
-                && (!conditions.unskilled || qualifies(&agent.skills, requirements))
+            present(agent.state()) && agent.serves(queue) && qualifies(&agent.skills, requirements)
         })
     }
 

@@ -181,10 +181,9 @@ impl Acd {
             average_answer_wait: answered.map(|n| stats.total_answer_wait / n),
             longest_wait: self
                 .calls
-                .values()
-                .filter(|call| call.queue == queue)
-                .map(|call| now.saturating_duration_since(call.entered))
-                .max()
+                .tally()
+                .earliest(queue)
+                .map(|entered| now.saturating_duration_since(entered))
                 .unwrap_or_default(),
             answered: stats.answered,
             answered_in_service_level: stats.answered_in_service_level,
@@ -214,20 +213,47 @@ impl Acd {
         Some(handle_time.saturating_mul(needed) / staffed)
     }
 
-    fn staffing(&self, queue: &str) -> (u32, u32) {
-        let mut staffed = 0;
-        let mut available = 0;
-        for agent in self.agents.values().filter(|a| a.serves(queue)) {
-            match agent.state() {
-                AgentState::Available => {
-                    staffed += 1;
-                    available += 1;
+    /// Compares the staffing and longest wait of every queue with a walk
+    /// over all agents and calls, and describes the first difference.
+    pub(crate) fn check_statistics(&self) -> Result<(), String> {
+        for queue in self.queues.keys() {
+            let members = self.agents.values().filter(|a| a.serves(queue));
+            let (mut staffed, mut available) = (0, 0);
+            for agent in members {
+                match agent.state() {
+                    AgentState::Available => {
+                        staffed += 1;
+                        available += 1;
+                    }
+                    AgentState::Ringing | AgentState::OnCall | AgentState::WrapUp => staffed += 1,
+                    AgentState::LoggedOut | AgentState::Unreachable | AgentState::NotReady => {}
                 }
-                AgentState::Ringing | AgentState::OnCall | AgentState::WrapUp => staffed += 1,
-                AgentState::LoggedOut | AgentState::Unreachable | AgentState::NotReady => {}
+            }
+            if self.staffing(queue) != (staffed, available) {
+                return Err(format!(
+                    "{queue}: staffing {:?}, a walk counts {:?}",
+                    self.staffing(queue),
+                    (staffed, available)
+                ));
+            }
+            let calls = self.calls.values().filter(|call| call.queue == *queue);
+            let earliest = calls.map(|call| call.entered).min();
+            if self.calls.tally().earliest(queue) != earliest {
+                return Err(format!("{queue}: earliest entry differs from a walk"));
             }
         }
-        (staffed, available)
+        Ok(())
+    }
+
+    /// Returns the members of `queue` that are staffed (available, ringing,
+    /// on a call or in wrap-up) and those of them that are available.
+    fn staffing(&self, queue: &str) -> (u32, u32) {
+        let counts = self.agents.tally();
+        let count = |state| counts.count(queue, state);
+        let available = count(AgentState::Available);
+        let busy =
+            count(AgentState::Ringing) + count(AgentState::OnCall) + count(AgentState::WrapUp);
+        (available + busy, available)
     }
 }
 

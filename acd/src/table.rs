@@ -11,7 +11,9 @@
 //!
 //! The same drop notes the value's id as touched, so that dispatch can look
 //! again at the agents and calls that changed since it last ran, and take
-//! the others as it left them.
+//! the others as it left them. It also moves the value between the table's
+//! tallies (agents by queue and state, calls by queue and entry time), so
+//! queue statistics read counters instead of walking every value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
@@ -20,8 +22,25 @@ use std::time::Instant;
 
 /// The properties of a value that a [`Table`] indexes.
 pub(crate) trait Indexed {
+    /// The part of a value that the table's tally counts.
+    type Summary;
+    /// Counts of the values' summaries.
+    type Tally: Default + PartialEq + std::fmt::Debug;
+
     /// Returns the earliest instant at which the value needs `handle_timeout`.
     fn deadline(&self) -> Option<Instant>;
+
+    fn summary(&self) -> Self::Summary;
+
+    /// Brings `summary` up to date with the value, reusing its allocations.
+    fn refresh_summary(&self, summary: &mut Self::Summary);
+
+    /// Returns whether `summary` still describes the value. Every change
+    /// calls this, so it should not allocate.
+    fn has_summary(&self, summary: &Self::Summary) -> bool;
+
+    /// Counts a summary into the tally (`added`) or out of it.
+    fn count(tally: &mut Self::Tally, summary: &Self::Summary, added: bool);
 
     /// Returns whether the value may be offered a call, ignoring delays that
     /// pass with time. Calls keep their own order in `Acd::waiting`, so only
@@ -32,10 +51,11 @@ pub(crate) trait Indexed {
 }
 
 /// A value with the index keys it is filed under now.
-struct Slot<V> {
+struct Slot<V: Indexed> {
     value: V,
     deadline: Option<Instant>,
     available: bool,
+    summary: V::Summary,
 }
 
 /// Values by id in id order, which the strategies rely on for ties and the
@@ -44,22 +64,25 @@ struct Slot<V> {
 // refiling a value allocates nothing. Values are boxed, so that the map's
 // nodes hold pointers: a call is several hundred bytes, and inline values
 // left a third of each node empty and made every insert move them.
-pub(crate) struct Table<V> {
+pub(crate) struct Table<V: Indexed> {
     slots: BTreeMap<Arc<str>, Box<Slot<V>>>,
     deadlines: BTreeSet<(Instant, Arc<str>)>,
     available: BTreeSet<Arc<str>>,
     /// Ids of the values added or changed since the last `take_touched`,
     /// possibly more than once.
     touched: Vec<Arc<str>>,
+    /// The summaries of all values, counted.
+    tally: V::Tally,
 }
 
-impl<V> Default for Table<V> {
+impl<V: Indexed> Default for Table<V> {
     fn default() -> Table<V> {
         Table {
             slots: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             available: BTreeSet::new(),
             touched: Vec::new(),
+            tally: V::Tally::default(),
         }
     }
 }
@@ -102,6 +125,7 @@ impl<V: Indexed> Table<V> {
             deadlines,
             available,
             touched,
+            tally,
         } = self;
         // `range_mut` lends the stored key too, which the index entries need.
         let (id, slot) = slots
@@ -113,6 +137,7 @@ impl<V: Indexed> Table<V> {
             deadlines,
             available,
             touched,
+            tally,
         })
     }
 
@@ -124,6 +149,7 @@ impl<V: Indexed> Table<V> {
             deadlines,
             available,
             touched,
+            tally,
         } = self;
         for (id, slot) in slots.iter_mut() {
             let mut entry = EntryMut {
@@ -132,6 +158,7 @@ impl<V: Indexed> Table<V> {
                 deadlines: &mut *deadlines,
                 available: &mut *available,
                 touched: &mut *touched,
+                tally: &mut *tally,
             };
             change(&mut entry);
         }
@@ -140,10 +167,13 @@ impl<V: Indexed> Table<V> {
     /// Adds a value, or replaces the one with the same id.
     pub(crate) fn insert(&mut self, id: String, value: V) {
         self.remove(&id);
+        let summary = value.summary();
+        V::count(&mut self.tally, &summary, true);
         let slot = Box::new(Slot {
             value,
             deadline: None,
             available: false,
+            summary,
         });
         self.slots.insert(Arc::from(id.as_str()), slot);
         // Dropping the entry files the new value in the indexes.
@@ -152,6 +182,7 @@ impl<V: Indexed> Table<V> {
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<V> {
         let (id, slot) = self.slots.remove_entry(id)?;
+        V::count(&mut self.tally, &slot.summary, false);
         if slot.available {
             self.available.remove(&id);
         }
@@ -192,6 +223,11 @@ impl<V: Indexed> Table<V> {
         }
     }
 
+    /// Returns the counts of the values' summaries.
+    pub(crate) fn tally(&self) -> &V::Tally {
+        &self.tally
+    }
+
     /// Returns how many values are available.
     pub(crate) fn available_len(&self) -> usize {
         self.available.len()
@@ -213,7 +249,12 @@ impl<V: Indexed> Table<V> {
     pub(crate) fn check(&self) -> Result<(), String> {
         let mut deadlines = BTreeSet::new();
         let mut available = BTreeSet::new();
+        let mut tally = V::Tally::default();
         for (id, slot) in &self.slots {
+            if !slot.value.has_summary(&slot.summary) {
+                return Err(format!("{id}: tallied under an old summary"));
+            }
+            V::count(&mut tally, &slot.summary, true);
             let deadline = slot.value.deadline();
             if slot.deadline != deadline {
                 return Err(format!(
@@ -243,6 +284,12 @@ impl<V: Indexed> Table<V> {
                 self.available
             ));
         }
+        if tally != self.tally {
+            return Err(format!(
+                "tally {:?} differs from the values' {tally:?}",
+                self.tally
+            ));
+        }
         Ok(())
     }
 }
@@ -255,6 +302,7 @@ pub(crate) struct EntryMut<'a, V: Indexed> {
     deadlines: &'a mut BTreeSet<(Instant, Arc<str>)>,
     available: &'a mut BTreeSet<Arc<str>>,
     touched: &'a mut Vec<Arc<str>>,
+    tally: &'a mut V::Tally,
 }
 
 impl<V: Indexed> EntryMut<'_, V> {
@@ -294,6 +342,11 @@ impl<V: Indexed> Drop for EntryMut<'_, V> {
             }
             self.slot.deadline = deadline;
         }
+        if !self.slot.value.has_summary(&self.slot.summary) {
+            V::count(self.tally, &self.slot.summary, false);
+            self.slot.value.refresh_summary(&mut self.slot.summary);
+            V::count(self.tally, &self.slot.summary, true);
+        }
         let available = self.slot.value.available();
         if available != self.slot.available {
             if available {
@@ -317,8 +370,32 @@ mod tests {
     }
 
     impl Indexed for Timer {
+        type Summary = bool;
+        /// How many timers are on.
+        type Tally = usize;
+
         fn deadline(&self) -> Option<Instant> {
             self.at
+        }
+
+        fn summary(&self) -> bool {
+            self.on
+        }
+
+        fn refresh_summary(&self, on: &mut bool) {
+            *on = self.on;
+        }
+
+        fn has_summary(&self, on: &bool) -> bool {
+            self.on == *on
+        }
+
+        fn count(tally: &mut usize, on: &bool, added: bool) {
+            match (on, added) {
+                (false, _) => {}
+                (true, true) => *tally += 1,
+                (true, false) => *tally -= 1,
+            }
         }
 
         fn available(&self) -> bool {
@@ -355,6 +432,7 @@ mod tests {
         let due = table.due(t0 + Duration::from_secs(5));
         assert!(due.iter().map(|id| &**id).eq(["b", "a"]));
         assert_eq!(table.available().count(), 2);
+        assert_eq!(*table.tally(), 2);
 
         if let Some(mut a) = table.get_mut("a") {
             a.on = false;
@@ -362,6 +440,7 @@ mod tests {
         assert!(table.remove("b").is_some());
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(table.available().count(), 0);
+        assert_eq!(*table.tally(), 0);
         assert_eq!(table.check(), Ok(()));
         let mut touched = Vec::new();
         table.take_touched(&mut touched);

@@ -10,7 +10,11 @@
 //! cover what the index relies on: skills and levels, several queues per
 //! agent, every strategy, steps that relax requirements, retry and
 //! reject delays, timers that run late, membership and skill changes,
-//! reloads, callbacks, and queues that empty while calls wait.
+//! reloads, callbacks, and queues that empty while calls wait. The order
+//! of available agents by strategy key also needs ties: agents freed or
+//! made ready at the same instant tie on idle time, calls answered and
+//! talk time, and levels 0 to 3 make equal proficiencies common. Reloads
+//! change a queue's strategy while its agents are filed.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -22,7 +26,7 @@ use acd::{
 };
 use proptest::prelude::*;
 
-const AGENTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+const AGENTS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 const QUEUES: [&str; 3] = ["front", "back", "vip"];
 const SKILLS: [&str; 4] = ["language=en", "language=fr", "service=tax", "service=visa"];
 const KEYS: [char; 3] = ['1', '2', '3'];
@@ -120,6 +124,10 @@ enum Command {
     EndCall(usize),
     Transfer(usize),
     EndWrapUp(usize),
+    /// Every agent's call and wrap-up ends at the same instant.
+    FreeAll,
+    /// Every agent not ready is made ready at the same instant.
+    ReadyAll,
     NotReady(usize),
     Ready(usize),
     LoggedIn(usize, bool),
@@ -158,6 +166,8 @@ fn command() -> impl Strategy<Value = Command> {
         3 => agent.clone().prop_map(Command::EndCall),
         1 => agent.clone().prop_map(Command::Transfer),
         2 => agent.clone().prop_map(Command::EndWrapUp),
+        1 => Just(Command::FreeAll),
+        1 => Just(Command::ReadyAll),
         1 => agent.clone().prop_map(Command::NotReady),
         2 => agent.clone().prop_map(Command::Ready),
         1 => (agent.clone(), any::<bool>()).prop_map(|(a, on)| Command::LoggedIn(a, on)),
@@ -287,6 +297,17 @@ impl Pair {
             }
             Command::EndWrapUp(a) => self.both(|acd, now| {
                 let _ = acd.end_wrap_up(AGENTS[*a], now);
+            }),
+            Command::FreeAll => self.both(|acd, now| {
+                for agent in AGENTS {
+                    acd.call_ended(agent, now);
+                    let _ = acd.end_wrap_up(agent, now);
+                }
+            }),
+            Command::ReadyAll => self.both(|acd, now| {
+                for agent in AGENTS {
+                    let _ = acd.set_ready(agent, now);
+                }
             }),
             Command::NotReady(a) => self.both(|acd, now| {
                 let _ = acd.set_not_ready(AGENTS[*a], "break", now);
@@ -450,7 +471,11 @@ fn add_agent(acd: &mut Acd, i: usize, now: Instant) {
         _ => vec!["back".to_owned(), "vip".to_owned()],
     };
     acd.add_agent(AGENTS[i], &queues);
-    let _ = acd.set_skills(AGENTS[i], skill_set(i as u8 + 5, i as u8 * 37), now);
+    let _ = acd.set_skills(
+        AGENTS[i],
+        skill_set(i as u8 + 5, (i as u8).wrapping_mul(37)),
+        now,
+    );
 }
 
 // PROPTEST_CASES=5000 runs a deeper search than the default 256 cases.

@@ -270,6 +270,18 @@ impl Centre {
         centre
     }
 
+    /// Builds the centre as `loaded` does but stops after `arrivals` calls,
+    /// while many agents are still idle: about 4,000 after 1,000 arrivals.
+    pub(crate) fn after_arrivals(t0: Instant, arrivals: u64) -> Centre {
+        let mut centre = Centre::staffed(t0);
+        while centre.arrivals() < arrivals {
+            centre.tick();
+            centre.arrive();
+            centre.answer_offers();
+        }
+        centre
+    }
+
     /// Moves the virtual clock on by a millisecond, firing any timer due.
     pub(crate) fn tick(&mut self) {
         self.now += Duration::from_millis(1);

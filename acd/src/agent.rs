@@ -66,6 +66,11 @@ pub(crate) enum Activity {
         queue: String,
         until: Instant,
     },
+    /// A call that did not come from a queue rings or is up on the agent's
+    /// phone, such as a caller forwarded to the agent's extension.
+    Direct {
+        call: String,
+    },
 }
 
 /// An agent's place in one queue.
@@ -124,7 +129,7 @@ impl Agent {
     pub(crate) fn state(&self) -> AgentState {
         match self.activity {
             Activity::Reserved { .. } => AgentState::Ringing,
-            Activity::OnCall { .. } => AgentState::OnCall,
+            Activity::OnCall { .. } | Activity::Direct { .. } => AgentState::OnCall,
             Activity::WrapUp { .. } => AgentState::WrapUp,
             Activity::Idle if !self.logged_in => AgentState::LoggedOut,
             Activity::Idle if self.not_ready.is_some() => AgentState::NotReady,
@@ -153,7 +158,8 @@ impl Agent {
             Activity::Idle => None,
             Activity::Reserved { call }
             | Activity::OnCall { call, .. }
-            | Activity::WrapUp { call, .. } => Some(call),
+            | Activity::WrapUp { call, .. }
+            | Activity::Direct { call } => Some(call),
         }
     }
 

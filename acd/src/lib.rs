@@ -76,6 +76,7 @@ mod call;
 mod callbacks;
 mod calls;
 mod config;
+mod direct;
 mod dispatch;
 mod engine;
 mod error;

@@ -183,7 +183,7 @@ impl Acd {
         self.queues.get(queue).is_some_and(|q| !q.ranks.is_empty())
             || self.agents.values().any(|agent| match &agent.activity {
                 Activity::OnCall { queue: q, .. } | Activity::WrapUp { queue: q, .. } => q == queue,
-                Activity::Idle | Activity::Reserved { .. } => false,
+                Activity::Idle | Activity::Reserved { .. } | Activity::Direct { .. } => false,
             })
     }
 }

@@ -271,3 +271,42 @@ fn removed_paused_agent_ends_its_pause_first() {
         .collect();
     assert_eq!(kinds, ["ready", "member_removed", "logged_out", "state"]);
 }
+
+#[test]
+fn direct_call_keeps_agent_from_queues() {
+    let mut config = queue("q");
+    config.wrap_up = secs(30);
+    let (mut acd, now) = with_agents(config, &["a", "b"]);
+    assert!(acd.direct_call_started("a", "fwd-1", now));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    assert_eq!(
+        acd.agent_status("a").unwrap().call.as_deref(),
+        Some("fwd-1")
+    );
+
+    // "a" has been idle longest but is busy, so "b" rings.
+    acd.enqueue("c1", "q", now + secs(1)).unwrap();
+    assert_eq!(actions(&mut acd), [offer("c1", "b")]);
+    // A ringing agent's extension is busy for a second direct call.
+    assert!(!acd.direct_call_started("b", "fwd-2", now + secs(2)));
+    assert_eq!(acd.agent_state("b"), Some(AgentState::Ringing));
+
+    // The end of another call changes nothing; the right one frees "a".
+    acd.enqueue("c2", "q", now + secs(3)).unwrap();
+    acd.direct_call_ended("a", "fwd-9", now + secs(4));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    assert_eq!(actions(&mut acd), []);
+    acd.direct_call_ended("a", "fwd-1", now + secs(5));
+    assert_eq!(actions(&mut acd), [offer("c2", "a")]);
+
+    // A direct call ends the wrap-up of a queue call.
+    acd.offer_answered("c1", "b", now + secs(6));
+    acd.call_ended("b", now + secs(10));
+    assert_eq!(acd.agent_state("b"), Some(AgentState::WrapUp));
+    assert!(acd.direct_call_started("b", "fwd-3", now + secs(11)));
+    assert_eq!(acd.agent_state("b"), Some(AgentState::OnCall));
+    // The next deadline is c2 ringing out at 5 + 15 s, not the wrap-up end.
+    assert_eq!(acd.poll_timeout(), Some(now + secs(20)));
+    acd.direct_call_ended("b", "fwd-3", now + secs(12));
+    assert_eq!(acd.agent_state("b"), Some(AgentState::Available));
+}

@@ -139,6 +139,7 @@ enum Command {
     Key(usize, usize),
     Callback(usize),
     CallbackOutcome(usize, u8),
+    Direct(usize, bool),
     Restore(usize, u64),
     UpdateQueue(usize, u8),
     RemoveQueue(usize),
@@ -180,6 +181,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (any::<usize>(), 0..KEYS.len()).prop_map(|(c, k)| Command::Key(c, k)),
         1 => any::<usize>().prop_map(Command::Callback),
         2 => (any::<usize>(), 0..5u8).prop_map(|(c, o)| Command::CallbackOutcome(c, o)),
+        1 => (0..AGENTS.len(), any::<bool>()).prop_map(|(a, on)| Command::Direct(a, on)),
         1 => (queue.clone(), 0..30_000u64).prop_map(|(q, ago)| Command::Restore(q, ago)),
         1 => (queue.clone(), 0..9u8).prop_map(|(q, v)| Command::UpdateQueue(q, v)),
         1 => queue.prop_map(Command::RemoveQueue),
@@ -360,6 +362,13 @@ impl Pair {
                     });
                 }
             }
+            Command::Direct(a, started) => self.both(|acd, now| {
+                if *started {
+                    acd.direct_call_started(AGENTS[*a], "direct", now);
+                } else {
+                    acd.direct_call_ended(AGENTS[*a], "direct", now);
+                }
+            }),
             Command::Restore(q, ago) => {
                 let call = format!("call-{}", self.calls.len());
                 let arrived = self

@@ -43,6 +43,9 @@ pub(crate) struct Config {
     pub(crate) dids: Vec<DidConfig>,
     /// Order in which an agent of several queues takes their calls.
     pub(crate) caller_order: acd::CallerOrder,
+    /// Whether an agent's extension rings, and queues offer the agent calls,
+    /// while its phone is on a call that did not come from a queue.
+    pub(crate) ring_in_use: bool,
     /// Longest voicemail message.
     pub(crate) voicemail_max: Duration,
     pub(crate) overload: OverloadConfig,

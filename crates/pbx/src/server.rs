@@ -292,6 +292,7 @@ pub(crate) fn core_config(
             .map(|agent| (agent.id.clone(), agent.skills.clone()))
             .collect(),
         caller_order: config.caller_order,
+        ring_in_use: config.ring_in_use,
         registrar: sip_server::registrar::RegistrarConfig {
             min_expires: config.registrar.min_expires,
             max_expires: config.registrar.max_expires,

@@ -28,6 +28,14 @@ impl Core {
         call.left_queue_at = Some(now);
         call.forwarded_to = Some(number.to_owned());
 
+        if !self.config.ring_in_use
+            && self.registrar.is_agent(number)
+            && !self.acd.direct_call_started(number, call_id, now)
+        {
+            tracing::info!(number, "forward target is an agent on another call");
+            self.fail_call(call_id, 486, "Busy Here", cdr::Disposition::NoAgent, now);
+            return;
+        }
         let label = format!("number:{number}");
         let targets = self.number_targets(number, now);
         if targets.is_empty() {
@@ -89,6 +97,7 @@ impl Core {
         if !ringing {
             return;
         }
+        self.release_extension(call_id, now);
         self.withdraw_offer(call_id, None, now);
         self.fail_call(
             call_id,
@@ -97,6 +106,17 @@ impl Core {
             cdr::Disposition::NoAgent,
             now,
         );
+    }
+
+    /// Frees, for the queues, the agent whose extension the call was
+    /// forwarded to, if any.
+    pub(super) fn release_extension(&mut self, call_id: &str, now: Instant) {
+        let Some(number) = self.calls.get(call_id).and_then(|c| c.forwarded_to.clone()) else {
+            return;
+        };
+        if self.registrar.is_agent(&number) {
+            self.acd.direct_call_ended(&number, call_id, now);
+        }
     }
 
     /// Ends a forwarded call that rang for [`FORWARD_RING_LIMIT`].

@@ -97,6 +97,9 @@ pub struct CoreConfig {
     /// Agent id to its skills and proficiency levels.
     pub agent_skills: HashMap<String, acd::Skills>,
     pub caller_order: acd::CallerOrder,
+    /// When false, a call forwarded to an agent's extension makes the agent
+    /// busy for the queues, and a busy agent's extension gets 486.
+    pub ring_in_use: bool,
     pub registrar: RegistrarConfig,
     /// Digest algorithms offered to phones, preferred first.
     pub digest_algorithms: Vec<crate::auth::Algorithm>,
@@ -956,6 +959,7 @@ impl Core {
         hangup: Option<cdr::HangupSide>,
         now: Instant,
     ) {
+        self.release_extension(call_id, now);
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };

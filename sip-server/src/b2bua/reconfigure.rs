@@ -89,6 +89,7 @@ impl Core {
         config.voicemail_max = new.voicemail_max;
         config.overload = new.overload;
         config.caller_order = new.caller_order;
+        config.ring_in_use = new.ring_in_use;
         config.queues = new.queues;
         config.queue_agents = new.queue_agents;
         config.agent_skills = new.agent_skills;
@@ -284,6 +285,7 @@ mod tests {
                 .collect(),
             agent_skills: HashMap::new(),
             caller_order: acd::CallerOrder::default(),
+            ring_in_use: false,
             registrar: crate::registrar::RegistrarConfig {
                 min_expires: 60,
                 max_expires: 3600,

@@ -67,6 +67,7 @@ fn config() -> CoreConfig {
         .into(),
         agent_skills: HashMap::new(),
         caller_order: acd::CallerOrder::default(),
+        ring_in_use: false,
         registrar: crate::registrar::RegistrarConfig {
             min_expires: 60,
             max_expires: 3600,

@@ -136,6 +136,7 @@ pub(super) struct RawRecording {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAcd {
     pub(super) caller_order: Value<String>,
+    pub(super) ring_in_use: Value<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -399,6 +399,7 @@ pub(super) fn convert(
         queues,
         dids,
         caller_order,
+        ring_in_use: from_file(&raw.acd.ring_in_use, false).value,
         voicemail_max: Duration::from_secs(max_message.value),
         overload,
         qa,

@@ -794,6 +794,12 @@ fn forward_to_an_extension_rings_the_agent() {
         .into_iter()
         .find(|r| r.method == Method::Invite)
         .expect("the extension rings");
+    // With ring-in-use off the agent is busy for the queues while its
+    // extension rings and talks.
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
     h.receive(
         &agent_response(&invite, 200, AGENT_2, Some(AGENT_SDP)),
         AGENT_2,
@@ -802,9 +808,63 @@ fn forward_to_an_extension_rings_the_agent() {
     let record = h.finished_record();
     assert_eq!(record.disposition, cdr::Disposition::Answered);
     assert_eq!(record.forwarded_to.as_deref(), Some("1002"));
-    // The agent took no ACD offer, so its counters and state are untouched.
+    // The agent took no ACD offer, so its counters are untouched, and it is
+    // available again once the forwarded call ends.
     assert_eq!(
         h.core.acd.agent_state("1002"),
         Some(acd::AgentState::Available)
+    );
+    assert_eq!(h.core.acd.agent_status("1002").unwrap().calls_answered, 0);
+}
+
+#[test]
+fn forward_to_a_busy_extension_gets_busy() {
+    let mut h = Harness::with_config(forward_config("1002"));
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    // Another forwarded call holds the agent's phone.
+    assert!(h.core.acd.direct_call_started("1002", "earlier", h.now));
+    let (call, _) = waiting_caller(&mut h);
+    take_playback(&mut h);
+    h.advance(Duration::from_secs(61));
+    assert!(
+        !h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Invite),
+        "a busy extension is not rung"
+    );
+    assert_eq!(
+        take_playback(&mut h).last(),
+        Some(&(vec![prompt("sorry-no-agent")], false)),
+        "the caller hears the apology"
+    );
+    h.core.media_notice(
+        &call,
+        MediaNotice::PlaybackFinished { side: Side::Caller },
+        h.now,
+    );
+    h.collect();
+    // The caller was answered to wait, so it gets no 486 itself.
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::NoAgent);
+    assert_eq!(record.forwarded_to.as_deref(), Some("1002"));
+    // The earlier call still holds the agent.
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+}
+
+#[test]
+fn ring_in_use_rings_a_busy_extension() {
+    let mut config = forward_config("1002");
+    config.ring_in_use = true;
+    let mut h = Harness::with_config(config);
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    waiting_caller(&mut h);
+    h.advance(Duration::from_secs(61));
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::Available),
+        "the queues may still offer the agent calls"
     );
 }

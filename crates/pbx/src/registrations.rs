@@ -33,7 +33,8 @@ impl RegistrationStore {
         Ok(RegistrationStore { pool })
     }
 
-    /// Replaces the stored bindings of `agent` with `bindings`.
+    /// Replaces the stored bindings of `agent` with `bindings`, leaving out
+    /// those registered over TLS or WebSocket.
     pub(crate) async fn save(
         &self,
         agent: &str,
@@ -44,7 +45,13 @@ impl RegistrationStore {
             .bind(agent)
             .execute(&mut *transaction)
             .await?;
-        for binding in bindings {
+        // Such a binding is reached only over the connection it came on,
+        // which a restart closes, so restoring it would fork calls to a
+        // phone nobody can reach.
+        let durable = bindings
+            .iter()
+            .filter(|binding| matches!(binding.transport, TransportKind::Udp | TransportKind::Tcp));
+        for binding in durable {
             sqlx::query(
                 "INSERT INTO registrations \
                  (agent, contact, expires_at_ms, call_id, cseq, transport, address) \
@@ -150,6 +157,42 @@ mod tests {
         assert_eq!(stored[0].contact, second.contact);
         assert_eq!(stored[0].cseq, 7);
         assert_eq!(stored[0].address, second.address);
+    }
+
+    #[tokio::test]
+    async fn connection_bound_contacts_are_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let store = RegistrationStore::open(cdr.pool().clone()).await.unwrap();
+        let udp = binding("<sip:1001@127.0.0.1:5062>", Duration::from_secs(600));
+        let mut bindings = vec![udp.clone()];
+        for (port, transport) in [
+            (5070, TransportKind::Tcp),
+            (5071, TransportKind::Tls),
+            (5072, TransportKind::Ws),
+            (5073, TransportKind::Wss),
+        ] {
+            let mut other = binding(
+                &format!("<sip:1001@127.0.0.1:{port}>"),
+                Duration::from_secs(600),
+            );
+            other.transport = transport;
+            bindings.push(other);
+        }
+        store.save("1001", &bindings).await.unwrap();
+        let loaded = store.load(SystemTime::now()).await.unwrap();
+        let transports: Vec<TransportKind> = loaded["1001"]
+            .iter()
+            .map(|binding| binding.transport)
+            .collect();
+        assert_eq!(transports.len(), 2, "{transports:?}");
+        assert!(transports.contains(&TransportKind::Udp));
+        assert!(transports.contains(&TransportKind::Tcp));
+
+        // With the WebSocket phone still there, the UDP phone unregisters.
+        store.save("1001", &bindings[2..]).await.unwrap();
+        let loaded = store.load(SystemTime::now()).await.unwrap();
+        assert!(loaded.get("1001").is_none_or(Vec::is_empty), "{loaded:?}");
     }
 
     #[tokio::test]

@@ -66,6 +66,11 @@ pub(super) async fn read<S: AsyncRead>(
                             .map_err(|_| "connection closed")?;
                     }
                 }
+                // A whole message can arrive in one read, before the
+                // check on the buffer below sees it.
+                Ok(StreamFrame::Message(length)) if length > limits.max_message_bytes => {
+                    return Err("message larger than the maximum message size");
+                }
                 Ok(StreamFrame::Message(length)) => {
                     keep_alive.reset();
                     // A framed message whose header block is broken

@@ -203,6 +203,35 @@ async fn websocket_without_sip_subprotocol_gets_400() {
 }
 
 #[tokio::test]
+async fn tcp_oversized_message_in_one_read_closes() {
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        limits: StreamLimits {
+            max_message_bytes: 1024,
+            ..StreamLimits::default()
+        },
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    let body = "x".repeat(2000);
+    let message = format!(
+        "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-big\r\n\
+         From: <sip:a@test>;tag=1\r\nTo: <sip:pbx@test>\r\nCall-ID: big@test\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(message.as_bytes()).await.unwrap();
+    assert_closed(&mut stream, Duration::from_secs(5)).await;
+    while let Ok(input) = receiver.try_recv() {
+        assert!(
+            !matches!(input, crate::engine::Input::Sip(..)),
+            "the message reached the engine"
+        );
+    }
+}
+
+#[tokio::test]
 async fn websocket_oversized_message_closes_with_1009() {
     let (inputs, _receiver) = mpsc::channel(16);
     let listeners = Listeners {

@@ -52,6 +52,8 @@ pub(crate) struct CallerLeg {
     /// The PBX's own SDP answer, when it answered the caller to play music
     /// and announcements while the call waits; repeated to refreshes.
     pub answer: Option<bytes::Bytes>,
+    /// Reliable provisional responses (RFC 3262) sent on this leg.
+    pub provisionals: super::reliable::CallerProvisionals,
 }
 
 /// The agent's leg once it answered, or the leg of the number a
@@ -227,6 +229,16 @@ pub(crate) struct Branch {
     pub cancel_wanted: bool,
     pub cancel_sent: bool,
     pub finished: bool,
+    /// The early dialog of the branch's last reliable provisional response.
+    pub early: Option<EarlyDialog>,
+}
+
+/// An early dialog with an agent's phone, kept for its PRACKs; the dialog
+/// of the 2xx continues its CSeq.
+pub(crate) struct EarlyDialog {
+    pub dialog: Dialog,
+    /// RSeq of the last reliable response acknowledged.
+    pub last_rseq: u32,
 }
 
 /// The agent leg INVITEs of one offer, forked to every contact of the agent.

@@ -24,6 +24,7 @@ mod live;
 mod offer;
 mod reconfigure;
 mod recording;
+mod reliable;
 mod setup;
 mod voicemail;
 
@@ -310,6 +311,9 @@ pub struct Core {
     waiting_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// Callback request (its ACD call id) to the call placed to return it.
     callback_calls: HashMap<String, String>,
+    /// Retransmissions and give-ups of the callers' unacknowledged
+    /// reliable provisional responses, with the call they belong to.
+    reliable_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// The driver measured the process's CPU above its limit.
     cpu_overloaded: bool,
     /// New INVITEs refused with 503 since start.
@@ -374,6 +378,7 @@ impl Core {
             wall_base: (now, wall),
             waiting_deadlines: std::collections::BTreeSet::new(),
             callback_calls: HashMap::new(),
+            reliable_deadlines: std::collections::BTreeSet::new(),
             cpu_overloaded: false,
             overload_rejections: 0,
             config,
@@ -403,6 +408,7 @@ impl Core {
         self.registrar.handle_timeout(now);
         self.acd.handle_timeout(now);
         self.waiting_deadlines_due(now);
+        self.reliable_deadlines_due(now);
         self.process(now);
     }
 
@@ -412,6 +418,7 @@ impl Core {
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
             self.next_waiting_deadline(),
+            self.next_reliable_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -638,9 +645,11 @@ impl Core {
                 add_to_tag(&mut response, &crate::dialog::random_token());
                 response.headers.push("Allow", ALLOW);
                 response.headers.push("Accept", "application/sdp");
+                response.headers.push("Supported", SUPPORTED);
                 self.transactions.send_response(&key, response, now);
             }
             Method::Ack => {}
+            Method::Prack if has_to_tag => self.handle_caller_prack(key, request, now),
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {
@@ -986,7 +995,10 @@ impl Core {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+
+/// Option tags the PBX implements, for Supported.
+const SUPPORTED: &str = reliable::TAG_100REL;
 
 fn round_millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0

@@ -14,6 +14,7 @@ use crate::transaction::TransportKind;
 mod agent_events;
 mod callback;
 mod recording;
+mod reliable;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";

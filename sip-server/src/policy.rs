@@ -198,8 +198,8 @@ fn has_to_tag(request: &Request) -> bool {
 }
 
 /// Option tags of SIP extensions the PBX implements: reliable provisional
-/// responses (RFC 3262).
-pub const SUPPORTED_TAGS: [&str; 1] = ["100rel"];
+/// responses (RFC 3262) and session timers (RFC 4028).
+pub const SUPPORTED_TAGS: [&str; 2] = ["100rel", "timer"];
 
 /// Rejects with 420, listing every tag of Require that is not in
 /// [`SUPPORTED_TAGS`]. CANCEL must not carry Require (RFC 3261 section
@@ -504,12 +504,12 @@ mod tests {
 
     #[test]
     fn require_gets_420_with_unsupported() {
-        let wire = invite("Require: 100rel, timer\r\nSupported: timer\r\n", "");
+        let wire = invite("Require: 100rel, replaces\r\nSupported: timer\r\n", "");
         let rejection = check(&wire).expect("rejection");
         assert_eq!(rejection.status, 420);
         assert_eq!(rejection.reason, "Bad Extension");
-        assert_eq!(header(&rejection, "Unsupported"), Some("timer"));
-        assert_eq!(check(&invite("Require: 100rel\r\n", "")), None);
+        assert_eq!(header(&rejection, "Unsupported"), Some("replaces"));
+        assert_eq!(check(&invite("Require: 100rel, timer\r\n", "")), None);
 
         let wire = request(
             "OPTIONS sip:pbx.local",
@@ -648,14 +648,14 @@ mod tests {
 
     #[test]
     fn response_carries_extra_headers() {
-        let wire = invite("Require: timer\r\n", "");
+        let wire = invite("Require: replaces\r\n", "");
         let Message::Request(request) = Message::parse(wire.as_bytes()).unwrap() else {
             panic!("expected a request")
         };
         let rejection = check_request(&request).expect("rejection");
         let text = String::from_utf8(rejection.response(&request).to_bytes().to_vec()).unwrap();
         assert!(text.starts_with("SIP/2.0 420 Bad Extension\r\n"), "{text}");
-        assert!(text.contains("\r\nUnsupported: timer\r\n"), "{text}");
+        assert!(text.contains("\r\nUnsupported: replaces\r\n"), "{text}");
         assert!(
             text.contains("\r\nCall-ID: policy-1@192.0.2.1\r\n"),
             "{text}"

@@ -124,6 +124,10 @@ pub(crate) struct Call {
     pub diverted_from: Option<String>,
     /// Set on a call the PBX places to return a callback request.
     pub callback: Option<Callback>,
+    /// Session timer of the caller's leg, once it is answered.
+    pub caller_session: Option<super::session_timer::LegSession>,
+    /// Session timer of the agent's leg, once it answered.
+    pub agent_session: Option<super::session_timer::LegSession>,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -194,6 +198,8 @@ impl Call {
             forwarded_to: None,
             diverted_from: new.diverted_from,
             callback: new.callback,
+            caller_session: None,
+            agent_session: None,
         }
     }
 

@@ -25,6 +25,7 @@ mod offer;
 mod reconfigure;
 mod recording;
 mod reliable;
+mod session_timer;
 mod setup;
 mod voicemail;
 
@@ -45,6 +46,7 @@ pub use callback::StoredCallback;
 pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};
+pub use session_timer::SessionTimerConfig;
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -120,6 +122,8 @@ pub struct CoreConfig {
     pub voicemail_max: Duration,
     /// When new calls are refused to protect the calls in progress.
     pub overload: OverloadLimits,
+    /// Session timer intervals (RFC 4028).
+    pub session_timer: SessionTimerConfig,
 }
 
 /// Limits past which a new INVITE gets 503 with Retry-After while
@@ -277,6 +281,11 @@ enum Purpose {
         agent: String,
         contact: Uri,
     },
+    /// An UPDATE that refreshes the session of one leg.
+    SessionRefresh {
+        call: String,
+        side: Side,
+    },
     /// BYE or CANCEL whose outcome changes nothing.
     FireAndForget,
 }
@@ -314,6 +323,9 @@ pub struct Core {
     /// Retransmissions and give-ups of the callers' unacknowledged
     /// reliable provisional responses, with the call they belong to.
     reliable_deadlines: std::collections::BTreeSet<(Instant, String)>,
+    /// Session refreshes and expiries, with the call they belong to. An
+    /// entry whose time no longer matches the leg's deadline is stale.
+    session_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// The driver measured the process's CPU above its limit.
     cpu_overloaded: bool,
     /// New INVITEs refused with 503 since start.
@@ -379,6 +391,7 @@ impl Core {
             waiting_deadlines: std::collections::BTreeSet::new(),
             callback_calls: HashMap::new(),
             reliable_deadlines: std::collections::BTreeSet::new(),
+            session_deadlines: std::collections::BTreeSet::new(),
             cpu_overloaded: false,
             overload_rejections: 0,
             config,
@@ -409,6 +422,7 @@ impl Core {
         self.acd.handle_timeout(now);
         self.waiting_deadlines_due(now);
         self.reliable_deadlines_due(now);
+        self.session_deadlines_due(now);
         self.process(now);
     }
 
@@ -419,6 +433,7 @@ impl Core {
             self.acd.poll_timeout(),
             self.next_waiting_deadline(),
             self.next_reliable_deadline(),
+            self.next_session_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -706,6 +721,12 @@ impl Core {
                     let answered = !response.headers.is_empty();
                     let (agent, contact) = (agent.clone(), contact.clone());
                     self.registrar.probe_result(&agent, &contact, answered);
+                }
+            }
+            Purpose::SessionRefresh { call, side } => {
+                if is_final {
+                    let (call, side) = (call.clone(), *side);
+                    self.session_refresh_answered(&call, side, &response, now);
                 }
             }
             Purpose::FireAndForget => {}
@@ -998,7 +1019,7 @@ impl Core {
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
 
 /// Option tags the PBX implements, for Supported.
-const SUPPORTED: &str = reliable::TAG_100REL;
+const SUPPORTED: &str = "100rel, timer";
 
 fn round_millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0

@@ -122,6 +122,7 @@ impl Core {
                 .push("Contact", self.local.contact(target.transport).to_string());
             request.headers.push("Allow", super::ALLOW);
             request.headers.push("Supported", super::SUPPORTED);
+            self.session_offer_headers(&mut request);
             // Call context for the agent's phone or CRM.
             if let Some((product_id, queue, callback)) = &context {
                 request.headers.push("X-Call-ID", product_id.clone());
@@ -488,6 +489,10 @@ impl Core {
             dialog,
             forwarded,
         });
+        self.start_agent_session(call_id, response, now);
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         let invite_cseq = call
             .caller
             .invite

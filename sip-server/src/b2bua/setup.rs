@@ -57,6 +57,15 @@ impl Core {
             Some(origin) => origin,
             None => return,
         };
+        if let Some(mut too_small) = self.check_session_interval(&request) {
+            tracing::info!(
+                call_id = sip_call_id,
+                "new call rejected: session interval too small"
+            );
+            super::add_to_tag(&mut too_small, &random_token());
+            self.transactions.send_response(&key, too_small, now);
+            return;
+        }
         let dialed = request.uri.user_unescaped().unwrap_or_default();
         if let (Origin::Extension(agent), Some(feature)) =
             (&origin, super::feature::feature_for(&dialed))
@@ -470,6 +479,10 @@ impl Core {
         if status < 200 {
             self.send_caller_provisional(call_id, &key, response, reliable_source, now);
             return;
+        }
+        let mut response = response;
+        if (200..300).contains(&status) {
+            self.start_caller_session(call_id, &mut response, now);
         }
         if let Some(response) = self.hold_caller_final(call_id, response) {
             self.transactions.send_response(&key, response, now);

@@ -15,6 +15,7 @@ mod agent_events;
 mod callback;
 mod recording;
 mod reliable;
+mod session_timer;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -86,6 +87,7 @@ fn config() -> CoreConfig {
         prompts: PromptSet::new("/prompts"),
         voicemail_max: Duration::from_secs(120),
         overload: OverloadLimits::default(),
+        session_timer: SessionTimerConfig::default(),
     }
 }
 

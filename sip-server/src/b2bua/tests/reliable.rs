@@ -7,7 +7,7 @@ const EARLY_SDP: &str = "v=0\r\no=- 7 7 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 
                          t=0 0\r\nm=audio 42000 RTP/AVP 0\r\n";
 
 /// Sends the caller's INVITE with `extra` header lines.
-fn caller_invite_with(h: &mut Harness, extra: &str) {
+pub(super) fn caller_invite_with(h: &mut Harness, extra: &str) {
     let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0 8\r\n";
     let text = format!(
@@ -63,10 +63,12 @@ fn statuses(responses: &[Response]) -> Vec<u16> {
 }
 
 #[test]
-fn agent_invite_offers_100rel() {
+fn agent_invite_offers_extensions() {
     let mut h = Harness::new();
     let (_, invite) = ringing_call(&mut h, "");
-    assert_eq!(invite.headers.get("Supported"), Some("100rel"));
+    assert_eq!(invite.headers.get("Supported"), Some("100rel, timer"));
+    assert_eq!(invite.headers.get("Session-Expires"), Some("1800"));
+    assert_eq!(invite.headers.get("Min-SE"), Some("90"));
     assert!(
         invite
             .headers

@@ -322,3 +322,26 @@ fn missing_prack_ends_call_with_504() {
     assert_eq!(h.core.active_calls(), 0);
     assert_eq!(h.core.transaction_count(), 0);
 }
+
+#[test]
+fn duplicated_prack_gets_same_200() {
+    let mut h = Harness::new();
+    let (call, invite) = ringing_call(&mut h, "Supported: 100rel\r\n");
+    h.responses_to(CALLER);
+    h.receive(
+        &reliable_response(&invite, 183, 1, Some(EARLY_SDP)),
+        AGENT_1,
+    );
+    let rseq = rseq_of(&h.responses_to(CALLER)[0]).unwrap();
+    let tag = caller_tag(&h, &call);
+    let prack = caller_prack(&tag, &format!("{rseq} 1 INVITE"), "pr1");
+
+    h.receive(&prack, CALLER);
+    assert_eq!(statuses(&h.responses_to(CALLER)), [200]);
+    // A copy the network duplicated has the same branch: the transaction
+    // layer sends the 200 again instead of a 481.
+    h.receive(&prack, CALLER);
+    assert_eq!(statuses(&h.responses_to(CALLER)), [200]);
+    h.advance(Duration::from_secs(5));
+    assert!(h.responses_to(CALLER).iter().all(|r| r.status != 183));
+}

@@ -212,3 +212,46 @@ fn refresh_answered_481_ends_call() {
     let record = h.finished_record();
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::SessionExpired));
 }
+
+#[test]
+fn reinvite_refreshes_both_legs() {
+    let mut h = Harness::new();
+    let extra = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n";
+    let (call, _, _) = answered_with(&mut h, extra, "");
+    let tag = caller_tag(&h, &call);
+
+    h.advance(Duration::from_secs(50));
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-reinv\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nSession-Expires: 90;refresher=uac\r\n\
+         Supported: timer\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&reinvite, CALLER);
+    let relayed = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("re-INVITE relayed to the agent");
+    // The caller leg's session headers stay on the caller's leg.
+    assert_eq!(relayed.headers.get("Session-Expires"), None);
+    let answer = agent_response(&relayed, 200, AGENT_1, Some(AGENT_SDP));
+    h.receive(&answer, AGENT_1);
+    let responses = h.responses_to(CALLER);
+    let ok = responses
+        .iter()
+        .find(|r| r.status == 200 && r.headers.cseq().unwrap().method == Method::Invite)
+        .expect("200 to the re-INVITE");
+    assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uac"));
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+
+    // The re-INVITE at 50 s moved the expiry from 60 s to 110 s.
+    h.advance(Duration::from_millis(59_999));
+    assert_eq!(h.core.active_calls(), 1);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.core.active_calls(), 0);
+}

@@ -202,8 +202,8 @@ fn refresh_answered_481_ends_call() {
     h.advance(Duration::from_secs(45));
     let sent = h.requests_to(AGENT_1);
     let refresh = updates(&sent)[0].clone();
-    let gone = agent_response(&refresh, 481, AGENT_1, None);
-    h.receive(&gone, AGENT_1);
+    let no_dialog = agent_response(&refresh, 481, AGENT_1, None);
+    h.receive(&no_dialog, AGENT_1);
     assert!(
         h.requests_to(CALLER)
             .iter()
@@ -214,7 +214,7 @@ fn refresh_answered_481_ends_call() {
 }
 
 #[test]
-fn reinvite_refreshes_both_legs() {
+fn reinvite_refreshes_caller_session() {
     let mut h = Harness::new();
     let extra = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n";
     let (call, _, _) = answered_with(&mut h, extra, "");

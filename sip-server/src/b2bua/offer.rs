@@ -264,18 +264,25 @@ impl Core {
 
         if status < 200 {
             branch.provisional = true;
-            if branch.cancel_wanted && !branch.cancel_sent {
-                branch.cancel_sent = true;
-                let (cancel, target) = (cancel_for(&branch.request), branch.target);
+            let cancel = (branch.cancel_wanted && !branch.cancel_sent)
+                .then(|| (cancel_for(&branch.request), branch.target));
+            let relay = !attempt.withdrawn && status > 100;
+            let citizen = attempt.kind == AttemptKind::Citizen;
+            // A withdrawn branch still gets its PRACK, so that the phone
+            // does not retransmit its 18x until the CANCEL lands.
+            let fresh = self.prack_agent_branch(attempt_id, branch_index, &response, now);
+            if let Some((cancel, target)) = cancel {
+                if let Some(branch) = self
+                    .attempts
+                    .get_mut(&attempt_id)
+                    .and_then(|attempt| attempt.branches.get_mut(branch_index))
+                {
+                    branch.cancel_sent = true;
+                }
                 let key = self.transactions.send_request(cancel, target, now);
                 self.purposes.insert(key, Purpose::FireAndForget);
                 return;
             }
-            let relay = !attempt.withdrawn && status > 100;
-            let citizen = attempt.kind == AttemptKind::Citizen;
-            // A withdrawn branch still gets its PRACK, so that the phone
-            // does not end the INVITE with 5xx before the CANCEL lands.
-            let fresh = self.prack_agent_branch(attempt_id, branch_index, &response, now);
             if relay && fresh {
                 tracing::debug!(agent, status, "agent is ringing");
                 if citizen {

@@ -345,3 +345,28 @@ fn duplicated_prack_gets_same_200() {
     h.advance(Duration::from_secs(5));
     assert!(h.responses_to(CALLER).iter().all(|r| r.status != 183));
 }
+
+#[test]
+fn withdrawn_branch_gets_prack_and_cancel() {
+    let mut h = Harness::new();
+    let (_, invite) = ringing_call(&mut h, "Supported: 100rel\r\n");
+    h.responses_to(CALLER);
+    let cancel = format!(
+        "CANCEL sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-inv1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 CANCEL\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&cancel, CALLER);
+    // No provisional response from the agent yet, so no CANCEL either.
+    assert!(h.requests_to(AGENT_1).is_empty());
+
+    h.receive(
+        &reliable_response(&invite, 183, 1, Some(EARLY_SDP)),
+        AGENT_1,
+    );
+    let sent = h.requests_to(AGENT_1);
+    let methods: Vec<&Method> = sent.iter().map(|r| &r.method).collect();
+    assert_eq!(methods, [&Method::Prack, &Method::Cancel]);
+    assert!(h.responses_to(CALLER).iter().all(|r| r.status != 183));
+}

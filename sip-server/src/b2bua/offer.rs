@@ -294,6 +294,15 @@ impl Core {
             return;
         }
 
+        if status == 422 && self.retry_with_min_se(attempt_id, branch_index, &response, now) {
+            return;
+        }
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return;
+        };
+        let Some(branch) = attempt.branches.get_mut(branch_index) else {
+            return;
+        };
         if status >= 300 {
             branch.finished = true;
             let key = branch.key.clone();

@@ -338,6 +338,70 @@ impl Core {
         }
     }
 
+    /// Sends a branch's INVITE again with the interval a 422 asked for in
+    /// Min-SE. Returns false, leaving the 422 to end the branch, when the
+    /// 422 names no larger interval than the INVITE had.
+    pub(super) fn retry_with_min_se(
+        &mut self,
+        attempt_id: u64,
+        branch_index: usize,
+        response: &Response,
+        now: Instant,
+    ) -> bool {
+        let Some(requested) = min_se(&response.headers) else {
+            return false;
+        };
+        let Some(branch) = self
+            .attempts
+            .get(&attempt_id)
+            .and_then(|attempt| attempt.branches.get(branch_index))
+        else {
+            return false;
+        };
+        let offered = session_expires(&branch.request.headers).map(|se| se.interval);
+        if offered.is_some_and(|offered| requested <= offered) {
+            return false;
+        }
+        let Ok(cseq) = branch.request.headers.cseq() else {
+            return false;
+        };
+        // A new transaction: a new Via branch and the next CSeq (RFC 3261
+        // section 8.1.3.5), in the same Call-ID and From tag.
+        let mut retry = branch.request.clone();
+        let target = branch.target;
+        retry.headers.set("Via", self.new_target_via(&target));
+        retry
+            .headers
+            .set("CSeq", format!("{} INVITE", cseq.seq + 1));
+        let seconds = requested.as_secs().to_string();
+        retry.headers.set("Session-Expires", seconds.clone());
+        retry.headers.set("Min-SE", seconds);
+        tracing::info!(
+            interval = requested.as_secs(),
+            "INVITE retried with the interval of a 422"
+        );
+
+        let key = self.transactions.send_request(retry.clone(), target, now);
+        let Some(branch) = self
+            .attempts
+            .get_mut(&attempt_id)
+            .and_then(|attempt| attempt.branches.get_mut(branch_index))
+        else {
+            return false;
+        };
+        let old_key = std::mem::replace(&mut branch.key, key.clone());
+        branch.request = retry;
+        self.purposes.remove(&old_key);
+        self.purposes.insert(
+            key,
+            Purpose::AgentInvite {
+                attempt: attempt_id,
+                branch: branch_index,
+            },
+        );
+        true
+    }
+
     pub(super) fn next_session_deadline(&self) -> Option<Instant> {
         self.session_deadlines.first().map(|(at, _)| *at)
     }

@@ -255,3 +255,63 @@ fn reinvite_refreshes_caller_session() {
     h.advance(Duration::from_millis(1));
     assert_eq!(h.core.active_calls(), 0);
 }
+
+#[test]
+fn agent_422_retried_with_min_se() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    caller_invite_with(&mut h, "");
+    h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("agent gets the INVITE");
+    let too_small = agent_response(&invite, 422, AGENT_1, None).replacen(
+        "Content-Length",
+        "Min-SE: 3600\r\nContent-Length",
+        1,
+    );
+    h.receive(&too_small, AGENT_1);
+
+    let sent = h.requests_to(AGENT_1);
+    let retries: Vec<&Request> = sent.iter().filter(|r| r.method == Method::Invite).collect();
+    assert_eq!(retries.len(), 1);
+    let retry = retries[0];
+    assert_eq!(retry.headers.get("Session-Expires"), Some("3600"));
+    assert_eq!(retry.headers.get("Min-SE"), Some("3600"));
+    assert_eq!(retry.headers.cseq().unwrap().seq, 2);
+    assert_eq!(retry.headers.call_id(), invite.headers.call_id());
+    assert_ne!(retry.headers.get("Via"), invite.headers.get("Via"));
+    assert!(
+        sent.iter().any(|r| r.method == Method::Ack),
+        "the 422 is acknowledged"
+    );
+
+    // The retried INVITE is the branch now: its answer connects the call.
+    let answer = agent_response(retry, 200, AGENT_1, Some(AGENT_SDP));
+    h.receive(&answer, AGENT_1);
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+
+    // A second 422 that asks for no more than the retry had ends the branch.
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    caller_invite_with(&mut h, "");
+    h.open_media();
+    let invite = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .unwrap();
+    let same = agent_response(&invite, 422, AGENT_1, None).replacen(
+        "Content-Length",
+        "Min-SE: 1800\r\nContent-Length",
+        1,
+    );
+    h.receive(&same, AGENT_1);
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite)
+    );
+}

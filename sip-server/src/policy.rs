@@ -11,7 +11,7 @@
 //!    without Content-Type;
 //! 2. the Request-URI scheme (416);
 //! 3. Max-Forwards 0 on a request the PBX would pass to another leg (483);
-//! 4. Require with option tags, since no extension is implemented (420);
+//! 4. Require with option tags other than those in [`SUPPORTED_TAGS`] (420);
 //! 5. the body of INVITE, UPDATE and PRACK: Content-Type and
 //!    Content-Encoding (415), and an Accept that rules out SDP (406);
 //! 6. REGISTER whose To is not a SIP or SIPS URI (400).
@@ -197,16 +197,23 @@ fn has_to_tag(request: &Request) -> bool {
         .is_some_and(|to| to.tag().is_some())
 }
 
-/// Rejects with 420, listing every tag of Require, because the PBX implements no
-/// extension yet: not even 100rel, as PRACK is missing. CANCEL must not
-/// carry Require (RFC 3261 section 8.2.2.3), so it is not checked.
+/// Option tags of SIP extensions the PBX implements: reliable provisional
+/// responses (RFC 3262) and session timers (RFC 4028).
+pub const SUPPORTED_TAGS: [&str; 2] = ["100rel", "timer"];
+
+/// Rejects with 420, listing every tag of Require that is not in
+/// [`SUPPORTED_TAGS`]. CANCEL must not carry Require (RFC 3261 section
+/// 8.2.2.3), so it is not checked.
 fn check_require(request: &Request) -> Option<Rejection> {
     if request.method == Method::Cancel {
         return None;
     }
     let mut tags: Vec<String> = Vec::new();
     for tag in list_elements(&request.headers, "Require") {
-        if !tags.iter().any(|known| known.eq_ignore_ascii_case(tag)) {
+        let supported = SUPPORTED_TAGS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(tag));
+        if !supported && !tags.iter().any(|known| known.eq_ignore_ascii_case(tag)) {
             tags.push(tag.to_owned());
         }
     }
@@ -497,11 +504,12 @@ mod tests {
 
     #[test]
     fn require_gets_420_with_unsupported() {
-        let wire = invite("Require: 100rel\r\nSupported: timer\r\n", "");
+        let wire = invite("Require: 100rel, replaces\r\nSupported: timer\r\n", "");
         let rejection = check(&wire).expect("rejection");
         assert_eq!(rejection.status, 420);
         assert_eq!(rejection.reason, "Bad Extension");
-        assert_eq!(header(&rejection, "Unsupported"), Some("100rel"));
+        assert_eq!(header(&rejection, "Unsupported"), Some("replaces"));
+        assert_eq!(check(&invite("Require: 100rel, timer\r\n", "")), None);
 
         let wire = request(
             "OPTIONS sip:pbx.local",
@@ -640,14 +648,14 @@ mod tests {
 
     #[test]
     fn response_carries_extra_headers() {
-        let wire = invite("Require: 100rel\r\n", "");
+        let wire = invite("Require: replaces\r\n", "");
         let Message::Request(request) = Message::parse(wire.as_bytes()).unwrap() else {
             panic!("expected a request")
         };
         let rejection = check_request(&request).expect("rejection");
         let text = String::from_utf8(rejection.response(&request).to_bytes().to_vec()).unwrap();
         assert!(text.starts_with("SIP/2.0 420 Bad Extension\r\n"), "{text}");
-        assert!(text.contains("\r\nUnsupported: 100rel\r\n"), "{text}");
+        assert!(text.contains("\r\nUnsupported: replaces\r\n"), "{text}");
         assert!(
             text.contains("\r\nCall-ID: policy-1@192.0.2.1\r\n"),
             "{text}"

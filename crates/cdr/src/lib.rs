@@ -253,6 +253,9 @@ pub enum HangupSide {
     Agent,
     /// The PBX ended the call (maximum wait, error, shutdown).
     System,
+    /// The PBX ended the call because a leg's session timer (RFC 4028)
+    /// expired without a refresh, or a refresh found the dialog gone.
+    SessionExpired,
 }
 
 impl Disposition {
@@ -289,6 +292,7 @@ impl HangupSide {
             HangupSide::Caller => "caller",
             HangupSide::Agent => "agent",
             HangupSide::System => "system",
+            HangupSide::SessionExpired => "session_expired",
         }
     }
 
@@ -297,6 +301,7 @@ impl HangupSide {
             "caller" => Some(HangupSide::Caller),
             "agent" => Some(HangupSide::Agent),
             "system" => Some(HangupSide::System),
+            "session_expired" => Some(HangupSide::SessionExpired),
             _ => None,
         }
     }

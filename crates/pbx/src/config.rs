@@ -105,6 +105,8 @@ pub(crate) struct SipConfig {
     pub(crate) digest_algorithms: Vec<sip_server::auth::Algorithm>,
     /// TLS and WebSocket listeners and the limits of every stream transport.
     pub(crate) streams: StreamConfig,
+    /// Session timer intervals (RFC 4028) of every call leg.
+    pub(crate) session_timer: sip_server::b2bua::SessionTimerConfig,
 }
 
 /// Stream transports beyond TCP, and limits shared with TCP.

@@ -319,6 +319,7 @@ pub(crate) fn core_config(
             cpu_percent: config.overload.cpu_percent,
             retry_after: config.overload.retry_after,
         },
+        session_timer: config.sip.session_timer.clone(),
     }
 }
 

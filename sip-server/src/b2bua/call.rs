@@ -52,6 +52,8 @@ pub(crate) struct CallerLeg {
     /// The PBX's own SDP answer, when it answered the caller to play music
     /// and announcements while the call waits; repeated to refreshes.
     pub answer: Option<bytes::Bytes>,
+    /// Reliable provisional responses (RFC 3262) sent on this leg.
+    pub provisionals: super::reliable::CallerProvisionals,
 }
 
 /// The agent's leg once it answered, or the leg of the number a
@@ -122,6 +124,10 @@ pub(crate) struct Call {
     pub diverted_from: Option<String>,
     /// Set on a call the PBX places to return a callback request.
     pub callback: Option<Callback>,
+    /// Session timer of the caller's leg, once it is answered.
+    pub caller_session: Option<super::session_timer::LegSession>,
+    /// Session timer of the agent's leg, once it answered.
+    pub agent_session: Option<super::session_timer::LegSession>,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -192,6 +198,8 @@ impl Call {
             forwarded_to: None,
             diverted_from: new.diverted_from,
             callback: new.callback,
+            caller_session: None,
+            agent_session: None,
         }
     }
 
@@ -227,6 +235,16 @@ pub(crate) struct Branch {
     pub cancel_wanted: bool,
     pub cancel_sent: bool,
     pub finished: bool,
+    /// The early dialog of the branch's last reliable provisional response.
+    pub early: Option<EarlyDialog>,
+}
+
+/// An early dialog with an agent's phone, kept for its PRACKs; the dialog
+/// of the 2xx continues its CSeq.
+pub(crate) struct EarlyDialog {
+    pub dialog: Dialog,
+    /// RSeq of the last reliable response acknowledged.
+    pub last_rseq: u32,
 }
 
 /// The agent leg INVITEs of one offer, forked to every contact of the agent.

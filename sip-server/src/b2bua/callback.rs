@@ -175,6 +175,10 @@ impl Core {
                     dialog: None,
                     ringing_sent: false,
                     answer: None,
+                    // The PBX is the UAC here and sends no provisional responses.
+                    provisionals: super::reliable::CallerProvisionals::new(
+                        super::reliable::CallerReliability::Unsupported,
+                    ),
                 },
                 offer: crate::sdp::local_offer(self.config.media_address),
                 caller_number: number.to_owned(),

@@ -61,6 +61,15 @@ impl Core {
             self.hang_up(&call_id, side, now);
             return;
         }
+        if request.method == Method::Update && request.body.is_empty() {
+            // A session refresh of this leg alone; the other leg has its
+            // own session timer.
+            self.answer_refresh_update(&call_id, side, &key, &request, now);
+            return;
+        }
+        if matches!(request.method, Method::Invite | Method::Update) {
+            self.session_refreshed_by(&call_id, side, &request, now);
+        }
         let phase = self.calls.get(&call_id).map(|call| call.phase);
         if phase == Some(Phase::Dialing) {
             // The agent of a callback while the citizen rings: there is no
@@ -443,6 +452,9 @@ impl Core {
             .unwrap_or_default();
         super::add_to_tag(&mut reply, &local_tag);
         let success = (200..300).contains(&response.status);
+        if success && matches!(request.method, Method::Invite | Method::Update) {
+            self.add_refresh_headers(call_id, origin, &mut reply);
+        }
         if success && request.method == Method::Invite {
             let transport = call
                 .dialog(origin)
@@ -487,6 +499,10 @@ impl Core {
             };
         }
         self.transactions.send_response(server_key, reply, now);
+        if success && matches!(request.method, Method::Invite | Method::Update) {
+            // The relayed request refreshed the other leg's session too.
+            self.restart_session(call_id, origin.other(), now);
+        }
         // RFC 5057 section 5.1: a 481, or a 408 that no response at all
         // became, means the far leg's dialog is gone, so nothing would ever
         // end the call (a held call sends no RTP to time out on).

@@ -24,6 +24,8 @@ mod live;
 mod offer;
 mod reconfigure;
 mod recording;
+mod reliable;
+mod session_timer;
 mod setup;
 mod voicemail;
 
@@ -44,6 +46,7 @@ pub use callback::StoredCallback;
 pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};
+pub use session_timer::SessionTimerConfig;
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -122,6 +125,8 @@ pub struct CoreConfig {
     pub voicemail_max: Duration,
     /// When new calls are refused to protect the calls in progress.
     pub overload: OverloadLimits,
+    /// Session timer intervals (RFC 4028).
+    pub session_timer: SessionTimerConfig,
 }
 
 /// Limits past which a new INVITE gets 503 with Retry-After while
@@ -279,6 +284,11 @@ enum Purpose {
         agent: String,
         contact: Uri,
     },
+    /// An UPDATE that refreshes the session of one leg.
+    SessionRefresh {
+        call: String,
+        side: Side,
+    },
     /// BYE or CANCEL whose outcome changes nothing.
     FireAndForget,
 }
@@ -313,6 +323,12 @@ pub struct Core {
     waiting_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// Callback request (its ACD call id) to the call placed to return it.
     callback_calls: HashMap<String, String>,
+    /// Retransmissions and give-ups of the callers' unacknowledged
+    /// reliable provisional responses, with the call they belong to.
+    reliable_deadlines: std::collections::BTreeSet<(Instant, String)>,
+    /// Session refreshes and expiries, with the call they belong to. An
+    /// entry whose time no longer matches the leg's deadline is stale.
+    session_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// The driver measured the process's CPU above its limit.
     cpu_overloaded: bool,
     /// New INVITEs refused with 503 since start.
@@ -377,6 +393,8 @@ impl Core {
             wall_base: (now, wall),
             waiting_deadlines: std::collections::BTreeSet::new(),
             callback_calls: HashMap::new(),
+            reliable_deadlines: std::collections::BTreeSet::new(),
+            session_deadlines: std::collections::BTreeSet::new(),
             cpu_overloaded: false,
             overload_rejections: 0,
             config,
@@ -406,6 +424,8 @@ impl Core {
         self.registrar.handle_timeout(now);
         self.acd.handle_timeout(now);
         self.waiting_deadlines_due(now);
+        self.reliable_deadlines_due(now);
+        self.session_deadlines_due(now);
         self.process(now);
     }
 
@@ -415,6 +435,8 @@ impl Core {
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
             self.next_waiting_deadline(),
+            self.next_reliable_deadline(),
+            self.next_session_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -641,9 +663,11 @@ impl Core {
                 add_to_tag(&mut response, &crate::dialog::random_token());
                 response.headers.push("Allow", ALLOW);
                 response.headers.push("Accept", "application/sdp");
+                response.headers.push("Supported", SUPPORTED);
                 self.transactions.send_response(&key, response, now);
             }
             Method::Ack => {}
+            Method::Prack if has_to_tag => self.handle_caller_prack(key, request, now),
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {
@@ -700,6 +724,12 @@ impl Core {
                     let answered = !response.headers.is_empty();
                     let (agent, contact) = (agent.clone(), contact.clone());
                     self.registrar.probe_result(&agent, &contact, answered);
+                }
+            }
+            Purpose::SessionRefresh { call, side } => {
+                if is_final {
+                    let (call, side) = (call.clone(), *side);
+                    self.session_refresh_answered(&call, side, &response, now);
                 }
             }
             Purpose::FireAndForget => {}
@@ -990,7 +1020,10 @@ impl Core {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+
+/// Option tags the PBX implements, for Supported.
+const SUPPORTED: &str = "100rel, timer";
 
 fn round_millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0

@@ -121,6 +121,8 @@ impl Core {
                 .headers
                 .push("Contact", self.local.contact(target.transport).to_string());
             request.headers.push("Allow", super::ALLOW);
+            request.headers.push("Supported", super::SUPPORTED);
+            self.session_offer_headers(&mut request);
             // Call context for the agent's phone or CRM.
             if let Some((product_id, queue, callback)) = &context {
                 request.headers.push("X-Call-ID", product_id.clone());
@@ -147,6 +149,7 @@ impl Core {
                 cancel_wanted: false,
                 cancel_sent: false,
                 finished: false,
+                early: None,
             });
         }
         self.attempts.insert(
@@ -261,16 +264,28 @@ impl Core {
 
         if status < 200 {
             branch.provisional = true;
-            if branch.cancel_wanted && !branch.cancel_sent {
-                branch.cancel_sent = true;
-                let (cancel, target) = (cancel_for(&branch.request), branch.target);
+            let cancel = (branch.cancel_wanted && !branch.cancel_sent)
+                .then(|| (cancel_for(&branch.request), branch.target));
+            let relay = !attempt.withdrawn && status > 100;
+            let citizen = attempt.kind == AttemptKind::Citizen;
+            // A withdrawn branch still gets its PRACK, so that the phone
+            // does not retransmit its 18x until the CANCEL lands.
+            let fresh = self.prack_agent_branch(attempt_id, branch_index, &response, now);
+            if let Some((cancel, target)) = cancel {
+                if let Some(branch) = self
+                    .attempts
+                    .get_mut(&attempt_id)
+                    .and_then(|attempt| attempt.branches.get_mut(branch_index))
+                {
+                    branch.cancel_sent = true;
+                }
                 let key = self.transactions.send_request(cancel, target, now);
                 self.purposes.insert(key, Purpose::FireAndForget);
                 return;
             }
-            if !attempt.withdrawn && status > 100 {
+            if relay && fresh {
                 tracing::debug!(agent, status, "agent is ringing");
-                if attempt.kind == AttemptKind::Citizen {
+                if citizen {
                     self.citizen_early(&call_id, &response);
                 } else {
                     self.relay_early(&call_id, &response, now);
@@ -279,6 +294,15 @@ impl Core {
             return;
         }
 
+        if status == 422 && self.retry_with_min_se(attempt_id, branch_index, &response, now) {
+            return;
+        }
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return;
+        };
+        let Some(branch) = attempt.branches.get_mut(branch_index) else {
+            return;
+        };
         if status >= 300 {
             branch.finished = true;
             let key = branch.key.clone();
@@ -328,12 +352,29 @@ impl Core {
         let target = branch.target;
         let first_answer = !branch.finished;
         branch.finished = true;
+        let early_cseq = branch
+            .early
+            .as_ref()
+            .filter(|early| {
+                let tag = response
+                    .headers
+                    .to()
+                    .ok()
+                    .and_then(|to| to.tag().map(str::to_owned));
+                tag.as_deref() == Some(early.dialog.remote_tag.as_str())
+            })
+            .map(|early| early.dialog.local_cseq);
         let Some(mut dialog) = Dialog::from_uac(&request, &response, target) else {
             tracing::warn!(agent, "2xx from agent without usable To tag or Contact");
             return;
         };
         let seq = dialog.local_cseq;
         let ack = dialog.ack(seq, &self.local);
+        // PRACKs in the early dialog used CSeq numbers after the INVITE's;
+        // the confirmed dialog goes on from there.
+        if let Some(early_cseq) = early_cseq {
+            dialog.local_cseq = dialog.local_cseq.max(early_cseq);
+        }
         self.transactions
             .send_stateless(sip_message::Message::Request(ack), target);
         if !first_answer {
@@ -395,7 +436,8 @@ impl Core {
             return;
         }
         let status = if body.is_some() { 183 } else { 180 };
-        self.respond_caller(call_id, status, None, body, now);
+        let reliable = super::reliable::reliable_rseq(response).is_some();
+        self.respond_caller_early(call_id, status, None, body, reliable, now);
     }
 
     /// The agent answered: bridge the legs and answer the caller.
@@ -463,6 +505,10 @@ impl Core {
             dialog,
             forwarded,
         });
+        self.start_agent_session(call_id, response, now);
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         let invite_cseq = call
             .caller
             .invite

@@ -307,6 +307,7 @@ mod tests {
             prompts: crate::b2bua::PromptSet::new("/prompts"),
             voicemail_max: Duration::from_secs(120),
             overload: OverloadLimits::default(),
+            session_timer: crate::b2bua::SessionTimerConfig::default(),
         }
     }
 

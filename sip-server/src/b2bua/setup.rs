@@ -57,6 +57,15 @@ impl Core {
             Some(origin) => origin,
             None => return,
         };
+        if let Some(mut too_small) = self.check_session_interval(&request) {
+            tracing::info!(
+                call_id = sip_call_id,
+                "new call rejected: session interval too small"
+            );
+            super::add_to_tag(&mut too_small, &random_token());
+            self.transactions.send_response(&key, too_small, now);
+            return;
+        }
         let dialed = request.uri.user_unescaped().unwrap_or_default();
         if let (Origin::Extension(agent), Some(feature)) =
             (&origin, super::feature::feature_for(&dialed))
@@ -109,6 +118,9 @@ impl Core {
                 span,
                 caller: CallerLeg {
                     invite_key: Some(key.clone()),
+                    provisionals: super::reliable::CallerProvisionals::new(
+                        super::reliable::CallerReliability::of(&request),
+                    ),
                     invite: request,
                     source,
                     local_tag: random_token(),
@@ -427,6 +439,21 @@ impl Core {
         sdp: Option<bytes::Bytes>,
         now: Instant,
     ) {
+        self.respond_caller_early(call_id, status, reason, sdp, false, now);
+    }
+
+    /// Sends a response as `respond_caller` does. A provisional response
+    /// goes out reliably when the caller requires 100rel, or supports it
+    /// and `reliable_source` tells that the agent sent it reliably.
+    pub(super) fn respond_caller_early(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        reason: Option<&str>,
+        sdp: Option<bytes::Bytes>,
+        reliable_source: bool,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -449,7 +476,17 @@ impl Core {
         let Some(key) = call.caller.invite_key.clone() else {
             return;
         };
-        self.transactions.send_response(&key, response, now);
+        if status < 200 {
+            self.send_caller_provisional(call_id, &key, response, reliable_source, now);
+            return;
+        }
+        let mut response = response;
+        if (200..300).contains(&status) {
+            self.start_caller_session(call_id, &mut response, now);
+        }
+        if let Some(response) = self.hold_caller_final(call_id, response) {
+            self.transactions.send_response(&key, response, now);
+        }
     }
 
     /// Rejects the caller's INVITE with `status` and ends the call.

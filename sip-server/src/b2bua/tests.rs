@@ -14,6 +14,8 @@ use crate::transaction::TransportKind;
 mod agent_events;
 mod callback;
 mod recording;
+mod reliable;
+mod session_timer;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -86,6 +88,7 @@ fn config() -> CoreConfig {
         prompts: PromptSet::new("/prompts"),
         voicemail_max: Duration::from_secs(120),
         overload: OverloadLimits::default(),
+        session_timer: SessionTimerConfig::default(),
     }
 }
 

@@ -78,6 +78,10 @@ pub(crate) enum ConfigErrorKind {
         "expires values must satisfy min <= default <= max, got min {min}, default {default}, max {max}"
     )]
     ExpiresOrder { min: u32, default: u32, max: u32 },
+    #[error(
+        "session intervals must satisfy 90 <= min_session_expires_secs <= session_expires_secs, got min {min}, interval {interval}"
+    )]
+    SessionExpiresOrder { min: u32, interval: u32 },
     #[error("duplicate {item} {value:?}; it is first defined at {first}")]
     Duplicate {
         item: &'static str,

@@ -125,3 +125,33 @@ fn stream_limits_are_bounded() {
         "test.toml:3:21: sip.idle_timeout_secs: must be at most 86400, got 100000",
     );
 }
+
+#[test]
+fn session_timer_keys_parse() {
+    let defaults = Config::embedded_default().sip.session_timer;
+    assert_eq!(defaults.interval, Duration::from_secs(1800));
+    assert_eq!(defaults.min_interval, Duration::from_secs(90));
+    let text = "[sip]\nsession_expires_secs = 600\nmin_session_expires_secs = 120\n";
+    let config = Config::parse(text, ORIGIN).unwrap();
+    assert_eq!(config.sip.session_timer.interval, Duration::from_secs(600));
+    assert_eq!(
+        config.sip.session_timer.min_interval,
+        Duration::from_secs(120)
+    );
+}
+
+#[test]
+fn session_timer_minimum_is_checked() {
+    let errors = errors_of("[sip]\nmin_session_expires_secs = 30\n");
+    assert_has(
+        &errors,
+        "test.toml:2:28: sip.min_session_expires_secs: session intervals must satisfy \
+         90 <= min_session_expires_secs <= session_expires_secs, got min 30, interval 1800",
+    );
+    let errors = errors_of("[sip]\nsession_expires_secs = 100\nmin_session_expires_secs = 200\n");
+    assert_has(
+        &errors,
+        "test.toml:3:28: sip.min_session_expires_secs: session intervals must satisfy \
+         90 <= min_session_expires_secs <= session_expires_secs, got min 200, interval 100",
+    );
+}

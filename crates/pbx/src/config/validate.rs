@@ -458,6 +458,38 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         domain: domain.value,
         digest_algorithms: convert_digest_algorithms(checker, raw),
         streams: super::transports::convert(checker, &raw.sip, listen),
+        session_timer: convert_session_timer(checker, raw),
+    }
+}
+
+/// RFC 4028 sets 90 seconds as the smallest Min-SE.
+const MIN_SESSION_EXPIRES_FLOOR: u32 = 90;
+
+fn convert_session_timer(
+    checker: &mut Checker<'_>,
+    raw: &RawConfig,
+) -> sip_server::b2bua::SessionTimerConfig {
+    let defaults = sip_server::b2bua::SessionTimerConfig::default();
+    let as_secs = |duration: Duration| u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
+    let interval = from_file(&raw.sip.session_expires_secs, as_secs(defaults.interval));
+    let min = from_file(
+        &raw.sip.min_session_expires_secs,
+        as_secs(defaults.min_interval),
+    );
+    if min.value < MIN_SESSION_EXPIRES_FLOOR || min.value > interval.value {
+        let (key, source) = match min.source {
+            Source::File(_) => ("sip.min_session_expires_secs", &min.source),
+            _ => ("sip.session_expires_secs", &interval.source),
+        };
+        let kind = ConfigErrorKind::SessionExpiresOrder {
+            min: min.value,
+            interval: interval.value,
+        };
+        checker.report(key, source, kind);
+    }
+    sip_server::b2bua::SessionTimerConfig {
+        interval: Duration::from_secs(u64::from(interval.value)),
+        min_interval: Duration::from_secs(u64::from(min.value)),
     }
 }
 

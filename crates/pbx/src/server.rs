@@ -66,7 +66,6 @@ pub(crate) async fn run(
     })?;
     let sounds = crate::sounds::install_built_in(&config.data_dir)?;
     let store = cdr::CdrStore::open(&config.data_dir).await?;
-    crate::http::bootstrap_accounts(&store).await?;
     // Before the HTTP API starts, whose reports read the events table.
     let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
     let queue_log = config.data_dir.join("queue_log");
@@ -89,8 +88,10 @@ pub(crate) async fn run(
         })?;
     let http_bound = http_listener.local_addr().unwrap_or(config.http.listen);
     // Passwords are generated only once the sockets are bound, so a start
-    // that fails on a busy port does not print passwords nobody can use.
+    // that fails on a busy port does not print passwords nobody can use,
+    // nor store an administrator whose password only that output held.
     let passwords = crate::secrets::resolve_agent_passwords(&config)?;
+    crate::http::bootstrap_accounts(&store).await?;
     let (live_requests, live_queue) = mpsc::channel(64);
     let live = crate::live::Live::new(live_requests);
     let reloader = std::sync::Arc::new(crate::reload::Reloader::new(

@@ -668,6 +668,10 @@ impl Core {
             }
             Method::Ack => {}
             Method::Prack if has_to_tag => self.handle_caller_prack(key, request, now),
+            // A BYE only ever ends a dialog, so without a To tag it either
+            // matches one through its Call-ID (an RFC 2543 peer) or gets the
+            // 481 of section 15.1.2, not the 405 of other methods.
+            Method::Bye => self.handle_in_dialog(key, request, now),
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {

@@ -273,19 +273,28 @@ impl Core {
         source: Target,
         now: Instant,
     ) -> Option<Origin> {
-        if let Some(trunk) = self
-            .config
-            .trunks
-            .iter()
-            .find(|t| t.allows(source.addr.ip()))
-        {
-            return Some(Origin::Trunk(trunk.name.clone()));
-        }
         let from_user = request
             .headers
             .from()
             .ok()
             .and_then(|f| f.uri.user_unescaped());
+        // A feature code from an agent is never a trunk call, even when the
+        // phone shares an address with a trunk (a test on loopback, or a
+        // site behind the carrier's NAT), so it goes to the digest check.
+        let dialed = request.uri.user_unescaped().unwrap_or_default();
+        let agent_feature = super::feature::feature_for(&dialed).is_some()
+            && from_user
+                .as_deref()
+                .is_some_and(|user| self.registrar.is_agent(user));
+        if !agent_feature
+            && let Some(trunk) = self
+                .config
+                .trunks
+                .iter()
+                .find(|t| t.allows(source.addr.ip()))
+        {
+            return Some(Origin::Trunk(trunk.name.clone()));
+        }
         let Some(agent) = from_user.filter(|user| self.registrar.is_agent(user)) else {
             tracing::info!(source = %source.addr, "INVITE from a source that is no trunk and no agent");
             self.reply(key, request, 403, Some("Source Not Allowed"), now);

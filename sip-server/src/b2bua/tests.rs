@@ -1204,6 +1204,37 @@ fn final_responses(h: &mut Harness, to: &str) -> Vec<Response> {
 }
 
 #[test]
+fn bye_without_dialog_gets_481() {
+    let mut h = Harness::new();
+    let bye = "BYE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-stray\r\n\
+               Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag=s1\r\nTo: <sip:5000@pbx.test>\r\n\
+               Call-ID: nobody@carrier.test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    h.receive(bye, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [481]);
+}
+
+#[test]
+fn feature_code_from_a_trunk_address_is_an_agent_call() {
+    // The agent's phone sits in the trunk's address range.
+    let mut config = config();
+    config.trunks[0]
+        .allow
+        .push("198.51.100.0/24".parse().unwrap());
+    let mut h = Harness::with_config(config);
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    let invite = authenticated_extension_invite(&mut h, "*22", "feature-t@test");
+    h.receive(&invite, AGENT_2);
+    h.store_events(true);
+    let ok = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200 for the feature code");
+    assert_eq!(ok.reason, "Not Ready: lunch");
+}
+
+#[test]
 fn feature_code_answer_waits_until_its_events_are_stored() {
     let mut h = Harness::new();
     assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);

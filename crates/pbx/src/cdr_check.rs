@@ -221,8 +221,14 @@ pub(crate) fn compare(
         return vec![Difference::Missing];
     };
     let mut differences = Vec::new();
+    // A caller leg that failed while waiting (its answer never
+    // acknowledged, a transport error) leaves the queue as abandoned, and
+    // its CDR says failed.
+    let failed_caller =
+        call.outcome == Outcome::Abandoned && record.disposition == Disposition::Failed;
     if let Some(expected) = expected_disposition(call)
         && record.disposition != expected
+        && !failed_caller
     {
         differences.push(Difference::Disposition {
             cdr: record.disposition,

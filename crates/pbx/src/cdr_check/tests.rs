@@ -126,6 +126,10 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
     }
 }
 
+async fn calls_of(events: &EventStore) -> Vec<QueueCall> {
+    rebuild(&events.queued_call_events(i64::MIN, i64::MAX).await.unwrap())
+}
+
 async fn stores(script: &Script) -> (tempfile::TempDir, EventStore, CdrStore) {
     let dir = tempfile::tempdir().unwrap();
     let cdr = CdrStore::open(dir.path()).await.unwrap();
@@ -192,6 +196,15 @@ async fn agreeing_records_give_no_lines() {
 #[tokio::test]
 async fn differing_and_missing_records_are_listed() {
     let (_dir, events, cdr) = stores(&script()).await;
+    // A caller whose leg failed while waiting is abandoned for the queue.
+    assert!(
+        compare(
+            &calls_of(&events).await[1],
+            Some(&record("B", Disposition::Failed)),
+            None
+        )
+        .is_empty()
+    );
     // A's record names another agent and a talk time 5 s short.
     let mut a = record("A", Disposition::Answered);
     a.agent = Some("1002".into());

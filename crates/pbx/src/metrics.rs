@@ -88,7 +88,7 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
     metric(
         "pbx_overload_rejections_total",
         "counter",
-        "New calls refused with 503 because a [overload] limit was passed.",
+        "New calls refused with 503 because a [overload] limit was passed or no relay ports were free.",
         plain(snapshot.overload_rejections.to_string()),
     );
     metric(

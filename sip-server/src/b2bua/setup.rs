@@ -428,6 +428,9 @@ impl Core {
             self.process(now);
             return;
         }
+        // Running out of relay ports is overload as much as a full
+        // transaction table is, so it counts with those rejections.
+        self.overload_rejections += 1;
         self.fail_call(
             call_id,
             503,
@@ -480,6 +483,14 @@ impl Core {
         if let Some(body) = sdp {
             response.headers.push("Content-Type", "application/sdp");
             response.body = body;
+        }
+        if status == 503 {
+            // Out of relay ports or shutting down: the trunk may try again
+            // later, or another node meanwhile (RFC 3261 section 21.5.4).
+            response.headers.push(
+                "Retry-After",
+                self.config.overload.retry_after.as_secs().to_string(),
+            );
         }
         // A citizen the PBX dials back has no INVITE to answer.
         let Some(key) = call.caller.invite_key.clone() else {

@@ -1533,6 +1533,30 @@ fn first_agent_states_reach_driver() {
 }
 
 #[test]
+fn no_relay_ports_gets_503_with_retry_after() {
+    let mut h = Harness::new();
+    h.caller_invite("5000", CALLER);
+    let index = h
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::OpenMedia { .. }))
+        .expect("OpenMedia issued");
+    let Command::OpenMedia { call, .. } = h.commands.remove(index) else {
+        unreachable!()
+    };
+    h.core.media_failed(&call, h.now);
+    h.collect();
+    let response = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 503)
+        .expect("503");
+    assert_eq!(response.headers.get("Retry-After"), Some("10"));
+    assert_eq!(h.core.overload_rejections(), 1);
+    assert_eq!(h.finished_record().disposition, cdr::Disposition::Failed);
+}
+
+#[test]
 fn overload_rejects_only_new_calls() {
     let mut config = config();
     config.overload.max_transactions = 3;

@@ -39,7 +39,10 @@ fn failed_first_start_keeps_the_admin_password_for_the_next() {
     let stdout = String::from_utf8_lossy(&failed.stdout);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{stdout}{stderr}");
-    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("Address already in use"),
+        "{stdout}{stderr}"
+    );
     assert!(!stdout.contains(PRINTED), "{stdout}");
 
     let mut child = command(ports::free_udp_port())

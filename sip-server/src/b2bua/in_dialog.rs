@@ -263,7 +263,7 @@ impl Core {
     }
 
     /// `side` hung up: send BYE to the other leg and end the call.
-    fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
+    pub(super) fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
         tracing::info!(side = ?side, "hang-up");
         if self
             .calls

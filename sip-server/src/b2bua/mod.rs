@@ -416,6 +416,36 @@ impl Core {
     pub fn connection_closed(&mut self, connection: u64, now: Instant) {
         self.transactions.connection_closed(connection);
         self.registrar.connection_closed(connection);
+        // A leg reached over TLS or WebSocket has no other way back, so the
+        // phone behind it is gone: end its calls as that side's hang-up,
+        // instead of relaying silence until a session timer or RTP timeout.
+        // TCP legs stay, because the PBX opens a new connection to them.
+        let mut gone = Vec::new();
+        for (id, call) in &self.calls {
+            for side in [Side::Caller, Side::Agent] {
+                let target = call.dialog(side).map(|dialog| dialog.target);
+                let bound = target.is_some_and(|target| {
+                    target.connection == Some(connection)
+                        && matches!(
+                            target.transport,
+                            crate::transaction::TransportKind::Tls
+                                | crate::transaction::TransportKind::Ws
+                                | crate::transaction::TransportKind::Wss
+                        )
+                });
+                if bound {
+                    gone.push((id.clone(), side));
+                    break;
+                }
+            }
+        }
+        for (call_id, side) in gone {
+            if let Some(span) = self.calls.get(&call_id).map(|call| call.span.clone()) {
+                let _span = span.entered();
+                tracing::info!(side = ?side, connection, "connection of a leg closed");
+                self.hang_up(&call_id, side, now);
+            }
+        }
         self.process(now);
     }
 

@@ -1888,3 +1888,46 @@ fn websocket_binding_leaves_with_its_connection() {
     h.core.connection_closed(10, h.now);
     assert_eq!(h.core.bindings("1002", h.now).len(), 1);
 }
+
+#[test]
+fn closed_websocket_ends_the_agents_call() {
+    let mut h = Harness::new();
+    let phone = "192.0.2.30:50000";
+    let flow = Target {
+        transport: TransportKind::Ws,
+        addr: phone.parse().unwrap(),
+        connection: Some(9),
+    };
+    assert_eq!(h.register_over("1001", "pw-one", flow).status, 200);
+    h.caller_invite("5000", CALLER);
+    let call = h.open_media();
+    let ring = h
+        .requests_to(phone)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("the WebSocket phone rings");
+    h.receive_over(&agent_response(&ring, 200, phone, Some(AGENT_SDP)), flow);
+    let tag = caller_tag(&h, &call);
+    let ack = format!(
+        "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-wsack\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&ack, CALLER);
+    h.advance(Duration::from_secs(20));
+
+    // The browser tab closes: its connection goes with the call.
+    h.core.connection_closed(9, h.now);
+    h.collect();
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye),
+        "the caller is hung up"
+    );
+    let record = h.finished_record();
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Agent));
+    assert!((record.talk_seconds - 20.0).abs() < 0.01);
+    assert_eq!(h.core.active_calls(), 0);
+}

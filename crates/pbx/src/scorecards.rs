@@ -42,6 +42,8 @@ pub(crate) enum GradeError {
     },
     #[error("comments have {length} characters, at most {maximum} are allowed")]
     CommentsTooLong { length: usize, maximum: usize },
+    #[error("{field} contains a control character; only line breaks and tabs are allowed")]
+    ControlCharacter { field: String },
     #[error(
         "the comment on criterion {criterion:?} has {length} characters, at most {maximum} \
          are allowed"
@@ -123,6 +125,7 @@ pub(crate) fn grade(config: &QaConfig, submission: Submission) -> Result<Graded,
     if config.criteria.is_empty() {
         return Err(GradeError::NoCriteria);
     }
+    check_text("comments", &submission.comments)?;
     let comments_length = submission.comments.chars().count();
     if comments_length > MAX_COMMENTS_CHARS {
         return Err(GradeError::CommentsTooLong {
@@ -181,12 +184,30 @@ fn check_submitted(config: &QaConfig, submitted: &SubmittedScore) -> Result<(), 
             max_score: config.max_score,
         });
     }
+    check_text(
+        &format!("the comment on criterion {:?}", submitted.criterion),
+        &submitted.comment,
+    )?;
     let length = submitted.comment.chars().count();
     if length > MAX_CRITERION_COMMENT_CHARS {
         return Err(GradeError::CriterionCommentTooLong {
             criterion: submitted.criterion.clone(),
             length,
             maximum: MAX_CRITERION_COMMENT_CHARS,
+        });
+    }
+    Ok(())
+}
+
+/// Rejects control characters other than line breaks and tabs, which a
+/// reviewer never types and which would reach exports and the audit trail.
+fn check_text(field: &str, text: &str) -> Result<(), GradeError> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(GradeError::ControlCharacter {
+            field: field.to_owned(),
         });
     }
     Ok(())

@@ -98,6 +98,13 @@ pub(crate) async fn save(
     let Json(submission) =
         body.map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))?;
     let record = find_call(&state, &user, &id).await?;
+    if record.agent.is_none() {
+        // A scorecard rates an agent's handling of a call.
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("call {id} was not answered by an agent, so it has nothing to score"),
+        ));
+    }
     let qa = qa_config(&state).await?;
     let graded = grade(&qa, submission).map_err(|error| match error {
         GradeError::NoCriteria => Problem::new(StatusCode::CONFLICT, error.to_string()),

@@ -87,6 +87,25 @@ fn submissions_that_do_not_fit_are_rejected() {
 }
 
 #[test]
+fn control_characters_in_comments_are_rejected() {
+    let mut nul = submission(&[("greeting", 5), ("resolution", 5)]);
+    nul.comments = "a\u{0}b".to_owned();
+    assert!(matches!(
+        grade(&config(), nul),
+        Err(GradeError::ControlCharacter { .. })
+    ));
+    let mut escape = submission(&[("greeting", 5), ("resolution", 5)]);
+    escape.scores[0].comment = "red\u{1b}[0m".to_owned();
+    assert!(matches!(
+        grade(&config(), escape),
+        Err(GradeError::ControlCharacter { .. })
+    ));
+    let mut lines = submission(&[("greeting", 5), ("resolution", 5)]);
+    lines.comments = "first\r\nsecond\tend".to_owned();
+    assert!(grade(&config(), lines).is_ok());
+}
+
+#[test]
 fn long_comments_are_rejected() {
     let mut long = submission(&[("greeting", 5), ("resolution", 5)]);
     long.comments = "x".repeat(MAX_COMMENTS_CHARS + 1);

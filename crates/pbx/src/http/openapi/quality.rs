@@ -28,7 +28,8 @@ pub(super) fn paths() -> Value {
                  scorecard never changes: saving again adds one. Each save is written to the \
                  audit log as scorecard.save with the call id, before the scorecard itself. 400 \
                  for an unknown, repeated or missing criterion, a score above max_score or a \
-                 comment that is too long; 409 when no criteria are configured.",
+                 comment that is too long or holds a control character; 409 when no criteria \
+                 are configured or no agent answered the call.",
                 created("The saved scorecard", schema_ref("Scorecard")),
                 &[400, 401, 403, 404, 409, 415, 422, 500],
             ), "ScorecardSubmission"), call_id()),

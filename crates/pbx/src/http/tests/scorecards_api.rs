@@ -262,3 +262,18 @@ async fn no_criteria_is_a_conflict() {
         "no scorecard criteria are configured; add [[qa.criteria]] to the configuration"
     );
 }
+
+#[tokio::test]
+async fn call_without_agent_cannot_be_scored() {
+    let fixture = with_calls().await;
+    let mut unanswered = record_for("unanswered", 9, None, OWN_AGENT);
+    unanswered.agent = None;
+    unanswered.answered_at = None;
+    unanswered.disposition = cdr::Disposition::Abandoned;
+    fixture.store.write(&unanswered).await.expect("write");
+    let reply = save(&fixture, Role::Qa, "unanswered", submission()).await;
+    assert_eq!(
+        reply.problem(StatusCode::CONFLICT),
+        "call unanswered was not answered by an agent, so it has nothing to score"
+    );
+}

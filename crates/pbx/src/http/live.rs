@@ -204,6 +204,9 @@ fn command_problem(error: AgentCommandError) -> Problem {
 
 /// Maximum length of a skill name, in characters, as for agent ids and reason codes.
 const MAX_SKILL_NAME: usize = 64;
+/// Skills one agent may hold. A centre's skill set is tens of skills; the
+/// bound keeps one request from filling the engine's indexes.
+const MAX_AGENT_SKILLS: usize = 256;
 
 /// Body of `PUT /api/agents/{id}/skills`: skill name to proficiency level.
 /// Levels stay JSON values here so that a bad one is reported by name.
@@ -218,6 +221,12 @@ pub(crate) struct SkillsChange {
 fn parse_skills(
     raw: std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<acd::Skills, Problem> {
+    if raw.len() > MAX_AGENT_SKILLS {
+        return Err(Problem::bad_request(format!(
+            "skills: {} skills given, an agent holds at most {MAX_AGENT_SKILLS}",
+            raw.len()
+        )));
+    }
     let mut skills = acd::Skills::new();
     for (name, level) in raw {
         let field = format!("skills[{name:?}]");

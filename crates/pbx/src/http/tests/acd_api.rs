@@ -41,7 +41,13 @@ async fn skills_are_replaced_and_audited() {
 #[tokio::test]
 async fn bad_skills_name_the_field() {
     let fixture = fixture().await;
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..257).map(|i| (format!("skill{i}"), json!(1))).collect();
     let cases = [
+        (
+            json!({ "skills": many }),
+            "skills: 257 skills given, an agent holds at most 256",
+        ),
         (
             json!({ "skills": { "language=ru": 300 } }),
             "skills[\"language=ru\"]: the level must be a whole number from 0 to 255, got 300",

@@ -107,6 +107,9 @@ pub(crate) struct SipConfig {
     pub(crate) streams: StreamConfig,
     /// Session timer intervals (RFC 4028) of every call leg.
     pub(crate) session_timer: sip_server::b2bua::SessionTimerConfig,
+    /// SIP requests per second one source address may send over UDP before
+    /// the rest are dropped; 0 turns the limit off. Trunks are exempt.
+    pub(crate) max_requests_per_source: u32,
 }
 
 /// Stream transports beyond TCP, and limits shared with TCP.

@@ -242,6 +242,15 @@ fn listeners(config: &Config) -> Result<crate::transport::Listeners, StartError>
         ws: streams.ws_listen,
         wss: with_tls(streams.wss_listen),
         limits: streams.limits,
+        // A reload that changes the trunks keeps this list until a restart.
+        flood_limit: (
+            config.sip.max_requests_per_source,
+            config
+                .trunks
+                .iter()
+                .flat_map(|trunk| trunk.allow.iter().copied())
+                .collect(),
+        ),
     })
 }
 

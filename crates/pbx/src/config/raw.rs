@@ -96,6 +96,7 @@ pub(super) struct RawSip {
     pub(super) idle_timeout_secs: Value<u64>,
     pub(super) session_expires_secs: Value<u32>,
     pub(super) min_session_expires_secs: Value<u32>,
+    pub(super) max_requests_per_source_per_sec: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -459,6 +459,7 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         digest_algorithms: convert_digest_algorithms(checker, raw),
         streams: super::transports::convert(checker, &raw.sip, listen),
         session_timer: convert_session_timer(checker, raw),
+        max_requests_per_source: from_file(&raw.sip.max_requests_per_source_per_sec, 200).value,
     }
 }
 

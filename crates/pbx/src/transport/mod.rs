@@ -6,6 +6,7 @@
 //! in its [`Target`], so requests to a contact registered over TCP, TLS or
 //! WebSocket reuse the registering connection (the flow of RFC 5626).
 
+mod flood;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,9 @@ pub(crate) struct Listeners {
     pub(crate) ws: Option<SocketAddr>,
     pub(crate) wss: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub(crate) limits: StreamLimits,
+    /// Requests per second one source may send over UDP (0: no limit), and
+    /// the trunk networks exempt from it.
+    pub(crate) flood_limit: (u32, Vec<sip_server::network::IpNetwork>),
 }
 
 /// Addresses the listeners were bound to.
@@ -361,7 +365,8 @@ pub(crate) async fn start(
         inputs: inputs.clone(),
         limits: listeners.limits,
     };
-    tokio::spawn(read_udp(udp, inputs));
+    let (rate, exempt) = listeners.flood_limit.clone();
+    tokio::spawn(read_udp(udp, inputs, flood::FloodGuard::new(rate, exempt)));
     for (listener, handshake) in accepting {
         tokio::spawn(accept(listener, handshake, sender.clone()));
     }
@@ -463,7 +468,11 @@ async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
     }
 }
 
-async fn read_udp(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>) {
+async fn read_udp(
+    socket: Arc<UdpSocket>,
+    inputs: mpsc::Sender<Input>,
+    mut flood: flood::FloodGuard,
+) {
     let mut buffer = vec![0u8; 65_535];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -478,6 +487,21 @@ async fn read_udp(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>) {
         let datagram = &buffer[..length];
         if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
             continue; // Keep-alive (RFC 5626 section 4.4.1).
+        }
+        // Responses belong to transactions the PBX started, so only
+        // requests count against the source's rate.
+        if !datagram.starts_with(b"SIP/")
+            && let flood::Verdict::Drop { first } =
+                flood.check(peer.ip(), std::time::Instant::now())
+        {
+            if first {
+                tracing::warn!(
+                    source = %peer.ip(),
+                    dropped_so_far = flood.dropped(),
+                    "too many SIP requests from one source; dropping the excess"
+                );
+            }
+            continue;
         }
         let target = Target {
             transport: TransportKind::Udp,

@@ -26,6 +26,7 @@ fn plain_listeners() -> Listeners {
         ws: Some(loopback()),
         wss: None,
         limits: StreamLimits::default(),
+        flood_limit: (0, Vec::new()),
     }
 }
 
@@ -200,6 +201,51 @@ async fn websocket_without_sip_subprotocol_gets_400() {
         matches!(error, tokio_tungstenite::tungstenite::Error::Http(_)),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn udp_flood_from_one_source_is_cut_to_its_rate() {
+    let (inputs, mut receiver) = mpsc::channel(1024);
+    let listeners = Listeners {
+        flood_limit: (5, Vec::new()),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let options = |branch: &str| {
+        format!(
+            "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{branch}\r\n\
+             From: <sip:a@test>;tag=1\r\nTo: <sip:pbx@test>\r\nCall-ID: {branch}@test\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    for i in 0..100 {
+        flooder
+            .send_to(options(&format!("f{i}")).as_bytes(), bound.udp_tcp)
+            .await
+            .unwrap();
+    }
+    let other = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    other
+        .send_to(options("other").as_bytes(), bound.udp_tcp)
+        .await
+        .unwrap();
+    let mut from_flooder = 0;
+    let mut from_other = 0;
+    while let Ok(Some(input)) =
+        tokio::time::timeout(Duration::from_millis(500), receiver.recv()).await
+    {
+        if let crate::engine::Input::Sip(_, source) = input {
+            if source.addr.ip() == flooder.local_addr().unwrap().ip() {
+                from_flooder += 1;
+            } else {
+                from_other += 1;
+            }
+        }
+    }
+    // The burst (10), plus what the time the sends took refills at 5/s.
+    assert!((10..=30).contains(&from_flooder), "{from_flooder} accepted");
+    assert_eq!(from_other, 1);
 }
 
 #[tokio::test]

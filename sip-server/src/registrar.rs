@@ -300,8 +300,8 @@ impl Registrar {
         let agent = to.uri.user_unescaped().unwrap_or_default();
         // Unknown AORs are challenged like known ones and refused only
         // after the credentials fail, so a scan cannot list the agents.
-        if self.is_blocked(source.addr.ip(), now) {
-            return Err(Rejection::Status(403, "Too Many Failed Attempts"));
+        if let Some(left) = self.lockout_left(source.addr.ip(), now) {
+            return Err(Rejection::LockedOut(left));
         }
         if let Err(rejection) = self.authenticate(request, &agent, wall) {
             if matches!(rejection, Rejection::Status(403, _)) {
@@ -454,6 +454,15 @@ impl Registrar {
                 passwords.get(user).map(String::as_str)
             })
             .map(str::to_owned)
+    }
+
+    /// The time left of the lockout of `source`, if it is locked out.
+    pub fn lockout_left(&self, source: IpAddr, now: Instant) -> Option<Duration> {
+        self.failures
+            .get(&source)
+            .and_then(|f| f.blocked_until)
+            .filter(|until| now < *until)
+            .map(|until| until - now)
     }
 
     /// True while `source` is locked out after repeated failed logins.
@@ -692,11 +701,24 @@ impl Registrar {
     }
 }
 
+/// Builds the 403 for a locked-out source, with Retry-After in whole
+/// seconds (rounded up) so that a phone stops trying until the end.
+pub fn locked_out(request: &Request, left: Duration) -> Response {
+    let mut response = Response::for_request(request, 403, Some("Too Many Failed Attempts"));
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    response.headers.push("Retry-After", seconds.to_string());
+    response
+}
+
 enum Rejection {
     Bad(&'static str),
     Status(u16, &'static str),
+    /// The source is locked out for this long yet.
+    LockedOut(Duration),
     TooBrief(u32),
-    Challenge { stale: bool },
+    Challenge {
+        stale: bool,
+    },
 }
 
 impl Rejection {
@@ -711,6 +733,7 @@ impl Rejection {
             Rejection::Status(status, reason) => {
                 Response::for_request(request, status, Some(reason))
             }
+            Rejection::LockedOut(left) => locked_out(request, left),
             Rejection::TooBrief(min) => {
                 let mut response = Response::for_request(request, 423, None);
                 response.headers.push("Min-Expires", min.to_string());

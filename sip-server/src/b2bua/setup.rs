@@ -301,8 +301,10 @@ impl Core {
             return None;
         };
         let wall = self.wall(now);
-        if self.registrar.is_blocked(source.addr.ip(), now) {
-            self.reply(key, request, 403, Some("Too Many Failed Attempts"), now);
+        if let Some(left) = self.registrar.lockout_left(source.addr.ip(), now) {
+            let mut response = crate::registrar::locked_out(request, left);
+            super::add_to_tag(&mut response, &random_token());
+            self.transactions.send_response(key, response, now);
             return None;
         }
         let verdict = match request.headers.get("Proxy-Authorization") {

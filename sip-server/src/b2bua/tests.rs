@@ -905,11 +905,32 @@ fn repeated_failures_lock_the_source_out() {
             h.now.elapsed().as_nanos()
         );
         h.receive(&text, AGENT_1);
-        h.responses_to(AGENT_1).pop().unwrap().status
+        h.responses_to(AGENT_1).pop().unwrap()
     };
-    assert_eq!(register(&mut h), 403);
-    h.advance(crate::registrar::LOCKOUT);
-    assert_eq!(register(&mut h), 401, "challenged again after the lockout");
+    let refused = register(&mut h);
+    assert_eq!(refused.status, 403);
+    // The phone learns when to try again.
+    assert_eq!(
+        refused.headers.get("Retry-After"),
+        Some(crate::registrar::LOCKOUT.as_secs().to_string().as_str())
+    );
+    h.advance(crate::registrar::LOCKOUT / 2);
+    let refused = register(&mut h);
+    assert_eq!(
+        refused.headers.get("Retry-After"),
+        Some(
+            (crate::registrar::LOCKOUT / 2)
+                .as_secs()
+                .to_string()
+                .as_str()
+        )
+    );
+    h.advance(crate::registrar::LOCKOUT / 2);
+    assert_eq!(
+        register(&mut h).status,
+        401,
+        "challenged again after the lockout"
+    );
 }
 
 #[test]

@@ -461,7 +461,10 @@ async fn command(
                 {
                     return Ok(0);
                 }
-                other => other.map_err(|error| error.to_string())?,
+                other => other.map_err(|error| match error {
+                    RangeError::Rebuild(error) => format!("{}: {error}", database.display()),
+                    other => other.to_string(),
+                })?,
             };
             match std::io::Write::flush(&mut out) {
                 Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -480,7 +483,7 @@ async fn command(
                     RangeError::Output(error) => {
                         format!("cannot write {}: {error}", path.display())
                     }
-                    RangeError::Rebuild(error) => error.to_string(),
+                    RangeError::Rebuild(error) => format!("{}: {error}", database.display()),
                 })?;
             let file = out
                 .into_inner()

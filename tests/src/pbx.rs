@@ -424,6 +424,12 @@ impl Pbx {
         .unwrap_or_else(|error| panic!("GET {path} failed: {error}\n{}", self.logs()))
     }
 
+    /// Returns the exit status when the process has exited, None while it
+    /// still runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Process id of the running binary, for signals such as SIGHUP.
     pub fn pid(&self) -> u32 {
         self.child.id()

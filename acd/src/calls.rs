@@ -13,7 +13,7 @@ use crate::error::AcdError;
 use crate::output::{Action, ExitReason, Party, QueueEvent};
 use crate::skill::effective_requirements;
 
-/// What [`Acd::end_agent_call`] leaves of the call an agent was on.
+/// Summary of the call an agent was on, returned by [`Acd::end_agent_call`].
 pub(crate) struct EndedCall {
     pub(crate) call: String,
     pub(crate) queue: String,

@@ -41,7 +41,7 @@ pub enum Action {
     },
 }
 
-/// Why an attempt at a callback request did not reach the citizen.
+/// Cause of an attempt at a callback request that did not reach the citizen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CallbackFailure {
     /// The citizen's line was busy or declined.
@@ -56,7 +56,7 @@ pub enum CallbackFailure {
 }
 
 impl CallbackFailure {
-    /// The name used in stored events and the queue_log.
+    /// Returns the name used in stored events and the queue_log.
     pub fn as_str(self) -> &'static str {
         match self {
             CallbackFailure::Busy => "busy",

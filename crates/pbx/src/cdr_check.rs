@@ -220,6 +220,7 @@ pub(crate) fn compare(
     let Some(record) = record else {
         return vec![Difference::Missing];
     };
+
     let mut differences = Vec::new();
     // A caller leg that failed while waiting (its answer never
     // acknowledged, a transport error) leaves the queue as abandoned, and
@@ -235,12 +236,14 @@ pub(crate) fn compare(
             events: expected,
         });
     }
+
     if record.queue.as_deref() != Some(call.queue.as_str()) {
         differences.push(Difference::Queue {
             cdr: record.queue.clone(),
             events: call.queue.clone(),
         });
     }
+
     // The answer of a callback request belongs to the returning call.
     let answered_record = match call.outcome {
         Outcome::Callback => returned,
@@ -253,6 +256,7 @@ pub(crate) fn compare(
                 events: agent.clone(),
             });
         }
+
         let close = answered_record
             .answered_at
             .is_some_and(|at| seconds_between(at, *at_ms) <= TOLERANCE_SECS);
@@ -262,6 +266,7 @@ pub(crate) fn compare(
                 events_ms: *at_ms,
             });
         }
+
         // A record cut by a crash has the talk time of the repaired
         // recording, not of the call.
         if let Some((_, talk, _)) = call.completed

@@ -157,7 +157,7 @@ mod tests {
         }
     }
 
-    /// A failed attempt at `call` stamped 300 s before its retry, if any.
+    /// Builds a failed attempt at `call`, stamped 300 s before its retry if any.
     fn not_reached(call: &str, now: Instant, attempts: u32, retry: bool) -> QueueEvent {
         QueueEvent::CallbackNotReached {
             call: call.into(),

@@ -2,7 +2,9 @@
 //!
 //! [`CdrStore`] keeps each record twice. First it appends one JSON line to
 //! `<data_dir>/cdr.jsonl` and fsyncs it, then it inserts a row into the
-//! SQLite database `<data_dir>/pbx.sqlite`. The journal is the durable copy
+//! database: by default the SQLite file `<data_dir>/pbx.sqlite`, or the
+//! PostgreSQL server of `database.url` (see [`database`]). The journal is
+//! the durable copy
 //! for billing and audits, so a record is never lost even when the insert
 //! fails. The database serves queries such as the newest calls for the HTTP
 //! API.
@@ -11,7 +13,10 @@
 //! a [`CallRecord`] when a call ends and passes it to [`CdrStore::write`].
 //! Field meanings, units and null cases are listed in `docs/cdr.md`.
 
+pub mod database;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod test_database;
 
 use std::path::PathBuf;
 
@@ -326,11 +331,16 @@ pub enum CdrError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("failed to open CDR database {path}: {source}")]
-    OpenDatabase { path: PathBuf, source: sqlx::Error },
-    #[error("failed to migrate CDR database {path}: {source}")]
+    #[error("failed to open CDR database {database}: {source}")]
+    OpenDatabase {
+        /// The database URL, password hidden.
+        database: String,
+        source: sqlx::Error,
+    },
+    #[error("failed to migrate CDR database {database}: {source}")]
     Migrate {
-        path: PathBuf,
+        /// The database URL, password hidden.
+        database: String,
         source: sqlx::migrate::MigrateError,
     },
     #[error("failed to encode call {id} as JSON: {source}")]

@@ -1,18 +1,16 @@
-//! The JSON-lines journal and the SQLite table behind [`CdrStore`].
+//! The JSON-lines journal and the database table behind [`CdrStore`].
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::database::{self, Backend, DatabaseUrl};
 use crate::{
     CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
     RecordingEventSource,
@@ -24,10 +22,6 @@ pub const MAX_LIST_LIMIT: u32 = 1000;
 const DATABASE_FILE: &str = "pbx.sqlite";
 const JOURNAL_FILE: &str = "cdr.jsonl";
 
-/// How long a statement waits for another connection's write lock before
-/// failing with SQLITE_BUSY.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, trunk, \
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
@@ -35,10 +29,10 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      callback_of, media_quality, diverted_from, rebuilt";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
-/// SQLite table for queries. Cloning shares the pool and the journal handle.
+/// database table for queries. Cloning shares the pool and the journal handle.
 #[derive(Clone, Debug)]
 pub struct CdrStore {
-    pool: SqlitePool,
+    pool: AnyPool,
     journal: Arc<Journal>,
 }
 
@@ -54,12 +48,20 @@ impl CdrStore {
     /// Opens (creating) `<data_dir>/pbx.sqlite` and `<data_dir>/cdr.jsonl`,
     /// creating `data_dir` itself when missing, and runs the migrations.
     pub async fn open(data_dir: &Path) -> Result<CdrStore, CdrError> {
+        let database = DatabaseUrl::sqlite_file(&data_dir.join(DATABASE_FILE));
+        CdrStore::open_at(data_dir, &database).await
+    }
+
+    /// Opens `<data_dir>/cdr.jsonl` and the database at `database`, which
+    /// the other stores then share through [`CdrStore::pool`], and runs
+    /// the migrations.
+    pub async fn open_at(data_dir: &Path, database: &DatabaseUrl) -> Result<CdrStore, CdrError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CdrError::CreateDataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let journal = Journal::open(data_dir.join(JOURNAL_FILE))?;
-        let pool = open_database(&data_dir.join(DATABASE_FILE)).await?;
+        let pool = open_database(database).await?;
         Ok(CdrStore {
             pool,
             journal: Arc::new(journal),
@@ -117,22 +119,24 @@ impl CdrStore {
         offset: u32,
     ) -> Result<Vec<CallRecord>, CdrError> {
         let limit = limit.min(MAX_LIST_LIMIT);
-        // rowid breaks ties between calls that arrived in the same millisecond,
+        // rowid (SQLite's implicit one, an identity column in PostgreSQL)
+        // breaks ties between calls that arrived in the same millisecond,
         // so paging with offsets neither repeats nor skips records. Each
         // condition is off when its parameter is NULL, so one statement
-        // serves every combination. instr() matches the caller number as
-        // plain text, where LIKE would treat `%` and `_` as wildcards.
+        // serves every combination. The caller number is matched as plain
+        // text, where LIKE would treat `%` and `_` as wildcards.
+        let caller_matches = database::contains_text(Backend::of(&self.pool), "caller", "$6");
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM call_records \
-             WHERE (?1 IS NULL OR disposition = ?1) \
-             AND (?2 IS NULL OR arrived_at_ms >= ?2) \
-             AND (?3 IS NULL OR arrived_at_ms < ?3) \
-             AND (?4 IS NULL OR queue = ?4) \
-             AND (?5 IS NULL OR agent = ?5) \
-             AND (?6 IS NULL OR instr(caller, ?6) > 0) \
-             AND (?7 IS NULL OR talk_seconds >= ?7) \
-             AND (?8 IS NULL OR talk_seconds <= ?8) \
-             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?9 OFFSET ?10"
+             WHERE ($1 IS NULL OR disposition = $1) \
+             AND ($2 IS NULL OR arrived_at_ms >= $2) \
+             AND ($3 IS NULL OR arrived_at_ms < $3) \
+             AND ($4 IS NULL OR queue = $4) \
+             AND ($5 IS NULL OR agent = $5) \
+             AND ($6 IS NULL OR {caller_matches}) \
+             AND ($7 IS NULL OR talk_seconds >= $7) \
+             AND ($8 IS NULL OR talk_seconds <= $8) \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT $9 OFFSET $10"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.disposition.map(Disposition::as_str))
@@ -158,7 +162,7 @@ impl CdrStore {
 
     /// Returns the record with product call id `id`, if any.
     pub async fn get(&self, id: &str) -> Result<Option<CallRecord>, CdrError> {
-        let sql = format!("SELECT {SELECT_COLUMNS} FROM call_records WHERE id = ?");
+        let sql = format!("SELECT {SELECT_COLUMNS} FROM call_records WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -180,8 +184,11 @@ impl CdrStore {
             return Ok(());
         }
         // At most MAX_LIST_LIMIT ids, far below SQLite's limit of 32766
-        // bound parameters.
-        let placeholders = vec!["?"; records.len()].join(", ");
+        // bound parameters and PostgreSQL's of 65535.
+        let placeholders = (1..=records.len())
+            .map(|number| format!("${number}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT call_id, action, offset_seconds, at, source, actor \
              FROM call_recording_events WHERE call_id IN ({placeholders}) ORDER BY call_id, seq"
@@ -209,7 +216,7 @@ impl CdrStore {
     ) -> Result<Option<CallRecord>, CdrError> {
         let row = sqlx::query(&format!(
             "SELECT {SELECT_COLUMNS} FROM call_records \
-             WHERE callback_of = ? AND answered_at IS NOT NULL \
+             WHERE callback_of = $1 AND answered_at IS NOT NULL \
              ORDER BY arrived_at_ms LIMIT 1"
         ))
         .bind(request)
@@ -219,7 +226,7 @@ impl CdrStore {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    pub fn pool(&self) -> &sqlx::SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -263,8 +270,8 @@ impl CdrStore {
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
              voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -309,7 +316,7 @@ impl CdrStore {
             sqlx::query(
                 "INSERT INTO call_recording_events \
                  (call_id, seq, action, offset_seconds, at, source, actor) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&record.id)
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
@@ -364,32 +371,23 @@ impl Journal {
     }
 }
 
-async fn open_database(path: &Path) -> Result<SqlitePool, CdrError> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        // WAL lets the HTTP API read while a call end is being written.
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(BUSY_TIMEOUT);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
+async fn open_database(database: &DatabaseUrl) -> Result<AnyPool, CdrError> {
+    let pool = database::connect(database)
         .await
         .map_err(|source| CdrError::OpenDatabase {
-            path: path.to_path_buf(),
+            database: database.to_string(),
             source,
         })?;
-    let mut migrator = sqlx::migrate!();
-    // The database file is shared with other stores (accounts,
-    // registrations) whose migration versions this migrator does not list.
-    migrator.set_ignore_missing(true);
-    migrator
-        .run(&pool)
-        .await
-        .map_err(|source| CdrError::Migrate {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    database::migrate(
+        &pool,
+        sqlx::migrate!("migrations/sqlite"),
+        sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .map_err(|source| CdrError::Migrate {
+        database: database.to_string(),
+        source,
+    })?;
     Ok(pool)
 }
 
@@ -419,7 +417,7 @@ fn unix_millis(at: OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
+fn record_from_row(row: &AnyRow) -> Result<CallRecord, CdrError> {
     let id: String = column(row, "id")?;
     let invalid = |column: &'static str, value: String| CdrError::InvalidRow {
         id: id.clone(),
@@ -465,13 +463,13 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         hangup_side,
         recording_path: column(row, "recording_path")?,
         recording_seconds: column(row, "recording_seconds")?,
-        interrupted: column(row, "interrupted")?,
+        interrupted: flag(row, "interrupted")?,
         caller_answered_at: optional_timestamp("caller_answered_at")?,
         voicemail_box: column(row, "voicemail_box")?,
         forwarded_to: column(row, "forwarded_to")?,
         callback_of: column(row, "callback_of")?,
         diverted_from: column(row, "diverted_from")?,
-        rebuilt: column(row, "rebuilt")?,
+        rebuilt: flag(row, "rebuilt")?,
         recording_events: Vec::new(),
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))
@@ -480,7 +478,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
     })
 }
 
-fn recording_event_from_row(row: &SqliteRow, call_id: &str) -> Result<RecordingEvent, CdrError> {
+fn recording_event_from_row(row: &AnyRow, call_id: &str) -> Result<RecordingEvent, CdrError> {
     let invalid = |column: &'static str, value: String| CdrError::InvalidRow {
         id: call_id.to_owned(),
         column,
@@ -502,9 +500,13 @@ fn recording_event_from_row(row: &SqliteRow, call_id: &str) -> Result<RecordingE
     })
 }
 
-fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, CdrError>
+fn column<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, CdrError>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get(name).map_err(CdrError::Query)
+}
+
+fn flag(row: &AnyRow, name: &str) -> Result<bool, CdrError> {
+    database::flag(row, name).map_err(CdrError::Query)
 }

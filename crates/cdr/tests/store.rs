@@ -1,5 +1,7 @@
-//! CdrStore against a real SQLite file and journal in a temporary directory.
+//! CdrStore against a real database (a SQLite file, and PostgreSQL when
+//! `PBX_TEST_POSTGRES_URL` is set) and a journal in a temporary directory.
 
+use cdr::test_database::TestDatabase;
 use cdr::{
     CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT,
     RecordingAction, RecordingEvent, RecordingEventSource,
@@ -83,10 +85,9 @@ fn journal_lines(dir: &std::path::Path) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-#[tokio::test]
-async fn round_trip_each_disposition() {
+async fn round_trip_each_disposition(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let arrived_at = datetime!(2026-12-04 09:15:02.123456789 UTC);
     let records = [
         answered("a1", arrived_at),
@@ -148,10 +149,9 @@ fn voicemail(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
     }
 }
 
-#[tokio::test]
-async fn journal_has_one_line_per_record() {
+async fn journal_has_one_line_per_record(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let first = answered("j1", datetime!(2026-12-04 10:00:00 UTC));
     let second = unanswered(
         "j2",
@@ -169,10 +169,9 @@ async fn journal_has_one_line_per_record() {
     assert_eq!(parsed, second);
 }
 
-#[tokio::test]
-async fn journal_json_uses_rfc3339_and_snake_case() {
+async fn journal_json_uses_rfc3339_and_snake_case(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let record = unanswered(
         "n1",
         datetime!(2026-12-04 10:00:00.5 UTC),
@@ -190,10 +189,9 @@ async fn journal_json_uses_rfc3339_and_snake_case() {
     assert_eq!(value["sip_status"], 480);
 }
 
-#[tokio::test]
-async fn failed_insert_keeps_journal_line() {
+async fn failed_insert_keeps_journal_line(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let record = answered("dup", datetime!(2026-12-04 11:00:00 UTC));
     store.write(&record).await.expect("first write");
 
@@ -205,10 +203,9 @@ async fn failed_insert_keeps_journal_line() {
     assert_eq!(journal_lines(dir.path()).len(), 2);
 }
 
-#[tokio::test]
-async fn list_is_newest_first_and_pages() {
+async fn list_is_newest_first_and_pages(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let base = datetime!(2026-12-04 08:00:00 UTC);
     // Written out of order, and with a non-UTC offset, so ordering must come
     // from the instant and not from insertion order or text.
@@ -248,10 +245,9 @@ async fn list_is_newest_first_and_pages() {
     assert!(none.is_empty());
 }
 
-#[tokio::test]
-async fn list_caps_limit() {
+async fn list_caps_limit(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let base = datetime!(2026-12-04 00:00:00 UTC);
     let count = MAX_LIST_LIMIT + 3;
     let mut transaction = store.pool().begin().await.expect("begin");
@@ -261,7 +257,7 @@ async fn list_caps_limit() {
         sqlx::query(
             "INSERT INTO call_records (id, caller_call_id, caller, dialed, arrived_at, \
              arrived_at_ms, ended_at, wait_seconds, talk_seconds, disposition) \
-             VALUES (?, ?, '1', '5000', ?, ?, ?, 0, 0, 'abandoned')",
+             VALUES ($1, $2, '1', '5000', $3, $4, $5, 0, 0, 'abandoned')",
         )
         .bind(format!("bulk{n}"))
         .bind(format!("bulk{n}@test"))
@@ -285,16 +281,15 @@ async fn list_caps_limit() {
     assert_eq!(listed[0].id, format!("bulk{}", count - 1));
 }
 
-#[tokio::test]
-async fn reopen_keeps_records() {
+async fn reopen_keeps_records(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = answered(&uuid::Uuid::new_v4().to_string(), OffsetDateTime::now_utc());
     {
-        let store = CdrStore::open(dir.path()).await.expect("store opens");
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
         store.write(&record).await.expect("write succeeds");
         store.pool().close().await;
     }
-    let store = CdrStore::open(dir.path()).await.expect("store reopens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store reopens");
     let stored = store.get(&record.id).await.expect("get succeeds");
     assert_eq!(stored, Some(record.clone()));
     let second = unanswered("after-reopen", record.arrived_at, Disposition::Failed);
@@ -318,18 +313,16 @@ async fn open_creates_missing_data_dir() {
 
 /// A database written before the voicemail disposition existed keeps its
 /// rows when the store opens it; `caller_answered_at` takes `answered_at`.
-#[tokio::test]
-async fn older_database_migrates_with_its_rows() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+async fn older_database_migrates_with_its_rows(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("pbx.sqlite"))
-        .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
-        .connect_with(options)
+    let pool = cdr::database::connect(&database.url(dir.path()))
         .await
         .expect("database opens");
-    let current = sqlx::migrate!("./migrations");
+    let current = if database.is_postgres() {
+        sqlx::migrate!("./migrations/postgres")
+    } else {
+        sqlx::migrate!("./migrations/sqlite")
+    };
     let older = sqlx::migrate::Migrator {
         migrations: current.migrations[..2].to_vec().into(),
         ..sqlx::migrate::Migrator::DEFAULT
@@ -346,7 +339,7 @@ async fn older_database_migrates_with_its_rows() {
     .expect("row of the older schema");
     pool.close().await;
 
-    let store = CdrStore::open(dir.path()).await.expect("store migrates");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store migrates");
     let record = store.get("old").await.expect("get").expect("row kept");
     assert_eq!(record.disposition, Disposition::Answered);
     assert_eq!(
@@ -360,10 +353,9 @@ async fn older_database_migrates_with_its_rows() {
         .expect("the new disposition is accepted");
 }
 
-#[tokio::test]
-async fn search_combines_every_condition() {
+async fn search_combines_every_condition(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let t0 = datetime!(2026-12-04 09:00:00 UTC);
     let short = CallRecord {
         talk_seconds: 30.0,
@@ -474,10 +466,9 @@ fn paused(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
     }
 }
 
-#[tokio::test]
-async fn recording_events_round_trip() {
+async fn recording_events_round_trip(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
     let base = datetime!(2026-12-04 09:00:00 UTC);
     let first = paused("p1", base);
     let plain = answered("p2", base + Duration::minutes(1));
@@ -515,3 +506,16 @@ fn line_without_recording_events_parses() {
     let record: CallRecord = serde_json::from_value(value).expect("older line parses");
     assert!(record.recording_events.is_empty());
 }
+
+cdr::storage_tests!(
+    round_trip_each_disposition,
+    journal_has_one_line_per_record,
+    journal_json_uses_rfc3339_and_snake_case,
+    failed_insert_keeps_journal_line,
+    list_is_newest_first_and_pages,
+    list_caps_limit,
+    reopen_keeps_records,
+    older_database_migrates_with_its_rows,
+    search_combines_every_condition,
+    recording_events_round_trip,
+);

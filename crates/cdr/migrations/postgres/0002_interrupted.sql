@@ -1,0 +1,3 @@
+-- Calls that were still in progress when the PBX stopped without ending
+-- them (a crash or kill -9); their record is written at the next start.
+ALTER TABLE call_records ADD COLUMN interrupted BOOLEAN NOT NULL DEFAULT FALSE;

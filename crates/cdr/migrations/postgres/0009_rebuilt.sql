@@ -1,0 +1,3 @@
+-- Set on a record that `pbx cdr-check --repair` rebuilt from the queue
+-- events because the PBX's own record of the call was missing.
+ALTER TABLE call_records ADD COLUMN rebuilt BOOLEAN NOT NULL DEFAULT FALSE;

@@ -1,0 +1,264 @@
+//! The PBX database connection, SQLite or PostgreSQL, shared by every store.
+//!
+//! All stores run their queries through sqlx's `Any` driver on one
+//! [`AnyPool`], so each statement is written once. The SQL they use is the
+//! subset both engines accept: `$1`-style parameters (SQLite reads `$N` as
+//! parameter N), `ON CONFLICT` upserts, `RETURNING`, `TRUE`/`FALSE`, and
+//! times as integer milliseconds or RFC 3339 text. Where the engines differ
+//! (text search, booleans read back), [`Backend`] picks the variant.
+//!
+//! Each store keeps two migration folders, `migrations/sqlite` and
+//! `migrations/postgres`, with the same version numbers; [`migrate`] runs the
+//! one that matches the pool.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Connections each pool keeps at most. SQLite serialises writers anyway;
+/// for PostgreSQL this is per PBX node, so several nodes share the server's
+/// `max_connections` (100 by default).
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a SQLite statement waits for another connection's write lock
+/// before failing with SQLITE_BUSY.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database engine behind a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Returns the engine that `pool` was opened for.
+    pub fn of(pool: &AnyPool) -> Backend {
+        let scheme = pool.connect_options().database_url.scheme().to_owned();
+        if scheme.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Where the PBX database is: a `sqlite://PATH` file or a
+/// `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE` server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+    backend: Backend,
+}
+
+/// Errors of [`DatabaseUrl::parse`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DatabaseUrlError {
+    #[error("invalid database URL: {reason}")]
+    Invalid { reason: String },
+    #[error(
+        "unsupported database URL scheme {scheme:?}: use sqlite://PATH or \
+         postgres://USER:PASSWORD@HOST/DATABASE"
+    )]
+    UnsupportedScheme { scheme: String },
+}
+
+impl DatabaseUrl {
+    /// Checks the scheme of `url`; the rest is checked when connecting.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
+        let Some((scheme, rest)) = url.split_once(':') else {
+            return Err(DatabaseUrlError::Invalid {
+                reason: "missing scheme, such as sqlite:// or postgres://".to_owned(),
+            });
+        };
+        let backend = match scheme {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            _ => {
+                return Err(DatabaseUrlError::UnsupportedScheme {
+                    scheme: scheme.to_owned(),
+                });
+            }
+        };
+        if backend == Backend::Postgres && !rest.starts_with("//") {
+            return Err(DatabaseUrlError::Invalid {
+                reason: "a postgres URL starts with postgres://".to_owned(),
+            });
+        }
+        let url = match backend {
+            // Open the file read-write and create it when missing, as the
+            // default database in the data directory always was.
+            Backend::Sqlite if !rest.contains("mode=") => {
+                let separator = if rest.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        Ok(DatabaseUrl { url, backend })
+    }
+
+    /// Returns the URL of the SQLite file at `path`, created when missing.
+    pub fn sqlite_file(path: &Path) -> DatabaseUrl {
+        // Percent-encode the characters that would end the path part of
+        // the URL; sqlx decodes them again.
+        let mut encoded = String::new();
+        for character in path.to_string_lossy().chars() {
+            match character {
+                '%' => encoded.push_str("%25"),
+                '?' => encoded.push_str("%3F"),
+                '#' => encoded.push_str("%23"),
+                other => encoded.push(other),
+            }
+        }
+        DatabaseUrl {
+            url: format!("sqlite://{encoded}?mode=rwc"),
+            backend: Backend::Sqlite,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Returns the full URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Shows the URL with its password replaced by `***`, for logs and errors.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return formatter.write_str(&self.url);
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or("");
+                if credentials.contains(':') {
+                    write!(formatter, "{scheme}://{user}:***@{host}{path}")
+                } else {
+                    write!(formatter, "{scheme}://{user}@{host}{path}")
+                }
+            }
+            None => formatter.write_str(&self.url),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "DatabaseUrl({self})")
+    }
+}
+
+/// Opens a pool on `url`. SQLite connections get write-ahead logging, so
+/// the HTTP API reads while a call end is written, and a busy timeout.
+pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, sqlx::Error> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+    let backend = url.backend();
+    AnyPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    let timeout_ms = SQLITE_BUSY_TIMEOUT.as_millis();
+                    connection
+                        .execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str())
+                        .await?;
+                    connection.execute("PRAGMA journal_mode = WAL").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url.expose())
+        .await
+}
+
+/// Runs the migrations of one store: `sqlite` or `postgres`, whichever
+/// matches the pool. The stores share one `_sqlx_migrations` table, so
+/// missing versions (another store's) are ignored.
+pub async fn migrate(
+    pool: &AnyPool,
+    mut sqlite: Migrator,
+    mut postgres: Migrator,
+) -> Result<(), MigrateError> {
+    let migrator = match Backend::of(pool) {
+        Backend::Sqlite => &mut sqlite,
+        Backend::Postgres => &mut postgres,
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
+/// Reads a boolean column: PostgreSQL stores BOOLEAN, SQLite an INTEGER 0
+/// or 1, which the Any driver will not decode as `bool`.
+pub fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    match row.try_get::<bool, _>(column) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => Ok(row.try_get::<i64, _>(column)? != 0),
+        Err(error) => Err(error),
+    }
+}
+
+/// Returns an SQL condition that is true when `haystack` contains the text
+/// `needle` literally (no wildcards), in the dialect of `backend`.
+pub fn contains_text(backend: Backend, haystack: &str, needle: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+        Backend::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes() {
+        let sqlite = DatabaseUrl::parse("sqlite:///var/lib/pbx/pbx.sqlite").unwrap();
+        assert_eq!(sqlite.backend(), Backend::Sqlite);
+        assert_eq!(sqlite.expose(), "sqlite:///var/lib/pbx/pbx.sqlite?mode=rwc");
+        let postgres = DatabaseUrl::parse("postgres://pbx:secret@db.example/pbx").unwrap();
+        assert_eq!(postgres.backend(), Backend::Postgres);
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://db/pbx").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            DatabaseUrl::parse("mysql://db/pbx"),
+            Err(DatabaseUrlError::UnsupportedScheme {
+                scheme: "mysql".to_owned()
+            })
+        );
+        assert!(DatabaseUrl::parse("pbx.sqlite").is_err());
+        assert!(DatabaseUrl::parse("postgres:db").is_err());
+    }
+
+    #[test]
+    fn display_hides_password() {
+        let url = DatabaseUrl::parse("postgres://pbx:s3cret@db.example:5433/pbx").unwrap();
+        assert_eq!(url.to_string(), "postgres://pbx:***@db.example:5433/pbx");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let no_password = DatabaseUrl::parse("postgres://pbx@db.example/pbx").unwrap();
+        assert_eq!(no_password.to_string(), "postgres://pbx@db.example/pbx");
+    }
+
+    #[test]
+    fn sqlite_file_encodes_path() {
+        let url = DatabaseUrl::sqlite_file(Path::new("/data/a?b#c%d/pbx.sqlite"));
+        assert_eq!(
+            url.expose(),
+            "sqlite:///data/a%3Fb%23c%25d/pbx.sqlite?mode=rwc"
+        );
+    }
+}

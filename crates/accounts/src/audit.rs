@@ -1,8 +1,9 @@
 //! The append-only audit log: who did what, when and from where.
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::store::{AccountStore, from_millis, millis};
@@ -123,7 +124,7 @@ impl AccountStore {
     ) -> Result<Vec<AuditEntry>, AccountsError> {
         let rows = sqlx::query(
             "SELECT id, at_ms, user_id, username, action, target, remote_address \
-             FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+             FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
         .bind(i64::from(limit.min(MAX_AUDIT_PAGE)))
         .bind(i64::from(offset))
@@ -137,7 +138,7 @@ impl AccountStore {
 /// Inserts one audit row on `connection`, which may be inside a
 /// transaction, and returns its id.
 pub(crate) async fn insert_audit(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     at_ms: i64,
     actor: AuditActor<'_>,
     action: &str,
@@ -150,7 +151,7 @@ pub(crate) async fn insert_audit(
     };
     sqlx::query_scalar(
         "INSERT INTO audit_log (at_ms, user_id, username, action, target, remote_address) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(at_ms)
     .bind(user_id)
@@ -162,7 +163,7 @@ pub(crate) async fn insert_audit(
     .await
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, AccountsError> {
+fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, AccountsError> {
     let get = |name: &str| row.try_get(name).map_err(AccountsError::Query);
     Ok(AuditEntry {
         id: get("id")?,

@@ -9,7 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
+use sqlx::AnyConnection;
 use time::{Duration, OffsetDateTime};
 
 use crate::AccountsError;
@@ -55,6 +56,8 @@ impl fmt::Display for LockScope {
 pub(crate) struct Attempt {
     /// The username as typed, bounded by [`typed_username`].
     pub(crate) username: String,
+    /// The username as the lockout tables store it, from [`lockout_key`].
+    pub(crate) key: String,
     /// The lockout bucket of the client, from [`address_bucket`].
     pub(crate) bucket: String,
     /// The client's IP address as text, for the audit log.
@@ -63,8 +66,10 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     pub(crate) fn new(username: &str, remote: Option<IpAddr>) -> Attempt {
+        let username = typed_username(username);
         Attempt {
-            username: typed_username(username),
+            key: lockout_key(&username),
+            username,
             bucket: address_bucket(remote),
             remote: remote.map(|address| address.to_canonical().to_string()),
         }
@@ -86,6 +91,14 @@ pub fn typed_username(username: &str) -> String {
         }
     }
     typed
+}
+
+/// Returns the username as the lockout tables store and compare it: ASCII
+/// letters lowercased, so "Admin" and "admin" share one count and lock on
+/// both engines. This is the folding of SQLite's NOCASE collation, which the
+/// SQLite tables also declare, so rows stored before keep matching.
+fn lockout_key(username: &str) -> String {
+    username.to_ascii_lowercase()
 }
 
 /// Returns the lockout bucket of a client: an IPv4 address on its own (an
@@ -114,14 +127,14 @@ impl AccountStore {
     ) -> Result<Option<AccountsError>, AccountsError> {
         let row = sqlx::query(
             "SELECT 1 AS whole_address, locked_until_ms FROM address_locks \
-             WHERE address = ?1 AND locked_until_ms > ?3 \
+             WHERE address = $1 AND locked_until_ms > $3 \
              UNION ALL \
              SELECT 0, locked_until_ms FROM login_locks \
-             WHERE username = ?2 AND address = ?1 AND locked_until_ms > ?3 \
+             WHERE username = $2 AND address = $1 AND locked_until_ms > $3 \
              ORDER BY locked_until_ms DESC, whole_address DESC LIMIT 1",
         )
         .bind(&attempt.bucket)
-        .bind(&attempt.username)
+        .bind(&attempt.key)
         .bind(millis(now))
         .fetch_optional(self.pool())
         .await
@@ -167,7 +180,7 @@ impl AccountStore {
     /// transaction. Returns what this failure locked, if anything.
     async fn count_failure(
         &self,
-        connection: &mut SqliteConnection,
+        connection: &mut AnyConnection,
         attempt: &Attempt,
         now: OffsetDateTime,
     ) -> Result<Option<LockScope>, sqlx::Error> {
@@ -177,34 +190,39 @@ impl AccountStore {
         // Writing first takes SQLite's write lock at once, so concurrent
         // failures queue up instead of failing to upgrade a read lock.
         prune(connection, millis(now - policy.failure_window), now_ms).await?;
-        let audit_due: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT 1 FROM login_failures \
-             WHERE username = ? AND address = ? AND audited = 1 AND at_ms > ?)",
+        // CASE gives an integer on both engines, where NOT EXISTS alone is
+        // a boolean in PostgreSQL and an integer in SQLite.
+        let audit_due: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM login_failures \
+             WHERE username = $1 AND address = $2 AND audited AND at_ms > $3) \
+             THEN 0 ELSE 1 END",
         )
-        .bind(&attempt.username)
+        .bind(&attempt.key)
         .bind(&attempt.bucket)
         .bind(millis(now - FAILED_LOGIN_AUDIT_INTERVAL))
         .fetch_one(&mut *connection)
         .await?;
+        let audit_due = audit_due == 1;
         sqlx::query(
-            "INSERT INTO login_failures (username, address, at_ms, audited) VALUES (?, ?, ?, ?)",
+            "INSERT INTO login_failures (username, address, at_ms, audited) \
+             VALUES ($1, $2, $3, $4)",
         )
-        .bind(&attempt.username)
+        .bind(&attempt.key)
         .bind(&attempt.bucket)
         .bind(now_ms)
         .bind(audit_due)
         .execute(&mut *connection)
         .await?;
-        sqlx::query("INSERT INTO address_login_failures (address, at_ms) VALUES (?, ?)")
+        sqlx::query("INSERT INTO address_login_failures (address, at_ms) VALUES ($1, $2)")
             .bind(&attempt.bucket)
             .bind(now_ms)
             .execute(&mut *connection)
             .await?;
 
         let pair_failures: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE username = ? AND address = ?",
+            "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND address = $2",
         )
-        .bind(&attempt.username)
+        .bind(&attempt.key)
         .bind(&attempt.bucket)
         .fetch_one(&mut *connection)
         .await?;
@@ -217,7 +235,7 @@ impl AccountStore {
         }
 
         let address_failures: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM address_login_failures WHERE address = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM address_login_failures WHERE address = $1")
                 .bind(&attempt.bucket)
                 .fetch_one(&mut *connection)
                 .await?;
@@ -233,14 +251,14 @@ impl AccountStore {
     /// successful login. Other addresses' failures for the same username
     /// and the address's own count stay.
     pub(crate) async fn clear_failures(
-        connection: &mut SqliteConnection,
+        connection: &mut AnyConnection,
         attempt: &Attempt,
     ) -> Result<(), sqlx::Error> {
         for table in ["login_failures", "login_locks"] {
             sqlx::query(&format!(
-                "DELETE FROM {table} WHERE username = ? AND address = ?"
+                "DELETE FROM {table} WHERE username = $1 AND address = $2"
             ))
-            .bind(&attempt.username)
+            .bind(&attempt.key)
             .bind(&attempt.bucket)
             .execute(&mut *connection)
             .await?;
@@ -252,12 +270,12 @@ impl AccountStore {
     /// address, after an administrator set a new password. Address locks
     /// stay, because they concern the address, not the user.
     pub(crate) async fn unlock_username(
-        connection: &mut SqliteConnection,
+        connection: &mut AnyConnection,
         username: &str,
     ) -> Result<(), sqlx::Error> {
         for table in ["login_failures", "login_locks"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE username = ?"))
-                .bind(username)
+            sqlx::query(&format!("DELETE FROM {table} WHERE username = $1"))
+                .bind(lockout_key(username))
                 .execute(&mut *connection)
                 .await?;
         }
@@ -277,18 +295,18 @@ fn locked(attempt: &Attempt, scope: LockScope, until: OffsetDateTime) -> Account
 /// every user and address, so the tables stay small without a background
 /// task.
 async fn prune(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     window_start_ms: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     for table in ["login_failures", "address_login_failures"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE at_ms <= ?"))
+        sqlx::query(&format!("DELETE FROM {table} WHERE at_ms <= $1"))
             .bind(window_start_ms)
             .execute(&mut *connection)
             .await?;
     }
     for table in ["login_locks", "address_locks"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE locked_until_ms <= ?"))
+        sqlx::query(&format!("DELETE FROM {table} WHERE locked_until_ms <= $1"))
             .bind(now_ms)
             .execute(&mut *connection)
             .await?;
@@ -299,20 +317,21 @@ async fn prune(
 /// Locks the pair and empties its count, so the next window starts afresh
 /// once the lock ends.
 async fn lock_pair(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     attempt: &Attempt,
     until_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO login_locks (username, address, locked_until_ms) VALUES (?, ?, ?)",
+        "INSERT INTO login_locks (username, address, locked_until_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (username, address) DO UPDATE SET locked_until_ms = excluded.locked_until_ms",
     )
-    .bind(&attempt.username)
+    .bind(&attempt.key)
     .bind(&attempt.bucket)
     .bind(until_ms)
     .execute(&mut *connection)
     .await?;
-    sqlx::query("DELETE FROM login_failures WHERE username = ? AND address = ?")
-        .bind(&attempt.username)
+    sqlx::query("DELETE FROM login_failures WHERE username = $1 AND address = $2")
+        .bind(&attempt.key)
         .bind(&attempt.bucket)
         .execute(&mut *connection)
         .await?;
@@ -320,16 +339,19 @@ async fn lock_pair(
 }
 
 async fn lock_address(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     attempt: &Attempt,
     until_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR REPLACE INTO address_locks (address, locked_until_ms) VALUES (?, ?)")
-        .bind(&attempt.bucket)
+    sqlx::query(
+        "INSERT INTO address_locks (address, locked_until_ms) VALUES ($1, $2) \
+         ON CONFLICT (address) DO UPDATE SET locked_until_ms = excluded.locked_until_ms",
+    )
+    .bind(&attempt.bucket)
         .bind(until_ms)
         .execute(&mut *connection)
         .await?;
-    sqlx::query("DELETE FROM address_login_failures WHERE address = ?")
+    sqlx::query("DELETE FROM address_login_failures WHERE address = $1")
         .bind(&attempt.bucket)
         .execute(&mut *connection)
         .await?;
@@ -339,7 +361,7 @@ async fn lock_address(
 /// Appends an audit entry with no user, since nobody is logged in, and the
 /// username as typed as its target when `with_target`.
 async fn audit(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     attempt: &Attempt,
     at_ms: i64,
     action: &str,

@@ -42,11 +42,15 @@ impl AccountStore {
         if let Some(locked) = self.active_lock(&attempt, now).await? {
             return Err(locked);
         }
-        let row = sqlx::query("SELECT id, password_hash, disabled FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(AccountsError::Query)?;
+        // lower() on both sides matches usernames as SQLite's NOCASE column
+        // does, also in PostgreSQL; valid usernames are ASCII.
+        let row = sqlx::query(
+            "SELECT id, password_hash, disabled FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(AccountsError::Query)?;
         let Some(row) = row else {
             self.verify_password(password, None).await?;
             return Err(self.record_failure(&attempt, now).await);
@@ -57,7 +61,8 @@ impl AccountStore {
         let verified = self.verify_password(password, Some(stored)).await?;
         // A disabled user with the right password counts as a failure too,
         // so its lockout behaves like any other username's.
-        if !verified || get("disabled")? != 0 {
+        let disabled = cdr::database::flag(&row, "disabled").map_err(AccountsError::Query)?;
+        if !verified || disabled {
             return Err(self.record_failure(&attempt, now).await);
         }
         self.start_session(id, &attempt, now).await
@@ -74,7 +79,7 @@ impl AccountStore {
         let mut transaction = self.pool().begin().await.map_err(AccountsError::Query)?;
         // Expired sessions of every user go here, so the table stays small
         // without a background task.
-        sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= ?")
+        sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
             .bind(millis(now))
             .execute(&mut *transaction)
             .await
@@ -84,7 +89,7 @@ impl AccountStore {
             .map_err(AccountsError::Query)?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at_ms, expires_at_ms) \
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(token::digest(&secret))
         .bind(id)
@@ -110,7 +115,7 @@ impl AccountStore {
     ) -> Result<Option<Caller>, AccountsError> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM sessions JOIN users ON users.id = sessions.user_id \
-             WHERE sessions.token_hash = ? AND sessions.expires_at_ms > ? AND users.disabled = 0"
+             WHERE sessions.token_hash = $1 AND sessions.expires_at_ms > $2 AND NOT users.disabled"
         ))
         .bind(token::digest(secret))
         .bind(millis(now))
@@ -126,7 +131,7 @@ impl AccountStore {
 
     /// Ends the session of cookie `secret`. Returns whether it existed.
     pub async fn logout(&self, secret: &str) -> Result<bool, AccountsError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        let result = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token::digest(secret))
             .execute(self.pool())
             .await
@@ -156,7 +161,7 @@ impl AccountStore {
         let secret = format!("{API_TOKEN_PREFIX}{}", token::generate());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (token_hash, user_id, name, created_by, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(token::digest(&secret))
         .bind(user_id)
@@ -202,7 +207,7 @@ impl AccountStore {
 
     /// Deletes API token `id`. Returns whether it existed.
     pub async fn revoke_api_token(&self, id: i64) -> Result<bool, AccountsError> {
-        let result = sqlx::query("DELETE FROM api_tokens WHERE id = ?")
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await
@@ -216,7 +221,7 @@ impl AccountStore {
         let row = sqlx::query(&format!(
             "SELECT api_tokens.id AS token_id, {USER_COLUMNS} \
              FROM api_tokens JOIN users ON users.id = api_tokens.user_id \
-             WHERE api_tokens.token_hash = ? AND users.disabled = 0"
+             WHERE api_tokens.token_hash = $1 AND NOT users.disabled"
         ))
         .bind(token::digest(secret))
         .fetch_optional(self.pool())

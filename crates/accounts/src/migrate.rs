@@ -6,13 +6,16 @@
 //! and `ignore_missing` lets this migrator run although that table lists
 //! versions it does not embed (the CDR store's migrator does the same).
 
-use sqlx::SqlitePool;
-use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
 
 use crate::AccountsError;
 
-pub(crate) async fn run(pool: &SqlitePool) -> Result<(), AccountsError> {
-    let mut migrator: Migrator = sqlx::migrate!();
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await.map_err(AccountsError::Migrate)
+pub(crate) async fn run(pool: &AnyPool) -> Result<(), AccountsError> {
+    cdr::database::migrate(
+        pool,
+        sqlx::migrate!("migrations/sqlite"),
+        sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .map_err(AccountsError::Migrate)
 }

@@ -3,7 +3,8 @@
 use std::sync::{Arc, OnceLock};
 
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
 use time::{Duration, OffsetDateTime};
 
 use crate::login_queue::LoginQueues;
@@ -64,7 +65,7 @@ impl Default for Policy {
 /// Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct AccountStore {
-    pool: SqlitePool,
+    pool: AnyPool,
     policy: Policy,
     /// Hash checked when a login names no user, so that the response takes
     /// as long as for a wrong password and does not reveal which names exist.
@@ -74,7 +75,7 @@ pub struct AccountStore {
 
 impl AccountStore {
     /// Wraps `pool` and applies the accounts migrations.
-    pub async fn open(pool: SqlitePool, policy: Policy) -> Result<AccountStore, AccountsError> {
+    pub async fn open(pool: AnyPool, policy: Policy) -> Result<AccountStore, AccountsError> {
         let store = AccountStore::new(pool, policy);
         store.migrate().await?;
         Ok(store)
@@ -83,7 +84,7 @@ impl AccountStore {
     /// Wraps `pool` without touching the database. Every query fails until
     /// [`AccountStore::migrate`] (or [`AccountStore::open`]) has run once on
     /// that database.
-    pub fn new(pool: SqlitePool, policy: Policy) -> AccountStore {
+    pub fn new(pool: AnyPool, policy: Policy) -> AccountStore {
         AccountStore {
             pool,
             policy,
@@ -97,7 +98,7 @@ impl AccountStore {
         crate::migrate::run(&self.pool).await
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -128,7 +129,7 @@ impl AccountStore {
             .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, role, agent_id, password_hash, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(&new.username)
         .bind(new.role.as_str())
@@ -155,7 +156,7 @@ impl AccountStore {
             .await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users (username, role, password_hash, created_at_ms) \
-             SELECT ?, 'administrator', ?, ? WHERE NOT EXISTS (SELECT 1 FROM users) \
+             SELECT $1, 'administrator', $2, $3 WHERE NOT EXISTS (SELECT 1 FROM users) \
              RETURNING id",
         )
         .bind(username)
@@ -181,7 +182,7 @@ impl AccountStore {
 
     /// Returns the user with `id`, if any.
     pub async fn user(&self, id: i64) -> Result<Option<User>, AccountsError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -210,7 +211,7 @@ impl AccountStore {
         }
 
         let mut transaction = self.pool.begin().await.map_err(AccountsError::Query)?;
-        sqlx::query("UPDATE users SET role = ?, agent_id = ?, disabled = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET role = $1, agent_id = $2, disabled = $3 WHERE id = $4")
             .bind(role.as_str())
             .bind(&agent_id)
             .bind(disabled)
@@ -219,7 +220,7 @@ impl AccountStore {
             .await
             .map_err(AccountsError::Query)?;
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(id)
                 .execute(&mut *transaction)
                 .await
@@ -237,13 +238,13 @@ impl AccountStore {
             .checked_hash(&user.username, password, user.role, &user.agent_id)
             .await?;
         let mut transaction = self.pool.begin().await.map_err(AccountsError::Query)?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id)
             .execute(&mut *transaction)
             .await
             .map_err(AccountsError::Query)?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
             .execute(&mut *transaction)
             .await
@@ -263,7 +264,7 @@ impl AccountStore {
     async fn check_other_administrator(&self, user: &User) -> Result<(), AccountsError> {
         let others: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM users \
-             WHERE role = 'administrator' AND disabled = 0 AND id <> ?",
+             WHERE role = 'administrator' AND NOT disabled AND id <> $1",
         )
         .bind(user.id)
         .fetch_one(&self.pool)
@@ -375,7 +376,7 @@ fn duplicate_or_query(error: sqlx::Error, username: &str) -> AccountsError {
     }
 }
 
-pub(crate) fn user_from_row(row: &SqliteRow) -> Result<User, AccountsError> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, AccountsError> {
     let role: String = row.try_get("role").map_err(AccountsError::Query)?;
     let role = Role::from_name(&role).ok_or(AccountsError::InvalidRow {
         table: "users",
@@ -387,7 +388,7 @@ pub(crate) fn user_from_row(row: &SqliteRow) -> Result<User, AccountsError> {
         username: row.try_get("username").map_err(AccountsError::Query)?,
         role,
         agent_id: row.try_get("agent_id").map_err(AccountsError::Query)?,
-        disabled: row.try_get("disabled").map_err(AccountsError::Query)?,
+        disabled: cdr::database::flag(row, "disabled").map_err(AccountsError::Query)?,
         created_at: from_millis(row.try_get("created_at_ms").map_err(AccountsError::Query)?)?,
     })
 }

@@ -4,6 +4,7 @@ mod migration;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use cdr::test_database::TestDatabase;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -28,16 +29,16 @@ fn test_policy() -> Policy {
     }
 }
 
-async fn fixture() -> Fixture {
+async fn fixture(database: &TestDatabase) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_on(dir.path()).await;
+    let store = open_on(dir.path(), database).await;
     Fixture { _dir: dir, store }
 }
 
 /// Opens the CDR store on `data_dir` and the account store on its pool, as
 /// the PBX does at start.
-async fn open_on(data_dir: &Path) -> AccountStore {
-    let cdr = cdr::CdrStore::open(data_dir)
+async fn open_on(data_dir: &Path, database: &TestDatabase) -> AccountStore {
+    let cdr = cdr::CdrStore::open_at(data_dir, &database.url(data_dir))
         .await
         .expect("CDR store opens");
     AccountStore::open(cdr.pool().clone(), test_policy())
@@ -62,15 +63,14 @@ async fn create(store: &AccountStore, username: &str, role: Role) -> User {
         .expect("user created")
 }
 
-#[tokio::test]
-async fn migrations_coexist_with_cdr_store() {
+async fn migrations_coexist_with_cdr_store(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let first = open_on(dir.path()).await;
+    let first = open_on(dir.path(), &database).await;
     create(&first, "admin", Role::Administrator).await;
     first.pool().close().await;
 
     // A second start runs both migrators again on the same database.
-    let second = open_on(dir.path()).await;
+    let second = open_on(dir.path(), &database).await;
     assert_eq!(second.user_count().await.expect("count"), 1);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
@@ -84,9 +84,8 @@ async fn migrations_coexist_with_cdr_store() {
     );
 }
 
-#[tokio::test]
-async fn users_created_and_listed() {
-    let fixture = fixture().await;
+async fn users_created_and_listed(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     let agent = create(store, "alice", Role::Agent).await;
@@ -103,9 +102,8 @@ async fn users_created_and_listed() {
     assert_eq!(store.user(999).await.expect("get"), None);
 }
 
-#[tokio::test]
-async fn user_fields_validated() {
-    let fixture = fixture().await;
+async fn user_fields_validated(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "admin", Role::Administrator).await;
 
@@ -163,9 +161,8 @@ async fn user_fields_validated() {
     assert_eq!(store.user_count().await.expect("count"), 1);
 }
 
-#[tokio::test]
-async fn first_administrator_created_once() {
-    let fixture = fixture().await;
+async fn first_administrator_created_once(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let created = store
         .create_first_administrator("admin", "first-password", T0)
@@ -185,9 +182,8 @@ async fn first_administrator_created_once() {
         .expect("login");
 }
 
-#[tokio::test]
-async fn login_starts_session_until_expiry() {
-    let fixture = fixture().await;
+async fn login_starts_session_until_expiry(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "sam", Role::Supervisor).await;
     let session = store
@@ -217,9 +213,8 @@ async fn login_starts_session_until_expiry() {
     assert!(wrong.is_none());
 }
 
-#[tokio::test]
-async fn session_stored_only_as_digest() {
-    let fixture = fixture().await;
+async fn session_stored_only_as_digest(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let session = store
@@ -234,9 +229,8 @@ async fn session_stored_only_as_digest() {
     assert_ne!(stored[0], session.token);
 }
 
-#[tokio::test]
-async fn logout_ends_session() {
-    let fixture = fixture().await;
+async fn logout_ends_session(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let session = store
@@ -252,9 +246,8 @@ async fn logout_ends_session() {
     assert!(!store.logout(&session.token).await.expect("second logout"));
 }
 
-#[tokio::test]
-async fn wrong_and_unknown_logins_rejected() {
-    let fixture = fixture().await;
+async fn wrong_and_unknown_logins_rejected(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let wrong = store.login("sam", "not-the-password", HOME, T0).await;
@@ -274,9 +267,8 @@ async fn wrong_and_unknown_logins_rejected() {
         .expect("login");
 }
 
-#[tokio::test]
-async fn lockout_after_five_failures() {
-    let fixture = fixture().await;
+async fn lockout_after_five_failures(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let mut now = T0;
@@ -313,9 +305,8 @@ async fn lockout_after_five_failures() {
         .expect("lock expired");
 }
 
-#[tokio::test]
-async fn failures_outside_window_forgotten() {
-    let fixture = fixture().await;
+async fn failures_outside_window_forgotten(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let mut now = T0;
@@ -334,9 +325,8 @@ async fn failures_outside_window_forgotten() {
         .expect("not locked");
 }
 
-#[tokio::test]
-async fn successful_login_resets_failures() {
-    let fixture = fixture().await;
+async fn successful_login_resets_failures(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     for _ in 0..4 {
@@ -355,9 +345,8 @@ async fn successful_login_resets_failures() {
     }
 }
 
-#[tokio::test]
-async fn set_password_ends_sessions_and_lock() {
-    let fixture = fixture().await;
+async fn set_password_ends_sessions_and_lock(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "sam", Role::Supervisor).await;
     let session = store
@@ -392,9 +381,8 @@ async fn set_password_ends_sessions_and_lock() {
     );
 }
 
-#[tokio::test]
-async fn disabled_user_loses_access() {
-    let fixture = fixture().await;
+async fn disabled_user_loses_access(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     let user = create(store, "sam", Role::Supervisor).await;
@@ -426,9 +414,8 @@ async fn disabled_user_loses_access() {
     );
 }
 
-#[tokio::test]
-async fn role_change_updates_agent_id() {
-    let fixture = fixture().await;
+async fn role_change_updates_agent_id(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "alice", Role::Agent).await;
     let to_qa = UserChanges {
@@ -461,9 +448,8 @@ async fn role_change_updates_agent_id() {
     );
 }
 
-#[tokio::test]
-async fn last_administrator_kept() {
-    let fixture = fixture().await;
+async fn last_administrator_kept(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     let demote = UserChanges {
@@ -488,9 +474,8 @@ async fn last_administrator_kept() {
         .expect("another administrator exists");
 }
 
-#[tokio::test]
-async fn api_token_acts_as_user() {
-    let fixture = fixture().await;
+async fn api_token_acts_as_user(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     let user = create(store, "reports", Role::Supervisor).await;
@@ -549,9 +534,8 @@ async fn api_token_acts_as_user() {
     );
 }
 
-#[tokio::test]
-async fn api_token_checks_name_and_user() {
-    let fixture = fixture().await;
+async fn api_token_checks_name_and_user(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let admin = create(store, "admin", Role::Administrator).await;
     for name in ["", "   ", "line\nbreak", &"n".repeat(101)] {
@@ -568,9 +552,8 @@ async fn api_token_checks_name_and_user() {
     );
 }
 
-#[tokio::test]
-async fn audit_entries_listed_newest_first() {
-    let fixture = fixture().await;
+async fn audit_entries_listed_newest_first(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "quinn", Role::Qa).await;
     for (minute, call) in [(1, "call-1"), (2, "call-2"), (3, "call-3")] {
@@ -599,9 +582,8 @@ async fn audit_entries_listed_newest_first() {
     assert_eq!(rest[0].target.as_deref(), Some("call-1"));
 }
 
-#[tokio::test]
-async fn audit_log_rejects_update_and_delete() {
-    let fixture = fixture().await;
+async fn audit_log_rejects_update_and_delete(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "quinn", Role::Qa).await;
     let entry = NewAuditEntry {
@@ -645,3 +627,25 @@ fn role_names_round_trip() {
     }
     assert_eq!(Role::from_name("root"), None);
 }
+
+cdr::storage_tests!(
+    migrations_coexist_with_cdr_store,
+    users_created_and_listed,
+    user_fields_validated,
+    first_administrator_created_once,
+    login_starts_session_until_expiry,
+    session_stored_only_as_digest,
+    logout_ends_session,
+    wrong_and_unknown_logins_rejected,
+    lockout_after_five_failures,
+    failures_outside_window_forgotten,
+    successful_login_resets_failures,
+    set_password_ends_sessions_and_lock,
+    disabled_user_loses_access,
+    role_change_updates_agent_id,
+    last_administrator_kept,
+    api_token_acts_as_user,
+    api_token_checks_name_and_user,
+    audit_entries_listed_newest_first,
+    audit_log_rejects_update_and_delete,
+);

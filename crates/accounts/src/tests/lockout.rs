@@ -49,9 +49,8 @@ async fn audit_log(store: &AccountStore) -> Vec<AuditEntry> {
     entries
 }
 
-#[tokio::test]
-async fn lock_applies_to_one_address() {
-    let fixture = fixture().await;
+async fn lock_applies_to_one_address(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let error = fail_times(store, "sam", HOME, T0, 5).await;
@@ -72,9 +71,8 @@ async fn lock_applies_to_one_address() {
         .expect("an unknown address is a bucket of its own");
 }
 
-#[tokio::test]
-async fn lock_ignores_username_case() {
-    let fixture = fixture().await;
+async fn lock_ignores_username_case(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     for typed in ["sam", "SAM", "Sam", "sAm"] {
@@ -92,9 +90,8 @@ async fn lock_ignores_username_case() {
     );
 }
 
-#[tokio::test]
-async fn unknown_username_locks_like_known() {
-    let fixture = fixture().await;
+async fn unknown_username_locks_like_known(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let until = T0 + Duration::minutes(15);
@@ -120,9 +117,8 @@ async fn unknown_username_locks_like_known() {
     }
 }
 
-#[tokio::test]
-async fn disabled_user_locks_like_others() {
-    let fixture = fixture().await;
+async fn disabled_user_locks_like_others(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "admin", Role::Administrator).await;
     let user = create(store, "sam", Role::Supervisor).await;
@@ -145,9 +141,8 @@ async fn disabled_user_locks_like_others() {
     );
 }
 
-#[tokio::test]
-async fn success_clears_only_its_pair() {
-    let fixture = fixture().await;
+async fn success_clears_only_its_pair(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     fail_times(store, "sam", HOME, T0, 4).await;
@@ -169,9 +164,8 @@ async fn success_clears_only_its_pair() {
     );
 }
 
-#[tokio::test]
-async fn address_limit_stops_spraying() {
-    let fixture = fixture().await;
+async fn address_limit_stops_spraying(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let limit = store.policy().max_failed_logins_per_address;
@@ -222,9 +216,8 @@ async fn address_limit_stops_spraying() {
         .expect("the address lock ends");
 }
 
-#[tokio::test]
-async fn ipv6_locked_by_64_prefix() {
-    let fixture = fixture().await;
+async fn ipv6_locked_by_64_prefix(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     for host in 1..=5 {
@@ -273,9 +266,8 @@ fn typed_username_bounded_and_escaped() {
     assert_eq!(typed_username(&long).len(), 65);
 }
 
-#[tokio::test]
-async fn password_reset_lifts_locks_everywhere() {
-    let fixture = fixture().await;
+async fn password_reset_lifts_locks_everywhere(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let user = create(store, "sam", Role::Supervisor).await;
     fail_times(store, "sam", HOME, T0, 5).await;
@@ -298,9 +290,8 @@ async fn password_reset_lifts_locks_everywhere() {
     );
 }
 
-#[tokio::test]
-async fn failed_logins_and_locks_audited() {
-    let fixture = fixture().await;
+async fn failed_logins_and_locks_audited(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let seconds = [0, 10, 59, 61, 62];
@@ -335,9 +326,8 @@ async fn failed_logins_and_locks_audited() {
     }
 }
 
-#[tokio::test]
-async fn unknown_username_audited_alike() {
-    let fixture = fixture().await;
+async fn unknown_username_audited_alike(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     fail_times(store, "nobody", None, T0, 5).await;
     let entries = audit_log(store).await;
@@ -347,9 +337,8 @@ async fn unknown_username_audited_alike() {
     assert_eq!(entries[1].remote_address, None);
 }
 
-#[tokio::test]
-async fn address_lock_audited() {
-    let fixture = fixture().await;
+async fn address_lock_audited(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     let limit = store.policy().max_failed_logins_per_address;
     for index in 0..limit {
@@ -367,9 +356,8 @@ async fn address_lock_audited() {
     assert_eq!(last.remote_address.as_deref(), Some("198.51.100.20"));
 }
 
-#[tokio::test]
-async fn concurrent_failures_cannot_pass_lock() {
-    let fixture = fixture().await;
+async fn concurrent_failures_cannot_pass_lock(database: TestDatabase) {
+    let fixture = fixture(&database).await;
     let store = &fixture.store;
     create(store, "sam", Role::Supervisor).await;
     let attempts: Vec<_> = (0..20)
@@ -402,3 +390,18 @@ async fn entries_of(store: &AccountStore, action: &str) -> Vec<String> {
         .filter_map(|entry| entry.target)
         .collect()
 }
+
+cdr::storage_tests!(
+    lock_applies_to_one_address,
+    lock_ignores_username_case,
+    unknown_username_locks_like_known,
+    disabled_user_locks_like_others,
+    success_clears_only_its_pair,
+    address_limit_stops_spraying,
+    ipv6_locked_by_64_prefix,
+    password_reset_lifts_locks_everywhere,
+    failed_logins_and_locks_audited,
+    unknown_username_audited_alike,
+    address_lock_audited,
+    concurrent_failures_cannot_pass_lock,
+);

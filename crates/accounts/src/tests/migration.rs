@@ -2,16 +2,16 @@
 
 use std::path::Path;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use sqlx::migrate::Migrator;
 
 use super::*;
 
-/// Applies only `migrations/1000_accounts.sql` to `pool`, as a PBX built
+/// Applies only `migrations/sqlite/1000_accounts.sql` to `pool`, as a PBX built
 /// before migration 1001 did. The file is copied unchanged, so sqlx records
 /// the same checksum as the embedded migrator expects.
-async fn migrate_to_1000(pool: &SqlitePool, scratch: &Path) {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/1000_accounts.sql");
+async fn migrate_to_1000(pool: &AnyPool, scratch: &Path) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/1000_accounts.sql");
     let directory = scratch.join("migrations-1000");
     std::fs::create_dir_all(&directory).expect("scratch directory");
     std::fs::copy(&source, directory.join("1000_accounts.sql")).expect("migration copied");
@@ -22,7 +22,7 @@ async fn migrate_to_1000(pool: &SqlitePool, scratch: &Path) {
     migrator.run(pool).await.expect("migration 1000 applied");
 }
 
-async fn execute(pool: &SqlitePool, statement: &str) {
+async fn execute(pool: &AnyPool, statement: &str) {
     sqlx::query(statement)
         .execute(pool)
         .await
@@ -66,7 +66,7 @@ async fn version_1000_database_upgrades() {
     }
     pool.close().await;
 
-    let store = open_on(&data_dir).await;
+    let store = open_on(&data_dir, &TestDatabase::Sqlite).await;
     let users = store.list_users().await.expect("users");
     let names: Vec<&str> = users.iter().map(|user| user.username.as_str()).collect();
     assert_eq!(names, ["admin", "sam"]);

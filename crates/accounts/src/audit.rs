@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use crate::store::{AccountStore, from_millis, millis};

@@ -9,8 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::AnyConnection;
+use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
 use crate::AccountsError;
@@ -348,9 +348,9 @@ async fn lock_address(
          ON CONFLICT (address) DO UPDATE SET locked_until_ms = excluded.locked_until_ms",
     )
     .bind(&attempt.bucket)
-        .bind(until_ms)
-        .execute(&mut *connection)
-        .await?;
+    .bind(until_ms)
+    .execute(&mut *connection)
+    .await?;
     sqlx::query("DELETE FROM address_login_failures WHERE address = $1")
         .bind(&attempt.bucket)
         .execute(&mut *connection)

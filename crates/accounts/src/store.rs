@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use sqlx::Row;
 use sqlx::AnyPool;
+use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::{Duration, OffsetDateTime};
 

@@ -121,6 +121,15 @@ impl DatabaseUrl {
         }
     }
 
+    /// Returns the same URL, but a SQLite file that does not exist is then
+    /// an error instead of being created, for tools that only read.
+    pub fn without_create(&self) -> DatabaseUrl {
+        DatabaseUrl {
+            url: self.url.replace("mode=rwc", "mode=rw"),
+            backend: self.backend,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

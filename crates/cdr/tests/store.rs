@@ -87,7 +87,9 @@ fn journal_lines(dir: &std::path::Path) -> Vec<String> {
 
 async fn round_trip_each_disposition(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let arrived_at = datetime!(2026-12-04 09:15:02.123456789 UTC);
     let records = [
         answered("a1", arrived_at),
@@ -151,7 +153,9 @@ fn voicemail(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
 
 async fn journal_has_one_line_per_record(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let first = answered("j1", datetime!(2026-12-04 10:00:00 UTC));
     let second = unanswered(
         "j2",
@@ -171,7 +175,9 @@ async fn journal_has_one_line_per_record(database: TestDatabase) {
 
 async fn journal_json_uses_rfc3339_and_snake_case(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let record = unanswered(
         "n1",
         datetime!(2026-12-04 10:00:00.5 UTC),
@@ -191,7 +197,9 @@ async fn journal_json_uses_rfc3339_and_snake_case(database: TestDatabase) {
 
 async fn failed_insert_keeps_journal_line(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let record = answered("dup", datetime!(2026-12-04 11:00:00 UTC));
     store.write(&record).await.expect("first write");
 
@@ -205,7 +213,9 @@ async fn failed_insert_keeps_journal_line(database: TestDatabase) {
 
 async fn list_is_newest_first_and_pages(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let base = datetime!(2026-12-04 08:00:00 UTC);
     // Written out of order, and with a non-UTC offset, so ordering must come
     // from the instant and not from insertion order or text.
@@ -247,7 +257,9 @@ async fn list_is_newest_first_and_pages(database: TestDatabase) {
 
 async fn list_caps_limit(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let base = datetime!(2026-12-04 00:00:00 UTC);
     let count = MAX_LIST_LIMIT + 3;
     let mut transaction = store.pool().begin().await.expect("begin");
@@ -285,11 +297,15 @@ async fn reopen_keeps_records(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = answered(&uuid::Uuid::new_v4().to_string(), OffsetDateTime::now_utc());
     {
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .expect("store opens");
         store.write(&record).await.expect("write succeeds");
         store.pool().close().await;
     }
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store reopens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store reopens");
     let stored = store.get(&record.id).await.expect("get succeeds");
     assert_eq!(stored, Some(record.clone()));
     let second = unanswered("after-reopen", record.arrived_at, Disposition::Failed);
@@ -339,7 +355,9 @@ async fn older_database_migrates_with_its_rows(database: TestDatabase) {
     .expect("row of the older schema");
     pool.close().await;
 
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store migrates");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store migrates");
     let record = store.get("old").await.expect("get").expect("row kept");
     assert_eq!(record.disposition, Disposition::Answered);
     assert_eq!(
@@ -355,7 +373,9 @@ async fn older_database_migrates_with_its_rows(database: TestDatabase) {
 
 async fn search_combines_every_condition(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let t0 = datetime!(2026-12-04 09:00:00 UTC);
     let short = CallRecord {
         talk_seconds: 30.0,
@@ -468,7 +488,9 @@ fn paused(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
 
 async fn recording_events_round_trip(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = CdrStore::open_at(dir.path(), &database.url(dir.path())).await.expect("store opens");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
     let base = datetime!(2026-12-04 09:00:00 UTC);
     let first = paused("p1", base);
     let plain = answered("p2", base + Duration::minutes(1));

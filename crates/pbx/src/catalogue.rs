@@ -16,8 +16,8 @@ use std::path::{Component, Path};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 
 /// Largest page [`Catalogue::list`] returns.
@@ -141,22 +141,19 @@ pub(crate) struct FileDigest {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Catalogue {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl Catalogue {
     /// Runs this crate's migrations (the table is in versions 2100 and 2102) and
     /// returns the catalogue on `pool`.
-    pub(crate) async fn open(pool: SqlitePool) -> Result<Catalogue, CatalogueError> {
-        let mut migrator = sqlx::migrate!();
-        // Other stores share the database with migrations of their own.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+    pub(crate) async fn open(pool: AnyPool) -> Result<Catalogue, CatalogueError> {
+        crate::storage::migrate(&pool).await?;
         Ok(Catalogue { pool })
     }
 
     /// The catalogue on a database whose migrations already ran.
-    pub(crate) fn new(pool: SqlitePool) -> Catalogue {
+    pub(crate) fn new(pool: AnyPool) -> Catalogue {
         Catalogue { pool }
     }
 
@@ -172,7 +169,7 @@ impl Catalogue {
     ) -> Result<(), CatalogueError> {
         sqlx::query(
             "INSERT INTO recordings (call_id, kind, path, status, started_at_ms) \
-             VALUES (?, ?, ?, 'recording', ?) ON CONFLICT (call_id, kind) DO NOTHING",
+             VALUES ($1, $2, $3, 'recording', $4) ON CONFLICT (call_id, kind) DO NOTHING",
         )
         .bind(call_id)
         .bind(kind.as_str())
@@ -205,7 +202,7 @@ impl Catalogue {
         };
         sqlx::query(
             "INSERT INTO recordings (call_id, kind, path, status, started_at_ms, ended_at_ms, \
-             duration_seconds, size_bytes, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             duration_seconds, size_bytes, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (call_id, kind) DO UPDATE SET status = excluded.status, \
              ended_at_ms = excluded.ended_at_ms, duration_seconds = excluded.duration_seconds, \
              size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
@@ -233,8 +230,8 @@ impl Catalogue {
         reason: &str,
     ) -> Result<(), CatalogueError> {
         sqlx::query(
-            "UPDATE recordings SET status = 'deleted', deleted_at_ms = ?, deletion_reason = ? \
-             WHERE call_id = ? AND kind = ?",
+            "UPDATE recordings SET status = 'deleted', deleted_at_ms = $1, deletion_reason = $2 \
+             WHERE call_id = $3 AND kind = $4",
         )
         .bind(millis(at))
         .bind(reason)
@@ -259,7 +256,7 @@ impl Catalogue {
         kind: RecordingKind,
     ) -> Result<Option<RecordingEntry>, CatalogueError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE call_id = ? AND kind = ?"
+            "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 AND kind = $2"
         ))
         .bind(call_id)
         .bind(kind.as_str())
@@ -277,8 +274,8 @@ impl Catalogue {
         offset: u32,
     ) -> Result<Vec<RecordingEntry>, CatalogueError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE ?1 IS NULL OR status = ?1 \
-             ORDER BY started_at_ms DESC, call_id DESC, kind DESC LIMIT ?2 OFFSET ?3"
+            "SELECT {COLUMNS} FROM recordings WHERE $1 IS NULL OR status = $1 \
+             ORDER BY started_at_ms DESC, call_id DESC, kind DESC LIMIT $2 OFFSET $3"
         ))
         .bind(status.map(RecordingStatus::as_str))
         .bind(i64::from(limit.min(MAX_CATALOGUE_PAGE)))
@@ -316,7 +313,7 @@ impl Catalogue {
     ) -> Result<Vec<RecordingEntry>, CatalogueError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM recordings \
-             WHERE status IN ('complete', 'interrupted') AND started_at_ms < ? \
+             WHERE status IN ('complete', 'interrupted') AND started_at_ms < $1 \
              ORDER BY started_at_ms, call_id, kind"
         ))
         .bind(millis(cutoff))
@@ -326,7 +323,7 @@ impl Catalogue {
     }
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<RecordingEntry, CatalogueError> {
+fn entry_from_row(row: &AnyRow) -> Result<RecordingEntry, CatalogueError> {
     let call_id: String = row.try_get("call_id")?;
     let invalid = |detail: String| CatalogueError::InvalidRow {
         call_id: call_id.clone(),

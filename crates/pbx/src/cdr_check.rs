@@ -434,6 +434,7 @@ pub(crate) async fn check(
 /// otherwise or on an error.
 pub(crate) fn run_command(
     data_dir: &Path,
+    database: Option<&cdr::database::DatabaseUrl>,
     since_ms: Option<i64>,
     until_ms: Option<i64>,
     repair: bool,
@@ -449,20 +450,14 @@ pub(crate) fn run_command(
         }
     };
     let result = runtime.block_on(async {
-        let database = data_dir.join("pbx.sqlite");
-        // Opening the usual way would create an empty database in a wrong folder.
-        if !database.is_file() {
-            return Err(format!(
-                "{}: no pbx.sqlite here; give the PBX's --data-dir or --config",
-                data_dir.display()
-            ));
-        }
-        let cdr = CdrStore::open(data_dir)
+        let database = crate::storage::existing_database(data_dir, database)
+            .map_err(|message| format!("{}: {message}", data_dir.display()))?;
+        let cdr = CdrStore::open_at(data_dir, &database)
             .await
-            .map_err(|error| format!("{}: {error}", database.display()))?;
+            .map_err(|error| format!("{database}: {error}"))?;
         let events = EventStore::open_existing(&database)
             .await
-            .map_err(|error| format!("{}: {error}", database.display()))?;
+            .map_err(|error| format!("{database}: {error}"))?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         check(

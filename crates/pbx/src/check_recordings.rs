@@ -46,7 +46,7 @@ impl Report {
 
 /// Opens the database in `data_dir`, checks, prints each problem and the
 /// summary, and returns the exit code: 0 when all is well, 1 otherwise.
-pub(crate) fn run(data_dir: &Path) -> i32 {
+pub(crate) fn run(data_dir: &Path, database: Option<&cdr::database::DatabaseUrl>) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,7 +57,7 @@ pub(crate) fn run(data_dir: &Path) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(check_data_dir(data_dir)) {
+    match runtime.block_on(check_data_dir(data_dir, database)) {
         Ok(report) => {
             for line in &report.problems {
                 println!("{line}");
@@ -72,12 +72,12 @@ pub(crate) fn run(data_dir: &Path) -> i32 {
     }
 }
 
-async fn check_data_dir(data_dir: &Path) -> Result<Report, String> {
-    // Opening the store would create an empty database in a wrong folder.
-    if !data_dir.join("pbx.sqlite").is_file() {
-        return Err("no pbx.sqlite here; give the PBX's --data-dir or --config".to_owned());
-    }
-    let store = cdr::CdrStore::open(data_dir)
+async fn check_data_dir(
+    data_dir: &Path,
+    database: Option<&cdr::database::DatabaseUrl>,
+) -> Result<Report, String> {
+    let database = crate::storage::existing_database(data_dir, database)?;
+    let store = cdr::CdrStore::open_at(data_dir, &database)
         .await
         .map_err(|error| error.to_string())?;
     let catalogue = Catalogue::open(store.pool().clone())

@@ -144,7 +144,7 @@ pub(crate) fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
 /// other flags select, and returns the exit code.
 pub(crate) fn check_recordings(cli: &Cli) -> i32 {
     match load_config(cli) {
-        Ok(config) => crate::check_recordings::run(&config.data_dir),
+        Ok(config) => crate::check_recordings::run(&config.data_dir, config.database.as_ref()),
         Err(errors) => {
             eprintln!("{errors}");
             1
@@ -168,7 +168,13 @@ pub(crate) fn queue_log(
         return 2;
     }
     match load_config(cli) {
-        Ok(config) => crate::queue_log::run_command(&config.data_dir, since, until, output),
+        Ok(config) => crate::queue_log::run_command(
+            &config.data_dir,
+            config.database.as_ref(),
+            since,
+            until,
+            output,
+        ),
         Err(errors) => {
             eprintln!("{errors}");
             1
@@ -187,7 +193,13 @@ pub(crate) fn cdr_check(cli: &Cli, since: Option<i64>, until: Option<i64>, repai
         return 2;
     }
     match load_config(cli) {
-        Ok(config) => crate::cdr_check::run_command(&config.data_dir, since, until, repair),
+        Ok(config) => crate::cdr_check::run_command(
+            &config.data_dir,
+            config.database.as_ref(),
+            since,
+            until,
+            repair,
+        ),
         Err(errors) => {
             eprintln!("{errors}");
             1

@@ -27,11 +27,25 @@ pub(crate) const EMBEDDED_TEXT: &str = include_str!("../../../configs/pbx.toml")
 /// Origin named in errors about the embedded default.
 pub(crate) const EMBEDDED_ORIGIN: &str = "<embedded configs/pbx.toml>";
 
+impl Config {
+    /// Returns where the PBX database is: `database.url`, or by default
+    /// the SQLite file `pbx.sqlite` in the data folder.
+    pub(crate) fn database_url(&self) -> cdr::database::DatabaseUrl {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => cdr::database::DatabaseUrl::sqlite_file(&self.data_dir.join("pbx.sqlite")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Config {
     /// Folder for the database, the CDR journal, recordings and generated
     /// passwords; relative paths are relative to the working directory.
     pub(crate) data_dir: PathBuf,
+    /// `database.url`; `None` keeps the SQLite file `pbx.sqlite` in
+    /// `data_dir`.
+    pub(crate) database: Option<cdr::database::DatabaseUrl>,
     pub(crate) sip: SipConfig,
     pub(crate) http: HttpConfig,
     pub(crate) media: MediaConfig,

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use acd::{AgentState, Destination, ExitReason, Party, QueueEvent};
 use serde_json::{Value, json};
 use sip_server::b2bua::StampedEvent;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
@@ -97,22 +97,19 @@ impl EventBatch {
 
 #[derive(Clone)]
 pub(crate) struct EventStore {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl EventStore {
     /// Uses the PBX database behind `pool`, creating the table if needed.
-    pub(crate) async fn open(pool: SqlitePool) -> Result<EventStore, EventStoreError> {
-        let mut migrator = sqlx::migrate!();
-        // Other stores share the database with migrations of their own.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+    pub(crate) async fn open(pool: AnyPool) -> Result<EventStore, EventStoreError> {
+        crate::storage::migrate(&pool).await?;
         Ok(EventStore { pool })
     }
 
     /// Uses a database whose migrations already ran, as the HTTP API does
     /// once the PBX has started.
-    pub(crate) fn on(pool: SqlitePool) -> EventStore {
+    pub(crate) fn on(pool: AnyPool) -> EventStore {
         EventStore { pool }
     }
 
@@ -128,9 +125,9 @@ impl EventStore {
         let mut stored = Vec::with_capacity(events.len());
         let mut transaction = self.pool.begin().await?;
         for event in events {
-            let done = sqlx::query(
+            let seq: i64 = sqlx::query_scalar(
                 "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
             )
             .bind(event.at_ms)
             .bind(rfc3339(event.at_ms))
@@ -139,11 +136,10 @@ impl EventStore {
             .bind(&event.queue)
             .bind(&event.agent)
             .bind(event.data.to_string())
-            .execute(&mut *transaction)
+            .fetch_one(&mut *transaction)
             .await?;
             stored.push(StoredEvent {
-                // `seq` is the rowid (INTEGER PRIMARY KEY).
-                seq: done.last_insert_rowid(),
+                seq,
                 at_ms: event.at_ms,
                 kind: event.kind.to_owned(),
                 call: event.call.clone(),
@@ -174,7 +170,7 @@ impl EventStore {
     ) -> Result<Vec<StoredEvent>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
-             WHERE seq > ?1 AND (?2 IS NULL OR agent = ?2) ORDER BY seq LIMIT ?3",
+             WHERE seq > $1 AND ($2 IS NULL OR agent = $2) ORDER BY seq LIMIT $3",
         )
         .bind(after)
         .bind(agent)
@@ -190,14 +186,24 @@ impl EventStore {
         &self,
         agent: &str,
     ) -> Result<Option<(i64, String)>, EventStoreError> {
-        let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT at_ms, json_extract(data, '$.to') FROM queue_events \
-             WHERE agent = ? AND kind = 'agent_state_changed' ORDER BY seq DESC LIMIT 1",
+        // The state is read from the JSON here, not with SQL, because
+        // SQLite and PostgreSQL spell JSON access differently.
+        let row: Option<(i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, at_ms, data FROM queue_events \
+             WHERE agent = $1 AND kind = 'agent_state_changed' ORDER BY seq DESC LIMIT 1",
         )
         .bind(agent)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(at_ms, to)| Some((at_ms, to?))))
+        let Some((seq, at_ms, data)) = row else {
+            return Ok(None);
+        };
+        let data: serde_json::Value = serde_json::from_str(&data)
+            .map_err(|source| EventStoreError::Decode { seq, source })?;
+        Ok(data
+            .get("to")
+            .and_then(serde_json::Value::as_str)
+            .map(|to| (at_ms, to.to_owned())))
     }
 
     /// Reads every event of call `call` in sequence order, for its timeline.
@@ -207,7 +213,7 @@ impl EventStore {
     ) -> Result<Vec<StoredEvent>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
-             WHERE call_id = ? ORDER BY seq",
+             WHERE call_id = $1 ORDER BY seq",
         )
         .bind(call)
         .fetch_all(&self.pool)
@@ -226,8 +232,8 @@ impl EventStore {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
              WHERE call_id IN (SELECT call_id FROM queue_events \
-                 WHERE kind = 'call_enqueued' AND at_ms >= ?1 AND at_ms < ?2) \
-             OR (kind = 'agent_state_changed' AND at_ms >= ?1) \
+                 WHERE kind = 'call_enqueued' AND at_ms >= $1 AND at_ms < $2) \
+             OR (kind = 'agent_state_changed' AND at_ms >= $1) \
              ORDER BY seq",
         )
         .bind(from_ms)
@@ -247,7 +253,7 @@ impl EventStore {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
              WHERE call_id IN (SELECT call_id FROM queue_events \
-                 WHERE kind = 'call_enqueued' AND at_ms >= ?1 AND at_ms < ?2) \
+                 WHERE kind = 'call_enqueued' AND at_ms >= $1 AND at_ms < $2) \
              ORDER BY seq",
         )
         .bind(from_ms)
@@ -268,7 +274,7 @@ impl EventStore {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
              WHERE seq IN (SELECT MAX(seq) FROM queue_events \
-                 WHERE kind = 'agent_state_changed' AND at_ms < ? GROUP BY agent) \
+                 WHERE kind = 'agent_state_changed' AND at_ms < $1 GROUP BY agent) \
              ORDER BY seq",
         )
         .bind(before_ms)
@@ -277,19 +283,12 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
-    /// Opens the PBX database at `path` to read events without running
+    /// Opens the PBX database at `database` to read events without running
     /// migrations or creating anything, as tools do beside a running PBX.
     pub(crate) async fn open_existing(
-        path: &std::path::Path,
+        database: &cdr::database::DatabaseUrl,
     ) -> Result<EventStore, EventStoreError> {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = cdr::database::connect(&database.without_create()).await?;
         Ok(EventStore { pool })
     }
 
@@ -305,12 +304,12 @@ impl EventStore {
     ) -> Result<Vec<StoredEvent>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
-             WHERE seq > ? AND at_ms >= ? AND at_ms < ? ORDER BY seq LIMIT ?",
+             WHERE seq > $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY seq LIMIT $4",
         )
         .bind(after)
         .bind(since_ms.unwrap_or(i64::MIN))
         .bind(until_ms.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode).collect()
@@ -320,9 +319,9 @@ impl EventStore {
     pub(crate) async fn last(&self, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, call_id, queue, agent, data FROM queue_events \
-             ORDER BY seq DESC LIMIT ?",
+             ORDER BY seq DESC LIMIT $1",
         )
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
@@ -342,7 +341,7 @@ impl EventStore {
     }
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, EventStoreError> {
+fn decode(row: &sqlx::any::AnyRow) -> Result<StoredEvent, EventStoreError> {
     let seq: i64 = row.try_get("seq")?;
     let text: String = row.try_get("data")?;
     Ok(StoredEvent {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdr::{CallRecord, CdrStore};
 use sip_server::dialog::StoredLegs;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +45,12 @@ pub(crate) struct Recovered {
 
 #[derive(Clone)]
 pub(crate) struct Journal {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl Journal {
-    pub(crate) async fn open(pool: SqlitePool) -> Result<Journal, JournalError> {
-        let mut migrator = sqlx::migrate!();
-        // Other stores share the database with migrations of their own.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+    pub(crate) async fn open(pool: AnyPool) -> Result<Journal, JournalError> {
+        crate::storage::migrate(&pool).await?;
         Ok(Journal { pool })
     }
 
@@ -65,7 +62,7 @@ impl Journal {
         let text = serde_json::to_string(record).map_err(encode)?;
         let legs = serde_json::to_string(legs).map_err(encode)?;
         sqlx::query(
-            "INSERT INTO open_calls (id, record, legs, updated_at_ms) VALUES (?, ?, ?, ?) \
+            "INSERT INTO open_calls (id, record, legs, updated_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET record = excluded.record, \
              legs = excluded.legs, updated_at_ms = excluded.updated_at_ms",
         )
@@ -79,7 +76,7 @@ impl Journal {
     }
 
     async fn remove(&self, id: &str) -> Result<(), JournalError> {
-        sqlx::query("DELETE FROM open_calls WHERE id = ?")
+        sqlx::query("DELETE FROM open_calls WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -232,6 +229,7 @@ pub(crate) async fn write_journal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cdr::test_database::TestDatabase;
 
     fn open_record(id: &str, answered: bool, recording: Option<&str>) -> CallRecord {
         let arrived = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
@@ -290,10 +288,11 @@ mod tests {
         std::mem::forget(writer);
     }
 
-    #[tokio::test]
-    async fn open_calls_become_interrupted_cdrs() {
+    async fn open_calls_become_interrupted_cdrs(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open(dir.path()).await.unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         let journal = Journal::open(store.pool().clone()).await.unwrap();
         std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
         broken_wav(&dir.path().join("recordings/a.wav"));
@@ -357,10 +356,11 @@ mod tests {
         assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 0);
     }
 
-    #[tokio::test]
-    async fn interrupted_voicemail_keeps_its_message() {
+    async fn interrupted_voicemail_keeps_its_message(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open(dir.path()).await.unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         let journal = Journal::open(store.pool().clone()).await.unwrap();
         std::fs::create_dir_all(dir.path().join("voicemail/general")).unwrap();
         broken_wav(&dir.path().join("voicemail/general/m.wav"));
@@ -389,4 +389,9 @@ mod tests {
         );
         assert_eq!(record.talk_seconds, 0.0);
     }
+
+    cdr::storage_tests!(
+        open_calls_become_interrupted_cdrs,
+        interrupted_voicemail_keeps_its_message,
+    );
 }

@@ -26,6 +26,7 @@ mod scorecards;
 mod secrets;
 mod server;
 mod sounds;
+mod storage;
 mod tls;
 mod transport;
 

@@ -406,6 +406,7 @@ impl Fields<'_> {
 /// Returns the exit code.
 pub(crate) fn run_command(
     data_dir: &Path,
+    database: Option<&cdr::database::DatabaseUrl>,
     since_ms: Option<i64>,
     until_ms: Option<i64>,
     output: Option<&Path>,
@@ -420,7 +421,7 @@ pub(crate) fn run_command(
             return 1;
         }
     };
-    match runtime.block_on(command(data_dir, since_ms, until_ms, output)) {
+    match runtime.block_on(command(data_dir, database, since_ms, until_ms, output)) {
         Ok(written) => {
             eprintln!("wrote {written} queue_log lines");
             0
@@ -434,21 +435,16 @@ pub(crate) fn run_command(
 
 async fn command(
     data_dir: &Path,
+    database: Option<&cdr::database::DatabaseUrl>,
     since_ms: Option<i64>,
     until_ms: Option<i64>,
     output: Option<&Path>,
 ) -> Result<u64, String> {
-    let database = data_dir.join("pbx.sqlite");
-    // Opening the usual way would create an empty database in a wrong folder.
-    if !database.is_file() {
-        return Err(format!(
-            "{}: no pbx.sqlite here; give the PBX's --data-dir or --config",
-            data_dir.display()
-        ));
-    }
+    let database = crate::storage::existing_database(data_dir, database)
+        .map_err(|message| format!("{}: {message}", data_dir.display()))?;
     let store = EventStore::open_existing(&database)
         .await
-        .map_err(|error| format!("{}: {error}", database.display()))?;
+        .map_err(|error| format!("{database}: {error}"))?;
     match output {
         None => {
             let stdout = std::io::stdout();
@@ -462,7 +458,7 @@ async fn command(
                     return Ok(0);
                 }
                 other => other.map_err(|error| match error {
-                    RangeError::Rebuild(error) => format!("{}: {error}", database.display()),
+                    RangeError::Rebuild(error) => format!("{database}: {error}"),
                     other => other.to_string(),
                 })?,
             };
@@ -483,7 +479,7 @@ async fn command(
                     RangeError::Output(error) => {
                         format!("cannot write {}: {error}", path.display())
                     }
-                    RangeError::Rebuild(error) => format!("{}: {error}", database.display()),
+                    RangeError::Rebuild(error) => format!("{database}: {error}"),
                 })?;
             let file = out
                 .into_inner()

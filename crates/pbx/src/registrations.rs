@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sip_server::registrar::StoredBinding;
 use sip_server::transaction::TransportKind;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RegistrationStoreError {
@@ -18,18 +18,13 @@ pub(crate) enum RegistrationStoreError {
 
 #[derive(Clone)]
 pub(crate) struct RegistrationStore {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl RegistrationStore {
     /// Uses the PBX database behind `pool`, creating the table if needed.
-    pub(crate) async fn open(
-        pool: SqlitePool,
-    ) -> Result<RegistrationStore, RegistrationStoreError> {
-        let mut migrator = sqlx::migrate!();
-        // Other stores share the database with migrations of their own.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+    pub(crate) async fn open(pool: AnyPool) -> Result<RegistrationStore, RegistrationStoreError> {
+        crate::storage::migrate(&pool).await?;
         Ok(RegistrationStore { pool })
     }
 
@@ -41,7 +36,7 @@ impl RegistrationStore {
         bindings: &[StoredBinding],
     ) -> Result<(), RegistrationStoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("DELETE FROM registrations WHERE agent = ?")
+        sqlx::query("DELETE FROM registrations WHERE agent = $1")
             .bind(agent)
             .execute(&mut *transaction)
             .await?;
@@ -55,7 +50,7 @@ impl RegistrationStore {
             sqlx::query(
                 "INSERT INTO registrations \
                  (agent, contact, expires_at_ms, call_id, cseq, transport, address) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(agent)
             .bind(&binding.contact)
@@ -79,7 +74,7 @@ impl RegistrationStore {
     ) -> Result<HashMap<String, Vec<StoredBinding>>, RegistrationStoreError> {
         let rows = sqlx::query(
             "SELECT agent, contact, expires_at_ms, call_id, cseq, transport, address \
-             FROM registrations WHERE expires_at_ms > ?",
+             FROM registrations WHERE expires_at_ms > $1",
         )
         .bind(unix_millis(now))
         .fetch_all(&self.pool)
@@ -96,7 +91,7 @@ impl RegistrationStore {
     }
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow) -> Option<StoredBinding> {
+fn decode(row: &sqlx::any::AnyRow) -> Option<StoredBinding> {
     let expires_ms: i64 = row.try_get("expires_at_ms").ok()?;
     let transport = TransportKind::from_token(&row.try_get::<String, _>("transport").ok()?)?;
     Some(StoredBinding {
@@ -120,6 +115,7 @@ fn unix_millis(at: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cdr::test_database::TestDatabase;
 
     fn binding(contact: &str, expires_in: Duration) -> StoredBinding {
         StoredBinding {
@@ -132,10 +128,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn save_replaces_and_load_skips_expired() {
+    async fn save_replaces_and_load_skips_expired(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         let store = RegistrationStore::open(cdr.pool().clone()).await.unwrap();
         let first = binding("<sip:1001@127.0.0.1:5062>", Duration::from_secs(600));
         store
@@ -159,10 +156,11 @@ mod tests {
         assert_eq!(stored[0].address, second.address);
     }
 
-    #[tokio::test]
-    async fn connection_bound_contacts_are_not_stored() {
+    async fn connection_bound_contacts_are_not_stored(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         let store = RegistrationStore::open(cdr.pool().clone()).await.unwrap();
         let udp = binding("<sip:1001@127.0.0.1:5062>", Duration::from_secs(600));
         let mut bindings = vec![udp.clone()];
@@ -195,13 +193,20 @@ mod tests {
         assert!(loaded.get("1001").is_none_or(Vec::is_empty), "{loaded:?}");
     }
 
-    #[tokio::test]
-    async fn reopening_the_cdr_store_after_this_migration_works() {
+    async fn reopening_the_cdr_store_after_this_migration_works(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         RegistrationStore::open(cdr.pool().clone()).await.unwrap();
         drop(cdr);
-        let reopened = cdr::CdrStore::open(dir.path()).await;
+        let reopened = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path())).await;
         assert!(reopened.is_ok(), "{:?}", reopened.err());
     }
+
+    cdr::storage_tests!(
+        save_replaces_and_load_skips_expired,
+        connection_bound_contacts_are_not_stored,
+        reopening_the_cdr_store_after_this_migration_works,
+    );
 }

@@ -147,6 +147,7 @@ impl Reloader {
         let restart_needed = restart_needed(&running, &loaded);
         let mut applied_config = Config {
             data_dir: running.data_dir.clone(),
+            database: running.database.clone(),
             sip: running.sip.clone(),
             http: running.http.clone(),
             media: running.media.clone(),
@@ -213,6 +214,7 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     check("data_dir", old.data_dir != new.data_dir);
+    check("database.url", old.database != new.database);
     // The retention task reads it once at start.
     check(
         "recording.retention_days",

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 
 use crate::config::QaConfig;
@@ -239,13 +239,13 @@ pub(crate) struct ScorecardFilter {
 /// Scorecards in the PBX database.
 #[derive(Clone)]
 pub(crate) struct ScorecardStore {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl ScorecardStore {
     /// The store on a database whose migrations ran (the event store's
     /// open runs this crate's migrations, 2103 included).
-    pub(crate) fn on(pool: SqlitePool) -> ScorecardStore {
+    pub(crate) fn on(pool: AnyPool) -> ScorecardStore {
         ScorecardStore { pool }
     }
 
@@ -263,7 +263,7 @@ impl ScorecardStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO scorecards \
              (call_id, agent, reviewer_id, reviewer, at_ms, comments, total_percent) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(call_id)
         .bind(agent)
@@ -279,7 +279,7 @@ impl ScorecardStore {
             sqlx::query(
                 "INSERT INTO scorecard_scores \
                  (scorecard_id, position, criterion, label, weight, score, max_score, comment) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id)
             .bind(position as i64)
@@ -314,7 +314,7 @@ impl ScorecardStore {
     ) -> Result<Vec<Scorecard>, ScorecardStoreError> {
         let rows = sqlx::query(
             "SELECT id, call_id, agent, reviewer_id, reviewer, at_ms, comments, total_percent \
-             FROM scorecards WHERE call_id = ? ORDER BY id",
+             FROM scorecards WHERE call_id = $1 ORDER BY id",
         )
         .bind(call_id)
         .fetch_all(&self.pool)
@@ -335,9 +335,9 @@ impl ScorecardStore {
         let rows = sqlx::query(
             "SELECT id, call_id, agent, reviewer_id, reviewer, at_ms, comments, total_percent \
              FROM scorecards \
-             WHERE (?1 IS NULL OR total_percent >= ?1) AND (?2 IS NULL OR total_percent <= ?2) \
-             AND (?3 IS NULL OR agent = ?3) AND (?4 IS NULL OR reviewer = ?4) \
-             ORDER BY id DESC LIMIT ?5 OFFSET ?6",
+             WHERE ($1 IS NULL OR total_percent >= $1) AND ($2 IS NULL OR total_percent <= $2) \
+             AND ($3 IS NULL OR agent = $3) AND ($4 IS NULL OR reviewer = $4) \
+             ORDER BY id DESC LIMIT $5 OFFSET $6",
         )
         .bind(filter.min_total)
         .bind(filter.max_total)
@@ -350,10 +350,7 @@ impl ScorecardStore {
         self.with_scores(rows).await
     }
 
-    async fn with_scores(
-        &self,
-        rows: Vec<SqliteRow>,
-    ) -> Result<Vec<Scorecard>, ScorecardStoreError> {
+    async fn with_scores(&self, rows: Vec<AnyRow>) -> Result<Vec<Scorecard>, ScorecardStoreError> {
         let ids: Vec<i64> = rows
             .iter()
             .map(|row| row.try_get("id"))
@@ -388,7 +385,10 @@ impl ScorecardStore {
         let mut rows = Vec::new();
         // Chunks keep each statement far below SQLite's parameter limit.
         for chunk in ids.chunks(MAX_SEARCH_LIMIT as usize) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let placeholders = (1..=chunk.len())
+                .map(|number| format!("${number}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let statement = format!(
                 "SELECT scorecard_id, criterion, label, weight, score, max_score, comment \
                  FROM scorecard_scores WHERE scorecard_id IN ({placeholders}) \
@@ -400,7 +400,7 @@ impl ScorecardStore {
             }
             rows.extend(query.fetch_all(&self.pool).await?);
         }
-        let number = |row: &SqliteRow, name: &str| -> Result<u32, sqlx::Error> {
+        let number = |row: &AnyRow, name: &str| -> Result<u32, sqlx::Error> {
             let value: i64 = row.try_get(name)?;
             u32::try_from(value).map_err(|error| sqlx::Error::ColumnDecode {
                 index: name.to_owned(),

@@ -65,7 +65,7 @@ pub(crate) async fn run(
         source,
     })?;
     let sounds = crate::sounds::install_built_in(&config.data_dir)?;
-    let store = cdr::CdrStore::open(&config.data_dir).await?;
+    let store = cdr::CdrStore::open_at(&config.data_dir, &config.database_url()).await?;
     // Before the HTTP API starts, whose reports read the events table.
     let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
     let queue_log = config.data_dir.join("queue_log");

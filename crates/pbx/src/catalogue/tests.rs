@@ -1,13 +1,16 @@
 //! The catalogue store on a temporary database, with explicit times.
 
 use super::*;
+use cdr::test_database::TestDatabase;
 use time::macros::datetime;
 
 const T0: OffsetDateTime = datetime!(2026-12-04 09:00:00 UTC);
 
-async fn open() -> (tempfile::TempDir, cdr::CdrStore, Catalogue) {
+async fn open(database: &TestDatabase) -> (tempfile::TempDir, cdr::CdrStore, Catalogue) {
     let dir = tempfile::tempdir().unwrap();
-    let store = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let store = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .unwrap();
     let catalogue = Catalogue::open(store.pool().clone()).await.unwrap();
     (dir, store, catalogue)
 }
@@ -45,9 +48,8 @@ fn wav(path: &Path, frames: u32, finish: bool) {
     }
 }
 
-#[tokio::test]
-async fn a_recording_goes_from_started_to_complete() {
-    let (_dir, _store, catalogue) = open().await;
+async fn a_recording_goes_from_started_to_complete(database: TestDatabase) {
+    let (_dir, _store, catalogue) = open(&database).await;
     catalogue
         .started(
             "a",
@@ -88,9 +90,8 @@ async fn a_recording_goes_from_started_to_complete() {
     assert_eq!(json["started_at"], "2026-12-04T09:00:00Z");
 }
 
-#[tokio::test]
-async fn a_finish_before_the_start_insert_keeps_the_finish() {
-    let (_dir, _store, catalogue) = open().await;
+async fn a_finish_before_the_start_insert_keeps_the_finish(database: TestDatabase) {
+    let (_dir, _store, catalogue) = open(&database).await;
     let end = T0 + time::Duration::seconds(10);
     catalogue
         .finished(
@@ -116,9 +117,8 @@ async fn a_finish_before_the_start_insert_keeps_the_finish() {
     assert_eq!(entry.started_at, T0 + time::Duration::seconds(6));
 }
 
-#[tokio::test]
-async fn list_filters_by_status_newest_first() {
-    let (_dir, _store, catalogue) = open().await;
+async fn list_filters_by_status_newest_first(database: TestDatabase) {
+    let (_dir, _store, catalogue) = open(&database).await;
     for (index, call) in ["a", "b", "c"].into_iter().enumerate() {
         let at = T0 + time::Duration::minutes(index as i64);
         catalogue
@@ -159,9 +159,8 @@ async fn list_filters_by_status_newest_first() {
     assert_eq!(catalogue.all().await.unwrap()[0].call_id, "a");
 }
 
-#[tokio::test]
-async fn unfinished_recordings_become_interrupted_with_the_repaired_hash() {
-    let (dir, _store, catalogue) = open().await;
+async fn unfinished_recordings_become_interrupted_with_the_repaired_hash(database: TestDatabase) {
+    let (dir, _store, catalogue) = open(&database).await;
     let path = "recordings/2026/12/04/a.wav";
     let file = dir.path().join(path);
     wav(&file, 16_000, false);
@@ -224,9 +223,8 @@ fn only_plain_relative_paths_are_used() {
     assert!(!is_plain_relative(""));
 }
 
-#[tokio::test]
-async fn mixed_mono_has_its_own_entry() {
-    let (_dir, _store, catalogue) = open().await;
+async fn mixed_mono_has_its_own_entry(database: TestDatabase) {
+    let (_dir, _store, catalogue) = open(&database).await;
     let stereo = "recordings/2026/12/04/a.wav";
     let mixed = "recordings/2026/12/04/a-mixed.wav";
     catalogue
@@ -285,12 +283,17 @@ async fn mixed_mono_has_its_own_entry() {
 
 /// A catalogue written before mixed mono files existed keeps its rows as
 /// stereo recordings.
-#[tokio::test]
-async fn older_catalogue_migrates_with_its_rows() {
+async fn older_catalogue_migrates_with_its_rows(database: TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
-    let store = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let store = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .unwrap();
     let pool = store.pool().clone();
-    let current = sqlx::migrate!();
+    let current = if database.is_postgres() {
+        sqlx::migrate!("migrations/postgres")
+    } else {
+        sqlx::migrate!("migrations/sqlite")
+    };
     let older = sqlx::migrate::Migrator {
         migrations: current
             .migrations
@@ -305,7 +308,7 @@ async fn older_catalogue_migrates_with_its_rows() {
     older.run(&pool).await.unwrap();
     sqlx::query(
         "INSERT INTO recordings (call_id, path, status, started_at_ms) \
-         VALUES ('old', 'recordings/old.wav', 'recording', ?)",
+         VALUES ('old', 'recordings/old.wav', 'recording', $1)",
     )
     .bind(millis(T0))
     .execute(&pool)
@@ -318,3 +321,12 @@ async fn older_catalogue_migrates_with_its_rows() {
     assert_eq!(entry.path, "recordings/old.wav");
     assert_eq!(entry.started_at, T0);
 }
+
+cdr::storage_tests!(
+    a_recording_goes_from_started_to_complete,
+    a_finish_before_the_start_insert_keeps_the_finish,
+    list_filters_by_status_newest_first,
+    unfinished_recordings_become_interrupted_with_the_repaired_hash,
+    mixed_mono_has_its_own_entry,
+    older_catalogue_migrates_with_its_rows,
+);

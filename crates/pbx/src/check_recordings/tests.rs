@@ -54,7 +54,7 @@ async fn catalogued(catalogue: &Catalogue, data_dir: &Path, call: &str) -> std::
 /// [`run`] starts a runtime of its own, so it runs on a blocking thread.
 async fn run_outside(data_dir: &Path) -> i32 {
     let data_dir = data_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || run(&data_dir))
+    tokio::task::spawn_blocking(move || run(&data_dir, None))
         .await
         .unwrap()
 }

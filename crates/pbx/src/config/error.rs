@@ -66,6 +66,10 @@ pub(crate) enum ConfigErrorKind {
         value: String,
         problem: NetworkProblem,
     },
+    #[error("{problem}")]
+    InvalidDatabaseUrl {
+        problem: cdr::database::DatabaseUrlError,
+    },
     #[error("must be greater than 0")]
     Zero,
     #[error("must be at most {max}, got {value}")]

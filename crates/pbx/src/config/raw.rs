@@ -13,6 +13,8 @@ pub(super) type Value<T> = Option<Spanned<T>>;
 pub(super) struct RawConfig {
     pub(super) data_dir: Value<String>,
     #[serde(default)]
+    pub(super) database: RawDatabase,
+    #[serde(default)]
     pub(super) sip: RawSip,
     #[serde(default)]
     pub(super) http: RawHttp,
@@ -40,6 +42,12 @@ pub(super) struct RawConfig {
     pub(super) qa: RawQa,
     #[serde(default)]
     pub(super) reports: RawReports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub(super) url: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

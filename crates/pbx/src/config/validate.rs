@@ -345,6 +345,7 @@ pub(super) fn convert(
     if data_dir.value.as_os_str().is_empty() {
         checker.report("data_dir", &data_dir.source, ConfigErrorKind::Empty);
     }
+    let database = convert_database(&mut checker, raw);
     let sip = convert_sip(&mut checker, raw, overrides);
     let http = HttpConfig {
         listen: checker.socket_address(
@@ -389,6 +390,7 @@ pub(super) fn convert(
     }
     Ok(Config {
         data_dir: data_dir.value,
+        database,
         sip,
         http,
         media,
@@ -405,6 +407,26 @@ pub(super) fn convert(
         qa,
         reports,
     })
+}
+
+/// Checks `database.url`; left out, the PBX uses SQLite in the data folder.
+fn convert_database(
+    checker: &mut Checker<'_>,
+    raw: &RawConfig,
+) -> Option<cdr::database::DatabaseUrl> {
+    let spanned = raw.database.url.as_ref()?;
+    match cdr::database::DatabaseUrl::parse(spanned.get_ref()) {
+        Ok(url) => Some(url),
+        Err(problem) => {
+            let source = Source::File(spanned.span());
+            checker.report(
+                "database.url",
+                &source,
+                ConfigErrorKind::InvalidDatabaseUrl { problem },
+            );
+            None
+        }
+    }
 }
 
 /// SIP, HTTP and RTP must not want the same port, or the PBX fails to start

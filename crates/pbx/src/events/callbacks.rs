@@ -69,7 +69,7 @@ impl EventStore {
                  WHERE taken.call_id = r.call_id AND taken.seq > r.seq \
                  AND taken.kind = 'offer_answered' AND NOT EXISTS ( \
                      SELECT 1 FROM call_records cut WHERE cut.callback_of = r.call_id \
-                     AND cut.interrupted = 1 AND cut.answered_at IS NULL)) \
+                     AND cut.interrupted AND cut.answered_at IS NULL)) \
              ORDER BY r.seq",
         )
         .fetch_all(&self.pool)
@@ -138,6 +138,7 @@ mod tests {
 
     use super::super::{EventStore, NewEvent};
     use super::PendingCallback;
+    use cdr::test_database::TestDatabase;
 
     fn stamped(event: QueueEvent, wall_ms: u64) -> NewEvent {
         NewEvent::from_stamped(&StampedEvent {
@@ -171,10 +172,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn pending_callbacks_include_cut_and_retried_requests() {
+    async fn pending_callbacks_include_cut_and_retried_requests(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
         let store = EventStore::open(cdr.pool().clone()).await.unwrap();
         let now = Instant::now();
         let data = acd::CallData {
@@ -276,4 +278,6 @@ mod tests {
         };
         assert_eq!(pending, [waiting, cut, retried]);
     }
+
+    cdr::storage_tests!(pending_callbacks_include_cut_and_retried_requests,);
 }

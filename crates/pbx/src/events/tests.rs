@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use acd::{AgentState, QueueEvent};
+use cdr::test_database::TestDatabase;
 use sip_server::b2bua::StampedEvent;
 use tokio::sync::oneshot;
 
@@ -44,9 +45,11 @@ fn feed() -> EventFeed {
     EventFeed::new(16)
 }
 
-async fn store() -> (tempfile::TempDir, EventStore) {
+async fn store(database: &TestDatabase) -> (tempfile::TempDir, EventStore) {
     let dir = tempfile::tempdir().unwrap();
-    let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .unwrap();
     let store = EventStore::open(cdr.pool().clone()).await.unwrap();
     (dir, store)
 }
@@ -112,9 +115,8 @@ fn times_are_rfc3339_with_milliseconds() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
 }
 
-#[tokio::test]
-async fn stored_rows_keep_order_and_numbers() {
-    let (_dir, store) = store().await;
+async fn stored_rows_keep_order_and_numbers(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
     let first = vec![NewEvent::from_stamped(&state_change())];
     let second = vec![NewEvent::from_stamped(&answered())];
     store.append(&first).await.unwrap();
@@ -125,7 +127,7 @@ async fn stored_rows_keep_order_and_numbers() {
     assert_eq!(rows[0].kind, "agent_state_changed");
     assert_eq!(rows[1].kind, "offer_answered");
     assert_eq!(rows[1].data["waited_seconds"], 12.345);
-    let at: String = sqlx::query_scalar("SELECT at FROM queue_events WHERE seq = ?")
+    let at: String = sqlx::query_scalar("SELECT at FROM queue_events WHERE seq = $1")
         .bind(rows[1].seq)
         .fetch_one(&store.pool)
         .await
@@ -133,9 +135,8 @@ async fn stored_rows_keep_order_and_numbers() {
     assert_eq!(at, "2027-01-15T08:00:00.25Z");
 }
 
-#[tokio::test]
-async fn the_reply_comes_after_the_commit_and_the_queue_log_follows() {
-    let (dir, store) = store().await;
+async fn the_reply_comes_after_the_commit_and_the_queue_log_follows(database: TestDatabase) {
+    let (dir, store) = store(&database).await;
     let path = dir.path().join("queue_log");
     let (batches, queue) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_events(store.clone(), path.clone(), queue, feed()));
@@ -165,9 +166,8 @@ async fn the_reply_comes_after_the_commit_and_the_queue_log_follows() {
     assert_eq!(text, "1800000000|call-1|general|1001|CONNECT|12|call-1|2\n");
 }
 
-#[tokio::test]
-async fn a_failed_commit_answers_not_durable() {
-    let (dir, store) = store().await;
+async fn a_failed_commit_answers_not_durable(database: TestDatabase) {
+    let (dir, store) = store(&database).await;
     sqlx::query("DROP TABLE queue_events")
         .execute(&store.pool)
         .await
@@ -200,9 +200,8 @@ async fn a_failed_commit_answers_not_durable() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
 }
 
-#[tokio::test]
-async fn a_reply_without_events_still_waits_for_earlier_batches() {
-    let (dir, store) = store().await;
+async fn a_reply_without_events_still_waits_for_earlier_batches(database: TestDatabase) {
+    let (dir, store) = store(&database).await;
     let (batches, queue) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_events(
         store.clone(),
@@ -228,9 +227,8 @@ async fn a_reply_without_events_still_waits_for_earlier_batches() {
     writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn queued_batches_share_one_commit_and_keep_their_order() {
-    let (dir, store) = store().await;
+async fn queued_batches_share_one_commit_and_keep_their_order(database: TestDatabase) {
+    let (dir, store) = store(&database).await;
     let path = dir.path().join("queue_log");
     let (batches, queue) = mpsc::unbounded_channel();
     // Every batch is queued before the writer starts, so they arrive as one
@@ -258,9 +256,8 @@ async fn queued_batches_share_one_commit_and_keep_their_order() {
     assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\n");
 }
 
-#[tokio::test]
-async fn committed_events_reach_the_feed_with_their_numbers() {
-    let (dir, store) = store().await;
+async fn committed_events_reach_the_feed_with_their_numbers(database: TestDatabase) {
+    let (dir, store) = store(&database).await;
     let (batches, queue) = mpsc::unbounded_channel();
     let feed = feed();
     let mut subscriber = feed.subscribe();
@@ -302,9 +299,8 @@ async fn next_seq(subscription: &mut Subscription) -> i64 {
     }
 }
 
-#[tokio::test]
-async fn a_subscription_catches_up_from_the_table_then_goes_live() {
-    let (_dir, store) = store().await;
+async fn a_subscription_catches_up_from_the_table_then_goes_live(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
     let feed = feed();
     let stored = commit_changes(&store, "1001", 3).await;
     let mut subscription = Subscription::start(store.clone(), &feed, None, Some(stored[0].seq))
@@ -322,9 +318,8 @@ async fn a_subscription_catches_up_from_the_table_then_goes_live() {
     assert_eq!(next_seq(&mut subscription).await, later[0].seq);
 }
 
-#[tokio::test]
-async fn a_subscriber_that_lags_is_told_and_reads_the_table() {
-    let (_dir, store) = store().await;
+async fn a_subscriber_that_lags_is_told_and_reads_the_table(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
     let feed = EventFeed::new(2);
     let mut subscription = Subscription::start(store.clone(), &feed, None, None)
         .await
@@ -354,9 +349,8 @@ async fn a_subscriber_that_lags_is_told_and_reads_the_table() {
     assert_eq!(seen, expected, "each event once, in order");
 }
 
-#[tokio::test]
-async fn an_agent_subscription_sees_only_its_events() {
-    let (_dir, store) = store().await;
+async fn an_agent_subscription_sees_only_its_events(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
     let feed = feed();
     commit_changes(&store, "1002", 2).await;
     let own = commit_changes(&store, "1001", 1).await;
@@ -371,9 +365,8 @@ async fn an_agent_subscription_sees_only_its_events() {
     assert_eq!(next_seq(&mut subscription).await, mine[0].seq);
 }
 
-#[tokio::test]
-async fn a_start_beyond_the_newest_event_waits_for_new_ones() {
-    let (_dir, store) = store().await;
+async fn a_start_beyond_the_newest_event_waits_for_new_ones(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
     let feed = feed();
     commit_changes(&store, "1001", 2).await;
     let mut subscription = Subscription::start(store.clone(), &feed, None, Some(1_000))
@@ -383,3 +376,16 @@ async fn a_start_beyond_the_newest_event_waits_for_new_ones() {
     feed.publish(next.clone());
     assert_eq!(next_seq(&mut subscription).await, next[0].seq);
 }
+
+cdr::storage_tests!(
+    stored_rows_keep_order_and_numbers,
+    the_reply_comes_after_the_commit_and_the_queue_log_follows,
+    a_failed_commit_answers_not_durable,
+    a_reply_without_events_still_waits_for_earlier_batches,
+    queued_batches_share_one_commit_and_keep_their_order,
+    committed_events_reach_the_feed_with_their_numbers,
+    a_subscription_catches_up_from_the_table_then_goes_live,
+    a_subscriber_that_lags_is_told_and_reads_the_table,
+    an_agent_subscription_sees_only_its_events,
+    a_start_beyond_the_newest_event_waits_for_new_ones,
+);

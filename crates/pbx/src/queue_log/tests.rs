@@ -488,7 +488,7 @@ fn times_parse_as_rfc3339_or_epoch_seconds() {
 #[test]
 fn command_without_database_fails() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(run_command(dir.path(), None, None, None), 1);
+    assert_eq!(run_command(dir.path(), None, None, None, None), 1);
     assert!(
         !dir.path().join("pbx.sqlite").exists(),
         "no database created"
@@ -503,7 +503,7 @@ async fn command_writes_the_file() {
     let data_dir = dir.path().to_path_buf();
     let target = output.clone();
     // `run_command` starts a runtime of its own, which cannot nest in this one.
-    let code = std::thread::spawn(move || run_command(&data_dir, None, None, Some(&target)))
+    let code = std::thread::spawn(move || run_command(&data_dir, None, None, None, Some(&target)))
         .join()
         .unwrap();
     assert_eq!(code, 0);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Criterion;
+use cdr::test_database::TestDatabase;
 
 fn config() -> QaConfig {
     let criterion = |id: &str, weight| Criterion {
@@ -130,9 +131,11 @@ fn no_criteria_cannot_be_scored() {
     assert_eq!(grade(&config, submission(&[])), Err(GradeError::NoCriteria));
 }
 
-async fn stores() -> (tempfile::TempDir, ScorecardStore, accounts::User) {
+async fn stores(database: &TestDatabase) -> (tempfile::TempDir, ScorecardStore, accounts::User) {
     let dir = tempfile::tempdir().unwrap();
-    let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+    let cdr = cdr::CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .unwrap();
     // The accounts store adds its migrations to the same database.
     accounts::AccountStore::open(cdr.pool().clone(), accounts::Policy::default())
         .await
@@ -152,9 +155,8 @@ async fn stores() -> (tempfile::TempDir, ScorecardStore, accounts::User) {
     (dir, ScorecardStore::on(cdr.pool().clone()), reviewer)
 }
 
-#[tokio::test]
-async fn migrations_of_every_store_listed() {
-    let (_dir, store, _) = stores().await;
+async fn migrations_of_every_store_listed(database: TestDatabase) {
+    let (_dir, store, _) = stores(&database).await;
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
             .fetch_all(&store.pool)
@@ -169,9 +171,8 @@ async fn migrations_of_every_store_listed() {
     );
 }
 
-#[tokio::test]
-async fn saved_scorecard_reads_back() {
-    let (_dir, store, reviewer) = stores().await;
+async fn saved_scorecard_reads_back(database: TestDatabase) {
+    let (_dir, store, reviewer) = stores(&database).await;
     let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
     let graded = grade(&config(), submission(&[("greeting", 5), ("resolution", 2)])).unwrap();
     let saved = store
@@ -200,3 +201,5 @@ async fn saved_scorecard_reads_back() {
     assert_eq!(found(filter(None, None, Some("1001"))).await, 1);
     assert_eq!(found(filter(None, None, Some("1002"))).await, 0);
 }
+
+cdr::storage_tests!(migrations_of_every_store_listed, saved_scorecard_reads_back,);

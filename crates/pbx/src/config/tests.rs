@@ -731,3 +731,42 @@ fn scorecard_criteria_errors_name_the_key() {
         );
     }
 }
+
+fn parse(text: &str) -> Config {
+    Config::parse(text, ORIGIN).expect("valid configuration")
+}
+
+#[test]
+fn database_url_defaults_to_sqlite_in_data_dir() {
+    let config = parse("data_dir = \"/var/lib/pbx\"\n");
+    assert_eq!(config.database, None);
+    assert_eq!(
+        config.database_url().expose(),
+        "sqlite:///var/lib/pbx/pbx.sqlite?mode=rwc"
+    );
+}
+
+#[test]
+fn database_url_accepts_sqlite_and_postgres() {
+    let config = parse("[database]\nurl = \"postgres://pbx:secret@db.example/pbx\"\n");
+    let url = config.database.expect("database.url is set");
+    assert_eq!(url.backend(), cdr::database::Backend::Postgres);
+    assert_eq!(url.to_string(), "postgres://pbx:***@db.example/pbx");
+    let config = parse("[database]\nurl = \"sqlite:///srv/pbx.sqlite\"\n");
+    assert_eq!(
+        config.database.map(|url| url.backend()),
+        Some(cdr::database::Backend::Sqlite)
+    );
+}
+
+#[test]
+fn database_url_with_bad_scheme_is_an_error() {
+    let errors = errors_of("[database]\nurl = \"mysql://pbx@db/pbx\"\n");
+    assert_eq!(
+        errors,
+        [
+            "test.toml:2:7: database.url: unsupported database URL scheme \"mysql\": \
+          use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE"
+        ]
+    );
+}

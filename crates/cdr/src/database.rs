@@ -13,12 +13,13 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Once;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyPoolOptions, AnyRow, AnyTypeInfo};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Database, Encode, Executor, Row, Type};
 
 /// Connections each pool keeps at most. SQLite serialises writers anyway;
 /// for PostgreSQL this is per PBX node, so several nodes share the server's
@@ -171,8 +172,8 @@ impl fmt::Debug for DatabaseUrl {
 /// Opens a pool on `url`. SQLite connections get write-ahead logging, so
 /// the HTTP API reads while a call end is written, and a busy timeout.
 pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, sqlx::Error> {
-    static DRIVERS: Once = Once::new();
-    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    // Runs once per process; later calls return at once.
+    sqlx::any::install_default_drivers();
 
     let backend = url.backend();
     AnyPoolOptions::new()
@@ -216,6 +217,36 @@ pub fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
         Ok(value) => Ok(value),
         Err(sqlx::Error::ColumnDecode { .. }) => Ok(row.try_get::<i64, _>(column)? != 0),
         Err(error) => Err(error),
+    }
+}
+
+/// An optional `f64` query parameter that reaches PostgreSQL as `float8`,
+/// also when it is NULL. Bind every `Option<f64>` through it.
+///
+/// NOTE: sqlx 0.8.6's Any driver sends a NULL `Option<f64>` as `float4`
+/// (its table of NULL parameter types swaps `f32` and `f64`). PostgreSQL
+/// then prepares the statement with a `float4` parameter, and the cached
+/// statement rejects a later non-NULL `f64` with "incorrect binary data
+/// format". This type can go once sqlx types a NULL `f64` as `float8`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptionalF64(pub Option<f64>);
+
+impl Type<Any> for OptionalF64 {
+    fn type_info() -> AnyTypeInfo {
+        <f64 as Type<Any>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Any> for OptionalF64 {
+    fn encode_by_ref(
+        &self,
+        buffer: &mut <Any as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        match self.0 {
+            Some(value) => <f64 as Encode<'q, Any>>::encode_by_ref(&value, buffer),
+            // The driver turns the NULL of an `f32` into a `float8` NULL.
+            None => <Option<f32> as Encode<'q, Any>>::encode_by_ref(&None, buffer),
+        }
     }
 }
 

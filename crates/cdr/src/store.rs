@@ -10,7 +10,7 @@ use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::database::{self, Backend, DatabaseUrl};
+use crate::database::{self, Backend, DatabaseUrl, OptionalF64};
 use crate::{
     CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
     RecordingEventSource,
@@ -145,8 +145,8 @@ impl CdrStore {
             .bind(filter.queue.as_deref())
             .bind(filter.agent.as_deref())
             .bind(filter.caller.as_deref())
-            .bind(filter.min_talk_seconds)
-            .bind(filter.max_talk_seconds)
+            .bind(OptionalF64(filter.min_talk_seconds))
+            .bind(OptionalF64(filter.max_talk_seconds))
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
@@ -293,7 +293,7 @@ impl CdrStore {
         .bind(record.sip_status.map(i64::from))
         .bind(record.hangup_side.map(HangupSide::as_str))
         .bind(&record.recording_path)
-        .bind(record.recording_seconds)
+        .bind(OptionalF64(record.recording_seconds))
         .bind(record.interrupted)
         .bind(caller_answered_at)
         .bind(&record.voicemail_box)

@@ -529,7 +529,28 @@ fn line_without_recording_events_parses() {
     assert!(record.recording_events.is_empty());
 }
 
+/// A statement bound first with a NULL float and then with a value on the
+/// same connection; PostgreSQL rejects the value when the NULL was typed
+/// `float4` and the prepared statement was reused.
+async fn optional_floats_reuse_statement(database: TestDatabase) {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(database.url(dir.path()).expose())
+        .await
+        .expect("connects");
+    for value in [None, Some(1.5), None, Some(-2.25)] {
+        let read: Option<f64> = sqlx::query_scalar("SELECT $1")
+            .bind(cdr::database::OptionalF64(value))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("binding {value:?}: {error}"));
+        assert_eq!(read, value);
+    }
+}
+
 cdr::storage_tests!(
+    optional_floats_reuse_statement,
     round_trip_each_disposition,
     journal_has_one_line_per_record,
     journal_json_uses_rfc3339_and_snake_case,

@@ -213,7 +213,7 @@ impl Catalogue {
         .bind(status.as_str())
         .bind(millis(facts.ended_at - length))
         .bind(millis(facts.ended_at))
-        .bind(facts.duration_seconds)
+        .bind(cdr::database::OptionalF64(facts.duration_seconds))
         .bind(size)
         .bind(sha256)
         .execute(&self.pool)

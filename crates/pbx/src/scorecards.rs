@@ -339,8 +339,8 @@ impl ScorecardStore {
              AND ($3 IS NULL OR agent = $3) AND ($4 IS NULL OR reviewer = $4) \
              ORDER BY id DESC LIMIT $5 OFFSET $6",
         )
-        .bind(filter.min_total)
-        .bind(filter.max_total)
+        .bind(cdr::database::OptionalF64(filter.min_total))
+        .bind(cdr::database::OptionalF64(filter.max_total))
         .bind(filter.agent.as_deref())
         .bind(filter.reviewer.as_deref())
         .bind(i64::from(limit.min(MAX_SEARCH_LIMIT)))

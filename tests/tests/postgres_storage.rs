@@ -38,8 +38,8 @@ impl Schema {
         Schema { server, name }
     }
 
-    /// The server's URL with this schema first on the search path, so the
-    /// PBX creates and reads its tables there.
+    /// Returns the server's URL with this schema first on the search path,
+    /// so the PBX creates and reads its tables there.
     fn url(&self) -> String {
         let base = self.server.expose();
         let separator = if base.contains('?') { '&' } else { '?' };

@@ -1,10 +1,11 @@
 //! Console accounts: users and their roles, password login with lockout,
 //! session cookies, API bearer tokens and the append-only audit log.
 //!
-//! [`AccountStore`] keeps everything in the PBX's SQLite database, on the
-//! pool that `cdr::CdrStore::pool()` opens, in tables of its own (see
-//! `migrations/`, versions 1000 and up so they never collide with another
-//! store's in sqlx's shared `_sqlx_migrations` table).
+//! [`AccountStore`] keeps everything in the PBX's database (SQLite or
+//! PostgreSQL), on the pool that `cdr::CdrStore::pool()` opens, in tables
+//! of its own. Their migrations are in `migrations/sqlite` and
+//! `migrations/postgres`, with versions 1000 and up so they never collide
+//! with another store's in sqlx's shared `_sqlx_migrations` table.
 //!
 //! Secrets are never stored in clear. Passwords are Argon2id hashes in PHC
 //! string format; session and API tokens are 256-bit random values of which
@@ -12,9 +13,10 @@
 //! in. A plaintext token exists only in the value returned when it is made.
 //!
 //! The audit log is append-only for every SQL client: triggers make UPDATE
-//! and DELETE on `audit_log` fail. Someone with write access to the
-//! database file can still drop the triggers, so the file's permissions
-//! are what protects the log from its host's administrators.
+//! and DELETE on `audit_log` fail (and TRUNCATE in PostgreSQL). Someone with
+//! write access to the database file, or the table's owner in PostgreSQL,
+//! can still drop the triggers, so those rights are what protects the log
+//! from the database's administrators.
 //!
 //! Failed logins lock the username as typed for the client's address only,
 //! and many failures from one address lock that address for every username

@@ -43,7 +43,8 @@ impl AccountStore {
             return Err(locked);
         }
         // lower() on both sides matches usernames as SQLite's NOCASE column
-        // does, also in PostgreSQL; valid usernames are ASCII.
+        // does, also in PostgreSQL. Valid usernames are ASCII, where the two
+        // foldings agree.
         let row = sqlx::query(
             "SELECT id, password_hash, disabled FROM users WHERE lower(username) = lower($1)",
         )

@@ -1,4 +1,5 @@
-//! Applies `migrations/` with sqlx's migrator.
+//! Applies `migrations/sqlite` or `migrations/postgres`, whichever matches
+//! the pool, with sqlx's migrator.
 //!
 //! The PBX database is shared by several stores, each with its own
 //! migrations, and sqlx records them all in one `_sqlx_migrations` table.

@@ -21,7 +21,7 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{Any, AnyPool, Database, Encode, Executor, Row, Type};
 
-/// Connections each pool keeps at most. SQLite serialises writers anyway;
+/// Connections each pool keeps at most. SQLite serializes writers anyway;
 /// for PostgreSQL this is per PBX node, so several nodes share the server's
 /// `max_connections` (100 by default).
 const MAX_CONNECTIONS: u32 = 4;
@@ -49,7 +49,7 @@ impl Backend {
     }
 }
 
-/// Where the PBX database is: a `sqlite://PATH` file or a
+/// The location of the PBX database: a `sqlite://PATH` file or a
 /// `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE` server.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
@@ -70,7 +70,7 @@ pub enum DatabaseUrlError {
 }
 
 impl DatabaseUrl {
-    /// Checks the scheme of `url`; the rest is checked when connecting.
+    /// Checks the scheme of `url`. The rest is checked when connecting.
     pub fn parse(url: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
         let Some((scheme, rest)) = url.split_once(':') else {
             return Err(DatabaseUrlError::Invalid {
@@ -106,7 +106,7 @@ impl DatabaseUrl {
     /// Returns the URL of the SQLite file at `path`, created when missing.
     pub fn sqlite_file(path: &Path) -> DatabaseUrl {
         // Percent-encode the characters that would end the path part of
-        // the URL; sqlx decodes them again.
+        // the URL. sqlx decodes them again.
         let mut encoded = String::new();
         for character in path.to_string_lossy().chars() {
             match character {

@@ -82,11 +82,11 @@ where
     let schema = unique_schema_name();
     let admin = database::connect(&server)
         .await
-        .unwrap_or_else(|error| panic!("cannot connect to {server}: {error}"));
+        .unwrap_or_else(|error| panic!("failed to connect to {server}: {error}"));
     admin
         .execute(format!("CREATE SCHEMA {schema}").as_str())
         .await
-        .unwrap_or_else(|error| panic!("cannot create schema {schema} on {server}: {error}"));
+        .unwrap_or_else(|error| panic!("failed to create schema {schema} on {server}: {error}"));
 
     let separator = if server.expose().contains('?') {
         '&'
@@ -111,7 +111,7 @@ where
         Err(error) => panic!("test task failed: {error}"),
         Ok(()) => {
             if let Err(error) = dropped {
-                panic!("cannot drop schema {schema}: {error}");
+                panic!("failed to drop schema {schema}: {error}");
             }
         }
     }

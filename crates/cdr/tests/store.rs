@@ -529,9 +529,9 @@ fn line_without_recording_events_parses() {
     assert!(record.recording_events.is_empty());
 }
 
-/// A statement bound first with a NULL float and then with a value on the
-/// same connection; PostgreSQL rejects the value when the NULL was typed
-/// `float4` and the prepared statement was reused.
+/// Binds a NULL float and then a value to one statement on one connection.
+/// PostgreSQL rejects the value when the NULL was typed `float4` and the
+/// prepared statement is reused.
 async fn optional_floats_reuse_statement(database: TestDatabase) {
     use sqlx::Connection;
     let dir = tempfile::tempdir().expect("temp dir");

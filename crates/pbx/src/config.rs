@@ -28,8 +28,8 @@ pub(crate) const EMBEDDED_TEXT: &str = include_str!("../../../configs/pbx.toml")
 pub(crate) const EMBEDDED_ORIGIN: &str = "<embedded configs/pbx.toml>";
 
 impl Config {
-    /// Returns where the PBX database is: `database.url`, or by default
-    /// the SQLite file `pbx.sqlite` in the data folder.
+    /// Returns the location of the PBX database: `database.url`, or by
+    /// default the SQLite file `pbx.sqlite` in the data folder.
     pub(crate) fn database_url(&self) -> cdr::database::DatabaseUrl {
         match &self.database {
             Some(url) => url.clone(),

@@ -1,4 +1,4 @@
-//! Registrar bindings in SQLite, so a restart does not make every agent
+//! Registrar bindings in the database, so a restart does not make every agent
 //! unreachable until its phone registers again.
 
 use std::collections::HashMap;

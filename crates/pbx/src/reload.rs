@@ -348,6 +348,7 @@ mod tests {
         let old = Config::embedded_default();
         let mut new = old.clone();
         assert!(restart_needed(&old, &new).is_empty());
+        new.database = cdr::database::DatabaseUrl::parse("postgres://pbx@db/pbx").ok();
         new.sip.listen = "127.0.0.1:5070".parse().unwrap();
         new.sip.streams.ws_listen = Some("127.0.0.1:5066".parse().unwrap());
         new.media.rtp_ports = 30000..=30099;
@@ -356,6 +357,7 @@ mod tests {
         assert_eq!(
             restart_needed(&old, &new),
             [
+                "database.url",
                 "sip.listen",
                 "sip.ws_listen",
                 "media.rtp_ports",

@@ -194,6 +194,7 @@ pub(crate) async fn run(
         http = %http_bound,
         rtp_ports = ?config.media.rtp_ports,
         data_dir = %config.data_dir.display(),
+        database = %config.database_url(),
         "PBX started"
     );
     let (stored, stored_notices) = mpsc::unbounded_channel();

@@ -409,7 +409,7 @@ pub(super) fn convert(
     })
 }
 
-/// Checks `database.url`; left out, the PBX uses SQLite in the data folder.
+/// Checks `database.url`. Left out, the PBX uses SQLite in the data folder.
 fn convert_database(
     checker: &mut Checker<'_>,
     raw: &RawConfig,

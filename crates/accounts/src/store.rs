@@ -144,7 +144,10 @@ impl AccountStore {
 
     /// Creates the administrator `username` only when there is no user at
     /// all, in one statement so two starts cannot both create one. Returns
-    /// `None` when users already exist.
+    /// `None` when users already exist, or when another start created the
+    /// same administrator at the same moment: PostgreSQL's NOT EXISTS does
+    /// not see the other uncommitted insert, so that one fails on the
+    /// unique username instead.
     pub async fn create_first_administrator(
         &self,
         username: &str,
@@ -154,7 +157,7 @@ impl AccountStore {
         let hash = self
             .checked_hash(username, password, Role::Administrator, &None)
             .await?;
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO users (username, role, password_hash, created_at_ms) \
              SELECT $1, 'administrator', $2, $3 WHERE NOT EXISTS (SELECT 1 FROM users) \
              RETURNING id",
@@ -163,11 +166,12 @@ impl AccountStore {
         .bind(hash)
         .bind(millis(now))
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|error| duplicate_or_query(error, username))?;
+        .await;
         match id {
-            Some(id) => self.existing_user(id).await.map(Some),
-            None => Ok(None),
+            Ok(Some(id)) => self.existing_user(id).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(None),
+            Err(error) => Err(AccountsError::Query(error)),
         }
     }
 

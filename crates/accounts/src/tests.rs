@@ -182,6 +182,26 @@ async fn first_administrator_created_once(database: TestDatabase) {
         .expect("login");
 }
 
+/// Two PBX nodes starting at once on one database each try to create the
+/// first administrator: one does, and the other starts without an error.
+async fn first_administrator_raced_by_two_starts(database: TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open_on(dir.path(), &database).await;
+    let second = open_on(dir.path(), &database).await;
+    let (one, other) = tokio::join!(
+        first.create_first_administrator("admin", "first-password", T0),
+        second.create_first_administrator("admin", "second-password", T0),
+    );
+    let one = one.expect("first start");
+    let other = other.expect("second start");
+    assert_eq!(
+        usize::from(one.is_some()) + usize::from(other.is_some()),
+        1,
+        "{one:?} {other:?}"
+    );
+    assert_eq!(first.user_count().await.expect("count"), 1);
+}
+
 async fn login_starts_session_until_expiry(database: TestDatabase) {
     let fixture = fixture(&database).await;
     let store = &fixture.store;
@@ -633,6 +653,7 @@ cdr::storage_tests!(
     users_created_and_listed,
     user_fields_validated,
     first_administrator_created_once,
+    first_administrator_raced_by_two_starts,
     login_starts_session_until_expiry,
     session_stored_only_as_digest,
     logout_ends_session,

@@ -145,9 +145,9 @@ impl AccountStore {
     /// Creates the administrator `username` only when there is no user at
     /// all, in one statement so two starts cannot both create one. Returns
     /// `None` when users already exist, or when another start created the
-    /// same administrator at the same moment: PostgreSQL's NOT EXISTS does
-    /// not see the other uncommitted insert, so that one fails on the
-    /// unique username instead.
+    /// same administrator at the same moment. In PostgreSQL the NOT EXISTS
+    /// check does not see the other start's uncommitted insert, so this
+    /// insert fails on the unique username instead.
     pub async fn create_first_administrator(
         &self,
         username: &str,

@@ -182,22 +182,23 @@ async fn first_administrator_created_once(database: TestDatabase) {
         .expect("login");
 }
 
-/// Two PBX nodes starting at once on one database each try to create the
-/// first administrator: one does, and the other starts without an error.
+/// Two PBX nodes that start at once on one database both try to create the
+/// first administrator. One creates it, and the other starts without an
+/// error.
 async fn first_administrator_raced_by_two_starts(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let first = open_on(dir.path(), &database).await;
     let second = open_on(dir.path(), &database).await;
-    let (one, other) = tokio::join!(
+    let (first_created, second_created) = tokio::join!(
         first.create_first_administrator("admin", "first-password", T0),
         second.create_first_administrator("admin", "second-password", T0),
     );
-    let one = one.expect("first start");
-    let other = other.expect("second start");
+    let first_created = first_created.expect("first start");
+    let second_created = second_created.expect("second start");
     assert_eq!(
-        usize::from(one.is_some()) + usize::from(other.is_some()),
+        usize::from(first_created.is_some()) + usize::from(second_created.is_some()),
         1,
-        "{one:?} {other:?}"
+        "{first_created:?} {second_created:?}"
     );
     assert_eq!(first.user_count().await.expect("count"), 1);
 }

@@ -61,7 +61,7 @@ pub fn postgres_server() -> Option<DatabaseUrl> {
         },
         _ if in_ci => panic!(
             "{POSTGRES_URL_VARIABLE} is unset but CI=true: storage tests must run on \
-             PostgreSQL in CI (.ci/run starts a server and sets it)"
+             PostgreSQL in CI (scripts/test starts a server and sets it)"
         ),
         _ => None,
     }

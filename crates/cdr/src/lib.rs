@@ -358,6 +358,6 @@ pub enum CdrError {
         column: &'static str,
         value: String,
     },
-    #[error("CDR journal writer task failed: {0}")]
-    JournalTask(#[source] tokio::task::JoinError),
+    #[error("CDR writer stopped before call {id} was written")]
+    WriterStopped { id: String },
 }

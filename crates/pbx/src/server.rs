@@ -214,9 +214,14 @@ pub(crate) async fn run(
         inputs,
         prompts,
     };
-    engine
-        .run(receiver, live_queue, stored_notices, shutdown_signal())
-        .await;
+    // On a worker thread rather than the thread that called `block_on`: a
+    // transport task that wakes the engine then usually hands it over on
+    // its own thread, where waking the main thread cost a thread switch per
+    // SIP message.
+    let engine = tokio::spawn(engine.run(receiver, live_queue, stored_notices, shutdown_signal()));
+    if let Err(error) = engine.await {
+        tracing::error!(%error, "the engine task failed");
+    }
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;

@@ -41,6 +41,10 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 

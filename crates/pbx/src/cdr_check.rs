@@ -341,6 +341,10 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: true,
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 

@@ -256,6 +256,10 @@ impl Core {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

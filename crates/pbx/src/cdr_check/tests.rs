@@ -120,6 +120,10 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
     CallRecord {
         disposition,
         rebuilt: false,
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
         interrupted: false,
         caller_call_id: format!("{id}@test"),
         ..rebuilt_record(&queue)

@@ -121,6 +121,17 @@ async fn round_trip_each_disposition() {
             }),
             ..answered("a7", arrived_at)
         },
+        CallRecord {
+            hold_count: 2,
+            hold_seconds: 41.25,
+            survey: Some(cdr::SurveyStatus::Answered),
+            csat_score: Some(5),
+            ..answered("a8", arrived_at)
+        },
+        CallRecord {
+            survey: Some(cdr::SurveyStatus::HungUp),
+            ..answered("a9", arrived_at)
+        },
     ];
     for record in &records {
         store.write(record).await.expect("write succeeds");

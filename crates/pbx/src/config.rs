@@ -297,6 +297,8 @@ impl Config {
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]
+mod survey_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod transport_tests;

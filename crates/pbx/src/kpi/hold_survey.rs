@@ -50,7 +50,8 @@ impl HoldSurveySums {
         let satisfied = self.scores.iter().filter(|&&score| score >= 4).count();
         let answered = self.scores.len();
         HoldSurvey {
-            hold_seconds: round_millis(self.holds.iter().sum()),
+            // Folded from +0.0, because `sum` of no f64 values is -0.0.
+            hold_seconds: round_millis(self.holds.iter().fold(0.0, |sum, hold| sum + hold)),
             average_hold_seconds: mean(&self.holds),
             surveys_offered: self.offered,
             surveys_answered: answered as u64,
@@ -59,3 +60,6 @@ impl HoldSurveySums {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

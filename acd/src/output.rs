@@ -91,7 +91,7 @@ pub enum Party {
     Agent,
 }
 
-/// How a post-call survey ended.
+/// Outcome of a post-call survey.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SurveyOutcome {
     /// The caller keyed this score, 1 to 5.

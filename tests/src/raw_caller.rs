@@ -260,8 +260,8 @@ impl RawCaller {
     }
 }
 
-/// The dialog and transaction headers of a request, which its response
-/// copies.
+/// Returns the dialog and transaction headers of a request, which its
+/// response copies.
 fn dialog_headers(request: &str) -> Vec<&str> {
     request
         .split("\r\n")

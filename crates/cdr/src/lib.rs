@@ -108,10 +108,10 @@ pub struct CallRecord {
     /// Times either side put the other on hold during the answered call.
     #[serde(default)]
     pub hold_count: u32,
-    /// Seconds on hold in total; they are part of `talk_seconds`.
+    /// Seconds on hold in total, which are part of `talk_seconds`.
     #[serde(default)]
     pub hold_seconds: f64,
-    /// How the post-call survey ended; `None` when the caller was not
+    /// Outcome of the post-call survey, `None` when the caller was not
     /// offered one.
     #[serde(default)]
     pub survey: Option<SurveyStatus>,

@@ -131,7 +131,7 @@ pub(crate) struct Call {
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
     /// Holds during the answered call.
-    pub holds: super::hold::Holds,
+    pub holds: super::hold::HoldTimes,
     /// When the agent hung up, for a caller kept for the survey: talk
     /// time ends here.
     pub agent_ended_at: Option<Instant>,
@@ -209,7 +209,7 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
-            holds: super::hold::Holds::default(),
+            holds: super::hold::HoldTimes::default(),
             agent_ended_at: None,
             survey: None,
         }

@@ -13,9 +13,9 @@ use sip_message::Request;
 use super::call::{Phase, Side};
 use super::{Command, Core};
 
-/// Holds of one call, for its CDR.
+/// Hold count and times of one call, for its CDR.
 #[derive(Debug, Default)]
-pub(crate) struct Holds {
+pub(crate) struct HoldTimes {
     /// Holds started so far.
     pub count: u32,
     /// Time on hold in the holds that ended.
@@ -24,7 +24,7 @@ pub(crate) struct Holds {
     pub current: Option<(Instant, Side)>,
 }
 
-impl Holds {
+impl HoldTimes {
     /// Returns the time on hold up to `end`, the hold in progress included.
     pub(crate) fn seconds_until(&self, end: Instant) -> f64 {
         let open = self.current.map_or(Duration::ZERO, |(since, _)| {

@@ -527,7 +527,7 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.phase == Phase::Talking || call.leaving.is_some() {
+        if matches!(call.phase, Phase::Talking | Phase::Survey) || call.leaving.is_some() {
             return;
         }
         let answered = call.caller.answer.is_some();
@@ -567,7 +567,7 @@ impl Core {
             .values()
             .find(|call| {
                 call.caller.invite_key.as_ref() == Some(&invite_key)
-                    && call.phase != Phase::Talking
+                    && !matches!(call.phase, Phase::Talking | Phase::Survey)
                     && call.caller.answer.is_none()
             })
             .map(|call| call.id.clone());

@@ -1,7 +1,7 @@
-//! The post-call survey: when the agent of an answered call in a queue
-//! with a survey hangs up first, the caller's leg stays up, hears a
-//! question, and keys a score from 1 to 5 (RFC 4733 telephone-events or
-//! SIP INFO). A thank-you follows and the PBX hangs up.
+//! The post-call survey. When the agent of an answered call in a queue
+//! with a survey hangs up first, the caller's leg stays up and hears a
+//! question. The caller keys a score from 1 to 5 (RFC 4733
+//! telephone-events or SIP INFO), hears a thank-you, and the PBX hangs up.
 //!
 //! A try ends without an answer when no key comes within the queue's
 //! timeout after the question, or when the key is not 1 to 5. After the
@@ -30,7 +30,7 @@ pub struct SurveyConfig {
 /// case the end of its playback is never reported.
 const QUESTION_LIMIT: Duration = Duration::from_secs(30);
 
-/// What the caller hears now.
+/// Step of the survey that the caller is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     /// The question plays; a key already counts.
@@ -79,8 +79,12 @@ impl Core {
         };
         let queue = call.queue.clone();
         let _span = call.span.clone().entered();
+
+        // The ACD completes the agent's call now, so the survey is neither
+        // talk nor hold time.
         self.close_hold(call_id, now);
         self.acd.call_ended_by(&agent, acd::Party::Agent, now);
+
         let Some(call) = self.calls.get_mut(call_id) else {
             return false;
         };
@@ -96,6 +100,7 @@ impl Core {
             stage: Stage::Asking,
             outcome: None,
         });
+
         tracing::info!(agent, "agent hung up; the caller hears the survey");
         self.acd.survey_offered(call_id, &queue, &agent, now);
         let question = self.config.prompts.survey_question();

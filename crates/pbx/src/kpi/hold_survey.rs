@@ -28,7 +28,7 @@ pub(crate) struct HoldSurvey {
 /// Sums behind [`HoldSurvey`].
 #[derive(Default)]
 pub(crate) struct HoldSurveySums {
-    holds: Vec<f64>,
+    hold_times: Vec<f64>,
     offered: u64,
     scores: Vec<u8>,
 }
@@ -38,7 +38,7 @@ impl HoldSurveySums {
     /// which is when its hold time is final.
     pub(crate) fn add(&mut self, visit: &Visit, ended: bool) {
         if ended {
-            self.holds.push(visit.hold_seconds);
+            self.hold_times.push(visit.hold_seconds);
         }
         if visit.survey_offered {
             self.offered += 1;
@@ -51,8 +51,8 @@ impl HoldSurveySums {
         let answered = self.scores.len();
         HoldSurvey {
             // Folded from +0.0, because `sum` of no f64 values is -0.0.
-            hold_seconds: round_millis(self.holds.iter().fold(0.0, |sum, hold| sum + hold)),
-            average_hold_seconds: mean(&self.holds),
+            hold_seconds: round_millis(self.hold_times.iter().fold(0.0, |sum, hold| sum + hold)),
+            average_hold_seconds: mean(&self.hold_times),
             surveys_offered: self.offered,
             surveys_answered: answered as u64,
             csat_percent: (answered > 0)

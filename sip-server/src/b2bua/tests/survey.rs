@@ -8,7 +8,7 @@ use super::*;
 
 const MUSIC: &str = "/sounds/music.wav";
 
-/// The base configuration with music on hold in "general" and, when
+/// Returns the base configuration with music on hold in "general" and, when
 /// `survey` is given, a survey with that many tries and a 5 s timeout.
 fn survey_config(attempts: Option<u32>) -> CoreConfig {
     let mut config = config();
@@ -44,7 +44,7 @@ fn take_events(h: &mut Harness) -> Vec<acd::QueueEvent> {
     events
 }
 
-/// A request from the agent's phone inside the call of `invite`.
+/// Builds a request from the agent's phone inside the call of `invite`.
 fn agent_request(invite: &Request, method: &str, cseq: u32, sdp: Option<&str>) -> String {
     let (content_type, body) = match sdp {
         Some(sdp) => ("Content-Type: application/sdp\r\n", sdp),
@@ -61,8 +61,8 @@ fn agent_request(invite: &Request, method: &str, cseq: u32, sdp: Option<&str>) -
     )
 }
 
-/// The agent sends a re-INVITE with `direction`, and the caller's phone
-/// accepts the relayed offer with 200.
+/// Sends a re-INVITE with `direction` from the agent, and accepts the
+/// relayed offer with 200 from the caller's phone.
 fn agent_reinvite(h: &mut Harness, invite: &Request, cseq: u32, direction: &str) {
     let sdp = format!(
         "v=0\r\no=- 7 {cseq} IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
@@ -122,7 +122,7 @@ fn bye_sent_to_caller(h: &mut Harness) -> bool {
         .any(|r| r.method == Method::Bye)
 }
 
-/// The survey outcomes among `events`.
+/// Returns the survey outcomes among `events`.
 fn survey_outcomes(events: &[acd::QueueEvent]) -> Vec<acd::SurveyOutcome> {
     events
         .iter()

@@ -149,7 +149,8 @@ impl SurveyStatus {
         }
     }
 
-    pub(crate) fn from_name(name: &str) -> Option<SurveyStatus> {
+    /// Parses a name that [`SurveyStatus::as_str`] returns.
+    pub fn from_name(name: &str) -> Option<SurveyStatus> {
         match name {
             "answered" => Some(SurveyStatus::Answered),
             "timed_out" => Some(SurveyStatus::TimedOut),

@@ -384,3 +384,86 @@ fn survey_key_by_sip_info() {
         vec![acd::SurveyOutcome::Answered(3)]
     );
 }
+
+#[test]
+fn caller_update_holds_the_agent() {
+    let mut h = Harness::with_config(survey_config(None));
+    let (call, _invite) = answered_call(&mut h);
+    take_events(&mut h);
+    take_playback(&mut h);
+    let tag = caller_tag(&h, &call);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=sendonly\r\n";
+    let update = format!(
+        "UPDATE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-upd3\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 3 UPDATE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.receive(&update, CALLER);
+    let relayed = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Update)
+        .expect("UPDATE relayed to the agent");
+    assert!(
+        take_events(&mut h).is_empty(),
+        "no hold before the other side accepts"
+    );
+
+    h.receive(
+        &agent_response(&relayed, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+    let events = take_events(&mut h);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [acd::QueueEvent::CallHeld {
+                by: acd::Party::Caller,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    let music = h.commands.iter().any(|command| {
+        matches!(
+            command,
+            Command::Play {
+                side: Side::Agent,
+                looped: true,
+                ..
+            }
+        )
+    });
+    assert!(music, "the held agent hears the music");
+}
+
+#[test]
+fn rejected_hold_offer_is_no_hold() {
+    let mut h = Harness::with_config(survey_config(None));
+    let (call, invite) = answered_call(&mut h);
+    take_events(&mut h);
+    let sdp = "v=0\r\no=- 7 2 IN IP4 198.51.100.21\r\ns=-\r\nc=IN IP4 198.51.100.21\r\nt=0 0\r\n\
+               m=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+    h.receive(&agent_request(&invite, "INVITE", 2, Some(sdp)), AGENT_1);
+    let relayed = h
+        .requests_to(CALLER)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("re-INVITE relayed");
+    let busy = Response::for_request(&relayed, 488, None);
+    h.receive(std::str::from_utf8(&busy.to_bytes()).unwrap(), CALLER);
+    assert!(h.responses_to(AGENT_1).iter().any(|r| r.status == 488));
+    assert!(
+        take_events(&mut h).is_empty(),
+        "a rejected offer holds nothing"
+    );
+    caller_hangs_up(&mut h, &call);
+    let record = h.finished_record();
+    assert_eq!(record.hold_count, 0);
+    assert_eq!(record.hold_seconds, 0.0);
+}

@@ -283,6 +283,14 @@ impl Acd {
             self.callback_not_reached(&request, cause, now);
             return;
         }
+        let on_call = match self.agents.get(agent).map(|a| &a.activity) {
+            Some(Activity::OnCall { call, .. }) => Some(call.clone()),
+            _ => None,
+        };
+        if let Some(call) = on_call {
+            // A hold still open ends with the call, before its completion.
+            self.end_hold(&call, now);
+        }
         let Some(ended) = self.end_agent_call(agent, true, now) else {
             debug!(agent, "call end for an agent not on a call ignored");
             return;

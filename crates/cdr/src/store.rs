@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
-    RecordingEventSource,
+    RecordingEventSource, SurveyStatus,
 };
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
@@ -34,7 +34,8 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
-     callback_of, media_quality, diverted_from, rebuilt";
+     callback_of, media_quality, diverted_from, rebuilt, hold_count, hold_seconds, survey, \
+     csat_score";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the writer task.
@@ -154,7 +155,9 @@ impl CdrStore {
              AND (?6 IS NULL OR instr(caller, ?6) > 0) \
              AND (?7 IS NULL OR talk_seconds >= ?7) \
              AND (?8 IS NULL OR talk_seconds <= ?8) \
-             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?9 OFFSET ?10"
+             AND (?9 IS NULL OR csat_score >= ?9) \
+             AND (?10 IS NULL OR csat_score <= ?10) \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.disposition.map(Disposition::as_str))
@@ -165,6 +168,8 @@ impl CdrStore {
             .bind(filter.caller.as_deref())
             .bind(filter.min_talk_seconds)
             .bind(filter.max_talk_seconds)
+            .bind(filter.min_csat.map(i64::from))
+            .bind(filter.max_csat.map(i64::from))
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
@@ -301,9 +306,10 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt) \
+             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt, \
+             hold_count, hold_seconds, survey, csat_score) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?)",
+             ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -334,6 +340,10 @@ impl CdrStore {
         .bind(media_quality)
         .bind(&record.diverted_from)
         .bind(record.rebuilt)
+        .bind(i64::from(record.hold_count))
+        .bind(record.hold_seconds)
+        .bind(record.survey.map(SurveyStatus::as_str))
+        .bind(record.csat_score.map(i64::from))
         .execute(&mut *connection)
         .await
         .map_err(|source| CdrError::Insert {
@@ -565,6 +575,14 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         callback_of: column(row, "callback_of")?,
         diverted_from: column(row, "diverted_from")?,
         rebuilt: column(row, "rebuilt")?,
+        hold_count: u32::try_from(column::<i64>(row, "hold_count")?).unwrap_or(0),
+        hold_seconds: column(row, "hold_seconds")?,
+        survey: column::<Option<String>>(row, "survey")?
+            .map(|name| SurveyStatus::from_name(&name).ok_or_else(|| invalid("survey", name)))
+            .transpose()?,
+        csat_score: column::<Option<i64>>(row, "csat_score")?
+            .map(|score| u8::try_from(score).map_err(|_| invalid("csat_score", score.to_string())))
+            .transpose()?,
         recording_events: Vec::new(),
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))

@@ -41,6 +41,10 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 
@@ -116,6 +120,17 @@ async fn round_trip_each_disposition() {
                 },
             }),
             ..answered("a7", arrived_at)
+        },
+        CallRecord {
+            hold_count: 2,
+            hold_seconds: 41.25,
+            survey: Some(cdr::SurveyStatus::Answered),
+            csat_score: Some(5),
+            ..answered("a8", arrived_at)
+        },
+        CallRecord {
+            survey: Some(cdr::SurveyStatus::HungUp),
+            ..answered("a9", arrived_at)
         },
     ];
     for record in &records {

@@ -19,9 +19,11 @@ const QUEUE_COLUMNS = [
   ['average_abandon_seconds', 'Avg abandon', formatDuration],
   ['average_speed_of_answer_seconds', 'ASA', formatDuration],
   ['average_handle_seconds', 'AHT', formatDuration],
+  ['average_hold_seconds', 'Avg hold', formatDuration],
   ['service_level_20_percent', 'SL 20 s', formatPercent],
   ['service_level_30_percent', 'SL 30 s', formatPercent],
   ['first_contact_resolution_percent', 'FCR', formatPercent],
+  ['csat_percent', 'CSAT', formatPercent],
 ];
 
 const AGENT_COLUMNS = [
@@ -31,7 +33,9 @@ const AGENT_COLUMNS = [
   ['answered', 'Answered', count],
   ['average_speed_of_answer_seconds', 'ASA', formatDuration],
   ['average_handle_seconds', 'AHT', formatDuration],
+  ['average_hold_seconds', 'Avg hold', formatDuration],
   ['first_contact_resolution_percent', 'FCR', formatPercent],
+  ['csat_percent', 'CSAT', formatPercent],
   ['occupancy_percent', 'Occupancy', formatPercent],
   ['shifts', 'Shifts', count],
   ['calls_per_shift', 'Calls per shift', number],

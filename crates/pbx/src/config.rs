@@ -11,6 +11,7 @@ mod error;
 mod quality;
 mod raw;
 mod routing;
+mod survey;
 mod transports;
 mod validate;
 
@@ -219,6 +220,8 @@ pub(crate) struct QueueConfig {
     pub(crate) announce_every: Option<Duration>,
     pub(crate) announce_position: bool,
     pub(crate) announce_wait: bool,
+    /// Post-call survey for callers whose agent hangs up first; None for none.
+    pub(crate) survey: Option<sip_server::b2bua::SurveyConfig>,
 }
 
 /// What waiting callers of a queue hear between announcements.
@@ -293,6 +296,8 @@ impl Config {
 
 #[cfg(test)]
 mod routing_tests;
+#[cfg(test)]
+mod survey_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod feed;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acd::{AgentState, Destination, ExitReason, Party, QueueEvent};
+use acd::{AgentState, Destination, ExitReason, Party, QueueEvent, SurveyOutcome};
 use serde_json::{Value, json};
 use sip_server::b2bua::StampedEvent;
 use sqlx::{QueryBuilder, Row, SqlitePool};
@@ -736,10 +736,7 @@ impl NewEvent {
                     "waited_seconds": seconds(*waited),
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
-                    "ended_by": ended_by.map(|party| match party {
-                        Party::Caller => "caller",
-                        Party::Agent => "agent",
-                    }),
+                    "ended_by": ended_by.map(party_name),
                 }),
             ),
             QueueEvent::CallTransferred {
@@ -762,6 +759,58 @@ impl NewEvent {
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
                 }),
+            ),
+            QueueEvent::CallHeld {
+                call,
+                queue,
+                agent,
+                by,
+                ..
+            } => event(
+                "call_held",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by)}),
+            ),
+            QueueEvent::CallResumed {
+                call,
+                queue,
+                agent,
+                by,
+                held,
+                ..
+            } => event(
+                "call_resumed",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by), "hold_seconds": seconds(*held)}),
+            ),
+            QueueEvent::SurveyOffered {
+                call, queue, agent, ..
+            } => event(
+                "survey_offered",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::SurveyFinished {
+                call,
+                queue,
+                agent,
+                outcome,
+                ..
+            } => event(
+                match outcome {
+                    SurveyOutcome::Answered(_) => "survey_answered",
+                    _ => "survey_unanswered",
+                },
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"outcome": outcome.as_str(), "score": outcome.score()}),
             ),
             QueueEvent::WrapUpCodeSet {
                 call,
@@ -862,6 +911,13 @@ impl NewEvent {
                 json!({"debug": format!("{other:?}")}),
             ),
         }
+    }
+}
+
+fn party_name(party: Party) -> &'static str {
+    match party {
+        Party::Caller => "caller",
+        Party::Agent => "agent",
     }
 }
 

@@ -301,6 +301,10 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         }
     }
 

@@ -335,6 +335,11 @@ pub(crate) fn core_config(
             retry_after: config.overload.retry_after,
         },
         session_timer: config.sip.session_timer.clone(),
+        surveys: config
+            .queues
+            .iter()
+            .filter_map(|queue| Some((queue.name.clone(), queue.survey.clone()?)))
+            .collect(),
     }
 }
 

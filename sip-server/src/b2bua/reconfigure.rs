@@ -48,6 +48,10 @@ impl Core {
             // announcement or move on.
             changes.push("queue music and announcements updated".to_owned());
         }
+        if new.surveys != self.config.surveys {
+            // A survey already running keeps the settings it started with.
+            changes.push("post-call surveys updated".to_owned());
+        }
         if new.voicemail_max != self.config.voicemail_max {
             changes.push(format!(
                 "voicemail messages limited to {} s",
@@ -86,6 +90,7 @@ impl Core {
         config.recording_pause_code = new.recording_pause_code;
         config.recording_mixed_mono = new.recording_mixed_mono;
         config.queue_media = new.queue_media;
+        config.surveys = new.surveys;
         config.voicemail_max = new.voicemail_max;
         config.overload = new.overload;
         config.caller_order = new.caller_order;
@@ -308,6 +313,7 @@ mod tests {
             voicemail_max: Duration::from_secs(120),
             overload: OverloadLimits::default(),
             session_timer: crate::b2bua::SessionTimerConfig::default(),
+            surveys: HashMap::new(),
         }
     }
 

@@ -16,6 +16,7 @@ mod callback;
 mod recording;
 mod reliable;
 mod session_timer;
+mod survey;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -89,6 +90,7 @@ fn config() -> CoreConfig {
         voicemail_max: Duration::from_secs(120),
         overload: OverloadLimits::default(),
         session_timer: SessionTimerConfig::default(),
+        surveys: HashMap::new(),
     }
 }
 

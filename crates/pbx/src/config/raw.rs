@@ -195,6 +195,9 @@ pub(super) struct RawQueue {
     pub(super) service_level_secs: Value<u64>,
     pub(super) callback_attempts: Value<u32>,
     pub(super) callback_retry_secs: Value<u64>,
+    pub(super) survey: Value<bool>,
+    pub(super) survey_attempts: Value<u32>,
+    pub(super) survey_timeout_secs: Value<u64>,
 }
 
 /// One `[[queues.steps]]` table; validation checks that exactly one of

@@ -791,6 +791,7 @@ fn convert_queues(
                 .then(|| Duration::from_secs(announce_every.value)),
             announce_position: from_file(&queue.announce_position, true).value,
             announce_wait: from_file(&queue.announce_wait, true).value,
+            survey: super::survey::convert_survey(checker, &key, queue),
             name: name.value,
             agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
             ring_timeout: engine.ring_timeout,

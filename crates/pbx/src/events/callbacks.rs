@@ -251,6 +251,10 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         };
         cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();

@@ -16,7 +16,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Change, Figures, Outcome, QueueKpi, Visit, mean, round_millis, wrap_up_after};
+use super::{
+    Change, Figures, HoldSurvey, HoldSurveySums, Outcome, QueueKpi, Visit, mean, round_millis,
+    wrap_up_after,
+};
 use crate::events::{EventStore, EventStoreError, StoredEvent};
 
 const DAY_MS: i64 = 86_400_000;
@@ -160,6 +163,8 @@ pub(crate) struct AgentRow {
     pub(crate) shifts: u64,
     /// `answered` divided by `shifts`.
     pub(crate) calls_per_shift: Option<f64>,
+    #[serde(flatten)]
+    pub(crate) hold_survey: HoldSurvey,
 }
 
 /// Reads the events and call records the range needs and computes the rows.
@@ -331,6 +336,7 @@ struct AgentFigures {
     busy_ms: i64,
     ready_ms: i64,
     shifts: u64,
+    hold_survey: HoldSurveySums,
 }
 
 fn agent_rows(
@@ -351,8 +357,9 @@ fn agent_rows(
         };
         let figures = cells.entry((start, agent.clone())).or_default();
         figures.answer_waits.push(visit.waited);
+        figures.hold_survey.add(visit, visit.completed.is_some());
         if let Some((_, talk, ended_ms)) = &visit.completed {
-            figures.talks.push(*talk);
+            figures.talks.push(talk - visit.hold_seconds);
             if let Some(wrap_up) = wrap_up_after(changes.get(agent), *ended_ms) {
                 figures.wrap_ups.push(wrap_up);
                 figures.handles.push(talk + wrap_up);
@@ -382,6 +389,7 @@ fn agent_rows(
                 shifts: figures.shifts,
                 calls_per_shift: (figures.shifts > 0)
                     .then(|| round_millis(answered as f64 / figures.shifts as f64)),
+                hold_survey: figures.hold_survey.kpi(),
             }
         })
         .collect()

@@ -263,9 +263,9 @@ fn agent_row() -> Value {
             "offered": { "type": "integer", "description": "offers to the agent; a call rung twice counts twice" },
             "answered": { "type": "integer" },
             "average_speed_of_answer_seconds": number("mean wait of the calls the agent answered"),
-            "average_talk_seconds": number("mean talk time of those calls that ended"),
+            "average_talk_seconds": number("mean talk time of those calls that ended, without their hold time"),
             "average_wrap_up_seconds": number("mean wrap-up after them, where it has ended"),
-            "average_handle_seconds": number("mean talk plus wrap-up"),
+            "average_handle_seconds": number("mean talk plus hold plus wrap-up"),
             "occupancy_percent": number("time ringing, on a call or in wrap-up over that time plus time available"),
             "shifts": { "type": "integer", "description": "login spans that overlap the interval" },
             "calls_per_shift": number("answered divided by shifts"),
@@ -276,5 +276,28 @@ fn agent_row() -> Value {
     {
         properties.extend(more);
     }
+    add_hold_survey(&mut row);
     row
+}
+
+/// Adds the hold and survey figures to the schema of a report row.
+pub(super) fn add_hold_survey(row: &mut Value) {
+    let more = json!({
+        "hold_seconds": { "type": "number",
+            "description": "time on hold of the answered calls that ended, summed" },
+        "average_hold_seconds": { "type": ["number", "null"],
+            "description": "mean time on hold of those calls" },
+        "surveys_offered": { "type": "integer",
+            "description": "answered calls whose caller heard the post-call survey" },
+        "surveys_answered": { "type": "integer", "description": "surveys with a score" },
+        "csat_percent": { "type": ["number", "null"],
+            "description": "share of the answered surveys scored 4 or 5" },
+    });
+    let Value::Object(more) = more else { return };
+    if let Some(Value::Array(required)) = row.get_mut("required") {
+        required.extend(more.keys().map(|name| json!(name)));
+    }
+    if let Some(Value::Object(properties)) = row.get_mut("properties") {
+        properties.extend(more);
+    }
 }

@@ -37,6 +37,25 @@ async fn store_answered_call(fixture: &Fixture) {
             },
             wall: start + Duration::from_secs(15),
         },
+        StampedEvent {
+            event: QueueEvent::SurveyOffered {
+                call: "call-1".into(),
+                queue: "general".into(),
+                agent: "1001".into(),
+                at: now,
+            },
+            wall: start + Duration::from_secs(75),
+        },
+        StampedEvent {
+            event: QueueEvent::SurveyFinished {
+                call: "call-1".into(),
+                queue: "general".into(),
+                agent: "1001".into(),
+                outcome: acd::SurveyOutcome::Answered(4),
+                at: now,
+            },
+            wall: start + Duration::from_secs(80),
+        },
     ];
     let rows: Vec<NewEvent> = events.iter().map(NewEvent::from_stamped).collect();
     EventStore::on(fixture.store.pool().clone())
@@ -137,7 +156,10 @@ async fn interval_report_as_json_and_csv() {
         .iter()
         .map(|item| item["figure"].as_str().expect("figure"))
         .collect();
-    assert_eq!(unavailable, ["hold_seconds", "csat_percent"]);
+    assert!(unavailable.is_empty(), "{unavailable:?}");
+    assert_eq!(rows[0]["surveys_offered"], 1);
+    assert_eq!(rows[0]["surveys_answered"], 1);
+    assert_eq!(rows[0]["csat_percent"], 100.0);
 
     let csv = fixture.get(Role::Qa, &format!("{uri}&format=csv")).await;
     assert_eq!(csv.status, StatusCode::OK);
@@ -191,13 +213,14 @@ async fn agent_interval_rows_as_csv() {
         lines[0],
         "start,end,agent,offered,answered,average_speed_of_answer_seconds,average_talk_seconds,\
          average_wrap_up_seconds,average_handle_seconds,first_contact_calls,\
-         first_contact_resolution_percent,occupancy_percent,shifts,calls_per_shift"
+         first_contact_resolution_percent,occupancy_percent,shifts,calls_per_shift,hold_seconds,\
+         average_hold_seconds,surveys_offered,surveys_answered,csat_percent"
     );
     // No offer was stored, so 1001 answered without an offer; no state
     // change was stored either, so occupancy and shifts are unknown.
     assert_eq!(
         lines[1],
-        "2026-12-04T09:00:00Z,2026-12-04T09:15:00Z,1001,0,1,15.0,,,,0,,,0,"
+        "2026-12-04T09:00:00Z,2026-12-04T09:15:00Z,1001,0,1,15.0,,,,0,,,0,,0.0,,1,1,100.0"
     );
     assert_eq!(lines.len(), 2);
 }

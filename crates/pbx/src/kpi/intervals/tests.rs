@@ -127,6 +127,10 @@ fn record(
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 
@@ -218,6 +222,10 @@ async fn queue_rows_per_quarter_hour() {
             service_level_20_percent: Some(50.0),
             service_level_30_percent: Some(50.0),
             longest_wait_seconds: Some(30.0),
+            hold_survey: HoldSurvey {
+                average_hold_seconds: Some(0.0),
+                ..HoldSurvey::default()
+            },
         },
         // A, repeated by D.
         first_contact: FirstContact {
@@ -247,6 +255,10 @@ async fn queue_rows_per_quarter_hour() {
             service_level_20_percent: Some(0.0),
             service_level_30_percent: Some(100.0),
             longest_wait_seconds: Some(25.0),
+            hold_survey: HoldSurvey {
+                average_hold_seconds: Some(0.0),
+                ..HoldSurvey::default()
+            },
         },
         // C; E went to another DID.
         first_contact: FirstContact {
@@ -321,6 +333,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: None,
         shifts: 0,
         calls_per_shift: None,
+        hold_survey: HoldSurvey {
+            average_hold_seconds: None,
+            ..HoldSurvey::default()
+        },
     };
     let first_1001 = AgentRow {
         offered: 1,
@@ -337,6 +353,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: Some(17.778),
         shifts: 1,
         calls_per_shift: Some(1.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
         ..row("2027-01-15T08:00:00Z", "2027-01-15T08:15:00Z", "1001")
     };
     // Available throughout the second quarter hour without a call.
@@ -361,6 +381,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: Some(15.455),
         shifts: 1,
         calls_per_shift: Some(1.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
         ..row("2027-01-15T08:15:00Z", "2027-01-15T08:30:00Z", "1002")
     };
     // 1002 was logged out in the first quarter hour, so it has no row there.

@@ -81,6 +81,8 @@ pub(crate) struct ReportsConfig {
     /// A call counts as resolved at first contact when the same number
     /// does not call the same DID again within this time.
     pub(crate) first_contact_window: Duration,
+    /// Zone whose local days and clock times bound the report intervals.
+    pub(crate) time_zone: jiff::tz::TimeZone,
 }
 
 /// When new calls get 503: see `[overload]` in configs/pbx.toml.

@@ -313,7 +313,9 @@ pub(crate) fn round_millis(value: f64) -> f64 {
 
 mod intervals;
 
-pub(crate) use intervals::{Grouping, Interval, IntervalReport, ReportRequest, interval_report};
+pub(crate) use intervals::{
+    Calendar, Grouping, Interval, IntervalReport, ReportRequest, interval_report,
+};
 
 #[cfg(test)]
 mod tests;

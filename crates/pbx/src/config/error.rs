@@ -103,6 +103,8 @@ pub(crate) enum ConfigErrorKind {
          round-robin, ring-all, linear, random, weighted-random or best-proficiency"
     )]
     UnknownStrategy { value: String },
+    #[error("unknown time zone {value:?}; use an IANA name such as \"Europe/Madrid\" or \"UTC\"")]
+    UnknownTimeZone { value: String },
     #[error("unknown caller order {value:?}; use \"longest-waiting\" or \"queue-weight\"")]
     UnknownCallerOrder { value: String },
     /// A skill that the acd crate's parser rejects; its message names the text.

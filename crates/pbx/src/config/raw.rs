@@ -62,6 +62,7 @@ pub(super) struct RawCriterion {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReports {
     pub(super) first_contact_window_hours: Value<u32>,
+    pub(super) time_zone: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

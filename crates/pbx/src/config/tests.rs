@@ -731,3 +731,19 @@ fn scorecard_criteria_errors_name_the_key() {
         );
     }
 }
+
+#[test]
+fn report_time_zone_is_checked() {
+    let config = Config::parse("[reports]\ntime_zone = \"Europe/Madrid\"\n", "zone.toml")
+        .expect("valid zone");
+    assert_eq!(config.reports.time_zone.iana_name(), Some("Europe/Madrid"));
+    let default = Config::parse("", "empty.toml").expect("empty file");
+    assert_eq!(default.reports.time_zone, jiff::tz::TimeZone::UTC);
+    let errors = Config::parse("[reports]\ntime_zone = \"Europe/Madird\"\n", "zone.toml")
+        .expect_err("misspelt zone");
+    assert_eq!(
+        errors.to_string(),
+        "zone.toml:2:13: reports.time_zone: unknown time zone \"Europe/Madird\"; use an IANA \
+         name such as \"Europe/Madrid\" or \"UTC\""
+    );
+}

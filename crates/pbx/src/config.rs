@@ -11,6 +11,7 @@ mod error;
 mod quality;
 mod raw;
 mod routing;
+mod skills;
 mod transports;
 mod validate;
 
@@ -37,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) media: MediaConfig,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recording: RecordingConfig,
+    /// The `[[skills]]` catalogue; empty allows any skill name.
+    pub(crate) skills: Vec<SkillDefinition>,
     pub(crate) agents: Vec<AgentConfig>,
     pub(crate) trunks: Vec<TrunkConfig>,
     pub(crate) queues: Vec<QueueConfig>,
@@ -176,6 +179,15 @@ pub(crate) struct RecordingConfig {
     pub(crate) pause_code: Option<String>,
     /// Each call recording also gets a mono file that sums both channels.
     pub(crate) mixed_mono: bool,
+}
+
+/// One entry of the `[[skills]]` catalogue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SkillDefinition {
+    /// Skill name as agents hold it, such as `language=ru`.
+    pub(crate) name: String,
+    /// Text for the people who assign skills; empty when the file gives none.
+    pub(crate) description: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

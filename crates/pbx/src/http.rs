@@ -12,6 +12,7 @@
 //! the routes; a test keeps it equal to [`routes`].
 
 mod admin;
+mod administration;
 mod auth;
 mod bootstrap;
 mod calls;
@@ -151,6 +152,21 @@ impl Routes {
     }
 }
 
+use administration::{AGENTS, QUEUES, SKILLS};
+
+impl Routes {
+    /// Adds list, create, read, replace and delete of one kind of
+    /// definition, `K` being its code in `administration`.
+    fn administration<const K: u8>(self, list: &'static str, one: &'static str) -> Routes {
+        use Verb::{Delete, Get, Post, Put};
+        self.add(Get, list, administration::list::<K>)
+            .add(Post, list, administration::create::<K>)
+            .add(Get, one, administration::get::<K>)
+            .add(Put, one, administration::replace::<K>)
+            .add(Delete, one, administration::delete::<K>)
+    }
+}
+
 pub(crate) fn routes() -> Routes {
     use Verb::{Delete, Get, Patch, Post, Put};
     let routes = Routes {
@@ -205,6 +221,9 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/queues", live::list_queues)
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
+        .administration::<AGENTS>("/api/admin/agents", "/api/admin/agents/{id}")
+        .administration::<SKILLS>("/api/admin/skills", "/api/admin/skills/{name}")
+        .administration::<QUEUES>("/api/admin/queues", "/api/admin/queues/{name}")
         .add(Get, "/api/reports/queues", reports::queue_report)
         .add(
             Get,

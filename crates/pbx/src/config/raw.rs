@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) acd: RawAcd,
     #[serde(default)]
+    pub(super) skills: Vec<RawSkill>,
+    #[serde(default)]
     pub(super) agents: Vec<RawAgent>,
     #[serde(default)]
     pub(super) trunks: Vec<RawTrunk>,
@@ -141,6 +143,13 @@ pub(super) struct RawRecording {
 pub(super) struct RawAcd {
     pub(super) caller_order: Value<String>,
     pub(super) ring_in_use: Value<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSkill {
+    pub(super) name: Spanned<String>,
+    pub(super) description: Value<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -361,6 +361,8 @@ pub(super) fn convert(
     check_port_overlap(&mut checker, &sip, &http, &media);
     let registrar = convert_registrar(&mut checker, raw);
     let recording = convert_recording(&mut checker, raw);
+    let skills = super::skills::convert_skills(&mut checker, &raw.skills);
+    super::skills::check_references(&mut checker, &skills, raw);
     let agents = convert_agents(&mut checker, &raw.agents);
     let trunks = convert_trunks(&mut checker, &raw.trunks);
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
@@ -394,6 +396,7 @@ pub(super) fn convert(
         media,
         registrar,
         recording,
+        skills,
         agents,
         trunks,
         queues,

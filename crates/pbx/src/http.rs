@@ -238,6 +238,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/console/calls/{id}", console::call_page)
         .add(Get, "/console/wallboard", console::wallboard_page)
         .add(Get, "/console/reports", console::reports_page)
+        .add(Get, "/console/admin", console::administration_page)
         .add(Get, "/console/assets/{file}", console::asset)
 }
 

@@ -72,6 +72,9 @@ fn console_paths() -> Value {
         "/console/reports": {
             "get": console_page("Console: reports per interval with charts and CSV export"),
         },
+        "/console/admin": {
+            "get": console_page("Console: agents, skills and queues; forms for administrators"),
+        },
         "/console/assets/{file}": {
             "get": with_parameters(public(operation(
                 "Console styles, scripts and icon",

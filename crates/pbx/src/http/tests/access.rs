@@ -385,6 +385,14 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
         ),
         case(
             Get,
+            "/console/admin",
+            "/console/admin",
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Get,
             "/api/reports/queues",
             "/api/reports/queues?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
             None,

@@ -3,8 +3,8 @@
 //! the queue's tile and follows an agent's state change from the event
 //! stream without a reload. A QA reviewer scores a real answered call on
 //! its page, and the reports page shows that call in its table and charts.
-//! An administrator creates an agent on the administration page, sees the
-//! server's error next to the field first, and the API then lists it.
+//! An administrator creates an agent on the administration page. The
+//! server's error shows next to the field first, and then the API lists it.
 //!
 //! With `PBX_CONSOLE_SCREENSHOTS=DIR` the test also saves a PNG of each
 //! page it visits into DIR.

@@ -285,6 +285,7 @@ async function save(kind, event) {
     }
     return;
   }
+
   let body;
   try {
     body = ({ agent: agentBody, skill: skillBody, queue: queueBody })[kind]();
@@ -292,6 +293,7 @@ async function save(kind, event) {
     target.querySelector('[data-error="extra"]').textContent = failure.message;
     return;
   }
+
   const key = state.editing[kind];
   const path = key ? `/api/admin/${TABLES[kind]}/${encodeURIComponent(key)}` : `/api/admin/${TABLES[kind]}`;
   try {
@@ -301,6 +303,7 @@ async function save(kind, event) {
     setStatus(`The ${kind} was not saved.`, true);
     return;
   }
+
   target.hidden = true;
   await load();
   const saved = body.id || body.name;

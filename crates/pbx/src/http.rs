@@ -157,13 +157,17 @@ use administration::{AGENTS, QUEUES, SKILLS};
 impl Routes {
     /// Adds list, create, read, replace and delete of one kind of
     /// definition, `K` being its code in `administration`.
-    fn administration<const K: u8>(self, list: &'static str, one: &'static str) -> Routes {
+    fn administration<const K: u8>(
+        self,
+        list_path: &'static str,
+        item_path: &'static str,
+    ) -> Routes {
         use Verb::{Delete, Get, Post, Put};
-        self.add(Get, list, administration::list::<K>)
-            .add(Post, list, administration::create::<K>)
-            .add(Get, one, administration::get::<K>)
-            .add(Put, one, administration::replace::<K>)
-            .add(Delete, one, administration::delete::<K>)
+        self.add(Get, list_path, administration::list::<K>)
+            .add(Post, list_path, administration::create::<K>)
+            .add(Get, item_path, administration::get::<K>)
+            .add(Put, item_path, administration::replace::<K>)
+            .add(Delete, item_path, administration::delete::<K>)
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) struct Reloader {
     sip_bound: crate::transport::Bound,
     running: Mutex<Running>,
     live: Live,
-    /// Where administration changes are kept; None in tests that have no
+    /// Store of the administration changes; None in tests that have no
     /// database.
     layer_store: Option<LayerStore>,
 }

@@ -3,7 +3,7 @@
 //! empty any skill name goes, as in files written before it existed.
 //! Once it has an entry, every skill of an agent or a DID and every
 //! category a queue step keeps must come from it, so that a mistyped
-//! skill cannot leave calls waiting for agents nobody can match.
+//! skill cannot leave calls waiting for an agent that no one holds.
 
 use std::collections::HashMap;
 

@@ -3,11 +3,11 @@
 //! read, replace and delete.
 //!
 //! A definition is the JSON form of its table in the configuration file,
-//! with the same keys. A change is merged into the running configuration
-//! as an entry of the administration layer (see `config_layer`), checked
-//! by the same validation as the file, stored, applied through the reload
-//! path without touching calls in progress, and written to the audit log.
-//! Administrators change definitions; supervisors read them.
+//! with the same keys. A change becomes an entry of the administration
+//! layer (see `config_layer`) and goes through the file's validation. It
+//! is then stored, applied through the reload path without touching calls
+//! in progress, and written to the audit log. Administrators change
+//! definitions, and supervisors read them.
 
 mod definitions;
 
@@ -72,7 +72,7 @@ pub(crate) async fn list<const K: u8>(
     let (text, layer) = reloader(&state)?.definitions().await;
     let shown = definitions::tables(&text, kind)
         .into_iter()
-        .map(|table| definitions::shown(kind, table, &text, &layer))
+        .map(|table| definitions::with_api_fields(kind, table, &text, &layer))
         .collect();
     Ok(Json(shown))
 }
@@ -87,7 +87,9 @@ pub(crate) async fn get<const K: u8>(
     let key = key_parameter(key)?;
     let (text, layer) = reloader(&state)?.definitions().await;
     let table = definitions::find(&text, kind, &key).ok_or_else(|| not_found(kind, &key))?;
-    Ok(Json(definitions::shown(kind, table, &text, &layer)))
+    Ok(Json(definitions::with_api_fields(
+        kind, table, &text, &layer,
+    )))
 }
 
 pub(crate) async fn create<const K: u8>(
@@ -136,6 +138,7 @@ pub(crate) async fn replace<const K: u8>(
     user.require(&ADMINISTRATOR, &format!("change {}", kind.table()))?;
     let key = key_parameter(key)?;
     let mut body = object_body(body)?;
+
     match body.get(kind.key_field()) {
         None => {
             body.insert(kind.key_field().to_owned(), Value::String(key.clone()));
@@ -151,6 +154,7 @@ pub(crate) async fn replace<const K: u8>(
             return Err(unprocessable(kind, &detail, &format!("#/{field}"), field));
         }
     }
+
     let (text, _) = reloader(&state)?.definitions().await;
     let existing = definitions::find(&text, kind, &key).ok_or_else(|| not_found(kind, &key))?;
     // The password is never shown, so a form that sends none keeps it.
@@ -235,8 +239,8 @@ fn entries_for(
     if kind == Kind::Agent
         && let Some(queues) = body.remove("queues")
     {
-        let wanted = queue_names(&queues, text)?;
-        entries.extend(definitions::membership_entries(text, key, &wanted));
+        let requested = queue_names(&queues, text)?;
+        entries.extend(definitions::membership_entries(text, key, &requested));
     }
     entries.push(Entry {
         kind,
@@ -296,7 +300,7 @@ async fn shown_after(
 ) -> Result<Map<String, Value>, Problem> {
     let (text, layer) = reloader(state)?.definitions().await;
     let table = definitions::find(&text, kind, key).ok_or_else(|| not_found(kind, key))?;
-    Ok(definitions::shown(kind, table, &text, &layer))
+    Ok(definitions::with_api_fields(kind, table, &text, &layer))
 }
 
 /// Maps a rejected change: 422 when the definition sent is invalid, 409

@@ -1,9 +1,9 @@
 //! Report rows per interval (15, 30 or 60 minutes, or a day) and per
 //! queue or per agent, from the stored events and the call records.
 //!
-//! Intervals follow the clock of the report's time zone: a 15-minute
-//! interval starts at :00, :15, :30 or :45 local time, a day at local
-//! midnight, so the day on which the clocks change lasts 23 or 25 hours
+//! Intervals follow the clock of the report's time zone. A 15-minute
+//! interval starts at :00, :15, :30 or :45 local time, and a day at local
+//! midnight. So the day on which the clocks change lasts 23 or 25 hours
 //! and has as many hourly rows. The first and last rows are cut to the
 //! asked range. A call counts in the interval in which it entered its
 //! queue, as in the queue report. Agent rows count the offers of those

@@ -13,7 +13,7 @@ use crate::config_layer::{Entry, Kind, Layer, Rejected};
 /// request body.
 pub(super) const READ_ONLY: [&str; 2] = ["source", "password_set"];
 
-/// The tables of `kind` in the merged configuration text, in order.
+/// Returns the tables of `kind` in the merged configuration text, in order.
 pub(super) fn tables(text: &str, kind: Kind) -> Vec<Map<String, Value>> {
     let Ok(table) = toml::from_str::<toml::Table>(text) else {
         return Vec::new();
@@ -41,9 +41,10 @@ pub(super) fn find(text: &str, kind: Kind, key: &str) -> Option<Map<String, Valu
         .find(|table| key_of(kind, table) == Some(key))
 }
 
-/// A definition as the API shows it: without a password, with where it
-/// comes from, and for an agent the queues that list it.
-pub(super) fn shown(
+/// Converts a table into the definition the API shows: without a
+/// password, with where it comes from, and for an agent the queues that
+/// list it.
+pub(super) fn with_api_fields(
     kind: Kind,
     mut table: Map<String, Value>,
     text: &str,
@@ -104,9 +105,9 @@ pub(super) fn without_nulls(value: Value) -> Value {
     }
 }
 
-/// Layer entries that make `agent` a member of exactly the queues named
-/// in `wanted`, for the queues whose list changes.
-pub(super) fn membership_entries(text: &str, agent: &str, wanted: &[String]) -> Vec<Entry> {
+/// Builds the layer entries that make `agent` a member of exactly the
+/// queues named in `requested`, one for each queue whose list changes.
+pub(super) fn membership_entries(text: &str, agent: &str, requested: &[String]) -> Vec<Entry> {
     let mut entries = Vec::new();
     for mut queue in tables(text, Kind::Queue) {
         let Some(name) = key_of(Kind::Queue, &queue).map(str::to_owned) else {
@@ -114,7 +115,7 @@ pub(super) fn membership_entries(text: &str, agent: &str, wanted: &[String]) -> 
         };
         let mut list = members(&queue);
         let is_member = list.iter().any(|member| member == agent);
-        let wants = wanted.contains(&name);
+        let wants = requested.contains(&name);
         if is_member == wants {
             continue;
         }

@@ -41,7 +41,7 @@ fn kind_paths(table: &str, noun: &str, key: &str, schema: &str) -> (String, Valu
             &[400, 401, 403, 409, 415, 422, 503],
         ), schema),
     });
-    let one = json!({
+    let item = json!({
         "get": with_parameters(operation(
             &format!("One {noun}"),
             "Administrators and supervisors.",
@@ -66,7 +66,7 @@ fn kind_paths(table: &str, noun: &str, key: &str, schema: &str) -> (String, Valu
         format!("/api/admin/{table}"),
         list,
         format!("/api/admin/{table}/{{{key}}}"),
-        one,
+        item,
     )
 }
 
@@ -77,9 +77,9 @@ pub(super) fn paths() -> Value {
         ("skills", "skill", "name", "SkillDefinition"),
         ("queues", "queue", "name", "QueueDefinition"),
     ] {
-        let (list_path, list, one_path, one) = kind_paths(table, noun, key, schema);
+        let (list_path, list, item_path, item) = kind_paths(table, noun, key, schema);
         paths.insert(list_path, list);
-        paths.insert(one_path, one);
+        paths.insert(item_path, item);
     }
     Value::Object(paths)
 }

@@ -181,6 +181,7 @@ async fn invalid_fields_are_named() {
         assert_eq!(errors[0]["pointer"], pointer, "{body}: {errors:?}");
         assert!(!errors[0]["detail"].as_str().unwrap_or_default().is_empty());
     }
+
     let queues = [
         (
             json!({"name": "sales", "ring_timeout_secs": 0}),
@@ -209,6 +210,7 @@ async fn invalid_fields_are_named() {
         let errors = field_errors(&reply, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(errors[0]["pointer"], pointer, "{body}: {errors:?}");
     }
+
     let detail = post(
         &fixture,
         "/api/admin/queues",
@@ -276,6 +278,7 @@ async fn skills_catalogue_checks_agents() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.json());
+
     let unknown = json!({"id": "1003", "password": "p", "skills": ["language=en:3"]});
     let reply = post(&fixture, "/api/admin/agents", unknown).await;
     let errors = field_errors(&reply, StatusCode::UNPROCESSABLE_ENTITY);

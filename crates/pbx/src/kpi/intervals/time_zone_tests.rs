@@ -1,7 +1,7 @@
 //! Report intervals in Europe/Madrid across both clock changes of 2027,
-//! checked against boundaries worked out by hand from the zone's rules:
-//! the clocks go from 02:00 CET to 03:00 CEST at 2027-03-28T01:00Z, and
-//! from 03:00 CEST back to 02:00 CET at 2027-10-31T01:00Z.
+//! checked against boundaries worked out by hand from the zone's rules.
+//! The clocks go from 02:00 CET to 03:00 CEST at 2027-03-28T01:00Z. They
+//! go from 03:00 CEST back to 02:00 CET at 2027-10-31T01:00Z.
 
 use super::*;
 use crate::kpi::tests::{FROM_SECS, Script, stored};

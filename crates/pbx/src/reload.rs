@@ -187,7 +187,7 @@ impl Reloader {
 
     /// Stores an administrator's changes and applies them with the file as
     /// it is now, through the same checks as a reload. Changes that do not
-    /// validate, or that the engine does not take, are not stored.
+    /// validate or do not apply are not kept.
     pub(crate) async fn apply_changes(
         &self,
         entries: Vec<Entry>,
@@ -207,7 +207,9 @@ impl Reloader {
         }
         let previous = running.layer.clone();
         let result = self.load_and_apply(&mut running, layer).await;
-        if let Err(ReloadError::Engine(_)) = &result {
+        // The file may have changed since the check, or the engine may not
+        // answer; only NotDurable means the change is in force regardless.
+        if matches!(&result, Err(error) if !matches!(error, ReloadError::NotDurable(_))) {
             undo(store, &previous, &entries, at_ms, user).await;
         }
         log_outcome(
@@ -297,8 +299,8 @@ impl Reloader {
     }
 }
 
-/// Restores the rows that `entries` replaced, after the engine did not
-/// take them.
+/// Restores the rows that `entries` replaced, after the change failed to
+/// apply.
 async fn undo(store: &LayerStore, previous: &Layer, entries: &[Entry], at_ms: i64, user: &str) {
     for entry in entries {
         let undone = match previous.get(entry.kind, &entry.key) {

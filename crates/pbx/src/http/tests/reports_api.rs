@@ -251,6 +251,15 @@ async fn interval_report_in_a_time_zone() {
     assert_eq!(report["to"], "2026-12-04T11:00:00+01:00");
     assert_eq!(report["rows"][0]["start"], "2026-12-04T10:00:00+01:00");
     assert_eq!(report["rows"][0]["end"], "2026-12-04T10:30:00+01:00");
+    let csv = fixture
+        .get(Role::Supervisor, &format!("{uri}&format=csv"))
+        .await;
+    let text = String::from_utf8(csv.body.clone()).expect("UTF-8");
+    let row = text.split("\r\n").nth(1).expect("one row");
+    assert!(
+        row.starts_with("2026-12-04T10:00:00+01:00,2026-12-04T10:30:00+01:00,general,"),
+        "{row}"
+    );
 
     // Without tz the configured zone applies, UTC in the fixture.
     let uri = "/api/reports/intervals?from=2026-12-04T09:00&to=2026-12-04T10:00";

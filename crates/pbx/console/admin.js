@@ -48,7 +48,8 @@ function rowButtons(kind, key) {
 function showTables() {
   document.getElementById('agents').tBodies[0].replaceChildren(...state.agents.map((agent) => el('tr', { 'data-agent': agent.id },
     el('td', {}, agent.id), el('td', {}, agent.name || ''), el('td', {}, skillText(agent.skills)),
-    el('td', {}, (agent.queues || []).join(', ')), el('td', {}, sourceLabel(agent.source)),
+    el('td', {}, (agent.queues || []).join(', ')),
+    el('td', { class: 'number' }, agent.wrap_up_secs ?? 'queue'), el('td', {}, sourceLabel(agent.source)),
     rowButtons('agent', agent.id))));
   document.getElementById('skills').tBodies[0].replaceChildren(...state.skills.map((skill) => el('tr', { 'data-skill': skill.name },
     el('td', {}, skill.name), el('td', {}, skill.description || ''), el('td', {}, sourceLabel(skill.source)),
@@ -149,6 +150,7 @@ function fillAgent(id) {
   const target = form('agent');
   target.elements.id.value = agent.id || '';
   target.elements.name.value = agent.name || '';
+  target.elements.wrap_up_secs.value = agent.wrap_up_secs ?? '';
   target.elements.password.required = !id;
   document.getElementById('agent-skills').replaceChildren(...(agent.skills || []).map((text) => {
     const at = text.lastIndexOf(':');
@@ -167,6 +169,9 @@ function agentBody() {
   }
   if (target.elements.password.value) {
     body.password = target.elements.password.value;
+  }
+  if (target.elements.wrap_up_secs.value !== '') {
+    body.wrap_up_secs = Number(target.elements.wrap_up_secs.value);
   }
   body.skills = [...document.querySelectorAll('#agent-skills .skill-row')]
     .map((row) => [row.querySelector('[data-skill-name]').value.trim(), row.querySelector('[data-skill-level]').value])

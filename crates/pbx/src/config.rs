@@ -200,6 +200,9 @@ pub(crate) struct AgentConfig {
     pub(crate) password: Option<String>,
     /// Skill name to proficiency level, for `acd::Acd::set_skills`.
     pub(crate) skills: acd::Skills,
+    /// After-call work after every queue call, in place of the queues'
+    /// `wrap_up`; `None` follows each queue.
+    pub(crate) wrap_up: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -305,6 +305,11 @@ pub(crate) fn core_config(
             .iter()
             .map(|agent| (agent.id.clone(), agent.skills.clone()))
             .collect(),
+        agent_wrap_up: config
+            .agents
+            .iter()
+            .filter_map(|agent| Some((agent.id.clone(), agent.wrap_up?)))
+            .collect(),
         caller_order: config.caller_order,
         ring_in_use: config.ring_in_use,
         registrar: sip_server::registrar::RegistrarConfig {

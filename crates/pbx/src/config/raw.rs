@@ -160,6 +160,7 @@ pub(super) struct RawAgent {
     pub(super) password: Value<String>,
     #[serde(default)]
     pub(super) skills: Vec<Spanned<String>>,
+    pub(super) wrap_up_secs: Value<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -747,3 +747,22 @@ fn report_time_zone_is_checked() {
          name such as \"Europe/Madrid\" or \"UTC\""
     );
 }
+
+#[test]
+fn agent_wrap_up_is_checked() {
+    let config = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 45\n",
+        "agents.toml",
+    )
+    .expect("valid wrap-up");
+    assert_eq!(config.agents[0].wrap_up, Some(Duration::from_secs(45)));
+    let errors = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 90000\n",
+        "agents.toml",
+    )
+    .expect_err("over a day");
+    assert_eq!(
+        errors.to_string(),
+        "agents.toml:3:16: agents[0].wrap_up_secs: must be at most 86400, got 90000"
+    );
+}

@@ -133,6 +133,8 @@ fn agent() -> Value {
                                           replacement leaves it out" },
             "skills": { "type": "array", "items": { "type": "string" },
                         "description": "SKILL:LEVEL, as language=ru:5" },
+            "wrap_up_secs": { "type": "integer", "minimum": 0, "maximum": 86_400,
+                              "description": "after-call work in place of the queues' wrap-up" },
             "queues": { "type": "array", "items": { "type": "string" },
                         "description": "queues that list the agent; when sent, the member lists \
                                         of the queues change to match" },

@@ -34,6 +34,7 @@ fn new_agent() -> Value {
         "password": "pw-1003",
         "skills": ["language=ru:5"],
         "queues": ["general"],
+        "wrap_up_secs": 45,
     })
 }
 
@@ -119,6 +120,11 @@ async fn created_agent_reaches_the_engine_and_takes_calls() {
     assert_eq!(applied.queue_agents["general"], ["1001", "1002", "1003"]);
     assert_eq!(applied.passwords["1003"], "pw-1003");
     assert_eq!(applied.agent_skills["1003"]["language=ru"], 5);
+    assert_eq!(applied.agent_wrap_up["1003"], Duration::from_secs(45));
+    assert!(
+        !applied.agent_wrap_up.contains_key("1001"),
+        "1001 follows the queue"
+    );
 
     // The engine's queue, built from that configuration, offers a call
     // requiring Russian to the new agent once it logs in.
@@ -174,6 +180,10 @@ async fn invalid_fields_are_named() {
             "#/queues/0",
         ),
         (json!({"id": "1003"}), "#/password"),
+        (
+            json!({"id": "1003", "password": "p", "wrap_up_secs": 100_000}),
+            "#/wrap_up_secs",
+        ),
     ];
     for (body, pointer) in cases {
         let reply = post(&fixture, "/api/admin/agents", body.clone()).await;

@@ -300,6 +300,10 @@ fn console_admin_creates_agent() {
         &browser.wait_for(&format!("{form} [name=\"password\"]"), PAGE_TIMEOUT),
         "e2e-secret-1003",
     );
+    browser.type_into(
+        &browser.wait_for(&format!("{form} [name=\"wrap_up_secs\"]"), PAGE_TIMEOUT),
+        "20",
+    );
     browser.click(&browser.wait_for("#add-skill-row", PAGE_TIMEOUT));
     // A space inside the skill passes the browser's hints; the server
     // rejects it and the page shows why next to the skills.
@@ -346,6 +350,7 @@ fn console_admin_creates_agent() {
         "{agent}"
     );
     assert_eq!(agent["queues"], serde_json::json!([QUEUE]), "{agent}");
+    assert_eq!(agent["wrap_up_secs"], 20, "{agent}");
     let live = pbx.get("/api/agents").json();
     let listed = live
         .as_array()

@@ -348,23 +348,41 @@ impl LayerStore {
         at_ms: i64,
         user: &str,
     ) -> Result<(), LayerStoreError> {
-        let definition = entry
-            .definition
-            .as_ref()
-            .map(|definition| Value::Object(definition.clone()).to_string());
-        sqlx::query(
-            "INSERT INTO administration_layer (kind, key, definition, changed_at_ms, changed_by) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (kind, key) DO UPDATE SET definition = excluded.definition, \
-             changed_at_ms = excluded.changed_at_ms, changed_by = excluded.changed_by",
-        )
-        .bind(entry.kind.table())
-        .bind(&entry.key)
-        .bind(definition)
-        .bind(at_ms)
-        .bind(user)
-        .execute(&self.pool)
-        .await?;
+        self.save_all(std::slice::from_ref(entry), at_ms, user)
+            .await
+    }
+
+    /// Stores `entries` in one transaction, so that a change touching
+    /// several definitions (an agent and its queues) is kept whole or not
+    /// at all.
+    pub(crate) async fn save_all(
+        &self,
+        entries: &[Entry],
+        at_ms: i64,
+        user: &str,
+    ) -> Result<(), LayerStoreError> {
+        let mut transaction = self.pool.begin().await?;
+        for entry in entries {
+            let definition = entry
+                .definition
+                .as_ref()
+                .map(|definition| Value::Object(definition.clone()).to_string());
+            sqlx::query(
+                "INSERT INTO administration_layer \
+                 (kind, key, definition, changed_at_ms, changed_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (kind, key) DO UPDATE SET definition = excluded.definition, \
+                 changed_at_ms = excluded.changed_at_ms, changed_by = excluded.changed_by",
+            )
+            .bind(entry.kind.table())
+            .bind(&entry.key)
+            .bind(definition)
+            .bind(at_ms)
+            .bind(user)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 

@@ -202,9 +202,7 @@ impl Reloader {
         }
         // Check before storing, so a rejected change leaves no row.
         self.load(&running, &layer)?;
-        for entry in &entries {
-            store.save(entry, at_ms, user).await?;
-        }
+        store.save_all(&entries, at_ms, user).await?;
         let previous = running.layer.clone();
         let result = self.load_and_apply(&mut running, layer).await;
         // The file may have changed since the check, or the engine may not

@@ -82,9 +82,10 @@ impl Calendar {
         match self.interval.minutes_ms() {
             Some(length) => {
                 // The offset in force at `at_ms` puts the boundaries on the
-                // local clock. Offsets change by whole hours in the zones the
-                // PBX is used in, so the boundaries on both sides of a change
-                // stay on the same grid.
+                // local clock. A change by whole hours keeps both sides on
+                // one grid of 15, 30 or 60 minutes.
+                // NOTE: a zone whose offset changes by 30 minutes (Lord Howe
+                // Island) gets two overlapping hourly rows at its change.
                 let offset_ms = i64::from(self.time_zone.to_offset(at).seconds()) * 1000;
                 at_ms - (at_ms + offset_ms).rem_euclid(length)
             }
@@ -124,7 +125,13 @@ impl Calendar {
     /// Formats `at_ms` as RFC 3339 with the zone's offset at that time,
     /// and with `Z` in UTC.
     pub(crate) fn format(&self, at_ms: i64) -> String {
-        if self.time_zone == TimeZone::UTC {
+        let utc_names = ["UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu"];
+        let is_utc = self.time_zone == TimeZone::UTC
+            || self
+                .time_zone
+                .iana_name()
+                .is_some_and(|name| utc_names.contains(&name));
+        if is_utc {
             return rfc3339(at_ms);
         }
         match Timestamp::from_millisecond(at_ms) {

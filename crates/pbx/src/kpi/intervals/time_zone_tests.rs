@@ -172,3 +172,24 @@ async fn repeated_local_hour_gets_two_rows() {
         ]
     );
 }
+
+#[test]
+fn utc_by_name_formats_with_z() {
+    for name in ["UTC", "Etc/UTC"] {
+        let calendar = Calendar {
+            interval: Interval::Day,
+            time_zone: TimeZone::get(name).expect("zone in the bundled database"),
+        };
+        let text = calendar.format(at("2027-01-15T00:00:00Z"));
+        assert_eq!(text, "2027-01-15T00:00:00Z", "{name}");
+    }
+    // Zero offset in another zone keeps its offset written out.
+    let london = Calendar {
+        interval: Interval::Day,
+        time_zone: TimeZone::get("Europe/London").expect("zone in the bundled database"),
+    };
+    assert_eq!(
+        london.format(at("2027-01-15T00:00:00Z")),
+        "2027-01-15T00:00:00+00:00"
+    );
+}

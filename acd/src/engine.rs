@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -216,6 +216,14 @@ impl Acd {
     ) -> Result<(), AcdError> {
         self.agent_mut(agent)?.skills = skills;
         self.dispatch(now);
+        Ok(())
+    }
+
+    /// Sets the agent's wrap-up time after every queue call, in place of the
+    /// queue's `wrap_up`, or `None` to follow the queue again. A wrap-up in
+    /// progress keeps its end.
+    pub fn set_wrap_up(&mut self, agent: &str, wrap_up: Option<Duration>) -> Result<(), AcdError> {
+        self.agent_mut(agent)?.wrap_up = wrap_up;
         Ok(())
     }
 

@@ -350,7 +350,9 @@ mod intervals;
 
 use hold_survey::{HoldSurvey, HoldSurveySums};
 
-pub(crate) use intervals::{Grouping, Interval, IntervalReport, ReportRequest, interval_report};
+pub(crate) use intervals::{
+    Calendar, Grouping, Interval, IntervalReport, ReportRequest, interval_report,
+};
 
 #[cfg(test)]
 mod tests;

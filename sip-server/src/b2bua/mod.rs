@@ -102,6 +102,8 @@ pub struct CoreConfig {
     pub queue_agents: HashMap<String, Vec<String>>,
     /// Agent id to its skills and proficiency levels.
     pub agent_skills: HashMap<String, acd::Skills>,
+    /// Wrap-up of the agents that have their own, in place of the queues'.
+    pub agent_wrap_up: HashMap<String, Duration>,
     pub caller_order: acd::CallerOrder,
     /// When false, a call forwarded to an agent's extension makes the agent
     /// busy for the queues, and a busy agent's extension gets 486.
@@ -371,6 +373,7 @@ impl Core {
             if let Some(skills) = config.agent_skills.get(agent) {
                 acd.set_skills(agent, skills.clone(), now)?;
             }
+            acd.set_wrap_up(agent, config.agent_wrap_up.get(agent).copied())?;
         }
         let local = LocalContact {
             address: config.sip_address.ip(),

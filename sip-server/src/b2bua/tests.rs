@@ -69,6 +69,7 @@ fn config() -> CoreConfig {
         )]
         .into(),
         agent_skills: HashMap::new(),
+        agent_wrap_up: HashMap::new(),
         caller_order: acd::CallerOrder::default(),
         ring_in_use: false,
         registrar: crate::registrar::RegistrarConfig {

@@ -4,6 +4,7 @@
 //! The test `openapi_matches_routes` fails when a route is added, removed
 //! or given another method here or in `routes()` without the other.
 
+mod administration;
 mod quality;
 
 use axum::Json;
@@ -39,7 +40,7 @@ pub(crate) fn document() -> Value {
 
 fn paths() -> Value {
     let mut paths = api_paths();
-    for more in [console_paths(), quality::paths()] {
+    for more in [console_paths(), quality::paths(), administration::paths()] {
         if let (Value::Object(all), Value::Object(more)) = (&mut paths, more) {
             all.extend(more);
         }
@@ -70,6 +71,9 @@ fn console_paths() -> Value {
         "/console/wallboard": { "get": console_page("Console: live queues and agents") },
         "/console/reports": {
             "get": console_page("Console: reports per interval with charts and CSV export"),
+        },
+        "/console/admin": {
+            "get": console_page("Console: agents, skills and queues; forms for administrators"),
         },
         "/console/assets/{file}": {
             "get": with_parameters(public(operation(
@@ -576,8 +580,10 @@ fn paging(maximum: u32, default: u32) -> Vec<Value> {
 
 fn all_schemas() -> Value {
     let mut schemas = schemas();
-    if let (Value::Object(all), Value::Object(more)) = (&mut schemas, quality::schemas()) {
-        all.extend(more);
+    for more in [quality::schemas(), administration::schemas()] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut schemas, more) {
+            all.extend(more);
+        }
     }
     schemas
 }
@@ -608,6 +614,21 @@ fn schemas() -> Value {
             "required": ["type", "title", "status", "detail"],
             "properties": {
                 "type": text, "title": text, "status": { "type": "integer" }, "detail": text,
+                "errors": {
+                    "description": "invalid fields of an administration change, one each",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["detail", "key"],
+                        "properties": {
+                            "detail": text,
+                            "pointer": { "type": "string",
+                                         "description": "JSON Pointer into the body sent, as #/skills/0; absent when the problem lies in another definition" },
+                            "key": { "type": "string",
+                                     "description": "key path in the configuration, as queues[1].agents[0]" },
+                        },
+                    },
+                },
             },
         },
         "Role": { "enum": ["administrator", "supervisor", "qa", "agent"] },

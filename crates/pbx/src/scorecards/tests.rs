@@ -164,7 +164,7 @@ async fn migrations_of_every_store_listed() {
         versions,
         [
             1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1000, 1001, 2001, 2002, 2003, 2004, 2100, 2101, 2102,
-            2103
+            2103, 2104
         ],
         "CDR, accounts and pbx migrations"
     );

@@ -53,13 +53,15 @@ pub(super) fn paths() -> Value {
         "/api/reports/intervals": {
             "get": with_parameters(operation(
                 "Report rows per interval and per queue or agent",
-                "Administrators, supervisors and QA. Intervals of 15, 30 or 60 minutes or UTC days, \
-                 aligned on UTC. A call counts in the interval in which it entered a queue; its \
-                 outcome may come later. Queue and agent figures come from the stored events, \
-                 first-contact resolution from the call records. JSON by default; CSV with \
-                 format=csv or, without format, with Accept: text/csv. 400 for a bad time, \
-                 interval, by or format, for a range over 366 days, or for more than 2976 \
-                 intervals.",
+                "Administrators, supervisors and QA. Intervals of 15, 30 or 60 minutes or days \
+                 on the clock of the time zone tz, or of [reports] time_zone (UTC by default): a \
+                 day runs from local midnight to local midnight, so a day with a clock change \
+                 has 23 or 25 hours. Row times carry the zone's offset. A call counts in the \
+                 interval in which it entered a queue; its outcome may come later. Queue and \
+                 agent figures come from the stored events, first-contact resolution from the \
+                 call records. JSON by default; CSV with format=csv or, without format, with \
+                 Accept: text/csv. 400 for a bad time, interval, by, format or tz, for a range \
+                 over 366 days, or for more than 2976 intervals.",
                 json!({ "200": { "description": "Report rows", "content": {
                     "application/json": { "schema": schema_ref("IntervalReport") },
                     "text/csv": { "schema": { "type": "string" },
@@ -105,12 +107,17 @@ fn interval_parameters() -> Vec<Value> {
     vec![
         time(
             "from",
-            "Start of the range, RFC 3339 (a + in an offset written as %2B)",
+            "Start of the range, RFC 3339 (a + in an offset written as %2B), or a local time \
+             without offset such as 2027-03-28T00:00, read on the clock of tz",
         ),
-        time("to", "End of the range, excluded, RFC 3339"),
+        time("to", "End of the range, excluded, written like from"),
+        json!({ "name": "tz", "in": "query",
+                "description": "IANA time zone of the intervals, such as Europe/Madrid; \
+                                default: [reports] time_zone",
+                "schema": { "type": "string" } }),
         choice(
             "interval",
-            "Interval length in minutes, or a UTC day",
+            "Interval length in minutes, or a day",
             json!(["15", "30", "60", "day"]),
             "60",
         ),
@@ -191,10 +198,11 @@ pub(super) fn schemas() -> Value {
 fn interval_report() -> Value {
     json!({
         "type": "object",
-        "required": ["from", "to", "interval", "by", "first_contact_window_hours", "rows", "unavailable"],
+        "required": ["from", "to", "interval", "by", "time_zone", "first_contact_window_hours", "rows", "unavailable"],
         "properties": {
             "from": { "type": "string", "format": "date-time" },
             "to": { "type": "string", "format": "date-time" },
+            "time_zone": { "type": "string", "description": "IANA name of the intervals' zone" },
             "interval": { "enum": ["15", "30", "60", "day"] },
             "by": { "enum": ["queue", "agent"] },
             "first_contact_window_hours": { "type": "integer" },

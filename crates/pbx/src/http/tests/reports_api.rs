@@ -245,7 +245,7 @@ async fn bad_interval_parameters_are_problems() {
         (
             "/api/reports/intervals?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&interval=15"
                 .to_owned(),
-            "the range has 5664 intervals of 15 minutes and a report has at most 2976; \
+            "the range has more than 2976 intervals of 15 minutes and a report has at most 2976; \
              ask for a longer interval or a shorter range",
         ),
         (
@@ -257,4 +257,44 @@ async fn bad_interval_parameters_are_problems() {
         let reply = fixture.get(Role::Supervisor, &uri).await;
         assert_eq!(reply.problem(StatusCode::BAD_REQUEST), expected, "{uri}");
     }
+}
+
+#[tokio::test]
+async fn interval_report_in_a_time_zone() {
+    let fixture = fixture().await;
+    store_answered_call(&fixture).await;
+    // 10:00 in Madrid on 4 December is 09:00Z (CET, +01:00).
+    let uri = "/api/reports/intervals?from=2026-12-04T10:00&to=2026-12-04T11:00\
+               &interval=30&tz=Europe/Madrid";
+    let reply = fixture.get(Role::Supervisor, uri).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json());
+    let report = reply.json();
+    assert_eq!(report["time_zone"], "Europe/Madrid");
+    assert_eq!(report["from"], "2026-12-04T10:00:00+01:00");
+    assert_eq!(report["to"], "2026-12-04T11:00:00+01:00");
+    assert_eq!(report["rows"][0]["start"], "2026-12-04T10:00:00+01:00");
+    assert_eq!(report["rows"][0]["end"], "2026-12-04T10:30:00+01:00");
+    let csv = fixture
+        .get(Role::Supervisor, &format!("{uri}&format=csv"))
+        .await;
+    let text = String::from_utf8(csv.body.clone()).expect("UTF-8");
+    let row = text.split("\r\n").nth(1).expect("one row");
+    assert!(
+        row.starts_with("2026-12-04T10:00:00+01:00,2026-12-04T10:30:00+01:00,general,"),
+        "{row}"
+    );
+
+    // Without tz the configured zone applies, UTC in the fixture.
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00&to=2026-12-04T10:00";
+    let report = fixture.get(Role::Supervisor, uri).await.json();
+    assert_eq!(report["time_zone"], "UTC");
+    assert_eq!(report["rows"][0]["start"], "2026-12-04T09:00:00Z");
+
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00:00Z&to=2026-12-04T10:00:00Z\
+               &tz=Mars/Olympus";
+    let reply = fixture.get(Role::Supervisor, uri).await;
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST),
+        "tz must be an IANA time zone name such as Europe/Madrid or UTC, got \"Mars/Olympus\""
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use acd::{AgentState, Party, QueueEvent, SurveyOutcome};
 
-use super::super::intervals::{Grouping, Interval, ReportRequest, compute_intervals};
+use super::super::intervals::{Calendar, Grouping, Interval, ReportRequest, compute_intervals};
 use super::super::tests::{Script, range, stored};
 use super::super::{QueueKpi, compute};
 use super::HoldSurvey;
@@ -142,7 +142,10 @@ async fn agent_rows_give_hold_and_csat() {
         from_ms: from,
         to_ms: to,
         now_ms: to,
-        interval: Interval::Minutes60,
+        calendar: Calendar {
+            interval: Interval::Minutes60,
+            time_zone: jiff::tz::TimeZone::UTC,
+        },
         grouping: Grouping::Agent,
         first_contact_window_ms: 0,
     };

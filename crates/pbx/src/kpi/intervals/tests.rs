@@ -175,6 +175,15 @@ async fn stored() -> Stored {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+fn utc(interval: Interval) -> Calendar {
+    Calendar {
+        interval,
+        time_zone: TimeZone::UTC,
+    }
+}
+
 fn request(interval: Interval, grouping: Grouping) -> ReportRequest {
     let from_ms = unix_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(FROM_SECS));
     ReportRequest {
@@ -182,7 +191,7 @@ fn request(interval: Interval, grouping: Grouping) -> ReportRequest {
         to_ms: from_ms + RANGE_SECS * 1000,
         // Two days later, so every first-contact window has passed.
         now_ms: from_ms + 2 * DAY_MS,
-        interval,
+        calendar: utc(interval),
         grouping,
         first_contact_window_ms: DAY_MS,
     }
@@ -454,10 +463,13 @@ async fn future_range_has_no_agent_time() {
 #[test]
 fn interval_counts_and_names() {
     let hour = 3_600_000;
-    assert_eq!(Interval::Minutes15.count(0, hour), 4);
+    let quarters = utc(Interval::Minutes15);
+    assert_eq!(quarters.count(0, hour, 100), 4);
     // 00:05 to 00:20 touches two quarter hours.
-    assert_eq!(Interval::Minutes15.count(300_000, 1_200_000), 2);
-    assert_eq!(Interval::Day.count(0, DAY_MS + 1), 2);
+    assert_eq!(quarters.count(300_000, 1_200_000, 100), 2);
+    assert_eq!(utc(Interval::Day).count(0, DAY_MS + 1, 100), 2);
+    // Counting stops one past the limit.
+    assert_eq!(quarters.count(0, 10 * hour, 5), 6);
     for name in ["15", "30", "60", "day"] {
         assert_eq!(Interval::from_name(name).map(Interval::as_str), Some(name));
     }

@@ -8,16 +8,16 @@ use crate::MediaError;
 /// Free and used port pairs. Pair `i` is RTP port `first + 2i` with RTCP on
 /// the port above (RFC 3550 section 11).
 ///
-/// The free pairs are kept in a list with each pair's place in it, so that
-/// taking a random free pair and giving one back cost the same with 20,000
-/// pairs as with 20: a scan of the range per call showed up in profiles of
+/// The free pairs are kept in a list with each pair's place in it. Taking
+/// a random free pair and giving one back then cost the same with 20,000
+/// pairs as with 20; a scan of the range per call showed up in profiles of
 /// the call benchmark.
 #[derive(Debug)]
 pub(crate) struct PortAllocator {
     first: u16,
     /// Indices of the free pairs, in no order.
     free: Vec<u16>,
-    /// Where each pair stands in `free`, `None` while it is in use.
+    /// Index of each pair in `free`, `None` while it is in use.
     place: Vec<Option<u16>>,
 }
 

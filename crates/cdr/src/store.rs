@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::{
     CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
-    RecordingEventSource,
+    RecordingEventSource, Transfer,
 };
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
@@ -32,7 +32,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      source_extension, queue, agent, arrived_at, queued_at, answered_at, ended_at, \
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
-     callback_of, media_quality, diverted_from, rebuilt";
+     callback_of, media_quality, diverted_from, rebuilt, transfers";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the journal handle.
@@ -252,6 +252,15 @@ impl CdrStore {
                 id: record.id.clone(),
                 source,
             })?;
+        // The list is one JSON text, like media_quality: nothing queries
+        // single transfers, and the journal line carries the same array.
+        let transfers = (!record.transfers.is_empty())
+            .then(|| serde_json::to_string(&record.transfers))
+            .transpose()
+            .map_err(|source| CdrError::Encode {
+                id: record.id.clone(),
+                source,
+            })?;
 
         let mut transaction = self.pool.begin().await.map_err(|source| CdrError::Insert {
             id: record.id.clone(),
@@ -262,9 +271,10 @@ impl CdrStore {
              trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
-             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt) \
+             voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt, \
+             transfers) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?)",
+             ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -295,6 +305,7 @@ impl CdrStore {
         .bind(media_quality)
         .bind(&record.diverted_from)
         .bind(record.rebuilt)
+        .bind(transfers)
         .execute(&mut *transaction)
         .await
         .map_err(|source| CdrError::Insert {
@@ -409,6 +420,15 @@ fn in_utc(record: &CallRecord) -> CallRecord {
                 ..event.clone()
             })
             .collect(),
+        transfers: record
+            .transfers
+            .iter()
+            .map(|transfer| Transfer {
+                at: utc(transfer.at),
+                answered_at: transfer.answered_at.map(utc),
+                ..transfer.clone()
+            })
+            .collect(),
         ..record.clone()
     }
 }
@@ -476,6 +496,10 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))
             .transpose()?,
+        transfers: column::<Option<String>>(row, "transfers")?
+            .map(|text| serde_json::from_str(&text).map_err(|_| invalid("transfers", text)))
+            .transpose()?
+            .unwrap_or_default(),
         id,
     })
 }

@@ -269,6 +269,7 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
         }
     }
 

@@ -158,6 +158,11 @@ impl PromptSet {
         self.file("beep")
     }
 
+    /// Asks the caller to hold, before music, while a transfer rings.
+    pub fn please_hold(&self) -> PathBuf {
+        self.file("please-hold")
+    }
+
     /// Tells a caller that the callback request is taken.
     pub fn callback_confirmed(&self) -> PathBuf {
         self.file("callback-confirmed")
@@ -370,6 +375,10 @@ impl Core {
                 continue;
             };
             call.deadline = None;
+            if call.transfer.pending.is_some() {
+                self.transfer_failed(&call_id, 408, "Request Timeout", now);
+                continue;
+            }
             if call.voicemail.is_some() {
                 self.voicemail_deadline(&call_id, now);
                 continue;

@@ -128,6 +128,8 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
+    /// Blind transfers by the call's agents.
+    pub transfer: super::transfer::Transfers,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -200,6 +202,7 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
+            transfer: super::transfer::Transfers::default(),
         }
     }
 
@@ -268,6 +271,8 @@ pub(crate) enum AttemptKind {
     Forward(String),
     /// The citizen of a callback request is dialed, after its agent answered.
     Citizen,
+    /// An agent's blind transfer rings this agent's extension.
+    Transfer(String),
 }
 
 impl Attempt {

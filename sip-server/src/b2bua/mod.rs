@@ -27,6 +27,7 @@ mod recording;
 mod reliable;
 mod session_timer;
 mod setup;
+mod transfer;
 mod voicemail;
 
 use std::collections::{HashMap, VecDeque};
@@ -702,6 +703,10 @@ impl Core {
             // matches one through its Call-ID (an RFC 2543 peer) or gets the
             // 481 of section 15.1.2, not the 405 of other methods.
             Method::Bye => self.handle_in_dialog(key, request, now),
+            // The PBX takes REFER only inside a call, from its agent.
+            Method::Refer if !has_to_tag => {
+                self.reply(&key, &request, 481, None, now);
+            }
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {
@@ -947,11 +952,17 @@ impl Core {
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
             queue: Some(call.queue.clone()),
-            agent: call
-                .agent_leg
-                .as_ref()
-                .filter(|leg| !leg.forwarded)
-                .map(|leg| leg.agent.clone()),
+            // After a transfer, the agent who answered first; `transfers`
+            // names the others.
+            agent: call.transfer.done.first().map_or_else(
+                || {
+                    call.agent_leg
+                        .as_ref()
+                        .filter(|leg| !leg.forwarded)
+                        .map(|leg| leg.agent.clone())
+                },
+                |first| Some(first.from_agent.clone()),
+            ),
             arrived_at: self.timestamp(call.arrived),
             queued_at: call.queued_at.map(|at| self.timestamp(at)),
             answered_at: answered.map(|at| self.timestamp(at)),
@@ -972,6 +983,18 @@ impl Core {
             recording_events: call.recording_events.clone(),
             media_quality: None,
             rebuilt: false,
+            transfers: call
+                .transfer
+                .done
+                .iter()
+                .chain(
+                    call.transfer
+                        .pending
+                        .as_ref()
+                        .map(|pending| &pending.record),
+                )
+                .cloned()
+                .collect(),
         }
     }
 
@@ -1024,6 +1047,7 @@ impl Core {
         now: Instant,
     ) {
         self.release_extension(call_id, now);
+        self.release_transfer_target(call_id, now);
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
@@ -1054,7 +1078,7 @@ impl Core {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER";
 
 /// Option tags the PBX implements, for Supported.
 const SUPPORTED: &str = "100rel, timer";

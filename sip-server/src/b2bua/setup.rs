@@ -256,6 +256,7 @@ impl Core {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),

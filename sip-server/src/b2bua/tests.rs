@@ -16,6 +16,7 @@ mod callback;
 mod recording;
 mod reliable;
 mod session_timer;
+mod transfer;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";

@@ -251,6 +251,7 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
         };
         cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();

@@ -127,6 +127,7 @@ fn record(
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
     }
 }
 

@@ -1,0 +1,461 @@
+//! Blind transfer by REFER: the checks before 202, the NOTIFYs, the new
+//! leg, and where the caller goes when the target does not answer.
+
+use super::*;
+use crate::b2bua::call::Phase;
+
+const AGENT_2_SDP: &str = "v=0\r\no=- 9 9 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\n\
+                           t=0 0\r\nm=audio 43000 RTP/AVP 0\r\n";
+
+/// A request from agent 1001's phone inside its dialog of `invite`.
+fn agent_request(invite: &Request, method: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "{method} sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-{method}{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: {cseq} {method}\r\nContact: <sip:agent@{AGENT_1}>\r\n{extra}Content-Length: 0\r\n\r\n",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+    )
+}
+
+fn refer_to(invite: &Request, target: &str) -> String {
+    agent_request(
+        invite,
+        "REFER",
+        2,
+        &format!("Refer-To: <sip:{target}@pbx.test>\r\nReferred-By: <sip:1001@pbx.test>\r\n"),
+    )
+}
+
+/// A call answered by 1001, with 1002 registered and 5 s of talk.
+fn talking_with_two_agents(h: &mut Harness) -> (String, Request) {
+    let (call, invite) = answered_call(h);
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.advance(Duration::from_secs(5));
+    h.sent.clear();
+    h.commands.clear();
+    (call, invite)
+}
+
+/// The sipfrag status lines of the NOTIFYs sent to `to`, with whether each
+/// ends the subscription.
+fn notifies(requests: &[Request]) -> Vec<(String, bool)> {
+    requests
+        .iter()
+        .filter(|r| r.method == Method::Notify)
+        .map(|notify| {
+            assert_eq!(notify.headers.get("Event"), Some("refer;id=2"));
+            assert_eq!(
+                notify.headers.content_type(),
+                Some("message/sipfrag;version=2.0")
+            );
+            let state = notify.headers.get("Subscription-State").unwrap();
+            let body = String::from_utf8(notify.body.to_vec()).unwrap();
+            (body.trim_end().to_owned(), state.starts_with("terminated"))
+        })
+        .collect()
+}
+
+/// Responds 200 from agent 1001's phone to each NOTIFY in `requests`, so
+/// that the PBX stops retransmitting them.
+fn answer_notifies(h: &mut Harness, requests: &[Request]) {
+    for notify in requests.iter().filter(|r| r.method == Method::Notify) {
+        let ok = Response::for_request(notify, 200, None);
+        let text = String::from_utf8(ok.to_bytes().to_vec()).unwrap();
+        h.receive(&text, AGENT_1);
+    }
+}
+
+fn invite_to(h: &mut Harness, to: &str) -> Request {
+    h.requests_to(to)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("INVITE to the transfer target")
+}
+
+fn queue_events(h: &Harness) -> Vec<acd::QueueEvent> {
+    h.commands
+        .iter()
+        .flat_map(|command| match command {
+            Command::QueueLog { events, .. } => events.iter().map(|e| e.event.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn blind_transfer_connects_caller_to_extension() {
+    let mut h = Harness::new();
+    let (call, invite) = talking_with_two_agents(&mut h);
+
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let to_agent_1 = h.take_to(AGENT_1);
+    let accepted = to_agent_1.iter().find_map(|m| match m {
+        Message::Response(r) => Some(r.clone()),
+        Message::Request(_) => None,
+    });
+    let accepted = accepted.expect("response to REFER");
+    assert_eq!(accepted.status, 202);
+    assert_eq!(
+        accepted.headers.to().unwrap().tag(),
+        invite.headers.from().unwrap().tag()
+    );
+    let requests: Vec<Request> = to_agent_1
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        notifies(&requests),
+        vec![("SIP/2.0 100 Trying".to_owned(), false)]
+    );
+    answer_notifies(&mut h, &requests);
+    assert!(
+        h.commands.iter().any(|c| matches!(
+            c,
+            Command::Play {
+                side: Side::Caller,
+                looped: true,
+                ..
+            }
+        )),
+        "the caller hears the hold prompt and music while the target rings"
+    );
+    let target_invite = invite_to(&mut h, AGENT_2);
+    assert_eq!(target_invite.headers.get("X-Call-ID"), Some(call.as_str()));
+
+    h.receive(&agent_response(&target_invite, 180, AGENT_2, None), AGENT_2);
+    assert!(
+        h.responses_to(CALLER).is_empty(),
+        "the answered caller gets no 180"
+    );
+    h.advance(Duration::from_secs(3));
+    h.receive(
+        &agent_response(&target_invite, 200, AGENT_2, Some(AGENT_2_SDP)),
+        AGENT_2,
+    );
+
+    let to_agent_2 = h.requests_to(AGENT_2);
+    assert!(to_agent_2.iter().any(|r| r.method == Method::Ack));
+    let to_agent_1 = h.requests_to(AGENT_1);
+    assert_eq!(
+        notifies(&to_agent_1),
+        vec![("SIP/2.0 200 OK".to_owned(), true)]
+    );
+    assert!(
+        to_agent_1.iter().any(|r| r.method == Method::Bye),
+        "the first agent is released"
+    );
+    assert!(
+        h.requests_to(CALLER).is_empty(),
+        "the caller's dialog is untouched"
+    );
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::SetRemote { side: Side::Agent, addr, .. } if *addr == "198.51.100.22:43000".parse().unwrap()
+    )));
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::StopPlayback {
+            side: Side::Caller,
+            ..
+        }
+    )));
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::StartRecording { .. })),
+        "the recording continues in the same file"
+    );
+    let transferred = queue_events(&h).into_iter().any(|event| matches!(
+        event,
+        acd::QueueEvent::CallTransferred { ref agent, ref target, .. } if agent == "1001" && target == "1002"
+    ));
+    assert!(
+        transferred,
+        "the ACD ends the first agent's call as transferred"
+    );
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+
+    h.advance(Duration::from_secs(4));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+    assert_eq!(record.talk_seconds, 12.0);
+    assert_eq!(record.transfers.len(), 1);
+    let transfer = &record.transfers[0];
+    assert_eq!(transfer.from_agent, "1001");
+    assert_eq!(transfer.target, "1002");
+    assert_eq!(transfer.target_kind, cdr::TransferTarget::Extension);
+    assert_eq!(transfer.outcome, cdr::TransferOutcome::Connected);
+    assert_eq!(transfer.from_talk_seconds, 5.0);
+    assert_eq!(transfer.offset_seconds, 5.0);
+    assert_eq!(transfer.answered_by.as_deref(), Some("1002"));
+    let answered_at = transfer.answered_at.expect("target answer time");
+    assert_eq!((answered_at - transfer.at).as_seconds_f64(), 3.0);
+    assert_ne!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+}
+
+#[test]
+fn busy_target_reconnects_caller_to_agent() {
+    let mut h = Harness::new();
+    let (call, invite) = talking_with_two_agents(&mut h);
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let target_invite = invite_to(&mut h, AGENT_2);
+    h.sent.clear();
+    h.commands.clear();
+
+    h.receive(&agent_response(&target_invite, 486, AGENT_2, None), AGENT_2);
+    let to_agent_1 = h.requests_to(AGENT_1);
+    assert_eq!(
+        notifies(&to_agent_1),
+        vec![("SIP/2.0 486 Busy Here".to_owned(), true)]
+    );
+    assert!(
+        !to_agent_1.iter().any(|r| r.method == Method::Bye),
+        "the agent stays on the call"
+    );
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::StopPlayback {
+            side: Side::Caller,
+            ..
+        }
+    )));
+    assert_eq!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::OnCall)
+    );
+
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+    assert_eq!(record.transfers.len(), 1);
+    assert_eq!(
+        record.transfers[0].outcome,
+        cdr::TransferOutcome::Reconnected
+    );
+    assert_eq!(record.transfers[0].sip_status, Some(486));
+    assert_eq!(record.transfers[0].answered_by, None);
+}
+
+#[test]
+fn target_on_a_call_fails_at_once() {
+    let mut h = Harness::new();
+    let (_call, invite) = talking_with_two_agents(&mut h);
+    // 1002 takes a call that did not come from a queue.
+    assert!(h.core.acd.direct_call_started("1002", "other-call", h.now));
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let to_agent_1 = h.take_to(AGENT_1);
+    let statuses: Vec<u16> = to_agent_1
+        .iter()
+        .filter_map(|m| match m {
+            Message::Response(r) => Some(r.status),
+            Message::Request(_) => None,
+        })
+        .collect();
+    assert_eq!(statuses, vec![202]);
+    let requests: Vec<Request> = to_agent_1
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        notifies(&requests),
+        vec![
+            ("SIP/2.0 100 Trying".to_owned(), false),
+            ("SIP/2.0 486 Busy Here".to_owned(), true)
+        ]
+    );
+    assert!(
+        h.requests_to(AGENT_2).is_empty(),
+        "a busy extension does not ring"
+    );
+}
+
+#[test]
+fn refer_from_caller_gets_403() {
+    let mut h = Harness::new();
+    let (call, _invite) = talking_with_two_agents(&mut h);
+    let refer = format!(
+        "REFER sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-cref\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 REFER\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nRefer-To: <sip:1002@pbx.test>\r\n\
+         Content-Length: 0\r\n\r\n",
+        caller_tag(&h, &call)
+    );
+    h.receive(&refer, CALLER);
+    let responses = h.responses_to(CALLER);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].status, 403);
+    assert!(h.requests_to(AGENT_2).is_empty());
+    assert!(
+        h.requests_to(AGENT_1).is_empty(),
+        "the REFER is not relayed"
+    );
+}
+
+#[test]
+fn refer_outside_a_dialog_gets_481() {
+    let mut h = Harness::new();
+    let (_call, invite) = talking_with_two_agents(&mut h);
+    let stray = refer_to(&invite, "1002")
+        .replace(invite.headers.call_id().unwrap(), "unknown@198.51.100.21");
+    h.receive(&stray, AGENT_1);
+    let without_tag = format!(
+        "REFER sip:1002@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-oref\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@pbx.test>;tag=o1\r\nTo: <sip:1002@pbx.test>\r\n\
+         Call-ID: out-of-dialog@test\r\nCSeq: 1 REFER\r\nContact: <sip:agent@{AGENT_1}>\r\n\
+         Refer-To: <sip:5000@pbx.test>\r\nContent-Length: 0\r\n\r\n"
+    );
+    h.receive(&without_tag, AGENT_1);
+    let statuses: Vec<u16> = h.responses_to(AGENT_1).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![481, 481]);
+    assert!(h.requests_to(AGENT_2).is_empty());
+}
+
+#[test]
+fn invalid_refer_targets_are_rejected() {
+    let cases = [
+        ("", 400),
+        ("Refer-To: <sip:pbx.test>\r\n", 400),
+        ("Refer-To: not a uri\r\n", 400),
+        (
+            "Refer-To: <sip:1002@pbx.test>\r\nRefer-To: <sip:5000@pbx.test>\r\n",
+            400,
+        ),
+        ("Refer-To: <sip:7777@pbx.test>\r\n", 404),
+        ("Refer-To: <sip:1001@pbx.test>\r\n", 403),
+        (
+            "Refer-To: <sip:1002@pbx.test?Replaces=c%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n",
+            501,
+        ),
+    ];
+    for (index, (header, status)) in cases.into_iter().enumerate() {
+        let mut h = Harness::new();
+        let (_call, invite) = talking_with_two_agents(&mut h);
+        let cseq = 2 + u32::try_from(index).unwrap();
+        h.receive(&agent_request(&invite, "REFER", cseq, header), AGENT_1);
+        let responses = h.responses_to(AGENT_1);
+        assert_eq!(responses.len(), 1, "{header:?}");
+        assert_eq!(responses[0].status, status, "{header:?}");
+        assert!(h.requests_to(AGENT_2).is_empty(), "{header:?}");
+        assert!(h.requests_to(CALLER).is_empty(), "{header:?}");
+    }
+}
+
+#[test]
+fn refer_to_queue_did_requeues_caller() {
+    let mut h = Harness::new();
+    let (call, invite) = talking_with_two_agents(&mut h);
+    h.receive(&refer_to(&invite, "5000"), AGENT_1);
+    let to_agent_1 = h.take_to(AGENT_1);
+    let requests: Vec<Request> = to_agent_1
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r.clone()),
+            Message::Response(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        notifies(&requests),
+        vec![
+            ("SIP/2.0 100 Trying".to_owned(), false),
+            ("SIP/2.0 200 OK".to_owned(), true)
+        ]
+    );
+    assert!(requests.iter().any(|r| r.method == Method::Bye));
+    assert_eq!(h.core.calls[&call].phase, Phase::Queued);
+
+    // Wrap-up is zero, so 1002 (idle longer) is offered the call.
+    let offer = invite_to(&mut h, AGENT_2);
+    h.advance(Duration::from_secs(2));
+    h.receive(
+        &agent_response(&offer, 200, AGENT_2, Some(AGENT_2_SDP)),
+        AGENT_2,
+    );
+    assert!(
+        h.responses_to(CALLER).is_empty(),
+        "the caller was answered before"
+    );
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::StartRecording { .. }))
+    );
+    assert_eq!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+
+    h.advance(Duration::from_secs(3));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Answered);
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+    assert_eq!(record.talk_seconds, 10.0);
+    let transfer = &record.transfers[0];
+    assert_eq!(transfer.target_kind, cdr::TransferTarget::Queue);
+    assert_eq!(transfer.outcome, cdr::TransferOutcome::Queued);
+    assert_eq!(transfer.answered_by.as_deref(), Some("1002"));
+}
+
+#[test]
+fn target_rings_out_after_agent_left_requeues_caller() {
+    let mut h = Harness::new();
+    let (call, invite) = talking_with_two_agents(&mut h);
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let target_invite = invite_to(&mut h, AGENT_2);
+    h.receive(&agent_response(&target_invite, 180, AGENT_2, None), AGENT_2);
+    // Some phones hang up right after the 202.
+    h.receive(&agent_request(&invite, "BYE", 3, ""), AGENT_1);
+    assert!(h.responses_to(AGENT_1).iter().any(|r| r.status == 200));
+    assert!(h.requests_to(CALLER).is_empty(), "the caller stays");
+    h.sent.clear();
+
+    h.advance(TRANSFER_RING);
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Cancel),
+        "the target stops ringing at the ring limit"
+    );
+    assert_eq!(h.core.calls[&call].phase, Phase::Queued);
+    // 1001 has been idle longest, so the queue offers the call to it.
+    let offer = invite_to(&mut h, AGENT_1);
+    assert_eq!(offer.headers.get("X-Call-ID"), Some(call.as_str()));
+
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.transfers[0].outcome, cdr::TransferOutcome::Queued);
+    assert_eq!(record.transfers[0].sip_status, Some(408));
+    assert_eq!(record.agent.as_deref(), Some("1001"));
+}
+
+const TRANSFER_RING: Duration = super::super::transfer::TRANSFER_RING_LIMIT;

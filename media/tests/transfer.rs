@@ -185,3 +185,72 @@ async fn new_agent_phone_continues_caller_stream() {
         "every packet of the new phone is recorded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_phone_takes_over_from_old_phone_on_same_host() {
+    let relay = Relay::new(RelayConfig {
+        bind_address: LOCALHOST,
+        ports: 42_510..=42_517,
+    })
+    .expect("valid relay config");
+    let session = relay.open_session("transfer-race").await.expect("open");
+    let (caller, first_agent, second_agent) =
+        (endpoint().await, endpoint().await, endpoint().await);
+    session.set_remote(Leg::Caller, caller.local_addr().expect("addr"));
+    session.set_remote(Leg::Agent, first_agent.local_addr().expect("addr"));
+    send(
+        &first_agent,
+        &audio(9, 100, 16_000, 0x20),
+        &session,
+        Leg::Agent,
+    )
+    .await;
+    assert_eq!(next_header(&caller).await.1, 100);
+
+    session.reset_leg(Leg::Agent);
+    session.set_remote(Leg::Agent, second_agent.local_addr().expect("addr"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A packet of the old phone was still in flight and comes first: it is
+    // from the SDP's IP address, so the relay learns it.
+    send(
+        &first_agent,
+        &audio(9, 101, 16_160, 0x20),
+        &session,
+        Leg::Agent,
+    )
+    .await;
+    assert_eq!(next_header(&caller).await.1, 101);
+
+    // The new phone sends from the exact address its SDP names and takes
+    // the leg over; the old phone is dropped from then on.
+    send(
+        &second_agent,
+        &audio(77, 5_000, 900_000, 0x30),
+        &session,
+        Leg::Agent,
+    )
+    .await;
+    let switched = next_header(&caller).await;
+    assert_eq!((switched.1, switched.3), (102, 9));
+    assert!(switched.0, "marker on the new phone's first packet");
+    send(
+        &first_agent,
+        &audio(9, 102, 16_320, 0x20),
+        &session,
+        Leg::Agent,
+    )
+    .await;
+    send(
+        &second_agent,
+        &audio(77, 5_001, 900_160, 0x30),
+        &session,
+        Leg::Agent,
+    )
+    .await;
+    let next = next_header(&caller).await;
+    assert_eq!(next.1, 103, "the old phone's packet was dropped");
+    assert!(!next.0);
+    let stats = session.stats(Leg::Agent);
+    assert_eq!(stats.rejected_source, 1, "{stats:?}");
+    session.close().await.expect("close");
+}

@@ -187,7 +187,7 @@ async fn new_agent_phone_continues_caller_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_phone_takes_over_from_old_phone_on_same_host() {
+async fn new_phone_on_same_host_takes_over() {
     let relay = Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: 42_510..=42_517,

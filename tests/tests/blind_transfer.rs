@@ -124,7 +124,7 @@ fn blind_transfer_to_second_agent() {
         "{queue_log}"
     );
 
-    // One recording holds the whole call: 1001 on the agent channel before
+    // One recording contains the whole call: 1001 on the agent channel before
     // the transfer, 1002 after it, each speaking from its own answer.
     let path = record["recording_path"].as_str().expect("recording_path");
     let recording = wav::Recording::open(&pbx.data_dir.join(path));

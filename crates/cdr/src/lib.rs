@@ -141,7 +141,7 @@ pub struct Transfer {
     pub answered_at: Option<OffsetDateTime>,
 }
 
-/// What a transfer's Refer-To named.
+/// Kind of target that a transfer's Refer-To named.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferTarget {
@@ -151,7 +151,7 @@ pub enum TransferTarget {
     Queue,
 }
 
-/// How a transfer ended.
+/// Outcome of a transfer.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferOutcome {

@@ -252,8 +252,8 @@ impl CdrStore {
                 id: record.id.clone(),
                 source,
             })?;
-        // The list is one JSON text, like media_quality: nothing queries
-        // single transfers, and the journal line carries the same array.
+        // The list is one JSON text, like media_quality, because nothing
+        // queries single transfers and the journal line has the same array.
         let transfers = (!record.transfers.is_empty())
             .then(|| serde_json::to_string(&record.transfers))
             .transpose()

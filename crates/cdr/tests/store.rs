@@ -518,7 +518,7 @@ fn line_without_recording_events_parses() {
     assert!(record.recording_events.is_empty());
 }
 
-/// A call that agent 1001 transferred to 1002's extension after 30 s.
+/// Builds a call that agent 1001 transferred to 1002's extension after 30 s.
 fn transferred(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
     let record = answered(id, arrived_at);
     let answered_at = record.answered_at.expect("answered");

@@ -99,7 +99,7 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                 }
             }
             // The CDR's talk time runs from the first answer to the end of
-            // the call, so a transfer ends only the first agent's part: a
+            // the call, so a transfer ends only the first agent's part. A
             // transfer to an extension leaves the talk time unchecked, and a
             // later completion by another agent counts from the first answer.
             "call_transferred" => {}

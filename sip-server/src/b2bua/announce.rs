@@ -158,7 +158,8 @@ impl PromptSet {
         self.file("beep")
     }
 
-    /// Asks the caller to hold, before music, while a transfer rings.
+    /// Returns the prompt that asks the caller to hold, played before music
+    /// while a transfer rings.
     pub fn please_hold(&self) -> PathBuf {
         self.file("please-hold")
     }

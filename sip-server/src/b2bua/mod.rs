@@ -1014,9 +1014,18 @@ impl Core {
             cdr::Disposition::Failed
         };
         let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
+        // The agent that transferred waits outside `agent_leg` while the
+        // target rings, and a crash must hang it up too.
+        let referrer = call
+            .transfer
+            .pending
+            .as_ref()
+            .and_then(|pending| pending.referrer.as_ref())
+            .map(|leg| &leg.dialog);
         let dialogs = [Side::Caller, Side::Agent]
             .into_iter()
             .filter_map(|side| call.dialog(side))
+            .chain(referrer)
             .map(crate::dialog::Dialog::to_stored)
             .collect();
         let ringing = call

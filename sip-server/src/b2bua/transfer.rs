@@ -54,11 +54,13 @@ pub(crate) struct PendingTransfer {
     pub direct_agent: Option<String>,
 }
 
-/// Why a REFER is rejected before anything changes.
+/// Reason a REFER is rejected before anything changes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ReferError {
     #[error("only the agent of the call may transfer it")]
     NotAgent,
+    #[error("a call that returns a callback request cannot be transferred")]
+    CallbackCall,
     #[error("the call is not answered or a transfer is in progress")]
     NotTransferable,
     #[error("Refer-To is missing, repeated or not a SIP or tel URI with a user")]
@@ -76,6 +78,7 @@ impl ReferError {
     fn status(&self) -> (u16, &'static str) {
         match self {
             ReferError::NotAgent => (403, "Only The Agent May Transfer"),
+            ReferError::CallbackCall => (403, "Callback Calls Cannot Be Transferred"),
             ReferError::NotTransferable => (491, "Request Pending"),
             ReferError::InvalidReferTo => (400, "Invalid Refer-To"),
             ReferError::UnknownTarget { .. } => (404, "Transfer Target Not Found"),
@@ -85,7 +88,7 @@ impl ReferError {
     }
 }
 
-/// Where a REFER sends the caller.
+/// Destination of an accepted REFER.
 enum Destination {
     Extension(String),
     Queue { did: String, route: super::DidRoute },
@@ -136,6 +139,7 @@ impl Core {
             }
         };
         self.reply_in_dialog(call_id, side, &key, &request, (202, "Accepted"), now);
+
         let refer_cseq = request.headers.cseq().map(|c| c.seq).unwrap_or_default();
         let wall = time::OffsetDateTime::from(self.wall(now));
         let Some(call) = self.calls.get_mut(call_id) else {
@@ -167,6 +171,7 @@ impl Core {
             answered_at: None,
         };
         tracing::info!(from = leg.agent, target = record.target, kind = ?target_kind, "blind transfer accepted");
+
         // The agent leg leaves `agent_leg`, so that the new leg's answer is
         // bridged like any agent's; the referrer waits here meanwhile.
         let referrer = call.agent_leg.take();
@@ -178,6 +183,7 @@ impl Core {
             referrer_session,
             direct_agent: None,
         });
+
         self.notify_referrer(call_id, 100, "Trying", false, now);
         match destination {
             Destination::Extension(agent) => self.ring_transfer_target(call_id, &agent, now),
@@ -192,7 +198,8 @@ impl Core {
         self.checkpoint(call_id, now);
     }
 
-    /// Checks that `side` may transfer `call_id` where `request` says.
+    /// Checks that `side` may transfer `call_id` to the target that the
+    /// Refer-To of `request` names.
     fn check_refer(
         &self,
         call_id: &str,
@@ -208,12 +215,16 @@ impl Core {
         // call's ACD entry is the request, not this call.
         // TODO: transfer of callback calls, once the ACD can move a callback
         // request's call to another agent.
-        if !self.registrar.is_agent(&leg.agent) || call.callback.is_some() {
+        if !self.registrar.is_agent(&leg.agent) {
             return Err(ReferError::NotAgent);
+        }
+        if call.callback.is_some() {
+            return Err(ReferError::CallbackCall);
         }
         if call.phase != Phase::Talking || call.transfer.pending.is_some() {
             return Err(ReferError::NotTransferable);
         }
+
         let (target, replaces) = refer_to_user(request)?;
         if replaces {
             // TODO: attended transfer (Refer-To with Replaces, RFC 3891):
@@ -225,6 +236,7 @@ impl Core {
         if target == leg.agent {
             return Err(ReferError::SelfTarget { target });
         }
+
         if self.registrar.is_agent(&target) {
             return Ok(Destination::Extension(target));
         }
@@ -323,8 +335,9 @@ impl Core {
         });
     }
 
-    /// The transfer target answered with `dialog`: it becomes the agent leg
-    /// and the transferring agent is released.
+    /// Bridges the caller to the transfer target that answered with
+    /// `dialog`, which becomes the agent leg, and releases the transferring
+    /// agent.
     pub(super) fn transfer_answered(
         &mut self,
         call_id: &str,
@@ -417,9 +430,9 @@ impl Core {
         });
     }
 
-    /// The transfer target did not answer (`status`): the caller goes back
-    /// to the transferring agent, or into the call's queue when that agent
-    /// has left.
+    /// Returns the caller to the transferring agent after the target failed
+    /// with `status`, or puts it into the call's queue when that agent has
+    /// left.
     pub(super) fn transfer_failed(
         &mut self,
         call_id: &str,
@@ -440,6 +453,7 @@ impl Core {
         self.cancel_deadline(call_id);
         self.release_transfer_target(call_id, now);
         self.notify_referrer(call_id, status, reason, true, now);
+
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -507,6 +521,7 @@ impl Core {
         };
         call.route = route;
         let queue = call.queue.clone();
+
         self.commands.push_back(Command::ResetLeg {
             call: call_id.to_owned(),
             side: Side::Agent,
@@ -585,6 +600,7 @@ impl Core {
         let Some(referrer) = pending.referrer.as_mut() else {
             return;
         };
+
         let dialog = &mut referrer.dialog;
         let mut notify = dialog.new_request(Method::Notify, &local);
         notify

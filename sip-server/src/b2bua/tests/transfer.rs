@@ -7,7 +7,7 @@ use crate::b2bua::call::Phase;
 const AGENT_2_SDP: &str = "v=0\r\no=- 9 9 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\n\
                            t=0 0\r\nm=audio 43000 RTP/AVP 0\r\n";
 
-/// A request from agent 1001's phone inside its dialog of `invite`.
+/// Builds a request from agent 1001's phone inside its dialog of `invite`.
 fn agent_request(invite: &Request, method: &str, cseq: u32, extra: &str) -> String {
     format!(
         "{method} sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-{method}{cseq}\r\n\
@@ -27,7 +27,7 @@ fn refer_to(invite: &Request, target: &str) -> String {
     )
 }
 
-/// A call answered by 1001, with 1002 registered and 5 s of talk.
+/// Runs a call up to 5 s of talk with 1001, with 1002 registered.
 fn talking_with_two_agents(h: &mut Harness) -> (String, Request) {
     let (call, invite) = answered_call(h);
     assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
@@ -37,8 +37,8 @@ fn talking_with_two_agents(h: &mut Harness) -> (String, Request) {
     (call, invite)
 }
 
-/// The sipfrag status lines of the NOTIFYs sent to `to`, with whether each
-/// ends the subscription.
+/// Returns the sipfrag status line of each NOTIFY in `requests`, with
+/// whether it ends the subscription.
 fn notifies(requests: &[Request]) -> Vec<(String, bool)> {
     requests
         .iter()
@@ -459,3 +459,59 @@ fn target_rings_out_after_agent_left_requeues_caller() {
 }
 
 const TRANSFER_RING: Duration = super::super::transfer::TRANSFER_RING_LIMIT;
+
+#[test]
+fn checkpoint_keeps_waiting_agent_dialog() {
+    let mut h = Harness::new();
+    let (_call, invite) = talking_with_two_agents(&mut h);
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let legs = h
+        .commands
+        .iter()
+        .rev()
+        .find_map(|command| match command {
+            Command::Checkpoint { legs, .. } => Some(legs.clone()),
+            _ => None,
+        })
+        .expect("checkpoint after the REFER");
+    let agent_call_id = invite.headers.call_id().unwrap();
+    assert!(
+        legs.dialogs.iter().any(|d| d.call_id == agent_call_id),
+        "a crash still hangs up the transferring agent"
+    );
+    assert_eq!(legs.ringing.len(), 1, "and cancels the ringing target");
+}
+
+#[test]
+fn caller_hangup_while_target_rings() {
+    let mut h = Harness::new();
+    let (call, invite) = talking_with_two_agents(&mut h);
+    h.receive(&refer_to(&invite, "1002"), AGENT_1);
+    let target_invite = invite_to(&mut h, AGENT_2);
+    h.receive(&agent_response(&target_invite, 180, AGENT_2, None), AGENT_2);
+    h.sent.clear();
+
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .any(|r| r.method == Method::Cancel)
+    );
+    let to_agent_1 = h.requests_to(AGENT_1);
+    assert_eq!(
+        notifies(&to_agent_1),
+        vec![("SIP/2.0 487 Request Terminated".to_owned(), true)]
+    );
+    assert!(to_agent_1.iter().any(|r| r.method == Method::Bye));
+    let record = h.finished_record();
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));
+    assert_eq!(record.transfers[0].outcome, cdr::TransferOutcome::Abandoned);
+    assert_ne!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+    assert_ne!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::OnCall)
+    );
+}

@@ -111,7 +111,7 @@ pub struct CallRecord {
 }
 
 /// One transfer of an answered call: an agent sent it to another agent's
-/// extension or to a queue. The transferring agent's talk time ends at
+/// extension, to a queue, or to the colleague of its consultation call. The transferring agent's talk time ends at
 /// `at`, and the next party's starts at `answered_at`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Transfer {
@@ -126,7 +126,8 @@ pub struct Transfer {
     /// Talk time of `from_agent`'s part of the call, from its answer to
     /// `at`.
     pub from_talk_seconds: f64,
-    /// Number the agent named in Refer-To: an agent id or a queue's DID.
+    /// Agent id or queue DID that Refer-To named, or for an attended
+    /// transfer the agent who answered the consultation call.
     pub target: String,
     pub target_kind: TransferTarget,
     pub outcome: TransferOutcome,
@@ -149,6 +150,9 @@ pub enum TransferTarget {
     Extension,
     /// A queue's DID: the caller waits in that queue again.
     Queue,
+    /// The party that answered the agent's consultation call (an attended
+    /// transfer, Refer-To with Replaces).
+    Consultation,
 }
 
 /// Outcome of a transfer.

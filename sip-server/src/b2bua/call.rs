@@ -58,6 +58,7 @@ pub(crate) struct CallerLeg {
 
 /// The agent's leg once it answered, or the leg of the number a
 /// forwarded call was dialed to.
+#[derive(Clone)]
 pub(crate) struct AgentLeg {
     pub agent: String,
     pub dialog: Dialog,
@@ -128,7 +129,7 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
-    /// Blind transfers by the call's agents.
+    /// Transfers by the call's agents.
     pub transfer: super::transfer::Transfers,
 }
 

@@ -14,6 +14,7 @@
 //! of one leg's dialog identifiers leaks into the other.
 
 mod announce;
+mod attended;
 mod call;
 mod callback;
 mod feature;
@@ -287,6 +288,12 @@ enum Purpose {
     },
     /// An UPDATE that refreshes the session of one leg.
     SessionRefresh {
+        call: String,
+        side: Side,
+    },
+    /// A re-INVITE that moves `side` of `call` to its relay after an
+    /// attended transfer.
+    Rebridge {
         call: String,
         side: Side,
     },
@@ -769,6 +776,12 @@ impl Core {
                 if is_final {
                     let (call, side) = (call.clone(), *side);
                     self.session_refresh_answered(&call, side, &response, now);
+                }
+            }
+            Purpose::Rebridge { call, side } => {
+                if is_final {
+                    let (call, side) = (call.clone(), *side);
+                    self.rebridge_answered(&call, side, &response, now);
                 }
             }
             Purpose::FireAndForget => {}

@@ -1,6 +1,7 @@
-//! Blind transfer (RFC 3515): the agent of an answered call sends REFER
-//! naming another agent's extension or a queue's DID, and the PBX moves
-//! the caller there.
+//! Call transfer by REFER (RFC 3515). In a blind transfer the agent of an
+//! answered call names another agent's extension or a queue's DID, and the
+//! PBX moves the caller there. A Refer-To with Replaces is an attended
+//! transfer, which `attended.rs` completes.
 //!
 //! The REFER is authorised like a call the agent would place: an agent may
 //! dial other agents' extensions and the DIDs of the configuration, so those
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use sip_message::{Method, NameAddr, Request, Response, Scheme, Uri};
 
+use super::attended::Replaces;
 use super::call::{AgentLeg, AttemptKind, Phase, Side};
 use super::session_timer::LegSession;
 use super::{Command, Core, Purpose};
@@ -69,8 +71,10 @@ pub(crate) enum ReferError {
     UnknownTarget { target: String },
     #[error("Refer-To names the transferring agent itself: {target}")]
     SelfTarget { target: String },
-    #[error("Refer-To with Replaces (attended transfer) is not supported")]
-    Replaces,
+    #[error("the Replaces of Refer-To is invalid")]
+    InvalidReplaces,
+    #[error("the Replaces of Refer-To names no consultation call of the agent")]
+    UnknownReplaces,
 }
 
 impl ReferError {
@@ -83,7 +87,8 @@ impl ReferError {
             ReferError::InvalidReferTo => (400, "Invalid Refer-To"),
             ReferError::UnknownTarget { .. } => (404, "Transfer Target Not Found"),
             ReferError::SelfTarget { .. } => (403, "Cannot Transfer To Self"),
-            ReferError::Replaces => (501, "Attended Transfer Not Supported"),
+            ReferError::InvalidReplaces => (400, "Invalid Replaces"),
+            ReferError::UnknownReplaces => (481, "Replaced Dialog Not Found"),
         }
     }
 }
@@ -91,12 +96,21 @@ impl ReferError {
 /// Destination of an accepted REFER.
 enum Destination {
     Extension(String),
-    Queue { did: String, route: super::DidRoute },
+    /// The party of the agent's consultation call: that call's product id
+    /// and the agent who answered it.
+    Consultation {
+        call: String,
+        agent: String,
+    },
+    Queue {
+        did: String,
+        route: super::DidRoute,
+    },
 }
 
-/// Returns the user part of the one Refer-To of `request`, and whether it
-/// carries a Replaces header (an attended transfer).
-fn refer_to_user(request: &Request) -> Result<(String, bool), ReferError> {
+/// Returns the user part of the one Refer-To of `request`, and the
+/// Replaces header it carries for an attended transfer.
+fn refer_to_user(request: &Request) -> Result<(String, Option<Replaces>), ReferError> {
     let mut values = request.headers.get_all("Refer-To");
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(ReferError::InvalidReferTo);
@@ -110,18 +124,22 @@ fn refer_to_user(request: &Request) -> Result<(String, bool), ReferError> {
         .user_unescaped()
         .filter(|user| !user.is_empty())
         .ok_or(ReferError::InvalidReferTo)?;
-    let replaces = uri.headers.as_deref().is_some_and(|headers| {
-        headers.split('&').any(|header| {
-            header
-                .split_once('=')
-                .is_some_and(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
-        })
+    let headers = uri.headers.as_deref().unwrap_or_default();
+    let named = headers.split('&').any(|header| {
+        header
+            .split_once('=')
+            .is_some_and(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
     });
-    Ok((user, replaces))
+    if !named {
+        return Ok((user, None));
+    }
+    let replaces = Replaces::from_uri_headers(headers).ok_or(ReferError::InvalidReplaces)?;
+    Ok((user, Some(replaces)))
 }
 
 impl Core {
-    /// Handles a REFER inside the dialog of `side` of `call_id`.
+    /// Handles a REFER inside the dialog of `side` of `call_id`: checks it,
+    /// answers 202 and starts the transfer it asks for.
     pub(super) fn handle_refer(
         &mut self,
         call_id: &str,
@@ -152,6 +170,9 @@ impl Core {
         let segment_start = call.transfer.segment_start.unwrap_or(answered);
         let (target, target_kind) = match &destination {
             Destination::Extension(agent) => (agent.clone(), cdr::TransferTarget::Extension),
+            Destination::Consultation { agent, .. } => {
+                (agent.clone(), cdr::TransferTarget::Consultation)
+            }
             Destination::Queue { did, .. } => (did.clone(), cdr::TransferTarget::Queue),
         };
         let record = cdr::Transfer {
@@ -187,6 +208,9 @@ impl Core {
         self.notify_referrer(call_id, 100, "Trying", false, now);
         match destination {
             Destination::Extension(agent) => self.ring_transfer_target(call_id, &agent, now),
+            Destination::Consultation { call, .. } => {
+                self.join_consultation(call_id, &call, now);
+            }
             Destination::Queue { route, .. } => {
                 self.release_referrer(call_id, now);
                 self.requeue_transferred(call_id, route, now);
@@ -226,12 +250,9 @@ impl Core {
         }
 
         let (target, replaces) = refer_to_user(request)?;
-        if replaces {
-            // TODO: attended transfer (Refer-To with Replaces, RFC 3891):
-            // find the agent's consultation dialog by the Replaces Call-ID
-            // and tags, bridge the caller to the colleague on it and end
-            // both of the agent's dialogs.
-            return Err(ReferError::Replaces);
+        if let Some(replaces) = replaces {
+            let (call, agent) = self.consultation_call(call_id, &leg.agent, &replaces)?;
+            return Ok(Destination::Consultation { call, agent });
         }
         if target == leg.agent {
             return Err(ReferError::SelfTarget { target });
@@ -394,7 +415,7 @@ impl Core {
     /// Points the relay's agent side at a newly answered phone. The caller
     /// keeps its codec and stream; the relay transcodes and rewrites the
     /// RTP headers toward it.
-    fn bridge_new_agent_phone(
+    pub(super) fn bridge_new_agent_phone(
         &mut self,
         call_id: &str,
         answer: &sip_message::sdp::SessionDescription,
@@ -538,7 +559,7 @@ impl Core {
 
     /// Ends the ACD call of the transferring agent, which goes to wrap-up,
     /// or the direct call of an extension that transferred.
-    fn release_referrer(&mut self, call_id: &str, now: Instant) {
+    pub(super) fn release_referrer(&mut self, call_id: &str, now: Instant) {
         let Some(pending) = self
             .calls
             .get(call_id)
@@ -562,7 +583,7 @@ impl Core {
     }
 
     /// Sends BYE to the transferring agent, whose part of the call is over.
-    fn hang_up_referrer(&mut self, call_id: &str, now: Instant) {
+    pub(super) fn hang_up_referrer(&mut self, call_id: &str, now: Instant) {
         let Some(mut referrer) = self
             .calls
             .get_mut(call_id)
@@ -580,7 +601,7 @@ impl Core {
 
     /// Sends the transferring agent a NOTIFY with the sipfrag `status`
     /// line; `last` ends the REFER's subscription.
-    fn notify_referrer(
+    pub(super) fn notify_referrer(
         &mut self,
         call_id: &str,
         status: u16,
@@ -626,7 +647,7 @@ impl Core {
     }
 
     /// Moves the pending transfer's record into the call's history.
-    fn finish_pending_transfer(&mut self, call_id: &str) {
+    pub(super) fn finish_pending_transfer(&mut self, call_id: &str) {
         if let Some(call) = self.calls.get_mut(call_id)
             && let Some(pending) = call.transfer.pending.take()
         {
@@ -790,13 +811,23 @@ mod tests {
     #[test]
     fn refer_to_user_of_name_addr() {
         let request = refer(&["<sip:1002@pbx.test>"]);
-        assert_eq!(refer_to_user(&request), Ok(("1002".to_owned(), false)));
+        assert_eq!(refer_to_user(&request), Ok(("1002".to_owned(), None)));
     }
 
     #[test]
     fn refer_to_with_replaces_is_attended() {
         let request = refer(&["<sip:1002@pbx.test?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>"]);
-        assert_eq!(refer_to_user(&request), Ok(("1002".to_owned(), true)));
+        let replaces = Replaces {
+            call_id: "abc".to_owned(),
+            to_tag: "1".to_owned(),
+            from_tag: "2".to_owned(),
+        };
+        assert_eq!(
+            refer_to_user(&request),
+            Ok(("1002".to_owned(), Some(replaces)))
+        );
+        let broken = refer(&["<sip:1002@pbx.test?Replaces=abc>"]);
+        assert_eq!(refer_to_user(&broken), Err(ReferError::InvalidReplaces));
     }
 
     #[test]

@@ -795,7 +795,7 @@ fn call_record() -> Value {
                 "properties": { "caller": leg_quality(), "agent": leg_quality() },
             },
             "transfers": { "type": "array", "items": schema_ref("Transfer"),
-                           "description": "blind transfers by the call's agents, oldest first" },
+                           "description": "transfers by the call's agents, oldest first" },
         },
     })
 }
@@ -872,7 +872,7 @@ fn transfer() -> Value {
             "from_talk_seconds": { "type": "number",
                                    "description": "talk time of from_agent, from its answer to at" },
             "target": { "type": "string", "description": "agent id or DID named in Refer-To" },
-            "target_kind": { "enum": ["extension", "queue"] },
+            "target_kind": { "enum": ["extension", "queue", "consultation"] },
             "outcome": { "enum": ["connected", "queued", "reconnected", "abandoned"] },
             "sip_status": { "type": ["integer", "null"],
                             "description": "final status of the target when it did not answer" },

@@ -44,7 +44,10 @@ fn notifies(requests: &[Request]) -> Vec<(String, bool)> {
         .iter()
         .filter(|r| r.method == Method::Notify)
         .map(|notify| {
-            assert_eq!(notify.headers.get("Event"), Some("refer;id=2"));
+            // The id is the CSeq of the REFER: 2 from `refer_to`, 3 from
+            // `consult_and_refer`.
+            let event = notify.headers.get("Event").unwrap_or_default();
+            assert!(["refer;id=2", "refer;id=3"].contains(&event), "{event}");
             assert_eq!(
                 notify.headers.content_type(),
                 Some("message/sipfrag;version=2.0")
@@ -349,8 +352,9 @@ fn invalid_refer_targets_are_rejected() {
         ("Refer-To: <sip:1001@pbx.test>\r\n", 403),
         (
             "Refer-To: <sip:1002@pbx.test?Replaces=c%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n",
-            501,
+            481,
         ),
+        ("Refer-To: <sip:1002@pbx.test?Replaces=c%40h>\r\n", 400),
     ];
     for (index, (header, status)) in cases.into_iter().enumerate() {
         let mut h = Harness::new();
@@ -514,4 +518,216 @@ fn caller_hangup_while_target_rings() {
         h.core.acd.agent_state("1001"),
         Some(acd::AgentState::OnCall)
     );
+}
+
+/// Runs a call answered by 1002 at `AGENT_2`, with 1001 registered, and
+/// returns the call and the INVITE 1002's phone answered.
+fn answered_by_second_agent(h: &mut Harness) -> (String, Request) {
+    assert_eq!(h.register("1002", "pw-two", AGENT_2).status, 200);
+    h.caller_invite("5000", CALLER);
+    let call = h.open_media();
+    let invite = invite_to(h, AGENT_2);
+    h.receive(
+        &agent_response(&invite, 200, AGENT_2, Some(AGENT_2_SDP)),
+        AGENT_2,
+    );
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("caller gets 200");
+    let to_tag = ok.headers.to().unwrap().tag().unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={to_tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    h.receive(&ack, CALLER);
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.advance(Duration::from_secs(5));
+    (call, invite)
+}
+
+/// Has 1002 consult 1001 through the queue's DID, then send REFER with
+/// Replaces on the call of `invite`. Returns the consultation's id, the
+/// INVITE that 1001's phone answered, and the messages sent to 1002.
+fn consult_and_refer(h: &mut Harness, invite: &Request) -> (String, Request, Vec<Message>) {
+    let consult_invite = authenticated_extension_invite(h, "5000", "consult-1");
+    h.receive(&consult_invite, AGENT_2);
+    let consultation = h.open_media();
+    let offer = invite_to(h, AGENT_1);
+    h.receive(
+        &agent_response(&offer, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let consult_ok = h
+        .responses_to(AGENT_2)
+        .into_iter()
+        .find(|r| r.status == 200 && r.headers.call_id() == Some("consult-1"))
+        .expect("the consultation is answered");
+    let pbx_tag = consult_ok.headers.to().unwrap().tag().unwrap().to_owned();
+    h.advance(Duration::from_secs(2));
+    h.sent.clear();
+    h.commands.clear();
+
+    let refer = format!(
+        "REFER sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch=z9hG4bK-aref\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 3 REFER\r\nContact: <sip:agent@{AGENT_2}>\r\n\
+         Refer-To: <sip:1001@pbx.test?Replaces=consult-1%3Bto-tag%3D{pbx_tag}%3Bfrom-tag%3Dx1>\r\n\
+         Content-Length: 0\r\n\r\n",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+    );
+    h.receive(&refer, AGENT_2);
+    let to_agent_2 = h.take_to(AGENT_2);
+    (consultation, offer, to_agent_2)
+}
+
+#[test]
+fn attended_transfer_joins_consultation() {
+    let mut h = Harness::new();
+    let (call, invite) = answered_by_second_agent(&mut h);
+
+    let (consultation, offer, to_agent_2) = consult_and_refer(&mut h, &invite);
+    let statuses: Vec<u16> = to_agent_2
+        .iter()
+        .filter_map(|m| match m {
+            Message::Response(r) => Some(r.status),
+            Message::Request(_) => None,
+        })
+        .collect();
+    assert_eq!(statuses, vec![202]);
+    let requests: Vec<Request> = to_agent_2
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        notifies(&requests),
+        vec![
+            ("SIP/2.0 100 Trying".to_owned(), false),
+            ("SIP/2.0 200 OK".to_owned(), true)
+        ]
+    );
+    let byes: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == Method::Bye)
+        .filter_map(|r| r.headers.call_id())
+        .collect();
+    assert!(
+        byes.contains(&"consult-1"),
+        "the consultation ends for 1002"
+    );
+    assert!(
+        byes.contains(&invite.headers.call_id().unwrap()),
+        "1002 leaves the first call"
+    );
+    let consultation_record = h.finished_record();
+    assert_eq!(consultation_record.id, consultation);
+    assert_eq!(consultation_record.agent.as_deref(), Some("1001"));
+
+    // 1001's phone moves to the first call's relay.
+    let reinvite = invite_to(&mut h, AGENT_1);
+    assert_eq!(reinvite.headers.call_id(), offer.headers.call_id());
+    let body = String::from_utf8(reinvite.body.to_vec()).unwrap();
+    assert!(body.contains("m=audio 20002"), "{body}");
+    let moved_sdp = AGENT_SDP.replace("42000", "42010");
+    h.receive(
+        &agent_response(&reinvite, 200, AGENT_1, Some(&moved_sdp)),
+        AGENT_1,
+    );
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .any(|r| r.method == Method::Ack)
+    );
+    assert!(h.commands.iter().any(|c| matches!(
+        c,
+        Command::SetRemote { call: c, side: Side::Agent, addr }
+            if *c == call && *addr == "198.51.100.21:42010".parse().unwrap()
+    )));
+
+    h.advance(Duration::from_secs(3));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let bye = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Bye)
+        .expect("BYE to the colleague");
+    assert_eq!(bye.headers.call_id(), offer.headers.call_id());
+    let record = h.finished_record();
+    assert_eq!(record.id, call);
+    assert_eq!(record.agent.as_deref(), Some("1002"));
+    let transfer = &record.transfers[0];
+    assert_eq!(transfer.target, "1001");
+    assert_eq!(transfer.target_kind, cdr::TransferTarget::Consultation);
+    assert_eq!(transfer.outcome, cdr::TransferOutcome::Connected);
+    assert_eq!(transfer.answered_by.as_deref(), Some("1001"));
+    assert_ne!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::OnCall)
+    );
+    assert_ne!(
+        h.core.acd.agent_state("1002"),
+        Some(acd::AgentState::OnCall)
+    );
+}
+
+/// Answers `request` from the caller with `sdp` and a Contact.
+fn caller_ok(request: &Request, sdp: &str) -> String {
+    let mut ok = Response::for_request(request, 200, None);
+    ok.headers
+        .push("Contact", format!("<sip:+15550100@{CALLER}>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::copy_from_slice(sdp.as_bytes());
+    String::from_utf8(ok.to_bytes().to_vec()).unwrap()
+}
+
+#[test]
+fn attended_transfer_resumes_held_caller() {
+    let mut h = Harness::new();
+    let (call, invite) = answered_by_second_agent(&mut h);
+    // 1002 puts the caller on hold before it consults.
+    let hold = "v=0\r\no=- 9 10 IN IP4 198.51.100.22\r\ns=-\r\nc=IN IP4 198.51.100.22\r\nt=0 0\r\n\
+                m=audio 43000 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_2};branch=z9hG4bK-hold\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 2 INVITE\r\nContact: <sip:agent@{AGENT_2}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{hold}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        hold.len()
+    );
+    h.receive(&reinvite, AGENT_2);
+    let relayed = invite_to(&mut h, CALLER);
+    let held = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                m=audio 40000 RTP/AVP 0\r\na=recvonly\r\n";
+    h.receive(&caller_ok(&relayed, held), CALLER);
+    assert!(h.core.calls[&call].on_hold);
+
+    let _ = consult_and_refer(&mut h, &invite);
+    let moved = invite_to(&mut h, AGENT_1);
+    h.receive(
+        &agent_response(&moved, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    let resume = invite_to(&mut h, CALLER);
+    let body = String::from_utf8(resume.body.to_vec()).unwrap();
+    assert!(body.contains("m=audio 20000"), "{body}");
+    assert!(!body.contains("sendonly"), "{body}");
+    assert!(!body.contains("inactive"), "{body}");
+    let resumed = "v=0\r\no=- 1 3 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                   m=audio 40000 RTP/AVP 0\r\n";
+    h.receive(&caller_ok(&resume, resumed), CALLER);
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Ack)
+    );
+    assert!(!h.core.calls[&call].on_hold, "the caller is off hold");
 }

@@ -108,6 +108,19 @@ pub struct CallRecord {
     /// Transfers of the answered call by its agents, oldest first.
     #[serde(default)]
     pub transfers: Vec<Transfer>,
+    /// Times either side put the other on hold during the answered call.
+    #[serde(default)]
+    pub hold_count: u32,
+    /// Seconds on hold in total, which are part of `talk_seconds`.
+    #[serde(default)]
+    pub hold_seconds: f64,
+    /// Outcome of the post-call survey, `None` when the caller was not
+    /// offered one.
+    #[serde(default)]
+    pub survey: Option<SurveyStatus>,
+    /// Score the caller keyed in the survey, 1 (worst) to 5 (best).
+    #[serde(default)]
+    pub csat_score: Option<u8>,
 }
 
 /// One transfer of an answered call: an agent sent it to another agent's
@@ -169,6 +182,48 @@ pub enum TransferOutcome {
     Reconnected,
     /// The call ended while the target rang.
     Abandoned,
+}
+
+/// Outcome of a post-call survey.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyStatus {
+    /// The caller keyed a score.
+    Answered,
+    /// No key came in time on the last try.
+    TimedOut,
+    /// Every try got a key other than 1 to 5.
+    Invalid,
+    /// The caller hung up before keying a score.
+    HungUp,
+    /// The PBX ended the call before an answer: it stopped, or the
+    /// caller's session expired.
+    Interrupted,
+}
+
+impl SurveyStatus {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurveyStatus::Answered => "answered",
+            SurveyStatus::TimedOut => "timed_out",
+            SurveyStatus::Invalid => "invalid",
+            SurveyStatus::HungUp => "hung_up",
+            SurveyStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a name that [`SurveyStatus::as_str`] returns.
+    pub fn from_name(name: &str) -> Option<SurveyStatus> {
+        match name {
+            "answered" => Some(SurveyStatus::Answered),
+            "timed_out" => Some(SurveyStatus::TimedOut),
+            "invalid" => Some(SurveyStatus::Invalid),
+            "hung_up" => Some(SurveyStatus::HungUp),
+            "interrupted" => Some(SurveyStatus::Interrupted),
+            _ => None,
+        }
+    }
 }
 
 /// Reception figures of both legs of a call, measured by the relay.
@@ -288,6 +343,10 @@ pub struct CallFilter {
     pub min_talk_seconds: Option<f64>,
     /// Only calls that talked at most this many seconds.
     pub max_talk_seconds: Option<f64>,
+    /// Only calls whose survey score is at least this (1 to 5).
+    pub min_csat: Option<u8>,
+    /// Only calls whose survey score is at most this (1 to 5).
+    pub max_csat: Option<u8>,
 }
 
 /// Outcome of a call.
@@ -422,6 +481,6 @@ pub enum CdrError {
         column: &'static str,
         value: String,
     },
-    #[error("CDR journal writer task failed: {0}")]
-    JournalTask(#[source] tokio::task::JoinError),
+    #[error("CDR writer stopped before call {id} was written")]
+    WriterStopped { id: String },
 }

@@ -43,6 +43,10 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         media_quality: None,
         rebuilt: false,
         transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 
@@ -118,6 +122,17 @@ async fn round_trip_each_disposition() {
                 },
             }),
             ..answered("a7", arrived_at)
+        },
+        CallRecord {
+            hold_count: 2,
+            hold_seconds: 41.25,
+            survey: Some(cdr::SurveyStatus::Answered),
+            csat_score: Some(5),
+            ..answered("a8", arrived_at)
+        },
+        CallRecord {
+            survey: Some(cdr::SurveyStatus::HungUp),
+            ..answered("a9", arrived_at)
         },
     ];
     for record in &records {
@@ -205,6 +220,43 @@ async fn failed_insert_keeps_journal_line() {
         "second write of the same id: {again:?}"
     );
     assert_eq!(journal_lines(dir.path()).len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_writes_group_and_one_duplicate_fails_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let base = datetime!(2026-12-04 12:00:00 UTC);
+    store
+        .write(&answered("c-7", base))
+        .await
+        .expect("first write of c-7");
+    // Written at once, so they share groups; c-7 is a duplicate inside one.
+    let writes: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let record = answered(&format!("c-{i}"), base + Duration::seconds(i));
+            tokio::spawn(async move { store.write(&record).await })
+        })
+        .collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        let outcome = write.await.expect("write task");
+        if i == 7 {
+            assert!(
+                matches!(&outcome, Err(CdrError::Insert { id, .. }) if id == "c-7"),
+                "duplicate: {outcome:?}"
+            );
+        } else {
+            outcome.unwrap_or_else(|error| panic!("write of c-{i}: {error}"));
+        }
+    }
+    for i in 0..40 {
+        assert!(
+            store.get(&format!("c-{i}")).await.expect("get").is_some(),
+            "c-{i} missing"
+        );
+    }
+    assert_eq!(journal_lines(dir.path()).len(), 41);
 }
 
 #[tokio::test]

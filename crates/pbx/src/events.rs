@@ -9,10 +9,10 @@ mod feed;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acd::{AgentState, Destination, ExitReason, Party, QueueEvent};
+use acd::{AgentState, Destination, ExitReason, Party, QueueEvent, SurveyOutcome};
 use serde_json::{Value, json};
 use sip_server::b2bua::StampedEvent;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
@@ -127,30 +127,39 @@ impl EventStore {
         }
         let mut stored = Vec::with_capacity(events.len());
         let mut transaction = self.pool.begin().await?;
-        for event in events {
-            let done = sqlx::query(
-                "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(event.at_ms)
-            .bind(rfc3339(event.at_ms))
-            .bind(event.kind)
-            .bind(&event.call)
-            .bind(&event.queue)
-            .bind(&event.agent)
-            .bind(event.data.to_string())
-            .execute(&mut *transaction)
-            .await?;
-            stored.push(StoredEvent {
-                // `seq` is the rowid (INTEGER PRIMARY KEY).
-                seq: done.last_insert_rowid(),
-                at_ms: event.at_ms,
-                kind: event.kind.to_owned(),
-                call: event.call.clone(),
-                queue: event.queue.clone(),
-                agent: event.agent.clone(),
-                data: event.data.clone(),
+        // Each statement is a round trip to SQLite's worker thread, so the
+        // events go in multi-row statements. `seq` is the rowid (INTEGER
+        // PRIMARY KEY without AUTOINCREMENT): SQLite gives each new row the
+        // largest rowid plus one, and this transaction holds the write
+        // lock, so a statement's rows get consecutive numbers ending at the
+        // last inserted rowid.
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.at_ms)
+                    .push_bind(rfc3339(event.at_ms))
+                    .push_bind(event.kind)
+                    .push_bind(&event.call)
+                    .push_bind(&event.queue)
+                    .push_bind(&event.agent)
+                    .push_bind(event.data.to_string());
             });
+            let done = insert.build().execute(&mut *transaction).await?;
+            let count = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+            let first = done.last_insert_rowid() - count + 1;
+            for (seq, event) in (first..).zip(chunk) {
+                stored.push(StoredEvent {
+                    seq,
+                    at_ms: event.at_ms,
+                    kind: event.kind.to_owned(),
+                    call: event.call.clone(),
+                    queue: event.queue.clone(),
+                    agent: event.agent.clone(),
+                    data: event.data.clone(),
+                });
+            }
         }
         transaction.commit().await?;
         Ok(stored)
@@ -420,6 +429,10 @@ pub(crate) async fn write_events(
 
 /// Most batches committed in one transaction.
 const MAX_GROUP: usize = 256;
+
+/// Rows per INSERT of [`EventStore::append`]: at seven values a row this
+/// stays far below SQLite's limit of 32,766 bound values per statement.
+const EVENTS_PER_STATEMENT: usize = 500;
 
 /// The Asterisk-compatible queue_log, appended one write per batch so a
 /// reader tailing it sees whole lines.
@@ -723,10 +736,7 @@ impl NewEvent {
                     "waited_seconds": seconds(*waited),
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
-                    "ended_by": ended_by.map(|party| match party {
-                        Party::Caller => "caller",
-                        Party::Agent => "agent",
-                    }),
+                    "ended_by": ended_by.map(party_name),
                 }),
             ),
             QueueEvent::CallTransferred {
@@ -749,6 +759,58 @@ impl NewEvent {
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
                 }),
+            ),
+            QueueEvent::CallHeld {
+                call,
+                queue,
+                agent,
+                by,
+                ..
+            } => event(
+                "call_held",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by)}),
+            ),
+            QueueEvent::CallResumed {
+                call,
+                queue,
+                agent,
+                by,
+                held,
+                ..
+            } => event(
+                "call_resumed",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by), "hold_seconds": seconds(*held)}),
+            ),
+            QueueEvent::SurveyOffered {
+                call, queue, agent, ..
+            } => event(
+                "survey_offered",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::SurveyFinished {
+                call,
+                queue,
+                agent,
+                outcome,
+                ..
+            } => event(
+                match outcome {
+                    SurveyOutcome::Answered(_) => "survey_answered",
+                    _ => "survey_unanswered",
+                },
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"outcome": outcome.as_str(), "score": outcome.score()}),
             ),
             QueueEvent::WrapUpCodeSet {
                 call,
@@ -849,6 +911,13 @@ impl NewEvent {
                 json!({"debug": format!("{other:?}")}),
             ),
         }
+    }
+}
+
+fn party_name(party: Party) -> &'static str {
+    match party {
+        Party::Caller => "caller",
+        Party::Agent => "agent",
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sip_server::registrar::StoredBinding;
 use sip_server::transaction::TransportKind;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, SqlitePool};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RegistrationStoreError {
@@ -15,6 +15,11 @@ pub(crate) enum RegistrationStoreError {
     #[error("registrations query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
+
+/// Rows (or agents) per statement of [`RegistrationStore::save_all`]: at
+/// seven values a row this stays far below SQLite's limit of 32,766 bound
+/// values per statement.
+const ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Clone)]
 pub(crate) struct RegistrationStore {
@@ -35,37 +40,61 @@ impl RegistrationStore {
 
     /// Replaces the stored bindings of `agent` with `bindings`, leaving out
     /// those registered over TLS or WebSocket.
+    #[cfg(test)]
     pub(crate) async fn save(
         &self,
         agent: &str,
         bindings: &[StoredBinding],
     ) -> Result<(), RegistrationStoreError> {
+        self.save_all(&[(agent.to_owned(), bindings.to_vec())])
+            .await
+    }
+
+    /// Replaces the stored bindings of each agent in `changes`, in one
+    /// transaction: under a registration storm one commit (and one `fsync`)
+    /// per batch instead of per REGISTER keeps the writer ahead.
+    pub(crate) async fn save_all(
+        &self,
+        changes: &[(String, Vec<StoredBinding>)],
+    ) -> Result<(), RegistrationStoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("DELETE FROM registrations WHERE agent = ?")
-            .bind(agent)
-            .execute(&mut *transaction)
-            .await?;
+        // Each statement is a round trip to SQLite's worker thread, so the
+        // batch goes in a few statements of many rows rather than two per
+        // agent.
+        for agents in changes.chunks(ROWS_PER_STATEMENT) {
+            let mut delete = QueryBuilder::new("DELETE FROM registrations WHERE agent IN (");
+            let mut list = delete.separated(", ");
+            for (agent, _) in agents {
+                list.push_bind(agent);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *transaction).await?;
+        }
         // Such a binding is reached only over the connection it came on,
         // which a restart closes, so restoring it would fork calls to a
         // phone nobody can reach.
-        let durable = bindings
+        let durable: Vec<(&str, &StoredBinding)> = changes
             .iter()
-            .filter(|binding| matches!(binding.transport, TransportKind::Udp | TransportKind::Tcp));
-        for binding in durable {
-            sqlx::query(
+            .flat_map(|(agent, bindings)| bindings.iter().map(move |b| (agent.as_str(), b)))
+            .filter(|(_, binding)| {
+                matches!(binding.transport, TransportKind::Udp | TransportKind::Tcp)
+            })
+            .collect();
+        for rows in durable.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::new(
                 "INSERT INTO registrations \
-                 (agent, contact, expires_at_ms, call_id, cseq, transport, address) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(agent)
-            .bind(&binding.contact)
-            .bind(unix_millis(binding.expires_at))
-            .bind(&binding.call_id)
-            .bind(i64::from(binding.cseq))
-            .bind(binding.transport.via_token().to_ascii_lowercase())
-            .bind(binding.address.to_string())
-            .execute(&mut *transaction)
-            .await?;
+                 (agent, contact, expires_at_ms, call_id, cseq, transport, address) ",
+            );
+            insert.push_values(rows, |mut row, (agent, binding)| {
+                row.push_bind(*agent)
+                    .push_bind(&binding.contact)
+                    .push_bind(unix_millis(binding.expires_at))
+                    .push_bind(&binding.call_id)
+                    .push_bind(i64::from(binding.cseq))
+                    .push_bind(binding.transport.via_token().to_ascii_lowercase())
+                    .push_bind(binding.address.to_string());
+            });
+            insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -157,6 +186,50 @@ mod tests {
         assert_eq!(stored[0].contact, second.contact);
         assert_eq!(stored[0].cseq, 7);
         assert_eq!(stored[0].address, second.address);
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_several_statements_replaces_every_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = cdr::CdrStore::open(dir.path()).await.unwrap();
+        let store = RegistrationStore::open(cdr.pool().clone()).await.unwrap();
+        let agents = ROWS_PER_STATEMENT * 2 + 7;
+        let contact = |i: usize, port: u16| format!("<sip:a{i}@127.0.0.1:{port}>");
+        let first: Vec<(String, Vec<StoredBinding>)> = (0..agents)
+            .map(|i| {
+                let bindings = vec![
+                    binding(&contact(i, 5000), Duration::from_secs(600)),
+                    binding(&contact(i, 5001), Duration::from_secs(600)),
+                ];
+                (format!("a{i}"), bindings)
+            })
+            .collect();
+        store.save_all(&first).await.unwrap();
+        // Even agents move to one new contact, odd ones unregister.
+        let second: Vec<(String, Vec<StoredBinding>)> = (0..agents)
+            .map(|i| {
+                let bindings = if i % 2 == 0 {
+                    vec![binding(&contact(i, 6000), Duration::from_secs(600))]
+                } else {
+                    Vec::new()
+                };
+                (format!("a{i}"), bindings)
+            })
+            .collect();
+        store.save_all(&second).await.unwrap();
+
+        let loaded = store.load(SystemTime::now()).await.unwrap();
+        assert_eq!(loaded.len(), agents.div_ceil(2));
+        for i in 0..agents {
+            match loaded.get(&format!("a{i}")) {
+                Some(stored) => {
+                    assert_eq!(i % 2, 0, "agent a{i} unregistered but restored");
+                    assert_eq!(stored.len(), 1);
+                    assert_eq!(stored[0].contact, contact(i, 6000));
+                }
+                None => assert_eq!(i % 2, 1, "agent a{i} lost its binding"),
+            }
+        }
     }
 
     #[tokio::test]

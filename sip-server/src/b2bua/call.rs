@@ -34,6 +34,8 @@ pub(crate) enum Phase {
     Dialing,
     /// Answered by an agent.
     Talking,
+    /// The agent hung up and the caller answers the post-call survey.
+    Survey,
 }
 
 /// The caller's INVITE server transaction and, once answered, its dialog.
@@ -131,6 +133,13 @@ pub(crate) struct Call {
     pub agent_session: Option<super::session_timer::LegSession>,
     /// Transfers by the call's agents.
     pub transfer: super::transfer::Transfers,
+    /// Holds during the answered call.
+    pub holds: super::hold::HoldTimes,
+    /// When the agent hung up, for a caller kept for the survey: talk
+    /// time ends here.
+    pub agent_ended_at: Option<Instant>,
+    /// The post-call survey, once the caller hears it.
+    pub survey: Option<super::survey::Survey>,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -204,6 +213,9 @@ impl Call {
             caller_session: None,
             agent_session: None,
             transfer: super::transfer::Transfers::default(),
+            holds: super::hold::HoldTimes::default(),
+            agent_ended_at: None,
+            survey: None,
         }
     }
 

@@ -19,6 +19,7 @@ mod call;
 mod callback;
 mod feature;
 mod forward;
+mod hold;
 mod identity;
 mod in_dialog;
 mod live;
@@ -28,6 +29,7 @@ mod recording;
 mod reliable;
 mod session_timer;
 mod setup;
+mod survey;
 mod transfer;
 mod voicemail;
 
@@ -49,6 +51,7 @@ pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};
 pub use session_timer::SessionTimerConfig;
+pub use survey::SurveyConfig;
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -101,6 +104,8 @@ pub struct CoreConfig {
     pub queue_agents: HashMap<String, Vec<String>>,
     /// Agent id to its skills and proficiency levels.
     pub agent_skills: HashMap<String, acd::Skills>,
+    /// Wrap-up of the agents that have their own, in place of the queues'.
+    pub agent_wrap_up: HashMap<String, Duration>,
     pub caller_order: acd::CallerOrder,
     /// When false, a call forwarded to an agent's extension makes the agent
     /// busy for the queues, and a busy agent's extension gets 486.
@@ -129,6 +134,8 @@ pub struct CoreConfig {
     pub overload: OverloadLimits,
     /// Session timer intervals (RFC 4028).
     pub session_timer: SessionTimerConfig,
+    /// Queue name to its post-call survey; queues not listed have none.
+    pub surveys: HashMap<String, SurveyConfig>,
 }
 
 /// Limits past which a new INVITE gets 503 with Retry-After while
@@ -374,6 +381,7 @@ impl Core {
             if let Some(skills) = config.agent_skills.get(agent) {
                 acd.set_skills(agent, skills.clone(), now)?;
             }
+            acd.set_wrap_up(agent, config.agent_wrap_up.get(agent).copied())?;
         }
         let local = LocalContact {
             address: config.sip_address.ip(),
@@ -945,8 +953,12 @@ impl Core {
             .unwrap_or(now)
             .saturating_duration_since(waited_from)
             .as_secs_f64();
-        let talk_seconds =
-            answered.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        // A caller kept for the survey talked only until the agent hung up.
+        let talk_end = call.agent_ended_at.unwrap_or(now);
+        let talk_seconds = answered.map_or(0.0, |at| {
+            talk_end.saturating_duration_since(at).as_secs_f64()
+        });
+        let survey = call.survey.as_ref().map(|survey| survey.outcome);
         cdr::CallRecord {
             id: call.id.clone(),
             caller_call_id: call
@@ -1008,6 +1020,14 @@ impl Core {
                 )
                 .cloned()
                 .collect(),
+            hold_count: call.holds.count,
+            hold_seconds: round_millis(call.holds.seconds_until(talk_end)),
+            survey: survey.map(|outcome| {
+                // A survey still running when the record is made (a
+                // checkpoint) has no outcome yet.
+                outcome.map_or(cdr::SurveyStatus::Interrupted, survey::survey_status)
+            }),
+            csat_score: survey.flatten().and_then(acd::SurveyOutcome::score),
         }
     }
 

@@ -16,6 +16,7 @@ mod callback;
 mod recording;
 mod reliable;
 mod session_timer;
+mod survey;
 mod transfer;
 mod waiting;
 
@@ -69,6 +70,7 @@ fn config() -> CoreConfig {
         )]
         .into(),
         agent_skills: HashMap::new(),
+        agent_wrap_up: HashMap::new(),
         caller_order: acd::CallerOrder::default(),
         ring_in_use: false,
         registrar: crate::registrar::RegistrarConfig {
@@ -90,6 +92,7 @@ fn config() -> CoreConfig {
         voicemail_max: Duration::from_secs(120),
         overload: OverloadLimits::default(),
         session_timer: SessionTimerConfig::default(),
+        surveys: HashMap::new(),
     }
 }
 

@@ -63,7 +63,7 @@ impl Script {
     }
 }
 
-/// A answered and completed, B abandoned, C a callback request returned
+/// A answered, held 15 s, completed and scored 5 in the survey, B abandoned, C a callback request returned
 /// by a call the citizen answered, D still waiting.
 fn script() -> Script {
     let mut s = Script {
@@ -93,7 +93,29 @@ fn script() -> Script {
         at,
     });
 
+    s.at(20, |at| QueueEvent::CallHeld {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        by: Party::Agent,
+        at,
+    });
+    s.at(35, |at| QueueEvent::CallResumed {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        by: Party::Agent,
+        held: Duration::from_secs(15),
+        at,
+    });
     s.complete(70, "A", 60);
+    s.at(78, |at| QueueEvent::SurveyFinished {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        outcome: acd::SurveyOutcome::Answered(5),
+        at,
+    });
     s.answer(200, "C", 198);
     s.complete(260, "C", 60);
     s.enqueue(300, "D");
@@ -116,11 +138,16 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
         completed: None,
         left_ms: None,
         waited: 0.0,
+        after_answer: AfterAnswer::default(),
     };
     CallRecord {
         disposition,
         rebuilt: false,
         transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
         interrupted: false,
         caller_call_id: format!("{id}@test"),
         ..rebuilt_record(&queue)
@@ -262,6 +289,10 @@ async fn repair_writes_rebuilt_records() {
     assert_eq!(a.talk_seconds, 60.0);
     assert_eq!(a.wait_seconds, 10.0);
     assert_eq!(a.hangup_side, Some(HangupSide::Agent));
+    assert_eq!(a.hold_count, 1);
+    assert_eq!(a.hold_seconds, 15.0);
+    assert_eq!(a.survey, Some(cdr::SurveyStatus::Answered));
+    assert_eq!(a.csat_score, Some(5));
 
     let b = cdr.get("B").await.unwrap().expect("B rebuilt");
     assert_eq!(b.disposition, Disposition::Abandoned);

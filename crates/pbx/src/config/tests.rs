@@ -731,3 +731,38 @@ fn scorecard_criteria_errors_name_the_key() {
         );
     }
 }
+
+#[test]
+fn report_time_zone_is_checked() {
+    let config = Config::parse("[reports]\ntime_zone = \"Europe/Madrid\"\n", "zone.toml")
+        .expect("valid zone");
+    assert_eq!(config.reports.time_zone.iana_name(), Some("Europe/Madrid"));
+    let default = Config::parse("", "empty.toml").expect("empty file");
+    assert_eq!(default.reports.time_zone, jiff::tz::TimeZone::UTC);
+    let errors = Config::parse("[reports]\ntime_zone = \"Europe/Madird\"\n", "zone.toml")
+        .expect_err("misspelt zone");
+    assert_eq!(
+        errors.to_string(),
+        "zone.toml:2:13: reports.time_zone: unknown time zone \"Europe/Madird\"; use an IANA \
+         name such as \"Europe/Madrid\" or \"UTC\""
+    );
+}
+
+#[test]
+fn agent_wrap_up_is_checked() {
+    let config = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 45\n",
+        "agents.toml",
+    )
+    .expect("valid wrap-up");
+    assert_eq!(config.agents[0].wrap_up, Some(Duration::from_secs(45)));
+    let errors = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 90000\n",
+        "agents.toml",
+    )
+    .expect_err("over a day");
+    assert_eq!(
+        errors.to_string(),
+        "agents.toml:3:16: agents[0].wrap_up_secs: must be at most 86400, got 90000"
+    );
+}

@@ -252,6 +252,10 @@ mod tests {
             media_quality: None,
             rebuilt: false,
             transfers: Vec::new(),
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         };
         cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();

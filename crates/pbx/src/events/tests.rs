@@ -383,3 +383,28 @@ async fn a_start_beyond_the_newest_event_waits_for_new_ones() {
     feed.publish(next.clone());
     assert_eq!(next_seq(&mut subscription).await, next[0].seq);
 }
+
+#[tokio::test]
+async fn sequence_numbers_returned_are_those_stored() {
+    let (_dir, store) = store().await;
+    let event = |i: usize| NewEvent {
+        at_ms: 1_800_000_000_000 + i64::try_from(i).unwrap(),
+        kind: "offer_answered",
+        call: Some(format!("call-{i}")),
+        queue: Some("general".to_owned()),
+        agent: Some("1001".to_owned()),
+        data: json!({ "n": i }),
+    };
+    // More than one statement's worth, then a second batch after it.
+    let first: Vec<NewEvent> = (0..EVENTS_PER_STATEMENT + 3).map(event).collect();
+    let second: Vec<NewEvent> = (0..5).map(|i| event(10_000 + i)).collect();
+    let mut returned = store.append(&first).await.unwrap();
+    returned.extend(store.append(&second).await.unwrap());
+    let in_table = store.events_after(0, None, 10_000).await.unwrap();
+    assert_eq!(returned, in_table);
+    assert!(
+        returned
+            .windows(2)
+            .all(|pair| pair[1].seq == pair[0].seq + 1)
+    );
+}

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
-    RecordingEventSource, SurveyStatus,
+    RecordingEventSource, SurveyStatus, Transfer,
 };
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
@@ -35,7 +35,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
      callback_of, media_quality, diverted_from, rebuilt, hold_count, hold_seconds, survey, \
-     csat_score";
+     csat_score, transfers";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// SQLite table for queries. Cloning shares the pool and the writer task.
@@ -300,6 +300,15 @@ impl CdrStore {
                 id: record.id.clone(),
                 source,
             })?;
+        // The list is one JSON text, like media_quality, because nothing
+        // queries single transfers and the journal line has the same array.
+        let transfers = (!record.transfers.is_empty())
+            .then(|| serde_json::to_string(&record.transfers))
+            .transpose()
+            .map_err(|source| CdrError::Encode {
+                id: record.id.clone(),
+                source,
+            })?;
 
         sqlx::query(
             "INSERT INTO call_records (id, caller_call_id, agent_call_id, caller, dialed, \
@@ -307,9 +316,9 @@ impl CdrStore {
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
              voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt, \
-             hold_count, hold_seconds, survey, csat_score) \
+             hold_count, hold_seconds, survey, csat_score, transfers) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?, ?, ?, ?, ?)",
+             ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -344,6 +353,7 @@ impl CdrStore {
         .bind(record.hold_seconds)
         .bind(record.survey.map(SurveyStatus::as_str))
         .bind(record.csat_score.map(i64::from))
+        .bind(transfers)
         .execute(&mut *connection)
         .await
         .map_err(|source| CdrError::Insert {
@@ -512,6 +522,15 @@ fn in_utc(record: &CallRecord) -> CallRecord {
                 ..event.clone()
             })
             .collect(),
+        transfers: record
+            .transfers
+            .iter()
+            .map(|transfer| Transfer {
+                at: utc(transfer.at),
+                answered_at: transfer.answered_at.map(utc),
+                ..transfer.clone()
+            })
+            .collect(),
         ..record.clone()
     }
 }
@@ -587,6 +606,10 @@ fn record_from_row(row: &SqliteRow) -> Result<CallRecord, CdrError> {
         media_quality: column::<Option<String>>(row, "media_quality")?
             .map(|text| serde_json::from_str(&text).map_err(|_| invalid("media_quality", text)))
             .transpose()?,
+        transfers: column::<Option<String>>(row, "transfers")?
+            .map(|text| serde_json::from_str(&text).map_err(|_| invalid("transfers", text)))
+            .transpose()?
+            .unwrap_or_default(),
         id,
     })
 }

@@ -2,7 +2,8 @@
 
 use cdr::{
     CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT,
-    RecordingAction, RecordingEvent, RecordingEventSource,
+    RecordingAction, RecordingEvent, RecordingEventSource, Transfer, TransferOutcome,
+    TransferTarget,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -41,6 +42,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
         hold_count: 0,
         hold_seconds: 0.0,
         survey: None,
@@ -566,4 +568,51 @@ fn line_without_recording_events_parses() {
         .remove("recording_events");
     let record: CallRecord = serde_json::from_value(value).expect("older line parses");
     assert!(record.recording_events.is_empty());
+}
+
+/// Builds a call that agent 1001 transferred to 1002's extension after 30 s.
+fn transferred(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
+    let record = answered(id, arrived_at);
+    let answered_at = record.answered_at.expect("answered");
+    let at = answered_at + Duration::seconds(30);
+    CallRecord {
+        transfers: vec![Transfer {
+            at,
+            offset_seconds: 30.0,
+            from_agent: "1001".to_owned(),
+            from_talk_seconds: 30.0,
+            target: "1002".to_owned(),
+            target_kind: TransferTarget::Extension,
+            outcome: TransferOutcome::Connected,
+            sip_status: None,
+            answered_by: Some("1002".to_owned()),
+            answered_at: Some(at + Duration::milliseconds(4_250)),
+        }],
+        ..record
+    }
+}
+
+#[tokio::test]
+async fn transfers_round_trip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open(dir.path()).await.expect("store opens");
+    let base = datetime!(2026-12-04 09:00:00 UTC);
+    let record = transferred("t1", base);
+    let plain = answered("t2", base + Duration::minutes(1));
+    store.write(&record).await.expect("write succeeds");
+    store.write(&plain).await.expect("write succeeds");
+
+    let stored = store.get("t1").await.expect("get").expect("t1 stored");
+    assert_eq!(stored, record);
+    let stored_plain = store.get("t2").await.expect("get").expect("t2 stored");
+    assert!(stored_plain.transfers.is_empty());
+
+    let line = journal_lines(dir.path()).remove(0);
+    let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+    let transfer = &value["transfers"][0];
+    assert_eq!(transfer["from_agent"], "1001");
+    assert_eq!(transfer["target_kind"], "extension");
+    assert_eq!(transfer["outcome"], "connected");
+    assert_eq!(transfer["offset_seconds"], 30.0);
+    assert_eq!(transfer["sip_status"], serde_json::Value::Null);
 }

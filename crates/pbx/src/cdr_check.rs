@@ -98,6 +98,9 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
         };
         let waited = event.data["waited_seconds"].as_f64().unwrap_or(0.0);
         match event.kind.as_str() {
+            // A call transferred back into a queue is answered again; its
+            // CDR keeps the first agent and answer.
+            "offer_answered" if call.answered.is_some() => {}
             "offer_answered" => {
                 call.answered = Some((event.agent.clone().unwrap_or_default(), event.at_ms));
                 // A callback request was answered long after its caller
@@ -107,13 +110,23 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                     call.waited = waited;
                 }
             }
-            "call_completed" | "call_transferred" => {
+            // The CDR's talk time runs from the first answer to the end of
+            // the call, so a transfer ends only the first agent's part. A
+            // transfer to an extension leaves the talk time unchecked, and a
+            // later completion by another agent counts from the first answer.
+            "call_transferred" => {}
+            "call_completed" => {
                 let side = match event.data["ended_by"].as_str() {
                     Some("caller") => Some(HangupSide::Caller),
                     Some("agent") => Some(HangupSide::Agent),
                     _ => None,
                 };
-                let talk = event.data["talk_seconds"].as_f64().unwrap_or(0.0);
+                let talk = match &call.answered {
+                    Some((agent, at_ms)) if event.agent.as_ref() != Some(agent) => {
+                        (event.at_ms - at_ms) as f64 / 1000.0
+                    }
+                    _ => event.data["talk_seconds"].as_f64().unwrap_or(0.0),
+                };
                 call.completed = Some((event.at_ms, talk, side));
             }
             "call_held" => call.after_answer.hold_count += 1,
@@ -365,6 +378,7 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: true,
+        transfers: Vec::new(),
         hold_count: call.after_answer.hold_count,
         hold_seconds: call.after_answer.hold_seconds,
         survey: call.after_answer.survey,

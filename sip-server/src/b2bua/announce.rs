@@ -163,6 +163,12 @@ impl PromptSet {
         self.file("beep")
     }
 
+    /// Returns the prompt that asks the caller to hold, played before music
+    /// while a transfer rings.
+    pub fn please_hold(&self) -> PathBuf {
+        self.file("please-hold")
+    }
+
     /// Tells a caller that the callback request is taken.
     pub fn callback_confirmed(&self) -> PathBuf {
         self.file("callback-confirmed")
@@ -395,6 +401,10 @@ impl Core {
                 continue;
             };
             call.deadline = None;
+            if call.transfer.pending.is_some() {
+                self.transfer_failed(&call_id, 408, "Request Timeout", now);
+                continue;
+            }
             if call.survey.is_some() {
                 self.survey_deadline(&call_id, now);
                 continue;

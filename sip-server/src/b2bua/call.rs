@@ -60,6 +60,7 @@ pub(crate) struct CallerLeg {
 
 /// The agent's leg once it answered, or the leg of the number a
 /// forwarded call was dialed to.
+#[derive(Clone)]
 pub(crate) struct AgentLeg {
     pub agent: String,
     pub dialog: Dialog,
@@ -130,6 +131,8 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
+    /// Transfers by the call's agents.
+    pub transfer: super::transfer::Transfers,
     /// Holds during the answered call.
     pub holds: super::hold::HoldTimes,
     /// When the agent hung up, for a caller kept for the survey: talk
@@ -209,6 +212,7 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
+            transfer: super::transfer::Transfers::default(),
             holds: super::hold::HoldTimes::default(),
             agent_ended_at: None,
             survey: None,
@@ -280,6 +284,8 @@ pub(crate) enum AttemptKind {
     Forward(String),
     /// The citizen of a callback request is dialed, after its agent answered.
     Citizen,
+    /// An agent's blind transfer rings this agent's extension.
+    Transfer(String),
 }
 
 impl Attempt {

@@ -34,7 +34,9 @@ impl Core {
 
     pub(super) fn handle_in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
         let Some((call_id, side)) = self.dialog_of(&request) else {
-            self.reply(&key, &request, 481, None, now);
+            if !self.handle_referrer_request(&key, &request, now) {
+                self.reply(&key, &request, 481, None, now);
+            }
             return;
         };
         let span = self
@@ -69,6 +71,10 @@ impl Core {
             }
             self.reply(&key, &request, 200, None, now);
             self.hang_up(&call_id, side, now);
+            return;
+        }
+        if request.method == Method::Refer {
+            self.handle_refer(&call_id, side, key, request, now);
             return;
         }
         if request.method == Method::Update && request.body.is_empty() {
@@ -280,6 +286,9 @@ impl Core {
     /// `side` hung up: send BYE to the other leg and end the call.
     pub(super) fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
         tracing::info!(side = ?side, "hang-up");
+        if self.transfer_ringing(call_id) {
+            self.abandon_pending_transfer(call_id, now);
+        }
         if self
             .calls
             .get(call_id)

@@ -14,6 +14,7 @@
 //! of one leg's dialog identifiers leaks into the other.
 
 mod announce;
+mod attended;
 mod call;
 mod callback;
 mod feature;
@@ -29,6 +30,7 @@ mod reliable;
 mod session_timer;
 mod setup;
 mod survey;
+mod transfer;
 mod voicemail;
 
 use std::collections::{HashMap, VecDeque};
@@ -293,6 +295,12 @@ enum Purpose {
     },
     /// An UPDATE that refreshes the session of one leg.
     SessionRefresh {
+        call: String,
+        side: Side,
+    },
+    /// A re-INVITE that moves `side` of `call` to its relay after an
+    /// attended transfer.
+    Rebridge {
         call: String,
         side: Side,
     },
@@ -710,6 +718,10 @@ impl Core {
             // matches one through its Call-ID (an RFC 2543 peer) or gets the
             // 481 of section 15.1.2, not the 405 of other methods.
             Method::Bye => self.handle_in_dialog(key, request, now),
+            // The PBX takes REFER only inside a call, from its agent.
+            Method::Refer if !has_to_tag => {
+                self.reply(&key, &request, 481, None, now);
+            }
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {
@@ -772,6 +784,12 @@ impl Core {
                 if is_final {
                     let (call, side) = (call.clone(), *side);
                     self.session_refresh_answered(&call, side, &response, now);
+                }
+            }
+            Purpose::Rebridge { call, side } => {
+                if is_final {
+                    let (call, side) = (call.clone(), *side);
+                    self.rebridge_answered(&call, side, &response, now);
                 }
             }
             Purpose::FireAndForget => {}
@@ -959,11 +977,17 @@ impl Core {
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
             queue: Some(call.queue.clone()),
-            agent: call
-                .agent_leg
-                .as_ref()
-                .filter(|leg| !leg.forwarded)
-                .map(|leg| leg.agent.clone()),
+            // After a transfer, the agent who answered first; `transfers`
+            // names the others.
+            agent: call.transfer.done.first().map_or_else(
+                || {
+                    call.agent_leg
+                        .as_ref()
+                        .filter(|leg| !leg.forwarded)
+                        .map(|leg| leg.agent.clone())
+                },
+                |first| Some(first.from_agent.clone()),
+            ),
             arrived_at: self.timestamp(call.arrived),
             queued_at: call.queued_at.map(|at| self.timestamp(at)),
             answered_at: answered.map(|at| self.timestamp(at)),
@@ -984,6 +1008,18 @@ impl Core {
             recording_events: call.recording_events.clone(),
             media_quality: None,
             rebuilt: false,
+            transfers: call
+                .transfer
+                .done
+                .iter()
+                .chain(
+                    call.transfer
+                        .pending
+                        .as_ref()
+                        .map(|pending| &pending.record),
+                )
+                .cloned()
+                .collect(),
             hold_count: call.holds.count,
             hold_seconds: round_millis(call.holds.seconds_until(talk_end)),
             survey: survey.map(|outcome| {
@@ -1011,9 +1047,18 @@ impl Core {
             cdr::Disposition::Failed
         };
         let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
+        // The agent that transferred waits outside `agent_leg` while the
+        // target rings, and a crash must hang it up too.
+        let referrer = call
+            .transfer
+            .pending
+            .as_ref()
+            .and_then(|pending| pending.referrer.as_ref())
+            .map(|leg| &leg.dialog);
         let dialogs = [Side::Caller, Side::Agent]
             .into_iter()
             .filter_map(|side| call.dialog(side))
+            .chain(referrer)
             .map(crate::dialog::Dialog::to_stored)
             .collect();
         let ringing = call
@@ -1044,6 +1089,7 @@ impl Core {
         now: Instant,
     ) {
         self.release_extension(call_id, now);
+        self.release_transfer_target(call_id, now);
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
@@ -1074,7 +1120,7 @@ impl Core {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER";
 
 /// Option tags the PBX implements, for Supported.
 const SUPPORTED: &str = "100rel, timer";

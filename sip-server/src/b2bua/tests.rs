@@ -17,6 +17,7 @@ mod recording;
 mod reliable;
 mod session_timer;
 mod survey;
+mod transfer;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";

@@ -251,6 +251,7 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
             hold_count: 0,
             hold_seconds: 0.0,
             survey: None,

@@ -718,6 +718,7 @@ fn schemas() -> Value {
         },
         "CallRecord": call_record(),
         "RecordingEvent": recording_event(),
+        "Transfer": transfer(),
         "RecordingPauseState": recording_pause_state(),
         "RecordingEntry": recording_entry(),
         "Agent": {
@@ -834,6 +835,8 @@ fn call_record() -> Value {
                 "description": "what the relay received from each leg; null when no audio was relayed",
                 "properties": { "caller": leg_quality(), "agent": leg_quality() },
             },
+            "transfers": { "type": "array", "items": schema_ref("Transfer"),
+                           "description": "transfers by the call's agents, oldest first" },
         },
     })
 }
@@ -890,6 +893,32 @@ fn recording_event() -> Value {
             "at": { "type": "string", "format": "date-time" },
             "source": { "enum": ["api", "dtmf"] },
             "actor": { "type": "string", "description": "API user name, or the agent id that keyed the code" },
+        },
+    })
+}
+
+/// Schema of one entry of a CDR's `transfers`.
+fn transfer() -> Value {
+    let nullable_text = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "required": ["at", "offset_seconds", "from_agent", "from_talk_seconds", "target",
+                     "target_kind", "outcome"],
+        "properties": {
+            "at": { "type": "string", "format": "date-time",
+                    "description": "when the PBX accepted the agent's REFER" },
+            "offset_seconds": { "type": "number",
+                                "description": "seconds from answered_at, which is also the offset into the recording" },
+            "from_agent": { "type": "string" },
+            "from_talk_seconds": { "type": "number",
+                                   "description": "talk time of from_agent, from its answer to at" },
+            "target": { "type": "string", "description": "agent id or DID named in Refer-To" },
+            "target_kind": { "enum": ["extension", "queue", "consultation"] },
+            "outcome": { "enum": ["connected", "queued", "reconnected", "abandoned"] },
+            "sip_status": { "type": ["integer", "null"],
+                            "description": "final status of the target when it did not answer" },
+            "answered_by": nullable_text,
+            "answered_at": { "type": ["string", "null"], "format": "date-time" },
         },
     })
 }

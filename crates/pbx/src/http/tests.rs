@@ -583,6 +583,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
         hold_count: 0,
         hold_seconds: 0.0,
         survey: None,

@@ -127,6 +127,7 @@ fn record(
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
         hold_count: 0,
         hold_seconds: 0.0,
         survey: None,

@@ -87,6 +87,9 @@ pub(crate) struct Agent {
     pub(crate) id: String,
     pub(crate) queues: BTreeMap<String, Membership>,
     pub(crate) skills: Skills,
+    /// After-call work of this agent, in place of each queue's `wrap_up`;
+    /// `None` follows the queue.
+    pub(crate) wrap_up: Option<Duration>,
     pub(crate) logged_in: bool,
     pub(crate) reachable: bool,
     pub(crate) not_ready: Option<String>,
@@ -113,6 +116,7 @@ impl Agent {
             id: id.to_owned(),
             queues: BTreeMap::new(),
             skills: Skills::new(),
+            wrap_up: None,
             logged_in: false,
             reachable: false,
             not_ready: None,

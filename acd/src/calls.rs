@@ -283,6 +283,14 @@ impl Acd {
             self.callback_not_reached(&request, cause, now);
             return;
         }
+        let on_call = match self.agents.get(agent).map(|a| &a.activity) {
+            Some(Activity::OnCall { call, .. }) => Some(call.clone()),
+            _ => None,
+        };
+        if let Some(call) = on_call {
+            // A hold still open ends with the call, before its completion.
+            self.end_hold(&call, now);
+        }
         let Some(ended) = self.end_agent_call(agent, true, now) else {
             debug!(agent, "call end for an agent not on a call ignored");
             return;
@@ -334,12 +342,14 @@ impl Acd {
             return None;
         };
         let talk_time = now.saturating_duration_since(answered);
-        let wrap_up = self
-            .queues
-            .get(&queue)
-            .map(|q| q.config.wrap_up)
-            .unwrap_or_default();
-        // NOTE: the handle time counts the queue's maximum wrap-up, not the
+        let own_wrap_up = self.agents.get(agent).and_then(|a| a.wrap_up);
+        let wrap_up = own_wrap_up.unwrap_or_else(|| {
+            self.queues
+                .get(&queue)
+                .map(|q| q.config.wrap_up)
+                .unwrap_or_default()
+        });
+        // NOTE: the handle time counts the maximum wrap-up, not the
         // part the agent used, so it overstates handle times when agents end
         // wrap-up early.
         if handle_time && let Some(q) = self.queues.get_mut(&queue) {

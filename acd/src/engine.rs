@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -11,7 +11,7 @@ use crate::available::AvailableAgents;
 use crate::call::{Call, CallData, CallOrder, Queue};
 use crate::config::{CallerOrder, QueueConfig};
 use crate::error::AcdError;
-use crate::output::{Action, QueueEvent};
+use crate::output::{Action, Party, QueueEvent};
 use crate::skill::Skills;
 use crate::strategy::Rng;
 use crate::table::{EntryMut, Table};
@@ -58,6 +58,8 @@ pub struct Acd {
     pub(crate) scan_dispatch: bool,
     /// Answered calls until `call_ended`, by call id, with their agent.
     pub(crate) connected: HashMap<String, String>,
+    /// Connected calls on hold, by call id: since when and who holds.
+    pub(crate) holds: HashMap<String, (Instant, Party)>,
     /// Callback requests whose agent answered while the citizen is dialed,
     /// kept whole so that a failed attempt can put them back in place.
     pub(crate) dialing: HashMap<String, crate::callbacks::Dialing>,
@@ -96,6 +98,7 @@ impl Acd {
             touched_calls: Vec::new(),
             scan_dispatch: false,
             connected: HashMap::new(),
+            holds: HashMap::new(),
             dialing: HashMap::new(),
             caller_order: CallerOrder::default(),
             next_seq: 0,
@@ -213,6 +216,14 @@ impl Acd {
     ) -> Result<(), AcdError> {
         self.agent_mut(agent)?.skills = skills;
         self.dispatch(now);
+        Ok(())
+    }
+
+    /// Sets the agent's wrap-up time after every queue call, in place of the
+    /// queue's `wrap_up`, or `None` to follow the queue again. A wrap-up in
+    /// progress keeps its end.
+    pub fn set_wrap_up(&mut self, agent: &str, wrap_up: Option<Duration>) -> Result<(), AcdError> {
+        self.agent_mut(agent)?.wrap_up = wrap_up;
         Ok(())
     }
 

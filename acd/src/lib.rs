@@ -28,7 +28,8 @@
 //! idle, ringing (reserved for one call), on a call, or wrap-up. Activity
 //! wins: an agent set not ready while on a call finishes the call and its
 //! wrap-up, then is [`AgentState::NotReady`]. Wrap-up lasts until the agent
-//! ends it or the queue's `wrap_up` maximum passes, and may carry wrap-up
+//! ends it or the maximum passes (the agent's own wrap-up from
+//! [`Acd::set_wrap_up`], else the queue's `wrap_up`), and may carry wrap-up
 //! codes. An agent has at most one voice call, so an agent ringing or on a
 //! call is never offered another. Declining, a busy phone and letting an
 //! offer ring out each block the agent from all offers for the queue's
@@ -81,6 +82,7 @@ mod dispatch;
 mod engine;
 mod error;
 mod exits;
+mod hold;
 mod keys;
 mod order;
 mod output;
@@ -101,7 +103,7 @@ pub use callbacks::CallbackAttempts;
 pub use config::{CallerOrder, Destination, EmptyConditions, QueueConfig, Strategy};
 pub use engine::Acd;
 pub use error::{AcdError, ParseError};
-pub use output::{Action, CallbackFailure, ExitReason, Party, QueueEvent};
+pub use output::{Action, CallbackFailure, ExitReason, Party, QueueEvent, SurveyOutcome};
 pub use queue_log::queue_log_lines;
 pub use skill::{CategoryLevel, RoutingStep, SkillRequirement, Skills, StepRule};
 pub use stats::{QueueSnapshot, erlang_c, erlang_c_wait};

@@ -91,6 +91,43 @@ pub enum Party {
     Agent,
 }
 
+/// Outcome of a post-call survey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SurveyOutcome {
+    /// The caller keyed this score, 1 to 5.
+    Answered(u8),
+    /// No key came within the time allowed for the last try.
+    TimedOut,
+    /// Every try got a key other than 1 to 5.
+    Invalid,
+    /// The caller hung up before answering.
+    HungUp,
+    /// The PBX ended the call before an answer: it stopped, or the
+    /// caller's session expired.
+    Interrupted,
+}
+
+impl SurveyOutcome {
+    /// Returns the name used in stored events and the CDR.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurveyOutcome::Answered(_) => "answered",
+            SurveyOutcome::TimedOut => "timed_out",
+            SurveyOutcome::Invalid => "invalid",
+            SurveyOutcome::HungUp => "hung_up",
+            SurveyOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// Returns the score of an answered survey.
+    pub fn score(self) -> Option<u8> {
+        match self {
+            SurveyOutcome::Answered(score) => Some(score),
+            _ => None,
+        }
+    }
+}
+
 /// A fact about a queue or an agent, for logs, CDRs, KPIs and the
 /// queue_log, returned by [`crate::Acd::poll_event`]. `at` is the `now` of
 /// the input that caused it. Positions count from 1 in service order.
@@ -242,6 +279,40 @@ pub enum QueueEvent {
         joined_position: usize,
         at: Instant,
     },
+    /// `by` put the other party of the connected call on hold.
+    CallHeld {
+        call: String,
+        queue: String,
+        agent: String,
+        by: Party,
+        at: Instant,
+    },
+    /// The hold that `by` started ended, after `held`: the holding side
+    /// resumed, or the call ended while on hold.
+    CallResumed {
+        call: String,
+        queue: String,
+        agent: String,
+        by: Party,
+        held: Duration,
+        at: Instant,
+    },
+    /// The agent hung up first and the caller stays on the line for the
+    /// queue's post-call survey.
+    SurveyOffered {
+        call: String,
+        queue: String,
+        agent: String,
+        at: Instant,
+    },
+    /// The post-call survey ended with an answer or without one.
+    SurveyFinished {
+        call: String,
+        queue: String,
+        agent: String,
+        outcome: SurveyOutcome,
+        at: Instant,
+    },
     WrapUpCodeSet {
         call: String,
         queue: String,
@@ -318,6 +389,10 @@ impl QueueEvent {
             | QueueEvent::CallbackNotReached { at, .. }
             | QueueEvent::CallCompleted { at, .. }
             | QueueEvent::CallTransferred { at, .. }
+            | QueueEvent::CallHeld { at, .. }
+            | QueueEvent::CallResumed { at, .. }
+            | QueueEvent::SurveyOffered { at, .. }
+            | QueueEvent::SurveyFinished { at, .. }
             | QueueEvent::WrapUpCodeSet { at, .. }
             | QueueEvent::AgentStateChanged { at, .. }
             | QueueEvent::AgentNotReady { at, .. }

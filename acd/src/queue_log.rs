@@ -292,6 +292,10 @@ pub fn queue_log_lines(event: &QueueEvent, epoch: u64) -> Vec<String> {
         // taking a callback (its CONNECT comes when the citizen answers).
         // The stored events keep them.
         QueueEvent::CallbackDialing { .. }
+        | QueueEvent::CallHeld { .. }
+        | QueueEvent::CallResumed { .. }
+        | QueueEvent::SurveyOffered { .. }
+        | QueueEvent::SurveyFinished { .. }
         | QueueEvent::StepReached { .. }
         | QueueEvent::OfferStarted { .. }
         | QueueEvent::AgentStateChanged { .. }

@@ -5,7 +5,7 @@
 //! contains with its last configuration and members, and goes once the last
 //! one has left; a removed agent finishes its offer, call and wrap-up.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::agent::Activity;
 use crate::config::QueueConfig;
@@ -110,6 +110,12 @@ impl Acd {
     /// Returns the agent's skills, or `None` for an unknown agent.
     pub fn agent_skills(&self, agent: &str) -> Option<&Skills> {
         self.agents.get(agent).map(|a| &a.skills)
+    }
+
+    /// Returns the agent's own wrap-up; `None` when it follows its queues
+    /// or is unknown.
+    pub fn agent_wrap_up(&self, agent: &str) -> Option<Duration> {
+        self.agents.get(agent).and_then(|a| a.wrap_up)
     }
 
     /// Returns the queues the agent is a member of, by name.

@@ -88,6 +88,47 @@ fn wrap_up_ends_early_or_at_maximum() {
 }
 
 #[test]
+fn agent_wrap_up_replaces_queue_wrap_up() {
+    let mut config = queue("q");
+    config.wrap_up = secs(30);
+    let (mut acd, now) = with_agents(config, &["a", "b"]);
+    acd.set_wrap_up("a", Some(secs(90))).unwrap();
+    acd.set_wrap_up("b", Some(secs(0))).unwrap();
+    acd.enqueue("c1", "q", now).unwrap();
+    acd.offer_answered("c1", "a", now);
+    acd.enqueue("c2", "q", now).unwrap();
+    acd.offer_answered("c2", "b", now);
+    acd.call_ended("a", now + secs(10));
+    acd.call_ended("b", now + secs(10));
+    // b has no wrap-up at all, whatever the queue sets.
+    assert_eq!(acd.agent_state("b"), Some(AgentState::Available));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::WrapUp));
+    assert_eq!(acd.poll_timeout(), Some(now + secs(100)));
+    acd.handle_timeout(now + secs(40));
+    assert_eq!(
+        acd.agent_state("a"),
+        Some(AgentState::WrapUp),
+        "the queue's 30 s do not apply"
+    );
+    acd.handle_timeout(now + secs(100));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::Available));
+
+    // Back to the queue's wrap-up; b, idle the longest, takes the call.
+    acd.set_wrap_up("b", None).unwrap();
+    acd.enqueue("c3", "q", now + secs(110)).unwrap();
+    acd.offer_answered("c3", "b", now + secs(110));
+    acd.call_ended("b", now + secs(120));
+    assert_eq!(acd.agent_state("b"), Some(AgentState::WrapUp));
+    assert_eq!(acd.poll_timeout(), Some(now + secs(150)));
+    assert_eq!(
+        acd.set_wrap_up("ghost", None),
+        Err(AcdError::UnknownAgent {
+            agent: "ghost".into()
+        })
+    );
+}
+
+#[test]
 fn max_no_answer_sets_agent_not_ready() {
     let mut config = queue("q");
     config.max_no_answer = 2;

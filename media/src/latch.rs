@@ -21,7 +21,8 @@ pub(crate) enum Verdict {
 /// source when nothing is expected. The first acceptable packet is learned
 /// and from then on only that exact address and port is accepted, so a
 /// host that guesses the relay port cannot take the stream over. Only
-/// [`Latch::reset`] starts learning again.
+/// [`Latch::reset`] starts learning again; the session resets it also when
+/// the exact public SDP address sends.
 #[derive(Debug, Default)]
 pub(crate) struct Latch {
     current: Option<SocketAddr>,
@@ -88,7 +89,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 

@@ -7,10 +7,18 @@ use crate::MediaError;
 
 /// Free and used port pairs. Pair `i` is RTP port `first + 2i` with RTCP on
 /// the port above (RFC 3550 section 11).
+///
+/// The free pairs are kept in a list with each pair's place in it. Taking
+/// a random free pair and giving one back then cost the same with 20,000
+/// pairs as with 20; a scan of the range per call showed up in profiles of
+/// the call benchmark.
 #[derive(Debug)]
 pub(crate) struct PortAllocator {
     first: u16,
-    in_use: Vec<bool>,
+    /// Indices of the free pairs, in no order.
+    free: Vec<u16>,
+    /// Index of each pair in `free`, `None` while it is in use.
+    place: Vec<Option<u16>>,
 }
 
 impl PortAllocator {
@@ -30,15 +38,17 @@ impl PortAllocator {
                 "at least 4 ports are needed, an RTP and RTCP pair per leg",
             ));
         }
-        let pairs = usize::from(end - start + 1) / 2;
+        // At most 32,768 pairs fit in the port space, so indices fit in u16.
+        let pairs = (end - start).div_ceil(2);
         Ok(PortAllocator {
             first: start,
-            in_use: vec![false; pairs],
+            free: (0..pairs).collect(),
+            place: (0..pairs).map(Some).collect(),
         })
     }
 
     pub(crate) fn pair_count(&self) -> usize {
-        self.in_use.len()
+        self.place.len()
     }
 
     /// Marks a free pair as used and returns its RTP port. `random` picks
@@ -46,32 +56,30 @@ impl PortAllocator {
     /// guess the next call's port, and a port just freed would soon get
     /// late packets of the old call.
     pub(crate) fn allocate(&mut self, random: u32) -> Option<u16> {
-        let free = self.in_use.iter().filter(|used| !**used).count();
-        if free == 0 {
+        if self.free.is_empty() {
             return None;
         }
-        let nth = usize::try_from(random).unwrap_or(0) % free;
-        let (index, slot) = self
-            .in_use
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, used)| !**used)
-            .nth(nth)?;
-        *slot = true;
-        // The range fits in u16 ports, so the pair index does too.
-        let offset = u16::try_from(2 * index).ok()?;
-        Some(self.first + offset)
+        let nth = usize::try_from(random).unwrap_or(0) % self.free.len();
+        let index = self.free.swap_remove(nth);
+        if let Some(&moved) = self.free.get(nth) {
+            self.place[usize::from(moved)] = u16::try_from(nth).ok();
+        }
+        self.place[usize::from(index)] = None;
+        Some(self.first + 2 * index)
     }
 
     pub(crate) fn release(&mut self, rtp_port: u16) {
-        let index = usize::from(rtp_port.wrapping_sub(self.first) / 2);
-        if let Some(slot) = self.in_use.get_mut(index) {
-            *slot = false;
+        let index = rtp_port.wrapping_sub(self.first) / 2;
+        // Only a pair in use goes back; a port outside the range or one
+        // already free is ignored.
+        if let Some(None) = self.place.get(usize::from(index)) {
+            self.place[usize::from(index)] = u16::try_from(self.free.len()).ok();
+            self.free.push(index);
         }
     }
 
     pub(crate) fn used(&self) -> usize {
-        self.in_use.iter().filter(|used| **used).count()
+        self.place.len() - self.free.len()
     }
 }
 
@@ -175,6 +183,21 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 500, "every pair handed out once");
+        assert_eq!(allocator.allocate(0), None);
+    }
+
+    #[test]
+    fn releasing_a_free_or_foreign_port_changes_nothing() {
+        let mut allocator = PortAllocator::new(&(30000..=30007)).expect("valid range");
+        let port = allocator.allocate(1).expect("free pair");
+        allocator.release(port);
+        allocator.release(port);
+        allocator.release(29998);
+        allocator.release(30100);
+        assert_eq!(allocator.used(), 0);
+        let mut handed_out: Vec<u16> = (0..4).filter_map(|n| allocator.allocate(n)).collect();
+        handed_out.sort_unstable();
+        assert_eq!(handed_out, [30000, 30002, 30004, 30006]);
         assert_eq!(allocator.allocate(0), None);
     }
 

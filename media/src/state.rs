@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::codec::{Codec, Encoder, LegCodecs, Transcoder};
-use crate::latch::{Latch, Verdict, expected_source};
+use crate::latch::{Latch, Verdict, expected_source, same_address};
 use crate::outgoing::{OutgoingStream, Rewritten, StreamSource};
 use crate::player::Player;
 use crate::session::{Control, LegCounters, LegSockets, add};
@@ -74,6 +74,17 @@ impl PeerAddresses {
             let expected = self.rtp.current().map(|rtp| rtp.ip()).or(sdp);
             self.rtcp.observe(source, expected)
         } else {
+            // The exact address of a public SDP takes the latch over from
+            // another port of the same IP. After a transfer the old phone's
+            // last packets can arrive first and be learned, and without this
+            // the new phone, which the SDP names, would never be heard.
+            let named_by_sdp = sdp.is_some()
+                && self
+                    .remote
+                    .is_some_and(|remote| same_address(remote, source));
+            if named_by_sdp && self.rtp.current().is_some_and(|learned| learned != source) {
+                self.forget_sources();
+            }
             self.rtp.observe(source, sdp)
         }
     }

@@ -435,6 +435,22 @@ impl Pbx {
         self.child.id()
     }
 
+    /// Waits up to `timeout` for `needle` to appear in the PBX's output. A
+    /// line logged after the change it reports (a reload's summary, say)
+    /// can come a moment after the API already shows that change.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Returns the config and the PBX's standard output and error so far.
     pub fn logs(&self) -> String {
         let read =

@@ -184,6 +184,54 @@ impl RawCaller {
 }
 
 impl RawCaller {
+    /// Waits for a re-INVITE from the PBX, answers it with 200 and this
+    /// caller's SDP (`a=recvonly` to a hold, else `a=sendrecv`), and
+    /// returns the offer's body. The PBX's ACK is skipped by later reads.
+    pub fn accept_reinvite(&mut self, timeout: Duration) -> io::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut buffer = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no re-INVITE from the PBX",
+                ));
+            }
+            self.sip.set_read_timeout(Some(left))?;
+            let (len, from) = self.sip.recv_from(&mut buffer)?;
+            let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            if !text.starts_with("INVITE ") {
+                continue;
+            }
+            let offer = text
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_owned())
+                .unwrap_or_default();
+            let direction = if offer.contains("a=sendonly") || offer.contains("a=inactive") {
+                "recvonly"
+            } else {
+                "sendrecv"
+            };
+            let rtp = self.rtp.local_addr()?;
+            let sdp = format!(
+                "v=0\r\no=raw 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 0 {EVENT_PAYLOAD_TYPE}\r\na=rtpmap:0 PCMU/8000\r\n\
+                 a=rtpmap:{EVENT_PAYLOAD_TYPE} telephone-event/8000\r\na={direction}\r\n",
+                rtp.port()
+            );
+            let local = self.sip.local_addr()?;
+            let response = format!(
+                "SIP/2.0 200 OK\r\n{}\r\nContact: <sip:{CALLER_NUMBER}@{local}>\r\n\
+                 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                dialog_headers(&text).join("\r\n"),
+                sdp.len()
+            );
+            self.sip.send_to(response.as_bytes(), from)?;
+            return Ok(offer);
+        }
+    }
+
     /// Waits for the PBX to hang up: answers its BYE with 200 and returns.
     pub fn wait_for_bye(&mut self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -202,24 +250,28 @@ impl RawCaller {
             if !text.starts_with("BYE ") {
                 continue;
             }
-            // The response copies the request's dialog and transaction headers.
-            let copied: Vec<&str> = text
-                .split("\r\n")
-                .filter(|line| {
-                    let name = line.split(':').next().unwrap_or_default().trim();
-                    ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
-                        .iter()
-                        .any(|wanted| name.eq_ignore_ascii_case(wanted))
-                })
-                .collect();
             let response = format!(
                 "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                copied.join("\r\n")
+                dialog_headers(&text).join("\r\n")
             );
             self.sip.send_to(response.as_bytes(), from)?;
             return Ok(());
         }
     }
+}
+
+/// Returns the dialog and transaction headers of a request, which its
+/// response copies.
+fn dialog_headers(request: &str) -> Vec<&str> {
+    request
+        .split("\r\n")
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default().trim();
+            ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
+                .iter()
+                .any(|wanted| name.eq_ignore_ascii_case(wanted))
+        })
+        .collect()
 }
 
 fn status_of(text: &str) -> Option<u16> {

@@ -101,7 +101,7 @@ fn reload_applies_changes_and_keeps_the_call() {
     );
     assert_eq!(stats.json()["staffed_agents"], 1, "1001 is on a call");
     assert!(
-        pbx.logs().contains("http.listen"),
+        pbx.wait_for_log("http.listen", Duration::from_secs(5)),
         "the restart-only change is logged\n{}",
         pbx.logs()
     );

@@ -84,6 +84,9 @@ fn registration_survives_a_crash() {
     let _audio = AudioFixtures::generate(&work_dir);
     let phone = AgentPhone::new(&config.agents[0]);
     phone.register(&pbx, &work_dir);
+    // Bindings are committed in batches every 250 ms (docs/architecture.md),
+    // so the kill comes after one batch has surely been written.
+    std::thread::sleep(Duration::from_secs(1));
 
     // SIGKILL: nothing is flushed at exit, so only what was stored when the
     // agent registered can bring the binding back.

@@ -259,6 +259,28 @@ pub fn contains_text(backend: Backend, haystack: &str, needle: &str) -> String {
     }
 }
 
+/// The `VALUES` rows of a multi-row statement, `($1, $2), ($3, $4)` for two
+/// rows of two columns, numbered from `$first`. sqlx's `QueryBuilder` cannot
+/// serve here: on the `Any` driver it writes `?`, which PostgreSQL rejects.
+pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
+    let mut text = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(first + row * columns + column).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +322,12 @@ mod tests {
             url.expose(),
             "sqlite:///data/a%3Fb%23c%25d/pbx.sqlite?mode=rwc"
         );
+    }
+
+    #[test]
+    fn placeholder_rows_number_every_value() {
+        assert_eq!(placeholder_rows(1, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholder_rows(4, 1, 2), "($4, $5)");
+        assert_eq!(placeholder_rows(1, 0, 2), "");
     }
 }

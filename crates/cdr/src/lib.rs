@@ -110,6 +110,125 @@ pub struct CallRecord {
     /// agent, times, outcome) is known, the SIP and media fields are empty.
     #[serde(default)]
     pub rebuilt: bool,
+    /// Transfers of the answered call by its agents, oldest first.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
+    /// Times either side put the other on hold during the answered call.
+    #[serde(default)]
+    pub hold_count: u32,
+    /// Seconds on hold in total, which are part of `talk_seconds`.
+    #[serde(default)]
+    pub hold_seconds: f64,
+    /// Outcome of the post-call survey, `None` when the caller was not
+    /// offered one.
+    #[serde(default)]
+    pub survey: Option<SurveyStatus>,
+    /// Score the caller keyed in the survey, 1 (worst) to 5 (best).
+    #[serde(default)]
+    pub csat_score: Option<u8>,
+}
+
+/// One transfer of an answered call: an agent sent it to another agent's
+/// extension, to a queue, or to the colleague of its consultation call. The transferring agent's talk time ends at
+/// `at`, and the next party's starts at `answered_at`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Transfer {
+    /// When the PBX accepted the agent's REFER.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Seconds from the call's `answered_at` to `at`, rounded to
+    /// milliseconds; the same offset into the call's one recording.
+    pub offset_seconds: f64,
+    /// Agent who transferred the call.
+    pub from_agent: String,
+    /// Talk time of `from_agent`'s part of the call, from its answer to
+    /// `at`.
+    pub from_talk_seconds: f64,
+    /// Agent id or queue DID that Refer-To named, or for an attended
+    /// transfer the agent who answered the consultation call.
+    pub target: String,
+    pub target_kind: TransferTarget,
+    pub outcome: TransferOutcome,
+    /// Final status of the target's phone when it did not answer.
+    #[serde(default)]
+    pub sip_status: Option<u16>,
+    /// Agent who took the call after the transfer.
+    #[serde(default)]
+    pub answered_by: Option<String>,
+    /// When `answered_by` answered.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+}
+
+/// Kind of target that a transfer's Refer-To named.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferTarget {
+    /// Another agent's extension, rung directly.
+    Extension,
+    /// A queue's DID: the caller waits in that queue again.
+    Queue,
+    /// The party that answered the agent's consultation call (an attended
+    /// transfer, Refer-To with Replaces).
+    Consultation,
+}
+
+/// Outcome of a transfer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferOutcome {
+    /// The target answered and talks with the caller.
+    Connected,
+    /// The caller went into a queue: the target was a queue, or the target
+    /// did not answer after the transferring agent had left.
+    Queued,
+    /// The target did not answer and the caller is back with the
+    /// transferring agent.
+    Reconnected,
+    /// The call ended while the target rang.
+    Abandoned,
+}
+
+/// Outcome of a post-call survey.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyStatus {
+    /// The caller keyed a score.
+    Answered,
+    /// No key came in time on the last try.
+    TimedOut,
+    /// Every try got a key other than 1 to 5.
+    Invalid,
+    /// The caller hung up before keying a score.
+    HungUp,
+    /// The PBX ended the call before an answer: it stopped, or the
+    /// caller's session expired.
+    Interrupted,
+}
+
+impl SurveyStatus {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurveyStatus::Answered => "answered",
+            SurveyStatus::TimedOut => "timed_out",
+            SurveyStatus::Invalid => "invalid",
+            SurveyStatus::HungUp => "hung_up",
+            SurveyStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a name that [`SurveyStatus::as_str`] returns.
+    pub fn from_name(name: &str) -> Option<SurveyStatus> {
+        match name {
+            "answered" => Some(SurveyStatus::Answered),
+            "timed_out" => Some(SurveyStatus::TimedOut),
+            "invalid" => Some(SurveyStatus::Invalid),
+            "hung_up" => Some(SurveyStatus::HungUp),
+            "interrupted" => Some(SurveyStatus::Interrupted),
+            _ => None,
+        }
+    }
 }
 
 /// Reception figures of both legs of a call, measured by the relay.
@@ -229,6 +348,10 @@ pub struct CallFilter {
     pub min_talk_seconds: Option<f64>,
     /// Only calls that talked at most this many seconds.
     pub max_talk_seconds: Option<f64>,
+    /// Only calls whose survey score is at least this (1 to 5).
+    pub min_csat: Option<u8>,
+    /// Only calls whose survey score is at most this (1 to 5).
+    pub max_csat: Option<u8>,
 }
 
 /// Outcome of a call.
@@ -368,6 +491,6 @@ pub enum CdrError {
         column: &'static str,
         value: String,
     },
-    #[error("CDR journal writer task failed: {0}")]
-    JournalTask(#[source] tokio::task::JoinError),
+    #[error("CDR writer stopped before call {id} was written")]
+    WriterStopped { id: String },
 }

@@ -4,7 +4,8 @@
 use cdr::test_database::TestDatabase;
 use cdr::{
     CallFilter, CallRecord, CdrError, CdrStore, Disposition, HangupSide, MAX_LIST_LIMIT,
-    RecordingAction, RecordingEvent, RecordingEventSource,
+    RecordingAction, RecordingEvent, RecordingEventSource, Transfer, TransferOutcome,
+    TransferTarget,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -43,6 +44,11 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 
@@ -119,6 +125,17 @@ async fn round_trip_each_disposition(database: TestDatabase) {
                 },
             }),
             ..answered("a7", arrived_at)
+        },
+        CallRecord {
+            hold_count: 2,
+            hold_seconds: 41.25,
+            survey: Some(cdr::SurveyStatus::Answered),
+            csat_score: Some(5),
+            ..answered("a8", arrived_at)
+        },
+        CallRecord {
+            survey: Some(cdr::SurveyStatus::HungUp),
+            ..answered("a9", arrived_at)
         },
     ];
     for record in &records {
@@ -209,6 +226,44 @@ async fn failed_insert_keeps_journal_line(database: TestDatabase) {
         "second write of the same id: {again:?}"
     );
     assert_eq!(journal_lines(dir.path()).len(), 2);
+}
+
+async fn concurrent_writes_group_and_one_duplicate_fails_alone(database: TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
+    let base = datetime!(2026-12-04 12:00:00 UTC);
+    store
+        .write(&answered("c-7", base))
+        .await
+        .expect("first write of c-7");
+    // Written at once, so they share groups; c-7 is a duplicate inside one.
+    let writes: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let record = answered(&format!("c-{i}"), base + Duration::seconds(i));
+            tokio::spawn(async move { store.write(&record).await })
+        })
+        .collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        let outcome = write.await.expect("write task");
+        if i == 7 {
+            assert!(
+                matches!(&outcome, Err(CdrError::Insert { id, .. }) if id == "c-7"),
+                "duplicate: {outcome:?}"
+            );
+        } else {
+            outcome.unwrap_or_else(|error| panic!("write of c-{i}: {error}"));
+        }
+    }
+    for i in 0..40 {
+        assert!(
+            store.get(&format!("c-{i}")).await.expect("get").is_some(),
+            "c-{i} missing"
+        );
+    }
+    assert_eq!(journal_lines(dir.path()).len(), 41);
 }
 
 async fn list_is_newest_first_and_pages(database: TestDatabase) {
@@ -549,12 +604,62 @@ async fn optional_floats_reuse_statement(database: TestDatabase) {
     }
 }
 
+/// Builds a call that agent 1001 transferred to 1002's extension after 30 s.
+fn transferred(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
+    let record = answered(id, arrived_at);
+    let answered_at = record.answered_at.expect("answered");
+    let at = answered_at + Duration::seconds(30);
+    CallRecord {
+        transfers: vec![Transfer {
+            at,
+            offset_seconds: 30.0,
+            from_agent: "1001".to_owned(),
+            from_talk_seconds: 30.0,
+            target: "1002".to_owned(),
+            target_kind: TransferTarget::Extension,
+            outcome: TransferOutcome::Connected,
+            sip_status: None,
+            answered_by: Some("1002".to_owned()),
+            answered_at: Some(at + Duration::milliseconds(4_250)),
+        }],
+        ..record
+    }
+}
+
+async fn transfers_round_trip(database: TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
+    let base = datetime!(2026-12-04 09:00:00 UTC);
+    let record = transferred("t1", base);
+    let plain = answered("t2", base + Duration::minutes(1));
+    store.write(&record).await.expect("write succeeds");
+    store.write(&plain).await.expect("write succeeds");
+
+    let stored = store.get("t1").await.expect("get").expect("t1 stored");
+    assert_eq!(stored, record);
+    let stored_plain = store.get("t2").await.expect("get").expect("t2 stored");
+    assert!(stored_plain.transfers.is_empty());
+
+    let line = journal_lines(dir.path()).remove(0);
+    let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+    let transfer = &value["transfers"][0];
+    assert_eq!(transfer["from_agent"], "1001");
+    assert_eq!(transfer["target_kind"], "extension");
+    assert_eq!(transfer["outcome"], "connected");
+    assert_eq!(transfer["offset_seconds"], 30.0);
+    assert_eq!(transfer["sip_status"], serde_json::Value::Null);
+}
+
 cdr::storage_tests!(
     optional_floats_reuse_statement,
     round_trip_each_disposition,
     journal_has_one_line_per_record,
     journal_json_uses_rfc3339_and_snake_case,
     failed_insert_keeps_journal_line,
+    concurrent_writes_group_and_one_duplicate_fails_alone,
+    transfers_round_trip,
     list_is_newest_first_and_pages,
     list_caps_limit,
     reopen_keeps_records,

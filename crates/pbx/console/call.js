@@ -25,7 +25,11 @@ const FIELDS = [
   ['ended_at', 'Ended', formatTime],
   ['wait_seconds', 'Wait', formatDuration],
   ['talk_seconds', 'Talk', formatDuration],
+  ['hold_count', 'Holds'],
+  ['hold_seconds', 'On hold', formatDuration],
   ['hangup_side', 'Hung up by'],
+  ['survey', 'Survey'],
+  ['csat_score', 'Survey score'],
   ['sip_status', 'SIP status'],
   ['voicemail_box', 'Voicemail box'],
   ['forwarded_to', 'Forwarded to'],
@@ -72,6 +76,11 @@ function describe(event) {
     case 'call_completed': return `Call ended${data.ended_by ? ` by the ${data.ended_by}` : ''} after ${formatDuration(data.talk_seconds)} talk`;
     case 'call_transferred': return `Transferred to ${data.target}`;
     case 'wrap_up_code_set': return `Wrap-up code ${data.code}`;
+    case 'call_held': return `Put on hold by the ${data.by}`;
+    case 'call_resumed': return `Resumed by the ${data.by} after ${formatDuration(data.hold_seconds)} on hold`;
+    case 'survey_offered': return 'Caller offered the post-call survey';
+    case 'survey_answered': return `Survey answered with ${data.score}`;
+    case 'survey_unanswered': return `Survey ended without an answer: ${data.outcome.replaceAll('_', ' ')}`;
     default: return event.kind.replaceAll('_', ' ');
   }
 }

@@ -3,9 +3,12 @@
 // the API is ever parsed as HTML.
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  // `problem` is the RFC 9457 body, whose `errors` member (when present)
+  // lists invalid fields with a JSON Pointer each.
+  constructor(status, detail, problem = {}) {
     super(detail);
     this.status = status;
+    this.problem = problem;
   }
 }
 
@@ -27,7 +30,9 @@ export async function api(path, options = {}) {
     throw new ApiError(401, 'not logged in');
   }
   if (!response.ok) {
-    throw new ApiError(response.status, await problemDetail(response));
+    const problem = await problemBody(response);
+    throw new ApiError(response.status, problem.detail || problem.title || response.statusText
+      || `HTTP ${response.status}`, problem);
   }
   return response;
 }
@@ -37,12 +42,11 @@ export async function getJson(path) {
   return response.json();
 }
 
-async function problemDetail(response) {
+async function problemBody(response) {
   try {
-    const problem = await response.json();
-    return problem.detail || problem.title || response.statusText;
+    return await response.json();
   } catch {
-    return response.statusText || `HTTP ${response.status}`;
+    return {};
   }
 }
 
@@ -78,6 +82,7 @@ export async function currentUser() {
 export const SEES_EVERY_CALL = ['administrator', 'supervisor', 'qa'];
 export const MAY_REPLAY = ['supervisor', 'qa'];
 export const READS_REPORTS = ['administrator', 'supervisor', 'qa'];
+export const READS_ADMINISTRATION = ['administrator', 'supervisor'];
 
 // Fills the top bar: page links, who is logged in, and log out.
 export function topBar(user, current) {
@@ -103,6 +108,9 @@ export function topBar(user, current) {
   ];
   if (READS_REPORTS.includes(user.role)) {
     links.push(link('/console/reports', 'Reports', 'reports'));
+  }
+  if (READS_ADMINISTRATION.includes(user.role)) {
+    links.push(link('/console/admin', 'Administration', 'admin'));
   }
   bar.replaceChildren(
     el('span', { class: 'brand' }, 'PBX console'),

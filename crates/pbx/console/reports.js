@@ -19,9 +19,11 @@ const QUEUE_COLUMNS = [
   ['average_abandon_seconds', 'Avg abandon', formatDuration],
   ['average_speed_of_answer_seconds', 'ASA', formatDuration],
   ['average_handle_seconds', 'AHT', formatDuration],
+  ['average_hold_seconds', 'Avg hold', formatDuration],
   ['service_level_20_percent', 'SL 20 s', formatPercent],
   ['service_level_30_percent', 'SL 30 s', formatPercent],
   ['first_contact_resolution_percent', 'FCR', formatPercent],
+  ['csat_percent', 'CSAT', formatPercent],
 ];
 
 const AGENT_COLUMNS = [
@@ -31,30 +33,40 @@ const AGENT_COLUMNS = [
   ['answered', 'Answered', count],
   ['average_speed_of_answer_seconds', 'ASA', formatDuration],
   ['average_handle_seconds', 'AHT', formatDuration],
+  ['average_hold_seconds', 'Avg hold', formatDuration],
   ['first_contact_resolution_percent', 'FCR', formatPercent],
+  ['csat_percent', 'CSAT', formatPercent],
   ['occupancy_percent', 'Occupancy', formatPercent],
   ['shifts', 'Shifts', count],
   ['calls_per_shift', 'Calls per shift', number],
 ];
 
-// Times are shown in UTC, the zone the intervals are aligned on.
+// Times are shown on the clock of the report's time zone, with the offset,
+// so that the repeated hour of an autumn clock change reads twice apart.
 function formatStart(text) {
-  return text.replace('T', ' ').replace(/:00Z$/, ' UTC');
+  return text.replace('T', ' ').replace(/:00Z$/, ' UTC').replace(/:00([+-]\d\d:\d\d)$/, ' $1');
 }
 
-// "2027-01-15T08:00" from a datetime-local input, read as UTC.
-function utc(value) {
-  return `${value}:00Z`;
-}
-
+// The API reads "2027-01-15T08:00" from a datetime-local input on the
+// clock of the report's time zone.
 function query() {
   const parameters = new URLSearchParams({
-    from: utc(document.getElementById('from').value),
-    to: utc(document.getElementById('to').value),
+    from: document.getElementById('from').value,
+    to: document.getElementById('to').value,
     interval: document.getElementById('interval').value,
     by: document.getElementById('by').value,
   });
+  const zone = document.getElementById('tz').value.trim();
+  if (zone) {
+    parameters.set('tz', zone);
+  }
   return parameters.toString();
+}
+
+// Offers the browser's list of IANA zones as suggestions.
+function fillTimeZones() {
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  document.getElementById('time-zones').replaceChildren(...zones.map((zone) => el('option', { value: zone })));
 }
 
 function showTable(report, columns) {
@@ -167,15 +179,19 @@ async function show(event) {
   showTable(report, report.by === 'queue' ? QUEUE_COLUMNS : AGENT_COLUMNS);
   showCharts(report);
   const rows = report.rows.length === 1 ? '1 row' : `${report.rows.length} rows`;
-  setStatus(`${rows} from ${report.from} to ${report.to}; first-contact window ${report.first_contact_window_hours} h.`);
+  document.getElementById('tz').placeholder = report.time_zone;
+  setStatus(`${rows} from ${report.from} to ${report.to} (${report.time_zone}); first-contact window ${report.first_contact_window_hours} h.`);
   document.getElementById('unavailable').textContent = report.unavailable
     .map((item) => `Not reported: ${item.figure}, because ${item.reason}.`).join(' ');
 }
 
-// Today in UTC, from midnight to the next midnight.
+// Today by the browser's calendar, from midnight to the next midnight,
+// which the API reads on the report's clock.
 function defaultRange() {
-  const today = new Date().toISOString().slice(0, 10);
-  const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+  const date = (at) => `${at.getFullYear()}-${String(at.getMonth() + 1).padStart(2, '0')}-${String(at.getDate()).padStart(2, '0')}`;
+  const now = new Date();
+  const today = date(now);
+  const tomorrow = date(new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1));
   document.getElementById('from').value = `${today}T00:00`;
   document.getElementById('to').value = `${tomorrow}T00:00`;
 }
@@ -195,7 +211,8 @@ async function main() {
       document.getElementById(name).value = value.replace(/(:00)?Z$/, '').slice(0, 16);
     }
   }
-  for (const name of ['interval', 'by']) {
+  fillTimeZones();
+  for (const name of ['interval', 'by', 'tz']) {
     if (parameters.get(name)) {
       document.getElementById(name).value = parameters.get(name);
     }

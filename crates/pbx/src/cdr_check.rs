@@ -53,6 +53,17 @@ pub(crate) struct QueueCall {
     pub(crate) left_ms: Option<i64>,
     /// Waited seconds the event of the outcome gives.
     pub(crate) waited: f64,
+    /// Holds and the post-call survey, for a rebuilt record.
+    pub(crate) after_answer: AfterAnswer,
+}
+
+/// Hold and survey figures of an answered call, from its events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct AfterAnswer {
+    pub(crate) hold_count: u32,
+    pub(crate) hold_seconds: f64,
+    pub(crate) survey: Option<cdr::SurveyStatus>,
+    pub(crate) csat_score: Option<u8>,
 }
 
 /// Folds the events of each call, in `seq` order, into one [`QueueCall`]
@@ -77,6 +88,7 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                     completed: None,
                     left_ms: None,
                     waited: 0.0,
+                    after_answer: AfterAnswer::default(),
                 });
             }
             continue;
@@ -86,6 +98,9 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
         };
         let waited = event.data["waited_seconds"].as_f64().unwrap_or(0.0);
         match event.kind.as_str() {
+            // A call transferred back into a queue is answered again; its
+            // CDR keeps the first agent and answer.
+            "offer_answered" if call.answered.is_some() => {}
             "offer_answered" => {
                 call.answered = Some((event.agent.clone().unwrap_or_default(), event.at_ms));
                 // A callback request was answered long after its caller
@@ -95,14 +110,36 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                     call.waited = waited;
                 }
             }
-            "call_completed" | "call_transferred" => {
+            // The CDR's talk time runs from the first answer to the end of
+            // the call, so a transfer ends only the first agent's part. A
+            // transfer to an extension leaves the talk time unchecked, and a
+            // later completion by another agent counts from the first answer.
+            "call_transferred" => {}
+            "call_completed" => {
                 let side = match event.data["ended_by"].as_str() {
                     Some("caller") => Some(HangupSide::Caller),
                     Some("agent") => Some(HangupSide::Agent),
                     _ => None,
                 };
-                let talk = event.data["talk_seconds"].as_f64().unwrap_or(0.0);
+                let talk = match &call.answered {
+                    Some((agent, at_ms)) if event.agent.as_ref() != Some(agent) => {
+                        (event.at_ms - at_ms) as f64 / 1000.0
+                    }
+                    _ => event.data["talk_seconds"].as_f64().unwrap_or(0.0),
+                };
                 call.completed = Some((event.at_ms, talk, side));
+            }
+            "call_held" => call.after_answer.hold_count += 1,
+            "call_resumed" => {
+                let held = event.data["hold_seconds"].as_f64().unwrap_or(0.0);
+                call.after_answer.hold_seconds += held;
+            }
+            "survey_answered" | "survey_unanswered" => {
+                let outcome = event.data["outcome"].as_str().unwrap_or_default();
+                call.after_answer.survey = cdr::SurveyStatus::from_name(outcome);
+                call.after_answer.csat_score = event.data["score"]
+                    .as_u64()
+                    .and_then(|score| u8::try_from(score).ok());
             }
             "call_abandoned" | "call_timed_out" | "callback_requested" | "call_exited"
                 if call.outcome == Outcome::Open =>
@@ -341,6 +378,11 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: true,
+        transfers: Vec::new(),
+        hold_count: call.after_answer.hold_count,
+        hold_seconds: call.after_answer.hold_seconds,
+        survey: call.after_answer.survey,
+        csat_score: call.after_answer.csat_score,
     }
 }
 

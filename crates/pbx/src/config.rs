@@ -11,6 +11,8 @@ mod error;
 mod quality;
 mod raw;
 mod routing;
+mod skills;
+mod survey;
 mod transports;
 mod validate;
 
@@ -51,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) media: MediaConfig,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recording: RecordingConfig,
+    /// The `[[skills]]` catalogue; empty allows any skill name.
+    pub(crate) skills: Vec<SkillDefinition>,
     pub(crate) agents: Vec<AgentConfig>,
     pub(crate) trunks: Vec<TrunkConfig>,
     pub(crate) queues: Vec<QueueConfig>,
@@ -95,6 +99,8 @@ pub(crate) struct ReportsConfig {
     /// A call counts as resolved at first contact when the same number
     /// does not call the same DID again within this time.
     pub(crate) first_contact_window: Duration,
+    /// Zone whose local days and clock times bound the report intervals.
+    pub(crate) time_zone: jiff::tz::TimeZone,
 }
 
 /// When new calls get 503: see `[overload]` in configs/pbx.toml.
@@ -190,6 +196,15 @@ pub(crate) struct RecordingConfig {
     pub(crate) mixed_mono: bool,
 }
 
+/// One entry of the `[[skills]]` catalogue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SkillDefinition {
+    /// Skill name as agents hold it, such as `language=ru`.
+    pub(crate) name: String,
+    /// Text for the people who assign skills; empty when the file gives none.
+    pub(crate) description: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct AgentConfig {
     /// Extension and digest username; the AOR is `sip:<id>@<domain>`.
@@ -200,6 +215,9 @@ pub(crate) struct AgentConfig {
     pub(crate) password: Option<String>,
     /// Skill name to proficiency level, for `acd::Acd::set_skills`.
     pub(crate) skills: acd::Skills,
+    /// After-call work after every queue call, in place of the queues'
+    /// `wrap_up`; `None` follows each queue.
+    pub(crate) wrap_up: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -233,6 +251,8 @@ pub(crate) struct QueueConfig {
     pub(crate) announce_every: Option<Duration>,
     pub(crate) announce_position: bool,
     pub(crate) announce_wait: bool,
+    /// Post-call survey for callers whose agent hangs up first; None for none.
+    pub(crate) survey: Option<sip_server::b2bua::SurveyConfig>,
 }
 
 /// What waiting callers of a queue hear between announcements.
@@ -307,6 +327,8 @@ impl Config {
 
 #[cfg(test)]
 mod routing_tests;
+#[cfg(test)]
+mod survey_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -136,6 +136,15 @@ impl Engine {
                 input = receiver.recv() => {
                     let Some(input) = input else { break };
                     self.handle_input(input, &mut sessions);
+                    // Inputs that queued up meanwhile are taken now, so a
+                    // burst costs one pass through `select!` and one
+                    // deadline look-up instead of one per message. Each
+                    // one's responses still leave before the next is read.
+                    for _ in 1..INPUT_BATCH {
+                        let Ok(input) = receiver.try_recv() else { break };
+                        self.drain(&mut sessions, &mut background);
+                        self.handle_input(input, &mut sessions);
+                    }
                 }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
                 Some(request) = live.recv() => {
@@ -569,16 +578,59 @@ impl Engine {
     }
 }
 
+/// Most inputs the engine handles before it sends what they caused and
+/// looks at its timers again.
+const INPUT_BATCH: usize = 64;
+
+/// Most snapshots one commit of [`write_registrations`] takes.
+const REGISTRATION_BATCH: usize = 2048;
+
+/// How long [`write_registrations`] gathers changes before it commits them.
+/// A kill -9 loses at most this much of the registrar's changes, which the
+/// phones repeat at their next refresh anyway; in exchange a registration
+/// storm costs a few commits a second instead of one per REGISTER.
+const REGISTRATION_FLUSH: Duration = Duration::from_millis(250);
+
 /// Writes bindings in the order the registrar changed them, so an older
-/// snapshot never overwrites a newer one.
+/// snapshot never overwrites a newer one. Changes gathered over
+/// [`REGISTRATION_FLUSH`] go into one transaction, and of several for the
+/// same agent only the newest is written.
 pub(crate) async fn write_registrations(
     store: crate::registrations::RegistrationStore,
     mut queue: mpsc::UnboundedReceiver<(String, Vec<StoredBinding>)>,
 ) {
-    while let Some((agent, bindings)) = queue.recv().await {
-        if let Err(error) = store.save(&agent, &bindings).await {
-            tracing::error!(agent, %error, "storing registrations failed");
+    let mut batch: Vec<(String, Vec<StoredBinding>)> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let mut open = true;
+    while open {
+        let Some(first) = queue.recv().await else {
+            break;
+        };
+        let deadline = tokio::time::Instant::now() + REGISTRATION_FLUSH;
+        let mut next = Some(first);
+        while let Some((agent, bindings)) = next.take() {
+            match slot.get(&agent) {
+                Some(&index) => batch[index].1 = bindings,
+                None => {
+                    slot.insert(agent.clone(), batch.len());
+                    batch.push((agent, bindings));
+                }
+            }
+            if batch.len() >= REGISTRATION_BATCH {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(change)) => next = Some(change),
+                // The engine stopped: write what is gathered, then end.
+                Ok(None) => open = false,
+                Err(_elapsed) => {}
+            }
         }
+        if let Err(error) = store.save_all(&batch).await {
+            tracing::error!(agents = batch.len(), %error, "storing registrations failed");
+        }
+        batch.clear();
+        slot.clear();
     }
 }
 

@@ -9,7 +9,7 @@ mod feed;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acd::{AgentState, Destination, ExitReason, Party, QueueEvent};
+use acd::{AgentState, Destination, ExitReason, Party, QueueEvent, SurveyOutcome};
 use serde_json::{Value, json};
 use sip_server::b2bua::StampedEvent;
 use sqlx::{AnyPool, Row};
@@ -124,29 +124,40 @@ impl EventStore {
         }
         let mut stored = Vec::with_capacity(events.len());
         let mut transaction = self.pool.begin().await?;
-        for event in events {
-            let seq: i64 = sqlx::query_scalar(
+        // Each statement is a round trip to the database's worker, so the
+        // events go in multi-row statements. Both engines number the rows
+        // of one INSERT in the order of its VALUES list, so the numbers
+        // returned, sorted, belong to the events in order.
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-            )
-            .bind(event.at_ms)
-            .bind(rfc3339(event.at_ms))
-            .bind(event.kind)
-            .bind(&event.call)
-            .bind(&event.queue)
-            .bind(&event.agent)
-            .bind(event.data.to_string())
-            .fetch_one(&mut *transaction)
-            .await?;
-            stored.push(StoredEvent {
-                seq,
-                at_ms: event.at_ms,
-                kind: event.kind.to_owned(),
-                call: event.call.clone(),
-                queue: event.queue.clone(),
-                agent: event.agent.clone(),
-                data: event.data.clone(),
-            });
+                 VALUES {} RETURNING seq",
+                cdr::database::placeholder_rows(1, chunk.len(), 7)
+            );
+            let mut insert = sqlx::query_scalar::<_, i64>(&sql);
+            for event in chunk {
+                insert = insert
+                    .bind(event.at_ms)
+                    .bind(rfc3339(event.at_ms))
+                    .bind(event.kind)
+                    .bind(&event.call)
+                    .bind(&event.queue)
+                    .bind(&event.agent)
+                    .bind(event.data.to_string());
+            }
+            let mut numbers = insert.fetch_all(&mut *transaction).await?;
+            numbers.sort_unstable();
+            for (seq, event) in numbers.into_iter().zip(chunk) {
+                stored.push(StoredEvent {
+                    seq,
+                    at_ms: event.at_ms,
+                    kind: event.kind.to_owned(),
+                    call: event.call.clone(),
+                    queue: event.queue.clone(),
+                    agent: event.agent.clone(),
+                    data: event.data.clone(),
+                });
+            }
         }
         transaction.commit().await?;
         Ok(stored)
@@ -419,6 +430,10 @@ pub(crate) async fn write_events(
 
 /// Most batches committed in one transaction.
 const MAX_GROUP: usize = 256;
+
+/// Rows per INSERT of [`EventStore::append`]: at seven values a row this
+/// stays far below SQLite's limit of 32,766 bound values per statement.
+const EVENTS_PER_STATEMENT: usize = 500;
 
 /// The Asterisk-compatible queue_log, appended one write per batch so a
 /// reader tailing it sees whole lines.
@@ -722,10 +737,7 @@ impl NewEvent {
                     "waited_seconds": seconds(*waited),
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
-                    "ended_by": ended_by.map(|party| match party {
-                        Party::Caller => "caller",
-                        Party::Agent => "agent",
-                    }),
+                    "ended_by": ended_by.map(party_name),
                 }),
             ),
             QueueEvent::CallTransferred {
@@ -748,6 +760,58 @@ impl NewEvent {
                     "talk_seconds": seconds(*talk_time),
                     "joined_position": joined_position,
                 }),
+            ),
+            QueueEvent::CallHeld {
+                call,
+                queue,
+                agent,
+                by,
+                ..
+            } => event(
+                "call_held",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by)}),
+            ),
+            QueueEvent::CallResumed {
+                call,
+                queue,
+                agent,
+                by,
+                held,
+                ..
+            } => event(
+                "call_resumed",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"by": party_name(*by), "hold_seconds": seconds(*held)}),
+            ),
+            QueueEvent::SurveyOffered {
+                call, queue, agent, ..
+            } => event(
+                "survey_offered",
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({}),
+            ),
+            QueueEvent::SurveyFinished {
+                call,
+                queue,
+                agent,
+                outcome,
+                ..
+            } => event(
+                match outcome {
+                    SurveyOutcome::Answered(_) => "survey_answered",
+                    _ => "survey_unanswered",
+                },
+                Some(call),
+                Some(queue),
+                Some(agent.clone()),
+                json!({"outcome": outcome.as_str(), "score": outcome.score()}),
             ),
             QueueEvent::WrapUpCodeSet {
                 call,
@@ -848,6 +912,13 @@ impl NewEvent {
                 json!({"debug": format!("{other:?}")}),
             ),
         }
+    }
+}
+
+fn party_name(party: Party) -> &'static str {
+    match party {
+        Party::Caller => "caller",
+        Party::Agent => "agent",
     }
 }
 

@@ -12,6 +12,7 @@
 //! the routes; a test keeps it equal to [`routes`].
 
 mod admin;
+mod administration;
 mod auth;
 mod bootstrap;
 mod calls;
@@ -151,6 +152,25 @@ impl Routes {
     }
 }
 
+use administration::{AGENTS, QUEUES, SKILLS};
+
+impl Routes {
+    /// Adds list, create, read, replace and delete of one kind of
+    /// definition, `K` being its code in `administration`.
+    fn administration<const K: u8>(
+        self,
+        list_path: &'static str,
+        item_path: &'static str,
+    ) -> Routes {
+        use Verb::{Delete, Get, Post, Put};
+        self.add(Get, list_path, administration::list::<K>)
+            .add(Post, list_path, administration::create::<K>)
+            .add(Get, item_path, administration::get::<K>)
+            .add(Put, item_path, administration::replace::<K>)
+            .add(Delete, item_path, administration::delete::<K>)
+    }
+}
+
 pub(crate) fn routes() -> Routes {
     use Verb::{Delete, Get, Patch, Post, Put};
     let routes = Routes {
@@ -205,6 +225,9 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/api/queues", live::list_queues)
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
+        .administration::<AGENTS>("/api/admin/agents", "/api/admin/agents/{id}")
+        .administration::<SKILLS>("/api/admin/skills", "/api/admin/skills/{name}")
+        .administration::<QUEUES>("/api/admin/queues", "/api/admin/queues/{name}")
         .add(Get, "/api/reports/queues", reports::queue_report)
         .add(
             Get,
@@ -219,6 +242,7 @@ pub(crate) fn routes() -> Routes {
         .add(Get, "/console/calls/{id}", console::call_page)
         .add(Get, "/console/wallboard", console::wallboard_page)
         .add(Get, "/console/reports", console::reports_page)
+        .add(Get, "/console/admin", console::administration_page)
         .add(Get, "/console/assets/{file}", console::asset)
 }
 

@@ -54,7 +54,11 @@ impl Journal {
         Ok(Journal { pool })
     }
 
-    async fn save(&self, record: &CallRecord, legs: &StoredLegs) -> Result<(), JournalError> {
+    async fn save(
+        connection: &mut sqlx::AnyConnection,
+        record: &CallRecord,
+        legs: &StoredLegs,
+    ) -> Result<(), JournalError> {
         let encode = |source| JournalError::Decode {
             id: record.id.clone(),
             source,
@@ -70,16 +74,39 @@ impl Journal {
         .bind(text)
         .bind(legs)
         .bind(unix_millis(SystemTime::now()))
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
         Ok(())
     }
 
-    async fn remove(&self, id: &str) -> Result<(), JournalError> {
+    async fn remove(connection: &mut sqlx::AnyConnection, id: &str) -> Result<(), JournalError> {
         sqlx::query("DELETE FROM open_calls WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(connection)
             .await?;
+        Ok(())
+    }
+
+    /// Applies `entries` in order in one transaction. An entry that fails
+    /// is logged and skipped, so one bad record does not cost the others
+    /// their save; a failed commit is returned.
+    async fn apply(&self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+        let mut transaction = self.pool.begin().await?;
+        for entry in entries {
+            let (id, result) = match entry {
+                JournalEntry::Save { record, legs } => (
+                    record.id.as_str(),
+                    Journal::save(&mut transaction, record, legs).await,
+                ),
+                JournalEntry::Remove(id) => {
+                    (id.as_str(), Journal::remove(&mut transaction, id).await)
+                }
+            };
+            if let Err(error) = result {
+                tracing::error!(call = id, %error, "updating the open-call journal failed");
+            }
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -132,7 +159,8 @@ impl Journal {
                     })?;
                 recovered.calls += 1;
             }
-            self.remove(&id).await?;
+            let mut connection = self.pool.acquire().await?;
+            Journal::remove(&mut connection, &id).await?;
         }
         Ok(recovered)
     }
@@ -210,21 +238,25 @@ pub(crate) async fn write_journal(
     journal: Journal,
     mut queue: mpsc::UnboundedReceiver<JournalEntry>,
 ) {
-    while let Some(entry) = queue.recv().await {
-        let (id, result) = match entry {
-            JournalEntry::Save { record, legs } => {
-                (record.id.clone(), journal.save(&record, &legs).await)
+    while let Some(first) = queue.recv().await {
+        // Group commit: entries that queued up while the last commit ran
+        // share one transaction and one fsync. Order is kept, so a removal
+        // still never overtakes its save.
+        let mut entries = vec![first];
+        while entries.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(entry) => entries.push(entry),
+                Err(_) => break,
             }
-            JournalEntry::Remove(id) => {
-                let result = journal.remove(&id).await;
-                (id, result)
-            }
-        };
-        if let Err(error) = result {
-            tracing::error!(call = id, %error, "updating the open-call journal failed");
+        }
+        if let Err(error) = journal.apply(&entries).await {
+            tracing::error!(entries = entries.len(), %error, "committing the open-call journal failed");
         }
     }
 }
+
+/// Most entries one commit of [`write_journal`] takes.
+const MAX_GROUP: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -267,6 +299,11 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         }
     }
 
@@ -297,22 +334,26 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
         broken_wav(&dir.path().join("recordings/a.wav"));
 
+        let save = |record: CallRecord| JournalEntry::Save {
+            record: Box::new(record),
+            legs: StoredLegs::default(),
+        };
         journal
-            .save(
-                &open_record("a", true, Some("recordings/a.wav")),
-                &StoredLegs::default(),
-            )
+            .apply(&[
+                save(open_record("a", true, Some("recordings/a.wav"))),
+                save(open_record("b", false, None)),
+            ])
             .await
             .unwrap();
+        // A save and its removal in one group commit leave nothing.
         journal
-            .save(&open_record("b", false, None), &StoredLegs::default())
+            .apply(&[
+                save(open_record("c", false, None)),
+                save(open_record("c", true, None)),
+                JournalEntry::Remove("c".to_owned()),
+            ])
             .await
             .unwrap();
-        journal
-            .save(&open_record("c", true, None), &StoredLegs::default())
-            .await
-            .unwrap();
-        journal.remove("c").await.unwrap();
 
         assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 2);
         let answered = store
@@ -370,7 +411,10 @@ mod tests {
             ..open_record("m", false, Some("voicemail/general/m.wav"))
         };
         journal
-            .save(&message, &StoredLegs::default())
+            .apply(&[JournalEntry::Save {
+                record: Box::new(message),
+                legs: StoredLegs::default(),
+            }])
             .await
             .unwrap();
 

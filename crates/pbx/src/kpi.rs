@@ -45,12 +45,14 @@ pub(crate) struct QueueKpi {
     pub(crate) unresolved: u64,
     /// Mean wait of the answered calls.
     pub(crate) average_speed_of_answer_seconds: Option<f64>,
-    /// Mean talk time of the answered calls that have ended.
+    /// Mean talk time of the answered calls that have ended, without their
+    /// time on hold.
     pub(crate) average_talk_seconds: Option<f64>,
     /// Mean wrap-up time after those calls whose wrap-up has ended (0 when
     /// the agent had none).
     pub(crate) average_wrap_up_seconds: Option<f64>,
-    /// Mean of talk plus wrap-up over the calls whose wrap-up has ended.
+    /// Mean of talk plus hold plus wrap-up over the calls whose wrap-up has
+    /// ended.
     pub(crate) average_handle_seconds: Option<f64>,
     /// Percentage of the offered calls answered within 20 seconds.
     pub(crate) service_level_20_percent: Option<f64>,
@@ -58,6 +60,8 @@ pub(crate) struct QueueKpi {
     pub(crate) service_level_30_percent: Option<f64>,
     /// Longest time a call waited before it was answered or left the queue.
     pub(crate) longest_wait_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub(crate) hold_survey: HoldSurvey,
 }
 
 /// Outcome of one visit of a call to a queue.
@@ -84,8 +88,15 @@ pub(crate) struct Visit {
     outcome: Outcome,
     /// Wait until the outcome, from the event that gave it.
     waited: f64,
-    /// Agent, talk time and moment of the end of an answered call.
+    /// Agent, talk time (holds included) and moment of the end of an
+    /// answered call.
     completed: Option<(String, f64, i64)>,
+    /// Time on hold, from the call's `call_resumed` events.
+    hold_seconds: f64,
+    /// The caller heard the post-call survey.
+    survey_offered: bool,
+    /// Score the caller keyed in the survey.
+    survey_score: Option<u8>,
 }
 
 /// An agent's state change: when, from what, to what.
@@ -160,6 +171,9 @@ pub(crate) fn visits(
                     outcome: Outcome::Waiting,
                     waited: 0.0,
                     completed: None,
+                    hold_seconds: 0.0,
+                    survey_offered: false,
+                    survey_score: None,
                 });
             } else {
                 current.remove(&key);
@@ -188,6 +202,21 @@ pub(crate) fn visits(
                 _ => Outcome::ExitedOther,
             },
             "callback_failed" => Outcome::CallbackNotReached,
+            "call_resumed" => {
+                visit.hold_seconds += number("hold_seconds");
+                continue;
+            }
+            "survey_offered" => {
+                visit.survey_offered = true;
+                continue;
+            }
+            "survey_answered" => {
+                visit.survey_score = event.data["score"]
+                    .as_u64()
+                    .and_then(|score| u8::try_from(score).ok())
+                    .filter(|score| (1..=5).contains(score));
+                continue;
+            }
             "call_completed" | "call_transferred" => {
                 let agent = event.agent.clone().unwrap_or_default();
                 visit.completed = Some((agent, number("talk_seconds"), event.at_ms));
@@ -216,6 +245,7 @@ pub(crate) struct Figures {
     handles: Vec<f64>,
     within: [u64; 2],
     longest_wait: Option<f64>,
+    hold_survey: HoldSurveySums,
 }
 
 impl Figures {
@@ -247,8 +277,11 @@ impl Figures {
                 *count += 1;
             }
         }
+        self.hold_survey.add(visit, visit.completed.is_some());
         if let Some((agent, talk, ended_ms)) = &visit.completed {
-            self.talks.push(*talk);
+            // Talk time in the event includes the holds; the report gives
+            // them apart, and handle time adds them back once.
+            self.talks.push(talk - visit.hold_seconds);
             if let Some(wrap_up) = wrap_up_after(changes.get(agent), *ended_ms) {
                 self.wrap_ups.push(wrap_up);
                 self.handles.push(talk + wrap_up);
@@ -280,6 +313,7 @@ impl Figures {
             service_level_20_percent: share(self.within[0]),
             service_level_30_percent: share(self.within[1]),
             longest_wait_seconds: self.longest_wait.map(round_millis),
+            hold_survey: self.hold_survey.kpi(),
         }
     }
 }
@@ -311,9 +345,14 @@ pub(crate) fn round_millis(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
+mod hold_survey;
 mod intervals;
 
-pub(crate) use intervals::{Grouping, Interval, IntervalReport, ReportRequest, interval_report};
+use hold_survey::{HoldSurvey, HoldSurveySums};
+
+pub(crate) use intervals::{
+    Calendar, Grouping, Interval, IntervalReport, ReportRequest, interval_report,
+};
 
 #[cfg(test)]
 mod tests;

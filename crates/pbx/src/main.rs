@@ -10,6 +10,7 @@ mod cdr_check;
 mod check_recordings;
 mod cli;
 mod config;
+mod config_layer;
 mod engine;
 mod events;
 mod http;
@@ -92,7 +93,9 @@ fn run(cli: &cli::Cli) -> ExitCode {
             path: path.clone(),
             overrides: cli.overrides(),
         },
-        None => reload::ConfigSource::Embedded,
+        None => reload::ConfigSource::Embedded {
+            overrides: cli.overrides(),
+        },
     };
     match runtime.block_on(server::run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::config::{Config, ConfigErrors, Overrides};
+use crate::config_layer::{Entry, Layer, LayerStore, LayerStoreError, Rejected};
 use crate::live::{ChangeError, EngineUnavailable, Live};
 
 /// Origin of the running configuration.
@@ -26,8 +27,29 @@ pub(crate) enum ConfigSource {
         path: PathBuf,
         overrides: Overrides,
     },
-    /// The default compiled into the binary, which cannot change.
-    Embedded,
+    /// The default compiled into the binary, which cannot change; the
+    /// administration layer still applies over it.
+    Embedded {
+        overrides: Overrides,
+    },
+}
+
+impl ConfigSource {
+    /// Reads the text, and returns it with its origin and overrides.
+    fn read(&self) -> Result<(String, String, &Overrides), ConfigErrors> {
+        match self {
+            ConfigSource::File { path, overrides } => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| ConfigErrors::read(path, error))?;
+                Ok((text, path.display().to_string(), overrides))
+            }
+            ConfigSource::Embedded { overrides } => Ok((
+                crate::config::EMBEDDED_TEXT.to_owned(),
+                crate::config::EMBEDDED_ORIGIN.to_owned(),
+                overrides,
+            )),
+        }
+    }
 }
 
 /// Outcome of a reload that was applied.
@@ -50,8 +72,8 @@ pub(crate) enum ReloadError {
     )]
     Embedded,
     /// Every problem of the file, each naming the file and the key.
-    #[error("the configuration was not reloaded:\n{0}")]
-    Invalid(ConfigErrors),
+    #[error("the configuration was not reloaded:\n{}", .0.errors)]
+    Invalid(Rejected),
     #[error("the configuration was not reloaded:\n{}", .problems.join("\n"))]
     Unsupported { problems: Vec<String> },
     #[error("the configuration was not reloaded: {0}")]
@@ -62,6 +84,25 @@ pub(crate) enum ReloadError {
     /// added or removed) could not be stored.
     #[error("the configuration was applied, but {0}")]
     NotDurable(crate::events::NotDurable),
+    #[error("the change was not applied: {0}")]
+    Layer(#[from] LayerStoreError),
+    #[error("the change was not applied: no database holds administration changes here")]
+    NoLayerStore,
+}
+
+impl From<ConfigErrors> for ReloadError {
+    fn from(errors: ConfigErrors) -> ReloadError {
+        ReloadError::Invalid(errors.into())
+    }
+}
+
+/// The configuration in force, with the running values of the settings
+/// that need a restart.
+struct Running {
+    config: Config,
+    /// The TOML text the configuration came from, with the layer merged in.
+    text: String,
+    layer: Layer,
 }
 
 /// Reads, checks and applies the configuration; one reload at a time.
@@ -69,92 +110,154 @@ pub(crate) struct Reloader {
     source: ConfigSource,
     /// SIP address the core was started with, which a reload keeps.
     sip_bound: crate::transport::Bound,
-    /// The configuration in force, with the running values of the settings
-    /// that need a restart.
-    running: Mutex<Config>,
+    running: Mutex<Running>,
     live: Live,
+    /// Store of the administration changes; None in tests that have no
+    /// database.
+    layer_store: Option<LayerStore>,
 }
 
 impl Reloader {
+    /// Starts from `running`, loaded from `source` with an empty layer.
     pub(crate) fn new(
         source: ConfigSource,
         running: Config,
         sip_bound: crate::transport::Bound,
         live: Live,
     ) -> Reloader {
+        let text = source.read().map(|(text, _, _)| text).unwrap_or_default();
         Reloader {
             source,
             sip_bound,
-            running: Mutex::new(running),
+            running: Mutex::new(Running {
+                config: running,
+                text,
+                layer: Layer::default(),
+            }),
             live,
+            layer_store: None,
         }
+    }
+
+    /// Keeps administration changes in `store`; `layer` and `text` are the
+    /// stored changes and the merged text that `running` came from.
+    pub(crate) fn with_layer(mut self, store: LayerStore, layer: Layer, text: String) -> Reloader {
+        self.layer_store = Some(store);
+        let running = self.running.get_mut();
+        running.layer = layer;
+        running.text = text;
+        self
     }
 
     /// Returns the scorecard criteria in force, which a reload replaces.
     pub(crate) async fn qa(&self) -> crate::config::QaConfig {
-        self.running.lock().await.qa.clone()
+        self.running.lock().await.config.qa.clone()
     }
 
     /// Returns the report settings in force, which a reload replaces.
     pub(crate) async fn reports(&self) -> crate::config::ReportsConfig {
-        self.running.lock().await.reports.clone()
+        self.running.lock().await.config.reports.clone()
+    }
+
+    /// Returns the merged TOML text in force and the administration layer.
+    pub(crate) async fn definitions(&self) -> (String, Layer) {
+        let running = self.running.lock().await;
+        (running.text.clone(), running.layer.clone())
     }
 
     /// Reloads the file and applies it; logs the outcome either way.
     pub(crate) async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let result = self.try_reload().await;
-        match &result {
-            Ok(report) => {
-                for key in &report.restart_needed {
-                    tracing::warn!(
-                        file = report.file,
-                        key,
-                        "configuration changed a setting that needs a restart; \
-                         the running value stays until then"
-                    );
-                }
-                tracing::info!(
-                    file = report.file,
-                    changes = report.applied.len(),
-                    restart_needed = report.restart_needed.len(),
-                    "configuration reloaded"
-                );
-            }
-            Err(error) => tracing::error!(%error, "configuration reload rejected"),
-        }
+        log_outcome(
+            &result,
+            "configuration reloaded",
+            "configuration reload rejected",
+        );
         result
     }
 
     async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
-        let ConfigSource::File { path, overrides } = &self.source else {
+        if let ConfigSource::Embedded { .. } = &self.source {
             return Err(ReloadError::Embedded);
-        };
+        }
         let mut running = self.running.lock().await;
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ReloadError::Invalid(ConfigErrors::read(path, error)))?;
-        let loaded = Config::parse_with_overrides(&text, &origin, overrides)
-            .map_err(ReloadError::Invalid)?;
+        let layer = running.layer.clone();
+        self.load_and_apply(&mut running, layer).await
+    }
+
+    /// Stores an administrator's changes and applies them with the file as
+    /// it is now, through the same checks as a reload. Changes that do not
+    /// validate or do not apply are not kept.
+    pub(crate) async fn apply_changes(
+        &self,
+        entries: Vec<Entry>,
+        at_ms: i64,
+        user: &str,
+    ) -> Result<ReloadReport, ReloadError> {
+        let store = self.layer_store.as_ref().ok_or(ReloadError::NoLayerStore)?;
+        let mut running = self.running.lock().await;
+        let mut layer = running.layer.clone();
+        for entry in &entries {
+            layer.set(entry.clone());
+        }
+        // Check before storing, so a rejected change leaves no row.
+        self.load(&running, &layer)?;
+        store.save_all(&entries, at_ms, user).await?;
+        let previous = running.layer.clone();
+        let result = self.load_and_apply(&mut running, layer).await;
+        // The file may have changed since the check, or the engine may not
+        // answer; only NotDurable means the change is in force regardless.
+        if matches!(&result, Err(error) if !matches!(error, ReloadError::NotDurable(_))) {
+            undo(store, &previous, &entries, at_ms, user).await;
+        }
+        log_outcome(
+            &result,
+            "administration change applied",
+            "administration change rejected",
+        );
+        result
+    }
+
+    /// Reads the source and merges `layer` into it, with every check a
+    /// start makes.
+    fn load(
+        &self,
+        running: &Running,
+        layer: &Layer,
+    ) -> Result<(Config, String, String), ReloadError> {
+        let (text, origin, overrides) = self.source.read()?;
+        let (loaded, merged) =
+            crate::config_layer::parse_with_layer(&text, &origin, overrides, layer)
+                .map_err(ReloadError::Invalid)?;
         let problems: Vec<String> = loaded
             .unsupported_destinations()
             .into_iter()
-            .chain(emptied_routing(&running, &loaded))
+            .chain(emptied_routing(&running.config, &loaded))
             .map(|problem| format!("{origin}: {problem}"))
             .collect();
         if !problems.is_empty() {
             return Err(ReloadError::Unsupported { problems });
         }
-        let restart_needed = restart_needed(&running, &loaded);
+        Ok((loaded, merged.text, origin))
+    }
+
+    async fn load_and_apply(
+        &self,
+        running: &mut Running,
+        layer: Layer,
+    ) -> Result<ReloadReport, ReloadError> {
+        let (loaded, text, origin) = self.load(running, &layer)?;
+        let restart_needed = restart_needed(&running.config, &loaded);
         let mut applied_config = Config {
-            data_dir: running.data_dir.clone(),
-            database: running.database.clone(),
-            sip: running.sip.clone(),
-            http: running.http.clone(),
-            media: running.media.clone(),
-            registrar: running.registrar.clone(),
+            data_dir: running.config.data_dir.clone(),
+            database: running.config.database.clone(),
+            sip: running.config.sip.clone(),
+            http: running.config.http.clone(),
+            media: running.config.media.clone(),
+            registrar: running.config.registrar.clone(),
             ..loaded
         };
-        applied_config.recording.retention_days = running.recording.retention_days;
+        applied_config.recording.retention_days = running.config.recording.retention_days;
         let passwords = crate::secrets::resolve_agent_passwords(&applied_config)?;
         let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
         let core_config =
@@ -164,24 +267,117 @@ impl Reloader {
             Err(ChangeError::Engine(error)) => return Err(error.into()),
             Err(ChangeError::NotDurable(error)) => {
                 // The running PBX has the new settings all the same.
-                *running = applied_config;
+                *running = Running {
+                    config: applied_config,
+                    text,
+                    layer,
+                };
                 return Err(ReloadError::NotDurable(error));
             }
         };
         // The engine does not see these; the HTTP API reads them from here.
-        if running.qa != applied_config.qa {
+        if running.config.qa != applied_config.qa {
             applied.push("scorecard criteria changed".to_owned());
         }
-        if running.reports != applied_config.reports {
+        if running.config.reports != applied_config.reports {
             applied.push("report settings changed".to_owned());
         }
-        *running = applied_config;
+        if running.config.skills != applied_config.skills {
+            applied.push("skills catalogue changed".to_owned());
+        }
+        *running = Running {
+            config: applied_config,
+            text,
+            layer,
+        };
         Ok(ReloadReport {
             file: origin,
             applied,
             restart_needed,
         })
     }
+}
+
+/// Restores the rows that `entries` replaced, after the change failed to
+/// apply.
+async fn undo(store: &LayerStore, previous: &Layer, entries: &[Entry], at_ms: i64, user: &str) {
+    for entry in entries {
+        let undone = match previous.get(entry.kind, &entry.key) {
+            Some(before) => store.save(before, at_ms, user).await,
+            None => store.forget(entry.kind, &entry.key).await,
+        };
+        if let Err(error) = undone {
+            tracing::error!(
+                %error,
+                key = entry.key,
+                "failed to undo an administration change the engine did not take"
+            );
+        }
+    }
+}
+
+fn log_outcome(result: &Result<ReloadReport, ReloadError>, applied: &str, rejected: &str) {
+    match result {
+        Ok(report) => {
+            for key in &report.restart_needed {
+                tracing::warn!(
+                    file = report.file,
+                    key,
+                    "configuration changed a setting that needs a restart; \
+                     the running value stays until then"
+                );
+            }
+            tracing::info!(
+                file = report.file,
+                changes = report.applied.len(),
+                restart_needed = report.restart_needed.len(),
+                "{applied}"
+            );
+        }
+        Err(error) => tracing::error!(%error, "{rejected}"),
+    }
+}
+
+/// Loads the stored administration changes and merges them into the
+/// configuration read from `source` at start. Changes that no longer
+/// validate against the file are logged and left out, so the PBX starts
+/// on the file alone instead of not at all.
+pub(crate) async fn load_layer(
+    source: &ConfigSource,
+    config: Config,
+    store: &LayerStore,
+) -> Result<(Config, Layer, String), LayerStoreError> {
+    let layer = store.load().await?;
+    let Ok((text, origin, overrides)) = source.read() else {
+        return Ok((config, layer, String::new()));
+    };
+    if layer.is_empty() {
+        return Ok((config, layer, text));
+    }
+    let problems = match crate::config_layer::parse_with_layer(&text, &origin, overrides, &layer) {
+        Ok((merged_config, merged)) => {
+            let unsupported = merged_config.unsupported_destinations();
+            if unsupported.is_empty() {
+                tracing::info!(
+                    changes = layer.entries().len(),
+                    "applied the stored administration changes over {origin}"
+                );
+                return Ok((merged_config, layer, merged.text));
+            }
+            unsupported.join("\n")
+        }
+        Err(rejected) => rejected.errors.to_string(),
+    };
+    // The layer stays loaded, so that the API shows it and the next change
+    // is checked with it; until it validates, reloads and changes fail.
+    // TODO: return these errors from the administration API too, not only
+    // in the log.
+    tracing::error!(
+        errors = problems,
+        "the stored administration changes do not validate with {origin}; \
+         starting on the file alone"
+    );
+    Ok((config, layer, text))
 }
 
 /// Returns a problem for each table the new file leaves empty while the

@@ -227,6 +227,7 @@ mod tests {
                 name: (*id).to_owned(),
                 password: password.map(str::to_owned),
                 skills: acd::Skills::new(),
+                wrap_up: None,
             })
             .collect();
         config

@@ -47,6 +47,8 @@ pub(crate) enum StartError {
     Unsupported(String),
     #[error("invalid queue setup: {0}")]
     Acd(#[from] acd::AcdError),
+    #[error("cannot load the administration changes: {0}")]
+    Layer(#[from] crate::config_layer::LayerStoreError),
     #[error("cannot prepare prompts and music on hold: {0}")]
     Sounds(#[from] crate::sounds::SoundsError),
 }
@@ -68,6 +70,9 @@ pub(crate) async fn run(
     let store = cdr::CdrStore::open_at(&config.data_dir, &config.database_url()).await?;
     // Before the HTTP API starts, whose reports read the events table.
     let event_store = crate::events::EventStore::open(store.pool().clone()).await?;
+    let layer_store = crate::config_layer::LayerStore::open(store.pool().clone()).await?;
+    let (config, layer, config_text) =
+        crate::reload::load_layer(&source, config, &layer_store).await?;
     let queue_log = config.data_dir.join("queue_log");
     // Before the writer opens the file, whose lines must follow the ones
     // restored here.
@@ -94,12 +99,11 @@ pub(crate) async fn run(
     crate::http::bootstrap_accounts(&store).await?;
     let (live_requests, live_queue) = mpsc::channel(64);
     let live = crate::live::Live::new(live_requests);
-    let reloader = std::sync::Arc::new(crate::reload::Reloader::new(
-        source,
-        config.clone(),
-        sip_bound,
-        live.clone(),
-    ));
+    let reloader =
+        std::sync::Arc::new(
+            crate::reload::Reloader::new(source, config.clone(), sip_bound, live.clone())
+                .with_layer(layer_store, layer, config_text),
+        );
     #[cfg(unix)]
     tokio::spawn(crate::reload::reload_on_hangup(reloader.clone()));
     // Committed queue events for the HTTP event stream; the event writer
@@ -215,9 +219,14 @@ pub(crate) async fn run(
         inputs,
         prompts,
     };
-    engine
-        .run(receiver, live_queue, stored_notices, shutdown_signal())
-        .await;
+    // On a worker thread rather than the thread that called `block_on`: a
+    // transport task that wakes the engine then usually hands it over on
+    // its own thread, where waking the main thread cost a thread switch per
+    // SIP message.
+    let engine = tokio::spawn(engine.run(receiver, live_queue, stored_notices, shutdown_signal()));
+    if let Err(error) = engine.await {
+        tracing::error!(%error, "the engine task failed");
+    }
     // The engine owned the queue's sender, so the writer drains and ends.
     let _ = registration_writer.await;
     let _ = journal_writer.await;
@@ -302,6 +311,11 @@ pub(crate) fn core_config(
             .iter()
             .map(|agent| (agent.id.clone(), agent.skills.clone()))
             .collect(),
+        agent_wrap_up: config
+            .agents
+            .iter()
+            .filter_map(|agent| Some((agent.id.clone(), agent.wrap_up?)))
+            .collect(),
         caller_order: config.caller_order,
         ring_in_use: config.ring_in_use,
         registrar: sip_server::registrar::RegistrarConfig {
@@ -331,6 +345,11 @@ pub(crate) fn core_config(
             retry_after: config.overload.retry_after,
         },
         session_timer: config.sip.session_timer.clone(),
+        surveys: config
+            .queues
+            .iter()
+            .filter_map(|queue| Some((queue.name.clone(), queue.survey.clone()?)))
+            .collect(),
     }
 }
 

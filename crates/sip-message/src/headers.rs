@@ -115,11 +115,11 @@ const LIST_HEADERS: &[&str] = &[
 /// The long canonical name for a known header (compact forms expanded), or
 /// `name` unchanged for an unknown one.
 pub(crate) fn canonical_name(name: &str) -> &str {
-    if let Some((_, long)) = COMPACT_NAMES
-        .iter()
-        .find(|(short, _)| short.eq_ignore_ascii_case(name))
-    {
-        return long;
+    if name.len() == 1 {
+        return COMPACT_NAMES
+            .iter()
+            .find(|(short, _)| short.eq_ignore_ascii_case(name))
+            .map_or(name, |(_, long)| long);
     }
     KNOWN_NAMES
         .iter()
@@ -128,8 +128,16 @@ pub(crate) fn canonical_name(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// Whether a stored header name (already canonical, see [`Header::new`])
+/// is `requested`, given in any case or compact form. Lookups run for every
+/// header of every message, so only a one-letter name, which can only be a
+/// compact form, pays for a table search.
 pub(crate) fn same_name(stored: &str, requested: &str) -> bool {
-    stored.eq_ignore_ascii_case(canonical_name(requested))
+    if requested.len() == 1 {
+        stored.eq_ignore_ascii_case(canonical_name(requested))
+    } else {
+        stored.eq_ignore_ascii_case(requested)
+    }
 }
 
 /// One header line.

@@ -37,8 +37,9 @@ impl QueueMedia {
 /// queue"), `position-many` (over 99 callers ahead), `wait-before` ("your
 /// expected waiting time is about"), `wait-under-minute`, `minute`,
 /// `minutes`, `please-hold`, `sorry-no-agent`, `voicemail-greeting`, `beep`
-/// (the tone before a message), and the numbers `0` to `19` and `20`,
-/// `30`, ... `90`.
+/// (the tone before a message), `survey-question`, `survey-invalid`,
+/// `survey-thanks`, `survey-goodbye`, and the numbers `0` to `19` and
+/// `20`, `30`, ... `90`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromptSet {
     dir: PathBuf,
@@ -60,6 +61,10 @@ pub fn prompt_names() -> Vec<String> {
         "beep",
         "callback-confirmed",
         "callback-agent",
+        "survey-question",
+        "survey-invalid",
+        "survey-thanks",
+        "survey-goodbye",
     ]
     .iter()
     .map(|name| (*name).to_owned())
@@ -158,6 +163,12 @@ impl PromptSet {
         self.file("beep")
     }
 
+    /// Returns the prompt that asks the caller to hold, played before music
+    /// while a transfer rings.
+    pub fn please_hold(&self) -> PathBuf {
+        self.file("please-hold")
+    }
+
     /// Tells a caller that the callback request is taken.
     pub fn callback_confirmed(&self) -> PathBuf {
         self.file("callback-confirmed")
@@ -166,6 +177,26 @@ impl PromptSet {
     /// Tells the agent that answered a callback that the citizen is dialed.
     pub fn callback_agent(&self) -> PathBuf {
         self.file("callback-agent")
+    }
+
+    /// Asks the caller for a score from 1 to 5 after the agent hung up.
+    pub fn survey_question(&self) -> PathBuf {
+        self.file("survey-question")
+    }
+
+    /// Tells the caller that the key was not a score from 1 to 5.
+    pub fn survey_invalid(&self) -> PathBuf {
+        self.file("survey-invalid")
+    }
+
+    /// Thanks the caller for the score before the PBX hangs up.
+    pub fn survey_thanks(&self) -> PathBuf {
+        self.file("survey-thanks")
+    }
+
+    /// Ends a survey without a score.
+    pub fn survey_goodbye(&self) -> PathBuf {
+        self.file("survey-goodbye")
     }
 }
 
@@ -370,6 +401,14 @@ impl Core {
                 continue;
             };
             call.deadline = None;
+            if call.transfer.pending.is_some() {
+                self.transfer_failed(&call_id, 408, "Request Timeout", now);
+                continue;
+            }
+            if call.survey.is_some() {
+                self.survey_deadline(&call_id, now);
+                continue;
+            }
             if call.voicemail.is_some() {
                 self.voicemail_deadline(&call_id, now);
                 continue;
@@ -406,7 +445,8 @@ impl Core {
 
     /// Reacts to a key or the end of a prompt on a call's media.
     pub fn media_notice(&mut self, call_id: &str, notice: MediaNotice, now: Instant) {
-        if self.voicemail_notice(call_id, &notice, now) {
+        if self.voicemail_notice(call_id, &notice, now) || self.survey_notice(call_id, &notice, now)
+        {
             self.process(now);
             return;
         }

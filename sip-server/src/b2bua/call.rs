@@ -34,6 +34,8 @@ pub(crate) enum Phase {
     Dialing,
     /// Answered by an agent.
     Talking,
+    /// The agent hung up and the caller answers the post-call survey.
+    Survey,
 }
 
 /// The caller's INVITE server transaction and, once answered, its dialog.
@@ -58,6 +60,7 @@ pub(crate) struct CallerLeg {
 
 /// The agent's leg once it answered, or the leg of the number a
 /// forwarded call was dialed to.
+#[derive(Clone)]
 pub(crate) struct AgentLeg {
     pub agent: String,
     pub dialog: Dialog,
@@ -128,6 +131,15 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
+    /// Transfers by the call's agents.
+    pub transfer: super::transfer::Transfers,
+    /// Holds during the answered call.
+    pub holds: super::hold::HoldTimes,
+    /// When the agent hung up, for a caller kept for the survey: talk
+    /// time ends here.
+    pub agent_ended_at: Option<Instant>,
+    /// The post-call survey, once the caller hears it.
+    pub survey: Option<super::survey::Survey>,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -200,6 +212,10 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
+            transfer: super::transfer::Transfers::default(),
+            holds: super::hold::HoldTimes::default(),
+            agent_ended_at: None,
+            survey: None,
         }
     }
 
@@ -268,6 +284,8 @@ pub(crate) enum AttemptKind {
     Forward(String),
     /// The citizen of a callback request is dialed, after its agent answered.
     Citizen,
+    /// An agent's blind transfer rings this agent's extension.
+    Transfer(String),
 }
 
 impl Attempt {

@@ -34,7 +34,9 @@ impl Core {
 
     pub(super) fn handle_in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
         let Some((call_id, side)) = self.dialog_of(&request) else {
-            self.reply(&key, &request, 481, None, now);
+            if !self.handle_referrer_request(&key, &request, now) {
+                self.reply(&key, &request, 481, None, now);
+            }
             return;
         };
         let span = self
@@ -57,8 +59,22 @@ impl Core {
             dialog.remote_cseq = Some(seq);
         }
         if request.method == Method::Bye {
+            let survey_agent = side == Side::Agent
+                && self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|call| call.phase == Phase::Survey);
+            if survey_agent {
+                // A retransmission that outlived its transaction.
+                self.reply(&key, &request, 481, None, now);
+                return;
+            }
             self.reply(&key, &request, 200, None, now);
             self.hang_up(&call_id, side, now);
+            return;
+        }
+        if request.method == Method::Refer {
+            self.handle_refer(&call_id, side, key, request, now);
             return;
         }
         if request.method == Method::Update && request.body.is_empty() {
@@ -71,6 +87,11 @@ impl Core {
             self.session_refreshed_by(&call_id, side, &request, now);
         }
         let phase = self.calls.get(&call_id).map(|call| call.phase);
+        if phase == Some(Phase::Survey) && side == Side::Agent {
+            // The agent's dialog ended with its BYE; the caller's goes on.
+            self.reply(&key, &request, 481, None, now);
+            return;
+        }
         if phase == Some(Phase::Dialing) {
             // The agent of a callback while the citizen rings: there is no
             // other leg to take an offer yet.
@@ -265,6 +286,9 @@ impl Core {
     /// `side` hung up: send BYE to the other leg and end the call.
     pub(super) fn hang_up(&mut self, call_id: &str, side: Side, now: Instant) {
         tracing::info!(side = ?side, "hang-up");
+        if self.transfer_ringing(call_id) {
+            self.abandon_pending_transfer(call_id, now);
+        }
         if self
             .calls
             .get(call_id)
@@ -272,6 +296,16 @@ impl Core {
         {
             // Only the agent has a dialog while the citizen rings.
             self.callback_agent_hung_up(call_id, now);
+            return;
+        }
+        let phase = self.calls.get(call_id).map(|call| call.phase);
+        if phase == Some(Phase::Survey) {
+            if side == Side::Caller {
+                self.survey_caller_hung_up(call_id, now);
+            }
+            return;
+        }
+        if side == Side::Agent && self.start_survey(call_id, now) {
             return;
         }
         if let Some(call) = self.calls.get(call_id)
@@ -502,6 +536,7 @@ impl Core {
         if success && matches!(request.method, Method::Invite | Method::Update) {
             // The relayed request refreshed the other leg's session too.
             self.restart_session(call_id, origin.other(), now);
+            self.offer_accepted(call_id, origin, request, now);
         }
         // RFC 5057 section 5.1: a 481, or a 408 that no response at all
         // became, means the far leg's dialog is gone, so nothing would ever
@@ -665,7 +700,15 @@ impl Core {
                     self.discard_unanswered_callback(&call_id);
                     continue;
                 }
-                Some(Phase::Talking) | None => {}
+                Some(Phase::Talking | Phase::Survey) | None => {}
+            }
+            if self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == Phase::Survey)
+            {
+                self.interrupt_survey(&call_id, now);
+                continue;
             }
             let talking = self
                 .calls

@@ -14,10 +14,12 @@
 //! of one leg's dialog identifiers leaks into the other.
 
 mod announce;
+mod attended;
 mod call;
 mod callback;
 mod feature;
 mod forward;
+mod hold;
 mod identity;
 mod in_dialog;
 mod live;
@@ -27,6 +29,8 @@ mod recording;
 mod reliable;
 mod session_timer;
 mod setup;
+mod survey;
+mod transfer;
 mod voicemail;
 
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +51,7 @@ pub use identity::NumberingPlan;
 pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 pub use recording::{RecordingActor, RecordingCommandError};
 pub use session_timer::SessionTimerConfig;
+pub use survey::SurveyConfig;
 
 /// A trunk: peers whose source address is in `allow` may place calls
 /// without digest authentication.
@@ -99,6 +104,8 @@ pub struct CoreConfig {
     pub queue_agents: HashMap<String, Vec<String>>,
     /// Agent id to its skills and proficiency levels.
     pub agent_skills: HashMap<String, acd::Skills>,
+    /// Wrap-up of the agents that have their own, in place of the queues'.
+    pub agent_wrap_up: HashMap<String, Duration>,
     pub caller_order: acd::CallerOrder,
     /// When false, a call forwarded to an agent's extension makes the agent
     /// busy for the queues, and a busy agent's extension gets 486.
@@ -127,6 +134,8 @@ pub struct CoreConfig {
     pub overload: OverloadLimits,
     /// Session timer intervals (RFC 4028).
     pub session_timer: SessionTimerConfig,
+    /// Queue name to its post-call survey; queues not listed have none.
+    pub surveys: HashMap<String, SurveyConfig>,
 }
 
 /// Limits past which a new INVITE gets 503 with Retry-After while
@@ -289,6 +298,12 @@ enum Purpose {
         call: String,
         side: Side,
     },
+    /// A re-INVITE that moves `side` of `call` to its relay after an
+    /// attended transfer.
+    Rebridge {
+        call: String,
+        side: Side,
+    },
     /// BYE or CANCEL whose outcome changes nothing.
     FireAndForget,
 }
@@ -366,6 +381,7 @@ impl Core {
             if let Some(skills) = config.agent_skills.get(agent) {
                 acd.set_skills(agent, skills.clone(), now)?;
             }
+            acd.set_wrap_up(agent, config.agent_wrap_up.get(agent).copied())?;
         }
         let local = LocalContact {
             address: config.sip_address.ip(),
@@ -702,6 +718,10 @@ impl Core {
             // matches one through its Call-ID (an RFC 2543 peer) or gets the
             // 481 of section 15.1.2, not the 405 of other methods.
             Method::Bye => self.handle_in_dialog(key, request, now),
+            // The PBX takes REFER only inside a call, from its agent.
+            Method::Refer if !has_to_tag => {
+                self.reply(&key, &request, 481, None, now);
+            }
             _ if has_to_tag => self.handle_in_dialog(key, request, now),
             Method::Extension(_) => self.reply(&key, &request, 501, None, now),
             _ => {
@@ -764,6 +784,12 @@ impl Core {
                 if is_final {
                     let (call, side) = (call.clone(), *side);
                     self.session_refresh_answered(&call, side, &response, now);
+                }
+            }
+            Purpose::Rebridge { call, side } => {
+                if is_final {
+                    let (call, side) = (call.clone(), *side);
+                    self.rebridge_answered(&call, side, &response, now);
                 }
             }
             Purpose::FireAndForget => {}
@@ -927,8 +953,12 @@ impl Core {
             .unwrap_or(now)
             .saturating_duration_since(waited_from)
             .as_secs_f64();
-        let talk_seconds =
-            answered.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        // A caller kept for the survey talked only until the agent hung up.
+        let talk_end = call.agent_ended_at.unwrap_or(now);
+        let talk_seconds = answered.map_or(0.0, |at| {
+            talk_end.saturating_duration_since(at).as_secs_f64()
+        });
+        let survey = call.survey.as_ref().map(|survey| survey.outcome);
         cdr::CallRecord {
             id: call.id.clone(),
             caller_call_id: call
@@ -947,11 +977,17 @@ impl Core {
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
             queue: Some(call.queue.clone()),
-            agent: call
-                .agent_leg
-                .as_ref()
-                .filter(|leg| !leg.forwarded)
-                .map(|leg| leg.agent.clone()),
+            // After a transfer, the agent who answered first; `transfers`
+            // names the others.
+            agent: call.transfer.done.first().map_or_else(
+                || {
+                    call.agent_leg
+                        .as_ref()
+                        .filter(|leg| !leg.forwarded)
+                        .map(|leg| leg.agent.clone())
+                },
+                |first| Some(first.from_agent.clone()),
+            ),
             arrived_at: self.timestamp(call.arrived),
             queued_at: call.queued_at.map(|at| self.timestamp(at)),
             answered_at: answered.map(|at| self.timestamp(at)),
@@ -972,6 +1008,26 @@ impl Core {
             recording_events: call.recording_events.clone(),
             media_quality: None,
             rebuilt: false,
+            transfers: call
+                .transfer
+                .done
+                .iter()
+                .chain(
+                    call.transfer
+                        .pending
+                        .as_ref()
+                        .map(|pending| &pending.record),
+                )
+                .cloned()
+                .collect(),
+            hold_count: call.holds.count,
+            hold_seconds: round_millis(call.holds.seconds_until(talk_end)),
+            survey: survey.map(|outcome| {
+                // A survey still running when the record is made (a
+                // checkpoint) has no outcome yet.
+                outcome.map_or(cdr::SurveyStatus::Interrupted, survey::survey_status)
+            }),
+            csat_score: survey.flatten().and_then(acd::SurveyOutcome::score),
         }
     }
 
@@ -991,9 +1047,18 @@ impl Core {
             cdr::Disposition::Failed
         };
         let record = self.call_record(call, disposition, None, Some(cdr::HangupSide::System), now);
+        // The agent that transferred waits outside `agent_leg` while the
+        // target rings, and a crash must hang it up too.
+        let referrer = call
+            .transfer
+            .pending
+            .as_ref()
+            .and_then(|pending| pending.referrer.as_ref())
+            .map(|leg| &leg.dialog);
         let dialogs = [Side::Caller, Side::Agent]
             .into_iter()
             .filter_map(|side| call.dialog(side))
+            .chain(referrer)
             .map(crate::dialog::Dialog::to_stored)
             .collect();
         let ringing = call
@@ -1024,6 +1089,7 @@ impl Core {
         now: Instant,
     ) {
         self.release_extension(call_id, now);
+        self.release_transfer_target(call_id, now);
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
@@ -1054,7 +1120,7 @@ impl Core {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER";
 
 /// Option tags the PBX implements, for Supported.
 const SUPPORTED: &str = "100rel, timer";

@@ -56,7 +56,7 @@ impl Core {
         };
         let side = match kind {
             AttemptKind::Citizen => Side::Caller,
-            AttemptKind::Offer | AttemptKind::Forward(_) => Side::Agent,
+            AttemptKind::Offer | AttemptKind::Forward(_) | AttemptKind::Transfer(_) => Side::Agent,
         };
         let Some(port) = call.local_port(side) else {
             return;
@@ -336,6 +336,10 @@ impl Core {
                         self.forward_failed(&call_id, now);
                     }
                     AttemptKind::Citizen => self.citizen_failed(&call_id, status, now),
+                    AttemptKind::Transfer(_) => {
+                        let reason = response.reason.clone();
+                        self.transfer_failed(&call_id, status, &reason, now);
+                    }
                     AttemptKind::Offer if matches!(status, 486 | 600) => {
                         self.acd.offer_busy(&request, &agent, now);
                     }
@@ -387,7 +391,12 @@ impl Core {
         let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
             return;
         };
-        let wins = !attempt.withdrawn && !attempt.answered && !talking;
+        // A transfer target answers a call that is already talking.
+        let transfer = match &attempt.kind {
+            AttemptKind::Transfer(target) => Some(target.clone()),
+            _ => None,
+        };
+        let wins = !attempt.withdrawn && !attempt.answered && (!talking || transfer.is_some());
         let citizen = attempt.kind == AttemptKind::Citizen;
         if !wins {
             tracing::info!(
@@ -402,7 +411,9 @@ impl Core {
         attempt.answered = true;
         let forwarded = matches!(attempt.kind, AttemptKind::Forward(_));
         self.cancel_branches(attempt_id, Some(branch_index), now);
-        if citizen {
+        if let Some(target) = transfer {
+            self.transfer_answered(&call_id, &target, dialog, &response, now);
+        } else if citizen {
             self.citizen_answered(&call_id, dialog, &response, now);
         } else {
             self.connect(&call_id, &agent, forwarded, dialog, &response, now);
@@ -483,7 +494,10 @@ impl Core {
             return;
         };
         call.phase = Phase::Talking;
-        call.answered_at = Some(now);
+        // A caller that a transfer put back into a queue keeps its first
+        // answer: the call's talk time and recording start there.
+        call.answered_at.get_or_insert(now);
+        let continues_recording = call.recording_path.is_some();
         call.caller_answered_at.get_or_insert(now);
         // Other agents still ringing (ring-all) stop; the winner's attempt
         // stays known until the call ends, for its 2xx retransmissions.
@@ -579,7 +593,8 @@ impl Core {
                 });
             }
         }
-        if self.config.recording {
+        self.transferred_call_answered(call_id, agent, now);
+        if self.config.recording && !continues_recording {
             let path = recording_path(call_id, self.timestamp(now));
             if let Some(call) = self.calls.get_mut(call_id) {
                 call.recording_path = Some(path.clone());

@@ -48,6 +48,10 @@ impl Core {
             // announcement or move on.
             changes.push("queue music and announcements updated".to_owned());
         }
+        if new.surveys != self.config.surveys {
+            // A survey already running keeps the settings it started with.
+            changes.push("post-call surveys updated".to_owned());
+        }
         if new.voicemail_max != self.config.voicemail_max {
             changes.push(format!(
                 "voicemail messages limited to {} s",
@@ -86,6 +90,7 @@ impl Core {
         config.recording_pause_code = new.recording_pause_code;
         config.recording_mixed_mono = new.recording_mixed_mono;
         config.queue_media = new.queue_media;
+        config.surveys = new.surveys;
         config.voicemail_max = new.voicemail_max;
         config.overload = new.overload;
         config.caller_order = new.caller_order;
@@ -93,6 +98,7 @@ impl Core {
         config.queues = new.queues;
         config.queue_agents = new.queue_agents;
         config.agent_skills = new.agent_skills;
+        config.agent_wrap_up = new.agent_wrap_up;
         config.passwords = new.passwords;
         for change in &changes {
             tracing::info!(change, "configuration reloaded");
@@ -156,9 +162,17 @@ impl Core {
                 self.acd
                     .set_reachable_because(agent, reachable, Some(cause), now);
                 let _ = self.acd.set_skills(agent, skills, now);
+                let _ = self
+                    .acd
+                    .set_wrap_up(agent, new.agent_wrap_up.get(agent).copied());
                 changes.push(format!("agent {agent} added"));
                 continue;
             };
+            let wrap_up = new.agent_wrap_up.get(agent).copied();
+            if self.config.agent_wrap_up.get(agent).copied() != wrap_up {
+                let _ = self.acd.set_wrap_up(agent, wrap_up);
+                changes.push(format!("agent {agent} wrap-up changed"));
+            }
             if self
                 .config
                 .agent_skills
@@ -284,6 +298,7 @@ mod tests {
                 })
                 .collect(),
             agent_skills: HashMap::new(),
+            agent_wrap_up: HashMap::new(),
             caller_order: acd::CallerOrder::default(),
             ring_in_use: false,
             registrar: crate::registrar::RegistrarConfig {
@@ -308,6 +323,7 @@ mod tests {
             voicemail_max: Duration::from_secs(120),
             overload: OverloadLimits::default(),
             session_timer: crate::b2bua::SessionTimerConfig::default(),
+            surveys: HashMap::new(),
         }
     }
 
@@ -381,6 +397,44 @@ mod tests {
         );
         assert_eq!(core.registrar.password("1003"), Some("pw-1003"));
         assert_eq!(core.registrar.password("1002"), None);
+    }
+
+    #[test]
+    fn reload_applies_agent_wrap_up() {
+        let now = Instant::now();
+        let mut core = Core::new(
+            config(&["1001"], &[("general", &["1001"])]),
+            now,
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(core.acd.agent_wrap_up("1001"), None);
+
+        let mut new = config(&["1001", "1002"], &[("general", &["1001", "1002"])]);
+        new.agent_wrap_up
+            .insert("1001".into(), Duration::from_secs(45));
+        new.agent_wrap_up
+            .insert("1002".into(), Duration::from_secs(5));
+        let changes = core.reconfigure(new, now);
+        assert!(
+            changes.contains(&"agent 1001 wrap-up changed".to_owned()),
+            "{changes:?}"
+        );
+        assert_eq!(
+            core.acd.agent_wrap_up("1001"),
+            Some(Duration::from_secs(45))
+        );
+        assert_eq!(core.acd.agent_wrap_up("1002"), Some(Duration::from_secs(5)));
+
+        let changes = core.reconfigure(
+            config(&["1001", "1002"], &[("general", &["1001", "1002"])]),
+            now,
+        );
+        assert!(
+            changes.contains(&"agent 1001 wrap-up changed".to_owned()),
+            "{changes:?}"
+        );
+        assert_eq!(core.acd.agent_wrap_up("1001"), None);
     }
 
     #[test]

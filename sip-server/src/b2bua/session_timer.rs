@@ -534,6 +534,10 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
+        if call.phase == Phase::Survey {
+            self.interrupt_survey(call_id, now);
+            return;
+        }
         let talking = call.phase == Phase::Talking;
         let agent = call
             .agent_leg

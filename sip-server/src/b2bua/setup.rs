@@ -256,6 +256,11 @@ impl Core {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         };
         self.commands.push_back(Command::Finish {
             call: record.id.clone(),
@@ -523,7 +528,7 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.phase == Phase::Talking || call.leaving.is_some() {
+        if matches!(call.phase, Phase::Talking | Phase::Survey) || call.leaving.is_some() {
             return;
         }
         let answered = call.caller.answer.is_some();
@@ -563,7 +568,7 @@ impl Core {
             .values()
             .find(|call| {
                 call.caller.invite_key.as_ref() == Some(&invite_key)
-                    && call.phase != Phase::Talking
+                    && !matches!(call.phase, Phase::Talking | Phase::Survey)
                     && call.caller.answer.is_none()
             })
             .map(|call| call.id.clone());

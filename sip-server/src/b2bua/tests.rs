@@ -16,6 +16,8 @@ mod callback;
 mod recording;
 mod reliable;
 mod session_timer;
+mod survey;
+mod transfer;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -68,6 +70,7 @@ fn config() -> CoreConfig {
         )]
         .into(),
         agent_skills: HashMap::new(),
+        agent_wrap_up: HashMap::new(),
         caller_order: acd::CallerOrder::default(),
         ring_in_use: false,
         registrar: crate::registrar::RegistrarConfig {
@@ -89,6 +92,7 @@ fn config() -> CoreConfig {
         voicemail_max: Duration::from_secs(120),
         overload: OverloadLimits::default(),
         session_timer: SessionTimerConfig::default(),
+        surveys: HashMap::new(),
     }
 }
 

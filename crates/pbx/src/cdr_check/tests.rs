@@ -63,7 +63,7 @@ impl Script {
     }
 }
 
-/// A answered and completed, B abandoned, C a callback request returned
+/// A answered, held 15 s, completed and scored 5 in the survey, B abandoned, C a callback request returned
 /// by a call the citizen answered, D still waiting.
 fn script() -> Script {
     let mut s = Script {
@@ -93,7 +93,29 @@ fn script() -> Script {
         at,
     });
 
+    s.at(20, |at| QueueEvent::CallHeld {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        by: Party::Agent,
+        at,
+    });
+    s.at(35, |at| QueueEvent::CallResumed {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        by: Party::Agent,
+        held: Duration::from_secs(15),
+        at,
+    });
     s.complete(70, "A", 60);
+    s.at(78, |at| QueueEvent::SurveyFinished {
+        call: "A".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        outcome: acd::SurveyOutcome::Answered(5),
+        at,
+    });
     s.answer(200, "C", 198);
     s.complete(260, "C", 60);
     s.enqueue(300, "D");
@@ -116,10 +138,16 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
         completed: None,
         left_ms: None,
         waited: 0.0,
+        after_answer: AfterAnswer::default(),
     };
     CallRecord {
         disposition,
         rebuilt: false,
+        transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
         interrupted: false,
         caller_call_id: format!("{id}@test"),
         ..rebuilt_record(&queue)
@@ -261,6 +289,10 @@ async fn repair_writes_rebuilt_records() {
     assert_eq!(a.talk_seconds, 60.0);
     assert_eq!(a.wait_seconds, 10.0);
     assert_eq!(a.hangup_side, Some(HangupSide::Agent));
+    assert_eq!(a.hold_count, 1);
+    assert_eq!(a.hold_seconds, 15.0);
+    assert_eq!(a.survey, Some(cdr::SurveyStatus::Answered));
+    assert_eq!(a.csat_score, Some(5));
 
     let b = cdr.get("B").await.unwrap().expect("B rebuilt");
     assert_eq!(b.disposition, Disposition::Abandoned);
@@ -286,4 +318,72 @@ async fn repair_writes_rebuilt_records() {
         .unwrap();
     assert_eq!(String::from_utf8(again).unwrap(), "");
     assert_eq!(summary.missing + summary.differing, 0);
+}
+
+/// Call T: 1001 answers at 10 s and transfers it into the queue at 40 s,
+/// 1002 answers at 50 s and the caller hangs up at 80 s.
+fn transferred_script() -> Script {
+    let mut s = Script {
+        base: Instant::now(),
+        events: Vec::new(),
+    };
+    s.enqueue(0, "T");
+    s.answer(10, "T", 10);
+    s.at(40, |at| QueueEvent::CallTransferred {
+        call: "T".into(),
+        queue: "general".into(),
+        agent: "1001".into(),
+        target: "5000".into(),
+        waited: Duration::from_secs(10),
+        talk_time: Duration::from_secs(30),
+        joined_position: 1,
+        at,
+    });
+    s.enqueue(40, "T");
+    s.at(50, |at| QueueEvent::OfferAnswered {
+        call: "T".into(),
+        queue: "general".into(),
+        agent: "1002".into(),
+        waited: Duration::from_secs(10),
+        ring_time: Duration::from_secs(2),
+        joined_position: 1,
+        at,
+    });
+    s.at(80, |at| QueueEvent::CallCompleted {
+        call: "T".into(),
+        queue: "general".into(),
+        agent: "1002".into(),
+        waited: Duration::from_secs(10),
+        talk_time: Duration::from_secs(30),
+        joined_position: 1,
+        ended_by: Some(Party::Caller),
+        at,
+    });
+    s
+}
+
+#[tokio::test]
+async fn transferred_call_keeps_first_answer() {
+    let (_dir, events, cdr) = stores(&transferred_script()).await;
+    let calls = calls_of(&events).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].answered, Some(("1001".into(), BASE_MS + 10_000)));
+    assert_eq!(
+        calls[0].completed,
+        Some((BASE_MS + 80_000, 70.0, Some(HangupSide::Caller)))
+    );
+
+    // The PBX's record names the first agent and the talk time of the
+    // whole call.
+    let mut t = record("T", Disposition::Answered);
+    t.agent = Some("1001".into());
+    t.answered_at = Some(at(10));
+    t.talk_seconds = 70.0;
+    cdr.write(&t).await.unwrap();
+    let mut out = Vec::new();
+    let summary = check(&events, &cdr, BASE_MS, BASE_MS + 100_000, false, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "");
+    assert_eq!(summary.calls, 1);
 }

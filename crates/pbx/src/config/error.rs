@@ -107,6 +107,21 @@ pub(crate) enum ConfigErrorKind {
          round-robin, ring-all, linear, random, weighted-random or best-proficiency"
     )]
     UnknownStrategy { value: String },
+    #[error("unknown time zone {value:?}; use an IANA name such as \"Europe/Madrid\" or \"UTC\"")]
+    UnknownTimeZone { value: String },
+    #[error(
+        "skill {skill:?} is not in the [[skills]] catalogue; add it there, or correct the name"
+    )]
+    UndefinedSkill { skill: String },
+    #[error(
+        "no skill of category {category:?} is in the [[skills]] catalogue; add one such as \
+         \"{category}=NAME\", or correct the category"
+    )]
+    UndefinedSkillCategory { category: String },
+    #[error(
+        "invalid skill name {value:?}; write the name without a level, such as \"language=ru\""
+    )]
+    InvalidSkillName { value: String },
     #[error("unknown caller order {value:?}; use \"longest-waiting\" or \"queue-weight\"")]
     UnknownCallerOrder { value: String },
     /// A skill that the acd crate's parser rejects; its message names the text.
@@ -197,6 +212,26 @@ impl ConfigErrors {
             location: None,
             kind: ConfigErrorKind::Read(source),
         })
+    }
+
+    /// Builds an error with a message of its own, for configuration text
+    /// that the PBX assembled itself.
+    pub(crate) fn message(origin: &str, key: &str, message: &str) -> ConfigErrors {
+        ConfigErrors::single(ConfigError {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            location: None,
+            kind: ConfigErrorKind::Toml(message.trim_end().to_owned()),
+        })
+    }
+
+    /// Drops the line numbers, which point into text no one can open when
+    /// the PBX assembled it.
+    pub(crate) fn without_locations(mut self) -> ConfigErrors {
+        for error in &mut self.0 {
+            error.location = None;
+        }
+        self
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::ConfigErrorKind;
 use super::raw::{RawQa, RawReports};
-use super::validate::{Checker, from_file, spanned};
+use super::validate::{Checker, Source, from_file, spanned};
 use super::{Criterion, QaConfig, ReportsConfig};
 
 /// Highest score of a criterion unless the file sets `qa.max_score`.
@@ -81,7 +81,18 @@ pub(super) fn convert_reports(checker: &mut Checker<'_>, raw: &RawReports) -> Re
         };
         checker.report(key, &hours.source, kind);
     }
+    let time_zone = match &raw.time_zone {
+        None => jiff::tz::TimeZone::UTC,
+        Some(name) => jiff::tz::TimeZone::get(name.get_ref()).unwrap_or_else(|_| {
+            let kind = ConfigErrorKind::UnknownTimeZone {
+                value: name.get_ref().clone(),
+            };
+            checker.report("reports.time_zone", &Source::File(name.span()), kind);
+            jiff::tz::TimeZone::UTC
+        }),
+    };
     ReportsConfig {
         first_contact_window: Duration::from_secs(u64::from(hours.value) * 3600),
+        time_zone,
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) acd: RawAcd,
     #[serde(default)]
+    pub(super) skills: Vec<RawSkill>,
+    #[serde(default)]
     pub(super) agents: Vec<RawAgent>,
     #[serde(default)]
     pub(super) trunks: Vec<RawTrunk>,
@@ -70,6 +72,7 @@ pub(super) struct RawCriterion {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReports {
     pub(super) first_contact_window_hours: Value<u32>,
+    pub(super) time_zone: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,12 +155,20 @@ pub(super) struct RawAcd {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawSkill {
+    pub(super) name: Spanned<String>,
+    pub(super) description: Value<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawAgent {
     pub(super) id: Spanned<String>,
     pub(super) name: Value<String>,
     pub(super) password: Value<String>,
     #[serde(default)]
     pub(super) skills: Vec<Spanned<String>>,
+    pub(super) wrap_up_secs: Value<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +214,9 @@ pub(super) struct RawQueue {
     pub(super) service_level_secs: Value<u64>,
     pub(super) callback_attempts: Value<u32>,
     pub(super) callback_retry_secs: Value<u64>,
+    pub(super) survey: Value<bool>,
+    pub(super) survey_attempts: Value<u32>,
+    pub(super) survey_timeout_secs: Value<u64>,
 }
 
 /// One `[[queues.steps]]` table; validation checks that exactly one of

@@ -747,6 +747,22 @@ fn database_url_defaults_to_sqlite_in_data_dir() {
 }
 
 #[test]
+fn report_time_zone_is_checked() {
+    let config = Config::parse("[reports]\ntime_zone = \"Europe/Madrid\"\n", "zone.toml")
+        .expect("valid zone");
+    assert_eq!(config.reports.time_zone.iana_name(), Some("Europe/Madrid"));
+    let default = Config::parse("", "empty.toml").expect("empty file");
+    assert_eq!(default.reports.time_zone, jiff::tz::TimeZone::UTC);
+    let errors = Config::parse("[reports]\ntime_zone = \"Europe/Madird\"\n", "zone.toml")
+        .expect_err("misspelt zone");
+    assert_eq!(
+        errors.to_string(),
+        "zone.toml:2:13: reports.time_zone: unknown time zone \"Europe/Madird\"; use an IANA \
+         name such as \"Europe/Madrid\" or \"UTC\""
+    );
+}
+
+#[test]
 fn database_url_accepts_sqlite_and_postgres() {
     let config = parse("[database]\nurl = \"postgres://pbx:secret@db.example/pbx\"\n");
     let url = config.database.expect("database.url is set");
@@ -768,5 +784,24 @@ fn database_url_with_bad_scheme_is_an_error() {
             "test.toml:2:7: database.url: unsupported database URL scheme \"mysql\": \
           use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE"
         ]
+    );
+}
+
+#[test]
+fn agent_wrap_up_is_checked() {
+    let config = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 45\n",
+        "agents.toml",
+    )
+    .expect("valid wrap-up");
+    assert_eq!(config.agents[0].wrap_up, Some(Duration::from_secs(45)));
+    let errors = Config::parse(
+        "[[agents]]\nid = \"1001\"\nwrap_up_secs = 90000\n",
+        "agents.toml",
+    )
+    .expect_err("over a day");
+    assert_eq!(
+        errors.to_string(),
+        "agents.toml:3:16: agents[0].wrap_up_secs: must be at most 86400, got 90000"
     );
 }

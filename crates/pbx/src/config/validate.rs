@@ -43,6 +43,8 @@ const RING_TIMEOUT_SECS: u64 = 15;
 const MAX_WAIT_SECS: u64 = 120;
 const RETRY_DELAY_SECS: u64 = 5;
 const WRAP_UP_SECS: u64 = 0;
+/// A day: an agent's own wrap-up beyond it is surely a typo.
+const MAX_AGENT_WRAP_UP_SECS: u64 = 86_400;
 
 /// Flags that override file values, as named in errors.
 const FLAG_DATA_DIR: &str = "--data-dir";
@@ -362,6 +364,8 @@ pub(super) fn convert(
     check_port_overlap(&mut checker, &sip, &http, &media);
     let registrar = convert_registrar(&mut checker, raw);
     let recording = convert_recording(&mut checker, raw);
+    let skills = super::skills::convert_skills(&mut checker, &raw.skills);
+    super::skills::check_references(&mut checker, &skills, raw);
     let agents = convert_agents(&mut checker, &raw.agents);
     let trunks = convert_trunks(&mut checker, &raw.trunks);
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
@@ -396,6 +400,7 @@ pub(super) fn convert(
         media,
         registrar,
         recording,
+        skills,
         agents,
         trunks,
         queues,
@@ -673,11 +678,23 @@ fn convert_agents(checker: &mut Checker<'_>, raw: &[RawAgent]) -> Vec<AgentConfi
             checker.not_empty(&format!("{key}.password"), password);
         }
         let skills = routing::agent_skills(checker, &format!("{key}.skills"), &agent.skills);
+        let wrap_up = agent.wrap_up_secs.as_ref().map(|secs| {
+            let secs = spanned(secs);
+            if secs.value > MAX_AGENT_WRAP_UP_SECS {
+                let kind = ConfigErrorKind::TooLarge {
+                    value: secs.value,
+                    max: MAX_AGENT_WRAP_UP_SECS,
+                };
+                checker.report(format!("{key}.wrap_up_secs"), &secs.source, kind);
+            }
+            Duration::from_secs(secs.value)
+        });
         agents.push(AgentConfig {
             name: name.map_or_else(|| id.value.clone(), |name| name.value),
             id: id.value,
             password: password.map(|password| password.value),
             skills,
+            wrap_up,
         });
     }
     agents
@@ -813,6 +830,7 @@ fn convert_queues(
                 .then(|| Duration::from_secs(announce_every.value)),
             announce_position: from_file(&queue.announce_position, true).value,
             announce_wait: from_file(&queue.announce_wait, true).value,
+            survey: super::survey::convert_survey(checker, &key, queue),
             name: name.value,
             agents: queue.agents.iter().map(|a| a.get_ref().clone()).collect(),
             ring_timeout: engine.ring_timeout,

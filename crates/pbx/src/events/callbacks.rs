@@ -253,6 +253,11 @@ mod tests {
             recording_events: Vec::new(),
             media_quality: None,
             rebuilt: false,
+            transfers: Vec::new(),
+            hold_count: 0,
+            hold_seconds: 0.0,
+            survey: None,
+            csat_score: None,
         };
         cdr.write(&record).await.unwrap();
         let pending = store.pending_callbacks().await.unwrap();

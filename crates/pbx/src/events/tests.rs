@@ -377,6 +377,30 @@ async fn a_start_beyond_the_newest_event_waits_for_new_ones(database: TestDataba
     assert_eq!(next_seq(&mut subscription).await, next[0].seq);
 }
 
+async fn sequence_numbers_returned_are_those_stored(database: TestDatabase) {
+    let (_dir, store) = store(&database).await;
+    let event = |i: usize| NewEvent {
+        at_ms: 1_800_000_000_000 + i64::try_from(i).unwrap(),
+        kind: "offer_answered",
+        call: Some(format!("call-{i}")),
+        queue: Some("general".to_owned()),
+        agent: Some("1001".to_owned()),
+        data: json!({ "n": i }),
+    };
+    // More than one statement's worth, then a second batch after it.
+    let first: Vec<NewEvent> = (0..EVENTS_PER_STATEMENT + 3).map(event).collect();
+    let second: Vec<NewEvent> = (0..5).map(|i| event(10_000 + i)).collect();
+    let mut returned = store.append(&first).await.unwrap();
+    returned.extend(store.append(&second).await.unwrap());
+    let in_table = store.events_after(0, None, 10_000).await.unwrap();
+    assert_eq!(returned, in_table);
+    assert!(
+        returned
+            .windows(2)
+            .all(|pair| pair[1].seq == pair[0].seq + 1)
+    );
+}
+
 cdr::storage_tests!(
     stored_rows_keep_order_and_numbers,
     the_reply_comes_after_the_commit_and_the_queue_log_follows,
@@ -388,4 +412,5 @@ cdr::storage_tests!(
     a_subscriber_that_lags_is_told_and_reads_the_table,
     an_agent_subscription_sees_only_its_events,
     a_start_beyond_the_newest_event_waits_for_new_ones,
+    sequence_numbers_returned_are_those_stored,
 );

@@ -43,6 +43,8 @@ pub(crate) struct ListQuery {
     caller: Option<String>,
     min_talk_seconds: Option<String>,
     max_talk_seconds: Option<String>,
+    min_csat: Option<String>,
+    max_csat: Option<String>,
 }
 
 pub(crate) async fn list_calls(
@@ -104,6 +106,15 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
             "max_talk_seconds ({max}) is less than min_talk_seconds ({min})"
         )));
     }
+    let min_csat = csat_parameter("min_csat", query.min_csat.as_deref())?;
+    let max_csat = csat_parameter("max_csat", query.max_csat.as_deref())?;
+    if let (Some(min), Some(max)) = (min_csat, max_csat)
+        && max < min
+    {
+        return Err(Problem::bad_request(format!(
+            "max_csat ({max}) is less than min_csat ({min})"
+        )));
+    }
     Ok(CallFilter {
         disposition,
         from,
@@ -113,7 +124,23 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
         caller: text_parameter(query.caller.as_deref()),
         min_talk_seconds,
         max_talk_seconds,
+        min_csat,
+        max_csat,
     })
+}
+
+/// Parses a survey score bound: a whole number from 1 to 5, or nothing
+/// for an empty value.
+fn csat_parameter(name: &str, value: Option<&str>) -> Result<Option<u8>, Problem> {
+    let Some(text) = value.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    match text.parse::<u8>() {
+        Ok(score @ 1..=5) => Ok(Some(score)),
+        _ => Err(Problem::bad_request(format!(
+            "{name} must be a survey score from 1 to 5, got {text:?}"
+        ))),
+    }
 }
 
 /// Returns the trimmed text of a parameter. An empty value, as an empty

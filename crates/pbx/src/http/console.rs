@@ -29,9 +29,10 @@ const CALLS: &str = include_str!("../../console/calls.html");
 const CALL: &str = include_str!("../../console/call.html");
 const WALLBOARD: &str = include_str!("../../console/wallboard.html");
 const REPORTS: &str = include_str!("../../console/reports.html");
+const ADMINISTRATION: &str = include_str!("../../console/admin.html");
 
 /// Files under `/console/assets/`, by name.
-const ASSETS: [(&str, &str, &str); 9] = [
+const ASSETS: [(&str, &str, &str); 10] = [
     (
         "console.css",
         CSS,
@@ -62,6 +63,11 @@ const ASSETS: [(&str, &str, &str); 9] = [
         "reports.js",
         JAVASCRIPT,
         include_str!("../../console/reports.js"),
+    ),
+    (
+        "admin.js",
+        JAVASCRIPT,
+        include_str!("../../console/admin.js"),
     ),
     (
         "scorecard.js",
@@ -105,6 +111,10 @@ pub(crate) async fn wallboard_page() -> Response {
 
 pub(crate) async fn reports_page() -> Response {
     serve(HTML, REPORTS)
+}
+
+pub(crate) async fn administration_page() -> Response {
+    serve(HTML, ADMINISTRATION)
 }
 
 pub(crate) async fn asset(UrlPath(name): UrlPath<String>) -> Result<Response, Problem> {

@@ -6,19 +6,22 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::auth::Authenticated;
-use super::reports::{REPORTS, format_utc, millis, range};
+use super::reports::{REPORTS, check_range, millis, timestamp};
 use super::{ApiState, Problem};
-use crate::kpi::{Grouping, Interval, IntervalReport, ReportRequest};
+use crate::kpi::{Calendar, Grouping, Interval, IntervalReport, ReportRequest};
 
 /// Maximum number of intervals in one report: 31 days of 15-minute intervals.
 pub(crate) const MAX_INTERVALS: i64 = 31 * 96;
 
 /// Columns of the CSV export of queue rows, in order.
-const QUEUE_COLUMNS: [&str; 21] = [
+const QUEUE_COLUMNS: [&str; 26] = [
     "start",
     "end",
     "queue",
@@ -40,10 +43,15 @@ const QUEUE_COLUMNS: [&str; 21] = [
     "longest_wait_seconds",
     "first_contact_calls",
     "first_contact_resolution_percent",
+    "hold_seconds",
+    "average_hold_seconds",
+    "surveys_offered",
+    "surveys_answered",
+    "csat_percent",
 ];
 
 /// Columns of the CSV export of agent rows, in order.
-const AGENT_COLUMNS: [&str; 14] = [
+const AGENT_COLUMNS: [&str; 19] = [
     "start",
     "end",
     "agent",
@@ -58,20 +66,17 @@ const AGENT_COLUMNS: [&str; 14] = [
     "occupancy_percent",
     "shifts",
     "calls_per_shift",
+    "hold_seconds",
+    "average_hold_seconds",
+    "surveys_offered",
+    "surveys_answered",
+    "csat_percent",
 ];
 
 /// Figures the report cannot give, with the reason. The API lists them so
-/// that a client does not take a missing column for zero.
-const UNAVAILABLE: [(&str, &str); 2] = [
-    (
-        "hold_seconds",
-        "the PBX stores no hold events, so hold time is part of talk time",
-    ),
-    (
-        "csat_percent",
-        "the PBX runs no post-call survey, so there are no answers to count",
-    ),
-];
+/// that a client does not take a missing column for zero; every figure is
+/// available now, and the list stays for the clients that read it.
+const UNAVAILABLE: [(&str, &str); 0] = [];
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct IntervalQuery {
@@ -80,6 +85,7 @@ pub(crate) struct IntervalQuery {
     interval: Option<String>,
     by: Option<String>,
     format: Option<String>,
+    tz: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +100,8 @@ pub(crate) struct IntervalReply {
     to: String,
     interval: &'static str,
     by: &'static str,
+    /// IANA name of the zone whose clock bounds the intervals.
+    time_zone: String,
     first_contact_window_hours: u64,
     rows: Vec<Value>,
     unavailable: Vec<Unavailable>,
@@ -108,45 +116,59 @@ pub(crate) async fn interval_report(
 ) -> Result<Response, Problem> {
     user.require(&REPORTS, "read queue reports")?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let (from, to) = range(query.from.as_deref(), query.to.as_deref())?;
+    let settings = report_settings(&state).await?;
+    let time_zone = match query.tz.as_deref() {
+        Some(name) => time_zone_parameter(name)?,
+        None => settings.time_zone,
+    };
+    let from = local_or_rfc3339("from", query.from.as_deref(), &time_zone)?;
+    let to = local_or_rfc3339("to", query.to.as_deref(), &time_zone)?;
+    let (from, to) = check_range(from, to)?;
     let interval = interval_parameter(query.interval.as_deref())?;
     let grouping = grouping_parameter(query.by.as_deref())?;
     let csv = wants_csv(query.format.as_deref(), &headers)?;
+    let calendar = Calendar {
+        interval,
+        time_zone,
+    };
     let (from_ms, to_ms) = (millis(from), millis(to));
-    let count = interval.count(from_ms, to_ms);
+    let count = calendar.count(from_ms, to_ms, MAX_INTERVALS);
     if count > MAX_INTERVALS {
         return Err(Problem::bad_request(format!(
-            "the range has {count} intervals of {} and a report has at most {MAX_INTERVALS}; \
-             ask for a longer interval or a shorter range",
+            "the range has more than {MAX_INTERVALS} intervals of {} and a report has at most \
+             {MAX_INTERVALS}; ask for a longer interval or a shorter range",
             describe(interval)
         )));
     }
 
-    let window = first_contact_window(&state).await?;
+    let window = settings.first_contact_window;
     let request = ReportRequest {
         from_ms,
         to_ms,
         now_ms: millis(state.now()),
-        interval,
+        calendar: calendar.clone(),
         grouping,
         first_contact_window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
     };
     let rows = read_rows(&state, request).await?;
+    let (from_text, to_text) = (calendar.format(from_ms), calendar.format(to_ms));
 
     if csv {
+        // The local date of the start, the first ten characters of RFC 3339.
         let name = format!(
             "report-{}-{}-{}.csv",
             grouping.as_str(),
             interval.as_str(),
-            from.date()
+            from_text.get(..10).unwrap_or_default()
         );
         return Ok(csv_response(&rows, grouping, &name));
     }
     let reply = IntervalReply {
-        from: format_utc(from),
-        to: format_utc(to),
+        from: from_text,
+        to: to_text,
         interval: interval.as_str(),
         by: grouping.as_str(),
+        time_zone: time_zone_name(&calendar.time_zone),
         first_contact_window_hours: window.as_secs() / 3600,
         rows,
         unavailable: UNAVAILABLE
@@ -157,9 +179,9 @@ pub(crate) async fn interval_report(
     Ok(Json(reply).into_response())
 }
 
-async fn first_contact_window(state: &ApiState) -> Result<std::time::Duration, Problem> {
+async fn report_settings(state: &ApiState) -> Result<crate::config::ReportsConfig, Problem> {
     match &state.calls.reloader {
-        Some(reloader) => Ok(reloader.reports().await.first_contact_window),
+        Some(reloader) => Ok(reloader.reports().await),
         None => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the configuration is not available in this process",
@@ -167,15 +189,57 @@ async fn first_contact_window(state: &ApiState) -> Result<std::time::Duration, P
     }
 }
 
+/// Parses `from` or `to`: an RFC 3339 time, or a local time without an
+/// offset such as `2027-03-28T00:00`, read on the clock of `zone`. A local
+/// time that the clocks skip or repeat takes the offset before the change.
+fn local_or_rfc3339(
+    name: &str,
+    value: Option<&str>,
+    zone: &TimeZone,
+) -> Result<OffsetDateTime, Problem> {
+    let Some(text) = value else {
+        return timestamp(name, value);
+    };
+    // RFC 3339 first, because the civil parser would drop an offset.
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let Ok(local) = text.parse::<jiff::civil::DateTime>() else {
+        return timestamp(name, value);
+    };
+    let zoned = zone
+        .to_ambiguous_zoned(local)
+        .compatible()
+        .map_err(|_| Problem::bad_request(format!("{name} is out of range, got {text:?}")))?;
+    OffsetDateTime::from_unix_timestamp_nanos(zoned.timestamp().as_nanosecond())
+        .map_err(|_| Problem::bad_request(format!("{name} is out of range, got {text:?}")))
+}
+
+/// Parses the `tz` parameter, an IANA time zone name.
+fn time_zone_parameter(name: &str) -> Result<TimeZone, Problem> {
+    TimeZone::get(name).map_err(|_| {
+        Problem::bad_request(format!(
+            "tz must be an IANA time zone name such as Europe/Madrid or UTC, got {name:?}"
+        ))
+    })
+}
+
+/// Returns the IANA name of a zone from the database; every zone the
+/// configuration and the `tz` parameter accept has one.
+fn time_zone_name(zone: &TimeZone) -> String {
+    zone.iana_name().unwrap_or("UTC").to_owned()
+}
+
 async fn read_rows(state: &ApiState, request: ReportRequest) -> Result<Vec<Value>, Problem> {
     let events = crate::events::EventStore::on(state.calls.cdr.pool().clone());
+    let (from_ms, to_ms, grouping) = (request.from_ms, request.to_ms, request.grouping);
     let report = crate::kpi::interval_report(&events, &state.calls.cdr, request)
         .await
         .map_err(|error| {
             tracing::error!(
                 %error,
-                from_ms = request.from_ms,
-                to_ms = request.to_ms,
+                from_ms,
+                to_ms,
                 "reading the report's events or call records failed"
             );
             Problem::new(
@@ -183,7 +247,7 @@ async fn read_rows(state: &ApiState, request: ReportRequest) -> Result<Vec<Value
                 "the queue events or call records could not be read",
             )
         })?;
-    Ok(rows(&report, request.grouping))
+    Ok(rows(&report, grouping))
 }
 
 fn grouping_parameter(value: Option<&str>) -> Result<Grouping, Problem> {

@@ -348,6 +348,13 @@ pub(crate) async fn reload_config(
         ReloadError::NotDurable(_) => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
         }
+        ReloadError::Layer(_) | ReloadError::NoLayerStore => {
+            tracing::error!(%error, "configuration reload failed");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the administration changes could not be read",
+            )
+        }
     })?;
     let target = report.file.clone();
     super::admin::audit(&state, &user, "config.reload", target, state.now()).await?;

@@ -4,6 +4,7 @@
 //! The test `openapi_matches_routes` fails when a route is added, removed
 //! or given another method here or in `routes()` without the other.
 
+mod administration;
 mod quality;
 
 use axum::Json;
@@ -39,7 +40,7 @@ pub(crate) fn document() -> Value {
 
 fn paths() -> Value {
     let mut paths = api_paths();
-    for more in [console_paths(), quality::paths()] {
+    for more in [console_paths(), quality::paths(), administration::paths()] {
         if let (Value::Object(all), Value::Object(more)) = (&mut paths, more) {
             all.extend(more);
         }
@@ -70,6 +71,9 @@ fn console_paths() -> Value {
         "/console/wallboard": { "get": console_page("Console: live queues and agents") },
         "/console/reports": {
             "get": console_page("Console: reports per interval with charts and CSV export"),
+        },
+        "/console/admin": {
+            "get": console_page("Console: agents, skills and queues; forms for administrators"),
         },
         "/console/assets/{file}": {
             "get": with_parameters(public(operation(
@@ -513,6 +517,10 @@ fn call_search_parameters() -> Vec<Value> {
         json!({ "name": name, "in": "query", "description": description,
                 "schema": { "type": "number", "minimum": 0 } })
     };
+    let score = |name: &str, description: &str| {
+        json!({ "name": name, "in": "query", "description": description,
+                "schema": { "type": "integer", "minimum": 1, "maximum": 5 } })
+    };
     vec![
         time(
             "from",
@@ -539,6 +547,14 @@ fn call_search_parameters() -> Vec<Value> {
             "max_talk_seconds",
             "Only calls that talked at most this long; not less than min_talk_seconds",
         ),
+        score(
+            "min_csat",
+            "Only calls whose post-call survey score is at least this",
+        ),
+        score(
+            "max_csat",
+            "Only calls whose post-call survey score is at most this; not less than min_csat",
+        ),
     ]
 }
 
@@ -564,8 +580,10 @@ fn paging(maximum: u32, default: u32) -> Vec<Value> {
 
 fn all_schemas() -> Value {
     let mut schemas = schemas();
-    if let (Value::Object(all), Value::Object(more)) = (&mut schemas, quality::schemas()) {
-        all.extend(more);
+    for more in [quality::schemas(), administration::schemas()] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut schemas, more) {
+            all.extend(more);
+        }
     }
     schemas
 }
@@ -596,6 +614,21 @@ fn schemas() -> Value {
             "required": ["type", "title", "status", "detail"],
             "properties": {
                 "type": text, "title": text, "status": { "type": "integer" }, "detail": text,
+                "errors": {
+                    "description": "invalid fields of an administration change, one each",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["detail", "key"],
+                        "properties": {
+                            "detail": text,
+                            "pointer": { "type": "string",
+                                         "description": "JSON Pointer into the body sent, as #/skills/0; absent when the problem lies in another definition" },
+                            "key": { "type": "string",
+                                     "description": "key path in the configuration, as queues[1].agents[0]" },
+                        },
+                    },
+                },
             },
         },
         "Role": { "enum": ["administrator", "supervisor", "qa", "agent"] },
@@ -685,6 +718,7 @@ fn schemas() -> Value {
         },
         "CallRecord": call_record(),
         "RecordingEvent": recording_event(),
+        "Transfer": transfer(),
         "RecordingPauseState": recording_pause_state(),
         "RecordingEntry": recording_entry(),
         "Agent": {
@@ -779,13 +813,21 @@ fn call_record() -> Value {
             "wait_seconds": number, "talk_seconds": number,
             "disposition": { "enum": ["answered", "abandoned", "no_agent", "failed", "voicemail", "callback"] },
             "sip_status": { "type": ["integer", "null"] },
-            "hangup_side": { "enum": ["caller", "agent", "system", null] },
+            "hangup_side": { "enum": ["caller", "agent", "system", "session_expired", null] },
             "recording_path": nullable_text, "recording_seconds": nullable_number,
             "interrupted": { "type": "boolean" },
             "caller_answered_at": nullable_timestamp,
             "voicemail_box": nullable_text,
             "forwarded_to": nullable_text,
             "callback_of": nullable_text,
+            "diverted_from": nullable_text,
+            "rebuilt": { "type": "boolean" },
+            "hold_count": { "type": "integer", "description": "holds by either side during the answered call" },
+            "hold_seconds": { "type": "number", "description": "time on hold, part of talk_seconds" },
+            "survey": { "enum": ["answered", "timed_out", "invalid", "hung_up", "interrupted", null],
+                        "description": "how the post-call survey ended; null when none was offered" },
+            "csat_score": { "type": ["integer", "null"], "minimum": 1, "maximum": 5,
+                            "description": "score keyed in the post-call survey" },
             "recording_events": { "type": "array", "items": schema_ref("RecordingEvent"),
                                   "description": "pauses and resumes of the recording, oldest first" },
             "media_quality": {
@@ -793,6 +835,8 @@ fn call_record() -> Value {
                 "description": "what the relay received from each leg; null when no audio was relayed",
                 "properties": { "caller": leg_quality(), "agent": leg_quality() },
             },
+            "transfers": { "type": "array", "items": schema_ref("Transfer"),
+                           "description": "transfers by the call's agents, oldest first" },
         },
     })
 }
@@ -849,6 +893,32 @@ fn recording_event() -> Value {
             "at": { "type": "string", "format": "date-time" },
             "source": { "enum": ["api", "dtmf"] },
             "actor": { "type": "string", "description": "API user name, or the agent id that keyed the code" },
+        },
+    })
+}
+
+/// Schema of one entry of a CDR's `transfers`.
+fn transfer() -> Value {
+    let nullable_text = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "required": ["at", "offset_seconds", "from_agent", "from_talk_seconds", "target",
+                     "target_kind", "outcome"],
+        "properties": {
+            "at": { "type": "string", "format": "date-time",
+                    "description": "when the PBX accepted the agent's REFER" },
+            "offset_seconds": { "type": "number",
+                                "description": "seconds from answered_at, which is also the offset into the recording" },
+            "from_agent": { "type": "string" },
+            "from_talk_seconds": { "type": "number",
+                                   "description": "talk time of from_agent, from its answer to at" },
+            "target": { "type": "string", "description": "agent id or DID named in Refer-To" },
+            "target_kind": { "enum": ["extension", "queue", "consultation"] },
+            "outcome": { "enum": ["connected", "queued", "reconnected", "abandoned"] },
+            "sip_status": { "type": ["integer", "null"],
+                            "description": "final status of the target when it did not answer" },
+            "answered_by": nullable_text,
+            "answered_at": { "type": ["string", "null"], "format": "date-time" },
         },
     })
 }
@@ -934,8 +1004,14 @@ fn queue_report() -> Value {
     })
 }
 
-/// One queue of a report.
+/// One queue of a report, with the hold and survey figures.
 fn queue_kpi() -> Value {
+    let mut kpi = queue_kpi_base();
+    quality::add_hold_survey(&mut kpi);
+    kpi
+}
+
+fn queue_kpi_base() -> Value {
     let count = json!({ "type": "integer" });
     let seconds =
         |description: &str| json!({ "type": ["number", "null"], "description": description });
@@ -945,7 +1021,8 @@ fn queue_kpi() -> Value {
                      "average_abandon_seconds", "timed_out",
                      "exited_by_key", "exited_other", "unresolved", "average_speed_of_answer_seconds",
                      "average_talk_seconds", "average_wrap_up_seconds", "average_handle_seconds",
-                     "service_level_20_percent", "service_level_30_percent", "longest_wait_seconds"],
+                     "service_level_20_percent", "service_level_30_percent", "longest_wait_seconds",
+                     "callbacks_not_reached"],
         "properties": {
             "queue": { "type": "string" },
             "offered": { "type": "integer", "description": "calls that entered the queue in the range" },
@@ -958,9 +1035,10 @@ fn queue_kpi() -> Value {
             "exited_other": { "type": "integer", "description": "queue full, no agent, or a skill step" },
             "unresolved": { "type": "integer", "description": "no outcome stored yet: still waiting, or cut by a stop" },
             "average_speed_of_answer_seconds": seconds("mean wait of the answered calls"),
-            "average_talk_seconds": seconds("mean talk time of the answered calls that ended"),
+            "callbacks_not_reached": { "type": "integer", "description": "callback requests whose attempts all failed" },
+            "average_talk_seconds": seconds("mean talk time of the answered calls that ended, without their hold time"),
             "average_wrap_up_seconds": seconds("mean wrap-up after those calls, where it has ended"),
-            "average_handle_seconds": seconds("mean talk plus wrap-up, where the wrap-up has ended"),
+            "average_handle_seconds": seconds("mean talk plus hold plus wrap-up, where the wrap-up has ended"),
             "service_level_20_percent": seconds("offered calls answered within 20 seconds, as a percentage"),
             "service_level_30_percent": seconds("offered calls answered within 30 seconds, as a percentage"),
             "longest_wait_seconds": seconds("longest wait before an answer or leaving the queue"),

@@ -22,6 +22,22 @@ pub(crate) struct Problem {
     /// Seconds for a `Retry-After` header, sent with 429.
     #[serde(skip)]
     retry_after: Option<i64>,
+    /// One entry per invalid field, as the `errors` extension member that
+    /// RFC 9457 section 3 shows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+/// One invalid value of a request body.
+#[derive(Debug, Serialize)]
+pub(crate) struct FieldError {
+    pub(crate) detail: String,
+    /// JSON Pointer into the request body, as `#/skills/0`; absent when the
+    /// problem lies in another definition than the one sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pointer: Option<String>,
+    /// Key path in the configuration, as `queues[1].agents[0]`.
+    pub(crate) key: String,
 }
 
 impl Problem {
@@ -34,7 +50,13 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             retry_after: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// Lists the invalid fields with the problem.
+    pub(crate) fn with_errors(self, errors: Vec<FieldError>) -> Problem {
+        Problem { errors, ..self }
     }
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Problem {

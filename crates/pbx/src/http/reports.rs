@@ -70,6 +70,14 @@ pub(super) fn range(
 ) -> Result<(OffsetDateTime, OffsetDateTime), Problem> {
     let from = timestamp("from", from)?;
     let to = timestamp("to", to)?;
+    check_range(from, to)
+}
+
+/// Checks that `[from, to)` is a range a report may cover.
+pub(super) fn check_range(
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), Problem> {
     if to <= from {
         return Err(Problem::bad_request(format!(
             "to must be later than from, got from={} and to={}",
@@ -85,7 +93,7 @@ pub(super) fn range(
     Ok((from, to))
 }
 
-fn timestamp(name: &str, value: Option<&str>) -> Result<OffsetDateTime, Problem> {
+pub(super) fn timestamp(name: &str, value: Option<&str>) -> Result<OffsetDateTime, Problem> {
     let text = value.ok_or_else(|| {
         Problem::bad_request(format!(
             "{name} is required, as an RFC 3339 time such as 2027-01-15T08:00:00Z"

@@ -4,6 +4,7 @@
 mod access;
 mod acd_api;
 mod admin_api;
+mod administration_api;
 mod call_search;
 mod console_pages;
 mod event_stream;
@@ -48,8 +49,11 @@ struct Fixture {
     users: HashMap<Role, User>,
     /// Session cookie value of each role's user.
     sessions: HashMap<Role, String>,
-    /// Reloads `config_path` (see [`reload_config_text`]).
+    /// Reloads `config_path` (see [`reload_config_text`]), with the
+    /// administration layer in the fixture's database.
     reloader: Arc<crate::reload::Reloader>,
+    /// Every configuration the reloader handed to the engine, in order.
+    applied: Arc<Mutex<Vec<sip_server::b2bua::CoreConfig>>>,
     config_path: PathBuf,
     /// The event stream's feed, which `batches` publish into once the
     /// event writer has committed them, as in the PBX.
@@ -134,17 +138,25 @@ async fn fixture() -> Fixture {
     std::fs::write(&config_path, &text).expect("write config");
     let running = crate::config::Config::parse(&text, &config_path.display().to_string())
         .expect("fixture configuration is valid");
-    let reloader = Arc::new(crate::reload::Reloader::new(
-        crate::reload::ConfigSource::File {
-            path: config_path.clone(),
-            overrides: crate::config::Overrides::default(),
-        },
-        running,
-        crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().expect("address")),
-        engine_double(),
-    ));
+    let layer_store = crate::config_layer::LayerStore::open(store.pool().clone())
+        .await
+        .expect("layer store opens");
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let reloader = Arc::new(
+        crate::reload::Reloader::new(
+            crate::reload::ConfigSource::File {
+                path: config_path.clone(),
+                overrides: crate::config::Overrides::default(),
+            },
+            running,
+            crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().expect("address")),
+            reconfigure_double(Arc::clone(&applied)),
+        )
+        .with_layer(layer_store, crate::config_layer::Layer::default(), text),
+    );
     Fixture {
         reloader,
+        applied,
         config_path,
         feed,
         batches,
@@ -304,6 +316,25 @@ fn engine_double() -> crate::live::Live {
                     let names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
                     let _ = reply.send(Ok(vec![format!("queues: {}", names.join(", "))]));
                 }
+            }
+        }
+    });
+    crate::live::Live::new(requests)
+}
+
+/// Takes configurations as the engine would, keeping each in `applied`,
+/// and reports the queue names as the applied change.
+fn reconfigure_double(
+    applied: Arc<Mutex<Vec<sip_server::b2bua::CoreConfig>>>,
+) -> crate::live::Live {
+    use crate::live::LiveRequest;
+    let (requests, mut queue) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Some(request) = queue.recv().await {
+            if let LiveRequest::Reconfigure { config, reply } = request {
+                let names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+                applied.lock().expect("applied lock").push(*config);
+                let _ = reply.send(Ok(vec![format!("queues: {}", names.join(", "))]));
             }
         }
     });
@@ -552,6 +583,11 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 

@@ -1,9 +1,11 @@
-//! Report rows per interval (15, 30 or 60 minutes, or a UTC day) and per
+//! Report rows per interval (15, 30 or 60 minutes, or a day) and per
 //! queue or per agent, from the stored events and the call records.
 //!
-//! Intervals are aligned on UTC: a 15-minute interval starts at :00, :15,
-//! :30 or :45, a day at midnight UTC; the first and last rows are cut to
-//! the asked range. A call counts in the interval in which it entered its
+//! Intervals follow the clock of the report's time zone. A 15-minute
+//! interval starts at :00, :15, :30 or :45 local time, and a day at local
+//! midnight. So the day on which the clocks change lasts 23 or 25 hours
+//! and has as many hourly rows. The first and last rows are cut to the
+//! asked range. A call counts in the interval in which it entered its
 //! queue, as in the queue report. Agent rows count the offers of those
 //! calls and the ones the agent took, and the agent's states within the
 //! interval itself.
@@ -12,14 +14,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cdr::{CallRecord, Disposition};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Change, Figures, Outcome, QueueKpi, Visit, mean, round_millis, wrap_up_after};
+use super::{
+    Change, Figures, HoldSurvey, HoldSurveySums, Outcome, QueueKpi, Visit, mean, round_millis,
+    wrap_up_after,
+};
 use crate::events::{EventStore, EventStoreError, StoredEvent};
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Length of the report's intervals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +32,7 @@ pub(crate) enum Interval {
     Minutes15,
     Minutes30,
     Minutes60,
-    /// A calendar day in UTC.
+    /// A calendar day in the report's time zone.
     Day,
 }
 
@@ -52,23 +57,92 @@ impl Interval {
         }
     }
 
-    pub(crate) fn length_ms(self) -> i64 {
+    /// Length of a clock interval; None for a day, whose length depends
+    /// on the time zone and the date.
+    fn minutes_ms(self) -> Option<i64> {
         match self {
-            Interval::Minutes15 => 15 * 60_000,
-            Interval::Minutes30 => 30 * 60_000,
-            Interval::Minutes60 => 60 * 60_000,
-            Interval::Day => DAY_MS,
+            Interval::Minutes15 => Some(15 * 60_000),
+            Interval::Minutes30 => Some(30 * 60_000),
+            Interval::Minutes60 => Some(60 * 60_000),
+            Interval::Day => None,
+        }
+    }
+}
+
+/// Interval boundaries in one time zone.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Calendar {
+    pub(crate) interval: Interval,
+    pub(crate) time_zone: TimeZone,
+}
+
+impl Calendar {
+    /// Start of the interval that contains `at_ms`.
+    pub(crate) fn start_of(&self, at_ms: i64) -> i64 {
+        let Ok(at) = Timestamp::from_millisecond(at_ms) else {
+            return at_ms;
+        };
+        match self.interval.minutes_ms() {
+            Some(length) => {
+                // The offset in force at `at_ms` puts the boundaries on the
+                // local clock. A change by whole hours keeps both sides on
+                // one grid of 15, 30 or 60 minutes.
+                // NOTE: a zone whose offset changes by 30 minutes (Lord Howe
+                // Island) gets two overlapping hourly rows at its change.
+                let offset_ms = i64::from(self.time_zone.to_offset(at).seconds()) * 1000;
+                at_ms - (at_ms + offset_ms).rem_euclid(length)
+            }
+            None => at
+                .to_zoned(self.time_zone.clone())
+                .start_of_day()
+                .map_or(at_ms, |start| start.timestamp().as_millisecond()),
         }
     }
 
-    /// Start of the interval that contains `at_ms`.
-    fn start_of(self, at_ms: i64) -> i64 {
-        at_ms - at_ms.rem_euclid(self.length_ms())
+    /// Start of the interval after the one that starts at `start_ms`.
+    pub(crate) fn next(&self, start_ms: i64) -> i64 {
+        if let Some(length) = self.interval.minutes_ms() {
+            return start_ms + length;
+        }
+        Timestamp::from_millisecond(start_ms)
+            .and_then(|start| start.to_zoned(self.time_zone.clone()).tomorrow())
+            .and_then(|tomorrow| tomorrow.start_of_day())
+            // Past jiff's range of years; no report reaches that far.
+            .map_or(start_ms + 86_400_000, |next| {
+                next.timestamp().as_millisecond()
+            })
     }
 
-    /// Number of intervals that `[from_ms, to_ms)` touches.
-    pub(crate) fn count(self, from_ms: i64, to_ms: i64) -> i64 {
-        (self.start_of(to_ms - 1) - self.start_of(from_ms)) / self.length_ms() + 1
+    /// Number of intervals that `[from_ms, to_ms)` touches, counting no
+    /// further than `limit + 1`.
+    pub(crate) fn count(&self, from_ms: i64, to_ms: i64, limit: i64) -> i64 {
+        let mut count = 0;
+        let mut start = self.start_of(from_ms);
+        while start < to_ms && count <= limit {
+            count += 1;
+            start = self.next(start);
+        }
+        count
+    }
+
+    /// Formats `at_ms` as RFC 3339 with the zone's offset at that time,
+    /// and with `Z` in UTC.
+    pub(crate) fn format(&self, at_ms: i64) -> String {
+        let utc_names = ["UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu"];
+        let is_utc = self.time_zone == TimeZone::UTC
+            || self
+                .time_zone
+                .iana_name()
+                .is_some_and(|name| utc_names.contains(&name));
+        if is_utc {
+            return rfc3339(at_ms);
+        }
+        match Timestamp::from_millisecond(at_ms) {
+            Ok(at) => at
+                .display_with_offset(self.time_zone.to_offset(at))
+                .to_string(),
+            Err(_) => rfc3339(at_ms),
+        }
     }
 }
 
@@ -97,7 +171,7 @@ impl Grouping {
 }
 
 /// The range and shape of one report.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ReportRequest {
     pub(crate) from_ms: i64,
     pub(crate) to_ms: i64,
@@ -105,7 +179,7 @@ pub(crate) struct ReportRequest {
     /// whose first-contact window has not passed yet is left out of that
     /// figure.
     pub(crate) now_ms: i64,
-    pub(crate) interval: Interval,
+    pub(crate) calendar: Calendar,
     pub(crate) grouping: Grouping,
     pub(crate) first_contact_window_ms: i64,
 }
@@ -160,6 +234,8 @@ pub(crate) struct AgentRow {
     pub(crate) shifts: u64,
     /// `answered` divided by `shifts`.
     pub(crate) calls_per_shift: Option<f64>,
+    #[serde(flatten)]
+    pub(crate) hold_survey: HoldSurvey,
 }
 
 /// Reads the events and call records the range needs and computes the rows.
@@ -273,7 +349,7 @@ fn first_contact(records: &[CallRecord], request: &ReportRequest) -> FirstContac
             .iter()
             .any(|&other| other > arrived_ms && other <= window_end);
         let entry = counts
-            .entry((request.interval.start_of(entered_ms), key))
+            .entry((request.calendar.start_of(entered_ms), key))
             .or_default();
         entry.1 += 1;
         if !repeated {
@@ -302,7 +378,7 @@ fn queue_rows(
 ) -> Vec<QueueRow> {
     let mut cells: BTreeMap<(i64, String), Figures> = BTreeMap::new();
     for visit in visits {
-        let start = request.interval.start_of(visit.entered_ms);
+        let start = request.calendar.start_of(visit.entered_ms);
         let figures = cells.entry((start, visit.queue.clone())).or_default();
         figures.add(visit, changes);
     }
@@ -311,8 +387,8 @@ fn queue_rows(
         .map(|((start, queue), figures)| {
             let (from, to) = bounds(start, request);
             QueueRow {
-                start: rfc3339(from),
-                end: rfc3339(to),
+                start: request.calendar.format(from),
+                end: request.calendar.format(to),
                 first_contact: first_contact_of(first_contact, start, &queue),
                 figures: figures.kpi(queue),
             }
@@ -331,6 +407,7 @@ struct AgentFigures {
     busy_ms: i64,
     ready_ms: i64,
     shifts: u64,
+    hold_survey: HoldSurveySums,
 }
 
 fn agent_rows(
@@ -342,7 +419,7 @@ fn agent_rows(
 ) -> Vec<AgentRow> {
     let mut cells: BTreeMap<(i64, String), AgentFigures> = BTreeMap::new();
     for visit in visits {
-        let start = request.interval.start_of(visit.entered_ms);
+        let start = request.calendar.start_of(visit.entered_ms);
         for agent in &visit.offers {
             cells.entry((start, agent.clone())).or_default().offered += 1;
         }
@@ -351,8 +428,9 @@ fn agent_rows(
         };
         let figures = cells.entry((start, agent.clone())).or_default();
         figures.answer_waits.push(visit.waited);
+        figures.hold_survey.add(visit, visit.completed.is_some());
         if let Some((_, talk, ended_ms)) = &visit.completed {
-            figures.talks.push(*talk);
+            figures.talks.push(talk - visit.hold_seconds);
             if let Some(wrap_up) = wrap_up_after(changes.get(agent), *ended_ms) {
                 figures.wrap_ups.push(wrap_up);
                 figures.handles.push(talk + wrap_up);
@@ -366,8 +444,8 @@ fn agent_rows(
             let (from, to) = bounds(start, request);
             let answered = figures.answer_waits.len() as u64;
             AgentRow {
-                start: rfc3339(from),
-                end: rfc3339(to),
+                start: request.calendar.format(from),
+                end: request.calendar.format(to),
                 first_contact: first_contact_of(first_contact, start, &agent),
                 agent,
                 offered: figures.offered,
@@ -382,6 +460,7 @@ fn agent_rows(
                 shifts: figures.shifts,
                 calls_per_shift: (figures.shifts > 0)
                     .then(|| round_millis(answered as f64 / figures.shifts as f64)),
+                hold_survey: figures.hold_survey.kpi(),
             }
         })
         .collect()
@@ -452,9 +531,9 @@ fn add_span(
     if !(busy || state == "available") || to_ms <= from_ms {
         return;
     }
-    let mut start = request.interval.start_of(from_ms);
+    let mut start = request.calendar.start_of(from_ms);
     while start < to_ms {
-        let next = start + request.interval.length_ms();
+        let next = request.calendar.next(start);
         let overlap = to_ms.min(next) - from_ms.max(start);
         let figures = cells.entry((start, agent.to_owned())).or_default();
         figures.ready_ms += overlap;
@@ -473,12 +552,12 @@ fn add_shift(
     to_ms: i64,
     request: &ReportRequest,
 ) {
-    let mut start = request.interval.start_of(from_ms);
+    let mut start = request.calendar.start_of(from_ms);
     // A span that ends exactly on a boundary does not reach the next one.
-    let last = request.interval.start_of((to_ms - 1).max(from_ms));
+    let last = request.calendar.start_of((to_ms - 1).max(from_ms));
     while start <= last {
         cells.entry((start, agent.to_owned())).or_default().shifts += 1;
-        start += request.interval.length_ms();
+        start = request.calendar.next(start);
     }
 }
 
@@ -486,7 +565,7 @@ fn add_shift(
 fn bounds(start: i64, request: &ReportRequest) -> (i64, i64) {
     (
         start.max(request.from_ms),
-        (start + request.interval.length_ms()).min(request.to_ms),
+        request.calendar.next(start).min(request.to_ms),
     )
 }
 
@@ -505,3 +584,5 @@ fn rfc3339(at_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_zone_tests;

@@ -244,6 +244,10 @@ async fn figures_match_hand_computed_values() {
         service_level_30_percent: Some(42.857),
         // D.
         longest_wait_seconds: Some(300.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
     };
     let ru = QueueKpi {
         queue: "ru".into(),
@@ -265,6 +269,10 @@ async fn figures_match_hand_computed_values() {
         service_level_20_percent: Some(100.0),
         service_level_30_percent: Some(100.0),
         longest_wait_seconds: Some(10.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
     };
     assert_eq!(report, vec![general, ru]);
 }

@@ -53,13 +53,15 @@ pub(super) fn paths() -> Value {
         "/api/reports/intervals": {
             "get": with_parameters(operation(
                 "Report rows per interval and per queue or agent",
-                "Administrators, supervisors and QA. Intervals of 15, 30 or 60 minutes or UTC days, \
-                 aligned on UTC. A call counts in the interval in which it entered a queue; its \
-                 outcome may come later. Queue and agent figures come from the stored events, \
-                 first-contact resolution from the call records. JSON by default; CSV with \
-                 format=csv or, without format, with Accept: text/csv. 400 for a bad time, \
-                 interval, by or format, for a range over 366 days, or for more than 2976 \
-                 intervals.",
+                "Administrators, supervisors and QA. Intervals of 15, 30 or 60 minutes or days \
+                 on the clock of the time zone tz, or of [reports] time_zone (UTC by default): a \
+                 day runs from local midnight to local midnight, so a day with a clock change \
+                 has 23 or 25 hours. Row times carry the zone's offset. A call counts in the \
+                 interval in which it entered a queue; its outcome may come later. Queue and \
+                 agent figures come from the stored events, first-contact resolution from the \
+                 call records. JSON by default; CSV with format=csv or, without format, with \
+                 Accept: text/csv. 400 for a bad time, interval, by, format or tz, for a range \
+                 over 366 days, or for more than 2976 intervals.",
                 json!({ "200": { "description": "Report rows", "content": {
                     "application/json": { "schema": schema_ref("IntervalReport") },
                     "text/csv": { "schema": { "type": "string" },
@@ -105,12 +107,17 @@ fn interval_parameters() -> Vec<Value> {
     vec![
         time(
             "from",
-            "Start of the range, RFC 3339 (a + in an offset written as %2B)",
+            "Start of the range, RFC 3339 (a + in an offset written as %2B), or a local time \
+             without offset such as 2027-03-28T00:00, read on the clock of tz",
         ),
-        time("to", "End of the range, excluded, RFC 3339"),
+        time("to", "End of the range, excluded, written like from"),
+        json!({ "name": "tz", "in": "query",
+                "description": "IANA time zone of the intervals, such as Europe/Madrid; \
+                                default: [reports] time_zone",
+                "schema": { "type": "string" } }),
         choice(
             "interval",
-            "Interval length in minutes, or a UTC day",
+            "Interval length in minutes, or a day",
             json!(["15", "30", "60", "day"]),
             "60",
         ),
@@ -191,10 +198,11 @@ pub(super) fn schemas() -> Value {
 fn interval_report() -> Value {
     json!({
         "type": "object",
-        "required": ["from", "to", "interval", "by", "first_contact_window_hours", "rows", "unavailable"],
+        "required": ["from", "to", "interval", "by", "time_zone", "first_contact_window_hours", "rows", "unavailable"],
         "properties": {
             "from": { "type": "string", "format": "date-time" },
             "to": { "type": "string", "format": "date-time" },
+            "time_zone": { "type": "string", "description": "IANA name of the intervals' zone" },
             "interval": { "enum": ["15", "30", "60", "day"] },
             "by": { "enum": ["queue", "agent"] },
             "first_contact_window_hours": { "type": "integer" },
@@ -263,9 +271,9 @@ fn agent_row() -> Value {
             "offered": { "type": "integer", "description": "offers to the agent; a call rung twice counts twice" },
             "answered": { "type": "integer" },
             "average_speed_of_answer_seconds": number("mean wait of the calls the agent answered"),
-            "average_talk_seconds": number("mean talk time of those calls that ended"),
+            "average_talk_seconds": number("mean talk time of those calls that ended, without their hold time"),
             "average_wrap_up_seconds": number("mean wrap-up after them, where it has ended"),
-            "average_handle_seconds": number("mean talk plus wrap-up"),
+            "average_handle_seconds": number("mean talk plus hold plus wrap-up"),
             "occupancy_percent": number("time ringing, on a call or in wrap-up over that time plus time available"),
             "shifts": { "type": "integer", "description": "login spans that overlap the interval" },
             "calls_per_shift": number("answered divided by shifts"),
@@ -276,5 +284,28 @@ fn agent_row() -> Value {
     {
         properties.extend(more);
     }
+    add_hold_survey(&mut row);
     row
+}
+
+/// Adds the hold and survey figures to the schema of a report row.
+pub(super) fn add_hold_survey(row: &mut Value) {
+    let more = json!({
+        "hold_seconds": { "type": "number",
+            "description": "time on hold of the answered calls that ended, summed" },
+        "average_hold_seconds": { "type": ["number", "null"],
+            "description": "mean time on hold of those calls" },
+        "surveys_offered": { "type": "integer",
+            "description": "answered calls whose caller heard the post-call survey" },
+        "surveys_answered": { "type": "integer", "description": "surveys with a score" },
+        "csat_percent": { "type": ["number", "null"],
+            "description": "share of the answered surveys scored 4 or 5" },
+    });
+    let Value::Object(more) = more else { return };
+    if let Some(Value::Array(required)) = row.get_mut("required") {
+        required.extend(more.keys().map(|name| json!(name)));
+    }
+    if let Some(Value::Object(properties)) = row.get_mut("properties") {
+        properties.extend(more);
+    }
 }

@@ -434,7 +434,9 @@ async fn invalid_file_is_refused_and_changes_nothing() {
 async fn reload_of_the_built_in_default_is_refused() {
     let fixture = fixture().await;
     let reloader = crate::reload::Reloader::new(
-        crate::reload::ConfigSource::Embedded,
+        crate::reload::ConfigSource::Embedded {
+            overrides: crate::config::Overrides::default(),
+        },
         crate::config::Config::embedded_default(),
         crate::transport::Bound::udp_tcp_only("127.0.0.1:5060".parse().expect("address")),
         engine_double(),

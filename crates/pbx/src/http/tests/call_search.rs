@@ -115,6 +115,18 @@ async fn bad_search_conditions_name_the_parameter() {
             "/api/calls?min_talk_seconds=60&max_talk_seconds=30",
             "max_talk_seconds (30) is less than min_talk_seconds (60)",
         ),
+        (
+            "/api/calls?min_csat=0",
+            "min_csat must be a survey score from 1 to 5, got \"0\"",
+        ),
+        (
+            "/api/calls?max_csat=4.5",
+            "max_csat must be a survey score from 1 to 5, got \"4.5\"",
+        ),
+        (
+            "/api/calls?min_csat=5&max_csat=4",
+            "max_csat (4) is less than min_csat (5)",
+        ),
     ];
     for (uri, expected) in cases {
         let reply = fixture.get(Role::Supervisor, uri).await;
@@ -198,4 +210,52 @@ async fn an_agent_gets_404_for_another_agents_call_events() {
         reply.problem(StatusCode::NOT_FOUND),
         "call \"other\" not found"
     );
+}
+
+#[tokio::test]
+async fn calls_are_searched_by_survey_score() {
+    let fixture = fixture().await;
+    let scored = |id: &str, minute: u8, score: Option<u8>| CallRecord {
+        hold_count: 1,
+        hold_seconds: 12.5,
+        survey: Some(match score {
+            Some(_) => cdr::SurveyStatus::Answered,
+            None => cdr::SurveyStatus::TimedOut,
+        }),
+        csat_score: score,
+        ..record_for(id, minute, None, OWN_AGENT)
+    };
+    let records = [
+        scored("poor", 0, Some(2)),
+        scored("good", 10, Some(4)),
+        scored("best", 20, Some(5)),
+        scored("silent", 30, None),
+        record_for("none", 40, None, OWN_AGENT),
+    ];
+    for record in &records {
+        fixture.store.write(record).await.expect("write");
+    }
+    let cases = [
+        ("/api/calls?min_csat=4", vec!["best", "good"]),
+        ("/api/calls?max_csat=3", vec!["poor"]),
+        ("/api/calls?min_csat=4&max_csat=4", vec!["good"]),
+        (
+            "/api/calls?min_csat=",
+            vec!["none", "silent", "best", "good", "poor"],
+        ),
+    ];
+    for (uri, expected) in cases {
+        let reply = fixture.get(Role::Qa, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert_eq!(ids(&reply), expected, "{uri}");
+    }
+    let reply = fixture.get(Role::Qa, "/api/calls/good").await;
+    let call = reply.json();
+    assert_eq!(call["csat_score"], 4);
+    assert_eq!(call["survey"], "answered");
+    assert_eq!(call["hold_count"], 1);
+    assert_eq!(call["hold_seconds"], 12.5);
+    let reply = fixture.get(Role::Qa, "/api/calls/silent").await;
+    assert_eq!(reply.json()["survey"], "timed_out");
+    assert_eq!(reply.json()["csat_score"], serde_json::Value::Null);
 }

@@ -3,12 +3,13 @@
 
 use super::*;
 
-const PAGES: [&str; 5] = [
+const PAGES: [&str; 6] = [
     "/console/login",
     "/console/calls",
     "/console/calls/6f0c2a4e-call",
     "/console/wallboard",
     "/console/reports",
+    "/console/admin",
 ];
 
 fn header_text(reply: &Reply, name: header::HeaderName) -> &str {

@@ -93,3 +93,38 @@ async fn openapi_served_publicly() {
     assert_eq!(reply.content_type(), "application/json");
     assert_eq!(reply.json(), openapi::document());
 }
+
+/// Checks that every key of `value` is a property of the schema `name`.
+fn assert_documented(name: &str, value: &serde_json::Value) {
+    let document = openapi::document();
+    let schema = &document["components"]["schemas"][name];
+    let properties = schema["properties"].as_object().expect("properties");
+    for key in value.as_object().expect("an object").keys() {
+        assert!(properties.contains_key(key), "{name} lacks {key}");
+    }
+}
+
+#[test]
+fn openapi_lists_every_call_record_field() {
+    let mut record = record("call-1", 0, None);
+    record.survey = Some(cdr::SurveyStatus::Answered);
+    record.csat_score = Some(4);
+    let value = serde_json::to_value(&record).expect("record serializes");
+    assert_documented("CallRecord", &value);
+}
+
+#[test]
+fn openapi_lists_every_report_figure() {
+    let kpi = serde_json::to_value(crate::kpi::QueueKpi::default()).expect("serializes");
+    assert_documented("QueueKpi", &kpi);
+    let required = openapi::document()["components"]["schemas"]["QueueKpi"]["required"].clone();
+    for figure in ["hold_seconds", "csat_percent", "surveys_answered"] {
+        assert!(
+            required
+                .as_array()
+                .expect("required")
+                .contains(&figure.into()),
+            "{figure} is not required"
+        );
+    }
+}

@@ -37,6 +37,25 @@ async fn store_answered_call(fixture: &Fixture) {
             },
             wall: start + Duration::from_secs(15),
         },
+        StampedEvent {
+            event: QueueEvent::SurveyOffered {
+                call: "call-1".into(),
+                queue: "general".into(),
+                agent: "1001".into(),
+                at: now,
+            },
+            wall: start + Duration::from_secs(75),
+        },
+        StampedEvent {
+            event: QueueEvent::SurveyFinished {
+                call: "call-1".into(),
+                queue: "general".into(),
+                agent: "1001".into(),
+                outcome: acd::SurveyOutcome::Answered(4),
+                at: now,
+            },
+            wall: start + Duration::from_secs(80),
+        },
     ];
     let rows: Vec<NewEvent> = events.iter().map(NewEvent::from_stamped).collect();
     EventStore::on(fixture.store.pool().clone())
@@ -137,7 +156,10 @@ async fn interval_report_as_json_and_csv() {
         .iter()
         .map(|item| item["figure"].as_str().expect("figure"))
         .collect();
-    assert_eq!(unavailable, ["hold_seconds", "csat_percent"]);
+    assert!(unavailable.is_empty(), "{unavailable:?}");
+    assert_eq!(rows[0]["surveys_offered"], 1);
+    assert_eq!(rows[0]["surveys_answered"], 1);
+    assert_eq!(rows[0]["csat_percent"], 100.0);
 
     let csv = fixture.get(Role::Qa, &format!("{uri}&format=csv")).await;
     assert_eq!(csv.status, StatusCode::OK);
@@ -191,13 +213,14 @@ async fn agent_interval_rows_as_csv() {
         lines[0],
         "start,end,agent,offered,answered,average_speed_of_answer_seconds,average_talk_seconds,\
          average_wrap_up_seconds,average_handle_seconds,first_contact_calls,\
-         first_contact_resolution_percent,occupancy_percent,shifts,calls_per_shift"
+         first_contact_resolution_percent,occupancy_percent,shifts,calls_per_shift,hold_seconds,\
+         average_hold_seconds,surveys_offered,surveys_answered,csat_percent"
     );
     // No offer was stored, so 1001 answered without an offer; no state
     // change was stored either, so occupancy and shifts are unknown.
     assert_eq!(
         lines[1],
-        "2026-12-04T09:00:00Z,2026-12-04T09:15:00Z,1001,0,1,15.0,,,,0,,,0,"
+        "2026-12-04T09:00:00Z,2026-12-04T09:15:00Z,1001,0,1,15.0,,,,0,,,0,,0.0,,1,1,100.0"
     );
     assert_eq!(lines.len(), 2);
 }
@@ -222,7 +245,7 @@ async fn bad_interval_parameters_are_problems() {
         (
             "/api/reports/intervals?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&interval=15"
                 .to_owned(),
-            "the range has 5664 intervals of 15 minutes and a report has at most 2976; \
+            "the range has more than 2976 intervals of 15 minutes and a report has at most 2976; \
              ask for a longer interval or a shorter range",
         ),
         (
@@ -234,4 +257,44 @@ async fn bad_interval_parameters_are_problems() {
         let reply = fixture.get(Role::Supervisor, &uri).await;
         assert_eq!(reply.problem(StatusCode::BAD_REQUEST), expected, "{uri}");
     }
+}
+
+#[tokio::test]
+async fn interval_report_in_a_time_zone() {
+    let fixture = fixture().await;
+    store_answered_call(&fixture).await;
+    // 10:00 in Madrid on 4 December is 09:00Z (CET, +01:00).
+    let uri = "/api/reports/intervals?from=2026-12-04T10:00&to=2026-12-04T11:00\
+               &interval=30&tz=Europe/Madrid";
+    let reply = fixture.get(Role::Supervisor, uri).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json());
+    let report = reply.json();
+    assert_eq!(report["time_zone"], "Europe/Madrid");
+    assert_eq!(report["from"], "2026-12-04T10:00:00+01:00");
+    assert_eq!(report["to"], "2026-12-04T11:00:00+01:00");
+    assert_eq!(report["rows"][0]["start"], "2026-12-04T10:00:00+01:00");
+    assert_eq!(report["rows"][0]["end"], "2026-12-04T10:30:00+01:00");
+    let csv = fixture
+        .get(Role::Supervisor, &format!("{uri}&format=csv"))
+        .await;
+    let text = String::from_utf8(csv.body.clone()).expect("UTF-8");
+    let row = text.split("\r\n").nth(1).expect("one row");
+    assert!(
+        row.starts_with("2026-12-04T10:00:00+01:00,2026-12-04T10:30:00+01:00,general,"),
+        "{row}"
+    );
+
+    // Without tz the configured zone applies, UTC in the fixture.
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00&to=2026-12-04T10:00";
+    let report = fixture.get(Role::Supervisor, uri).await.json();
+    assert_eq!(report["time_zone"], "UTC");
+    assert_eq!(report["rows"][0]["start"], "2026-12-04T09:00:00Z");
+
+    let uri = "/api/reports/intervals?from=2026-12-04T09:00:00Z&to=2026-12-04T10:00:00Z\
+               &tz=Mars/Olympus";
+    let reply = fixture.get(Role::Supervisor, uri).await;
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST),
+        "tz must be an IANA time zone name such as Europe/Madrid or UTC, got \"Mars/Olympus\""
+    );
 }

@@ -127,6 +127,11 @@ fn record(
         recording_events: Vec::new(),
         media_quality: None,
         rebuilt: false,
+        transfers: Vec::new(),
+        hold_count: 0,
+        hold_seconds: 0.0,
+        survey: None,
+        csat_score: None,
     }
 }
 
@@ -171,6 +176,15 @@ async fn stored() -> Stored {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+fn utc(interval: Interval) -> Calendar {
+    Calendar {
+        interval,
+        time_zone: TimeZone::UTC,
+    }
+}
+
 fn request(interval: Interval, grouping: Grouping) -> ReportRequest {
     let from_ms = unix_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(FROM_SECS));
     ReportRequest {
@@ -178,7 +192,7 @@ fn request(interval: Interval, grouping: Grouping) -> ReportRequest {
         to_ms: from_ms + RANGE_SECS * 1000,
         // Two days later, so every first-contact window has passed.
         now_ms: from_ms + 2 * DAY_MS,
-        interval,
+        calendar: utc(interval),
         grouping,
         first_contact_window_ms: DAY_MS,
     }
@@ -218,6 +232,10 @@ async fn queue_rows_per_quarter_hour() {
             service_level_20_percent: Some(50.0),
             service_level_30_percent: Some(50.0),
             longest_wait_seconds: Some(30.0),
+            hold_survey: HoldSurvey {
+                average_hold_seconds: Some(0.0),
+                ..HoldSurvey::default()
+            },
         },
         // A, repeated by D.
         first_contact: FirstContact {
@@ -247,6 +265,10 @@ async fn queue_rows_per_quarter_hour() {
             service_level_20_percent: Some(0.0),
             service_level_30_percent: Some(100.0),
             longest_wait_seconds: Some(25.0),
+            hold_survey: HoldSurvey {
+                average_hold_seconds: Some(0.0),
+                ..HoldSurvey::default()
+            },
         },
         // C; E went to another DID.
         first_contact: FirstContact {
@@ -321,6 +343,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: None,
         shifts: 0,
         calls_per_shift: None,
+        hold_survey: HoldSurvey {
+            average_hold_seconds: None,
+            ..HoldSurvey::default()
+        },
     };
     let first_1001 = AgentRow {
         offered: 1,
@@ -337,6 +363,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: Some(17.778),
         shifts: 1,
         calls_per_shift: Some(1.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
         ..row("2027-01-15T08:00:00Z", "2027-01-15T08:15:00Z", "1001")
     };
     // Available throughout the second quarter hour without a call.
@@ -361,6 +391,10 @@ async fn agent_rows_per_quarter_hour() {
         occupancy_percent: Some(15.455),
         shifts: 1,
         calls_per_shift: Some(1.0),
+        hold_survey: HoldSurvey {
+            average_hold_seconds: Some(0.0),
+            ..HoldSurvey::default()
+        },
         ..row("2027-01-15T08:15:00Z", "2027-01-15T08:30:00Z", "1002")
     };
     // 1002 was logged out in the first quarter hour, so it has no row there.
@@ -430,10 +464,13 @@ async fn future_range_has_no_agent_time() {
 #[test]
 fn interval_counts_and_names() {
     let hour = 3_600_000;
-    assert_eq!(Interval::Minutes15.count(0, hour), 4);
+    let quarters = utc(Interval::Minutes15);
+    assert_eq!(quarters.count(0, hour, 100), 4);
     // 00:05 to 00:20 touches two quarter hours.
-    assert_eq!(Interval::Minutes15.count(300_000, 1_200_000), 2);
-    assert_eq!(Interval::Day.count(0, DAY_MS + 1), 2);
+    assert_eq!(quarters.count(300_000, 1_200_000, 100), 2);
+    assert_eq!(utc(Interval::Day).count(0, DAY_MS + 1, 100), 2);
+    // Counting stops one past the limit.
+    assert_eq!(quarters.count(0, 10 * hour, 5), 6);
     for name in ["15", "30", "60", "day"] {
         assert_eq!(Interval::from_name(name).map(Interval::as_str), Some(name));
     }

@@ -217,6 +217,14 @@ async fn public_sdp_address_with_another_port_is_learned() {
     session.close().await.expect("close");
 }
 
+
+/// Gives the relay task time to apply a control message. The task may be
+/// in the middle of a poll that already looked at its control queue, so a
+/// datagram sent right after `set_remote` or `reset_leg` could be handled
+/// under the old state; a real phone's next packet is never that close.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_remote_or_reset_leg_learns_again() {
     let relay = relay(42_040, 8);
@@ -229,6 +237,7 @@ async fn new_remote_or_reset_leg_learns_again() {
 
     // A re-INVITE moves the call to another phone.
     session.set_remote(Leg::Caller, address(&new_phone));
+    settle().await;
     send(&old_phone, &pcmu(1, 2, 0x12), &session, Leg::Caller).await;
     send(&new_phone, &pcmu(3, 1, 0x31), &session, Leg::Caller).await;
     assert_eq!(
@@ -242,6 +251,7 @@ async fn new_remote_or_reset_leg_learns_again() {
 
     // The same address again is a refresh: the learned source stays.
     session.set_remote(Leg::Caller, address(&new_phone));
+    settle().await;
     let moved_port = endpoint_on(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))).await;
     send(&moved_port, &pcmu(3, 2, 0x32), &session, Leg::Caller).await;
     send(&new_phone, &pcmu(3, 3, 0x33), &session, Leg::Caller).await;
@@ -250,6 +260,7 @@ async fn new_remote_or_reset_leg_learns_again() {
 
     // reset_leg forgets it: another port of the SDP address is learned.
     session.reset_leg(Leg::Caller);
+    settle().await;
     send(&moved_port, &pcmu(3, 4, 0x34), &session, Leg::Caller).await;
     assert_eq!(code(&receive(&agent).await), Some(0x34));
     send(&agent, &pcmu(2, 2, 0x23), &session, Leg::Agent).await;

@@ -130,6 +130,7 @@ impl Acd {
             call: call_id.to_owned(),
             queue: queue_name.to_owned(),
             caller: call.data.caller.clone(),
+            request_type: call.data.request_type.clone(),
             position: call.joined_position,
             at: now,
         });

@@ -138,6 +138,8 @@ pub enum QueueEvent {
         call: String,
         queue: String,
         caller: Option<String>,
+        /// The call's [`crate::CallData::request_type`].
+        request_type: Option<String>,
         position: usize,
         at: Instant,
     },

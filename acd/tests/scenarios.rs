@@ -521,6 +521,7 @@ fn events_record_call_lifecycle() {
                 call: "call-1".to_owned(),
                 queue: "sales".to_owned(),
                 caller: None,
+                request_type: None,
                 position: 1,
                 at: now
             },

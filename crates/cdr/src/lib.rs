@@ -44,6 +44,12 @@ pub struct CallRecord {
     pub source_extension: Option<String>,
     /// Queue the DID routed to.
     pub queue: Option<String>,
+    /// Request type of the DID the caller dialed (`[[dids]] request_type`),
+    /// `None` when the DID has none. A returned callback keeps the one of the
+    /// call that requested it, and a call transferred to a queue's DID takes
+    /// that DID's.
+    #[serde(default)]
+    pub request_type: Option<String>,
     /// Agent who answered.
     pub agent: Option<String>,
     /// When the INVITE arrived.
@@ -344,6 +350,8 @@ pub struct CallFilter {
     pub agent: Option<String>,
     /// Only calls whose caller number contains this text.
     pub caller: Option<String>,
+    /// Only calls with exactly this request type.
+    pub request_type: Option<String>,
     /// Only calls that talked at least this many seconds.
     pub min_talk_seconds: Option<f64>,
     /// Only calls that talked at most this many seconds.

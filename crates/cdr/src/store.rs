@@ -28,7 +28,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
      callback_of, media_quality, diverted_from, rebuilt, hold_count, hold_seconds, survey, \
-     csat_score, transfers";
+     csat_score, transfers, request_type";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// database table for queries. Cloning shares the pool and the writer task.
@@ -160,7 +160,8 @@ impl CdrStore {
              AND ($8 IS NULL OR talk_seconds <= $8) \
              AND ($9 IS NULL OR csat_score >= $9) \
              AND ($10 IS NULL OR csat_score <= $10) \
-             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT $11 OFFSET $12"
+             AND ($11 IS NULL OR request_type = $11) \
+             ORDER BY arrived_at_ms DESC, rowid DESC LIMIT $12 OFFSET $13"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.disposition.map(Disposition::as_str))
@@ -173,6 +174,7 @@ impl CdrStore {
             .bind(OptionalF64(filter.max_talk_seconds))
             .bind(filter.min_csat.map(i64::from))
             .bind(filter.max_csat.map(i64::from))
+            .bind(filter.request_type.as_deref())
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
@@ -322,9 +324,10 @@ impl CdrStore {
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
              voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt, \
-             hold_count, hold_seconds, survey, csat_score, transfers) \
+             hold_count, hold_seconds, survey, csat_score, transfers, request_type) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)",
+             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, \
+             $35)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -360,6 +363,7 @@ impl CdrStore {
         .bind(record.survey.map(SurveyStatus::as_str))
         .bind(record.csat_score.map(i64::from))
         .bind(transfers)
+        .bind(&record.request_type)
         .execute(&mut *connection)
         .await
         .map_err(|source| CdrError::Insert {
@@ -572,6 +576,7 @@ fn record_from_row(row: &AnyRow) -> Result<CallRecord, CdrError> {
         trunk: column(row, "trunk")?,
         source_extension: column(row, "source_extension")?,
         queue: column(row, "queue")?,
+        request_type: column(row, "request_type")?,
         agent: column(row, "agent")?,
         arrived_at: timestamp("arrived_at", column(row, "arrived_at")?)?,
         queued_at: optional_timestamp("queued_at")?,

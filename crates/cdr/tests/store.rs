@@ -23,6 +23,7 @@ fn answered(id: &str, arrived_at: OffsetDateTime) -> CallRecord {
         trunk: Some("local-carrier".to_owned()),
         source_extension: None,
         queue: Some("general".to_owned()),
+        request_type: None,
         agent: Some("1001".to_owned()),
         arrived_at,
         queued_at: Some(queued_at),
@@ -420,6 +421,7 @@ async fn older_database_migrates_with_its_rows(database: TestDatabase) {
         Some(datetime!(2026-12-01 10:00:05 UTC))
     );
     assert_eq!(record.voicemail_box, None);
+    assert_eq!(record.request_type, None);
     store
         .write(&voicemail("new", datetime!(2026-12-02 10:00:00 UTC)))
         .await

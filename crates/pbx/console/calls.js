@@ -6,7 +6,9 @@ import {
 } from './common.js';
 
 const PAGE_SIZE = 50;
-const TEXT_FIELDS = ['queue', 'agent', 'caller', 'disposition', 'min_talk_seconds', 'max_talk_seconds'];
+const TEXT_FIELDS = [
+  'queue', 'agent', 'caller', 'request_type', 'disposition', 'min_talk_seconds', 'max_talk_seconds',
+];
 const TIME_FIELDS = ['from', 'to'];
 
 const form = document.getElementById('search');
@@ -65,6 +67,7 @@ function row(call) {
     el('td', {}, link),
     el('td', {}, call.caller),
     el('td', {}, call.queue ?? '—'),
+    el('td', {}, call.request_type ?? '—'),
     el('td', {}, call.agent ?? '—'),
     el('td', { class: `disposition-${call.disposition}` }, call.disposition.replace('_', ' ')),
     el('td', { class: 'number' }, formatDuration(call.wait_seconds)),

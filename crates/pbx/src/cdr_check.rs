@@ -42,6 +42,8 @@ pub(crate) struct QueueCall {
     /// The queue the call entered first, which the CDR names.
     pub(crate) queue: String,
     pub(crate) caller: Option<String>,
+    /// Request type that the `call_enqueued` event gives, if any.
+    pub(crate) request_type: Option<String>,
     pub(crate) queued_ms: i64,
     pub(crate) outcome: Outcome,
     /// Agent and instant of the answer. For a callback request this is the
@@ -82,6 +84,7 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                     id: id.clone(),
                     queue: event.queue.clone().unwrap_or_default(),
                     caller: event.data["caller"].as_str().map(str::to_owned),
+                    request_type: event.data["request_type"].as_str().map(str::to_owned),
                     queued_ms: event.at_ms,
                     outcome: Outcome::Open,
                     answered: None,
@@ -353,6 +356,7 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         trunk: None,
         source_extension: None,
         queue: Some(call.queue.clone()),
+        request_type: call.request_type.clone(),
         agent: match call.outcome {
             Outcome::Callback => None,
             _ => call.answered.as_ref().map(|(agent, _)| agent.clone()),

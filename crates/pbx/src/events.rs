@@ -493,6 +493,7 @@ impl NewEvent {
                 call,
                 queue,
                 caller,
+                request_type,
                 position,
                 ..
             } => event(
@@ -500,7 +501,7 @@ impl NewEvent {
                 Some(call),
                 Some(queue),
                 None,
-                json!({"caller": caller, "position": position}),
+                json!({"caller": caller, "request_type": request_type, "position": position}),
             ),
             QueueEvent::StepReached {
                 call, queue, step, ..

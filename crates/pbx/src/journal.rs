@@ -274,6 +274,7 @@ mod tests {
             trunk: Some("carrier".to_owned()),
             source_extension: None,
             queue: Some("general".to_owned()),
+            request_type: None,
             agent: answered.then(|| "1001".to_owned()),
             arrived_at: arrived,
             queued_at: Some(arrived),

@@ -127,6 +127,7 @@ fn decode(row: &StoredEvent) -> Result<Option<QueueEvent>, QueueLogError> {
             call: fields.call()?,
             queue: fields.queue()?,
             caller: fields.optional_text("caller")?,
+            request_type: fields.optional_text("request_type")?,
             position: fields.count("position")?,
             at,
         },

@@ -977,6 +977,8 @@ impl Core {
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
             queue: Some(call.queue.clone()),
+            // A call transferred to a queue's DID carries that DID's route.
+            request_type: call.route.request_type.clone(),
             // After a transfer, the agent who answered first; `transfers`
             // names the others.
             agent: call.transfer.done.first().map_or_else(

@@ -93,7 +93,7 @@ impl Core {
                     .push("Warning", "305 pbx \"Incompatible media format\"");
                 super::add_to_tag(&mut response, &random_token());
                 self.transactions.send_response(&key, response, now);
-                self.record_refused(&request, &origin, Some(route.queue), 488, now);
+                self.record_refused(&request, &origin, Some(&route), 488, now);
                 return;
             }
         };
@@ -213,7 +213,7 @@ impl Core {
         &mut self,
         request: &Request,
         origin: &Origin,
-        queue: Option<String>,
+        route: Option<&super::DidRoute>,
         status: u16,
         now: Instant,
     ) {
@@ -234,7 +234,8 @@ impl Core {
             ),
             trunk,
             source_extension,
-            queue,
+            queue: route.map(|route| route.queue.clone()),
+            request_type: route.and_then(|route| route.request_type.clone()),
             agent: None,
             arrived_at: at,
             queued_at: None,

@@ -15,6 +15,7 @@ mod agent_events;
 mod callback;
 mod recording;
 mod reliable;
+mod request_type;
 mod session_timer;
 mod survey;
 mod transfer;

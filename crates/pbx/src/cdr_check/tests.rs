@@ -32,6 +32,7 @@ impl Script {
             call: call.into(),
             queue: "general".into(),
             caller: Some("+15550100".into()),
+            request_type: Some("passport".into()),
             position: 1,
             at,
         });
@@ -132,6 +133,7 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
         id: id.into(),
         queue: "general".into(),
         caller: Some("+15550100".into()),
+        request_type: Some("passport".into()),
         queued_ms: BASE_MS,
         outcome: Outcome::Open,
         answered: None,
@@ -173,6 +175,7 @@ async fn rebuild_folds_each_call() {
     let ids: Vec<&str> = calls.iter().map(|call| call.id.as_str()).collect();
     assert_eq!(ids, ["A", "B", "C", "D"]);
     assert_eq!(calls[0].outcome, Outcome::Answered);
+    assert_eq!(calls[0].request_type.as_deref(), Some("passport"));
     assert_eq!(calls[0].answered, Some(("1001".into(), BASE_MS + 10_000)));
     assert_eq!(
         calls[0].completed,
@@ -283,6 +286,7 @@ async fn repair_writes_rebuilt_records() {
     assert_eq!(a.agent.as_deref(), Some("1001"));
     assert_eq!(a.queue.as_deref(), Some("general"));
     assert_eq!(a.caller, "+15550100");
+    assert_eq!(a.request_type.as_deref(), Some("passport"));
     assert_eq!(a.queued_at, Some(at(0)));
     assert_eq!(a.answered_at, Some(at(10)));
     assert_eq!(a.ended_at, at(70));

@@ -232,6 +232,7 @@ mod tests {
             trunk: None,
             source_extension: None,
             queue: Some("general".into()),
+            request_type: None,
             agent: Some("1001".into()),
             arrived_at: at,
             queued_at: None,

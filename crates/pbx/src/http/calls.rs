@@ -20,6 +20,12 @@ use crate::catalogue::RecordingStatus;
 /// Page size of `GET /api/calls` when the request gives no `limit`.
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
+/// Longest `request_type` search value, in characters. The value is
+/// compared for equality only, so this bounds the work of a request.
+// NOTE: the configuration does not limit `[[dids]] request_type`, so a
+// longer configured name can be stored but not searched for.
+const MAX_REQUEST_TYPE_CHARS: usize = 200;
+
 /// Roles that see every call; an agent sees only the calls it answered.
 const ALL_CALLS: [Role; 3] = [Role::Administrator, Role::Supervisor, Role::Qa];
 
@@ -41,6 +47,7 @@ pub(crate) struct ListQuery {
     queue: Option<String>,
     agent: Option<String>,
     caller: Option<String>,
+    request_type: Option<String>,
     min_talk_seconds: Option<String>,
     max_talk_seconds: Option<String>,
     min_csat: Option<String>,
@@ -122,11 +129,33 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, Problem> {
         queue: text_parameter(query.queue.as_deref()),
         agent: text_parameter(query.agent.as_deref()),
         caller: text_parameter(query.caller.as_deref()),
+        request_type: request_type_parameter(query.request_type.as_deref())?,
         min_talk_seconds,
         max_talk_seconds,
         min_csat,
         max_csat,
     })
+}
+
+/// Checks a request type to match exactly: at most
+/// [`MAX_REQUEST_TYPE_CHARS`] characters without control characters, or
+/// nothing for an empty value. Surrounding spaces are trimmed.
+fn request_type_parameter(value: Option<&str>) -> Result<Option<String>, Problem> {
+    let Some(text) = text_parameter(value) else {
+        return Ok(None);
+    };
+    let length = text.chars().count();
+    if length > MAX_REQUEST_TYPE_CHARS {
+        return Err(Problem::bad_request(format!(
+            "request_type must be at most {MAX_REQUEST_TYPE_CHARS} characters, got {length}"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Problem::bad_request(format!(
+            "request_type must not contain control characters, got {text:?}"
+        )));
+    }
+    Ok(Some(text))
 }
 
 /// Parses a survey score bound: a whole number from 1 to 5, or nothing

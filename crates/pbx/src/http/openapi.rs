@@ -539,6 +539,10 @@ fn call_search_parameters() -> Vec<Value> {
             "caller",
             "Only calls whose caller number contains this text",
         ),
+        json!({ "name": "request_type", "in": "query",
+                "description": "Only calls with exactly this request type, compared case-sensitively \
+                                after trimming surrounding spaces; no control characters",
+                "schema": { "type": "string", "maxLength": 200 } }),
         seconds(
             "min_talk_seconds",
             "Only calls that talked at least this long",
@@ -822,6 +826,8 @@ fn call_record() -> Value {
             "callback_of": nullable_text,
             "diverted_from": nullable_text,
             "rebuilt": { "type": "boolean" },
+            "request_type": { "type": ["string", "null"],
+                              "description": "request type of the dialed DID; null when it has none" },
             "hold_count": { "type": "integer", "description": "holds by either side during the answered call" },
             "hold_seconds": { "type": "number", "description": "time on hold, part of talk_seconds" },
             "survey": { "enum": ["answered", "timed_out", "invalid", "hung_up", "interrupted", null],

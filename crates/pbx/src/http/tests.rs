@@ -13,6 +13,7 @@ mod openapi_document;
 mod recording_pause_api;
 mod recordings_api;
 mod reports_api;
+mod request_type_search;
 mod scorecards_api;
 mod session_api;
 
@@ -562,6 +563,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         trunk: Some("local-carrier".to_owned()),
         source_extension: None,
         queue: Some("general".to_owned()),
+        request_type: None,
         agent: Some(agent.to_owned()),
         arrived_at,
         queued_at: Some(arrived_at),

@@ -317,11 +317,30 @@ pub(crate) fn compute_intervals(
 /// Resolved and known counts per (interval start, queue or agent).
 type FirstContactCounts = HashMap<(i64, String), (u64, u64)>;
 
+/// What a call was about, for matching it with a repeat call: its request
+/// type, or the dialed DID when that DID has no request type. The two kinds
+/// never match each other, so a DID number that equals a request type name
+/// is no repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Subject<'a> {
+    RequestType(&'a str),
+    Dialed(&'a str),
+}
+
+impl<'a> Subject<'a> {
+    fn of(record: &'a CallRecord) -> Subject<'a> {
+        match &record.request_type {
+            Some(request_type) => Subject::RequestType(request_type),
+            None => Subject::Dialed(&record.dialed),
+        }
+    }
+}
+
 fn first_contact(records: &[CallRecord], request: &ReportRequest) -> FirstContactCounts {
-    let mut by_number: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+    let mut by_subject: HashMap<(&str, Subject<'_>), Vec<i64>> = HashMap::new();
     for record in records {
-        by_number
-            .entry((record.caller.as_str(), record.dialed.as_str()))
+        by_subject
+            .entry((record.caller.as_str(), Subject::of(record)))
             .or_default()
             .push(millis(record.arrived_at));
     }
@@ -345,7 +364,7 @@ fn first_contact(records: &[CallRecord], request: &ReportRequest) -> FirstContac
             Grouping::Agent => record.agent.clone(),
         };
         let Some(key) = key else { continue };
-        let repeated = by_number[&(record.caller.as_str(), record.dialed.as_str())]
+        let repeated = by_subject[&(record.caller.as_str(), Subject::of(record))]
             .iter()
             .any(|&other| other > arrived_ms && other <= window_end);
         let entry = counts

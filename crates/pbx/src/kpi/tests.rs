@@ -46,6 +46,7 @@ impl Script {
             call: call.into(),
             queue: queue.into(),
             caller: Some("+15550100".into()),
+            request_type: None,
             position: 1,
             at,
         });

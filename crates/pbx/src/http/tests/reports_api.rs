@@ -20,6 +20,7 @@ async fn store_answered_call(fixture: &Fixture) {
                 call: "call-1".into(),
                 queue: "general".into(),
                 caller: None,
+                request_type: None,
                 position: 1,
                 at: now,
             },

@@ -16,13 +16,15 @@ use crate::kpi::tests::{FROM_SECS, Script};
 const RANGE_SECS: i64 = 1800;
 
 /// The calls of the half hour from 08:00 UTC:
-/// - A: enters general at 60 s, rung on 1001 from 60 s, answered at 70 s
-///   (10 s wait), 120 s talk, 30 s wrap-up. Its caller calls the same DID
-///   again at 1200 s (call D), so A is not resolved at first contact.
+/// - A: dials DID 5000 (request type "passport"), enters general at 60 s,
+///   rung on 1001 from 60 s, answered at 70 s (10 s wait), 120 s talk, 30 s
+///   wrap-up. Its caller calls DID 5003, which has the same request type,
+///   at 1200 s (call D), so A is not resolved at first contact.
 /// - B: enters at 120 s and hangs up after 30 s.
-/// - C: enters at 1000 s, rung on 1002 from 1000 s, answered at 1025 s
-///   (25 s wait), 60 s talk, no wrap-up. Its caller then calls another DID
-///   (call E), which is no repeat.
+/// - C: dials DID 5001 (no request type), enters at 1000 s, rung on 1002
+///   from 1000 s, answered at 1025 s (25 s wait), 60 s talk, no wrap-up.
+///   Its caller then calls DID 5002, also without a request type (call E),
+///   which is no repeat because calls without one match by DID.
 /// - D and E fail before reaching a queue, so only their call records exist.
 ///
 /// Agent 1001 is available from before the range; 1002 logs in at 950 s
@@ -62,11 +64,20 @@ fn calls() -> (Script, Vec<CallRecord>) {
     s.state(1500.0, "1002", Available, LoggedOut);
 
     let records = vec![
-        record("A", "+15550100", "5000", 58, Some((10.0, 120.0, "1001"))),
-        abandoned(record("B", "+15550101", "5000", 120, None), 30.0),
-        record("C", "+15550111", "5000", 998, Some((25.0, 60.0, "1002"))),
-        failed(record("D", "+15550100", "5000", 1200, None)),
-        failed(record("E", "+15550111", "5001", 1300, None)),
+        about(
+            "passport",
+            record("A", "+15550100", "5000", 58, Some((10.0, 120.0, "1001"))),
+        ),
+        about(
+            "passport",
+            abandoned(record("B", "+15550101", "5000", 120, None), 30.0),
+        ),
+        record("C", "+15550111", "5001", 998, Some((25.0, 60.0, "1002"))),
+        about(
+            "passport",
+            failed(record("D", "+15550100", "5003", 1200, None)),
+        ),
+        failed(record("E", "+15550111", "5002", 1300, None)),
     ];
     (s, records)
 }
@@ -106,6 +117,7 @@ fn record(
         trunk: Some("carrier".to_owned()),
         source_extension: None,
         queue: Some("general".to_owned()),
+        request_type: None,
         agent: answered.map(|_| agent.to_owned()),
         arrived_at,
         queued_at: Some(queued_at),
@@ -132,6 +144,13 @@ fn record(
         hold_seconds: 0.0,
         survey: None,
         csat_score: None,
+    }
+}
+
+fn about(request_type: &str, record: CallRecord) -> CallRecord {
+    CallRecord {
+        request_type: Some(request_type.to_owned()),
+        ..record
     }
 }
 
@@ -237,7 +256,7 @@ async fn queue_rows_per_quarter_hour() {
                 ..HoldSurvey::default()
             },
         },
-        // A, repeated by D.
+        // A, repeated by D about the same request type on another DID.
         first_contact: FirstContact {
             first_contact_calls: 1,
             first_contact_resolution_percent: Some(0.0),
@@ -270,7 +289,7 @@ async fn queue_rows_per_quarter_hour() {
                 ..HoldSurvey::default()
             },
         },
-        // C; E went to another DID.
+        // C; E dialed another DID and neither has a request type.
         first_contact: FirstContact {
             first_contact_calls: 1,
             first_contact_resolution_percent: Some(100.0),

@@ -3,6 +3,8 @@
 //! the queue's tile and follows an agent's state change from the event
 //! stream without a reload. A QA reviewer scores a real answered call on
 //! its page, and the reports page shows that call in its table and charts.
+//! The wallboard's chart of today's calls per 15 minutes has a bar for the
+//! call, and counts a second call from the event stream without a reload.
 //! An administrator creates an agent on the administration page. The
 //! server's error shows next to the field first, and then the API lists it.
 //!
@@ -253,6 +255,26 @@ fn console_scorecard_then_reports() {
     );
     assert_eq!(text.lines().count(), 2, "{text}");
     screenshot(&browser, "console-reports");
+
+    // The chart covers the browser's today, so a call made just before
+    // midnight would fall outside it.
+    browser.goto(&format!("{base}/console/wallboard"));
+    let chart = "#interval-chart-figure";
+    browser.wait_for(&format!("{chart} svg rect.bar"), PAGE_TIMEOUT);
+    let answered_total = format!("{chart} [data-total=\"answered\"]");
+    let total = browser.wait_for_text(&answered_total, PAGE_TIMEOUT, |text| !text.is_empty());
+    assert_eq!(total, "1 answered");
+    browser.wait_for_text("#live", PAGE_TIMEOUT, |text| text == "live");
+    screenshot(&browser, "console-wallboard-chart");
+
+    browser.execute("window.pbxNotReloaded = true; return null;");
+    answered_call(&pbx, &config);
+    browser.wait_for_text(&answered_total, PAGE_TIMEOUT, |text| text == "2 answered");
+    assert_eq!(
+        browser.execute("return window.pbxNotReloaded === true;"),
+        serde_json::json!(true),
+        "the wallboard reloaded instead of following the stream"
+    );
 }
 
 /// Logs `username` in through the login page.

@@ -97,6 +97,7 @@ async fn search_matches_request_type_exactly(database: TestDatabase) {
     for record in &records {
         store.write(record).await.expect("write succeeds");
     }
+
     let search = |filter: CallFilter| {
         let store = store.clone();
         async move {
@@ -113,6 +114,7 @@ async fn search_matches_request_type_exactly(database: TestDatabase) {
     };
     // Neither a longer name, another case nor a call without one matches.
     assert_eq!(search(passport).await, ["sales", "passport"]);
+
     let in_queue = CallFilter {
         request_type: Some("passport".to_owned()),
         queue: Some("general".to_owned()),

@@ -6,6 +6,7 @@ import {
   READS_REPORTS, ApiError, api, currentUser, el, formatDuration, formatPercent, getJson,
   setStatus, topBar,
 } from './common.js';
+import { intervalChart } from './wallboard_chart.js';
 
 // Waits after an event before fetching queue figures, so a burst of
 // events costs one round of requests.
@@ -16,6 +17,13 @@ const REPORT_REFRESH_MS = 5000;
 // was missed.
 const FULL_REFRESH_MS = 60000;
 const RECONNECT_MS = 5000;
+
+// Kinds that end a caller's stay in a queue, after which the chart of
+// calls per interval is drawn again.
+const CALL_ENDINGS = new Set([
+  'call_completed', 'call_abandoned', 'call_timed_out', 'call_exited', 'callback_requested',
+  'callback_failed',
+]);
 
 // Kinds after which a queue's report figures (abandon rate, averages) move.
 const OUTCOMES = new Set([
@@ -35,6 +43,10 @@ const state = {
 };
 
 const tiles = document.getElementById('queues');
+const chart = intervalChart(
+  document.getElementById('interval-chart-figure'),
+  (failure) => setStatus(failure.message, true),
+);
 const agentRows = document.querySelector('#agents tbody');
 const live = document.getElementById('live');
 
@@ -152,8 +164,21 @@ const refreshQueues = debounce(fetchQueues, QUEUE_REFRESH_MS);
 const refreshReport = debounce(fetchReport, REPORT_REFRESH_MS);
 const refreshAgents = debounce(fetchAgents, QUEUE_REFRESH_MS);
 
+// The chart, like today's report figures, is for roles that read reports.
+// Its failure is shown but leaves the tiles and agents to be drawn.
+async function fetchChart() {
+  if (!state.reportAllowed) {
+    return;
+  }
+  try {
+    await chart.refresh();
+  } catch (failure) {
+    setStatus(failure.message, true);
+  }
+}
+
 async function refreshAll() {
-  await Promise.all([fetchQueues(), fetchReport(), fetchAgents()]);
+  await Promise.all([fetchQueues(), fetchReport(), fetchAgents(), fetchChart()]);
   render();
 }
 
@@ -181,6 +206,9 @@ function apply(event) {
   }
   if (OUTCOMES.has(event.kind)) {
     refreshReport();
+  }
+  if (CALL_ENDINGS.has(event.kind) && state.reportAllowed) {
+    chart.callEnded();
   }
   render();
 }
@@ -234,6 +262,7 @@ async function main() {
   state.user = await currentUser();
   topBar(state.user, 'wallboard');
   state.reportAllowed = READS_REPORTS.includes(state.user.role);
+  document.getElementById('interval-chart').hidden = !state.reportAllowed;
   // The stream first, so no change falls between the first fetch and it.
   connect();
   try {

@@ -32,7 +32,7 @@ const REPORTS: &str = include_str!("../../console/reports.html");
 const ADMINISTRATION: &str = include_str!("../../console/admin.html");
 
 /// Files under `/console/assets/`, by name.
-const ASSETS: [(&str, &str, &str); 10] = [
+const ASSETS: [(&str, &str, &str); 11] = [
     (
         "console.css",
         CSS,
@@ -58,6 +58,11 @@ const ASSETS: [(&str, &str, &str); 10] = [
         "wallboard.js",
         JAVASCRIPT,
         include_str!("../../console/wallboard.js"),
+    ),
+    (
+        "wallboard_chart.js",
+        JAVASCRIPT,
+        include_str!("../../console/wallboard_chart.js"),
     ),
     (
         "reports.js",

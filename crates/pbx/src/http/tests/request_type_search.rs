@@ -55,7 +55,7 @@ async fn calls_are_searched_by_request_type() {
 }
 
 #[tokio::test]
-async fn an_agent_searches_its_own_calls_by_request_type() {
+async fn agent_finds_only_own_typed_calls() {
     let fixture = fixture().await;
     typed_calls(&fixture).await;
     let reply = fixture

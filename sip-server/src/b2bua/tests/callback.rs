@@ -15,6 +15,11 @@ fn callback_config() -> CoreConfig {
         .exit_keys
         .insert('*', acd::Destination::Callback);
     config
+        .dids
+        .get_mut("5000")
+        .expect("DID 5000 configured")
+        .request_type = Some("passport".into());
+    config
 }
 
 /// Makes a waiting caller press `*`, hear the confirmation and be hung up,
@@ -51,6 +56,7 @@ fn request_callback(h: &mut Harness) -> String {
     assert_eq!(record.id, call);
     assert_eq!(record.disposition, cdr::Disposition::Callback);
     assert_eq!(record.callback_of, None);
+    assert_eq!(record.request_type.as_deref(), Some("passport"));
     assert_eq!(
         h.core.acd.position(&call),
         Some(1),
@@ -169,6 +175,11 @@ fn callback_rings_the_agent_then_the_citizen() {
     let record = h.finished_record();
     assert_eq!(record.id, call);
     assert_eq!(record.callback_of.as_deref(), Some(request.as_str()));
+    assert_eq!(
+        record.request_type.as_deref(),
+        Some("passport"),
+        "the returned call keeps the request's type"
+    );
     assert_eq!(record.disposition, cdr::Disposition::Answered);
     assert_eq!(record.agent.as_deref(), Some("1001"));
     assert_eq!(record.caller, "+15550100");

@@ -217,7 +217,6 @@ async fn public_sdp_address_with_another_port_is_learned() {
     session.close().await.expect("close");
 }
 
-
 /// Gives the relay task time to apply a control message. The task may be
 /// in the middle of a poll that already looked at its control queue, so a
 /// datagram sent right after `set_remote` or `reset_leg` could be handled

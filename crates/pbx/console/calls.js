@@ -8,6 +8,7 @@ import {
 const PAGE_SIZE = 50;
 const TEXT_FIELDS = [
   'queue', 'agent', 'caller', 'request_type', 'disposition', 'min_talk_seconds', 'max_talk_seconds',
+  'min_csat', 'max_csat',
 ];
 const TIME_FIELDS = ['from', 'to'];
 
@@ -72,6 +73,7 @@ function row(call) {
     el('td', { class: `disposition-${call.disposition}` }, call.disposition.replace('_', ' ')),
     el('td', { class: 'number' }, formatDuration(call.wait_seconds)),
     el('td', { class: 'number' }, formatDuration(call.talk_seconds)),
+    el('td', { class: 'number' }, call.csat_score == null ? '—' : String(call.csat_score)),
     el('td', {}, call.recording_path ? formatDuration(call.recording_seconds) : '—'),
   );
 }

@@ -218,9 +218,9 @@ async fn public_sdp_address_with_another_port_is_learned() {
 }
 
 /// Gives the relay task time to apply a control message. The task may be
-/// in the middle of a poll that already looked at its control queue, so a
-/// datagram sent right after `set_remote` or `reset_leg` could be handled
-/// under the old state; a real phone's next packet is never that close.
+/// in the middle of a poll that already looked at its control queue. A
+/// datagram sent right after `set_remote` or `reset_leg` would then be
+/// handled under the old state.
 async fn settle() {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 }

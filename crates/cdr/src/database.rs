@@ -259,7 +259,7 @@ pub fn contains_text(backend: Backend, haystack: &str, needle: &str) -> String {
     }
 }
 
-/// The `VALUES` rows of a multi-row statement, `($1, $2), ($3, $4)` for two
+/// Returns the `VALUES` rows of a multi-row statement, `($1, $2), ($3, $4)` for two
 /// rows of two columns, numbered from `$first`. sqlx's `QueryBuilder` cannot
 /// serve here: on the `Any` driver it writes `?`, which PostgreSQL rejects.
 pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {

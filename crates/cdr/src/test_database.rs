@@ -117,7 +117,7 @@ where
     }
 }
 
-/// A schema name no other test process or test uses at the same time.
+/// Returns a schema name that no other test or test process uses at the same time.
 fn unique_schema_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()

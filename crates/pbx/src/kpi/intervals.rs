@@ -317,7 +317,7 @@ pub(crate) fn compute_intervals(
 /// Resolved and known counts per (interval start, queue or agent).
 type FirstContactCounts = HashMap<(i64, String), (u64, u64)>;
 
-/// What a call was about, for matching it with a repeat call: its request
+/// Subject of a call, for matching it with a repeat call: its request
 /// type, or the dialed DID when that DID has no request type. The two kinds
 /// never match each other, so a DID number that equals a request type name
 /// is no repeat.

@@ -367,6 +367,23 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<StoredEvent, EventStoreError> {
     })
 }
 
+/// Returns `first` followed by the items already waiting in `queue`, at
+/// most `max` in all, for a writer that commits them as one group.
+pub(crate) fn with_queued<T>(
+    first: T,
+    queue: &mut mpsc::UnboundedReceiver<T>,
+    max: usize,
+) -> Vec<T> {
+    let mut group = vec![first];
+    while group.len() < max {
+        match queue.try_recv() {
+            Ok(item) => group.push(item),
+            Err(_) => break,
+        }
+    }
+    group
+}
+
 /// Commits each batch in one transaction, then hands the committed events
 /// to `feed` for the live event stream, replies to the request that caused
 /// them and appends their lines to the queue_log file. Batches are taken in
@@ -385,13 +402,7 @@ pub(crate) async fn write_events(
         // Group commit: the batches that queued up while the last commit
         // ran share one transaction, so one fsync covers them all under
         // load instead of one per batch.
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match batches.try_recv() {
-                Ok(batch) => group.push(batch),
-                Err(_) => break,
-            }
-        }
+        let group = with_queued(first, &mut batches, MAX_GROUP);
         let mut events = Vec::new();
         let mut lines = Vec::new();
         let mut acks = Vec::new();

@@ -242,13 +242,7 @@ pub(crate) async fn write_journal(
         // Group commit: entries that queued up while the last commit ran
         // share one transaction and one fsync. Order is kept, so a removal
         // still never overtakes its save.
-        let mut entries = vec![first];
-        while entries.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(entry) => entries.push(entry),
-                Err(_) => break,
-            }
-        }
+        let entries = crate::events::with_queued(first, &mut queue, MAX_GROUP);
         if let Err(error) = journal.apply(&entries).await {
             tracing::error!(entries = entries.len(), %error, "committing the open-call journal failed");
         }

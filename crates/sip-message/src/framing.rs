@@ -1,6 +1,11 @@
 //! Message framing on stream transports (RFC 3261 section 18.3).
 
-use crate::parse::{content_length, parse_header_lines, skip_leading_crlf, split_header_block};
+use std::borrow::Cow;
+
+use crate::headers::same_name;
+use crate::parse::{
+    content_length_of, lines_as_text, skip_leading_crlf, split_header_block, visit_fields,
+};
 use crate::{ErrorKind, ParseError};
 
 /// Longest header block accepted on a stream before the empty line; a peer
@@ -40,9 +45,16 @@ pub fn frame_stream(buf: &[u8]) -> Result<StreamFrame, ParseError> {
         }
         return Ok(StreamFrame::Incomplete);
     };
-    let header_lines = block.lines.get(1..).unwrap_or_default();
-    let headers = parse_header_lines(header_lines)?;
-    let length = content_length(&headers)?.ok_or_else(|| {
+    let header_lines = lines_as_text(block.lines.get(1..).unwrap_or_default())?;
+    // Every header line is checked as the parser will check it, but only
+    // Content-Length is kept.
+    let mut lengths: Vec<Cow<'_, str>> = Vec::new();
+    visit_fields(header_lines.into_iter(), |name, value| {
+        if same_name(crate::headers::canonical_name(name), "Content-Length") {
+            lengths.push(value);
+        }
+    })?;
+    let length = content_length_of(lengths.iter().map(|value| value.as_ref()))?.ok_or_else(|| {
         ParseError::new(
             ErrorKind::ContentLength,
             "missing Content-Length on a stream",

@@ -1,10 +1,32 @@
 //! The ordered header list and its name rules (RFC 3261 section 7.3).
 
+use std::fmt;
+
+use bytestring::ByteString;
+
 use crate::text::{split_top_level, trim_lws};
 
-/// Long canonical names of the headers this crate knows, in their usual
-/// spelling. A name is matched against these case-insensitively.
-const KNOWN_NAMES: &[&str] = &[
+/// Defines the table of known header names and an exact-spelling lookup
+/// from one list, so the two cannot drift apart.
+macro_rules! known_names {
+    ($($name:literal,)*) => {
+        /// Long canonical names of the headers this crate knows, in their
+        /// usual spelling. A name is matched against these case-insensitively.
+        const KNOWN_NAMES: &[&str] = &[$($name,)*];
+
+        /// The known name spelled exactly as `name`. A `match` compiles to a
+        /// length switch and a few compares, cheaper than scanning the table
+        /// for every header of every message.
+        fn exact_known_name(name: &str) -> Option<&'static str> {
+            match name {
+                $($name => Some($name),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+known_names! {
     "Accept",
     "Accept-Contact",
     "Accept-Encoding",
@@ -69,7 +91,7 @@ const KNOWN_NAMES: &[&str] = &[
     "Via",
     "WWW-Authenticate",
     "Warning",
-];
+}
 
 /// Compact forms (RFC 3261 section 7.3.3 and the extensions that define one).
 const COMPACT_NAMES: &[(&str, &str)] = &[
@@ -112,20 +134,27 @@ const LIST_HEADERS: &[&str] = &[
     "Allow-Events",
 ];
 
-/// The long canonical name for a known header (compact forms expanded), or
-/// `name` unchanged for an unknown one.
-pub(crate) fn canonical_name(name: &str) -> &str {
+/// The long canonical name of a known header (compact forms expanded).
+pub(crate) fn known_name(name: &str) -> Option<&'static str> {
     if name.len() == 1 {
         return COMPACT_NAMES
             .iter()
             .find(|(short, _)| short.eq_ignore_ascii_case(name))
-            .map_or(name, |(_, long)| long);
+            .map(|(_, long)| *long);
     }
-    KNOWN_NAMES
-        .iter()
-        .find(|known| known.eq_ignore_ascii_case(name))
-        .copied()
-        .unwrap_or(name)
+    // Names arrive mostly in canonical spelling.
+    exact_known_name(name).or_else(|| {
+        KNOWN_NAMES
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(name))
+            .copied()
+    })
+}
+
+/// The long canonical name for a known header (compact forms expanded), or
+/// `name` unchanged for an unknown one.
+pub(crate) fn canonical_name(name: &str) -> &str {
+    known_name(name).unwrap_or(name)
 }
 
 /// Whether a stored header name (already canonical, see [`Header::new`])
@@ -140,30 +169,90 @@ pub(crate) fn same_name(stored: &str, requested: &str) -> bool {
     }
 }
 
+/// Header text: a known name from the static table, a slice of the
+/// received message (shared, not copied), or text the program built.
+#[derive(Clone)]
+enum Text {
+    Static(&'static str),
+    Received(ByteString),
+    Built(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Static(text) => text,
+            Text::Received(text) => text,
+            Text::Built(text) => text,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Text::Built(text) => text,
+            other => other.as_str().to_owned(),
+        }
+    }
+}
+
 /// One header line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Header {
-    name: String,
-    value: String,
+    name: Text,
+    value: Text,
 }
 
 impl Header {
     pub(crate) fn new(name: &str, value: String) -> Header {
+        let name = match known_name(name) {
+            Some(known) => Text::Static(known),
+            None => Text::Built(name.to_owned()),
+        };
         Header {
-            name: canonical_name(name).to_owned(),
-            value,
+            name,
+            value: Text::Built(value),
+        }
+    }
+
+    /// A header of a parsed message, whose name and value share the
+    /// received buffer.
+    pub(crate) fn received(name: ByteString, value: ByteString) -> Header {
+        let name = match known_name(&name) {
+            Some(known) => Text::Static(known),
+            None => Text::Received(name),
+        };
+        Header {
+            name,
+            value: Text::Received(value),
         }
     }
 
     /// Long canonical form for known headers ("Call-ID", "Via", ...), the
     /// name as received for unknown ones.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// Raw value, folded lines joined with one SP, outer LWS trimmed.
     pub fn value(&self) -> &str {
-        &self.value
+        self.value.as_str()
+    }
+}
+
+impl PartialEq for Header {
+    fn eq(&self, other: &Header) -> bool {
+        self.name() == other.name() && self.value() == other.value()
+    }
+}
+
+impl Eq for Header {}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("name", &self.name())
+            .field("value", &self.value())
+            .finish()
     }
 }
 
@@ -175,6 +264,21 @@ pub struct Headers {
 }
 
 impl Headers {
+    pub(crate) fn with_capacity(capacity: usize) -> Headers {
+        Headers {
+            list: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub(crate) fn push_received(&mut self, name: ByteString, value: ByteString) {
+        self.list.push(Header::received(name, value));
+    }
+
+    /// Appends a copy of `header`; the copy shares the text of a received one.
+    pub fn push_header(&mut self, header: &Header) {
+        self.list.push(header.clone());
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.list.iter()
     }
@@ -191,16 +295,16 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.list
             .iter()
-            .find(|h| same_name(&h.name, name))
-            .map(|h| h.value.as_str())
+            .find(|h| same_name(h.name(), name))
+            .map(Header::value)
     }
 
     /// Every value of `name`, one per header line, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.list
             .iter()
-            .filter(move |h| same_name(&h.name, name))
-            .map(|h| h.value.as_str())
+            .filter(move |h| same_name(h.name(), name))
+            .map(Header::value)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -212,7 +316,7 @@ impl Headers {
     pub fn count(&self, name: &str) -> usize {
         self.list
             .iter()
-            .filter(|h| same_name(&h.name, name))
+            .filter(|h| same_name(h.name(), name))
             .count()
     }
 
@@ -230,13 +334,13 @@ impl Headers {
     /// of the first, or appends it when there is none.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let header = Header::new(name, value.into());
-        match self.list.iter().position(|h| same_name(&h.name, name)) {
+        match self.list.iter().position(|h| same_name(h.name(), name)) {
             Some(first) => {
                 self.list[first] = header;
                 let mut index = 0;
                 self.list.retain(|h| {
                     index += 1;
-                    index - 1 == first || !same_name(&h.name, name)
+                    index - 1 == first || !same_name(h.name(), name)
                 });
             }
             None => self.list.push(header),
@@ -246,7 +350,7 @@ impl Headers {
     /// Removes every header of `name` and returns how many there were.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.list.len();
-        self.list.retain(|h| !same_name(&h.name, name));
+        self.list.retain(|h| !same_name(h.name(), name));
         before - self.list.len()
     }
 
@@ -254,21 +358,21 @@ impl Headers {
     /// Contact, ...) holding `a, b` on one line, only `a` is removed and the
     /// line keeps `b`.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
-        let index = self.list.iter().position(|h| same_name(&h.name, name))?;
+        let index = self.list.iter().position(|h| same_name(h.name(), name))?;
         let header = &mut self.list[index];
-        if LIST_HEADERS.contains(&header.name.as_str()) {
-            let elements = split_top_level(&header.value, ',');
+        if LIST_HEADERS.contains(&header.name()) {
+            let elements = split_top_level(header.value(), ',');
             if let [first, rest @ ..] = elements.as_slice() {
                 if rest.is_empty() {
-                    return Some(self.list.remove(index).value);
+                    return Some(self.list.remove(index).value.into_string());
                 }
                 let first = trim_lws(first).to_owned();
                 let rest: Vec<&str> = rest.iter().map(|e| trim_lws(e)).collect();
-                header.value = rest.join(", ");
+                header.value = Text::Built(rest.join(", "));
                 return Some(first);
             }
         }
-        Some(self.list.remove(index).value)
+        Some(self.list.remove(index).value.into_string())
     }
 }
 

@@ -16,6 +16,12 @@ impl Message {
     /// Content-Length larger than the remaining bytes is an error. A missing
     /// Content-Length means "the rest of the datagram".
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        crate::parse::parse_message(Bytes::copy_from_slice(bytes))
+    }
+
+    /// Parses as [`Message::parse`] without copying: header values and the
+    /// body are slices of `bytes`, which they keep alive.
+    pub fn parse_bytes(bytes: Bytes) -> Result<Message, ParseError> {
         crate::parse::parse_message(bytes)
     }
 
@@ -101,7 +107,7 @@ impl Response {
         let mut response = Response::new(status, reason.unwrap_or_else(|| reason_phrase(status)));
         for header in request.headers.iter() {
             if matches!(header.name(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
-                response.headers.push(header.name(), header.value());
+                response.headers.push_header(header);
             }
         }
         response
@@ -225,6 +231,40 @@ mod tests {
             Via: SIP/2.0/UDP h2\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: id1\r\n\
             CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(std::str::from_utf8(&response.to_bytes()).unwrap(), expected);
+    }
+
+    /// Whether `text` lies inside `buffer`'s memory.
+    fn points_into(text: &[u8], buffer: &Bytes) -> bool {
+        let range = buffer.as_ptr_range();
+        range.contains(&text.as_ptr()) && text.len() <= buffer.len()
+    }
+
+    #[test]
+    fn parse_bytes_shares_the_buffer() {
+        let wire = Bytes::from_static(
+            b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1\r\n\
+            X-Custom: one\r\nSubject: first\r\n second\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        let message = Message::parse_bytes(wire.clone()).unwrap();
+        let headers = message.headers();
+        let via = headers.get("Via").unwrap();
+        assert!(points_into(via.as_bytes(), &wire), "Via value was copied");
+        let custom = headers.iter().find(|h| h.name() == "X-Custom").unwrap();
+        assert!(points_into(custom.name().as_bytes(), &wire), "unknown name was copied");
+        assert!(points_into(message.body(), &wire), "body was copied");
+        assert_eq!(&message.body()[..], b"hello");
+        // Folding joins two lines, so only that value is new text.
+        assert_eq!(headers.get("Subject"), Some("first second"));
+        assert!(!points_into(headers.get("Subject").unwrap().as_bytes(), &wire));
+    }
+
+    #[test]
+    fn datagram_without_empty_line_keeps_last_header() {
+        let wire = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n";
+        let message = Message::parse(wire).unwrap();
+        assert_eq!(message.headers().len(), 2);
+        assert_eq!(message.headers().get("CSeq"), Some("1 OPTIONS"));
+        assert!(message.body().is_empty());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Message parser: start line, header block and body framing (RFC 3261
 //! sections 7 and 18.3).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use crate::text::{is_lws, is_token, parse_decimal, trim_lws};
 use crate::{ErrorKind, Headers, Message, Method, ParseError, Request, Response, Uri};
@@ -54,14 +57,16 @@ pub(crate) fn split_header_block(bytes: &[u8], start: usize) -> HeaderBlock<'_> 
     }
 }
 
-/// Joins folded lines (a line starting with SP or HTAB continues the one
-/// before) and splits each header at its first ':'.
-pub(crate) fn parse_header_lines(lines: &[&[u8]]) -> Result<Headers, ParseError> {
-    let mut headers = Headers::default();
-    let mut current: Option<(String, String)> = None;
+/// Walks the header lines of a block (start line excluded), joins folded
+/// lines (a line starting with SP or HTAB continues the one before) and
+/// calls `field` with each header's name and value. A value borrows from
+/// the lines unless folding had to join several of them.
+pub(crate) fn visit_fields<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    mut field: impl FnMut(&'a str, Cow<'a, str>),
+) -> Result<(), ParseError> {
+    let mut current: Option<(&'a str, Cow<'a, str>)> = None;
     for line in lines {
-        let line = std::str::from_utf8(line)
-            .map_err(|_| ParseError::new(ErrorKind::Encoding, "header line is not UTF-8"))?;
         if line.starts_with([' ', '\t']) {
             let Some((_, value)) = current.as_mut() else {
                 return Err(ParseError::new(
@@ -71,15 +76,16 @@ pub(crate) fn parse_header_lines(lines: &[&[u8]]) -> Result<Headers, ParseError>
             };
             let continued = trim_lws(line);
             if !continued.is_empty() {
-                if !value.is_empty() {
-                    value.push(' ');
+                let joined = value.to_mut();
+                if !joined.is_empty() {
+                    joined.push(' ');
                 }
-                value.push_str(continued);
+                joined.push_str(continued);
             }
             continue;
         }
         if let Some((name, value)) = current.take() {
-            headers.push(&name, value);
+            field(name, value);
         }
         let (name, value) = line.split_once(':').ok_or_else(|| {
             ParseError::new(
@@ -94,18 +100,67 @@ pub(crate) fn parse_header_lines(lines: &[&[u8]]) -> Result<Headers, ParseError>
                 format!("invalid header name {name:?}"),
             ));
         }
-        current = Some((name.to_owned(), trim_lws(value).to_owned()));
+        current = Some((name, Cow::Borrowed(trim_lws(value))));
     }
     if let Some((name, value)) = current {
-        headers.push(&name, value);
+        field(name, value);
     }
-    Ok(headers)
+    Ok(())
+}
+
+/// Header lines as text; the first that is not UTF-8 is an error.
+pub(crate) fn lines_as_text<'a>(lines: &[&'a [u8]]) -> Result<Vec<&'a str>, ParseError> {
+    lines
+        .iter()
+        .map(|line| {
+            std::str::from_utf8(line)
+                .map_err(|_| ParseError::new(ErrorKind::Encoding, "header line is not UTF-8"))
+        })
+        .collect()
+}
+
+/// Lines of a validated header block, line ends (CRLF or a bare LF) removed.
+fn text_lines(block: &str) -> impl Iterator<Item = &str> {
+    block
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+}
+
+/// The header block of `bytes` from `start`: its end (excluding the empty
+/// line) and the offset of the first body byte, `None` when no empty line
+/// closes the block.
+fn find_header_end(bytes: &[u8], start: usize) -> (usize, Option<usize>) {
+    let mut at = start;
+    while let Some(lf) = bytes[at..].iter().position(|b| *b == b'\n') {
+        let line = &bytes[at..at + lf];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            // The block ends with the line end before the empty line.
+            return (at.saturating_sub(1).max(start), Some(at + lf + 1));
+        }
+        at += lf + 1;
+    }
+    // A datagram whose last header line ends with a line end but has no
+    // empty line after it: that line end is not the start of another line.
+    let end = if at == bytes.len() && at > start {
+        at - 1
+    } else {
+        bytes.len()
+    };
+    (end, None)
 }
 
 /// Reads Content-Length; several headers must agree (RFC 4475 `mcl01`).
 pub(crate) fn content_length(headers: &Headers) -> Result<Option<usize>, ParseError> {
+    content_length_of(headers.get_all("Content-Length"))
+}
+
+/// Reads Content-Length from the values of its header lines.
+pub(crate) fn content_length_of<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Result<Option<usize>, ParseError> {
     let mut length = None;
-    for value in headers.get_all("Content-Length") {
+    for value in values {
         let parsed = parse_decimal(value, u32::MAX.into())
             .and_then(|v| usize::try_from(v).ok())
             .ok_or_else(|| {
@@ -125,21 +180,31 @@ pub(crate) fn content_length(headers: &Headers) -> Result<Option<usize>, ParseEr
     Ok(length)
 }
 
-pub(crate) fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
-    let start = skip_leading_crlf(bytes);
-    let block = split_header_block(bytes, start);
-    let Some((start_line, header_lines)) = block.lines.split_first() else {
-        return Err(ParseError::new(ErrorKind::StartLine, "empty message"));
+pub(crate) fn parse_message(bytes: Bytes) -> Result<Message, ParseError> {
+    let start = skip_leading_crlf(&bytes);
+    let (header_end, body_start) = find_header_end(&bytes, start);
+    // The header block is validated once; every header name and value is
+    // then a slice of it, so parsing copies no header text.
+    let block = ByteString::try_from(bytes.slice(start..header_end))
+        .map_err(|_| encoding_error(&bytes[start..header_end], start))?;
+    let mut lines = text_lines(&block);
+    let start_line = match lines.next() {
+        Some(line) if !line.is_empty() => line,
+        _ => return Err(ParseError::new(ErrorKind::StartLine, "empty message")),
     };
-    let start_line = std::str::from_utf8(start_line)
-        .map_err(|_| ParseError::new(ErrorKind::Encoding, "start line is not UTF-8").at(start))?;
-    let headers = parse_header_lines(header_lines)?;
+    let line_count = block.bytes().filter(|b| *b == b'\n').count();
+    let mut headers = Headers::with_capacity(line_count);
+    visit_fields(lines, |name, value| {
+        let value = match value {
+            Cow::Borrowed(value) => block.slice_ref(value),
+            Cow::Owned(joined) => ByteString::from(joined),
+        };
+        headers.push_received(block.slice_ref(name), value);
+    })?;
 
     // A datagram whose header block is not closed by an empty line (RFC
     // 4475 `baddn`) is taken to have an empty body.
-    let available = block
-        .body_start
-        .map_or(&[][..], |body_start| &bytes[body_start..]);
+    let available = body_start.map_or(bytes.len()..bytes.len(), |body| body..bytes.len());
     let body = match content_length(&headers)? {
         Some(length) if length > available.len() => {
             return Err(ParseError::new(
@@ -151,10 +216,9 @@ pub(crate) fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
             ));
         }
         // Octets past the declared length are noise (RFC 3261 section 18.3).
-        Some(length) => &available[..length],
-        None => available,
+        Some(length) => bytes.slice(available.start..available.start + length),
+        None => bytes.slice(available),
     };
-    let body = Bytes::copy_from_slice(body);
 
     if let Some(rest) = start_line.strip_prefix("SIP/") {
         let (status, reason) = parse_status_line(rest, start_line)?;
@@ -172,6 +236,17 @@ pub(crate) fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         headers,
         body,
     }))
+}
+
+/// The error for a header block that is not UTF-8, naming the start line
+/// when that is where the invalid bytes are.
+fn encoding_error(block: &[u8], offset: usize) -> ParseError {
+    let start_line = block.split(|b| *b == b'\n').next().unwrap_or_default();
+    if std::str::from_utf8(start_line).is_err() {
+        ParseError::new(ErrorKind::Encoding, "start line is not UTF-8").at(offset)
+    } else {
+        ParseError::new(ErrorKind::Encoding, "header line is not UTF-8")
+    }
 }
 
 fn check_version(version: &str) -> Result<(), ParseError> {

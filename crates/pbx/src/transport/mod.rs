@@ -508,6 +508,8 @@ async fn read_udp(
             addr: peer,
             connection: None,
         };
+        // One copy out of the receive buffer; the parser then slices it.
+        let datagram = Bytes::copy_from_slice(datagram);
         if let Some(response) = deliver(datagram, target, &inputs).await {
             let _ = socket.try_send_to(&response, peer);
         }
@@ -516,8 +518,8 @@ async fn read_udp(
 
 /// Parses `bytes` and hands the message to the engine. Returns the
 /// response to send when the bytes are a request too malformed to parse.
-async fn deliver(bytes: &[u8], source: Target, inputs: &mpsc::Sender<Input>) -> Option<Bytes> {
-    match Message::parse(bytes) {
+async fn deliver(bytes: Bytes, source: Target, inputs: &mpsc::Sender<Input>) -> Option<Bytes> {
+    match Message::parse_bytes(bytes.clone()) {
         Ok(message) => {
             if inputs.send(Input::Sip(message, source)).await.is_err() {
                 tracing::debug!("engine stopped; message dropped");
@@ -526,7 +528,7 @@ async fn deliver(bytes: &[u8], source: Target, inputs: &mpsc::Sender<Input>) -> 
         }
         Err(error) => {
             tracing::debug!(peer = %source.addr, %error, "unparsable SIP message");
-            sip_server::malformed::response_for_unparsable(bytes, &error)
+            sip_server::malformed::response_for_unparsable(&bytes, &error)
         }
     }
 }

@@ -75,8 +75,8 @@ pub(super) async fn read<S: AsyncRead>(
                     keep_alive.reset();
                     // A framed message whose header block is broken
                     // still gets its 400 over the connection.
-                    let message = buffer.split_to(length);
-                    if let Some(response) = deliver(&message, source, &sender.inputs).await {
+                    let message = buffer.split_to(length).freeze();
+                    if let Some(response) = deliver(message, source, &sender.inputs).await {
                         replies
                             .send(Outgoing::Sip(response))
                             .map_err(|_| "connection closed")?;

@@ -132,8 +132,8 @@ where
             }
             Some(Err(_)) => return Err((CloseCode::Protocol, "WebSocket protocol error")),
         };
-        let payload: &[u8] = match &message {
-            Message::Text(text) => text.as_bytes(),
+        let payload: Bytes = match message {
+            Message::Text(text) => text.into(),
             Message::Binary(bytes) => bytes,
             // tungstenite replies to pings itself, and pongs need nothing.
             _ => continue,

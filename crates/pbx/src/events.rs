@@ -123,6 +123,7 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let mut stored = Vec::with_capacity(events.len());
+        let backend = cdr::database::Backend::of(&self.pool);
         let mut transaction = self.pool.begin().await?;
         // Each statement is a round trip to the database's worker, so the
         // events go in multi-row statements. Both engines number the rows
@@ -132,7 +133,7 @@ impl EventStore {
             let sql = format!(
                 "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
                  VALUES {} RETURNING seq",
-                cdr::database::placeholder_rows(1, chunk.len(), 7)
+                cdr::database::placeholder_rows(backend, 1, chunk.len(), 7)
             );
             let mut insert = sqlx::query_scalar::<_, i64>(&sql);
             for event in chunk {

@@ -52,6 +52,7 @@ impl RegistrationStore {
         &self,
         changes: &[(String, Vec<StoredBinding>)],
     ) -> Result<(), RegistrationStoreError> {
+        let backend = cdr::database::Backend::of(&self.pool);
         let mut transaction = self.pool.begin().await?;
         // Each statement is a round trip to the database's worker, so the
         // batch goes in a few statements of many rows rather than two per
@@ -59,7 +60,7 @@ impl RegistrationStore {
         for agents in changes.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "DELETE FROM registrations WHERE agent IN {}",
-                cdr::database::placeholder_rows(1, 1, agents.len())
+                cdr::database::placeholder_rows(backend, 1, 1, agents.len())
             );
             let mut delete = sqlx::query(&sql);
             for (agent, _) in agents {
@@ -81,7 +82,7 @@ impl RegistrationStore {
             let sql = format!(
                 "INSERT INTO registrations \
                  (agent, contact, expires_at_ms, call_id, cseq, transport, address) VALUES {}",
-                cdr::database::placeholder_rows(1, rows.len(), 7)
+                cdr::database::placeholder_rows(backend, 1, rows.len(), 7)
             );
             let mut insert = sqlx::query(&sql);
             for (agent, binding) in rows {

@@ -5,6 +5,16 @@
 //! address the REGISTER came from, so a call to an agent behind NAT is sent
 //! to the address its requests come from (RFC 3581) rather than to the
 //! private address in its Contact.
+//!
+//! A REGISTER may also bring a Path (RFC 3327), ask for a flow of SIP
+//! Outbound (RFC 5626) or for a public GRUU (RFC 5627); see
+//! [`extensions`].
+
+mod extensions;
+#[cfg(test)]
+mod flow_tests;
+
+pub use extensions::{TAG_GRUU, TAG_OUTBOUND, TAG_PATH, instance_id, public_gruu};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -26,6 +36,9 @@ pub struct RegistrarConfig {
     pub qualify_interval: Option<Duration>,
     /// A probe unanswered for this long marks the contact unreachable.
     pub qualify_timeout: Duration,
+    /// Seconds between keep-alives that the 200 of an outbound
+    /// registration asks for in its Flow-Timer header (RFC 5626).
+    pub flow_timer_secs: u32,
 }
 
 /// One contact bound to an AOR.
@@ -40,6 +53,17 @@ pub struct Binding {
     pub source: Target,
     /// False after a qualify probe went unanswered; calls skip the contact.
     pub reachable: bool,
+    /// Path values of the REGISTER (RFC 3327), top first. Requests to the
+    /// contact carry them as their Route set.
+    pub path: Vec<String>,
+    /// The contact's `+sip.instance`, without quotes and angle brackets.
+    pub instance: Option<String>,
+    /// The reg-id of a flow of SIP Outbound (RFC 5626). Set only when the
+    /// registrar applied Outbound, and then the binding lives only as long
+    /// as its connection.
+    pub reg_id: Option<u32>,
+    /// Order of registration, so the newest flow of an instance wins.
+    registered: u64,
     next_probe: Instant,
     probe_sent: Option<Instant>,
 }
@@ -53,6 +77,9 @@ pub struct StoredBinding {
     pub cseq: u32,
     pub transport: crate::transaction::TransportKind,
     pub address: std::net::SocketAddr,
+    /// Path values, top first; empty without a Path.
+    pub path: Vec<String>,
+    pub instance: Option<String>,
 }
 
 /// An OPTIONS probe the registrar wants sent (RFC 3261 section 11).
@@ -91,8 +118,9 @@ pub enum ReachabilityCause {
     Restored,
     /// A configuration reload removed the agent, and its bindings with it.
     AgentRemoved,
-    /// The TLS or WebSocket connection a contact registered over closed,
-    /// and nothing else reaches that contact.
+    /// The connection of a SIP Outbound flow, or the TLS or WebSocket
+    /// connection a contact registered over, closed, and nothing else
+    /// reaches that contact.
     ConnectionClosed,
 }
 
@@ -139,6 +167,7 @@ pub struct Registrar {
     passwords: HashMap<String, String>,
     bindings: HashMap<String, Vec<Binding>>,
     events: VecDeque<RegistrarEvent>,
+    next_registration: u64,
 }
 
 impl Registrar {
@@ -157,6 +186,7 @@ impl Registrar {
             passwords,
             bindings: HashMap::new(),
             events: VecDeque::new(),
+            next_registration: 0,
         }
     }
 
@@ -189,12 +219,45 @@ impl Registrar {
         self.passwords.contains_key(agent)
     }
 
-    /// Live, reachable bindings of `agent`.
+    /// Live, reachable bindings of `agent`, with one flow per instance: of
+    /// several SIP Outbound flows of one phone, only the newest is offered
+    /// calls (RFC 5626), and the others stand by for when its
+    /// connection closes.
     pub fn lookup(&self, agent: &str, now: Instant) -> Vec<Binding> {
         let list = self.bindings.get(agent).into_iter().flatten();
-        list.filter(|b| b.expires_at > now && b.reachable)
-            .cloned()
+        let live: Vec<&Binding> = list.filter(|b| b.expires_at > now && b.reachable).collect();
+        let newest_flow = |instance: &str| {
+            live.iter()
+                .filter(|b| b.reg_id.is_some() && b.instance.as_deref() == Some(instance))
+                .map(|b| b.registered)
+                .max()
+        };
+        live.iter()
+            .filter(|b| match (&b.instance, b.reg_id) {
+                (Some(instance), Some(_)) => newest_flow(instance) == Some(b.registered),
+                _ => true,
+            })
+            .map(|b| (*b).clone())
             .collect()
+    }
+
+    /// Live, reachable bindings of the phone that `gruu` names: the
+    /// instance in its `gr` parameter (RFC 5627), of the agent in its user
+    /// part. Empty for a URI without `gr` or an instance not registered.
+    pub fn lookup_gruu(&self, gruu: &sip_message::Uri, now: Instant) -> Vec<Binding> {
+        let Some(instance) = gruu.params.value("gr") else {
+            return Vec::new();
+        };
+        let agent = gruu.user_unescaped().unwrap_or_default();
+        self.lookup_instance(&agent, instance, now)
+    }
+
+    /// Live, reachable bindings of `agent` registered with `+sip.instance`
+    /// `instance`.
+    pub fn lookup_instance(&self, agent: &str, instance: &str, now: Instant) -> Vec<Binding> {
+        let mut bindings = self.lookup(agent, now);
+        bindings.retain(|b| b.instance.as_deref() == Some(instance));
+        bindings
     }
 
     /// Unexpired bindings of `agent`, reachable or not.
@@ -328,6 +391,8 @@ impl Registrar {
             .headers
             .contacts()
             .map_err(|_| Rejection::Bad("Bad Contact"))?;
+        let extensions = extensions::Extensions::read(request)?;
+        let mut flows_used = false;
 
         match contacts {
             ContactList::Star => {
@@ -339,15 +404,27 @@ impl Registrar {
                 self.set_bindings(&agent, Vec::new(), ReachabilityCause::Registration);
             }
             ContactList::Addresses(list) => {
+                // One REGISTER registers one flow (RFC 5626).
+                if list.iter().filter(|c| c.params.contains("reg-id")).count() > 1 {
+                    return Err(Rejection::Bad("More Than One reg-id"));
+                }
                 let mut bindings = self.live(&agent, now);
                 for contact in list {
+                    let instance = instance_id(&contact);
+                    let reg_id = extensions.flow_reg_id(&contact, instance.as_deref())?;
+                    flows_used |= reg_id.is_some();
                     let expires = match contact.params.value("expires") {
                         Some(text) => text
                             .parse::<u64>()
                             .map_err(|_| Rejection::Bad("Bad expires"))?,
                         None => u64::from(header_expires.unwrap_or(self.config.default_expires)),
                     };
-                    let existing = bindings.iter().position(|b| b.contact.uri == contact.uri);
+                    // A flow replaces the flow with the same instance and
+                    // reg-id, whatever its Contact URI (RFC 5626).
+                    let existing = bindings.iter().position(|b| match reg_id {
+                        Some(_) => b.reg_id == reg_id && b.instance == instance,
+                        None => b.reg_id.is_none() && b.contact.uri == contact.uri,
+                    });
                     if let Some(index) = existing {
                         let binding = &bindings[index];
                         if binding.call_id == call_id && cseq <= binding.cseq {
@@ -366,15 +443,22 @@ impl Registrar {
                     let seconds = expires.min(u64::from(self.config.max_expires));
                     let mut stored = contact.clone();
                     stored.params.remove("expires");
+                    let target = extensions::path_target(&extensions.path, source)
+                        .unwrap_or_else(|| contact_target(&contact.uri, source));
+                    self.next_registration += 1;
                     let binding = Binding {
                         contact: stored,
                         expires_at: now + Duration::from_secs(seconds),
                         call_id: call_id.to_owned(),
                         cseq,
-                        source: contact_target(&contact.uri, source),
+                        source: target,
                         // It just reached us, so it is reachable until a
                         // probe says otherwise.
                         reachable: true,
+                        path: extensions.path.clone(),
+                        instance,
+                        reg_id,
+                        registered: self.next_registration,
                         next_probe: now + self.config.qualify_interval.unwrap_or_default(),
                         probe_sent: None,
                     };
@@ -395,14 +479,47 @@ impl Registrar {
             let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
             let mut contact = binding.contact.clone();
             contact.params.set("expires", Some(&remaining.to_string()));
+            if extensions.gruu_supported
+                && let Some(instance) = &binding.instance
+            {
+                let gruu = public_gruu(&to.uri, instance);
+                contact.params.set("pub-gruu", Some(&format!("\"{gruu}\"")));
+            }
             response.headers.push("Contact", contact.to_string());
         }
+        self.add_extension_headers(&mut response, &extensions, flows_used);
         tracing::info!(
             agent,
             bindings = self.bindings.get(&agent).map_or(0, Vec::len),
             "registered"
         );
         Ok(response)
+    }
+
+    /// Adds the Path echo (RFC 3327) and, when a flow was registered,
+    /// `Require: outbound` and the Flow-Timer (RFC 5626) to the 200 of a
+    /// REGISTER.
+    fn add_extension_headers(
+        &self,
+        response: &mut Response,
+        extensions: &extensions::Extensions,
+        flows_used: bool,
+    ) {
+        if extensions.path_supported {
+            for value in &extensions.path {
+                response.headers.push("Path", value.clone());
+            }
+        }
+        if flows_used {
+            response.headers.push("Require", TAG_OUTBOUND);
+            response
+                .headers
+                .push("Flow-Timer", self.config.flow_timer_secs.to_string());
+        }
+        response.headers.push(
+            "Supported",
+            format!("{TAG_PATH}, {TAG_OUTBOUND}, {TAG_GRUU}"),
+        );
     }
 
     fn authenticate(
@@ -514,10 +631,13 @@ impl Registrar {
     }
 
     /// Returns the bindings of `agent` for storage, with wall-clock expiry computed
-    /// from `now`/`wall`, the same moment on both clocks.
+    /// from `now`/`wall`, the same moment on both clocks. Flows of SIP
+    /// Outbound are left out, because a restart closes their connections
+    /// and a flow that is gone must not be used (RFC 5626).
     pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
         self.live(agent, now)
             .into_iter()
+            .filter(|binding| binding.reg_id.is_none())
             .map(|binding| StoredBinding {
                 contact: binding.contact.to_string(),
                 expires_at: wall + binding.expires_at.saturating_duration_since(now),
@@ -525,6 +645,8 @@ impl Registrar {
                 cseq: binding.cseq,
                 transport: binding.source.transport,
                 address: binding.source.addr,
+                path: binding.path,
+                instance: binding.instance,
             })
             .collect()
     }
@@ -562,6 +684,10 @@ impl Registrar {
                     connection: None,
                 },
                 reachable: true,
+                path: entry.path.clone(),
+                instance: entry.instance.clone(),
+                reg_id: None,
+                registered: 0,
                 next_probe: now,
                 probe_sent: None,
             });
@@ -595,17 +721,20 @@ impl Registrar {
     }
 
     /// Removes the bindings reached only through stream connection
-    /// `connection`, which just closed. Contacts registered over TLS or
-    /// WebSocket go: the PBX opens no TLS connections yet, and a browser
-    /// accepts none. TCP contacts stay, because the transport can connect
-    /// to them again.
+    /// `connection`, which just closed. Flows of SIP Outbound go whatever
+    /// their transport (RFC 5626). So do contacts registered
+    /// over TLS or WebSocket, because the PBX opens no TLS connections yet
+    /// and a browser accepts none. Other TCP contacts stay, because the
+    /// transport can connect to them again.
     pub fn connection_closed(&mut self, connection: u64) {
         let flow_only = |binding: &Binding| {
             binding.source.connection == Some(connection)
-                && !matches!(
-                    binding.source.transport,
-                    crate::transaction::TransportKind::Udp | crate::transaction::TransportKind::Tcp
-                )
+                && (binding.reg_id.is_some()
+                    || !matches!(
+                        binding.source.transport,
+                        crate::transaction::TransportKind::Udp
+                            | crate::transaction::TransportKind::Tcp
+                    ))
         };
         let affected: Vec<String> = self
             .bindings
@@ -716,6 +845,8 @@ enum Rejection {
     /// The source is locked out for this long yet.
     LockedOut(Duration),
     TooBrief(u32),
+    /// 421 with this option tag in Require.
+    ExtensionRequired(&'static str),
     Challenge {
         stale: bool,
     },
@@ -734,6 +865,11 @@ impl Rejection {
                 Response::for_request(request, status, Some(reason))
             }
             Rejection::LockedOut(left) => locked_out(request, left),
+            Rejection::ExtensionRequired(tag) => {
+                let mut response = Response::for_request(request, 421, None);
+                response.headers.push("Require", tag);
+                response
+            }
             Rejection::TooBrief(min) => {
                 let mut response = Response::for_request(request, 423, None);
                 response.headers.push("Min-Expires", min.to_string());

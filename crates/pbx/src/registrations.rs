@@ -17,7 +17,7 @@ pub(crate) enum RegistrationStoreError {
 }
 
 /// Rows (or agents) per statement of [`RegistrationStore::save_all`]: at
-/// seven values a row this stays far below SQLite's limit of 32,766 bound
+/// nine values a row this stays far below SQLite's limit of 32,766 bound
 /// values per statement and PostgreSQL's of 65,535.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -81,8 +81,9 @@ impl RegistrationStore {
         for rows in durable.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO registrations \
-                 (agent, contact, expires_at_ms, call_id, cseq, transport, address) VALUES {}",
-                cdr::database::placeholder_rows(backend, 1, rows.len(), 7)
+                 (agent, contact, expires_at_ms, call_id, cseq, transport, address, path, \
+                 instance) VALUES {}",
+                cdr::database::placeholder_rows(backend, 1, rows.len(), 9)
             );
             let mut insert = sqlx::query(&sql);
             for (agent, binding) in rows {
@@ -93,7 +94,9 @@ impl RegistrationStore {
                     .bind(&binding.call_id)
                     .bind(i64::from(binding.cseq))
                     .bind(binding.transport.via_token().to_ascii_lowercase())
-                    .bind(binding.address.to_string());
+                    .bind(binding.address.to_string())
+                    .bind(binding.path.join("\n"))
+                    .bind(binding.instance.clone());
             }
             insert.execute(&mut *transaction).await?;
         }
@@ -108,8 +111,8 @@ impl RegistrationStore {
         now: SystemTime,
     ) -> Result<HashMap<String, Vec<StoredBinding>>, RegistrationStoreError> {
         let rows = sqlx::query(
-            "SELECT agent, contact, expires_at_ms, call_id, cseq, transport, address \
-             FROM registrations WHERE expires_at_ms > $1",
+            "SELECT agent, contact, expires_at_ms, call_id, cseq, transport, address, path, \
+             instance FROM registrations WHERE expires_at_ms > $1",
         )
         .bind(unix_millis(now))
         .fetch_all(&self.pool)
@@ -129,6 +132,7 @@ impl RegistrationStore {
 fn decode(row: &sqlx::any::AnyRow) -> Option<StoredBinding> {
     let expires_ms: i64 = row.try_get("expires_at_ms").ok()?;
     let transport = TransportKind::from_token(&row.try_get::<String, _>("transport").ok()?)?;
+    let path: String = row.try_get("path").ok()?;
     Some(StoredBinding {
         contact: row.try_get("contact").ok()?,
         expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).ok()?),
@@ -136,6 +140,8 @@ fn decode(row: &sqlx::any::AnyRow) -> Option<StoredBinding> {
         cseq: u32::try_from(row.try_get::<i64, _>("cseq").ok()?).ok()?,
         transport,
         address: row.try_get::<String, _>("address").ok()?.parse().ok()?,
+        path: path.lines().map(str::to_owned).collect(),
+        instance: row.try_get("instance").ok()?,
     })
 }
 
@@ -160,6 +166,8 @@ mod tests {
             cseq: 7,
             transport: TransportKind::Udp,
             address: "127.0.0.1:5062".parse().unwrap(),
+            path: Vec::new(),
+            instance: None,
         }
     }
 
@@ -174,7 +182,12 @@ mod tests {
             .save("1001", std::slice::from_ref(&first))
             .await
             .unwrap();
-        let second = binding("<sip:1001@127.0.0.1:5064>", Duration::from_secs(600));
+        let mut second = binding("<sip:1001@127.0.0.1:5064>", Duration::from_secs(600));
+        second.path = vec![
+            "<sip:198.51.100.5:5070;lr>".to_owned(),
+            "<sip:edge.example.net;lr;ob>".to_owned(),
+        ];
+        second.instance = Some("urn:uuid:00000000-0000-1000-8000-000a95a0e128".to_owned());
         let expired = binding("<sip:1001@127.0.0.1:5066>", Duration::ZERO);
         store
             .save("1001", &[second.clone(), expired])
@@ -189,6 +202,8 @@ mod tests {
         assert_eq!(stored[0].contact, second.contact);
         assert_eq!(stored[0].cseq, 7);
         assert_eq!(stored[0].address, second.address);
+        assert_eq!(stored[0].path, second.path);
+        assert_eq!(stored[0].instance, second.instance);
     }
 
     async fn a_batch_over_several_statements_replaces_every_agent(database: TestDatabase) {

@@ -462,6 +462,10 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "sip.idle_timeout_secs",
         old_limits.idle_timeout != new_limits.idle_timeout,
     );
+    check(
+        "sip.max_connection_attempts_per_address_per_sec",
+        old_limits.max_connection_attempts_per_sec != new_limits.max_connection_attempts_per_sec,
+    );
     check("http.listen", old.http.listen != new.http.listen);
     check("media.address", old.media.address != new.media.address);
     check(

@@ -325,6 +325,7 @@ pub(crate) fn core_config(
             max_contacts: config.registrar.max_contacts,
             qualify_interval: config.registrar.qualify_interval,
             qualify_timeout: config.registrar.qualify_timeout,
+            flow_timer_secs: flow_timer_secs(config.sip.streams.limits.idle_timeout),
         },
         digest_algorithms: config.sip.digest_algorithms.clone(),
         passwords,
@@ -454,4 +455,13 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// Returns the keep-alive interval for the Flow-Timer of an outbound
+/// registration: 120 seconds, or half of `idle_timeout` when that is
+/// shorter, so that keep-alives reach the PBX before it closes a quiet
+/// connection.
+fn flow_timer_secs(idle_timeout: std::time::Duration) -> u32 {
+    let half = u32::try_from(idle_timeout.as_secs() / 2).unwrap_or(u32::MAX);
+    half.clamp(1, 120)
 }

@@ -95,6 +95,11 @@ impl Headers {
         self.list_elements("Route").map(NameAddr::parse).collect()
     }
 
+    /// Returns every Path value of a REGISTER (RFC 3327), top first.
+    pub fn paths(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.list_elements("Path").map(NameAddr::parse).collect()
+    }
+
     /// Reads Max-Forwards. A value above 255 is an error.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         let Some(value) = self.optional_single("Max-Forwards", ErrorKind::MaxForwards)? else {

@@ -116,7 +116,7 @@ impl Core {
             return;
         };
         let targets = self.number_targets(number, now);
-        let Some((uri, target)) = targets.first().cloned() else {
+        let Some(super::offer::OfferTarget { uri, target, .. }) = targets.first().cloned() else {
             // Configuration guarantees an outbound trunk, so only an
             // extension without a phone lands here. Keeping a request that
             // cannot be carried out would ring agents forever.
@@ -324,7 +324,7 @@ impl Core {
         tracing::info!(agent, "agent answered the callback; dialing the citizen");
 
         let targets = self.number_targets(&number, now);
-        let Some((to, _)) = targets.first().cloned() else {
+        let Some(to) = targets.first().map(|first| first.uri.clone()) else {
             tracing::warn!(number, "nowhere to dial the citizen");
             self.citizen_failed(call_id, 404, now);
             return;

@@ -48,7 +48,7 @@ impl Core {
         }
 
         tracing::info!(number, "forwarding the call");
-        let to = targets[0].0.clone();
+        let to = targets[0].uri.clone();
         self.send_offer(
             call_id,
             &label,
@@ -63,7 +63,11 @@ impl Core {
     /// Where `number` is dialed: an agent's extension rings its phones,
     /// any other number goes to the first trunk with an outbound address.
     /// Empty when neither exists.
-    pub(super) fn number_targets(&self, number: &str, now: Instant) -> Vec<(Uri, Target)> {
+    pub(super) fn number_targets(
+        &self,
+        number: &str,
+        now: Instant,
+    ) -> Vec<super::offer::OfferTarget> {
         if self.registrar.is_agent(number) {
             return super::offer::contact_targets(&self.registrar.lookup(number, now));
         }
@@ -82,7 +86,7 @@ impl Core {
                     addr: outbound,
                     connection: None,
                 };
-                vec![(uri, target)]
+                vec![super::offer::OfferTarget::direct(uri, target)]
             })
             .unwrap_or_default()
     }

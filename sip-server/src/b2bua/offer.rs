@@ -36,8 +36,8 @@ impl Core {
         self.send_offer(call_id, agent, to, targets, AttemptKind::Offer, now);
     }
 
-    /// Sends the INVITE of one attempt to every target (a Request-URI and
-    /// where to send it) and records the attempt under `label`. Agents and
+    /// Sends the INVITE of one attempt to every target and records the
+    /// attempt under `label`. Agents and
     /// forwarded numbers see the caller's identity and get the relay's
     /// agent side; a citizen called back sees the number it once dialed and
     /// gets the caller side.
@@ -46,7 +46,7 @@ impl Core {
         call_id: &str,
         label: &str,
         to: Uri,
-        targets: Vec<(Uri, crate::transaction::Target)>,
+        targets: Vec<OfferTarget>,
         kind: AttemptKind,
         now: Instant,
     ) {
@@ -107,12 +107,16 @@ impl Core {
         let attempt_id = self.next_attempt;
         self.next_attempt += 1;
         let mut branches = Vec::new();
-        for (index, (uri, target)) in targets.into_iter().enumerate() {
+        for (index, offer_target) in targets.into_iter().enumerate() {
+            let OfferTarget { uri, target, route } = offer_target;
             let mut request = Request::new(Method::Invite, uri);
             request.headers.push("Via", self.new_target_via(&target));
             request
                 .headers
                 .push("Max-Forwards", max_forwards.to_string());
+            for hop in route {
+                request.headers.push("Route", hop);
+            }
             request.headers.push("From", from.clone());
             request.headers.push("To", to.to_string());
             request.headers.push("Call-ID", sip_call_id.clone());
@@ -646,14 +650,39 @@ impl Core {
     }
 }
 
-/// Returns the Request-URI and the destination of each binding: the
-/// contact, sent to where its registration came from.
-pub(super) fn contact_targets(
-    bindings: &[crate::registrar::Binding],
-) -> Vec<(Uri, crate::transaction::Target)> {
+/// Where one INVITE of an offer goes.
+#[derive(Clone, Debug)]
+pub(super) struct OfferTarget {
+    pub(super) uri: Uri,
+    /// The next hop: the contact, or the first proxy of its Path.
+    pub(super) target: crate::transaction::Target,
+    /// Route header values, from the Path the contact registered with
+    /// (RFC 3327).
+    pub(super) route: Vec<String>,
+}
+
+impl OfferTarget {
+    /// A target reached without proxies in between.
+    pub(super) fn direct(uri: Uri, target: crate::transaction::Target) -> OfferTarget {
+        OfferTarget {
+            uri,
+            target,
+            route: Vec::new(),
+        }
+    }
+}
+
+/// Returns the Request-URI, the next hop and the Route set of each
+/// binding: the contact, sent to where its registration came from or to
+/// the first proxy of its Path.
+pub(super) fn contact_targets(bindings: &[crate::registrar::Binding]) -> Vec<OfferTarget> {
     bindings
         .iter()
-        .map(|binding| (binding.contact.uri.clone(), binding.source))
+        .map(|binding| OfferTarget {
+            uri: binding.contact.uri.clone(),
+            target: binding.source,
+            route: binding.path.clone(),
+        })
         .collect()
 }
 

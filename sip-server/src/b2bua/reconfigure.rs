@@ -308,6 +308,7 @@ mod tests {
                 max_contacts: 5,
                 qualify_interval: None,
                 qualify_timeout: Duration::from_secs(5),
+                flow_timer_secs: 120,
             },
             digest_algorithms: vec![crate::auth::Algorithm::Md5],
             passwords: agents

@@ -81,6 +81,7 @@ fn config() -> CoreConfig {
             max_contacts: 5,
             qualify_interval: None,
             qualify_timeout: Duration::from_secs(5),
+            flow_timer_secs: 120,
         },
         digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         passwords,
@@ -235,6 +236,20 @@ impl Harness {
     }
 
     fn register_over(&mut self, agent: &str, password: &str, source: Target) -> Response {
+        self.register_with_headers(agent, password, source, "", "")
+    }
+
+    /// Registers with `contact_params` after the Contact's URI (such as
+    /// `;+sip.instance="<urn:uuid:...>"`) and `extra` header lines, each
+    /// ending in CRLF (such as a Path or Supported).
+    fn register_with_headers(
+        &mut self,
+        agent: &str,
+        password: &str,
+        source: Target,
+        contact_params: &str,
+        extra: &str,
+    ) -> Response {
         let from = &source.addr.to_string();
         // A fresh branch per call, or a repeated registration would be
         // absorbed as a retransmission.
@@ -244,8 +259,8 @@ impl Harness {
             format!(
                 "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-reg{cseq}{agent}-{round}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:{agent}@pbx.test>;tag=r{agent}\r\nTo: <sip:{agent}@pbx.test>\r\n\
-                 Call-ID: reg-{agent}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{agent}@{from}>\r\n\
-                 {auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
+                 Call-ID: reg-{agent}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{agent}@{from}>{contact_params}\r\n\
+                 {extra}{auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
             )
         };
         self.receive_over(&register("", 1), source);
@@ -1956,4 +1971,28 @@ fn closed_websocket_ends_the_agents_call() {
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::Agent));
     assert!((record.talk_seconds - 20.0).abs() < 0.01);
     assert_eq!(h.core.active_calls(), 0);
+}
+
+#[test]
+fn offer_routes_through_registered_path() {
+    let mut h = Harness::new();
+    let proxy = udp("198.51.100.5:5070");
+    let path = "Supported: path\r\nPath: <sip:198.51.100.5:5070;lr>\r\n";
+    let response = h.register_with_headers("1001", "pw-one", proxy, "", path);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.headers.get("Path"),
+        Some("<sip:198.51.100.5:5070;lr>")
+    );
+
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let invite = h
+        .requests_to("198.51.100.5:5070")
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("INVITE sent to the proxy of the Path");
+    let routes: Vec<&str> = invite.headers.get_all("Route").collect();
+    assert_eq!(routes, ["<sip:198.51.100.5:5070;lr>"]);
+    assert_eq!(invite.uri.to_string(), "sip:1001@198.51.100.5:5070");
 }

@@ -97,7 +97,12 @@ impl ReferError {
 
 /// Destination of an accepted REFER.
 enum Destination {
-    Extension(String),
+    /// An agent's extension. With the instance of a GRUU (RFC 5627) in
+    /// the Refer-To, only that phone of the agent rings.
+    Extension {
+        agent: String,
+        instance: Option<String>,
+    },
     /// The party of the agent's consultation call: that call's product id
     /// and the agent who answered it.
     Consultation {
@@ -139,6 +144,14 @@ fn refer_to_user(request: &Request) -> Result<(String, Option<Replaces>), ReferE
     Ok((user, Some(replaces)))
 }
 
+/// Returns the `gr` parameter of the Refer-To URI of `request`: the
+/// instance of a GRUU.
+fn refer_to_instance(request: &Request) -> Option<String> {
+    let value = request.headers.get("Refer-To")?;
+    let name_addr = NameAddr::parse(value).ok()?;
+    name_addr.uri.params.value("gr").map(str::to_owned)
+}
+
 impl Core {
     /// Handles a REFER inside the dialog of `side` of `call_id`: checks it,
     /// answers 202 and starts the transfer it asks for.
@@ -171,7 +184,7 @@ impl Core {
         let answered = call.answered_at.unwrap_or(now);
         let segment_start = call.transfer.segment_start.unwrap_or(answered);
         let (target, target_kind) = match &destination {
-            Destination::Extension(agent) => (agent.clone(), cdr::TransferTarget::Extension),
+            Destination::Extension { agent, .. } => (agent.clone(), cdr::TransferTarget::Extension),
             Destination::Consultation { agent, .. } => {
                 (agent.clone(), cdr::TransferTarget::Consultation)
             }
@@ -209,7 +222,9 @@ impl Core {
 
         self.notify_referrer(call_id, 100, "Trying", false, now);
         match destination {
-            Destination::Extension(agent) => self.ring_transfer_target(call_id, &agent, now),
+            Destination::Extension { agent, instance } => {
+                self.ring_transfer_target(call_id, &agent, instance.as_deref(), now)
+            }
             Destination::Consultation { call, .. } => {
                 self.join_consultation(call_id, &call, now);
             }
@@ -261,7 +276,10 @@ impl Core {
         }
 
         if self.registrar.is_agent(&target) {
-            return Ok(Destination::Extension(target));
+            return Ok(Destination::Extension {
+                agent: target,
+                instance: refer_to_instance(request),
+            });
         }
         match self.config.dids.get(&target) {
             Some(route) => Ok(Destination::Queue {
@@ -297,8 +315,15 @@ impl Core {
         self.transactions.send_response(key, response, now);
     }
 
-    /// Rings the transfer target's phones, with the caller on hold music.
-    fn ring_transfer_target(&mut self, call_id: &str, agent: &str, now: Instant) {
+    /// Rings the transfer target's phones, or only the phone of `instance`
+    /// when the Refer-To was its GRUU, with the caller on hold music.
+    fn ring_transfer_target(
+        &mut self,
+        call_id: &str,
+        agent: &str,
+        instance: Option<&str>,
+        now: Instant,
+    ) {
         if !self.config.ring_in_use && !self.acd.direct_call_started(agent, call_id, now) {
             tracing::info!(agent, "transfer target is on another call");
             self.transfer_failed(call_id, 486, "Busy Here", now);
@@ -311,9 +336,14 @@ impl Core {
         {
             pending.direct_agent = (!self.config.ring_in_use).then(|| agent.to_owned());
         }
-        let targets = self.number_targets(agent, now);
+        let targets = match instance {
+            Some(instance) => {
+                super::offer::contact_targets(&self.registrar.lookup_instance(agent, instance, now))
+            }
+            None => self.number_targets(agent, now),
+        };
         if targets.is_empty() {
-            tracing::info!(agent, "transfer target has no contact");
+            tracing::info!(agent, instance, "transfer target has no contact");
             self.transfer_failed(call_id, 480, "Temporarily Unavailable", now);
             return;
         }

@@ -127,6 +127,24 @@ fn stream_limits_are_bounded() {
 }
 
 #[test]
+fn connection_attempt_limit_parses() {
+    let config = Config::embedded_default();
+    assert_eq!(
+        config.sip.streams.limits.max_connection_attempts_per_sec,
+        20
+    );
+    let text = "[sip]\nmax_connection_attempts_per_address_per_sec = 0\n";
+    let off = Config::parse(text, ORIGIN).unwrap();
+    assert_eq!(off.sip.streams.limits.max_connection_attempts_per_sec, 0);
+    let errors = errors_of("[sip]\nmax_connection_attempts_per_address_per_sec = 2000000\n");
+    assert_has(
+        &errors,
+        "test.toml:2:47: sip.max_connection_attempts_per_address_per_sec: \
+         must be at most 1000000, got 2000000",
+    );
+}
+
+#[test]
 fn session_timer_keys_parse() {
     let defaults = Config::embedded_default().sip.session_timer;
     assert_eq!(defaults.interval, Duration::from_secs(1800));

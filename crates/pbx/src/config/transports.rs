@@ -15,6 +15,7 @@ use crate::transport::StreamLimits;
 const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 const IDLE_TIMEOUT_LIMIT_SECS: u64 = 86_400;
+const CONNECTION_ATTEMPTS_LIMIT: u64 = 1_000_000;
 
 pub(super) fn convert(
     checker: &mut Checker<'_>,
@@ -167,10 +168,27 @@ fn limits(checker: &mut Checker<'_>, raw: &RawSip) -> StreamLimits {
         defaults.idle_timeout.as_secs() as usize,
         IDLE_TIMEOUT_LIMIT_SECS,
     );
+    // 0 is allowed here: it turns the limit off, as for requests.
+    let key = "sip.max_connection_attempts_per_address_per_sec";
+    let attempts: Sourced<u64> = from_file(
+        &raw.max_connection_attempts_per_address_per_sec,
+        u64::from(defaults.max_connection_attempts_per_sec),
+    );
+    if attempts.value > CONNECTION_ATTEMPTS_LIMIT {
+        let kind = ConfigErrorKind::TooLarge {
+            value: attempts.value,
+            max: CONNECTION_ATTEMPTS_LIMIT,
+        };
+        checker.report(key, &attempts.source, kind);
+    }
     StreamLimits {
         max_message_bytes,
         max_connections,
         max_connections_per_address,
         idle_timeout: Duration::from_secs(idle_timeout_secs as u64),
+        max_connection_attempts_per_sec: u32::try_from(
+            attempts.value.min(CONNECTION_ATTEMPTS_LIMIT),
+        )
+        .unwrap_or(u32::MAX),
     }
 }

@@ -166,7 +166,7 @@ async fn migrations_of_every_store_listed(database: TestDatabase) {
         versions,
         [
             1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1000, 1001, 2001, 2002, 2003, 2004, 2100, 2101,
-            2102, 2103, 2104
+            2102, 2103, 2104, 2105
         ],
         "CDR, accounts and pbx migrations"
     );

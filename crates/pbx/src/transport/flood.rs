@@ -1,7 +1,8 @@
-//! Per-source limit on SIP requests over UDP, applied before parsing, so
-//! one address that floods the PBX cannot crowd out everyone else's
-//! requests in the engine's queue. Addresses of trunks are exempt: a
-//! carrier legitimately sends many calls from few addresses.
+//! Per-source token buckets: one limits SIP requests over every transport,
+//! applied before parsing, so one address that floods the PBX cannot crowd
+//! out everyone else's requests in the engine's queue; another limits new
+//! stream connections. Addresses of trunks are exempt: a carrier
+//! legitimately sends many calls from few addresses.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

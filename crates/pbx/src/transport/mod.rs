@@ -47,6 +47,9 @@ pub(crate) struct StreamLimits {
     /// A connection that sends nothing, not even a keep-alive, for this long
     /// is closed.
     pub(crate) idle_timeout: Duration,
+    /// New connections accepted per second from one IP address, with a
+    /// burst of twice that; 0 turns the limit off. Trunks are exempt.
+    pub(crate) max_connection_attempts_per_sec: u32,
 }
 
 // A call centre's phones need one connection each, and a NAT may put a
@@ -59,6 +62,9 @@ impl Default for StreamLimits {
             max_connections: 4096,
             max_connections_per_address: 256,
             idle_timeout: Duration::from_secs(600),
+            // A whole site behind one NAT reconnecting after an outage
+            // (256 phones) is back within about 12 seconds.
+            max_connection_attempts_per_sec: 20,
         }
     }
 }
@@ -73,8 +79,9 @@ pub(crate) struct Listeners {
     pub(crate) ws: Option<SocketAddr>,
     pub(crate) wss: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub(crate) limits: StreamLimits,
-    /// Requests per second one source may send over UDP (0: no limit), and
-    /// the trunk networks exempt from it.
+    /// Requests per second one source may send over any transport (0: no
+    /// limit), and the trunk networks exempt from it and from the
+    /// per-address connection limits.
     pub(crate) flood_limit: (u32, Vec<sip_server::network::IpNetwork>),
 }
 
@@ -139,6 +146,12 @@ pub(crate) struct Sender {
     next_connection: Arc<AtomicU64>,
     inputs: mpsc::Sender<Input>,
     limits: StreamLimits,
+    /// Requests per source, shared by UDP and the stream transports.
+    requests: Arc<Mutex<flood::FloodGuard>>,
+    /// Accepted connections per source.
+    connection_attempts: Arc<Mutex<flood::FloodGuard>>,
+    /// Trunk networks, exempt from the per-address limits.
+    exempt: Arc<Vec<sip_server::network::IpNetwork>>,
 }
 
 impl Sender {
@@ -199,8 +212,9 @@ impl Sender {
         let mut open = self.open.lock().ok()?;
         let total: usize = open.values().sum();
         let from_peer = open.get(&peer.ip()).copied().unwrap_or(0);
+        let trunk = self.exempt.iter().any(|net| net.contains(peer.ip()));
         if total >= self.limits.max_connections
-            || from_peer >= self.limits.max_connections_per_address
+            || (from_peer >= self.limits.max_connections_per_address && !trunk)
         {
             return None;
         }
@@ -209,6 +223,52 @@ impl Sender {
             open: self.open.clone(),
             peer,
         })
+    }
+
+    /// Takes a token of `peer`'s request rate for `message`, and returns
+    /// false when the message is to be dropped. Responses belong to
+    /// transactions the PBX started, so only requests count.
+    fn allow_request(&self, message: &[u8], peer: SocketAddr) -> bool {
+        if message.starts_with(b"SIP/") {
+            return true;
+        }
+        let Ok(mut guard) = self.requests.lock() else {
+            return true;
+        };
+        match guard.check(peer.ip(), std::time::Instant::now()) {
+            flood::Verdict::Accept => true,
+            flood::Verdict::Drop { first } => {
+                if first {
+                    tracing::warn!(
+                        source = %peer.ip(),
+                        dropped_so_far = guard.dropped(),
+                        "too many SIP requests from one source; dropping the excess"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Takes a token of `peer`'s connection rate, and returns false when the
+    /// new connection is to be closed.
+    fn allow_connection_attempt(&self, peer: SocketAddr) -> bool {
+        let Ok(mut guard) = self.connection_attempts.lock() else {
+            return true;
+        };
+        match guard.check(peer.ip(), std::time::Instant::now()) {
+            flood::Verdict::Accept => true,
+            flood::Verdict::Drop { first } => {
+                if first {
+                    tracing::warn!(
+                        source = %peer.ip(),
+                        closed_so_far = guard.dropped(),
+                        "too many new connections from one source; closing the excess"
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Gives a connection an id the engine can target and returns the id
@@ -357,6 +417,8 @@ pub(crate) async fn start(
     }
 
     let udp = Arc::new(udp);
+    let (rate, exempt) = listeners.flood_limit.clone();
+    let attempts = listeners.limits.max_connection_attempts_per_sec;
     let sender = Sender {
         open: Arc::default(),
         udp: udp.clone(),
@@ -364,9 +426,11 @@ pub(crate) async fn start(
         next_connection: Arc::new(AtomicU64::new(1)),
         inputs: inputs.clone(),
         limits: listeners.limits,
+        requests: Arc::new(Mutex::new(flood::FloodGuard::new(rate, exempt.clone()))),
+        connection_attempts: Arc::new(Mutex::new(flood::FloodGuard::new(attempts, exempt.clone()))),
+        exempt: Arc::new(exempt),
     };
-    let (rate, exempt) = listeners.flood_limit.clone();
-    tokio::spawn(read_udp(udp, inputs, flood::FloodGuard::new(rate, exempt)));
+    tokio::spawn(read_udp(udp, sender.clone()));
     for (listener, handshake) in accepting {
         tokio::spawn(accept(listener, handshake, sender.clone()));
     }
@@ -448,6 +512,10 @@ async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
     let mut rejected: u64 = 0;
     loop {
         match listener.accept().await {
+            Ok((connection, peer)) if !sender.allow_connection_attempt(peer) => {
+                // Dropping the connection closes it at once.
+                drop(connection);
+            }
             Ok((connection, peer)) => match sender.admit(peer) {
                 Some(slot) => {
                     tokio::spawn(handshake.clone().run(connection, slot, sender.clone()));
@@ -468,11 +536,7 @@ async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
     }
 }
 
-async fn read_udp(
-    socket: Arc<UdpSocket>,
-    inputs: mpsc::Sender<Input>,
-    mut flood: flood::FloodGuard,
-) {
+async fn read_udp(socket: Arc<UdpSocket>, sender: Sender) {
     let mut buffer = vec![0u8; 65_535];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -488,19 +552,7 @@ async fn read_udp(
         if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
             continue; // Keep-alive (RFC 5626 section 4.4.1).
         }
-        // Responses belong to transactions the PBX started, so only
-        // requests count against the source's rate.
-        if !datagram.starts_with(b"SIP/")
-            && let flood::Verdict::Drop { first } =
-                flood.check(peer.ip(), std::time::Instant::now())
-        {
-            if first {
-                tracing::warn!(
-                    source = %peer.ip(),
-                    dropped_so_far = flood.dropped(),
-                    "too many SIP requests from one source; dropping the excess"
-                );
-            }
+        if !sender.allow_request(datagram, peer) {
             continue;
         }
         let target = Target {
@@ -510,7 +562,7 @@ async fn read_udp(
         };
         // One copy out of the receive buffer; the parser then slices it.
         let datagram = Bytes::copy_from_slice(datagram);
-        if let Some(response) = deliver(datagram, target, &inputs).await {
+        if let Some(response) = deliver(datagram, target, &sender.inputs).await {
             let _ = socket.try_send_to(&response, peer);
         }
     }

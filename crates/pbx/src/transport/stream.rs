@@ -76,6 +76,9 @@ pub(super) async fn read<S: AsyncRead>(
                     // A framed message whose header block is broken
                     // still gets its 400 over the connection.
                     let message = buffer.split_to(length).freeze();
+                    if !sender.allow_request(&message, source.addr) {
+                        continue;
+                    }
                     if let Some(response) = deliver(message, source, &sender.inputs).await {
                         replies
                             .send(Outgoing::Sip(response))

@@ -412,3 +412,124 @@ async fn wss_upgrade_over_tls_reaches_engine() {
     };
     assert_eq!(source.transport, TransportKind::Wss);
 }
+
+/// Opens a TCP connection to `server` from the loopback address `local`.
+async fn connect_from(local: &str, server: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+fn tcp_options(branch: &str) -> String {
+    format!(
+        "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-{branch}\r\n\
+         From: <sip:a@test>;tag=1\r\nTo: <sip:pbx@test>\r\nCall-ID: {branch}@test\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn tcp_flood_from_one_source_is_cut_to_its_rate() {
+    let (inputs, mut receiver) = mpsc::channel(1024);
+    let listeners = Listeners {
+        flood_limit: (5, Vec::new()),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut flooder = connect_from("127.0.0.2", bound.udp_tcp).await;
+    let flood: String = (0..100).map(|i| tcp_options(&format!("t{i}"))).collect();
+    flooder.write_all(flood.as_bytes()).await.unwrap();
+    let mut other = connect_from("127.0.0.3", bound.udp_tcp).await;
+    other
+        .write_all(tcp_options("other").as_bytes())
+        .await
+        .unwrap();
+
+    let mut from_flooder = 0;
+    let mut from_other = 0;
+    while let Ok(Some(input)) =
+        tokio::time::timeout(Duration::from_millis(500), receiver.recv()).await
+    {
+        if let crate::engine::Input::Sip(_, source) = input {
+            if source.addr.ip() == "127.0.0.2".parse::<IpAddr>().unwrap() {
+                from_flooder += 1;
+            } else {
+                from_other += 1;
+            }
+        }
+    }
+    // The burst (10), plus what the time the reads took refills at 5/s.
+    assert!((10..=30).contains(&from_flooder), "{from_flooder} accepted");
+    assert_eq!(from_other, 1);
+    // The flooder's connection stays open: its excess is dropped, not the
+    // connection, so its calls in progress are untouched.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), flooder.read(&mut byte)).await;
+    assert!(read.is_err(), "the connection was closed: {read:?}");
+}
+
+#[tokio::test]
+async fn connection_attempts_past_the_rate_are_closed() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        limits: StreamLimits {
+            max_connection_attempts_per_sec: 1,
+            ..StreamLimits::default()
+        },
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..30 {
+        streams.push(connect_from("127.0.0.2", bound.udp_tcp).await);
+    }
+    let mut closed = 0;
+    for stream in &mut streams {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    // The burst is 10 connections, and the 30 connects take well under a
+    // second, which refills at most one or two.
+    assert!((18..=20).contains(&closed), "{closed} of 30 closed");
+
+    let mut other = connect_from("127.0.0.3", bound.udp_tcp).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), other.read(&mut byte)).await;
+    assert!(read.is_err(), "another source is not limited: {read:?}");
+}
+
+#[tokio::test]
+async fn trunk_is_exempt_from_per_address_limits() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let trunk: sip_server::network::IpNetwork = "127.0.0.2/32".parse().unwrap();
+    let listeners = Listeners {
+        limits: StreamLimits {
+            max_connections_per_address: 2,
+            max_connection_attempts_per_sec: 1,
+            ..StreamLimits::default()
+        },
+        flood_limit: (5, vec![trunk]),
+        ..plain_listeners()
+    };
+    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..12 {
+        streams.push(connect_from("127.0.0.2", bound.udp_tcp).await);
+    }
+    for (index, stream) in streams.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await;
+        assert!(
+            read.is_err(),
+            "trunk connection {index} was closed: {read:?}"
+        );
+    }
+    // Another address still gets the per-address cap.
+    let _first = connect_from("127.0.0.3", bound.udp_tcp).await;
+    let _second = connect_from("127.0.0.3", bound.udp_tcp).await;
+    let mut third = connect_from("127.0.0.3", bound.udp_tcp).await;
+    assert_closed(&mut third, Duration::from_secs(5)).await;
+}

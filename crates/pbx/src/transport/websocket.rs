@@ -141,6 +141,9 @@ where
         if payload.iter().all(|&byte| byte == b'\r' || byte == b'\n') {
             continue; // A client's CRLF keep-alive, which WebSocket does not need.
         }
+        if !sender.allow_request(&payload, source.addr) {
+            continue;
+        }
         if let Some(response) = deliver(payload, source, &sender.inputs).await {
             replies
                 .send(Outgoing::Sip(response))

@@ -731,3 +731,70 @@ fn attended_transfer_resumes_held_caller() {
     );
     assert!(!h.core.calls[&call].on_hold, "the caller is off hold");
 }
+
+#[test]
+fn blind_transfer_to_gruu_rings_one_phone() {
+    const DESK: &str = "urn:uuid:00000000-0000-1000-8000-0000000000d1";
+    const SOFTPHONE: &str = "urn:uuid:00000000-0000-1000-8000-0000000000d2";
+    const SOFTPHONE_ADDRESS: &str = "198.51.100.23:5062";
+    let mut h = Harness::new();
+    let (_call, invite) = answered_call(&mut h);
+    let desk = format!(";+sip.instance=\"<{DESK}>\"");
+    let response = h.register_with_headers("1002", "pw-two", udp(AGENT_2), &desk, "");
+    assert_eq!(response.status, 200);
+    let softphone = format!(";+sip.instance=\"<{SOFTPHONE}>\"");
+    let second = udp(SOFTPHONE_ADDRESS);
+    let response = h.register_with_headers("1002", "pw-two", second, &softphone, "");
+    assert_eq!(response.status, 200);
+    h.advance(Duration::from_secs(5));
+    h.sent.clear();
+    h.commands.clear();
+
+    let gruu = format!("1002@pbx.test;gr={SOFTPHONE}");
+    let refer = agent_request(
+        &invite,
+        "REFER",
+        2,
+        &format!("Refer-To: <sip:{gruu}>\r\nReferred-By: <sip:1001@pbx.test>\r\n"),
+    );
+    h.receive(&refer, AGENT_1);
+    let accepted = h.responses_to(AGENT_1);
+    assert_eq!(accepted.first().map(|r| r.status), Some(202));
+
+    let target_invite = invite_to(&mut h, SOFTPHONE_ADDRESS);
+    assert_eq!(
+        target_invite.uri.to_string(),
+        format!("sip:1002@{SOFTPHONE_ADDRESS}")
+    );
+    let to_desk = h.requests_to(AGENT_2);
+    assert!(
+        to_desk.iter().all(|r| r.method != Method::Invite),
+        "the agent's other phone rang too"
+    );
+}
+
+#[test]
+fn blind_transfer_to_unknown_gruu_fails() {
+    let mut h = Harness::new();
+    let (_call, invite) = talking_with_two_agents(&mut h);
+    let refer = agent_request(
+        &invite,
+        "REFER",
+        2,
+        "Refer-To: <sip:1002@pbx.test;gr=urn:uuid:00000000-0000-1000-8000-0000000000ff>\r\n",
+    );
+    h.receive(&refer, AGENT_1);
+
+    let to_agent_1 = h.requests_to(AGENT_1);
+    let outcome = notifies(&to_agent_1);
+    assert_eq!(
+        outcome.last(),
+        Some(&("SIP/2.0 480 Temporarily Unavailable".to_owned(), true))
+    );
+    assert!(
+        h.requests_to(AGENT_2)
+            .iter()
+            .all(|r| r.method != Method::Invite),
+        "a GRUU of no registered phone rang the agent's other phones"
+    );
+}

@@ -155,8 +155,11 @@ pub struct LegStats {
     /// Datagrams sent to the leg's peer.
     pub packets_sent: u64,
     pub bytes_sent: u64,
-    /// Datagrams dropped as neither valid RTP nor RTCP.
+    /// Datagrams dropped as neither valid RTP nor RTCP nor STUN.
     pub invalid_packets: u64,
+    /// STUN messages dropped. The relay sends no STUN responses, because
+    /// it does no ICE.
+    pub stun_packets: u64,
     /// Datagrams dropped because they came from another source than the
     /// leg's peer: not from the SDP address's IP before a source was
     /// learned, or not from the learned source after.
@@ -216,6 +219,7 @@ pub(crate) struct LegCounters {
     pub(crate) packets_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) invalid_packets: AtomicU64,
+    pub(crate) stun_packets: AtomicU64,
     pub(crate) unroutable_packets: AtomicU64,
     pub(crate) rejected_source: AtomicU64,
     pub(crate) rejected_payload_type: AtomicU64,
@@ -263,6 +267,7 @@ impl LegCounters {
             packets_sent: self.packets_sent.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             invalid_packets: self.invalid_packets.load(Ordering::Relaxed),
+            stun_packets: self.stun_packets.load(Ordering::Relaxed),
             unroutable_packets: self.unroutable_packets.load(Ordering::Relaxed),
             rejected_source: self.rejected_source.load(Ordering::Relaxed),
             rejected_payload_type: self.rejected_payload_type.load(Ordering::Relaxed),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use recordings::{Channel, Recorder, RecordingSummary};
 use rtp::telephone_event::{DEFAULT_TELEPHONE_EVENT_PT, TelephoneEvent, event_to_digit};
-use rtp::{DtmfDetector, RtpPacket, is_rtcp};
+use rtp::{DtmfDetector, RtpPacket, is_rtcp, is_stun};
 use socket2::{SockAddr, SockRef};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -207,6 +207,8 @@ pub(crate) const MAX_DATAGRAM: usize = 1500;
 enum Discard {
     /// Neither RTP nor RTCP.
     Invalid,
+    /// A STUN message, such as a phone's NAT binding request.
+    Stun,
     /// Larger than [`MAX_DATAGRAM`]; the length as received.
     Oversized(usize),
     /// RTP with a payload type the leg did not negotiate.
@@ -352,6 +354,16 @@ impl RelayState {
             return;
         }
 
+        // Phones that open NAT bindings send STUN binding requests to both
+        // media ports. linphone 5.1 sends them at the call's start, and in a
+        // call with sipp (which sends no RTCP) every 500 ms to the RTCP port
+        // after that. The relay does no ICE, so it drops them, but it does
+        // not count them as invalid or learn the peer's source from them.
+        if is_stun(datagram) {
+            self.count_dropped(origin, source, Discard::Stun);
+            return;
+        }
+
         // On the RTP port, RTCP may come multiplexed (RFC 5761); it is relayed
         // and learns its source like RTP but is not recorded.
         let rtcp = is_rtcp(datagram);
@@ -403,6 +415,7 @@ impl RelayState {
         let counters = &self.counters[origin.leg.index()];
         let counter = match reason {
             Discard::Invalid => &counters.invalid_packets,
+            Discard::Stun => &counters.stun_packets,
             Discard::Oversized(_) => &counters.oversized_packets,
             Discard::PayloadType(_) => &counters.rejected_payload_type,
             Discard::Source => &counters.rejected_source,
@@ -415,6 +428,9 @@ impl RelayState {
         match reason {
             Discard::Invalid => {
                 tracing::warn!(?leg, rtcp_port, %source, count, "invalid datagram dropped");
+            }
+            Discard::Stun => {
+                tracing::debug!(?leg, rtcp_port, %source, count, "STUN message dropped");
             }
             Discard::Oversized(length) => {
                 tracing::warn!(?leg, rtcp_port, %source, count, length, "oversized datagram dropped");

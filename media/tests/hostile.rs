@@ -454,3 +454,40 @@ async fn last_packet_time_follows_accepted_rtp() {
     );
     session.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stun_binding_requests_dropped_quietly() {
+    let relay = relay(42_430, 8);
+    let (session, agent) = session_with_agent(&relay, "stun").await;
+    let caller = endpoint_on(LOCALHOST).await;
+    let stun_sender = endpoint_on(LOCALHOST).await;
+    // The SDP port is stale, so the caller leg learns its source from the
+    // first datagram it accepts.
+    session.set_remote(Leg::Caller, SocketAddr::from((LOCALHOST, 9)));
+    let binding_request: [u8; 20] = [
+        0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+
+    send(&stun_sender, &binding_request, &session, Leg::Caller).await;
+    let mut rtcp_port = session.local_rtp_addr(Leg::Caller);
+    rtcp_port.set_port(rtcp_port.port() + 1);
+    stun_sender
+        .send_to(&binding_request, rtcp_port)
+        .await
+        .expect("send");
+    send(&caller, &pcmu(1, 1, 0x11), &session, Leg::Caller).await;
+
+    assert_eq!(code(&receive(&agent).await), Some(0x11));
+    assert_nothing_received(&agent, "the agent");
+    send(&agent, &pcmu(2, 1, 0x22), &session, Leg::Agent).await;
+    assert_eq!(
+        code(&receive(&caller).await),
+        Some(0x22),
+        "the caller's source is learned from its RTP, not from STUN"
+    );
+    let stats = session.stats(Leg::Caller);
+    assert_eq!(stats.stun_packets, 2, "{stats:?}");
+    assert_eq!(stats.invalid_packets, 0, "{stats:?}");
+    assert_eq!(stats.rejected_source, 0, "{stats:?}");
+    session.close().await.expect("close");
+}

@@ -18,6 +18,11 @@
 //!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
 //! - [`stream_phone`] is a phone over TLS or WebSocket, the transports the
 //!   packaged sipp lacks.
+//! - [`baresip`] and [`linphone`] run those softphones headless as agents'
+//!   phones (and baresip as a caller), with [`softphone`] for what they
+//!   share: the transport, a test certificate authority, the process under
+//!   a deadline and the checks of the recording.
+//! - [`tone`] writes sine tones and finds them in recordings (Goertzel).
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -27,9 +32,11 @@
 //! Everything runs on 127.0.0.1 (and 127.0.0.2 for the untrusted trunk
 //! source); every wait is bounded.
 
+pub mod baresip;
 pub mod browser;
 pub mod fixtures;
 pub mod http;
+pub mod linphone;
 pub mod pbx;
 pub mod phones;
 pub mod ports;
@@ -37,6 +44,8 @@ pub mod raw_agent;
 pub mod raw_caller;
 pub mod rtp_stream;
 pub mod sipp;
+pub mod softphone;
 pub mod stream_phone;
+pub mod tone;
 pub mod tools;
 pub mod wav;

@@ -22,6 +22,16 @@ pub const SOX: Tool = Tool {
     package: "sox",
 };
 
+/// The softphones of the interop tests.
+pub const BARESIP: Tool = Tool {
+    program: "baresip",
+    package: "baresip",
+};
+pub const LINPHONEC: Tool = Tool {
+    program: "linphonec",
+    package: "linphone-cli",
+};
+
 /// The browser and its WebDriver server, for the console's browser test.
 pub const CHROMIUM: Tool = Tool {
     program: "chromium",

@@ -3,7 +3,8 @@
 //!
 //! This crate owns the wire format only: [`RtpPacket`] borrows a datagram and
 //! exposes the fixed header fields and the payload, [`is_rtcp`] tells RTCP
-//! apart from RTP on a multiplexed port, and [`g711`] converts between
+//! apart from RTP on a multiplexed port, [`is_stun`] recognizes STUN on a
+//! media port, and [`g711`] converts between
 //! 8-bit mu-law or A-law and 16-bit linear PCM, [`g722`] codes 16 kHz audio
 //! as G.722 at 64 kbit/s. [`telephone_event`] parses
 //! and writes RFC 4733 DTMF payloads, detects digits in a stream of them
@@ -18,7 +19,7 @@ pub mod g722;
 mod packet;
 pub mod telephone_event;
 
-pub use packet::{RtpError, RtpPacket, is_rtcp};
+pub use packet::{RtpError, RtpPacket, is_rtcp, is_stun};
 pub use telephone_event::{DetectedDigit, DtmfDetector, TelephoneEvent};
 
 /// Static payload type of G.711 mu-law (RFC 3551 section 6).

@@ -119,9 +119,43 @@ pub fn is_rtcp(datagram: &[u8]) -> bool {
     }
 }
 
+/// The magic cookie of STUN messages (RFC 5389 section 6).
+const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+
+/// Tells a STUN message from RTP and RTCP on a media port.
+///
+/// True for a datagram of at least the 20-byte STUN header whose first byte
+/// is 0 to 3 (the STUN range in RFC 7983's demultiplexing) and whose bytes
+/// 4 to 7 are the magic cookie. Phones send STUN binding requests to their
+/// media peer to open NAT bindings or to check connectivity for ICE.
+pub fn is_stun(datagram: &[u8]) -> bool {
+    datagram.len() >= 20 && datagram[0] <= 3 && datagram[4..8] == STUN_MAGIC_COOKIE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binding request as linphone 5.1 sends it: header only.
+    const STUN_BINDING_REQUEST: [u8; 20] = [
+        0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 0x6B, 0x2F, 0x33, 0x01, 0x8A, 0x55, 0x0C,
+        0x19, 0x70, 0x01, 0xEE, 0x42,
+    ];
+
+    #[test]
+    fn stun_binding_request_recognized() {
+        assert!(is_stun(&STUN_BINDING_REQUEST));
+        assert!(!is_rtcp(&STUN_BINDING_REQUEST));
+    }
+
+    #[test]
+    fn stun_needs_cookie_and_header() {
+        let mut no_cookie = STUN_BINDING_REQUEST;
+        no_cookie[4] = 0;
+        assert!(!is_stun(&no_cookie));
+        assert!(!is_stun(&STUN_BINDING_REQUEST[..19]));
+        assert!(!is_stun(&PCMU_PACKET));
+    }
 
     const PCMU_PACKET: [u8; 14] = [
         0x80, 0x80, 0x12, 0x34, 0x00, 0x01, 0x02, 0x03, 0xDE, 0xAD, 0xBE, 0xEF, 0xFF, 0x7F,

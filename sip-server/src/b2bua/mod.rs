@@ -220,6 +220,10 @@ pub enum Command {
         paused: bool,
         at: Instant,
     },
+    /// End the recording at `at` while the relay goes on, because the
+    /// agent's part of the call ended and the caller stays for the survey.
+    /// `Finish` later reports this recording.
+    StopRecording { call: String, at: Instant },
     /// Keep the keys of `code` that `side` sends from the other leg and
     /// report the code with `media_notice` as [`MediaNotice::FeatureCode`];
     /// `None` stops.

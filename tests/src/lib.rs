@@ -18,6 +18,8 @@
 //!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
 //! - [`stream_phone`] is a phone over TLS or WebSocket, the transports the
 //!   packaged sipp lacks.
+//! - [`transfer_phone`] is an agent's phone on UDP that holds two dialogs
+//!   at once for an attended transfer.
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -39,4 +41,5 @@ pub mod rtp_stream;
 pub mod sipp;
 pub mod stream_phone;
 pub mod tools;
+pub mod transfer_phone;
 pub mod wav;

@@ -34,6 +34,28 @@ impl Acd {
         true
     }
 
+    /// Moves the agent's direct call `from` to the call `to`, as when an
+    /// attended transfer joins the agent who answered a consultation call
+    /// to the transferred caller. The agent stays on a call throughout, so
+    /// no offer can reach it in between. Returns false, changing nothing,
+    /// when the agent is not on the direct call `from`.
+    pub fn direct_call_moved(&mut self, agent: &str, from: &str, to: &str, now: Instant) -> bool {
+        let current = self.agents.get(agent).map(|a| &a.activity);
+        if !matches!(current, Some(Activity::Direct { call }) if call == from) {
+            debug!(
+                agent,
+                from, to, "move of a direct call not in progress ignored"
+            );
+            return false;
+        }
+        self.change_agent(agent, now, now, |a| {
+            a.activity = Activity::Direct {
+                call: to.to_owned(),
+            };
+        });
+        true
+    }
+
     /// Records that `call`, started with [`Acd::direct_call_started`], has
     /// ended or was not answered: the agent is idle again, counted from now
     /// by the longest-idle strategy. Ignored for any other call.

@@ -351,3 +351,27 @@ fn direct_call_keeps_agent_from_queues() {
     acd.direct_call_ended("b", "fwd-3", now + secs(12));
     assert_eq!(acd.agent_state("b"), Some(AgentState::Available));
 }
+
+#[test]
+fn direct_call_moved_keeps_agent_busy() {
+    let (mut acd, now) = with_agents(queue("q"), &["a"]);
+    assert!(acd.direct_call_started("a", "consultation", now));
+    acd.enqueue("c1", "q", now + secs(1)).unwrap();
+    assert_eq!(actions(&mut acd), []);
+
+    // Only the direct call in progress moves.
+    assert!(!acd.direct_call_moved("a", "other", "first", now + secs(2)));
+    assert!(acd.direct_call_moved("a", "consultation", "first", now + secs(2)));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    assert_eq!(
+        acd.agent_status("a").unwrap().call.as_deref(),
+        Some("first")
+    );
+    assert_eq!(actions(&mut acd), [], "no offer while the call moves");
+
+    // The end of the old call no longer frees the agent; the new one does.
+    acd.direct_call_ended("a", "consultation", now + secs(3));
+    assert_eq!(acd.agent_state("a"), Some(AgentState::OnCall));
+    acd.direct_call_ended("a", "first", now + secs(4));
+    assert_eq!(actions(&mut acd), [offer("c1", "a")]);
+}

@@ -308,6 +308,7 @@ pub(crate) enum Control {
     StartRecording(Box<Recorder>),
     PauseRecording(Instant),
     ResumeRecording(Instant),
+    StopRecording(Instant),
     SetFeatureCode(Leg, Option<Vec<char>>),
     Subscribe(mpsc::Sender<MediaEvent>),
     SetCodecs(Leg, LegCodecs),
@@ -428,6 +429,15 @@ impl MediaSession {
             Control::ResumeRecording(at)
         };
         let _ = self.control.send(control);
+    }
+
+    /// Finalizes the recording with `at` as its end, while the relay
+    /// carries on: for a caller who stays on the line after the agent's
+    /// part of the call (a post-call survey). [`MediaSession::close`] then
+    /// returns that recording's summary. Without a recording, or after an
+    /// earlier stop, nothing changes.
+    pub fn stop_recording(&self, at: Instant) {
+        let _ = self.control.send(Control::StopRecording(at));
     }
 
     /// Watches `leg` for `code`, a sequence of DTMF keys such as `*1` sent

@@ -234,6 +234,9 @@ pub(crate) struct RelayState {
     pub(crate) counters: Arc<[LegCounters; 2]>,
     recorder: Option<Box<Recorder>>,
     recording_error: Option<recordings::RecordingError>,
+    /// A recording finalized before the session closed
+    /// ([`Control::StopRecording`]), kept for [`RelayState::finish_recording`].
+    stopped_recording: Option<RecordingSummary>,
     subscribers: Vec<mpsc::Sender<MediaEvent>>,
     /// The datagram being sent, reused so that relaying a packet
     /// allocates nothing.
@@ -250,6 +253,7 @@ impl RelayState {
             counters,
             recorder: None,
             recording_error: None,
+            stopped_recording: None,
             subscribers: Vec::new(),
             outgoing_datagram: Vec::with_capacity(MAX_DATAGRAM),
             transcoded: Vec::with_capacity(MAX_DATAGRAM),
@@ -282,6 +286,7 @@ impl RelayState {
             }
             Control::PauseRecording(at) => self.set_recording_paused(true, at),
             Control::ResumeRecording(at) => self.set_recording_paused(false, at),
+            Control::StopRecording(at) => self.stop_recording(at),
             Control::SetFeatureCode(leg, code) => {
                 tracing::debug!(?leg, ?code, "feature code set");
                 let media = &mut self.media[leg.index()];
@@ -304,6 +309,24 @@ impl RelayState {
             Control::SendDigit(leg, digit) => self.send_digit(leg, digit, now),
             // The task loop handles Close before it gets here.
             Control::Close(_) => {}
+        }
+    }
+
+    fn stop_recording(&mut self, at: Instant) {
+        let Some(recorder) = self.recorder.take() else {
+            tracing::debug!("no recording to stop");
+            return;
+        };
+        match recorder.finish(at) {
+            Ok(summary) => {
+                tracing::info!(frames = summary.frames, path = %summary.path.display(), "recording stopped before the call's end");
+                self.stopped_recording = Some(summary);
+            }
+            Err(error) => {
+                // `finish_recording` reports it when the session closes.
+                tracing::error!(%error, "recording failed");
+                self.recording_error = Some(error);
+            }
         }
     }
 
@@ -687,7 +710,7 @@ impl RelayState {
             });
         }
         let Some(recorder) = self.recorder.take() else {
-            return Ok(None);
+            return Ok(self.stopped_recording.take());
         };
         match recorder.finish(end) {
             Ok(summary) => {

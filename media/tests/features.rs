@@ -402,3 +402,41 @@ async fn empty_prompt_list_ends_at_once() {
     assert!(matches!(missing, Err(media::MediaError::Prompt { .. })));
     session.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_recording_ends_before_close() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("call.wav");
+    let relay = relay(41_280);
+    let session = relay.open_session("stopped").await.expect("open");
+    let (caller, agent) = (endpoint().await, endpoint().await);
+    session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
+    let start = std::time::Instant::now();
+    session
+        .start_recording_with(path.clone(), None, start)
+        .expect("record");
+    let stop = start + Duration::from_millis(500);
+    session.stop_recording(stop);
+    // A second stop changes nothing.
+    session.stop_recording(stop + Duration::from_millis(300));
+
+    // The relay goes on after the stop.
+    for sequence in 1..=3 {
+        send(&caller, &audio(3, sequence), &session, Leg::Caller).await;
+        let relayed = receive(&agent).await;
+        assert_eq!(
+            RtpPacket::parse(&relayed).expect("valid RTP").sequence,
+            sequence
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let summary = session.close().await.expect("close").expect("recording");
+    assert_eq!(summary.path, path);
+    assert!(
+        (summary.duration_seconds - 0.5).abs() < 0.021,
+        "the file ends at the stop: {} s",
+        summary.duration_seconds
+    );
+    let reader = hound::WavReader::open(&path).expect("readable WAV");
+    assert_eq!(reader.duration(), 4000, "0.5 s at 8 kHz");
+}

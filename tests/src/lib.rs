@@ -23,6 +23,8 @@
 //!   share: the transport, a test certificate authority, the process under
 //!   a deadline and the checks of the recording.
 //! - [`tone`] writes sine tones and finds them in recordings (Goertzel).
+//! - [`transfer_phone`] is an agent's phone on UDP that holds two dialogs
+//!   at once for an attended transfer.
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -48,4 +50,5 @@ pub mod softphone;
 pub mod stream_phone;
 pub mod tone;
 pub mod tools;
+pub mod transfer_phone;
 pub mod wav;

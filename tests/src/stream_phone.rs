@@ -454,7 +454,7 @@ fn status_of(text: &str) -> Option<u16> {
 }
 
 /// Value of `name` in a digest challenge, without quotes.
-fn parameter(challenge: &str, name: &str) -> Option<String> {
+pub(crate) fn parameter(challenge: &str, name: &str) -> Option<String> {
     challenge
         .trim_start_matches("Digest")
         .split(',')
@@ -463,7 +463,7 @@ fn parameter(challenge: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim().trim_matches('"').to_owned())
 }
 
-fn md5_hex(text: &str) -> String {
+pub(crate) fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }
 

@@ -1,7 +1,8 @@
 //! The agent (sipp) puts the caller on hold, resumes and hangs up first.
 //! The caller hears music during the hold, then the survey question, and
 //! answers 4 with an RFC 4733 telephone-event. The CDR, the call search
-//! and the agent's report row give the hold and the score.
+//! and the agent's report row give the hold and the score, and the
+//! recording ends with the talk time.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use pbx_e2e::fixtures::AudioFixtures;
 use pbx_e2e::pbx::{Pbx, PbxConfig};
 use pbx_e2e::phones::AgentPhone;
 use pbx_e2e::raw_caller::RawCaller;
-use pbx_e2e::tools;
+use pbx_e2e::{tools, wav};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,6 +24,9 @@ const HOLD_TOLERANCE: f64 = 0.5;
 /// The agent talks 1 s, holds 3 s and talks 1 s more before its BYE.
 const TALK_SECONDS: f64 = 5.0;
 const TALK_TOLERANCE: f64 = 1.0;
+/// Largest difference allowed between the recording's length and the
+/// talk time.
+const RECORDING_TOLERANCE: f64 = 0.1;
 /// Event code of the key 4.
 const KEY_FOUR: u8 = 4;
 
@@ -90,6 +94,21 @@ fn hold_then_survey_answered_by_rfc4733_key() {
     assert!(
         (talk_seconds - TALK_SECONDS).abs() < TALK_TOLERANCE,
         "talk_seconds {talk_seconds} counts the survey"
+    );
+
+    // The recording stops at the agent's BYE, so the survey's question and
+    // key stay out of it and the file is as long as the talk time.
+    let path = record["recording_path"].as_str().expect("recording_path");
+    let file_seconds = wav::Recording::open(&pbx.data_dir.join(path)).duration_seconds();
+    println!("recording {file_seconds} s, talk {talk_seconds} s");
+    assert!(
+        (file_seconds - talk_seconds).abs() < RECORDING_TOLERANCE,
+        "recording {file_seconds} s, talk {talk_seconds} s"
+    );
+    let recording_seconds = number(&record, "recording_seconds");
+    assert!(
+        (recording_seconds - talk_seconds).abs() < RECORDING_TOLERANCE,
+        "recording_seconds {recording_seconds}, talk {talk_seconds} s"
     );
 
     let id = record["id"].as_str().expect("id");

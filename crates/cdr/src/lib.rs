@@ -42,6 +42,10 @@ pub struct CallRecord {
     pub trunk: Option<String>,
     /// Calling extension when the call did not come from a trunk.
     pub source_extension: Option<String>,
+    /// Kind of call by its parties: a citizen's call to the centre, a
+    /// callback the PBX placed, or a call between agents' extensions.
+    #[serde(default)]
+    pub direction: CallDirection,
     /// Queue the DID routed to.
     pub queue: Option<String>,
     /// Request type of the DID the caller dialed (`[[dids]] request_type`),
@@ -193,6 +197,42 @@ pub enum TransferOutcome {
     Reconnected,
     /// The call ended while the target rang.
     Abandoned,
+}
+
+/// Kind of a call by who placed it and who took it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    /// A call to the centre: from a trunk, or from an agent's phone to a
+    /// DID. Records written before this field was kept read as inbound.
+    #[default]
+    Inbound,
+    /// A call the PBX placed to a citizen to return a callback request.
+    Outbound,
+    /// An agent dialed another agent's extension: no queue, and the called
+    /// agent is `agent`.
+    Internal,
+}
+
+impl CallDirection {
+    /// Returns the snake_case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::Inbound => "inbound",
+            CallDirection::Outbound => "outbound",
+            CallDirection::Internal => "internal",
+        }
+    }
+
+    /// Parses a name that [`CallDirection::as_str`] returns.
+    pub fn from_name(name: &str) -> Option<CallDirection> {
+        match name {
+            "inbound" => Some(CallDirection::Inbound),
+            "outbound" => Some(CallDirection::Outbound),
+            "internal" => Some(CallDirection::Internal),
+            _ => None,
+        }
+    }
 }
 
 /// Outcome of a post-call survey.

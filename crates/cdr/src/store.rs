@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::database::{self, Backend, DatabaseUrl, OptionalF64};
 use crate::{
-    CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction, RecordingEvent,
-    RecordingEventSource, SurveyStatus, Transfer,
+    CallDirection, CallFilter, CallRecord, CdrError, Disposition, HangupSide, RecordingAction,
+    RecordingEvent, RecordingEventSource, SurveyStatus, Transfer,
 };
 
 /// Largest page [`CdrStore::list`] returns; larger limits are lowered to it.
@@ -28,7 +28,7 @@ const SELECT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      wait_seconds, talk_seconds, disposition, sip_status, hangup_side, recording_path, \
      recording_seconds, interrupted, caller_answered_at, voicemail_box, forwarded_to, \
      callback_of, media_quality, diverted_from, rebuilt, hold_count, hold_seconds, survey, \
-     csat_score, transfers, request_type";
+     csat_score, transfers, request_type, direction";
 
 /// Durable store of call records: an fsynced JSON-lines journal plus a
 /// database table for queries. Cloning shares the pool and the writer task.
@@ -324,10 +324,10 @@ impl CdrStore {
              answered_at, ended_at, wait_seconds, talk_seconds, disposition, sip_status, \
              hangup_side, recording_path, recording_seconds, interrupted, caller_answered_at, \
              voicemail_box, forwarded_to, callback_of, media_quality, diverted_from, rebuilt, \
-             hold_count, hold_seconds, survey, csat_score, transfers, request_type) \
+             hold_count, hold_seconds, survey, csat_score, transfers, request_type, direction) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, \
-             $35)",
+             $35, $36)",
         )
         .bind(&record.id)
         .bind(&record.caller_call_id)
@@ -364,6 +364,7 @@ impl CdrStore {
         .bind(record.csat_score.map(i64::from))
         .bind(transfers)
         .bind(&record.request_type)
+        .bind(record.direction.as_str())
         .execute(&mut *connection)
         .await
         .map_err(|source| CdrError::Insert {
@@ -568,6 +569,10 @@ fn record_from_row(row: &AnyRow) -> Result<CallRecord, CdrError> {
         .map(|code| u16::try_from(code).map_err(|_| invalid("sip_status", code.to_string())))
         .transpose()?;
 
+    let direction: String = column(row, "direction")?;
+    let direction =
+        CallDirection::from_name(&direction).ok_or_else(|| invalid("direction", direction))?;
+
     Ok(CallRecord {
         caller_call_id: column(row, "caller_call_id")?,
         agent_call_id: column(row, "agent_call_id")?,
@@ -575,6 +580,7 @@ fn record_from_row(row: &AnyRow) -> Result<CallRecord, CdrError> {
         dialed: column(row, "dialed")?,
         trunk: column(row, "trunk")?,
         source_extension: column(row, "source_extension")?,
+        direction,
         queue: column(row, "queue")?,
         request_type: column(row, "request_type")?,
         agent: column(row, "agent")?,

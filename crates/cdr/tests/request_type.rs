@@ -16,6 +16,7 @@ fn record(id: &str, arrived_at: OffsetDateTime, request_type: Option<&str>) -> C
         dialed: "5000".to_owned(),
         trunk: Some("local-carrier".to_owned()),
         source_extension: None,
+        direction: cdr::CallDirection::Inbound,
         queue: Some("general".to_owned()),
         request_type: request_type.map(str::to_owned),
         agent: None,

@@ -15,6 +15,7 @@ const FIELDS = [
   ['dialed', 'Dialed'],
   ['trunk', 'Trunk'],
   ['source_extension', 'From extension'],
+  ['direction', 'Direction'],
   ['queue', 'Queue'],
   ['agent', 'Agent'],
   ['disposition', 'Disposition'],

@@ -355,6 +355,7 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         dialed: String::new(),
         trunk: None,
         source_extension: None,
+        direction: cdr::CallDirection::Inbound,
         queue: Some(call.queue.clone()),
         request_type: call.request_type.clone(),
         agent: match call.outcome {

@@ -531,6 +531,11 @@ impl Engine {
                     session.set_recording_paused(paused, at);
                 }
             }
+            Command::StopRecording { call, at } => {
+                if let Some(session) = sessions.get(&call) {
+                    session.stop_recording(at);
+                }
+            }
             Command::SetFeatureCode { call, side, code } => {
                 if let Some(session) = sessions.get(&call)
                     && let Err(error) = session.set_feature_code(leg(side), code.as_deref())

@@ -267,6 +267,7 @@ mod tests {
             dialed: "5000".to_owned(),
             trunk: Some("carrier".to_owned()),
             source_extension: None,
+            direction: cdr::CallDirection::Inbound,
             queue: Some("general".to_owned()),
             request_type: None,
             agent: answered.then(|| "1001".to_owned()),

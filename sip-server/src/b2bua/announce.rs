@@ -417,6 +417,10 @@ impl Core {
                 self.citizen_ring_out(&call_id, now);
                 continue;
             }
+            if call.called_agent.is_some() && call.phase == Phase::Queued {
+                self.extension_deadline(&call_id, now);
+                continue;
+            }
             if call.forwarded_to.is_some() && call.leaving.is_none() {
                 self.forward_deadline(&call_id, now);
                 continue;

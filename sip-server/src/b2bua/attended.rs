@@ -100,10 +100,12 @@ impl Core {
             })
             .ok_or(ReferError::UnknownReplaces)?;
         let placed_by_agent = consultation.source_extension.as_deref() == Some(agent);
+        // The colleague answered the agent's call to its extension, or an
+        // offer of a queue whose DID the agent dialed.
         let colleague = consultation
             .agent_leg
             .as_ref()
-            .filter(|leg| !leg.forwarded)
+            .filter(|leg| !leg.forwarded || consultation.called_agent.is_some())
             .map(|leg| leg.agent.clone());
         match colleague {
             Some(colleague) if placed_by_agent && consultation.phase == Phase::Talking => {
@@ -125,6 +127,7 @@ impl Core {
             return;
         };
         let session = second.agent_session.take();
+        let extension_call = second.called_agent.is_some();
         let colleague_call_id = colleague.dialog.call_id.clone();
         tracing::info!(
             colleague = colleague.agent,
@@ -133,7 +136,13 @@ impl Core {
         );
 
         // The consultation call ends for the transferring agent only: its
-        // colleague stays on the line and the ACD keeps it on a call.
+        // colleague stays on the line and the ACD keeps it on a call. A
+        // colleague reached by extension is on a direct call, which moves
+        // to this call before the consultation's end could free it.
+        if extension_call {
+            self.acd
+                .direct_call_moved(&colleague.agent, consultation, call_id, now);
+        }
         self.send_bye(consultation, Side::Caller, now);
         self.finish(
             consultation,
@@ -157,7 +166,9 @@ impl Core {
         call.agent_leg = Some(AgentLeg {
             agent: colleague.agent.clone(),
             dialog: colleague.dialog,
-            forwarded: false,
+            // A leg that is no ACD offer ends through
+            // `release_transfer_target`, like a blind transfer's.
+            forwarded: extension_call,
         });
         if let Some(session) = &session {
             self.session_deadlines

@@ -140,6 +140,9 @@ pub(crate) struct Call {
     pub agent_ended_at: Option<Instant>,
     /// The post-call survey, once the caller hears it.
     pub survey: Option<super::survey::Survey>,
+    /// On a call between agents' extensions, the agent dialed. The caller
+    /// is the agent in `source_extension`, and the call has no queue.
+    pub called_agent: Option<String>,
 }
 
 /// The link of a call placed for a callback request to that request: its
@@ -172,6 +175,7 @@ pub(crate) struct NewCall {
     pub route: super::DidRoute,
     pub diverted_from: Option<String>,
     pub callback: Option<Callback>,
+    pub called_agent: Option<String>,
 }
 
 impl Call {
@@ -216,6 +220,7 @@ impl Call {
             holds: super::hold::HoldTimes::default(),
             agent_ended_at: None,
             survey: None,
+            called_agent: new.called_agent,
         }
     }
 
@@ -286,6 +291,8 @@ pub(crate) enum AttemptKind {
     Citizen,
     /// An agent's blind transfer rings this agent's extension.
     Transfer(String),
+    /// An agent dialed this agent's extension.
+    Extension(String),
 }
 
 impl Attempt {

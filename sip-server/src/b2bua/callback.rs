@@ -196,6 +196,7 @@ impl Core {
                     request: request.to_owned(),
                     agent: agent.to_owned(),
                 }),
+                called_agent: None,
             },
             now,
         );

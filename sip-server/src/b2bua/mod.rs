@@ -22,6 +22,7 @@ mod forward;
 mod hold;
 mod identity;
 mod in_dialog;
+mod internal;
 mod live;
 mod offer;
 mod reconfigure;
@@ -220,6 +221,10 @@ pub enum Command {
         paused: bool,
         at: Instant,
     },
+    /// End the recording at `at` while the relay goes on, because the
+    /// agent's part of the call ended and the caller stays for the survey.
+    /// `Finish` later reports this recording.
+    StopRecording { call: String, at: Instant },
     /// Keep the keys of `code` that `side` sends from the other leg and
     /// report the code with `media_notice` as [`MediaNotice::FeatureCode`];
     /// `None` stops.
@@ -976,7 +981,16 @@ impl Core {
             dialed: call.dialed.clone(),
             trunk: call.trunk.clone(),
             source_extension: call.source_extension.clone(),
-            queue: Some(call.queue.clone()),
+            direction: if call.called_agent.is_some() {
+                cdr::CallDirection::Internal
+            } else if call.callback.is_some() {
+                cdr::CallDirection::Outbound
+            } else {
+                cdr::CallDirection::Inbound
+            },
+            // A call between extensions has no queue, unless a transfer
+            // put it into one.
+            queue: (!call.queue.is_empty()).then(|| call.queue.clone()),
             // A call transferred to a queue's DID carries that DID's route.
             request_type: call.route.request_type.clone(),
             // After a transfer, the agent who answered first; `transfers`
@@ -985,7 +999,7 @@ impl Core {
                 || {
                     call.agent_leg
                         .as_ref()
-                        .filter(|leg| !leg.forwarded)
+                        .filter(|leg| !leg.forwarded || call.called_agent.is_some())
                         .map(|leg| leg.agent.clone())
                 },
                 |first| Some(first.from_agent.clone()),
@@ -1091,6 +1105,7 @@ impl Core {
         now: Instant,
     ) {
         self.release_extension(call_id, now);
+        self.release_extensions(call_id, now);
         self.release_transfer_target(call_id, now);
         let Some(call) = self.calls.remove(call_id) else {
             return;

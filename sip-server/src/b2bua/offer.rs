@@ -56,7 +56,10 @@ impl Core {
         };
         let side = match kind {
             AttemptKind::Citizen => Side::Caller,
-            AttemptKind::Offer | AttemptKind::Forward(_) | AttemptKind::Transfer(_) => Side::Agent,
+            AttemptKind::Offer
+            | AttemptKind::Forward(_)
+            | AttemptKind::Transfer(_)
+            | AttemptKind::Extension(_) => Side::Agent,
         };
         let Some(port) = call.local_port(side) else {
             return;
@@ -130,7 +133,10 @@ impl Core {
             // Call context for the agent's phone or CRM.
             if let Some((product_id, queue, callback)) = &context {
                 request.headers.push("X-Call-ID", product_id.clone());
-                request.headers.push("X-Queue", queue.clone());
+                // A call between extensions has no queue to name.
+                if !queue.is_empty() {
+                    request.headers.push("X-Queue", queue.clone());
+                }
                 if *callback {
                     request.headers.push("X-Callback", "yes");
                 }
@@ -344,6 +350,10 @@ impl Core {
                         let reason = response.reason.clone();
                         self.transfer_failed(&call_id, status, &reason, now);
                     }
+                    AttemptKind::Extension(_) => {
+                        let reason = response.reason.clone();
+                        self.extension_failed(&call_id, status, &reason, now);
+                    }
                     AttemptKind::Offer if matches!(status, 486 | 600) => {
                         self.acd.offer_busy(&request, &agent, now);
                     }
@@ -413,7 +423,11 @@ impl Core {
             return;
         }
         attempt.answered = true;
-        let forwarded = matches!(attempt.kind, AttemptKind::Forward(_));
+        // Neither leg is an ACD offer, so the ACD hears nothing of its end.
+        let forwarded = matches!(
+            attempt.kind,
+            AttemptKind::Forward(_) | AttemptKind::Extension(_)
+        );
         self.cancel_branches(attempt_id, Some(branch_index), now);
         if let Some(target) = transfer {
             self.transfer_answered(&call_id, &target, dialog, &response, now);
@@ -476,7 +490,13 @@ impl Core {
                 if let Some(call) = self.calls.get_mut(call_id) {
                     call.attempts.remove(agent);
                 }
-                if forwarded {
+                if self
+                    .calls
+                    .get(call_id)
+                    .is_some_and(|c| c.called_agent.is_some())
+                {
+                    self.extension_failed(call_id, 488, "Not Acceptable Here", now);
+                } else if forwarded {
                     self.forward_failed(call_id, now);
                 } else {
                     let request = self.acd_call_id(call_id);
@@ -621,7 +641,7 @@ impl Core {
         self.checkpoint(call_id, now);
         if forwarded {
             self.cancel_deadline(call_id);
-            tracing::info!(target = agent, "forwarded call answered");
+            tracing::info!(target = agent, "forwarded or extension call connected");
         } else {
             self.acd.offer_answered(call_id, agent, now);
             tracing::info!(agent, "agent answered");

@@ -75,11 +75,26 @@ impl Core {
             return;
         }
         let (caller_number, diverted_from) = self.caller_identity(&request, &origin);
-        let Some(route) = self.route_for(&dialed, diverted_from.as_deref(), &origin) else {
-            tracing::info!(call_id = sip_call_id, "no route for dialed number");
-            self.reply(&key, &request, 404, Some("No Route For Number"), now);
-            self.record_refused(&request, &origin, None, 404, now);
-            return;
+        let called_agent = match &origin {
+            Origin::Extension(_) => self.extension_dialed(&dialed),
+            Origin::Trunk(_) => None,
+        };
+        let direction = match called_agent {
+            Some(_) => cdr::CallDirection::Internal,
+            None => cdr::CallDirection::Inbound,
+        };
+        let route = match called_agent {
+            // A call between extensions waits in no queue.
+            Some(_) => super::DidRoute::default(),
+            None => match self.route_for(&dialed, diverted_from.as_deref(), &origin) {
+                Some(route) => route,
+                None => {
+                    tracing::info!(call_id = sip_call_id, "no route for dialed number");
+                    self.reply(&key, &request, 404, Some("No Route For Number"), now);
+                    self.record_refused(&request, &origin, None, direction, 404, now);
+                    return;
+                }
+            },
         };
         let offer = match crate::sdp::narrow_offer(&request.body) {
             Ok(offer) => offer,
@@ -93,12 +108,23 @@ impl Core {
                     .push("Warning", "305 pbx \"Incompatible media format\"");
                 super::add_to_tag(&mut response, &random_token());
                 self.transactions.send_response(&key, response, now);
-                self.record_refused(&request, &origin, Some(&route), 488, now);
+                let route = called_agent.is_none().then_some(&route);
+                self.record_refused(&request, &origin, route, direction, 488, now);
                 return;
             }
         };
 
         let id = uuid::Uuid::new_v4().to_string();
+        if let (Origin::Extension(caller), Some(called)) = (&origin, &called_agent)
+            && let Err(refusal) = self.reserve_extensions(&id, caller, called, now)
+        {
+            tracing::info!(call_id = sip_call_id, called, %refusal, "call between extensions rejected");
+            let (status, reason) = refusal.status();
+            self.reply(&key, &request, status, Some(reason), now);
+            self.record_refused(&request, &origin, None, direction, status, now);
+            self.process(now);
+            return;
+        }
         let span = tracing::info_span!("call", call = %id, call_id = %sip_call_id);
         let (trunk, source_extension) = match origin {
             Origin::Trunk(name) => (Some(name), None),
@@ -136,6 +162,7 @@ impl Core {
                 route,
                 diverted_from,
                 callback: None,
+                called_agent,
             },
             now,
         );
@@ -214,6 +241,7 @@ impl Core {
         request: &Request,
         origin: &Origin,
         route: Option<&super::DidRoute>,
+        direction: cdr::CallDirection,
         status: u16,
         now: Instant,
     ) {
@@ -234,6 +262,7 @@ impl Core {
             ),
             trunk,
             source_extension,
+            direction,
             queue: route.map(|route| route.queue.clone()),
             request_type: route.and_then(|route| route.request_type.clone()),
             agent: None,
@@ -288,7 +317,8 @@ impl Core {
         // phone shares an address with a trunk (a test on loopback, or a
         // site behind the carrier's NAT), so it goes to the digest check.
         let dialed = request.uri.user_unescaped().unwrap_or_default();
-        let agent_feature = super::feature::feature_for(&dialed).is_some()
+        let agent_feature = (super::feature::feature_for(&dialed).is_some()
+            || self.extension_dialed(&dialed).is_some())
             && from_user
                 .as_deref()
                 .is_some_and(|user| self.registrar.is_agent(user));
@@ -361,6 +391,11 @@ impl Core {
         call.media = Some(ports);
         if call.callback.is_some() {
             self.callback_media_opened(call_id, now);
+            self.process(now);
+            return true;
+        }
+        if call.called_agent.is_some() {
+            self.ring_extension(call_id, now);
             self.process(now);
             return true;
         }

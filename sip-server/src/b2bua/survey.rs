@@ -90,6 +90,14 @@ impl Core {
         };
         call.phase = Phase::Survey;
         call.agent_ended_at = Some(now);
+        // The recording contains the talk between caller and agent, so it
+        // ends with the talk time and the survey's prompts and keys stay out.
+        if call.recording_path.is_some() {
+            self.commands.push_back(Command::StopRecording {
+                call: call_id.to_owned(),
+                at: now,
+            });
+        }
         // The agent's dialog ended with its BYE, so its session timer goes.
         call.agent_session = None;
         call.survey = Some(Survey {

@@ -13,6 +13,7 @@ use crate::transaction::TransportKind;
 
 mod agent_events;
 mod callback;
+mod internal;
 mod recording;
 mod reliable;
 mod request_type;

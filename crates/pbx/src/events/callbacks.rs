@@ -231,6 +231,7 @@ mod tests {
             dialed: "+15550100".into(),
             trunk: None,
             source_extension: None,
+            direction: cdr::CallDirection::Outbound,
             queue: Some("general".into()),
             request_type: None,
             agent: Some("1001".into()),

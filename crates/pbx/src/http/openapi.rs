@@ -812,6 +812,7 @@ fn call_record() -> Value {
             "id": text, "caller_call_id": text, "agent_call_id": nullable_text,
             "caller": text, "dialed": text, "trunk": nullable_text,
             "source_extension": nullable_text, "queue": nullable_text, "agent": nullable_text,
+            "direction": { "enum": ["inbound", "outbound", "internal"] },
             "arrived_at": timestamp, "queued_at": nullable_timestamp,
             "answered_at": nullable_timestamp, "ended_at": timestamp,
             "wait_seconds": number, "talk_seconds": number,

@@ -562,6 +562,7 @@ fn record_for(id: &str, minute: u8, recording_path: Option<&str>, agent: &str) -
         dialed: "5000".to_owned(),
         trunk: Some("local-carrier".to_owned()),
         source_extension: None,
+        direction: cdr::CallDirection::Inbound,
         queue: Some("general".to_owned()),
         request_type: None,
         agent: Some(agent.to_owned()),

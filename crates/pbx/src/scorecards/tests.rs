@@ -165,8 +165,8 @@ async fn migrations_of_every_store_listed(database: TestDatabase) {
     assert_eq!(
         versions,
         [
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1000, 1001, 2001, 2002, 2003, 2004, 2100, 2101,
-            2102, 2103, 2104, 2105
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 1000, 1001, 2001, 2002, 2003, 2004, 2100,
+            2101, 2102, 2103, 2104, 2105
         ],
         "CDR, accounts and pbx migrations"
     );

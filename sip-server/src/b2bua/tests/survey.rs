@@ -207,6 +207,7 @@ fn hold_open_at_hang_up_ends_with_call() {
 fn survey_answered_with_five() {
     let mut h = Harness::with_config(survey_config(Some(3)));
     let (call, invite) = answered_call(&mut h);
+    let answered_at = h.now;
     h.advance(Duration::from_secs(40));
     take_events(&mut h);
     take_playback(&mut h);
@@ -216,6 +217,16 @@ fn survey_answered_with_five() {
         !bye_sent_to_caller(&mut h),
         "the caller stays for the survey"
     );
+    // The recording ends with the agent's part, 40 s after the answer.
+    let stops: Vec<Instant> = h
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::StopRecording { call: c, at } if *c == call => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, [answered_at + Duration::from_secs(40)]);
     let events = take_events(&mut h);
     let completed = events.iter().find_map(|e| match e {
         acd::QueueEvent::CallCompleted { talk_time, .. } => Some(*talk_time),
@@ -342,6 +353,12 @@ fn caller_hanging_up_first_gets_no_survey() {
         "{events:?}"
     );
     assert!(take_playback(&mut h).is_empty());
+    assert!(
+        !h.commands
+            .iter()
+            .any(|c| matches!(c, Command::StopRecording { .. })),
+        "the recording ends with the call"
+    );
     let record = h.finished_record();
     assert_eq!(record.survey, None);
     assert_eq!(record.hangup_side, Some(cdr::HangupSide::Caller));

@@ -553,7 +553,17 @@ fn answered_by_second_agent(h: &mut Harness) -> (String, Request) {
 /// Replaces on the call of `invite`. Returns the consultation's id, the
 /// INVITE that 1001's phone answered, and the messages sent to 1002.
 fn consult_and_refer(h: &mut Harness, invite: &Request) -> (String, Request, Vec<Message>) {
-    let consult_invite = authenticated_extension_invite(h, "5000", "consult-1");
+    consult_by_dialing(h, invite, "5000")
+}
+
+/// Does what [`consult_and_refer`] does, with 1002 dialing `dialed`: the
+/// queue's DID or 1001's extension.
+fn consult_by_dialing(
+    h: &mut Harness,
+    invite: &Request,
+    dialed: &str,
+) -> (String, Request, Vec<Message>) {
+    let consult_invite = authenticated_extension_invite(h, dialed, "consult-1");
     h.receive(&consult_invite, AGENT_2);
     let consultation = h.open_media();
     let offer = invite_to(h, AGENT_1);
@@ -796,5 +806,63 @@ fn blind_transfer_to_unknown_gruu_fails() {
             .iter()
             .all(|r| r.method != Method::Invite),
         "a GRUU of no registered phone rang the agent's other phones"
+    );
+}
+
+#[test]
+fn attended_transfer_through_extension_call() {
+    let mut h = Harness::new();
+    let (call, invite) = answered_by_second_agent(&mut h);
+
+    let (consultation, offer, to_agent_2) = consult_by_dialing(&mut h, &invite, "1001");
+    let requests: Vec<Request> = to_agent_2
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        notifies(&requests),
+        vec![
+            ("SIP/2.0 100 Trying".to_owned(), false),
+            ("SIP/2.0 200 OK".to_owned(), true)
+        ]
+    );
+    let consultation_record = h.finished_record();
+    assert_eq!(consultation_record.id, consultation);
+    assert_eq!(consultation_record.direction, cdr::CallDirection::Internal);
+    assert_eq!(consultation_record.agent.as_deref(), Some("1001"));
+    assert_eq!(consultation_record.queue, None);
+    // 1001 stays busy for the queues: its direct call moved to the first
+    // call, which it now talks on.
+    assert_eq!(
+        h.core.acd.agent_status("1001").unwrap().call.as_deref(),
+        Some(call.as_str())
+    );
+    assert_eq!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::OnCall)
+    );
+
+    let reinvite = invite_to(&mut h, AGENT_1);
+    assert_eq!(reinvite.headers.call_id(), offer.headers.call_id());
+    h.receive(
+        &agent_response(&reinvite, 200, AGENT_1, Some(AGENT_SDP)),
+        AGENT_1,
+    );
+    h.advance(Duration::from_secs(3));
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    let record = h.finished_record();
+    assert_eq!(record.id, call);
+    assert_eq!(record.direction, cdr::CallDirection::Inbound);
+    assert_eq!(record.agent.as_deref(), Some("1002"));
+    let transfer = &record.transfers[0];
+    assert_eq!(transfer.target_kind, cdr::TransferTarget::Consultation);
+    assert_eq!(transfer.outcome, cdr::TransferOutcome::Connected);
+    assert_eq!(transfer.answered_by.as_deref(), Some("1001"));
+    assert_eq!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::Available)
     );
 }

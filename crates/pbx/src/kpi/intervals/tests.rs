@@ -116,6 +116,7 @@ fn record(
         dialed: dialed.to_owned(),
         trunk: Some("carrier".to_owned()),
         source_extension: None,
+        direction: cdr::CallDirection::Inbound,
         queue: Some("general".to_owned()),
         request_type: None,
         agent: answered.map(|_| agent.to_owned()),

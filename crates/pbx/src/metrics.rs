@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use sip_server::b2bua::{AgentView, QueueView};
+use sip_server::b2bua::{AgentView, QueueView, TrunkRegistrationView};
 
 /// Counters of SIP traffic, kept by the engine task.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +64,7 @@ pub(crate) struct Snapshot {
     pub(crate) registered_contacts: usize,
     pub(crate) agents: Vec<AgentView>,
     pub(crate) queues: Vec<QueueView>,
+    pub(crate) trunk_registrations: Vec<TrunkRegistrationView>,
     pub(crate) sip: SipCounters,
     pub(crate) media: MediaTotals,
 }
@@ -151,6 +152,7 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Agents of a queue free to take a call.",
         queue_samples(&|q| q.available_agents.to_string()),
     );
+    trunk_metrics(&mut metric, &snapshot.trunk_registrations);
     metric(
         "pbx_sip_requests_received_total",
         "counter",
@@ -227,6 +229,50 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Per trunk with a registration: whether it is registered, the seconds
+/// until its binding expires, and the status of the registrar's last final
+/// response.
+fn trunk_metrics(
+    metric: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
+    registrations: &[TrunkRegistrationView],
+) {
+    let now = std::time::SystemTime::now();
+    let samples = |value: &dyn Fn(&TrunkRegistrationView) -> Option<String>| {
+        registrations
+            .iter()
+            .filter_map(|registration| {
+                let labels = format!("{{trunk=\"{}\"}}", escape(&registration.trunk));
+                Some((labels, value(registration)?))
+            })
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "pbx_trunk_registered",
+        "gauge",
+        "1 while a trunk's registration at its provider is in force, else 0.",
+        samples(&|r| {
+            let registered =
+                r.state == sip_server::trunk_registration::RegistrationState::Registered;
+            Some(u8::from(registered).to_string())
+        }),
+    );
+    metric(
+        "pbx_trunk_registration_expires_seconds",
+        "gauge",
+        "Seconds until a trunk's binding at its provider expires; absent without a binding.",
+        samples(&|r| {
+            let left = r.expires_at?.duration_since(now).unwrap_or_default();
+            Some(left.as_secs().to_string())
+        }),
+    );
+    metric(
+        "pbx_trunk_registration_last_status",
+        "gauge",
+        "Status code of the registrar's last final response to a trunk's REGISTER, 408 for a timeout.",
+        samples(&|r| r.last_status.map(|status| status.to_string())),
+    );
 }
 
 #[cfg(test)]

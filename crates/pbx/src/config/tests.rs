@@ -370,8 +370,8 @@ max_wait_secs = 0
          prefix length 33 is larger than 32",
         "test.toml:20:39: trunks[0].allow[2]: invalid network \"nonsense\": \
          expected ADDRESS/PREFIX such as 192.0.2.0/24 or 2001:db8::/32",
-        "test.toml:23:9: trunks[1].allow: trunk \"empty\" allows no networks, \
-         so it can never match a call",
+        "test.toml:23:9: trunks[1].allow: trunk \"empty\" allows no networks and has \
+         neither [trunks.register] nor [trunks.inbound], so it can never match a call",
         "test.toml:25:8: queues[0].name: must not be empty",
         "test.toml:26:21: queues[0].ring_timeout_secs: must be greater than 0",
         "test.toml:27:17: queues[0].max_wait_secs: must be greater than 0",

@@ -11,7 +11,7 @@
 //! [`RegistrationClient::poll_timeout`]. Every call that takes `now` may
 //! queue a request or move the timeout, so the driver polls both again.
 //!
-//! The client answers 401 and 407 with digest credentials (MD5 or SHA-256,
+//! The client responds to 401 and 407 with digest credentials (MD5 or SHA-256,
 //! `qop=auth` with counted nonces) and reuses the last challenge on
 //! refreshes, so a registrar that accepts the next nonce count needs no new
 //! challenge round. It refreshes before the granted expiry, raises its
@@ -49,7 +49,7 @@ pub struct RegistrationConfig {
     /// User part of the address of record.
     pub user: String,
     /// User part of the Contact, which the provider puts in the
-    /// Request-URI of the calls it sends, so the PBX knows them as this
+    /// Request-URI of the calls it sends, so the PBX admits them as this
     /// trunk's; see [`default_contact_user`].
     pub contact_user: String,
     /// Digest username; often the same as `user`.
@@ -75,7 +75,7 @@ impl RegistrationConfig {
             && self.contact_user == other.contact_user
     }
 
-    /// The address of record, `sip:user@domain`.
+    /// Returns the address of record, `sip:user@domain`.
     pub fn aor(&self) -> Uri {
         let host = sip_message::Host::parse(&self.domain)
             .unwrap_or_else(|_| sip_message::Host::Domain(self.domain.clone()));
@@ -83,7 +83,7 @@ impl RegistrationConfig {
     }
 }
 
-/// Where a registration stands.
+/// State of a registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistrationState {
     /// A REGISTER is on its way, or due now.
@@ -145,9 +145,10 @@ pub struct RegistrationClient {
     next_attempt: Option<Instant>,
     in_flight: bool,
     challenge: Option<ActiveChallenge>,
-    /// The request in flight answers a challenge that came with the
-    /// previous response, so a new challenge means the password is wrong.
-    answered_fresh_challenge: bool,
+    /// The request in flight carries credentials for a challenge that came
+    /// with the previous response, so a new challenge means the password
+    /// is wrong.
+    fresh_credentials_in_flight: bool,
     /// Failures since the last success, for the backoff.
     failures: u32,
     last_status: Option<u16>,
@@ -155,7 +156,7 @@ pub struct RegistrationClient {
     outbox: VecDeque<Request>,
 }
 
-/// Where a registration stands, for the API and metrics.
+/// Status of a registration, for the API and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrationStatus {
     pub trunk: String,
@@ -194,7 +195,7 @@ impl RegistrationClient {
             next_attempt: Some(now),
             in_flight: false,
             challenge: None,
-            answered_fresh_challenge: false,
+            fresh_credentials_in_flight: false,
             failures: 0,
             last_status: None,
             last_reason: None,
@@ -298,18 +299,18 @@ impl RegistrationClient {
             return;
         }
         self.in_flight = false;
-        let answered_fresh = std::mem::take(&mut self.answered_fresh_challenge);
+        let fresh_credentials_sent = std::mem::take(&mut self.fresh_credentials_in_flight);
         self.last_status = Some(response.status);
         self.last_reason = Some(response.reason.clone());
         if self.state == RegistrationState::Unregistering {
             let challenged = matches!(response.status, 401 | 407);
-            if challenged && !answered_fresh && self.answer_challenge(response) {
+            if challenged && !fresh_credentials_sent && self.respond_to_challenge(response) {
                 return;
             }
             tracing::info!(
                 trunk = self.trunk,
                 status = response.status,
-                "unregistration answered"
+                "provider responded to the unregistration"
             );
             self.state = RegistrationState::Unregistered;
             self.expires_at = None;
@@ -317,7 +318,7 @@ impl RegistrationClient {
         }
         match response.status {
             200..=299 => self.registered(response, now),
-            401 | 407 => self.challenged(response, answered_fresh),
+            401 | 407 => self.challenged(response, fresh_credentials_sent),
             423 => self.interval_too_brief(response, now),
             403 | 404 | 600..=699 => self.stop(response.status, &response.reason),
             _ => {
@@ -334,7 +335,7 @@ impl RegistrationClient {
             return;
         }
         self.in_flight = false;
-        self.answered_fresh_challenge = false;
+        self.fresh_credentials_in_flight = false;
         self.last_status = Some(408);
         self.last_reason = Some("No Response".to_owned());
         if self.state == RegistrationState::Unregistering {
@@ -358,7 +359,7 @@ impl RegistrationClient {
         if granted.is_zero() {
             tracing::warn!(
                 trunk = self.trunk,
-                "registrar answered 2xx without keeping the contact"
+                "registrar responded 2xx with an expiry of 0 for the contact"
             );
             self.retry(None, now);
             return;
@@ -376,7 +377,7 @@ impl RegistrationClient {
         self.next_attempt = Some(now + refresh_delay(granted));
     }
 
-    /// The expiry of our contact in a 2xx: its `expires` parameter, else
+    /// Reads the expiry of our contact in a 2xx: its `expires` parameter, else
     /// the Expires header, else what was asked for (RFC 3261 section
     /// 10.2.4).
     fn granted_expiry(&self, response: &Response) -> Duration {
@@ -402,20 +403,22 @@ impl RegistrationClient {
             .unwrap_or(self.requested)
     }
 
-    fn challenged(&mut self, response: &Response, answered_fresh: bool) {
-        if answered_fresh && !Challenge::choose(challenge_values(response)).is_some_and(|c| c.stale)
+    fn challenged(&mut self, response: &Response, fresh_credentials_sent: bool) {
+        if fresh_credentials_sent
+            && !Challenge::choose(challenge_values(response)).is_some_and(|c| c.stale)
         {
             self.stop(response.status, "credentials rejected");
             return;
         }
-        if !self.answer_challenge(response) {
+        if !self.respond_to_challenge(response) {
             self.stop(response.status, "no usable digest challenge");
         }
     }
 
     /// Sends the last REGISTER again with credentials for the challenge in
-    /// `response`. Returns false when it holds none this client can answer.
-    fn answer_challenge(&mut self, response: &Response) -> bool {
+    /// `response`. Returns false when `response` has no challenge this
+    /// client supports.
+    fn respond_to_challenge(&mut self, response: &Response) -> bool {
         let Some(challenge) = Challenge::choose(challenge_values(response)) else {
             return false;
         };
@@ -493,7 +496,7 @@ impl RegistrationClient {
         self.next_attempt = Some(now + delay);
     }
 
-    fn send_register(&mut self, expires: Duration, answers_fresh_challenge: bool) {
+    fn send_register(&mut self, expires: Duration, fresh_credentials: bool) {
         self.cseq += 1;
         let aor = self.config.aor();
         let mut request_uri = aor.clone();
@@ -516,7 +519,7 @@ impl RegistrationClient {
             .push("Expires", expires.as_secs().to_string());
         if let Some(active) = &mut self.challenge {
             active.nonce_count += 1;
-            let answer = active.challenge.answer(
+            let authorization = active.challenge.authorization(
                 &self.config.auth_user,
                 &self.config.password,
                 "REGISTER",
@@ -529,15 +532,15 @@ impl RegistrationClient {
             } else {
                 "Authorization"
             };
-            match answer {
+            match authorization {
                 Ok(value) => request.headers.push(name, value),
                 Err(error) => {
-                    tracing::warn!(trunk = self.trunk, %error, "digest answer not computed")
+                    tracing::warn!(trunk = self.trunk, %error, "failed to compute the digest response")
                 }
             }
         }
         request.headers.push("Content-Length", "0");
-        self.answered_fresh_challenge = answers_fresh_challenge;
+        self.fresh_credentials_in_flight = fresh_credentials;
         self.in_flight = true;
         self.next_attempt = None;
         self.outbox.push_back(request);
@@ -555,9 +558,9 @@ fn challenge_values(response: &Response) -> impl Iterator<Item = &str> {
     response.headers.get_all(header)
 }
 
-/// A Contact user for `trunk` that only a holder of its `password` can
-/// predict, so a scanner cannot pass for the trunk by guessing the user
-/// part of its Request-URI, and that stays the same across restarts, so a
+/// Derives a Contact user for `trunk` that only a holder of its `password`
+/// can predict, so a scanner cannot pass for the trunk by guessing the
+/// user part of its Request-URI. It stays the same across restarts, so a
 /// restart replaces the binding at the provider instead of adding one.
 pub fn default_contact_user(trunk: &str, password: &str) -> String {
     use sha2::{Digest, Sha256};

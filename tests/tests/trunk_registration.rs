@@ -131,8 +131,8 @@ fn trunk_registers_refreshes_and_takes_calls() {
         .collect();
     // A retransmission repeats its CSeq and nonce count.
     registers.dedup_by(|later, earlier| later.header("CSeq") == earlier.header("CSeq"));
-    // The challenged one, the answer to the challenge, at least one
-    // refresh, and the removal.
+    // The challenged one, the one with credentials for the challenge, at
+    // least one refresh, and the removal.
     assert!(registers.len() >= 4, "{}", registrar.report());
     assert_eq!(nonce_count(&registers[0]), None, "{}", registrar.report());
     let counts: Vec<u32> = registers[1..]

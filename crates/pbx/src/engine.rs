@@ -77,7 +77,7 @@ const CPU_CHECK: Duration = Duration::from_secs(1);
 /// responses wait on, so those phones get a response rather than a timeout.
 const HELD_RESPONSES_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
-/// Maximum wait at shutdown for the providers' answers to the trunks'
+/// Maximum wait at shutdown for the providers' responses to the trunks'
 /// unregistrations, which are retransmitted over UDP meanwhile.
 const UNREGISTER_AT_SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -198,7 +198,7 @@ impl Engine {
     }
 
     /// Runs the SIP timers and passes SIP responses to the core until every
-    /// trunk's unregistration is answered or [`UNREGISTER_AT_SHUTDOWN`]
+    /// trunk's unregistration has its response or [`UNREGISTER_AT_SHUTDOWN`]
     /// passes. New requests are dropped, because the PBX is stopping.
     async fn wait_for_unregistrations(
         &mut self,
@@ -219,7 +219,7 @@ impl Engine {
                 },
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
                 () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!("providers did not answer every unregistration before the stop");
+                    tracing::warn!("unregistration of a trunk timed out at the stop");
                     break;
                 }
             }

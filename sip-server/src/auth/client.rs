@@ -1,7 +1,7 @@
 //! Digest authentication as a client (RFC 3261 section 22.2, RFC 7616,
 //! RFC 8760): reading a provider's `WWW-Authenticate` or
 //! `Proxy-Authenticate` challenge and computing the `Authorization` or
-//! `Proxy-Authorization` value that answers it.
+//! `Proxy-Authorization` value that responds to it.
 
 use super::{Algorithm, AuthError, Credentials, expected_response, split_auth_params};
 
@@ -11,8 +11,8 @@ pub struct Challenge {
     pub realm: String,
     pub nonce: String,
     pub algorithm: Algorithm,
-    /// The server offered `qop=auth`, so the answer carries a client nonce
-    /// and a nonce count; without it the RFC 2069 form is used.
+    /// The server offered `qop=auth`, so the credentials carry a client
+    /// nonce and a nonce count. Without it the RFC 2069 form is used.
     pub qop_auth: bool,
     pub opaque: Option<String>,
     /// The server rejected an old nonce, not the credentials.
@@ -81,7 +81,7 @@ impl Challenge {
         })
     }
 
-    /// Picks the first challenge this client can answer among the header
+    /// Picks the first challenge this client supports among the header
     /// values of one response. RFC 8760 section 2.4 has the server list its
     /// challenges in order of preference and the client take the first it
     /// supports.
@@ -91,10 +91,11 @@ impl Challenge {
             .find_map(|value| Challenge::parse(value).ok())
     }
 
-    /// The credentials header value for a request with `method` to `uri`.
+    /// Computes the credentials header value for a request with `method`
+    /// to `uri`.
     /// `nonce_count` is the number of requests sent with this nonce, this
     /// one included (RFC 7616 section 3.4); it is ignored without qop.
-    pub fn answer(
+    pub fn authorization(
         &self,
         username: &str,
         password: &str,
@@ -193,7 +194,7 @@ mod tests {
     /// RFC 2617 section 3.5's example, with the method and URI of that
     /// example: the computed response must match the published one.
     #[test]
-    fn answer_matches_rfc_2617_example() {
+    fn authorization_matches_rfc_2617_example() {
         let challenge = Challenge {
             realm: "testrealm@host.com".to_owned(),
             nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093".to_owned(),
@@ -203,7 +204,7 @@ mod tests {
             stale: false,
         };
         let value = challenge
-            .answer(
+            .authorization(
                 "Mufasa",
                 "Circle Of Life",
                 "GET",
@@ -223,11 +224,11 @@ mod tests {
         );
     }
 
-    /// The answer is accepted by this crate's own server side, for both
+    /// The credentials are accepted by this crate's own server side, for both
     /// algorithms, and a second request with the same nonce needs a higher
     /// nonce count.
     #[test]
-    fn answer_verified_by_server() {
+    fn authorization_verified_by_server() {
         for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
             let mut server = DigestAuthenticator::new("pbx.local", &[algorithm]);
             let now = SystemTime::now();
@@ -237,14 +238,14 @@ mod tests {
             let request = sip_message::Request::new(sip_message::Method::Register, uri);
             for count in [1, 2] {
                 let value = challenge
-                    .answer("trunk", "s3cret", "REGISTER", "sip:pbx.local", count, "c1")
+                    .authorization("trunk", "s3cret", "REGISTER", "sip:pbx.local", count, "c1")
                     .unwrap();
                 let credentials = Credentials::parse(&value).unwrap();
                 let verdict = server.verify(&credentials, &request, now, |_| Some("s3cret"));
                 assert_eq!(verdict, Ok("trunk"), "{algorithm:?} nc {count}");
             }
             let replayed = challenge
-                .answer("trunk", "s3cret", "REGISTER", "sip:pbx.local", 2, "c1")
+                .authorization("trunk", "s3cret", "REGISTER", "sip:pbx.local", 2, "c1")
                 .unwrap();
             let credentials = Credentials::parse(&replayed).unwrap();
             let verdict = server.verify(&credentials, &request, now, |_| Some("s3cret"));

@@ -16,7 +16,7 @@ use crate::trunk_registration::{
 };
 
 /// The registration clients of the core. A client whose trunk was removed
-/// or replaced stays until its unregistration is answered.
+/// or replaced stays until the registrar responds to its unregistration.
 #[derive(Default)]
 pub(super) struct TrunkRegistrations {
     clients: HashMap<u64, RegistrationClient>,
@@ -71,7 +71,7 @@ impl Core {
     }
 
     /// Unregisters the current client of `trunk`, which stays until the
-    /// registrar answers.
+    /// registrar responds.
     fn retire_trunk_registration(&mut self, trunk: &str) {
         let registrations = &mut self.trunk_registrations;
         if let Some(id) = registrations.current.remove(trunk)
@@ -138,6 +138,8 @@ impl Core {
         let mut outgoing = Vec::new();
         for (id, client) in &mut self.trunk_registrations.clients {
             while let Some(request) = client.poll_request() {
+                // TODO: keep the TCP connection of the last REGISTER (RFC
+                // 5626 flows); without one the driver opens a new one.
                 let target = Target {
                     transport: client.config().transport,
                     addr: client.config().registrar,
@@ -204,7 +206,7 @@ impl Core {
         self.process(now);
     }
 
-    /// Returns true while an unregistration waits for its answer; the
+    /// Returns true while an unregistration waits for its response. The
     /// driver keeps running the core for a moment at shutdown until then.
     pub fn trunk_unregistrations_pending(&self) -> bool {
         self.trunk_registrations
@@ -213,7 +215,7 @@ impl Core {
             .any(|client| client.state() == RegistrationState::Unregistering)
     }
 
-    /// The registration of each trunk that has one, by trunk name.
+    /// Returns the registration of each trunk that has one, by trunk name.
     pub fn trunk_registrations(&self) -> Vec<TrunkRegistrationView> {
         self.trunk_registrations
             .current
@@ -236,7 +238,7 @@ impl Core {
         }
     }
 
-    /// The trunk whose registered Contact an INVITE is sent to (its
+    /// Finds the trunk whose registered Contact an INVITE is sent to (its
     /// Request-URI user is the Contact user), or whose registrar's address
     /// it comes from.
     pub(super) fn trunk_by_registration(
@@ -256,9 +258,9 @@ impl Core {
             .map(|(trunk, _)| trunk.name.clone())
     }
 
-    /// The number a trunk's caller dialed. A call sent to a registered
-    /// Contact names the Contact user in its Request-URI, so the number is
-    /// the To user there; otherwise it is the Request-URI user.
+    /// Returns the number a trunk's caller dialed: the Request-URI user,
+    /// except for a call sent to a registered Contact. Such a call names
+    /// the Contact user in its Request-URI, so the number is the To user.
     pub(super) fn dialed_number(&self, request: &Request, trunk: Option<&str>) -> String {
         let requested = request.uri.user_unescaped().unwrap_or_default();
         let contact_user = trunk

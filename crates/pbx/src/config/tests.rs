@@ -135,6 +135,20 @@ fn embedded_examples_validate() {
                 "# national_prefix = ",
                 "# international_prefix = ",
                 "# trust_identity = ",
+                "# [trunks.register]",
+                "# registrar = ",
+                "# transport = ",
+                "# domain = ",
+                "# user = ",
+                "# auth_user = ",
+                "# password = \"provider-",
+                "# contact_user = ",
+                "# expires_secs = ",
+                "# retry_secs = ",
+                "# max_retry_secs = ",
+                "# [trunks.inbound]",
+                "# username = ",
+                "# password = \"gateway-",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -165,6 +179,17 @@ fn embedded_examples_validate() {
         config.trunks[0].outbound,
         Some("192.0.2.1:5060".parse().unwrap())
     );
+    let registration = config.trunks[0]
+        .registration
+        .as_ref()
+        .expect("registration");
+    assert_eq!(registration.user, "33123456789");
+    assert_eq!(registration.contact_user, "pbx-line-1");
+    let inbound = config.trunks[0]
+        .inbound
+        .as_ref()
+        .expect("inbound credentials");
+    assert_eq!(inbound.username, "carrier-gateway");
     assert!(config.unsupported_destinations().is_empty());
     let rules: Vec<_> = queue.steps.iter().map(|step| &step.rule).collect();
     assert_eq!(

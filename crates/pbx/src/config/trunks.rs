@@ -245,7 +245,7 @@ fn convert_inbound(
     }
 }
 
-/// The variable that can hold a trunk's password: `PBX_TRUNK_<NAME>_PASSWORD`
+/// Names the variable that can hold a trunk's password: `PBX_TRUNK_<NAME>_PASSWORD`
 /// for its registration, `PBX_TRUNK_<NAME>_INBOUND_PASSWORD` for its calls,
 /// with the name in upper case and every character other than a letter or
 /// a digit turned into '_'.
@@ -263,9 +263,9 @@ pub(crate) fn password_variable(trunk: &str, kind: &str) -> String {
     format!("PBX_TRUNK_{name}_{kind}PASSWORD")
 }
 
-/// The password from, in order: the `password` key, the file that
+/// Resolves the password from, in order: the `password` key, the file that
 /// `password_file` names (its first line), or `variable`. Reports a
-/// password that none of them gives at `table`, the table that lacks it.
+/// missing password at `table`, the table that lacks it.
 fn resolve_password(
     checker: &mut Checker<'_>,
     key: &str,

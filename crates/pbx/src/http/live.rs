@@ -109,7 +109,7 @@ pub(crate) struct TrunkRegistrationEntry {
     last_reason: Option<String>,
 }
 
-/// Lists the trunks that register at a provider, with where each stands.
+/// Lists the trunks that register at a provider, with the state of each.
 /// Administrators and supervisors.
 pub(crate) async fn list_trunk_registrations(
     State(state): State<ApiState>,

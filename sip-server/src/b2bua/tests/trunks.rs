@@ -104,7 +104,7 @@ fn gateway_call(h: &mut Harness, password: &str, call_id: &str) -> Vec<u16> {
     let chosen = Challenge::choose(challenge.headers.get_all("Proxy-Authenticate"))
         .expect("usable challenge");
     let answer = chosen
-        .answer("gw-in", password, "INVITE", "sip:5000@pbx.test", 1, "gc1")
+        .authorization("gw-in", password, "INVITE", "sip:5000@pbx.test", 1, "gc1")
         .unwrap();
     h.receive(
         &invite(

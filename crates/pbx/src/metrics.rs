@@ -231,9 +231,9 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Per trunk with a registration: whether it is registered, the seconds
-/// until its binding expires, and the status of the registrar's last final
-/// response.
+/// Renders, per trunk with a registration, whether it is registered, the
+/// seconds until its binding expires, and the status of the registrar's
+/// last final response.
 fn trunk_metrics(
     metric: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
     registrations: &[TrunkRegistrationView],
@@ -320,6 +320,57 @@ mod tests {
         );
         assert!(
             text.contains("pbx_agents{state=\"available\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn trunk_registration_gauges() {
+        use sip_server::trunk_registration::RegistrationState;
+        let registration =
+            |trunk: &str, state, expires_in: Option<u64>, status| TrunkRegistrationView {
+                trunk: trunk.to_owned(),
+                registrar: "192.0.2.10:5060".parse().unwrap(),
+                aor: "sip:1@carrier.example".to_owned(),
+                state,
+                expires_at: expires_in.map(|secs| {
+                    std::time::SystemTime::now() + std::time::Duration::from_secs(secs)
+                }),
+                next_attempt_at: None,
+                last_status: status,
+                last_reason: None,
+            };
+        let snapshot = Snapshot {
+            trunk_registrations: vec![
+                registration("up", RegistrationState::Registered, Some(600), Some(200)),
+                registration("down", RegistrationState::Failed, None, Some(403)),
+            ],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot);
+        assert!(
+            text.contains("pbx_trunk_registered{trunk=\"up\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_trunk_registered{trunk=\"down\"} 0\n"),
+            "{text}"
+        );
+        let expires: u64 = text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("pbx_trunk_registration_expires_seconds{trunk=\"up\"} ")
+            })
+            .and_then(|value| value.parse().ok())
+            .expect("expiry of trunk up");
+        // The clock moves between building the view and rendering it.
+        assert!((598..=600).contains(&expires), "{text}");
+        assert!(
+            !text.contains("pbx_trunk_registration_expires_seconds{trunk=\"down\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_trunk_registration_last_status{trunk=\"down\"} 403\n"),
             "{text}"
         );
     }

@@ -1,5 +1,5 @@
 //! HTTP digest authentication for SIP (RFC 3261 section 22, RFC 8760 for
-//! SHA-256), server side.
+//! SHA-256): the server side here, the client side in [`client`].
 //!
 //! A nonce carries its issue time, a random salt and a keyed hash of both,
 //! so any nonce this process issued is checked without a table of issued
@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use md5::Md5;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+pub mod client;
 
 /// How long a nonce is accepted after it was issued.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
@@ -43,7 +45,7 @@ impl Algorithm {
         }
     }
 
-    fn hash_hex(self, input: &str) -> String {
+    pub(crate) fn hash_hex(self, input: &str) -> String {
         match self {
             Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
             Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
@@ -132,7 +134,7 @@ impl Credentials {
 
 /// Splits `a=b, c="d, e"` into pairs, honouring quoted strings and
 /// quoted-pairs.
-fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, AuthError> {
+pub(crate) fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, AuthError> {
     let mut pairs = Vec::new();
     let mut chars = text.chars().peekable();
     loop {

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;
+pub mod trunk_registration;

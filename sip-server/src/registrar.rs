@@ -573,6 +573,21 @@ impl Registrar {
             .map(str::to_owned)
     }
 
+    /// Checks `credentials` against `password` rather than an agent's, for
+    /// a trunk that authenticates its calls, with the nonces and replay
+    /// checks of the agents' logins.
+    pub fn verify_with_password(
+        &mut self,
+        credentials: &Credentials,
+        request: &Request,
+        wall: SystemTime,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        self.auth
+            .verify(credentials, request, wall, |_| Some(password))
+            .map(|_| ())
+    }
+
     /// The time left of the lockout of `source`, if it is locked out.
     pub fn lockout_left(&self, source: IpAddr, now: Instant) -> Option<Duration> {
         self.failures

@@ -57,6 +57,9 @@ pub struct PbxConfig {
     pub extra: String,
     /// `outbound` address of the test trunk, for calls to numbers.
     pub trunk_outbound: Option<String>,
+    /// TOML appended to the test trunk's table, such as a
+    /// `[trunks.register]` sub-table.
+    pub trunk_extra: String,
     /// Seconds between OPTIONS probes of agents' contacts; 0 (the default
     /// here) sends none, because an answering sipp with `-aa` counts an
     /// answered probe as its one call and then ignores the INVITE.
@@ -80,6 +83,7 @@ impl Default for PbxConfig {
             queue_extra: String::new(),
             extra: String::new(),
             trunk_outbound: None,
+            trunk_extra: String::new(),
             qualify_interval_secs: 0,
         }
     }
@@ -128,7 +132,7 @@ impl PbxConfig {
         let agents: Vec<String> = members.iter().map(|id| format!("\"{id}\"")).collect();
         let _ = write!(
             text,
-            "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n{}\n\
+            "\n[[trunks]]\nname = \"{TRUNK}\"\nallow = [{}]\n{}{}\n\
              [[queues]]\nname = \"{QUEUE}\"\nagents = [{}]\nring_timeout_secs = {}\nmax_wait_secs = {}\n\
              retry_delay_secs = 1\nwrap_up_secs = 0\n{}\n\
              [[dids]]\nnumber = \"{DID}\"\nqueue = \"{QUEUE}\"\n{}",
@@ -137,6 +141,7 @@ impl PbxConfig {
                 .as_ref()
                 .map(|address| format!("outbound = \"{address}\"\n"))
                 .unwrap_or_default(),
+            self.trunk_extra,
             agents.join(", "),
             self.ring_timeout_secs,
             self.max_wait_secs,

@@ -14,6 +14,7 @@ mod routing;
 mod skills;
 mod survey;
 mod transports;
+mod trunks;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -231,6 +232,11 @@ pub(crate) struct TrunkConfig {
     pub(crate) numbering: Option<sip_server::b2bua::NumberingPlan>,
     /// Caller number from P-Asserted-Identity.
     pub(crate) trust_identity: bool,
+    /// Registration at the provider's registrar (`[trunks.register]`).
+    pub(crate) registration: Option<sip_server::trunk_registration::RegistrationConfig>,
+    /// Digest credentials of the trunk's calls from outside `allow`
+    /// (`[trunks.inbound]`).
+    pub(crate) inbound: Option<sip_server::b2bua::TrunkCredentials>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -333,6 +339,8 @@ mod survey_tests;
 mod tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod trunk_tests;
 
 impl Config {
     /// Queue destinations this version cannot carry out, as `key: message`

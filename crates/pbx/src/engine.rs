@@ -77,6 +77,10 @@ const CPU_CHECK: Duration = Duration::from_secs(1);
 /// responses wait on, so those phones get a response rather than a timeout.
 const HELD_RESPONSES_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
+/// Maximum wait at shutdown for the providers' responses to the trunks'
+/// unregistrations, which are retransmitted over UDP meanwhile.
+const UNREGISTER_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+
 /// Outcome of the commit of a batch that SIP responses were held behind.
 #[derive(Debug)]
 pub(crate) struct Stored {
@@ -184,11 +188,43 @@ impl Engine {
                 _ => break,
             }
         }
+        self.wait_for_unregistrations(&mut receiver, &mut sessions, &mut background)
+            .await;
         // Sessions still binding ports when the calls ended are closed too.
         for (_, session) in sessions.drain() {
             let _ = session.close().await;
         }
         while background.join_next().await.is_some() {}
+    }
+
+    /// Runs the SIP timers and passes SIP responses to the core until every
+    /// trunk's unregistration has its response or [`UNREGISTER_AT_SHUTDOWN`]
+    /// passes. New requests are dropped, because the PBX is stopping.
+    async fn wait_for_unregistrations(
+        &mut self,
+        receiver: &mut mpsc::Receiver<Input>,
+        sessions: &mut HashMap<String, media::MediaSession>,
+        background: &mut JoinSet<()>,
+    ) {
+        let deadline = tokio::time::Instant::now() + UNREGISTER_AT_SHUTDOWN;
+        while self.core.trunk_unregistrations_pending() {
+            let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                input = receiver.recv() => match input {
+                    Some(Input::Sip(message @ sip_message::Message::Response(_), source)) => {
+                        self.core.handle_message(message, source, Instant::now());
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("unregistration of a trunk timed out at the stop");
+                    break;
+                }
+            }
+            self.drain(sessions, background);
+        }
     }
 
     fn handle_input(&mut self, input: Input, sessions: &mut HashMap<String, media::MediaSession>) {
@@ -249,6 +285,9 @@ impl Engine {
         match request {
             LiveRequest::Metrics(reply) => {
                 let _ = reply.send(self.metrics(sessions, now));
+            }
+            LiveRequest::TrunkRegistrations(reply) => {
+                let _ = reply.send(self.core.trunk_registrations());
             }
             LiveRequest::Agents(reply) => {
                 let _ = reply.send(self.core.agents_view(now));
@@ -360,6 +399,7 @@ impl Engine {
             registered_contacts: agents.iter().map(|agent| agent.contacts).sum(),
             agents,
             queues: self.core.queues_view(now),
+            trunk_registrations: self.core.trunk_registrations(),
             sip: self.sip_counters.clone(),
             media,
         }

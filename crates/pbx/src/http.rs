@@ -223,6 +223,11 @@ pub(crate) fn routes() -> Routes {
             live::remove_member,
         )
         .add(Get, "/api/queues", live::list_queues)
+        .add(
+            Get,
+            "/api/trunks/registrations",
+            live::list_trunk_registrations,
+        )
         .add(Get, "/api/queues/{name}/stats", live::queue_stats)
         .add(Post, "/api/config/reload", live::reload_config)
         .administration::<AGENTS>("/api/admin/agents", "/api/admin/agents/{id}")

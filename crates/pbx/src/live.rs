@@ -19,6 +19,7 @@ pub(crate) enum LiveRequest {
     Agents(oneshot::Sender<Vec<AgentView>>),
     Queues(oneshot::Sender<Vec<QueueView>>),
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
+    TrunkRegistrations(oneshot::Sender<Vec<sip_server::b2bua::TrunkRegistrationView>>),
     SetReadiness {
         agent: String,
         readiness: Readiness,
@@ -121,6 +122,12 @@ impl Live {
 
     pub(crate) async fn queues(&self) -> Result<Vec<QueueView>, EngineUnavailable> {
         self.ask(LiveRequest::Queues).await
+    }
+
+    pub(crate) async fn trunk_registrations(
+        &self,
+    ) -> Result<Vec<sip_server::b2bua::TrunkRegistrationView>, EngineUnavailable> {
+        self.ask(LiveRequest::TrunkRegistrations).await
     }
 
     pub(crate) async fn metrics(&self) -> Result<crate::metrics::Snapshot, EngineUnavailable> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use sip_server::b2bua::{AgentView, QueueView};
+use sip_server::b2bua::{AgentView, QueueView, TrunkRegistrationView};
 
 /// Counters of SIP traffic, kept by the engine task.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +64,7 @@ pub(crate) struct Snapshot {
     pub(crate) registered_contacts: usize,
     pub(crate) agents: Vec<AgentView>,
     pub(crate) queues: Vec<QueueView>,
+    pub(crate) trunk_registrations: Vec<TrunkRegistrationView>,
     pub(crate) sip: SipCounters,
     pub(crate) media: MediaTotals,
 }
@@ -151,6 +152,7 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Agents of a queue free to take a call.",
         queue_samples(&|q| q.available_agents.to_string()),
     );
+    trunk_metrics(&mut metric, &snapshot.trunk_registrations);
     metric(
         "pbx_sip_requests_received_total",
         "counter",
@@ -229,6 +231,50 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Renders, per trunk with a registration, whether it is registered, the
+/// seconds until its binding expires, and the status of the registrar's
+/// last final response.
+fn trunk_metrics(
+    metric: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
+    registrations: &[TrunkRegistrationView],
+) {
+    let now = std::time::SystemTime::now();
+    let samples = |value: &dyn Fn(&TrunkRegistrationView) -> Option<String>| {
+        registrations
+            .iter()
+            .filter_map(|registration| {
+                let labels = format!("{{trunk=\"{}\"}}", escape(&registration.trunk));
+                Some((labels, value(registration)?))
+            })
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "pbx_trunk_registered",
+        "gauge",
+        "1 while a trunk's registration at its provider is in force, else 0.",
+        samples(&|r| {
+            let registered =
+                r.state == sip_server::trunk_registration::RegistrationState::Registered;
+            Some(u8::from(registered).to_string())
+        }),
+    );
+    metric(
+        "pbx_trunk_registration_expires_seconds",
+        "gauge",
+        "Seconds until a trunk's binding at its provider expires; absent without a binding.",
+        samples(&|r| {
+            let left = r.expires_at?.duration_since(now).unwrap_or_default();
+            Some(left.as_secs().to_string())
+        }),
+    );
+    metric(
+        "pbx_trunk_registration_last_status",
+        "gauge",
+        "Status code of the registrar's last final response to a trunk's REGISTER, 408 for a timeout.",
+        samples(&|r| r.last_status.map(|status| status.to_string())),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +320,57 @@ mod tests {
         );
         assert!(
             text.contains("pbx_agents{state=\"available\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn trunk_registration_gauges() {
+        use sip_server::trunk_registration::RegistrationState;
+        let registration =
+            |trunk: &str, state, expires_in: Option<u64>, status| TrunkRegistrationView {
+                trunk: trunk.to_owned(),
+                registrar: "192.0.2.10:5060".parse().unwrap(),
+                aor: "sip:1@carrier.example".to_owned(),
+                state,
+                expires_at: expires_in.map(|secs| {
+                    std::time::SystemTime::now() + std::time::Duration::from_secs(secs)
+                }),
+                next_attempt_at: None,
+                last_status: status,
+                last_reason: None,
+            };
+        let snapshot = Snapshot {
+            trunk_registrations: vec![
+                registration("up", RegistrationState::Registered, Some(600), Some(200)),
+                registration("down", RegistrationState::Failed, None, Some(403)),
+            ],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot);
+        assert!(
+            text.contains("pbx_trunk_registered{trunk=\"up\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_trunk_registered{trunk=\"down\"} 0\n"),
+            "{text}"
+        );
+        let expires: u64 = text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("pbx_trunk_registration_expires_seconds{trunk=\"up\"} ")
+            })
+            .and_then(|value| value.parse().ok())
+            .expect("expiry of trunk up");
+        // The clock moves between building the view and rendering it.
+        assert!((598..=600).contains(&expires), "{text}");
+        assert!(
+            !text.contains("pbx_trunk_registration_expires_seconds{trunk=\"down\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_trunk_registration_last_status{trunk=\"down\"} 403\n"),
             "{text}"
         );
     }

@@ -290,6 +290,8 @@ pub(crate) fn core_config(
             .map(|trunk| sip_server::b2bua::Trunk {
                 name: trunk.name.clone(),
                 allow: trunk.allow.clone(),
+                registration: trunk.registration.clone(),
+                inbound_credentials: trunk.inbound.clone(),
                 outbound: trunk.outbound,
                 numbering: trunk.numbering.clone(),
                 trust_identity: trunk.trust_identity,

@@ -648,8 +648,6 @@ impl Core {
         );
     }
 
-    /// Ends every call because the PBX is stopping: answered calls get BYE
-    /// on both legs, waiting callers 503, and each call its CDR.
     /// Sends BYE on the dialogs of calls an earlier run left up when it
     /// died, so the citizen and the agent are not left in silence until
     /// their own timers end the call. The CSeq jumps past the stored one,
@@ -682,6 +680,9 @@ impl Core {
         self.process(now);
     }
 
+    /// Ends every call because the PBX is stopping: answered calls get BYE
+    /// on both legs, waiting callers 503, and each call its CDR. Then it
+    /// unregisters every registered trunk.
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in ids {
@@ -749,6 +750,7 @@ impl Core {
                 now,
             );
         }
+        self.unregister_trunks(now);
     }
 
     /// Ends the answered call `call_id` when no RTP came from either leg

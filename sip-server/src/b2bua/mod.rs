@@ -32,6 +32,7 @@ mod session_timer;
 mod setup;
 mod survey;
 mod transfer;
+mod trunk_registration;
 mod voicemail;
 
 use std::collections::{HashMap, VecDeque};
@@ -53,19 +54,34 @@ pub use live::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readines
 pub use recording::{RecordingActor, RecordingCommandError};
 pub use session_timer::SessionTimerConfig;
 pub use survey::SurveyConfig;
+pub use trunk_registration::TrunkRegistrationView;
 
 /// A trunk: peers whose source address is in `allow` may place calls
-/// without digest authentication.
+/// without digest authentication, and so may the provider the trunk
+/// registers at, when it calls the registered Contact or calls from the
+/// registrar's address. Other peers that know `inbound_credentials` place
+/// calls after a 407 challenge.
 #[derive(Clone, Debug)]
 pub struct Trunk {
     pub name: String,
     pub allow: Vec<crate::network::IpNetwork>,
+    /// Registration at the provider's registrar, if the trunk has one.
+    pub registration: Option<crate::trunk_registration::RegistrationConfig>,
+    /// Digest credentials a peer outside `allow` authenticates with.
+    pub inbound_credentials: Option<TrunkCredentials>,
     /// Where calls to numbers go out (a carrier's SBC or gateway).
     pub outbound: Option<SocketAddr>,
     /// Numbering plan of the trunk's numbers; None keeps them as received.
     pub numbering: Option<NumberingPlan>,
     /// The caller number comes from P-Asserted-Identity when present.
     pub trust_identity: bool,
+}
+
+/// Digest username and password of a trunk's inbound calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkCredentials {
+    pub username: String,
+    pub password: String,
 }
 
 impl Trunk {
@@ -309,6 +325,10 @@ enum Purpose {
         call: String,
         side: Side,
     },
+    /// A REGISTER of the trunk registration client `client`.
+    TrunkRegister {
+        client: u64,
+    },
     /// BYE or CANCEL whose outcome changes nothing.
     FireAndForget,
 }
@@ -353,6 +373,7 @@ pub struct Core {
     cpu_overloaded: bool,
     /// New INVITEs refused with 503 since start.
     overload_rejections: u64,
+    trunk_registrations: trunk_registration::TrunkRegistrations,
 }
 
 impl Core {
@@ -418,8 +439,10 @@ impl Core {
             session_deadlines: std::collections::BTreeSet::new(),
             cpu_overloaded: false,
             overload_rejections: 0,
+            trunk_registrations: Default::default(),
             config,
         };
+        core.start_trunk_registrations(now);
         // The agents' first states are events too; they reach the driver
         // with its first drain, not with the first message.
         core.process(now);
@@ -477,6 +500,7 @@ impl Core {
         self.waiting_deadlines_due(now);
         self.reliable_deadlines_due(now);
         self.session_deadlines_due(now);
+        self.trunk_registrations_due(now);
         self.process(now);
     }
 
@@ -488,6 +512,7 @@ impl Core {
             self.next_waiting_deadline(),
             self.next_reliable_deadline(),
             self.next_session_deadline(),
+            self.next_trunk_registration(),
         ]
         .into_iter()
         .flatten()
@@ -600,6 +625,7 @@ impl Core {
                     }
                 }
             }
+            progressed |= self.send_trunk_registers(now);
             while let Some(action) = self.acd.poll_action() {
                 progressed = true;
                 self.handle_acd_action(action, now);
@@ -795,6 +821,12 @@ impl Core {
                 if is_final {
                     let (call, side) = (call.clone(), *side);
                     self.rebridge_answered(&call, side, &response, now);
+                }
+            }
+            Purpose::TrunkRegister { client } => {
+                if is_final {
+                    let client = *client;
+                    self.trunk_register_answered(client, &response, now);
                 }
             }
             Purpose::FireAndForget => {}

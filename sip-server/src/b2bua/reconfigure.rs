@@ -43,6 +43,7 @@ impl Core {
             |a, b| a == b,
             &mut changes,
         );
+        self.reconfigure_trunk_registrations(&new.trunks, now, &mut changes);
         if new.queue_media != self.config.queue_media {
             // Callers waiting now hear the new music from their next
             // announcement or move on.

@@ -66,7 +66,11 @@ impl Core {
             self.transactions.send_response(&key, too_small, now);
             return;
         }
-        let dialed = request.uri.user_unescaped().unwrap_or_default();
+        let trunk_name = match &origin {
+            Origin::Trunk(name) => Some(name.as_str()),
+            Origin::Extension(_) => None,
+        };
+        let dialed = self.dialed_number(&request, trunk_name);
         if let (Origin::Extension(agent), Some(feature)) =
             (&origin, super::feature::feature_for(&dialed))
         {
@@ -299,8 +303,9 @@ impl Core {
         });
     }
 
-    /// Trunk by source address, else an agent's extension by digest
-    /// (Proxy-Authorization), else 403. Sends the rejection itself.
+    /// Trunk by source address or registration, else a trunk or an
+    /// agent's extension by digest (Proxy-Authorization), else 403. Sends
+    /// the rejection itself.
     fn admit(
         &mut self,
         key: &TransactionKey,
@@ -322,20 +327,30 @@ impl Core {
             && from_user
                 .as_deref()
                 .is_some_and(|user| self.registrar.is_agent(user));
-        if !agent_feature
-            && let Some(trunk) = self
+        if !agent_feature {
+            if let Some(trunk) = self
                 .config
                 .trunks
                 .iter()
                 .find(|t| t.allows(source.addr.ip()))
-        {
-            return Some(Origin::Trunk(trunk.name.clone()));
+            {
+                return Some(Origin::Trunk(trunk.name.clone()));
+            }
+            if let Some(trunk) = self.trunk_by_registration(request, source) {
+                return Some(Origin::Trunk(trunk));
+            }
         }
-        let Some(agent) = from_user.filter(|user| self.registrar.is_agent(user)) else {
+        let agent = from_user.filter(|user| self.registrar.is_agent(user));
+        let digest_trunks = self
+            .config
+            .trunks
+            .iter()
+            .any(|trunk| trunk.inbound_credentials.is_some());
+        if agent.is_none() && !digest_trunks {
             tracing::info!(source = %source.addr, "INVITE from a source that is no trunk and no agent");
             self.reply(key, request, 403, Some("Source Not Allowed"), now);
             return None;
-        };
+        }
         let wall = self.wall(now);
         if let Some(left) = self.registrar.lockout_left(source.addr.ip(), now) {
             let mut response = crate::registrar::locked_out(request, left);
@@ -348,17 +363,11 @@ impl Core {
                 realm: self.config.domain.clone(),
             }),
             Some(header) => Credentials::parse(header).and_then(|credentials| {
-                if credentials.username != agent {
-                    return Err(AuthError::WrongResponse {
-                        username: credentials.username,
-                    });
-                }
-                self.registrar
-                    .verify_credentials(&credentials, request, wall)
+                self.verify_caller(&credentials, agent.as_deref(), request, wall)
             }),
         };
         match verdict {
-            Ok(_) => Some(Origin::Extension(agent)),
+            Ok(origin) => Some(origin),
             Err(
                 error @ (AuthError::Missing { .. }
                 | AuthError::StaleNonce
@@ -375,10 +384,46 @@ impl Core {
             }
             Err(error) => {
                 self.registrar.record_failure(source.addr.ip(), now);
-                tracing::warn!(agent, source = %source.addr, %error, "call from extension rejected");
+                tracing::warn!(agent = agent.as_deref(), source = %source.addr, %error, "call rejected: bad credentials");
                 self.reply(key, request, 403, Some("Bad Credentials"), now);
                 None
             }
+        }
+    }
+
+    /// Checks digest `credentials` as a trunk's, when their username is a
+    /// trunk's inbound username, else as those of the agent `agent` that
+    /// the From header names.
+    fn verify_caller(
+        &mut self,
+        credentials: &Credentials,
+        agent: Option<&str>,
+        request: &Request,
+        wall: std::time::SystemTime,
+    ) -> Result<Origin, AuthError> {
+        let trunk = self.config.trunks.iter().find(|trunk| {
+            trunk
+                .inbound_credentials
+                .as_ref()
+                .is_some_and(|inbound| inbound.username == credentials.username)
+        });
+        if let Some(trunk) = trunk
+            && let Some(inbound) = &trunk.inbound_credentials
+        {
+            let (name, password) = (trunk.name.clone(), inbound.password.clone());
+            self.registrar
+                .verify_with_password(credentials, request, wall, &password)?;
+            return Ok(Origin::Trunk(name));
+        }
+        match agent {
+            Some(agent) if credentials.username == agent => {
+                self.registrar
+                    .verify_credentials(credentials, request, wall)?;
+                Ok(Origin::Extension(agent.to_owned()))
+            }
+            _ => Err(AuthError::WrongResponse {
+                username: credentials.username.clone(),
+            }),
         }
     }
 

@@ -20,6 +20,7 @@ mod request_type;
 mod session_timer;
 mod survey;
 mod transfer;
+mod trunks;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -46,6 +47,8 @@ fn config() -> CoreConfig {
         trunks: vec![Trunk {
             name: "carrier".into(),
             allow: vec!["192.0.2.0/24".parse().unwrap()],
+            registration: None,
+            inbound_credentials: None,
             outbound: Some("192.0.2.99:5060".parse().unwrap()),
             numbering: None,
             trust_identity: true,

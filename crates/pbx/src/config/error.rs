@@ -98,8 +98,23 @@ pub(crate) enum ConfigErrorKind {
     UnknownQueue { queue: String },
     #[error("DID {number:?} is also an agent id; calls to it would be ambiguous")]
     DidIsAgent { number: String },
-    #[error("trunk {trunk:?} allows no networks, so it can never match a call")]
+    #[error(
+        "trunk {trunk:?} allows no networks and has neither [trunks.register] nor \
+         [trunks.inbound], so it can never match a call"
+    )]
     NoNetworks { trunk: String },
+    #[error("unknown transport {value:?} for a registration; use \"udp\" or \"tcp\"")]
+    UnknownRegisterTransport { value: String },
+    #[error("max_retry_secs {max_retry} is below retry_secs {retry}; raise it or lower retry_secs")]
+    RetryOrder { retry: u64, max_retry: u64 },
+    #[error("{username:?} is also an agent id; give the trunk a username that no agent has")]
+    TrunkUserIsAgent { username: String },
+    #[error("no password: set password or password_file, or the environment variable {variable}")]
+    MissingTrunkPassword { variable: String },
+    #[error("failed to read the password file {path:?}: {error}")]
+    PasswordFile { path: String, error: String },
+    #[error("password file {path:?} is empty; write the password on its first line")]
+    EmptyPasswordFile { path: String },
     #[error("{value:?} is not a dialling prefix; write up to 6 digits such as \"33\" or \"0\"")]
     InvalidPrefix { value: String },
     #[error(

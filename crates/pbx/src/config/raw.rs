@@ -176,12 +176,38 @@ pub(super) struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTrunk {
     pub(super) name: Spanned<String>,
-    pub(super) allow: Spanned<Vec<Spanned<String>>>,
+    pub(super) allow: Value<Vec<Spanned<String>>>,
     pub(super) outbound: Value<String>,
     pub(super) country_code: Value<String>,
     pub(super) national_prefix: Value<String>,
     pub(super) international_prefix: Value<String>,
     pub(super) trust_identity: Value<bool>,
+    pub(super) register: Option<RawTrunkRegistration>,
+    pub(super) inbound: Option<RawTrunkInbound>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunkRegistration {
+    pub(super) registrar: Spanned<String>,
+    pub(super) transport: Value<String>,
+    pub(super) domain: Value<String>,
+    pub(super) user: Spanned<String>,
+    pub(super) auth_user: Value<String>,
+    pub(super) contact_user: Value<String>,
+    pub(super) password: Value<String>,
+    pub(super) password_file: Value<String>,
+    pub(super) expires_secs: Value<u64>,
+    pub(super) retry_secs: Value<u64>,
+    pub(super) max_retry_secs: Value<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunkInbound {
+    pub(super) username: Spanned<String>,
+    pub(super) password: Value<String>,
+    pub(super) password_file: Value<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -135,6 +135,20 @@ fn embedded_examples_validate() {
                 "# national_prefix = ",
                 "# international_prefix = ",
                 "# trust_identity = ",
+                "# [trunks.register]",
+                "# registrar = ",
+                "# transport = ",
+                "# domain = ",
+                "# user = ",
+                "# auth_user = ",
+                "# password = \"provider-",
+                "# contact_user = ",
+                "# expires_secs = ",
+                "# retry_secs = ",
+                "# max_retry_secs = ",
+                "# [trunks.inbound]",
+                "# username = ",
+                "# password = \"gateway-",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -165,6 +179,17 @@ fn embedded_examples_validate() {
         config.trunks[0].outbound,
         Some("192.0.2.1:5060".parse().unwrap())
     );
+    let registration = config.trunks[0]
+        .registration
+        .as_ref()
+        .expect("registration");
+    assert_eq!(registration.user, "33123456789");
+    assert_eq!(registration.contact_user, "pbx-line-1");
+    let inbound = config.trunks[0]
+        .inbound
+        .as_ref()
+        .expect("inbound credentials");
+    assert_eq!(inbound.username, "carrier-gateway");
     assert!(config.unsupported_destinations().is_empty());
     let rules: Vec<_> = queue.steps.iter().map(|step| &step.rule).collect();
     assert_eq!(
@@ -370,8 +395,8 @@ max_wait_secs = 0
          prefix length 33 is larger than 32",
         "test.toml:20:39: trunks[0].allow[2]: invalid network \"nonsense\": \
          expected ADDRESS/PREFIX such as 192.0.2.0/24 or 2001:db8::/32",
-        "test.toml:23:9: trunks[1].allow: trunk \"empty\" allows no networks, \
-         so it can never match a call",
+        "test.toml:23:9: trunks[1].allow: trunk \"empty\" allows no networks and has \
+         neither [trunks.register] nor [trunks.inbound], so it can never match a call",
         "test.toml:25:8: queues[0].name: must not be empty",
         "test.toml:26:21: queues[0].ring_timeout_secs: must be greater than 0",
         "test.toml:27:17: queues[0].max_wait_secs: must be greater than 0",

@@ -11,12 +11,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPortsProblem};
-use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
+use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, Value};
 use super::routing;
 use super::{
-    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold,
-    OverloadConfig, Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
-    TrunkConfig,
+    AgentConfig, Config, DidConfig, HttpConfig, MediaConfig, MusicOnHold, OverloadConfig,
+    Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
 };
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
@@ -367,7 +366,7 @@ pub(super) fn convert(
     let skills = super::skills::convert_skills(&mut checker, &raw.skills);
     super::skills::check_references(&mut checker, &skills, raw);
     let agents = convert_agents(&mut checker, &raw.agents);
-    let trunks = convert_trunks(&mut checker, &raw.trunks);
+    let trunks = super::trunks::convert_trunks(&mut checker, &raw.trunks, &raw.agents);
     let queues = convert_queues(&mut checker, &raw.queues, &raw.agents);
     let dids = convert_dids(&mut checker, &raw.dids, &raw.queues, &raw.agents);
     let caller_order = routing::caller_order(&mut checker, &raw.acd.caller_order);
@@ -698,83 +697,6 @@ fn convert_agents(checker: &mut Checker<'_>, raw: &[RawAgent]) -> Vec<AgentConfi
         });
     }
     agents
-}
-
-fn convert_trunks(checker: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfig> {
-    let mut seen = HashMap::new();
-    let mut trunks = Vec::with_capacity(raw.len());
-    for (index, trunk) in raw.iter().enumerate() {
-        let key = format!("trunks[{index}]");
-        let name = spanned(&trunk.name);
-        checker.token(&format!("{key}.name"), &name);
-        checker.unique(&format!("{key}.name"), "trunk name", &name, &mut seen);
-        if trunk.allow.get_ref().is_empty() {
-            let kind = ConfigErrorKind::NoNetworks {
-                trunk: name.value.clone(),
-            };
-            checker.report(
-                format!("{key}.allow"),
-                &Source::File(trunk.allow.span()),
-                kind,
-            );
-        }
-        let mut allow = Vec::new();
-        for (position, network) in trunk.allow.get_ref().iter().enumerate() {
-            match network.get_ref().parse::<IpNetwork>() {
-                Ok(network) => allow.push(network),
-                Err(problem) => {
-                    let kind = ConfigErrorKind::InvalidNetwork {
-                        value: network.get_ref().clone(),
-                        problem,
-                    };
-                    let key = format!("{key}.allow[{position}]");
-                    checker.report(key, &Source::File(network.span()), kind);
-                }
-            }
-        }
-        let outbound = trunk
-            .outbound
-            .as_ref()
-            .map(|raw| checker.socket_address(&format!("{key}.outbound"), &spanned(raw)));
-        let mut digits = |field: &str, value: &Value<String>, default: &str| -> String {
-            let Some(raw) = value.as_ref() else {
-                return default.to_owned();
-            };
-            let text = raw.get_ref();
-            if text.len() > 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
-                checker.report(
-                    format!("{key}.{field}"),
-                    &Source::File(raw.span()),
-                    ConfigErrorKind::InvalidPrefix {
-                        value: text.clone(),
-                    },
-                );
-            }
-            text.clone()
-        };
-        let numbering = match trunk.country_code {
-            Some(_) => {
-                let country_code = digits("country_code", &trunk.country_code, "");
-                let national_prefix = digits("national_prefix", &trunk.national_prefix, "0");
-                let international_prefix =
-                    digits("international_prefix", &trunk.international_prefix, "00");
-                Some(sip_server::b2bua::NumberingPlan {
-                    country_code,
-                    national_prefix,
-                    international_prefix,
-                })
-            }
-            None => None,
-        };
-        trunks.push(TrunkConfig {
-            name: name.value,
-            allow,
-            outbound,
-            numbering,
-            trust_identity: trunk.trust_identity.as_ref().is_none_or(|t| *t.get_ref()),
-        });
-    }
-    trunks
 }
 
 fn convert_queues(

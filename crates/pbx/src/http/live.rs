@@ -90,6 +90,58 @@ pub(crate) async fn list_queues(
     live.queues().await.map(Json).map_err(|_| engine_problem())
 }
 
+/// One trunk's registration at its provider, for `GET
+/// /api/trunks/registrations`.
+#[derive(Debug, Serialize)]
+pub(crate) struct TrunkRegistrationEntry {
+    trunk: String,
+    registrar: String,
+    aor: String,
+    /// `registering`, `registered`, `retrying`, `failed`, `unregistering`
+    /// or `unregistered`.
+    state: &'static str,
+    /// When the provider's binding lapses unless refreshed, RFC 3339.
+    expires_at: Option<String>,
+    /// When the next REGISTER (refresh or retry) goes out, RFC 3339.
+    next_attempt_at: Option<String>,
+    /// Status code of the last final response, 408 for a timeout.
+    last_status: Option<u16>,
+    last_reason: Option<String>,
+}
+
+/// Lists the trunks that register at a provider, with the state of each.
+/// Administrators and supervisors.
+pub(crate) async fn list_trunk_registrations(
+    State(state): State<ApiState>,
+    user: Authenticated,
+) -> Result<Json<Vec<TrunkRegistrationEntry>>, Problem> {
+    user.require(&SUPERVISE, "see trunk registrations")?;
+    let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
+    let views = live
+        .trunk_registrations()
+        .await
+        .map_err(|_| engine_problem())?;
+    let rfc3339 = |at: std::time::SystemTime| {
+        time::OffsetDateTime::from(at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let entries = views
+        .into_iter()
+        .map(|view| TrunkRegistrationEntry {
+            trunk: view.trunk,
+            registrar: view.registrar.to_string(),
+            aor: view.aor,
+            state: view.state.as_str(),
+            expires_at: view.expires_at.map(rfc3339),
+            next_attempt_at: view.next_attempt_at.map(rfc3339),
+            last_status: view.last_status,
+            last_reason: view.last_reason,
+        })
+        .collect();
+    Ok(Json(entries))
+}
+
 /// Body of `PUT /api/agents/{id}/state`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

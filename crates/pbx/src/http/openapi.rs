@@ -277,6 +277,16 @@ fn api_paths() -> Value {
                 &[400, 401, 403, 404],
             ), "Token revoked"), vec![path_parameter("id", "Token id", "integer")]),
         },
+        "/api/trunks/registrations": {
+            "get": operation(
+                "List the trunks' registrations at their providers",
+                "Administrators and supervisors. One entry per trunk with [trunks.register], \
+                 with its state, the expiry of its binding and the registrar's last status. \
+                 503 when the call engine is not running.",
+                ok("Trunk registrations", array_of("TrunkRegistration")),
+                &[401, 403, 503],
+            ),
+        },
         "/api/agents": {
             "get": operation(
                 "List agents with their live state",
@@ -743,6 +753,24 @@ fn schemas() -> Value {
                 "call_id": { "type": ["string", "null"],
                              "description": "product id of the answered call the agent is on" },
                 "recording_paused": { "type": "boolean", "description": "that call's recording is paused" },
+            },
+        },
+        "TrunkRegistration": {
+            "type": "object",
+            "required": ["trunk", "registrar", "aor", "state", "expires_at", "next_attempt_at",
+                         "last_status", "last_reason"],
+            "properties": {
+                "trunk": text,
+                "registrar": { "type": "string", "description": "registrar address, IP:PORT" },
+                "aor": { "type": "string", "description": "address of record registered" },
+                "state": { "enum": ["registering", "registered", "retrying", "failed", "unregistering", "unregistered"] },
+                "expires_at": { "type": ["string", "null"], "format": "date-time",
+                                "description": "when the binding lapses unless refreshed; null without a binding" },
+                "next_attempt_at": { "type": ["string", "null"], "format": "date-time",
+                                     "description": "when the next REGISTER goes out; null while one is in flight or after failed" },
+                "last_status": { "type": ["integer", "null"],
+                                 "description": "status of the registrar's last final response, 408 for a timeout" },
+                "last_reason": nullable_text,
             },
         },
         "AgentSkillsRequest": {

@@ -265,6 +265,9 @@ fn engine_double() -> crate::live::Live {
                 LiveRequest::Metrics(reply) => {
                     let _ = reply.send(crate::metrics::Snapshot::default());
                 }
+                LiveRequest::TrunkRegistrations(reply) => {
+                    let _ = reply.send(vec![trunk_registration_double()]);
+                }
                 LiveRequest::SetReadiness { agent, reply, .. }
                 | LiveRequest::SetLoggedIn { agent, reply, .. }
                 | LiveRequest::SetSkills { agent, reply, .. } => {
@@ -898,6 +901,54 @@ async fn unknown_route_is_problem() {
         .call(Some(Role::Supervisor), Method::POST, "/api/calls", None)
         .await;
     reply.problem(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A trunk registered until 2026-01-01T00:10:00Z whose last REGISTER got
+/// 200.
+fn trunk_registration_double() -> sip_server::b2bua::TrunkRegistrationView {
+    let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    sip_server::b2bua::TrunkRegistrationView {
+        trunk: "carrier".to_owned(),
+        registrar: "192.0.2.10:5060".parse().unwrap(),
+        aor: "sip:4930555@carrier.example".to_owned(),
+        state: sip_server::trunk_registration::RegistrationState::Registered,
+        expires_at: Some(at(1_767_226_200)),
+        next_attempt_at: Some(at(1_767_225_900)),
+        last_status: Some(200),
+        last_reason: Some("OK".to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn trunk_registrations_for_supervisors() {
+    let fixture = fixture().await;
+    let reply = fixture
+        .call(
+            Some(Role::Agent),
+            Method::GET,
+            "/api/trunks/registrations",
+            None,
+        )
+        .await;
+    reply.problem(StatusCode::FORBIDDEN);
+    let reply = fixture
+        .call(
+            Some(Role::Supervisor),
+            Method::GET,
+            "/api/trunks/registrations",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    let entry = &body[0];
+    assert_eq!(entry["trunk"], "carrier");
+    assert_eq!(entry["registrar"], "192.0.2.10:5060");
+    assert_eq!(entry["state"], "registered");
+    assert_eq!(entry["expires_at"], "2026-01-01T00:10:00Z");
+    assert_eq!(entry["next_attempt_at"], "2026-01-01T00:05:00Z");
+    assert_eq!(entry["last_status"], 200);
+    assert_eq!(entry["last_reason"], "OK");
 }
 
 #[tokio::test]

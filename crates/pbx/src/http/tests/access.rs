@@ -321,6 +321,14 @@ fn cases(fixture: &Fixture, token_id: i64) -> Vec<Case> {
         ),
         case(
             Get,
+            "/api/trunks/registrations",
+            "/api/trunks/registrations",
+            None,
+            Some(SUPERVISE),
+            StatusCode::OK,
+        ),
+        case(
+            Get,
             "/api/queues/{name}/stats",
             "/api/queues/general/stats",
             None,

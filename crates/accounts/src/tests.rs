@@ -79,7 +79,7 @@ async fn migrations_coexist_with_cdr_store(database: TestDatabase) {
             .expect("sqlx migrations listed");
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1000, 1001],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 1000, 1001],
         "CDR and accounts migrations"
     );
 }

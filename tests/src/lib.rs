@@ -17,7 +17,9 @@
 //! - [`raw_caller`] and [`raw_agent`] are phones written on UDP sockets that
 //!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
 //! - [`stream_phone`] is a phone over TLS or WebSocket, the transports the
-//!   packaged sipp lacks.
+//!   packaged sipp lacks; it also plays a trunk's TLS server.
+//! - [`dns_server`] answers the PBX's NAPTR, SRV and A queries on loopback,
+//!   and [`test_ca`] issues the certificates of a TLS trunk and the PBX.
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -28,6 +30,7 @@
 //! source); every wait is bounded.
 
 pub mod browser;
+pub mod dns_server;
 pub mod fixtures;
 pub mod http;
 pub mod pbx;
@@ -38,5 +41,6 @@ pub mod raw_caller;
 pub mod rtp_stream;
 pub mod sipp;
 pub mod stream_phone;
+pub mod test_ca;
 pub mod tools;
 pub mod wav;

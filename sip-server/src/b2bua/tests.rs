@@ -19,6 +19,7 @@ mod request_type;
 mod session_timer;
 mod survey;
 mod transfer;
+mod trunk_failover;
 mod waiting;
 
 const CALLER: &str = "192.0.2.10:5060";
@@ -45,7 +46,7 @@ fn config() -> CoreConfig {
         trunks: vec![Trunk {
             name: "carrier".into(),
             allow: vec!["192.0.2.0/24".parse().unwrap()],
-            outbound: Some("192.0.2.99:5060".parse().unwrap()),
+            outbound: Some(crate::locate::OutboundTarget::parse("192.0.2.99:5060").unwrap()),
             numbering: None,
             trust_identity: true,
         }],

@@ -135,6 +135,7 @@ fn embedded_examples_validate() {
                 "# national_prefix = ",
                 "# international_prefix = ",
                 "# trust_identity = ",
+                "# nameserver = ",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -163,7 +164,7 @@ fn embedded_examples_validate() {
     assert_eq!(queue.exit_keys.len(), 3);
     assert_eq!(
         config.trunks[0].outbound,
-        Some("192.0.2.1:5060".parse().unwrap())
+        Some(sip_server::locate::OutboundTarget::parse("192.0.2.1:5060").unwrap())
     );
     assert!(config.unsupported_destinations().is_empty());
     let rules: Vec<_> = queue.steps.iter().map(|step| &step.rule).collect();

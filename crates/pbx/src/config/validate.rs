@@ -14,7 +14,7 @@ use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPort
 use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, RawTrunk, Value};
 use super::routing;
 use super::{
-    AgentConfig, Config, DidConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold,
+    AgentConfig, Config, DidConfig, DnsConfig, HttpConfig, IpNetwork, MediaConfig, MusicOnHold,
     OverloadConfig, Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
     TrunkConfig,
 };
@@ -388,6 +388,13 @@ pub(super) fn convert(
     let overload = convert_overload(&mut checker, raw);
     let qa = super::quality::convert_qa(&mut checker, &raw.qa);
     let reports = super::quality::convert_reports(&mut checker, &raw.reports);
+    let dns = DnsConfig {
+        nameserver: raw
+            .dns
+            .nameserver
+            .as_ref()
+            .map(|address| checker.socket_address("dns.nameserver", &spanned(address))),
+    };
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
@@ -396,6 +403,7 @@ pub(super) fn convert(
         data_dir: data_dir.value,
         database,
         sip,
+        dns,
         http,
         media,
         registrar,
@@ -732,10 +740,17 @@ fn convert_trunks(checker: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfi
                 }
             }
         }
-        let outbound = trunk
-            .outbound
-            .as_ref()
-            .map(|raw| checker.socket_address(&format!("{key}.outbound"), &spanned(raw)));
+        let outbound = trunk.outbound.as_ref().and_then(|raw| {
+            sip_server::locate::OutboundTarget::parse(raw.get_ref())
+                .map_err(|problem| {
+                    let kind = ConfigErrorKind::InvalidOutbound {
+                        value: raw.get_ref().clone(),
+                        problem,
+                    };
+                    checker.report(format!("{key}.outbound"), &Source::File(raw.span()), kind);
+                })
+                .ok()
+        });
         let mut digits = |field: &str, value: &Value<String>, default: &str| -> String {
             let Some(raw) = value.as_ref() else {
                 return default.to_owned();

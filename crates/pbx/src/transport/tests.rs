@@ -27,6 +27,7 @@ fn plain_listeners() -> Listeners {
         wss: None,
         limits: StreamLimits::default(),
         flood_limit: (0, Vec::new()),
+        tls_client: None,
     }
 }
 

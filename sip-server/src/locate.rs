@@ -1,8 +1,8 @@
 //! Locating the SIP server of an outbound target (RFC 3263), sans-IO.
 //!
 //! An [`OutboundTarget`] is what a trunk's `outbound` key names: a SIP or
-//! SIPS URI, a host, or the older `IP:PORT`. [`OutboundTarget::plan`] says
-//! which DNS look-ups it needs, because a numeric IP address or an explicit
+//! SIPS URI, a host, or the older `IP:PORT`. [`OutboundTarget::plan`]
+//! returns the DNS look-ups it needs. A numeric IP address or an explicit
 //! port skips NAPTR and SRV (RFC 3263 section 4). The driver runs the
 //! queries and hands the records to [`srv_queries_from_naptr`] and
 //! [`order_srv`], which choose the transports and the order of the servers.
@@ -21,7 +21,7 @@ pub const SIP_PORT: u16 = 5060;
 /// Default port of SIP over TLS.
 pub const SIPS_PORT: u16 = 5061;
 
-/// Where calls to numbers go out, as a trunk's configuration names it.
+/// Target of calls to numbers, as a trunk's `outbound` key names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboundTarget {
     /// A `sips:` URI: every hop must use TLS.

@@ -28,7 +28,7 @@ fn name(text: &str) -> Name {
     Name::from_ascii(absolute).expect("valid DNS name")
 }
 
-/// A NAPTR record of `owner` with flag `S`, pointing at `replacement`.
+/// Builds a NAPTR record of `owner` with flag `S`, pointing at `replacement`.
 pub fn naptr(
     owner: &str,
     order: u16,
@@ -47,13 +47,13 @@ pub fn naptr(
     Record::from_rdata(name(owner), TTL_SECS, RData::NAPTR(data))
 }
 
-/// An SRV record of `owner`.
+/// Builds an SRV record of `owner`.
 pub fn srv(owner: &str, priority: u16, weight: u16, port: u16, target: &str) -> Record {
     let data = SRV::new(priority, weight, port, name(target));
     Record::from_rdata(name(owner), TTL_SECS, RData::SRV(data))
 }
 
-/// An A record of `owner`.
+/// Builds an A record of `owner`.
 pub fn a(owner: &str, address: Ipv4Addr) -> Record {
     Record::from_rdata(name(owner), TTL_SECS, RData::A(A(address)))
 }

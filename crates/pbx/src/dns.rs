@@ -26,12 +26,12 @@ use crate::engine::Input;
 /// task into a busy loop.
 const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Longest wait, so a changed record is seen within the hour whatever its
-/// TTL says.
+/// TTL.
 const MAX_REFRESH: Duration = Duration::from_secs(3600);
 /// Wait after a failed look-up before the next try.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
-/// Why a name server could not be set up or a look-up failed.
+/// Error setting up the resolver or running a look-up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DnsError {
     #[error("failed to read the system's resolver configuration: {0}")]
@@ -61,7 +61,7 @@ pub(crate) struct TrunkResolver {
 }
 
 impl TrunkResolver {
-    /// Builds a resolver that asks `nameserver` over UDP and TCP, or the
+    /// Builds a resolver that queries `nameserver` over UDP and TCP, or the
     /// servers of /etc/resolv.conf when it is None.
     pub(crate) fn new(nameserver: Option<SocketAddr>) -> Result<TrunkResolver, DnsError> {
         let provider = TokioRuntimeProvider::default();
@@ -114,8 +114,8 @@ impl TrunkResolver {
         })
     }
 
-    /// NAPTR, then SRV of the chosen services, then addresses (RFC 3263
-    /// sections 4.1 and 4.2).
+    /// Queries NAPTR, then SRV of the chosen services, then addresses (RFC
+    /// 3263 sections 4.1 and 4.2).
     async fn naptr(
         &self,
         host: &str,
@@ -148,8 +148,8 @@ impl TrunkResolver {
         Ok(found)
     }
 
-    /// The servers of every SRV query, in the order of the queries and,
-    /// within each, the order of RFC 2782.
+    /// Returns the servers of every SRV query, in the order of the queries
+    /// and, within each, the order of RFC 2782.
     async fn servers(
         &self,
         queries: &[SrvQuery],
@@ -185,8 +185,8 @@ impl TrunkResolver {
         Ok(destinations)
     }
 
-    /// A and AAAA of the host itself at the default port, when it has no
-    /// SRV records (RFC 3263 section 4.2).
+    /// Returns the A and AAAA addresses of the host itself at the default
+    /// port, for a host without SRV records (RFC 3263 section 4.2).
     async fn fallback(
         &self,
         host: &str,
@@ -231,8 +231,8 @@ impl TrunkResolver {
             .collect())
     }
 
-    /// Data of the `record_type` records of `name`; none when the name has
-    /// none of that type.
+    /// Returns the data of the `record_type` records of `name`, which is
+    /// empty when the name has none of that type.
     async fn records(
         &self,
         name: &str,
@@ -260,8 +260,8 @@ impl TrunkResolver {
     }
 }
 
-/// A configured host is taken as a full name, so the search domains of
-/// resolv.conf never turn `sbc.example.com` into another host.
+/// Makes a configured host a fully qualified name, so the search domains
+/// of resolv.conf never turn `sbc.example.com` into another host.
 fn absolute(name: &str) -> String {
     if name.ends_with('.') {
         name.to_owned()

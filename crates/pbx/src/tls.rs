@@ -127,8 +127,8 @@ fn file_roots(path: &Path) -> Result<rustls::RootCertStore, TlsFileError> {
 
 /// Loads the operating system's trust anchors. Unreadable ones are
 /// skipped with a warning, so one bad file in /etc/ssl/certs does not stop
-/// the PBX; with none at all, every outbound TLS handshake fails and says
-/// why.
+/// the PBX. With none at all, every outbound TLS handshake fails and logs
+/// the reason.
 fn system_roots() -> rustls::RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {

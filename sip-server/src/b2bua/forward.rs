@@ -109,9 +109,9 @@ impl Core {
             .collect()
     }
 
-    /// Handles the failure of the attempt of a forwarded call: 503, a
-    /// timeout or a transport error moves on to the trunk's next server
-    /// (RFC 3263 section 4.3); anything else, or no server left, ends it.
+    /// Handles the failed attempt of a forwarded call. After 503, a timeout
+    /// or a transport error the trunk's next server is dialed (RFC 3263
+    /// section 4.3). Any other status, or no server left, ends the forward.
     pub(super) fn forward_attempt_failed(&mut self, call_id: &str, status: u16, now: Instant) {
         let next = match self.calls.get_mut(call_id) {
             Some(call) if matches!(status, 408 | 503) => call.forward_fallbacks.pop_front(),

@@ -61,7 +61,7 @@ pub use survey::SurveyConfig;
 pub struct Trunk {
     pub name: String,
     pub allow: Vec<crate::network::IpNetwork>,
-    /// Where calls to numbers go out (a carrier's SBC or gateway). A host
+    /// Target of calls to numbers (a carrier's SBC or gateway). A host
     /// name is resolved by the driver, which reports the servers with
     /// [`Core::set_trunk_destinations`].
     pub outbound: Option<crate::locate::OutboundTarget>,
@@ -454,7 +454,7 @@ impl Core {
 
     /// Ends the client transactions sent to `addr` over `transport` when
     /// the driver could not connect there, or the connection it opened
-    /// failed; their TU sees 503 and a forwarded call tries the next server.
+    /// failed. Their TU gets 503, so a forwarded call tries the next server.
     pub fn transport_failed(&mut self, transport: TransportKind, addr: SocketAddr, now: Instant) {
         self.transactions.transport_failed(transport, addr);
         self.process(now);

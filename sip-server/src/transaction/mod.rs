@@ -452,10 +452,10 @@ impl TransactionLayer {
         self.tidy();
     }
 
-    /// The transport could not reach `target` (connect refused, TLS
-    /// handshake failed, or the connection the PBX opened closed): client
-    /// transactions sent there without a final response end with
-    /// [`Event::TransportError`].
+    /// Ends the client transactions sent to `addr` over `transport` without
+    /// a final response, because the transport could not reach it (connect
+    /// refused, TLS handshake failed, or the connection the PBX opened
+    /// closed). Each reports [`Event::TransportError`].
     pub fn transport_failed(&mut self, transport: TransportKind, addr: SocketAddr) {
         let mut failed = Vec::new();
         for (key, entry) in &mut self.transactions {

@@ -96,7 +96,7 @@ fn outbound_tls(checker: &mut Checker<'_>, raw: &RawSip) -> OutboundTlsConfig {
             ("sip.tls_ca_file", ca_file.map(|file| file.source))
         } else if client
             .as_ref()
-            .is_some_and(|(chain, _)| path == PathBuf::from(&chain.value))
+            .is_some_and(|(chain, _)| path == std::path::Path::new(&chain.value))
         {
             (
                 "sip.tls_client_certificate",

@@ -64,9 +64,9 @@ impl Default for StreamLimits {
             max_connections: 4096,
             max_connections_per_address: 256,
             idle_timeout: Duration::from_secs(600),
-            // RFC 5626 section 4.4.1 suggests a ping every 95 to 120
-            // seconds on connection-oriented transports; 90 is a little
-            // more often.
+            // NOTE: 90 s is a chosen default, not a measured one. RFC 5626
+            // section 4.4.1 describes the pings, and a site tunes the
+            // interval with sip.keepalive_interval_secs.
             keepalive_interval: Duration::from_secs(90),
         }
     }
@@ -145,6 +145,10 @@ enum Outgoing {
     Close(u16, &'static str),
 }
 
+/// Writer queues of the connections the PBX opened, by transport and
+/// server address.
+type OutboundConnections = HashMap<(TransportKind, SocketAddr), mpsc::UnboundedSender<Outgoing>>;
+
 #[derive(Clone)]
 pub(crate) struct Sender {
     /// Open stream connections per remote address.
@@ -156,7 +160,7 @@ pub(crate) struct Sender {
     limits: StreamLimits,
     /// Connections the PBX opened or is opening, by transport and address,
     /// so later requests to the same server reuse them.
-    outbound: Arc<Mutex<HashMap<(TransportKind, SocketAddr), mpsc::UnboundedSender<Outgoing>>>>,
+    outbound: Arc<Mutex<OutboundConnections>>,
     /// Name a TLS server at an address must prove in its certificate; the
     /// IP address itself when none is known.
     server_names: Arc<Mutex<HashMap<SocketAddr, String>>>,

@@ -1,9 +1,10 @@
 //! Connections the PBX opens: TCP, and TLS to trunks. The first request to
-//! a transport and address opens the connection; later ones, and requests
-//! sent while it is still opening, queue on it and reuse it. Responses and
-//! the server's own requests come back over it like over any other stream
-//! connection. A connection that cannot be opened, or that closes, fails
-//! the transactions sent to its address, which the engine turns into 503.
+//! a transport and address opens the connection. Later requests, also
+//! those sent while it is still opening, queue on it and reuse it.
+//! Responses and the server's own requests come back over it like over any
+//! other stream connection. A connection that cannot be opened, or that
+//! closes, fails the transactions sent to its address, so their TU sees
+//! 503.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tokio_rustls::TlsConnector;
 use super::{HANDSHAKE_TIMEOUT, Outgoing, Sender};
 use crate::engine::Input;
 
-/// Why a connection to a server could not be opened.
+/// Failure to open a connection to a server.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ConnectError {
     #[error("connection limit reached")]
@@ -109,6 +110,7 @@ impl Sender {
         receiver: mpsc::UnboundedReceiver<Outgoing>,
     ) -> Result<(), ConnectError> {
         let slot = self.admit(addr).ok_or(ConnectError::Limit)?;
+
         let connection = TcpStream::connect(addr)
             .await
             .map_err(ConnectError::Connect)?;
@@ -126,6 +128,7 @@ impl Sender {
             );
             return Ok(());
         }
+
         let client = self.tls_client.clone().ok_or(ConnectError::NoTlsClient)?;
         let server_name = self
             .server_names
@@ -142,6 +145,7 @@ impl Sender {
                 server_name,
                 source,
             })?;
+
         let id = self.register_queue(queue);
         self.start_stream(
             secured,
@@ -155,7 +159,7 @@ impl Sender {
 
     /// Drops the connection reading `queue` from the reusable ones, unless
     /// a newer one replaced it, and fails the transactions still waiting
-    /// for an answer from `addr`.
+    /// for a response from `addr`.
     pub(super) async fn forget_outbound(
         &self,
         transport: TransportKind,

@@ -17,8 +17,8 @@ fn destination(addr: &str) -> Destination {
     }
 }
 
-/// A harness whose trunk is `sips:carrier.example`, resolved to PRIMARY
-/// then SECONDARY, with a waiting caller that overflows to a number.
+/// Builds a harness whose trunk is `sips:carrier.example`, resolved to
+/// PRIMARY then SECONDARY, with a waiting caller that overflows to a number.
 fn resolved_harness() -> (Harness, String) {
     let mut config = waiting_config();
     config.queues[0].overflow = Some(acd::Destination::Number("+15550199".into()));
@@ -159,4 +159,31 @@ fn unresolved_host_plays_the_apology() {
         take_playback(&mut h).last(),
         Some(&(vec![super::waiting::prompt("sorry-no-agent")], false))
     );
+}
+
+#[test]
+fn reload_with_new_host_forgets_old_servers() {
+    let (mut h, _) = resolved_harness();
+    let mut config = waiting_config();
+    config.queues[0].overflow = Some(acd::Destination::Number("+15550199".into()));
+    config.trunks[0].outbound = Some(OutboundTarget::parse("sips:other-carrier.example").unwrap());
+    h.core.reconfigure(config, h.now);
+    h.collect();
+    h.advance(Duration::from_secs(61));
+    assert!(
+        invite_to(&mut h, PRIMARY).is_none(),
+        "the old host's server is not dialed"
+    );
+}
+
+#[test]
+fn reload_with_same_host_keeps_servers() {
+    let (mut h, _) = resolved_harness();
+    let mut config = waiting_config();
+    config.queues[0].overflow = Some(acd::Destination::Number("+15550199".into()));
+    config.trunks[0].outbound = Some(OutboundTarget::parse("sips:carrier.example").unwrap());
+    h.core.reconfigure(config, h.now);
+    h.collect();
+    h.advance(Duration::from_secs(61));
+    assert!(invite_to(&mut h, PRIMARY).is_some(), "primary still dialed");
 }

@@ -42,11 +42,19 @@ impl ListenPorts {
 }
 
 impl LocalContact {
-    /// Top Via value for a new request over `target`'s transport.
+    /// Top Via value for a new request over `target`'s transport. A TLS
+    /// request without a connection goes over one the PBX opens, so its
+    /// Via carries `alias` (RFC 5923) to request that the server send its
+    /// own requests back over that connection.
     pub fn via(&self, target: &Target) -> String {
         let sent_by = SocketAddr::new(self.address, self.ports.port(target.transport));
+        let alias = if target.transport == TransportKind::Tls && target.connection.is_none() {
+            ";alias"
+        } else {
+            ""
+        };
         format!(
-            "SIP/2.0/{} {sent_by};branch={};rport",
+            "SIP/2.0/{} {sent_by};branch={};rport{alias}",
             target.transport.via_token(),
             TransactionLayer::new_branch()
         )

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod b2bua;
 pub mod dialog;
+pub mod locate;
 pub mod malformed;
 pub mod network;
 pub mod policy;

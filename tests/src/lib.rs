@@ -17,7 +17,7 @@
 //! - [`raw_caller`] and [`raw_agent`] are phones written on UDP sockets that
 //!   send tones and RFC 4733 keys at chosen moments ([`rtp_stream`]).
 //! - [`stream_phone`] is a phone over TLS or WebSocket, the transports the
-//!   packaged sipp lacks.
+//!   packaged sipp lacks; it also plays a trunk's TLS server.
 //! - [`baresip`] and [`linphone`] run those softphones headless as agents'
 //!   phones (and baresip as a caller), with [`softphone`] for what they
 //!   share: the transport, a test certificate authority, the process under
@@ -25,6 +25,8 @@
 //! - [`tone`] writes sine tones and finds them in recordings (Goertzel).
 //! - [`transfer_phone`] is an agent's phone on UDP that holds two dialogs
 //!   at once for an attended transfer.
+//! - [`dns_server`] answers the PBX's NAPTR, SRV and A queries on loopback,
+//!   and [`test_ca`] issues the certificates of a TLS trunk and the PBX.
 //! - [`http`] is a minimal HTTP/1.1 client for the API.
 //! - [`browser`] drives headless Chromium through ChromeDriver for the
 //!   console's pages.
@@ -36,6 +38,7 @@
 
 pub mod baresip;
 pub mod browser;
+pub mod dns_server;
 pub mod fixtures;
 pub mod http;
 pub mod linphone;
@@ -48,6 +51,7 @@ pub mod rtp_stream;
 pub mod sipp;
 pub mod softphone;
 pub mod stream_phone;
+pub mod test_ca;
 pub mod tone;
 pub mod tools;
 pub mod transfer_phone;

@@ -5,7 +5,7 @@
 //! from the PBX must come back over the connection the phone registered on.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,12 @@ enum Link {
         /// Bytes read but not yet framed into a message.
         pending: Vec<u8>,
     },
+    /// A connection the PBX opened to this phone, which plays a trunk's
+    /// TLS server.
+    TlsServer {
+        stream: Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>,
+        pending: Vec<u8>,
+    },
     WebSocket(Box<WebSocket<TcpStream>>),
 }
 
@@ -73,6 +79,10 @@ impl Link {
     fn send(&mut self, text: &str) -> io::Result<()> {
         match self {
             Link::Tls { stream, .. } => {
+                stream.write_all(text.as_bytes())?;
+                stream.flush()
+            }
+            Link::TlsServer { stream, .. } => {
                 stream.write_all(text.as_bytes())?;
                 stream.flush()
             }
@@ -95,12 +105,14 @@ impl Link {
                         return Ok(message);
                     }
                     stream.sock.set_read_timeout(Some(left))?;
-                    let mut buffer = [0u8; 8192];
-                    let length = stream.read(&mut buffer)?;
-                    if length == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "TLS closed"));
+                    read_into(stream.as_mut(), pending)?;
+                }
+                Link::TlsServer { stream, pending } => {
+                    if let Some(message) = take_framed(pending) {
+                        return Ok(message);
                     }
-                    pending.extend_from_slice(&buffer[..length]);
+                    stream.sock.set_read_timeout(Some(left))?;
+                    read_into(stream.as_mut(), pending)?;
                 }
                 Link::WebSocket(socket) => {
                     socket.get_ref().set_read_timeout(Some(left))?;
@@ -118,6 +130,17 @@ impl Link {
             }
         }
     }
+}
+
+/// Appends what one read of a TLS stream returns to `pending`.
+fn read_into(stream: &mut impl Read, pending: &mut Vec<u8>) -> io::Result<()> {
+    let mut buffer = [0u8; 8192];
+    let length = stream.read(&mut buffer)?;
+    if length == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "TLS closed"));
+    }
+    pending.extend_from_slice(&buffer[..length]);
+    Ok(())
 }
 
 /// Takes the first whole message (framed by Content-Length) out of
@@ -168,6 +191,49 @@ impl StreamPhone {
         let stream = Box::new(rustls::StreamOwned::new(connection, tcp));
         Ok(StreamPhone::new(
             Link::Tls {
+                stream,
+                pending: Vec::new(),
+            },
+            "TLS",
+            local,
+            user,
+        ))
+    }
+
+    /// Accepts the next connection on `listener` within `timeout` and runs
+    /// the server side of its TLS handshake with `server`, as a trunk's
+    /// server does when the PBX connects. A failed handshake, such as one
+    /// the PBX aborts because it rejects the certificate, is the error.
+    pub fn accept_tls(
+        listener: &TcpListener,
+        server: Arc<rustls::ServerConfig>,
+        user: &str,
+        timeout: Duration,
+    ) -> io::Result<StreamPhone> {
+        let deadline = Instant::now() + timeout;
+        listener.set_nonblocking(true)?;
+        let mut tcp = loop {
+            match listener.accept() {
+                Ok((tcp, _)) => break tcp,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "no connection"));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        tcp.set_nonblocking(false)?;
+        tcp.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))?;
+        let local = tcp.local_addr()?.to_string();
+        let mut connection = rustls::ServerConnection::new(server).map_err(io::Error::other)?;
+        while connection.is_handshaking() {
+            connection.complete_io(&mut tcp)?;
+        }
+        let stream = Box::new(rustls::StreamOwned::new(connection, tcp));
+        Ok(StreamPhone::new(
+            Link::TlsServer {
                 stream,
                 pending: Vec::new(),
             },
@@ -360,6 +426,33 @@ impl StreamPhone {
                 self.respond(&message, 200, None)?;
             }
         }
+    }
+
+    /// Sends BYE in the dialog of `invite`, a call this phone answered as
+    /// its UAS, and returns the final status.
+    pub fn hang_up(&mut self, invite: &str, timeout: Duration) -> io::Result<u16> {
+        let deadline = Instant::now() + timeout;
+        let contact = header(invite, "Contact").unwrap_or_default();
+        let target = contact
+            .trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let cseq = self.cseq();
+        let request = format!(
+            "BYE {target} SIP/2.0\r\n{}Max-Forwards: 70\r\n\
+             From: {};tag=streamphone\r\nTo: {}\r\nCall-ID: {}\r\n\
+             CSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",
+            self.via(&format!("hangup{cseq}")),
+            header(invite, "To").unwrap_or_default(),
+            header(invite, "From").unwrap_or_default(),
+            header(invite, "Call-ID").unwrap_or_default(),
+        );
+        self.link.send(&request)?;
+        let response = self.final_response("BYE", deadline)?;
+        Ok(status_of(&response).unwrap_or_default())
     }
 
     /// Waits for a request with `method`, answering it and any other

@@ -50,6 +50,8 @@ pub(crate) struct Config {
     /// `data_dir`.
     pub(crate) database: Option<cdr::database::DatabaseUrl>,
     pub(crate) sip: SipConfig,
+    /// Name server of the RFC 3263 look-ups of trunk host names.
+    pub(crate) dns: DnsConfig,
     pub(crate) http: HttpConfig,
     pub(crate) media: MediaConfig,
     pub(crate) registrar: RegistrarConfig,
@@ -142,6 +144,8 @@ pub(crate) struct StreamConfig {
     /// Set whenever TLS or WSS listens. Validation loads the files once to
     /// check them.
     pub(crate) certificate: Option<CertificateFiles>,
+    /// The client side of TLS connections the PBX opens to trunks.
+    pub(crate) outbound_tls: OutboundTlsConfig,
     pub(crate) limits: crate::transport::StreamLimits,
 }
 
@@ -151,6 +155,24 @@ pub(crate) struct CertificateFiles {
     /// Certificate chain, leaf first.
     pub(crate) chain: PathBuf,
     pub(crate) private_key: PathBuf,
+}
+
+/// Trust and identity of the PBX as a TLS client of trunks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct OutboundTlsConfig {
+    /// PEM trust anchors a trunk's certificate must chain to; None uses
+    /// the operating system's.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Certificate and key the PBX presents for mutual TLS.
+    pub(crate) client_certificate: Option<CertificateFiles>,
+}
+
+/// The resolver of trunk host names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct DnsConfig {
+    /// Address and port of the one name server to ask; None reads
+    /// /etc/resolv.conf.
+    pub(crate) nameserver: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -226,8 +248,8 @@ pub(crate) struct TrunkConfig {
     pub(crate) name: String,
     /// Source networks whose requests are accepted without digest auth.
     pub(crate) allow: Vec<IpNetwork>,
-    /// Address calls to numbers are sent to.
-    pub(crate) outbound: Option<SocketAddr>,
+    /// Where calls to numbers are sent: a SIP URI, a host or IP:PORT.
+    pub(crate) outbound: Option<sip_server::locate::OutboundTarget>,
     /// Numbering plan that turns the trunk's numbers into E.164.
     pub(crate) numbering: Option<sip_server::b2bua::NumberingPlan>,
     /// Caller number from P-Asserted-Identity.
@@ -367,7 +389,7 @@ impl Config {
                         problems.push(format!(
                             "queues[{index}]: queue {:?} sends calls to the number {number:?}, which \
                              is no agent's extension, and no [[trunks]] entry has an outbound \
-                             address to dial it through; add outbound = \"IP:PORT\" to a trunk",
+                             address to dial it through; add outbound = \"sip:HOST\" or \"IP:PORT\" to a trunk",
                             queue.name
                         ));
                     }
@@ -379,7 +401,7 @@ impl Config {
                     problems.push(format!(
                         "queues[{index}]: queue {:?} takes callback requests, and no [[trunks]] \
                          entry has an outbound address to call citizens back through; add \
-                         outbound = \"IP:PORT\" to a trunk",
+                         outbound = \"sip:HOST\" or \"IP:PORT\" to a trunk",
                         queue.name
                     ));
                 }

@@ -37,6 +37,17 @@ pub(crate) enum Input {
         call: String,
         notice: MediaNotice,
     },
+    /// A connection the PBX opened to `addr` failed to open, or closed;
+    /// requests still waiting on it fail.
+    TransportFailed {
+        transport: sip_server::transaction::TransportKind,
+        addr: std::net::SocketAddr,
+    },
+    /// The servers of a trunk's outbound host name, resolved again.
+    TrunkLocated {
+        trunk: String,
+        destinations: Vec<sip_server::locate::Destination>,
+    },
 }
 
 pub(crate) struct Engine {
@@ -66,6 +77,10 @@ pub(crate) struct Engine {
     pub(crate) stored: mpsc::UnboundedSender<Stored>,
     /// Decoded music on hold and announcement prompts.
     pub(crate) prompts: crate::sounds::PromptCache,
+    /// Resolver of the trunks' outbound host names.
+    pub(crate) resolver: crate::dns::TrunkResolver,
+    /// The look-up tasks of the current trunks, replaced at a reload.
+    pub(crate) trunk_lookups: Vec<tokio::task::AbortHandle>,
 }
 
 /// How often relay sessions are checked for silence.
@@ -132,6 +147,8 @@ impl Engine {
         let mut cpu_check = tokio::time::interval(CPU_CHECK);
         cpu_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cpu_meter = crate::overload::CpuMeter::new();
+        let trunks = self.core.trunks().to_vec();
+        self.restart_trunk_lookups(&trunks);
         tokio::pin!(shutdown);
         loop {
             self.drain(&mut sessions, &mut background);
@@ -260,7 +277,26 @@ impl Engine {
                 self.core.media_failed(&call, now);
             }
             Input::Media { call, notice } => self.core.media_notice(&call, notice, now),
+            Input::TransportFailed { transport, addr } => {
+                self.core.transport_failed(transport, addr, now)
+            }
+            Input::TrunkLocated {
+                trunk,
+                destinations,
+            } => {
+                self.sender.expect_server_names(&destinations);
+                self.core.set_trunk_destinations(&trunk, destinations);
+            }
         }
+    }
+
+    /// Replaces the look-up tasks of the trunks' host names with those of
+    /// `trunks`, which resolve at once.
+    fn restart_trunk_lookups(&mut self, trunks: &[sip_server::b2bua::Trunk]) {
+        for lookup in self.trunk_lookups.drain(..) {
+            lookup.abort();
+        }
+        self.trunk_lookups = crate::dns::start_lookups(&self.resolver, trunks, &self.inputs);
     }
 
     /// Lets the core send the SIP responses held behind a batch that the
@@ -352,6 +388,7 @@ impl Engine {
                 let _ = reply.send(result);
             }
             LiveRequest::Reconfigure { config, reply } => {
+                self.restart_trunk_lookups(&config.trunks);
                 let applied = self.core.reconfigure(*config, now);
                 return Some(after_commit(reply, applied));
             }

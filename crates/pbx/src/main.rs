@@ -11,6 +11,7 @@ mod check_recordings;
 mod cli;
 mod config;
 mod config_layer;
+mod dns;
 mod engine;
 mod events;
 mod http;

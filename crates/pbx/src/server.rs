@@ -28,6 +28,8 @@ pub(crate) enum StartError {
     SipBind(#[from] crate::transport::BindError),
     #[error("cannot start SIP over TLS: {0}")]
     Tls(#[from] crate::tls::TlsFileError),
+    #[error("cannot start the DNS resolver of trunk hosts: {0}")]
+    Dns(#[from] crate::dns::DnsError),
     #[error("cannot bind HTTP on {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -202,7 +204,10 @@ pub(crate) async fn run(
         "PBX started"
     );
     let (stored, stored_notices) = mpsc::unbounded_channel();
+    let resolver = crate::dns::TrunkResolver::new(config.dns.nameserver)?;
     let engine = Engine {
+        trunk_lookups: Vec::new(),
+        resolver,
         core,
         stored,
         registrations: registration_queue,
@@ -246,6 +251,12 @@ fn listeners(config: &Config) -> Result<crate::transport::Listeners, StartError>
         _ => None,
     };
     let with_tls = |addr: Option<SocketAddr>| addr.zip(tls.clone());
+    let outbound = &streams.outbound_tls;
+    let client_files = outbound
+        .client_certificate
+        .as_ref()
+        .map(|files| (files.chain.as_path(), files.private_key.as_path()));
+    let tls_client = crate::tls::client_config(outbound.ca_file.as_deref(), client_files)?;
     Ok(crate::transport::Listeners {
         udp_tcp: config.sip.listen,
         tls: with_tls(streams.tls_listen),
@@ -261,6 +272,7 @@ fn listeners(config: &Config) -> Result<crate::transport::Listeners, StartError>
                 .flat_map(|trunk| trunk.allow.iter().copied())
                 .collect(),
         ),
+        tls_client: Some(tls_client),
     })
 }
 
@@ -292,7 +304,7 @@ pub(crate) fn core_config(
                 allow: trunk.allow.clone(),
                 registration: trunk.registration.clone(),
                 inbound_credentials: trunk.inbound.clone(),
-                outbound: trunk.outbound,
+                outbound: trunk.outbound.clone(),
                 numbering: trunk.numbering.clone(),
                 trust_identity: trunk.trust_identity,
             })

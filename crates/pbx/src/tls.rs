@@ -1,6 +1,8 @@
-//! Server side TLS for SIP over TLS and secure WebSocket: loads a PEM
-//! certificate chain and private key into a rustls configuration that uses
-//! the ring crypto provider.
+//! TLS for SIP, with the ring crypto provider: the server side of the TLS
+//! and secure WebSocket listeners (a PEM certificate chain and private
+//! key), and the client side of the connections the PBX opens to trunks
+//! (trust anchors from a CA file or the system, and an optional client
+//! certificate for mutual TLS).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +24,11 @@ pub(crate) enum TlsFileError {
     NoPrivateKey { path: PathBuf },
     #[error("{path:?} is not valid PEM: {source}")]
     InvalidPem { path: PathBuf, source: pem::Error },
+    #[error("{path:?} contains a certificate that cannot be a trust anchor: {source}")]
+    InvalidTrustAnchor {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     /// rustls rejects the pair, for example a key that does not match the
     /// certificate or a key type ring cannot sign with.
     #[error("the key in {key:?} cannot be used with the certificate in {chain:?}: {source}")]
@@ -39,7 +46,8 @@ impl TlsFileError {
             TlsFileError::Read { path, .. }
             | TlsFileError::NoCertificate { path }
             | TlsFileError::NoPrivateKey { path }
-            | TlsFileError::InvalidPem { path, .. } => path,
+            | TlsFileError::InvalidPem { path, .. }
+            | TlsFileError::InvalidTrustAnchor { path, .. } => path,
             TlsFileError::Rejected { key, .. } => key,
         }
     }
@@ -65,6 +73,76 @@ pub(crate) fn server_config(
         .with_single_cert(certificates, private_key)
         .map_err(rejected)?;
     Ok(Arc::new(config))
+}
+
+/// Builds the client configuration of outbound TLS connections. The
+/// server certificate must chain to a certificate of `ca_file`, or to one
+/// of the operating system's trust anchors when it is None, and carry the
+/// server name. `client` is the certificate chain and key presented for
+/// mutual TLS.
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
+    let roots = match ca_file {
+        Some(path) => file_roots(path)?,
+        None => system_roots(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsFileError::InvalidTrustAnchor {
+            path: ca_file.map(Path::to_owned).unwrap_or_default(),
+            source,
+        })?
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let certificates = load_chain(chain)?;
+            let private_key = load_private_key(key)?;
+            builder
+                .with_client_auth_cert(certificates, private_key)
+                .map_err(|source| TlsFileError::Rejected {
+                    chain: chain.to_owned(),
+                    key: key.to_owned(),
+                    source,
+                })?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+fn file_roots(path: &Path) -> Result<rustls::RootCertStore, TlsFileError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in load_chain(path)? {
+        roots
+            .add(certificate)
+            .map_err(|source| TlsFileError::InvalidTrustAnchor {
+                path: path.to_owned(),
+                source,
+            })?;
+    }
+    Ok(roots)
+}
+
+/// Loads the operating system's trust anchors. Unreadable ones are
+/// skipped with a warning, so one bad file in /etc/ssl/certs does not stop
+/// the PBX. With none at all, every outbound TLS handshake fails and logs
+/// the reason.
+fn system_roots() -> rustls::RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "failed to load a system trust anchor");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!(
+            ignored,
+            "no system trust anchors; set sip.tls_ca_file to verify trunks over TLS"
+        );
+    }
+    roots
 }
 
 /// Returns the ring provider, chosen because its C and assembly part builds
@@ -171,6 +249,35 @@ mod tests {
         let (chain, _) = write_pair(first.path());
         let (_, other_key) = write_pair(second.path());
         let error = server_config(&chain, &other_key).unwrap_err();
+        assert!(matches!(error, TlsFileError::Rejected { .. }), "{error}");
+    }
+
+    #[test]
+    fn client_config_loads_ca_and_client_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, key) = write_pair(dir.path());
+        assert!(client_config(Some(&chain), None).is_ok());
+        assert!(client_config(Some(&chain), Some((&chain, &key))).is_ok());
+    }
+
+    #[test]
+    fn client_config_rejects_key_as_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = write_pair(dir.path());
+        let error = client_config(Some(&key), None).unwrap_err();
+        assert!(
+            matches!(error, TlsFileError::NoCertificate { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn client_config_rejects_foreign_key() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let (chain, _) = write_pair(first.path());
+        let (_, other_key) = write_pair(second.path());
+        let error = client_config(Some(&chain), Some((&chain, &other_key))).unwrap_err();
         assert!(matches!(error, TlsFileError::Rejected { .. }), "{error}");
     }
 

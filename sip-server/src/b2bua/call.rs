@@ -122,6 +122,9 @@ pub(crate) struct Call {
     pub voicemail: Option<Voicemail>,
     /// Number the call was forwarded to after leaving its queue.
     pub forwarded_to: Option<String>,
+    /// Trunk servers still to try for the forward, in order, should the
+    /// current one fail with a transport error, a timeout or 503.
+    pub forward_fallbacks: std::collections::VecDeque<super::offer::OfferTarget>,
     /// Number the citizen first dialed, when a carrier redirected the call
     /// to the centre (Diversion).
     pub diverted_from: Option<String>,
@@ -212,6 +215,7 @@ impl Call {
             left_queue_at: None,
             voicemail: None,
             forwarded_to: None,
+            forward_fallbacks: std::collections::VecDeque::new(),
             diverted_from: new.diverted_from,
             callback: new.callback,
             caller_session: None,

@@ -324,7 +324,12 @@ impl Core {
         self.acd.offer_answered(&request, agent, now);
         tracing::info!(agent, "agent answered the callback; dialing the citizen");
 
-        let targets = self.number_targets(&number, now);
+        let mut targets = self.number_targets(&number, now);
+        if !self.registrar.is_agent(&number) {
+            // TODO: try the trunk's other servers on 503 or a timeout, as
+            // forwarded calls do; a callback now dials the first one only.
+            targets.truncate(1);
+        }
         let Some(to) = targets.first().map(|first| first.uri.clone()) else {
             tracing::warn!(number, "nowhere to dial the citizen");
             self.citizen_failed(call_id, 404, now);

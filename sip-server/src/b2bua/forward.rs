@@ -5,11 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use sip_message::Uri;
-
 use super::Core;
 use super::call::{AttemptKind, Phase};
-use crate::transaction::{Target, TransportKind};
+use crate::locate::Plan;
+use crate::transaction::Target;
 
 /// Maximum ring time of a forwarded call before the caller hears the
 /// apology.
@@ -37,14 +36,21 @@ impl Core {
             return;
         }
         let label = format!("number:{number}");
-        let targets = self.number_targets(number, now);
+        let mut targets = self.number_targets(number, now);
         if targets.is_empty() {
             tracing::warn!(
                 number,
-                "nowhere to forward the call: no contact or outbound trunk"
+                "nowhere to forward the call: no contact, or no resolved server of an outbound trunk"
             );
             self.forward_failed(call_id, now);
             return;
+        }
+        // An agent's phones ring together; a trunk's servers are tried one
+        // after the other (RFC 3263 section 4.3).
+        if !self.registrar.is_agent(number)
+            && let Some(call) = self.calls.get_mut(call_id)
+        {
+            call.forward_fallbacks = targets.drain(1..).collect();
         }
 
         tracing::info!(number, "forwarding the call");
@@ -61,8 +67,9 @@ impl Core {
     }
 
     /// Where `number` is dialed: an agent's extension rings its phones,
-    /// any other number goes to the first trunk with an outbound address.
-    /// Empty when neither exists.
+    /// any other number goes to the servers of the first trunk with an
+    /// outbound target, in the order to try them. Empty when neither
+    /// exists, or when the trunk's host name has no resolved server.
     pub(super) fn number_targets(
         &self,
         number: &str,
@@ -71,24 +78,74 @@ impl Core {
         if self.registrar.is_agent(number) {
             return super::offer::contact_targets(&self.registrar.lookup(number, now));
         }
-        self.config
+        let Some(trunk) = self
+            .config
             .trunks
             .iter()
-            .find_map(|trunk| trunk.outbound)
-            .map(|outbound| {
-                let uri = Uri::sip(
-                    Some(number),
-                    super::host_of(outbound.ip()),
-                    Some(outbound.port()),
-                );
+            .find(|trunk| trunk.outbound.is_some())
+        else {
+            return Vec::new();
+        };
+        let Some(outbound) = &trunk.outbound else {
+            return Vec::new();
+        };
+        let uri = outbound.request_uri(number);
+        let destinations = match outbound.plan() {
+            Plan::Resolved(destination) => vec![destination],
+            _ => self
+                .trunk_destinations
+                .get(&trunk.name)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        destinations
+            .into_iter()
+            .map(|destination| {
                 let target = Target {
-                    transport: TransportKind::Udp,
-                    addr: outbound,
+                    transport: destination.transport,
+                    addr: destination.addr,
                     connection: None,
                 };
-                vec![super::offer::OfferTarget::direct(uri, target)]
+                super::offer::OfferTarget::direct(uri.clone(), target)
             })
-            .unwrap_or_default()
+            .collect()
+    }
+
+    /// Handles the failed attempt of a forwarded call. After 503, a timeout
+    /// or a transport error the trunk's next server is dialed (RFC 3263
+    /// section 4.3). Any other status, or no server left, ends the forward.
+    pub(super) fn forward_attempt_failed(&mut self, call_id: &str, status: u16, now: Instant) {
+        let next = match self.calls.get_mut(call_id) {
+            Some(call) if matches!(status, 408 | 503) => call.forward_fallbacks.pop_front(),
+            _ => None,
+        };
+        let Some(next) = next else {
+            tracing::info!(status, "forwarded call not answered");
+            self.forward_failed(call_id, now);
+            return;
+        };
+        let Some(number) = self
+            .calls
+            .get(call_id)
+            .and_then(|call| call.forwarded_to.clone())
+        else {
+            return;
+        };
+        tracing::warn!(
+            status,
+            next = %next.target.addr,
+            transport = next.target.transport.via_token(),
+            "trunk server failed; trying the next one"
+        );
+        let label = format!("number:{number}");
+        self.send_offer(
+            call_id,
+            &label,
+            next.uri.clone(),
+            vec![next],
+            AttemptKind::Forward(number),
+            now,
+        );
     }
 
     /// Ends a forwarded call that got no answer: the caller gets the

@@ -43,7 +43,9 @@ use sip_message::{Method, NameAddr, Request, Response, Uri};
 
 use crate::dialog::{ListenPorts, LocalContact};
 use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
-use crate::transaction::{Event, Target, TimerConfig, TransactionKey, TransactionLayer, Transmit};
+use crate::transaction::{
+    Event, Target, TimerConfig, TransactionKey, TransactionLayer, Transmit, TransportKind,
+};
 
 pub use announce::{MediaNotice, PromptSet, QueueMedia, prompt_names};
 use call::{Attempt, Call};
@@ -69,8 +71,10 @@ pub struct Trunk {
     pub registration: Option<crate::trunk_registration::RegistrationConfig>,
     /// Digest credentials a peer outside `allow` authenticates with.
     pub inbound_credentials: Option<TrunkCredentials>,
-    /// Where calls to numbers go out (a carrier's SBC or gateway).
-    pub outbound: Option<SocketAddr>,
+    /// Target of calls to numbers (a carrier's SBC or gateway). A host
+    /// name is resolved by the driver, which reports the servers with
+    /// [`Core::set_trunk_destinations`].
+    pub outbound: Option<crate::locate::OutboundTarget>,
     /// Numbering plan of the trunk's numbers; None keeps them as received.
     pub numbering: Option<NumberingPlan>,
     /// The caller number comes from P-Asserted-Identity when present.
@@ -374,6 +378,9 @@ pub struct Core {
     /// New INVITEs refused with 503 since start.
     overload_rejections: u64,
     trunk_registrations: trunk_registration::TrunkRegistrations,
+    /// Servers of each trunk whose outbound target is a host name, in the
+    /// order to try them, as the driver last resolved them.
+    trunk_destinations: HashMap<String, Vec<crate::locate::Destination>>,
 }
 
 impl Core {
@@ -440,6 +447,7 @@ impl Core {
             cpu_overloaded: false,
             overload_rejections: 0,
             trunk_registrations: Default::default(),
+            trunk_destinations: HashMap::new(),
             config,
         };
         core.start_trunk_registrations(now);
@@ -452,6 +460,31 @@ impl Core {
     /// Feeds a message parsed by the transport.
     pub fn handle_message(&mut self, message: sip_message::Message, source: Target, now: Instant) {
         self.transactions.handle_message(message, source, now);
+        self.process(now);
+    }
+
+    /// Returns the trunks, whose outbound host names the driver resolves.
+    pub fn trunks(&self) -> &[Trunk] {
+        &self.config.trunks
+    }
+
+    /// Stores the servers the driver resolved for `trunk`'s outbound host,
+    /// in the order to try them (RFC 3263). An empty list makes calls to
+    /// numbers through the trunk fail until the next resolution.
+    pub fn set_trunk_destinations(
+        &mut self,
+        trunk: &str,
+        destinations: Vec<crate::locate::Destination>,
+    ) {
+        self.trunk_destinations
+            .insert(trunk.to_owned(), destinations);
+    }
+
+    /// Ends the client transactions sent to `addr` over `transport` when
+    /// the driver could not connect there, or the connection it opened
+    /// failed. Their TU gets 503, so a forwarded call tries the next server.
+    pub fn transport_failed(&mut self, transport: TransportKind, addr: SocketAddr, now: Instant) {
+        self.transactions.transport_failed(transport, addr);
         self.process(now);
     }
 
@@ -694,6 +727,10 @@ impl Core {
             Event::Timeout { key } => {
                 // No headers: handlers tell a local timeout from a real 408.
                 self.handle_response(key, Response::new(408, "Request Timeout"), now)
+            }
+            Event::TransportError { key } => {
+                let unavailable = Response::new(503, "Service Unavailable");
+                self.handle_response(key, unavailable, now)
             }
             Event::AckTimeout { key } => self.handle_ack_timeout(key, now),
             Event::StrayResponse { response, source } => {
@@ -1176,13 +1213,6 @@ const SUPPORTED: &str = "100rel, timer";
 
 fn round_millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
-}
-
-fn host_of(address: IpAddr) -> sip_message::Host {
-    match address {
-        IpAddr::V4(v4) => sip_message::Host::Ipv4(v4),
-        IpAddr::V6(v6) => sip_message::Host::Ipv6(v6),
-    }
 }
 
 /// Adds `tag` to the To header of `response` unless it has one.

@@ -341,10 +341,7 @@ impl Core {
                 // anything else counts as the agent not taking the call.
                 let request = self.acd_call_id(&call_id);
                 match kind {
-                    AttemptKind::Forward(_) => {
-                        tracing::info!(status, "forwarded call not answered");
-                        self.forward_failed(&call_id, now);
-                    }
+                    AttemptKind::Forward(_) => self.forward_attempt_failed(&call_id, status, now),
                     AttemptKind::Citizen => self.citizen_failed(&call_id, status, now),
                     AttemptKind::Transfer(_) => {
                         let reason = response.reason.clone();

@@ -84,6 +84,12 @@ impl Core {
             changes.push(format!("recording pause code of new calls set to {code}"));
         }
 
+        // Servers resolved for a trunk's old host must not outlive it; the
+        // driver resolves the new one.
+        self.trunk_destinations.retain(|name, _| {
+            old_trunks.get(name).map(|(_, outbound)| outbound)
+                == new_trunks.get(name).map(|(_, outbound)| outbound)
+        });
         let config = &mut self.config;
         config.dids = new.dids;
         config.trunks = new.trunks;
@@ -221,12 +227,20 @@ fn member_pairs(queue_agents: &HashMap<String, Vec<String>>) -> BTreeSet<(String
         .collect()
 }
 
-type TrunkSettings = (Vec<crate::network::IpNetwork>, Option<std::net::SocketAddr>);
+type TrunkSettings = (
+    Vec<crate::network::IpNetwork>,
+    Option<crate::locate::OutboundTarget>,
+);
 
 fn trunk_map(trunks: &[Trunk]) -> HashMap<String, TrunkSettings> {
     trunks
         .iter()
-        .map(|trunk| (trunk.name.clone(), (trunk.allow.clone(), trunk.outbound)))
+        .map(|trunk| {
+            (
+                trunk.name.clone(),
+                (trunk.allow.clone(), trunk.outbound.clone()),
+            )
+        })
         .collect()
 }
 

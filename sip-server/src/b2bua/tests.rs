@@ -20,6 +20,7 @@ mod request_type;
 mod session_timer;
 mod survey;
 mod transfer;
+mod trunk_failover;
 mod trunks;
 mod waiting;
 
@@ -49,7 +50,7 @@ fn config() -> CoreConfig {
             allow: vec!["192.0.2.0/24".parse().unwrap()],
             registration: None,
             inbound_credentials: None,
-            outbound: Some("192.0.2.99:5060".parse().unwrap()),
+            outbound: Some(crate::locate::OutboundTarget::parse("192.0.2.99:5060").unwrap()),
             numbering: None,
             trust_identity: true,
         }],

@@ -249,6 +249,20 @@ impl ClientTransaction {
         self.terminate();
     }
 
+    /// Ends the transaction because its request could not be delivered;
+    /// the TU hears of it as 503 unless a final response already arrived.
+    pub(super) fn on_transport_error(&mut self, out: &mut Outbox) {
+        if matches!(
+            self.state,
+            ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+        ) {
+            out.events.push_back(Event::TransportError {
+                key: self.key.clone(),
+            });
+        }
+        self.terminate();
+    }
+
     fn send_ack(&mut self, response: &Response, out: &mut Outbox) {
         let Some(invite) = &self.request else {
             return;

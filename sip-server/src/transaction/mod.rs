@@ -116,6 +116,10 @@ pub enum Event {
     /// Timer B or F fired, or the transport failed: the client transaction
     /// ended without a final response. The TU treats it as 408.
     Timeout { key: TransactionKey },
+    /// The transport could not deliver the request: the connection was
+    /// refused, its TLS handshake failed, or it closed before a final
+    /// response. The TU treats it as 503 (RFC 3261 section 8.1.3.1).
+    TransportError { key: TransactionKey },
     /// A 2xx to INVITE sent by the TU was retransmitted for 64*T1 without an ACK.
     AckTimeout { key: TransactionKey },
     /// A response arrived that matched no transaction (forwarded by a
@@ -445,6 +449,27 @@ impl TransactionLayer {
             }
             live
         });
+        self.tidy();
+    }
+
+    /// Ends the client transactions sent to `addr` over `transport` without
+    /// a final response, because the transport could not reach it (connect
+    /// refused, TLS handshake failed, or the connection the PBX opened
+    /// closed). Each reports [`Event::TransportError`].
+    pub fn transport_failed(&mut self, transport: TransportKind, addr: SocketAddr) {
+        let mut failed = Vec::new();
+        for (key, entry) in &mut self.transactions {
+            if let Transaction::Client(client) = &mut entry.transaction {
+                let target = client.target();
+                if target.transport == transport && target.addr == addr {
+                    client.on_transport_error(&mut self.outbox);
+                    failed.push(key.clone());
+                }
+            }
+        }
+        for key in failed {
+            self.remove_if_terminated(&key);
+        }
         self.tidy();
     }
 

@@ -54,6 +54,11 @@ pub(crate) enum ConfigErrorKind {
     InvalidCharacter { value: String },
     #[error("invalid socket address {value:?}; expected IP:PORT such as 0.0.0.0:5060 or [::]:5060")]
     InvalidSocketAddress { value: String },
+    #[error("invalid outbound target {value:?}: {problem}")]
+    InvalidOutbound {
+        value: String,
+        problem: sip_server::locate::TargetError,
+    },
     #[error("invalid IP address {value:?}; expected an address such as 127.0.0.1 or ::1")]
     InvalidIpAddress { value: String },
     #[error("invalid RTP port range {value:?}: {problem}")]

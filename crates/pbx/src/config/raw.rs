@@ -17,6 +17,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) sip: RawSip,
     #[serde(default)]
+    pub(super) dns: RawDns,
+    #[serde(default)]
     pub(super) http: RawHttp,
     #[serde(default)]
     pub(super) media: RawMedia,
@@ -101,6 +103,10 @@ pub(super) struct RawSip {
     pub(super) wss_listen: Value<String>,
     pub(super) tls_certificate: Value<String>,
     pub(super) tls_private_key: Value<String>,
+    pub(super) tls_ca_file: Value<String>,
+    pub(super) tls_client_certificate: Value<String>,
+    pub(super) tls_client_private_key: Value<String>,
+    pub(super) keepalive_interval_secs: Value<u64>,
     pub(super) max_message_bytes: Value<u64>,
     pub(super) max_connections: Value<u64>,
     pub(super) max_connections_per_address: Value<u64>,
@@ -109,6 +115,12 @@ pub(super) struct RawSip {
     pub(super) session_expires_secs: Value<u32>,
     pub(super) min_session_expires_secs: Value<u32>,
     pub(super) max_requests_per_source_per_sec: Value<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub(super) nameserver: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

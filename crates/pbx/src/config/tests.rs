@@ -149,6 +149,7 @@ fn embedded_examples_validate() {
                 "# [trunks.inbound]",
                 "# username = ",
                 "# password = \"gateway-",
+                "# nameserver = ",
             ]
             .iter()
             .any(|prefix| line.starts_with(prefix));
@@ -177,7 +178,7 @@ fn embedded_examples_validate() {
     assert_eq!(queue.exit_keys.len(), 3);
     assert_eq!(
         config.trunks[0].outbound,
-        Some("192.0.2.1:5060".parse().unwrap())
+        Some(sip_server::locate::OutboundTarget::parse("192.0.2.1:5060").unwrap())
     );
     let registration = config.trunks[0]
         .registration

@@ -173,3 +173,96 @@ fn session_timer_minimum_is_checked() {
          90 <= min_session_expires_secs <= session_expires_secs, got min 200, interval 100",
     );
 }
+
+#[test]
+fn trunk_outbound_takes_uri_forms() {
+    let cases = [
+        ("192.0.2.1:5060", false, None),
+        ("sips:sbc.carrier.example", true, None),
+        (
+            "sip:sbc.carrier.example;transport=tcp",
+            false,
+            Some(sip_server::transaction::TransportKind::Tcp),
+        ),
+        ("sbc.carrier.example", false, None),
+    ];
+    for (outbound, secure, transport) in cases {
+        let text = format!(
+            "[[trunks]]\nname = \"carrier\"\nallow = [\"192.0.2.0/24\"]\noutbound = {outbound:?}\n"
+        );
+        let config = Config::parse(&text, ORIGIN).unwrap();
+        let target = config.trunks[0].outbound.clone().unwrap();
+        assert_eq!(target.secure, secure, "{outbound}");
+        assert_eq!(target.transport, transport, "{outbound}");
+    }
+}
+
+#[test]
+fn invalid_trunk_outbound_names_the_key() {
+    let errors = errors_of(
+        "[[trunks]]\nname = \"carrier\"\nallow = [\"192.0.2.0/24\"]\n\
+         outbound = \"sips:sbc.example;transport=udp\"\n",
+    );
+    assert_has(
+        &errors,
+        "test.toml:4:12: trunks[0].outbound: invalid outbound target \
+         \"sips:sbc.example;transport=udp\": a sips URI needs TLS, but it names transport UDP",
+    );
+}
+
+#[test]
+fn dns_nameserver_parses_and_is_checked() {
+    let config = Config::parse("[dns]\nnameserver = \"127.0.0.1:5353\"\n", ORIGIN).unwrap();
+    assert_eq!(
+        config.dns.nameserver,
+        Some("127.0.0.1:5353".parse().unwrap())
+    );
+    assert_eq!(Config::embedded_default().dns.nameserver, None);
+    let errors = errors_of("[dns]\nnameserver = \"resolver.example\"\n");
+    assert!(
+        errors.iter().any(
+            |error| error.starts_with("test.toml:2:14: dns.nameserver: invalid socket address")
+        ),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn outbound_tls_files_are_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = write_pair(dir.path());
+    let text = format!(
+        "[sip]\ntls_ca_file = {chain:?}\ntls_client_certificate = {chain:?}\n\
+         tls_client_private_key = {key:?}\nkeepalive_interval_secs = 30\n"
+    );
+    let config = Config::parse(&text, ORIGIN).unwrap();
+    let outbound = &config.sip.streams.outbound_tls;
+    assert_eq!(outbound.ca_file.as_deref(), Some(Path::new(&chain)));
+    let client = outbound.client_certificate.as_ref().unwrap();
+    assert_eq!(client.private_key, Path::new(&key));
+    assert_eq!(
+        config.sip.streams.limits.keepalive_interval,
+        Duration::from_secs(30)
+    );
+}
+
+#[test]
+fn outbound_tls_file_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, _) = write_pair(dir.path());
+    let errors = errors_of(&format!("[sip]\ntls_client_certificate = {chain:?}\n"));
+    assert_has(
+        &errors,
+        "test.toml: sip.tls_client_private_key: must be set because \
+         sip.tls_client_certificate is set; give the path of a PEM file",
+    );
+    let missing = dir.path().join("absent.pem").display().to_string();
+    let errors = errors_of(&format!("[sip]\ntls_ca_file = {missing:?}\n"));
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.contains("sip.tls_ca_file: failed to read")
+                && error.contains("absent.pem")),
+        "{errors:#?}"
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::error::ConfigErrorKind;
 use super::raw::{RawSip, Value};
 use super::validate::{Checker, Source, Sourced, from_file, spanned};
-use super::{CertificateFiles, StreamConfig};
+use super::{CertificateFiles, OutboundTlsConfig, StreamConfig};
 use crate::transport::StreamLimits;
 
 /// Upper bounds of the limit keys, above which a value is taken as a typo.
@@ -16,6 +16,7 @@ const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 const IDLE_TIMEOUT_LIMIT_SECS: u64 = 86_400;
 const CONNECTION_ATTEMPTS_LIMIT: u64 = 1_000_000;
+const KEEPALIVE_INTERVAL_LIMIT_SECS: u64 = 3600;
 
 pub(super) fn convert(
     checker: &mut Checker<'_>,
@@ -50,8 +51,71 @@ pub(super) fn convert(
         ws_listen,
         wss_listen,
         certificate: certificate(checker, raw, needed_by),
+        outbound_tls: outbound_tls(checker, raw),
         limits: limits(checker, raw),
     }
+}
+
+/// Checks the files of the TLS client side: the CA file, and the client
+/// certificate and key, which go together. Like the server files, they
+/// are loaded here so that `pbx check-config` finds a bad one.
+fn outbound_tls(checker: &mut Checker<'_>, raw: &RawSip) -> OutboundTlsConfig {
+    let ca_file = raw.tls_ca_file.as_ref().map(spanned);
+    let chain = raw.tls_client_certificate.as_ref().map(spanned);
+    let key = raw.tls_client_private_key.as_ref().map(spanned);
+    let client = match (chain, key) {
+        (Some(chain), Some(key)) => Some((chain, key)),
+        (None, None) => None,
+        (chain, _) => {
+            let (missing, needed_by) = if chain.is_none() {
+                ("sip.tls_client_certificate", "sip.tls_client_private_key")
+            } else {
+                ("sip.tls_client_private_key", "sip.tls_client_certificate")
+            };
+            let kind = ConfigErrorKind::MissingTlsFile { needed_by };
+            checker.report(missing, &Source::Default, kind);
+            None
+        }
+    };
+    let config = OutboundTlsConfig {
+        ca_file: ca_file.as_ref().map(|file| PathBuf::from(&file.value)),
+        client_certificate: client.as_ref().map(|(chain, key)| CertificateFiles {
+            chain: PathBuf::from(&chain.value),
+            private_key: PathBuf::from(&key.value),
+        }),
+    };
+    if config.ca_file.is_none() && config.client_certificate.is_none() {
+        return config;
+    }
+    let files = config
+        .client_certificate
+        .as_ref()
+        .map(|files| (files.chain.as_path(), files.private_key.as_path()));
+    if let Err(error) = crate::tls::client_config(config.ca_file.as_deref(), files) {
+        let path = error.path().to_owned();
+        let (name, source) = if Some(&path) == config.ca_file.as_ref() {
+            ("sip.tls_ca_file", ca_file.map(|file| file.source))
+        } else if client
+            .as_ref()
+            .is_some_and(|(chain, _)| path == std::path::Path::new(&chain.value))
+        {
+            (
+                "sip.tls_client_certificate",
+                client.map(|(chain, _)| chain.source),
+            )
+        } else {
+            (
+                "sip.tls_client_private_key",
+                client.map(|(_, key)| key.source),
+            )
+        };
+        checker.report(
+            name,
+            &source.unwrap_or(Source::Default),
+            ConfigErrorKind::Tls(error),
+        );
+    }
+    config
 }
 
 /// Two stream listeners on one port cannot both bind. The UDP and TCP
@@ -168,6 +232,12 @@ fn limits(checker: &mut Checker<'_>, raw: &RawSip) -> StreamLimits {
         defaults.idle_timeout.as_secs() as usize,
         IDLE_TIMEOUT_LIMIT_SECS,
     );
+    let keepalive_interval_secs = bounded(
+        "sip.keepalive_interval_secs",
+        &raw.keepalive_interval_secs,
+        defaults.keepalive_interval.as_secs() as usize,
+        KEEPALIVE_INTERVAL_LIMIT_SECS,
+    );
     // 0 is allowed here: it turns the limit off, as for requests.
     let key = "sip.max_connection_attempts_per_address_per_sec";
     let attempts: Sourced<u64> = from_file(
@@ -190,5 +260,6 @@ fn limits(checker: &mut Checker<'_>, raw: &RawSip) -> StreamLimits {
             attempts.value.min(CONNECTION_ATTEMPTS_LIMIT),
         )
         .unwrap_or(u32::MAX),
+        keepalive_interval: Duration::from_secs(keepalive_interval_secs as u64),
     }
 }

@@ -63,10 +63,17 @@ pub(super) fn convert_trunks(
                 }
             }
         }
-        let outbound = trunk
-            .outbound
-            .as_ref()
-            .map(|raw| checker.socket_address(&format!("{key}.outbound"), &spanned(raw)));
+        let outbound = trunk.outbound.as_ref().and_then(|raw| {
+            sip_server::locate::OutboundTarget::parse(raw.get_ref())
+                .map_err(|problem| {
+                    let kind = ConfigErrorKind::InvalidOutbound {
+                        value: raw.get_ref().clone(),
+                        problem,
+                    };
+                    checker.report(format!("{key}.outbound"), &Source::File(raw.span()), kind);
+                })
+                .ok()
+        });
         let numbering = convert_numbering(checker, &key, trunk);
         let registration = trunk.register.as_ref().map(|register| {
             convert_registration(checker, &format!("{key}.register"), &name.value, register)

@@ -14,8 +14,8 @@ use super::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location, RtpPort
 use super::raw::{RawAgent, RawConfig, RawDid, RawQueue, Value};
 use super::routing;
 use super::{
-    AgentConfig, Config, DidConfig, HttpConfig, MediaConfig, MusicOnHold, OverloadConfig,
-    Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
+    AgentConfig, Config, DidConfig, DnsConfig, HttpConfig, MediaConfig, MusicOnHold,
+    OverloadConfig, Overrides, QueueConfig, RecordingConfig, RegistrarConfig, SipConfig,
 };
 
 // Defaults of keys the file leaves out; configs/pbx.toml documents the same values.
@@ -387,6 +387,13 @@ pub(super) fn convert(
     let overload = convert_overload(&mut checker, raw);
     let qa = super::quality::convert_qa(&mut checker, &raw.qa);
     let reports = super::quality::convert_reports(&mut checker, &raw.reports);
+    let dns = DnsConfig {
+        nameserver: raw
+            .dns
+            .nameserver
+            .as_ref()
+            .map(|address| checker.socket_address("dns.nameserver", &spanned(address))),
+    };
 
     if !checker.errors.is_empty() {
         return Err(ConfigErrors(checker.errors));
@@ -395,6 +402,7 @@ pub(super) fn convert(
         data_dir: data_dir.value,
         database,
         sip,
+        dns,
         http,
         media,
         registrar,

@@ -7,6 +7,7 @@
 //! WebSocket reuse the registering connection (the flow of RFC 5626).
 
 mod flood;
+mod outbound;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,10 @@ pub(crate) struct StreamLimits {
     /// New connections accepted per second from one IP address, with a
     /// burst of twice that; 0 turns the limit off. Trunks are exempt.
     pub(crate) max_connection_attempts_per_sec: u32,
+    /// Time between the CRLF keep-alive pings the PBX sends on connections
+    /// it opened (RFC 5626 section 4.4.1), so that a dead trunk connection
+    /// is noticed and NAT bindings on the way stay open.
+    pub(crate) keepalive_interval: Duration,
 }
 
 // A call centre's phones need one connection each, and a NAT may put a
@@ -65,6 +70,10 @@ impl Default for StreamLimits {
             // A whole site behind one NAT reconnecting after an outage
             // (256 phones) is back within about 12 seconds.
             max_connection_attempts_per_sec: 20,
+            // NOTE: 90 s is a chosen default, not a measured one. RFC 5626
+            // section 4.4.1 describes the pings, and a site tunes the
+            // interval with sip.keepalive_interval_secs.
+            keepalive_interval: Duration::from_secs(90),
         }
     }
 }
@@ -83,6 +92,9 @@ pub(crate) struct Listeners {
     /// limit), and the trunk networks exempt from it and from the
     /// per-address connection limits.
     pub(crate) flood_limit: (u32, Vec<sip_server::network::IpNetwork>),
+    /// The TLS client side of connections the PBX opens, to trunks over
+    /// TLS; None sends nothing over TLS without an open connection.
+    pub(crate) tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Addresses the listeners were bound to.
@@ -132,10 +144,17 @@ enum Outgoing {
     Sip(Bytes),
     /// The RFC 5626 pong: one CRLF on TCP and TLS.
     Pong,
+    /// The RFC 5626 keep-alive ping, a double CRLF, on connections the PBX
+    /// opened.
+    Ping,
     /// Close the connection; WebSocket sends a close frame with this code
     /// (RFC 6455) and reason first.
     Close(u16, &'static str),
 }
+
+/// Writer queues of the connections the PBX opened, by transport and
+/// server address.
+type OutboundConnections = HashMap<(TransportKind, SocketAddr), mpsc::UnboundedSender<Outgoing>>;
 
 #[derive(Clone)]
 pub(crate) struct Sender {
@@ -152,6 +171,13 @@ pub(crate) struct Sender {
     connection_attempts: Arc<Mutex<flood::FloodGuard>>,
     /// Trunk networks, exempt from the per-address limits.
     exempt: Arc<Vec<sip_server::network::IpNetwork>>,
+    /// Connections the PBX opened or is opening, by transport and address,
+    /// so later requests to the same server reuse them.
+    outbound: Arc<Mutex<OutboundConnections>>,
+    /// Name a TLS server at an address must prove in its certificate; the
+    /// IP address itself when none is known.
+    server_names: Arc<Mutex<HashMap<SocketAddr, String>>>,
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Sender {
@@ -174,11 +200,15 @@ impl Sender {
             return;
         }
         match target.transport {
-            TransportKind::Tcp => self.connect_and_send(target.addr, payload),
-            // TODO: open outbound TLS connections (trunks over TLS) once a
-            // trunk can name the server certificate to expect.
+            TransportKind::Tcp => self.send_outbound(target.transport, target.addr, payload),
+            TransportKind::Tls if target.connection.is_none() => {
+                self.send_outbound(target.transport, target.addr, payload)
+            }
+            // A phone's TLS connection closed: its address is an ephemeral
+            // port that takes no connections, and its certificate would
+            // not be trusted anyway.
             TransportKind::Tls => {
-                tracing::warn!(peer = %target.addr, "no open TLS connection to the peer; message not sent");
+                tracing::warn!(peer = %target.addr, "TLS connection closed; message not sent");
             }
             // A browser accepts no connections, so its flow is the only way.
             TransportKind::Ws | TransportKind::Wss => {
@@ -186,24 +216,6 @@ impl Sender {
             }
             TransportKind::Udp => {}
         }
-    }
-
-    /// Opens a new TCP connection for a request whose connection is gone.
-    fn connect_and_send(&self, peer: SocketAddr, payload: Bytes) {
-        let sender = self.clone();
-        tokio::spawn(async move {
-            let Some(slot) = sender.admit(peer) else {
-                tracing::warn!(%peer, "TCP connection limit reached; request not sent");
-                return;
-            };
-            match TcpStream::connect(peer).await {
-                Ok(connection) => {
-                    let writer = sender.adopt_stream(connection, slot, TransportKind::Tcp);
-                    let _ = writer.send(Outgoing::Sip(payload));
-                }
-                Err(error) => tracing::warn!(%error, %peer, "TCP connect failed"),
-            }
-        });
     }
 
     /// Counts a new connection from `peer`, or returns None past the limits.
@@ -280,12 +292,18 @@ impl Sender {
         mpsc::UnboundedSender<Outgoing>,
         mpsc::UnboundedReceiver<Outgoing>,
     ) {
-        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (queue, outgoing) = mpsc::unbounded_channel();
+        let id = self.register_queue(&queue);
+        (id, queue, outgoing)
+    }
+
+    /// Gives the connection whose writer reads `queue` an id.
+    fn register_queue(&self, queue: &mpsc::UnboundedSender<Outgoing>) -> u64 {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut connections) = self.connections.lock() {
             connections.insert(id, queue.clone());
         }
-        (id, queue, outgoing)
+        id
     }
 
     /// Forgets connection `id` and tells the engine, which drops the
@@ -309,6 +327,33 @@ impl Sender {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (id, queue, outgoing) = self.register();
+        self.start_stream(connection, slot, transport, (id, queue, outgoing), false)
+    }
+
+    /// Starts the tasks of a connection registered as `id`. A connection
+    /// the PBX opened (`opened`) also gets keep-alive pings, and its end
+    /// fails the transactions still waiting on it.
+    fn start_stream<S>(
+        &self,
+        connection: S,
+        slot: Slot,
+        transport: TransportKind,
+        (id, queue, outgoing): (
+            u64,
+            mpsc::UnboundedSender<Outgoing>,
+            mpsc::UnboundedReceiver<Outgoing>,
+        ),
+        opened: bool,
+    ) -> mpsc::UnboundedSender<Outgoing>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        if opened {
+            tokio::spawn(outbound::keep_alive(
+                queue.clone(),
+                self.limits.keepalive_interval,
+            ));
+        }
         let (reader, writer) = tokio::io::split(connection);
         tokio::spawn(stream::write(writer, outgoing, transport));
         let sender = self.clone();
@@ -324,8 +369,14 @@ impl Sender {
             if let Err(reason) = result {
                 tracing::info!(%peer, transport = transport.via_token(), reason, "connection closed");
             }
+            // The writer and the keep-alive task hold the queue too; this
+            // ends both.
+            let _ = replies.send(Outgoing::Close(1000, "connection closed"));
             drop(slot);
             sender.unregister(id).await;
+            if opened {
+                sender.forget_outbound(transport, peer, &replies).await;
+            }
         });
         queue
     }
@@ -429,6 +480,9 @@ pub(crate) async fn start(
         requests: Arc::new(Mutex::new(flood::FloodGuard::new(rate, exempt.clone()))),
         connection_attempts: Arc::new(Mutex::new(flood::FloodGuard::new(attempts, exempt.clone()))),
         exempt: Arc::new(exempt),
+        outbound: Arc::default(),
+        server_names: Arc::default(),
+        tls_client: listeners.tls_client.clone(),
     };
     tokio::spawn(read_udp(udp, sender.clone()));
     for (listener, handshake) in accepting {

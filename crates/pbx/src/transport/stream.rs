@@ -122,10 +122,12 @@ pub(super) async fn write<S: AsyncWrite>(
     transport: TransportKind,
 ) {
     const PONG: Bytes = Bytes::from_static(b"\r\n");
+    const PING: Bytes = Bytes::from_static(b"\r\n\r\n");
     while let Some(item) = outgoing.recv().await {
         let payload = match item {
             Outgoing::Sip(payload) => payload,
             Outgoing::Pong => PONG,
+            Outgoing::Ping => PING,
             Outgoing::Close(..) => break,
         };
         // tokio-rustls buffers written records until a flush.

@@ -27,6 +27,7 @@ fn plain_listeners() -> Listeners {
         wss: None,
         limits: StreamLimits::default(),
         flood_limit: (0, Vec::new()),
+        tls_client: None,
     }
 }
 
@@ -532,4 +533,69 @@ async fn trunk_is_exempt_from_per_address_limits() {
     let _second = connect_from("127.0.0.3", bound.udp_tcp).await;
     let mut third = connect_from("127.0.0.3", bound.udp_tcp).await;
     assert_closed(&mut third, Duration::from_secs(5)).await;
+}
+
+fn tcp_target(addr: SocketAddr) -> Target {
+    Target {
+        transport: TransportKind::Tcp,
+        addr,
+        connection: None,
+    }
+}
+
+#[tokio::test]
+async fn opened_connection_is_reused_and_pinged() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let listeners = Listeners {
+        limits: StreamLimits {
+            keepalive_interval: Duration::from_millis(200),
+            ..StreamLimits::default()
+        },
+        ..plain_listeners()
+    };
+    let (sender, _bound) = start(&listeners, inputs).await.unwrap();
+    let server = TcpListener::bind(loopback()).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    sender.send(tcp_target(addr), Bytes::from_static(b"first"));
+    sender.send(tcp_target(addr), Bytes::from_static(b"second"));
+    let (mut connection, _) = tokio::time::timeout(Duration::from_secs(5), server.accept())
+        .await
+        .expect("the PBX connects")
+        .unwrap();
+    let expected = b"firstsecond\r\n\r\n";
+    let mut received = vec![0u8; expected.len()];
+    tokio::time::timeout(Duration::from_secs(5), connection.read_exact(&mut received))
+        .await
+        .expect("both messages and a ping arrive")
+        .unwrap();
+    assert_eq!(received, expected);
+    let second = tokio::time::timeout(Duration::from_millis(300), server.accept()).await;
+    assert!(second.is_err(), "a second connection was opened");
+}
+
+#[tokio::test]
+async fn refused_connection_reports_transport_failure() {
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let (sender, _bound) = start(&plain_listeners(), inputs).await.unwrap();
+    // Bound and dropped: nothing listens there any more.
+    let addr = TcpListener::bind(loopback())
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    sender.send(tcp_target(addr), Bytes::from_static(b"INVITE"));
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .expect("the failure is reported")
+        .unwrap();
+    match input {
+        crate::engine::Input::TransportFailed {
+            transport,
+            addr: failed,
+        } => {
+            assert_eq!(transport, TransportKind::Tcp);
+            assert_eq!(failed, addr);
+        }
+        _ => panic!("expected TransportFailed"),
+    }
 }

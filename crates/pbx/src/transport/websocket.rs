@@ -163,7 +163,7 @@ async fn write<S>(
     while let Some(item) = outgoing.recv().await {
         let message = match item {
             Outgoing::Sip(payload) => as_message(payload),
-            Outgoing::Pong => continue,
+            Outgoing::Pong | Outgoing::Ping => continue,
             Outgoing::Close(code, reason) => {
                 let frame = CloseFrame {
                     code: CloseCode::from(code),

@@ -368,6 +368,27 @@ fn closed_connection_times_out_client() {
 }
 
 #[test]
+fn transport_failure_reports_transport_error() {
+    let mut layer = layer();
+    let start = Instant::now();
+    let tls = |addr: &str| Target {
+        transport: TransportKind::Tls,
+        addr: addr.parse().unwrap(),
+        connection: None,
+    };
+    let key = layer.send_request(invite("z9hG4bKa10"), tls(SERVER_ADDR), start);
+    layer.send_request(options("z9hG4bKb10"), tls("127.0.0.1:5073"), start);
+    let server: SocketAddr = SERVER_ADDR.parse().unwrap();
+    layer.transport_failed(TransportKind::Tls, server);
+    let reported = events(&mut layer);
+    assert!(
+        matches!(&reported[..], [Event::TransportError { key: k }] if *k == key),
+        "{reported:?}"
+    );
+    assert_eq!(layer.len(), 1, "the request to the other address lives on");
+}
+
+#[test]
 fn new_branch_has_magic_cookie() {
     let first = TransactionLayer::new_branch();
     let second = TransactionLayer::new_branch();

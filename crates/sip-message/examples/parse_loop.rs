@@ -9,9 +9,9 @@ use sip_message::Message;
 const INVITE: &[u8] = include_bytes!("../tests/corpus/endpoints/linphone-INVITE.sip");
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .map_or(10_000, |text| text.parse().expect("rounds must be a number"));
+    let rounds: usize = std::env::args().nth(1).map_or(10_000, |text| {
+        text.parse().expect("rounds must be a number")
+    });
     for _ in 0..rounds {
         let message = Message::parse(black_box(INVITE)).expect("corpus INVITE parses");
         black_box(message.headers().get("Call-ID"));

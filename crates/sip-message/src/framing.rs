@@ -54,12 +54,13 @@ pub fn frame_stream(buf: &[u8]) -> Result<StreamFrame, ParseError> {
             lengths.push(value);
         }
     })?;
-    let length = content_length_of(lengths.iter().map(|value| value.as_ref()))?.ok_or_else(|| {
-        ParseError::new(
-            ErrorKind::ContentLength,
-            "missing Content-Length on a stream",
-        )
-    })?;
+    let length =
+        content_length_of(lengths.iter().map(|value| value.as_ref()))?.ok_or_else(|| {
+            ParseError::new(
+                ErrorKind::ContentLength,
+                "missing Content-Length on a stream",
+            )
+        })?;
     let total = body_start.saturating_add(length);
     if buf.len() < total {
         Ok(StreamFrame::Incomplete)

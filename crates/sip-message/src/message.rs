@@ -250,12 +250,18 @@ mod tests {
         let via = headers.get("Via").unwrap();
         assert!(points_into(via.as_bytes(), &wire), "Via value was copied");
         let custom = headers.iter().find(|h| h.name() == "X-Custom").unwrap();
-        assert!(points_into(custom.name().as_bytes(), &wire), "unknown name was copied");
+        assert!(
+            points_into(custom.name().as_bytes(), &wire),
+            "unknown name was copied"
+        );
         assert!(points_into(message.body(), &wire), "body was copied");
         assert_eq!(&message.body()[..], b"hello");
         // Folding joins two lines, so only that value is new text.
         assert_eq!(headers.get("Subject"), Some("first second"));
-        assert!(!points_into(headers.get("Subject").unwrap().as_bytes(), &wire));
+        assert!(!points_into(
+            headers.get("Subject").unwrap().as_bytes(),
+            &wire
+        ));
     }
 
     #[test]

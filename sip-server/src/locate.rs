@@ -107,6 +107,25 @@ pub struct SrvRecord {
     pub target: String,
 }
 
+impl std::fmt::Display for OutboundTarget {
+    /// Writes the target as a URI, `sips:host:port;transport=tcp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.secure { "sips" } else { "sip" };
+        write!(f, "{scheme}:{}", self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        if let Some(transport) = self.transport {
+            write!(
+                f,
+                ";transport={}",
+                transport.via_token().to_ascii_lowercase()
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl OutboundTarget {
     /// Parses `sip:HOST[:PORT][;transport=T]`, `sips:HOST[:PORT]`,
     /// `HOST[:PORT]` or `IP:PORT`. The last form, the only one before
@@ -181,7 +200,7 @@ impl OutboundTarget {
     /// Returns the transport chosen without NAPTR: the explicit one, TLS
     /// for sips, UDP otherwise (RFC 3263 section 4.1). A sips URI with
     /// transport=tcp means TLS over TCP.
-    fn default_transport(&self) -> TransportKind {
+    pub fn default_transport(&self) -> TransportKind {
         if self.secure {
             return TransportKind::Tls;
         }

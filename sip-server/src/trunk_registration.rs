@@ -23,7 +23,6 @@
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sip_message::{ContactList, Method, NameAddr, Request, Response, Uri};
@@ -41,9 +40,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Settings of one trunk's registration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrationConfig {
-    /// Address of the provider's registrar.
-    pub registrar: SocketAddr,
-    pub transport: TransportKind,
+    /// The provider's registrar: an IP address, or a host name that the
+    /// driver resolves as RFC 3263 describes, as for a trunk's `outbound`.
+    pub registrar: crate::locate::OutboundTarget,
     /// Host part of the Request-URI and of the address of record.
     pub domain: String,
     /// User part of the address of record.
@@ -69,10 +68,16 @@ impl RegistrationConfig {
     /// unregistration in between.
     pub fn same_binding(&self, other: &RegistrationConfig) -> bool {
         self.registrar == other.registrar
-            && self.transport == other.transport
             && self.domain == other.domain
             && self.user == other.user
             && self.contact_user == other.contact_user
+    }
+
+    /// Returns the transport the REGISTERs use before any look-up: the
+    /// URI's `transport`, else TLS for `sips:`, else UDP. A NAPTR answer
+    /// may choose another for the servers it names.
+    pub fn transport(&self) -> TransportKind {
+        self.registrar.default_transport()
     }
 
     /// Returns the address of record, `sip:user@domain`.
@@ -160,7 +165,8 @@ pub struct RegistrationClient {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrationStatus {
     pub trunk: String,
-    pub registrar: SocketAddr,
+    /// The registrar as configured, such as `sips:sip.example.net`.
+    pub registrar: String,
     pub aor: String,
     pub state: RegistrationState,
     pub expires_at: Option<Instant>,
@@ -232,7 +238,7 @@ impl RegistrationClient {
     pub fn status(&self) -> RegistrationStatus {
         RegistrationStatus {
             trunk: self.trunk.clone(),
-            registrar: self.config.registrar,
+            registrar: self.config.registrar.to_string(),
             aor: self.config.aor().to_string(),
             state: self.state,
             expires_at: self.expires_at,

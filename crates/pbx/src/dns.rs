@@ -274,30 +274,49 @@ fn remaining(valid_until: std::time::Instant) -> Duration {
     valid_until.saturating_duration_since(std::time::Instant::now())
 }
 
-/// Starts a look-up task for each trunk whose outbound target is a host
-/// name. Each reports with [`Input::TrunkLocated`] and runs until it is
-/// aborted or the engine stops; the handles let a reload replace them.
+/// Starts a look-up task for each trunk whose outbound target or
+/// registrar is a host name. Each reports with [`Input::TrunkLocated`] and
+/// runs until it is aborted or the engine stops; the handles let a reload
+/// replace them.
 pub(crate) fn start_lookups(
     resolver: &TrunkResolver,
     trunks: &[sip_server::b2bua::Trunk],
     inputs: &mpsc::Sender<Input>,
 ) -> Vec<AbortHandle> {
-    trunks
-        .iter()
-        .filter_map(|trunk| {
-            let target = trunk.outbound.clone()?;
+    let mut handles = Vec::new();
+    for trunk in trunks {
+        let outbound = trunk
+            .outbound
+            .clone()
+            .map(|target| (target, LookupPurpose::Outbound));
+        let registrar = trunk
+            .registration
+            .as_ref()
+            .map(|registration| (registration.registrar.clone(), LookupPurpose::Registrar));
+        for (target, purpose) in outbound.into_iter().chain(registrar) {
             if matches!(target.plan(), Plan::Resolved(_)) {
-                return None;
+                continue;
             }
             let task = tokio::spawn(refresh(
                 resolver.clone(),
                 trunk.name.clone(),
                 target,
+                purpose,
                 inputs.clone(),
             ));
-            Some(task.abort_handle())
-        })
-        .collect()
+            handles.push(task.abort_handle());
+        }
+    }
+    handles
+}
+
+/// What a trunk's host name is resolved for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LookupPurpose {
+    /// The `outbound` target of calls to numbers.
+    Outbound,
+    /// The registrar of `[trunks.register]`.
+    Registrar,
 }
 
 /// Resolves `target` now and again when its answers expire. A failed
@@ -307,17 +326,19 @@ async fn refresh(
     resolver: TrunkResolver,
     trunk: String,
     target: OutboundTarget,
+    purpose: LookupPurpose,
     inputs: mpsc::Sender<Input>,
 ) {
     loop {
         let wait = match resolver.locate(&target).await {
             Ok(located) => {
                 if located.destinations.is_empty() {
-                    tracing::warn!(trunk, host = %target.host, "trunk host has no SIP server in DNS");
+                    tracing::warn!(trunk, host = %target.host, ?purpose, "trunk host has no SIP server in DNS");
                 } else {
                     tracing::info!(
                         trunk,
                         host = %target.host,
+                        ?purpose,
                         servers = located.destinations.len(),
                         ttl_secs = located.ttl.as_secs(),
                         "trunk host resolved"
@@ -325,6 +346,7 @@ async fn refresh(
                 }
                 let input = Input::TrunkLocated {
                     trunk: trunk.clone(),
+                    purpose,
                     destinations: located.destinations,
                 };
                 if inputs.send(input).await.is_err() {
@@ -333,7 +355,7 @@ async fn refresh(
                 located.ttl
             }
             Err(error) => {
-                tracing::warn!(trunk, %error, "resolving the trunk host failed; retrying");
+                tracing::warn!(trunk, ?purpose, %error, "resolving the trunk host failed; retrying");
                 RETRY_AFTER_FAILURE
             }
         };

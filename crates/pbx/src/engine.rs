@@ -46,6 +46,7 @@ pub(crate) enum Input {
     /// The servers of a trunk's outbound host name, resolved again.
     TrunkLocated {
         trunk: String,
+        purpose: crate::dns::LookupPurpose,
         destinations: Vec<sip_server::locate::Destination>,
     },
 }
@@ -282,10 +283,18 @@ impl Engine {
             }
             Input::TrunkLocated {
                 trunk,
+                purpose,
                 destinations,
             } => {
                 self.sender.expect_server_names(&destinations);
-                self.core.set_trunk_destinations(&trunk, destinations);
+                match purpose {
+                    crate::dns::LookupPurpose::Outbound => {
+                        self.core.set_trunk_destinations(&trunk, destinations);
+                    }
+                    crate::dns::LookupPurpose::Registrar => {
+                        self.core.set_registrar_destinations(&trunk, destinations);
+                    }
+                }
             }
         }
     }

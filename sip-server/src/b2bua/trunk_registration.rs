@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use sip_message::Request;
 
 use super::{Core, Purpose, Trunk};
+use crate::locate::{Destination, Plan};
 use crate::transaction::Target;
 use crate::trunk_registration::{
     RegistrationClient, RegistrationConfig, RegistrationState, RegistrationStatus,
@@ -23,6 +24,12 @@ pub(super) struct TrunkRegistrations {
     /// Trunk name to the id of its current client.
     current: BTreeMap<String, u64>,
     next_id: u64,
+    /// Servers of each trunk's registrar named by a host name, in the
+    /// order to try them, as the driver last resolved them.
+    resolved: HashMap<String, Vec<Destination>>,
+    /// Per client, how many times it moved on to the next server after a
+    /// timeout, a 503 or a transport failure.
+    failovers: HashMap<u64, usize>,
 }
 
 /// A trunk registration as the API and metrics show it, with wall-clock
@@ -30,7 +37,8 @@ pub(super) struct TrunkRegistrations {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunkRegistrationView {
     pub trunk: String,
-    pub registrar: std::net::SocketAddr,
+    /// The registrar as configured, such as `sips:sip.example.net`.
+    pub registrar: String,
     pub aor: String,
     pub state: RegistrationState,
     pub expires_at: Option<SystemTime>,
@@ -52,7 +60,7 @@ impl Core {
     }
 
     fn start_trunk_registration(&mut self, trunk: &str, config: RegistrationConfig, now: Instant) {
-        let mut contact = self.local.contact(config.transport).uri;
+        let mut contact = self.local.contact(config.transport()).uri;
         contact.user = Some(config.contact_user.clone());
         let call_id = format!(
             "{}@{}",
@@ -132,20 +140,80 @@ impl Core {
         self.trunk_registrations.clients.get(id)
     }
 
+    /// Records the servers the driver resolved for the registrar of
+    /// `trunk`, in the order to try them.
+    pub fn set_registrar_destinations(&mut self, trunk: &str, destinations: Vec<Destination>) {
+        self.trunk_registrations
+            .resolved
+            .insert(trunk.to_owned(), destinations);
+    }
+
+    /// Servers of a trunk's registrar in the order to try them: the
+    /// address itself when the configuration names an IP, otherwise what
+    /// the driver resolved (nothing yet before the first answer).
+    fn registrar_servers(&self, trunk: &str, config: &RegistrationConfig) -> Vec<Destination> {
+        match config.registrar.plan() {
+            Plan::Resolved(destination) => vec![destination],
+            _ => self
+                .trunk_registrations
+                .resolved
+                .get(trunk)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
     /// Sends the REGISTERs the clients queued and drops the clients that
     /// are done. Returns true when anything was sent or dropped.
     pub(super) fn send_trunk_registers(&mut self, now: Instant) -> bool {
-        let mut outgoing = Vec::new();
+        let mut queued = Vec::new();
         for (id, client) in &mut self.trunk_registrations.clients {
             while let Some(request) = client.poll_request() {
-                // TODO: keep the TCP connection of the last REGISTER (RFC
-                // 5626 flows); without one the driver opens a new one.
-                let target = Target {
-                    transport: client.config().transport,
-                    addr: client.config().registrar,
-                    connection: None,
-                };
-                outgoing.push((*id, request, target));
+                queued.push((
+                    *id,
+                    client.trunk().to_owned(),
+                    client.config().clone(),
+                    request,
+                ));
+            }
+        }
+        let mut outgoing = Vec::new();
+        let mut unresolved = Vec::new();
+        for (id, trunk, config, request) in queued {
+            let servers = self.registrar_servers(&trunk, &config);
+            if servers.is_empty() {
+                unresolved.push((id, request));
+                continue;
+            }
+            // After a failure the next REGISTER goes to the next server
+            // (RFC 3263 section 4.3), wrapping round to the first.
+            let failovers = self
+                .trunk_registrations
+                .failovers
+                .get(&id)
+                .copied()
+                .unwrap_or(0);
+            let server = &servers[failovers % servers.len()];
+            // TODO: keep the TCP connection of the last REGISTER (RFC
+            // 5626 flows); without one the driver opens a new one.
+            let target = Target {
+                transport: server.transport,
+                addr: server.addr,
+                connection: None,
+            };
+            outgoing.push((id, request, target));
+        }
+        // A host name with no server resolved yet fails like an
+        // unreachable registrar, so the client retries after its backoff.
+        for (id, request) in &unresolved {
+            tracing::warn!(
+                client = id,
+                "trunk registrar has no resolved server yet; retrying later"
+            );
+            let response =
+                sip_message::Response::for_request(request, 503, Some("Registrar Not Resolved"));
+            if let Some(client) = self.trunk_registrations.clients.get_mut(id) {
+                client.handle_response(&response, now);
             }
         }
         let registrations = &mut self.trunk_registrations;
@@ -155,7 +223,10 @@ impl Core {
             .clients
             .retain(|id, client| current.contains(id) || !client.is_finished());
         let dropped = registrations.clients.len() != before;
-        let sent = !outgoing.is_empty();
+        registrations
+            .failovers
+            .retain(|id, _| registrations.clients.contains_key(id));
+        let sent = !outgoing.is_empty() || !unresolved.is_empty();
         for (id, mut request, target) in outgoing {
             request.headers.push_front("Via", self.local.via(&target));
             let key = self.transactions.send_request(request, target, now);
@@ -173,10 +244,18 @@ impl Core {
         response: &sip_message::Response,
         now: Instant,
     ) {
+        let timed_out = response.headers.is_empty();
+        if timed_out || matches!(response.status, 408 | 503) {
+            *self
+                .trunk_registrations
+                .failovers
+                .entry(client)
+                .or_default() += 1;
+        }
         let Some(client) = self.trunk_registrations.clients.get_mut(&client) else {
             return;
         };
-        if response.headers.is_empty() {
+        if timed_out {
             client.handle_no_response(now);
         } else {
             client.handle_response(response, now);
@@ -251,9 +330,12 @@ impl Core {
             .trunks
             .iter()
             .filter_map(|trunk| Some((trunk, trunk.registration.as_ref()?)))
-            .find(|(_, registration)| {
+            .find(|(trunk, registration)| {
                 user.as_deref() == Some(registration.contact_user.as_str())
-                    || registration.registrar.ip() == source.addr.ip()
+                    || self
+                        .registrar_servers(&trunk.name, registration)
+                        .iter()
+                        .any(|server| server.addr.ip() == source.addr.ip())
             })
             .map(|(trunk, _)| trunk.name.clone())
     }

@@ -17,8 +17,7 @@ const PASSWORD: &str = "provider-secret";
 
 fn config() -> RegistrationConfig {
     RegistrationConfig {
-        registrar: REGISTRAR.parse().unwrap(),
-        transport: TransportKind::Udp,
+        registrar: crate::locate::OutboundTarget::parse(REGISTRAR).unwrap(),
         domain: "carrier.example".to_owned(),
         user: "4930555".to_owned(),
         contact_user: "t0123456789abcdef".to_owned(),

@@ -108,8 +108,13 @@ pub(crate) enum ConfigErrorKind {
          [trunks.inbound], so it can never match a call"
     )]
     NoNetworks { trunk: String },
-    #[error("unknown transport {value:?} for a registration; use \"udp\" or \"tcp\"")]
+    #[error("unknown transport {value:?} for a registration; use \"udp\", \"tcp\" or \"tls\"")]
     UnknownRegisterTransport { value: String },
+    #[error(
+        "transport {value:?} contradicts registrar {registrar:?}; remove the key or \
+         write the transport in the registrar URI"
+    )]
+    RegisterTransportConflict { value: String, registrar: String },
     #[error("max_retry_secs {max_retry} is below retry_secs {retry}; raise it or lower retry_secs")]
     RetryOrder { retry: u64, max_retry: u64 },
     #[error("{username:?} is also an agent id; give the trunk a username that no agent has")]

@@ -24,8 +24,8 @@ password = "reg-secret"
     let trunk = &config.trunks[0];
     assert!(trunk.allow.is_empty());
     let registration = trunk.registration.as_ref().expect("registration");
-    assert_eq!(registration.registrar, "192.0.2.10:5060".parse().unwrap());
-    assert_eq!(registration.transport, TransportKind::Udp);
+    assert_eq!(registration.registrar.to_string(), "sip:192.0.2.10:5060");
+    assert_eq!(registration.transport(), TransportKind::Udp);
     assert_eq!(registration.domain, "192.0.2.10");
     assert_eq!(registration.auth_user, "4930555");
     assert_eq!(
@@ -36,6 +36,52 @@ password = "reg-secret"
     assert_eq!(registration.retry, Duration::from_secs(30));
     assert_eq!(registration.max_retry, Duration::from_secs(600));
     assert_eq!(trunk.inbound, None);
+}
+
+#[test]
+fn registrar_by_host_name_and_tls() {
+    let text = r#"
+[[trunks]]
+name = "carrier"
+
+[trunks.register]
+registrar = "sips:sip.carrier.example"
+user = "4930555"
+password = "reg-secret"
+"#;
+    let config = Config::parse(text, ORIGIN).expect("valid configuration");
+    let registration = config.trunks[0]
+        .registration
+        .as_ref()
+        .expect("registration");
+    assert_eq!(registration.transport(), TransportKind::Tls);
+    assert_eq!(registration.domain, "sip.carrier.example");
+    assert_eq!(
+        registration.registrar.to_string(),
+        "sips:sip.carrier.example"
+    );
+}
+
+#[test]
+fn registrar_transport_conflicts_named() {
+    let text = r#"
+[[trunks]]
+name = "carrier"
+
+[trunks.register]
+registrar = "sip:sip.carrier.example;transport=tcp"
+transport = "udp"
+user = "4930555"
+password = "reg-secret"
+"#;
+    let errors = errors_of(text);
+    assert_has(
+        &errors,
+        "test.toml:7:13: trunks[0].register.transport: transport \"udp\" contradicts \
+         registrar \"sip:sip.carrier.example;transport=tcp\"; remove the key or write the \
+         transport in the registrar URI",
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
 }
 
 #[test]
@@ -69,7 +115,7 @@ password_file = {file:?}
     let config = Config::parse(&text, ORIGIN).expect("valid configuration");
     let trunk = &config.trunks[0];
     let registration = trunk.registration.as_ref().expect("registration");
-    assert_eq!(registration.transport, TransportKind::Tcp);
+    assert_eq!(registration.transport(), TransportKind::Tcp);
     assert_eq!(registration.domain, "carrier.example");
     assert_eq!(registration.auth_user, "acct-77");
     assert_eq!(registration.contact_user, "pbx-line-1");
@@ -91,8 +137,8 @@ id = "1001"
 name = "carrier"
 
 [trunks.register]
-registrar = "carrier.example"
-transport = "tls"
+registrar = "tel:+4930555"
+transport = "sctp"
 user = ""
 password = "x"
 expires_secs = 0
@@ -112,10 +158,10 @@ user = "1"
 "#;
     let errors = errors_of(text);
     let expected = [
-        "test.toml:9:13: trunks[0].register.registrar: invalid socket address \
-         \"carrier.example\"; expected IP:PORT such as 0.0.0.0:5060 or [::]:5060",
-        "test.toml:10:13: trunks[0].register.transport: unknown transport \"tls\" for a \
-         registration; use \"udp\" or \"tcp\"",
+        "test.toml:9:13: trunks[0].register.registrar: invalid outbound target \
+         \"tel:+4930555\": scheme \"tel\" is not sip or sips",
+        "test.toml:10:13: trunks[0].register.transport: unknown transport \"sctp\" for a \
+         registration; use \"udp\", \"tcp\" or \"tls\"",
         "test.toml:11:8: trunks[0].register.user: must not be empty",
         "test.toml:13:16: trunks[0].register.expires_secs: must be greater than 0",
         "test.toml:15:18: trunks[0].register.max_retry_secs: max_retry_secs 30 is below \

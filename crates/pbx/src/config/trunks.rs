@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sip_server::b2bua::TrunkCredentials;
+use sip_server::locate::OutboundTarget;
 use sip_server::transaction::TransportKind;
 use sip_server::trunk_registration::{RegistrationConfig, default_contact_user};
 
@@ -132,29 +133,63 @@ fn convert_numbering(
     })
 }
 
+/// Reads `registrar` (the forms of a trunk's `outbound`) and the older
+/// `transport` key, which must not contradict the URI.
+fn convert_registrar(
+    checker: &mut Checker<'_>,
+    key: &str,
+    raw: &RawTrunkRegistration,
+) -> OutboundTarget {
+    let text = spanned(&raw.registrar);
+    let mut registrar = match OutboundTarget::parse(&text.value) {
+        Ok(target) => target,
+        Err(problem) => {
+            let kind = ConfigErrorKind::InvalidOutbound {
+                value: text.value.clone(),
+                problem,
+            };
+            checker.report(format!("{key}.registrar"), &text.source, kind);
+            // Never used: the errors end the parse.
+            OutboundTarget::parse("0.0.0.0:5060").expect("a literal address parses")
+        }
+    };
+    let Some(raw_transport) = &raw.transport else {
+        return registrar;
+    };
+    let transport = spanned(raw_transport);
+    let kind = match transport.value.to_ascii_lowercase().as_str() {
+        "udp" => TransportKind::Udp,
+        "tcp" => TransportKind::Tcp,
+        "tls" => TransportKind::Tls,
+        _ => {
+            let kind = ConfigErrorKind::UnknownRegisterTransport {
+                value: transport.value.clone(),
+            };
+            checker.report(format!("{key}.transport"), &transport.source, kind);
+            return registrar;
+        }
+    };
+    let conflict = registrar.transport.is_some_and(|written| written != kind)
+        || (registrar.secure && kind == TransportKind::Udp);
+    if conflict {
+        let kind = ConfigErrorKind::RegisterTransportConflict {
+            value: transport.value.clone(),
+            registrar: registrar.to_string(),
+        };
+        checker.report(format!("{key}.transport"), &transport.source, kind);
+    }
+    registrar.transport = Some(kind);
+    registrar
+}
+
 fn convert_registration(
     checker: &mut Checker<'_>,
     key: &str,
     trunk: &str,
     raw: &RawTrunkRegistration,
 ) -> RegistrationConfig {
-    let registrar = checker.socket_address(&format!("{key}.registrar"), &spanned(&raw.registrar));
-    let transport = from_file(&raw.transport, "udp".to_owned());
-    let transport = match transport.value.to_ascii_lowercase().as_str() {
-        "udp" => TransportKind::Udp,
-        "tcp" => TransportKind::Tcp,
-        _ => {
-            checker.report(
-                format!("{key}.transport"),
-                &transport.source,
-                ConfigErrorKind::UnknownRegisterTransport {
-                    value: transport.value.clone(),
-                },
-            );
-            TransportKind::Udp
-        }
-    };
-    let domain = from_file(&raw.domain, registrar.ip().to_string());
+    let registrar = convert_registrar(checker, key, raw);
+    let domain = from_file(&raw.domain, registrar.server_name());
     checker.token(&format!("{key}.domain"), &domain);
     let user = spanned(&raw.user);
     checker.token(&format!("{key}.user"), &user);
@@ -204,7 +239,6 @@ fn convert_registration(
     }
     RegistrationConfig {
         registrar,
-        transport,
         domain: domain.value,
         user: user.value,
         contact_user,

@@ -32,8 +32,7 @@ fn gateway_config() -> CoreConfig {
 
 fn registration() -> RegistrationConfig {
     RegistrationConfig {
-        registrar: REGISTRAR.parse().unwrap(),
-        transport: TransportKind::Udp,
+        registrar: crate::locate::OutboundTarget::parse(REGISTRAR).unwrap(),
         domain: "provider.example".into(),
         user: "4930555".into(),
         contact_user: CONTACT_USER.into(),
@@ -324,4 +323,73 @@ fn reload_adds_changes_and_removes_registrations() {
     assert!(changes.contains(&"registration of trunk provider removed".to_owned()));
     h.collect();
     assert!(h.core.trunk_registrations().is_empty());
+}
+
+const PRIMARY_REGISTRAR: &str = "192.0.2.201:5060";
+const SECONDARY_REGISTRAR: &str = "192.0.2.202:5060";
+
+fn registrar_server(addr: &str) -> crate::locate::Destination {
+    crate::locate::Destination {
+        transport: TransportKind::Udp,
+        addr: addr.parse().unwrap(),
+        server_name: "sip.provider.example".into(),
+    }
+}
+
+/// Drops UDP retransmissions: one request per CSeq.
+fn distinct_cseqs(mut requests: Vec<Request>) -> Vec<Request> {
+    requests.dedup_by_key(|request| request.headers.get("CSeq").map(str::to_owned));
+    requests
+}
+
+#[test]
+fn named_registrar_waits_for_resolution_then_fails_over() {
+    let mut config = provider_config();
+    let registration = config.trunks[1].registration.as_mut().unwrap();
+    registration.registrar =
+        crate::locate::OutboundTarget::parse("sip:sip.provider.example").unwrap();
+    let mut h = Harness::with_config(config);
+    h.collect();
+    let unresolved = h.core.trunk_registrations();
+    assert_eq!(unresolved[0].registrar, "sip:sip.provider.example");
+    assert_eq!(unresolved[0].last_status, Some(503));
+    assert!(h.requests_to(PRIMARY_REGISTRAR).is_empty());
+
+    h.core.set_registrar_destinations(
+        "provider",
+        vec![
+            registrar_server(PRIMARY_REGISTRAR),
+            registrar_server(SECONDARY_REGISTRAR),
+        ],
+    );
+    h.advance(Duration::from_secs(31));
+    let first = distinct_cseqs(h.requests_to(PRIMARY_REGISTRAR));
+    assert_eq!(first.len(), 1, "the retry goes to the first server");
+    let unavailable = Response::for_request(&first[0], 503, None);
+    h.receive(
+        &String::from_utf8_lossy(&unavailable.to_bytes()),
+        PRIMARY_REGISTRAR,
+    );
+
+    h.advance(Duration::from_secs(61));
+    let second = distinct_cseqs(h.requests_to(SECONDARY_REGISTRAR));
+    assert_eq!(second.len(), 1, "after a 503 the next server is tried");
+    assert!(h.requests_to(PRIMARY_REGISTRAR).is_empty());
+    // A call from the second server is the trunk's, as from the first.
+    h.receive(
+        &invite(
+            "sip:5000@pbx.test",
+            "sip:5000@pbx.test",
+            SECONDARY_REGISTRAR,
+            "named-1@test",
+            "",
+        ),
+        SECONDARY_REGISTRAR,
+    );
+    let statuses: Vec<u16> = h
+        .responses_to(SECONDARY_REGISTRAR)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [100]);
 }

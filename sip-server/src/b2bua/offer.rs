@@ -67,7 +67,7 @@ impl Core {
             let offer = call.offer.clone();
             call.caller_origin.stamp(&offer, media_address, port)
         } else {
-            crate::sdp::anchored(&crate::sdp::with_g711(&call.offer), media_address, port)
+            call.agent_offer(media_address)
         };
         let call = &*call;
         let (sip_call_id, from, context) = if kind == AttemptKind::Citizen {
@@ -432,9 +432,12 @@ impl Core {
             return;
         }
         let answer = crate::sdp::parse(&response.body).ok();
+        // SDP in a provisional response to an offerless caller would be an
+        // offer; the PBX makes it in the 200 only.
         let body = answer
             .as_ref()
             .zip(call.local_port(Side::Caller))
+            .filter(|_| !call.caller.offerless)
             .map(|(sdp, port)| crate::sdp::anchored(sdp, self.config.media_address, port));
         if let Some(remote) = answer.as_ref().and_then(crate::sdp::remote_rtp) {
             self.commands.push_back(Command::SetRemote {
@@ -518,6 +521,7 @@ impl Core {
             agent: agent.to_owned(),
             dialog,
             forwarded,
+            sdp: call.agent_offer(self.config.media_address),
         });
         self.start_agent_session(call_id, response, now);
         let Some(call) = self.calls.get_mut(call_id) else {
@@ -540,6 +544,9 @@ impl Core {
         let Some(invite_key) = call.caller.invite_key.clone() else {
             return;
         };
+        // An offerless caller gets the PBX's offer in the 200, and its codec
+        // comes with the ACK; the agent's answer stays on the agent's leg.
+        let offerless = !answered_before && call.caller.offerless;
 
         self.commands.push_back(Command::SetPayloadTypes {
             call: call_id.to_owned(),
@@ -564,14 +571,16 @@ impl Core {
         // caller gets the relay's own answer in its first codec.
         let own_answer = match (codecs, self.calls.get(call_id)) {
             (Some((payload_type, _)), Some(call))
-                if !answered_before && !crate::sdp::offers_codec(&call.offer, payload_type) =>
+                if !answered_before
+                    && !offerless
+                    && !crate::sdp::offers_codec(&call.offer, payload_type) =>
             {
                 crate::sdp::local_answer(&call.offer, self.config.media_address, caller_port).ok()
             }
             _ => None,
         };
         let sides: &[Side] = match codecs {
-            Some(_) if answered_before || own_answer.is_some() => &[Side::Agent],
+            Some(_) if answered_before || offerless || own_answer.is_some() => &[Side::Agent],
             Some((9, _)) => &[Side::Caller, Side::Agent],
             _ => &[],
         };
@@ -633,14 +642,19 @@ impl Core {
             return;
         }
         let media_address = self.config.media_address;
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
+        let body = if offerless {
+            self.offer_to_offerless_caller(call_id)
+        } else {
+            let Some(call) = self.calls.get_mut(call_id) else {
+                return;
+            };
+            let caller_answer = own_answer.as_ref().map_or(&answer, |own| &own.sdp);
+            Some(
+                call.caller_origin
+                    .stamp(caller_answer, media_address, caller_port),
+            )
         };
-        let caller_answer = own_answer.as_ref().map_or(&answer, |own| &own.sdp);
-        let body = call
-            .caller_origin
-            .stamp(caller_answer, media_address, caller_port);
-        self.respond_caller(call_id, 200, None, Some(body), now);
+        self.respond_caller(call_id, 200, None, body, now);
         self.awaiting_ack
             .insert((caller_sip_call_id, invite_cseq), invite_key);
     }

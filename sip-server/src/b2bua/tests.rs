@@ -13,9 +13,11 @@ use crate::transaction::TransportKind;
 
 mod agent_events;
 mod callback;
+mod offerless;
 mod recording;
 mod reliable;
 mod request_type;
+mod session_refresh;
 mod session_timer;
 mod survey;
 mod transfer;

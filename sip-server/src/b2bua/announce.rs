@@ -306,7 +306,10 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.attempts.is_empty() && media.announce_every.is_some() {
+        if call.attempts.is_empty()
+            && call.parked_offers.is_empty()
+            && media.announce_every.is_some()
+        {
             self.announce(call_id, now);
         } else {
             self.play_music(call_id);

@@ -139,6 +139,9 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
+    /// Agents the ACD offered the call to while the caller's 200 waited for
+    /// its ACK. Each rings once the ACK arrives.
+    pub parked_offers: Vec<String>,
     /// A re-INVITE or UPDATE waiting for the PBX's refresh re-INVITE on the
     /// other leg to be answered.
     pub deferred_relay: Option<super::session_refresh::DeferredRelay>,
@@ -223,6 +226,7 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
+            parked_offers: Vec::new(),
             deferred_relay: None,
             transfer: super::transfer::Transfers::default(),
             holds: super::hold::HoldTimes::default(),

@@ -607,6 +607,9 @@ impl Core {
             self.transactions.ack_received(&key);
             self.end_feature_call(sip_call_id, cseq.seq, now);
             self.caller_answer_in_ack(sip_call_id, &request, now);
+            if let Some(call_id) = self.by_sip_call_id.get(sip_call_id).cloned() {
+                self.ring_parked_offers(&call_id, now);
+            }
         }
     }
 

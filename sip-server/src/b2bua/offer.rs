@@ -26,6 +26,17 @@ impl Core {
             self.acd.offer_rejected(call_id, agent, now);
             return;
         }
+        if self.caller_ack_pending(call_id) {
+            // A caller answered for music that never acknowledges its 200
+            // is gone at Timer H; its agent's phone must not ring for it.
+            // NOTE: the ACD counts the agent as ringing meanwhile, so a
+            // missing ACK can cost the agent a ring timeout.
+            tracing::debug!(agent, "offer waits for the caller's ACK");
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.parked_offers.push(agent.to_owned());
+            }
+            return;
+        }
         tracing::info!(agent, contacts = bindings.len(), "offering call to agent");
         let to = Uri::sip(
             Some(agent),
@@ -34,6 +45,35 @@ impl Core {
         );
         let targets = contact_targets(&bindings);
         self.send_offer(call_id, agent, to, targets, AttemptKind::Offer, now);
+    }
+
+    /// True while the PBX's 200 to a caller it answered to wait has not
+    /// been acknowledged.
+    fn caller_ack_pending(&self, call_id: &str) -> bool {
+        let Some(call) = self.calls.get(call_id) else {
+            return false;
+        };
+        let invite = &call.caller.invite;
+        let (Some(sip_call_id), Ok(cseq)) = (invite.headers.call_id(), invite.headers.cseq())
+        else {
+            return false;
+        };
+        call.phase != Phase::Talking
+            && call.caller.answer.is_some()
+            && self
+                .awaiting_ack
+                .contains_key(&(sip_call_id.to_owned(), cseq.seq))
+    }
+
+    /// Rings the agents whose offers of `call_id` waited for the caller's
+    /// ACK, which has arrived.
+    pub(super) fn ring_parked_offers(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        for agent in std::mem::take(&mut call.parked_offers) {
+            self.start_offer(call_id, &agent, now);
+        }
     }
 
     /// Sends the INVITE of one attempt to every target (a Request-URI and
@@ -178,6 +218,8 @@ impl Core {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        call.parked_offers
+            .retain(|parked| agent.is_some_and(|agent| agent != parked));
         let withdrawn: Vec<u64> = match agent {
             Some(agent) => call.attempts.remove(agent).into_iter().collect(),
             None => call.attempts.drain().map(|(_, id)| id).collect(),

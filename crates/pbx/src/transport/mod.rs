@@ -10,6 +10,7 @@ mod flood;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 mod websocket;
 
 use std::collections::HashMap;

@@ -459,7 +459,7 @@ fn convert_database(
 
 /// SIP, HTTP and RTP must not want the same port, or the PBX fails to start
 /// (or, for RTP, a call fails when its port pair is the SIP one).
-/// Where the three port settings that must not overlap came from.
+/// Sources of the three port settings that must not overlap.
 struct ListenSources {
     sip: Source,
     http: Source,

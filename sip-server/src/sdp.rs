@@ -309,6 +309,22 @@ pub fn local_offer(advertised: IpAddr) -> SessionDescription {
     SessionDescription::parse(text.as_bytes()).expect("the PBX's own offer parses")
 }
 
+/// Builds the offer the PBX makes to a caller whose INVITE had none:
+/// [`local_offer`] without G.722, because the caller's codec is known only
+/// from the ACK, after the recording started, and the recorder picks its
+/// 16 kHz rate only for a leg set to G.722 when the recording starts.
+pub fn local_g711_offer(advertised: IpAddr) -> SessionDescription {
+    let mut offer = local_offer(advertised);
+    if let Some(audio) = offer.first_audio() {
+        let stream = &mut offer.media[audio];
+        stream.formats.retain(|format| format != "9");
+        stream
+            .lines
+            .retain(|line| !(line.kind == 'a' && line.value.starts_with("rtpmap:9 ")));
+    }
+    offer
+}
+
 /// The `o=` line the PBX puts in every SDP it sends on one leg, so the leg
 /// sees one session whose version grows when the description changes
 /// (RFC 3264 section 8), whichever agent's SDP is behind it.
@@ -343,6 +359,19 @@ impl LegOrigin {
             self.version += 1;
         }
         self.last = Some(copy.clone());
+        self.with_origin(copy, advertised)
+    }
+
+    /// Serializes the last description sent again with the same version,
+    /// for a request that leaves the session unchanged, such as a session
+    /// refresh by re-INVITE (RFC 3264 section 8). None before the first.
+    pub fn repeat(&self, advertised: IpAddr) -> Option<bytes::Bytes> {
+        let last = self.last.clone()?;
+        Some(self.with_origin(last, advertised))
+    }
+
+    /// Inserts this leg's `o=` line into `copy` and serializes it.
+    fn with_origin(&self, mut copy: SessionDescription, advertised: IpAddr) -> bytes::Bytes {
         let address_type = if advertised.is_ipv4() { "IP4" } else { "IP6" };
         let origin = sip_message::sdp::SdpLine {
             kind: 'o',

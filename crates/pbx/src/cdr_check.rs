@@ -53,8 +53,12 @@ pub(crate) struct QueueCall {
     pub(crate) completed: Option<(i64, f64, Option<HangupSide>)>,
     /// When the caller left the queue without an agent.
     pub(crate) left_ms: Option<i64>,
-    /// Waited seconds the event of the outcome gives.
+    /// Waited seconds the event of the outcome gives. For an open call,
+    /// the time from its entry to the last event read, when the PBX was
+    /// still running and the call still waiting.
     pub(crate) waited: f64,
+    /// Time of the last event read, which ends an open call's record.
+    pub(crate) last_seen_ms: i64,
     /// Holds and the post-call survey, for a rebuilt record.
     pub(crate) after_answer: AfterAnswer,
 }
@@ -91,6 +95,7 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
                     completed: None,
                     left_ms: None,
                     waited: 0.0,
+                    last_seen_ms: event.at_ms,
                     after_answer: AfterAnswer::default(),
                 });
             }
@@ -165,6 +170,14 @@ pub(crate) fn rebuild(events: &[StoredEvent]) -> Vec<QueueCall> {
             }
             _ => {}
         }
+    }
+    let last_ms = events.iter().map(|event| event.at_ms).max().unwrap_or(0);
+    for call in calls
+        .iter_mut()
+        .filter(|call| call.outcome == Outcome::Open)
+    {
+        call.last_seen_ms = last_ms.max(call.queued_ms);
+        call.waited = (call.last_seen_ms - call.queued_ms) as f64 / 1000.0;
     }
     calls
 }
@@ -336,7 +349,7 @@ pub(crate) fn rebuilt_record(call: &QueueCall) -> CallRecord {
         .map(|(at, _, _)| at)
         .or(call.left_ms)
         .or(answered_ms)
-        .unwrap_or(call.queued_ms);
+        .unwrap_or(call.last_seen_ms);
     let talk_seconds = match (answered_ms, call.completed) {
         (Some(_), Some((_, talk, _))) => talk,
         _ => 0.0,

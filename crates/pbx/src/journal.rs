@@ -121,6 +121,11 @@ impl Journal {
         let rows = sqlx::query("SELECT id, record, legs, updated_at_ms FROM open_calls")
             .fetch_all(&self.pool)
             .await?;
+        // The last event the earlier run stored shows it still ran then,
+        // often long after a waiting call's only checkpoint at its arrival.
+        let last_event_ms: Option<i64> = sqlx::query_scalar("SELECT MAX(at_ms) FROM queue_events")
+            .fetch_one(&self.pool)
+            .await?;
         let mut recovered = Recovered::default();
         for row in rows {
             let id: String = row.try_get("id")?;
@@ -146,8 +151,9 @@ impl Journal {
                         id: id.clone(),
                         source,
                     })?;
+                let last_seen_ms = updated_ms.max(last_event_ms.unwrap_or(0));
                 let last_seen =
-                    UNIX_EPOCH + Duration::from_millis(u64::try_from(updated_ms).unwrap_or(0));
+                    UNIX_EPOCH + Duration::from_millis(u64::try_from(last_seen_ms).unwrap_or(0));
                 let record = interrupted_record(stored, last_seen, data_dir);
                 tracing::warn!(call = id, disposition = ?record.disposition, "call was interrupted by a stop; CDR recovered");
                 store
@@ -168,7 +174,8 @@ impl Journal {
 
 /// The final CDR of a call whose process died: its recording is repaired
 /// and gives the talk time when there is one; otherwise the call is taken
-/// to have ended when it was last stored.
+/// to have ended at `last_seen`, when the run was last known to be alive,
+/// and a call still waiting for an agent waited until then.
 fn interrupted_record(
     mut record: CallRecord,
     last_seen: SystemTime,
@@ -198,6 +205,15 @@ fn interrupted_record(
             if let Some(answered) = record.answered_at {
                 record.talk_seconds =
                     round_millis((record.ended_at - answered).as_seconds_f64().max(0.0));
+            }
+            // The checkpoint's wait ends at the checkpoint. NOTE: a caller
+            // hearing the apology after its maximum wait also counts as
+            // waiting until the stop.
+            if let (None, Some(queued), cdr::Disposition::Failed) =
+                (record.answered_at, record.queued_at, record.disposition)
+            {
+                let waited = (record.ended_at - queued).as_seconds_f64().max(0.0);
+                record.wait_seconds = round_millis(waited.max(record.wait_seconds));
             }
         }
     }
@@ -430,8 +446,69 @@ mod tests {
         assert_eq!(record.talk_seconds, 0.0);
     }
 
+    async fn interrupted_waiting_call_keeps_its_wait(database: TestDatabase) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
+        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        // Stored at its arrival, as the engine's checkpoint does, with no
+        // wait yet.
+        let waiting = CallRecord {
+            wait_seconds: 0.0,
+            ..open_record("w", false, None)
+        };
+        let queued = waiting.queued_at.unwrap();
+        journal
+            .apply(&[JournalEntry::Save {
+                record: Box::new(waiting),
+                legs: StoredLegs::default(),
+            }])
+            .await
+            .unwrap();
+        let queued_ms = (queued.unix_timestamp_nanos() / 1_000_000) as i64;
+        sqlx::query("UPDATE open_calls SET updated_at_ms = $1 WHERE id = 'w'")
+            .bind(queued_ms)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // The run was still storing events 40 s later, another agent's
+        // state change, say, before it died.
+        let last_event_ms = queued_ms + 40_000;
+        sqlx::query(
+            "INSERT INTO queue_events (at_ms, at, kind, call_id, queue, agent, data) \
+             VALUES ($1, 'x', 'agent_state', NULL, NULL, '1002', '{}')",
+        )
+        .bind(last_event_ms)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 1);
+        let record = store
+            .get("w")
+            .await
+            .unwrap()
+            .expect("CDR of the waiting call");
+        assert!(record.interrupted);
+        assert_eq!(record.disposition, cdr::Disposition::Failed);
+        // The stored times have millisecond precision.
+        assert!(
+            (record.wait_seconds - 40.0).abs() <= 0.001,
+            "wait_seconds {}",
+            record.wait_seconds
+        );
+        let ended_gap = record.ended_at - (queued + Duration::from_secs(40));
+        assert!(
+            ended_gap.abs() <= time::Duration::milliseconds(1),
+            "{ended_gap}"
+        );
+        assert_eq!(record.talk_seconds, 0.0);
+    }
+
     cdr::storage_tests!(
         open_calls_become_interrupted_cdrs,
         interrupted_voicemail_keeps_its_message,
+        interrupted_waiting_call_keeps_its_wait,
     );
 }

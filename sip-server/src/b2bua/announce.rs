@@ -230,6 +230,7 @@ impl Core {
         let Some(port) = call.local_port(Side::Caller) else {
             return false;
         };
+        let offerless = call.caller.offerless;
         let answer = match crate::sdp::local_answer(&call.offer, media_address, port) {
             Ok(answer) => answer,
             Err(error) => {
@@ -237,7 +238,14 @@ impl Core {
                 return false;
             }
         };
-        let body = call.caller_origin.stamp(&answer.sdp, media_address, port);
+        let body = if offerless {
+            // The offer goes in this 200 and the answer comes in the ACK.
+            let offer = call.offer.clone();
+            call.caller.answer_in_ack = true;
+            call.caller_origin.stamp(&offer, media_address, port)
+        } else {
+            call.caller_origin.stamp(&answer.sdp, media_address, port)
+        };
         let Some(invite_key) = call.caller.invite_key.clone() else {
             return false;
         };
@@ -266,12 +274,15 @@ impl Core {
                 .unwrap_or_default(),
         );
 
-        self.commands.push_back(Command::SetCodecs {
-            call: call_id.to_owned(),
-            side: Side::Caller,
-            payload_type: answer.payload_type,
-            event_payload_type: answer.event_payload_type,
-        });
+        // An offerless caller's codec comes with its ACK.
+        if !offerless {
+            self.commands.push_back(Command::SetCodecs {
+                call: call_id.to_owned(),
+                side: Side::Caller,
+                payload_type: answer.payload_type,
+                event_payload_type: answer.event_payload_type,
+            });
+        }
         tracing::info!("caller answered to wait with music and announcements");
         self.respond_caller(call_id, 200, None, Some(body), now);
         self.awaiting_ack.insert(ack_id, invite_key);
@@ -295,7 +306,10 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if call.attempts.is_empty() && media.announce_every.is_some() {
+        if call.attempts.is_empty()
+            && call.parked_offers.is_empty()
+            && media.announce_every.is_some()
+        {
             self.announce(call_id, now);
         } else {
             self.play_music(call_id);

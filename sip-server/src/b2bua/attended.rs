@@ -169,6 +169,7 @@ impl Core {
             // A leg that is no ACD offer ends through
             // `release_transfer_target`, like a blind transfer's.
             forwarded: extension_call,
+            sdp: colleague.sdp,
         });
         if let Some(session) = &session {
             self.session_deadlines
@@ -198,7 +199,11 @@ impl Core {
         };
         let body = match side {
             Side::Agent => {
-                crate::sdp::anchored(&crate::sdp::with_g711(&call.offer), media_address, port)
+                let body = call.agent_offer(media_address);
+                if let Some(leg) = call.agent_leg.as_mut() {
+                    leg.sdp = body.clone();
+                }
+                body
             }
             Side::Caller => match crate::sdp::local_answer(&call.offer, media_address, port) {
                 Ok(answer) => call.caller_origin.stamp(&answer.sdp, media_address, port),

@@ -56,6 +56,11 @@ pub(crate) struct CallerLeg {
     pub answer: Option<bytes::Bytes>,
     /// Reliable provisional responses (RFC 3262) sent on this leg.
     pub provisionals: super::reliable::CallerProvisionals,
+    /// The INVITE had no SDP, so the PBX's 2xx makes the offer.
+    pub offerless: bool,
+    /// The PBX's 2xx carried its offer and the ACK with the answer has not
+    /// arrived yet.
+    pub answer_in_ack: bool,
 }
 
 /// The agent's leg once it answered, or the leg of the number a
@@ -66,6 +71,9 @@ pub(crate) struct AgentLeg {
     pub dialog: Dialog,
     /// The leg answers a forward, not an ACD offer.
     pub forwarded: bool,
+    /// The last SDP the PBX sent on this leg, which a session refresh by
+    /// re-INVITE repeats unchanged.
+    pub sdp: bytes::Bytes,
 }
 
 /// Local relay addresses for the two legs.
@@ -134,6 +142,12 @@ pub(crate) struct Call {
     pub caller_session: Option<super::session_timer::LegSession>,
     /// Session timer of the agent's leg, once it answered.
     pub agent_session: Option<super::session_timer::LegSession>,
+    /// Agents the ACD offered the call to while the caller's 200 waited for
+    /// its ACK. Each rings once the ACK arrives.
+    pub parked_offers: Vec<String>,
+    /// A re-INVITE or UPDATE waiting for the PBX's refresh re-INVITE on the
+    /// other leg to be answered.
+    pub deferred_relay: Option<super::session_refresh::DeferredRelay>,
     /// Transfers by the call's agents.
     pub transfer: super::transfer::Transfers,
     /// Holds during the answered call.
@@ -220,6 +234,8 @@ impl Call {
             callback: new.callback,
             caller_session: None,
             agent_session: None,
+            parked_offers: Vec::new(),
+            deferred_relay: None,
             transfer: super::transfer::Transfers::default(),
             holds: super::hold::HoldTimes::default(),
             agent_ended_at: None,
@@ -240,6 +256,13 @@ impl Call {
             Side::Caller => self.caller.dialog.as_mut(),
             Side::Agent => self.agent_leg.as_mut().map(|leg| &mut leg.dialog),
         }
+    }
+
+    /// Builds the offer every agent-side INVITE of this call carries: the caller's
+    /// offer with G.711 added, anchored at the relay's agent port.
+    pub(crate) fn agent_offer(&self, media_address: std::net::IpAddr) -> bytes::Bytes {
+        let port = self.local_port(Side::Agent).unwrap_or_default();
+        crate::sdp::anchored(&crate::sdp::with_g711(&self.offer), media_address, port)
     }
 
     pub(crate) fn local_port(&self, side: Side) -> Option<u16> {

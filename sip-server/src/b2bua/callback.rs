@@ -175,6 +175,8 @@ impl Core {
                     dialog: None,
                     ringing_sent: false,
                     answer: None,
+                    offerless: false,
+                    answer_in_ack: false,
                     // The PBX is the UAC here and sends no provisional responses.
                     provisionals: super::reliable::CallerProvisionals::new(
                         super::reliable::CallerReliability::Unsupported,
@@ -291,6 +293,7 @@ impl Core {
             agent: agent.to_owned(),
             dialog,
             forwarded: false,
+            sdp: call.agent_offer(self.config.media_address),
         });
         let number = call.dialed.clone();
         self.commands.push_back(Command::SetPayloadTypes {

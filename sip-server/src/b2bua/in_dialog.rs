@@ -83,6 +83,14 @@ impl Core {
             self.answer_refresh_update(&call_id, side, &key, &request, now);
             return;
         }
+        if matches!(request.method, Method::Invite | Method::Update)
+            && self.refresh_reinvite_pending(&call_id) == Some(side)
+        {
+            // RFC 3261 section 14.2: the phone's offer crosses the PBX's
+            // refresh re-INVITE on the same dialog.
+            self.reply(&key, &request, 491, None, now);
+            return;
+        }
         if matches!(request.method, Method::Invite | Method::Update) {
             self.session_refreshed_by(&call_id, side, &request, now);
         }
@@ -351,7 +359,7 @@ impl Core {
         self.purposes.insert(key, Purpose::FireAndForget);
     }
 
-    fn relay_request(
+    pub(super) fn relay_request(
         &mut self,
         call_id: &str,
         origin: Side,
@@ -379,6 +387,12 @@ impl Core {
                 .map(|d| d.local_tag.clone());
             super::add_to_tag(&mut response, &tag.unwrap_or_default());
             self.transactions.send_response(&key, response, now);
+            return;
+        }
+        if matches!(request.method, Method::Invite | Method::Update)
+            && self.refresh_reinvite_pending(call_id) == Some(origin.other())
+        {
+            self.defer_relay(call_id, origin, key, request, now);
             return;
         }
         let local = self.local.clone();
@@ -411,6 +425,10 @@ impl Core {
                             }
                             Side::Agent => crate::sdp::anchored(&sdp, media_address, target_port),
                         };
+                        if let (Side::Agent, Some(leg)) = (origin.other(), call.agent_leg.as_mut())
+                        {
+                            leg.sdp = relayed.body.clone();
+                        }
                     }
                     Err(error) => {
                         self.reply(&key, &request, 488, Some(&error.to_string()), now);
@@ -529,7 +547,14 @@ impl Core {
                 (Side::Caller, Some(call)) => {
                     call.caller_origin.stamp(&sdp, media_address, origin_port)
                 }
-                _ => crate::sdp::anchored(&sdp, media_address, origin_port),
+                (Side::Agent, Some(call)) => {
+                    let body = crate::sdp::anchored(&sdp, media_address, origin_port);
+                    if let Some(leg) = call.agent_leg.as_mut() {
+                        leg.sdp = body.clone();
+                    }
+                    body
+                }
+                (_, None) => crate::sdp::anchored(&sdp, media_address, origin_port),
             };
         }
         self.transactions.send_response(server_key, reply, now);
@@ -581,6 +606,10 @@ impl Core {
         {
             self.transactions.ack_received(&key);
             self.end_feature_call(sip_call_id, cseq.seq, now);
+            self.caller_answer_in_ack(sip_call_id, &request, now);
+            if let Some(call_id) = self.by_sip_call_id.get(sip_call_id).cloned() {
+                self.ring_parked_offers(&call_id, now);
+            }
         }
     }
 

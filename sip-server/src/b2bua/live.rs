@@ -98,8 +98,9 @@ pub enum Readiness {
 pub enum AgentCommandError {
     #[error("agent {agent:?} not found")]
     UnknownAgent { agent: String },
-    #[error("agent {agent:?}: {reason}")]
-    Rejected { agent: String, reason: String },
+    /// The ACD refused the change; its error names the agent already.
+    #[error("{error}")]
+    Rejected { agent: String, error: acd::AcdError },
     #[error("queue {queue:?} not found")]
     UnknownQueue { queue: String },
     #[error("agent {agent:?} is not a member of queue {queue:?}")]
@@ -376,16 +377,13 @@ impl Core {
             Readiness::NotReady { reason } => self.acd.set_not_ready(agent, reason, now),
         };
         tracing::info!(agent, ?readiness, "agent state set");
-        result.map_err(|error| AgentCommandError::Rejected {
-            agent: agent.to_owned(),
-            reason: error.to_string(),
-        })
+        result.map_err(|error| rejected(agent, &error))
     }
 }
 
 fn rejected(agent: &str, error: &acd::AcdError) -> AgentCommandError {
     AgentCommandError::Rejected {
         agent: agent.to_owned(),
-        reason: error.to_string(),
+        error: error.clone(),
     }
 }

@@ -25,9 +25,11 @@ mod in_dialog;
 mod internal;
 mod live;
 mod offer;
+mod offerless;
 mod reconfigure;
 mod recording;
 mod reliable;
+mod session_refresh;
 mod session_timer;
 mod setup;
 mod survey;
@@ -318,10 +320,11 @@ enum Purpose {
         agent: String,
         contact: Uri,
     },
-    /// An UPDATE that refreshes the session of one leg.
+    /// An UPDATE or re-INVITE that refreshes the session of one leg.
     SessionRefresh {
         call: String,
         side: Side,
+        method: session_refresh::RefreshMethod,
     },
     /// A re-INVITE that moves `side` of `call` to its relay after an
     /// attended transfer.
@@ -848,11 +851,16 @@ impl Core {
                     self.registrar.probe_result(&agent, &contact, answered);
                 }
             }
-            Purpose::SessionRefresh { call, side } => {
-                if is_final {
-                    let (call, side) = (call.clone(), *side);
-                    self.session_refresh_answered(&call, side, &response, now);
+            Purpose::SessionRefresh { .. } => {
+                // Removed first, so that the refresh no longer counts as in
+                // progress while its outcome is applied.
+                if is_final
+                    && let Some(Purpose::SessionRefresh { call, side, method }) =
+                        self.purposes.remove(&key)
+                {
+                    self.session_refresh_answered(&call, side, method, &response, now);
                 }
+                return;
             }
             Purpose::Rebridge { call, side } => {
                 if is_final {
@@ -1196,6 +1204,10 @@ impl Core {
             }
         }
         self.forget_finished_attempts(call_id);
+        if let Some(deferred) = &call.deferred_relay {
+            // The request waited for a refresh and now has no dialog to go to.
+            self.reply(&deferred.key, &deferred.request, 481, None, now);
+        }
         let record = self.call_record(&call, disposition, sip_status, hangup, now);
         tracing::info!(disposition = ?record.disposition, talk_seconds = record.talk_seconds, "call ended");
         self.commands.push_back(Command::Finish {

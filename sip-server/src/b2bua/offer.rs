@@ -26,6 +26,17 @@ impl Core {
             self.acd.offer_rejected(call_id, agent, now);
             return;
         }
+        if self.caller_ack_pending(call_id) {
+            // A caller answered for music that never acknowledges its 200
+            // is gone at Timer H; its agent's phone must not ring for it.
+            // NOTE: the ACD counts the agent as ringing meanwhile, so a
+            // missing ACK can cost the agent a ring timeout.
+            tracing::debug!(agent, "offer waits for the caller's ACK");
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.parked_offers.push(agent.to_owned());
+            }
+            return;
+        }
         tracing::info!(agent, contacts = bindings.len(), "offering call to agent");
         let to = Uri::sip(
             Some(agent),
@@ -34,6 +45,35 @@ impl Core {
         );
         let targets = contact_targets(&bindings);
         self.send_offer(call_id, agent, to, targets, AttemptKind::Offer, now);
+    }
+
+    /// True while the PBX's 200 to a caller it answered to wait has not
+    /// been acknowledged.
+    fn caller_ack_pending(&self, call_id: &str) -> bool {
+        let Some(call) = self.calls.get(call_id) else {
+            return false;
+        };
+        let invite = &call.caller.invite;
+        let (Some(sip_call_id), Ok(cseq)) = (invite.headers.call_id(), invite.headers.cseq())
+        else {
+            return false;
+        };
+        call.phase != Phase::Talking
+            && call.caller.answer.is_some()
+            && self
+                .awaiting_ack
+                .contains_key(&(sip_call_id.to_owned(), cseq.seq))
+    }
+
+    /// Rings the agents whose offers of `call_id` waited for the caller's
+    /// ACK, which has arrived.
+    pub(super) fn ring_parked_offers(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        for agent in std::mem::take(&mut call.parked_offers) {
+            self.start_offer(call_id, &agent, now);
+        }
     }
 
     /// Sends the INVITE of one attempt to every target and records the
@@ -70,7 +110,7 @@ impl Core {
             let offer = call.offer.clone();
             call.caller_origin.stamp(&offer, media_address, port)
         } else {
-            crate::sdp::anchored(&crate::sdp::with_g711(&call.offer), media_address, port)
+            call.agent_offer(media_address)
         };
         let call = &*call;
         let (sip_call_id, from, context) = if kind == AttemptKind::Citizen {
@@ -188,6 +228,8 @@ impl Core {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        call.parked_offers
+            .retain(|parked| agent.is_some_and(|agent| agent != parked));
         let withdrawn: Vec<u64> = match agent {
             Some(agent) => call.attempts.remove(agent).into_iter().collect(),
             None => call.attempts.drain().map(|(_, id)| id).collect(),
@@ -447,9 +489,12 @@ impl Core {
             return;
         }
         let answer = crate::sdp::parse(&response.body).ok();
+        // SDP in a provisional response to an offerless caller would be an
+        // offer; the PBX makes it in the 200 only.
         let body = answer
             .as_ref()
             .zip(call.local_port(Side::Caller))
+            .filter(|_| !call.caller.offerless)
             .map(|(sdp, port)| crate::sdp::anchored(sdp, self.config.media_address, port));
         if let Some(remote) = answer.as_ref().and_then(crate::sdp::remote_rtp) {
             self.commands.push_back(Command::SetRemote {
@@ -539,6 +584,7 @@ impl Core {
             agent: agent.to_owned(),
             dialog,
             forwarded,
+            sdp: call.agent_offer(self.config.media_address),
         });
         self.start_agent_session(call_id, response, now);
         let Some(call) = self.calls.get_mut(call_id) else {
@@ -561,6 +607,9 @@ impl Core {
         let Some(invite_key) = call.caller.invite_key.clone() else {
             return;
         };
+        // An offerless caller gets the PBX's offer in the 200, and its codec
+        // comes with the ACK; the agent's answer stays on the agent's leg.
+        let offerless = !answered_before && call.caller.offerless;
 
         self.commands.push_back(Command::SetPayloadTypes {
             call: call_id.to_owned(),
@@ -585,14 +634,16 @@ impl Core {
         // caller gets the relay's own answer in its first codec.
         let own_answer = match (codecs, self.calls.get(call_id)) {
             (Some((payload_type, _)), Some(call))
-                if !answered_before && !crate::sdp::offers_codec(&call.offer, payload_type) =>
+                if !answered_before
+                    && !offerless
+                    && !crate::sdp::offers_codec(&call.offer, payload_type) =>
             {
                 crate::sdp::local_answer(&call.offer, self.config.media_address, caller_port).ok()
             }
             _ => None,
         };
         let sides: &[Side] = match codecs {
-            Some(_) if answered_before || own_answer.is_some() => &[Side::Agent],
+            Some(_) if answered_before || offerless || own_answer.is_some() => &[Side::Agent],
             Some((9, _)) => &[Side::Caller, Side::Agent],
             _ => &[],
         };
@@ -654,14 +705,19 @@ impl Core {
             return;
         }
         let media_address = self.config.media_address;
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
+        let body = if offerless {
+            self.offer_to_offerless_caller(call_id)
+        } else {
+            let Some(call) = self.calls.get_mut(call_id) else {
+                return;
+            };
+            let caller_answer = own_answer.as_ref().map_or(&answer, |own| &own.sdp);
+            Some(
+                call.caller_origin
+                    .stamp(caller_answer, media_address, caller_port),
+            )
         };
-        let caller_answer = own_answer.as_ref().map_or(&answer, |own| &own.sdp);
-        let body = call
-            .caller_origin
-            .stamp(caller_answer, media_address, caller_port);
-        self.respond_caller(call_id, 200, None, Some(body), now);
+        self.respond_caller(call_id, 200, None, body, now);
         self.awaiting_ack
             .insert((caller_sip_call_id, invite_cseq), invite_key);
     }

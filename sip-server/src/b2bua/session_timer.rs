@@ -1,18 +1,21 @@
 //! Session timers (RFC 4028), negotiated on each leg of a call on its own.
 //!
 //! On the caller's leg the PBX is the UAS; on the agent's leg it is the
-//! UAC. Each leg gets an interval and a refresher. Where the peer leaves
-//! the choice open and can take UPDATE, the PBX is the refresher: it sends
-//! an UPDATE without a body at half the interval. Where the peer refreshes,
-//! a leg that receives no re-INVITE or UPDATE by the interval less
-//! min(32 s, interval / 3) is expired, and the PBX ends the call with BYE on
-//! both legs.
+//! UAC. Each leg gets an interval and a refresher. The PBX is the
+//! refresher where the peer leaves the choice open and can take UPDATE, or
+//! cannot refresh because it does not support the extension. At half the
+//! interval it then sends an UPDATE without a body, or a re-INVITE with the
+//! leg's last SDP when the peer's Allow lacks UPDATE (`session_refresh.rs`).
+//! Where the peer refreshes, a leg that receives no re-INVITE or UPDATE by
+//! the interval less min(32 s, interval / 3) is expired, and the PBX ends
+//! the call with BYE on both legs.
 
 use std::time::{Duration, Instant};
 
-use sip_message::{Headers, Method, Request, Response};
+use sip_message::{Headers, Request, Response};
 
 use super::call::{Call, Phase, Side};
+use super::session_refresh::RefreshMethod;
 use super::{Core, Purpose};
 
 /// The option tag of RFC 4028.
@@ -44,6 +47,8 @@ pub(crate) struct LegSession {
     pub pbx_refreshes: bool,
     /// The peer listed `timer` in Supported or Require.
     pub peer_supports_timer: bool,
+    /// The request the PBX refreshes with when `pbx_refreshes`.
+    pub method: RefreshMethod,
     /// When the PBX refreshes next, or when the leg expires without a
     /// refresh from the peer.
     pub deadline: Instant,
@@ -54,12 +59,14 @@ impl LegSession {
         interval: Duration,
         pbx_refreshes: bool,
         peer_supports_timer: bool,
+        method: RefreshMethod,
         now: Instant,
     ) -> LegSession {
         let mut session = LegSession {
             interval,
             pbx_refreshes,
             peer_supports_timer,
+            method,
             deadline: now,
         };
         session.restart(now);
@@ -67,7 +74,7 @@ impl LegSession {
     }
 
     /// Starts a new interval at `now`, after a refresh.
-    fn restart(&mut self, now: Instant) {
+    pub(super) fn restart(&mut self, now: Instant) {
         self.deadline = if self.pbx_refreshes {
             now + self.interval / 2
         } else {
@@ -79,7 +86,7 @@ impl LegSession {
 
     /// Returns the refresher parameter (`uac` or `uas`) for a request
     /// whose UAC is the peer when `peer_is_uac`, else the PBX.
-    fn refresher_param(&self, peer_is_uac: bool) -> &'static str {
+    pub(super) fn refresher_param(&self, peer_is_uac: bool) -> &'static str {
         if self.pbx_refreshes == peer_is_uac {
             "uas"
         } else {
@@ -123,7 +130,7 @@ pub(super) fn session_expires(headers: &Headers) -> Option<SessionExpires> {
 }
 
 /// Parses Min-SE; None when absent or invalid.
-fn min_se(headers: &Headers) -> Option<Duration> {
+pub(super) fn min_se(headers: &Headers) -> Option<Duration> {
     let value = headers.get("Min-SE")?;
     let seconds = value.split(';').next()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
@@ -210,14 +217,8 @@ impl Core {
             Some(_) => true,
             None => allows_update || !peer_supports,
         };
-        if pbx_refreshes && !allows_update && !peer_supports {
-            // Neither side can refresh: no session timer on this leg.
-            return;
-        }
-        // TODO: refresh with a re-INVITE carrying the leg's last SDP when
-        // the peer takes no UPDATE; until then such a refresh can fail and
-        // the timer of that leg stops.
-        let session = LegSession::new(interval, pbx_refreshes, peer_supports, now);
+        let method = RefreshMethod::for_peer(&invite.headers);
+        let session = LegSession::new(interval, pbx_refreshes, peer_supports, method, now);
 
         response.headers.push(
             "Session-Expires",
@@ -245,15 +246,16 @@ impl Core {
         };
         let answered = session_expires(&response.headers);
         let peer_supports = supports_timer(&response.headers);
-        let allows_update = lists(&response.headers, "Allow", "UPDATE");
+        let method = RefreshMethod::for_peer(&response.headers);
         let session = match answered {
             Some(answered) => {
                 // The PBX is the UAC: refresher=uac or none names the PBX.
                 let pbx_refreshes = answered.refresher_uac != Some(false);
-                LegSession::new(answered.interval, pbx_refreshes, peer_supports, now)
+                LegSession::new(answered.interval, pbx_refreshes, peer_supports, method, now)
             }
-            None if allows_update => LegSession::new(settings.interval, true, false, now),
-            None => return,
+            // A phone without the extension still takes a re-INVITE or an
+            // UPDATE, so the PBX refreshes and finds out when it is gone.
+            None => LegSession::new(settings.interval, true, false, method, now),
         };
         let deadline = session.deadline;
         call.agent_session = Some(session);
@@ -437,100 +439,23 @@ impl Core {
         }
     }
 
-    /// Sends an UPDATE without a body on `side` to refresh its session.
-    fn send_session_refresh(&mut self, call_id: &str, side: Side, now: Instant) {
-        let local = self.local.clone();
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let Some(interval) = session_ref(call, side).map(|s| s.interval) else {
-            return;
-        };
-        let Some(dialog) = call.dialog_mut(side) else {
-            return;
-        };
-        let mut update = dialog.new_request(Method::Update, &local);
-        let target = dialog.target;
-        update.headers.push(
-            "Session-Expires",
-            format!("{};refresher=uac", interval.as_secs()),
-        );
-        update.headers.push("Supported", TAG_TIMER);
-        let _span = call.span.clone().entered();
-        tracing::debug!(?side, "refreshing the session");
-        let key = self.transactions.send_request(update, target, now);
-        self.purposes.insert(
-            key,
-            Purpose::SessionRefresh {
-                call: call_id.to_owned(),
-                side,
-            },
-        );
-    }
-
-    /// Applies the final response to a refresh the PBX sent on `side`.
-    pub(super) fn session_refresh_answered(
-        &mut self,
-        call_id: &str,
-        side: Side,
-        response: &Response,
-        now: Instant,
-    ) {
-        let min_interval = self.config.session_timer.min_interval;
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let _span = call.span.clone().entered();
-        let status = response.status;
-        let Some(session) = session_of(call, side).as_mut() else {
-            return;
-        };
-        match status {
-            200..=299 => {
-                if let Some(answered) = session_expires(&response.headers) {
-                    session.interval = answered.interval.max(min_interval);
-                    session.pbx_refreshes = answered.refresher_uac != Some(false);
-                }
-                session.restart(now);
-                let deadline = session.deadline;
-                self.session_deadlines
-                    .insert((deadline, call_id.to_owned()));
-            }
-            422 => {
-                // The peer wants a longer interval; retry with it at once.
-                session.interval = min_se(&response.headers)
-                    .unwrap_or(session.interval * 2)
-                    .max(session.interval);
-                self.send_session_refresh(call_id, side, now);
-            }
-            408 | 481 => {
-                // RFC 5057 section 5.1: the peer's dialog is gone.
-                tracing::warn!(?side, status, "session refresh failed; ending the call");
-                self.end_expired_call(call_id, now);
-            }
-            _ => {
-                tracing::warn!(
-                    ?side,
-                    status,
-                    "session refresh rejected; the session timer of this leg stops"
-                );
-                *session_of(call, side) = None;
-            }
-        }
-    }
-
     /// Ends the call because `side`'s peer did not refresh the session.
     fn session_expired(&mut self, call_id: &str, side: Side, now: Instant) {
         if let Some(call) = self.calls.get(call_id) {
             let _span = call.span.clone().entered();
             tracing::info!(?side, "session expired without a refresh; ending the call");
         }
-        self.end_expired_call(call_id, now);
+        self.end_expired_call(call_id, None, now);
     }
 
     /// Sends BYE on both legs and writes a CDR whose hangup side is
-    /// `session_expired`.
-    fn end_expired_call(&mut self, call_id: &str, now: Instant) {
+    /// `session_expired`, with the status of the failed refresh, if any.
+    pub(super) fn end_expired_call(
+        &mut self,
+        call_id: &str,
+        sip_status: Option<u16>,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -562,21 +487,21 @@ impl Core {
         self.finish(
             call_id,
             cdr::Disposition::Answered,
-            None,
+            sip_status,
             Some(cdr::HangupSide::SessionExpired),
             now,
         );
     }
 }
 
-fn session_of(call: &mut Call, side: Side) -> &mut Option<LegSession> {
+pub(super) fn session_of(call: &mut Call, side: Side) -> &mut Option<LegSession> {
     match side {
         Side::Caller => &mut call.caller_session,
         Side::Agent => &mut call.agent_session,
     }
 }
 
-fn session_ref(call: &Call, side: Side) -> Option<&LegSession> {
+pub(super) fn session_ref(call: &Call, side: Side) -> Option<&LegSession> {
     match side {
         Side::Caller => call.caller_session.as_ref(),
         Side::Agent => call.agent_session.as_ref(),
@@ -616,11 +541,12 @@ mod tests {
     #[test]
     fn expiry_leaves_a_third_or_32_seconds() {
         let now = Instant::now();
-        let long = LegSession::new(Duration::from_secs(1800), false, true, now);
+        let update = RefreshMethod::Update;
+        let long = LegSession::new(Duration::from_secs(1800), false, true, update, now);
         assert_eq!(long.deadline, now + Duration::from_secs(1768));
-        let short = LegSession::new(Duration::from_secs(90), false, true, now);
+        let short = LegSession::new(Duration::from_secs(90), false, true, update, now);
         assert_eq!(short.deadline, now + Duration::from_secs(60));
-        let refreshing = LegSession::new(Duration::from_secs(90), true, true, now);
+        let refreshing = LegSession::new(Duration::from_secs(90), true, true, update, now);
         assert_eq!(refreshing.deadline, now + Duration::from_secs(45));
     }
 }

@@ -100,11 +100,12 @@ impl Core {
                 }
             },
         };
+        // An INVITE without SDP gets the PBX's offer in the 2xx (offerless.rs).
+        let offerless = request.body.is_empty();
         let offer = match crate::sdp::narrow_offer(&request.body) {
+            _ if offerless => crate::sdp::local_g711_offer(self.config.media_address),
             Ok(offer) => offer,
             Err(error) => {
-                // TODO: accept offerless INVITEs (offer in the 200, answer in
-                // the ACK) once the relay can send the first offer itself.
                 tracing::info!(call_id = sip_call_id, %error, "offer rejected");
                 let mut response = Response::for_request(&request, 488, Some(&error.to_string()));
                 response
@@ -157,6 +158,8 @@ impl Core {
                     dialog: None,
                     ringing_sent: false,
                     answer: None,
+                    offerless,
+                    answer_in_ack: false,
                 },
                 offer,
                 caller_number,
@@ -451,7 +454,9 @@ impl Core {
             side: Side::Caller,
             payload_types: crate::sdp::payload_types(&call.offer),
         });
-        if let Some(remote) = crate::sdp::remote_rtp(&call.offer) {
+        // The PBX's own offer names no remote address; the ACK's answer will.
+        if let Some(remote) = crate::sdp::remote_rtp(&call.offer).filter(|_| !call.caller.offerless)
+        {
             self.commands.push_back(Command::SetRemote {
                 call: call_id.to_owned(),
                 side: Side::Caller,

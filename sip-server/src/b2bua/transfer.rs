@@ -438,6 +438,7 @@ impl Core {
             agent: agent.to_owned(),
             dialog,
             forwarded: true,
+            sdp: call.agent_offer(self.config.media_address),
         });
         self.start_agent_session(call_id, response, now);
         self.bridge_new_agent_phone(call_id, &answer);

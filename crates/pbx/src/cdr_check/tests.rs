@@ -140,6 +140,7 @@ fn record(id: &str, disposition: Disposition) -> CallRecord {
         completed: None,
         left_ms: None,
         waited: 0.0,
+        last_seen_ms: BASE_MS,
         after_answer: AfterAnswer::default(),
     };
     CallRecord {
@@ -390,4 +391,24 @@ async fn transferred_call_keeps_first_answer() {
         .unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "");
     assert_eq!(summary.calls, 1);
+}
+
+#[tokio::test]
+async fn open_call_waited_until_the_last_event() {
+    let mut events = script();
+    // Another caller arrives 40 s after D, so the run still stored events
+    // then and D was still waiting.
+    events.enqueue(340, "E");
+    let (_dir, events, cdr) = stores(&events).await;
+    let mut out = Vec::new();
+    check(&events, &cdr, BASE_MS, i64::MAX, true, &mut out)
+        .await
+        .unwrap();
+    let d = cdr.get("D").await.unwrap().expect("D rebuilt");
+    assert!(d.interrupted);
+    assert_eq!(d.queued_at, Some(at(300)));
+    assert_eq!(d.ended_at, at(340));
+    assert_eq!(d.wait_seconds, 40.0);
+    let e = cdr.get("E").await.unwrap().expect("E rebuilt");
+    assert_eq!(e.wait_seconds, 0.0);
 }

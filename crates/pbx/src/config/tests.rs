@@ -560,17 +560,51 @@ fn ports_may_not_overlap() {
         "[sip]\nlisten = \"127.0.0.1:8080\"\n[http]\nlisten = \"127.0.0.1:8080\"\n\
          [media]\nrtp_ports = \"8000-8099\"\n",
     );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("http.listen: port 8080 is also used by sip.listen")),
-        "{errors:#?}"
+    assert_has(
+        &errors,
+        "test.toml:4:10: http.listen: port 8080 is also used by sip.listen; \
+         give each service its own port",
     );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("sip.listen: port 8080 is also used by media.rtp_ports")),
-        "{errors:#?}"
+    // The range comes last in the file, so the conflicts point at it.
+    assert_has(
+        &errors,
+        "test.toml:6:13: media.rtp_ports: port 8080 is also used by sip.listen; \
+         give each service its own port",
+    );
+    assert_has(
+        &errors,
+        "test.toml:6:13: media.rtp_ports: port 8080 is also used by http.listen; \
+         give each service its own port",
+    );
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+}
+
+#[test]
+fn port_conflict_points_at_the_value_in_the_file() {
+    // Both in the file: the later one is named, at its value.
+    let errors =
+        errors_of("[sip]\nlisten = \"127.0.0.1:8080\"\n[http]\nlisten = \"127.0.0.1:8080\"\n");
+    assert_eq!(
+        errors,
+        [
+            "test.toml:4:10: http.listen: port 8080 is also used by sip.listen; give each service its own port"
+        ]
+    );
+    // Only sip.listen is in the file; http.listen keeps its default.
+    let errors = errors_of("[sip]\nlisten = \"127.0.0.1:8080\"\n");
+    assert_eq!(
+        errors,
+        [
+            "test.toml:2:10: sip.listen: port 8080 is also used by http.listen; give each service its own port"
+        ]
+    );
+    // A range in [media] that covers the default SIP port.
+    let errors = errors_of("[media]\nrtp_ports = \"5000-5099\"\n");
+    assert_eq!(
+        errors,
+        [
+            "test.toml:2:13: media.rtp_ports: port 5060 is also used by sip.listen; give each service its own port"
+        ]
     );
 }
 

@@ -360,7 +360,30 @@ pub(super) fn convert(
         ),
     };
     let media = convert_media(&mut checker, raw, overrides);
-    check_port_overlap(&mut checker, &sip, &http, &media);
+    let sources = ListenSources {
+        sip: with_flag(
+            &raw.sip.listen,
+            FLAG_SIP_LISTEN,
+            overrides.sip_listen.as_ref(),
+            SIP_LISTEN,
+        )
+        .source,
+        http: with_flag(
+            &raw.http.listen,
+            FLAG_HTTP_LISTEN,
+            overrides.http_listen.as_ref(),
+            HTTP_LISTEN,
+        )
+        .source,
+        rtp_ports: with_flag(
+            &raw.media.rtp_ports,
+            FLAG_RTP_PORTS,
+            overrides.rtp_ports.as_ref(),
+            RTP_PORTS,
+        )
+        .source,
+    };
+    check_port_overlap(&mut checker, &sources, &sip, &http, &media);
     let registrar = convert_registrar(&mut checker, raw);
     let recording = convert_recording(&mut checker, raw);
     let skills = super::skills::convert_skills(&mut checker, &raw.skills);
@@ -443,32 +466,61 @@ fn convert_database(
 
 /// SIP, HTTP and RTP must not want the same port, or the PBX fails to start
 /// (or, for RTP, a call fails when its port pair is the SIP one).
+/// Sources of the three port settings that must not overlap.
+struct ListenSources {
+    sip: Source,
+    http: Source,
+    rtp_ports: Source,
+}
+
 fn check_port_overlap(
     checker: &mut Checker<'_>,
+    sources: &ListenSources,
     sip: &SipConfig,
     http: &HttpConfig,
     media: &MediaConfig,
 ) {
+    let sip_listen = ("sip.listen", &sources.sip);
+    let http_listen = ("http.listen", &sources.http);
+    let rtp_ports = ("media.rtp_ports", &sources.rtp_ports);
     let sip_port = sip.listen.port();
     if sip_port != 0 && sip_port == http.listen.port() {
-        let kind = ConfigErrorKind::PortConflict {
-            port: sip_port,
-            other: "sip.listen",
-        };
-        checker.report("http.listen", &Source::Default, kind);
+        report_conflict(checker, sip_port, http_listen, sip_listen);
     }
-    for (key, port) in [
-        ("sip.listen", sip_port),
-        ("http.listen", http.listen.port()),
-    ] {
+    for (setting, port) in [(sip_listen, sip_port), (http_listen, http.listen.port())] {
         if port != 0 && media.rtp_ports.contains(&port) {
-            let kind = ConfigErrorKind::PortConflict {
-                port,
-                other: "media.rtp_ports",
-            };
-            checker.report(key, &Source::Default, kind);
+            report_conflict(checker, port, rtp_ports, setting);
         }
     }
+}
+
+/// Reports two settings that claim `port` at the one the operator wrote
+/// last, because the keys may sit in different tables and one of them
+/// may be a default that appears nowhere in the file. `first` is named
+/// when both are equally placed.
+fn report_conflict(
+    checker: &mut Checker<'_>,
+    port: u16,
+    first: (&'static str, &Source),
+    second: (&'static str, &Source),
+) {
+    // A flag overrides the file, and a value in the file a default; between
+    // two values in the file, the later one.
+    let rank = |source: &Source| match source {
+        Source::Default => (0, 0),
+        Source::File(span) => (1, span.start),
+        Source::Flag(_) => (2, 0),
+    };
+    let (at, other) = if rank(second.1) > rank(first.1) {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    let kind = ConfigErrorKind::PortConflict {
+        port,
+        other: other.0,
+    };
+    checker.report(at.0, at.1, kind);
 }
 
 fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides) -> SipConfig {

@@ -280,8 +280,8 @@ fn engine_double() -> crate::live::Live {
                             Ok(())
                         } else {
                             Err(AgentCommandError::Rejected {
-                                agent,
-                                reason: "not in wrap-up".to_owned(),
+                                agent: agent.clone(),
+                                error: acd::AcdError::NotInWrapUp { agent },
                             })
                         }
                     });

@@ -11,6 +11,7 @@ mod outbound;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 mod websocket;
 
 use std::collections::HashMap;

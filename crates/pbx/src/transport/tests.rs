@@ -184,6 +184,62 @@ async fn websocket_message_reaches_engine_with_flow() {
     assert_eq!(reply, WsMessage::text("SIP/2.0 200 OK\r\n\r\n"));
 }
 
+/// Encodes `payload` as one masked binary WebSocket frame, as a client
+/// sends it (RFC 6455 section 5.2).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x82];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, byte)| byte ^ mask[i % 4]),
+    );
+    frame
+}
+
+#[tokio::test]
+async fn websocket_frame_with_the_upgrade_is_kept() {
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let mut stream = TcpStream::connect(bound.ws.unwrap()).await.unwrap();
+    // The upgrade request and the first SIP message in one write, so they
+    // arrive in one segment.
+    let mut bytes = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+        .to_vec();
+    bytes.extend(client_frame(OPTIONS));
+    stream.write_all(&bytes).await.unwrap();
+
+    let mut head = [0; 12];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let input = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .expect("the frame after the upgrade reaches the engine")
+        .unwrap();
+    let Input::Sip(message, source) = input else {
+        panic!("expected a SIP input");
+    };
+    let sip_message::Message::Request(request) = message else {
+        panic!("expected the OPTIONS request");
+    };
+    assert_eq!(request.headers.call_id(), Some("ws-1"));
+    assert_eq!(source.transport, TransportKind::Ws);
+}
+
 #[tokio::test]
 async fn websocket_without_sip_subprotocol_gets_400() {
     let (inputs, _receiver) = mpsc::channel(16);

@@ -34,8 +34,10 @@ where
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
+    // A first frame in the same segment as the upgrade request stays for
+    // the WebSocket layer instead of failing the handshake.
     let socket = tokio_tungstenite::accept_hdr_async_with_config(
-        connection,
+        super::upgrade::UpgradeHead::new(connection),
         select_subprotocol,
         Some(config),
     )

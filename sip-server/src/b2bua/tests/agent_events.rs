@@ -52,12 +52,15 @@ fn wrap_up_config() -> CoreConfig {
 fn wrap_up_start_code_and_end_are_stored() {
     let mut h = Harness::with_config(wrap_up_config());
     let (call, _invite) = answered_call(&mut h);
+    let early = h.core.set_agent_wrap_up_code("1001", "resolved", h.now);
     assert!(
-        matches!(
-            h.core.set_agent_wrap_up_code("1001", "resolved", h.now),
-            Err(AgentCommandError::Rejected { .. })
-        ),
+        matches!(early, Err(AgentCommandError::Rejected { .. })),
         "a code before the wrap-up is refused"
+    );
+    // The message names the agent once.
+    assert_eq!(
+        early.unwrap_err().to_string(),
+        "agent \"1001\" is not in wrap-up"
     );
     stored_events(&mut h);
 

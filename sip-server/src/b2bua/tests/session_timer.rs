@@ -7,7 +7,11 @@ use super::*;
 /// Answers a call whose INVITE carries `extra` headers with the agent's
 /// 200 carrying `agent_extra`. Returns the call id, the caller's 200 and
 /// the agent's INVITE.
-fn answered_with(h: &mut Harness, extra: &str, agent_extra: &str) -> (String, Response, Request) {
+pub(super) fn answered_with(
+    h: &mut Harness,
+    extra: &str,
+    agent_extra: &str,
+) -> (String, Response, Request) {
     assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
     caller_invite_with(h, extra);
     let call = h.open_media();
@@ -84,8 +88,11 @@ fn pbx_refreshes_caller_before_half_interval() {
     let (call, ok, _) = answered_with(&mut h, extra, "");
     assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uas"));
     assert_eq!(ok.headers.get("Require"), Some("timer"));
-    // The agent's 200 named no session timer and no UPDATE: none there.
-    assert!(h.core.calls[&call].agent_session.is_none());
+    // The agent's 200 named no session timer and no UPDATE: the PBX
+    // refreshes that leg by re-INVITE at its own interval.
+    let agent_session = h.core.calls[&call].agent_session.clone().unwrap();
+    assert!(agent_session.pbx_refreshes);
+    assert_eq!(agent_session.interval, Duration::from_secs(1800));
 
     h.advance(Duration::from_millis(59_999));
     assert!(updates(&h.requests_to(CALLER)).is_empty());
@@ -175,9 +182,13 @@ fn agent_leg_refreshed_from_its_2xx() {
     let mut h = Harness::new();
     let agent_extra = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\nRequire: timer\r\n";
     let (call, ok, _) = answered_with(&mut h, "", agent_extra);
-    // The caller named no timer and no UPDATE: no session timer there.
-    assert_eq!(ok.headers.get("Session-Expires"), None);
-    assert!(h.core.calls[&call].caller_session.is_none());
+    // The caller named no timer and no UPDATE: the PBX refreshes its leg
+    // by re-INVITE at the configured interval.
+    assert_eq!(
+        ok.headers.get("Session-Expires"),
+        Some("1800;refresher=uas")
+    );
+    assert!(h.core.calls[&call].caller_session.is_some());
 
     h.advance(Duration::from_millis(44_999));
     assert!(updates(&h.requests_to(AGENT_1)).is_empty());

@@ -868,3 +868,75 @@ fn ring_in_use_rings_a_busy_extension() {
         "the queues may still offer the agent calls"
     );
 }
+
+#[test]
+fn unacknowledged_waiting_caller_not_offered() {
+    let mut h = Harness::with_config(waiting_config());
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    assert!(h.responses_to(CALLER).iter().any(|r| r.status == 200));
+
+    // The caller never sends its ACK; an agent becomes available meanwhile.
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.advance(Duration::from_secs(5));
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite),
+        "a caller that never acknowledged its 200 is not offered"
+    );
+
+    // Timer H (64 T1 = 32 s) ends the call.
+    h.advance(Duration::from_secs(27));
+    assert!(
+        h.requests_to(CALLER)
+            .iter()
+            .any(|r| r.method == Method::Bye)
+    );
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite)
+    );
+    let record = h.finished_record();
+    assert_eq!(record.disposition, cdr::Disposition::Failed);
+    assert_eq!(record.hangup_side, Some(cdr::HangupSide::System));
+    // The caller got a 200, so the record carries no SIP status.
+    assert_eq!(record.sip_status, None);
+    assert_eq!(record.agent, None);
+    assert_eq!(h.core.active_calls(), 0);
+    // The agent is free again for the next call.
+    assert_eq!(
+        h.core.acd.agent_state("1001"),
+        Some(acd::AgentState::Available)
+    );
+}
+
+#[test]
+fn offer_waits_for_the_callers_ack() {
+    let mut h = Harness::with_config(waiting_config());
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    h.caller_invite("5000", CALLER);
+    h.open_media();
+    let ok = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("caller answered for music");
+    assert!(
+        h.requests_to(AGENT_1)
+            .iter()
+            .all(|r| r.method != Method::Invite),
+        "no INVITE before the caller's ACK"
+    );
+    h.advance(Duration::from_millis(200));
+    let tag = ok.headers.to().unwrap().tag().unwrap().to_owned();
+    ack_caller(&mut h, &tag, 1);
+    let invites: Vec<Request> = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .filter(|r| r.method == Method::Invite)
+        .collect();
+    assert_eq!(invites.len(), 1, "the agent rings once the ACK arrived");
+}

@@ -287,7 +287,7 @@ async fn wrap_up_codes_are_checked() {
         .await;
     assert_eq!(
         reply.problem(StatusCode::CONFLICT),
-        "agent \"1001\": not in wrap-up"
+        "agent \"1001\" is not in wrap-up"
     );
     for code in ["", "a\nb"] {
         let reply = fixture

@@ -310,7 +310,7 @@ pub(crate) fn start_lookups(
     handles
 }
 
-/// What a trunk's host name is resolved for.
+/// Reason a trunk's host name is resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LookupPurpose {
     /// The `outbound` target of calls to numbers.

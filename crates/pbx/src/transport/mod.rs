@@ -9,6 +9,7 @@
 mod flood;
 mod outbound;
 mod stream;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -608,6 +609,10 @@ async fn read_udp(socket: Arc<UdpSocket>, sender: Sender) {
             continue; // Keep-alive (RFC 5626 section 4.4.1).
         }
         if !sender.allow_request(datagram, peer) {
+            continue;
+        }
+        if let Some(response) = stun::binding_response(datagram, peer) {
+            let _ = socket.try_send_to(&response, peer);
             continue;
         }
         let target = Target {

@@ -655,3 +655,25 @@ async fn refused_connection_reports_transport_failure() {
         _ => panic!("expected TransportFailed"),
     }
 }
+
+#[tokio::test]
+async fn stun_binding_request_answered_on_sip_port() {
+    let (inputs, mut receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+    request.extend_from_slice(&[0x5A; 12]);
+    phone.send_to(&request, bound.udp_tcp).await.unwrap();
+    let mut response = [0u8; 64];
+    let (length, _) = tokio::time::timeout(Duration::from_secs(5), phone.recv_from(&mut response))
+        .await
+        .expect("a binding response arrives")
+        .unwrap();
+    assert_eq!(length, 32);
+    assert_eq!(&response[0..2], &[0x01, 0x01], "binding success");
+    assert_eq!(&response[8..20], &[0x5A; 12], "same transaction id");
+    let port = u16::from_be_bytes([response[26], response[27]]) ^ 0x2112;
+    assert_eq!(port, phone.local_addr().unwrap().port());
+    let engine_input = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
+    assert!(engine_input.is_err(), "STUN reached the engine");
+}

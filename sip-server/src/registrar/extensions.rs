@@ -7,6 +7,10 @@ use sip_message::{Headers, NameAddr, Request, Uri};
 use super::Rejection;
 use crate::transaction::{Target, TransportKind};
 
+/// Most Path values a REGISTER may carry: real deployments have one or
+/// two proxies between a phone and the registrar.
+pub(super) const MAX_PATH_VALUES: usize = 8;
+
 /// Option tags of the extensions, as they appear in Supported and Require.
 pub const TAG_PATH: &str = "path";
 pub const TAG_OUTBOUND: &str = "outbound";
@@ -38,6 +42,11 @@ impl Extensions {
     pub(super) fn read(request: &Request) -> Result<Extensions, Rejection> {
         let headers = &request.headers;
         let path = headers.paths().map_err(|_| Rejection::Bad("Bad Path"))?;
+        // Each value becomes a Route header of every call to the phone, so
+        // an unbounded list would make those INVITEs too large to send.
+        if path.len() > MAX_PATH_VALUES {
+            return Err(Rejection::Bad("Too Many Path Values"));
+        }
         let path_supported = lists_tag(headers, "Supported", TAG_PATH);
         if !path.is_empty() && !path_supported {
             return Err(Rejection::ExtensionRequired(TAG_PATH));

@@ -175,6 +175,25 @@ fn path_without_supported_gets_421() {
 }
 
 #[test]
+fn overlong_path_rejected() {
+    let mut registrar = registrar();
+    let now = Instant::now();
+    let values: String = (0..=extensions::MAX_PATH_VALUES)
+        .map(|hop| format!("Path: <sip:198.51.100.{hop}:5070;lr>\r\n"))
+        .collect();
+    let headers = format!(
+        "Via: SIP/2.0/UDP 198.51.100.5:5070;branch=z9hG4bK-p3\r\n\
+         Supported: path\r\n{values}Contact: <sip:1001@10.0.0.7:5060>\r\n"
+    );
+    let source = tcp("198.51.100.5:5070", 1);
+    let response = register(&mut registrar, 1, &headers, source, now);
+
+    assert_eq!(response.status, 400);
+    assert_eq!(response.reason, "Too Many Path Values");
+    assert!(registrar.lookup("1001", now).is_empty());
+}
+
+#[test]
 fn outbound_flow_gets_require_and_flow_timer() {
     let mut registrar = registrar();
     let now = Instant::now();

@@ -6,13 +6,17 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sip_server::network::IpNetwork;
 
 /// Entries kept before idle ones are swept; a flood from many forged
 /// addresses then costs a sweep, not unbounded memory.
 const MAX_SOURCES: usize = 65_536;
+
+/// Time without a dropped request after which the next drop counts as a
+/// new flood and is logged again.
+const FLOOD_QUIET: Duration = Duration::from_secs(10);
 
 /// Token bucket per source address.
 #[derive(Debug)]
@@ -31,9 +35,9 @@ pub(crate) struct FloodGuard {
 struct Bucket {
     tokens: f64,
     refilled: Instant,
-    /// Whether the last request from this source was dropped, so that a
-    /// flood is logged when it starts, not once per request.
-    limiting: bool,
+    /// Time of the last dropped request, so that a flood is logged when it
+    /// starts, not once per request.
+    last_drop: Option<Instant>,
 }
 
 /// The decision for one request.
@@ -70,19 +74,23 @@ impl FloodGuard {
         let bucket = self.sources.entry(source).or_insert(Bucket {
             tokens: burst,
             refilled: now,
-            limiting: false,
+            last_drop: None,
         });
         let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            bucket.limiting = false;
             return Verdict::Accept;
         }
         self.dropped += 1;
-        let first = !bucket.limiting;
-        bucket.limiting = true;
+        // A flood goes on while the source keeps running out of tokens, even
+        // though the refill lets a request through now and then, so only a
+        // drop after a quiet spell starts a new one.
+        let first = bucket
+            .last_drop
+            .is_none_or(|last| now.saturating_duration_since(last) >= FLOOD_QUIET);
+        bucket.last_drop = Some(now);
         Verdict::Drop { first }
     }
 
@@ -145,12 +153,19 @@ mod tests {
         }
         assert_eq!(guard.check(source, now), Verdict::Drop { first: true });
         assert_eq!(guard.check(source, now), Verdict::Drop { first: false });
+        // The refill lets requests through, but the flood goes on.
         let later = now + Duration::from_secs(1);
         assert_eq!(guard.check(source, later), Verdict::Accept);
         for _ in 0..4 {
             guard.check(source, later);
         }
-        assert_eq!(guard.check(source, later), Verdict::Drop { first: true });
+        assert_eq!(guard.check(source, later), Verdict::Drop { first: false });
+        // A drop after a quiet spell starts a new flood.
+        let quiet = later + FLOOD_QUIET;
+        for _ in 0..10 {
+            assert_eq!(guard.check(source, quiet), Verdict::Accept);
+        }
+        assert_eq!(guard.check(source, quiet), Verdict::Drop { first: true });
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub(crate) struct Sender {
     requests: Arc<Mutex<flood::FloodGuard>>,
     /// Accepted connections per source.
     connection_attempts: Arc<Mutex<flood::FloodGuard>>,
-    /// Trunk networks, exempt from the per-address limits.
+    /// Trunk networks, exempt from the connection and request limits.
     exempt: Arc<Vec<sip_server::network::IpNetwork>>,
     /// Connections the PBX opened or is opening, by transport and address,
     /// so later requests to the same server reuse them.
@@ -227,8 +227,11 @@ impl Sender {
         let total: usize = open.values().sum();
         let from_peer = open.get(&peer.ip()).copied().unwrap_or(0);
         let trunk = self.exempt.iter().any(|net| net.contains(peer.ip()));
-        if total >= self.limits.max_connections
-            || (from_peer >= self.limits.max_connections_per_address && !trunk)
+        // Trunks are a few configured addresses, so they keep their calls
+        // even when idle or hostile connections fill the table.
+        if !trunk
+            && (total >= self.limits.max_connections
+                || from_peer >= self.limits.max_connections_per_address)
         {
             return None;
         }

@@ -2,6 +2,8 @@
 //! Content-Length, a pong for each CRLF keep-alive ping, and the limits on
 //! message size, idle time and slow messages.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use sip_message::StreamFrame;
 use sip_server::transaction::{Target, TransportKind};
@@ -9,6 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::mpsc;
 
 use super::{MESSAGE_TIMEOUT, Outgoing, Sender, deliver};
+
+/// Time a new connection has to send its first complete message.
+pub(super) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Tracks keep-alive bytes between messages. A ping is a double CRLF and
 /// its pong a single CRLF (RFC 5626). A ping may arrive split over several
@@ -52,6 +57,7 @@ pub(super) async fn read<S: AsyncRead>(
     // Start of the current wait: the last complete message when the buffer
     // is empty, the first byte of the pending message otherwise.
     let mut partial_since: Option<tokio::time::Instant> = None;
+    let mut seen_message = false;
     loop {
         loop {
             if buffer.is_empty() {
@@ -73,6 +79,7 @@ pub(super) async fn read<S: AsyncRead>(
                 }
                 Ok(StreamFrame::Message(length)) => {
                     keep_alive.reset();
+                    seen_message = true;
                     // A framed message whose header block is broken
                     // still gets its 400 over the connection.
                     let message = buffer.split_to(length).freeze();
@@ -99,7 +106,15 @@ pub(super) async fn read<S: AsyncRead>(
         if buffer.len() > limits.max_message_bytes {
             return Err("message larger than the maximum message size");
         }
-        let (limit, reason) = if buffer.is_empty() {
+        let (limit, reason) = if buffer.is_empty() && !seen_message {
+            // A phone registers as soon as it connects; a connection that
+            // sends no message would otherwise hold a slot of the
+            // connection table for the whole idle timeout.
+            (
+                limits.idle_timeout.min(FIRST_MESSAGE_TIMEOUT),
+                "no message after connecting",
+            )
+        } else if buffer.is_empty() {
             (limits.idle_timeout, "idle timeout")
         } else {
             (MESSAGE_TIMEOUT, "incomplete message timed out")

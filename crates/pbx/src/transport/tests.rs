@@ -677,3 +677,28 @@ async fn stun_binding_request_answered_on_sip_port() {
     let engine_input = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
     assert!(engine_input.is_err(), "STUN reached the engine");
 }
+
+#[tokio::test(start_paused = true)]
+async fn silent_connection_closed_before_idle_timeout() {
+    let (inputs, _receiver) = mpsc::channel(16);
+    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let mut silent = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    let mut talking = TcpStream::connect(bound.udp_tcp).await.unwrap();
+    talking
+        .write_all(
+            b"OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-s1\r\n\
+              From: <sip:a@test>;tag=1\r\nTo: <sip:pbx@test>\r\nCall-ID: s1@test\r\n\
+              CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    assert_closed(
+        &mut silent,
+        super::stream::FIRST_MESSAGE_TIMEOUT + Duration::from_secs(1),
+    )
+    .await;
+    // A connection that sent a message keeps the longer idle timeout.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(60), talking.read(&mut byte)).await;
+    assert!(read.is_err(), "the talking connection was closed: {read:?}");
+}

@@ -106,6 +106,18 @@ pub fn narrow_offer(body: &[u8]) -> Result<SessionDescription, SdpError> {
     Ok(sdp)
 }
 
+/// Checks a mid-call offer (re-INVITE or UPDATE) as [`narrow_offer`]
+/// checks the first one, so a call cannot move to a codec the relay drops.
+/// An offer without audio, or with audio disabled (port 0), passes
+/// unchanged.
+pub fn narrow_reoffer(body: &[u8]) -> Result<SessionDescription, SdpError> {
+    let sdp = parse(body).and_then(check_transport)?;
+    if sdp.first_audio().is_none() || audio_disabled(&sdp) {
+        return Ok(sdp);
+    }
+    narrow_offer(body)
+}
+
 /// Parses an answer without narrowing it.
 pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
     let sdp = SessionDescription::parse(body).map_err(|_| SdpError::Malformed)?;

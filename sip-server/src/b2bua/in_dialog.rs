@@ -415,7 +415,12 @@ impl Core {
                 .content_type()
                 .is_some_and(|t| t.eq_ignore_ascii_case("application/sdp"));
             if is_sdp {
-                match crate::sdp::parse(&request.body).and_then(crate::sdp::check_transport) {
+                let checked = if matches!(request.method, Method::Invite | Method::Update) {
+                    crate::sdp::narrow_reoffer(&request.body)
+                } else {
+                    crate::sdp::parse(&request.body).and_then(crate::sdp::check_transport)
+                };
+                match checked {
                     Ok(sdp) => {
                         remote = crate::sdp::remote_rtp(&sdp);
                         hold = Some(crate::sdp::is_hold(&sdp));

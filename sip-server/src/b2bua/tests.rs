@@ -1387,6 +1387,59 @@ fn feature_code_not_stored_gets_500() {
 }
 
 #[test]
+fn reinvite_without_common_codec_gets_488() {
+    let mut h = Harness::new();
+    let (call, _invite) = answered_call(&mut h);
+    let tag = caller_tag(&h, &call);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-opus\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.sent.clear();
+    h.receive(&reinvite, CALLER);
+    let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&488), "{statuses:?}");
+    assert!(
+        h.requests_to(AGENT_1).is_empty(),
+        "an offer the relay cannot carry reached the agent"
+    );
+}
+
+#[test]
+fn reinvite_narrowed_to_relay_codecs() {
+    let mut h = Harness::new();
+    let (call, _invite) = answered_call(&mut h);
+    let tag = caller_tag(&h, &call);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 111 8\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\n";
+    let reinvite = format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-mix\r\n\
+         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
+         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
+         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.sent.clear();
+    h.receive(&reinvite, CALLER);
+    let relayed = h
+        .requests_to(AGENT_1)
+        .into_iter()
+        .find(|r| r.method == Method::Invite)
+        .expect("re-INVITE relayed to the agent");
+    let body = String::from_utf8_lossy(&relayed.body).into_owned();
+    assert!(body.contains("m=audio "), "{body}");
+    assert!(body.contains(" RTP/AVP 8"), "{body}");
+    assert!(!body.contains("opus"), "{body}");
+}
+
+#[test]
 fn reinvite_with_srtp_gets_488() {
     let mut h = Harness::new();
     let (call, _invite) = answered_call(&mut h);

@@ -437,6 +437,11 @@ impl Registrar {
                         }
                         continue;
                     }
+                    // Calls would be offered to a binding the PBX cannot
+                    // send to, and its qualify probes would fail forever.
+                    if !reachable_contact(&contact.uri) {
+                        return Err(Rejection::Bad("Unsupported Contact"));
+                    }
                     if expires < u64::from(self.config.min_expires) {
                         return Err(Rejection::TooBrief(self.config.min_expires));
                     }
@@ -942,6 +947,20 @@ fn is_private(ip: std::net::IpAddr) -> bool {
             (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
     }
+}
+
+/// Whether the PBX can send requests to a contact: a sip or sips URI with a
+/// port other than 0 and, when it names one, a transport the PBX speaks.
+fn reachable_contact(uri: &sip_message::Uri) -> bool {
+    let scheme = matches!(
+        uri.scheme,
+        sip_message::Scheme::Sip | sip_message::Scheme::Sips
+    );
+    let transport = uri
+        .params
+        .value("transport")
+        .is_none_or(|token| crate::transaction::TransportKind::from_token(token).is_some());
+    scheme && uri.port != Some(0) && transport
 }
 
 #[cfg(test)]

@@ -175,6 +175,31 @@ fn path_without_supported_gets_421() {
 }
 
 #[test]
+fn unreachable_contacts_rejected() {
+    let mut registrar = registrar();
+    let now = Instant::now();
+    let source = tcp("198.51.100.5:5070", 1);
+    let contacts = [
+        "<tel:+4930555>",
+        "<sip:1001@10.0.0.7:0>",
+        "<sip:1001@10.0.0.7:5060;transport=sctp>",
+    ];
+    for (cseq, contact) in (1..).zip(contacts) {
+        let headers = format!(
+            "Via: SIP/2.0/TCP 198.51.100.5:5070;branch=z9hG4bK-u{cseq}\r\nContact: {contact}\r\n"
+        );
+        let response = register(&mut registrar, cseq, &headers, source, now);
+        assert_eq!(response.status, 400, "{contact}");
+        assert_eq!(response.reason, "Unsupported Contact", "{contact}");
+    }
+    assert!(registrar.lookup("1001", now).is_empty());
+    let headers = "Via: SIP/2.0/TCP 198.51.100.5:5070;branch=z9hG4bK-u9\r\n\
+                   Contact: <sip:1001@10.0.0.7:5060;transport=tcp>\r\n";
+    let response = register(&mut registrar, 9, headers, source, now);
+    assert_eq!(response.status, 200);
+}
+
+#[test]
 fn overlong_path_rejected() {
     let mut registrar = registrar();
     let now = Instant::now();

@@ -63,7 +63,7 @@ fn star_key_gets_a_callback() {
     // The request is stored, so a crash does not lose it.
     pbx.restart();
     assert!(
-        pbx.logs().contains("restored callback requests"),
+        pbx.wait_for_log("restored callback requests", Duration::from_secs(10)),
         "{}",
         pbx.logs()
     );
@@ -167,7 +167,7 @@ fn crash_while_the_citizen_rings_keeps_the_request() {
     assert_eq!(cut["interrupted"], true);
     assert!(cut["answered_at"].is_null());
     assert!(
-        pbx.logs().contains("restored callback requests"),
+        pbx.wait_for_log("restored callback requests", Duration::from_secs(10)),
         "the request is back in the queue\n{}",
         pbx.logs()
     );

@@ -41,7 +41,7 @@ fn invite_past_the_transaction_limit_gets_503() {
         .expect("final response");
     assert_eq!(status, 503, "statuses {:?}", caller.statuses);
     assert!(
-        pbx.logs().contains("new call rejected: overloaded"),
+        pbx.wait_for_log("new call rejected: overloaded", Duration::from_secs(10)),
         "{}",
         pbx.logs()
     );

@@ -77,7 +77,10 @@ fn queue_log_is_restored_from_stored_events() {
         String::from_utf8_lossy(&live)
     );
     assert!(
-        pbx.logs().contains("the queue_log was missing or empty"),
+        pbx.wait_for_log(
+            "the queue_log was missing or empty",
+            Duration::from_secs(10)
+        ),
         "the repair is logged\n{}",
         pbx.logs()
     );
@@ -95,7 +98,7 @@ fn queue_log_is_restored_from_stored_events() {
         String::from_utf8_lossy(&whole)
     );
     assert!(
-        pbx.logs().contains("the queue_log lacked the lines"),
+        pbx.wait_for_log("the queue_log lacked the lines", Duration::from_secs(10)),
         "the repair is logged\n{}",
         pbx.logs()
     );

@@ -92,7 +92,7 @@ fn registration_survives_a_crash() {
     // agent registered can bring the binding back.
     pbx.restart();
     assert!(
-        pbx.logs().contains("restored stored registrations"),
+        pbx.wait_for_log("restored stored registrations", Duration::from_secs(10)),
         "no registrations restored\n{}",
         pbx.logs()
     );

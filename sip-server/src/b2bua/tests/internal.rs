@@ -216,3 +216,32 @@ fn unanswered_extension_call_frees_both_agents() {
     assert_eq!(state(&h, "1001"), Some(acd::AgentState::Available));
     assert_eq!(state(&h, "1002"), Some(acd::AgentState::Available));
 }
+
+/// An INVITE from a trunk's address to `number`, claiming to come from
+/// `from`, without credentials, as a scanner sends it.
+fn scan_invite(number: &str, from: &str, call_id: &str) -> String {
+    format!(
+        "INVITE sip:{number}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}@pbx.test>;tag=s1\r\nTo: <sip:{number}@pbx.test>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{from}@192.0.2.50:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn scan_from_trunk_address_cannot_tell_agents() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    let mut statuses = Vec::new();
+    for (number, call_id) in [("1001", "scan-agent"), ("1009", "scan-other")] {
+        h.receive(&scan_invite(number, number, call_id), "192.0.2.50:5060");
+        let final_status = h
+            .responses_to("192.0.2.50:5060")
+            .into_iter()
+            .map(|r| r.status)
+            .find(|status| *status >= 200);
+        statuses.push(final_status);
+    }
+    assert_eq!(statuses[0], statuses[1], "an agent id answered differently");
+    assert_ne!(statuses[0], Some(407));
+}

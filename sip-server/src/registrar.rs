@@ -949,7 +949,7 @@ fn is_private(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// Whether the PBX can send requests to a contact: a sip or sips URI with a
+/// Returns whether the PBX can send requests to a contact: a sip or sips URI with a
 /// port other than 0 and, when it names one, a transport the PBX speaks.
 fn reachable_contact(uri: &sip_message::Uri) -> bool {
     let scheme = matches!(

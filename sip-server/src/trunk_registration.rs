@@ -74,8 +74,8 @@ impl RegistrationConfig {
     }
 
     /// Returns the transport the REGISTERs use before any look-up: the
-    /// URI's `transport`, else TLS for `sips:`, else UDP. A NAPTR answer
-    /// may choose another for the servers it names.
+    /// URI's `transport`, else TLS for `sips:`, else UDP. NAPTR records
+    /// may choose another for the servers they name.
     pub fn transport(&self) -> TransportKind {
         self.registrar.default_transport()
     }

@@ -14,9 +14,9 @@ macro_rules! known_names {
         /// usual spelling. A name is matched against these case-insensitively.
         const KNOWN_NAMES: &[&str] = &[$($name,)*];
 
-        /// The known name spelled exactly as `name`. A `match` compiles to a
-        /// length switch and a few compares, cheaper than scanning the table
-        /// for every header of every message.
+        /// Returns the known name spelled exactly as `name`. A `match`
+        /// compiles to a length switch and a few compares, cheaper than
+        /// scanning the table for every header of every message.
         fn exact_known_name(name: &str) -> Option<&'static str> {
             match name {
                 $($name => Some($name),)*
@@ -134,7 +134,8 @@ const LIST_HEADERS: &[&str] = &[
     "Allow-Events",
 ];
 
-/// The long canonical name of a known header (compact forms expanded).
+/// Returns the long canonical name of a known header (compact forms
+/// expanded).
 pub(crate) fn known_name(name: &str) -> Option<&'static str> {
     if name.len() == 1 {
         return COMPACT_NAMES
@@ -214,8 +215,8 @@ impl Header {
         }
     }
 
-    /// A header of a parsed message, whose name and value share the
-    /// received buffer.
+    /// Creates a header of a parsed message, whose name and value share
+    /// the received buffer.
     pub(crate) fn received(name: ByteString, value: ByteString) -> Header {
         let name = match known_name(&name) {
             Some(known) => Text::Static(known),

@@ -332,15 +332,17 @@ impl Core {
         // only when it comes from where that agent's phone registered.
         // Otherwise anyone at a trunk address could tell agent ids from
         // other numbers by the 407 they get (user enumeration).
-        let from_agent_phone = from_agent
-            && from_user.as_deref().is_some_and(|user| {
+        let from_agent_phone = || {
+            from_user.as_deref().is_some_and(|user| {
                 self.registrar
                     .lookup(user, now)
                     .iter()
                     .any(|binding| binding.source.addr == source.addr)
-            });
-        let agent_feature = (super::feature::feature_for(&dialed).is_some() && from_agent)
-            || (self.extension_dialed(&dialed).is_some() && from_agent_phone);
+            })
+        };
+        let agent_feature = from_agent
+            && (super::feature::feature_for(&dialed).is_some()
+                || (self.extension_dialed(&dialed).is_some() && from_agent_phone()));
         if !agent_feature {
             if let Some(trunk) = self
                 .config

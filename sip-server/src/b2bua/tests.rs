@@ -1386,21 +1386,26 @@ fn feature_code_not_stored_gets_500() {
     );
 }
 
-#[test]
-fn reinvite_without_common_codec_gets_488() {
-    let mut h = Harness::new();
-    let (call, _invite) = answered_call(&mut h);
-    let tag = caller_tag(&h, &call);
-    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
-               m=audio 40000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
-    let reinvite = format!(
-        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-opus\r\n\
+/// A re-INVITE from the caller of `call` carrying `sdp`.
+fn caller_reinvite(h: &Harness, call: &str, branch: &str, sdp: &str) -> String {
+    let tag = caller_tag(h, call);
+    format!(
+        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{branch}\r\n\
          Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
          To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
          Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
          Content-Length: {}\r\n\r\n{sdp}",
         sdp.len()
-    );
+    )
+}
+
+#[test]
+fn reinvite_without_common_codec_gets_488() {
+    let mut h = Harness::new();
+    let (call, _invite) = answered_call(&mut h);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let reinvite = caller_reinvite(&h, &call, "opus", sdp);
     h.sent.clear();
     h.receive(&reinvite, CALLER);
     let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();
@@ -1415,17 +1420,9 @@ fn reinvite_without_common_codec_gets_488() {
 fn reinvite_narrowed_to_relay_codecs() {
     let mut h = Harness::new();
     let (call, _invite) = answered_call(&mut h);
-    let tag = caller_tag(&h, &call);
     let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 111 8\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\n";
-    let reinvite = format!(
-        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-mix\r\n\
-         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
-         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
+    let reinvite = caller_reinvite(&h, &call, "mix", sdp);
     h.sent.clear();
     h.receive(&reinvite, CALLER);
     let relayed = h
@@ -1443,17 +1440,9 @@ fn reinvite_narrowed_to_relay_codecs() {
 fn reinvite_with_srtp_gets_488() {
     let mut h = Harness::new();
     let (call, _invite) = answered_call(&mut h);
-    let tag = caller_tag(&h, &call);
     let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
                m=audio 40000 RTP/SAVP 0\r\n";
-    let reinvite = format!(
-        "INVITE sip:pbx@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-srtp\r\n\
-         Max-Forwards: 70\r\nFrom: \"Citizen\" <sip:+15550100@carrier.test>;tag=c1\r\n\
-         To: <sip:5000@pbx.test>;tag={tag}\r\nCall-ID: caller-1@carrier.test\r\nCSeq: 2 INVITE\r\n\
-         Contact: <sip:+15550100@{CALLER}>\r\nContent-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
+    let reinvite = caller_reinvite(&h, &call, "srtp", sdp);
     h.sent.clear();
     h.receive(&reinvite, CALLER);
     let statuses: Vec<u16> = h.responses_to(CALLER).iter().map(|r| r.status).collect();

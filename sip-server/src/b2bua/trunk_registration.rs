@@ -148,9 +148,10 @@ impl Core {
             .insert(trunk.to_owned(), destinations);
     }
 
-    /// Servers of a trunk's registrar in the order to try them: the
-    /// address itself when the configuration names an IP, otherwise what
-    /// the driver resolved (nothing yet before the first answer).
+    /// Returns the servers of a trunk's registrar in the order to try
+    /// them: the address itself when the configuration names an IP,
+    /// otherwise what the driver resolved (nothing before its first
+    /// look-up completes).
     fn registrar_servers(&self, trunk: &str, config: &RegistrationConfig) -> Vec<Destination> {
         match config.registrar.plan() {
             Plan::Resolved(destination) => vec![destination],

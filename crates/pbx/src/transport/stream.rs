@@ -107,7 +107,7 @@ pub(super) async fn read<S: AsyncRead>(
             return Err("message larger than the maximum message size");
         }
         let (limit, reason) = if buffer.is_empty() && !seen_message {
-            // A phone registers as soon as it connects; a connection that
+            // A phone registers as soon as it connects. A connection that
             // sends no message would otherwise hold a slot of the
             // connection table for the whole idle timeout.
             (

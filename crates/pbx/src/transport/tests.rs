@@ -685,11 +685,7 @@ async fn silent_connection_closed_before_idle_timeout() {
     let mut silent = TcpStream::connect(bound.udp_tcp).await.unwrap();
     let mut talking = TcpStream::connect(bound.udp_tcp).await.unwrap();
     talking
-        .write_all(
-            b"OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-s1\r\n\
-              From: <sip:a@test>;tag=1\r\nTo: <sip:pbx@test>\r\nCall-ID: s1@test\r\n\
-              CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        )
+        .write_all(tcp_options("s1").as_bytes())
         .await
         .unwrap();
     assert_closed(

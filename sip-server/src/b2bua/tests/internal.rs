@@ -217,8 +217,8 @@ fn unanswered_extension_call_frees_both_agents() {
     assert_eq!(state(&h, "1002"), Some(acd::AgentState::Available));
 }
 
-/// An INVITE from a trunk's address to `number`, claiming to come from
-/// `from`, without credentials, as a scanner sends it.
+/// Builds an INVITE from a trunk's address to `number`, claiming to come
+/// from `from`, without credentials, as a scanner sends it.
 fn scan_invite(number: &str, from: &str, call_id: &str) -> String {
     format!(
         "INVITE sip:{number}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK-{call_id}\r\n\

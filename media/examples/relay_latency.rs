@@ -23,6 +23,7 @@
 //! and how much of each channel's talk time is silent where the tone
 //! should be.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -30,7 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use media::{Leg, MediaSession, Relay, RelayConfig};
+use media::{Leg, MediaSession, Relay, RelayConfig, RelayDelays};
+use nix::sys::socket::sockopt;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 const PACKET_INTERVAL: Duration = Duration::from_millis(20);
@@ -43,19 +46,26 @@ const SEND_RING: usize = 256;
 /// Time after the last send for packets still in flight.
 const DRAIN: Duration = Duration::from_millis(300);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Phone sockets per side (callers, agents).
+const PHONE_SOCKETS: usize = 16;
+/// Requested receive buffer of a phone socket: about 5,000 packets, or
+/// 1.5 s of what one socket receives at 1,000 sessions.
+const PHONE_RECEIVE_BUFFER: usize = 4 << 20;
+/// Send slots per 20 ms packet interval.
+const SEND_SLOTS: usize = 80;
 
 struct Options {
     sessions: usize,
     sending: Duration,
     port_base: u16,
+    spin: Duration,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
     let recordings = tempfile::tempdir()?;
-    let relay_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("relay")
+    // Opens and closes the sessions; the relay runs on threads of its own.
+    let setup_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let port_count = (options.sessions * 8).min(usize::from(u16::MAX - options.port_base));
@@ -63,11 +73,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let relay = Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: options.port_base..=port_end,
+        threads: 2,
+        spin: options.spin,
     })?;
     let phones = bind_phones(options.sessions)?;
-    let sessions = relay_runtime.block_on(open_sessions(
+    let sessions = setup_runtime.block_on(open_sessions(
         &relay,
         &phones,
+        options.sessions,
         recordings.path().to_path_buf(),
     ))?;
     println!(
@@ -83,17 +96,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let generator = spawn_generator(&sessions, phones, start, options.sending)?;
     std::thread::sleep((start + WARM_UP).saturating_duration_since(Instant::now()));
     let cpu_before = thread_cpu()?;
+    let delays_before = relay.delays();
     let measured_from = Instant::now();
     std::thread::sleep((start + options.sending).saturating_duration_since(Instant::now()));
     let cpu_after = thread_cpu()?;
     let measured = measured_from.elapsed();
+    // Sessions add their delays to the relay's every 100 ms.
+    std::thread::sleep(Duration::from_millis(150));
+    let relay_delays = relay.delays().since(&delays_before);
     let load_during = load_average();
     let report = generator
         .join()
         .map_err(|_| io::Error::other("load generator panicked"))??;
 
-    let closed = relay_runtime.block_on(close_sessions(sessions));
+    let closed = setup_runtime.block_on(close_sessions(sessions));
     report.print(options.sessions);
+    print_relay_delays(&relay_delays);
     print_cpu(&cpu_before, &cpu_after, measured, options.sessions);
     println!("load_during={load_during}");
     let talk_end = start + options.sending - 2 * PACKET_INTERVAL;
@@ -131,10 +149,18 @@ fn parse_options() -> Result<Options, String> {
             "{sessions} sessions do not fit above port {port_base}, expected 1 to 8000 sessions with 8 ports each"
         ));
     }
+    let spin = match std::env::var("RELAY_SPIN_US") {
+        Ok(text) => Duration::from_micros(
+            text.parse()
+                .map_err(|_| format!("invalid RELAY_SPIN_US {text:?}, expected microseconds"))?,
+        ),
+        Err(_) => media::DEFAULT_SPIN,
+    };
     Ok(Options {
         sessions,
         sending: Duration::from_secs(seconds),
         port_base: port_base & !1,
+        spin,
     })
 }
 
@@ -148,32 +174,54 @@ fn clock_port_base() -> u16 {
     (30_000 + (nanos / 1000) % 20_000) as u16 & !1
 }
 
-/// Binds the two phone sockets of each session: caller, then agent.
-fn bind_phones(sessions: usize) -> io::Result<Vec<[std::net::UdpSocket; 2]>> {
-    (0..sessions)
-        .map(|_| {
-            let bind = || {
-                let socket = std::net::UdpSocket::bind((LOCALHOST, 0))?;
-                socket.set_nonblocking(true)?;
-                Ok::<_, io::Error>(socket)
-            };
-            Ok([bind()?, bind()?])
-        })
-        .collect()
+/// The phones' sockets, callers' first. Every caller leg sends from one of
+/// the callers' sockets and every agent leg from one of the agents', so
+/// the generator reads many legs with one batched call. The relay latches
+/// each leg to its socket's address as it would to a phone's.
+type PhoneSockets = [Vec<std::net::UdpSocket>; 2];
+
+/// Binds up to [`PHONE_SOCKETS`] sockets per side, each with a receive
+/// buffer for a few hundred packets and kernel receive timestamps.
+fn bind_phones(sessions: usize) -> io::Result<PhoneSockets> {
+    let bind = || {
+        let socket = std::net::UdpSocket::bind((LOCALHOST, 0))?;
+        socket.set_nonblocking(true)?;
+        // Past `net.core.rmem_max` only with CAP_NET_ADMIN (as root); the
+        // plain request is capped at it.
+        if nix::sys::socket::setsockopt(&socket, sockopt::RcvBufForce, &PHONE_RECEIVE_BUFFER)
+            .is_err()
+        {
+            socket2::SockRef::from(&socket).set_recv_buffer_size(PHONE_RECEIVE_BUFFER)?;
+        }
+        media::batch::enable_receive_timestamps(&socket)?;
+        Ok::<_, io::Error>(socket)
+    };
+    let count = PHONE_SOCKETS.min(sessions);
+    Ok([
+        (0..count).map(|_| bind()).collect::<io::Result<_>>()?,
+        (0..count).map(|_| bind()).collect::<io::Result<_>>()?,
+    ])
+}
+
+/// The phone socket of leg `index` (callers even, agents odd).
+fn phone_of(phones: &PhoneSockets, index: usize) -> &std::net::UdpSocket {
+    let side = &phones[index % 2];
+    &side[(index / 2) % side.len()]
 }
 
 /// Opens one recorded session per phone pair, each paired with the instant
 /// its recording starts (sample 0 of its file).
 async fn open_sessions(
     relay: &Relay,
-    phones: &[[std::net::UdpSocket; 2]],
+    phones: &PhoneSockets,
+    count: usize,
     folder: PathBuf,
 ) -> Result<Vec<(MediaSession, Instant)>, Box<dyn std::error::Error>> {
-    let mut sessions = Vec::with_capacity(phones.len());
-    for (index, [caller, agent]) in phones.iter().enumerate() {
+    let mut sessions = Vec::with_capacity(count);
+    for index in 0..count {
         let session = relay.open_session(&format!("latency-{index}")).await?;
-        session.set_remote(Leg::Caller, caller.local_addr()?);
-        session.set_remote(Leg::Agent, agent.local_addr()?);
+        session.set_remote(Leg::Caller, phone_of(phones, 2 * index).local_addr()?);
+        session.set_remote(Leg::Agent, phone_of(phones, 2 * index + 1).local_addr()?);
         let path = folder.join(format!("{index}.wav"));
         let recording_start = Instant::now();
         session.start_recording_with(path, None, recording_start)?;
@@ -199,8 +247,8 @@ async fn close_sessions(sessions: Vec<(MediaSession, Instant)>) -> Vec<Closed> {
     closed
 }
 
-/// Send instants of one leg's packets in nanoseconds since the generator's
-/// start, indexed by sequence number modulo [`SEND_RING`].
+/// Send instants of one leg's packets in nanoseconds since the Unix epoch,
+/// indexed by sequence number modulo [`SEND_RING`].
 struct SendTimes {
     slots: Vec<AtomicU64>,
 }
@@ -221,15 +269,8 @@ impl SendTimes {
     }
 }
 
-/// One leg of one session on the generator's side: its phone socket, the
-/// relay port it sends to, and the send times of its packets.
-struct PhoneLeg {
-    socket: UdpSocket,
-    relay: SocketAddr,
-    sent: SendTimes,
-}
-
 /// Counts and delays measured by the generator.
+#[derive(Default)]
 struct Report {
     sent: u64,
     received: u64,
@@ -261,74 +302,104 @@ impl Report {
     }
 }
 
+/// Prints the relay's own delays over the measured period, as the bucket
+/// bounds under which half, 99 % and 99.9 % of the datagrams fell.
+fn print_relay_delays(period: &RelayDelays) {
+    let bound = |fraction: f64| {
+        period
+            .quantile_bound_us(fraction)
+            .map_or_else(|| "over_100000".to_owned(), |micros| micros.to_string())
+    };
+    let mean = period.sum.as_nanos() as f64 / period.count.max(1) as f64 / 1000.0;
+    println!(
+        "relay_delay: counted={} mean_us={mean:.0} p50_under_us={} p99_under_us={} p999_under_us={}",
+        period.count,
+        bound(0.50),
+        bound(0.99),
+        bound(0.999),
+    );
+}
+
+/// What the generator's threads share.
+struct Plan {
+    phones: PhoneSockets,
+    /// The relay port each leg sends to, by leg index.
+    relay_ports: Vec<SocketAddr>,
+    /// By leg index.
+    sent: Vec<SendTimes>,
+    /// The leg that sent what arrives from a relay port: the caller's
+    /// packets leave the relay from the agent leg's port.
+    sender_of: HashMap<SocketAddr, usize>,
+    start: Instant,
+    sending: Duration,
+    /// Packets sent before this wall-clock instant (nanoseconds since the
+    /// epoch) are warm-up and not measured.
+    measured_from_nanos: u64,
+}
+
+/// Starts the sender and the receiver, two threads named `load-gen` whose
+/// CPU time is reported together.
 fn spawn_generator(
     sessions: &[(MediaSession, Instant)],
-    phones: Vec<[std::net::UdpSocket; 2]>,
+    phones: PhoneSockets,
     start: Instant,
     sending: Duration,
 ) -> io::Result<std::thread::JoinHandle<io::Result<Report>>> {
-    let relay_ports: Vec<[SocketAddr; 2]> = sessions
-        .iter()
-        .map(|(session, _)| {
-            [
-                session.local_rtp_addr(Leg::Caller),
-                session.local_rtp_addr(Leg::Agent),
-            ]
-        })
-        .collect();
-    std::thread::Builder::new()
+    let mut relay_ports = Vec::with_capacity(2 * sessions.len());
+    let mut sender_of = HashMap::with_capacity(2 * sessions.len());
+    for (index, (session, _)) in sessions.iter().enumerate() {
+        let caller_port = session.local_rtp_addr(Leg::Caller);
+        let agent_port = session.local_rtp_addr(Leg::Agent);
+        relay_ports.extend([caller_port, agent_port]);
+        sender_of.insert(agent_port, 2 * index);
+        sender_of.insert(caller_port, 2 * index + 1);
+    }
+    let measured_from = start + WARM_UP;
+    let measured_from_nanos = wall_nanos().saturating_add(
+        measured_from
+            .saturating_duration_since(Instant::now())
+            .as_nanos() as u64,
+    );
+    let plan = Arc::new(Plan {
+        phones,
+        sent: (0..relay_ports.len()).map(|_| SendTimes::new()).collect(),
+        relay_ports,
+        sender_of,
+        start,
+        sending,
+        measured_from_nanos,
+    });
+    let receiver_plan = Arc::clone(&plan);
+    let receiver = std::thread::Builder::new()
         .name("load-gen".to_owned())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(generate(phones, relay_ports, start, sending))
+            runtime.block_on(receive_all(receiver_plan))
+        })?;
+    std::thread::Builder::new()
+        .name("load-gen".to_owned())
+        .spawn(move || {
+            let sent = send(&plan)?;
+            let mut report = receiver
+                .join()
+                .map_err(|_| io::Error::other("receiver panicked"))??;
+            report.sent = sent;
+            Ok(report)
         })
 }
 
-async fn generate(
-    phones: Vec<[std::net::UdpSocket; 2]>,
-    relay_ports: Vec<[SocketAddr; 2]>,
-    start: Instant,
-    sending: Duration,
-) -> io::Result<Report> {
-    let mut legs = Vec::with_capacity(2 * phones.len());
-    for ([caller, agent], [caller_relay, agent_relay]) in phones.into_iter().zip(relay_ports) {
-        for (socket, relay) in [(caller, caller_relay), (agent, agent_relay)] {
-            legs.push(Arc::new(PhoneLeg {
-                socket: UdpSocket::from_std(socket)?,
-                relay,
-                sent: SendTimes::new(),
-            }));
-        }
+/// Sends one packet per leg every 20 ms, paced in [`SEND_SLOTS`] slots of
+/// 250 us: leg `i` of session `s` sends in slot `s % SEND_SLOTS`, agents
+/// half an interval after their caller, so the load is spread evenly
+/// rather than in one burst per interval.
+fn send(plan: &Plan) -> io::Result<u64> {
+    let slot_length = PACKET_INTERVAL / SEND_SLOTS as u32;
+    let mut by_slot = vec![Vec::new(); SEND_SLOTS];
+    for leg in 0..plan.relay_ports.len() {
+        by_slot[(leg / 2 + (leg % 2) * SEND_SLOTS / 2) % SEND_SLOTS].push(leg);
     }
-    let stop = start + sending + DRAIN;
-    let mut receivers = Vec::with_capacity(legs.len());
-    for (index, leg) in legs.iter().enumerate() {
-        // Legs come in pairs: what the caller (even index) sends arrives at
-        // the agent (odd index) and the other way round.
-        let peer = Arc::clone(&legs[index ^ 1]);
-        receivers.push(tokio::spawn(receive(Arc::clone(leg), peer, start, stop)));
-    }
-    let sent = send(&legs, start, sending).await?;
-    let mut report = Report {
-        sent,
-        received: 0,
-        delays: Vec::new(),
-    };
-    for receiver in receivers {
-        let (received, delays) = receiver.await.map_err(io::Error::other)??;
-        report.received += received;
-        report.delays.extend(delays);
-    }
-    Ok(report)
-}
-
-/// Sends one packet per leg every 20 ms. Leg `i` sends in the millisecond
-/// slot `i % 20` of each interval (agents 10 ms after their caller), so the
-/// load is spread evenly rather than in one burst per interval.
-async fn send(legs: &[Arc<PhoneLeg>], start: Instant, sending: Duration) -> io::Result<u64> {
-    let slots = PACKET_INTERVAL.as_millis() as usize;
     let mut packet = [0u8; 12 + SAMPLES_PER_PACKET];
     packet[0] = 0x80;
     // A 4 kHz square wave in mu-law, of which no sample decodes to zero, so
@@ -336,23 +407,20 @@ async fn send(legs: &[Arc<PhoneLeg>], start: Instant, sending: Duration) -> io::
     for pair in packet[12..].chunks_exact_mut(2) {
         pair.copy_from_slice(&[0xA0, 0x20]);
     }
-    let ticks = sending.as_millis() as u64;
+    let ticks = (plan.sending.as_nanos() / slot_length.as_nanos()) as u64;
     let mut sent = 0;
     for tick in 0..ticks {
-        tokio::time::sleep_until((start + Duration::from_millis(tick)).into()).await;
-        let round = tick / slots as u64;
+        let due = plan.start + slot_length * tick as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let round = tick / SEND_SLOTS as u64;
         let sequence = round as u16;
         let timestamp = (round as u32).wrapping_mul(SAMPLES_PER_PACKET as u32);
-        for (index, leg) in legs.iter().enumerate() {
-            let slot = (index / 2 + (index % 2) * slots / 2) % slots;
-            if slot != tick as usize % slots {
-                continue;
-            }
+        for &leg in &by_slot[tick as usize % SEND_SLOTS] {
             packet[2..4].copy_from_slice(&sequence.to_be_bytes());
             packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
-            packet[8..12].copy_from_slice(&(index as u32 + 1).to_be_bytes());
-            leg.sent.store(sequence, start.elapsed().as_nanos() as u64);
-            match leg.socket.try_send_to(&packet, leg.relay) {
+            packet[8..12].copy_from_slice(&(leg as u32 + 1).to_be_bytes());
+            plan.sent[leg].store(sequence, wall_nanos());
+            match phone_of(&plan.phones, leg).send_to(&packet, plan.relay_ports[leg]) {
                 Ok(_) => sent += 1,
                 // A full socket buffer is a lost packet, which the report shows.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -363,35 +431,73 @@ async fn send(legs: &[Arc<PhoneLeg>], start: Instant, sending: Duration) -> io::
     Ok(sent)
 }
 
-/// Receives what the relay forwards to `leg` until `stop`, and returns the
-/// packet count and the delays of packets sent after the warm-up.
-async fn receive(
-    leg: Arc<PhoneLeg>,
-    peer: Arc<PhoneLeg>,
-    start: Instant,
-    stop: Instant,
-) -> io::Result<(u64, Vec<u64>)> {
-    let mut buffer = [0u8; 1500];
-    let mut received = 0;
-    let mut delays = Vec::new();
-    let warm_up = WARM_UP.as_nanos() as u64;
-    loop {
-        let receipt = tokio::time::timeout_at(stop.into(), leg.socket.recv_from(&mut buffer));
-        let Ok(result) = receipt.await else {
-            return Ok((received, delays));
-        };
-        let (length, _) = result?;
-        let arrived = start.elapsed().as_nanos() as u64;
-        if length < 12 {
-            continue;
-        }
-        received += 1;
-        let sequence = u16::from_be_bytes([buffer[2], buffer[3]]);
-        let sent = peer.sent.load(sequence);
-        if sent >= warm_up && arrived >= sent {
-            delays.push(arrived - sent);
+/// Receives on every phone socket until the sending time and [`DRAIN`]
+/// are over.
+async fn receive_all(plan: Arc<Plan>) -> io::Result<Report> {
+    let stop = plan.start + plan.sending + DRAIN;
+    let mut tasks = Vec::new();
+    for side in 0..2 {
+        for index in 0..plan.phones[side].len() {
+            tasks.push(tokio::spawn(receive(Arc::clone(&plan), side, index, stop)));
         }
     }
+    let mut report = Report::default();
+    for task in tasks {
+        let (received, delays) = task.await.map_err(io::Error::other)??;
+        report.received += received;
+        report.delays.extend(delays);
+    }
+    Ok(report)
+}
+
+/// Receives what the relay forwards to one phone socket until `stop`, and
+/// returns the packet count and the delays of packets sent after the
+/// warm-up. A delay runs from the sender's clock reading just before its
+/// `send_to` to the kernel's timestamp of the packet's arrival at the phone
+/// socket, so the receiving thread's own wait for a core is not in it.
+async fn receive(
+    plan: Arc<Plan>,
+    side: usize,
+    index: usize,
+    stop: Instant,
+) -> io::Result<(u64, Vec<u64>)> {
+    let socket = UdpSocket::from_std(plan.phones[side][index].try_clone()?)?;
+    let mut received = 0;
+    let mut delays = Vec::new();
+    loop {
+        let Ok(ready) = tokio::time::timeout_at(stop.into(), socket.readable()).await else {
+            return Ok((received, delays));
+        };
+        ready?;
+        let batch = socket.try_io(Interest::READABLE, || {
+            media::batch::receive(&socket, |source, datagram, arrived| {
+                if datagram.len() < 12 {
+                    return;
+                }
+                received += 1;
+                let Some(&leg) = plan.sender_of.get(&source) else {
+                    return;
+                };
+                let sequence = u16::from_be_bytes([datagram[2], datagram[3]]);
+                let sent = plan.sent[leg].load(sequence);
+                let arrived = arrived.map_or_else(wall_nanos, |at| at.as_nanos() as u64);
+                if sent >= plan.measured_from_nanos && arrived >= sent {
+                    delays.push(arrived - sent);
+                }
+            })
+        });
+        match batch {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
 }
 
 /// Total on-CPU time of this process's threads by thread name, in
@@ -426,12 +532,13 @@ fn print_cpu(before: &[(String, u64)], after: &[(String, u64)], wall: Duration, 
         let find = |totals: &[(String, u64)]| {
             totals
                 .iter()
-                .find(|(known, _)| known == name)
-                .map_or(0, |(_, nanos)| *nanos)
+                .filter(|(known, _)| known.starts_with(name))
+                .map(|(_, nanos)| *nanos)
+                .sum::<u64>()
         };
         find(after).saturating_sub(find(before)) as f64 / wall.as_nanos() as f64
     };
-    let relay = used("relay");
+    let relay = used("relay-");
     let generator = used("load-gen");
     println!(
         "relay_cpu_pct={:.1} relay_cpu_us_per_session_s={:.1} generator_cpu_pct={:.1}",

@@ -34,7 +34,9 @@
 //! puts [`MediaSession::local_rtp_addr`] into the SDP it sends and feeds
 //! the peers' SDP addresses back in.
 
+pub mod batch;
 mod codec;
+mod delay;
 mod dtmf_tone;
 mod latch;
 mod outgoing;
@@ -43,14 +45,16 @@ mod ports;
 mod prompt;
 mod resample;
 mod session;
+mod shard;
 mod state;
 mod stats;
-mod task;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 pub use codec::{Codec, LegCodecs};
+pub use delay::{RELAY_DELAY_BOUNDS_US, RelayDelays};
 pub use prompt::PromptError;
 pub use rtp::DetectedDigit;
 pub use session::{LegStats, MediaSession, PlayRequest, Relay, load_prompt};
@@ -108,13 +112,24 @@ pub enum PlaybackEnd {
     Replaced,
 }
 
-/// Where the relay binds its sockets.
+/// Where the relay binds its sockets, and its threads.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     pub bind_address: IpAddr,
     /// Inclusive range; RTP takes the even ports, RTCP the odd port above.
     pub ports: RangeInclusive<u16>,
+    /// Threads that relay media, each with its share of the sessions; 0
+    /// starts one per core.
+    pub threads: usize,
+    /// How long a relay thread keeps polling after a datagram before it
+    /// sleeps; zero sleeps at once. See [`DEFAULT_SPIN`].
+    pub spin: Duration,
 }
+
+/// The default [`RelayConfig::spin`]: long enough to bridge the gap
+/// between two calls' packets from about a hundred calls up, short enough
+/// that an idle relay costs next to nothing.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -150,9 +165,16 @@ pub enum MediaError {
     NotADigit { digit: char },
     #[error("feature code {code:?} is invalid: expected 1 to {max} DTMF keys (0-9, *, #, A-D)", max = MAX_FEATURE_CODE_KEYS)]
     InvalidFeatureCode { code: String },
-    #[error("media task of call {call_id} failed: {source}")]
+    #[error("task of call {call_id} failed: {source}")]
     TaskFailed {
         call_id: String,
         source: tokio::task::JoinError,
+    },
+    #[error("cannot start the relay's threads: {source}")]
+    Threads { source: std::io::Error },
+    #[error("relay sockets of call {call_id} could not join the relay thread's poller: {source}")]
+    Register {
+        call_id: String,
+        source: std::io::Error,
     },
 }

@@ -9,18 +9,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use mio::net::UdpSocket;
 use recordings::{Recorder, RecorderOptions, RecordingSummary};
 use rtp::RtpPacket;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tracing::Instrument;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{Codec, LegCodecs};
+use crate::delay::{RelayDelays, SharedDelays};
 use crate::ports::{PortAllocator, PortLease};
+use crate::shard::{ControlSender, NewSession, Outcome, RelayThreads};
 use crate::state::RelayState;
 use crate::stats::{ReceptionStatistics, estimate_mos};
-use crate::task::SessionTask;
 use crate::{Leg, MediaError, MediaEvent, RelayConfig};
 
 /// Events each [`MediaSession::events`] receiver buffers before the relay
@@ -33,17 +32,36 @@ pub struct Relay {
     bind_address: IpAddr,
     allocator: Arc<Mutex<PortAllocator>>,
     ports: (u16, u16),
+    delays: Arc<SharedDelays>,
+    threads: Arc<RelayThreads>,
 }
 
 impl Relay {
-    /// Validates the range (even start, >= 4 ports).
+    /// Validates the range (even start, >= 4 ports) and starts the relay's
+    /// threads.
     pub fn new(config: RelayConfig) -> Result<Relay, MediaError> {
         let allocator = PortAllocator::new(&config.ports)?;
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            count => count,
+        };
+        let threads = RelayThreads::start(threads, config.spin)
+            .map_err(|source| MediaError::Threads { source })?;
         Ok(Relay {
             bind_address: config.bind_address,
             allocator: Arc::new(Mutex::new(allocator)),
             ports: (*config.ports.start(), *config.ports.end()),
+            delays: Arc::default(),
+            threads: Arc::new(threads),
         })
+    }
+
+    /// How long datagrams waited in the relay, over all sessions since the
+    /// relay was made: from their arrival at a leg's socket to the return
+    /// of the send that forwarded them. Sessions add their counts every
+    /// 100 ms and when they close.
+    pub fn delays(&self) -> RelayDelays {
+        self.delays.snapshot()
     }
 
     /// Port pairs currently held by open sessions.
@@ -57,19 +75,20 @@ impl Relay {
         let agent = self.bind_leg().await?;
         let local = [caller.local_rtp, agent.local_rtp];
         let counters = Arc::new([LegCounters::default(), LegCounters::default()]);
-        let (control, control_receiver) = mpsc::unbounded_channel();
-
         let span = tracing::info_span!("media_session", call_id = %call_id);
         span.in_scope(
             || tracing::info!(caller = %local[0], agent = %local[1], "media session opened"),
         );
-        let task = SessionTask {
+        let (done, outcome) = oneshot::channel();
+        let control = self.threads.open(NewSession {
             call_id: call_id.to_owned(),
+            span,
             sockets: [caller, agent],
             state: RelayState::new(Arc::clone(&counters), [random_u32(), random_u32()]),
-            control: control_receiver,
-        };
-        let task = tokio::spawn(task.run().instrument(span));
+            delays: Arc::clone(&self.delays),
+            done,
+            ended: Arc::new(AtomicBool::new(false)),
+        })?;
         Ok(MediaSession {
             call_id: call_id.to_owned(),
             local,
@@ -77,7 +96,8 @@ impl Relay {
             counters,
             recording: AtomicBool::new(false),
             wideband: [AtomicBool::new(false), AtomicBool::new(false)],
-            task,
+            outcome: Some(outcome),
+            _threads: Arc::clone(&self.threads),
         })
     }
 
@@ -97,8 +117,8 @@ impl Relay {
             match bind_pair(rtp_addr, rtcp_addr).await {
                 Ok((rtp, rtcp, local_rtp)) => {
                     return Ok(LegSockets {
-                        rtp,
-                        rtcp,
+                        rtp: UdpSocket::from_std(rtp),
+                        rtcp: UdpSocket::from_std(rtcp),
                         local_rtp,
                         _lease: lease,
                     });
@@ -124,15 +144,27 @@ impl Relay {
     }
 }
 
-type BoundPair = (UdpSocket, UdpSocket, SocketAddr);
+type BoundPair = (std::net::UdpSocket, std::net::UdpSocket, SocketAddr);
 
 async fn bind_pair(
     rtp: SocketAddr,
     rtcp: SocketAddr,
 ) -> Result<BoundPair, (SocketAddr, io::Error)> {
-    let rtp_socket = UdpSocket::bind(rtp).await.map_err(|error| (rtp, error))?;
-    let rtcp_socket = UdpSocket::bind(rtcp).await.map_err(|error| (rtcp, error))?;
+    let bind = |addr: SocketAddr| {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        Ok::<_, io::Error>(socket)
+    };
+    let rtp_socket = bind(rtp).map_err(|error| (rtp, error))?;
+    let rtcp_socket = bind(rtcp).map_err(|error| (rtcp, error))?;
     let local_rtp = rtp_socket.local_addr().map_err(|error| (rtp, error))?;
+    for socket in [&rtp_socket, &rtcp_socket] {
+        // Without timestamps the relay forwards as before but cannot
+        // report its delays.
+        if let Err(error) = crate::batch::enable_receive_timestamps(socket) {
+            tracing::debug!(%error, "no receive timestamps on a relay socket");
+        }
+    }
     Ok((rtp_socket, rtcp_socket, local_rtp))
 }
 
@@ -335,12 +367,16 @@ pub struct PlayRequest {
 pub struct MediaSession {
     call_id: String,
     local: [SocketAddr; 2],
-    control: mpsc::UnboundedSender<Control>,
+    control: ControlSender,
     counters: Arc<[LegCounters; 2]>,
     recording: AtomicBool,
     /// Whether each leg negotiated G.722, which makes recordings 16 kHz.
     wideband: [AtomicBool; 2],
-    task: JoinHandle<Result<Option<RecordingSummary>, MediaError>>,
+    /// Where the relay thread hands over the recording when the session
+    /// ends; taken by [`MediaSession::close`].
+    outcome: Option<oneshot::Receiver<Outcome>>,
+    /// Keeps the relay's threads running until the session is done.
+    _threads: Arc<RelayThreads>,
 }
 
 impl MediaSession {
@@ -586,15 +622,26 @@ impl MediaSession {
     }
 
     /// Stops the relay task, frees the ports and finalizes the recording.
-    pub async fn close(self) -> Result<Option<RecordingSummary>, MediaError> {
+    pub async fn close(mut self) -> Result<Option<RecordingSummary>, MediaError> {
         let _ = self.control.send(Control::Close(Instant::now()));
-        match self.task.await {
-            Ok(result) => result,
-            Err(source) => Err(MediaError::TaskFailed {
-                call_id: self.call_id,
-                source,
-            }),
+        let ended = || MediaError::SessionEnded {
+            call_id: self.call_id.clone(),
+        };
+        match self.outcome.take() {
+            // The thread drops the sender only when it stops, which it does
+            // after every session has handed over its outcome.
+            Some(outcome) => outcome.await.map_err(|_| ended())?,
+            None => Err(ended()),
         }
+    }
+}
+
+impl Drop for MediaSession {
+    /// Ends the session at the drop instant, finalizing any recording;
+    /// after [`MediaSession::close`] the session has already ended and this
+    /// does nothing.
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Close(Instant::now()));
     }
 }
 

@@ -4,13 +4,14 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use mio::net::UdpSocket;
 use recordings::{Channel, Recorder, RecordingSummary};
 use rtp::telephone_event::{DEFAULT_TELEPHONE_EVENT_PT, TelephoneEvent, event_to_digit};
 use rtp::{DtmfDetector, RtpPacket, is_rtcp, is_stun};
 use socket2::{SockAddr, SockRef};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::codec::{Codec, Encoder, LegCodecs, Transcoder};
@@ -18,7 +19,7 @@ use crate::latch::{Latch, Verdict, expected_source, same_address};
 use crate::outgoing::{OutgoingStream, Rewritten, StreamSource};
 use crate::player::Player;
 use crate::session::{Control, LegCounters, LegSockets, add};
-use crate::task::Origin;
+use crate::shard::Origin;
 use crate::{Leg, MediaError, MediaEvent, PlaybackEnd};
 
 mod code;
@@ -657,13 +658,18 @@ impl RelayState {
         // tokio's own send waits for its writable readiness, which needs a
         // poll of the task. The direct call needs none, and fails at worst
         // with WouldBlock.
-        match SockRef::from(socket).send_to(datagram, &SockAddr::from(destination)) {
-            Ok(sent) => {
-                let counters = &self.counters[to.index()];
-                add(&counters.packets_sent, 1);
-                add(&counters.bytes_sent, sent);
-            }
-            Err(error) => tracing::trace!(%destination, %error, "send failed"),
+        // Counted before the call, so that whoever reads the counters after
+        // the peer got the datagram finds it counted; taken back if the
+        // send fails (UDP sends all of a datagram or nothing).
+        let counters = &self.counters[to.index()];
+        add(&counters.packets_sent, 1);
+        add(&counters.bytes_sent, datagram.len());
+        if let Err(error) = SockRef::from(socket).send_to(datagram, &SockAddr::from(destination)) {
+            counters.packets_sent.fetch_sub(1, Ordering::Relaxed);
+            counters
+                .bytes_sent
+                .fetch_sub(datagram.len() as u64, Ordering::Relaxed);
+            tracing::trace!(%destination, %error, "send failed");
         }
     }
 

@@ -68,6 +68,8 @@ async fn relaying_recorded_packets_allocates_nothing() {
     let relay = Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: 42_600..=42_607,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config");
     let session = relay.open_session("allocations").await.expect("open");
@@ -98,8 +100,8 @@ async fn relaying_recorded_packets_allocates_nothing() {
     assert_eq!(change.allocations, 0, "allocations: {change:?}");
     assert_eq!(change.reallocations, 0, "reallocations: {change:?}");
     let stats = session.stats(Leg::Caller);
-    assert_eq!(stats.packets_received, 150);
-    assert_eq!(stats.packets_sent, 150);
+    assert_eq!(stats.packets_received, 150, "{stats:?}");
+    assert_eq!(stats.packets_sent, 150, "{stats:?}");
     let summary = session.close().await.expect("close").expect("recording");
     assert!(summary.duration_seconds > 2.9, "{summary:?}");
 }

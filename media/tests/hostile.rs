@@ -28,6 +28,8 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
     Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: first_port..=first_port + port_count - 1,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config")
 }

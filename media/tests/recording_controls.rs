@@ -20,6 +20,8 @@ fn relay(first_port: u16) -> Relay {
     Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: first_port..=first_port + 7,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config")
 }

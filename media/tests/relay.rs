@@ -17,6 +17,8 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
     Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config")
 }
@@ -337,6 +339,8 @@ fn invalid_port_range_rejected() {
     let config = RelayConfig {
         bind_address: LOCALHOST,
         ports: 20_001..=20_010,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     };
     assert!(matches!(
         Relay::new(config),

@@ -65,6 +65,8 @@ async fn new_agent_phone_continues_caller_stream() {
     let relay = Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: 42_500..=42_507,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer").await.expect("open");
@@ -191,6 +193,8 @@ async fn new_phone_on_same_host_takes_over() {
     let relay = Relay::new(RelayConfig {
         bind_address: LOCALHOST,
         ports: 42_510..=42_517,
+        threads: 1,
+        spin: media::DEFAULT_SPIN,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer-race").await.expect("open");

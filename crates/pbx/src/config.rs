@@ -193,6 +193,10 @@ pub(crate) struct MediaConfig {
     pub(crate) rtp_timeout: Option<Duration>,
     /// Folder of announcement prompts; None uses the built-in English ones.
     pub(crate) prompts_dir: Option<PathBuf>,
+    /// Relay threads; 0 is one per core.
+    pub(crate) relay_threads: usize,
+    /// How long a relay thread polls on after a datagram before it sleeps.
+    pub(crate) relay_spin: Duration,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).

@@ -425,6 +425,7 @@ impl Engine {
     ) -> crate::metrics::Snapshot {
         let mut media = crate::metrics::MediaTotals {
             sessions: sessions.len(),
+            relay_delays: self.relay.delays(),
             ..Default::default()
         };
         for session in sessions.values() {

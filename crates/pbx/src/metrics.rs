@@ -53,6 +53,8 @@ pub(crate) struct MediaTotals {
     pub(crate) packets_sent: u64,
     pub(crate) packets_lost: i64,
     pub(crate) packets_rejected: u64,
+    /// Since the start, of all calls.
+    pub(crate) relay_delays: media::RelayDelays,
 }
 
 /// Everything `/metrics` shows, taken at one instant by the engine.
@@ -220,6 +222,24 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Datagrams the relay dropped in the calls in progress: wrong source, payload type or size.",
         plain(media.packets_rejected.to_string()),
     );
+    let delays = &media.relay_delays;
+    let mut samples: Vec<(String, String)> = delays
+        .buckets
+        .iter()
+        .map(|(bound_us, count)| {
+            let bound = *bound_us as f64 / 1e6;
+            (format!("_bucket{{le=\"{bound}\"}}"), count.to_string())
+        })
+        .collect();
+    samples.push(("_bucket{le=\"+Inf\"}".to_owned(), delays.count.to_string()));
+    samples.push(("_sum".to_owned(), delays.sum.as_secs_f64().to_string()));
+    samples.push(("_count".to_owned(), delays.count.to_string()));
+    metric(
+        "pbx_relay_delay_seconds",
+        "histogram",
+        "Time RTP and RTCP datagrams spent in the relay, from their arrival at a call's socket to the send that forwarded them, over all calls since the start.",
+        samples,
+    );
     out
 }
 
@@ -278,6 +298,25 @@ fn trunk_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_delays_render_as_a_cumulative_histogram_in_seconds() {
+        let mut snapshot = Snapshot::default();
+        snapshot.media.relay_delays = media::RelayDelays {
+            buckets: vec![(25, 3), (1_000, 9), (100_000, 10)],
+            count: 11,
+            sum: std::time::Duration::from_micros(250_500),
+        };
+        let text = render(&snapshot);
+        let expected = "# TYPE pbx_relay_delay_seconds histogram\n\
+            pbx_relay_delay_seconds_bucket{le=\"0.000025\"} 3\n\
+            pbx_relay_delay_seconds_bucket{le=\"0.001\"} 9\n\
+            pbx_relay_delay_seconds_bucket{le=\"0.1\"} 10\n\
+            pbx_relay_delay_seconds_bucket{le=\"+Inf\"} 11\n\
+            pbx_relay_delay_seconds_sum 0.2505\n\
+            pbx_relay_delay_seconds_count 11\n";
+        assert!(text.contains(expected), "{text}");
+    }
 
     #[test]
     fn exposition_lists_every_family_with_type() {

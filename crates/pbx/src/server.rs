@@ -82,6 +82,8 @@ pub(crate) async fn run(
     let relay = media::Relay::new(media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
+        threads: config.media.relay_threads,
+        spin: config.media.relay_spin,
     })?;
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);

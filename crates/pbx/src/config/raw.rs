@@ -137,6 +137,8 @@ pub(super) struct RawMedia {
     pub(super) rtp_ports: Value<String>,
     pub(super) rtp_timeout_secs: Value<u32>,
     pub(super) prompts_dir: Value<String>,
+    pub(super) relay_threads: Value<u32>,
+    pub(super) relay_spin_us: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,6 +33,11 @@ const DEFAULT_EXPIRES_SECS: u32 = 600;
 const MAX_CONTACTS: u32 = 5;
 const QUALIFY_INTERVAL_SECS: u32 = 30;
 const RTP_TIMEOUT_SECS: u32 = 60;
+/// More relay threads than this gain nothing on any machine the PBX runs on.
+const MAX_RELAY_THREADS: u32 = 64;
+/// A relay thread that polls longer than this between datagrams burns a
+/// core for nothing: 20 ms is one packet interval of a single call.
+const MAX_RELAY_SPIN_US: u32 = 20_000;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 /// A century: longer is surely a typo, and keeps the cutoff date in range.
 const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -636,7 +641,24 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         RTP_PORTS,
     );
     let timeout = from_file(&raw.media.rtp_timeout_secs, RTP_TIMEOUT_SECS);
+    let relay_threads = from_file(&raw.media.relay_threads, 0);
+    let default_spin = u32::try_from(media::DEFAULT_SPIN.as_micros()).unwrap_or(u32::MAX);
+    let relay_spin_us = from_file(&raw.media.relay_spin_us, default_spin);
+    for (key, value, max) in [
+        ("media.relay_threads", &relay_threads, MAX_RELAY_THREADS),
+        ("media.relay_spin_us", &relay_spin_us, MAX_RELAY_SPIN_US),
+    ] {
+        if value.value > max {
+            let kind = ConfigErrorKind::TooLarge {
+                value: u64::from(value.value),
+                max: u64::from(max),
+            };
+            checker.report(key, &value.source, kind);
+        }
+    }
     MediaConfig {
+        relay_threads: relay_threads.value as usize,
+        relay_spin: Duration::from_micros(u64::from(relay_spin_us.value)),
         address,
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),

@@ -7,21 +7,30 @@
 //!
 //! SESSIONS defaults to 200, SECONDS (the sending time, 3 to 20) to 10, and
 //! PORT_BASE (the start of the relay's port range, 8 ports per session) to a
-//! value between 30000 and 50000 picked from the clock. The relay runs on a
-//! two-thread tokio runtime, as the PBX's runtime has on a two-core machine.
-//! The load generator runs on one thread of its own, so it shares the CPU
-//! with the relay.
+//! value between 30000 and 50000 picked from the clock. The relay runs on
+//! two threads of its own, as the PBX's relay does on a two-core machine;
+//! `RELAY_SPIN_US` sets its spin window (default 50). The load generator
+//! has two threads of its own, a sender and a receiver, on the same cores.
 //!
-//! The delay of a packet is the time from just before `send_to` on one
-//! phone socket to the return of `recv_from` on the other leg's phone
-//! socket. It therefore includes the generator's own wait to be scheduled,
-//! which makes it an upper bound for the relay's share. The first second
-//! of sending is left out as warm-up.
+//! The phones of all sessions send from 16 sockets per side and the
+//! receiver reads them with `recvmmsg`, so that the generator costs less
+//! than the relay it measures. The sender paces packets in 250 us slots.
 //!
-//! The output also gives the CPU time of the relay's threads per session,
-//! the packets lost, and, after the sessions close, the recordings' length
-//! and how much of each channel's talk time is silent where the tone
-//! should be.
+//! Two delays are printed. The end-to-end delay of a packet runs from just
+//! before `send_to` on one phone socket to the kernel's timestamp of its
+//! arrival at the other leg's phone socket. It includes the sender's own
+//! wait for a core between the clock reading and the send, so it is an
+//! upper bound for the relay's share. The receiving thread's waits are
+//! not in it. The relay's own delay, read from [`Relay::delays`], runs from a
+//! datagram's arrival at a relay socket to the return of the send that
+//! forwards it; it is printed as the histogram bucket bounds under which
+//! 50 %, 99 % and 99.9 % of the datagrams fell. The first second of
+//! sending is left out of both as warm-up.
+//!
+//! The output also gives the CPU time of the relay's and the generator's
+//! threads, the packets lost, and, after the sessions close, the
+//! recordings' length and how much of each channel's talk time is silent
+//! where the tone should be.
 
 use std::collections::HashMap;
 use std::io;
@@ -180,8 +189,8 @@ fn clock_port_base() -> u16 {
 /// each leg to its socket's address as it would to a phone's.
 type PhoneSockets = [Vec<std::net::UdpSocket>; 2];
 
-/// Binds up to [`PHONE_SOCKETS`] sockets per side, each with a receive
-/// buffer for a few hundred packets and kernel receive timestamps.
+/// Binds up to [`PHONE_SOCKETS`] sockets per side, each with a large
+/// receive buffer and kernel receive timestamps.
 fn bind_phones(sessions: usize) -> io::Result<PhoneSockets> {
     let bind = || {
         let socket = std::net::UdpSocket::bind((LOCALHOST, 0))?;
@@ -320,7 +329,7 @@ fn print_relay_delays(period: &RelayDelays) {
     );
 }
 
-/// What the generator's threads share.
+/// The plan and the records the generator's threads share.
 struct Plan {
     phones: PhoneSockets,
     /// The relay port each leg sends to, by leg index.

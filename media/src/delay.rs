@@ -2,7 +2,7 @@
 //! timestamp (`SO_TIMESTAMPNS`, taken when the datagram reached the
 //! socket's queue) to the return of the `sendto` that forwards it. The
 //! wait for the relay's thread to be scheduled and the time in the socket's
-//! queue are both inside it; the peers' own delays are not.
+//! queue are both inside it. The peers' own delays are not.
 //!
 //! Each session counts into a plain array on its own task and adds it to
 //! the relay's shared histogram when it flushes its recording (every
@@ -89,7 +89,7 @@ pub struct RelayDelays {
 }
 
 impl RelayDelays {
-    /// The smallest bucket bound, in microseconds, under which at least
+    /// Returns the smallest bucket bound, in microseconds, under which at least
     /// `fraction` of the datagrams fell, or `None` if the bound is past the
     /// last bucket or nothing was counted.
     pub fn quantile_bound_us(&self, fraction: f64) -> Option<u64> {
@@ -103,8 +103,8 @@ impl RelayDelays {
             .map(|(bound, _)| *bound)
     }
 
-    /// The counts of `self` less those of an earlier snapshot of the same
-    /// relay, for the delays of one period.
+    /// Subtracts an earlier snapshot of the same relay, for the delays of
+    /// one period.
     pub fn since(&self, earlier: &RelayDelays) -> RelayDelays {
         RelayDelays {
             buckets: self

@@ -9,7 +9,7 @@
 //! After a datagram a thread keeps polling without sleeping for a short
 //! window ([`RelayConfig::spin`](crate::RelayConfig)). Under load the next
 //! datagram comes within it, so the thread skips a sleep and a wake-up
-//! that cost more than relaying the datagram; when traffic stops, it
+//! that cost more than relaying the datagram. When traffic stops, it
 //! sleeps after the window.
 
 use std::cmp::Reverse;
@@ -38,14 +38,14 @@ const BATCHES_PER_TURN: usize = 8;
 const EVENT_CAPACITY: usize = 1024;
 const WAKER: Token = Token(usize::MAX);
 
-/// Which of the four sockets a datagram came in on.
+/// The socket, of a session's four, that a datagram came in on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Origin {
     pub(crate) leg: Leg,
     pub(crate) rtcp: bool,
 }
 
-/// What a session's task result is handed back through.
+/// A session's result: its recording, if any, or why it failed.
 pub(crate) type Outcome = Result<Option<RecordingSummary>, MediaError>;
 
 /// A session on its way to a relay thread: its sockets are bound but not

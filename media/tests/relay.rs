@@ -347,3 +347,63 @@ fn invalid_port_range_rejected() {
         Err(MediaError::InvalidPortRange { start: 20_001, .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_sessions_finish_recordings() {
+    let relay = Relay::new(RelayConfig {
+        bind_address: LOCALHOST,
+        ports: 41_120..=41_135,
+        threads: 2,
+        spin: std::time::Duration::ZERO,
+    })
+    .expect("valid relay config");
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (caller, agent) = (endpoint().await, endpoint().await);
+    let mut paths = Vec::new();
+    let mut sessions = Vec::new();
+    for index in 0..2 {
+        let session = relay
+            .open_session(&format!("dropped-{index}"))
+            .await
+            .expect("open");
+        session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
+        let path = folder.path().join(format!("{index}.wav"));
+        session
+            .start_recording(path.clone())
+            .expect("start recording");
+        for sequence in 0..5 {
+            send(
+                &caller,
+                &rtp_datagram(7, sequence, 0x90),
+                &session,
+                Leg::Caller,
+            )
+            .await;
+            receive(&agent).await;
+        }
+        paths.push(path);
+        sessions.push(session);
+    }
+    // Neither the sessions nor the relay are closed: dropping them must
+    // still end each recording with a header that matches its data.
+    drop(sessions);
+    drop(relay);
+    for path in paths {
+        let deadline = Instant::now() + WAIT;
+        let finalized = loop {
+            let size = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+            let header_frames = hound::WavReader::open(&path)
+                .map(|reader| u64::from(reader.duration()))
+                .unwrap_or(0);
+            // 44 header bytes, then 4 bytes per stereo 16-bit frame.
+            if header_frames > 0 && 44 + 4 * header_frames == size {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(finalized, "{} was not finalized", path.display());
+    }
+}

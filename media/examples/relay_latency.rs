@@ -9,7 +9,7 @@
 //! PORT_BASE (the start of the relay's port range, 8 ports per session) to a
 //! value between 30000 and 50000 picked from the clock. The relay runs on
 //! two threads of its own, as the PBX's relay does on a two-core machine;
-//! `RELAY_SPIN_US` sets its spin window (default 50). The load generator
+//! `RELAY_SPIN_US` sets its spin window (default 0). The load generator
 //! has two threads of its own, a sender and a receiver, on the same cores.
 //!
 //! The phones of all sessions send from 16 sockets per side and the
@@ -60,7 +60,8 @@ const PHONE_SOCKETS: usize = 16;
 /// Requested receive buffer of a phone socket: about 5,000 packets, or
 /// 1.5 s of what one socket receives at 1,000 sessions.
 const PHONE_RECEIVE_BUFFER: usize = 4 << 20;
-/// Send slots per 20 ms packet interval.
+/// Send slots per 20 ms packet interval, unless `SEND_SLOTS` says otherwise
+/// (20 sends in bursts of one millisecond's packets).
 const SEND_SLOTS: usize = 80;
 
 struct Options {
@@ -404,10 +405,15 @@ fn spawn_generator(
 /// half an interval after their caller, so the load is spread evenly
 /// rather than in one burst per interval.
 fn send(plan: &Plan) -> io::Result<u64> {
-    let slot_length = PACKET_INTERVAL / SEND_SLOTS as u32;
-    let mut by_slot = vec![Vec::new(); SEND_SLOTS];
+    let slots = std::env::var("SEND_SLOTS")
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok())
+        .filter(|slots| (2..=400).contains(slots) && slots % 2 == 0)
+        .unwrap_or(SEND_SLOTS);
+    let slot_length = PACKET_INTERVAL / slots as u32;
+    let mut by_slot = vec![Vec::new(); slots];
     for leg in 0..plan.relay_ports.len() {
-        by_slot[(leg / 2 + (leg % 2) * SEND_SLOTS / 2) % SEND_SLOTS].push(leg);
+        by_slot[(leg / 2 + (leg % 2) * slots / 2) % slots].push(leg);
     }
     let mut packet = [0u8; 12 + SAMPLES_PER_PACKET];
     packet[0] = 0x80;
@@ -421,10 +427,10 @@ fn send(plan: &Plan) -> io::Result<u64> {
     for tick in 0..ticks {
         let due = plan.start + slot_length * tick as u32;
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let round = tick / SEND_SLOTS as u64;
+        let round = tick / slots as u64;
         let sequence = round as u16;
         let timestamp = (round as u32).wrapping_mul(SAMPLES_PER_PACKET as u32);
-        for &leg in &by_slot[tick as usize % SEND_SLOTS] {
+        for &leg in &by_slot[tick as usize % slots] {
             packet[2..4].copy_from_slice(&sequence.to_be_bytes());
             packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
             packet[8..12].copy_from_slice(&(leg as u32 + 1).to_be_bytes());

@@ -126,10 +126,12 @@ pub struct RelayConfig {
     pub spin: Duration,
 }
 
-/// The default [`RelayConfig::spin`]: long enough to bridge the gap
-/// between two calls' packets from about a hundred calls up, short enough
-/// that an idle relay costs next to nothing.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// The default [`RelayConfig::spin`]: none. On a 2-core machine where the
+/// relay shares the cores with SIP, the database and (in benchmarks) the
+/// load generator, a spinning thread took the CPU they needed and raised
+/// both the relay's CPU and its delays; spinning pays on a machine with
+/// cores to spare.
+pub const DEFAULT_SPIN: Duration = Duration::ZERO;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

@@ -18,7 +18,8 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
         bind_address: LOCALHOST,
         ports,
         threads: 1,
-        spin: media::DEFAULT_SPIN,
+        // Spinning, unlike the default, so that these tests cover both.
+        spin: Duration::from_micros(50),
     })
     .expect("valid relay config")
 }

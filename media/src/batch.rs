@@ -4,8 +4,7 @@
 //!
 //! The buffers and message headers are allocated once per thread, so the
 //! packet path allocates nothing, and a relay thread's sessions share them
-//! (each session's task uses them only inside one call, never across an
-//! await). It is public for load generators such as the `relay_latency`
+//! (each use lasts one call). It is public for load generators such as the `relay_latency`
 //! example, which receive the relay's output the same way.
 
 use std::cell::RefCell;

@@ -1,9 +1,10 @@
 //! RTP relay between the caller leg and the agent leg of a call.
 //!
 //! The PBX anchors media: each leg gets its own RTP/RTCP port pair on the
-//! relay, advertised in that leg's SDP. One tokio task per session receives
-//! on the four sockets and forwards every RTP and RTCP datagram to the other
-//! leg. The peer address of a leg is the one from its SDP
+//! relay, advertised in that leg's SDP. The relay's threads (one per core by
+//! default) each run an event loop over their share of the sessions, which
+//! receives on each session's four sockets and forwards every RTP and RTCP
+//! datagram to the other leg. The peer address of a leg is the one from its SDP
 //! ([`MediaSession::set_remote`]) until the leg learns its peer's source
 //! from the first valid packet from that IP address (from any source when
 //! the SDP address is private, as behind NAT). From then on the relay sends

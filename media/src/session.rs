@@ -69,7 +69,8 @@ impl Relay {
         crate::ports::lock(&self.allocator).used()
     }
 
-    /// Binds an RTP+RTCP port pair for each leg and starts the relay task.
+    /// Binds an RTP+RTCP port pair for each leg and hands the session to a
+    /// relay thread.
     pub async fn open_session(&self, call_id: &str) -> Result<MediaSession, MediaError> {
         let caller = self.bind_leg().await?;
         let agent = self.bind_leg().await?;
@@ -621,7 +622,8 @@ impl MediaSession {
             })
     }
 
-    /// Stops the relay task, frees the ports and finalizes the recording.
+    /// Ends the session on its relay thread, frees the ports and finalizes
+    /// the recording.
     pub async fn close(mut self) -> Result<Option<RecordingSummary>, MediaError> {
         let _ = self.control.send(Control::Close(Instant::now()));
         let ended = || MediaError::SessionEnded {

@@ -1,4 +1,4 @@
-//! Everything the session task changes: peer addresses, per-leg media
+//! Everything the relay thread changes for a session: peer addresses, per-leg media
 //! state, counters and the recorder, and what it does with each packet.
 
 use std::collections::VecDeque;

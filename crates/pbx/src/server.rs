@@ -61,6 +61,7 @@ pub(crate) async fn run(
     config: Config,
     source: crate::reload::ConfigSource,
 ) -> Result<(), StartError> {
+    let shutdown = install_shutdown_signal();
     if let Some(problem) = config.unsupported_destinations().into_iter().next() {
         return Err(StartError::Unsupported(problem));
     }
@@ -230,7 +231,7 @@ pub(crate) async fn run(
     // transport task that wakes the engine then usually hands it over on
     // its own thread, where waking the main thread cost a thread switch per
     // SIP message.
-    let engine = tokio::spawn(engine.run(receiver, live_queue, stored_notices, shutdown_signal()));
+    let engine = tokio::spawn(engine.run(receiver, live_queue, stored_notices, shutdown));
     if let Err(error) = engine.await {
         tracing::error!(%error, "the engine task failed");
     }
@@ -452,25 +453,40 @@ fn preload_sounds(
     Ok(cache)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs the SIGINT and SIGTERM handlers at once and returns a future
+/// that ends at the first of them. Installed at the start of [`run`], so a
+/// signal that comes while the PBX is still starting (after its HTTP API
+/// answers, say) stops it cleanly once the engine runs, instead of killing
+/// it with the signal's default action.
+fn install_shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+                (Ok(mut only), Err(error)) | (Err(error), Ok(mut only)) => {
+                    tracing::warn!(%error, "only one of SIGINT and SIGTERM stops the PBX");
+                    only.recv().await;
+                }
+                (Err(error), Err(_)) => {
+                    tracing::warn!(%error, "no signal handler; stop the PBX with SIGKILL");
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Returns the keep-alive interval for the Flow-Timer of an outbound

@@ -198,6 +198,9 @@ pub struct DigestAuthenticator {
     /// header cannot be sent again (RFC 7616 section 3.3). Entries leave
     /// with their nonce's lifetime.
     used_nonces: HashMap<String, u32>,
+    /// Second (since the Unix epoch) of the last scan of a full
+    /// `used_nonces` for expired entries.
+    pruned_at_secs: Option<u64>,
     realm: String,
     /// Offered in this order; RFC 8760 section 2.4 has clients take the
     /// first one they support, so the order is the server's preference.
@@ -217,6 +220,7 @@ impl DigestAuthenticator {
         };
         DigestAuthenticator {
             used_nonces: HashMap::new(),
+            pruned_at_secs: None,
             realm: realm.to_owned(),
             algorithms,
             secret,
@@ -348,9 +352,16 @@ impl DigestAuthenticator {
         };
         if self.used_nonces.len() >= MAX_TRACKED_NONCES {
             let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-            self.used_nonces.retain(|nonce, _| {
-                nonce_age(nonce, now_secs).is_some_and(|age| age <= NONCE_LIFETIME.as_secs())
-            });
+            // A scan of the full table takes tens of milliseconds, which
+            // every authenticated request paid while the table stayed full,
+            // so it runs once a second at most. Nonce ages are whole
+            // seconds, so a second scan within one second frees nothing.
+            if self.pruned_at_secs != Some(now_secs) {
+                self.pruned_at_secs = Some(now_secs);
+                self.used_nonces.retain(|nonce, _| {
+                    nonce_age(nonce, now_secs).is_some_and(|age| age <= NONCE_LIFETIME.as_secs())
+                });
+            }
             if self.used_nonces.len() >= MAX_TRACKED_NONCES {
                 // Under a flood of valid logins: ask for a fresh nonce
                 // rather than forget counts and allow replays.
@@ -618,6 +629,35 @@ mod replay_tests {
             "sip:pbx.local".parse().unwrap(),
         );
         (credentials, request)
+    }
+
+    #[test]
+    fn full_nonce_table_scanned_once_per_second() {
+        let mut auth = DigestAuthenticator::new("pbx.local", &[Algorithm::Md5]);
+        let issued = 1_800_000_000;
+        let lifetime = NONCE_LIFETIME.as_secs();
+        for index in 0..MAX_TRACKED_NONCES {
+            auth.used_nonces.insert(format!("{issued:x}.{index}"), 1);
+        }
+        let fresh = Credentials {
+            nonce: format!("{:x}.fresh", issued + lifetime),
+            nc: Some("00000001".into()),
+            ..Credentials::default()
+        };
+        // At the end of their lifetime the tracked nonces all stay.
+        let last_second = UNIX_EPOCH + Duration::from_secs(issued + lifetime);
+        let result = auth.record_use(&fresh, last_second);
+        assert!(matches!(result, Err(AuthError::StaleNonce)), "{result:?}");
+        assert_eq!(auth.pruned_at_secs, Some(issued + lifetime));
+        let later_that_second = last_second + Duration::from_millis(900);
+        let result = auth.record_use(&fresh, later_that_second);
+        assert!(matches!(result, Err(AuthError::StaleNonce)), "{result:?}");
+        assert_eq!(auth.used_nonces.len(), MAX_TRACKED_NONCES);
+        // One second later they have expired, and the next scan drops them.
+        let next_second = last_second + Duration::from_secs(1);
+        let result = auth.record_use(&fresh, next_second);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(auth.used_nonces.len(), 1);
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub(crate) struct SipConfig {
     /// SIP requests per second one source address may send over UDP before
     /// the rest are dropped; 0 turns the limit off. Trunks are exempt.
     pub(crate) max_requests_per_source: u32,
+    /// Receive buffer of the UDP socket in bytes, which keeps the datagrams
+    /// that arrive while the engine is busy. 0 keeps the system's default.
+    pub(crate) udp_receive_buffer: usize,
 }
 
 /// Stream transports beyond TCP, and limits shared with TCP.

@@ -21,7 +21,9 @@ use sip_server::transaction::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::transport::Sender;
+use crate::transport::{Sender, UdpRead, UdpReader};
+use stall::Activity;
+pub(crate) use stall::StallWatch;
 
 /// What the engine reacts to besides its own timer.
 pub(crate) enum Input {
@@ -82,6 +84,8 @@ pub(crate) struct Engine {
     pub(crate) resolver: crate::dns::TrunkResolver,
     /// The look-up tasks of the current trunks, replaced at a reload.
     pub(crate) trunk_lookups: Vec<tokio::task::AbortHandle>,
+    /// Iterations of the run loop long enough to delay SIP over UDP.
+    pub(crate) stalls: StallWatch,
 }
 
 /// How often relay sessions are checked for silence.
@@ -137,6 +141,7 @@ impl Engine {
     pub(crate) async fn run(
         mut self,
         mut receiver: mpsc::Receiver<Input>,
+        mut udp: UdpReader,
         mut live: mpsc::Receiver<LiveRequest>,
         mut stored: mpsc::UnboundedReceiver<Stored>,
         shutdown: impl std::future::Future<Output = ()>,
@@ -151,12 +156,18 @@ impl Engine {
         let trunks = self.core.trunks().to_vec();
         self.restart_trunk_lookups(&trunks);
         tokio::pin!(shutdown);
+        let mut busy: Option<(Instant, Activity)> = None;
         loop {
             self.drain(&mut sessions, &mut background);
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            if let Some((started, activity)) = busy.take() {
+                self.stalls.check(started.elapsed(), activity);
+            }
             tokio::select! {
                 input = receiver.recv() => {
+                    let started = Instant::now();
                     let Some(input) = input else { break };
+                    let mut activity = Activity::of(&input);
                     self.handle_input(input, &mut sessions);
                     // Inputs that queued up meanwhile are taken now, so a
                     // burst costs one pass through `select!` and one
@@ -164,12 +175,37 @@ impl Engine {
                     // one's responses still leave before the next is read.
                     for _ in 1..INPUT_BATCH {
                         let Ok(input) = receiver.try_recv() else { break };
+                        activity.add(&input);
                         self.drain(&mut sessions, &mut background);
                         self.handle_input(input, &mut sessions);
                     }
+                    busy = Some((started, activity));
                 }
-                () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
+                () = udp.readable() => {
+                    let started = Instant::now();
+                    let mut activity = Activity::default_inputs();
+                    // Like the batch above, and each datagram's responses
+                    // leave before the next one is read.
+                    for _ in 0..INPUT_BATCH {
+                        match udp.try_read() {
+                            UdpRead::Message(input) => {
+                                activity.add(&input);
+                                self.handle_input(input, &mut sessions);
+                                self.drain(&mut sessions, &mut background);
+                            }
+                            UdpRead::Handled => {}
+                            UdpRead::Empty => break,
+                        }
+                    }
+                    busy = Some((started, activity));
+                }
+                () = sleep_until(wake) => {
+                    let started = Instant::now();
+                    self.core.handle_timeout(started);
+                    busy = Some((started, Activity::Timers));
+                }
                 Some(request) = live.recv() => {
+                    let started = Instant::now();
                     self.request_batch = Some(EventBatch::default());
                     let ack = self.answer_live(request, &sessions);
                     // Everything the core queued now was caused by the
@@ -178,10 +214,17 @@ impl Engine {
                     let mut batch = self.request_batch.take().unwrap_or_default();
                     batch.acks.extend(ack);
                     self.store_events(batch);
+                    busy = Some((started, Activity::ApiRequest));
                 }
-                Some(notice) = stored.recv() => self.release_held(notice),
+                Some(notice) = stored.recv() => {
+                    let started = Instant::now();
+                    self.release_held(notice);
+                    busy = Some((started, Activity::HeldResponses));
+                }
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
+                    let started = Instant::now();
                     self.check_silence(&sessions);
+                    busy = Some((started, Activity::SilenceCheck));
                 }
                 _ = cpu_check.tick() => {
                     if let Some(share) = cpu_meter.sample(Instant::now()) {
@@ -206,7 +249,7 @@ impl Engine {
                 _ => break,
             }
         }
-        self.wait_for_unregistrations(&mut receiver, &mut sessions, &mut background)
+        self.wait_for_unregistrations(&mut receiver, &mut udp, &mut sessions, &mut background)
             .await;
         // Sessions still binding ports when the calls ended are closed too.
         for (_, session) in sessions.drain() {
@@ -221,6 +264,7 @@ impl Engine {
     async fn wait_for_unregistrations(
         &mut self,
         receiver: &mut mpsc::Receiver<Input>,
+        udp: &mut UdpReader,
         sessions: &mut HashMap<String, media::MediaSession>,
         background: &mut JoinSet<()>,
     ) {
@@ -235,6 +279,18 @@ impl Engine {
                     Some(_) => {}
                     None => break,
                 },
+                () = udp.readable() => {
+                    for _ in 0..INPUT_BATCH {
+                        match udp.try_read() {
+                            UdpRead::Message(Input::Sip(
+                                message @ sip_message::Message::Response(_),
+                                source,
+                            )) => self.core.handle_message(message, source, Instant::now()),
+                            UdpRead::Empty => break,
+                            UdpRead::Message(_) | UdpRead::Handled => {}
+                        }
+                    }
+                }
                 () = sleep_until(wake) => self.core.handle_timeout(Instant::now()),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("unregistration of a trunk timed out at the stop");
@@ -443,6 +499,7 @@ impl Engine {
         crate::metrics::Snapshot {
             active_calls: self.core.active_calls(),
             overload_rejections: self.core.overload_rejections(),
+            engine_stalls: self.stalls.stalls(),
             registered_contacts: agents.iter().map(|agent| agent.contacts).sum(),
             agents,
             queues: self.core.queues_view(now),
@@ -686,7 +743,9 @@ const REGISTRATION_FLUSH: Duration = Duration::from_millis(250);
 /// Writes bindings in the order the registrar changed them, so an older
 /// snapshot never overwrites a newer one. Changes gathered over
 /// [`REGISTRATION_FLUSH`] go into one transaction, and of several for the
-/// same agent only the newest is written.
+/// same agent only the newest is written. The task sleeps while it gathers
+/// rather than waking for each change, so a REGISTER costs no wake-up of
+/// this task.
 pub(crate) async fn write_registrations(
     store: crate::registrations::RegistrationStore,
     mut queue: mpsc::UnboundedReceiver<(String, Vec<StoredBinding>)>,
@@ -698,24 +757,18 @@ pub(crate) async fn write_registrations(
         let Some(first) = queue.recv().await else {
             break;
         };
-        let deadline = tokio::time::Instant::now() + REGISTRATION_FLUSH;
-        let mut next = Some(first);
-        while let Some((agent, bindings)) = next.take() {
-            match slot.get(&agent) {
-                Some(&index) => batch[index].1 = bindings,
-                None => {
-                    slot.insert(agent.clone(), batch.len());
-                    batch.push((agent, bindings));
+        gather(&mut batch, &mut slot, first);
+        // The engine stopping ends this wait late by at most the flush
+        // interval, and what it sent last is still written.
+        tokio::time::sleep(REGISTRATION_FLUSH).await;
+        while batch.len() < REGISTRATION_BATCH {
+            match queue.try_recv() {
+                Ok(change) => gather(&mut batch, &mut slot, change),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
                 }
-            }
-            if batch.len() >= REGISTRATION_BATCH {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(change)) => next = Some(change),
-                // The engine stopped: write what is gathered, then end.
-                Ok(None) => open = false,
-                Err(_elapsed) => {}
             }
         }
         if let Err(error) = store.save_all(&batch).await {
@@ -723,6 +776,22 @@ pub(crate) async fn write_registrations(
         }
         batch.clear();
         slot.clear();
+    }
+}
+
+/// Adds an agent's bindings to `batch`, replacing an older snapshot of the
+/// same agent, whose index `slot` keeps.
+fn gather(
+    batch: &mut Vec<(String, Vec<StoredBinding>)>,
+    slot: &mut HashMap<String, usize>,
+    (agent, bindings): (String, Vec<StoredBinding>),
+) {
+    match slot.get(&agent) {
+        Some(&index) => batch[index].1 = bindings,
+        None => {
+            slot.insert(agent.clone(), batch.len());
+            batch.push((agent, bindings));
+        }
     }
 }
 
@@ -903,5 +972,6 @@ pub(crate) fn clock_pair() -> (Instant, SystemTime) {
     (Instant::now(), SystemTime::now())
 }
 
+mod stall;
 #[cfg(test)]
 mod tests;

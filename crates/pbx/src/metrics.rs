@@ -21,10 +21,16 @@ impl SipCounters {
             // Extension methods are folded together so a peer cannot grow
             // the label set without bound.
             let method = match &request.method {
-                sip_message::Method::Extension(_) => "other".to_owned(),
-                known => known.as_str().to_owned(),
+                sip_message::Method::Extension(_) => "other",
+                known => known.as_str(),
             };
-            *self.requests_received.entry(method).or_default() += 1;
+            // The name is allocated once per method, not once per request.
+            match self.requests_received.get_mut(method) {
+                Some(count) => *count += 1,
+                None => {
+                    self.requests_received.insert(method.to_owned(), 1);
+                }
+            }
         }
     }
 
@@ -63,6 +69,8 @@ pub(crate) struct Snapshot {
     pub(crate) active_calls: usize,
     /// New INVITEs refused with 503 for overload since start.
     pub(crate) overload_rejections: u64,
+    /// Engine-loop iterations longer than 5 ms since start.
+    pub(crate) engine_stalls: u64,
     pub(crate) registered_contacts: usize,
     pub(crate) agents: Vec<AgentView>,
     pub(crate) queues: Vec<QueueView>,
@@ -93,6 +101,12 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "counter",
         "New calls refused with 503 because a [overload] limit was passed or no relay ports were free.",
         plain(snapshot.overload_rejections.to_string()),
+    );
+    metric(
+        "pbx_engine_stalls_total",
+        "counter",
+        "Iterations of the engine task that took over 5 ms, during which SIP over UDP waited in the socket's receive buffer.",
+        plain(snapshot.engine_stalls.to_string()),
     );
     metric(
         "pbx_registered_contacts",
@@ -338,12 +352,14 @@ mod tests {
             removed: false,
         });
         snapshot.overload_rejections = 4;
+        snapshot.engine_stalls = 3;
         let text = render(&snapshot);
         assert!(
             text.contains("# TYPE pbx_active_calls gauge\npbx_active_calls 2\n"),
             "{text}"
         );
         assert!(text.contains("pbx_overload_rejections_total 4\n"), "{text}");
+        assert!(text.contains("pbx_engine_stalls_total 3\n"), "{text}");
         assert!(
             text.contains("pbx_sip_responses_sent_total{class=\"2xx\"} 1\n"),
             "{text}"

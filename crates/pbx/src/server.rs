@@ -89,7 +89,7 @@ pub(crate) async fn run(
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);
     let listeners = listeners(&config)?;
-    let (sender, sip_bound) = crate::transport::start(&listeners, inputs.clone()).await?;
+    let (sender, sip_bound, udp) = crate::transport::start(&listeners, inputs.clone()).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::HttpBind {
@@ -226,12 +226,13 @@ pub(crate) async fn run(
         data_dir: config.data_dir.clone(),
         inputs,
         prompts,
+        stalls: crate::engine::StallWatch::default(),
     };
     // On a worker thread rather than the thread that called `block_on`: a
     // transport task that wakes the engine then usually hands it over on
     // its own thread, where waking the main thread cost a thread switch per
     // SIP message.
-    let engine = tokio::spawn(engine.run(receiver, live_queue, stored_notices, shutdown));
+    let engine = tokio::spawn(engine.run(receiver, udp, live_queue, stored_notices, shutdown));
     if let Err(error) = engine.await {
         tracing::error!(%error, "the engine task failed");
     }
@@ -276,6 +277,7 @@ fn listeners(config: &Config) -> Result<crate::transport::Listeners, StartError>
                 .collect(),
         ),
         tls_client: Some(tls_client),
+        udp_receive_buffer: config.sip.udp_receive_buffer,
     })
 }
 

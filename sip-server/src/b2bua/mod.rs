@@ -340,6 +340,10 @@ enum Purpose {
     FireAndForget,
 }
 
+/// Most transactions the `Core` reserves room for at start; a higher
+/// `max_transactions` lets the table grow past this.
+const RESERVED_TRANSACTIONS_MAX: usize = 200_000;
+
 pub struct Core {
     config: CoreConfig,
     local: LocalContact,
@@ -428,7 +432,17 @@ impl Core {
         };
         let mut core = Core {
             local,
-            transactions: TransactionLayer::new(config.timers.clone()),
+            // Reserved up to the overload limit, so that the table does not
+            // stall the engine by growing under a registration storm, but
+            // capped, because the reservation is address space the process
+            // must be allowed to map.
+            transactions: TransactionLayer::with_capacity(
+                config.timers.clone(),
+                config
+                    .overload
+                    .max_transactions
+                    .min(RESERVED_TRANSACTIONS_MAX),
+            ),
             registrar,
             acd,
             calls: HashMap::new(),

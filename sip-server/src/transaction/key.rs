@@ -1,6 +1,7 @@
 //! Transaction identity and request validation (RFC 3261 sections 17.1.3 and 17.2.3).
 
 use std::fmt;
+use std::sync::Arc;
 
 use sip_message::{Headers, Method, ParseError, Request, Response, Via};
 
@@ -18,11 +19,14 @@ pub enum Side {
 /// Identity of one transaction: branch, method and side, plus the top Via
 /// sent-by on the server side (RFC 3261 section 17.2.3). ACK maps to the
 /// INVITE it acknowledges; CANCEL keeps its own method and so its own key.
+///
+/// The text is shared, because the layer and the TU clone a key several
+/// times per request and a clone should not allocate.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TransactionKey {
-    branch: String,
+    branch: Arc<str>,
     method: Method,
-    sent_by: Option<String>,
+    sent_by: Option<Arc<str>>,
     side: Side,
 }
 
@@ -44,7 +48,7 @@ impl TransactionKey {
 
     pub(super) fn client(branch: String, method: Method) -> TransactionKey {
         TransactionKey {
-            branch,
+            branch: branch.into(),
             method,
             sent_by: None,
             side: Side::Client,
@@ -64,14 +68,14 @@ impl TransactionKey {
             ref other => other.clone(),
         };
         let sent_by = sent_by(via);
-        let branch = match via.branch() {
-            Some(branch) if branch.starts_with(MAGIC_COOKIE) => branch.to_owned(),
-            other => rfc2543_branch(request, &sent_by, other.unwrap_or("")),
+        let branch: Arc<str> = match via.branch() {
+            Some(branch) if branch.starts_with(MAGIC_COOKIE) => Arc::from(branch),
+            other => rfc2543_branch(request, &sent_by, other.unwrap_or("")).into(),
         };
         TransactionKey {
             branch,
             method,
-            sent_by: Some(sent_by),
+            sent_by: Some(sent_by.into()),
             side: Side::Server,
         }
     }

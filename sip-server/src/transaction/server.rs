@@ -33,8 +33,11 @@ pub(super) enum ServerState {
 
 pub(super) struct ServerTransaction {
     key: TransactionKey,
-    /// The request as passed to the TU, kept to build 100 Trying.
-    request: Request,
+    /// The INVITE as passed to the TU, kept to build 100 Trying until the
+    /// first response goes out. Other methods get no 100 from here, so a
+    /// finished non-INVITE transaction, kept for Timer J, keeps no request.
+    invite: Option<Request>,
+    is_invite: bool,
     response_target: Target,
     state: ServerState,
     last_response: Option<Bytes>,
@@ -45,7 +48,7 @@ pub(super) struct ServerTransaction {
 impl ServerTransaction {
     pub(super) fn new(
         key: TransactionKey,
-        request: Request,
+        request: &Request,
         response_target: Target,
         now: Instant,
     ) -> ServerTransaction {
@@ -56,7 +59,8 @@ impl ServerTransaction {
         };
         ServerTransaction {
             key,
-            request,
+            invite: invite.then(|| request.clone()),
+            is_invite: invite,
             response_target,
             state: if invite {
                 ServerState::Proceeding
@@ -78,7 +82,7 @@ impl ServerTransaction {
     }
 
     fn is_invite(&self) -> bool {
-        self.request.method == Method::Invite
+        self.is_invite
     }
 
     /// Handles a retransmission of the request by sending the last response
@@ -271,10 +275,13 @@ impl ServerTransaction {
 
     fn on_trying_timer(&mut self, out: &mut Outbox) {
         self.timers.trying = None;
-        if self.state == ServerState::Proceeding && self.last_response.is_none() {
-            let mut trying = Response::for_request(&self.request, 100, None);
+        if self.state == ServerState::Proceeding
+            && self.last_response.is_none()
+            && let Some(request) = &self.invite
+        {
+            let mut trying = Response::for_request(request, 100, None);
             // RFC 3261 section 8.2.6.1: a 100 Trying echoes the Timestamp.
-            if let Some(timestamp) = self.request.headers.get("Timestamp") {
+            if let Some(timestamp) = request.headers.get("Timestamp") {
                 trying.headers.push("Timestamp", timestamp.to_owned());
             }
             self.send(trying.to_bytes(), out);
@@ -290,6 +297,8 @@ impl ServerTransaction {
     fn send(&mut self, payload: Bytes, out: &mut Outbox) {
         out.transmit(self.response_target, payload.clone());
         self.last_response = Some(payload);
+        // With a response sent, the automatic 100 Trying is moot.
+        self.invite = None;
     }
 
     fn enter(&mut self, state: ServerState) {

@@ -115,6 +115,7 @@ pub(super) struct RawSip {
     pub(super) session_expires_secs: Value<u32>,
     pub(super) min_session_expires_secs: Value<u32>,
     pub(super) max_requests_per_source_per_sec: Value<u32>,
+    pub(super) udp_receive_buffer_bytes: Value<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -266,3 +266,22 @@ fn outbound_tls_file_errors_name_the_key() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn udp_receive_buffer_defaults_and_bounds() {
+    let config = Config::embedded_default();
+    assert_eq!(config.sip.udp_receive_buffer, 4 * 1024 * 1024);
+
+    let config = Config::parse("[sip]\nudp_receive_buffer_bytes = 0\n", ORIGIN).unwrap();
+    assert_eq!(
+        config.sip.udp_receive_buffer, 0,
+        "0 keeps the system default"
+    );
+
+    let errors = errors_of("[sip]\nudp_receive_buffer_bytes = 2000000000\n");
+    assert_has(
+        &errors,
+        "test.toml:2:28: sip.udp_receive_buffer_bytes: must be at most 1073741824, \
+         got 2000000000",
+    );
+}

@@ -97,6 +97,9 @@ pub(crate) struct Listeners {
     /// The TLS client side of connections the PBX opens, to trunks over
     /// TLS; None sends nothing over TLS without an open connection.
     pub(crate) tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// Receive buffer of the UDP socket in bytes; 0 keeps the system's
+    /// default.
+    pub(crate) udp_receive_buffer: usize,
 }
 
 /// Addresses the listeners were bound to.
@@ -406,6 +409,34 @@ impl Drop for Slot {
     }
 }
 
+/// Asks the kernel for a receive buffer of `bytes` on the SIP UDP socket,
+/// unless `bytes` is 0, and warns when it grants less: Linux caps the size
+/// at `net.core.rmem_max` without an error. The buffer holds the datagrams
+/// that arrive while the engine task is busy, and those past it are lost.
+fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(bytes) {
+        tracing::warn!(%error, requested = bytes, "setting the SIP UDP receive buffer failed");
+        return;
+    }
+    match socket.recv_buffer_size() {
+        // Linux reports twice the size it was given, because it counts its
+        // bookkeeping too (socket(7)), so a granted request reads back larger.
+        Ok(granted) if granted < bytes => tracing::warn!(
+            requested = bytes,
+            granted,
+            "the kernel capped the SIP UDP receive buffer (sip.udp_receive_buffer_bytes); \
+             raise the sysctl net.core.rmem_max to at least the requested size, \
+             or datagrams are lost under load"
+        ),
+        Ok(granted) => tracing::debug!(requested = bytes, granted, "SIP UDP receive buffer set"),
+        Err(error) => tracing::debug!(%error, "reading the SIP UDP receive buffer size failed"),
+    }
+}
+
 /// Binds UDP and then TCP on the port UDP got, so an ephemeral `:0` ends
 /// up on one port for both. With `:0`, the TCP port may already be taken
 /// by another socket, so a few other ports are tried.
@@ -441,12 +472,13 @@ async fn bind_stream(
     Ok((listener, bound))
 }
 
-/// Binds every configured listener and starts their readers. Nothing is
-/// served until all of them are bound.
+/// Binds every configured listener and starts the readers of the stream
+/// transports. Nothing is served until all of them are bound. The caller
+/// reads UDP with the returned [`UdpReader`].
 pub(crate) async fn start(
     listeners: &Listeners,
     inputs: mpsc::Sender<Input>,
-) -> Result<(Sender, Bound), BindError> {
+) -> Result<(Sender, Bound, UdpReader), BindError> {
     let (udp, tcp, udp_tcp) = bind_pair(listeners.udp_tcp)
         .await
         .map_err(|source| BindError {
@@ -454,6 +486,7 @@ pub(crate) async fn start(
             addr: listeners.udp_tcp,
             source,
         })?;
+    set_receive_buffer(&udp, listeners.udp_receive_buffer);
     let mut bound = Bound::udp_tcp_only(udp_tcp);
     let mut accepting = vec![(tcp, Handshake::Tcp)];
     if let Some((addr, config)) = &listeners.tls {
@@ -489,11 +522,15 @@ pub(crate) async fn start(
         server_names: Arc::default(),
         tls_client: listeners.tls_client.clone(),
     };
-    tokio::spawn(read_udp(udp, sender.clone()));
     for (listener, handshake) in accepting {
         tokio::spawn(accept(listener, handshake, sender.clone()));
     }
-    Ok((sender, bound))
+    let reader = UdpReader {
+        socket: udp,
+        sender: sender.clone(),
+        buffer: vec![0u8; 65_535],
+    };
+    Ok((sender, bound, reader))
 }
 
 /// What a stream listener does with a new connection before SIP flows.
@@ -595,55 +632,114 @@ async fn accept(listener: TcpListener, handshake: Handshake, sender: Sender) {
     }
 }
 
-async fn read_udp(socket: Arc<UdpSocket>, sender: Sender) {
-    let mut buffer = vec![0u8; 65_535];
-    loop {
-        let (length, peer) = match socket.recv_from(&mut buffer).await {
+/// Reader of the SIP UDP socket, owned by the engine task, which reads
+/// datagrams itself between other work. A datagram then costs no hand-off
+/// between tasks, and while the engine is busy the datagrams wait in the
+/// socket's receive buffer (`sip.udp_receive_buffer_bytes`).
+pub(crate) struct UdpReader {
+    socket: Arc<UdpSocket>,
+    sender: Sender,
+    buffer: Vec<u8>,
+}
+
+/// Outcome of one read from the UDP socket.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the engine matches each read at once, and boxing the message would cost an allocation per datagram"
+)]
+pub(crate) enum UdpRead {
+    /// A SIP message for the engine.
+    Message(Input),
+    /// A datagram handled here, or dropped: a keep-alive, a STUN request,
+    /// one over a source's rate, or one too malformed to parse.
+    Handled,
+    /// Nothing was waiting; await [`UdpReader::readable`] again.
+    Empty,
+}
+
+impl UdpReader {
+    /// Waits until a datagram may be waiting.
+    pub(crate) async fn readable(&self) {
+        // On error the next `try_read` reports it and returns Empty.
+        let _ = self.socket.readable().await;
+    }
+
+    /// Reads one datagram without waiting.
+    pub(crate) fn try_read(&mut self) -> UdpRead {
+        let (length, peer) = match self.socket.try_recv_from(&mut self.buffer) {
             Ok(received) => received,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return UdpRead::Empty,
             Err(error) => {
                 // ICMP port unreachable from an earlier send shows up here
                 // on some systems; the socket itself is fine.
                 tracing::debug!(%error, "UDP receive error");
-                continue;
+                return UdpRead::Handled;
             }
         };
-        let datagram = &buffer[..length];
+        let datagram = &self.buffer[..length];
         if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
-            continue; // Keep-alive (RFC 5626 section 4.4.1).
+            return UdpRead::Handled; // Keep-alive (RFC 5626 section 4.4.1).
         }
-        if !sender.allow_request(datagram, peer) {
-            continue;
+        if !self.sender.allow_request(datagram, peer) {
+            return UdpRead::Handled;
         }
         if let Some(response) = stun::binding_response(datagram, peer) {
-            let _ = socket.try_send_to(&response, peer);
-            continue;
+            let _ = self.socket.try_send_to(&response, peer);
+            return UdpRead::Handled;
         }
-        let target = Target {
+        let source = Target {
             transport: TransportKind::Udp,
             addr: peer,
             connection: None,
         };
         // One copy out of the receive buffer; the parser then slices it.
-        let datagram = Bytes::copy_from_slice(datagram);
-        if let Some(response) = deliver(datagram, target, &sender.inputs).await {
-            let _ = socket.try_send_to(&response, peer);
+        match parse(Bytes::copy_from_slice(datagram), source) {
+            Ok(message) => UdpRead::Message(Input::Sip(message, source)),
+            Err(Some(response)) => {
+                let _ = self.socket.try_send_to(&response, peer);
+                UdpRead::Handled
+            }
+            Err(None) => UdpRead::Handled,
         }
     }
+
+    /// Reads datagrams and hands their messages to `inputs` until the
+    /// engine stops, for a driver without its own read loop.
+    #[cfg(test)]
+    pub(crate) async fn forward(mut self, inputs: mpsc::Sender<Input>) {
+        loop {
+            match self.try_read() {
+                UdpRead::Message(input) => {
+                    if inputs.send(input).await.is_err() {
+                        return;
+                    }
+                }
+                UdpRead::Handled => {}
+                UdpRead::Empty => self.readable().await,
+            }
+        }
+    }
+}
+
+/// Parses `bytes`. A request too malformed to parse gets the response to
+/// send back, when it has enough of a Via for one.
+fn parse(bytes: Bytes, source: Target) -> Result<Message, Option<Bytes>> {
+    Message::parse_bytes(bytes.clone()).map_err(|error| {
+        tracing::debug!(peer = %source.addr, %error, "unparsable SIP message");
+        sip_server::malformed::response_for_unparsable(&bytes, &error)
+    })
 }
 
 /// Parses `bytes` and hands the message to the engine. Returns the
 /// response to send when the bytes are a request too malformed to parse.
 async fn deliver(bytes: Bytes, source: Target, inputs: &mpsc::Sender<Input>) -> Option<Bytes> {
-    match Message::parse_bytes(bytes.clone()) {
+    match parse(bytes, source) {
         Ok(message) => {
             if inputs.send(Input::Sip(message, source)).await.is_err() {
                 tracing::debug!("engine stopped; message dropped");
             }
             None
         }
-        Err(error) => {
-            tracing::debug!(peer = %source.addr, %error, "unparsable SIP message");
-            sip_server::malformed::response_for_unparsable(&bytes, &error)
-        }
+        Err(response) => response,
     }
 }

@@ -28,7 +28,19 @@ fn plain_listeners() -> Listeners {
         limits: StreamLimits::default(),
         flood_limit: (0, Vec::new()),
         tls_client: None,
+        udp_receive_buffer: 0,
     }
+}
+
+/// Starts the transports with a task that forwards UDP to `inputs`, as
+/// the engine's own reads would.
+async fn start_forwarding(
+    listeners: &Listeners,
+    inputs: mpsc::Sender<Input>,
+) -> Result<(Sender, Bound), BindError> {
+    let (sender, bound, udp) = start(listeners, inputs.clone()).await?;
+    tokio::spawn(udp.forward(inputs));
+    Ok((sender, bound))
 }
 
 /// Reads until the peer closes, skipping what it sends first (such as a
@@ -83,7 +95,7 @@ fn header_name() -> tokio_tungstenite::tungstenite::http::HeaderName {
 #[tokio::test]
 async fn tcp_ping_gets_pong() {
     let (inputs, _receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
     stream.write_all(b"\r\n\r\n").await.unwrap();
     let mut pong = [0u8; 2];
@@ -105,7 +117,7 @@ async fn connections_past_the_per_address_limit_are_closed() {
         limits,
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut open = Vec::new();
     for _ in 0..limits.max_connections_per_address {
         open.push(TcpStream::connect(bound.udp_tcp).await.unwrap());
@@ -126,7 +138,7 @@ async fn connections_past_the_per_address_limit_are_closed() {
 #[tokio::test(start_paused = true)]
 async fn incomplete_message_times_out() {
     let (inputs, _receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
     stream
         .write_all(b"OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/TCP")
@@ -156,7 +168,7 @@ async fn connect_websocket(
 #[tokio::test]
 async fn websocket_message_reaches_engine_with_flow() {
     let (inputs, mut receiver) = mpsc::channel(16);
-    let (sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let mut socket = connect_websocket(bound.ws.unwrap(), Some("sip"))
         .await
         .unwrap();
@@ -209,7 +221,7 @@ fn client_frame(payload: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn websocket_frame_with_the_upgrade_is_kept() {
     let (inputs, mut receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let mut stream = TcpStream::connect(bound.ws.unwrap()).await.unwrap();
     // The upgrade request and the first SIP message in one write, so they
     // arrive in one segment.
@@ -243,7 +255,7 @@ async fn websocket_frame_with_the_upgrade_is_kept() {
 #[tokio::test]
 async fn websocket_without_sip_subprotocol_gets_400() {
     let (inputs, _receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let error = connect_websocket(bound.ws.unwrap(), Some("chat"))
         .await
         .unwrap_err();
@@ -267,7 +279,7 @@ async fn udp_flood_from_one_source_is_cut_to_its_rate() {
         flood_limit: (5, Vec::new()),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let options = |branch: &str| {
         format!(
             "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{branch}\r\n\
@@ -315,7 +327,7 @@ async fn tcp_oversized_message_in_one_read_closes() {
         },
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut stream = TcpStream::connect(bound.udp_tcp).await.unwrap();
     let body = "x".repeat(2000);
     let message = format!(
@@ -344,7 +356,7 @@ async fn websocket_oversized_message_closes_with_1009() {
         },
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut socket = connect_websocket(bound.ws.unwrap(), Some("sip"))
         .await
         .unwrap();
@@ -393,7 +405,7 @@ async fn tls_message_reaches_engine_and_pong_returns() {
         tls: Some((loopback(), server)),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let tcp = TcpStream::connect(bound.tls.unwrap()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = tls_client(roots).connect(name, tcp).await.unwrap();
@@ -423,7 +435,7 @@ async fn tls_garbage_handshake_is_closed() {
         tls: Some((loopback(), server)),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut stream = TcpStream::connect(bound.tls.unwrap()).await.unwrap();
     stream.write_all(OPTIONS).await.unwrap();
     assert_closed(&mut stream, Duration::from_secs(5)).await;
@@ -437,7 +449,7 @@ async fn wss_upgrade_over_tls_reaches_engine() {
         wss: Some((loopback(), server)),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let addr = bound.wss.unwrap();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -492,7 +504,7 @@ async fn tcp_flood_from_one_source_is_cut_to_its_rate() {
         flood_limit: (5, Vec::new()),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut flooder = connect_from("127.0.0.2", bound.udp_tcp).await;
     let flood: String = (0..100).map(|i| tcp_options(&format!("t{i}"))).collect();
     flooder.write_all(flood.as_bytes()).await.unwrap();
@@ -535,7 +547,7 @@ async fn connection_attempts_past_the_rate_are_closed() {
         },
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut streams = Vec::new();
     for _ in 0..30 {
         streams.push(connect_from("127.0.0.2", bound.udp_tcp).await);
@@ -571,7 +583,7 @@ async fn trunk_is_exempt_from_per_address_limits() {
         flood_limit: (5, vec![trunk]),
         ..plain_listeners()
     };
-    let (_sender, bound) = start(&listeners, inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let mut streams = Vec::new();
     for _ in 0..12 {
         streams.push(connect_from("127.0.0.2", bound.udp_tcp).await);
@@ -609,7 +621,7 @@ async fn opened_connection_is_reused_and_pinged() {
         },
         ..plain_listeners()
     };
-    let (sender, _bound) = start(&listeners, inputs).await.unwrap();
+    let (sender, _bound) = start_forwarding(&listeners, inputs).await.unwrap();
     let server = TcpListener::bind(loopback()).await.unwrap();
     let addr = server.local_addr().unwrap();
     sender.send(tcp_target(addr), Bytes::from_static(b"first"));
@@ -632,7 +644,7 @@ async fn opened_connection_is_reused_and_pinged() {
 #[tokio::test]
 async fn refused_connection_reports_transport_failure() {
     let (inputs, mut receiver) = mpsc::channel(16);
-    let (sender, _bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (sender, _bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     // Bound and dropped: nothing listens there any more.
     let addr = TcpListener::bind(loopback())
         .await
@@ -659,7 +671,7 @@ async fn refused_connection_reports_transport_failure() {
 #[tokio::test]
 async fn stun_binding_request_answered_on_sip_port() {
     let (inputs, mut receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
     request.extend_from_slice(&[0x5A; 12]);
@@ -681,7 +693,7 @@ async fn stun_binding_request_answered_on_sip_port() {
 #[tokio::test(start_paused = true)]
 async fn silent_connection_closed_before_idle_timeout() {
     let (inputs, _receiver) = mpsc::channel(16);
-    let (_sender, bound) = start(&plain_listeners(), inputs).await.unwrap();
+    let (_sender, bound) = start_forwarding(&plain_listeners(), inputs).await.unwrap();
     let mut silent = TcpStream::connect(bound.udp_tcp).await.unwrap();
     let mut talking = TcpStream::connect(bound.udp_tcp).await.unwrap();
     talking

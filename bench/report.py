@@ -46,12 +46,34 @@ def cpu(r):
     return f"{r['server_cpu_pct']} ({r['server_cpu_min']}-{r['server_cpu_max']})"
 
 
+def concurrent(r):
+    if not r:
+        return "not run"
+    return (f"{r['verdict'].lower()}: peak {int(r['peak']):,} open, {int(r['ok']):,} ended cleanly, "
+            f"{int(r['failed']):,} failed")
+
+
+def concurrent_cost(r):
+    if not r:
+        return "-"
+    return (f"{r.get('cpu_run_pct', '-')} % over the run, {r.get('cpu_at_peak_pct', '-')} % at the peak; "
+            f"{r.get('pss_at_peak_mib', '-')} MiB PSS at the peak")
+
+
+def ended_ratio(ours, peer):
+    try:
+        return f"{int(ours['ok']) / int(peer['ok']):.3f}"
+    except (KeyError, ValueError, ZeroDivisionError):
+        return "-"
+
+
 mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
 print("# Benchmark results\n")
 print(f"Machine: {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, load generators on the same cores; "
       f"run took {elapsed // 60} min {elapsed % 60} s.\n")
 print("Rates are the median of the confirmation runs (20 s each) at the highest rate that passed, "
-      "with min and max; CPU is the server's, in % of one core.\n")
+      "with min and max; CPU is the server's, in % of one core. The concurrent calls row compares "
+      "the calls that ended cleanly, from one run per server.\n")
 print("| figure | ours (PBX) | server CPU | Kamailio 5.6 | server CPU | ours / Kamailio |")
 print("|---|---|---|---|---|---|")
 reg_p, reg_k = one("registrar-pbx"), one("registrar-kamailio")
@@ -60,6 +82,13 @@ cal_p, cal_k = one("calls-pbx"), one("calls-kamailio")
 print(f"| call setup, calls/s | {rate(cal_p)} | {cpu(cal_p)} | {rate(cal_k)} | {cpu(cal_k)} | {ratio(cal_p, cal_k)} |")
 sipp = one("calls-sipp")
 print(f"| sipp to sipp calls, no server | - | - | {rate(sipp)} | - | - |")
+by_target = {r.get("tag"): r for r in results("concurrent")}
+con_p, con_k = by_target.get("concurrent-pbx", {}), by_target.get("concurrent-kamailio", {})
+con = con_p or con_k
+if con:
+    print(f"| concurrent calls held, {int(con['calls']):,} set up at {con['rate']}/s and all up "
+          f"{con['hold_s']} s | {concurrent(con_p)} | {concurrent_cost(con_p)} | {concurrent(con_k)} "
+          f"| {concurrent_cost(con_k)} | {ended_ratio(con_p, con_k)} |")
 print()
 for m in results("media"):
     if m.get("tag") == "media":

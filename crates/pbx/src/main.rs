@@ -19,6 +19,7 @@ mod journal;
 mod kpi;
 mod live;
 mod metrics;
+mod open_files;
 mod overload;
 mod queue_log;
 mod registrations;
@@ -79,6 +80,8 @@ fn run(cli: &cli::Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the runtime and the relay open any descriptor.
+    open_files::raise_for_calls(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -124,9 +124,11 @@ impl Core {
     pub fn agents_view(&self, now: Instant) -> Vec<AgentView> {
         let mut ids: Vec<&String> = self.config.passwords.keys().collect();
         ids.sort();
+        let talking = self.agents_talking();
         ids.into_iter()
             .filter_map(|id| {
                 let status = self.acd.agent_status(id)?;
+                let call = talking.get(id.as_str());
                 Some(AgentView {
                     id: id.clone(),
                     state: state_name(status.state),
@@ -136,8 +138,8 @@ impl Core {
                     talk_seconds: super::round_millis(status.talk_time.as_secs_f64()),
                     skills: self.acd.agent_skills(id).cloned().unwrap_or_default(),
                     queues: self.acd.agent_queues(id).unwrap_or_default(),
-                    call_id: self.agent_call(id).map(|(call, _)| call.to_owned()),
-                    recording_paused: self.agent_call(id).is_some_and(|(_, paused)| paused),
+                    call_id: call.map(|(call_id, _)| (*call_id).to_owned()),
+                    recording_paused: call.is_some_and(|(_, paused)| *paused),
                 })
             })
             .collect()

@@ -9,6 +9,7 @@
 //! both channels from that instant on. Every change is checkpointed, so a
 //! call cut by a crash keeps its events in the rebuilt CDR.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::call::{Phase, Side};
@@ -157,18 +158,23 @@ impl Core {
         });
     }
 
-    /// Id of the call `agent` is talking on, and whether its recording is
-    /// paused, for the live agent view.
-    pub(super) fn agent_call(&self, agent: &str) -> Option<(&str, bool)> {
-        self.calls
-            .values()
-            .find(|call| {
-                call.phase == Phase::Talking
-                    && call
-                        .agent_leg
-                        .as_ref()
-                        .is_some_and(|leg| !leg.forwarded && leg.agent == agent)
-            })
-            .map(|call| (call.id.as_str(), call.recording_paused))
+    /// Maps each agent talking on a call that was not forwarded to the
+    /// call's id and whether its recording is paused, for the live agent
+    /// view. It makes one pass over the calls, because a scan per agent
+    /// made each /metrics request cost agents times calls: about 60 ms of
+    /// the engine task at 4,000 of each (estimated from a perf profile).
+    pub(super) fn agents_talking(&self) -> HashMap<&str, (&str, bool)> {
+        let mut talking = HashMap::new();
+        for call in self.calls.values() {
+            if call.phase != Phase::Talking {
+                continue;
+            }
+            if let Some(leg) = call.agent_leg.as_ref().filter(|leg| !leg.forwarded) {
+                talking
+                    .entry(leg.agent.as_str())
+                    .or_insert((call.id.as_str(), call.recording_paused));
+            }
+        }
+        talking
     }
 }

@@ -124,6 +124,16 @@ impl Relay {
                         _lease: lease,
                     });
                 }
+                // Out of file descriptors, any other pair fails the same
+                // way; trying them all cost a busy relay seconds of CPU
+                // before the call got its 503.
+                Err((addr, error)) if out_of_descriptors(&error) => {
+                    return Err(MediaError::Bind {
+                        addr,
+                        attempts: refused.len() + 1,
+                        source: error,
+                    });
+                }
                 Err((addr, error)) => {
                     tracing::debug!(%addr, %error, "port refused, trying another pair");
                     refused.push(lease);
@@ -143,6 +153,15 @@ impl Relay {
             },
         })
     }
+}
+
+/// Whether `error` says the process or the system has no file descriptor
+/// left (EMFILE, ENFILE), which no other port pair cures.
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error().map(nix::errno::Errno::from_raw),
+        Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+    )
 }
 
 type BoundPair = (std::net::UdpSocket, std::net::UdpSocket, SocketAddr);

@@ -49,6 +49,23 @@ stop_pid() {
   kill -9 "$p" 2>/dev/null; return 0
 }
 
+# Kills, by PID, a sipp of the point just run that still holds its local
+# port (the value of -p among the arguments). After an overloaded point a
+# sipp outlived both its own -timeout and timeout's SIGKILL, held the port,
+# and every later point of the pass failed at once with rc 254.
+reap_sipp_port() {
+  local port="" prev="" arg pids p
+  for arg in "$@"; do [ "$prev" = "-p" ] && port=$arg; prev=$arg; done
+  [ -z "$port" ] && return 0
+  pids=$(ss -Hlunp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+  for p in $pids; do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "sipp" ] || continue
+    log "sipp pid $p still held UDP port $port after its point; killing it"
+    kill -9 "$p" 2>/dev/null
+  done
+  return 0
+}
+
 # Fails when something already listens on a UDP port of 127.0.0.1 (another
 # PBX on the host would answer the load instead of the server under test).
 port_free() {
@@ -123,6 +140,7 @@ run_point() {
     -max_log_size 20000000 >"$out.log" 2>&1
   local rc=$?
   t1=$(tree_ticks "${SERVER_PID:-}"); s1=$(tree_ticks "${AUX_PID:-}"); w1=$(date +%s.%N)
+  reap_sipp_port "$@"
   local wall scpu ycpu gcpu
   wall=$(echo "$w0 $w1" | awk '{print $2-$1}')
   scpu=$(echo "$t0 $t1 $wall $CLK" | awk '{printf "%.0f", ($2-$1)/$4/$3*100}')

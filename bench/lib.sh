@@ -49,8 +49,8 @@ stop_pid() {
   kill -9 "$p" 2>/dev/null; return 0
 }
 
-# Kills, by PID, a sipp of the point just run that still holds its local
-# port (the value of -p among the arguments). After an overloaded point a
+# Kills, by PID, a sipp of the point just run that is still bound to its
+# local port (the value of -p among the arguments). After an overloaded point a
 # sipp outlived both its own -timeout and timeout's SIGKILL, held the port,
 # and every later point of the pass failed at once with rc 254.
 reap_sipp_port() {

@@ -23,7 +23,7 @@
 //! upper bound for the relay's share. The receiving thread's waits are
 //! not in it. The relay's own delay, read from [`Relay::delays`], runs from a
 //! datagram's arrival at a relay socket to the return of the send that
-//! forwards it; it is printed as the histogram bucket bounds under which
+//! forwards it. It is printed as the histogram bucket bounds under which
 //! 50 %, 99 % and 99.9 % of the datagrams fell. The first second of
 //! sending is left out of both as warm-up.
 //!
@@ -60,7 +60,7 @@ const PHONE_SOCKETS: usize = 16;
 /// Requested receive buffer of a phone socket: about 5,000 packets, or
 /// 1.5 s of what one socket receives at 1,000 sessions.
 const PHONE_RECEIVE_BUFFER: usize = 4 << 20;
-/// Send slots per 20 ms packet interval, unless `SEND_SLOTS` says otherwise
+/// Send slots per 20 ms packet interval, unless `SEND_SLOTS` sets another count
 /// (20 sends in bursts of one millisecond's packets).
 const SEND_SLOTS: usize = 80;
 
@@ -213,7 +213,7 @@ fn bind_phones(sessions: usize) -> io::Result<PhoneSockets> {
     ])
 }
 
-/// The phone socket of leg `index` (callers even, agents odd).
+/// Returns the phone socket of leg `index` (callers even, agents odd).
 fn phone_of(phones: &PhoneSockets, index: usize) -> &std::net::UdpSocket {
     let side = &phones[index % 2];
     &side[(index / 2) % side.len()]
@@ -401,9 +401,9 @@ fn spawn_generator(
 }
 
 /// Sends one packet per leg every 20 ms, paced in [`SEND_SLOTS`] slots of
-/// 250 us: leg `i` of session `s` sends in slot `s % SEND_SLOTS`, agents
-/// half an interval after their caller, so the load is spread evenly
-/// rather than in one burst per interval.
+/// 250 us. The caller of session `s` sends in slot `s % SEND_SLOTS` and its
+/// agent half an interval later, so the load is spread evenly rather than
+/// sent in one burst per interval.
 fn send(plan: &Plan) -> io::Result<u64> {
     let slots = std::env::var("SEND_SLOTS")
         .ok()

@@ -19,9 +19,9 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 
-/// Datagrams taken by one call. A leg's socket holds one or two datagrams
-/// when the task gets to it; more only after a stall, which a larger batch
-/// drains faster.
+/// Datagrams taken by one call. A leg's socket contains one or two
+/// datagrams when the relay thread reads it, and more only after a stall,
+/// which a larger batch drains faster.
 pub const BATCH: usize = 16;
 /// One byte more than the largest datagram relayed, so that a longer one,
 /// which the kernel cuts to the buffer, is still seen as too long.
@@ -87,8 +87,8 @@ pub fn receive(
             count
         };
         for (index, &(length, source, arrived)) in received[..count].iter().enumerate() {
-            // A datagram without a readable IPv4 or IPv6 source cannot be
-            // latched or answered; UDP sockets always give one.
+            // A datagram without an IPv4 or IPv6 source cannot be latched
+            // or relayed back. UDP sockets report one for every datagram.
             if let Some(source) = source {
                 let start = index * SLOT;
                 handle(source, &bytes[start..start + length.min(SLOT)], arrived);
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn takes_every_queued_datagram_with_its_source_and_length() {
+    fn receive_returns_queued_datagrams() {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         receiver.set_nonblocking(true).expect("non-blocking");
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -138,7 +138,7 @@ mod tests {
         let from = sender.local_addr().expect("address");
         assert_eq!(count, 4);
         // The 1,600-byte datagram is cut to the slot, one byte over the
-        // limit, so the relay still sees it as oversized.
+        // limit, so the relay still drops it as oversized.
         assert_eq!(
             seen,
             vec![
@@ -156,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn stops_at_the_batch_size_and_leaves_the_rest_queued() {
+    fn receive_stops_at_batch_size() {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         receiver.set_nonblocking(true).expect("non-blocking");
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");

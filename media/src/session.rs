@@ -124,8 +124,8 @@ impl Relay {
                         _lease: lease,
                     });
                 }
-                // Out of file descriptors, any other pair fails the same
-                // way; trying them all cost a busy relay seconds of CPU
+                // Out of file descriptors, every other pair fails the same
+                // way. Trying them all cost a busy relay seconds of CPU
                 // before the call got its 503.
                 Err((addr, error)) if out_of_descriptors(&error) => {
                     return Err(MediaError::Bind {
@@ -155,8 +155,8 @@ impl Relay {
     }
 }
 
-/// Whether `error` says the process or the system has no file descriptor
-/// left (EMFILE, ENFILE), which no other port pair cures.
+/// Returns whether `error` reports that the process or the system has no
+/// file descriptor left (EMFILE, ENFILE), which no other port pair cures.
 fn out_of_descriptors(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error().map(nix::errno::Errno::from_raw),
@@ -392,8 +392,8 @@ pub struct MediaSession {
     recording: AtomicBool,
     /// Whether each leg negotiated G.722, which makes recordings 16 kHz.
     wideband: [AtomicBool; 2],
-    /// Where the relay thread hands over the recording when the session
-    /// ends; taken by [`MediaSession::close`].
+    /// The receiver of the session's outcome, sent by the relay thread when
+    /// the session ends and taken by [`MediaSession::close`].
     outcome: Option<oneshot::Receiver<Outcome>>,
     /// Keeps the relay's threads running until the session is done.
     _threads: Arc<RelayThreads>,

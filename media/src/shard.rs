@@ -76,17 +76,17 @@ pub(crate) struct ControlSender {
 
 /// The session has ended; the message was not delivered.
 #[derive(Debug)]
-pub(crate) struct SessionGone;
+pub(crate) struct SessionEnded;
 
 impl ControlSender {
-    pub(crate) fn send(&self, control: Control) -> Result<(), SessionGone> {
+    pub(crate) fn send(&self, control: Control) -> Result<(), SessionEnded> {
         if self.ended.load(Ordering::Acquire) {
-            return Err(SessionGone);
+            return Err(SessionEnded);
         }
         self.inbox
             .send(Message::Control(self.id, control))
-            .map_err(|_| SessionGone)?;
-        self.waker.wake().map_err(|_| SessionGone)
+            .map_err(|_| SessionEnded)?;
+        self.waker.wake().map_err(|_| SessionEnded)
     }
 }
 
@@ -155,14 +155,14 @@ impl RelayThreads {
                 call_id: call_id.clone(),
             })?;
         shard.sessions.fetch_add(1, Ordering::AcqRel);
-        let gone = || MediaError::SessionEnded {
+        let ended_error = || MediaError::SessionEnded {
             call_id: call_id.clone(),
         };
         shard
             .inbox
             .send(Message::Open(id, Box::new(session)))
-            .map_err(|_| gone())?;
-        shard.waker.wake().map_err(|_| gone())?;
+            .map_err(|_| ended_error())?;
+        shard.waker.wake().map_err(|_| ended_error())?;
         Ok(ControlSender {
             id,
             inbox: shard.inbox.clone(),
@@ -174,8 +174,9 @@ impl RelayThreads {
 
 impl Drop for RelayThreads {
     /// Tells the threads to stop once their sessions have closed. Every
-    /// [`crate::MediaSession`] holds the threads, so by now each session
-    /// has been closed or dropped, and its close is in the inbox.
+    /// [`crate::MediaSession`] keeps a reference to the threads, so by now
+    /// each session has been closed or dropped, and its close is in the
+    /// inbox.
     fn drop(&mut self) {
         for shard in &self.shards {
             shard.stop.store(true, Ordering::Release);
@@ -184,7 +185,7 @@ impl Drop for RelayThreads {
     }
 }
 
-/// One session as its thread holds it.
+/// One session's state on its relay thread.
 struct Entry {
     id: u64,
     call_id: String,
@@ -419,14 +420,12 @@ impl Shard {
             }
             (handled, emptied)
         };
-        if handled > 0 {
-            entry.drains += 1;
-            entry.datagrams += handled as u64;
-        }
         if !emptied {
             self.backlog.push(token);
         }
         if handled > 0 {
+            entry.drains += 1;
+            entry.datagrams += handled as u64;
             // A datagram can start a player or a digit (a barge-in, an
             // in-band tone), whose packets need a timer.
             self.schedule_local(slot);
@@ -515,7 +514,8 @@ impl Shard {
     }
 }
 
-/// The wall-clock time, on the clock of the kernel's receive timestamps.
+/// Returns the wall-clock time, on the clock of the kernel's receive
+/// timestamps.
 fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -658,9 +658,9 @@ impl RelayState {
         // tokio's own send waits for its writable readiness, which needs a
         // poll of the task. The direct call needs none, and fails at worst
         // with WouldBlock.
-        // Counted before the call, so that whoever reads the counters after
-        // the peer got the datagram finds it counted; taken back if the
-        // send fails (UDP sends all of a datagram or nothing).
+        // Counted before the call, so that a reader of the counters who saw
+        // the peer receive the datagram finds it counted. The count is taken
+        // back if the send fails (UDP sends all of a datagram or nothing).
         let counters = &self.counters[to.index()];
         add(&counters.packets_sent, 1);
         add(&counters.bytes_sent, datagram.len());

@@ -3,12 +3,12 @@
 //!
 //! A nonce carries its issue time, a serial number and a keyed hash of
 //! both, so any nonce this process issued is checked without a table of
-//! issued nonces, and one older than [`NONCE_LIFETIME`] is answered with
+//! issued nonces, and one older than [`NONCE_LIFETIME`] is rejected with
 //! `stale=true` so the phone retries without asking its user for the
 //! password again. The highest nonce count used with each of the last
 //! [`TRACKED_NONCES`] serials sits in a ring indexed by serial, so a
 //! captured header cannot be replayed, a check costs one array access and
-//! no nonce is ever copied. A nonce too old for the ring is answered as
+//! no nonce is ever copied. A nonce too old for the ring is rejected as
 //! stale too.
 
 use std::sync::Arc;
@@ -196,8 +196,8 @@ pub(crate) fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, Aut
 }
 
 /// Serials whose use the authenticator remembers: the last this many
-/// nonces issued. At 20,000 challenges a second that is 52 s of them, and
-/// a phone answers its challenge within milliseconds. The ring takes
+/// nonces issued. At 20,000 challenges a second that is 52 s of them,
+/// while a phone replies to its challenge within milliseconds. The ring takes
 /// 12 MiB of address space, of which only the pages of serials in use are
 /// touched.
 pub const TRACKED_NONCES: usize = 1 << 20;
@@ -265,10 +265,10 @@ impl DigestAuthenticator {
             .collect()
     }
 
-    /// `<issue time>.<serial>.<tag>` in hex. The serial makes every
+    /// Returns `<issue time>.<serial>.<tag>` in hex. The serial makes every
     /// challenge's nonce unique, so two phones challenged in the same second
-    /// do not share nonce counts; the tag proves this process issued it, so
-    /// a serial cannot be forged.
+    /// do not share nonce counts. The tag proves that this process issued
+    /// the nonce, so a serial cannot be forged.
     fn issue_nonce(&self, now: SystemTime) -> String {
         let seconds = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
@@ -369,9 +369,9 @@ impl DigestAuthenticator {
         };
         let issued = self.next_serial.load(Ordering::Relaxed);
         let tracked = TRACKED_NONCES as u64;
-        // The tag proved the serial is one this process issued, so it is
-        // below `issued`; one that left the ring can no longer be checked
-        // for replays, and the phone is asked to take a fresh nonce.
+        // The tag proved that this process issued the serial, so it is below
+        // `issued`. A serial that left the ring can no longer be checked for
+        // replays, so the phone is asked to take a fresh nonce.
         if serial == 0 || serial >= issued || issued - serial > tracked {
             return Err(AuthError::StaleNonce);
         }

@@ -314,7 +314,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relay_delays_render_as_a_cumulative_histogram_in_seconds() {
+    fn relay_delays_render_as_histogram() {
         let mut snapshot = Snapshot::default();
         snapshot.media.relay_delays = media::RelayDelays {
             buckets: vec![(25, 3), (1_000, 9), (100_000, 10)],

@@ -6,7 +6,7 @@
 //! calls fail at about 250 concurrent ones. So at start the PBX raises its
 //! soft limit to what `media.rtp_ports` can use, as far as the hard limit
 //! allows (no privilege is needed for that), and warns when even the hard
-//! limit holds fewer calls than the port range.
+//! limit allows fewer calls than the port range.
 
 use std::ops::RangeInclusive;
 

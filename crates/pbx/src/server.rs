@@ -458,7 +458,7 @@ fn preload_sounds(
 /// Installs the SIGINT and SIGTERM handlers at once and returns a future
 /// that ends at the first of them. Installed at the start of [`run`], so a
 /// signal that comes while the PBX is still starting (after its HTTP API
-/// answers, say) stops it cleanly once the engine runs, instead of killing
+/// is up, say) stops it cleanly once the engine runs, instead of killing
 /// it with the signal's default action.
 fn install_shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]

@@ -411,7 +411,7 @@ impl Drop for Slot {
 
 /// Asks the kernel for a receive buffer of `bytes` on the SIP UDP socket,
 /// unless `bytes` is 0, and warns when it grants less: Linux caps the size
-/// at `net.core.rmem_max` without an error. The buffer holds the datagrams
+/// at `net.core.rmem_max` without an error. The buffer keeps the datagrams
 /// that arrive while the engine task is busy, and those past it are lost.
 fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
     if bytes == 0 {

@@ -19,6 +19,7 @@
 //! those still alive.
 
 mod client;
+mod completed;
 mod key;
 mod server;
 mod timers;
@@ -37,6 +38,7 @@ use sip_message::{Message, Method, Request, Response};
 use tracing::{debug, error, trace, warn};
 
 use client::ClientTransaction;
+use completed::{Completed, CompletedStore};
 use key::{MAGIC_COOKIE, MessageError};
 pub use key::{Side, TransactionKey};
 use server::ServerTransaction;
@@ -193,6 +195,9 @@ pub struct TransactionLayer {
     /// change ends with [`Self::tidy`], so the top entry is always current.
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     next_sequence: u64,
+    /// Non-INVITE server transactions over UDP that sent their final
+    /// response, kept apart from `transactions` until Timer J fires.
+    completed: CompletedStore,
     outbox: Outbox,
 }
 
@@ -209,11 +214,12 @@ impl TransactionLayer {
     /// transaction uses them.
     pub fn with_capacity(timers: TimerConfig, capacity: usize) -> TransactionLayer {
         TransactionLayer {
-            config: timers,
+            config: timers.clone(),
             transactions: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             by_sequence: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             deadlines: BinaryHeap::with_capacity(capacity),
             next_sequence: 0,
+            completed: CompletedStore::new(timers.transaction_timeout()),
             outbox: Outbox::default(),
         }
     }
@@ -263,6 +269,11 @@ impl TransactionLayer {
                 server.on_retransmission(&mut self.outbox);
             }
             self.remove_if_terminated(&key);
+            return;
+        }
+        if let Some(Completed { target, response }) = self.completed.get(&key) {
+            trace!(%key, "last response sent again for a request retransmission");
+            self.outbox.transmit(*target, response.clone());
             return;
         }
 
@@ -401,6 +412,9 @@ impl TransactionLayer {
                 ..
             }) => {
                 server.send_response(response, &self.config, now, &mut self.outbox);
+                if let Some(completed) = server.completed_response() {
+                    self.move_to_completed(key, completed, now);
+                }
                 self.remove_if_terminated(key);
             }
             _ => {
@@ -491,6 +505,7 @@ impl TransactionLayer {
     /// Fires every timer due at or before `now`, each at its own deadline,
     /// so late calls do not shift the later schedule.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.completed.expire(now);
         let mut due: Vec<(Instant, u64, TransactionKey)> = Vec::new();
         while let Some(Reverse((at, sequence))) = self.deadlines.peek().copied() {
             if at > now {
@@ -538,7 +553,11 @@ impl TransactionLayer {
 
     /// Returns the earliest timer of any transaction.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let transactions = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (transactions, self.completed.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Next message to send; drain it after every call into the layer.
@@ -551,19 +570,32 @@ impl TransactionLayer {
         self.outbox.events.pop_front()
     }
 
-    /// Returns whether the transaction `key` is still live, for a TU that
-    /// answers a request later than it received it.
+    /// Returns whether the transaction `key` still takes a response, for a
+    /// TU that responds to a request later than it received it. A transaction
+    /// that already sent its final response and waits out Timer J does not.
     pub fn contains(&self, key: &TransactionKey) -> bool {
         self.transactions.contains_key(key)
     }
 
-    /// Live transactions, for leak checks.
+    /// Live transactions, including those waiting out Timer J, for leak
+    /// checks and overload control.
     pub fn len(&self) -> usize {
-        self.transactions.len()
+        self.transactions.len() + self.completed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.transactions.is_empty()
+        self.len() == 0
+    }
+
+    /// Takes the server transaction `key`, which has sent its final
+    /// response, out of the table into the store of completed ones. There
+    /// it costs no timer entry and a smaller map slot.
+    fn move_to_completed(&mut self, key: &TransactionKey, completed: Completed, now: Instant) {
+        if let Some(entry) = self.transactions.remove(key) {
+            self.by_sequence.remove(&entry.sequence);
+        }
+        self.completed.insert(key.clone(), completed, now);
+        self.tidy();
     }
 
     fn insert(&mut self, key: TransactionKey, transaction: Transaction) {

@@ -10,6 +10,7 @@ use sip_message::{Host, Method, Request, Response, Via};
 use tracing::{debug, trace, warn};
 
 use super::timers::{Retransmit, TRYING_DELAY, TimerConfig, TimerKind, Timers};
+use super::completed::Completed;
 use super::{Event, Outbox, Target, TransactionKey};
 
 /// Port of a sent-by without one, for UDP and TCP (RFC 3261 section 18.2.2).
@@ -138,7 +139,7 @@ impl ServerTransaction {
         if self.is_invite() {
             self.send_invite_response(status, response.to_bytes(), config, now, out);
         } else {
-            self.send_non_invite_response(status, response.to_bytes(), config, now, out);
+            self.send_non_invite_response(status, response.to_bytes(), out);
         }
     }
 
@@ -190,14 +191,7 @@ impl ServerTransaction {
         }
     }
 
-    fn send_non_invite_response(
-        &mut self,
-        status: u16,
-        payload: Bytes,
-        config: &TimerConfig,
-        now: Instant,
-        out: &mut Outbox,
-    ) {
+    fn send_non_invite_response(&mut self, status: u16, payload: Bytes, out: &mut Outbox) {
         match (self.state, status) {
             (ServerState::Trying | ServerState::Proceeding, 100..=199) => {
                 self.send(payload, out);
@@ -207,11 +201,10 @@ impl ServerTransaction {
             (ServerState::Trying | ServerState::Proceeding, _) => {
                 self.send(payload, out);
                 self.enter(ServerState::Completed);
+                // Over UDP, the layer moves the transaction to its store of
+                // completed ones, which runs Timer J (see `completed_response`).
                 if self.response_target.transport.is_reliable() {
                     self.terminate();
-                } else {
-                    // Timer J
-                    self.timers.state = Some(now + config.transaction_timeout());
                 }
             }
 
@@ -219,6 +212,18 @@ impl ServerTransaction {
                 warn!(key = %self.key, ?state, status, "response after the final one dropped");
             }
         }
+    }
+
+    /// Returns what a non-INVITE transaction over UDP must send again during
+    /// Timer J, once it has sent its final response, and `None` otherwise.
+    pub(super) fn completed_response(&self) -> Option<Completed> {
+        if self.is_invite || self.state != ServerState::Completed {
+            return None;
+        }
+        Some(Completed {
+            target: self.response_target,
+            response: self.last_response.clone()?,
+        })
     }
 
     /// Stops the 2xx retransmissions once the TU has matched an ACK to them.

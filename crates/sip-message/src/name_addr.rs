@@ -46,9 +46,79 @@ impl NameAddr {
         self.params.value("tag")
     }
 
+    /// Returns the `tag` parameter of a From or To value without decoding
+    /// its URI or copying anything. For a value that [`NameAddr::parse`]
+    /// accepts it is the same as `parse(text)?.tag()`; a malformed value
+    /// may give a tag where `parse` gives an error.
+    pub fn tag_of(text: &str) -> Option<&str> {
+        let params = header_params(text)?;
+        split_unquoted(params, ';').find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            trim_lws(name)
+                .eq_ignore_ascii_case("tag")
+                .then(|| trim_lws(value))
+        })
+    }
+
     pub fn set_tag(&mut self, tag: &str) {
         self.params.set("tag", Some(tag));
     }
+}
+
+/// Returns the header parameters of a name-addr or addr-spec value, the
+/// text after `>` or, without brackets, from the first `;`.
+fn header_params(text: &str) -> Option<&str> {
+    let text = trim_lws(text);
+    let rest = match text.strip_prefix('"') {
+        Some(quoted) => &quoted[closing_quote(quoted)? + 1..],
+        None => text,
+    };
+    match rest.find('<') {
+        Some(at) => {
+            let bracketed = &rest[at..];
+            Some(&bracketed[bracketed.find('>')? + 1..])
+        }
+        None => Some(rest.find(';').map_or("", |at| &rest[at..])),
+    }
+}
+
+/// Byte offset of the `"` that closes a quoted string whose opening quote
+/// is just before `text`.
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits `text` at each `separator` outside quoted strings.
+fn split_unquoted(text: &str, separator: char) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        let mut in_quotes = false;
+        let mut escaped = false;
+        for (at, c) in current.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                _ if c == separator && !in_quotes => {
+                    rest = Some(&current[at + c.len_utf8()..]);
+                    return Some(&current[..at]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(current)
+    })
 }
 
 fn invalid(why: &str, text: &str) -> ParseError {
@@ -127,6 +197,23 @@ impl fmt::Display for NameAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_of_matches_parsed_tag() {
+        for text in [
+            "<sip:alice@example.com>;tag=1928301774",
+            "<sip:alice@example.com>",
+            "sip:alice@example.com;tag=abc",
+            "sip:alice@example.com",
+            "Alice <sip:alice@example.com;tag=uri-param>;foo=bar",
+            r#""A; tag=x \" <" <sip:alice@example.com> ; TAG = 98asjd8 ;x"#,
+            r#"<sip:a@b>;q="tag=no;tag=no";tag=yes"#,
+            "<sip:a@b>;tag",
+        ] {
+            let parsed = NameAddr::parse(text).expect("valid name-addr");
+            assert_eq!(NameAddr::tag_of(text), parsed.tag(), "{text}");
+        }
+    }
 
     #[test]
     fn quoted_display_name_with_escapes() {

@@ -55,8 +55,8 @@ impl Host {
         }
         let valid = !text.is_empty()
             && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if valid {
             Ok(Host::Domain(text.to_owned()))
         } else {
@@ -96,7 +96,7 @@ pub struct Uri {
 impl Uri {
     pub fn parse(text: &str) -> Result<Uri, ParseError> {
         let invalid = |why: &str| ParseError::new(ErrorKind::Uri, format!("{why} in URI {text:?}"));
-        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if has_whitespace_or_control(text) {
             return Err(invalid("whitespace or control character"));
         }
         let (scheme, rest) = text
@@ -109,11 +109,14 @@ impl Uri {
         if !scheme_valid {
             return Err(invalid("invalid scheme"));
         }
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "sip" => Scheme::Sip,
-            "sips" => Scheme::Sips,
-            "tel" => Scheme::Tel,
-            _ => Scheme::Other(scheme.to_owned()),
+        let scheme = if scheme.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other(scheme.to_owned())
         };
         match scheme {
             Scheme::Sip | Scheme::Sips => parse_sip(scheme, rest, text),
@@ -153,6 +156,17 @@ impl Uri {
             headers: None,
         }
     }
+}
+
+/// Returns whether `text` contains a whitespace or control character. ASCII
+/// text, the usual case, is checked byte by byte without decoding UTF-8.
+fn has_whitespace_or_control(text: &str) -> bool {
+    if text.is_ascii() {
+        return text
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+    }
+    text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn parse_sip(scheme: Scheme, rest: &str, text: &str) -> Result<Uri, ParseError> {

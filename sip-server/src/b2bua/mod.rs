@@ -770,11 +770,13 @@ impl Core {
             self.transactions.send_response(&key, response, now);
             return;
         }
+        // The transaction layer has checked that To parses, so the tag can
+        // be read without decoding the URI again.
         let has_to_tag = request
             .headers
-            .to()
-            .ok()
-            .is_some_and(|to| to.tag().is_some());
+            .get("To")
+            .and_then(sip_message::NameAddr::tag_of)
+            .is_some();
         match request.method {
             Method::Register if self.contact_is_self(&request) => {
                 // Every offer to such a contact would loop back to the PBX.
@@ -1243,11 +1245,16 @@ fn round_millis(seconds: f64) -> f64 {
 
 /// Adds `tag` to the To header of `response` unless it has one.
 fn add_to_tag(response: &mut Response, tag: &str) {
-    if let Ok(mut to) = response.headers.to()
-        && to.tag().is_none()
+    // The To of a response is the request's, which the transaction layer
+    // has checked, so neither its URI nor the whole value is parsed again.
+    if let Some(text) = response.headers.get("To")
+        && sip_message::NameAddr::tag_of(text).is_none()
     {
-        to.set_tag(tag);
-        response.headers.set("To", to.to_string());
+        // Appending keeps the request's To as written, and a `;` parameter
+        // at the end belongs to the header with or without `<>` (RFC 3261
+        // section 20.10).
+        let tagged = format!("{text};tag={tag}");
+        response.headers.set("To", tagged);
     }
 }
 

@@ -137,7 +137,13 @@ impl CompletedStore {
             .back()
             .is_none_or(|newest| now.saturating_duration_since(newest.opened) >= slice);
         if is_stale {
-            let entries = self.spare.pop().unwrap_or_default();
+            // Without a spare map, the new one starts at the size of the
+            // last, so that under steady load it does not grow either.
+            let last_len = self.generations.back().map_or(0, |g| g.entries.len());
+            let entries = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| HashMap::with_capacity_and_hasher(last_len, Default::default()));
             self.generations.push_back(Generation {
                 serial: self.next_serial,
                 opened: now,

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use sip_message::{Host, Method, Request, Response, Via};
 use tracing::{debug, trace, warn};
 
-use super::timers::{Retransmit, TRYING_DELAY, TimerConfig, TimerKind, Timers};
 use super::completed::Completed;
+use super::timers::{Retransmit, TRYING_DELAY, TimerConfig, TimerKind, Timers};
 use super::{Event, Outbox, Target, TransactionKey};
 
 /// Port of a sent-by without one, for UDP and TCP (RFC 3261 section 18.2.2).

@@ -51,10 +51,22 @@ impl Algorithm {
 
     pub(crate) fn hash_hex(self, input: &str) -> String {
         match self {
-            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
-            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
+            Algorithm::Sha256 => lower_hex(&Sha256::digest(input.as_bytes())),
+            Algorithm::Md5 => lower_hex(&Md5::digest(input.as_bytes())),
         }
     }
+}
+
+/// Writes `bytes` as lower-case hexadecimal into a string sized up front,
+/// which costs one allocation per digest on the registration path.
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// Why a request's credentials were not accepted.
@@ -96,6 +108,20 @@ pub struct Credentials {
     pub cnonce: Option<String>,
 }
 
+/// Names of the digest parameters that [`Credentials`] keeps, in the order
+/// of the match in [`Credentials::parse`].
+const CREDENTIAL_FIELDS: [&str; 9] = [
+    "username",
+    "realm",
+    "nonce",
+    "uri",
+    "response",
+    "algorithm",
+    "qop",
+    "nc",
+    "cnonce",
+];
+
 impl Credentials {
     /// Parses `Digest k=v, k="v", ...`. Unknown parameters are ignored.
     pub fn parse(value: &str) -> Result<Credentials, AuthError> {
@@ -108,17 +134,23 @@ impl Credentials {
         }
         let mut credentials = Credentials::default();
         for (name, value) in split_auth_params(&rest[scheme_end..])? {
-            let slot = match name.to_ascii_lowercase().as_str() {
-                "username" => &mut credentials.username,
-                "realm" => &mut credentials.realm,
-                "nonce" => &mut credentials.nonce,
-                "uri" => &mut credentials.uri,
-                "response" => &mut credentials.response,
-                "algorithm" => credentials.algorithm.get_or_insert_with(String::new),
-                "qop" => credentials.qop.get_or_insert_with(String::new),
-                "nc" => credentials.nc.get_or_insert_with(String::new),
-                "cnonce" => credentials.cnonce.get_or_insert_with(String::new),
-                _ => continue,
+            // Compared in place, because lower-casing each name allocated.
+            let Some(field) = CREDENTIAL_FIELDS
+                .iter()
+                .position(|field| field.eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            let slot = match field {
+                0 => &mut credentials.username,
+                1 => &mut credentials.realm,
+                2 => &mut credentials.nonce,
+                3 => &mut credentials.uri,
+                4 => &mut credentials.response,
+                5 => credentials.algorithm.get_or_insert_with(String::new),
+                6 => credentials.qop.get_or_insert_with(String::new),
+                7 => credentials.nc.get_or_insert_with(String::new),
+                _ => credentials.cnonce.get_or_insert_with(String::new),
             };
             *slot = value;
         }
@@ -137,62 +169,70 @@ impl Credentials {
 }
 
 /// Splits `a=b, c="d, e"` into pairs, honouring quoted strings and
-/// quoted-pairs.
-pub(crate) fn split_auth_params(text: &str) -> Result<Vec<(String, String)>, AuthError> {
+/// quoted-pairs. Names are slices of `text`. Values are copied once,
+/// because a quoted value loses its quotes and escapes.
+pub(crate) fn split_auth_params(text: &str) -> Result<Vec<(&str, String)>, AuthError> {
     let mut pairs = Vec::new();
-    let mut chars = text.chars().peekable();
+    let mut rest = text;
     loop {
-        while matches!(chars.peek(), Some(c) if c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
             return Ok(pairs);
         }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        while matches!(chars.peek(), Some(c) if c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return Err(AuthError::Malformed {
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        rest = rest[name_end..]
+            .trim_start()
+            .strip_prefix('=')
+            .ok_or(AuthError::Malformed {
                 reason: "parameter without '='",
-            });
-        }
-        while matches!(chars.peek(), Some(c) if c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') => break,
-                    Some('\\') => value.extend(chars.next()),
-                    Some(c) => value.push(c),
-                    None => {
-                        return Err(AuthError::Malformed {
-                            reason: "unterminated quote",
-                        });
-                    }
-                }
-            }
+            })?
+            .trim_start();
+
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            let (value, after) = read_quoted_value(quoted)?;
+            rest = after;
+            value
         } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' || c.is_whitespace() {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
+            let end = rest
+                .find(|c: char| c == ',' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            let value = rest[..end].to_owned();
+            rest = &rest[end..];
+            value
+        };
         pairs.push((name, value));
     }
+}
+
+/// Reads a quoted string whose opening quote is just before `text`, and
+/// returns its content with quoted-pairs resolved and the text after it.
+fn read_quoted_value(text: &str) -> Result<(String, &str), AuthError> {
+    let mut value = String::new();
+    let mut copied_up_to = 0;
+    let mut chars = text.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => {
+                value.push_str(&text[copied_up_to..at]);
+                return Ok((value, &text[at + 1..]));
+            }
+            '\\' => {
+                value.push_str(&text[copied_up_to..at]);
+                let Some((escaped_at, escaped)) = chars.next() else {
+                    break;
+                };
+                value.push(escaped);
+                copied_up_to = escaped_at + escaped.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    Err(AuthError::Malformed {
+        reason: "unterminated quote",
+    })
 }
 
 /// Serials whose use the authenticator remembers: the last this many
@@ -280,7 +320,7 @@ impl DigestAuthenticator {
         hasher.update(self.secret);
         hasher.update(seconds.to_be_bytes());
         hasher.update(serial.to_be_bytes());
-        hex::encode(&hasher.finalize()[..12])
+        lower_hex(&hasher.finalize()[..12])
     }
 
     /// Checks that this process issued `nonce` within its lifetime and
@@ -575,6 +615,24 @@ mod tests {
         assert_eq!(credentials.cnonce.as_deref(), Some("x,\"y"));
         assert_eq!(credentials.qop.as_deref(), Some("auth"));
         assert_eq!(credentials.algorithm.as_deref(), Some("MD5"));
+    }
+
+    #[test]
+    fn lower_hex_matches_hex_crate() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        assert_eq!(lower_hex(&bytes), hex::encode(bytes));
+        assert_eq!(lower_hex(&[]), "");
+    }
+
+    #[test]
+    fn auth_params_keep_escapes_and_spacing() {
+        let pairs = split_auth_params(r#" a = "x\\y\"z" ,b=c,, d="""#).unwrap();
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs[0], ("a", r#"x\y"z"#.to_owned()));
+        assert_eq!(pairs[1], ("b", "c".to_owned()));
+        assert_eq!(pairs[2], ("d", String::new()));
+        assert!(split_auth_params(r#"a="x\"#).is_err());
+        assert!(split_auth_params("a b").is_err());
     }
 
     #[test]

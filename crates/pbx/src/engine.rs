@@ -865,7 +865,7 @@ async fn finish_call(
             record.recording_path = None;
         }
     }
-    match store.write(&record).await {
+    match store.write_grouped(&record).await {
         Ok(()) => {
             let _ = journal.send(JournalEntry::Remove(record.id));
         }

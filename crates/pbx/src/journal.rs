@@ -45,8 +45,8 @@ const ON_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET record = excluded.reco
 /// row stay far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// What a group of journal entries changes in the table, one entry per
-/// call: the last one the engine sent for it.
+/// The net change of a group of journal entries to the table: for each
+/// call, the last entry the engine sent for it.
 struct NetChanges<'a> {
     saves: Vec<(&'a CallRecord, &'a StoredLegs)>,
     removals: Vec<&'a str>,
@@ -135,7 +135,7 @@ impl Journal {
     }
 
     /// Applies the net effect of `entries` in one transaction: the newest
-    /// save of each call, or its removal. `stored` holds the calls whose row
+    /// save of each call, or its removal. `stored` contains the calls whose row
     /// an earlier commit wrote. A call saved and removed within `entries`
     /// and absent from `stored` has no row, so it costs no statement. A
     /// failed commit is returned.
@@ -202,7 +202,7 @@ impl Journal {
     }
 
     /// Applies `changes` in one transaction, a statement each. An entry
-    /// that fails is logged and skipped; a failed commit is returned.
+    /// that fails is logged and skipped, and a failed commit is returned.
     async fn apply_each(&self, changes: &NetChanges<'_>) -> Result<(), JournalError> {
         let mut transaction = self.pool.begin().await?;
         for (record, legs) in &changes.saves {

@@ -94,7 +94,10 @@ for m in results("media"):
     if m.get("tag") == "media":
         print(f"- Recorded calls: {m['calls']} concurrent, {m['hold_s']} s each: {m['verdict']} "
               f"({m['recordings']}/{m['expected']} WAV files, median {m['median_s']} s, worst length error "
-              f"{m['worst_length_error_s']} s, audio missing: caller {m['caller_lost_pct']} %, agent {m['agent_lost_pct']} %)")
+              f"{m['worst_length_error_s']} s, audio missing: caller {m['caller_lost_pct']} %, agent {m['agent_lost_pct']} %"
+              + (f"; relay delay p99 under {m['relay_p99_us_under']} us, {m['rtp_lost_mid']} RTP lost on the way in, "
+                 f"PBX CPU {m['cpu_pct_per_call']} % of a core and {m['pss_kib_per_call']} KiB per call"
+                 if "relay_p99_us_under" in m else "") + ")")
 udp = [float(m["recv_pps"]) for m in results("media") if m.get("tag") == "udp-loopback"]
 if udp:
     udp.sort()

@@ -9,7 +9,8 @@
 //! PORT_BASE (the start of the relay's port range, 8 ports per session) to a
 //! value between 30000 and 50000 picked from the clock. The relay runs on
 //! two threads of its own, as the PBX's relay does on a two-core machine;
-//! `RELAY_SPIN_US` sets its spin window (default 0). The load generator
+//! `RELAY_SPIN_US` sets its spin window (default 0) and `RELAY_RT_PRIORITY`
+//! its threads' real-time priority (default 10, 0 for the normal scheduler). The load generator
 //! has two threads of its own, a sender and a receiver, on the same cores.
 //!
 //! The phones of all sessions send from 16 sockets per side and the
@@ -69,6 +70,7 @@ struct Options {
     sending: Duration,
     port_base: u16,
     spin: Duration,
+    realtime_priority: u8,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -85,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ports: options.port_base..=port_end,
         threads: 2,
         spin: options.spin,
+        realtime_priority: options.realtime_priority,
     })?;
     let phones = bind_phones(options.sessions)?;
     let sessions = setup_runtime.block_on(open_sessions(
@@ -166,11 +169,18 @@ fn parse_options() -> Result<Options, String> {
         ),
         Err(_) => media::DEFAULT_SPIN,
     };
+    let realtime_priority = match std::env::var("RELAY_RT_PRIORITY") {
+        Ok(text) => text
+            .parse()
+            .map_err(|_| format!("invalid RELAY_RT_PRIORITY {text:?}, expected 0 to 99"))?,
+        Err(_) => media::DEFAULT_REALTIME_PRIORITY,
+    };
     Ok(Options {
         sessions,
         sending: Duration::from_secs(seconds),
         port_base: port_base & !1,
         spin,
+        realtime_priority,
     })
 }
 

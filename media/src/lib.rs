@@ -125,6 +125,9 @@ pub struct RelayConfig {
     /// How long a relay thread keeps polling after a datagram before it
     /// sleeps; zero sleeps at once. See [`DEFAULT_SPIN`].
     pub spin: Duration,
+    /// `SCHED_FIFO` priority of the relay threads, 1 to 99; 0 keeps the
+    /// normal scheduler. See [`DEFAULT_REALTIME_PRIORITY`].
+    pub realtime_priority: u8,
 }
 
 /// The default [`RelayConfig::spin`]: none. On a 2-core machine shared with
@@ -132,6 +135,15 @@ pub struct RelayConfig {
 /// they needed, which raised the relay's CPU by 40 to 80 %. Spinning pays
 /// only on a machine with cores to spare.
 pub const DEFAULT_SPIN: Duration = Duration::ZERO;
+
+/// The default [`RelayConfig::realtime_priority`]. Under the normal
+/// scheduler a relay thread woken by a datagram waits behind whatever else
+/// holds the core, and on 2 cores shared with SIP, the database and other
+/// programs that wait reached tens of milliseconds. A real-time thread runs
+/// as soon as its datagram arrives. Low among real-time priorities, so the
+/// kernel's own real-time threads still come first; the kernel also keeps 5 %
+/// of each core for normal threads should the relay ever take it all.
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

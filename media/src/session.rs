@@ -45,7 +45,7 @@ impl Relay {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             count => count,
         };
-        let threads = RelayThreads::start(threads, config.spin)
+        let threads = RelayThreads::start(threads, config.spin, config.realtime_priority)
             .map_err(|source| MediaError::Threads { source })?;
         Ok(Relay {
             bind_address: config.bind_address,

@@ -103,8 +103,46 @@ pub(crate) struct RelayThreads {
     next_id: AtomicU64,
 }
 
+/// Moves the calling relay thread to `SCHED_FIFO` at `priority`. Without the
+/// privilege (`CAP_SYS_NICE` or an `RLIMIT_RTPRIO` that allows it) the thread
+/// keeps the normal scheduler and relays all the same, with a warning.
+fn set_realtime(index: usize, priority: u8) {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let result = ThreadPriorityValue::try_from(priority)
+        .map_err(|reason| reason.to_owned())
+        .and_then(|value| {
+            thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Crossplatform(value),
+                ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+            )
+            .map_err(|error| format!("{error:?}"))
+        });
+    match result {
+        Ok(()) => tracing::debug!(
+            thread = index,
+            priority,
+            "relay thread runs at real-time priority"
+        ),
+        // One warning for the relay, not one per thread.
+        Err(error) if index == 0 => tracing::warn!(
+            priority,
+            %error,
+            "relay threads keep the normal scheduler: media may wait behind other work \
+             (grant CAP_SYS_NICE or set [media] relay_realtime_priority = 0)"
+        ),
+        Err(_) => {}
+    }
+}
+
 impl RelayThreads {
-    pub(crate) fn start(count: usize, spin: Duration) -> io::Result<RelayThreads> {
+    pub(crate) fn start(
+        count: usize,
+        spin: Duration,
+        realtime_priority: u8,
+    ) -> io::Result<RelayThreads> {
         let mut shards = Vec::with_capacity(count);
         for index in 0..count.max(1) {
             let poll = Poll::new()?;
@@ -127,7 +165,12 @@ impl RelayThreads {
             };
             std::thread::Builder::new()
                 .name(format!("relay-{index}"))
-                .spawn(move || shard.run())?;
+                .spawn(move || {
+                    if realtime_priority > 0 {
+                        set_realtime(index, realtime_priority);
+                    }
+                    shard.run()
+                })?;
             shards.push(ShardHandle {
                 inbox,
                 waker,

@@ -70,6 +70,7 @@ async fn relaying_recorded_packets_allocates_nothing() {
         ports: 42_600..=42_607,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     })
     .expect("valid relay config");
     let session = relay.open_session("allocations").await.expect("open");

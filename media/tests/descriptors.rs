@@ -14,6 +14,7 @@ async fn out_of_descriptors_fails_at_the_first_pair() {
         ports: 41_200..=41_399,
         threads: 1,
         spin: Duration::ZERO,
+        realtime_priority: 0,
     })
     .expect("valid relay config");
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");

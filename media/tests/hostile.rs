@@ -30,6 +30,7 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
         ports: first_port..=first_port + port_count - 1,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     })
     .expect("valid relay config")
 }

@@ -22,6 +22,7 @@ fn relay(first_port: u16) -> Relay {
         ports: first_port..=first_port + 7,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     })
     .expect("valid relay config")
 }

@@ -20,6 +20,7 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
         threads: 1,
         // Spinning, unlike the default, so that these tests cover both.
         spin: Duration::from_micros(50),
+        realtime_priority: 0,
     })
     .expect("valid relay config")
 }
@@ -342,6 +343,7 @@ fn invalid_port_range_rejected() {
         ports: 20_001..=20_010,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     };
     assert!(matches!(
         Relay::new(config),
@@ -356,6 +358,7 @@ async fn dropped_sessions_finish_recordings() {
         ports: 41_120..=41_135,
         threads: 2,
         spin: std::time::Duration::ZERO,
+        realtime_priority: 0,
     })
     .expect("valid relay config");
     let folder = tempfile::tempdir().expect("temp dir");

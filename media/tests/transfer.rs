@@ -67,6 +67,7 @@ async fn new_agent_phone_continues_caller_stream() {
         ports: 42_500..=42_507,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer").await.expect("open");
@@ -195,6 +196,7 @@ async fn new_phone_on_same_host_takes_over() {
         ports: 42_510..=42_517,
         threads: 1,
         spin: media::DEFAULT_SPIN,
+        realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer-race").await.expect("open");

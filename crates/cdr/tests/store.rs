@@ -269,6 +269,45 @@ async fn concurrent_writes_group_and_one_duplicate_fails_alone(database: TestDat
     assert_eq!(journal_lines(dir.path()).len(), 41);
 }
 
+async fn grouped_writes_store_every_record(database: TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
+    let base = datetime!(2026-12-04 13:00:00 UTC);
+    store
+        .write(&answered("g-3", base))
+        .await
+        .expect("first write of g-3");
+    // The first grouped write keeps its group open for the others. g-3 is
+    // a duplicate inside it and must fail alone.
+    let writes: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            let record = answered(&format!("g-{i}"), base + Duration::seconds(i));
+            tokio::spawn(async move { store.write_grouped(&record).await })
+        })
+        .collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        let outcome = write.await.expect("write task");
+        if i == 3 {
+            assert!(
+                matches!(&outcome, Err(CdrError::Insert { id, .. }) if id == "g-3"),
+                "duplicate: {outcome:?}"
+            );
+        } else {
+            outcome.unwrap_or_else(|error| panic!("write of g-{i}: {error}"));
+        }
+    }
+    for i in 0..10 {
+        assert!(
+            store.get(&format!("g-{i}")).await.expect("get").is_some(),
+            "g-{i} missing"
+        );
+    }
+    assert_eq!(journal_lines(dir.path()).len(), 11);
+}
+
 async fn list_is_newest_first_and_pages(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
@@ -663,6 +702,7 @@ cdr::storage_tests!(
     journal_json_uses_rfc3339_and_snake_case,
     failed_insert_keeps_journal_line,
     concurrent_writes_group_and_one_duplicate_fails_alone,
+    grouped_writes_store_every_record,
     transfers_round_trip,
     list_is_newest_first_and_pages,
     list_caps_limit,

@@ -200,6 +200,8 @@ pub(crate) struct MediaConfig {
     pub(crate) relay_threads: usize,
     /// How long a relay thread polls on after a datagram before it sleeps.
     pub(crate) relay_spin: Duration,
+    /// SCHED_FIFO priority of the relay threads; 0 is the normal scheduler.
+    pub(crate) relay_realtime_priority: u8,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).

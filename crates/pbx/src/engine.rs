@@ -6,6 +6,7 @@
 //! ports, finalizing a WAV, writing a CDR) runs in spawned tasks that report
 //! back through the input channel.
 
+use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -309,30 +310,7 @@ impl Engine {
                 self.core.handle_message(message, source, now)
             }
             Input::ConnectionClosed(id) => self.core.connection_closed(id, now),
-            Input::MediaOpened {
-                call,
-                result: Ok(session),
-            } => {
-                let ports = MediaPorts {
-                    caller: session.local_rtp_addr(media::Leg::Caller),
-                    agent: session.local_rtp_addr(media::Leg::Agent),
-                };
-                if self.core.media_opened(&call, ports, now) {
-                    forward_media_events(&call, &session, self.inputs.clone());
-                    sessions.insert(call, session);
-                } else {
-                    tokio::spawn(async move {
-                        let _ = session.close().await;
-                    });
-                }
-            }
-            Input::MediaOpened {
-                call,
-                result: Err(error),
-            } => {
-                tracing::error!(call, %error, "opening the media relay failed");
-                self.core.media_failed(&call, now);
-            }
+            Input::MediaOpened { call, result } => self.media_opened(call, result, sessions, now),
             Input::Media { call, notice } => self.core.media_notice(&call, notice, now),
             Input::TransportFailed { transport, addr } => {
                 self.core.transport_failed(transport, addr, now)
@@ -533,6 +511,36 @@ impl Engine {
         }
     }
 
+    /// Hands the outcome of opening `call`'s relay session to the core.
+    fn media_opened(
+        &mut self,
+        call: String,
+        result: Result<media::MediaSession, media::MediaError>,
+        sessions: &mut HashMap<String, media::MediaSession>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(session) => {
+                let ports = MediaPorts {
+                    caller: session.local_rtp_addr(media::Leg::Caller),
+                    agent: session.local_rtp_addr(media::Leg::Agent),
+                };
+                if self.core.media_opened(&call, ports, now) {
+                    forward_media_events(&call, &session, self.inputs.clone());
+                    sessions.insert(call, session);
+                } else {
+                    tokio::spawn(async move {
+                        let _ = session.close().await;
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::error!(call, %error, "opening the media relay failed");
+                self.core.media_failed(&call, now);
+            }
+        }
+    }
+
     /// Sends what the core queued and starts the work its commands ask for.
     fn drain(
         &mut self,
@@ -565,11 +573,21 @@ impl Engine {
         match command {
             Command::OpenMedia { call, sip_call_id } => {
                 let relay = self.relay.clone();
-                let inputs = self.inputs.clone();
-                tokio::spawn(async move {
-                    let result = relay.open_session(&sip_call_id).await;
-                    let _ = inputs.send(Input::MediaOpened { call, result }).await;
-                });
+                let mut opening = Box::pin(async move { relay.open_session(&sip_call_id).await });
+                // Binding the ports does not wait today, so the session
+                // opens here. A task of its own and a trip through the
+                // input queue cost two thread wake-ups per call. Should
+                // opening ever wait, it finishes in a task as before.
+                match (&mut opening).now_or_never() {
+                    Some(result) => self.media_opened(call, result, sessions, Instant::now()),
+                    None => {
+                        let inputs = self.inputs.clone();
+                        tokio::spawn(async move {
+                            let result = opening.await;
+                            let _ = inputs.send(Input::MediaOpened { call, result }).await;
+                        });
+                    }
+                }
             }
             Command::SetRemote { call, side, addr } => {
                 if let Some(session) = sessions.get(&call) {
@@ -847,7 +865,7 @@ async fn finish_call(
             record.recording_path = None;
         }
     }
-    match store.write(&record).await {
+    match store.write_grouped(&record).await {
         Ok(()) => {
             let _ = journal.send(JournalEntry::Remove(record.id));
         }

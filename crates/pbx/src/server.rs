@@ -85,6 +85,7 @@ pub(crate) async fn run(
         ports: config.media.rtp_ports.clone(),
         threads: config.media.relay_threads,
         spin: config.media.relay_spin,
+        realtime_priority: config.media.relay_realtime_priority,
     })?;
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);

@@ -176,8 +176,7 @@ impl Core {
                 .insert((session.deadline, call_id.to_owned()));
         }
         call.agent_session = session;
-        self.by_sip_call_id
-            .insert(colleague_call_id, call_id.to_owned());
+        self.index_sip_call_id(colleague_call_id, call_id);
         self.notify_referrer(call_id, 200, "OK", true, now);
         self.hang_up_referrer(call_id, now);
         self.finish_pending_transfer(call_id);

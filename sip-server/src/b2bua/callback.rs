@@ -203,7 +203,7 @@ impl Core {
             now,
         );
         self.callback_calls.insert(request.to_owned(), id.clone());
-        self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
+        self.index_sip_call_id(sip_call_id.clone(), &id);
         self.calls.insert(id.clone(), call);
         self.commands.push_back(Command::OpenMedia {
             call: id,
@@ -520,7 +520,7 @@ impl Core {
         {
             self.callback_calls.remove(&callback.request);
         }
-        self.by_sip_call_id.retain(|_, id| id != call_id);
+        self.unindex_sip_call_ids(call_id);
         if call.media.is_some() {
             self.commands.push_back(Command::CloseMedia {
                 call: call_id.to_owned(),

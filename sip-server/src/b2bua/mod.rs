@@ -353,6 +353,12 @@ pub struct Core {
     calls: HashMap<String, Call>,
     /// SIP Call-ID of either leg to the product call id.
     by_sip_call_id: HashMap<String, String>,
+    /// The reverse of `by_sip_call_id`: each call's SIP Call-IDs, so that
+    /// ending a call does not scan the index of every call. An attended
+    /// transfer moves a Call-ID to another call and leaves it listed here
+    /// under the first, so an entry counts only while `by_sip_call_id`
+    /// still leads back to its call.
+    sip_call_ids: HashMap<String, Vec<String>>,
     attempts: HashMap<u64, Attempt>,
     next_attempt: u64,
     purposes: HashMap<TransactionKey, Purpose>,
@@ -447,6 +453,7 @@ impl Core {
             acd,
             calls: HashMap::new(),
             by_sip_call_id: HashMap::new(),
+            sip_call_ids: HashMap::new(),
             attempts: HashMap::new(),
             next_attempt: 1,
             purposes: HashMap::new(),
@@ -1188,6 +1195,25 @@ impl Core {
         });
     }
 
+    /// Files `sip_call_id`, the Call-ID of a leg, under the product call
+    /// `call_id`, replacing the call it led to before.
+    pub(super) fn index_sip_call_id(&mut self, sip_call_id: String, call_id: &str) {
+        self.sip_call_ids
+            .entry(call_id.to_owned())
+            .or_default()
+            .push(sip_call_id.clone());
+        self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
+    }
+
+    /// Forgets the Call-IDs that lead to `call_id`.
+    pub(super) fn unindex_sip_call_ids(&mut self, call_id: &str) {
+        for sip_call_id in self.sip_call_ids.remove(call_id).unwrap_or_default() {
+            if self.by_sip_call_id.get(&sip_call_id).map(String::as_str) == Some(call_id) {
+                self.by_sip_call_id.remove(&sip_call_id);
+            }
+        }
+    }
+
     /// Ends `call`: emits its CDR and frees every index that points at it.
     fn finish(
         &mut self,
@@ -1204,7 +1230,7 @@ impl Core {
             return;
         };
         let _span = call.span.clone().entered();
-        self.by_sip_call_id.retain(|_, id| id != call_id);
+        self.unindex_sip_call_ids(call_id);
         if let Some(callback) = &call.callback
             && self
                 .callback_calls

@@ -213,7 +213,7 @@ impl Core {
                 kind,
             },
         );
-        self.by_sip_call_id.insert(sip_call_id, call_id.to_owned());
+        self.index_sip_call_id(sip_call_id, call_id);
         if let Some(call) = self.calls.get_mut(call_id) {
             call.attempts.insert(label.to_owned(), attempt_id);
         }

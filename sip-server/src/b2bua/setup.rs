@@ -173,7 +173,7 @@ impl Core {
             },
             now,
         );
-        self.by_sip_call_id.insert(sip_call_id.clone(), id.clone());
+        self.index_sip_call_id(sip_call_id.clone(), &id);
         self.calls.insert(id.clone(), call);
         self.respond_caller(&id, 100, None, None, now);
         self.checkpoint(&id, now);

@@ -699,6 +699,28 @@ fn agent_reinvite_for_hold_is_relayed_with_anchored_sdp() {
 }
 
 #[test]
+fn call_id_index_empties_at_hang_up() {
+    let mut h = Harness::new();
+    let (call, invite) = answered_call(&mut h);
+    let agent_call_id = invite.headers.call_id().unwrap();
+    assert_eq!(
+        h.core.by_sip_call_id.get("caller-1@carrier.test"),
+        Some(&call)
+    );
+    assert_eq!(h.core.by_sip_call_id.get(agent_call_id), Some(&call));
+    assert_eq!(h.core.sip_call_ids[&call].len(), 2);
+    let tag = caller_tag(&h, &call);
+    h.receive(&caller_bye(&tag), CALLER);
+    h.finished_record();
+    assert!(
+        h.core.by_sip_call_id.is_empty(),
+        "{:?}",
+        h.core.by_sip_call_id
+    );
+    assert!(h.core.sip_call_ids.is_empty(), "{:?}", h.core.sip_call_ids);
+}
+
+#[test]
 fn transactions_drain_after_a_call() {
     let mut h = Harness::new();
     let (call, _invite) = answered_call(&mut h);

@@ -38,6 +38,8 @@ const MAX_RELAY_THREADS: u32 = 64;
 /// A relay thread that polls longer than this between datagrams burns a
 /// core for nothing: 20 ms is one packet interval of a single call.
 const MAX_RELAY_SPIN_US: u32 = 20_000;
+/// The highest SCHED_FIFO priority Linux accepts.
+const MAX_RELAY_REALTIME_PRIORITY: u32 = 99;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 /// A century: longer is surely a typo, and keeps the cutoff date in range.
 const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -669,9 +671,18 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
     let relay_threads = from_file(&raw.media.relay_threads, 0);
     let default_spin = u32::try_from(media::DEFAULT_SPIN.as_micros()).unwrap_or(u32::MAX);
     let relay_spin_us = from_file(&raw.media.relay_spin_us, default_spin);
+    let relay_realtime_priority = from_file(
+        &raw.media.relay_realtime_priority,
+        u32::from(media::DEFAULT_REALTIME_PRIORITY),
+    );
     for (key, value, max) in [
         ("media.relay_threads", &relay_threads, MAX_RELAY_THREADS),
         ("media.relay_spin_us", &relay_spin_us, MAX_RELAY_SPIN_US),
+        (
+            "media.relay_realtime_priority",
+            &relay_realtime_priority,
+            MAX_RELAY_REALTIME_PRIORITY,
+        ),
     ] {
         if value.value > max {
             let kind = ConfigErrorKind::TooLarge {
@@ -684,6 +695,8 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
     MediaConfig {
         relay_threads: relay_threads.value as usize,
         relay_spin: Duration::from_micros(u64::from(relay_spin_us.value)),
+        // Checked against 99 above.
+        relay_realtime_priority: u8::try_from(relay_realtime_priority.value).unwrap_or(0),
         address,
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),

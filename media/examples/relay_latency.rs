@@ -9,8 +9,10 @@
 //! PORT_BASE (the start of the relay's port range, 8 ports per session) to a
 //! value between 30000 and 50000 picked from the clock. The relay runs on
 //! two threads of its own, as the PBX's relay does on a two-core machine;
-//! `RELAY_SPIN_US` sets its spin window (default 0) and `RELAY_RT_PRIORITY`
-//! its threads' real-time priority (default 10, 0 for the normal scheduler). The load generator
+//! `RELAY_SPIN_US` sets its spin window (default 0), `RELAY_RT_PRIORITY`
+//! its threads' real-time priority (default 10, 0 for the normal scheduler)
+//! and `RELAY_COALESCE_US` the shortest time between two busy rounds of a
+//! relay thread (default 300). The load generator
 //! has two threads of its own, a sender and a receiver, on the same cores.
 //!
 //! The phones of all sessions send from 16 sockets per side and the
@@ -71,6 +73,7 @@ struct Options {
     port_base: u16,
     spin: Duration,
     realtime_priority: u8,
+    coalesce: Duration,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -88,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads: 2,
         spin: options.spin,
         realtime_priority: options.realtime_priority,
+        coalesce: options.coalesce,
     })?;
     let phones = bind_phones(options.sessions)?;
     let sessions = setup_runtime.block_on(open_sessions(
@@ -175,12 +179,20 @@ fn parse_options() -> Result<Options, String> {
             .map_err(|_| format!("invalid RELAY_RT_PRIORITY {text:?}, expected 0 to 99"))?,
         Err(_) => media::DEFAULT_REALTIME_PRIORITY,
     };
+    let coalesce =
+        match std::env::var("RELAY_COALESCE_US") {
+            Ok(text) => Duration::from_micros(text.parse().map_err(|_| {
+                format!("invalid RELAY_COALESCE_US {text:?}, expected microseconds")
+            })?),
+            Err(_) => media::DEFAULT_COALESCE,
+        };
     Ok(Options {
         sessions,
         sending: Duration::from_secs(seconds),
         port_base: port_base & !1,
         spin,
         realtime_priority,
+        coalesce,
     })
 }
 

@@ -128,6 +128,10 @@ pub struct RelayConfig {
     /// `SCHED_FIFO` priority of the relay threads, 1 to 99; 0 keeps the
     /// normal scheduler. See [`DEFAULT_REALTIME_PRIORITY`].
     pub realtime_priority: u8,
+    /// Shortest time from the start of a relay thread's round that relayed
+    /// datagrams to the start of its next round; zero starts a round at
+    /// each wake-up. See [`DEFAULT_COALESCE`].
+    pub coalesce: Duration,
 }
 
 /// The default [`RelayConfig::spin`]: none. On a 2-core machine shared with
@@ -144,6 +148,15 @@ pub const DEFAULT_SPIN: Duration = Duration::ZERO;
 /// kernel's own real-time threads still come first; the kernel also keeps 5 %
 /// of each core for normal threads should the relay ever take it all.
 pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+
+/// The default [`RelayConfig::coalesce`]. A real-time thread woken for each
+/// datagram pays two context switches and a poll per datagram. With sipp
+/// streaming 600 recorded calls, that nearly doubled the PBX's CPU against
+/// the normal scheduler, under which datagrams queue up while the thread
+/// waits for a core. Waiting out the rest of this window after a busy round
+/// lets the next poll return every socket that became ready meanwhile, and
+/// adds at most this much to a datagram's delay.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

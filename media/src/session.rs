@@ -45,8 +45,13 @@ impl Relay {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             count => count,
         };
-        let threads = RelayThreads::start(threads, config.spin, config.realtime_priority)
-            .map_err(|source| MediaError::Threads { source })?;
+        let threads = RelayThreads::start(
+            threads,
+            config.spin,
+            config.realtime_priority,
+            config.coalesce,
+        )
+        .map_err(|source| MediaError::Threads { source })?;
         Ok(Relay {
             bind_address: config.bind_address,
             allocator: Arc::new(Mutex::new(allocator)),

@@ -142,6 +142,7 @@ impl RelayThreads {
         count: usize,
         spin: Duration,
         realtime_priority: u8,
+        coalesce: Duration,
     ) -> io::Result<RelayThreads> {
         let mut shards = Vec::with_capacity(count);
         for index in 0..count.max(1) {
@@ -159,6 +160,7 @@ impl RelayThreads {
                 timers: BinaryHeap::new(),
                 backlog: Vec::new(),
                 spin,
+                coalesce,
                 last_datagram: None,
                 open_count: Arc::clone(&sessions),
                 stop: Arc::clone(&stop),
@@ -262,6 +264,9 @@ struct Shard {
     /// Sockets left with datagrams after their turn.
     backlog: Vec<Token>,
     spin: Duration,
+    /// Shortest time from the start of a round that relayed datagrams to
+    /// the start of the next one.
+    coalesce: Duration,
     last_datagram: Option<Instant>,
     open_count: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -270,7 +275,18 @@ struct Shard {
 impl Shard {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENT_CAPACITY);
+        // Start of the last round that relayed datagrams.
+        let mut busy_round: Option<Instant> = None;
         loop {
+            if let Some(started) = busy_round.take() {
+                // Sockets that become ready during the wait come back from a
+                // single poll, so a busy thread wakes once per window rather
+                // than once per datagram.
+                let wait = (started + self.coalesce).saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+            }
             let now = Instant::now();
             let timeout = self.timeout(now);
             if let Err(error) = self.poll.poll(&mut events, timeout) {
@@ -282,19 +298,25 @@ impl Shard {
                 continue;
             }
             let now = Instant::now();
+            // Control messages first, whatever order the poller gives: a
+            // change sent before a datagram (new payload types, a new remote
+            // address) must apply to it, and a round that follows a coalescing
+            // wait finds both ready at once.
+            self.read_inbox(now);
             let mut relayed = 0;
             for token in std::mem::take(&mut self.backlog) {
                 relayed += self.drain(token, now);
             }
             for event in events.iter() {
-                if event.token() == WAKER {
-                    self.read_inbox(now);
-                } else {
+                if event.token() != WAKER {
                     relayed += self.drain(event.token(), now);
                 }
             }
             if relayed > 0 {
                 self.last_datagram = Some(now);
+                if !self.coalesce.is_zero() {
+                    busy_round = Some(now);
+                }
             }
             self.fire_timers(Instant::now());
             if self.stop.load(Ordering::Acquire) {

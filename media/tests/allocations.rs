@@ -71,6 +71,7 @@ async fn relaying_recorded_packets_allocates_nothing() {
         threads: 1,
         spin: media::DEFAULT_SPIN,
         realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
+        coalesce: media::DEFAULT_COALESCE,
     })
     .expect("valid relay config");
     let session = relay.open_session("allocations").await.expect("open");

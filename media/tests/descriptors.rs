@@ -15,6 +15,7 @@ async fn out_of_descriptors_fails_at_the_first_pair() {
         threads: 1,
         spin: Duration::ZERO,
         realtime_priority: 0,
+        coalesce: std::time::Duration::ZERO,
     })
     .expect("valid relay config");
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");

@@ -22,6 +22,7 @@ fn relay(first_port: u16) -> Relay {
         threads: 1,
         spin: media::DEFAULT_SPIN,
         realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
+        coalesce: media::DEFAULT_COALESCE,
     })
     .expect("valid relay config")
 }

@@ -73,6 +73,7 @@ fn relay_threads_take_configured_priority() {
         threads: 2,
         spin: Duration::ZERO,
         realtime_priority: 7,
+        coalesce: std::time::Duration::ZERO,
     })
     .expect("valid relay config");
     let threads = relay_threads(2);

@@ -21,6 +21,7 @@ fn relay(first_port: u16, port_count: u16) -> Relay {
         // Spinning, unlike the default, so that these tests cover both.
         spin: Duration::from_micros(50),
         realtime_priority: 0,
+        coalesce: std::time::Duration::ZERO,
     })
     .expect("valid relay config")
 }
@@ -344,6 +345,7 @@ fn invalid_port_range_rejected() {
         threads: 1,
         spin: media::DEFAULT_SPIN,
         realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
+        coalesce: media::DEFAULT_COALESCE,
     };
     assert!(matches!(
         Relay::new(config),
@@ -359,6 +361,7 @@ async fn dropped_sessions_finish_recordings() {
         threads: 2,
         spin: std::time::Duration::ZERO,
         realtime_priority: 0,
+        coalesce: std::time::Duration::ZERO,
     })
     .expect("valid relay config");
     let folder = tempfile::tempdir().expect("temp dir");

@@ -68,6 +68,7 @@ async fn new_agent_phone_continues_caller_stream() {
         threads: 1,
         spin: media::DEFAULT_SPIN,
         realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
+        coalesce: media::DEFAULT_COALESCE,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer").await.expect("open");
@@ -197,6 +198,7 @@ async fn new_phone_on_same_host_takes_over() {
         threads: 1,
         spin: media::DEFAULT_SPIN,
         realtime_priority: media::DEFAULT_REALTIME_PRIORITY,
+        coalesce: media::DEFAULT_COALESCE,
     })
     .expect("valid relay config");
     let session = relay.open_session("transfer-race").await.expect("open");

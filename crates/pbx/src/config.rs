@@ -202,6 +202,8 @@ pub(crate) struct MediaConfig {
     pub(crate) relay_spin: Duration,
     /// SCHED_FIFO priority of the relay threads; 0 is the normal scheduler.
     pub(crate) relay_realtime_priority: u8,
+    /// Shortest time between two busy rounds of a relay thread.
+    pub(crate) relay_coalesce: Duration,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).

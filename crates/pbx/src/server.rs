@@ -86,6 +86,7 @@ pub(crate) async fn run(
         threads: config.media.relay_threads,
         spin: config.media.relay_spin,
         realtime_priority: config.media.relay_realtime_priority,
+        coalesce: config.media.relay_coalesce,
     })?;
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);

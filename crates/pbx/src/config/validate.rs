@@ -40,6 +40,8 @@ const MAX_RELAY_THREADS: u32 = 64;
 const MAX_RELAY_SPIN_US: u32 = 20_000;
 /// The highest SCHED_FIFO priority Linux accepts.
 const MAX_RELAY_REALTIME_PRIORITY: u32 = 99;
+/// A window past 1 ms would by itself break the relay's delay target.
+const MAX_RELAY_COALESCE_US: u32 = 1_000;
 const QUALIFY_TIMEOUT_SECS: u32 = 5;
 /// A century: longer is surely a typo, and keeps the cutoff date in range.
 const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -675,8 +677,15 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         &raw.media.relay_realtime_priority,
         u32::from(media::DEFAULT_REALTIME_PRIORITY),
     );
+    let default_coalesce = u32::try_from(media::DEFAULT_COALESCE.as_micros()).unwrap_or(u32::MAX);
+    let relay_coalesce_us = from_file(&raw.media.relay_coalesce_us, default_coalesce);
     for (key, value, max) in [
         ("media.relay_threads", &relay_threads, MAX_RELAY_THREADS),
+        (
+            "media.relay_coalesce_us",
+            &relay_coalesce_us,
+            MAX_RELAY_COALESCE_US,
+        ),
         ("media.relay_spin_us", &relay_spin_us, MAX_RELAY_SPIN_US),
         (
             "media.relay_realtime_priority",
@@ -697,6 +706,7 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         relay_spin: Duration::from_micros(u64::from(relay_spin_us.value)),
         // Checked against 99 above.
         relay_realtime_priority: u8::try_from(relay_realtime_priority.value).unwrap_or(0),
+        relay_coalesce: Duration::from_micros(u64::from(relay_coalesce_us.value)),
         address,
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),

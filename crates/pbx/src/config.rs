@@ -136,6 +136,8 @@ pub(crate) struct SipConfig {
     /// Receive buffer of the UDP socket in bytes, which keeps the datagrams
     /// that arrive while the engine is busy. 0 keeps the system's default.
     pub(crate) udp_receive_buffer: usize,
+    /// Worker threads of the async runtime; 0 is one per core.
+    pub(crate) runtime_threads: usize,
 }
 
 /// Stream transports beyond TCP, and limits shared with TCP.

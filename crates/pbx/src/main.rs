@@ -82,10 +82,11 @@ fn run(cli: &cli::Cli) -> ExitCode {
     };
     // Before the runtime and the relay open any descriptor.
     open_files::raise_for_calls(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.sip.runtime_threads > 0 {
+        builder.worker_threads(config.sip.runtime_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");

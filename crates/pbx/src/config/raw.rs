@@ -116,6 +116,7 @@ pub(super) struct RawSip {
     pub(super) min_session_expires_secs: Value<u32>,
     pub(super) max_requests_per_source_per_sec: Value<u32>,
     pub(super) udp_receive_buffer_bytes: Value<u64>,
+    pub(super) runtime_threads: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -556,6 +556,7 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         session_timer: convert_session_timer(checker, raw),
         max_requests_per_source: from_file(&raw.sip.max_requests_per_source_per_sec, 200).value,
         udp_receive_buffer: udp_receive_buffer(checker, raw),
+        runtime_threads: runtime_threads(checker, raw),
     }
 }
 
@@ -581,6 +582,25 @@ fn udp_receive_buffer(checker: &mut Checker<'_>, raw: &RawConfig) -> usize {
         checker.report("sip.udp_receive_buffer_bytes", &bytes.source, kind);
     }
     usize::try_from(bytes.value.min(UDP_RECEIVE_BUFFER_LIMIT)).unwrap_or(usize::MAX)
+}
+
+/// Default `sip.runtime_threads`. The SIP engine is one task, so a second
+/// worker adds no SIP capacity; it adds a thread hand-off to most inputs.
+/// Through the queue, one worker set up 1,856 calls a second on the 2-core
+/// machine of docs/benchmarks.md, and two workers 1,348 at the same CPU.
+const RUNTIME_THREADS_DEFAULT: u32 = 1;
+const RUNTIME_THREADS_LIMIT: u32 = 64;
+
+fn runtime_threads(checker: &mut Checker<'_>, raw: &RawConfig) -> usize {
+    let threads = from_file(&raw.sip.runtime_threads, RUNTIME_THREADS_DEFAULT);
+    if threads.value > RUNTIME_THREADS_LIMIT {
+        let kind = ConfigErrorKind::TooLarge {
+            value: u64::from(threads.value),
+            max: u64::from(RUNTIME_THREADS_LIMIT),
+        };
+        checker.report("sip.runtime_threads", &threads.source, kind);
+    }
+    threads.value.min(RUNTIME_THREADS_LIMIT) as usize
 }
 
 /// RFC 4028 sets 90 seconds as the smallest Min-SE.

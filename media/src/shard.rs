@@ -130,8 +130,9 @@ fn set_realtime(index: usize, priority: u8) {
         Err(error) if index == 0 => tracing::warn!(
             priority,
             %error,
-            "relay threads keep the normal scheduler: media may wait behind other work \
-             (grant CAP_SYS_NICE or set [media] relay_realtime_priority = 0)"
+            "relay threads keep the normal scheduler, so media may wait behind other work; \
+             real-time priority needs CAP_SYS_NICE or an RLIMIT_RTPRIO this high, and \
+             [media] relay_realtime_priority = 0 stops asking"
         ),
         Err(_) => {}
     }

@@ -367,6 +367,9 @@ struct Plan {
     /// Packets sent before this wall-clock instant (nanoseconds since the
     /// epoch) are warm-up and not measured.
     measured_from_nanos: u64,
+    /// When the sender sent its last packet. Sharing the cores with a
+    /// real-time relay, it can finish later than planned.
+    sender_finished: std::sync::OnceLock<Instant>,
 }
 
 /// Starts the sender and the receiver, two threads named `load-gen` whose
@@ -400,6 +403,7 @@ fn spawn_generator(
         start,
         sending,
         measured_from_nanos,
+        sender_finished: std::sync::OnceLock::new(),
     });
     let receiver_plan = Arc::clone(&plan);
     let receiver = std::thread::Builder::new()
@@ -413,7 +417,9 @@ fn spawn_generator(
     std::thread::Builder::new()
         .name("load-gen".to_owned())
         .spawn(move || {
-            let sent = send(&plan)?;
+            let sent = send(&plan);
+            let _ = plan.sender_finished.set(Instant::now());
+            let sent = sent?;
             let mut report = receiver
                 .join()
                 .map_err(|_| io::Error::other("receiver panicked"))??;
@@ -501,27 +507,56 @@ async fn receive(
     let socket = UdpSocket::from_std(plan.phones[side][index].try_clone()?)?;
     let mut received = 0;
     let mut delays = Vec::new();
+    let mut stop = stop;
+    // Bounds the wait for a sender that fell behind.
+    let give_up = stop + Duration::from_secs(10);
+    let mut on_datagram = |source: SocketAddr, datagram: &[u8], arrived: Option<Duration>| {
+        if datagram.len() < 12 {
+            return;
+        }
+        received += 1;
+        let Some(&leg) = plan.sender_of.get(&source) else {
+            return;
+        };
+        let sequence = u16::from_be_bytes([datagram[2], datagram[3]]);
+        let sent = plan.sent[leg].load(sequence);
+        let arrived = arrived.map_or_else(wall_nanos, |at| at.as_nanos() as u64);
+        if sent >= plan.measured_from_nanos && arrived >= sent {
+            delays.push(arrived - sent);
+        }
+    };
     loop {
         let Ok(ready) = tokio::time::timeout_at(stop.into(), socket.readable()).await else {
+            // Packets sent late still get their DRAIN after the last send.
+            let now = Instant::now();
+            match plan.sender_finished.get() {
+                Some(&finished) if finished + DRAIN > now => {
+                    stop = finished + DRAIN;
+                    continue;
+                }
+                None if now < give_up => {
+                    stop = now + DRAIN;
+                    continue;
+                }
+                _ => {}
+            }
+            // This thread shares the cores with a real-time relay and can
+            // fall behind: datagrams that had arrived may still wait in the
+            // socket. Their kernel timestamps keep their delays exact, so
+            // they are read before counting, rather than reported lost.
+            loop {
+                match media::batch::receive(&socket, &mut on_datagram) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => return Err(error),
+                }
+            }
             return Ok((received, delays));
         };
         ready?;
         let batch = socket.try_io(Interest::READABLE, || {
-            media::batch::receive(&socket, |source, datagram, arrived| {
-                if datagram.len() < 12 {
-                    return;
-                }
-                received += 1;
-                let Some(&leg) = plan.sender_of.get(&source) else {
-                    return;
-                };
-                let sequence = u16::from_be_bytes([datagram[2], datagram[3]]);
-                let sent = plan.sent[leg].load(sequence);
-                let arrived = arrived.map_or_else(wall_nanos, |at| at.as_nanos() as u64);
-                if sent >= plan.measured_from_nanos && arrived >= sent {
-                    delays.push(arrived - sent);
-                }
-            })
+            media::batch::receive(&socket, &mut on_datagram)
         });
         match batch {
             Ok(_) => {}

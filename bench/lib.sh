@@ -241,9 +241,9 @@ kamailio_start() {
 # a configuration with AGENTS agents u000000.. (password pw + digits), a queue
 # "bench" of the first QUEUE_MEMBERS of them behind DID 5000, the loopback
 # trunk, and no qualify probes, so OPTIONS traffic does not load the runs.
-# SIP_EXTRA holds more lines for the [sip] table, PBX_MEDIA_EXTRA (env) for
-# the [media] table; PBX_CONFIG_EXTRA (env) holds whole tables appended at
-# the end.
+# SIP_EXTRA contains more lines for the [sip] table and PBX_MEDIA_EXTRA (env)
+# for the [media] table. PBX_CONFIG_EXTRA (env) contains whole tables
+# appended at the end.
 pbx_config() {
   local f=$1 agents=$2 members=$3 rec=$4 rtp=$5 sip_extra=${6:-}
   {

@@ -34,7 +34,7 @@ total = end.get("pbx_relay_delay_seconds_count", 0.0)
 
 
 def under(fraction):
-    """The smallest bucket bound with FRACTION of the datagrams at or under it."""
+    """Returns the smallest bucket bound with FRACTION of the datagrams at or under it."""
     for bound, count in buckets:
         if total and count >= fraction * total:
             return "%d" % round(bound * 1e6)

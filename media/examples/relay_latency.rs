@@ -540,10 +540,9 @@ async fn receive(
                 }
                 _ => {}
             }
-            // This thread shares the cores with a real-time relay and can
-            // fall behind: datagrams that had arrived may still wait in the
-            // socket. Their kernel timestamps keep their delays exact, so
-            // they are read before counting, rather than reported lost.
+            // This thread can fall behind the real-time relay, so datagrams
+            // may still wait in the socket. Their kernel timestamps keep
+            // their delays exact, so they are read rather than counted lost.
             loop {
                 match media::batch::receive(&socket, &mut on_datagram) {
                     Ok(0) => break,

@@ -128,9 +128,9 @@ pub struct RelayConfig {
     /// `SCHED_FIFO` priority of the relay threads, 1 to 99; 0 keeps the
     /// normal scheduler. See [`DEFAULT_REALTIME_PRIORITY`].
     pub realtime_priority: u8,
-    /// Shortest time from the start of a relay thread's round that relayed
-    /// datagrams to the start of its next round; zero starts a round at
-    /// each wake-up. See [`DEFAULT_COALESCE`].
+    /// Shortest time from the start of a relay thread's busy round to the
+    /// start of its next round. Zero starts a round at each wake-up; see
+    /// [`DEFAULT_COALESCE`].
     pub coalesce: Duration,
 }
 
@@ -141,12 +141,12 @@ pub struct RelayConfig {
 pub const DEFAULT_SPIN: Duration = Duration::ZERO;
 
 /// The default [`RelayConfig::realtime_priority`]. Under the normal
-/// scheduler a relay thread woken by a datagram waits behind whatever else
-/// holds the core, and on 2 cores shared with SIP, the database and other
-/// programs that wait reached tens of milliseconds. A real-time thread runs
-/// as soon as its datagram arrives. Low among real-time priorities, so the
-/// kernel's own real-time threads still come first; the kernel also keeps 5 %
-/// of each core for normal threads should the relay ever take it all.
+/// scheduler, a relay thread woken by a datagram waits until other work
+/// leaves the core. On 2 cores shared with SIP, the database and other
+/// programs, that wait reached tens of milliseconds. A real-time thread runs
+/// as soon as its datagram arrives. The priority is low among real-time ones,
+/// so the kernel's own real-time threads still come first, and the kernel
+/// keeps 5 % of each core for normal threads if the relay ever takes it all.
 pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
 
 /// The default [`RelayConfig::coalesce`]. A real-time thread woken for each

@@ -299,10 +299,8 @@ impl Shard {
                 continue;
             }
             let now = Instant::now();
-            // Control messages first, whatever order the poller gives: a
-            // change sent before a datagram (new payload types, a new remote
-            // address) must apply to it, and a round that follows a coalescing
-            // wait finds both ready at once.
+            // Control messages come first, whatever order the poller reports,
+            // because a change sent before a datagram must apply to it.
             self.read_inbox(now);
             let mut relayed = 0;
             for token in std::mem::take(&mut self.backlog) {

@@ -25,7 +25,7 @@ fn policies(prefix: &str) -> Vec<(String, u32, u32)> {
             continue;
         }
         let stat = std::fs::read_to_string(path.join("stat")).expect("read stat");
-        // The name in parentheses may hold spaces; the fields after it do not.
+        // The name in parentheses may contain spaces, but the fields after it do not.
         let fields: Vec<&str> = stat[stat.rfind(')').expect("stat has a name") + 2..]
             .split(' ')
             .collect();
@@ -38,8 +38,8 @@ fn policies(prefix: &str) -> Vec<(String, u32, u32)> {
     found
 }
 
-/// Whether this process may make a thread real-time, tried on a thread of
-/// its own that ends at once.
+/// Tries real-time scheduling on a short-lived thread and returns whether
+/// this process may use it.
 fn may_use_fifo() -> bool {
     std::thread::spawn(|| {
         thread_priority::set_thread_priority_and_policy(
@@ -53,12 +53,13 @@ fn may_use_fifo() -> bool {
     .expect("probe thread")
 }
 
-/// Waits for the relay's threads, which name themselves as they start.
-fn relay_threads(count: usize) -> Vec<(String, u32, u32)> {
+/// Waits up to 5 s until `ready` accepts the relay's threads, which name
+/// themselves as they start, and returns them as last read.
+fn relay_threads(ready: impl Fn(&[(String, u32, u32)]) -> bool) -> Vec<(String, u32, u32)> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let found = policies("relay-");
-        if found.len() >= count || Instant::now() > deadline {
+        if ready(&found) || Instant::now() > deadline {
             return found;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -76,19 +77,17 @@ fn relay_threads_take_configured_priority() {
         coalesce: std::time::Duration::ZERO,
     })
     .expect("valid relay config");
-    let threads = relay_threads(2);
+    let may_use_fifo = may_use_fifo();
+    // A thread names itself before it sets its policy, so wait for both.
+    let threads = relay_threads(|found| {
+        found.len() == 2
+            && (!may_use_fifo || found.iter().all(|&(_, policy, _)| policy == SCHED_FIFO))
+    });
     assert_eq!(threads.len(), 2, "relay threads: {threads:?}");
-    // A thread names itself before it runs and sets its policy first thing
-    // when it runs, so the policy may lag the name a little.
-    std::thread::sleep(Duration::from_millis(100));
-    let threads = relay_threads(2);
-    if may_use_fifo() {
+    if may_use_fifo {
         for (name, policy, priority) in &threads {
-            assert_eq!(
-                (*policy, *priority),
-                (SCHED_FIFO, 7),
-                "{name} is not SCHED_FIFO at 7"
-            );
+            assert_eq!(*policy, SCHED_FIFO, "{name} is not SCHED_FIFO");
+            assert_eq!(*priority, 7, "{name} has the wrong real-time priority");
         }
     } else {
         for (name, policy, _) in &threads {

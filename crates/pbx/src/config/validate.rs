@@ -585,7 +585,7 @@ fn udp_receive_buffer(checker: &mut Checker<'_>, raw: &RawConfig) -> usize {
 }
 
 /// Default `sip.runtime_threads`. The SIP engine is one task, so a second
-/// worker adds no SIP capacity; it adds a thread hand-off to most inputs.
+/// worker adds no SIP capacity but adds a thread hand-off to most inputs.
 /// Through the queue, one worker set up 1,856 calls a second on the 2-core
 /// machine of docs/benchmarks.md, and two workers 1,348 at the same CPU.
 const RUNTIME_THREADS_DEFAULT: u32 = 1;

@@ -1,8 +1,10 @@
 //! Free loopback ports for one test.
 //!
 //! A port found free here can be taken by another process before the PBX or
-//! sipp binds it. The window is short and the bases are random, so a clash is
-//! rare. A clash shows up as a bind error in the logs, not as a hang.
+//! sipp binds it. Ports are picked below the kernel's ephemeral range, so the
+//! outgoing connections of other tests (HTTP clients, PostgreSQL) cannot take
+//! them; only another test binary picking the same port can, and the bases are
+//! random. A clash shows up as a bind error in the logs, not as a hang.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::ops::RangeInclusive;
@@ -10,31 +12,48 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-/// Ports handed out by this process count up from a per-process random base
-/// in 20000..=50000, so tests in one binary never pick the same port and
-/// concurrent test binaries rarely do.
+/// Ports handed out by this process count up from a per-process random base,
+/// so tests in one binary never pick the same port and concurrent test
+/// binaries rarely do.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 const FIRST_PORT: u16 = 20_000;
-const BASE_SPAN: u16 = 30_000;
+/// Linux's default first ephemeral port, used when `/proc` cannot tell.
+const EPHEMERAL_LOW: u16 = 32_768;
+/// The highest port a range may start at leaves room for the largest range
+/// a test asks for.
+const RANGE_ROOM: u16 = 1_000;
 const MAX_ATTEMPTS: usize = 2_000;
 
 /// Returns the next even port from the process-wide counter.
 fn next_candidate(step: u16) -> u16 {
-    let _ = NEXT_PORT.compare_exchange(0, random_base(), Ordering::SeqCst, Ordering::SeqCst);
+    let last = ephemeral_low() - RANGE_ROOM;
+    let _ = NEXT_PORT.compare_exchange(0, random_base(last), Ordering::SeqCst, Ordering::SeqCst);
     let port = NEXT_PORT.fetch_add(step, Ordering::SeqCst);
-    if port > 60_000 {
+    if port > last {
         NEXT_PORT.store(FIRST_PORT, Ordering::SeqCst);
+        return next_candidate(step);
     }
     port
 }
 
-fn random_base() -> u16 {
+/// The first port the kernel hands to outgoing connections, kept high enough
+/// that the window below it holds a few thousand ports.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|low| *low >= FIRST_PORT + 4 * RANGE_ROOM)
+        .unwrap_or(EPHEMERAL_LOW)
+}
+
+fn random_base(last: u16) -> u16 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())
         .unwrap_or_default();
     let mixed = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
-    FIRST_PORT + (mixed % u32::from(BASE_SPAN)) as u16 / 2 * 2
+    let span = u32::from(last - FIRST_PORT);
+    FIRST_PORT + (mixed % span) as u16 / 2 * 2
 }
 
 /// Checks whether UDP (and TCP when `tcp`) can bind 127.0.0.1:`port` now.

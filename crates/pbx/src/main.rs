@@ -37,6 +37,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Each SIP message allocates and frees dozens of small buffers; jemalloc
+/// serves them with less CPU than glibc's malloc (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command() {

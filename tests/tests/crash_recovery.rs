@@ -1,6 +1,7 @@
 //! A PBX killed with SIGKILL during an answered call: the next start writes
 //! the call's CDR, marked interrupted, repairs its recording and sends BYE
-//! to both phones, which would otherwise stay in a silent call.
+//! to both phones, which would otherwise stay in a silent call. The same
+//! holds when the kill comes the instant the caller receives the answer.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -8,7 +9,11 @@ use std::time::{Duration, Instant};
 use pbx_e2e::fixtures::AudioFixtures;
 use pbx_e2e::pbx::{DID, Pbx, PbxConfig};
 use pbx_e2e::phones::{self, AgentPhone};
+use pbx_e2e::raw_agent::RawAgent;
+use pbx_e2e::raw_caller::RawCaller;
 use pbx_e2e::{tools, wav};
+
+const SIP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn killed_call_gets_an_interrupted_cdr() {
@@ -85,4 +90,37 @@ fn killed_call_gets_an_interrupted_cdr() {
         "repaired WAV is {} s, CDR says {seconds} s",
         recording.duration_seconds()
     );
+}
+
+/// The PBX sends the caller its 200 only once the answered call is in the
+/// journal, so a kill right after that 200 arrives cannot lose the call.
+/// Before, the journal was written up to 20 ms later, and a kill in that
+/// window left no CDR and both phones in a call the PBX had forgotten.
+#[test]
+fn call_killed_as_it_is_answered_gets_its_cdr() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig::default();
+    let mut pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    let phone = AgentPhone::new(&config.agents[0]);
+    let mut agent = RawAgent::bind(&phone.agent.id, phone.sip_port).expect("agent sockets");
+    phone.register(&pbx, &work_dir);
+    // The PBX may die before it acknowledges the agent's 200, so the
+    // agent's wait for the ACK can time out; only the caller is checked.
+    let agent_thread = thread::spawn(move || agent.answer(SIP_TIMEOUT));
+
+    let mut caller = RawCaller::new(&pbx).expect("caller sockets");
+    let status = caller.invite(SIP_TIMEOUT).expect("final response");
+    assert_eq!(status, 200, "the agent answered");
+    pbx.restart();
+
+    let record = pbx.wait_for_call(caller.call_id(), SIP_TIMEOUT);
+    println!("recovered record: {record:#}");
+    assert_eq!(record["disposition"], "answered");
+    assert_eq!(record["interrupted"], true);
+    assert_eq!(record["agent"], config.agents[0].id.as_str());
+    caller
+        .wait_for_bye(SIP_TIMEOUT)
+        .unwrap_or_else(|error| panic!("caller: {error}\n{}", pbx.logs()));
+    let _ = agent_thread.join();
 }

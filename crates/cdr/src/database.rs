@@ -172,12 +172,29 @@ impl fmt::Debug for DatabaseUrl {
 /// Opens a pool on `url`. SQLite connections get write-ahead logging, so
 /// the HTTP API reads while a call end is written, and a busy timeout.
 pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, sqlx::Error> {
+    connect_with(url, MAX_CONNECTIONS, true).await
+}
+
+/// Opens a one-connection pool on `url` whose SQLite commits are not
+/// flushed to disk one by one: a commit survives a killed process, since
+/// the operating system still writes it, but not a power cut. For the
+/// journal of calls in progress, which only a crash reads and which SIP
+/// messages wait for. PostgreSQL connections are opened as by [`connect`].
+pub async fn connect_unflushed(url: &DatabaseUrl) -> Result<AnyPool, sqlx::Error> {
+    connect_with(url, 1, false).await
+}
+
+async fn connect_with(
+    url: &DatabaseUrl,
+    connections: u32,
+    flush_each_commit: bool,
+) -> Result<AnyPool, sqlx::Error> {
     // Runs once per process; later calls return at once.
     sqlx::any::install_default_drivers();
 
     let backend = url.backend();
     AnyPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
+        .max_connections(connections)
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -186,6 +203,11 @@ pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, sqlx::Error> {
                         .execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str())
                         .await?;
                     connection.execute("PRAGMA journal_mode = WAL").await?;
+                    if !flush_each_commit {
+                        // With write-ahead logging, NORMAL syncs at
+                        // checkpoints only.
+                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
                 }
                 Ok(())
             })

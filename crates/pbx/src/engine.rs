@@ -16,9 +16,9 @@ use sip_server::registrar::StoredBinding;
 
 use crate::catalogue::RecordingKind;
 use crate::events::{Ack, EventBatch, NotDurable};
-use crate::journal::JournalEntry;
+use crate::journal::{JournalEntry, JournalProgress};
 use crate::live::{Durable, LiveRequest};
-use sip_server::transaction::Target;
+use sip_server::transaction::{Target, Transmit};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     pub(crate) core: Core,
     /// Changes to the open-call journal, applied in order by one task.
     pub(crate) journal: mpsc::UnboundedSender<JournalEntry>,
+    /// SIP messages waiting for the journal to commit their call.
+    pub(crate) journal_gate: JournalGate,
     /// Bindings to persist, in order, by one writer task.
     pub(crate) registrations: mpsc::UnboundedSender<(String, Vec<StoredBinding>)>,
     pub(crate) sender: Sender,
@@ -136,6 +138,63 @@ pub(crate) fn add_queue_log(
     }));
 }
 
+/// Holds SIP messages until the journal has committed the calls they
+/// concern. A citizen who heard ringing, or an agent who answered, must
+/// find the call in the journal after a crash, or the call would end with
+/// no CDR and no BYE. Messages leave in the order the core made them: once
+/// one waits, every later one waits behind it.
+pub(crate) struct JournalGate {
+    pub(crate) progress: std::sync::Arc<JournalProgress>,
+    /// Saves handed to the journal writer.
+    saves_sent: u64,
+    /// Each message with the saves that must be committed before it leaves.
+    held: std::collections::VecDeque<(u64, Transmit)>,
+    /// Set at a stop whose journal no longer answers: nothing waits.
+    open: bool,
+}
+
+impl JournalGate {
+    pub(crate) fn new(progress: std::sync::Arc<JournalProgress>) -> JournalGate {
+        JournalGate {
+            progress,
+            saves_sent: 0,
+            held: std::collections::VecDeque::new(),
+            open: false,
+        }
+    }
+
+    /// Returns `transmit` when it may leave now, or keeps it.
+    fn admit(&mut self, transmit: Transmit) -> Option<Transmit> {
+        if self.held.is_empty() && (self.open || self.saves_sent <= self.progress.saves_done()) {
+            return Some(transmit);
+        }
+        self.held.push_back((self.saves_sent, transmit));
+        None
+    }
+
+    /// The oldest held message, once the saves it waits for are committed.
+    fn release(&mut self) -> Option<Transmit> {
+        let done = self.progress.saves_done();
+        if self.held.front().is_some_and(|(needed, _)| *needed <= done) {
+            return self.held.pop_front().map(|(_, transmit)| transmit);
+        }
+        None
+    }
+
+    fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Lets every message go from now on, for a stop whose journal does
+    /// not answer.
+    fn open(&mut self) {
+        self.open = true;
+        for (needed, _) in &mut self.held {
+            *needed = 0;
+        }
+    }
+}
+
 impl Engine {
     /// Runs until `shutdown` resolves, then ends every call and waits for
     /// their recordings and CDRs to be written.
@@ -158,6 +217,7 @@ impl Engine {
         self.restart_trunk_lookups(&trunks);
         tokio::pin!(shutdown);
         let mut busy: Option<(Instant, Activity)> = None;
+        let journal = std::sync::Arc::clone(&self.journal_gate.progress);
         loop {
             self.drain(&mut sessions, &mut background);
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
@@ -222,6 +282,11 @@ impl Engine {
                     self.release_held(notice);
                     busy = Some((started, Activity::HeldResponses));
                 }
+                () = journal.committed(), if self.journal_gate.holding() => {
+                    let started = Instant::now();
+                    self.release_committed();
+                    busy = Some((started, Activity::HeldResponses));
+                }
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
                     let started = Instant::now();
                     self.check_silence(&sessions);
@@ -240,6 +305,22 @@ impl Engine {
         tracing::info!(calls = self.core.active_calls(), "shutting down");
         self.core.shutdown(Instant::now());
         self.drain(&mut sessions, &mut background);
+        let deadline = tokio::time::Instant::now() + HELD_RESPONSES_AT_SHUTDOWN;
+        loop {
+            self.release_committed();
+            if !self.journal_gate.holding() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, journal.committed())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the open-call journal did not commit at the stop; sending anyway");
+                self.journal_gate.open();
+            }
+        }
+        // The calls are ended, and trunk unregistrations must not wait.
+        self.journal_gate.open();
         let deadline = tokio::time::Instant::now() + HELD_RESPONSES_AT_SHUTDOWN;
         while self.core.held_responses() > 0 {
             match tokio::time::timeout_at(deadline, stored.recv()).await {
@@ -542,6 +623,8 @@ impl Engine {
     }
 
     /// Sends what the core queued and starts the work its commands ask for.
+    /// Commands go first, so that a checkpoint of the call is on its way
+    /// to the journal before the messages of the same step are sent.
     fn drain(
         &mut self,
         sessions: &mut HashMap<String, media::MediaSession>,
@@ -549,18 +632,31 @@ impl Engine {
     ) {
         loop {
             let mut progressed = false;
-            while let Some(transmit) = self.core.poll_transmit() {
-                progressed = true;
-                self.sip_counters.count_sent(&transmit.payload);
-                self.sender.send(transmit.target, transmit.payload);
-            }
             while let Some(command) = self.core.poll_command() {
                 progressed = true;
                 self.execute(command, sessions, background);
             }
+            while let Some(transmit) = self.core.poll_transmit() {
+                progressed = true;
+                if let Some(transmit) = self.journal_gate.admit(transmit) {
+                    self.transmit(transmit);
+                }
+            }
             if !progressed {
                 return;
             }
+        }
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        self.sip_counters.count_sent(&transmit.payload);
+        self.sender.send(transmit.target, transmit.payload);
+    }
+
+    /// Sends the held messages whose calls the journal has committed.
+    fn release_committed(&mut self) {
+        while let Some(transmit) = self.journal_gate.release() {
+            self.transmit(transmit);
         }
     }
 
@@ -718,7 +814,13 @@ impl Engine {
                 }
             },
             Command::Checkpoint { record, legs } => {
-                let _ = self.journal.send(JournalEntry::Save { record, legs });
+                if self
+                    .journal
+                    .send(JournalEntry::Save { record, legs })
+                    .is_ok()
+                {
+                    self.journal_gate.saves_sent += 1;
+                }
             }
             Command::SaveBindings { agent, bindings } => {
                 let _ = self.registrations.send((agent, bindings));

@@ -5,12 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdr::{CallRecord, CdrStore};
 use sip_server::dialog::StoredLegs;
 use sqlx::{AnyPool, Row};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JournalError {
@@ -241,20 +243,21 @@ impl Journal {
             let text: String = row.try_get("record")?;
             let updated_ms: i64 = row.try_get("updated_at_ms")?;
             let legs: Option<String> = row.try_get("legs")?;
-            // A leg list that does not decode only costs its BYEs.
-            match legs.as_deref().map(serde_json::from_str::<StoredLegs>) {
-                Some(Ok(legs)) => {
-                    recovered.legs.dialogs.extend(legs.dialogs);
-                    recovered.legs.ringing.extend(legs.ringing);
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(call = id, %error, "stored dialogs do not decode");
-                }
-                None => {}
-            }
             // A crash between writing the CDR and removing the row leaves
-            // both; the CDR already written wins.
+            // both; the CDR already written wins, and that call's phones
+            // were hung up before it was written.
             if store.get(&id).await.ok().flatten().is_none() {
+                // A leg list that does not decode only costs its BYEs.
+                match legs.as_deref().map(serde_json::from_str::<StoredLegs>) {
+                    Some(Ok(legs)) => {
+                        recovered.legs.dialogs.extend(legs.dialogs);
+                        recovered.legs.ringing.extend(legs.ringing);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(call = id, %error, "stored dialogs do not decode");
+                    }
+                    None => {}
+                }
                 let stored: CallRecord =
                     serde_json::from_str(&text).map_err(|source| JournalError::Decode {
                         id: id.clone(),
@@ -357,32 +360,65 @@ fn unix_millis(at: SystemTime) -> i64 {
     i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
+/// How far [`write_journal`] has got: the saves it has committed, counted
+/// in the order the engine sent them, and a wake-up for the engine, which
+/// holds a call's SIP messages until its save is committed.
+#[derive(Debug, Default)]
+pub(crate) struct JournalProgress {
+    saves_done: AtomicU64,
+    done: Notify,
+}
+
+impl JournalProgress {
+    /// The saves committed so far, or given up after a failed commit.
+    pub(crate) fn saves_done(&self) -> u64 {
+        self.saves_done.load(Ordering::Acquire)
+    }
+
+    /// Resolves after the next commit, or at once when one came since the
+    /// last call.
+    pub(crate) async fn committed(&self) {
+        self.done.notified().await;
+    }
+
+    fn advance(&self, saves: u64) {
+        if saves > 0 {
+            self.saves_done.fetch_add(saves, Ordering::Release);
+            self.done.notify_one();
+        }
+    }
+}
+
 /// Applies journal changes in the order the engine made them, so a removal
 /// never overtakes the save it undoes.
 pub(crate) async fn write_journal(
     journal: Journal,
     mut queue: mpsc::UnboundedReceiver<JournalEntry>,
+    progress: Arc<JournalProgress>,
 ) {
     let mut stored = HashSet::new();
     while let Some(first) = queue.recv().await {
-        // Group commit: entries that arrive within GATHER of the first
-        // share one transaction and one fsync. Only the last entry of each
-        // call counts, so a removal still never overtakes its save.
-        tokio::time::sleep(GATHER).await;
+        // Group commit without waiting: the entries that queued up while
+        // the last commit ran share the next one. The engine holds the SIP
+        // messages of a call until its save is committed, so a wait here
+        // would delay every call. Only the last entry of each call counts,
+        // so a removal still never overtakes its save.
         let entries = crate::events::with_queued(first, &mut queue, MAX_GROUP);
         if let Err(error) = journal.apply(&entries, &mut stored).await {
             tracing::error!(entries = entries.len(), %error, "committing the open-call journal failed");
         }
+        // A failed commit is logged and the calls go on, so their messages
+        // are released as well.
+        let saves = entries
+            .iter()
+            .filter(|entry| matches!(entry, JournalEntry::Save { .. }))
+            .count();
+        progress.advance(u64::try_from(saves).unwrap_or(u64::MAX));
     }
 }
 
 /// Most entries one commit of [`write_journal`] takes.
 const MAX_GROUP: usize = 256;
-
-/// How long [`write_journal`] gathers entries after the first before it
-/// commits them. A call's save reaches the disk up to this much later, and
-/// at 1,000 calls/s one commit then covers about 20 calls instead of a few.
-const GATHER: Duration = Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {
@@ -644,8 +680,70 @@ mod tests {
         assert_eq!(record.talk_seconds, 0.0);
     }
 
+    /// A call whose CDR was written before a crash removed its row ended
+    /// normally: the next start keeps that CDR and does not hang up its
+    /// phones a second time.
+    async fn ended_call_left_in_the_journal_is_not_hung_up_again(database: TestDatabase) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
+        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        let dialog = |call_id: &str| sip_server::dialog::StoredDialog {
+            call_id: call_id.to_owned(),
+            local_tag: "local".to_owned(),
+            remote_tag: "remote".to_owned(),
+            local_uri: "sip:5000@pbx.example.org".to_owned(),
+            remote_uri: "sip:5551234@127.0.0.1".to_owned(),
+            remote_target: "sip:5551234@127.0.0.1:5070".to_owned(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            transport: "UDP".to_owned(),
+            address: "127.0.0.1:5070".parse().unwrap(),
+        };
+        let save = |record: CallRecord, call_id: &str| JournalEntry::Save {
+            record: Box::new(record),
+            legs: StoredLegs {
+                dialogs: vec![dialog(call_id)],
+                ..StoredLegs::default()
+            },
+        };
+        let mut stored = HashSet::new();
+        journal
+            .apply(
+                &[
+                    save(open_record("ended", true, None), "sip-ended"),
+                    save(open_record("open", true, None), "sip-open"),
+                ],
+                &mut stored,
+            )
+            .await
+            .unwrap();
+        let mut ended = open_record("ended", true, None);
+        ended.hangup_side = Some(cdr::HangupSide::Caller);
+        store.write(&ended).await.unwrap();
+
+        let recovered = journal.recover(&store, dir.path()).await.unwrap();
+        assert_eq!(recovered.calls, 1);
+        let hung_up: Vec<&str> = recovered
+            .legs
+            .dialogs
+            .iter()
+            .map(|dialog| dialog.call_id.as_str())
+            .collect();
+        assert_eq!(hung_up, ["sip-open"]);
+        let kept = store
+            .get("ended")
+            .await
+            .unwrap()
+            .expect("CDR of the ended call");
+        assert!(!kept.interrupted);
+        assert_eq!(kept.hangup_side, Some(cdr::HangupSide::Caller));
+    }
+
     cdr::storage_tests!(
         open_calls_become_interrupted_cdrs,
+        ended_call_left_in_the_journal_is_not_hung_up_again,
         interrupted_voicemail_keeps_its_message,
         interrupted_waiting_call_keeps_its_wait,
     );

@@ -146,7 +146,13 @@ pub(crate) async fn run(
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
-    let journal = crate::journal::Journal::open(store.pool().clone()).await?;
+    // SIP messages of a call wait for its journal commit, which a killed
+    // process must not lose, while a flush to disk per commit held them for
+    // milliseconds; see `connect_unflushed`.
+    let journal_pool = cdr::database::connect_unflushed(&config.database_url())
+        .await
+        .map_err(crate::journal::JournalError::Query)?;
+    let journal = crate::journal::Journal::open(journal_pool).await?;
     let recovered = journal.recover(&store, &config.data_dir).await?;
     if recovered.calls > 0 {
         tracing::warn!(
@@ -184,7 +190,12 @@ pub(crate) async fn run(
         .run(),
     );
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
-    let journal_writer = tokio::spawn(crate::journal::write_journal(journal, journal_writes));
+    let journal_progress = std::sync::Arc::new(crate::journal::JournalProgress::default());
+    let journal_writer = tokio::spawn(crate::journal::write_journal(
+        journal,
+        journal_writes,
+        std::sync::Arc::clone(&journal_progress),
+    ));
     let (event_queue, event_writes) = mpsc::unbounded_channel();
     let event_writer = tokio::spawn(crate::events::write_events(
         event_store,
@@ -217,6 +228,7 @@ pub(crate) async fn run(
         stored,
         registrations: registration_queue,
         journal: journal_queue,
+        journal_gate: crate::engine::JournalGate::new(journal_progress),
         rtp_timeout: config.media.rtp_timeout,
         sip_counters: crate::metrics::SipCounters::default(),
         events: event_queue,

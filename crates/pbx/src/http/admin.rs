@@ -2,7 +2,7 @@
 
 use accounts::{ApiToken, AuditEntry, NewAuditEntry, NewUser, Role, User, UserChanges};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem, parse_parameter};
+use super::{ApiState, JsonBody, Problem, parse_limit, parse_parameter};
 
 const ADMINISTRATOR: [Role; 1] = [Role::Administrator];
 const AUDIT_READERS: [Role; 2] = [Role::Administrator, Role::Supervisor];
@@ -71,11 +71,6 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(value)| value)
-        .map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))
-}
-
 fn path_id(id: Result<UrlPath<i64>, PathRejection>) -> Result<i64, Problem> {
     id.map(|UrlPath(id)| id)
         .map_err(|rejection| Problem::bad_request(rejection.body_text()))
@@ -119,10 +114,10 @@ pub(crate) async fn list_users(
 pub(crate) async fn create_user(
     State(state): State<ApiState>,
     user: Authenticated,
-    body: Result<Json<CreateUserRequest>, JsonRejection>,
+    body: Result<JsonBody<CreateUserRequest>, Problem>,
 ) -> Result<Response, Problem> {
     user.require(&ADMINISTRATOR, "create users")?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let new = NewUser {
         username: request.username,
         password: request.password,
@@ -163,11 +158,11 @@ pub(crate) async fn update_user(
     State(state): State<ApiState>,
     user: Authenticated,
     id: Result<UrlPath<i64>, PathRejection>,
-    body: Result<Json<UpdateUserRequest>, JsonRejection>,
+    body: Result<JsonBody<UpdateUserRequest>, Problem>,
 ) -> Result<Json<User>, Problem> {
     user.require(&ADMINISTRATOR, "change users")?;
     let id = path_id(id)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let changes = UserChanges {
         role: request.role,
         agent_id: request.agent_id,
@@ -193,11 +188,11 @@ pub(crate) async fn set_password(
     State(state): State<ApiState>,
     user: Authenticated,
     id: Result<UrlPath<i64>, PathRejection>,
-    body: Result<Json<PasswordRequest>, JsonRejection>,
+    body: Result<JsonBody<PasswordRequest>, Problem>,
 ) -> Result<StatusCode, Problem> {
     user.require(&ADMINISTRATOR, "reset passwords")?;
     let id = path_id(id)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     state
         .accounts
         .set_password(id, &request.password)
@@ -224,10 +219,10 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn create_token(
     State(state): State<ApiState>,
     user: Authenticated,
-    body: Result<Json<CreateTokenRequest>, JsonRejection>,
+    body: Result<JsonBody<CreateTokenRequest>, Problem>,
 ) -> Result<Response, Problem> {
     user.require(&ADMINISTRATOR, "create API tokens")?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let now = state.now();
     let created = state
         .accounts
@@ -276,12 +271,11 @@ pub(crate) async fn list_audit(
 ) -> Result<Json<Vec<AuditEntry>>, Problem> {
     user.require(&AUDIT_READERS, "read the audit log")?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_AUDIT_LIMIT)?;
-    let maximum = accounts::MAX_AUDIT_PAGE;
-    if !(1..=maximum).contains(&limit) {
-        let detail = format!("limit must be between 1 and {maximum}, got {limit}");
-        return Err(Problem::bad_request(detail));
-    }
+    let limit = parse_limit(
+        query.limit.as_deref(),
+        DEFAULT_AUDIT_LIMIT,
+        accounts::MAX_AUDIT_PAGE,
+    )?;
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
     let entries = state
         .accounts

@@ -78,7 +78,7 @@ async fn user_errors_reported() {
         (
             json!({ "username": "bob", "password": "long-enough", "role": "root" }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Failed to deserialize",
+            "invalid request body: role: unknown variant `root`",
         ),
     ];
     for (body, status, expected) in cases {

@@ -16,8 +16,11 @@ const ADMINISTRATOR: [Role; 1] = [Role::Administrator];
 const AUDIT_READERS: [Role; 2] = [Role::Administrator, Role::Supervisor];
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
 
-/// Body of `POST /api/users`.
+/// Body of `POST /api/users`. An unknown field is rejected, because an
+/// ignored one, such as `disabled`, would create a user other than the one
+/// requested.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CreateUserRequest {
     username: String,
     password: String,
@@ -41,12 +44,14 @@ pub(crate) struct UpdateUserRequest {
 
 /// Body of `PUT /api/users/{id}/password`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PasswordRequest {
     password: String,
 }
 
 /// Body of `POST /api/tokens`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CreateTokenRequest {
     user_id: i64,
     name: String,
@@ -69,6 +74,26 @@ pub(crate) struct AuditQuery {
 /// Marks a field that is present in the JSON, `null` included, as `Some`.
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// Checks that `agent_id` names an agent in force in the engine, which
+/// includes the agents added through the administration API.
+async fn check_agent_exists(state: &ApiState, agent_id: &str) -> Result<(), Problem> {
+    let live = state
+        .calls
+        .live
+        .as_ref()
+        .ok_or_else(super::live::engine_problem)?;
+    let agents = live
+        .agents()
+        .await
+        .map_err(|_| super::live::engine_problem())?;
+    if agents.iter().any(|agent| agent.id == agent_id) {
+        return Ok(());
+    }
+    Err(Problem::bad_request(format!(
+        "agent_id {agent_id:?} is not a configured agent; GET /api/agents lists them"
+    )))
 }
 
 fn path_id(id: Result<UrlPath<i64>, PathRejection>) -> Result<i64, Problem> {
@@ -118,6 +143,12 @@ pub(crate) async fn create_user(
 ) -> Result<Response, Problem> {
     user.require(&ADMINISTRATOR, "create users")?;
     let JsonBody(request) = body?;
+    // Other roles with an agent_id get the store's error instead.
+    if request.role == Role::Agent
+        && let Some(agent_id) = &request.agent_id
+    {
+        check_agent_exists(&state, agent_id).await?;
+    }
     let new = NewUser {
         username: request.username,
         password: request.password,
@@ -163,6 +194,21 @@ pub(crate) async fn update_user(
     user.require(&ADMINISTRATOR, "change users")?;
     let id = path_id(id)?;
     let JsonBody(request) = body?;
+    if let Some(Some(agent_id)) = &request.agent_id {
+        let role = match request.role {
+            Some(role) => Some(role),
+            None => state
+                .accounts
+                .user(id)
+                .await
+                .map_err(Problem::accounts)?
+                .map(|found| found.role),
+        };
+        // An unknown user or another role gets the store's error instead.
+        if role == Some(Role::Agent) {
+            check_agent_exists(&state, agent_id).await?;
+        }
+    }
     let changes = UserChanges {
         role: request.role,
         agent_id: request.agent_id,

@@ -16,7 +16,7 @@ use crate::live::ChangeError;
 /// Roles that see every agent and queue and may change any agent's state.
 const SUPERVISE: [Role; 2] = [Role::Administrator, Role::Supervisor];
 
-fn engine_problem() -> Problem {
+pub(super) fn engine_problem() -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "the call engine is not available; retry shortly",

@@ -226,7 +226,8 @@ fn api_paths() -> Value {
             "get": operation("List users", "Administrators only.", ok("Users", array_of("User")), &[401, 403]),
             "post": with_body(operation(
                 "Create a user",
-                "Administrators only. A user of role agent needs agent_id.",
+                "Administrators only. A user of role agent needs agent_id, the id of a \
+                 configured agent. Unknown fields get 422.",
                 created("The new user", schema_ref("User")),
                 &[400, 401, 403, 409],
             ), "CreateUserRequest"),
@@ -686,6 +687,7 @@ fn schemas() -> Value {
         },
         "CreateUserRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["username", "password", "role"],
             "properties": {
                 "username": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
@@ -705,11 +707,13 @@ fn schemas() -> Value {
         },
         "PasswordRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["password"],
             "properties": { "password": { "type": "string", "minLength": 8, "maxLength": 1024 } },
         },
         "CreateTokenRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["user_id", "name"],
             "properties": { "user_id": { "type": "integer" }, "name": text },
         },

@@ -18,6 +18,7 @@ mod bootstrap;
 mod calls;
 mod console;
 mod interval_reports;
+mod json_body;
 mod live;
 mod openapi;
 mod problem;
@@ -41,6 +42,7 @@ use cdr::CdrStore;
 use time::OffsetDateTime;
 
 pub(crate) use bootstrap::{BootstrapError, bootstrap_accounts};
+use json_body::JsonBody;
 use problem::Problem;
 
 #[derive(Clone)]
@@ -276,6 +278,20 @@ fn parse_parameter(name: &str, value: Option<&str>, default: u32) -> Result<u32,
             );
             Problem::bad_request(detail)
         }),
+    }
+}
+
+/// Parses the `limit` query parameter of a list: `default` when absent,
+/// otherwise a whole number from 1 to `max`.
+fn parse_limit(value: Option<&str>, default: u32, max: u32) -> Result<u32, Problem> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.parse::<u32>() {
+        Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(Problem::bad_request(format!(
+            "limit must be a whole number from 1 to {max}, got {text:?}"
+        ))),
     }
 }
 

@@ -463,6 +463,10 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         old_limits.idle_timeout != new_limits.idle_timeout,
     );
     check(
+        "sip.message_timeout_secs",
+        old_limits.message_timeout != new_limits.message_timeout,
+    );
+    check(
         "sip.max_connection_attempts_per_address_per_sec",
         old_limits.max_connection_attempts_per_sec != new_limits.max_connection_attempts_per_sec,
     );

@@ -111,6 +111,7 @@ pub(super) struct RawSip {
     pub(super) max_connections: Value<u64>,
     pub(super) max_connections_per_address: Value<u64>,
     pub(super) idle_timeout_secs: Value<u64>,
+    pub(super) message_timeout_secs: Value<u64>,
     pub(super) max_connection_attempts_per_address_per_sec: Value<u64>,
     pub(super) session_expires_secs: Value<u32>,
     pub(super) min_session_expires_secs: Value<u32>,

@@ -21,7 +21,8 @@ fn stream_listeners_and_limits_parse() {
     let text = format!(
         "[sip]\ntls_listen = \"127.0.0.1:5061\"\nws_listen = \"127.0.0.1:5066\"\n\
          wss_listen = \"127.0.0.1:5067\"\ntls_certificate = {chain:?}\n\
-         tls_private_key = {key:?}\nmax_message_bytes = 8192\nidle_timeout_secs = 90\n"
+         tls_private_key = {key:?}\nmax_message_bytes = 8192\nidle_timeout_secs = 90\n\
+         message_timeout_secs = 12\n"
     );
     let config = Config::parse(&text, ORIGIN).unwrap();
     let streams = &config.sip.streams;
@@ -32,6 +33,7 @@ fn stream_listeners_and_limits_parse() {
     assert_eq!(files.chain, Path::new(&chain));
     assert_eq!(streams.limits.max_message_bytes, 8192);
     assert_eq!(streams.limits.idle_timeout, Duration::from_secs(90));
+    assert_eq!(streams.limits.message_timeout, Duration::from_secs(12));
     assert_eq!(streams.limits.max_connections, 4096);
 }
 
@@ -115,7 +117,10 @@ fn stream_listener_ports_may_not_overlap() {
 
 #[test]
 fn stream_limits_are_bounded() {
-    let errors = errors_of("[sip]\nmax_connections = 0\nidle_timeout_secs = 100000\n");
+    let errors = errors_of(
+        "[sip]\nmax_connections = 0\nidle_timeout_secs = 100000\n\
+         message_timeout_secs = 0\n",
+    );
     assert_has(
         &errors,
         "test.toml:2:19: sip.max_connections: must be greater than 0",
@@ -123,6 +128,10 @@ fn stream_limits_are_bounded() {
     assert_has(
         &errors,
         "test.toml:3:21: sip.idle_timeout_secs: must be at most 86400, got 100000",
+    );
+    assert_has(
+        &errors,
+        "test.toml:4:24: sip.message_timeout_secs: must be greater than 0",
     );
 }
 

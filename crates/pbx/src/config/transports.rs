@@ -15,6 +15,7 @@ use crate::transport::StreamLimits;
 const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 const IDLE_TIMEOUT_LIMIT_SECS: u64 = 86_400;
+const MESSAGE_TIMEOUT_LIMIT_SECS: u64 = 3600;
 const CONNECTION_ATTEMPTS_LIMIT: u64 = 1_000_000;
 const KEEPALIVE_INTERVAL_LIMIT_SECS: u64 = 3600;
 
@@ -232,6 +233,12 @@ fn limits(checker: &mut Checker<'_>, raw: &RawSip) -> StreamLimits {
         defaults.idle_timeout.as_secs() as usize,
         IDLE_TIMEOUT_LIMIT_SECS,
     );
+    let message_timeout_secs = bounded(
+        "sip.message_timeout_secs",
+        &raw.message_timeout_secs,
+        defaults.message_timeout.as_secs() as usize,
+        MESSAGE_TIMEOUT_LIMIT_SECS,
+    );
     let keepalive_interval_secs = bounded(
         "sip.keepalive_interval_secs",
         &raw.keepalive_interval_secs,
@@ -256,6 +263,7 @@ fn limits(checker: &mut Checker<'_>, raw: &RawSip) -> StreamLimits {
         max_connections,
         max_connections_per_address,
         idle_timeout: Duration::from_secs(idle_timeout_secs as u64),
+        message_timeout: Duration::from_secs(message_timeout_secs as u64),
         max_connection_attempts_per_sec: u32::try_from(
             attempts.value.min(CONNECTION_ATTEMPTS_LIMIT),
         )

@@ -2,7 +2,7 @@
 
 use accounts::{ApiToken, AuditEntry, NewAuditEntry, NewUser, Role, User, UserChanges};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,14 +10,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem, parse_parameter};
+use super::{ApiState, JsonBody, Problem, parse_limit, parse_parameter};
 
 const ADMINISTRATOR: [Role; 1] = [Role::Administrator];
 const AUDIT_READERS: [Role; 2] = [Role::Administrator, Role::Supervisor];
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
 
-/// Body of `POST /api/users`.
+/// Body of `POST /api/users`. An unknown field is rejected, because an
+/// ignored one, such as `disabled`, would create a user other than the one
+/// requested.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CreateUserRequest {
     username: String,
     password: String,
@@ -41,12 +44,14 @@ pub(crate) struct UpdateUserRequest {
 
 /// Body of `PUT /api/users/{id}/password`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PasswordRequest {
     password: String,
 }
 
 /// Body of `POST /api/tokens`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CreateTokenRequest {
     user_id: i64,
     name: String,
@@ -71,9 +76,24 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(value)| value)
-        .map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))
+/// Checks that `agent_id` names an agent in force in the engine, which
+/// includes the agents added through the administration API.
+async fn check_agent_exists(state: &ApiState, agent_id: &str) -> Result<(), Problem> {
+    let live = state
+        .calls
+        .live
+        .as_ref()
+        .ok_or_else(super::live::engine_problem)?;
+    let agents = live
+        .agents()
+        .await
+        .map_err(|_| super::live::engine_problem())?;
+    if agents.iter().any(|agent| agent.id == agent_id) {
+        return Ok(());
+    }
+    Err(Problem::bad_request(format!(
+        "agent_id {agent_id:?} is not a configured agent; GET /api/agents lists them"
+    )))
 }
 
 fn path_id(id: Result<UrlPath<i64>, PathRejection>) -> Result<i64, Problem> {
@@ -119,10 +139,16 @@ pub(crate) async fn list_users(
 pub(crate) async fn create_user(
     State(state): State<ApiState>,
     user: Authenticated,
-    body: Result<Json<CreateUserRequest>, JsonRejection>,
+    body: Result<JsonBody<CreateUserRequest>, Problem>,
 ) -> Result<Response, Problem> {
     user.require(&ADMINISTRATOR, "create users")?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
+    // Other roles with an agent_id get the store's error instead.
+    if request.role == Role::Agent
+        && let Some(agent_id) = &request.agent_id
+    {
+        check_agent_exists(&state, agent_id).await?;
+    }
     let new = NewUser {
         username: request.username,
         password: request.password,
@@ -163,11 +189,26 @@ pub(crate) async fn update_user(
     State(state): State<ApiState>,
     user: Authenticated,
     id: Result<UrlPath<i64>, PathRejection>,
-    body: Result<Json<UpdateUserRequest>, JsonRejection>,
+    body: Result<JsonBody<UpdateUserRequest>, Problem>,
 ) -> Result<Json<User>, Problem> {
     user.require(&ADMINISTRATOR, "change users")?;
     let id = path_id(id)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
+    if let Some(Some(agent_id)) = &request.agent_id {
+        let role = match request.role {
+            Some(role) => Some(role),
+            None => state
+                .accounts
+                .user(id)
+                .await
+                .map_err(Problem::accounts)?
+                .map(|found| found.role),
+        };
+        // An unknown user or another role gets the store's error instead.
+        if role == Some(Role::Agent) {
+            check_agent_exists(&state, agent_id).await?;
+        }
+    }
     let changes = UserChanges {
         role: request.role,
         agent_id: request.agent_id,
@@ -193,11 +234,11 @@ pub(crate) async fn set_password(
     State(state): State<ApiState>,
     user: Authenticated,
     id: Result<UrlPath<i64>, PathRejection>,
-    body: Result<Json<PasswordRequest>, JsonRejection>,
+    body: Result<JsonBody<PasswordRequest>, Problem>,
 ) -> Result<StatusCode, Problem> {
     user.require(&ADMINISTRATOR, "reset passwords")?;
     let id = path_id(id)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     state
         .accounts
         .set_password(id, &request.password)
@@ -224,10 +265,10 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn create_token(
     State(state): State<ApiState>,
     user: Authenticated,
-    body: Result<Json<CreateTokenRequest>, JsonRejection>,
+    body: Result<JsonBody<CreateTokenRequest>, Problem>,
 ) -> Result<Response, Problem> {
     user.require(&ADMINISTRATOR, "create API tokens")?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let now = state.now();
     let created = state
         .accounts
@@ -276,12 +317,11 @@ pub(crate) async fn list_audit(
 ) -> Result<Json<Vec<AuditEntry>>, Problem> {
     user.require(&AUDIT_READERS, "read the audit log")?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_AUDIT_LIMIT)?;
-    let maximum = accounts::MAX_AUDIT_PAGE;
-    if !(1..=maximum).contains(&limit) {
-        let detail = format!("limit must be between 1 and {maximum}, got {limit}");
-        return Err(Problem::bad_request(detail));
-    }
+    let limit = parse_limit(
+        query.limit.as_deref(),
+        DEFAULT_AUDIT_LIMIT,
+        accounts::MAX_AUDIT_PAGE,
+    )?;
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
     let entries = state
         .accounts

@@ -13,14 +13,14 @@ mod definitions;
 
 use accounts::Role;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem};
+use super::{ApiState, JsonBody, Problem};
 use crate::config_layer::{Entry, Kind};
 use crate::reload::{ReloadError, Reloader};
 
@@ -95,7 +95,7 @@ pub(crate) async fn get<const K: u8>(
 pub(crate) async fn create<const K: u8>(
     State(state): State<ApiState>,
     user: Authenticated,
-    body: Result<Json<Value>, JsonRejection>,
+    body: Result<JsonBody<Value>, Problem>,
 ) -> Result<Response, Problem> {
     let kind = kind_of(K);
     user.require(&ADMINISTRATOR, &format!("change {}", kind.table()))?;
@@ -132,7 +132,7 @@ pub(crate) async fn replace<const K: u8>(
     State(state): State<ApiState>,
     user: Authenticated,
     key: Result<UrlPath<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    body: Result<JsonBody<Value>, Problem>,
 ) -> Result<Json<Map<String, Value>>, Problem> {
     let kind = kind_of(K);
     user.require(&ADMINISTRATOR, &format!("change {}", kind.table()))?;
@@ -195,9 +195,8 @@ pub(crate) async fn delete<const K: u8>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn object_body(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, Problem> {
-    let Json(value) =
-        body.map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))?;
+fn object_body(body: Result<JsonBody<Value>, Problem>) -> Result<Map<String, Value>, Problem> {
+    let JsonBody(value) = body?;
     match definitions::without_nulls(value) {
         Value::Object(mut map) => {
             for field in definitions::READ_ONLY {

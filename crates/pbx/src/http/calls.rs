@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem, parse_parameter};
+use super::{ApiState, Problem, parse_limit, parse_parameter};
 use crate::catalogue::RecordingStatus;
 
 /// Page size of `GET /api/calls` when the request gives no `limit`.
@@ -60,11 +60,7 @@ pub(crate) async fn list_calls(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<CallRecord>>, Problem> {
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_LIST_LIMIT)?;
-    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-        let detail = format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}");
-        return Err(Problem::bad_request(detail));
-    }
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
     let mut filter = call_filter(&query)?;
     if let Some(own) = visible_agent(&user)? {

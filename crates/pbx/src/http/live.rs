@@ -4,20 +4,19 @@
 
 use accounts::Role;
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sip_server::b2bua::{AgentCommandError, AgentView, QueueStatsView, QueueView, Readiness};
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem};
+use super::{ApiState, JsonBody, Problem};
 use crate::live::ChangeError;
 
 /// Roles that see every agent and queue and may change any agent's state.
 const SUPERVISE: [Role; 2] = [Role::Administrator, Role::Supervisor];
 
-fn engine_problem() -> Problem {
+pub(super) fn engine_problem() -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "the call engine is not available; retry shortly",
@@ -158,9 +157,9 @@ pub(crate) async fn set_agent_state(
     State(state): State<ApiState>,
     user: Authenticated,
     UrlPath(agent): UrlPath<String>,
-    body: Result<Json<StateChange>, JsonRejection>,
+    body: Result<JsonBody<StateChange>, Problem>,
 ) -> Result<StatusCode, Problem> {
-    let Json(change) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let JsonBody(change) = body?;
     let own = user.caller.user.agent_id.as_deref() == Some(agent.as_str());
     if !own {
         user.require(&SUPERVISE, "change another agent's state")?;
@@ -223,9 +222,9 @@ pub(crate) async fn set_wrap_up_code(
     State(state): State<ApiState>,
     user: Authenticated,
     UrlPath(agent): UrlPath<String>,
-    body: Result<Json<WrapUpCode>, JsonRejection>,
+    body: Result<JsonBody<WrapUpCode>, Problem>,
 ) -> Result<StatusCode, Problem> {
-    let Json(body) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let JsonBody(body) = body?;
     let own = user.caller.user.agent_id.as_deref() == Some(agent.as_str());
     if !own {
         user.require(&SUPERVISE, "set another agent's wrap-up code")?;
@@ -316,10 +315,10 @@ pub(crate) async fn set_agent_skills(
     State(state): State<ApiState>,
     user: Authenticated,
     UrlPath(agent): UrlPath<String>,
-    body: Result<Json<SkillsChange>, JsonRejection>,
+    body: Result<JsonBody<SkillsChange>, Problem>,
 ) -> Result<StatusCode, Problem> {
     user.require(&SUPERVISE, "change an agent's skills")?;
-    let Json(change) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let JsonBody(change) = body?;
     let skills = parse_skills(change.skills)?;
     let live = state.calls.live.as_ref().ok_or_else(engine_problem)?;
     live.set_skills(agent.clone(), skills)

@@ -226,7 +226,8 @@ fn api_paths() -> Value {
             "get": operation("List users", "Administrators only.", ok("Users", array_of("User")), &[401, 403]),
             "post": with_body(operation(
                 "Create a user",
-                "Administrators only. A user of role agent needs agent_id.",
+                "Administrators only. A user of role agent needs agent_id, the id of a \
+                 configured agent. Unknown fields get 422.",
                 created("The new user", schema_ref("User")),
                 &[400, 401, 403, 409],
             ), "CreateUserRequest"),
@@ -438,7 +439,14 @@ fn operation(summary: &str, description: &str, success: Value, errors: &[u16]) -
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    for status in errors {
+    responses.extend(operation_errors(errors));
+    json!({ "summary": summary, "description": description, "responses": responses })
+}
+
+/// Problem responses for `statuses`, each described by its reason phrase.
+fn operation_errors(statuses: &[u16]) -> Map<String, Value> {
+    let mut responses = Map::new();
+    for status in statuses {
         let reason = axum::http::StatusCode::from_u16(*status)
             .ok()
             .and_then(|code| code.canonical_reason())
@@ -449,7 +457,7 @@ fn operation(summary: &str, description: &str, success: Value, errors: &[u16]) -
         });
         responses.insert(status.to_string(), response);
     }
-    json!({ "summary": summary, "description": description, "responses": responses })
+    responses
 }
 
 /// A console page: public HTML whose script reads the API with the
@@ -477,7 +485,16 @@ fn public(operation: Value) -> Value {
     set(operation, "security", json!([]))
 }
 
-fn with_body(operation: Value, schema: &str) -> Value {
+/// Adds a JSON request body and the errors that every JSON body can get.
+/// These are 400 for a body that is not JSON, 413 past the size limit, 415
+/// without a JSON content type and 422 for JSON that does not fit `schema`.
+fn with_body(mut operation: Value, schema: &str) -> Value {
+    if let Some(Value::Object(responses)) = operation.get_mut("responses") {
+        let errors = operation_errors(&[400, 413, 415, 422]);
+        for (status, response) in errors {
+            responses.entry(status).or_insert(response);
+        }
+    }
     let body = json!({
         "required": true,
         "content": { "application/json": { "schema": schema_ref(schema) } },
@@ -670,6 +687,7 @@ fn schemas() -> Value {
         },
         "CreateUserRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["username", "password", "role"],
             "properties": {
                 "username": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
@@ -689,11 +707,13 @@ fn schemas() -> Value {
         },
         "PasswordRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["password"],
             "properties": { "password": { "type": "string", "minLength": 8, "maxLength": 1024 } },
         },
         "CreateTokenRequest": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["user_id", "name"],
             "properties": { "user_id": { "type": "integer" }, "name": text },
         },

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::auth::Authenticated;
-use super::{ApiState, Problem, parse_parameter};
+use super::{ApiState, Problem, parse_limit, parse_parameter};
 use crate::catalogue::{
     Catalogue, CatalogueError, MAX_CATALOGUE_PAGE, RecordingEntry, RecordingStatus,
 };
@@ -34,11 +34,7 @@ pub(crate) async fn list_recordings(
 ) -> Result<Json<Vec<RecordingEntry>>, Problem> {
     user.require(&READERS, "read the recording catalogue")?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_PAGE)?;
-    if !(1..=MAX_CATALOGUE_PAGE).contains(&limit) {
-        let detail = format!("limit must be between 1 and {MAX_CATALOGUE_PAGE}, got {limit}");
-        return Err(Problem::bad_request(detail));
-    }
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_PAGE, MAX_CATALOGUE_PAGE)?;
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
     let status = match query.status.as_deref() {
         None => None,

@@ -3,14 +3,14 @@
 
 use accounts::Role;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Authenticated;
 use super::calls::{find_call, text_parameter, visible_agent};
-use super::{ApiState, Problem, parse_parameter};
+use super::{ApiState, JsonBody, Problem, parse_limit, parse_parameter};
 use crate::scorecards::{
     GradeError, MAX_SEARCH_LIMIT, Scorecard, ScorecardFilter, ScorecardStore, ScorecardStoreError,
     Submission, grade,
@@ -92,11 +92,10 @@ pub(crate) async fn save(
     State(state): State<ApiState>,
     user: Authenticated,
     UrlPath(id): UrlPath<String>,
-    body: Result<Json<Submission>, JsonRejection>,
+    body: Result<JsonBody<Submission>, Problem>,
 ) -> Result<(StatusCode, Json<Scorecard>), Problem> {
     user.require(&SCORERS, "score calls")?;
-    let Json(submission) =
-        body.map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))?;
+    let JsonBody(submission) = body?;
     let record = find_call(&state, &user, &id).await?;
     if record.agent.is_none() {
         // A scorecard rates an agent's handling of a call.
@@ -137,11 +136,11 @@ pub(crate) async fn search(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Scorecard>>, Problem> {
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let limit = parse_parameter("limit", query.limit.as_deref(), DEFAULT_SEARCH_LIMIT)?;
-    if !(1..=MAX_SEARCH_LIMIT).contains(&limit) {
-        let detail = format!("limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}");
-        return Err(Problem::bad_request(detail));
-    }
+    let limit = parse_limit(
+        query.limit.as_deref(),
+        DEFAULT_SEARCH_LIMIT,
+        MAX_SEARCH_LIMIT,
+    )?;
     let offset = parse_parameter("offset", query.offset.as_deref(), 0)?;
     let min_total = percent_parameter("min_total", query.min_total.as_deref())?;
     let max_total = percent_parameter("max_total", query.max_total.as_deref())?;

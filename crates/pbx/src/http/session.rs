@@ -3,14 +3,13 @@
 use accounts::{AccountsError, NewAuditEntry, User};
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::auth::{Authenticated, RemoteAddress, SESSION_COOKIE};
-use super::{ApiState, Problem};
+use super::{ApiState, JsonBody, Problem};
 
 /// Body of `POST /api/session`.
 #[derive(Deserialize)]
@@ -30,10 +29,9 @@ struct LoginReply {
 pub(crate) async fn login(
     State(state): State<ApiState>,
     RemoteAddress(remote): RemoteAddress,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    body: Result<JsonBody<LoginRequest>, Problem>,
 ) -> Result<Response, Problem> {
-    let Json(request) =
-        body.map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))?;
+    let JsonBody(request) = body?;
     let now = state.now();
     // The store counts failures per (username, IP address) and writes
     // failures and locks to the audit log itself, in the same transaction.

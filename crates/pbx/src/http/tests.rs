@@ -13,6 +13,7 @@ mod openapi_document;
 mod recording_pause_api;
 mod recordings_api;
 mod reports_api;
+mod request_errors;
 mod request_type_search;
 mod scorecards_api;
 mod session_api;
@@ -669,16 +670,22 @@ async fn list_newest_first_with_paging() {
 async fn list_rejects_bad_parameters() {
     let fixture = fixture().await;
     let cases = [
-        ("/api/calls?limit=abc", "limit must be a whole number"),
-        ("/api/calls?limit=-1", "limit must be a whole number"),
+        (
+            "/api/calls?limit=abc",
+            "limit must be a whole number from 1 to 1000, got \"abc\"",
+        ),
+        (
+            "/api/calls?limit=-1",
+            "limit must be a whole number from 1 to 1000, got \"-1\"",
+        ),
         ("/api/calls?offset=1.5", "offset must be a whole number"),
         (
             "/api/calls?limit=1001",
-            "limit must be between 1 and 1000, got 1001",
+            "limit must be a whole number from 1 to 1000, got \"1001\"",
         ),
         (
             "/api/calls?limit=0",
-            "limit must be between 1 and 1000, got 0",
+            "limit must be a whole number from 1 to 1000, got \"0\"",
         ),
         (
             "/api/calls?disposition=lost",

@@ -6,6 +6,7 @@
 //! in its [`Target`], so requests to a contact registered over TCP, TLS or
 //! WebSocket reuse the registering connection (the flow of RFC 5626).
 
+mod deadline;
 mod flood;
 mod outbound;
 mod stream;
@@ -31,9 +32,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Input;
 
-/// Time allowed to complete a message once its first bytes arrived, so a
-/// peer cannot hold a connection with a header sent byte by byte.
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for the TLS handshake and the WebSocket upgrade together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,6 +48,10 @@ pub(crate) struct StreamLimits {
     /// A connection that sends nothing, not even a keep-alive, for this long
     /// is closed.
     pub(crate) idle_timeout: Duration,
+    /// Time to complete a message, counted from its first byte. A message
+    /// that takes longer closes the connection, so a peer cannot hold a
+    /// connection by sending a message byte by byte.
+    pub(crate) message_timeout: Duration,
     /// New connections accepted per second from one IP address, with a
     /// burst of twice that; 0 turns the limit off. Trunks are exempt.
     pub(crate) max_connection_attempts_per_sec: u32,
@@ -69,6 +71,8 @@ impl Default for StreamLimits {
             max_connections: 4096,
             max_connections_per_address: 256,
             idle_timeout: Duration::from_secs(600),
+            // NOTE: 30 s is a chosen default, not a measured one.
+            message_timeout: Duration::from_secs(30),
             // A whole site behind one NAT reconnecting after an outage
             // (256 phones) is back within about 12 seconds.
             max_connection_attempts_per_sec: 20,

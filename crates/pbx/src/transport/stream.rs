@@ -2,18 +2,15 @@
 //! Content-Length, a pong for each CRLF keep-alive ping, and the limits on
 //! message size, idle time and slow messages.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use sip_message::StreamFrame;
 use sip_server::transaction::{Target, TransportKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::{MESSAGE_TIMEOUT, Outgoing, Sender, deliver};
-
-/// Time a new connection has to send its first complete message.
-pub(super) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+use super::deadline::ReadDeadlines;
+use super::{Outgoing, Sender, deliver};
 
 /// Tracks keep-alive bytes between messages. A ping is a double CRLF and
 /// its pong a single CRLF (RFC 5626). A ping may arrive split over several
@@ -54,15 +51,12 @@ pub(super) async fn read<S: AsyncRead>(
     let limits = sender.limits;
     let mut buffer = BytesMut::with_capacity(8 * 1024);
     let mut keep_alive = KeepAlive::default();
-    // Start of the current wait: the last complete message when the buffer
-    // is empty, the first byte of the pending message otherwise.
-    let mut partial_since: Option<tokio::time::Instant> = None;
-    let mut seen_message = false;
+    // A phone registers as soon as it connects. A connection that sends no
+    // message would otherwise hold a slot of the connection table for the
+    // whole idle timeout.
+    let mut deadlines = ReadDeadlines::new(&limits, Instant::now(), true);
     loop {
         loop {
-            if buffer.is_empty() {
-                partial_since = None;
-            }
             match sip_message::frame_stream(&buffer) {
                 Ok(StreamFrame::KeepAlive(length)) => {
                     let _ = buffer.split_to(length);
@@ -79,7 +73,7 @@ pub(super) async fn read<S: AsyncRead>(
                 }
                 Ok(StreamFrame::Message(length)) => {
                     keep_alive.reset();
-                    seen_message = true;
+                    deadlines.message_complete();
                     // A framed message whose header block is broken
                     // still gets its 400 over the connection.
                     let message = buffer.split_to(length).freeze();
@@ -92,13 +86,7 @@ pub(super) async fn read<S: AsyncRead>(
                             .map_err(|_| "connection closed")?;
                     }
                 }
-                Ok(StreamFrame::Incomplete) => {
-                    if buffer.is_empty() {
-                        // Idle time counts from the last message.
-                        partial_since = Some(tokio::time::Instant::now());
-                    }
-                    break;
-                }
+                Ok(StreamFrame::Incomplete) => break,
                 // The framing is lost, so nothing after it can be trusted.
                 Err(_) => return Err("unframeable stream"),
             }
@@ -106,24 +94,18 @@ pub(super) async fn read<S: AsyncRead>(
         if buffer.len() > limits.max_message_bytes {
             return Err("message larger than the maximum message size");
         }
-        let (limit, reason) = if buffer.is_empty() && !seen_message {
-            // A phone registers as soon as it connects. A connection that
-            // sends no message would otherwise hold a slot of the
-            // connection table for the whole idle timeout.
-            (
-                limits.idle_timeout.min(FIRST_MESSAGE_TIMEOUT),
-                "no message after connecting",
-            )
-        } else if buffer.is_empty() {
-            (limits.idle_timeout, "idle timeout")
+        // Bytes left after framing begin a message, whose deadline counts
+        // from the read that brought its first byte.
+        if buffer.is_empty() {
+            deadlines.nothing_pending();
         } else {
-            (MESSAGE_TIMEOUT, "incomplete message timed out")
-        };
-        let deadline = *partial_since.get_or_insert_with(tokio::time::Instant::now) + limit;
+            deadlines.message_pending();
+        }
+        let (deadline, expiry) = deadlines.next();
         match tokio::time::timeout_at(deadline, reader.read_buf(&mut buffer)).await {
-            Err(_) => return Err(reason),
+            Err(_) => return Err(expiry.reason()),
             Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => deadlines.bytes_read(Instant::now()),
             Ok(Err(_)) => return Err("read error"),
         }
     }

@@ -10,6 +10,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode};
 use super::stream::KeepAlive;
 use super::*;
 
+mod slow_messages;
+
 const OPTIONS: &[u8] =
     b"OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/WS client.invalid;branch=z9hG4bKws1\r\n\
     From: <sip:a@pbx.local>;tag=1\r\nTo: <sip:pbx@pbx.local>\r\nCall-ID: ws-1\r\n\
@@ -146,7 +148,8 @@ async fn incomplete_message_times_out() {
         .unwrap();
     // Paused time jumps ahead while every task waits, so this does not
     // take 30 real seconds.
-    assert_closed(&mut stream, MESSAGE_TIMEOUT + Duration::from_secs(1)).await;
+    let timeout = StreamLimits::default().message_timeout;
+    assert_closed(&mut stream, timeout + Duration::from_secs(1)).await;
 }
 
 async fn connect_websocket(
@@ -702,7 +705,7 @@ async fn silent_connection_closed_before_idle_timeout() {
         .unwrap();
     assert_closed(
         &mut silent,
-        super::stream::FIRST_MESSAGE_TIMEOUT + Duration::from_secs(1),
+        super::deadline::FIRST_MESSAGE_TIMEOUT + Duration::from_secs(1),
     )
     .await;
     // A connection that sent a message keeps the longer idle timeout.

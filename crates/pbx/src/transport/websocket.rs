@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 
+use super::deadline::{Arrivals, Expiry, ReadDeadlines, SharedDeadlines};
 use super::{HandshakeError, Outgoing, Sender, Slot, deliver};
 
 /// The WebSocket subprotocol registered for SIP.
@@ -34,15 +35,21 @@ where
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
+    // NOTE: WebSocket has no first-message limit, so a connection may stay
+    // silent after its upgrade for the whole idle timeout.
+    let deadlines = ReadDeadlines::new(&sender.limits, tokio::time::Instant::now(), false);
+    let deadlines = SharedDeadlines::new(deadlines);
     // A first frame in the same segment as the upgrade request stays for
     // the WebSocket layer instead of failing the handshake.
     let socket = tokio_tungstenite::accept_hdr_async_with_config(
-        super::upgrade::UpgradeHead::new(connection),
+        super::upgrade::UpgradeHead::new(Arrivals::new(connection, deadlines.clone())),
         select_subprotocol,
         Some(config),
     )
     .await?;
-    adopt(sender, socket, slot, transport);
+    // The upgrade request is complete, and the handshake timeout covered it.
+    deadlines.update(ReadDeadlines::message_complete);
+    adopt(sender, socket, slot, transport, deadlines);
     Ok(())
 }
 
@@ -82,8 +89,13 @@ pub(super) fn offers_sip(headers: &HeaderMap) -> bool {
         .any(|offered| offered.trim() == SUBPROTOCOL)
 }
 
-fn adopt<S>(sender: &Sender, socket: WebSocketStream<S>, slot: Slot, transport: TransportKind)
-where
+fn adopt<S>(
+    sender: &Sender,
+    socket: WebSocketStream<S>,
+    slot: Slot,
+    transport: TransportKind,
+    deadlines: SharedDeadlines,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (id, queue, outgoing) = sender.register();
@@ -97,7 +109,7 @@ where
             addr: peer,
             connection: Some(id),
         };
-        if let Err((code, reason)) = read(stream, source, &sender, &queue).await {
+        if let Err((code, reason)) = read(stream, source, &sender, &queue, &deadlines).await {
             tracing::info!(%peer, transport = transport.via_token(), reason, "connection closed");
             // The writer sends the close frame and ends.
             let _ = queue.send(Outgoing::Close(code.into(), reason));
@@ -114,15 +126,18 @@ async fn read<S>(
     source: Target,
     sender: &Sender,
     replies: &mpsc::UnboundedSender<Outgoing>,
+    deadlines: &SharedDeadlines,
 ) -> Result<(), (CloseCode, &'static str)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let idle_timeout = sender.limits.idle_timeout;
     loop {
-        let next = tokio::time::timeout(idle_timeout, stream.next())
-            .await
-            .map_err(|_| (CloseCode::Away, "idle timeout"))?;
+        let next = next_before_deadline(&mut stream, deadlines).await?;
+        // Every frame tungstenite returns is complete, control frames too.
+        // NOTE: bytes of the next message that came in the same read as
+        // this one lose their arrival time, so that message's deadline
+        // counts from its next read instead.
+        deadlines.update(ReadDeadlines::message_complete);
         let message = match next {
             None | Some(Ok(Message::Close(_))) => return Ok(()),
             Some(Ok(message)) => message,
@@ -150,6 +165,38 @@ where
             replies
                 .send(Outgoing::Sip(response))
                 .map_err(|_| (CloseCode::Normal, "connection closed"))?;
+        }
+    }
+}
+
+/// Waits for the next WebSocket message until the earliest deadline of
+/// `deadlines`, which moves as bytes arrive.
+async fn next_before_deadline<S>(
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    deadlines: &SharedDeadlines,
+) -> Result<Option<Result<Message, Error>>, (CloseCode, &'static str)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = stream.next();
+    loop {
+        let (deadline, _) = deadlines.update(|deadlines| deadlines.next());
+        tokio::select! {
+            biased;
+            item = &mut next => return Ok(item),
+            // A new message can bring the deadline forward.
+            () = deadlines.message_started() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                // Bytes read meanwhile may have moved the deadline later.
+                let (current, expiry) = deadlines.update(|deadlines| deadlines.next());
+                if current <= tokio::time::Instant::now() {
+                    let code = match expiry {
+                        Expiry::Message => CloseCode::Policy,
+                        Expiry::Idle | Expiry::FirstMessage => CloseCode::Away,
+                    };
+                    return Err((code, expiry.reason()));
+                }
+            }
         }
     }
 }

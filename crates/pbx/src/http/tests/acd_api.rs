@@ -72,14 +72,6 @@ async fn bad_skills_name_the_field() {
             json!({ "skills": { "": 1 } }),
             "skills[\"\"]: a skill name has 1 to 64 characters",
         ),
-        (
-            json!({ "skill": {} }),
-            "Failed to deserialize the JSON body",
-        ),
-        (
-            json!({ "skills": ["vip"] }),
-            "Failed to deserialize the JSON body",
-        ),
     ];
     for (body, expected) in cases {
         let reply = fixture
@@ -91,6 +83,29 @@ async fn bad_skills_name_the_field() {
             )
             .await;
         let detail = reply.problem(StatusCode::BAD_REQUEST);
+        assert!(detail.starts_with(expected), "{body}: {detail}");
+    }
+    // JSON of the wrong shape, as on every other endpoint.
+    let cases = [
+        (
+            json!({ "skill": {} }),
+            "invalid request body: skill: unknown field `skill`",
+        ),
+        (
+            json!({ "skills": ["vip"] }),
+            "invalid request body: skills: invalid type: sequence",
+        ),
+    ];
+    for (body, expected) in cases {
+        let reply = fixture
+            .call(
+                Some(Role::Administrator),
+                Method::PUT,
+                "/api/agents/1001/skills",
+                Some(body.clone()),
+            )
+            .await;
+        let detail = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.starts_with(expected), "{body}: {detail}");
     }
     let reply = fixture

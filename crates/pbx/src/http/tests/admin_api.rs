@@ -78,7 +78,7 @@ async fn user_errors_reported() {
         (
             json!({ "username": "bob", "password": "long-enough", "role": "root" }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Failed to deserialize",
+            "invalid request body: role: unknown variant `root`",
         ),
     ];
     for (body, status, expected) in cases {
@@ -345,4 +345,78 @@ async fn audit_log_cannot_be_edited() {
         .find(|e| e.action == "recording.replay")
         .expect("replay entry");
     assert_eq!(replay.target.as_deref(), Some("call-1"));
+}
+
+#[tokio::test]
+async fn create_user_rejects_unknown_fields() {
+    let fixture = fixture().await;
+    let before = as_admin(&fixture, Method::GET, "/api/users", None).await;
+    let cases = [
+        (
+            json!({ "username": "u7", "password": "long-enough", "role": "qa", "disabled": true }),
+            "invalid request body: disabled: unknown field `disabled`",
+        ),
+        (
+            json!({ "username": "u8", "password": "long-enough", "role": "qa", "is_root": true }),
+            "invalid request body: is_root: unknown field `is_root`",
+        ),
+    ];
+    for (body, expected) in cases {
+        let reply = as_admin(&fixture, Method::POST, "/api/users", Some(body.clone())).await;
+        let detail = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.starts_with(expected), "{body}: {detail}");
+    }
+    let after = as_admin(&fixture, Method::GET, "/api/users", None).await;
+    assert_eq!(after.json(), before.json(), "a rejected user was created");
+}
+
+#[tokio::test]
+async fn create_user_rejects_unknown_agent() {
+    let fixture = fixture().await;
+    let body =
+        json!({ "username": "u9", "password": "long-enough", "role": "agent", "agent_id": "9999" });
+    let reply = as_admin(&fixture, Method::POST, "/api/users", Some(body)).await;
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST),
+        "agent_id \"9999\" is not a configured agent; GET /api/agents lists them"
+    );
+    let users = as_admin(&fixture, Method::GET, "/api/users", None).await;
+    let listed = users.json().as_array().expect("a list").clone();
+    assert!(
+        listed.iter().all(|user| user["username"] != "u9"),
+        "the user was created: {listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn update_user_rejects_unknown_agent() {
+    let fixture = fixture().await;
+    let body = json!({ "username": "bob", "password": "bob-password", "role": "agent", "agent_id": "1002" });
+    let created = as_admin(&fixture, Method::POST, "/api/users", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let agent_uri = format!("/api/users/{}", created.json()["id"]);
+    let qa_uri = format!("/api/users/{}", fixture.user(Role::Qa).id);
+    let cases = [
+        (&agent_uri, json!({ "agent_id": "9999" })),
+        (&qa_uri, json!({ "role": "agent", "agent_id": "9999" })),
+    ];
+    for (uri, body) in cases {
+        let reply = as_admin(&fixture, Method::PATCH, uri, Some(body.clone())).await;
+        assert_eq!(
+            reply.problem(StatusCode::BAD_REQUEST),
+            "agent_id \"9999\" is not a configured agent; GET /api/agents lists them",
+            "{uri} {body}"
+        );
+    }
+    let reply = as_admin(&fixture, Method::GET, &agent_uri, None).await;
+    assert_eq!(reply.json()["agent_id"], "1002", "the agent id changed");
+    let reply = as_admin(
+        &fixture,
+        Method::PATCH,
+        &agent_uri,
+        Some(json!({ "agent_id": "1001" })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["agent_id"], "1001");
 }

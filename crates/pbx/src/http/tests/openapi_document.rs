@@ -128,3 +128,30 @@ fn openapi_lists_every_report_figure() {
         );
     }
 }
+
+#[test]
+fn openapi_user_bodies_reject_unknown_fields() {
+    let document = openapi::document();
+    let schemas = &document["components"]["schemas"];
+    for name in [
+        "CreateUserRequest",
+        "UpdateUserRequest",
+        "PasswordRequest",
+        "CreateTokenRequest",
+    ] {
+        assert_eq!(
+            schemas[name]["additionalProperties"],
+            serde_json::Value::Bool(false),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn openapi_body_errors_listed() {
+    let document = openapi::document();
+    let responses = &document["paths"]["/api/agents/{id}/skills"]["put"]["responses"];
+    for status in ["400", "413", "415", "422"] {
+        assert!(responses.get(status).is_some(), "{status} missing");
+    }
+}

@@ -241,8 +241,8 @@ kamailio_start() {
 # a configuration with AGENTS agents u000000.. (password pw + digits), a queue
 # "bench" of the first QUEUE_MEMBERS of them behind DID 5000, the loopback
 # trunk, and no qualify probes, so OPTIONS traffic does not load the runs.
-# SIP_EXTRA contains more lines for the [sip] table and PBX_MEDIA_EXTRA (env)
-# for the [media] table. PBX_CONFIG_EXTRA (env) contains whole tables
+# SIP_EXTRA and PBX_SIP_EXTRA (env) contain more lines for the [sip] table
+# and PBX_MEDIA_EXTRA (env) for the [media] table. PBX_CONFIG_EXTRA (env) contains whole tables
 # appended at the end.
 pbx_config() {
   local f=$1 agents=$2 members=$3 rec=$4 rtp=$5 sip_extra=${6:-}
@@ -254,6 +254,7 @@ listen = "$IP:$SERVER_PORT"
 domain = "bench.local"
 digest_algorithms = ["MD5"]
 $sip_extra
+${PBX_SIP_EXTRA:-}
 
 [http]
 listen = "$IP:$HTTP_PORT"

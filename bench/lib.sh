@@ -26,6 +26,7 @@ MIN_ACH_PCT=${MIN_ACH_PCT:-95}  # the achieved rate must reach 95 % of the targe
 MAX_FAIL_PPM=${MAX_FAIL_PPM:-1000}  # under 0.1 % failed calls
 MAX_RETRANS=${MAX_RETRANS:-}    # empty: retransmissions allowed; 0: none allowed
 BACKOFF_PCT=${BACKOFF_PCT:-15}  # rate cut after a failed confirmation
+HOLD_MARGIN_PCT=${HOLD_MARGIN_PCT:-0}  # confirm this much below the best probe
 SIPP_BUF=${SIPP_BUF:-4194304}
 mkdir -p "$OUT/points" "$OUT/logs" "$OUT/run"
 
@@ -156,8 +157,9 @@ run_point() {
 
 # find_max TAG START MAX sipp-args...
 #   Ramps by STEP_PCT with PROBE_DUR-second probes until one fails, bisects to
-#   RES_PCT, then confirms with HOLD_RUNS runs of HOLD_DUR seconds; when most
-#   of them fail it backs off BACKOFF_PCT (three times at most). Writes
+#   RES_PCT, then confirms with HOLD_RUNS runs of HOLD_DUR seconds at
+#   HOLD_MARGIN_PCT below the best probe; when most of them fail it backs off
+#   BACKOFF_PCT (three times at most). Writes
 #   $OUT/TAG.summary, whose RESULT line holds the median, min and max of the
 #   confirmation runs.
 find_max() {
@@ -185,7 +187,7 @@ find_max() {
     echo "bisect $line" | tee -a "$sum" >&2
   done
   [ "$pass" -eq 0 ] && { echo "RESULT tag=$tag max_rate=0 note=no-passing-probe" | tee -a "$sum"; return 1; }
-  local r=$pass attempt
+  local r=$(( pass*(100-HOLD_MARGIN_PCT)/100 )) attempt
   for attempt in 1 2 3; do
     local npass=0 i lines=()
     for i in $(seq "$HOLD_RUNS"); do

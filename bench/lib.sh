@@ -158,7 +158,7 @@ run_point() {
 # find_max TAG START MAX sipp-args...
 #   Ramps by STEP_PCT with PROBE_DUR-second probes until one fails, bisects to
 #   RES_PCT, then confirms with HOLD_RUNS runs of HOLD_DUR seconds at
-#   HOLD_MARGIN_PCT below the best probe; when most of them fail it backs off
+#   HOLD_MARGIN_PCT below the best probe. When most of them fail, it backs off
 #   BACKOFF_PCT (three times at most). Writes
 #   $OUT/TAG.summary, whose RESULT line holds the median, min and max of the
 #   confirmation runs.

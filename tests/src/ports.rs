@@ -3,8 +3,8 @@
 //! A port found free here can be taken by another process before the PBX or
 //! sipp binds it. Ports are picked below the kernel's ephemeral range, so the
 //! outgoing connections of other tests (HTTP clients, PostgreSQL) cannot take
-//! them; only another test binary picking the same port can, and the bases are
-//! random. A clash shows up as a bind error in the logs, not as a hang.
+//! them. Only another test binary picking the same port can, which random
+//! bases make rare. A clash shows up as a bind error in the logs, not as a hang.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::ops::RangeInclusive;
@@ -19,8 +19,8 @@ static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 const FIRST_PORT: u16 = 20_000;
 /// Linux's default first ephemeral port, used when `/proc` cannot tell.
 const EPHEMERAL_LOW: u16 = 32_768;
-/// The highest port a range may start at leaves room for the largest range
-/// a test asks for.
+/// Room left above the highest start port for the largest range a test
+/// requests.
 const RANGE_ROOM: u16 = 1_000;
 const MAX_ATTEMPTS: usize = 2_000;
 
@@ -36,8 +36,8 @@ fn next_candidate(step: u16) -> u16 {
     port
 }
 
-/// The first port the kernel hands to outgoing connections, kept high enough
-/// that the window below it holds a few thousand ports.
+/// Returns the first port the kernel gives outgoing connections, or the
+/// Linux default when that leaves fewer than 4,000 test ports below it.
 fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

@@ -1,7 +1,7 @@
 //! A PBX killed with SIGKILL during an answered call: the next start writes
 //! the call's CDR, marked interrupted, repairs its recording and sends BYE
 //! to both phones, which would otherwise stay in a silent call. The same
-//! holds when the kill comes the instant the caller receives the answer.
+//! is true when the kill comes the instant the caller receives the 200.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -92,12 +92,12 @@ fn killed_call_gets_an_interrupted_cdr() {
     );
 }
 
-/// The PBX sends the caller its 200 only once the answered call is in the
-/// journal, so a kill right after that 200 arrives cannot lose the call.
-/// Before, the journal was written up to 20 ms later, and a kill in that
-/// window left no CDR and both phones in a call the PBX had forgotten.
+/// The PBX sends the caller its 200 only once the call is in the journal,
+/// so a kill right after that 200 arrives cannot lose the call. A kill in
+/// the window before the journal write would leave no CDR and both phones
+/// in a call the PBX had forgotten.
 #[test]
-fn call_killed_as_it_is_answered_gets_its_cdr() {
+fn kill_at_answer_keeps_cdr() {
     tools::require(&tools::ALL);
     let config = PbxConfig::default();
     let mut pbx = Pbx::start(&config);

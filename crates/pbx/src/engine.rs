@@ -139,7 +139,7 @@ pub(crate) fn add_queue_log(
 }
 
 /// Holds SIP messages until the journal has committed the calls they
-/// concern. A citizen who heard ringing, or an agent who answered, must
+/// concern. A citizen who heard ringing, or an agent whose 200 was accepted, must
 /// find the call in the journal after a crash, or the call would end with
 /// no CDR and no BYE. Messages leave in the order the core made them: once
 /// one waits, every later one waits behind it.
@@ -149,7 +149,8 @@ pub(crate) struct JournalGate {
     saves_sent: u64,
     /// Each message with the saves that must be committed before it leaves.
     held: std::collections::VecDeque<(u64, Transmit)>,
-    /// Set at a stop whose journal no longer answers: nothing waits.
+    /// Whether messages leave without waiting, set at a stop whose journal
+    /// no longer commits.
     open: bool,
 }
 
@@ -172,7 +173,8 @@ impl JournalGate {
         None
     }
 
-    /// The oldest held message, once the saves it waits for are committed.
+    /// Returns the oldest held message once the saves it waits for are
+    /// committed.
     fn release(&mut self) -> Option<Transmit> {
         let done = self.progress.saves_done();
         if self.held.front().is_some_and(|(needed, _)| *needed <= done) {
@@ -185,8 +187,8 @@ impl JournalGate {
         !self.held.is_empty()
     }
 
-    /// Lets every message go from now on, for a stop whose journal does
-    /// not answer.
+    /// Lets every message go from now on, for a stop whose journal no
+    /// longer commits.
     fn open(&mut self) {
         self.open = true;
         for (needed, _) in &mut self.held {

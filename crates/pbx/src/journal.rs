@@ -244,7 +244,7 @@ impl Journal {
             let updated_ms: i64 = row.try_get("updated_at_ms")?;
             let legs: Option<String> = row.try_get("legs")?;
             // A crash between writing the CDR and removing the row leaves
-            // both; the CDR already written wins, and that call's phones
+            // both. The CDR already written wins, and that call's phones
             // were hung up before it was written.
             if store.get(&id).await.ok().flatten().is_none() {
                 // A leg list that does not decode only costs its BYEs.
@@ -360,9 +360,9 @@ fn unix_millis(at: SystemTime) -> i64 {
     i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
-/// How far [`write_journal`] has got: the saves it has committed, counted
-/// in the order the engine sent them, and a wake-up for the engine, which
-/// holds a call's SIP messages until its save is committed.
+/// Progress of [`write_journal`]: the count of saves it has committed, in
+/// the order the engine sent them, and a wake-up for the engine, which
+/// keeps a call's SIP messages back until its save is committed.
 #[derive(Debug, Default)]
 pub(crate) struct JournalProgress {
     saves_done: AtomicU64,
@@ -370,7 +370,7 @@ pub(crate) struct JournalProgress {
 }
 
 impl JournalProgress {
-    /// The saves committed so far, or given up after a failed commit.
+    /// Returns the count of saves committed so far, failed commits included.
     pub(crate) fn saves_done(&self) -> u64 {
         self.saves_done.load(Ordering::Acquire)
     }
@@ -399,7 +399,7 @@ pub(crate) async fn write_journal(
     let mut stored = HashSet::new();
     while let Some(first) = queue.recv().await {
         // Group commit: the entries of the next GATHER share one commit.
-        // The engine holds the SIP messages of a call until its save is
+        // The engine keeps a call's SIP messages back until its save is
         // committed, so the wait is short. Only the last entry of each call
         // counts, so a removal still never overtakes its save.
         tokio::time::sleep(GATHER).await;
@@ -422,7 +422,7 @@ const MAX_GROUP: usize = 256;
 
 /// How long [`write_journal`] gathers entries after the first before it
 /// commits them. Call setup waits this much longer at each checkpoint,
-/// and a commit per save cost about a tenth more CPU per call at 1,500
+/// and a commit per save cost 10 to 20 % more CPU per call at 1,500
 /// calls/s (docs/benchmarks.md).
 const GATHER: Duration = Duration::from_millis(2);
 
@@ -686,9 +686,8 @@ mod tests {
         assert_eq!(record.talk_seconds, 0.0);
     }
 
-    /// A call whose CDR was written before a crash removed its row ended
-    /// normally: the next start keeps that CDR and does not hang up its
-    /// phones a second time.
+    /// Checks that recovery keeps the CDR of a call that ended normally
+    /// before the crash removed its row, and sends its phones no second BYE.
     async fn ended_call_left_in_the_journal_is_not_hung_up_again(database: TestDatabase) {
         let dir = tempfile::tempdir().unwrap();
         let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))

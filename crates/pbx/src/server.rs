@@ -146,9 +146,9 @@ pub(crate) async fn run(
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
-    // SIP messages of a call wait for its journal commit, which a killed
-    // process must not lose, while a flush to disk per commit held them for
-    // milliseconds; see `connect_unflushed`.
+    // A call's SIP messages wait for its journal commit. A flush to disk
+    // per commit delayed them by milliseconds, so the journal uses
+    // `connect_unflushed`, whose commits still survive a killed process.
     let journal_pool = cdr::database::connect_unflushed(&config.database_url())
         .await
         .map_err(crate::journal::JournalError::Query)?;

@@ -49,10 +49,23 @@ impl Algorithm {
         }
     }
 
-    pub(crate) fn hash_hex(self, input: &str) -> String {
+    /// Digest of `parts` joined by colons, as RFC 7616 builds A1, A2 and
+    /// the response. Feeding the parts in turn spares the string that
+    /// `format!` would build for each of the three digests of a check.
+    fn hash_hex(self, parts: &[&str]) -> String {
+        fn feed<D: Digest>(parts: &[&str]) -> String {
+            let mut digest = D::new();
+            for (index, part) in parts.iter().enumerate() {
+                if index > 0 {
+                    digest.update(b":");
+                }
+                digest.update(part.as_bytes());
+            }
+            lower_hex(&digest.finalize())
+        }
         match self {
-            Algorithm::Sha256 => lower_hex(&Sha256::digest(input.as_bytes())),
-            Algorithm::Md5 => lower_hex(&Md5::digest(input.as_bytes())),
+            Algorithm::Sha256 => feed::<Sha256>(parts),
+            Algorithm::Md5 => feed::<Md5>(parts),
         }
     }
 }
@@ -440,20 +453,17 @@ pub fn expected_response(
     password: &str,
     method: &str,
 ) -> Result<String, AuthError> {
-    let ha1 = algorithm.hash_hex(&format!("{}:{realm}:{password}", credentials.username));
-    let ha2 = algorithm.hash_hex(&format!("{method}:{}", credentials.uri));
+    let ha1 = algorithm.hash_hex(&[&credentials.username, realm, password]);
+    let ha2 = algorithm.hash_hex(&[method, &credentials.uri]);
     let response = match credentials.qop.as_deref() {
-        None => algorithm.hash_hex(&format!("{ha1}:{}:{ha2}", credentials.nonce)),
+        None => algorithm.hash_hex(&[&ha1, &credentials.nonce, &ha2]),
         Some(qop) if qop.eq_ignore_ascii_case("auth") => {
             let (Some(nc), Some(cnonce)) = (&credentials.nc, &credentials.cnonce) else {
                 return Err(AuthError::Malformed {
                     reason: "qop=auth without nc or cnonce",
                 });
             };
-            algorithm.hash_hex(&format!(
-                "{ha1}:{}:{nc}:{cnonce}:auth:{ha2}",
-                credentials.nonce
-            ))
+            algorithm.hash_hex(&[&ha1, &credentials.nonce, nc, cnonce, "auth", &ha2])
         }
         Some(_) => {
             return Err(AuthError::Malformed {
@@ -470,11 +480,14 @@ fn same_resource(digest_uri: &str, request_uri: &sip_message::Uri) -> bool {
     let Ok(uri) = digest_uri.parse::<sip_message::Uri>() else {
         return false;
     };
-    let host = |host: &sip_message::Host| host.to_string().to_ascii_lowercase();
+    let same_host = match (&uri.host, &request_uri.host) {
+        (sip_message::Host::Domain(a), sip_message::Host::Domain(b)) => a.eq_ignore_ascii_case(b),
+        (a, b) => a == b,
+    };
     uri.scheme == request_uri.scheme
-        && uri.user_unescaped() == request_uri.user_unescaped()
-        && host(&uri.host) == host(&request_uri.host)
+        && same_host
         && uri.port == request_uri.port
+        && uri.user_unescaped() == request_uri.user_unescaped()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -154,18 +154,29 @@ pub const LOCKOUT: Duration = Duration::from_secs(300);
 /// Source addresses remembered at most before old entries are pruned.
 const MAX_TRACKED_SOURCES: usize = 10_000;
 
+/// Hash map of the registrar's per-agent tables. foldhash, randomly
+/// seeded, costs a fraction of SipHash on agent ids, and each REGISTER looks
+/// its agent up several times.
+type AgentMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 pub struct Registrar {
-    /// Each agent's next deadline (an expiry, a probe due or a probe's
-    /// timeout) as of its last change, earliest first, so timers need no
-    /// scan of every binding. Stale entries are dropped by [`Self::tidy`].
+    /// Agents' deadlines (an expiry, a probe due or a probe's timeout),
+    /// earliest first, so timers need no scan of every binding. Every agent
+    /// with a deadline has an entry at or before it; entries that turn out
+    /// early or stale are dropped by [`Self::tidy`] and `handle_timeout`.
     deadlines: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The earliest entry of each agent in `deadlines`. A refresh that only
+    /// moves an agent's deadline later adds no entry: the earlier one, when
+    /// it reaches the top, is replaced by the real deadline. Without this,
+    /// the heap grew by one stale entry per refresh until its time came.
+    filed: AgentMap<Instant>,
     /// Probes that came due in `handle_timeout`, for `poll_probe`.
     due_probes: VecDeque<Probe>,
     failures: HashMap<IpAddr, Failures>,
     config: RegistrarConfig,
     auth: DigestAuthenticator,
     passwords: HashMap<String, String>,
-    bindings: HashMap<String, Vec<Binding>>,
+    bindings: AgentMap<Vec<Binding>>,
     events: VecDeque<RegistrarEvent>,
     next_registration: u64,
 }
@@ -179,12 +190,13 @@ impl Registrar {
     ) -> Registrar {
         Registrar {
             deadlines: BinaryHeap::new(),
+            filed: AgentMap::default(),
             due_probes: VecDeque::new(),
             failures: HashMap::new(),
             config,
             auth,
             passwords,
-            bindings: HashMap::new(),
+            bindings: AgentMap::default(),
             events: VecDeque::new(),
             next_registration: 0,
         }
@@ -290,22 +302,51 @@ impl Registrar {
             .min()
     }
 
-    /// Files `agent`'s next deadline after a change to its bindings.
+    /// Files `agent`'s next deadline after a change to its bindings, unless
+    /// an entry at or before it is filed already.
     fn schedule(&mut self, agent: &str) {
-        if let Some(at) = self.next_deadline(agent) {
-            self.deadlines.push(Reverse((at, agent.to_owned())));
+        if let Some(at) = self.next_deadline(agent)
+            && self.filed.get(agent).is_none_or(|&filed| at < filed)
+        {
+            self.file(at, agent);
         }
         self.tidy();
     }
 
-    /// Drops stale entries from the top of the heap, so its top is the true
-    /// earliest deadline.
+    fn file(&mut self, at: Instant, agent: &str) {
+        self.deadlines.push(Reverse((at, agent.to_owned())));
+        self.filed.insert(agent.to_owned(), at);
+    }
+
+    /// Removes the top entry of `deadlines`, and forgets it as its agent's
+    /// earliest one when it was.
+    fn pop_deadline(&mut self) -> Option<(Instant, String)> {
+        let Reverse((at, agent)) = self.deadlines.pop()?;
+        if self.filed.get(&agent) == Some(&at) {
+            self.filed.remove(&agent);
+        }
+        Some((at, agent))
+    }
+
+    /// Drops stale entries from the top of the heap, and replaces an early
+    /// one with its agent's real deadline, so the top is the true earliest
+    /// deadline.
     fn tidy(&mut self) {
         while let Some(Reverse((at, agent))) = self.deadlines.peek() {
-            if self.next_deadline(agent) == Some(*at) {
+            let next = self.next_deadline(agent);
+            if next == Some(*at) {
                 return;
             }
-            self.deadlines.pop();
+            let Some((_, agent)) = self.pop_deadline() else {
+                return;
+            };
+            // Every deadline has an entry at or before it, and this entry
+            // was the earliest of all, so `next` is later and the loop ends.
+            if let Some(next) = next
+                && !self.filed.contains_key(&agent)
+            {
+                self.file(next, &agent);
+            }
         }
     }
 
@@ -778,14 +819,17 @@ impl Registrar {
     /// `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due: Vec<String> = Vec::new();
-        while let Some(Reverse((at, agent))) = self.deadlines.peek() {
-            if *at > now {
+        while self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some((_, agent)) = self.pop_deadline() else {
                 break;
+            };
+            if !due.contains(&agent) {
+                due.push(agent);
             }
-            if !due.contains(agent) {
-                due.push(agent.clone());
-            }
-            self.deadlines.pop();
         }
         let timeout = self.config.qualify_timeout;
         for agent in due {

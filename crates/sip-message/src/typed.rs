@@ -129,6 +129,12 @@ impl Headers {
         self.get("Content-Type")
     }
 
+    /// Number of elements of the list header `name`, on separate lines or
+    /// comma-separated, without parsing them.
+    pub fn list_len(&self, name: &str) -> usize {
+        self.list_elements(name).count()
+    }
+
     /// Splits a list header at top-level commas and trims each element.
     fn list_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.get_all(name)

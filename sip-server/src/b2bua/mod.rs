@@ -794,7 +794,14 @@ impl Core {
                     self.registrar
                         .handle_register(&request, source, now, self.wall(now));
                 add_to_tag(&mut response, &crate::dialog::random_token());
-                self.transactions.send_response(&key, response, now);
+                if response.status == 401 {
+                    // A retransmission gets a fresh challenge, as good as
+                    // the first, so the transaction need not wait for one.
+                    self.transactions
+                        .send_response_statelessly(&key, response, now);
+                } else {
+                    self.transactions.send_response(&key, response, now);
+                }
             }
             Method::Cancel => self.handle_cancel(key, request, now),
             Method::Invite if !has_to_tag => self.handle_new_invite(key, request, source, now),

@@ -451,3 +451,44 @@ fn registrar_restored(stored: &[StoredBinding], now: Instant, wall: SystemTime) 
     registrar.restore("1001", stored, now, wall);
     registrar
 }
+
+#[test]
+fn refreshes_file_one_deadline() {
+    let mut registrar = registrar();
+    let start = Instant::now();
+    let phone = Target {
+        transport: TransportKind::Udp,
+        addr: "198.51.100.9:5060".parse().unwrap(),
+        connection: None,
+    };
+    let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-rf\r\n\
+                   Contact: <sip:1001@198.51.100.9:5060>\r\n";
+    let mut now = start;
+    for cseq in 1..=200 {
+        now = start + Duration::from_secs(u64::from(cseq));
+        let response = register(&mut registrar, cseq, headers, phone, now);
+        assert_eq!(response.status, 200);
+        assert!(
+            registrar.deadlines.len() <= 2,
+            "{} deadlines filed after {cseq} refreshes",
+            registrar.deadlines.len()
+        );
+    }
+    let expiry = now + Duration::from_secs(600);
+    // The first refresh's deadline is still filed; the timer it fires
+    // finds the binding alive and files the real one.
+    let mut fired = 0;
+    while let Some(at) = registrar.poll_timeout() {
+        if at >= expiry {
+            break;
+        }
+        registrar.handle_timeout(at);
+        fired += 1;
+        assert_eq!(registrar.lookup("1001", at).len(), 1);
+        assert!(fired < 10, "timer fired {fired} times before the expiry");
+    }
+    assert_eq!(registrar.poll_timeout(), Some(expiry));
+    registrar.handle_timeout(expiry);
+    assert!(registrar.lookup("1001", expiry).is_empty());
+    assert_eq!(registrar.poll_timeout(), None);
+}

@@ -9,13 +9,20 @@
 //! for 250 ms. Here entries go into one map per time slice (a generation),
 //! every map stays a fraction of the whole, and an emptied map is reused
 //! with its capacity, so steady load neither allocates nor rehashes.
+//!
+//! Every request received is looked up in all the maps. Its key is hashed
+//! once, with the store's hasher, and that hash probes each map. With a
+//! hashing map per generation, a new request's key was hashed nine times.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
-use super::{HashMap, Target, TransactionKey};
+use super::{Target, TransactionKey};
 
 /// Number of time slices that Timer J is cut into. A request is looked up
 /// in up to this many maps plus one, and each map contains about this
@@ -30,28 +37,40 @@ pub(super) struct Completed {
     pub(super) response: Bytes,
 }
 
+/// A finished transaction with its key's hash, which a map needs again
+/// when it grows.
+struct Slot {
+    hash: u64,
+    key: TransactionKey,
+    completed: Completed,
+}
+
 /// Entries added during one time slice.
 struct Generation {
     /// Position of this generation since the store was created, so an
     /// expiry entry can find its map after older ones are gone.
     serial: u64,
     opened: Instant,
-    entries: HashMap<TransactionKey, Completed>,
+    entries: HashTable<Slot>,
 }
 
 /// One Timer J deadline, in the order the transactions finished.
 struct Expiry {
     at: Instant,
     generation: u64,
+    hash: u64,
     key: TransactionKey,
 }
 
 pub(super) struct CompletedStore {
     timer_j: Duration,
+    /// Hashes the keys of every map. foldhash is randomly seeded, so a peer
+    /// cannot choose colliding branches in advance.
+    hasher: foldhash::fast::RandomState,
     /// Oldest first; only the newest one takes new entries.
     generations: VecDeque<Generation>,
     /// Emptied maps, kept with their capacity for later generations.
-    spare: Vec<HashMap<TransactionKey, Completed>>,
+    spare: Vec<HashTable<Slot>>,
     /// Deadlines in the order of insertion. Timer J is one constant, so
     /// this order is also the order of the deadlines.
     expiries: VecDeque<Expiry>,
@@ -62,6 +81,7 @@ impl CompletedStore {
     pub(super) fn new(timer_j: Duration) -> CompletedStore {
         CompletedStore {
             timer_j,
+            hasher: foldhash::fast::RandomState::default(),
             generations: VecDeque::new(),
             spare: Vec::new(),
             expiries: VecDeque::new(),
@@ -77,12 +97,26 @@ impl CompletedStore {
             .expiries
             .back()
             .map_or(now + self.timer_j, |last| last.at.max(now + self.timer_j));
+        let hash = self.hasher.hash_one(&key);
         let generation = self.current_generation(now);
-        generation.entries.insert(key.clone(), completed);
+        match generation
+            .entries
+            .entry(hash, |slot| slot.key == key, |slot| slot.hash)
+        {
+            Entry::Occupied(mut slot) => slot.get_mut().completed = completed,
+            Entry::Vacant(slot) => {
+                slot.insert(Slot {
+                    hash,
+                    key: key.clone(),
+                    completed,
+                });
+            }
+        }
         let generation = generation.serial;
         self.expiries.push_back(Expiry {
             at,
             generation,
+            hash,
             key,
         });
     }
@@ -90,11 +124,14 @@ impl CompletedStore {
     /// Returns the finished transaction `key`, if its Timer J has not been
     /// handled yet.
     pub(super) fn get(&self, key: &TransactionKey) -> Option<&Completed> {
+        let hash = self.hasher.hash_one(key);
         // Retransmissions come soon after the response, so newest first.
-        self.generations
-            .iter()
-            .rev()
-            .find_map(|generation| generation.entries.get(key))
+        self.generations.iter().rev().find_map(|generation| {
+            generation
+                .entries
+                .find(hash, |slot| slot.key == *key)
+                .map(|slot| &slot.completed)
+        })
     }
 
     /// Returns the earliest Timer J deadline.
@@ -116,8 +153,11 @@ impl CompletedStore {
                 && let Some(generation) = usize::try_from(index)
                     .ok()
                     .and_then(|index| self.generations.get_mut(index))
+                && let Ok(slot) = generation
+                    .entries
+                    .find_entry(expiry.hash, |slot| slot.key == expiry.key)
             {
-                generation.entries.remove(&expiry.key);
+                slot.remove();
             }
             self.recycle_empty_generations();
         }
@@ -143,7 +183,7 @@ impl CompletedStore {
             let entries = self
                 .spare
                 .pop()
-                .unwrap_or_else(|| HashMap::with_capacity_and_hasher(last_len, Default::default()));
+                .unwrap_or_else(|| HashTable::with_capacity(last_len));
             self.generations.push_back(Generation {
                 serial: self.next_serial,
                 opened: now,

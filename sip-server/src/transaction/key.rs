@@ -110,11 +110,15 @@ impl fmt::Display for TransactionKey {
 }
 
 fn sent_by(via: &Via) -> String {
-    let host = via.host.to_string().to_ascii_lowercase();
-    match via.port {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
+    use std::fmt::Write;
+    // One string for host and port: this runs for every request received.
+    let mut text = String::with_capacity(48);
+    let _ = write!(text, "{}", via.host);
+    text.make_ascii_lowercase();
+    if let Some(port) = via.port {
+        let _ = write!(text, ":{port}");
     }
+    text
 }
 
 fn rfc2543_branch(request: &Request, sent_by: &str, via_branch: &str) -> String {

@@ -149,9 +149,13 @@ impl Outbox {
     }
 }
 
+/// Boxed, so that a slot of the transaction table is a pointer instead of
+/// about 500 bytes. The table is reserved for the overload limit, so a new
+/// transaction lands on a cold slot, and a smaller slot means fewer cache
+/// lines fetched for it and a smaller reservation.
 enum Transaction {
-    Client(ClientTransaction),
-    Server(ServerTransaction),
+    Client(Box<ClientTransaction>),
+    Server(Box<ServerTransaction>),
 }
 
 impl Transaction {
@@ -174,6 +178,11 @@ struct Entry {
     /// Creation order, so that timers due at the same instant fire in the
     /// same order on every run.
     sequence: u64,
+    /// Whether `by_sequence` holds this transaction, which it does from its
+    /// first deadline on. A non-INVITE server transaction has none until
+    /// its final response, which most often ends it or moves it to the
+    /// completed store, so a REGISTER or OPTIONS never touches that index.
+    indexed: bool,
     transaction: Transaction,
 }
 
@@ -290,7 +299,7 @@ impl TransactionLayer {
         let target = server::response_target(&via, source);
         debug!(%key, "server transaction created");
         let server = ServerTransaction::new(key.clone(), &request, target, now);
-        self.insert(key.clone(), Transaction::Server(server));
+        self.insert(key.clone(), Transaction::Server(Box::new(server)));
         self.outbox.events.push_back(Event::Request {
             key: Some(key),
             request,
@@ -395,7 +404,7 @@ impl TransactionLayer {
             now,
             &mut self.outbox,
         );
-        self.insert(key.clone(), Transaction::Client(client));
+        self.insert(key.clone(), Transaction::Client(Box::new(client)));
         self.remove_if_terminated(&key);
         key
     }
@@ -418,6 +427,47 @@ impl TransactionLayer {
                 self.remove_if_terminated(key);
             }
             _ => {
+                warn!(%key, status = response.status, "response for no server transaction dropped")
+            }
+        }
+    }
+
+    /// Sends `response`, a final response to the non-INVITE request of
+    /// server transaction `key`, and ends the transaction at once instead of
+    /// keeping it for Timer J. A retransmission of the request then reaches
+    /// the TU again, as at a stateless UAS (RFC 3261 section 8.2.7). Meant
+    /// for responses whose repetition is harmless, such as a digest
+    /// challenge: a challenged request carries no credentials, so holding
+    /// its transaction for 32 s would let anyone who can send datagrams fill
+    /// this layer. Other responses take the usual path.
+    pub fn send_response_statelessly(
+        &mut self,
+        key: &TransactionKey,
+        response: Response,
+        now: Instant,
+    ) {
+        if key.method() == &Method::Invite || response.status < 200 {
+            self.send_response(key, response, now);
+            return;
+        }
+        match self.transactions.remove(key) {
+            Some(Entry {
+                sequence,
+                indexed,
+                transaction: Transaction::Server(mut server),
+            }) => {
+                if indexed {
+                    self.by_sequence.remove(&sequence);
+                }
+                server.send_response(response, &self.config, now, &mut self.outbox);
+                debug!(%key, "transaction ended with its stateless response");
+                self.tidy();
+            }
+            Some(entry) => {
+                self.transactions.insert(key.clone(), entry);
+                warn!(%key, status = response.status, "response for a client transaction dropped");
+            }
+            None => {
                 warn!(%key, status = response.status, "response for no server transaction dropped")
             }
         }
@@ -469,12 +519,18 @@ impl TransactionLayer {
         }
         let by_sequence = &mut self.by_sequence;
         let deadlines = &mut self.deadlines;
-        self.transactions.retain(|_, entry| {
+        self.transactions.retain(|key, entry| {
             let live = !entry.transaction.is_terminated();
             if !live {
-                by_sequence.remove(&entry.sequence);
+                if entry.indexed {
+                    by_sequence.remove(&entry.sequence);
+                }
             } else if let Some((at, _)) = entry.transaction.timers().next() {
                 deadlines.push(Reverse((at, entry.sequence)));
+                if !entry.indexed {
+                    by_sequence.insert(entry.sequence, key.clone());
+                    entry.indexed = true;
+                }
             }
             live
         });
@@ -591,7 +647,9 @@ impl TransactionLayer {
     /// response, out of the table into the store of completed ones. There
     /// it costs no timer entry and a smaller map slot.
     fn move_to_completed(&mut self, key: &TransactionKey, completed: Completed, now: Instant) {
-        if let Some(entry) = self.transactions.remove(key) {
+        if let Some(entry) = self.transactions.remove(key)
+            && entry.indexed
+        {
             self.by_sequence.remove(&entry.sequence);
         }
         self.completed.insert(key.clone(), completed, now);
@@ -601,14 +659,19 @@ impl TransactionLayer {
     fn insert(&mut self, key: TransactionKey, transaction: Transaction) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        if let Some((at, _)) = transaction.timers().next() {
-            self.deadlines.push(Reverse((at, sequence)));
-        }
-        self.by_sequence.insert(sequence, key.clone());
+        let indexed = match transaction.timers().next() {
+            Some((at, _)) => {
+                self.deadlines.push(Reverse((at, sequence)));
+                self.by_sequence.insert(sequence, key.clone());
+                true
+            }
+            None => false,
+        };
         self.transactions.insert(
             key,
             Entry {
                 sequence,
+                indexed,
                 transaction,
             },
         );
@@ -618,15 +681,21 @@ impl TransactionLayer {
     /// Called after every change to the transaction `key`: removes it when
     /// it terminated, else files its next deadline.
     fn remove_if_terminated(&mut self, key: &TransactionKey) {
-        let Some(entry) = self.transactions.get(key) else {
+        let Some(entry) = self.transactions.get_mut(key) else {
             return;
         };
         if entry.transaction.is_terminated() {
             debug!(%key, "transaction removed");
-            self.by_sequence.remove(&entry.sequence);
+            if entry.indexed {
+                self.by_sequence.remove(&entry.sequence);
+            }
             self.transactions.remove(key);
         } else if let Some((at, _)) = entry.transaction.timers().next() {
             self.deadlines.push(Reverse((at, entry.sequence)));
+            if !entry.indexed {
+                self.by_sequence.insert(entry.sequence, key.clone());
+                entry.indexed = true;
+            }
         }
         self.tidy();
     }

@@ -543,3 +543,44 @@ fn closed_connection_ends_server_transaction() {
     assert_eq!(layer.len(), 0);
     assert!(events(&mut layer).is_empty());
 }
+
+#[test]
+fn stateless_response_keeps_no_state() {
+    let mut layer = layer();
+    let start = Instant::now();
+    let register = || request(Method::Register, "z9hG4bKsl1", CLIENT_ADDR, "sl1@test");
+    let (key, first) = receive(&mut layer, register(), udp(CLIENT_ADDR), start);
+    layer.send_response_statelessly(&key, response(&first, 401), start);
+    let sent = transmits(&mut layer);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(parsed_response(&sent[0]).status, 401);
+    assert_eq!(layer.len(), 0);
+    assert_eq!(layer.poll_timeout(), None);
+
+    // Kept for Timer J, the retransmission would get the stored 401 and
+    // stay below the TU; here the TU sees it and answers it again.
+    let (again, _) = receive(&mut layer, register(), udp(CLIENT_ADDR), start + ms(500));
+    assert_eq!(again, key);
+    layer.send_response(&again, response(&first, 200), start + ms(500));
+    assert_eq!(parsed_response(&transmits(&mut layer)[0]).status, 200);
+    layer.handle_message(
+        Message::Request(register()),
+        udp(CLIENT_ADDR),
+        start + ms(900),
+    );
+    assert!(events(&mut layer).is_empty());
+    assert_eq!(parsed_response(&transmits(&mut layer)[0]).status, 200);
+}
+
+#[test]
+fn stateless_invite_response_stays_stateful() {
+    let mut layer = layer();
+    let start = Instant::now();
+    let (key, request) = receive(&mut layer, invite("z9hG4bKsl2"), udp(CLIENT_ADDR), start);
+    layer.send_response_statelessly(&key, response(&request, 486), start);
+    assert_eq!(parsed_response(&transmits(&mut layer)[0]).status, 486);
+    // Timer G retransmits the 486 until the ACK, as for any INVITE.
+    assert!(layer.poll_timeout().is_some());
+    layer.handle_timeout(start + ms(500));
+    assert_eq!(parsed_response(&transmits(&mut layer)[0]).status, 486);
+}

@@ -131,7 +131,7 @@ fn check_syntax(request: &Request) -> Option<Rejection> {
     if headers.expires().is_err() {
         return Some(invalid_number("Expires", request));
     }
-    if let Err(error) = headers.contacts() {
+    if let Err(error) = headers.contacts_ref() {
         let violation = Violation::InvalidContact {
             reason: error.to_string(),
         };
@@ -192,7 +192,7 @@ fn is_forwarded(request: &Request) -> bool {
 fn has_to_tag(request: &Request) -> bool {
     request
         .headers
-        .to()
+        .to_ref()
         .ok()
         .is_some_and(|to| to.tag().is_some())
 }
@@ -307,7 +307,7 @@ fn check_address_of_record(request: &Request) -> Option<Rejection> {
     if request.method != Method::Register {
         return None;
     }
-    let to = request.headers.to().ok()?;
+    let to = request.headers.to_ref().ok()?;
     if matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
         return None;
     }

@@ -399,7 +399,7 @@ impl Registrar {
     ) -> Result<Response, Rejection> {
         let to = request
             .headers
-            .to()
+            .to_ref()
             .map_err(|_| Rejection::Bad("Bad To header"))?;
         let agent = to.uri.user_unescaped().unwrap_or_default();
         // Unknown AORs are challenged like known ones and refused only

@@ -1,10 +1,12 @@
 //! The ordered header list and its name rules (RFC 3261 section 7.3).
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytestring::ByteString;
 
 use crate::text::{split_top_level, trim_lws};
+use crate::{ContactList, NameAddr, ParseError};
 
 /// Defines the table of known header names and an exact-spelling lookup
 /// from one list, so the two cannot drift apart.
@@ -259,25 +261,70 @@ impl fmt::Debug for Header {
 
 /// Ordered list of headers; lookups are case-insensitive and accept
 /// compact forms.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Headers {
     list: Vec<Header>,
+    /// From, To and Contact as decoded by their typed accessors, kept until
+    /// the next change to the list. The transaction layer, the request
+    /// checks and the registrar each read them, and decoding was a tenth
+    /// of the CPU of a registration. Boxed on first use, so that a message
+    /// whose headers are never decoded carries one pointer.
+    pub(crate) decoded: OnceLock<Box<Decoded>>,
+}
+
+/// The cells of [`Headers::decoded`].
+#[derive(Default)]
+pub(crate) struct Decoded {
+    pub(crate) from: OnceLock<Result<NameAddr, ParseError>>,
+    pub(crate) to: OnceLock<Result<NameAddr, ParseError>>,
+    pub(crate) contacts: OnceLock<Result<ContactList, ParseError>>,
+}
+
+impl Clone for Headers {
+    /// Copies the list; the copy decodes again on demand.
+    fn clone(&self) -> Headers {
+        Headers {
+            list: self.list.clone(),
+            decoded: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers").field("list", &self.list).finish()
+    }
 }
 
 impl Headers {
     pub(crate) fn with_capacity(capacity: usize) -> Headers {
         Headers {
             list: Vec::with_capacity(capacity),
+            decoded: OnceLock::new(),
         }
     }
 
+    /// Returns the list for a change, dropping what was decoded from it.
+    fn list_mut(&mut self) -> &mut Vec<Header> {
+        self.decoded.take();
+        &mut self.list
+    }
+
     pub(crate) fn push_received(&mut self, name: ByteString, value: ByteString) {
-        self.list.push(Header::received(name, value));
+        self.list_mut().push(Header::received(name, value));
     }
 
     /// Appends a copy of `header`; the copy shares the text of a received one.
     pub fn push_header(&mut self, header: &Header) {
-        self.list.push(header.clone());
+        self.list_mut().push(header.clone());
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
@@ -323,36 +370,38 @@ impl Headers {
 
     /// Appends a header after all others.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.list.push(Header::new(name, value.into()));
+        self.list_mut().push(Header::new(name, value.into()));
     }
 
     /// Inserts a header before all others, as a new top Via is.
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.list.insert(0, Header::new(name, value.into()));
+        self.list_mut().insert(0, Header::new(name, value.into()));
     }
 
     /// Replaces every header of `name` by one with `value`, at the position
     /// of the first, or appends it when there is none.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let header = Header::new(name, value.into());
-        match self.list.iter().position(|h| same_name(h.name(), name)) {
+        let list = self.list_mut();
+        match list.iter().position(|h| same_name(h.name(), name)) {
             Some(first) => {
-                self.list[first] = header;
+                list[first] = header;
                 let mut index = 0;
-                self.list.retain(|h| {
+                list.retain(|h| {
                     index += 1;
                     index - 1 == first || !same_name(h.name(), name)
                 });
             }
-            None => self.list.push(header),
+            None => list.push(header),
         }
     }
 
     /// Removes every header of `name` and returns how many there were.
     pub fn remove(&mut self, name: &str) -> usize {
-        let before = self.list.len();
-        self.list.retain(|h| !same_name(h.name(), name));
-        before - self.list.len()
+        let list = self.list_mut();
+        let before = list.len();
+        list.retain(|h| !same_name(h.name(), name));
+        before - list.len()
     }
 
     /// Removes the first value of `name`. For a list header (Via, Route,
@@ -360,12 +409,13 @@ impl Headers {
     /// line keeps `b`.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
         let index = self.list.iter().position(|h| same_name(h.name(), name))?;
-        let header = &mut self.list[index];
+        let list = self.list_mut();
+        let header = &mut list[index];
         if LIST_HEADERS.contains(&header.name()) {
             let elements = split_top_level(header.value(), ',');
             if let [first, rest @ ..] = elements.as_slice() {
                 if rest.is_empty() {
-                    return Some(self.list.remove(index).value.into_string());
+                    return Some(list.remove(index).value.into_string());
                 }
                 let first = trim_lws(first).to_owned();
                 let rest: Vec<&str> = rest.iter().map(|e| trim_lws(e)).collect();
@@ -373,7 +423,7 @@ impl Headers {
                 return Some(first);
             }
         }
-        Some(self.list.remove(index).value.into_string())
+        Some(list.remove(index).value.into_string())
     }
 }
 

@@ -2,7 +2,7 @@
 //! the raw value on request, so a malformed header only fails the caller
 //! that reads it.
 
-use crate::headers::same_name;
+use crate::headers::{Decoded, same_name};
 use crate::text::{parse_decimal, split_top_level, trim_lws};
 use crate::{ErrorKind, Headers, Method, NameAddr, ParseError, Via};
 
@@ -47,11 +47,31 @@ impl Headers {
     }
 
     pub fn from(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.single("From", ErrorKind::NameAddr)?)
+        self.from_ref().cloned()
+    }
+
+    /// Returns From, decoded once until the headers change.
+    pub fn from_ref(&self) -> Result<&NameAddr, ParseError> {
+        let cell = &self.decoded().from;
+        cell.get_or_init(|| NameAddr::parse(self.single("From", ErrorKind::NameAddr)?))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn to(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.single("To", ErrorKind::NameAddr)?)
+        self.to_ref().cloned()
+    }
+
+    /// Returns To, decoded once until the headers change.
+    pub fn to_ref(&self) -> Result<&NameAddr, ParseError> {
+        let cell = &self.decoded().to;
+        cell.get_or_init(|| NameAddr::parse(self.single("To", ErrorKind::NameAddr)?))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn decoded(&self) -> &Decoded {
+        self.decoded.get_or_init(Box::default)
     }
 
     /// Returns every Via value in order, whether on separate lines or comma-separated.
@@ -68,6 +88,18 @@ impl Headers {
 
     /// `Star` for `Contact: *`; an empty `Addresses` when there is no Contact.
     pub fn contacts(&self) -> Result<ContactList, ParseError> {
+        self.contacts_ref().cloned()
+    }
+
+    /// Returns the Contact values, decoded once until the headers change.
+    pub fn contacts_ref(&self) -> Result<&ContactList, ParseError> {
+        let cell = &self.decoded().contacts;
+        cell.get_or_init(|| self.decode_contacts())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn decode_contacts(&self) -> Result<ContactList, ParseError> {
         let elements: Vec<&str> = self.list_elements("Contact").collect();
         if elements.contains(&"*") {
             if elements.len() > 1 {
@@ -190,6 +222,31 @@ mod tests {
         assert!(CSeq::parse("-1 ACK").is_err());
         assert!(CSeq::parse("1").is_err());
         assert!(CSeq::parse("1 INV ITE").is_err());
+    }
+
+    #[test]
+    fn decoded_values_follow_changes() {
+        let mut h = headers(&[
+            ("To", "<sip:1001@pbx.test>"),
+            ("From", "<sip:1001@pbx.test>;tag=a"),
+            ("Contact", "<sip:1001@192.0.2.1>"),
+        ]);
+        assert_eq!(h.to_ref().unwrap().uri.user.as_deref(), Some("1001"));
+        assert_eq!(h.from_ref().unwrap().tag(), Some("a"));
+        assert!(matches!(h.contacts_ref(), Ok(ContactList::Addresses(list)) if list.len() == 1));
+
+        h.set("To", "<sip:1002@pbx.test>;tag=b");
+        h.push("Contact", "*");
+        h.remove("From");
+        assert_eq!(h.to_ref().unwrap().uri.user.as_deref(), Some("1002"));
+        assert_eq!(h.to().unwrap().tag(), Some("b"));
+        assert!(h.contacts_ref().is_err());
+        assert_eq!(h.from_ref().unwrap_err().kind(), ErrorKind::MissingHeader);
+
+        // A copy decodes its own list, and equality ignores what was decoded.
+        let copy = h.clone();
+        assert_eq!(copy, h);
+        assert_eq!(copy.to_ref().unwrap().uri.user.as_deref(), Some("1002"));
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn rfc2543_branch(request: &Request, sent_by: &str, via_branch: &str) -> String 
     let headers = &request.headers;
     let call_id = headers.call_id().unwrap_or_default();
     let seq = headers.cseq().map(|cseq| cseq.seq).unwrap_or_default();
-    let from = headers.from().ok();
+    let from = headers.from_ref().ok();
     let from_tag = from
         .as_ref()
         .and_then(|from| from.tag())
@@ -177,8 +177,8 @@ pub(super) fn validate_request(request: &Request) -> Result<Via, MessageError> {
         return Err(MessageError::Missing("Call-ID"));
     }
     let cseq = typed(headers, "CSeq", Headers::cseq)?;
-    typed(headers, "From", Headers::from)?;
-    typed(headers, "To", Headers::to)?;
+    typed(headers, "From", |headers| headers.from_ref().map(drop))?;
+    typed(headers, "To", |headers| headers.to_ref().map(drop))?;
     if cseq.method != request.method {
         return Err(MessageError::CSeqMethodMismatch {
             cseq: cseq.method,

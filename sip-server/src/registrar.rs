@@ -696,18 +696,19 @@ impl Registrar {
     /// Outbound are left out, because a restart closes their connections
     /// and a flow that is gone must not be used (RFC 5626).
     pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
-        self.live(agent, now)
-            .into_iter()
-            .filter(|binding| binding.reg_id.is_none())
+        // Runs after every change to a binding, so it copies only the
+        // stored fields instead of whole bindings.
+        let list = self.bindings.get(agent).into_iter().flatten();
+        list.filter(|binding| binding.expires_at > now && binding.reg_id.is_none())
             .map(|binding| StoredBinding {
                 contact: binding.contact.to_string(),
                 expires_at: wall + binding.expires_at.saturating_duration_since(now),
-                call_id: binding.call_id,
+                call_id: binding.call_id.clone(),
                 cseq: binding.cseq,
                 transport: binding.source.transport,
                 address: binding.source.addr,
-                path: binding.path,
-                instance: binding.instance,
+                path: binding.path.clone(),
+                instance: binding.instance.clone(),
             })
             .collect()
     }

@@ -318,8 +318,8 @@ impl Registrar {
         self.filed.insert(agent.to_owned(), at);
     }
 
-    /// Removes the top entry of `deadlines`, and forgets it as its agent's
-    /// earliest one when it was.
+    /// Removes the top entry of `deadlines`, and removes it from `filed`
+    /// when it was its agent's earliest entry.
     fn pop_deadline(&mut self) -> Option<(Instant, String)> {
         let Reverse((at, agent)) = self.deadlines.pop()?;
         if self.filed.get(&agent) == Some(&at) {

@@ -2,6 +2,8 @@
 //! the raw value on request, so a malformed header only fails the caller
 //! that reads it.
 
+use std::sync::OnceLock;
+
 use crate::headers::{Decoded, same_name};
 use crate::text::{parse_decimal, split_top_level, trim_lws};
 use crate::{ErrorKind, Headers, Method, NameAddr, ParseError, Via};
@@ -52,10 +54,7 @@ impl Headers {
 
     /// Returns From, decoded once until the headers change.
     pub fn from_ref(&self) -> Result<&NameAddr, ParseError> {
-        let cell = &self.decoded().from;
-        cell.get_or_init(|| NameAddr::parse(self.single("From", ErrorKind::NameAddr)?))
-            .as_ref()
-            .map_err(Clone::clone)
+        self.single_name_addr(&self.decoded().from, "From")
     }
 
     pub fn to(&self) -> Result<NameAddr, ParseError> {
@@ -64,14 +63,23 @@ impl Headers {
 
     /// Returns To, decoded once until the headers change.
     pub fn to_ref(&self) -> Result<&NameAddr, ParseError> {
-        let cell = &self.decoded().to;
-        cell.get_or_init(|| NameAddr::parse(self.single("To", ErrorKind::NameAddr)?))
-            .as_ref()
-            .map_err(Clone::clone)
+        self.single_name_addr(&self.decoded().to, "To")
     }
 
     fn decoded(&self) -> &Decoded {
         self.decoded.get_or_init(Box::default)
+    }
+
+    /// Returns the single header `name` decoded as a name-addr, decoding it
+    /// into `cell` on first use.
+    fn single_name_addr<'a>(
+        &'a self,
+        cell: &'a OnceLock<Result<NameAddr, ParseError>>,
+        name: &str,
+    ) -> Result<&'a NameAddr, ParseError> {
+        cell.get_or_init(|| NameAddr::parse(self.single(name, ErrorKind::NameAddr)?))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Returns every Via value in order, whether on separate lines or comma-separated.

@@ -51,8 +51,10 @@ impl Extensions {
         if !path.is_empty() && !path_supported {
             return Err(Rejection::ExtensionRequired(TAG_PATH));
         }
-        // The transaction layer has parsed the top Via; the others are the
-        // business of the hops that added them, so counting them is enough.
+        // The transaction layer has parsed the top Via. The others belong to
+        // the hops that added them, so counting them is enough.
+        // NOTE: a malformed lower Via is not rejected, so it goes back
+        // unchanged in the response.
         let via_count = headers.list_len("Via");
         // The edge proxy, which adds the last Path value, marks it with
         // `ob` when it keeps the phone's flow.

@@ -111,7 +111,8 @@ impl fmt::Display for TransactionKey {
 
 fn sent_by(via: &Via) -> String {
     use std::fmt::Write;
-    // One string for host and port: this runs for every request received.
+    // One string for host and port, because this runs for every request
+    // received.
     let mut text = String::with_capacity(48);
     let _ = write!(text, "{}", via.host);
     text.make_ascii_lowercase();

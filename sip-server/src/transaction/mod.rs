@@ -178,8 +178,8 @@ struct Entry {
     /// Creation order, so that timers due at the same instant fire in the
     /// same order on every run.
     sequence: u64,
-    /// Whether `by_sequence` holds this transaction, which it does from its
-    /// first deadline on. A non-INVITE server transaction has none until
+    /// Whether `by_sequence` contains this transaction, which it does from
+    /// its first deadline on. A non-INVITE server transaction has none until
     /// its final response, which most often ends it or moves it to the
     /// completed store, so a REGISTER or OPTIONS never touches that index.
     indexed: bool,
@@ -463,12 +463,13 @@ impl TransactionLayer {
                 debug!(%key, "transaction ended with its stateless response");
                 self.tidy();
             }
-            Some(entry) => {
-                self.transactions.insert(key.clone(), entry);
-                warn!(%key, status = response.status, "response for a client transaction dropped");
-            }
-            None => {
-                warn!(%key, status = response.status, "response for no server transaction dropped")
+            other => {
+                // Not a server transaction: the usual path logs and drops
+                // the response.
+                if let Some(entry) = other {
+                    self.transactions.insert(key.clone(), entry);
+                }
+                self.send_response(key, response, now);
             }
         }
     }

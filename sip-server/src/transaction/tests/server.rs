@@ -558,7 +558,7 @@ fn stateless_response_keeps_no_state() {
     assert_eq!(layer.poll_timeout(), None);
 
     // Kept for Timer J, the retransmission would get the stored 401 and
-    // stay below the TU; here the TU sees it and answers it again.
+    // never reach the TU. Here the TU receives it and answers it again.
     let (again, _) = receive(&mut layer, register(), udp(CLIENT_ADDR), start + ms(500));
     assert_eq!(again, key);
     layer.send_response(&again, response(&first, 200), start + ms(500));

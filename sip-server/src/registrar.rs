@@ -153,6 +153,13 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LOCKOUT: Duration = Duration::from_secs(300);
 /// Source addresses remembered at most before old entries are pruned.
 const MAX_TRACKED_SOURCES: usize = 10_000;
+/// How long a refresh that only moves a binding's expiry later waits before
+/// it is reported for storage, as a write-back registrar does. Every other
+/// change is reported at once. A kill -9 within this time restores the
+/// binding with its previous, earlier expiry, which a phone refreshing more
+/// than this long before expiry never notices; a stop in order writes the
+/// refreshes first ([`Registrar::report_refreshes`]).
+pub const REFRESH_WRITE_DELAY: Duration = Duration::from_secs(10);
 
 /// Hash map of the registrar's per-agent tables. foldhash, randomly
 /// seeded, costs a fraction of SipHash on agent ids, and each REGISTER looks
@@ -175,10 +182,16 @@ pub struct Registrar {
     failures: HashMap<IpAddr, Failures>,
     config: RegistrarConfig,
     auth: DigestAuthenticator,
-    passwords: HashMap<String, String>,
+    passwords: AgentMap<String>,
     bindings: AgentMap<Vec<Binding>>,
     events: VecDeque<RegistrarEvent>,
     next_registration: u64,
+    /// Agents whose bindings were refreshed without another change since
+    /// they were last reported, and when they are reported. Under a
+    /// registration storm this turns one stored snapshot per REGISTER into
+    /// one per agent and [`REFRESH_WRITE_DELAY`].
+    refreshed: AgentMap<()>,
+    refreshed_due: Option<Instant>,
 }
 
 impl Registrar {
@@ -195,10 +208,12 @@ impl Registrar {
             failures: HashMap::new(),
             config,
             auth,
-            passwords,
+            passwords: passwords.into_iter().collect(),
             bindings: AgentMap::default(),
             events: VecDeque::new(),
             next_registration: 0,
+            refreshed: AgentMap::default(),
+            refreshed_due: None,
         }
     }
 
@@ -217,7 +232,7 @@ impl Registrar {
             .filter(|agent| !passwords.contains_key(*agent))
             .cloned()
             .collect();
-        self.passwords = passwords;
+        self.passwords = passwords.into_iter().collect();
         for agent in gone {
             self.set_bindings(&agent, Vec::new(), ReachabilityCause::AgentRemoved);
         }
@@ -516,22 +531,30 @@ impl Registrar {
                 if bindings.len() > self.config.max_contacts {
                     return Err(Rejection::Status(403, "Too Many Contacts"));
                 }
-                self.set_bindings(&agent, bindings, ReachabilityCause::Registration);
+                self.set_bindings_at(&agent, bindings, ReachabilityCause::Registration, Some(now));
             }
         }
 
         let mut response = Response::for_request(request, 200, None);
-        for binding in self.live(&agent, now) {
+        let live = self.bindings.get(&agent).into_iter().flatten();
+        for binding in live.filter(|b| b.expires_at > now) {
             let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
-            let mut contact = binding.contact.clone();
-            contact.params.set("expires", Some(&remaining.to_string()));
             if extensions.gruu_supported
                 && let Some(instance) = &binding.instance
             {
+                let mut contact = binding.contact.clone();
+                contact.params.set("expires", Some(&remaining.to_string()));
                 let gruu = public_gruu(&to.uri, instance);
                 contact.params.set("pub-gruu", Some(&format!("\"{gruu}\"")));
+                response.headers.push("Contact", contact.to_string());
+            } else {
+                // The stored contact has no expires parameter, so it goes
+                // last, as `set` would put it, without a copy of the contact.
+                use std::fmt::Write;
+                let mut contact = String::with_capacity(80);
+                let _ = write!(contact, "{};expires={remaining}", binding.contact);
+                response.headers.push("Contact", contact);
             }
-            response.headers.push("Contact", contact.to_string());
         }
         self.add_extension_headers(&mut response, &extensions, flows_used);
         tracing::info!(
@@ -759,9 +782,38 @@ impl Registrar {
     }
 
     fn set_bindings(&mut self, agent: &str, bindings: Vec<Binding>, cause: ReachabilityCause) {
-        self.events.push_back(RegistrarEvent::BindingsChanged {
-            agent: agent.to_owned(),
-        });
+        self.set_bindings_at(agent, bindings, cause, None);
+    }
+
+    /// Replaces `agent`'s bindings. With `refresh_at`, a change that only
+    /// moves expiries later (and renews Call-ID and CSeq) is reported for
+    /// storage [`REFRESH_WRITE_DELAY`] after that time instead of at once.
+    fn set_bindings_at(
+        &mut self,
+        agent: &str,
+        bindings: Vec<Binding>,
+        cause: ReachabilityCause,
+        refresh_at: Option<Instant>,
+    ) {
+        let old = self.bindings.get(agent);
+        match refresh_at {
+            Some(now) if old.is_some_and(|old| only_refreshed(old, &bindings)) => {
+                if !self.refreshed.contains_key(agent) {
+                    self.refreshed.insert(agent.to_owned(), ());
+                }
+                self.refreshed_due.get_or_insert(now + REFRESH_WRITE_DELAY);
+            }
+            _ => {
+                // The snapshot taken for this event includes any refresh
+                // still waiting.
+                if self.refreshed.remove(agent).is_some() && self.refreshed.is_empty() {
+                    self.refreshed_due = None;
+                }
+                self.events.push_back(RegistrarEvent::BindingsChanged {
+                    agent: agent.to_owned(),
+                });
+            }
+        }
         let was = self
             .bindings
             .get(agent)
@@ -819,6 +871,9 @@ impl Registrar {
     /// that came due, visiting only agents with a deadline at or before
     /// `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.refreshed_due.is_some_and(|due| due <= now) {
+            self.report_refreshes();
+        }
         let mut due: Vec<String> = Vec::new();
         while self
             .deadlines
@@ -887,12 +942,44 @@ impl Registrar {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let binding = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (binding, self.refreshed_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Reports every refresh still waiting as a `BindingsChanged` event,
+    /// for a stop in order or for [`Self::handle_timeout`].
+    pub fn report_refreshes(&mut self) {
+        self.refreshed_due = None;
+        for (agent, ()) in self.refreshed.drain() {
+            self.events
+                .push_back(RegistrarEvent::BindingsChanged { agent });
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<RegistrarEvent> {
         self.events.pop_front()
     }
+}
+
+/// True when `new` differs from `old` only in what a refresh renews: later
+/// expiries, Call-ID and CSeq. Those wait for storage, because a binding
+/// restored with its previous expiry or CSeq is still correct, only
+/// shorter-lived; an expiry moved earlier would not be, so it counts as a
+/// change.
+fn only_refreshed(old: &[Binding], new: &[Binding]) -> bool {
+    old.len() == new.len()
+        && old.iter().zip(new).all(|(old, new)| {
+            new.expires_at >= old.expires_at
+                && new.contact == old.contact
+                && new.source.transport == old.source.transport
+                && new.source.addr == old.source.addr
+                && new.path == old.path
+                && new.instance == old.instance
+                && new.reg_id == old.reg_id
+        })
 }
 
 /// Builds the 403 for a locked-out source, with Retry-After in whole

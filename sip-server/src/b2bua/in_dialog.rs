@@ -718,6 +718,8 @@ impl Core {
     /// on both legs, waiting callers 503, and each call its CDR. Then it
     /// unregisters every registered trunk.
     pub fn shutdown(&mut self, now: Instant) {
+        // Written by the `process` below, before the store closes.
+        self.registrar.report_refreshes();
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in ids {
             let callback_phase = self

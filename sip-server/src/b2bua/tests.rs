@@ -270,7 +270,9 @@ impl Harness {
                  {extra}{auth}Expires: 600\r\nContent-Length: 0\r\n\r\n"
             )
         };
-        self.receive_over(&register("", 1), source);
+        // CSeq grows from round to round, so registering again refreshes.
+        let cseq = round * 2;
+        self.receive_over(&register("", cseq + 1), source);
         let challenge = self.responses_to(from).pop().expect("challenge");
         assert_eq!(challenge.status, 401);
         let header = challenge
@@ -311,7 +313,7 @@ impl Harness {
              response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c1\"\r\n",
             credentials.nonce, credentials.response
         );
-        self.receive_over(&register(&authorization, 2), source);
+        self.receive_over(&register(&authorization, cseq + 2), source);
         self.responses_to(from)
             .pop()
             .expect("final response to REGISTER")
@@ -552,6 +554,42 @@ fn wrong_password_does_not_register() {
     let response = h.register("1001", "guess", AGENT_1);
     assert_eq!(response.status, 403);
     assert!(h.core.bindings("1001", h.now).is_empty());
+}
+
+impl Harness {
+    /// Takes the agents of the `SaveBindings` commands collected so far.
+    fn saved_agents(&mut self) -> Vec<String> {
+        let (saves, rest) = std::mem::take(&mut self.commands)
+            .into_iter()
+            .partition(|c| matches!(c, Command::SaveBindings { .. }));
+        self.commands = rest;
+        saves
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::SaveBindings { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn refresh_is_saved_late_or_at_the_stop() {
+    let mut h = Harness::new();
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    assert_eq!(h.saved_agents(), ["1001"]);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    assert!(h.saved_agents().is_empty());
+    h.advance(crate::registrar::REFRESH_WRITE_DELAY);
+    assert_eq!(h.saved_agents(), ["1001"]);
+
+    // A stop in order saves the refresh that still waits.
+    assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
+    assert!(h.saved_agents().is_empty());
+    h.core.shutdown(h.now);
+    h.collect();
+    assert_eq!(h.saved_agents(), ["1001"]);
 }
 
 #[test]

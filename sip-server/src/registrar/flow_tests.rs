@@ -495,6 +495,10 @@ fn refreshes_file_one_deadline() {
     // One entry per agent: each refresh of 1001 only moved its deadline
     // later, which files nothing.
     assert_eq!(registrar.deadlines.len(), 2);
+    // The refreshes wait for storage from the first one, at 2 s.
+    let write = start + Duration::from_secs(2) + REFRESH_WRITE_DELAY;
+    assert_eq!(registrar.poll_timeout(), Some(write));
+    registrar.handle_timeout(write);
 
     // 1002 expires first; 1001's early entry then gives way to its real
     // deadline, 600 s after the last refresh.
@@ -508,4 +512,96 @@ fn refreshes_file_one_deadline() {
     registrar.handle_timeout(expiry);
     assert!(registrar.lookup("1001", expiry).is_empty());
     assert_eq!(registrar.poll_timeout(), None);
+}
+
+/// The agents reported for storage since the last call.
+fn stored_agents(registrar: &mut Registrar) -> Vec<String> {
+    let mut agents = Vec::new();
+    while let Some(event) = registrar.poll_event() {
+        if let RegistrarEvent::BindingsChanged { agent } = event {
+            agents.push(agent);
+        }
+    }
+    agents
+}
+
+#[test]
+fn refresh_waits_for_storage() {
+    let mut registrar = registrar();
+    let phone = Target {
+        transport: TransportKind::Udp,
+        addr: "198.51.100.9:5060".parse().unwrap(),
+        connection: None,
+    };
+    // A phone behind NAT: requests go to the address its REGISTER came
+    // from.
+    let headers = "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-wb\r\n\
+                   Contact: <sip:1001@10.0.0.5:5060>\r\n";
+    let start = Instant::now();
+    assert_eq!(
+        register(&mut registrar, 1, headers, phone, start).status,
+        200
+    );
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
+
+    // A refresh only moves the expiry later: stored after the delay, with
+    // the expiry of the last refresh.
+    let refreshed = start + Duration::from_secs(1);
+    register(&mut registrar, 2, headers, phone, refreshed);
+    let later = start + Duration::from_secs(3);
+    register(&mut registrar, 3, headers, phone, later);
+    assert!(stored_agents(&mut registrar).is_empty());
+    let due = refreshed + REFRESH_WRITE_DELAY;
+    assert_eq!(registrar.poll_timeout(), Some(due));
+    registrar.handle_timeout(due - Duration::from_millis(1));
+    assert!(stored_agents(&mut registrar).is_empty());
+    registrar.handle_timeout(due);
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
+    let wall = SystemTime::now();
+    let stored = registrar.snapshot("1001", due, wall);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].cseq, 3);
+    assert_eq!(stored[0].call_id, "reg-3@test");
+    assert_eq!(
+        stored[0].expires_at,
+        wall + (later + Duration::from_secs(600) - due)
+    );
+    assert_eq!(
+        registrar.poll_timeout(),
+        Some(later + Duration::from_secs(600))
+    );
+
+    // A refresh through another NAT binding, or one that shortens the expiry, is
+    // stored at once and takes a waiting refresh with it.
+    register(&mut registrar, 4, headers, phone, due);
+    let moved = Target {
+        addr: "198.51.100.9:5070".parse().unwrap(),
+        ..phone
+    };
+    register(&mut registrar, 5, headers, moved, due);
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
+    assert_eq!(
+        registrar.poll_timeout(),
+        Some(due + Duration::from_secs(600))
+    );
+    let shorter = "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-wb\r\n\
+                   Contact: <sip:1001@10.0.0.5:5060>;expires=120\r\n";
+    register(&mut registrar, 6, shorter, moved, due);
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
+
+    // A stop in order reports what still waits.
+    register(
+        &mut registrar,
+        7,
+        shorter,
+        moved,
+        due + Duration::from_secs(1),
+    );
+    assert!(stored_agents(&mut registrar).is_empty());
+    registrar.report_refreshes();
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
+    assert_eq!(
+        registrar.poll_timeout(),
+        Some(due + Duration::from_secs(121))
+    );
 }

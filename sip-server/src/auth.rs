@@ -306,14 +306,22 @@ impl DigestAuthenticator {
             .iter()
             .copied()
             .map(|algorithm| {
-                let stale = if stale { ", stale=true" } else { "" };
-                format!(
-                    "Digest realm=\"{}\", nonce=\"{}\", algorithm={}, qop=\"auth\"{}",
-                    self.realm,
-                    nonce,
+                // Sent to every REGISTER without credentials, so it is put
+                // together without the formatting machinery.
+                let mut value = String::with_capacity(96 + self.realm.len() + nonce.len());
+                for part in [
+                    "Digest realm=\"",
+                    &self.realm,
+                    "\", nonce=\"",
+                    &nonce,
+                    "\", algorithm=",
                     algorithm.token(),
-                    stale
-                )
+                    ", qop=\"auth\"",
+                    if stale { ", stale=true" } else { "" },
+                ] {
+                    value.push_str(part);
+                }
+                value
             })
             .collect()
     }

@@ -585,10 +585,9 @@ impl Registrar {
                 .headers
                 .push("Flow-Timer", self.config.flow_timer_secs.to_string());
         }
-        response.headers.push(
-            "Supported",
-            format!("{TAG_PATH}, {TAG_OUTBOUND}, {TAG_GRUU}"),
-        );
+        response
+            .headers
+            .push("Supported", [TAG_PATH, TAG_OUTBOUND, TAG_GRUU].join(", "));
     }
 
     fn authenticate(

@@ -77,7 +77,7 @@ impl Request {
     /// Content-Length header the struct holds.
     pub fn to_bytes(&self) -> Bytes {
         let start_line = format!("{} {} SIP/2.0", self.method, self.uri);
-        serialize(&start_line, &self.headers, &self.body)
+        serialize(start_line.as_bytes(), &self.headers, &self.body)
     }
 }
 
@@ -116,24 +116,59 @@ impl Response {
     /// Serializes; writes Content-Length from body.len(), replacing any
     /// Content-Length header the struct holds.
     pub fn to_bytes(&self) -> Bytes {
-        let start_line = format!("SIP/2.0 {:03} {}", self.status, self.reason);
+        // Every response of a registration storm goes through here, so the
+        // status line is put together without the formatting machinery.
+        let mut start_line = Vec::with_capacity(12 + self.reason.len());
+        start_line.extend_from_slice(b"SIP/2.0 ");
+        start_line.extend_from_slice(decimal(u64::from(self.status), 3, &mut [0; 20]));
+        start_line.push(b' ');
+        start_line.extend_from_slice(self.reason.as_bytes());
         serialize(&start_line, &self.headers, &self.body)
     }
 }
 
-fn serialize(start_line: &str, headers: &Headers, body: &Bytes) -> Bytes {
-    let mut out = BytesMut::with_capacity(512 + body.len());
-    out.put_slice(start_line.as_bytes());
+fn serialize(start_line: &[u8], headers: &Headers, body: &Bytes) -> Bytes {
+    let written = || headers.iter().filter(|h| h.name() != "Content-Length");
+    // Sized in advance, so the buffer is never moved while it fills.
+    let header_bytes: usize = written()
+        .map(|h| h.name().len() + h.value().len() + 4)
+        .sum();
+    let length_line = b"Content-Length: ".len() + 20 + 4;
+    let mut out =
+        BytesMut::with_capacity(start_line.len() + 2 + header_bytes + length_line + body.len());
+    out.put_slice(start_line);
     out.put_slice(b"\r\n");
-    for header in headers.iter().filter(|h| h.name() != "Content-Length") {
+    for header in written() {
         out.put_slice(header.name().as_bytes());
         out.put_slice(b": ");
         out.put_slice(header.value().as_bytes());
         out.put_slice(b"\r\n");
     }
-    out.put_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.put_slice(b"Content-Length: ");
+    out.put_slice(decimal(body.len() as u64, 1, &mut [0; 20]));
+    out.put_slice(b"\r\n\r\n");
     out.put_slice(body);
     out.freeze()
+}
+
+/// `value` in decimal, padded with zeros to at least `width` digits (at
+/// most 20), written at the end of `digits`.
+fn decimal(value: u64, width: usize, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    while digits.len() - start < width.min(digits.len()) {
+        start -= 1;
+        digits[start] = b'0';
+    }
+    &digits[start..]
 }
 
 /// Standard reason phrase ("OK", "Ringing", "Request Terminated", ...), or "Unknown".
@@ -216,6 +251,20 @@ mod tests {
         request.body = Bytes::from_static(b"hi");
         let expected = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 2\r\n\r\nhi";
         assert_eq!(&request.to_bytes()[..], &expected[..]);
+    }
+
+    #[test]
+    fn response_serializes_status_line_and_length() {
+        let mut response = Response::new(7, "Odd");
+        response.headers.push("Call-ID", "x");
+        response.body = Bytes::from(vec![b'a'; 1234]);
+        let bytes = response.to_bytes();
+        let head = b"SIP/2.0 007 Odd\r\nCall-ID: x\r\nContent-Length: 1234\r\n\r\n";
+        assert_eq!(&bytes[..head.len()], &head[..]);
+        assert_eq!(bytes.len(), head.len() + 1234);
+        assert_eq!(decimal(u64::MAX, 25, &mut [0; 20]), b"18446744073709551615");
+        assert_eq!(decimal(0, 3, &mut [0; 20]), b"000");
+        assert_eq!(decimal(200, 3, &mut [0; 20]), b"200");
     }
 
     #[test]

@@ -1286,7 +1286,10 @@ fn add_to_tag(response: &mut Response, tag: &str) {
         // Appending keeps the request's To as written, and a `;` parameter
         // at the end belongs to the header with or without `<>` (RFC 3261
         // section 20.10).
-        let tagged = format!("{text};tag={tag}");
+        let mut tagged = String::with_capacity(text.len() + 5 + tag.len());
+        tagged.push_str(text);
+        tagged.push_str(";tag=");
+        tagged.push_str(tag);
         response.headers.set("To", tagged);
     }
 }

@@ -118,12 +118,21 @@ pub fn check_request(request: &Request) -> Option<Rejection> {
 
 fn check_syntax(request: &Request) -> Option<Rejection> {
     let headers = &request.headers;
-    for header in SINGLE_VALUED {
-        let count = headers.count(header);
-        if count > 1 {
-            let violation = Violation::RepeatedHeader { header, count };
-            return Some(Rejection::new(400, "Repeated Header", violation));
+    // One pass over the headers rather than one per name: every request
+    // comes through here.
+    let mut counts = [0usize; SINGLE_VALUED.len()];
+    for header in headers.iter() {
+        let name = header.name();
+        if let Some(index) = SINGLE_VALUED
+            .iter()
+            .position(|single| single.len() == name.len() && single.eq_ignore_ascii_case(name))
+        {
+            counts[index] += 1;
         }
+    }
+    if let Some((header, &count)) = SINGLE_VALUED.iter().zip(&counts).find(|(_, c)| **c > 1) {
+        let violation = Violation::RepeatedHeader { header, count };
+        return Some(Rejection::new(400, "Repeated Header", violation));
     }
     if headers.max_forwards().is_err() {
         return Some(invalid_number("Max-Forwards", request));

@@ -22,6 +22,7 @@ mod client;
 mod completed;
 mod key;
 mod server;
+mod table;
 mod timers;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use completed::{Completed, CompletedStore};
 use key::{MAGIC_COOKIE, MessageError};
 pub use key::{Side, TransactionKey};
 use server::ServerTransaction;
+use table::TransactionTable;
 pub use timers::TimerConfig;
 use timers::Timers;
 
@@ -149,10 +151,8 @@ impl Outbox {
     }
 }
 
-/// Boxed, so that a slot of the transaction table is a pointer instead of
-/// about 500 bytes. The table is reserved for the overload limit, so a new
-/// transaction lands on a cold slot, and a smaller slot means fewer cache
-/// lines fetched for it and a smaller reservation.
+/// Boxed, so that moving an entry in and out of the table copies a pointer
+/// instead of about 500 bytes.
 enum Transaction {
     Client(Box<ClientTransaction>),
     Server(Box<ServerTransaction>),
@@ -194,7 +194,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// All client and server transactions of one SIP element.
 pub struct TransactionLayer {
     config: TimerConfig,
-    transactions: HashMap<TransactionKey, Entry>,
+    transactions: TransactionTable,
     /// Transaction keys by creation sequence, for the deadline heap.
     by_sequence: HashMap<u64, TransactionKey>,
     /// Next deadline of each transaction as of its last change, earliest
@@ -224,7 +224,7 @@ impl TransactionLayer {
     pub fn with_capacity(timers: TimerConfig, capacity: usize) -> TransactionLayer {
         TransactionLayer {
             config: timers.clone(),
-            transactions: HashMap::with_capacity_and_hasher(capacity, Default::default()),
+            transactions: TransactionTable::with_capacity(capacity),
             by_sequence: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             deadlines: BinaryHeap::with_capacity(capacity),
             next_sequence: 0,
@@ -544,7 +544,7 @@ impl TransactionLayer {
     /// closed). Each reports [`Event::TransportError`].
     pub fn transport_failed(&mut self, transport: TransportKind, addr: SocketAddr) {
         let mut failed = Vec::new();
-        for (key, entry) in &mut self.transactions {
+        for (key, entry) in self.transactions.iter_mut() {
             if let Transaction::Client(client) = &mut entry.transaction {
                 let target = client.target();
                 if target.transport == transport && target.addr == addr {

@@ -177,6 +177,9 @@ pub struct Registrar {
     /// it reaches the top, is replaced by the real deadline. Without this,
     /// the heap grew by one stale entry per refresh until its time came.
     filed: AgentMap<Instant>,
+    /// Whether the top entry of `deadlines` was found to be its agent's
+    /// real next deadline, and neither it nor that agent changed since.
+    top_current: bool,
     /// Probes that came due in `handle_timeout`, for `poll_probe`.
     due_probes: VecDeque<Probe>,
     failures: HashMap<IpAddr, Failures>,
@@ -204,6 +207,7 @@ impl Registrar {
         Registrar {
             deadlines: BinaryHeap::new(),
             filed: AgentMap::default(),
+            top_current: true,
             due_probes: VecDeque::new(),
             failures: HashMap::new(),
             config,
@@ -325,7 +329,16 @@ impl Registrar {
         {
             self.file(at, agent);
         }
-        self.tidy();
+        // The top entry can turn early or stale only when its own agent
+        // changed or another entry replaced it, so most changes skip the
+        // look-up of the top agent's bindings.
+        let top_changed = self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((_, top))| top == agent);
+        if top_changed || !self.top_current {
+            self.tidy();
+        }
     }
 
     fn file(&mut self, at: Instant, agent: &str) {
@@ -337,6 +350,7 @@ impl Registrar {
     /// when it was its agent's earliest entry.
     fn pop_deadline(&mut self) -> Option<(Instant, String)> {
         let Reverse((at, agent)) = self.deadlines.pop()?;
+        self.top_current = false;
         if self.filed.get(&agent) == Some(&at) {
             self.filed.remove(&agent);
         }
@@ -350,6 +364,7 @@ impl Registrar {
         while let Some(Reverse((at, agent))) = self.deadlines.peek() {
             let next = self.next_deadline(agent);
             if next == Some(*at) {
+                self.top_current = true;
                 return;
             }
             let Some((_, agent)) = self.pop_deadline() else {
@@ -363,6 +378,7 @@ impl Registrar {
                 self.file(next, &agent);
             }
         }
+        self.top_current = true;
     }
 
     /// Records the outcome of a probe of `contact`: any response counts as

@@ -605,3 +605,79 @@ fn refresh_waits_for_storage() {
         Some(due + Duration::from_secs(121))
     );
 }
+
+/// The earliest deadline of any agent, or of the refreshes waiting for
+/// storage, computed from the bindings themselves.
+fn earliest_deadline(registrar: &Registrar, agents: &[&str]) -> Option<Instant> {
+    let bindings = agents
+        .iter()
+        .filter_map(|agent| registrar.next_deadline(agent));
+    bindings.chain(registrar.refreshed_due).min()
+}
+
+#[test]
+fn heap_top_stays_the_earliest_deadline() {
+    let mut registrar = registrar();
+    let agents = ["1001", "2000", "2001", "2002", "2003", "2004", "2005"];
+    let passwords = agents
+        .iter()
+        .map(|agent| ((*agent).to_owned(), "pw-one".to_owned()));
+    registrar.set_passwords(passwords.collect());
+    let phone = Target {
+        transport: TransportKind::Udp,
+        addr: "198.51.100.9:5060".parse().unwrap(),
+        connection: None,
+    };
+    let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-top\r\n\
+                   Contact: <sip:1001@198.51.100.9:5060>\r\n";
+    let start = Instant::now();
+    let wall = SystemTime::now();
+    let mut now = start;
+    let mut cseq = 0;
+    // xorshift, so every run takes the same steps.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut draw = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for step in 0..3000 {
+        let r = draw();
+        let wall_now = wall + (now - start);
+        match r % 4 {
+            // Bindings replaced with expiries earlier or later than before.
+            0 | 1 => {
+                let agent = agents[1 + (r >> 8) as usize % (agents.len() - 1)];
+                let stored = StoredBinding {
+                    contact: format!("<sip:{agent}@198.51.100.10:5060>"),
+                    expires_at: wall_now + Duration::from_secs(1 + (r >> 16) % 120),
+                    call_id: "restored@test".to_owned(),
+                    cseq: 1,
+                    transport: TransportKind::Udp,
+                    address: "198.51.100.10:5060".parse().unwrap(),
+                    path: Vec::new(),
+                    instance: None,
+                };
+                registrar.restore(agent, &[stored], now, wall_now);
+            }
+            2 => {
+                now += Duration::from_secs((r >> 8) % 30);
+                registrar.handle_timeout(now);
+            }
+            _ => {
+                cseq += 1;
+                assert_eq!(
+                    register(&mut registrar, cseq, headers, phone, now).status,
+                    200
+                );
+            }
+        }
+        while registrar.poll_event().is_some() {}
+        assert_eq!(
+            registrar.poll_timeout(),
+            earliest_deadline(&registrar, &agents),
+            "step {step}"
+        );
+    }
+}

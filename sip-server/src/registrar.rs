@@ -432,13 +432,14 @@ impl Registrar {
             .headers
             .to_ref()
             .map_err(|_| Rejection::Bad("Bad To header"))?;
-        let agent = to.uri.user_unescaped().unwrap_or_default();
+        let agent = to.uri.user_decoded().unwrap_or_default();
+        let agent: &str = &agent;
         // Unknown AORs are challenged like known ones and refused only
         // after the credentials fail, so a scan cannot list the agents.
         if let Some(left) = self.lockout_left(source.addr.ip(), now) {
             return Err(Rejection::LockedOut(left));
         }
-        if let Err(rejection) = self.authenticate(request, &agent, wall) {
+        if let Err(rejection) = self.authenticate(request, agent, wall) {
             if matches!(rejection, Rejection::Status(403, _)) {
                 self.record_failure(source.addr.ip(), now);
                 tracing::warn!(agent, source = %source.addr, "registration rejected");
@@ -472,15 +473,15 @@ impl Registrar {
                 if header_expires != Some(0) {
                     return Err(Rejection::Bad("Contact * requires Expires: 0"));
                 }
-                self.check_order(&agent, call_id, cseq)?;
-                self.set_bindings(&agent, Vec::new(), ReachabilityCause::Registration);
+                self.check_order(agent, call_id, cseq)?;
+                self.set_bindings(agent, Vec::new(), ReachabilityCause::Registration);
             }
             ContactList::Addresses(list) => {
                 // One REGISTER registers one flow (RFC 5626).
                 if list.iter().filter(|c| c.params.contains("reg-id")).count() > 1 {
                     return Err(Rejection::Bad("More Than One reg-id"));
                 }
-                let mut bindings = self.live(&agent, now);
+                let mut bindings = self.live(agent, now);
                 for contact in list {
                     let instance = instance_id(&contact);
                     let reg_id = extensions.flow_reg_id(&contact, instance.as_deref())?;
@@ -547,12 +548,12 @@ impl Registrar {
                 if bindings.len() > self.config.max_contacts {
                     return Err(Rejection::Status(403, "Too Many Contacts"));
                 }
-                self.set_bindings_at(&agent, bindings, ReachabilityCause::Registration, Some(now));
+                self.set_bindings_at(agent, bindings, ReachabilityCause::Registration, Some(now));
             }
         }
 
         let mut response = Response::for_request(request, 200, None);
-        let live = self.bindings.get(&agent).into_iter().flatten();
+        let live = self.bindings.get(agent).into_iter().flatten();
         for binding in live.filter(|b| b.expires_at > now) {
             let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
             if extensions.gruu_supported
@@ -575,7 +576,7 @@ impl Registrar {
         self.add_extension_headers(&mut response, &extensions, flows_used);
         tracing::info!(
             agent,
-            bindings = self.bindings.get(&agent).map_or(0, Vec::len),
+            bindings = self.bindings.get(agent).map_or(0, Vec::len),
             "registered"
         );
         Ok(response)
@@ -836,6 +837,9 @@ impl Registrar {
         let is = bindings.iter().any(|b| b.reachable);
         if bindings.is_empty() {
             self.bindings.remove(agent);
+        } else if let Some(list) = self.bindings.get_mut(agent) {
+            // A refresh: the agent's key stays, so no copy of it is made.
+            *list = bindings;
         } else {
             self.bindings.insert(agent.to_owned(), bindings);
         }

@@ -141,8 +141,18 @@ impl Uri {
     /// User part with %HH escapes decoded once (RFC 3261 section 19.1.2).
     /// Bytes that do not form UTF-8 are replaced by U+FFFD.
     pub fn user_unescaped(&self) -> Option<String> {
+        self.user_decoded().map(std::borrow::Cow::into_owned)
+    }
+
+    /// [`Self::user_unescaped`], borrowed when the user part has no escapes
+    /// (the usual case, and the one a registrar meets per REGISTER).
+    pub fn user_decoded(&self) -> Option<std::borrow::Cow<'_, str>> {
         let user = self.user.as_deref()?;
-        Some(String::from_utf8_lossy(&percent_decode(user)).into_owned())
+        if !user.contains('%') {
+            return Some(std::borrow::Cow::Borrowed(user));
+        }
+        let decoded = String::from_utf8_lossy(&percent_decode(user)).into_owned();
+        Some(std::borrow::Cow::Owned(decoded))
     }
 
     fn empty(scheme: Scheme) -> Uri {
@@ -344,6 +354,15 @@ mod tests {
             Some("user;par=u@example.net")
         );
         assert!(uri.params.is_empty());
+        let plain = Uri::parse("sip:1001@example.com").unwrap();
+        assert!(matches!(
+            plain.user_decoded(),
+            Some(std::borrow::Cow::Borrowed("1001"))
+        ));
+        assert!(matches!(
+            uri.user_decoded(),
+            Some(std::borrow::Cow::Owned(user)) if user == "user;par=u@example.net"
+        ));
     }
 
     #[test]

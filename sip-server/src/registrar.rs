@@ -172,11 +172,6 @@ pub struct Registrar {
     /// with a deadline has an entry at or before it; entries that turn out
     /// early or stale are dropped by [`Self::tidy`] and `handle_timeout`.
     deadlines: BinaryHeap<Reverse<(Instant, String)>>,
-    /// The earliest entry of each agent in `deadlines`. A refresh that only
-    /// moves an agent's deadline later adds no entry: the earlier one, when
-    /// it reaches the top, is replaced by the real deadline. Without this,
-    /// the heap grew by one stale entry per refresh until its time came.
-    filed: AgentMap<Instant>,
     /// Whether the top entry of `deadlines` was found to be its agent's
     /// real next deadline, and neither it nor that agent changed since.
     top_current: bool,
@@ -185,16 +180,36 @@ pub struct Registrar {
     failures: HashMap<IpAddr, Failures>,
     config: RegistrarConfig,
     auth: DigestAuthenticator,
-    passwords: AgentMap<String>,
-    bindings: AgentMap<Vec<Binding>>,
+    /// Every configured agent, and any other that still has bindings.
+    agents: AgentMap<AgentEntry>,
     events: VecDeque<RegistrarEvent>,
     next_registration: u64,
-    /// Agents whose bindings were refreshed without another change since
-    /// they were last reported, and when they are reported. Under a
+    /// Agents marked [`AgentEntry::refreshed`], in the order they were
+    /// marked (an agent unmarked since stays listed and is skipped), how
+    /// many are still marked, and when they are reported. Under a
     /// registration storm this turns one stored snapshot per REGISTER into
     /// one per agent and [`REFRESH_WRITE_DELAY`].
-    refreshed: AgentMap<()>,
+    refreshed: Vec<String>,
+    refreshed_count: usize,
     refreshed_due: Option<Instant>,
+}
+
+/// What the registrar keeps about one agent. One map entry holds it all,
+/// because a REGISTER reads the password, the bindings and the timer
+/// bookkeeping: under a storm of 10,000 agents each separate map cost a
+/// cache miss or three per REGISTER.
+#[derive(Default)]
+struct AgentEntry {
+    /// None for an agent no longer configured that still has bindings.
+    password: Option<String>,
+    bindings: Vec<Binding>,
+    /// The earliest entry of this agent in `deadlines`. A refresh that only
+    /// moves the agent's deadline later adds no entry: the earlier one, when
+    /// it reaches the top, is replaced by the real deadline. Without this,
+    /// the heap grew by one stale entry per refresh until its time came.
+    filed: Option<Instant>,
+    /// Refreshed without another change since last reported for storage.
+    refreshed: bool,
 }
 
 impl Registrar {
@@ -206,17 +221,25 @@ impl Registrar {
     ) -> Registrar {
         Registrar {
             deadlines: BinaryHeap::new(),
-            filed: AgentMap::default(),
             top_current: true,
             due_probes: VecDeque::new(),
             failures: HashMap::new(),
             config,
             auth,
-            passwords: passwords.into_iter().collect(),
-            bindings: AgentMap::default(),
+            agents: passwords
+                .into_iter()
+                .map(|(agent, password)| {
+                    let entry = AgentEntry {
+                        password: Some(password),
+                        ..AgentEntry::default()
+                    };
+                    (agent, entry)
+                })
+                .collect(),
             events: VecDeque::new(),
             next_registration: 0,
-            refreshed: AgentMap::default(),
+            refreshed: Vec::new(),
+            refreshed_count: 0,
             refreshed_due: None,
         }
     }
@@ -231,23 +254,45 @@ impl Registrar {
     /// and a changed password applies from the next authentication.
     pub fn set_passwords(&mut self, passwords: HashMap<String, String>) {
         let gone: Vec<String> = self
-            .bindings
+            .agents
             .keys()
             .filter(|agent| !passwords.contains_key(*agent))
             .cloned()
             .collect();
-        self.passwords = passwords.into_iter().collect();
         for agent in gone {
+            let Some(entry) = self.agents.get_mut(&agent) else {
+                continue;
+            };
+            if entry.bindings.is_empty() {
+                self.agents.remove(&agent);
+                continue;
+            }
+            entry.password = None;
             self.set_bindings(&agent, Vec::new(), ReachabilityCause::AgentRemoved);
+        }
+        for (agent, password) in passwords {
+            self.agents.entry(agent).or_default().password = Some(password);
         }
     }
 
     pub fn password(&self, agent: &str) -> Option<&str> {
-        self.passwords.get(agent).map(String::as_str)
+        self.agents.get(agent)?.password.as_deref()
     }
 
     pub fn is_agent(&self, agent: &str) -> bool {
-        self.passwords.contains_key(agent)
+        self.password(agent).is_some()
+    }
+
+    /// The bindings of `agent`, expired ones included until they are
+    /// handled.
+    fn bindings_of(&self, agent: &str) -> &[Binding] {
+        self.agents
+            .get(agent)
+            .map_or(&[][..], |entry| &entry.bindings)
+    }
+
+    fn filed(&self, agent: &str) -> Option<Instant> {
+        self.agents.get(agent)?.filed
     }
 
     /// Live, reachable bindings of `agent`, with one flow per instance: of
@@ -255,7 +300,7 @@ impl Registrar {
     /// calls (RFC 5626), and the others stand by for when its
     /// connection closes.
     pub fn lookup(&self, agent: &str, now: Instant) -> Vec<Binding> {
-        let list = self.bindings.get(agent).into_iter().flatten();
+        let list = self.bindings_of(agent).iter();
         let live: Vec<&Binding> = list.filter(|b| b.expires_at > now && b.reachable).collect();
         let newest_flow = |instance: &str| {
             live.iter()
@@ -293,7 +338,7 @@ impl Registrar {
 
     /// Unexpired bindings of `agent`, reachable or not.
     fn live(&self, agent: &str, now: Instant) -> Vec<Binding> {
-        let list = self.bindings.get(agent).into_iter().flatten();
+        let list = self.bindings_of(agent).iter();
         list.filter(|b| b.expires_at > now).cloned().collect()
     }
 
@@ -307,8 +352,7 @@ impl Registrar {
     fn next_deadline(&self, agent: &str) -> Option<Instant> {
         let probing = self.config.qualify_interval.is_some();
         let timeout = self.config.qualify_timeout;
-        self.bindings
-            .get(agent)?
+        self.bindings_of(agent)
             .iter()
             .flat_map(|b| {
                 let probe = match b.probe_sent {
@@ -325,7 +369,7 @@ impl Registrar {
     /// an entry at or before it is filed already.
     fn schedule(&mut self, agent: &str) {
         if let Some(at) = self.next_deadline(agent)
-            && self.filed.get(agent).is_none_or(|&filed| at < filed)
+            && self.filed(agent).is_none_or(|filed| at < filed)
         {
             self.file(at, agent);
         }
@@ -343,7 +387,9 @@ impl Registrar {
 
     fn file(&mut self, at: Instant, agent: &str) {
         self.deadlines.push(Reverse((at, agent.to_owned())));
-        self.filed.insert(agent.to_owned(), at);
+        if let Some(entry) = self.agents.get_mut(agent) {
+            entry.filed = Some(at);
+        }
     }
 
     /// Removes the top entry of `deadlines`, and removes it from `filed`
@@ -351,8 +397,10 @@ impl Registrar {
     fn pop_deadline(&mut self) -> Option<(Instant, String)> {
         let Reverse((at, agent)) = self.deadlines.pop()?;
         self.top_current = false;
-        if self.filed.get(&agent) == Some(&at) {
-            self.filed.remove(&agent);
+        if let Some(entry) = self.agents.get_mut(&agent)
+            && entry.filed == Some(at)
+        {
+            entry.filed = None;
         }
         Some((at, agent))
     }
@@ -373,7 +421,7 @@ impl Registrar {
             // Every deadline has an entry at or before it, and this entry
             // was the earliest of all, so `next` is later and the loop ends.
             if let Some(next) = next
-                && !self.filed.contains_key(&agent)
+                && self.filed(&agent).is_none()
             {
                 self.file(next, &agent);
             }
@@ -384,7 +432,7 @@ impl Registrar {
     /// Records the outcome of a probe of `contact`: any response counts as
     /// reachable (a phone that answers 405 is alive), silence does not.
     pub fn probe_result(&mut self, agent: &str, contact: &sip_message::Uri, answered: bool) {
-        let Some(list) = self.bindings.get_mut(agent) else {
+        let Some(list) = self.agents.get_mut(agent).map(|entry| &mut entry.bindings) else {
             return;
         };
         let was = list.iter().any(|b| b.reachable);
@@ -553,7 +601,7 @@ impl Registrar {
         }
 
         let mut response = Response::for_request(request, 200, None);
-        let live = self.bindings.get(agent).into_iter().flatten();
+        let live = self.bindings_of(agent).iter();
         for binding in live.filter(|b| b.expires_at > now) {
             let remaining = binding.expires_at.saturating_duration_since(now).as_secs();
             if extensions.gruu_supported
@@ -576,7 +624,7 @@ impl Registrar {
         self.add_extension_headers(&mut response, &extensions, flows_used);
         tracing::info!(
             agent,
-            bindings = self.bindings.get(agent).map_or(0, Vec::len),
+            bindings = self.bindings_of(agent).len(),
             "registered"
         );
         Ok(response)
@@ -650,10 +698,10 @@ impl Registrar {
         request: &Request,
         wall: SystemTime,
     ) -> Result<String, AuthError> {
-        let passwords = &self.passwords;
+        let agents = &self.agents;
         self.auth
             .verify(credentials, request, wall, |user| {
-                passwords.get(user).map(String::as_str)
+                agents.get(user)?.password.as_deref()
             })
             .map(str::to_owned)
     }
@@ -718,10 +766,8 @@ impl Registrar {
 
     fn check_order(&self, agent: &str, call_id: &str, cseq: u32) -> Result<(), Rejection> {
         let stale = self
-            .bindings
-            .get(agent)
-            .into_iter()
-            .flatten()
+            .bindings_of(agent)
+            .iter()
             .any(|b| b.call_id == call_id && cseq <= b.cseq);
         if stale {
             Err(Rejection::Status(500, "Out of Order REGISTER"))
@@ -737,7 +783,7 @@ impl Registrar {
     pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
         // Runs after every change to a binding, so it copies only the
         // stored fields instead of whole bindings.
-        let list = self.bindings.get(agent).into_iter().flatten();
+        let list = self.bindings_of(agent).iter();
         list.filter(|binding| binding.expires_at > now && binding.reg_id.is_none())
             .map(|binding| StoredBinding {
                 contact: binding.contact.to_string(),
@@ -763,7 +809,7 @@ impl Registrar {
         now: Instant,
         wall: SystemTime,
     ) {
-        if !self.passwords.contains_key(agent) {
+        if !self.is_agent(agent) {
             return;
         }
         let mut bindings = Vec::new();
@@ -811,37 +857,41 @@ impl Registrar {
         cause: ReachabilityCause,
         refresh_at: Option<Instant>,
     ) {
-        let old = self.bindings.get(agent);
-        match refresh_at {
-            Some(now) if old.is_some_and(|old| only_refreshed(old, &bindings)) => {
-                if !self.refreshed.contains_key(agent) {
-                    self.refreshed.insert(agent.to_owned(), ());
-                }
+        let entry = match self.agents.get_mut(agent) {
+            Some(entry) => entry,
+            None => self.agents.entry(agent.to_owned()).or_default(),
+        };
+        let old = &entry.bindings;
+        let refresh = refresh_at.filter(|_| !old.is_empty() && only_refreshed(old, &bindings));
+        let was = old.iter().any(|b| b.reachable);
+        let is = bindings.iter().any(|b| b.reachable);
+        entry.bindings = bindings;
+        let marked = std::mem::replace(&mut entry.refreshed, refresh.is_some());
+        let forget = entry.password.is_none() && entry.bindings.is_empty();
+        match (refresh, marked) {
+            (Some(now), false) => {
+                self.refreshed.push(agent.to_owned());
+                self.refreshed_count += 1;
                 self.refreshed_due.get_or_insert(now + REFRESH_WRITE_DELAY);
             }
-            _ => {
+            (Some(_), true) => {}
+            (None, marked) => {
                 // The snapshot taken for this event includes any refresh
                 // still waiting.
-                if self.refreshed.remove(agent).is_some() && self.refreshed.is_empty() {
-                    self.refreshed_due = None;
+                if marked {
+                    self.refreshed_count -= 1;
+                    if self.refreshed_count == 0 {
+                        self.refreshed.clear();
+                        self.refreshed_due = None;
+                    }
                 }
                 self.events.push_back(RegistrarEvent::BindingsChanged {
                     agent: agent.to_owned(),
                 });
             }
         }
-        let was = self
-            .bindings
-            .get(agent)
-            .is_some_and(|list| list.iter().any(|b| b.reachable));
-        let is = bindings.iter().any(|b| b.reachable);
-        if bindings.is_empty() {
-            self.bindings.remove(agent);
-        } else if let Some(list) = self.bindings.get_mut(agent) {
-            // A refresh: the agent's key stays, so no copy of it is made.
-            *list = bindings;
-        } else {
-            self.bindings.insert(agent.to_owned(), bindings);
+        if forget {
+            self.agents.remove(agent);
         }
         if was != is {
             self.events.push_back(RegistrarEvent::Reachability {
@@ -870,15 +920,13 @@ impl Registrar {
                     ))
         };
         let affected: Vec<String> = self
-            .bindings
+            .agents
             .iter()
-            .filter(|(_, list)| list.iter().any(flow_only))
+            .filter(|(_, entry)| entry.bindings.iter().any(flow_only))
             .map(|(agent, _)| agent.clone())
             .collect();
         for agent in affected {
-            let Some(list) = self.bindings.get(&agent) else {
-                continue;
-            };
+            let list = self.bindings_of(&agent);
             let remaining = list.iter().filter(|b| !flow_only(b)).cloned().collect();
             tracing::info!(agent, connection, "binding removed with its connection");
             self.set_bindings(&agent, remaining, ReachabilityCause::ConnectionClosed);
@@ -908,9 +956,7 @@ impl Registrar {
         }
         let timeout = self.config.qualify_timeout;
         for agent in due {
-            let Some(list) = self.bindings.get(&agent) else {
-                continue;
-            };
+            let list = self.bindings_of(&agent);
             if list.iter().any(|b| b.expires_at <= now) {
                 let live = list
                     .iter()
@@ -921,10 +967,8 @@ impl Registrar {
                 self.set_bindings(&agent, live, ReachabilityCause::Expiry);
             }
             let silent: Vec<sip_message::Uri> = self
-                .bindings
-                .get(&agent)
-                .into_iter()
-                .flatten()
+                .bindings_of(&agent)
+                .iter()
                 .filter(|b| b.probe_sent.is_some_and(|sent| sent + timeout <= now))
                 .map(|b| b.contact.uri.clone())
                 .collect();
@@ -943,7 +987,7 @@ impl Registrar {
         let Some(interval) = self.config.qualify_interval else {
             return;
         };
-        let Some(list) = self.bindings.get_mut(agent) else {
+        let Some(list) = self.agents.get_mut(agent).map(|entry| &mut entry.bindings) else {
             return;
         };
         for binding in list.iter_mut() {
@@ -972,9 +1016,14 @@ impl Registrar {
     /// for a stop in order or for [`Self::handle_timeout`].
     pub fn report_refreshes(&mut self) {
         self.refreshed_due = None;
-        for (agent, ()) in self.refreshed.drain() {
-            self.events
-                .push_back(RegistrarEvent::BindingsChanged { agent });
+        self.refreshed_count = 0;
+        for agent in std::mem::take(&mut self.refreshed) {
+            if let Some(entry) = self.agents.get_mut(&agent)
+                && std::mem::take(&mut entry.refreshed)
+            {
+                self.events
+                    .push_back(RegistrarEvent::BindingsChanged { agent });
+            }
         }
     }
 

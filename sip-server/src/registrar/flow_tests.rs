@@ -681,3 +681,41 @@ fn heap_top_stays_the_earliest_deadline() {
         );
     }
 }
+
+#[test]
+fn removed_agent_loses_bindings_and_password() {
+    let mut registrar = registrar();
+    registrar.set_passwords(HashMap::from([
+        ("1001".to_owned(), "pw-one".to_owned()),
+        ("1003".to_owned(), "pw-three".to_owned()),
+    ]));
+    let phone = Target {
+        transport: TransportKind::Udp,
+        addr: "198.51.100.9:5060".parse().unwrap(),
+        connection: None,
+    };
+    let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-rm\r\n\
+                   Contact: <sip:1001@198.51.100.9:5060>\r\n";
+    let now = Instant::now();
+    assert_eq!(register(&mut registrar, 1, headers, phone, now).status, 200);
+    while registrar.poll_event().is_some() {}
+
+    // 1001 had a binding, 1003 none: only 1001's removal is reported.
+    registrar.set_passwords(HashMap::from([("1002".to_owned(), "pw-two".to_owned())]));
+    let mut events = Vec::new();
+    while let Some(event) = registrar.poll_event() {
+        events.push(event);
+    }
+    assert!(matches!(
+        &events[..],
+        [
+            RegistrarEvent::BindingsChanged { agent },
+            RegistrarEvent::Reachability { reachable: false, cause: ReachabilityCause::AgentRemoved, .. },
+        ] if agent == "1001"
+    ));
+    assert!(registrar.lookup("1001", now).is_empty());
+    assert!(!registrar.is_agent("1001") && !registrar.is_agent("1003"));
+    assert_eq!(registrar.password("1002"), Some("pw-two"));
+    assert!(!registrar.agents.contains_key("1001"));
+    assert!(!registrar.agents.contains_key("1003"));
+}

@@ -40,6 +40,24 @@ def ratio(ours, peer):
         return "-"
 
 
+def per_cpu_second(r):
+    """Operations per second of server CPU: the median rate over the median CPU share."""
+    try:
+        return float(r["median"]) / (float(r["server_cpu_pct"]) / 100)
+    except (KeyError, ValueError, ZeroDivisionError):
+        return None
+
+
+def per_cpu_cell(r):
+    value = per_cpu_second(r)
+    return "-" if value is None else f"about {value:,.0f}"
+
+
+def per_cpu_ratio(ours, peer):
+    a, b = per_cpu_second(ours), per_cpu_second(peer)
+    return "-" if a is None or not b else f"{a / b:.3f}"
+
+
 def cpu(r):
     if not r.get("server_cpu_pct"):
         return "-"
@@ -72,14 +90,17 @@ print("# Benchmark results\n")
 print(f"Machine: {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, load generators on the same cores; "
       f"run took {elapsed // 60} min {elapsed % 60} s.\n")
 print("Rates are the median of the confirmation runs (20 s each) at the highest rate that passed, "
-      "with min and max; CPU is the server's, in % of one core. The concurrent calls row compares "
+      "with min and max; CPU is the server's, in % of one core. A per CPU-second row divides the "
+      "median rate by the median CPU share. The concurrent calls row compares "
       "the calls that ended cleanly, from one run per server.\n")
 print("| figure | ours (PBX) | server CPU | Kamailio 5.6 | server CPU | ours / Kamailio |")
 print("|---|---|---|---|---|---|")
 reg_p, reg_k = one("registrar-pbx"), one("registrar-kamailio")
 print(f"| REGISTER with digest, registrations/s | {rate(reg_p)} | {cpu(reg_p)} | {rate(reg_k)} | {cpu(reg_k)} | {ratio(reg_p, reg_k)} |")
+print(f"| the same per server CPU-second | {per_cpu_cell(reg_p)} | | {per_cpu_cell(reg_k)} | | {per_cpu_ratio(reg_p, reg_k)} |")
 cal_p, cal_k = one("calls-pbx"), one("calls-kamailio")
 print(f"| call setup, calls/s | {rate(cal_p)} | {cpu(cal_p)} | {rate(cal_k)} | {cpu(cal_k)} | {ratio(cal_p, cal_k)} |")
+print(f"| the same per server CPU-second | {per_cpu_cell(cal_p)} | | {per_cpu_cell(cal_k)} | | {per_cpu_ratio(cal_p, cal_k)} |")
 sipp = one("calls-sipp")
 print(f"| sipp to sipp calls, no server | - | - | {rate(sipp)} | - | - |")
 by_target = {r.get("tag"): r for r in results("concurrent")}

@@ -156,9 +156,9 @@ const MAX_TRACKED_SOURCES: usize = 10_000;
 /// How long a refresh that only moves a binding's expiry later waits before
 /// it is reported for storage, as a write-back registrar does. Every other
 /// change is reported at once. A kill -9 within this time restores the
-/// binding with its previous, earlier expiry, which a phone refreshing more
-/// than this long before expiry never notices; a stop in order writes the
-/// refreshes first ([`Registrar::report_refreshes`]).
+/// binding with its previous, earlier expiry. A phone that refreshes more
+/// than this long before expiry never notices, and a stop in order writes
+/// the refreshes first ([`Registrar::report_refreshes`]).
 pub const REFRESH_WRITE_DELAY: Duration = Duration::from_secs(10);
 
 /// Hash map of the registrar's per-agent tables. foldhash, randomly
@@ -194,7 +194,7 @@ pub struct Registrar {
     refreshed_due: Option<Instant>,
 }
 
-/// What the registrar keeps about one agent. One map entry holds it all,
+/// What the registrar keeps about one agent. One map entry contains it all,
 /// because a REGISTER reads the password, the bindings and the timer
 /// bookkeeping: under a storm of 10,000 agents each separate map cost a
 /// cache miss or three per REGISTER.
@@ -283,8 +283,8 @@ impl Registrar {
         self.password(agent).is_some()
     }
 
-    /// The bindings of `agent`, expired ones included until they are
-    /// handled.
+    /// Returns the bindings of `agent`, expired ones included until they
+    /// are handled.
     fn bindings_of(&self, agent: &str) -> &[Binding] {
         self.agents
             .get(agent)

@@ -514,7 +514,7 @@ fn refreshes_file_one_deadline() {
     assert_eq!(registrar.poll_timeout(), None);
 }
 
-/// The agents reported for storage since the last call.
+/// Takes the agents reported for storage since the last call.
 fn stored_agents(registrar: &mut Registrar) -> Vec<String> {
     let mut agents = Vec::new();
     while let Some(event) = registrar.poll_event() {

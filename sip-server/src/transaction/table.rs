@@ -4,9 +4,9 @@
 //! The table is reserved at start for the overload limit (200,000
 //! transactions by default), because growing it moves every entry at once
 //! and stopped the engine. With the key and entry stored in the slots, that
-//! reservation was about 25 MB, and the few transactions live at any moment
-//! were spread over it: each new one wrote to a cold cache line, about 3 %
-//! of the PBX's time under a registration storm. Here a slot holds a
+//! reservation was about 25 MB. The few transactions live at any moment were
+//! spread over it, so each new one wrote to a cold cache line, which cost
+//! about 3 % of the PBX's time under a registration storm. Here a slot holds a
 //! pointer, so the reservation is about 2 MB, and the allocator hands out
 //! the boxes that recently ended transactions freed, which are still in
 //! the cache.

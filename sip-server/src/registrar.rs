@@ -155,10 +155,11 @@ pub const LOCKOUT: Duration = Duration::from_secs(300);
 const MAX_TRACKED_SOURCES: usize = 10_000;
 /// How long a refresh that only moves a binding's expiry later waits before
 /// it is reported for storage, as a write-back registrar does. Every other
-/// change is reported at once. A kill -9 within this time restores the
-/// binding with its previous, earlier expiry. A phone that refreshes more
-/// than this long before expiry never notices, and a stop in order writes
-/// the refreshes first ([`Registrar::report_refreshes`]).
+/// change is reported at once, and so is a refresh of a binding whose stored
+/// expiry would pass within this time. A kill -9 within this time restores
+/// the binding with its previous expiry, earlier than the real one but
+/// still ahead, and a stop in order writes the refreshes first
+/// ([`Registrar::report_refreshes`]).
 pub const REFRESH_WRITE_DELAY: Duration = Duration::from_secs(10);
 
 /// Hash map of the registrar's per-agent tables. foldhash, randomly
@@ -862,7 +863,8 @@ impl Registrar {
             None => self.agents.entry(agent.to_owned()).or_default(),
         };
         let old = &entry.bindings;
-        let refresh = refresh_at.filter(|_| !old.is_empty() && only_refreshed(old, &bindings));
+        let refresh =
+            refresh_at.filter(|&now| !old.is_empty() && only_refreshed(old, &bindings, now));
         let was = old.iter().any(|b| b.reachable);
         let is = bindings.iter().any(|b| b.reachable);
         entry.bindings = bindings;
@@ -1035,12 +1037,15 @@ impl Registrar {
 /// True when `new` differs from `old` only in what a refresh renews: later
 /// expiries, Call-ID and CSeq. Those wait for storage, because a binding
 /// restored with its previous expiry or CSeq is still correct, only
-/// shorter-lived; an expiry moved earlier would not be, so it counts as a
-/// change.
-fn only_refreshed(old: &[Binding], new: &[Binding]) -> bool {
+/// shorter-lived. An expiry moved earlier would not be, so it counts as a
+/// change. So does a refresh at `now` of a binding whose old expiry comes
+/// within [`REFRESH_WRITE_DELAY`]: a restart in that time would find the
+/// stored expiry past and drop the binding.
+fn only_refreshed(old: &[Binding], new: &[Binding], now: Instant) -> bool {
     old.len() == new.len()
         && old.iter().zip(new).all(|(old, new)| {
             new.expires_at >= old.expires_at
+                && old.expires_at > now + REFRESH_WRITE_DELAY
                 && new.contact == old.contact
                 && new.source.transport == old.source.transport
                 && new.source.addr == old.source.addr

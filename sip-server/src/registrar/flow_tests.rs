@@ -604,6 +604,12 @@ fn refresh_waits_for_storage() {
         registrar.poll_timeout(),
         Some(due + Duration::from_secs(121))
     );
+
+    // A refresh less than the delay before the stored expiry is stored at
+    // once, because a restart in between would find that expiry past.
+    let late = due + Duration::from_secs(115);
+    register(&mut registrar, 8, shorter, moved, late);
+    assert_eq!(stored_agents(&mut registrar), ["1001"]);
 }
 
 /// The earliest deadline of any agent, or of the refreshes waiting for

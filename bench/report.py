@@ -41,7 +41,7 @@ def ratio(ours, peer):
 
 
 def per_cpu_second(r):
-    """Operations per second of server CPU: the median rate over the median CPU share."""
+    """Returns operations per server CPU-second: the median rate over the median CPU share."""
     try:
         return float(r["median"]) / (float(r["server_cpu_pct"]) / 100)
     except (KeyError, ValueError, ZeroDivisionError):

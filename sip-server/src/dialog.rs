@@ -322,7 +322,8 @@ pub fn random_token() -> String {
     use rand::Rng;
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     // 16 characters of 5 bits each from one draw, instead of a draw per
-    // character: every response that creates a dialog or a tag takes one.
+    // character, because every response that creates a dialog or a tag
+    // takes a token.
     let mut bits: u128 = rand::rng().random();
     let mut token = String::with_capacity(16);
     for _ in 0..16 {
@@ -337,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_tokens_use_every_character_everywhere() {
+    fn random_tokens_cover_alphabet() {
         let tokens: Vec<String> = (0..2000).map(|_| random_token()).collect();
         let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
         assert_eq!(distinct.len(), tokens.len());

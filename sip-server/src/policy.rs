@@ -118,8 +118,8 @@ pub fn check_request(request: &Request) -> Option<Rejection> {
 
 fn check_syntax(request: &Request) -> Option<Rejection> {
     let headers = &request.headers;
-    // One pass over the headers rather than one per name: every request
-    // comes through here.
+    // One pass over the headers rather than one per name, because every
+    // request comes through here.
     let mut counts = [0usize; SINGLE_VALUED.len()];
     for header in headers.iter() {
         let name = header.name();

@@ -185,20 +185,20 @@ pub struct Registrar {
     agents: AgentMap<AgentEntry>,
     events: VecDeque<RegistrarEvent>,
     next_registration: u64,
-    /// Agents marked [`AgentEntry::refreshed`], in the order they were
-    /// marked (an agent unmarked since stays listed and is skipped), how
-    /// many are still marked, and when they are reported. Under a
-    /// registration storm this turns one stored snapshot per REGISTER into
-    /// one per agent and [`REFRESH_WRITE_DELAY`].
+    /// Agents marked [`AgentEntry::refreshed`], in marking order, then how
+    /// many are still marked and when they are reported. An agent unmarked
+    /// since stays listed and is skipped. Under a registration storm this
+    /// turns one stored snapshot per REGISTER into one per agent and
+    /// [`REFRESH_WRITE_DELAY`].
     refreshed: Vec<String>,
     refreshed_count: usize,
     refreshed_due: Option<Instant>,
 }
 
-/// What the registrar keeps about one agent. One map entry contains it all,
-/// because a REGISTER reads the password, the bindings and the timer
-/// bookkeeping: under a storm of 10,000 agents each separate map cost a
-/// cache miss or three per REGISTER.
+/// Registrar state of one agent. One map entry contains it all, because a
+/// REGISTER reads the password, the bindings and the timer bookkeeping.
+/// Under a storm of 10,000 agents each separate map cost one to three cache
+/// misses per REGISTER.
 #[derive(Default)]
 struct AgentEntry {
     /// None for an agent no longer configured that still has bindings.
@@ -393,8 +393,8 @@ impl Registrar {
         }
     }
 
-    /// Removes the top entry of `deadlines`, and removes it from `filed`
-    /// when it was its agent's earliest entry.
+    /// Removes the top entry of `deadlines`, and clears its agent's `filed`
+    /// when it was that agent's earliest entry.
     fn pop_deadline(&mut self) -> Option<(Instant, String)> {
         let Reverse((at, agent)) = self.deadlines.pop()?;
         self.top_current = false;
@@ -782,8 +782,8 @@ impl Registrar {
     /// Outbound are left out, because a restart closes their connections
     /// and a flow that is gone must not be used (RFC 5626).
     pub fn snapshot(&self, agent: &str, now: Instant, wall: SystemTime) -> Vec<StoredBinding> {
-        // Runs after every change to a binding, so it copies only the
-        // stored fields instead of whole bindings.
+        // Runs for every change that is stored, so it copies only the stored
+        // fields instead of whole bindings.
         let list = self.bindings_of(agent).iter();
         list.filter(|binding| binding.expires_at > now && binding.reg_id.is_none())
             .map(|binding| StoredBinding {

@@ -151,8 +151,8 @@ fn serialize(start_line: &[u8], headers: &Headers, body: &Bytes) -> Bytes {
     out.freeze()
 }
 
-/// `value` in decimal, padded with zeros to at least `width` digits (at
-/// most 20), written at the end of `digits`.
+/// Writes `value` in decimal at the end of `digits`, padded with zeros to
+/// at least `width` digits (at most 20), and returns the digits written.
 fn decimal(value: u64, width: usize, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     let mut rest = value;
@@ -254,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn response_serializes_status_line_and_length() {
+    fn response_status_line_and_length() {
         let mut response = Response::new(7, "Odd");
         response.headers.push("Call-ID", "x");
         response.body = Bytes::from(vec![b'a'; 1234]);

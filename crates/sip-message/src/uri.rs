@@ -144,8 +144,9 @@ impl Uri {
         self.user_decoded().map(std::borrow::Cow::into_owned)
     }
 
-    /// [`Self::user_unescaped`], borrowed when the user part has no escapes
-    /// (the usual case, and the one a registrar meets per REGISTER).
+    /// Returns the user part with escapes decoded, as
+    /// [`Self::user_unescaped`] does, but borrowed when it has no escapes,
+    /// which is the usual case and the one a registrar meets per REGISTER.
     pub fn user_decoded(&self) -> Option<std::borrow::Cow<'_, str>> {
         let user = self.user.as_deref()?;
         if !user.contains('%') {

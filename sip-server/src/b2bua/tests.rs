@@ -574,7 +574,7 @@ impl Harness {
 }
 
 #[test]
-fn refresh_is_saved_late_or_at_the_stop() {
+fn refresh_saved_late_or_at_stop() {
     let mut h = Harness::new();
     assert_eq!(h.register("1001", "pw-one", AGENT_1).status, 200);
     assert_eq!(h.saved_agents(), ["1001"]);

@@ -35,6 +35,29 @@ fn tcp(addr: &str, connection: u64) -> Target {
     }
 }
 
+fn udp(addr: &str) -> Target {
+    Target {
+        transport: TransportKind::Udp,
+        addr: addr.parse().unwrap(),
+        connection: None,
+    }
+}
+
+/// A stored UDP binding of `agent` at 198.51.100.10:5060, as a restart
+/// restores it.
+fn stored_binding(agent: &str, expires_at: SystemTime) -> StoredBinding {
+    StoredBinding {
+        contact: format!("<sip:{agent}@198.51.100.10:5060>"),
+        expires_at,
+        call_id: "restored@test".to_owned(),
+        cseq: 1,
+        transport: TransportKind::Udp,
+        address: "198.51.100.10:5060".parse().unwrap(),
+        path: Vec::new(),
+        instance: None,
+    }
+}
+
 fn parse(text: &str) -> Request {
     match Message::parse(text.as_bytes()).unwrap() {
         Message::Request(request) => request,
@@ -463,27 +486,14 @@ fn refreshes_file_one_deadline() {
     let wall = SystemTime::now();
     // Agent 1002's binding expires first, so its deadline stays on top of
     // the heap while 1001 refreshes.
-    let early = StoredBinding {
-        contact: "<sip:1002@198.51.100.10:5060>".to_owned(),
-        expires_at: wall + Duration::from_secs(300),
-        call_id: "restored@test".to_owned(),
-        cseq: 1,
-        transport: TransportKind::Udp,
-        address: "198.51.100.10:5060".parse().unwrap(),
-        path: Vec::new(),
-        instance: None,
-    };
+    let early = stored_binding("1002", wall + Duration::from_secs(300));
     registrar.restore("1002", &[early], start, wall);
     assert_eq!(
         registrar.poll_timeout(),
         Some(start + Duration::from_secs(300))
     );
 
-    let phone = Target {
-        transport: TransportKind::Udp,
-        addr: "198.51.100.9:5060".parse().unwrap(),
-        connection: None,
-    };
+    let phone = udp("198.51.100.9:5060");
     let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-rf\r\n\
                    Contact: <sip:1001@198.51.100.9:5060>\r\n";
     let mut now = start;
@@ -528,11 +538,7 @@ fn stored_agents(registrar: &mut Registrar) -> Vec<String> {
 #[test]
 fn refresh_waits_for_storage() {
     let mut registrar = registrar();
-    let phone = Target {
-        transport: TransportKind::Udp,
-        addr: "198.51.100.9:5060".parse().unwrap(),
-        connection: None,
-    };
+    let phone = udp("198.51.100.9:5060");
     // A phone behind NAT: requests go to the address its REGISTER came
     // from.
     let headers = "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-wb\r\n\
@@ -574,10 +580,7 @@ fn refresh_waits_for_storage() {
     // A refresh through another NAT binding, or one that shortens the expiry, is
     // stored at once and takes a waiting refresh with it.
     register(&mut registrar, 4, headers, phone, due);
-    let moved = Target {
-        addr: "198.51.100.9:5070".parse().unwrap(),
-        ..phone
-    };
+    let moved = udp("198.51.100.9:5070");
     register(&mut registrar, 5, headers, moved, due);
     assert_eq!(stored_agents(&mut registrar), ["1001"]);
     assert_eq!(
@@ -612,8 +615,8 @@ fn refresh_waits_for_storage() {
     assert_eq!(stored_agents(&mut registrar), ["1001"]);
 }
 
-/// The earliest deadline of any agent, or of the refreshes waiting for
-/// storage, computed from the bindings themselves.
+/// Computes the earliest deadline of any agent, or of the refreshes
+/// waiting for storage, from the bindings themselves.
 fn earliest_deadline(registrar: &Registrar, agents: &[&str]) -> Option<Instant> {
     let bindings = agents
         .iter()
@@ -629,13 +632,10 @@ fn heap_top_stays_the_earliest_deadline() {
         .iter()
         .map(|agent| ((*agent).to_owned(), "pw-one".to_owned()));
     registrar.set_passwords(passwords.collect());
-    let phone = Target {
-        transport: TransportKind::Udp,
-        addr: "198.51.100.9:5060".parse().unwrap(),
-        connection: None,
-    };
+    let phone = udp("198.51.100.9:5060");
     let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-top\r\n\
                    Contact: <sip:1001@198.51.100.9:5060>\r\n";
+
     let start = Instant::now();
     let wall = SystemTime::now();
     let mut now = start;
@@ -648,6 +648,7 @@ fn heap_top_stays_the_earliest_deadline() {
         state ^= state << 17;
         state
     };
+
     for step in 0..3000 {
         let r = draw();
         let wall_now = wall + (now - start);
@@ -655,16 +656,8 @@ fn heap_top_stays_the_earliest_deadline() {
             // Bindings replaced with expiries earlier or later than before.
             0 | 1 => {
                 let agent = agents[1 + (r >> 8) as usize % (agents.len() - 1)];
-                let stored = StoredBinding {
-                    contact: format!("<sip:{agent}@198.51.100.10:5060>"),
-                    expires_at: wall_now + Duration::from_secs(1 + (r >> 16) % 120),
-                    call_id: "restored@test".to_owned(),
-                    cseq: 1,
-                    transport: TransportKind::Udp,
-                    address: "198.51.100.10:5060".parse().unwrap(),
-                    path: Vec::new(),
-                    instance: None,
-                };
+                let expires_at = wall_now + Duration::from_secs(1 + (r >> 16) % 120);
+                let stored = stored_binding(agent, expires_at);
                 registrar.restore(agent, &[stored], now, wall_now);
             }
             2 => {
@@ -695,11 +688,7 @@ fn removed_agent_loses_bindings_and_password() {
         ("1001".to_owned(), "pw-one".to_owned()),
         ("1003".to_owned(), "pw-three".to_owned()),
     ]));
-    let phone = Target {
-        transport: TransportKind::Udp,
-        addr: "198.51.100.9:5060".parse().unwrap(),
-        connection: None,
-    };
+    let phone = udp("198.51.100.9:5060");
     let headers = "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-rm\r\n\
                    Contact: <sip:1001@198.51.100.9:5060>\r\n";
     let now = Instant::now();
@@ -720,7 +709,8 @@ fn removed_agent_loses_bindings_and_password() {
         ] if agent == "1001"
     ));
     assert!(registrar.lookup("1001", now).is_empty());
-    assert!(!registrar.is_agent("1001") && !registrar.is_agent("1003"));
+    assert!(!registrar.is_agent("1001"));
+    assert!(!registrar.is_agent("1003"));
     assert_eq!(registrar.password("1002"), Some("pw-two"));
     assert!(!registrar.agents.contains_key("1001"));
     assert!(!registrar.agents.contains_key("1003"));

@@ -6,7 +6,7 @@
 //! and stopped the engine. With the key and entry stored in the slots, that
 //! reservation was about 25 MB. The few transactions live at any moment were
 //! spread over it, so each new one wrote to a cold cache line, which cost
-//! about 3 % of the PBX's time under a registration storm. Here a slot holds a
+//! about 3 % of the PBX's time under a registration storm. Here a slot contains a
 //! pointer, so the reservation is about 2 MB, and the allocator hands out
 //! the boxes that recently ended transactions freed, which are still in
 //! the cache.

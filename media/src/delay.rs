@@ -75,6 +75,39 @@ impl SharedDelays {
     }
 }
 
+/// Builds the histogram from per-bucket counts (the last one for delays
+/// over every bound), as a relay worker reports them.
+pub(crate) fn from_counts(counts: &[u64], sum: Duration) -> RelayDelays {
+    let mut cumulative = 0;
+    let mut buckets = Vec::with_capacity(RELAY_DELAY_BOUNDS_US.len());
+    for (index, bound) in RELAY_DELAY_BOUNDS_US.iter().enumerate() {
+        cumulative += counts.get(index).copied().unwrap_or(0);
+        buckets.push((*bound, cumulative));
+    }
+    let over = counts
+        .get(RELAY_DELAY_BOUNDS_US.len())
+        .copied()
+        .unwrap_or(0);
+    RelayDelays {
+        buckets,
+        count: cumulative + over,
+        sum,
+    }
+}
+
+/// The per-bucket counts of `delays`, overflow last, the inverse of
+/// [`from_counts`].
+pub(crate) fn counts_of(delays: &RelayDelays) -> (Vec<u64>, Duration) {
+    let mut counts = Vec::with_capacity(BUCKETS);
+    let mut below = 0;
+    for (_, cumulative) in &delays.buckets {
+        counts.push(cumulative - below);
+        below = *cumulative;
+    }
+    counts.push(delays.count - below);
+    (counts, delays.sum)
+}
+
 /// The relay's delays since it started, in the shape of a Prometheus
 /// histogram.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

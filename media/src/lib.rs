@@ -49,6 +49,7 @@ mod session;
 mod shard;
 mod state;
 mod stats;
+mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -60,6 +61,7 @@ pub use prompt::PromptError;
 pub use rtp::DetectedDigit;
 pub use session::{LegStats, MediaSession, PlayRequest, Relay, load_prompt};
 pub use stats::estimate_mos;
+pub use worker::{MalformedMessage, RelayProcesses, WorkerError, serve_worker};
 
 /// Longest feature code [`MediaSession::set_feature_code`] accepts, in keys.
 pub const MAX_FEATURE_CODE_KEYS: usize = 8;
@@ -199,6 +201,13 @@ pub enum MediaError {
     },
     #[error("cannot start the relay's threads: {source}")]
     Threads { source: std::io::Error },
+    #[error("relay worker of call {call_id}: {reason}")]
+    Worker { call_id: String, reason: String },
+    #[error("cannot start relay worker {program}: {source}", program = program.display())]
+    WorkerStart {
+        program: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("relay sockets of call {call_id} could not join the relay thread's poller: {source}")]
     Register {
         call_id: String,

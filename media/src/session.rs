@@ -17,14 +17,15 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec::{Codec, LegCodecs};
 use crate::delay::{RelayDelays, SharedDelays};
 use crate::ports::{PortAllocator, PortLease};
-use crate::shard::{ControlSender, NewSession, Outcome, RelayThreads};
+use crate::shard::{NewSession, Outcome, RelayThreads, SessionEnded, ThreadSender};
 use crate::state::RelayState;
 use crate::stats::{ReceptionStatistics, estimate_mos};
+use crate::worker::{OpenFailure, RelayProcesses, WorkerSender, Workers};
 use crate::{Leg, MediaError, MediaEvent, RelayConfig};
 
 /// Events each [`MediaSession::events`] receiver buffers before the relay
 /// drops new ones for it.
-const EVENT_CAPACITY: usize = 64;
+pub(crate) const EVENT_CAPACITY: usize = 64;
 
 /// Shared by all calls; cheap to clone.
 #[derive(Clone)]
@@ -33,7 +34,14 @@ pub struct Relay {
     allocator: Arc<Mutex<PortAllocator>>,
     ports: (u16, u16),
     delays: Arc<SharedDelays>,
-    threads: Arc<RelayThreads>,
+    backend: Backend,
+}
+
+/// Where the sessions' packets are relayed.
+#[derive(Clone)]
+enum Backend {
+    Threads(Arc<RelayThreads>),
+    Workers(Arc<Workers>),
 }
 
 impl Relay {
@@ -57,8 +65,42 @@ impl Relay {
             allocator: Arc::new(Mutex::new(allocator)),
             ports: (*config.ports.start(), *config.ports.end()),
             delays: Arc::default(),
-            threads: Arc::new(threads),
+            backend: Backend::Threads(Arc::new(threads)),
         })
+    }
+
+    /// Like [`Relay::new`], with the relay threads in worker processes
+    /// started from `processes` (see [`crate::serve_worker`]); each runs
+    /// `config.threads` of them. For a process whose open files limit is
+    /// too low for its calls.
+    pub fn with_processes(
+        config: RelayConfig,
+        processes: RelayProcesses,
+    ) -> Result<Relay, MediaError> {
+        let allocator = PortAllocator::new(&config.ports)?;
+        let workers = Workers::start(
+            processes,
+            config.threads,
+            config.spin,
+            config.realtime_priority,
+            config.coalesce,
+        )?;
+        Ok(Relay {
+            bind_address: config.bind_address,
+            allocator: Arc::new(Mutex::new(allocator)),
+            ports: (*config.ports.start(), *config.ports.end()),
+            delays: Arc::default(),
+            backend: Backend::Workers(Arc::new(workers)),
+        })
+    }
+
+    /// Process ids of the relay's worker processes; empty when it relays in
+    /// this process.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        match &self.backend {
+            Backend::Threads(_) => Vec::new(),
+            Backend::Workers(workers) => workers.pids(),
+        }
     }
 
     /// How long datagrams waited in the relay, over all sessions since the
@@ -66,7 +108,10 @@ impl Relay {
     /// of the send that forwarded them. Sessions add their counts every
     /// 100 ms and when they close.
     pub fn delays(&self) -> RelayDelays {
-        self.delays.snapshot()
+        match &self.backend {
+            Backend::Threads(_) => self.delays.snapshot(),
+            Backend::Workers(workers) => workers.delays(),
+        }
     }
 
     /// Port pairs currently held by open sessions.
@@ -77,6 +122,10 @@ impl Relay {
     /// Binds an RTP+RTCP port pair for each leg and hands the session to a
     /// relay thread.
     pub async fn open_session(&self, call_id: &str) -> Result<MediaSession, MediaError> {
+        let threads = match &self.backend {
+            Backend::Threads(threads) => threads,
+            Backend::Workers(workers) => return self.open_in_worker(workers, call_id).await,
+        };
         let caller = self.bind_leg().await?;
         let agent = self.bind_leg().await?;
         let local = [caller.local_rtp, agent.local_rtp];
@@ -86,7 +135,7 @@ impl Relay {
             || tracing::info!(caller = %local[0], agent = %local[1], "media session opened"),
         );
         let (done, outcome) = oneshot::channel();
-        let control = self.threads.open(NewSession {
+        let control = threads.open(NewSession {
             call_id: call_id.to_owned(),
             span,
             sockets: [caller, agent],
@@ -98,12 +147,99 @@ impl Relay {
         Ok(MediaSession {
             call_id: call_id.to_owned(),
             local,
-            control,
-            counters,
+            control: ControlSender::Thread(control),
+            stats: StatsSource::Counters(counters),
             recording: AtomicBool::new(false),
             wideband: [AtomicBool::new(false), AtomicBool::new(false)],
             outcome: Some(outcome),
-            _threads: Arc::clone(&self.threads),
+            _backend: self.backend.clone(),
+        })
+    }
+
+    /// Leases a port pair per leg and has a worker bind them, as
+    /// [`Relay::bind_leg`] does here: a pair the worker could not bind
+    /// stays taken and another is tried.
+    async fn open_in_worker(
+        &self,
+        workers: &Arc<Workers>,
+        call_id: &str,
+    ) -> Result<MediaSession, MediaError> {
+        let attempts = crate::ports::lock(&self.allocator).pair_count();
+        let mut refused = Vec::new();
+        let mut last_error = None;
+        let mut leases: [Option<PortLease>; 2] = [None, None];
+        for _ in 0..attempts {
+            for lease in &mut leases {
+                if lease.is_none() {
+                    *lease = PortLease::take(&self.allocator, random_u32());
+                }
+            }
+            let (Some(caller), Some(agent)) = (leases[0].take(), leases[1].take()) else {
+                break;
+            };
+            let local = [caller.rtp_port(), agent.rtp_port()]
+                .map(|port| SocketAddr::new(self.bind_address, port));
+            let ssrcs = [random_u32(), random_u32()];
+            match workers
+                .open(call_id, self.bind_address, [caller, agent], ssrcs)
+                .await
+            {
+                Ok(remote) => {
+                    let span = tracing::info_span!("media_session", call_id = %call_id);
+                    span.in_scope(|| {
+                        tracing::info!(caller = %local[0], agent = %local[1], "media session opened in a worker");
+                    });
+                    return Ok(MediaSession {
+                        call_id: call_id.to_owned(),
+                        local,
+                        control: ControlSender::Worker(remote.control),
+                        stats: StatsSource::Reported(remote.stats),
+                        recording: AtomicBool::new(false),
+                        wideband: [AtomicBool::new(false), AtomicBool::new(false)],
+                        outcome: Some(remote.outcome),
+                        _backend: self.backend.clone(),
+                    });
+                }
+                Err(OpenFailure::Bind {
+                    leg,
+                    error,
+                    leases: [caller, agent],
+                }) => {
+                    let addr = local[leg.index()];
+                    if out_of_descriptors(&error) {
+                        return Err(MediaError::Bind {
+                            addr,
+                            attempts: refused.len() + 1,
+                            source: error,
+                        });
+                    }
+                    tracing::debug!(%addr, %error, "port refused in a worker, trying another pair");
+                    let (refused_lease, kept) = match leg {
+                        Leg::Caller => (caller, [None, Some(agent)]),
+                        Leg::Agent => (agent, [Some(caller), None]),
+                    };
+                    refused.push(refused_lease);
+                    leases = kept;
+                    last_error = Some((addr, error));
+                }
+                Err(OpenFailure::Worker(reason)) => {
+                    return Err(MediaError::Worker {
+                        call_id: call_id.to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(match last_error {
+            Some((addr, source)) => MediaError::Bind {
+                addr,
+                attempts: refused.len(),
+                source,
+            },
+            None => MediaError::NoFreePorts {
+                start: self.ports.0,
+                end: self.ports.1,
+            },
         })
     }
 
@@ -120,13 +256,13 @@ impl Relay {
             };
             let rtp_addr = SocketAddr::new(self.bind_address, lease.rtp_port());
             let rtcp_addr = SocketAddr::new(self.bind_address, lease.rtp_port() + 1);
-            match bind_pair(rtp_addr, rtcp_addr).await {
+            match bind_pair(rtp_addr, rtcp_addr) {
                 Ok((rtp, rtcp, local_rtp)) => {
                     return Ok(LegSockets {
                         rtp: UdpSocket::from_std(rtp),
                         rtcp: UdpSocket::from_std(rtcp),
                         local_rtp,
-                        _lease: lease,
+                        _lease: Some(lease),
                     });
                 }
                 // Out of file descriptors, every other pair fails the same
@@ -171,7 +307,7 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 
 type BoundPair = (std::net::UdpSocket, std::net::UdpSocket, SocketAddr);
 
-async fn bind_pair(
+pub(crate) fn bind_pair(
     rtp: SocketAddr,
     rtcp: SocketAddr,
 ) -> Result<BoundPair, (SocketAddr, io::Error)> {
@@ -199,7 +335,23 @@ pub(crate) struct LegSockets {
     pub(crate) rtp: UdpSocket,
     pub(crate) rtcp: UdpSocket,
     local_rtp: SocketAddr,
-    _lease: PortLease,
+    /// `None` in a relay worker, where the PBX holds the lease.
+    _lease: Option<PortLease>,
+}
+
+impl LegSockets {
+    pub(crate) fn without_lease(
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        local_rtp: SocketAddr,
+    ) -> LegSockets {
+        LegSockets {
+            rtp,
+            rtcp,
+            local_rtp,
+            _lease: None,
+        }
+    }
 }
 
 /// Packet and byte counts of one leg, RTP and RTCP together, and the RTP
@@ -363,6 +515,9 @@ pub(crate) enum Control {
     SetRemote(Leg, SocketAddr),
     ResetLeg(Leg),
     StartRecording(Box<Recorder>),
+    /// A relay worker could not open the recording files; the session's
+    /// outcome reports it.
+    FailRecording(recordings::RecordingError),
     PauseRecording(Instant),
     ResumeRecording(Instant),
     StopRecording(Instant),
@@ -393,15 +548,38 @@ pub struct MediaSession {
     call_id: String,
     local: [SocketAddr; 2],
     control: ControlSender,
-    counters: Arc<[LegCounters; 2]>,
+    stats: StatsSource,
     recording: AtomicBool,
     /// Whether each leg negotiated G.722, which makes recordings 16 kHz.
     wideband: [AtomicBool; 2],
     /// The receiver of the session's outcome, sent by the relay thread when
     /// the session ends and taken by [`MediaSession::close`].
     outcome: Option<oneshot::Receiver<Outcome>>,
-    /// Keeps the relay's threads running until the session is done.
-    _threads: Arc<RelayThreads>,
+    /// Keeps the relay's threads or workers running until the session is
+    /// done.
+    _backend: Backend,
+}
+
+/// Where a session's control messages go.
+pub(crate) enum ControlSender {
+    Thread(ThreadSender),
+    Worker(WorkerSender),
+}
+
+impl ControlSender {
+    fn send(&self, control: Control) -> Result<(), SessionEnded> {
+        match self {
+            ControlSender::Thread(sender) => sender.send(control),
+            ControlSender::Worker(sender) => sender.send(control),
+        }
+    }
+}
+
+/// Where a session's figures are read: the relay thread's own counters,
+/// or the last report of the worker that relays it.
+enum StatsSource {
+    Counters(Arc<[LegCounters; 2]>),
+    Reported(Arc<Mutex<[LegStats; 2]>>),
 }
 
 impl MediaSession {
@@ -462,6 +640,14 @@ impl MediaSession {
             sample_rate,
             mixed_mono,
         };
+        if let ControlSender::Worker(sender) = &self.control {
+            return sender.start_recording(path, start, options).map_err(|_| {
+                self.recording.store(false, Ordering::SeqCst);
+                MediaError::SessionEnded {
+                    call_id: self.call_id.clone(),
+                }
+            });
+        }
         let recorder = Recorder::with_options(&path, start, options);
         let recorder = recorder.map_err(|source| {
             self.recording.store(false, Ordering::SeqCst);
@@ -522,7 +708,12 @@ impl MediaSession {
 
     /// Packets/bytes received and sent, and RTP reception statistics.
     pub fn stats(&self, leg: Leg) -> LegStats {
-        self.counters[leg.index()].snapshot()
+        match &self.stats {
+            StatsSource::Counters(counters) => counters[leg.index()].snapshot(),
+            StatsSource::Reported(reported) => {
+                reported.lock().unwrap_or_else(PoisonError::into_inner)[leg.index()]
+            }
+        }
     }
 
     /// Subscribes to the DTMF digits and playback ends of both legs. The
@@ -648,17 +839,26 @@ impl MediaSession {
 
     /// Ends the session on its relay thread, frees the ports and finalizes
     /// the recording.
-    pub async fn close(mut self) -> Result<Option<RecordingSummary>, MediaError> {
+    pub async fn close(self) -> Result<Option<RecordingSummary>, MediaError> {
+        self.close_with_stats().await.0
+    }
+
+    /// Like [`MediaSession::close`], and returns both legs' final figures
+    /// (caller first), which count every packet up to the close.
+    pub async fn close_with_stats(
+        mut self,
+    ) -> (Result<Option<RecordingSummary>, MediaError>, [LegStats; 2]) {
         let _ = self.control.send(Control::Close(Instant::now()));
         let ended = || MediaError::SessionEnded {
             call_id: self.call_id.clone(),
         };
-        match self.outcome.take() {
+        let outcome = match self.outcome.take() {
             // The thread drops the sender only when it stops, which it does
             // after every session has handed over its outcome.
-            Some(outcome) => outcome.await.map_err(|_| ended())?,
+            Some(outcome) => outcome.await.unwrap_or_else(|_| Err(ended())),
             None => Err(ended()),
-        }
+        };
+        (outcome, [self.stats(Leg::Caller), self.stats(Leg::Agent)])
     }
 }
 

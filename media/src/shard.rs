@@ -67,7 +67,7 @@ enum Message {
 }
 
 /// Sends control messages to one session's thread.
-pub(crate) struct ControlSender {
+pub(crate) struct ThreadSender {
     id: u64,
     inbox: mpsc::Sender<Message>,
     waker: Arc<Waker>,
@@ -78,7 +78,11 @@ pub(crate) struct ControlSender {
 #[derive(Debug)]
 pub(crate) struct SessionEnded;
 
-impl ControlSender {
+impl ThreadSender {
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
     pub(crate) fn send(&self, control: Control) -> Result<(), SessionEnded> {
         if self.ended.load(Ordering::Acquire) {
             return Err(SessionEnded);
@@ -189,7 +193,7 @@ impl RelayThreads {
 
     /// Hands a session to the thread with the fewest sessions and returns
     /// the sender of its control messages.
-    pub(crate) fn open(&self, session: NewSession) -> Result<ControlSender, MediaError> {
+    pub(crate) fn open(&self, session: NewSession) -> Result<ThreadSender, MediaError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let call_id = session.call_id.clone();
         let ended = Arc::clone(&session.ended);
@@ -209,7 +213,7 @@ impl RelayThreads {
             .send(Message::Open(id, Box::new(session)))
             .map_err(|_| ended_error())?;
         shard.waker.wake().map_err(|_| ended_error())?;
-        Ok(ControlSender {
+        Ok(ThreadSender {
             id,
             inbox: shard.inbox.clone(),
             waker: Arc::clone(&shard.waker),

@@ -285,6 +285,10 @@ impl RelayState {
                 tracing::info!(path = %recorder.path().display(), "recording started");
                 self.recorder = Some(recorder);
             }
+            Control::FailRecording(error) => {
+                tracing::error!(%error, "recording could not start");
+                self.recording_error = Some(error);
+            }
             Control::PauseRecording(at) => self.set_recording_paused(true, at),
             Control::ResumeRecording(at) => self.set_recording_paused(false, at),
             Control::StopRecording(at) => self.stop_recording(at),

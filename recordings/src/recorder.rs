@@ -39,7 +39,7 @@ pub enum RecordingError {
 }
 
 /// What [`Recorder::finish`] wrote.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RecordingSummary {
     pub path: PathBuf,
     /// The mono file mixing both channels, when one was requested; it has

@@ -49,6 +49,8 @@ pub struct PbxConfig {
     pub sip_extra: String,
     /// Lines added to the `[recording]` table, such as `mixed_mono = true`.
     pub recording_extra: String,
+    /// Lines added to the `[media]` table, such as `relay_processes = 2`.
+    pub media_extra: String,
     /// Members of the test queue; every agent when None.
     pub queue_members: Option<Vec<String>>,
     /// Lines added to the test queue's table.
@@ -79,6 +81,7 @@ impl Default for PbxConfig {
             recording: true,
             sip_extra: String::new(),
             recording_extra: String::new(),
+            media_extra: String::new(),
             queue_members: None,
             queue_extra: String::new(),
             extra: String::new(),
@@ -102,13 +105,14 @@ impl PbxConfig {
             "data_dir = {data_dir:?}\n\n\
              [sip]\nlisten = \"{sip}\"\nadvertised_address = \"127.0.0.1\"\ndomain = \"{DOMAIN}\"\n{}\n\
              [http]\nlisten = \"{http}\"\n\n\
-             [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n\n\
+             [media]\naddress = \"127.0.0.1\"\nadvertised_address = \"127.0.0.1\"\nrtp_ports = \"{}-{}\"\n{}\n\
              [registrar]\nmin_expires_secs = 60\nmax_expires_secs = 3600\ndefault_expires_secs = 600\nmax_contacts = 5\n\
              qualify_interval_secs = {}\n\n\
              [recording]\nenabled = {}\n{}",
             self.sip_extra,
             rtp.start(),
             rtp.end(),
+            self.media_extra,
             self.qualify_interval_secs,
             self.recording,
             self.recording_extra,

@@ -1,5 +1,6 @@
 //! A call through the queue answered by a registered agent: signalling, the
-//! call record in the API and in cdr.jsonl, and the stereo recording.
+//! call record in the API and in cdr.jsonl, and the stereo recording; once
+//! with the relay in the PBX's process and once in worker processes.
 
 use std::time::Duration;
 
@@ -17,13 +18,69 @@ fn answered_call_recorded_and_logged() {
     tools::require(&tools::ALL);
     let config = PbxConfig::default();
     let pbx = Pbx::start(&config);
+    answered_call(&config, &pbx);
+}
+
+/// The same call with `media.relay_processes = 2`: the workers relay and
+/// record it, and they end with the PBX.
+#[test]
+fn answered_call_through_relay_workers() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig {
+        media_extra: "relay_processes = 2\n".to_owned(),
+        ..PbxConfig::default()
+    };
+    let mut pbx = Pbx::start(&config);
+    let workers = children_of(pbx.pid());
+    assert_eq!(workers.len(), 2, "two relay workers: {workers:?}");
+    for worker in &workers {
+        let command = std::fs::read(format!("/proc/{worker}/cmdline")).unwrap_or_default();
+        let command = String::from_utf8_lossy(&command).replace('\0', " ");
+        assert!(
+            command.contains("relay-worker"),
+            "worker {worker}: {command}"
+        );
+    }
+    answered_call(&config, &pbx);
+    pbx.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while workers
+        .iter()
+        .any(|worker| std::path::Path::new(&format!("/proc/{worker}")).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay workers outlived the PBX"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Process ids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The parent follows the command name in parentheses and the state.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if after_name.split_whitespace().nth(1) == Some(&parent.to_string()) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+fn answered_call(config: &PbxConfig, pbx: &Pbx) {
     let work_dir = pbx.dir.path().to_path_buf();
     let audio = AudioFixtures::generate(&work_dir);
     let phone = AgentPhone::new(&config.agents[0]);
 
     let agent_run = phone.answer(&work_dir, "agent_answer.xml", TALK);
-    phone.register(&pbx, &work_dir);
-    let caller = phones::caller(&pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID)
+    phone.register(pbx, &work_dir);
+    let caller = phones::caller(pbx, &work_dir, "caller_hangup.xml", "127.0.0.1", DID)
         .pause(TALK)
         .run();
     caller.assert_success();

@@ -108,6 +108,10 @@ pub(crate) enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Relays and records media for a PBX that started this process with
+    /// the socket to it as standard input (`media.relay_processes`).
+    #[command(hide = true)]
+    RelayWorker,
 }
 
 impl Cli {

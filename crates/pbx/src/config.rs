@@ -206,6 +206,8 @@ pub(crate) struct MediaConfig {
     pub(crate) relay_realtime_priority: u8,
     /// Shortest time between two busy rounds of a relay thread.
     pub(crate) relay_coalesce: Duration,
+    /// Relay worker processes; 0 relays in the PBX's own threads.
+    pub(crate) relay_processes: usize,
 }
 
 /// REGISTER expiry limits in seconds (RFC 3261 section 10.2.8).

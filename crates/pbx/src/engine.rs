@@ -940,11 +940,14 @@ async fn finish_call(
         catalogue,
         data_dir,
     } = stores;
-    if let Some(session) = &session {
-        record.media_quality = media_quality(session);
-    }
+    // The figures after the close count every packet, also in a relay
+    // worker, which otherwise reports them once a second.
     let summary = match session {
-        Some(session) => session.close().await,
+        Some(session) => {
+            let (summary, stats) = session.close_with_stats().await;
+            record.media_quality = media_quality(&stats);
+            summary
+        }
         None => Ok(None),
     };
     match summary {
@@ -980,21 +983,18 @@ async fn finish_call(
 
 /// The relay's reception figures of both legs, or None when neither leg
 /// sent audio (a call refused or abandoned before any media).
-fn media_quality(session: &media::MediaSession) -> Option<cdr::MediaQuality> {
-    let leg = |leg| {
-        let stats = session.stats(leg);
-        cdr::LegQuality {
-            packets_received: stats.rtp_packets_received,
-            packets_expected: stats.rtp_packets_expected,
-            packets_lost: stats.rtp_packets_lost,
-            loss_percent: (stats.loss_fraction() * 100_000.0).round() / 1000.0,
-            jitter_ms: (stats.jitter_ms() * 1000.0).round() / 1000.0,
-            mos: (stats.mos() * 100.0).round() / 100.0,
-        }
+fn media_quality([caller, agent]: &[media::LegStats; 2]) -> Option<cdr::MediaQuality> {
+    let leg = |stats: &media::LegStats| cdr::LegQuality {
+        packets_received: stats.rtp_packets_received,
+        packets_expected: stats.rtp_packets_expected,
+        packets_lost: stats.rtp_packets_lost,
+        loss_percent: (stats.loss_fraction() * 100_000.0).round() / 1000.0,
+        jitter_ms: (stats.jitter_ms() * 1000.0).round() / 1000.0,
+        mos: (stats.mos() * 100.0).round() / 100.0,
     };
     let quality = cdr::MediaQuality {
-        caller: leg(media::Leg::Caller),
-        agent: leg(media::Leg::Agent),
+        caller: leg(caller),
+        agent: leg(agent),
     };
     let silent = quality.caller.packets_received == 0 && quality.agent.packets_received == 0;
     (!silent).then_some(quality)

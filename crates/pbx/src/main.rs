@@ -63,11 +63,12 @@ fn main() -> ExitCode {
             until,
             repair,
         } => ExitCode::from(u8::try_from(cli::cdr_check(&cli, since, until, repair)).unwrap_or(1)),
+        cli::Command::RelayWorker => relay_worker(&cli),
         cli::Command::Run => run(&cli),
     }
 }
 
-fn run(cli: &cli::Cli) -> ExitCode {
+fn init_logging(cli: &cli::Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only on a terminal, so log files stay plain text.
@@ -77,6 +78,32 @@ fn run(cli: &cli::Cli) -> ExitCode {
         .with_target(false)
         .with_ansi(ansi)
         .init();
+}
+
+/// Serves the PBX that started this process as a relay worker, until it
+/// closes the link or dies.
+fn relay_worker(cli: &cli::Cli) -> ExitCode {
+    init_logging(cli);
+    // The worker holds its calls' sockets and recordings.
+    open_files::raise_to_hard_limit();
+    let link = match std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned() {
+        Ok(link) => link,
+        Err(error) => {
+            tracing::error!(%error, "relay worker has no standard input");
+            return ExitCode::FAILURE;
+        }
+    };
+    match media::serve_worker(link) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "relay worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &cli::Cli) -> ExitCode {
+    init_logging(cli);
 
     let config = match cli::load_config(cli) {
         Ok(config) => config,
@@ -107,7 +134,10 @@ fn run(cli: &cli::Cli) -> ExitCode {
             overrides: cli.overrides(),
         },
     };
-    match runtime.block_on(server::run(config, source)) {
+    let workers = server::RelayWorkers {
+        log_level: cli.log_level.clone(),
+    };
+    match runtime.block_on(server::run(config, source, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "PBX failed to start");

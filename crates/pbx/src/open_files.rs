@@ -19,11 +19,16 @@ use crate::config::Config;
 /// room to spare. Stream connections are counted apart.
 const RESERVED: u64 = 1024;
 
+/// Descriptors a relay worker keeps for other things than its calls: the
+/// link to the PBX, pollers, wake-up descriptors, standard streams.
+const WORKER_RESERVED: u64 = 64;
+
 /// The limit the PBX wants and how many calls a limit allows.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
     /// Descriptors for as many calls as the port range allows, plus the
-    /// stream connections and [`RESERVED`].
+    /// stream connections and [`RESERVED`]; with relay workers, the most
+    /// that either the PBX or one worker needs.
     pub(crate) needed: u64,
     /// Concurrent calls the port range allows (4 ports each).
     pub(crate) range_calls: u64,
@@ -36,18 +41,39 @@ pub(crate) struct Plan {
 }
 
 /// Computes the limit for `rtp_ports`, with `files_per_call` recording
-/// files per call and at most `max_connections` stream connections.
+/// files per call, at most `max_connections` stream connections and
+/// `relay_processes` relay workers (0 when the PBX relays itself). A
+/// worker inherits the limits and raises its soft limit to the hard one.
 pub(crate) fn plan(
     soft: u64,
     hard: u64,
     rtp_ports: &RangeInclusive<u16>,
     files_per_call: u64,
     max_connections: u64,
+    relay_processes: u64,
 ) -> Plan {
     let ports = u64::from(*rtp_ports.end()).saturating_sub(u64::from(*rtp_ports.start())) + 1;
     let range_calls = ports / 4;
     let per_call = 4 + files_per_call;
     let others = RESERVED.saturating_add(max_connections);
+    if relay_processes > 0 {
+        let per_worker = range_calls.div_ceil(relay_processes);
+        let worker_needs = per_worker
+            .saturating_mul(per_call)
+            .saturating_add(WORKER_RESERVED);
+        let needed = others.max(worker_needs);
+        let target = needed.min(hard);
+        let raise_to = (target > soft).then_some(target);
+        let worker_calls = hard.saturating_sub(WORKER_RESERVED) / per_call;
+        return Plan {
+            needed,
+            range_calls,
+            raise_to,
+            calls: worker_calls
+                .saturating_mul(relay_processes)
+                .min(range_calls),
+        };
+    }
     let needed = range_calls.saturating_mul(per_call).saturating_add(others);
     let target = needed.min(hard);
     let raise_to = (target > soft).then_some(target);
@@ -57,6 +83,20 @@ pub(crate) fn plan(
         range_calls,
         raise_to,
         calls: (limit.saturating_sub(others) / per_call).min(range_calls),
+    }
+}
+
+/// Raises the soft open files limit to the hard one, for a relay worker,
+/// whose descriptors are nearly all its calls' sockets and recordings.
+pub(crate) fn raise_to_hard_limit() {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%error, from = soft, to = hard, "raising the open files limit failed");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "reading the open files limit failed"),
     }
 }
 
@@ -86,6 +126,7 @@ pub(crate) fn raise_for_calls(config: &Config) {
         &config.media.rtp_ports,
         files_per_call,
         max_connections,
+        u64::try_from(config.media.relay_processes).unwrap_or(u64::MAX),
     );
     if let Some(limit) = plan.raise_to {
         match setrlimit(Resource::RLIMIT_NOFILE, limit, hard) {
@@ -104,7 +145,8 @@ pub(crate) fn raise_for_calls(config: &Config) {
             range_calls = plan.range_calls,
             needed = plan.needed,
             "the open files limit can hold fewer concurrent calls than media.rtp_ports allows; \
-             raise the hard limit (ulimit -Hn, or LimitNOFILE= for systemd) to `needed`"
+             raise the hard limit (ulimit -Hn, or LimitNOFILE= for systemd) to `needed`, \
+             or set media.relay_processes so that each worker process holds a share of them"
         );
     }
 }
@@ -117,7 +159,7 @@ mod tests {
     fn soft_limit_raised_to_needed() {
         // 1,000 ports: 250 calls of 4 sockets, plus 4,096 connections and
         // the reserve.
-        let plan = plan(1024, 524_288, &(20000..=20999), 0, 4096);
+        let plan = plan(1024, 524_288, &(20000..=20999), 0, 4096, 0);
         assert_eq!(plan.range_calls, 250);
         assert_eq!(plan.needed, 250 * 4 + 4096 + 1024);
         assert_eq!(plan.raise_to, Some(6120));
@@ -127,7 +169,7 @@ mod tests {
     #[test]
     fn hard_limit_caps_raise() {
         // 42,000 ports want 10,500 calls; a hard limit of 20,000 allows 3,720.
-        let plan = plan(1024, 20_000, &(2000..=43999), 0, 4096);
+        let plan = plan(1024, 20_000, &(2000..=43999), 0, 4096, 0);
         assert_eq!(plan.range_calls, 10_500);
         assert_eq!(plan.raise_to, Some(20_000));
         assert_eq!(plan.calls, (20_000 - 4096 - 1024) / 4);
@@ -135,14 +177,14 @@ mod tests {
 
     #[test]
     fn enough_soft_limit_kept() {
-        let plan = plan(1_000_000, 1_000_000, &(20000..=20999), 0, 4096);
+        let plan = plan(1_000_000, 1_000_000, &(20000..=20999), 0, 4096, 0);
         assert_eq!(plan.raise_to, None);
         assert_eq!(plan.calls, 250);
     }
 
     #[test]
     fn recording_files_counted() {
-        let plan = plan(1024, 1024 + 4096 + 600, &(20000..=20399), 2, 4096);
+        let plan = plan(1024, 1024 + 4096 + 600, &(20000..=20399), 2, 4096, 0);
         assert_eq!(plan.range_calls, 100);
         assert_eq!(plan.needed, 100 * 6 + 4096 + 1024);
         assert_eq!(plan.calls, 100);
@@ -150,8 +192,25 @@ mod tests {
 
     #[test]
     fn unlimited_hard_limit() {
-        let plan = plan(1024, u64::MAX, &(2000..=65535), 1, 4096);
+        let plan = plan(1024, u64::MAX, &(2000..=65535), 1, 4096, 0);
         assert_eq!(plan.raise_to, Some(plan.needed));
         assert_eq!(plan.calls, plan.range_calls);
+    }
+
+    #[test]
+    fn relay_workers_share_the_calls() {
+        // 10,500 calls over 3 workers under a hard limit of 20,000: 3,500
+        // calls of 4 sockets each per worker fit, where one process held
+        // 3,720 calls in all.
+        let plan = plan(1024, 20_000, &(2000..=43999), 0, 4096, 3);
+        assert_eq!(plan.range_calls, 10_500);
+        assert_eq!(plan.needed, 3_500 * 4 + WORKER_RESERVED);
+        assert_eq!(plan.raise_to, Some(14_064));
+        assert_eq!(plan.calls, 10_500);
+        // Two workers are not enough for the range.
+        let two = super::plan(1024, 20_000, &(2000..=43999), 0, 4096, 2);
+        assert_eq!(two.calls, 2 * ((20_000 - WORKER_RESERVED) / 4));
+        assert!(two.calls < two.range_calls);
+        assert_eq!(two.needed, 5_250 * 4 + WORKER_RESERVED);
     }
 }

@@ -24,6 +24,8 @@ pub(crate) enum StartError {
     Cdr(#[from] cdr::CdrError),
     #[error("cannot start the media relay: {0}")]
     Media(#[from] media::MediaError),
+    #[error("cannot find the PBX's own program to start relay workers from: {0}")]
+    OwnProgram(std::io::Error),
     #[error("cannot start SIP: {0}")]
     SipBind(#[from] crate::transport::BindError),
     #[error("cannot start SIP over TLS: {0}")]
@@ -57,9 +59,15 @@ pub(crate) enum StartError {
 
 /// Starts the PBX on `config`, which was loaded from `source`; SIGHUP and
 /// `POST /api/config/reload` read `source` again.
+/// What the PBX passes to the relay worker processes it starts.
+pub(crate) struct RelayWorkers {
+    pub(crate) log_level: String,
+}
+
 pub(crate) async fn run(
     config: Config,
     source: crate::reload::ConfigSource,
+    workers: RelayWorkers,
 ) -> Result<(), StartError> {
     let shutdown = install_shutdown_signal();
     if let Some(problem) = config.unsupported_destinations().into_iter().next() {
@@ -80,14 +88,32 @@ pub(crate) async fn run(
     // Before the writer opens the file, whose lines must follow the ones
     // restored here.
     crate::queue_log::repair_at_start(&event_store, &queue_log).await;
-    let relay = media::Relay::new(media::RelayConfig {
+    let relay_config = media::RelayConfig {
         bind_address: config.media.address,
         ports: config.media.rtp_ports.clone(),
         threads: config.media.relay_threads,
         spin: config.media.relay_spin,
         realtime_priority: config.media.relay_realtime_priority,
         coalesce: config.media.relay_coalesce,
-    })?;
+    };
+    let relay = match config.media.relay_processes {
+        0 => media::Relay::new(relay_config)?,
+        count => {
+            let program = std::env::current_exe().map_err(StartError::OwnProgram)?;
+            let processes = media::RelayProcesses {
+                count,
+                program,
+                args: vec![
+                    "--log-level".into(),
+                    workers.log_level.into(),
+                    "relay-worker".into(),
+                ],
+            };
+            let relay = media::Relay::with_processes(relay_config, processes)?;
+            tracing::info!(workers = ?relay.worker_pids(), "relay worker processes started");
+            relay
+        }
+    };
 
     let (inputs, receiver) = mpsc::channel::<Input>(8192);
     let listeners = listeners(&config)?;

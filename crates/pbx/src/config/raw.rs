@@ -144,6 +144,7 @@ pub(super) struct RawMedia {
     pub(super) relay_spin_us: Value<u32>,
     pub(super) relay_realtime_priority: Value<u32>,
     pub(super) relay_coalesce_us: Value<u32>,
+    pub(super) relay_processes: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

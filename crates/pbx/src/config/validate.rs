@@ -35,6 +35,7 @@ const QUALIFY_INTERVAL_SECS: u32 = 30;
 const RTP_TIMEOUT_SECS: u32 = 60;
 /// More relay threads than this gain nothing on any machine the PBX runs on.
 const MAX_RELAY_THREADS: u32 = 64;
+const MAX_RELAY_PROCESSES: u32 = 64;
 /// A relay thread that polls longer than this between datagrams burns a
 /// core for nothing: 20 ms is one packet interval of a single call.
 const MAX_RELAY_SPIN_US: u32 = 20_000;
@@ -699,8 +700,14 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
     );
     let default_coalesce = u32::try_from(media::DEFAULT_COALESCE.as_micros()).unwrap_or(u32::MAX);
     let relay_coalesce_us = from_file(&raw.media.relay_coalesce_us, default_coalesce);
+    let relay_processes = from_file(&raw.media.relay_processes, 0);
     for (key, value, max) in [
         ("media.relay_threads", &relay_threads, MAX_RELAY_THREADS),
+        (
+            "media.relay_processes",
+            &relay_processes,
+            MAX_RELAY_PROCESSES,
+        ),
         (
             "media.relay_coalesce_us",
             &relay_coalesce_us,
@@ -727,6 +734,7 @@ fn convert_media(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrid
         // Checked against 99 above.
         relay_realtime_priority: u8::try_from(relay_realtime_priority.value).unwrap_or(0),
         relay_coalesce: Duration::from_micros(u64::from(relay_coalesce_us.value)),
+        relay_processes: relay_processes.value as usize,
         address,
         advertised_address: advertised(configured, address),
         rtp_ports: checker.rtp_ports("media.rtp_ports", &ports),

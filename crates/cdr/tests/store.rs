@@ -308,6 +308,50 @@ async fn grouped_writes_store_every_record(database: TestDatabase) {
     assert_eq!(journal_lines(dir.path()).len(), 11);
 }
 
+/// Sixty grouped writes fill more than one multi-row INSERT; each record
+/// of every kind comes back as written, so no value moved to a neighbour's
+/// column or row.
+async fn grouped_writes_round_trip_many_rows(database: TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+        .await
+        .expect("store opens");
+    let base = datetime!(2026-12-04 14:00:00.5 UTC);
+    let records: Vec<CallRecord> = (0..60)
+        .map(|i| {
+            let id = format!("m-{i}");
+            let arrived_at = base + Duration::seconds(i);
+            match i % 4 {
+                0 => answered(&id, arrived_at),
+                1 => unanswered(&id, arrived_at, Disposition::Abandoned),
+                2 => voicemail(&id, arrived_at),
+                _ => CallRecord {
+                    hold_count: u32::try_from(i).expect("small"),
+                    hold_seconds: i as f64 / 4.0,
+                    csat_score: Some(4),
+                    survey: Some(cdr::SurveyStatus::Answered),
+                    ..answered(&id, arrived_at)
+                },
+            }
+        })
+        .collect();
+    let writes: Vec<_> = records
+        .iter()
+        .cloned()
+        .map(|record| {
+            let store = store.clone();
+            tokio::spawn(async move { store.write_grouped(&record).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("write task").expect("grouped write");
+    }
+    for record in &records {
+        let stored = store.get(&record.id).await.expect("get succeeds");
+        assert_eq!(stored.as_ref(), Some(record), "record {}", record.id);
+    }
+}
+
 async fn list_is_newest_first_and_pages(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
@@ -703,6 +747,7 @@ cdr::storage_tests!(
     failed_insert_keeps_journal_line,
     concurrent_writes_group_and_one_duplicate_fails_alone,
     grouped_writes_store_every_record,
+    grouped_writes_round_trip_many_rows,
     transfers_round_trip,
     list_is_newest_first_and_pages,
     list_caps_limit,

@@ -78,10 +78,12 @@ impl SharedDelays {
 /// Builds the histogram from per-bucket counts (the last one for delays
 /// over every bound), as a relay worker reports them.
 pub(crate) fn from_counts(counts: &[u64], sum: Duration) -> RelayDelays {
-    let mut cumulative = 0;
+    let mut cumulative: u64 = 0;
     let mut buckets = Vec::with_capacity(RELAY_DELAY_BOUNDS_US.len());
     for (index, bound) in RELAY_DELAY_BOUNDS_US.iter().enumerate() {
-        cumulative += counts.get(index).copied().unwrap_or(0);
+        cumulative = counts
+            .get(index)
+            .map_or(cumulative, |count| cumulative.saturating_add(*count));
         buckets.push((*bound, cumulative));
     }
     let over = counts
@@ -90,7 +92,7 @@ pub(crate) fn from_counts(counts: &[u64], sum: Duration) -> RelayDelays {
         .unwrap_or(0);
     RelayDelays {
         buckets,
-        count: cumulative + over,
+        count: cumulative.saturating_add(over),
         sum,
     }
 }

@@ -87,10 +87,14 @@ impl ThreadSender {
         if self.ended.load(Ordering::Acquire) {
             return Err(SessionEnded);
         }
+        let urgent = control.is_urgent();
         self.inbox
             .send(Message::Control(self.id, control))
             .map_err(|_| SessionEnded)?;
-        self.waker.wake().map_err(|_| SessionEnded)
+        if urgent {
+            self.waker.wake().map_err(|_| SessionEnded)?;
+        }
+        Ok(())
     }
 }
 

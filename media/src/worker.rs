@@ -5,7 +5,7 @@
 //! 4,700 calls, and every worker has a limit of its own.
 //!
 //! The PBX keeps the port allocator and picks each leg's ports; the worker
-//! binds them, relays, records and answers over one `SOCK_SEQPACKET`
+//! binds them, relays, records and replies over one `SOCK_SEQPACKET`
 //! socket, its standard input ([`wire`] has the messages). Opening a
 //! session waits for the worker's answer, so a port another program holds
 //! is skipped as in the PBX's own threads. Reception figures and delay
@@ -44,11 +44,18 @@ use crate::state::RelayState;
 use crate::{Leg, LegStats, MediaError, MediaEvent, RelayDelays};
 use wire::{FromWorker, ToWorker};
 
-/// Largest datagram either end sends; prompt chunks and stats batches
-/// stay under it.
+/// Largest datagram either end sends. Prompt chunks and stats batches stay
+/// under it, and [`wire`] shortens texts that could pass it; a longer
+/// datagram is read as a broken link.
 const MAX_MESSAGE: usize = 64 * 1024;
 /// How often a worker reports the figures that changed.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an open waits for the worker's reply before the PBX stops the
+/// worker as hung and fails the call's media.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a slot whose worker could not start waits before the next try,
+/// so that a broken program does not cost a process start per call.
+const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Settings of the workers that [`crate::Relay::with_processes`] starts.
 #[derive(Clone, Debug)]
@@ -65,7 +72,7 @@ pub struct RelayProcesses {
 pub(crate) struct Workers {
     processes: RelayProcesses,
     hello: ToWorker,
-    slots: Vec<Mutex<Arc<Link>>>,
+    slots: Vec<Mutex<Slot>>,
     next_id: AtomicU64,
     next_prompt: Arc<AtomicU64>,
     /// Delay counts of workers that exited, so the relay's totals never
@@ -73,9 +80,21 @@ pub(crate) struct Workers {
     retired: Mutex<(Vec<u64>, Duration)>,
 }
 
+/// A worker's place in [`Workers`].
+struct Slot {
+    link: Arc<Link>,
+    /// When starting a replacement last failed.
+    failed_at: Option<Instant>,
+}
+
 /// One worker process and the sessions it relays.
 pub(crate) struct Link {
     pid: u32,
+    /// The PBX's end of the link, for [`Link::abandon`].
+    socket: UnixDatagram,
+    /// Set when the PBX gives up on a worker that did not reply; the
+    /// reader then kills the process.
+    abandoned: AtomicBool,
     /// Taken when the relay is dropped, which lets the writer thread finish
     /// and close the link.
     outbox: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
@@ -88,7 +107,7 @@ pub(crate) struct Link {
 #[derive(Default)]
 struct LinkState {
     /// Opens waiting for the worker's reply.
-    pending: HashMap<u64, oneshot::Sender<Option<wire::BindFailure>>>,
+    pending: HashMap<u64, oneshot::Sender<OpenReply>>,
     sessions: HashMap<u64, RemoteEntry>,
     delays: (Vec<u64>, Duration),
     /// Prompts the worker keeps, by the address of their samples.
@@ -103,6 +122,17 @@ struct RemoteEntry {
     subscribers: Vec<mpsc::Sender<MediaEvent>>,
     stats: Arc<Mutex<[LegStats; 2]>>,
     ended: Arc<AtomicBool>,
+}
+
+/// The worker's reply to an open, as the reader hands it over.
+enum OpenReply {
+    Opened,
+    /// A port did not bind; the leases come back for another try.
+    Refused {
+        failure: wire::BindFailure,
+        leases: [PortLease; 2],
+    },
+    Failed(String),
 }
 
 /// Reason a worker did not open a session.
@@ -143,6 +173,7 @@ impl Workers {
         coalesce: Duration,
     ) -> Result<Workers, MediaError> {
         let hello = ToWorker::Hello {
+            version: wire::VERSION,
             threads: u32::try_from(threads).unwrap_or(u32::MAX),
             spin,
             realtime_priority,
@@ -157,7 +188,10 @@ impl Workers {
                     source,
                 }
             })?;
-            slots.push(Mutex::new(link));
+            slots.push(Mutex::new(Slot {
+                link,
+                failed_at: None,
+            }));
         }
         Ok(Workers {
             processes,
@@ -171,7 +205,7 @@ impl Workers {
 
     /// Process ids of the current workers.
     pub(crate) fn pids(&self) -> Vec<u32> {
-        self.slots.iter().map(|slot| lock(slot).pid).collect()
+        self.slots.iter().map(|slot| lock(slot).link.pid).collect()
     }
 
     /// Returns the live worker with the fewest sessions, after replacing
@@ -180,26 +214,37 @@ impl Workers {
         let mut best: Option<Arc<Link>> = None;
         let mut last_error = None;
         for slot in &self.slots {
-            let mut link = lock(slot);
-            if !link.alive.load(Ordering::Acquire) {
+            let mut slot = lock(slot);
+            if !slot.link.alive.load(Ordering::Acquire) {
+                if slot
+                    .failed_at
+                    .is_some_and(|failed| failed.elapsed() < RESPAWN_BACKOFF)
+                {
+                    continue;
+                }
+                // TODO: start replacements off the caller's task; this one
+                // can be the SIP engine's, and a start takes milliseconds.
                 match Link::spawn(&self.processes, &self.hello, &self.next_prompt) {
                     Ok(new) => {
-                        tracing::warn!(old = link.pid, new = new.pid, "relay worker replaced");
-                        let (counts, sum) = std::mem::take(&mut lock(&link.state).delays);
+                        tracing::warn!(old = slot.link.pid, new = new.pid, "relay worker replaced");
+                        let (counts, sum) = std::mem::take(&mut lock(&slot.link.state).delays);
                         add_counts(&mut lock(&self.retired), &counts, sum);
-                        *link = new;
+                        slot.link = new;
+                        slot.failed_at = None;
                     }
                     Err(error) => {
+                        tracing::error!(program = %self.processes.program.display(), %error, "starting a relay worker failed");
                         last_error = Some(error.to_string());
+                        slot.failed_at = Some(Instant::now());
                         continue;
                     }
                 }
             }
             let fewer = best.as_ref().is_none_or(|best| {
-                link.open.load(Ordering::Relaxed) < best.open.load(Ordering::Relaxed)
+                slot.link.open.load(Ordering::Relaxed) < best.open.load(Ordering::Relaxed)
             });
             if fewer {
-                best = Some(Arc::clone(&link));
+                best = Some(Arc::clone(&slot.link));
             }
         }
         best.ok_or_else(|| {
@@ -211,6 +256,8 @@ impl Workers {
     }
 
     /// Asks a worker to bind the leased ports and relay between them.
+    /// Dropping the future before it returns closes the session in the
+    /// worker, which then frees the ports.
     pub(crate) async fn open(
         &self,
         call_id: &str,
@@ -253,28 +300,51 @@ impl Workers {
                 ssrcs,
             });
         }
-        match answer.await {
-            Ok(None) => Ok(RemoteSession {
-                control: WorkerSender { link, id, ended },
+        let mut guard = CloseUnlessOpened {
+            link: &link,
+            id,
+            armed: true,
+        };
+        let reply = tokio::time::timeout(OPEN_TIMEOUT, answer).await;
+        guard.armed = false;
+        match reply {
+            Ok(Ok(OpenReply::Opened)) => Ok(RemoteSession {
+                control: WorkerSender {
+                    link: Arc::clone(&link),
+                    id,
+                    ended,
+                },
                 outcome,
                 stats,
             }),
-            Ok(Some((leg, errno, message))) => {
-                let entry = lock(&link.state).sessions.remove(&id);
-                link.open.fetch_sub(1, Ordering::AcqRel);
-                let Some(entry) = entry else {
-                    return Err(OpenFailure::Worker(message));
-                };
+            Ok(Ok(OpenReply::Refused {
+                failure: (leg, errno, message),
+                leases,
+            })) => {
                 tracing::debug!(call_id, ?leg, message, "worker could not bind a port");
                 Err(OpenFailure::Bind {
                     leg,
                     error: io::Error::from_raw_os_error(errno),
-                    leases: entry._leases,
+                    leases,
                 })
             }
-            Err(_) => Err(OpenFailure::Worker(
+            Ok(Ok(OpenReply::Failed(message))) => Err(OpenFailure::Worker(message)),
+            Ok(Err(_)) => Err(OpenFailure::Worker(
                 "the relay worker exited while opening the session".to_owned(),
             )),
+            Err(_) => {
+                tracing::error!(
+                    call_id,
+                    pid = link.pid,
+                    timeout = ?OPEN_TIMEOUT,
+                    "relay worker did not reply to an open; stopping it"
+                );
+                link.abandon();
+                Err(OpenFailure::Worker(format!(
+                    "relay worker {} did not reply within {OPEN_TIMEOUT:?}",
+                    link.pid
+                )))
+            }
         }
     }
 
@@ -283,7 +353,7 @@ impl Workers {
     pub(crate) fn delays(&self) -> RelayDelays {
         let mut total = lock(&self.retired).clone();
         for slot in &self.slots {
-            let link = Arc::clone(&lock(slot));
+            let link = Arc::clone(&lock(slot).link);
             let state = lock(&link.state);
             add_counts(&mut total, &state.delays.0, state.delays.1);
         }
@@ -296,7 +366,7 @@ impl Drop for Workers {
     /// every session has been closed or dropped by now.
     fn drop(&mut self) {
         for slot in &self.slots {
-            lock(&lock(slot).outbox).take();
+            lock(&lock(slot).link.outbox).take();
         }
     }
 }
@@ -306,9 +376,25 @@ fn add_counts(total: &mut (Vec<u64>, Duration), counts: &[u64], sum: Duration) {
         total.0.resize(counts.len(), 0);
     }
     for (total, count) in total.0.iter_mut().zip(counts) {
-        *total += count;
+        *total = total.saturating_add(*count);
     }
-    total.1 += sum;
+    total.1 = total.1.saturating_add(sum);
+}
+
+/// Closes a session whose open was dropped before the worker replied, so
+/// that the worker frees its ports.
+struct CloseUnlessOpened<'a> {
+    link: &'a Link,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CloseUnlessOpened<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.link.send(&ToWorker::Close(self.id, Instant::now()));
+        }
+    }
 }
 
 impl Link {
@@ -337,10 +423,13 @@ impl Link {
         let pid = child.id();
         let socket = UnixDatagram::from(ours);
         let writer = socket.try_clone()?;
+        let reader = socket.try_clone()?;
         let (outbox, queue) = std::sync::mpsc::channel::<Vec<u8>>();
         let _ = outbox.send(hello.encode());
         let link = Arc::new(Link {
             pid,
+            socket,
+            abandoned: AtomicBool::new(false),
             outbox: Mutex::new(Some(outbox)),
             alive: AtomicBool::new(true),
             open: AtomicUsize::new(0),
@@ -363,7 +452,13 @@ impl Link {
         std::thread::Builder::new()
             .name(format!("relay-read-{pid}"))
             .spawn(move || {
-                reading.read(&socket);
+                let closed_by_worker = reading.read(&reader);
+                // A worker that closed the link stopped on its own or
+                // finalizes its recordings; any other end leaves it running
+                // with calls the PBX can no longer reach.
+                if !closed_by_worker || reading.abandoned.load(Ordering::Acquire) {
+                    let _ = child.kill();
+                }
                 let status = child.wait();
                 reading.fail_all();
                 match status {
@@ -383,35 +478,72 @@ impl Link {
         }
     }
 
-    /// Hands what the worker reports to the sessions, until the link closes.
-    fn read(&self, socket: &UnixDatagram) {
-        let mut buffer = vec![0; MAX_MESSAGE];
+    /// Hands what the worker reports to the sessions, until the link
+    /// closes. Returns true when it closed in order, false on an error or a
+    /// message that does not decode or does not fit.
+    fn read(&self, socket: &UnixDatagram) -> bool {
+        // One byte more than a message may have, to see a datagram cut short.
+        let mut buffer = vec![0; MAX_MESSAGE + 1];
         loop {
             let len = match socket.recv(&mut buffer) {
-                Ok(0) => return,
+                Ok(0) => return true,
+                Ok(len) if len > MAX_MESSAGE => {
+                    tracing::error!(
+                        pid = self.pid,
+                        "relay worker sent a message over {MAX_MESSAGE} bytes"
+                    );
+                    return false;
+                }
                 Ok(len) => len,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     tracing::error!(pid = self.pid, %error, "reading from the relay worker failed");
-                    return;
+                    return false;
                 }
             };
             match FromWorker::decode(&buffer[..len]) {
                 Ok(message) => self.dispatch(message),
                 Err(error) => {
                     tracing::error!(pid = self.pid, %error, "relay worker sent a bad message");
-                    return;
+                    return false;
                 }
             }
         }
+    }
+
+    /// Gives up on a worker that stopped replying: the reader wakes, kills
+    /// it and fails its sessions, and the next open starts a new one.
+    fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 
     fn dispatch(&self, message: FromWorker) {
         let mut state = lock(&self.state);
         match message {
             FromWorker::Opened { id, failure } => {
-                if let Some(answer) = state.pending.remove(&id) {
-                    let _ = answer.send(failure);
+                let answer = state.pending.remove(&id);
+                let reply = match failure {
+                    None => OpenReply::Opened,
+                    Some(failure) => {
+                        // The session never started, so its entry goes now;
+                        // with it go the leases when nobody waits for them.
+                        let Some(entry) = state.sessions.remove(&id) else {
+                            return;
+                        };
+                        self.open.fetch_sub(1, Ordering::AcqRel);
+                        if failure.1 == 0 {
+                            OpenReply::Failed(failure.2)
+                        } else {
+                            OpenReply::Refused {
+                                failure,
+                                leases: entry._leases,
+                            }
+                        }
+                    }
+                };
+                if let Some(answer) = answer {
+                    let _ = answer.send(reply);
                 }
             }
             FromWorker::Event(id, event) => {
@@ -592,6 +724,10 @@ pub enum WorkerError {
     Link(#[from] io::Error),
     #[error("relay worker got {0} before its settings")]
     NoHello(&'static str),
+    #[error(
+        "relay worker speaks version {worker} of the link, the PBX {pbx}; both must be the same program"
+    )]
+    Version { worker: u32, pbx: u32 },
     #[error(transparent)]
     Malformed(#[from] MalformedMessage),
 }
@@ -606,11 +742,13 @@ pub struct MalformedMessage(String);
 /// ends every session, finalizing recordings, and returns.
 pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
     let socket = UnixDatagram::from(link);
-    let mut buffer = vec![0; MAX_MESSAGE];
-    let len = socket.recv(&mut buffer)?;
+    // One byte more than a message may have, to see a datagram cut short.
+    let mut buffer = vec![0; MAX_MESSAGE + 1];
+    let len = socket.recv(&mut buffer)?.min(MAX_MESSAGE);
     let hello =
         ToWorker::decode(&buffer[..len]).map_err(|error| MalformedMessage(error.to_string()))?;
     let ToWorker::Hello {
+        version,
         threads,
         spin,
         realtime_priority,
@@ -619,6 +757,12 @@ pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
     else {
         return Err(WorkerError::NoHello("another message"));
     };
+    if version != wire::VERSION {
+        return Err(WorkerError::Version {
+            worker: wire::VERSION,
+            pbx: version,
+        });
+    }
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         count => count as usize,
@@ -644,6 +788,12 @@ pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
             loop {
                 let len = match socket.recv(&mut buffer) {
                     Ok(0) => return,
+                    Ok(len) if len > MAX_MESSAGE => {
+                        tracing::error!(
+                            "the PBX sent a message over {MAX_MESSAGE} bytes; stopping"
+                        );
+                        return;
+                    }
                     Ok(len) => len,
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                     Err(error) => {
@@ -664,7 +814,9 @@ pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
                 }
             }
         })?;
+    // Input and output for the signal handlers, time for the reports.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
         .enable_time()
         .build()?;
     runtime.block_on(Worker::new(threads, out).run(messages));
@@ -692,6 +844,32 @@ struct WorkerSession {
     reported: [LegStats; 2],
 }
 
+/// Keeps SIGTERM, SIGINT and SIGHUP from ending the worker: a service
+/// manager or terminal that signals the whole group would otherwise cut
+/// its recordings short. The worker stops when the PBX closes the link.
+fn ignore_stop_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+    ] {
+        match signal(kind) {
+            Ok(mut signals) => {
+                tokio::spawn(async move {
+                    while signals.recv().await.is_some() {
+                        tracing::info!(
+                            signal = kind.as_raw_value(),
+                            "signal ignored; the relay worker stops when the PBX closes its link"
+                        );
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "relay worker cannot catch a stop signal"),
+        }
+    }
+}
+
 fn send(out: &std::sync::mpsc::Sender<Vec<u8>>, message: &FromWorker) {
     let _ = out.send(message.encode());
 }
@@ -711,6 +889,7 @@ impl Worker {
     }
 
     async fn run(mut self, mut messages: mpsc::UnboundedReceiver<ToWorker>) {
+        ignore_stop_signals();
         let mut report = tokio::time::interval(REPORT_INTERVAL);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

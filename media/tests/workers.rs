@@ -211,7 +211,7 @@ async fn loaded_prompt_plays_from_a_worker() {
     let caller = endpoint().await;
     session.set_remote(Leg::Caller, caller.local_addr().expect("addr"));
     settle().await;
-    // 20 ms over 40,000 samples, so it crosses the chunk size.
+    // 40,160 samples (5.02 s) span three chunks of the link.
     let prompt: Arc<[i16]> = (0..40_160).map(|index| (index % 200) as i16).collect();
     for _ in 0..2 {
         session
@@ -289,4 +289,56 @@ async fn port_in_use_is_skipped_by_a_worker() {
     let second = relay.open_session("none left").await;
     assert!(second.is_err(), "only two pairs can bind");
     session.close().await.expect("close");
+}
+
+/// An open dropped before the worker replied closes its session there, so
+/// the ports come back; in the PBX's own threads an open never waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_open_frees_its_ports() {
+    use std::future::Future;
+    // Room for one session only.
+    let relay = relay(47_080, 2, 1);
+    let mut opening = Box::pin(relay.open_session("dropped"));
+    let waker = std::task::Waker::noop();
+    let first_poll = opening
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker));
+    assert!(
+        first_poll.is_pending(),
+        "a worker's open waits for its reply"
+    );
+    drop(opening);
+
+    let deadline = Instant::now() + WAIT;
+    let session = loop {
+        match relay.open_session("after").await {
+            Ok(session) => break session,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "ports not freed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    session.close().await.expect("close");
+}
+
+/// A recording that cannot be created fails where it starts, as in the
+/// PBX's own threads, and a later start may try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_recording_fails_at_start() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let blocker = folder.path().join("file");
+    std::fs::write(&blocker, b"not a folder").expect("write file");
+    let relay = relay(47_090, 4, 1);
+    let session = relay.open_session("unwritable").await.expect("open");
+    let refused = session.start_recording(blocker.join("call.wav"));
+    assert!(
+        matches!(&refused, Err(MediaError::Recording { call_id, .. }) if call_id == "unwritable"),
+        "{refused:?}"
+    );
+    session
+        .start_recording(folder.path().join("call.wav"))
+        .expect("a writable path records");
+    let summary = session.close().await.expect("close");
+    assert!(summary.is_some(), "the second start recorded");
 }

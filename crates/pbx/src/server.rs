@@ -99,7 +99,14 @@ pub(crate) async fn run(
     let relay = match config.media.relay_processes {
         0 => media::Relay::new(relay_config)?,
         count => {
-            let program = std::env::current_exe().map_err(StartError::OwnProgram)?;
+            // The link has no stable layout across builds, so workers must
+            // run this very build: /proc/self/exe names it even after an
+            // upgrade replaced or removed the file.
+            let program = std::path::PathBuf::from("/proc/self/exe");
+            if !program.exists() {
+                let error = std::io::Error::new(std::io::ErrorKind::NotFound, "no /proc/self/exe");
+                return Err(StartError::OwnProgram(error));
+            }
             let processes = media::RelayProcesses {
                 count,
                 program,

@@ -24,12 +24,20 @@ use crate::{Leg, LegStats, MediaEvent, PlaybackEnd};
 pub(crate) const PROMPT_CHUNK: usize = 16_384;
 /// Sessions per [`FromWorker::Stats`] datagram, for the same reason.
 pub(crate) const STATS_PER_MESSAGE: usize = 128;
+/// Longest Call-ID or error text sent, in bytes; longer ones are cut at a
+/// character boundary. A SIP Call-ID may be near 64 KiB, and these texts
+/// serve only logs and error messages.
+const MAX_TEXT: usize = 2048;
+/// Layout of these messages, checked by [`ToWorker::Hello`], in case the
+/// worker's program is not the PBX's own.
+pub(crate) const VERSION: u32 = 1;
 
 /// From the PBX to a worker.
 #[derive(Debug, PartialEq)]
 pub(crate) enum ToWorker {
     /// The first message: how to run the worker's relay threads.
     Hello {
+        version: u32,
         threads: u32,
         spin: Duration,
         realtime_priority: u8,
@@ -67,7 +75,7 @@ pub(crate) enum ToWorker {
         last: bool,
         samples: Vec<i16>,
     },
-    /// The PBX no longer holds prompt `prompt`; sessions playing it keep it.
+    /// The PBX dropped prompt `prompt`; sessions playing it keep their copy.
     ForgetPrompt(u64),
     Play {
         id: u64,
@@ -163,8 +171,12 @@ impl Writer {
     }
 
     fn str(&mut self, value: &str) {
-        self.len(value.len());
-        self.bytes.extend_from_slice(value.as_bytes());
+        let mut end = value.len().min(MAX_TEXT);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.len(end);
+        self.bytes.extend_from_slice(&value.as_bytes()[..end]);
     }
 
     fn path(&mut self, value: &std::path::Path) {
@@ -290,8 +302,8 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    /// A length, checked against what is left so that a corrupt one cannot
-    /// reserve gigabytes.
+    /// Reads a length, checked against what is left so that a corrupt one
+    /// cannot reserve gigabytes.
     fn len(&mut self, item_size: usize) -> Result<usize, Malformed> {
         let len = self.u32()? as usize;
         if len.saturating_mul(item_size) > self.bytes.len() {
@@ -327,7 +339,8 @@ impl<'a> Reader<'a> {
         } else {
             self.now.checked_sub(distance)
         };
-        // Earlier than the clock can express: the oldest instant will do.
+        // Beyond what the clock can express: now is the nearest instant
+        // that exists.
         Ok(at.unwrap_or(self.now))
     }
 
@@ -407,12 +420,14 @@ impl ToWorker {
         let mut out;
         match self {
             ToWorker::Hello {
+                version,
                 threads,
                 spin,
                 realtime_priority,
                 coalesce,
             } => {
                 out = Writer::new(0);
+                out.u32(*version);
                 out.u32(*threads);
                 out.duration(*spin);
                 out.u8(*realtime_priority);
@@ -556,6 +571,7 @@ impl ToWorker {
         };
         let message = match tag {
             0 => ToWorker::Hello {
+                version: input.u32()?,
                 threads: input.u32()?,
                 spin: input.duration()?,
                 realtime_priority: input.u8()?,
@@ -790,7 +806,8 @@ impl FromWorker {
                 FromWorker::Event(id, event)
             }
             2 => {
-                let len = input.len(8)?;
+                // An entry takes at least 8 bytes of id and 2 * 113 of figures.
+                let len = input.len(8 + 2 * 113)?;
                 let mut sessions = Vec::with_capacity(len);
                 for _ in 0..len {
                     sessions.push((input.u64()?, [input.stats()?, input.stats()?]));
@@ -864,6 +881,7 @@ mod tests {
         let earlier = now - Duration::from_secs(3);
         let to_worker = [
             ToWorker::Hello {
+                version: VERSION,
                 threads: 2,
                 spin: Duration::from_micros(5),
                 realtime_priority: 10,
@@ -973,6 +991,26 @@ mod tests {
         assert!(last.max(earlier) - last.min(earlier) < Duration::from_millis(500));
         assert_eq!(stats[0].rtp_packets_lost, -3);
         assert_eq!(stats[1].last_packet_at, None);
+    }
+
+    /// A Call-ID near the SIP limit is cut, at a character boundary, so the
+    /// message stays far under the link's largest datagram.
+    #[test]
+    fn long_texts_are_cut() {
+        let call_id = format!("{}é", "x".repeat(MAX_TEXT - 1));
+        let open = ToWorker::Open {
+            id: 1,
+            call_id: call_id.repeat(30),
+            address: "127.0.0.1".parse().unwrap(),
+            rtp_ports: [2, 4],
+            ssrcs: [5, 6],
+        };
+        let encoded = open.encode();
+        assert!(encoded.len() < MAX_TEXT + 64, "{} bytes", encoded.len());
+        let ToWorker::Open { call_id: cut, .. } = ToWorker::decode(&encoded).unwrap() else {
+            panic!("not an open");
+        };
+        assert_eq!(cut, "x".repeat(MAX_TEXT - 1));
     }
 
     /// Every prefix of a valid message, and junk, is an error, not a panic.

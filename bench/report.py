@@ -67,8 +67,12 @@ def cpu(r):
 def concurrent(r):
     if not r:
         return "not run"
-    return (f"{r['verdict'].lower()}: peak {int(r['peak']):,} open, {int(r['ok']):,} ended cleanly, "
+    text = (f"{r['verdict'].lower()}: peak {int(r['peak']):,} open, {int(r['ok']):,} ended cleanly, "
             f"{int(r['failed']):,} failed")
+    workers = r.get("relay_processes", "-")
+    if workers not in ("-", "0"):
+        text += f"; relay in {workers} worker processes"
+    return text
 
 
 def concurrent_cost(r):

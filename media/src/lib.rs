@@ -100,6 +100,9 @@ pub enum MediaEvent {
     /// [`MediaSession::set_feature_code`]; its keys did not reach the
     /// other leg.
     FeatureCode { leg: Leg, code: String },
+    /// The session ended without a close: the relay worker that carried it
+    /// exited, so neither leg gets media anymore.
+    RelayLost { reason: String },
 }
 
 /// Why playback to a leg ended.

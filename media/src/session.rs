@@ -168,6 +168,9 @@ impl Relay {
         let mut refused = Vec::new();
         let mut last_error = None;
         let mut leases: [Option<PortLease>; 2] = [None, None];
+        // A worker that died or hung during the open costs the call its
+        // media only when every worker failed it.
+        let mut worker_tries = workers.count();
         for _ in 0..attempts {
             for lease in &mut leases {
                 if lease.is_none() {
@@ -223,10 +226,18 @@ impl Relay {
                     last_error = Some((addr, error));
                 }
                 Err(OpenFailure::Worker(reason)) => {
-                    return Err(MediaError::Worker {
-                        call_id: call_id.to_owned(),
+                    worker_tries = worker_tries.saturating_sub(1);
+                    if worker_tries == 0 {
+                        return Err(MediaError::Worker {
+                            call_id: call_id.to_owned(),
+                            reason,
+                        });
+                    }
+                    tracing::warn!(
+                        call_id,
                         reason,
-                    });
+                        "relay worker failed an open; trying another"
+                    );
                 }
             }
         }

@@ -4,10 +4,10 @@
 //! unprivileged process cannot raise, one process relays at most about
 //! 4,700 calls, and every worker has a limit of its own.
 //!
-//! The PBX keeps the port allocator and picks each leg's ports; the worker
-//! binds them, relays, records and replies over one `SOCK_SEQPACKET`
+//! The PBX keeps the port allocator and picks each leg's ports. The worker
+//! binds them, relays and records, and replies over one `SOCK_SEQPACKET`
 //! socket, its standard input ([`wire`] has the messages). Opening a
-//! session waits for the worker's answer, so a port another program holds
+//! session waits for the worker's reply, so a port another program holds
 //! is skipped as in the PBX's own threads. Reception figures and delay
 //! counts come back once a second and with each session's end, so
 //! [`crate::MediaSession::stats`] lags by up to a second here.
@@ -66,6 +66,9 @@ pub struct RelayProcesses {
     /// as the PBX's own binary with the arguments below.
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// The name the workers get as `argv[0]`, which `ps` and `pidof` show;
+    /// `None` keeps `program`.
+    pub arg0: Option<OsString>,
 }
 
 /// The worker processes of one relay.
@@ -201,6 +204,11 @@ impl Workers {
             next_prompt,
             retired: Mutex::default(),
         })
+    }
+
+    /// Number of worker slots.
+    pub(crate) fn count(&self) -> usize {
+        self.slots.len()
     }
 
     /// Process ids of the current workers.
@@ -415,11 +423,15 @@ impl Link {
         // library duplicates without the close-on-exec flag. In a process
         // group of its own, the worker does not get the Ctrl-C meant for
         // the PBX, which then still has it finalize the recordings.
-        let mut child = Command::new(&processes.program)
+        let mut command = Command::new(&processes.program);
+        command
             .args(&processes.args)
             .stdin(Stdio::from(theirs))
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        if let Some(arg0) = &processes.arg0 {
+            command.arg0(arg0);
+        }
+        let mut child = command.spawn()?;
         let pid = child.id();
         let socket = UnixDatagram::from(ours);
         let writer = socket.try_clone()?;
@@ -515,6 +527,8 @@ impl Link {
     /// it and fails its sessions, and the next open starts a new one.
     fn abandon(&self) {
         self.abandoned.store(true, Ordering::Release);
+        // No new session goes to it while the reader winds it down.
+        self.alive.store(false, Ordering::Release);
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 
@@ -591,12 +605,26 @@ impl Link {
         let mut state = lock(&self.state);
         self.alive.store(false, Ordering::Release);
         state.pending.clear();
+        let reason = format!("relay worker {} exited", self.pid);
         for (_, mut entry) in state.sessions.drain() {
             entry.ended.store(true, Ordering::Release);
+            // The call's owner learns it at once, not at the close, so
+            // that nobody stays on a line without media.
+            for subscriber in &entry.subscribers {
+                let lost = MediaEvent::RelayLost {
+                    reason: reason.clone(),
+                };
+                if subscriber.try_send(lost).is_err() {
+                    tracing::warn!(
+                        call_id = entry.call_id,
+                        "media loss not delivered: event queue full"
+                    );
+                }
+            }
             if let Some(done) = entry.done.take() {
                 let _ = done.send(Err(MediaError::Worker {
                     call_id: entry.call_id.clone(),
-                    reason: format!("relay worker {} exited", self.pid),
+                    reason: reason.clone(),
                 }));
             }
         }

@@ -56,6 +56,7 @@ fn relay(first_port: u16, pairs: u16, workers: usize) -> Relay {
         ]
         .map(Into::into)
         .to_vec(),
+        arg0: None,
     };
     Relay::with_processes(config, processes).expect("workers start")
 }
@@ -341,4 +342,34 @@ async fn unwritable_recording_fails_at_start() {
         .expect("a writable path records");
     let summary = session.close().await.expect("close");
     assert!(summary.is_some(), "the second start recorded");
+}
+
+/// A worker that stops replying costs the open 5 s, not the call: the
+/// relay stops it and opens the session in the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_worker_is_stopped_and_the_open_retried() {
+    let relay = relay(47_100, 8, 2);
+    let pids = relay.worker_pids();
+    // Both are idle, so the first is picked first.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pids[0].to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let session = timeout(Duration::from_secs(10), relay.open_session("retried"))
+        .await
+        .expect("the open returns")
+        .expect("opened in the other worker");
+    let (caller, agent) = (endpoint().await, endpoint().await);
+    session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
+    settle().await;
+    let packet = audio(4, 1, 0x33);
+    send(&caller, &packet, &session, Leg::Caller).await;
+    assert_eq!(receive(&agent).await, packet);
+    session.close().await.expect("close");
+    let deadline = Instant::now() + WAIT;
+    while std::path::Path::new(&format!("/proc/{}", pids[0])).exists() {
+        assert!(Instant::now() < deadline, "the hung worker still runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

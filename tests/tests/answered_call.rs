@@ -56,6 +56,71 @@ fn answered_call_through_relay_workers() {
     }
 }
 
+/// A relay worker killed during an answered call: the PBX hangs up both
+/// legs at once rather than leaving them without media, and the CDR keeps
+/// the part of the recording written before the kill.
+#[test]
+fn killed_relay_worker_ends_its_call() {
+    tools::require(&tools::ALL);
+    let config = PbxConfig {
+        media_extra: "relay_processes = 1\n".to_owned(),
+        ..PbxConfig::default()
+    };
+    let pbx = Pbx::start(&config);
+    let work_dir = pbx.dir.path().to_path_buf();
+    let _audio = AudioFixtures::generate(&work_dir);
+    let phone = AgentPhone::new(&config.agents[0]);
+    let agent_run = phone.answer(&work_dir, "agent_answer.xml", TALK);
+    phone.register(&pbx, &work_dir);
+    let caller_run =
+        phones::caller(&pbx, &work_dir, "caller_wait_bye.xml", "127.0.0.1", DID).spawn();
+    let deadline = std::time::Instant::now() + CDR_TIMEOUT;
+    while pbx.get("/api/agents").json()[0]["state"] != "on_call" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent never on the call"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Two seconds of audio reach the recording first.
+    std::thread::sleep(Duration::from_secs(2));
+    let [worker] = children_of(pbx.pid())[..] else {
+        panic!("one relay worker");
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &worker.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    // Both phones wait for the PBX's BYE, so they end only if it came.
+    let caller = caller_run.wait();
+    caller.assert_success();
+    agent_run.wait().assert_success();
+    let caller_call_id = caller.call_id().expect("caller Call-ID");
+    let record = pbx.wait_for_call(&caller_call_id, CDR_TIMEOUT);
+    println!("call record: {record:#}");
+    assert_eq!(record["disposition"], "answered");
+    assert_eq!(record["hangup_side"], "system");
+    let talk_seconds = record["talk_seconds"].as_f64().expect("talk_seconds");
+    assert!(
+        talk_seconds < 5.0,
+        "ended at the kill, not later: {talk_seconds} s"
+    );
+    let path = record["recording_path"].as_str().expect("recording kept");
+    let recording = wav::Recording::open(&pbx.data_dir.join(path));
+    let recorded = recording.duration_seconds();
+    assert!(recorded > 1.0, "audio before the kill kept: {recorded} s");
+    let seconds = record["recording_seconds"]
+        .as_f64()
+        .expect("recording_seconds");
+    assert!(
+        (recorded - seconds).abs() <= 0.05,
+        "{recorded} s on disk, {seconds} s in the CDR"
+    );
+    assert!(pbx.logs().contains("media relay lost"), "{}", pbx.logs());
+}
+
 /// Process ids whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
     let mut children = Vec::new();

@@ -15,6 +15,7 @@ use sip_server::b2bua::{Command, Core, HeldResponse, MediaNotice, MediaPorts, Si
 use sip_server::registrar::StoredBinding;
 
 use crate::catalogue::RecordingKind;
+use crate::catalogue::RecordingStatus::{Complete, Interrupted};
 use crate::events::{Ack, EventBatch, NotDurable};
 use crate::journal::{JournalEntry, JournalProgress};
 use crate::live::{Durable, LiveRequest};
@@ -39,6 +40,11 @@ pub(crate) enum Input {
     Media {
         call: String,
         notice: MediaNotice,
+    },
+    /// A call's relay session ended without a close (its relay worker
+    /// exited).
+    MediaLost {
+        call: String,
     },
     /// A connection the PBX opened to `addr` failed to open, or closed;
     /// requests still waiting on it fail.
@@ -395,6 +401,7 @@ impl Engine {
             Input::ConnectionClosed(id) => self.core.connection_closed(id, now),
             Input::MediaOpened { call, result } => self.media_opened(call, result, sessions, now),
             Input::Media { call, notice } => self.core.media_notice(&call, notice, now),
+            Input::MediaLost { call } => self.core.media_lost(&call, now),
             Input::TransportFailed { transport, addr } => {
                 self.core.transport_failed(transport, addr, now)
             }
@@ -955,7 +962,8 @@ async fn finish_call(
             record.recording_seconds = Some(summary.duration_seconds);
             if let Some(path) = &record.recording_path {
                 let stereo = (RecordingKind::Stereo, summary.path.clone());
-                catalogue_finished(&catalogue, &record.id, path, stereo, &summary).await;
+                let length = Some(summary.duration_seconds);
+                catalogue_finished(&catalogue, &record.id, path, stereo, length, Complete).await;
             }
             let mixed = summary.mixed_mono_path.clone().and_then(|file| {
                 let relative = file.strip_prefix(&data_dir).ok()?.to_str()?.to_owned();
@@ -963,13 +971,34 @@ async fn finish_call(
             });
             if let Some((relative, file)) = mixed {
                 let mixed = (RecordingKind::MixedMono, file);
-                catalogue_finished(&catalogue, &record.id, &relative, mixed, &summary).await;
+                let length = Some(summary.duration_seconds);
+                catalogue_finished(&catalogue, &record.id, &relative, mixed, length, Complete)
+                    .await;
             }
         }
         Ok(None) => record.recording_path = None,
         Err(error) => {
             tracing::error!(call = record.id, %error, "closing the media relay failed");
-            record.recording_path = None;
+            let lost_worker = matches!(error, media::MediaError::Worker { .. });
+            match record.recording_path.clone().filter(|_| lost_worker) {
+                // The worker died as a crash would: what it wrote stays,
+                // repaired as after a restart.
+                Some(path) => {
+                    let file = data_dir.join(&path);
+                    let repairing = file.clone();
+                    let length = tokio::task::spawn_blocking(move || {
+                        crate::journal::repaired_length(&repairing)
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    record.recording_seconds = length;
+                    let stereo = (RecordingKind::Stereo, file);
+                    catalogue_finished(&catalogue, &record.id, &path, stereo, length, Interrupted)
+                        .await;
+                }
+                None => record.recording_path = None,
+            }
         }
     }
     match store.write_grouped(&record).await {
@@ -1011,9 +1040,9 @@ fn after_commit<T: Send + 'static>(
     })
 }
 
-/// Stores a finished recording file's length, size and SHA-256: `file`
-/// is the stereo recording or its mono mix, as `kind` tells, and `path` the
-/// same file relative to the data folder. The hash is taken before the CDR
+/// Stores a finished recording file's status, length, size and SHA-256:
+/// `file` is the stereo recording or its mono mix, according to `kind`, and
+/// `path` the same file relative to the data folder. The hash is taken before the CDR
 /// is written so that a CDR's recording is already catalogued; a failure
 /// is only logged, and the CDR is written anyway.
 async fn catalogue_finished(
@@ -1021,14 +1050,14 @@ async fn catalogue_finished(
     call: &str,
     path: &str,
     (kind, file): (RecordingKind, PathBuf),
-    summary: &recordings::RecordingSummary,
+    duration_seconds: Option<f64>,
+    status: crate::catalogue::RecordingStatus,
 ) {
     let facts = crate::catalogue::FileFacts {
         ended_at: time::OffsetDateTime::now_utc(),
-        duration_seconds: Some(summary.duration_seconds),
+        duration_seconds,
         digest: crate::catalogue::digest(file).await,
     };
-    let status = crate::catalogue::RecordingStatus::Complete;
     if let Err(error) = catalogue.finished(call, kind, path, status, &facts).await {
         tracing::error!(call, %error, "cataloguing the finished recording failed");
     }
@@ -1055,6 +1084,11 @@ fn forward_media_events(call: &str, session: &media::MediaSession, inputs: mpsc:
                     code,
                 },
                 media::MediaEvent::PlaybackEnded { .. } => continue,
+                media::MediaEvent::RelayLost { reason } => {
+                    tracing::error!(call, reason, "call lost its media relay");
+                    let _ = inputs.send(Input::MediaLost { call }).await;
+                    return;
+                }
             };
             let input = Input::Media {
                 call: call.clone(),

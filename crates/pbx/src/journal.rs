@@ -333,7 +333,7 @@ fn interrupted_record(
 }
 
 /// Repairs the WAV at `path` and returns its length in seconds.
-fn repaired_length(path: &Path) -> Option<f64> {
+pub(crate) fn repaired_length(path: &Path) -> Option<f64> {
     match recordings::repair(path) {
         Ok(outcome) => {
             tracing::info!(path = %path.display(), ?outcome, "recording checked after a stop")

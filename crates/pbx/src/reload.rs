@@ -488,6 +488,22 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "media.prompts_dir",
         old.media.prompts_dir != new.media.prompts_dir,
     );
+    // The relay is built once, at the start.
+    let (a, b) = (&old.media, &new.media);
+    check("media.relay_threads", a.relay_threads != b.relay_threads);
+    check("media.relay_spin_us", a.relay_spin != b.relay_spin);
+    check(
+        "media.relay_realtime_priority",
+        a.relay_realtime_priority != b.relay_realtime_priority,
+    );
+    check(
+        "media.relay_coalesce_us",
+        a.relay_coalesce != b.relay_coalesce,
+    );
+    check(
+        "media.relay_processes",
+        a.relay_processes != b.relay_processes,
+    );
     let (a, b) = (&old.registrar, &new.registrar);
     check("registrar.min_expires_secs", a.min_expires != b.min_expires);
     check("registrar.max_expires_secs", a.max_expires != b.max_expires);
@@ -556,6 +572,7 @@ mod tests {
         new.sip.listen = "127.0.0.1:5070".parse().unwrap();
         new.sip.streams.ws_listen = Some("127.0.0.1:5066".parse().unwrap());
         new.media.rtp_ports = 30000..=30099;
+        new.media.relay_processes = 3;
         new.registrar.max_contacts = 2;
         new.queues.clear();
         assert_eq!(
@@ -565,6 +582,7 @@ mod tests {
                 "sip.listen",
                 "sip.ws_listen",
                 "media.rtp_ports",
+                "media.relay_processes",
                 "registrar.max_contacts"
             ]
         );

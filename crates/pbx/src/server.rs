@@ -115,6 +115,9 @@ pub(crate) async fn run(
                     workers.log_level.into(),
                     "relay-worker".into(),
                 ],
+                // So that `ps` and `pidof pbx` list the workers with the PBX,
+                // not as "/proc/self/exe".
+                arg0: Some("pbx".into()),
             };
             let relay = media::Relay::with_processes(relay_config, processes)?;
             tracing::info!(workers = ?relay.worker_pids(), "relay worker processes started");

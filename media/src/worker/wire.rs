@@ -712,6 +712,10 @@ impl FromWorker {
                         out.leg(*leg);
                         out.str(code);
                     }
+                    MediaEvent::RelayLost { reason } => {
+                        out.u8(3);
+                        out.str(reason);
+                    }
                 }
             }
             FromWorker::Stats(sessions) => {
@@ -800,6 +804,9 @@ impl FromWorker {
                     2 => MediaEvent::FeatureCode {
                         leg: input.leg()?,
                         code: input.str()?,
+                    },
+                    3 => MediaEvent::RelayLost {
+                        reason: input.str()?,
                     },
                     _ => return Err(Malformed("unknown media event")),
                 };

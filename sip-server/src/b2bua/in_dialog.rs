@@ -722,71 +722,87 @@ impl Core {
         self.registrar.report_refreshes();
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in ids {
-            let callback_phase = self
-                .calls
-                .get(&call_id)
-                .filter(|c| c.callback.is_some())
-                .map(|c| c.phase);
-            match callback_phase {
-                Some(Phase::Dialing) => {
-                    self.citizen_failed(&call_id, 503, now);
-                    continue;
-                }
-                Some(Phase::OpeningMedia | Phase::Queued) => {
-                    self.withdraw_offer(&call_id, None, now);
-                    self.discard_unanswered_callback(&call_id);
-                    continue;
-                }
-                Some(Phase::Talking | Phase::Survey) | None => {}
-            }
-            if self
-                .calls
-                .get(&call_id)
-                .is_some_and(|c| c.phase == Phase::Survey)
-            {
-                self.interrupt_survey(&call_id, now);
-                continue;
-            }
-            let talking = self
-                .calls
-                .get(&call_id)
-                .is_some_and(|c| c.phase == Phase::Talking);
-            let answered_waiting = self
-                .calls
-                .get(&call_id)
-                .is_some_and(|c| !talking && c.caller.answer.is_some());
-            if answered_waiting {
-                self.send_bye(&call_id, Side::Caller, now);
-                let disposition = self
-                    .calls
-                    .get(&call_id)
-                    .and_then(|c| c.leaving)
-                    .or_else(|| self.voicemail_disposition(&call_id))
-                    .unwrap_or(cdr::Disposition::Failed);
-                self.drop_waiting_caller(&call_id, disposition, cdr::HangupSide::System, now);
-                continue;
-            }
-            if !talking {
-                self.fail_call(
-                    &call_id,
-                    503,
-                    "Service Shutting Down",
-                    cdr::Disposition::Failed,
-                    now,
-                );
-                continue;
-            }
-            self.send_bye(&call_id, Side::Caller, now);
-            self.send_bye(&call_id, Side::Agent, now);
-            self.finish(
-                &call_id,
-                cdr::Disposition::Answered,
-                None,
-                Some(cdr::HangupSide::System),
-                now,
-            );
+            self.end_by_system(&call_id, "Service Shutting Down", now);
         }
         self.unregister_trunks(now);
+    }
+
+    /// Ends `call_id` because its media relay is gone (a relay worker
+    /// exited): neither leg would hear the other again, so the call ends
+    /// at once, as at a stop, rather than after the RTP timeout.
+    pub fn media_lost(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        {
+            let _span = call.span.clone().entered();
+            tracing::error!("media relay lost; ending the call");
+        }
+        self.end_by_system(call_id, "Media Relay Failed", now);
+        self.process(now);
+    }
+
+    /// Ends `call_id` on the PBX's own account: answered legs get BYE, a
+    /// caller not yet answered a 503 with `reason`, and the call its CDR.
+    fn end_by_system(&mut self, call_id: &str, reason: &'static str, now: Instant) {
+        let call_id = call_id.to_owned();
+        let callback_phase = self
+            .calls
+            .get(&call_id)
+            .filter(|c| c.callback.is_some())
+            .map(|c| c.phase);
+        match callback_phase {
+            Some(Phase::Dialing) => {
+                self.citizen_failed(&call_id, 503, now);
+                return;
+            }
+            Some(Phase::OpeningMedia | Phase::Queued) => {
+                self.withdraw_offer(&call_id, None, now);
+                self.discard_unanswered_callback(&call_id);
+                return;
+            }
+            Some(Phase::Talking | Phase::Survey) | None => {}
+        }
+        if self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase == Phase::Survey)
+        {
+            self.interrupt_survey(&call_id, now);
+            return;
+        }
+        let talking = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase == Phase::Talking);
+        let answered_waiting = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| !talking && c.caller.answer.is_some());
+        if answered_waiting {
+            self.send_bye(&call_id, Side::Caller, now);
+            let disposition = self
+                .calls
+                .get(&call_id)
+                .and_then(|c| c.leaving)
+                .or_else(|| self.voicemail_disposition(&call_id))
+                .unwrap_or(cdr::Disposition::Failed);
+            self.drop_waiting_caller(&call_id, disposition, cdr::HangupSide::System, now);
+            return;
+        }
+        if !talking {
+            self.fail_call(&call_id, 503, reason, cdr::Disposition::Failed, now);
+            return;
+        }
+        self.send_bye(&call_id, Side::Caller, now);
+        self.send_bye(&call_id, Side::Agent, now);
+        self.finish(
+            &call_id,
+            cdr::Disposition::Answered,
+            None,
+            Some(cdr::HangupSide::System),
+            now,
+        );
     }
 
     /// Ends the answered call `call_id` when no RTP came from either leg

@@ -94,6 +94,15 @@ impl Relay {
         })
     }
 
+    /// Relay worker processes that exited or were stopped as hung since the
+    /// relay started; 0 when it relays in this process.
+    pub fn worker_exits(&self) -> u64 {
+        match &self.backend {
+            Backend::Threads(_) => 0,
+            Backend::Workers(workers) => workers.exits(),
+        }
+    }
+
     /// Process ids of the relay's worker processes; empty when it relays in
     /// this process.
     pub fn worker_pids(&self) -> Vec<u32> {

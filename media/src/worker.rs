@@ -78,6 +78,8 @@ pub(crate) struct Workers {
     slots: Vec<Mutex<Slot>>,
     next_id: AtomicU64,
     next_prompt: Arc<AtomicU64>,
+    /// Workers that exited or were stopped while the relay ran.
+    exits: Arc<AtomicU64>,
     /// Delay counts of workers that exited, so the relay's totals never
     /// go back.
     retired: Mutex<(Vec<u64>, Duration)>,
@@ -98,6 +100,8 @@ pub(crate) struct Link {
     /// Set when the PBX gives up on a worker that did not reply; the
     /// reader then kills the process.
     abandoned: AtomicBool,
+    /// Shared with [`Workers::exits`].
+    exits: Arc<AtomicU64>,
     /// Taken when the relay is dropped, which lets the writer thread finish
     /// and close the link.
     outbox: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
@@ -183,9 +187,10 @@ impl Workers {
             coalesce,
         };
         let next_prompt = Arc::new(AtomicU64::new(1));
+        let exits = Arc::new(AtomicU64::new(0));
         let mut slots = Vec::new();
         for _ in 0..processes.count.max(1) {
-            let link = Link::spawn(&processes, &hello, &next_prompt).map_err(|source| {
+            let link = Link::spawn(&processes, &hello, &next_prompt, &exits).map_err(|source| {
                 MediaError::WorkerStart {
                     program: processes.program.clone(),
                     source,
@@ -202,8 +207,14 @@ impl Workers {
             slots,
             next_id: AtomicU64::new(1),
             next_prompt,
+            exits,
             retired: Mutex::default(),
         })
+    }
+
+    /// Workers that exited or were stopped as hung while the relay ran.
+    pub(crate) fn exits(&self) -> u64 {
+        self.exits.load(Ordering::Relaxed)
     }
 
     /// Number of worker slots.
@@ -232,7 +243,7 @@ impl Workers {
                 }
                 // TODO: start replacements off the caller's task; this one
                 // can be the SIP engine's, and a start takes milliseconds.
-                match Link::spawn(&self.processes, &self.hello, &self.next_prompt) {
+                match Link::spawn(&self.processes, &self.hello, &self.next_prompt, &self.exits) {
                     Ok(new) => {
                         tracing::warn!(old = slot.link.pid, new = new.pid, "relay worker replaced");
                         let (counts, sum) = std::mem::take(&mut lock(&slot.link.state).delays);
@@ -410,6 +421,7 @@ impl Link {
         processes: &RelayProcesses,
         hello: &ToWorker,
         next_prompt: &Arc<AtomicU64>,
+        exits: &Arc<AtomicU64>,
     ) -> io::Result<Arc<Link>> {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         let (ours, theirs) = socketpair(
@@ -442,6 +454,7 @@ impl Link {
             pid,
             socket,
             abandoned: AtomicBool::new(false),
+            exits: Arc::clone(exits),
             outbox: Mutex::new(Some(outbox)),
             alive: AtomicBool::new(true),
             open: AtomicUsize::new(0),
@@ -472,6 +485,11 @@ impl Link {
                     let _ = child.kill();
                 }
                 let status = child.wait();
+                // The relay closed the link when it was dropped; any other
+                // end is a worker lost with its calls.
+                if lock(&reading.outbox).is_some() {
+                    reading.exits.fetch_add(1, Ordering::Relaxed);
+                }
                 reading.fail_all();
                 match status {
                     Ok(status) if status.success() => {

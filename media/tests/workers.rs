@@ -262,6 +262,7 @@ async fn dead_worker_ends_its_sessions_and_is_replaced() {
         .await
         .expect("open after the death");
     assert_ne!(relay.worker_pids(), [pid], "a new worker");
+    assert_eq!(relay.worker_exits(), 1);
     let (caller, agent) = (endpoint().await, endpoint().await);
     session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
     settle().await;

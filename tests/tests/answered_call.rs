@@ -119,6 +119,11 @@ fn killed_relay_worker_ends_its_call() {
         "{recorded} s on disk, {seconds} s in the CDR"
     );
     assert!(pbx.logs().contains("media relay lost"), "{}", pbx.logs());
+    let metrics = String::from_utf8(pbx.get("/metrics").body).expect("UTF-8 metrics");
+    assert!(
+        metrics.contains("pbx_relay_worker_exits_total 1\n"),
+        "{metrics}"
+    );
 }
 
 /// Process ids whose parent is `parent`.

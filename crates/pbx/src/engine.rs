@@ -550,6 +550,7 @@ impl Engine {
         let mut media = crate::metrics::MediaTotals {
             sessions: sessions.len(),
             relay_delays: self.relay.delays(),
+            worker_exits: self.relay.worker_exits(),
             ..Default::default()
         };
         for session in sessions.values() {

@@ -61,6 +61,8 @@ pub(crate) struct MediaTotals {
     pub(crate) packets_rejected: u64,
     /// Since the start, of all calls.
     pub(crate) relay_delays: media::RelayDelays,
+    /// Relay worker processes lost since the start.
+    pub(crate) worker_exits: u64,
 }
 
 /// Everything `/metrics` shows, taken at one instant by the engine.
@@ -236,6 +238,12 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Datagrams the relay dropped in the calls in progress: wrong source, payload type or size.",
         plain(media.packets_rejected.to_string()),
     );
+    metric(
+        "pbx_relay_worker_exits_total",
+        "counter",
+        "Relay worker processes (media.relay_processes) that exited or were stopped as hung since the start; the calls each carried lost their media.",
+        plain(media.worker_exits.to_string()),
+    );
     let delays = &media.relay_delays;
     let mut samples: Vec<(String, String)> = delays
         .buckets
@@ -353,6 +361,7 @@ mod tests {
         });
         snapshot.overload_rejections = 4;
         snapshot.engine_stalls = 3;
+        snapshot.media.worker_exits = 2;
         let text = render(&snapshot);
         assert!(
             text.contains("# TYPE pbx_active_calls gauge\npbx_active_calls 2\n"),
@@ -360,6 +369,12 @@ mod tests {
         );
         assert!(text.contains("pbx_overload_rejections_total 4\n"), "{text}");
         assert!(text.contains("pbx_engine_stalls_total 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE pbx_relay_worker_exits_total counter\npbx_relay_worker_exits_total 2\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("pbx_sip_responses_sent_total{class=\"2xx\"} 1\n"),
             "{text}"

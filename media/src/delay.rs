@@ -97,8 +97,8 @@ pub(crate) fn from_counts(counts: &[u64], sum: Duration) -> RelayDelays {
     }
 }
 
-/// The per-bucket counts of `delays`, overflow last, the inverse of
-/// [`from_counts`].
+/// Returns the per-bucket counts of `delays`, overflow last: the inverse
+/// of [`from_counts`].
 pub(crate) fn counts_of(delays: &RelayDelays) -> (Vec<u64>, Duration) {
     let mut counts = Vec::with_capacity(BUCKETS);
     let mut below = 0;

@@ -37,7 +37,7 @@ pub struct Relay {
     backend: Backend,
 }
 
-/// Where the sessions' packets are relayed.
+/// The threads or processes that relay the sessions' packets.
 #[derive(Clone)]
 enum Backend {
     Threads(Arc<RelayThreads>),
@@ -225,7 +225,7 @@ impl Relay {
                             source: error,
                         });
                     }
-                    tracing::debug!(%addr, %error, "port refused in a worker, trying another pair");
+                    tracing::debug!(%addr, %error, "port not bound in a worker, trying another pair");
                     let (refused_lease, kept) = match leg {
                         Leg::Caller => (caller, [None, Some(agent)]),
                         Leg::Agent => (agent, [Some(caller), None]),
@@ -250,17 +250,7 @@ impl Relay {
                 }
             }
         }
-        Err(match last_error {
-            Some((addr, source)) => MediaError::Bind {
-                addr,
-                attempts: refused.len(),
-                source,
-            },
-            None => MediaError::NoFreePorts {
-                start: self.ports.0,
-                end: self.ports.1,
-            },
-        })
+        Err(self.no_pair_bound(last_error, refused.len()))
     }
 
     /// Tries free pairs at random until both ports of one bind, giving up
@@ -302,17 +292,29 @@ impl Relay {
                 }
             }
         }
-        Err(match last_error {
+        Err(self.no_pair_bound(last_error, refused.len()))
+    }
+}
+
+impl Relay {
+    /// Returns the error for an open that bound no pair: the last bind
+    /// error after `attempts` refused pairs, or an empty range.
+    fn no_pair_bound(
+        &self,
+        last_error: Option<(SocketAddr, io::Error)>,
+        attempts: usize,
+    ) -> MediaError {
+        match last_error {
             Some((addr, source)) => MediaError::Bind {
                 addr,
-                attempts: refused.len(),
+                attempts,
                 source,
             },
             None => MediaError::NoFreePorts {
                 start: self.ports.0,
                 end: self.ports.1,
             },
-        })
+        }
     }
 }
 
@@ -552,12 +554,12 @@ pub(crate) enum Control {
 }
 
 impl Control {
-    /// Whether the relay thread must wake for this message. The others wait
-    /// in the inbox until the thread next wakes: a datagram on any of its
-    /// sessions (the inbox is read before datagrams, so a change applies to
-    /// the next datagram all the same) or the session's recording flush
-    /// within 100 ms. Each wake-up preempted the SIP side at real-time
-    /// priority, 5 to 6 times per call.
+    /// Returns whether the relay thread must wake for this message. Other
+    /// messages wait in the inbox until a datagram or the session's
+    /// recording flush (every 100 ms) wakes the thread. The inbox is read
+    /// before datagrams, so a change still applies to the next datagram.
+    /// Each wake-up preempted the SIP side at real-time priority, 5 to 6
+    /// times per call.
     pub(crate) fn is_urgent(&self) -> bool {
         match self {
             // Ends the session, which the caller of close waits for.
@@ -610,7 +612,7 @@ pub struct MediaSession {
     _backend: Backend,
 }
 
-/// Where a session's control messages go.
+/// The channel of a session's control messages.
 pub(crate) enum ControlSender {
     Thread(ThreadSender),
     Worker(WorkerSender),
@@ -625,8 +627,8 @@ impl ControlSender {
     }
 }
 
-/// Where a session's figures are read: the relay thread's own counters,
-/// or the last report of the worker that relays it.
+/// The source of a session's figures: the relay thread's own counters, or
+/// the last report of the worker that relays it.
 enum StatsSource {
     Counters(Arc<[LegCounters; 2]>),
     Reported(Arc<Mutex<[LegStats; 2]>>),

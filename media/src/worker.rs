@@ -7,8 +7,8 @@
 //! The PBX keeps the port allocator and picks each leg's ports. The worker
 //! binds them, relays and records, and replies over one `SOCK_SEQPACKET`
 //! socket, its standard input ([`wire`] has the messages). Opening a
-//! session waits for the worker's reply, so a port another program holds
-//! is skipped as in the PBX's own threads. Reception figures and delay
+//! session waits for the worker's reply, so a port that another program
+//! has bound is skipped as in the PBX's own threads. Reception figures and delay
 //! counts come back once a second and with each session's end, so
 //! [`crate::MediaSession::stats`] lags by up to a second here.
 //!
@@ -212,12 +212,13 @@ impl Workers {
         })
     }
 
-    /// Workers that exited or were stopped as hung while the relay ran.
+    /// Returns the workers that exited or were stopped as hung while the
+    /// relay ran.
     pub(crate) fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
     }
 
-    /// Number of worker slots.
+    /// Returns the number of worker slots.
     pub(crate) fn count(&self) -> usize {
         self.slots.len()
     }
@@ -400,6 +401,32 @@ fn add_counts(total: &mut (Vec<u64>, Duration), counts: &[u64], sum: Duration) {
     total.1 = total.1.saturating_add(sum);
 }
 
+/// Returns a receive buffer one byte longer than the longest message, so
+/// that [`receive`] sees a datagram that was cut short.
+fn message_buffer() -> Vec<u8> {
+    vec![0; MAX_MESSAGE + 1]
+}
+
+/// Receives one message into `buffer` and returns its length, or `None`
+/// when the other end closed the link. A message longer than
+/// [`MAX_MESSAGE`] is an error, because the link cut it.
+fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match socket.recv(buffer) {
+            Ok(0) => return Ok(None),
+            Ok(len) if len > MAX_MESSAGE => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("message over {MAX_MESSAGE} bytes"),
+                ));
+            }
+            Ok(len) => return Ok(Some(len)),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Closes a session whose open was dropped before the worker replied, so
 /// that the worker frees its ports.
 struct CloseUnlessOpened<'a> {
@@ -478,9 +505,9 @@ impl Link {
             .name(format!("relay-read-{pid}"))
             .spawn(move || {
                 let closed_by_worker = reading.read(&reader);
-                // A worker that closed the link stopped on its own or
-                // finalizes its recordings; any other end leaves it running
-                // with calls the PBX can no longer reach.
+                // A worker that closed the link has stopped or is
+                // finalizing its recordings. After any other end it may
+                // still run calls that the PBX can no longer reach.
                 if !closed_by_worker || reading.abandoned.load(Ordering::Acquire) {
                     let _ = child.kill();
                 }
@@ -512,20 +539,11 @@ impl Link {
     /// closes. Returns true when it closed in order, false on an error or a
     /// message that does not decode or does not fit.
     fn read(&self, socket: &UnixDatagram) -> bool {
-        // One byte more than a message may have, to see a datagram cut short.
-        let mut buffer = vec![0; MAX_MESSAGE + 1];
+        let mut buffer = message_buffer();
         loop {
-            let len = match socket.recv(&mut buffer) {
-                Ok(0) => return true,
-                Ok(len) if len > MAX_MESSAGE => {
-                    tracing::error!(
-                        pid = self.pid,
-                        "relay worker sent a message over {MAX_MESSAGE} bytes"
-                    );
-                    return false;
-                }
-                Ok(len) => len,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            let len = match receive(socket, &mut buffer) {
+                Ok(Some(len)) => len,
+                Ok(None) => return true,
                 Err(error) => {
                     tracing::error!(pid = self.pid, %error, "reading from the relay worker failed");
                     return false;
@@ -558,8 +576,8 @@ impl Link {
                 let reply = match failure {
                     None => OpenReply::Opened,
                     Some(failure) => {
-                        // The session never started, so its entry goes now;
-                        // with it go the leases when nobody waits for them.
+                        // The session never started, so its entry goes now.
+                        // Its leases go too if the open was dropped.
                         let Some(entry) = state.sessions.remove(&id) else {
                             return;
                         };
@@ -627,7 +645,7 @@ impl Link {
         for (_, mut entry) in state.sessions.drain() {
             entry.ended.store(true, Ordering::Release);
             // The call's owner learns it at once, not at the close, so
-            // that nobody stays on a line without media.
+            // that no caller stays on a line without media.
             for subscriber in &entry.subscribers {
                 let lost = MediaEvent::RelayLost {
                     reason: reason.clone(),
@@ -649,8 +667,8 @@ impl Link {
         self.open.store(0, Ordering::Release);
     }
 
-    /// Sends the prompts the worker does not hold yet and returns the ids
-    /// of all of them; forgets, on both ends, those nobody holds anymore.
+    /// Sends the prompts the worker lacks and returns the ids of all of
+    /// them. Prompts no longer used in the PBX are forgotten on both ends.
     /// Runs under the state lock, so a prompt's chunks always precede the
     /// first message that plays it.
     fn prompt_ids(&self, state: &mut LinkState, prompts: &[Arc<[i16]>]) -> Vec<u64> {
@@ -788,9 +806,8 @@ pub struct MalformedMessage(String);
 /// ends every session, finalizing recordings, and returns.
 pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
     let socket = UnixDatagram::from(link);
-    // One byte more than a message may have, to see a datagram cut short.
-    let mut buffer = vec![0; MAX_MESSAGE + 1];
-    let len = socket.recv(&mut buffer)?.min(MAX_MESSAGE);
+    let mut buffer = message_buffer();
+    let len = receive(&socket, &mut buffer)?.unwrap_or(0);
     let hello =
         ToWorker::decode(&buffer[..len]).map_err(|error| MalformedMessage(error.to_string()))?;
     let ToWorker::Hello {
@@ -821,8 +838,8 @@ pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
         .spawn(move || {
             for message in queue {
                 if writer.send(&message).is_err() {
-                    // The PBX is gone; the sessions end when the reader
-                    // sees the link close.
+                    // The PBX is gone. The sessions end once the reader
+                    // finds the link closed.
                     return;
                 }
             }
@@ -832,18 +849,11 @@ pub fn serve_worker(link: OwnedFd) -> Result<(), WorkerError> {
         .name("worker-read".to_owned())
         .spawn(move || {
             loop {
-                let len = match socket.recv(&mut buffer) {
-                    Ok(0) => return,
-                    Ok(len) if len > MAX_MESSAGE => {
-                        tracing::error!(
-                            "the PBX sent a message over {MAX_MESSAGE} bytes; stopping"
-                        );
-                        return;
-                    }
-                    Ok(len) => len,
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                let len = match receive(&socket, &mut buffer) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => return,
                     Err(error) => {
-                        tracing::error!(%error, "reading from the PBX failed");
+                        tracing::error!(%error, "reading from the PBX failed; stopping");
                         return;
                     }
                 };
@@ -1078,18 +1088,8 @@ impl Worker {
                     local_rtp,
                 )),
                 Err((addr, error)) => {
-                    let failure = (
-                        leg,
-                        error.raw_os_error().unwrap_or(0),
-                        format!("{addr}: {error}"),
-                    );
-                    send(
-                        &self.out,
-                        &FromWorker::Opened {
-                            id,
-                            failure: Some(failure),
-                        },
-                    );
+                    let errno = error.raw_os_error().unwrap_or(0);
+                    self.reject_open(id, (leg, errno, format!("{addr}: {error}")));
                     return;
                 }
             }
@@ -1112,14 +1112,8 @@ impl Worker {
         let control = match opened {
             Ok(control) => control,
             Err(error) => {
-                let failure = (Leg::Caller, 0, error.to_string());
-                send(
-                    &self.out,
-                    &FromWorker::Opened {
-                        id,
-                        failure: Some(failure),
-                    },
-                );
+                // Error number 0 tells the PBX that no port was at fault.
+                self.reject_open(id, (Leg::Caller, 0, error.to_string()));
                 return;
             }
         };
@@ -1156,6 +1150,18 @@ impl Worker {
                 control,
                 counters,
                 reported: [LegStats::default(); 2],
+            },
+        );
+    }
+
+    /// Replies to open `id` that the session did not start.
+    fn reject_open(&self, id: u64, failure: wire::BindFailure) {
+        tracing::error!(id, reason = failure.2, "relay session not opened");
+        send(
+            &self.out,
+            &FromWorker::Opened {
+                id,
+                failure: Some(failure),
             },
         );
     }

@@ -346,15 +346,7 @@ impl CdrStore {
         connection: &mut AnyConnection,
         record: &CallRecord,
     ) -> Result<(), CdrError> {
-        let timestamp = |field: &'static str, value: OffsetDateTime| {
-            value
-                .format(&Rfc3339)
-                .map_err(|source| CdrError::FormatTimestamp {
-                    id: record.id.clone(),
-                    field,
-                    source,
-                })
-        };
+        let timestamp = |field, value| rfc3339(&record.id, field, value);
         let events_failed = |source| CdrError::InsertEvents {
             id: record.id.clone(),
             source,
@@ -411,6 +403,17 @@ impl Journal {
     }
 }
 
+/// Formats `value`, the `field` of record `id`, as RFC 3339 text.
+fn rfc3339(id: &str, field: &'static str, value: OffsetDateTime) -> Result<String, CdrError> {
+    value
+        .format(&Rfc3339)
+        .map_err(|source| CdrError::FormatTimestamp {
+            id: id.to_owned(),
+            field,
+            source,
+        })
+}
+
 /// Columns of a call record's row, in the order of [`RowValues::bind`].
 const INSERT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed, \
      trunk, source_extension, queue, agent, arrived_at, arrived_at_ms, queued_at, \
@@ -420,8 +423,8 @@ const INSERT_COLUMNS: &str = "id, caller_call_id, agent_call_id, caller, dialed,
      hold_count, hold_seconds, survey, csat_score, transfers, request_type, direction";
 const INSERT_COLUMN_COUNT: usize = 36;
 
-/// Most records per INSERT: 36 values a row keep 25 rows under SQLite's
-/// 999 bound values of builds older than 3.32.
+/// Maximum records per INSERT: at 36 values a row, 25 rows stay under the
+/// limit of 999 bound values of SQLite builds older than 3.32.
 const ROWS_PER_INSERT: usize = 25;
 
 /// The values of a call record's row that need encoding first.
@@ -438,15 +441,7 @@ struct RowValues<'a> {
 
 impl<'a> RowValues<'a> {
     fn of(record: &'a CallRecord) -> Result<RowValues<'a>, CdrError> {
-        let timestamp = |field: &'static str, value: OffsetDateTime| {
-            value
-                .format(&Rfc3339)
-                .map_err(|source| CdrError::FormatTimestamp {
-                    id: record.id.clone(),
-                    field,
-                    source,
-                })
-        };
+        let timestamp = |field, value| rfc3339(&record.id, field, value);
         let optional_timestamp = |field, value: Option<OffsetDateTime>| {
             value.map(|value| timestamp(field, value)).transpose()
         };

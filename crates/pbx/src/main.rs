@@ -84,7 +84,8 @@ fn init_logging(cli: &cli::Cli) {
 /// closes the link or dies.
 fn relay_worker(cli: &cli::Cli) -> ExitCode {
     init_logging(cli);
-    // The worker holds its calls' sockets and recordings.
+    // Nearly all of a worker's descriptors are its calls' sockets and
+    // recordings.
     open_files::raise_to_hard_limit();
     let link = match std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned() {
         Ok(link) => link,

@@ -59,7 +59,7 @@ pub(crate) enum StartError {
 
 /// Starts the PBX on `config`, which was loaded from `source`; SIGHUP and
 /// `POST /api/config/reload` read `source` again.
-/// What the PBX passes to the relay worker processes it starts.
+/// Settings the PBX passes to the relay worker processes it starts.
 pub(crate) struct RelayWorkers {
     pub(crate) log_level: String,
 }

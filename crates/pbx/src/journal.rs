@@ -2,6 +2,12 @@
 //! a call's CDR: each call is stored when it arrives and when it is answered, removed
 //! once its CDR is written, and what is left at the next start becomes an
 //! interrupted CDR.
+//!
+//! The journal is a SQLite file of its own in the data folder, whatever
+//! database holds the CDRs. The calls in it are this node's, read only by
+//! its next start, and SIP messages wait for its commits: in the shared
+//! file those waited for the CDR writer's flushes to disk, and on
+//! PostgreSQL they would wait for the network.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -90,15 +96,37 @@ pub(crate) struct Recovered {
     pub(crate) legs: StoredLegs,
 }
 
+/// The journal's file in the data folder.
+pub(crate) const FILE: &str = "open-calls.sqlite";
+
+/// The journal's one table, the same as the `open_calls` table that the
+/// shared database kept before the journal had a file of its own.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS open_calls (\
+     id TEXT NOT NULL PRIMARY KEY, \
+     record TEXT NOT NULL, \
+     updated_at_ms INTEGER NOT NULL, \
+     legs TEXT)";
+
 #[derive(Clone)]
 pub(crate) struct Journal {
+    /// The journal's own file.
     pool: AnyPool,
+    /// The shared database: its queue events date the last run's end, and
+    /// its `open_calls` table may hold calls of a release that kept the
+    /// journal there.
+    shared: AnyPool,
 }
 
 impl Journal {
-    pub(crate) async fn open(pool: AnyPool) -> Result<Journal, JournalError> {
-        crate::storage::migrate(&pool).await?;
-        Ok(Journal { pool })
+    /// Opens (or creates) [`FILE`] in `data_dir`. Its commits are not
+    /// flushed to disk: they survive a killed process but not a power cut,
+    /// and a flush per commit held call setup behind the disk.
+    pub(crate) async fn open(data_dir: &Path, shared: AnyPool) -> Result<Journal, JournalError> {
+        let url = cdr::database::DatabaseUrl::sqlite_file(&data_dir.join(FILE));
+        let pool = cdr::database::connect_unflushed(&url).await?;
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        crate::storage::migrate(&shared).await?;
+        Ok(Journal { pool, shared })
     }
 
     /// Encodes `record` and `legs` as the `record` and `legs` columns.
@@ -229,15 +257,32 @@ impl Journal {
         store: &CdrStore,
         data_dir: &Path,
     ) -> Result<Recovered, JournalError> {
-        let rows = sqlx::query("SELECT id, record, legs, updated_at_ms FROM open_calls")
-            .fetch_all(&self.pool)
-            .await?;
         // The last event the earlier run stored shows it still ran then,
         // often long after a waiting call's only checkpoint at its arrival.
         let last_event_ms: Option<i64> = sqlx::query_scalar("SELECT MAX(at_ms) FROM queue_events")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.shared)
             .await?;
         let mut recovered = Recovered::default();
+        for pool in [&self.pool, &self.shared] {
+            self.recover_from(pool, last_event_ms, store, data_dir, &mut recovered)
+                .await?;
+        }
+        Ok(recovered)
+    }
+
+    /// Recovers the calls of the `open_calls` table in `pool` into
+    /// `recovered`, and removes them.
+    async fn recover_from(
+        &self,
+        pool: &AnyPool,
+        last_event_ms: Option<i64>,
+        store: &CdrStore,
+        data_dir: &Path,
+        recovered: &mut Recovered,
+    ) -> Result<(), JournalError> {
+        let rows = sqlx::query("SELECT id, record, legs, updated_at_ms FROM open_calls")
+            .fetch_all(pool)
+            .await?;
         for row in rows {
             let id: String = row.try_get("id")?;
             let text: String = row.try_get("record")?;
@@ -277,10 +322,10 @@ impl Journal {
                     })?;
                 recovered.calls += 1;
             }
-            let mut connection = self.pool.acquire().await?;
+            let mut connection = pool.acquire().await?;
             Journal::remove(&mut connection, &id).await?;
         }
-        Ok(recovered)
+        Ok(())
     }
 }
 
@@ -387,6 +432,29 @@ impl JournalProgress {
             self.done.notify_one();
         }
     }
+}
+
+/// Starts [`write_journal`] on a thread of its own, with a runtime of its
+/// own, so the engine's work never delays its commits. The receiver
+/// resolves once the writer has applied every entry the engine sent.
+pub(crate) fn spawn_writer(
+    journal: Journal,
+    queue: mpsc::UnboundedReceiver<JournalEntry>,
+    progress: Arc<JournalProgress>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("journal".to_owned())
+        .spawn(move || {
+            let _span = span.entered();
+            runtime.block_on(write_journal(journal, queue, progress));
+            let _ = done.send(());
+        })?;
+    Ok(finished)
 }
 
 /// Applies journal changes in the order the engine made them, so a removal
@@ -500,7 +568,9 @@ mod tests {
         let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
             .await
             .unwrap();
-        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
         broken_wav(&dir.path().join("recordings/a.wav"));
 
@@ -588,7 +658,9 @@ mod tests {
         let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
             .await
             .unwrap();
-        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("voicemail/general")).unwrap();
         broken_wav(&dir.path().join("voicemail/general/m.wav"));
         let message = CallRecord {
@@ -628,7 +700,9 @@ mod tests {
         let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
             .await
             .unwrap();
-        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
         // Stored at its arrival, as the engine's checkpoint does, with no
         // wait yet.
         let waiting = CallRecord {
@@ -649,7 +723,7 @@ mod tests {
         let queued_ms = (queued.unix_timestamp_nanos() / 1_000_000) as i64;
         sqlx::query("UPDATE open_calls SET updated_at_ms = $1 WHERE id = 'w'")
             .bind(queued_ms)
-            .execute(store.pool())
+            .execute(&journal.pool)
             .await
             .unwrap();
         // The run was still storing events 40 s later, another agent's
@@ -693,7 +767,9 @@ mod tests {
         let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
             .await
             .unwrap();
-        let journal = Journal::open(store.pool().clone()).await.unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
         let dialog = |call_id: &str| sip_server::dialog::StoredDialog {
             call_id: call_id.to_owned(),
             local_tag: "local".to_owned(),
@@ -746,7 +822,58 @@ mod tests {
         assert_eq!(kept.hangup_side, Some(cdr::HangupSide::Caller));
     }
 
+    /// Checks that a start recovers the calls a release that kept the
+    /// journal in the shared database left there, and that new saves go to
+    /// the journal's own file.
+    async fn shared_table_calls_are_recovered(database: TestDatabase) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
+        let record = open_record("old", true, None);
+        let mut connection = store.pool().acquire().await.unwrap();
+        Journal::save(&mut connection, &record, &StoredLegs::default())
+            .await
+            .unwrap();
+        drop(connection);
+        let mut stored = HashSet::new();
+        let entry = JournalEntry::Save {
+            record: Box::new(open_record("new", false, None)),
+            legs: StoredLegs::default(),
+        };
+        journal
+            .apply(std::slice::from_ref(&entry), &mut stored)
+            .await
+            .unwrap();
+        let shared_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM open_calls")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            shared_rows, 1,
+            "the new save must not reach the shared table"
+        );
+        assert!(dir.path().join(FILE).is_file());
+
+        assert_eq!(journal.recover(&store, dir.path()).await.unwrap().calls, 2);
+        for id in ["old", "new"] {
+            let record = store.get(id).await.unwrap().expect("recovered CDR");
+            assert!(record.interrupted, "{id}");
+        }
+        for pool in [&journal.pool, store.pool()] {
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM open_calls")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(left, 0);
+        }
+    }
+
     cdr::storage_tests!(
+        shared_table_calls_are_recovered,
         open_calls_become_interrupted_cdrs,
         ended_call_left_in_the_journal_is_not_hung_up_again,
         interrupted_voicemail_keeps_its_message,

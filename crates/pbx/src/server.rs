@@ -41,6 +41,8 @@ pub(crate) enum StartError {
     Accounts(#[from] crate::http::BootstrapError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error("cannot start the open-call journal's thread: {0}")]
+    JournalThread(std::io::Error),
     #[error("cannot open the event store: {0}")]
     Events(#[from] crate::events::EventStoreError),
     #[error(transparent)]
@@ -182,13 +184,7 @@ pub(crate) async fn run(
     if !stored.is_empty() {
         tracing::info!(agents = stored.len(), "restored stored registrations");
     }
-    // A call's SIP messages wait for its journal commit. A flush to disk
-    // per commit delayed them by milliseconds, so the journal uses
-    // `connect_unflushed`, whose commits still survive a killed process.
-    let journal_pool = cdr::database::connect_unflushed(&config.database_url())
-        .await
-        .map_err(crate::journal::JournalError::Query)?;
-    let journal = crate::journal::Journal::open(journal_pool).await?;
+    let journal = crate::journal::Journal::open(&config.data_dir, store.pool().clone()).await?;
     let recovered = journal.recover(&store, &config.data_dir).await?;
     if recovered.calls > 0 {
         tracing::warn!(
@@ -227,11 +223,16 @@ pub(crate) async fn run(
     );
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_progress = std::sync::Arc::new(crate::journal::JournalProgress::default());
-    let journal_writer = tokio::spawn(crate::journal::write_journal(
+    // A call's SIP messages wait for the journal's commits, and each commit
+    // takes several round trips to SQLite's thread. On the runtime's one
+    // worker each of them queued behind the engine's work, so the wait grew
+    // with the load (docs/benchmarks.md).
+    let journal_writer = crate::journal::spawn_writer(
         journal,
         journal_writes,
         std::sync::Arc::clone(&journal_progress),
-    ));
+    )
+    .map_err(StartError::JournalThread)?;
     let (event_queue, event_writes) = mpsc::unbounded_channel();
     let event_writer = tokio::spawn(crate::events::write_events(
         event_store,

@@ -60,6 +60,7 @@ pub use delay::{RELAY_DELAY_BOUNDS_US, RelayDelays};
 pub use prompt::PromptError;
 pub use rtp::DetectedDigit;
 pub use session::{LegStats, MediaSession, PlayRequest, Relay, load_prompt};
+pub use shard::{WakeBatch, batch_wakes};
 pub use stats::estimate_mos;
 pub use worker::{MalformedMessage, RelayProcesses, WorkerError, serve_worker};
 

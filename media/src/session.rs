@@ -912,21 +912,27 @@ impl MediaSession {
     }
 
     /// Like [`MediaSession::close`], and returns both legs' final figures
-    /// (caller first), which count every packet up to the close.
-    pub async fn close_with_stats(
+    /// (caller first), which count every packet up to the close. The close
+    /// is sent at the call, before the returned future is first polled, so
+    /// a [`crate::WakeBatch`] of the caller covers it.
+    pub fn close_with_stats(
         mut self,
-    ) -> (Result<Option<RecordingSummary>, MediaError>, [LegStats; 2]) {
+    ) -> impl Future<Output = (Result<Option<RecordingSummary>, MediaError>, [LegStats; 2])>
+    + Send
+    + 'static {
         let _ = self.control.send(Control::Close(Instant::now()));
-        let ended = || MediaError::SessionEnded {
-            call_id: self.call_id.clone(),
-        };
-        let outcome = match self.outcome.take() {
-            // The thread drops the sender only when it stops, which it does
-            // after every session has handed over its outcome.
-            Some(outcome) => outcome.await.unwrap_or_else(|_| Err(ended())),
-            None => Err(ended()),
-        };
-        (outcome, [self.stats(Leg::Caller), self.stats(Leg::Agent)])
+        async move {
+            let ended = || MediaError::SessionEnded {
+                call_id: self.call_id.clone(),
+            };
+            let outcome = match self.outcome.take() {
+                // The thread drops the sender only when it stops, which it
+                // does after every session has handed over its outcome.
+                Some(outcome) => outcome.await.unwrap_or_else(|_| Err(ended())),
+                None => Err(ended()),
+            };
+            (outcome, [self.stats(Leg::Caller), self.stats(Leg::Agent)])
+        }
     }
 }
 

@@ -66,6 +66,67 @@ enum Message {
     Control(u64, Control),
 }
 
+std::thread_local! {
+    /// Wake-ups held back on this thread by live [`WakeBatch`] guards: their
+    /// count and the wakers to wake when the last guard drops.
+    static DEFERRED: std::cell::RefCell<(usize, Vec<Arc<Waker>>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// Holds back the wake-ups of relay threads that this thread causes until
+/// the guard drops, then wakes each thread once. The messages themselves are
+/// queued at once. A wake-up of a real-time relay thread costs the sender a
+/// system call and often a preemption, so a SIP engine that opens and closes
+/// several sessions per batch of messages wakes each thread once per batch.
+/// The guard cannot cross an `.await` of a `Send` future.
+#[must_use = "wake-ups are held back only while the guard lives"]
+pub struct WakeBatch {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+/// Starts a [`WakeBatch`]; guards may nest, and the outermost one wakes.
+pub fn batch_wakes() -> WakeBatch {
+    DEFERRED.with(|deferred| deferred.borrow_mut().0 += 1);
+    WakeBatch {
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        let wakers = DEFERRED.with(|deferred| {
+            let mut deferred = deferred.borrow_mut();
+            deferred.0 -= 1;
+            if deferred.0 == 0 {
+                std::mem::take(&mut deferred.1)
+            } else {
+                Vec::new()
+            }
+        });
+        for waker in wakers {
+            // A thread that cannot be woken has stopped, and its sessions
+            // have failed already.
+            let _ = waker.wake();
+        }
+    }
+}
+
+/// Wakes the thread of `waker` now, or when the outermost [`WakeBatch`] of
+/// the calling thread drops.
+fn wake(waker: &Arc<Waker>) -> io::Result<()> {
+    let deferred = DEFERRED.with(|deferred| {
+        let mut deferred = deferred.borrow_mut();
+        if deferred.0 == 0 {
+            return false;
+        }
+        if !deferred.1.iter().any(|held| Arc::ptr_eq(held, waker)) {
+            deferred.1.push(Arc::clone(waker));
+        }
+        true
+    });
+    if deferred { Ok(()) } else { waker.wake() }
+}
+
 /// Sends control messages to one session's thread.
 pub(crate) struct ThreadSender {
     id: u64,
@@ -92,7 +153,7 @@ impl ThreadSender {
             .send(Message::Control(self.id, control))
             .map_err(|_| SessionEnded)?;
         if urgent {
-            self.waker.wake().map_err(|_| SessionEnded)?;
+            wake(&self.waker).map_err(|_| SessionEnded)?;
         }
         Ok(())
     }
@@ -216,7 +277,7 @@ impl RelayThreads {
             .inbox
             .send(Message::Open(id, Box::new(session)))
             .map_err(|_| ended_error())?;
-        shard.waker.wake().map_err(|_| ended_error())?;
+        wake(&shard.waker).map_err(|_| ended_error())?;
         Ok(ThreadSender {
             id,
             inbox: shard.inbox.clone(),
@@ -592,4 +653,59 @@ fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WOKEN: Token = Token(7);
+
+    /// Returns how many wake-ups the poller reports without waiting.
+    fn wake_events(poll: &mut Poll) -> usize {
+        let mut events = Events::with_capacity(8);
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        events.iter().filter(|event| event.token() == WOKEN).count()
+    }
+
+    #[test]
+    fn outer_guard_wakes_once() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WOKEN).unwrap());
+        let outer = batch_wakes();
+        wake(&waker).unwrap();
+        {
+            let _inner = batch_wakes();
+            wake(&waker).unwrap();
+        }
+        assert_eq!(wake_events(&mut poll), 0, "woken inside the batch");
+        drop(outer);
+        assert_eq!(wake_events(&mut poll), 1);
+    }
+
+    #[test]
+    fn unbatched_wake_is_immediate() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WOKEN).unwrap());
+        wake(&waker).unwrap();
+        assert_eq!(wake_events(&mut poll), 1);
+    }
+
+    #[test]
+    fn other_threads_batch_is_ignored() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WOKEN).unwrap());
+        let (held, release) = mpsc::channel::<()>();
+        let (started, ready) = mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _batch = batch_wakes();
+            started.send(()).unwrap();
+            let _ = release.recv();
+        });
+        ready.recv().unwrap();
+        wake(&waker).unwrap();
+        assert_eq!(wake_events(&mut poll), 1);
+        drop(held);
+        other.join().unwrap();
+    }
 }

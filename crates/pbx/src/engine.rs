@@ -227,13 +227,19 @@ impl Engine {
         let mut busy: Option<(Instant, Activity)> = None;
         let journal = std::sync::Arc::clone(&self.journal_gate.progress);
         loop {
-            self.drain(&mut sessions, &mut background);
+            {
+                let _wakes = media::batch_wakes();
+                self.drain(&mut sessions, &mut background);
+            }
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             if let Some((started, activity)) = busy.take() {
                 self.stalls.check(started.elapsed(), activity);
             }
             tokio::select! {
                 input = receiver.recv() => {
+                    // Each arm opens and closes relay sessions, and their
+                    // relay threads are woken once at its end.
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     let Some(input) = input else { break };
                     let mut activity = Activity::of(&input);
@@ -251,6 +257,7 @@ impl Engine {
                     busy = Some((started, activity));
                 }
                 () = udp.readable() => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     let mut activity = Activity::default_inputs();
                     // Like the batch above, and each datagram's responses
@@ -269,11 +276,13 @@ impl Engine {
                     busy = Some((started, activity));
                 }
                 () = sleep_until(wake) => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     self.core.handle_timeout(started);
                     busy = Some((started, Activity::Timers));
                 }
                 Some(request) = live.recv() => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     self.request_batch = Some(EventBatch::default());
                     let ack = self.answer_live(request, &sessions);
@@ -286,16 +295,19 @@ impl Engine {
                     busy = Some((started, Activity::ApiRequest));
                 }
                 Some(notice) = stored.recv() => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     self.release_held(notice);
                     busy = Some((started, Activity::HeldResponses));
                 }
                 () = journal.committed(), if self.journal_gate.holding() => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     self.release_committed();
                     busy = Some((started, Activity::HeldResponses));
                 }
                 _ = silence_check.tick(), if self.rtp_timeout.is_some() => {
+                    let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     self.check_silence(&sessions);
                     busy = Some((started, Activity::SilenceCheck));
@@ -845,13 +857,16 @@ impl Engine {
                 } else {
                     None
                 };
+                // The close goes out now, inside the caller's batch of
+                // relay wake-ups, and the task waits for its outcome.
+                let closing = session.map(media::MediaSession::close_with_stats);
                 let stores = FinishStores {
                     cdr: self.cdr.clone(),
                     journal: self.journal.clone(),
                     catalogue: self.catalogue.clone(),
                     data_dir: self.data_dir.clone(),
                 };
-                background.spawn(finish_call(session, *record, stores));
+                background.spawn(finish_call(closing, *record, stores));
             }
         }
     }
@@ -937,8 +952,11 @@ struct FinishStores {
 
 /// Closes the relay, completes the CDR with the recording's outcome and
 /// writes it, after the recordings' catalogue entries.
+/// What closing a relay session gives: its recording, if any.
+type MediaOutcome = Result<Option<recordings::RecordingSummary>, media::MediaError>;
+
 async fn finish_call(
-    session: Option<media::MediaSession>,
+    closing: Option<impl Future<Output = (MediaOutcome, [media::LegStats; 2])>>,
     mut record: cdr::CallRecord,
     stores: FinishStores,
 ) {
@@ -950,9 +968,9 @@ async fn finish_call(
     } = stores;
     // The figures after the close count every packet, also in a relay
     // worker, which otherwise reports them once a second.
-    let summary = match session {
-        Some(session) => {
-            let (summary, stats) = session.close_with_stats().await;
+    let summary = match closing {
+        Some(closing) => {
+            let (summary, stats) = closing.await;
             record.media_quality = media_quality(&stats);
             summary
         }

@@ -441,6 +441,17 @@ impl LegStats {
     pub fn mos(&self) -> f64 {
         estimate_mos(self.loss_fraction(), self.jitter_ms())
     }
+
+    /// Datagrams from the leg's peer that the relay dropped, for any of the
+    /// reasons counted apart above.
+    pub fn dropped_packets(&self) -> u64 {
+        self.invalid_packets
+            + self.stun_packets
+            + self.rejected_source
+            + self.rejected_payload_type
+            + self.oversized_packets
+            + self.unroutable_packets
+    }
 }
 
 #[derive(Debug, Default)]

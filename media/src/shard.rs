@@ -625,7 +625,20 @@ impl Shard {
         let outcome = entry.state.finish_recording(at, &entry.call_id);
         let caller = entry.state.counters[0].snapshot();
         let agent = entry.state.counters[1].snapshot();
-        tracing::info!(?caller, ?agent, "media session closed");
+        tracing::info!(
+            caller_received = caller.packets_received,
+            caller_sent = caller.packets_sent,
+            caller_lost = caller.rtp_packets_lost,
+            caller_jitter_ms = caller.jitter_ms(),
+            caller_dropped = caller.dropped_packets(),
+            agent_received = agent.packets_received,
+            agent_sent = agent.packets_sent,
+            agent_lost = agent.rtp_packets_lost,
+            agent_jitter_ms = agent.jitter_ms(),
+            agent_dropped = agent.dropped_packets(),
+            "media session closed"
+        );
+        tracing::debug!(?caller, ?agent, "media session figures");
         tracing::debug!(
             drains = entry.drains,
             datagrams = entry.datagrams,

@@ -489,9 +489,9 @@ impl Registrar {
             return Err(Rejection::LockedOut(left));
         }
         if let Err(rejection) = self.authenticate(request, agent, wall) {
-            if matches!(rejection, Rejection::Status(403, _)) {
+            if let Rejection::Forbidden(reason) = &rejection {
                 self.record_failure(source.addr.ip(), now);
-                tracing::warn!(agent, source = %source.addr, "registration rejected");
+                tracing::warn!(agent, source = %source.addr, %reason, "registration rejected");
             }
             return Err(rejection);
         }
@@ -675,7 +675,11 @@ impl Registrar {
             Err(_) => return Err(Rejection::Bad("Bad Authorization")),
         };
         if credentials.username != agent {
-            return Err(Rejection::Status(403, "Forbidden"));
+            let reason = format!(
+                "digest username {:?} differs from the To user",
+                credentials.username
+            );
+            return Err(Rejection::Forbidden(reason));
         }
         match self.verify_credentials(&credentials, request, wall) {
             Ok(_) => Ok(()),
@@ -684,10 +688,7 @@ impl Registrar {
                 Err(Rejection::Challenge { stale: false })
             }
             Err(AuthError::UriMismatch { .. }) => Err(Rejection::Bad("Digest URI Mismatch")),
-            Err(error) => {
-                tracing::debug!(agent, %error, "credentials rejected");
-                Err(Rejection::Status(403, "Forbidden"))
-            }
+            Err(error) => Err(Rejection::Forbidden(error.to_string())),
         }
     }
 
@@ -1067,6 +1068,9 @@ pub fn locked_out(request: &Request, left: Duration) -> Response {
 enum Rejection {
     Bad(&'static str),
     Status(u16, &'static str),
+    /// 403 for credentials that fail, with the reason for the log only: a
+    /// scanner must not learn which agents exist.
+    Forbidden(String),
     /// The source is locked out for this long yet.
     LockedOut(Duration),
     TooBrief(u32),
@@ -1089,6 +1093,7 @@ impl Rejection {
             Rejection::Status(status, reason) => {
                 Response::for_request(request, status, Some(reason))
             }
+            Rejection::Forbidden(_) => Response::for_request(request, 403, Some("Forbidden")),
             Rejection::LockedOut(left) => locked_out(request, left),
             Rejection::ExtensionRequired(tag) => {
                 let mut response = Response::for_request(request, 421, None);

@@ -195,6 +195,15 @@ async fn connect_with(
     let backend = url.backend();
     AnyPoolOptions::new()
         .max_connections(connections)
+        // sqlx 0.8 leaves a connection whose COMMIT failed (a full disk,
+        // say) counted as inside its transaction. Back in the pool, its next
+        // `begin` would open a savepoint inside that transaction, whose
+        // commit commits nothing, and every later write on it would be lost
+        // without an error. Such a connection is closed instead.
+        .after_release(|connection, _| {
+            let in_transaction = sqlx::Connection::is_in_transaction(connection);
+            Box::pin(async move { Ok(!in_transaction) })
+        })
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

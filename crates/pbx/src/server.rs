@@ -18,6 +18,15 @@ pub(crate) enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "data directory {path} is in use by another PBX ({holder}); stop it or give another --data-dir"
+    )]
+    DataDirInUse { path: String, holder: String },
+    #[error("cannot lock data directory {path}: {source}")]
+    DataDirLock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("cannot open the CDR store: {0}")]
@@ -79,6 +88,9 @@ pub(crate) async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    // Held until the PBX stops: a second PBX on this folder would take the
+    // calls in its journal for calls of a crashed run and hang them up.
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let sounds = crate::sounds::install_built_in(&config.data_dir)?;
     let store = cdr::CdrStore::open_at(&config.data_dir, &config.database_url()).await?;
     // Before the HTTP API starts, whose reports read the events table.
@@ -293,6 +305,45 @@ pub(crate) async fn run(
     let _ = event_writer.await;
     tracing::info!("PBX stopped");
     Ok(())
+}
+
+/// Locks `pbx.lock` in `data_dir` for this process and writes its PID
+/// there, so that a second PBX started on the folder stops with an error
+/// naming the first. The kernel releases the lock when the process ends,
+/// also on `kill -9`.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::Write;
+
+    let path = data_dir.join("pbx.lock");
+    let lock_error = |source| StartError::DataDirLock {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "PID unknown".to_owned(),
+                pid => format!("PID {pid}"),
+            };
+            return Err(StartError::DataDirInUse {
+                path: data_dir.display().to_string(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(lock_error(source)),
+    }
+    file.set_len(0).map_err(lock_error)?;
+    writeln!(file, "{}", std::process::id()).map_err(lock_error)?;
+    Ok(file)
 }
 
 /// Listener addresses from `config`, with the TLS configuration loaded

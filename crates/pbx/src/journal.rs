@@ -26,6 +26,11 @@ pub(crate) enum JournalError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("open-call journal query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error(
+        "cannot open the open-call journal {path}: {source}; move the file aside to start \
+         without the calls it holds"
+    )]
+    Open { path: String, source: sqlx::Error },
     #[error("stored call {id} does not decode: {source}")]
     Decode {
         id: String,
@@ -122,9 +127,29 @@ impl Journal {
     /// flushed to disk: they survive a killed process but not a power cut,
     /// and a flush per commit held call setup behind the disk.
     pub(crate) async fn open(data_dir: &Path, shared: AnyPool) -> Result<Journal, JournalError> {
-        let url = cdr::database::DatabaseUrl::sqlite_file(&data_dir.join(FILE));
-        let pool = cdr::database::connect_unflushed(&url).await?;
-        sqlx::query(SCHEMA).execute(&pool).await?;
+        let path = data_dir.join(FILE);
+        let open_error = |source| JournalError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let url = cdr::database::DatabaseUrl::sqlite_file(&path);
+        // One connection first, because the pool retries a file that is
+        // not a database for 30 s and then reports only its time-out.
+        let mut probe = <sqlx::AnyConnection as sqlx::Connection>::connect(url.expose())
+            .await
+            .map_err(open_error)?;
+        sqlx::query("PRAGMA schema_version")
+            .execute(&mut probe)
+            .await
+            .map_err(open_error)?;
+        let _ = sqlx::Connection::close(probe).await;
+        let pool = cdr::database::connect_unflushed(&url)
+            .await
+            .map_err(open_error)?;
+        sqlx::query(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(open_error)?;
         crate::storage::migrate(&shared).await?;
         Ok(Journal { pool, shared })
     }
@@ -870,6 +895,19 @@ mod tests {
                 .unwrap();
             assert_eq!(left, 0);
         }
+    }
+
+    #[tokio::test]
+    async fn damaged_journal_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open(dir.path()).await.unwrap();
+        std::fs::write(dir.path().join(FILE), [0x5a_u8; 8192]).unwrap();
+        let error = match Journal::open(dir.path(), store.pool().clone()).await {
+            Ok(_) => panic!("a journal that is not a database opened"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(FILE), "{error}");
+        assert!(error.contains("not a database"), "{error}");
     }
 
     cdr::storage_tests!(

@@ -924,8 +924,8 @@ impl MediaSession {
 
     /// Like [`MediaSession::close`], and returns both legs' final figures
     /// (caller first), which count every packet up to the close. The close
-    /// is sent at the call, before the returned future is first polled, so
-    /// a [`crate::WakeBatch`] of the caller covers it.
+    /// is sent when this function is called, before the returned future is
+    /// first polled, so a [`crate::WakeBatch`] of the caller covers it.
     pub fn close_with_stats(
         mut self,
     ) -> impl Future<Output = (Result<Option<RecordingSummary>, MediaError>, [LegStats; 2])>

@@ -73,8 +73,8 @@ std::thread_local! {
         const { std::cell::RefCell::new((0, Vec::new())) };
 }
 
-/// Holds back the wake-ups of relay threads that this thread causes until
-/// the guard drops, then wakes each thread once. The messages themselves are
+/// Guard that holds back the wake-ups of relay threads that this thread
+/// causes until it drops, then wakes each thread once. The messages themselves are
 /// queued at once. A wake-up of a real-time relay thread costs the sender a
 /// system call and often a preemption, so a SIP engine that opens and closes
 /// several sessions per batch of messages wakes each thread once per batch.

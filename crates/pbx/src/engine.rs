@@ -237,8 +237,8 @@ impl Engine {
             }
             tokio::select! {
                 input = receiver.recv() => {
-                    // Each arm opens and closes relay sessions, and their
-                    // relay threads are woken once at its end.
+                    // An arm may open and close relay sessions, so each
+                    // arm wakes their relay threads once, at its end.
                     let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     let Some(input) = input else { break };
@@ -952,7 +952,7 @@ struct FinishStores {
 
 /// Closes the relay, completes the CDR with the recording's outcome and
 /// writes it, after the recordings' catalogue entries.
-/// What closing a relay session gives: its recording, if any.
+/// The outcome of closing a relay session: its recording, if any.
 type MediaOutcome = Result<Option<recordings::RecordingSummary>, media::MediaError>;
 
 async fn finish_call(

@@ -4,7 +4,7 @@
 //! interrupted CDR.
 //!
 //! The journal is a SQLite file of its own in the data folder, whatever
-//! database holds the CDRs. The calls in it are this node's, read only by
+//! database stores the CDRs. The calls in it are this node's, read only by
 //! its next start, and SIP messages wait for its commits: in the shared
 //! file those waited for the CDR writer's flushes to disk, and on
 //! PostgreSQL they would wait for the network.
@@ -570,6 +570,19 @@ mod tests {
         }
     }
 
+    /// Opens the CDR store on `database` and the journal, both in a new
+    /// data folder.
+    async fn open_stores(database: &TestDatabase) -> (tempfile::TempDir, CdrStore, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
+            .await
+            .unwrap();
+        let journal = Journal::open(dir.path(), store.pool().clone())
+            .await
+            .unwrap();
+        (dir, store, journal)
+    }
+
     /// Writes a WAV whose writer died during 2 s of audio, so its header
     /// still counts 0 frames.
     fn broken_wav(path: &Path) {
@@ -589,13 +602,7 @@ mod tests {
     }
 
     async fn open_calls_become_interrupted_cdrs(database: TestDatabase) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
-            .await
-            .unwrap();
-        let journal = Journal::open(dir.path(), store.pool().clone())
-            .await
-            .unwrap();
+        let (dir, store, journal) = open_stores(&database).await;
         std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
         broken_wav(&dir.path().join("recordings/a.wav"));
 
@@ -679,13 +686,7 @@ mod tests {
     }
 
     async fn interrupted_voicemail_keeps_its_message(database: TestDatabase) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
-            .await
-            .unwrap();
-        let journal = Journal::open(dir.path(), store.pool().clone())
-            .await
-            .unwrap();
+        let (dir, store, journal) = open_stores(&database).await;
         std::fs::create_dir_all(dir.path().join("voicemail/general")).unwrap();
         broken_wav(&dir.path().join("voicemail/general/m.wav"));
         let message = CallRecord {
@@ -721,13 +722,7 @@ mod tests {
     }
 
     async fn interrupted_waiting_call_keeps_its_wait(database: TestDatabase) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
-            .await
-            .unwrap();
-        let journal = Journal::open(dir.path(), store.pool().clone())
-            .await
-            .unwrap();
+        let (dir, store, journal) = open_stores(&database).await;
         // Stored at its arrival, as the engine's checkpoint does, with no
         // wait yet.
         let waiting = CallRecord {
@@ -788,13 +783,7 @@ mod tests {
     /// Checks that recovery keeps the CDR of a call that ended normally
     /// before the crash removed its row, and sends its phones no second BYE.
     async fn ended_call_left_in_the_journal_is_not_hung_up_again(database: TestDatabase) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
-            .await
-            .unwrap();
-        let journal = Journal::open(dir.path(), store.pool().clone())
-            .await
-            .unwrap();
+        let (dir, store, journal) = open_stores(&database).await;
         let dialog = |call_id: &str| sip_server::dialog::StoredDialog {
             call_id: call_id.to_owned(),
             local_tag: "local".to_owned(),
@@ -851,13 +840,7 @@ mod tests {
     /// journal in the shared database left there, and that new saves go to
     /// the journal's own file.
     async fn shared_table_calls_are_recovered(database: TestDatabase) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
-            .await
-            .unwrap();
-        let journal = Journal::open(dir.path(), store.pool().clone())
-            .await
-            .unwrap();
+        let (dir, store, journal) = open_stores(&database).await;
         let record = open_record("old", true, None);
         let mut connection = store.pool().acquire().await.unwrap();
         Journal::save(&mut connection, &record, &StoredLegs::default())

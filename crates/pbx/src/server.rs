@@ -236,9 +236,9 @@ pub(crate) async fn run(
     let (journal_queue, journal_writes) = mpsc::unbounded_channel();
     let journal_progress = std::sync::Arc::new(crate::journal::JournalProgress::default());
     // A call's SIP messages wait for the journal's commits, and each commit
-    // takes several round trips to SQLite's thread. On the runtime's one
-    // worker each of them queued behind the engine's work, so the wait grew
-    // with the load (docs/benchmarks.md).
+    // takes several round trips to SQLite's thread. On the runtime's worker
+    // (one by default) each of them queued behind the engine's work, so the
+    // wait grew with the load (docs/benchmarks.md).
     let journal_writer = crate::journal::spawn_writer(
         journal,
         journal_writes,

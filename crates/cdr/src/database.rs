@@ -212,6 +212,12 @@ async fn connect_with(
                         .execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str())
                         .await?;
                     connection.execute("PRAGMA journal_mode = WAL").await?;
+                    // A multi-row INSERT inside a transaction saves the pages
+                    // it changes to a statement journal first, so that a
+                    // failing row can undo its statement alone. In a
+                    // temporary file those saves cost a write call per page,
+                    // a fifth of the writer's time under load.
+                    connection.execute("PRAGMA temp_store = MEMORY").await?;
                     if !flush_each_commit {
                         // With write-ahead logging, NORMAL syncs at
                         // checkpoints only.

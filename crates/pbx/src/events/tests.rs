@@ -115,6 +115,36 @@ fn times_are_rfc3339_with_milliseconds() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
 }
 
+#[test]
+fn a_backlog_joins_one_group_up_to_the_event_bound() {
+    let (batches, mut queue) = mpsc::unbounded_channel();
+    // Far more batches than the 256 a commit took before: all of them
+    // join, in order, while the group is under its bound.
+    let batch = |index: usize| {
+        let mut batch = EventBatch::default();
+        batch.push(&[state_change(), answered()], vec![format!("line {index}")]);
+        batch
+    };
+    for index in 1..1000 {
+        batches.send(batch(index)).unwrap();
+    }
+    let group = take_group(batch(0), &mut queue, 10_000);
+    assert_eq!(group.events.len(), 2000);
+    assert_eq!(group.lines.first().unwrap(), "line 0");
+    assert_eq!(group.lines.last().unwrap(), "line 999");
+    assert!(queue.is_empty());
+
+    // Past the bound the rest waits for the next commit; a batch is never
+    // split between two.
+    for index in 0..10 {
+        batches.send(batch(index)).unwrap();
+    }
+    let group = take_group(batch(100), &mut queue, 5);
+    assert_eq!(group.events.len(), 6);
+    assert_eq!(group.lines, ["line 100", "line 0", "line 1"]);
+    assert_eq!(queue.len(), 8);
+}
+
 async fn stored_rows_keep_order_and_numbers(database: TestDatabase) {
     let (_dir, store) = store(&database).await;
     let first = vec![NewEvent::from_stamped(&state_change())];

@@ -47,6 +47,7 @@ mod prompt;
 mod resample;
 mod session;
 mod shard;
+mod spare;
 mod state;
 mod stats;
 mod worker;

@@ -18,6 +18,7 @@ use crate::codec::{Codec, LegCodecs};
 use crate::delay::{RelayDelays, SharedDelays};
 use crate::ports::{PortAllocator, PortLease};
 use crate::shard::{NewSession, Outcome, RelayThreads, SessionEnded, ThreadSender};
+use crate::spare::SpareLegs;
 use crate::state::RelayState;
 use crate::stats::{ReceptionStatistics, estimate_mos};
 use crate::worker::{OpenFailure, RelayProcesses, WorkerSender, Workers};
@@ -35,6 +36,9 @@ pub struct Relay {
     ports: (u16, u16),
     delays: Arc<SharedDelays>,
     backend: Backend,
+    /// Legs bound ahead of need, for relay threads in this process over a
+    /// range large enough to spare some.
+    spare: Option<Arc<SpareLegs>>,
 }
 
 /// The threads or processes that relay the sessions' packets.
@@ -60,12 +64,16 @@ impl Relay {
             config.coalesce,
         )
         .map_err(|source| MediaError::Threads { source })?;
+        let allocator = Arc::new(Mutex::new(allocator));
+        let ports = (*config.ports.start(), *config.ports.end());
+        let spare = SpareLegs::start(Arc::clone(&allocator), config.bind_address, ports)?;
         Ok(Relay {
             bind_address: config.bind_address,
-            allocator: Arc::new(Mutex::new(allocator)),
-            ports: (*config.ports.start(), *config.ports.end()),
+            allocator,
+            ports,
             delays: Arc::default(),
             backend: Backend::Threads(Arc::new(threads)),
+            spare,
         })
     }
 
@@ -91,6 +99,7 @@ impl Relay {
             ports: (*config.ports.start(), *config.ports.end()),
             delays: Arc::default(),
             backend: Backend::Workers(Arc::new(workers)),
+            spare: None,
         })
     }
 
@@ -125,7 +134,10 @@ impl Relay {
 
     /// Port pairs currently held by open sessions.
     pub fn used_port_pairs(&self) -> usize {
-        crate::ports::lock(&self.allocator).used()
+        let spare = self.spare.as_ref().map_or(0, |spare| spare.len());
+        crate::ports::lock(&self.allocator)
+            .used()
+            .saturating_sub(spare)
     }
 
     /// Binds an RTP+RTCP port pair for each leg and hands the session to a
@@ -135,8 +147,8 @@ impl Relay {
             Backend::Threads(threads) => threads,
             Backend::Workers(workers) => return self.open_in_worker(workers, call_id).await,
         };
-        let caller = self.bind_leg().await?;
-        let agent = self.bind_leg().await?;
+        let caller = self.take_leg()?;
+        let agent = self.take_leg()?;
         let local = [caller.local_rtp, agent.local_rtp];
         let counters = Arc::new([LegCounters::default(), LegCounters::default()]);
         let span = tracing::info_span!("media_session", call_id = %call_id);
@@ -250,71 +262,82 @@ impl Relay {
                 }
             }
         }
-        Err(self.no_pair_bound(last_error, refused.len()))
+        Err(no_pair_bound(self.ports, last_error, refused.len()))
     }
 
-    /// Tries free pairs at random until both ports of one bind, giving up
-    /// after as many attempts as the range has pairs. A pair the OS refused
-    /// stays taken until the end, so it is not tried twice.
-    async fn bind_leg(&self) -> Result<LegSockets, MediaError> {
-        let attempts = crate::ports::lock(&self.allocator).pair_count();
-        let mut refused = Vec::new();
-        let mut last_error = None;
-        for _ in 0..attempts {
-            let Some(lease) = PortLease::take(&self.allocator, random_u32()) else {
-                break;
-            };
-            let rtp_addr = SocketAddr::new(self.bind_address, lease.rtp_port());
-            let rtcp_addr = SocketAddr::new(self.bind_address, lease.rtp_port() + 1);
-            match bind_pair(rtp_addr, rtcp_addr) {
-                Ok((rtp, rtcp, local_rtp)) => {
-                    return Ok(LegSockets {
-                        rtp: UdpSocket::from_std(rtp),
-                        rtcp: UdpSocket::from_std(rtcp),
-                        local_rtp,
-                        _lease: Some(lease),
-                    });
-                }
-                // Out of file descriptors, every other pair fails the same
-                // way. Trying them all cost a busy relay seconds of CPU
-                // before the call got its 503.
-                Err((addr, error)) if out_of_descriptors(&error) => {
-                    return Err(MediaError::Bind {
-                        addr,
-                        attempts: refused.len() + 1,
-                        source: error,
-                    });
-                }
-                Err((addr, error)) => {
-                    tracing::debug!(%addr, %error, "port refused, trying another pair");
-                    refused.push(lease);
-                    last_error = Some((addr, error));
-                }
-            }
+    /// Takes a spare leg, or binds one when none is left.
+    fn take_leg(&self) -> Result<LegSockets, MediaError> {
+        match self.spare.as_ref().and_then(|spare| spare.take()) {
+            Some(leg) => Ok(leg),
+            None => bind_leg(&self.allocator, self.bind_address, self.ports),
         }
-        Err(self.no_pair_bound(last_error, refused.len()))
     }
 }
 
-impl Relay {
-    /// Returns the error for an open that bound no pair: the last bind
-    /// error after `attempts` refused pairs, or an empty range.
-    fn no_pair_bound(
-        &self,
-        last_error: Option<(SocketAddr, io::Error)>,
-        attempts: usize,
-    ) -> MediaError {
-        match last_error {
-            Some((addr, source)) => MediaError::Bind {
-                addr,
-                attempts,
-                source,
-            },
-            None => MediaError::NoFreePorts {
-                start: self.ports.0,
-                end: self.ports.1,
-            },
+/// Tries free pairs of `allocator` at random until both ports of one bind
+/// on `bind_address`, giving up after as many attempts as the range has
+/// pairs. A pair the OS refused stays taken until the end, so it is not
+/// tried twice. `ports` is the configured range, for the error.
+pub(crate) fn bind_leg(
+    allocator: &Arc<Mutex<PortAllocator>>,
+    bind_address: IpAddr,
+    ports: (u16, u16),
+) -> Result<LegSockets, MediaError> {
+    let attempts = crate::ports::lock(allocator).pair_count();
+    let mut refused = Vec::new();
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let Some(lease) = PortLease::take(allocator, random_u32()) else {
+            break;
+        };
+        let rtp_addr = SocketAddr::new(bind_address, lease.rtp_port());
+        let rtcp_addr = SocketAddr::new(bind_address, lease.rtp_port() + 1);
+        match bind_pair(rtp_addr, rtcp_addr) {
+            Ok((rtp, rtcp, local_rtp)) => {
+                return Ok(LegSockets {
+                    rtp: UdpSocket::from_std(rtp),
+                    rtcp: UdpSocket::from_std(rtcp),
+                    local_rtp,
+                    _lease: Some(lease),
+                });
+            }
+            // Out of file descriptors, every other pair fails the same
+            // way. Trying them all cost a busy relay seconds of CPU
+            // before the call got its 503.
+            Err((addr, error)) if out_of_descriptors(&error) => {
+                return Err(MediaError::Bind {
+                    addr,
+                    attempts: refused.len() + 1,
+                    source: error,
+                });
+            }
+            Err((addr, error)) => {
+                tracing::debug!(%addr, %error, "port refused, trying another pair");
+                refused.push(lease);
+                last_error = Some((addr, error));
+            }
         }
+    }
+    Err(no_pair_bound(ports, last_error, refused.len()))
+}
+
+/// Returns the error for an open that bound no pair of the range `ports`:
+/// the last bind error after `attempts` refused pairs, or an empty range.
+fn no_pair_bound(
+    ports: (u16, u16),
+    last_error: Option<(SocketAddr, io::Error)>,
+    attempts: usize,
+) -> MediaError {
+    match last_error {
+        Some((addr, source)) => MediaError::Bind {
+            addr,
+            attempts,
+            source,
+        },
+        None => MediaError::NoFreePorts {
+            start: ports.0,
+            end: ports.1,
+        },
     }
 }
 

@@ -308,16 +308,16 @@ async fn grouped_writes_store_every_record(database: TestDatabase) {
     assert_eq!(journal_lines(dir.path()).len(), 11);
 }
 
-/// Sixty grouped writes fill more than one multi-row INSERT; each record
-/// of every kind comes back as written, so no value moved to a neighbour's
-/// column or row.
+/// Grouped writes fill more than two multi-row INSERTs of 500 rows. Each
+/// record of every kind comes back as written, so no value moved to a
+/// neighbour's column or row.
 async fn grouped_writes_round_trip_many_rows(database: TestDatabase) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = CdrStore::open_at(dir.path(), &database.url(dir.path()))
         .await
         .expect("store opens");
     let base = datetime!(2026-12-04 14:00:00.5 UTC);
-    let records: Vec<CallRecord> = (0..60)
+    let records: Vec<CallRecord> = (0..1_100)
         .map(|i| {
             let id = format!("m-{i}");
             let arrived_at = base + Duration::seconds(i);

@@ -9,6 +9,7 @@
 //! limit allows fewer calls than the port range.
 
 use std::ops::RangeInclusive;
+use std::sync::OnceLock;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -100,9 +101,23 @@ pub(crate) fn raise_to_hard_limit() {
     }
 }
 
+/// Maximum concurrent calls that the open files limit allows, set once by
+/// [`raise_for_calls`] at start.
+static CALL_CAPACITY: OnceLock<u64> = OnceLock::new();
+
+/// Returns the maximum concurrent calls that the open files limit allows, for the
+/// overload limits, or `usize::MAX` before [`raise_for_calls`] ran or
+/// where the limit could not be read.
+pub(crate) fn call_capacity() -> usize {
+    CALL_CAPACITY.get().map_or(usize::MAX, |&calls| {
+        usize::try_from(calls).unwrap_or(usize::MAX)
+    })
+}
+
 /// Raises the soft open files limit for the calls `media.rtp_ports`
 /// allows and logs a warning when the hard limit keeps it lower. Errors
-/// are logged, not returned: the PBX still runs, with fewer calls.
+/// are logged, not returned: the PBX still runs, with fewer calls, and
+/// [`call_capacity`] returns how many.
 pub(crate) fn raise_for_calls(config: &Config) {
     let recording = &config.recording;
     // A recorded call keeps its WAV file open, and the mixed mono one too.
@@ -133,10 +148,21 @@ pub(crate) fn raise_for_calls(config: &Config) {
             Ok(()) => tracing::info!(from = soft, to = limit, "raised the open files limit"),
             Err(error) => {
                 tracing::warn!(%error, from = soft, to = limit, "raising the open files limit failed");
+                // The soft limit stays, and so does its maximum of calls.
+                let unraised = self::plan(
+                    soft,
+                    soft,
+                    &config.media.rtp_ports,
+                    files_per_call,
+                    max_connections,
+                    u64::try_from(config.media.relay_processes).unwrap_or(u64::MAX),
+                );
+                let _ = CALL_CAPACITY.set(unraised.calls);
                 return;
             }
         }
     }
+    let _ = CALL_CAPACITY.set(plan.calls);
     if plan.calls < plan.range_calls {
         tracing::warn!(
             limit = plan.raise_to.unwrap_or(soft),
@@ -144,8 +170,8 @@ pub(crate) fn raise_for_calls(config: &Config) {
             calls = plan.calls,
             range_calls = plan.range_calls,
             needed = plan.needed,
-            "the open files limit can hold fewer concurrent calls than media.rtp_ports allows; \
-             raise the hard limit (ulimit -Hn, or LimitNOFILE= for systemd) to `needed`, \
+            "the open files limit can hold fewer concurrent calls than media.rtp_ports allows, \
+             and new calls past `calls` get 503; raise the hard limit (ulimit -Hn, or LimitNOFILE= for systemd) to `needed`, \
              or set media.relay_processes so that each worker process holds a share of them"
         );
     }

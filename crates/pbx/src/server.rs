@@ -465,6 +465,7 @@ pub(crate) fn core_config(
             max_transactions: config.overload.max_transactions,
             cpu_percent: config.overload.cpu_percent,
             retry_after: config.overload.retry_after,
+            max_calls: crate::open_files::call_capacity(),
         },
         session_timer: config.sip.session_timer.clone(),
         surveys: config

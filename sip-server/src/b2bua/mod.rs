@@ -172,6 +172,11 @@ pub struct OverloadLimits {
     pub cpu_percent: u32,
     /// Value of Retry-After in the 503.
     pub retry_after: Duration,
+    /// Maximum calls in progress, what the process's open files limit
+    /// allows for their relay sockets and recordings. Past it a new call
+    /// gets 503 before it binds any port, so the databases and logs keep
+    /// the descriptors they need.
+    pub max_calls: usize,
 }
 
 impl Default for OverloadLimits {
@@ -180,6 +185,7 @@ impl Default for OverloadLimits {
             max_transactions: 200_000,
             cpu_percent: 90,
             retry_after: Duration::from_secs(10),
+            max_calls: usize::MAX,
         }
     }
 }
@@ -607,6 +613,9 @@ impl Core {
     fn overload_reason(&self) -> Option<&'static str> {
         if self.cpu_overloaded {
             return Some("CPU above its limit");
+        }
+        if self.calls.len() >= self.config.overload.max_calls {
+            return Some("as many calls as the open files limit holds");
         }
         (self.transactions.len() > self.config.overload.max_transactions)
             .then_some("too many SIP transactions")

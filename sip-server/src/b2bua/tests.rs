@@ -1765,6 +1765,54 @@ fn overload_rejects_only_new_calls() {
 }
 
 #[test]
+fn call_limit_rejects_new_calls_until_one_ends() {
+    let mut config = config();
+    config.overload.max_calls = 1;
+    let mut h = Harness::with_config(config);
+    let (call, _) = answered_call(&mut h);
+    let invite = |branch: &str| {
+        format!(
+            "INVITE sip:5000@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag={branch}\r\n\
+             To: <sip:5000@pbx.test>\r\nCall-ID: {branch}@test\r\nCSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    h.receive(&invite("second"), CALLER);
+    let rejected = h
+        .responses_to(CALLER)
+        .into_iter()
+        .find(|r| r.status >= 300)
+        .expect("final response");
+    assert_eq!(rejected.status, 503);
+    assert_eq!(rejected.headers.get("Retry-After"), Some("10"));
+    assert_eq!(h.core.overload_rejections(), 1);
+    // Rejected before the relay: no ports are requested for the second call.
+    assert!(
+        !h.commands.iter().any(
+            |c| matches!(c, Command::OpenMedia { sip_call_id, .. } if sip_call_id == "second@test")
+        ),
+        "{:?}",
+        h.commands
+    );
+
+    // Once the call in progress ends, the next one is accepted.
+    h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
+    h.collect();
+    h.commands.clear();
+    h.receive(&invite("third"), CALLER);
+    h.collect();
+    assert!(
+        h.commands.iter().any(
+            |c| matches!(c, Command::OpenMedia { sip_call_id, .. } if sip_call_id == "third@test")
+        ),
+        "{:?}",
+        h.commands
+    );
+    assert_eq!(h.core.overload_rejections(), 1);
+}
+
+#[test]
 fn trunk_identity_reaches_record_in_e164() {
     let mut config = config();
     config.trunks[0].numbering = Some(NumberingPlan {

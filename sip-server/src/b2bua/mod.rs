@@ -394,6 +394,9 @@ pub struct Core {
     session_deadlines: std::collections::BTreeSet<(Instant, String)>,
     /// The driver measured the process's CPU above its limit.
     cpu_overloaded: bool,
+    /// Whether the driver's stores lag behind the calls that ended, see
+    /// [`Core::set_storage_behind`].
+    storage_behind: bool,
     /// New INVITEs refused with 503 since start.
     overload_rejections: u64,
     trunk_registrations: trunk_registration::TrunkRegistrations,
@@ -475,6 +478,7 @@ impl Core {
             reliable_deadlines: std::collections::BTreeSet::new(),
             session_deadlines: std::collections::BTreeSet::new(),
             cpu_overloaded: false,
+            storage_behind: false,
             overload_rejections: 0,
             trunk_registrations: Default::default(),
             trunk_destinations: HashMap::new(),
@@ -599,6 +603,16 @@ impl Core {
         self.cpu_overloaded = overloaded;
     }
 
+    /// Tells the core whether the records of ended calls wait to be
+    /// stored in such numbers that the driver wants no new calls until the
+    /// stores catch up; while they do, new INVITEs get 503.
+    pub fn set_storage_behind(&mut self, behind: bool) {
+        if behind != self.storage_behind {
+            tracing::warn!(behind, "call record storage state changed");
+        }
+        self.storage_behind = behind;
+    }
+
     /// Returns the overload limits in force, which a reload may change.
     pub fn overload_limits(&self) -> &OverloadLimits {
         &self.config.overload
@@ -613,6 +627,9 @@ impl Core {
     fn overload_reason(&self) -> Option<&'static str> {
         if self.cpu_overloaded {
             return Some("CPU above its limit");
+        }
+        if self.storage_behind {
+            return Some("call records waiting to be stored");
         }
         if self.calls.len() >= self.config.overload.max_calls {
             return Some("as many calls as the open files limit holds");

@@ -1765,7 +1765,7 @@ fn overload_rejects_only_new_calls() {
 }
 
 #[test]
-fn call_limit_rejects_new_calls_until_one_ends() {
+fn call_limit_and_storage_backlog_reject_calls() {
     let mut config = config();
     config.overload.max_calls = 1;
     let mut h = Harness::with_config(config);
@@ -1796,9 +1796,18 @@ fn call_limit_rejects_new_calls_until_one_ends() {
         h.commands
     );
 
-    // Once the call in progress ends, the next one is accepted.
     h.receive(&caller_bye(&caller_tag(&h, &call)), CALLER);
     h.collect();
+    assert_eq!(h.core.active_calls(), 0);
+
+    // Stores that fall behind reject new calls even below the limit.
+    h.core.set_storage_behind(true);
+    h.receive(&invite("stored"), CALLER);
+    assert_eq!(h.core.overload_rejections(), 2);
+    assert_eq!(h.core.active_calls(), 0);
+
+    // Once they catch up, the next call is accepted.
+    h.core.set_storage_behind(false);
     h.commands.clear();
     h.receive(&invite("third"), CALLER);
     h.collect();
@@ -1809,7 +1818,7 @@ fn call_limit_rejects_new_calls_until_one_ends() {
         "{:?}",
         h.commands
     );
-    assert_eq!(h.core.overload_rejections(), 1);
+    assert_eq!(h.core.overload_rejections(), 2);
 }
 
 #[test]

@@ -168,3 +168,15 @@ async fn feature_code_response_follows_the_commit() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("|general|1001|PAUSE|lunch\n"), "{text}");
 }
+
+#[test]
+fn storage_backlog_turns_on_above_max_and_off_below_half() {
+    use super::{MAX_UNSTORED_CALLS, storage_behind};
+
+    assert!(!storage_behind(false, MAX_UNSTORED_CALLS));
+    assert!(storage_behind(false, MAX_UNSTORED_CALLS + 1));
+    // Once behind, new calls wait until the backlog halves.
+    assert!(storage_behind(true, MAX_UNSTORED_CALLS));
+    assert!(storage_behind(true, MAX_UNSTORED_CALLS / 2 + 1));
+    assert!(!storage_behind(true, MAX_UNSTORED_CALLS / 2));
+}

@@ -584,6 +584,7 @@ async fn write_groups(
 /// Inserts every record of `group` in one transaction, which is rolled
 /// back when any of them fails.
 async fn insert_group(pool: &AnyPool, group: &[PendingWrite]) -> Result<(), CdrError> {
+    let _turn = database::sqlite_write_turn(pool).await;
     let mut transaction = pool.begin().await.map_err(CdrError::Query)?;
     let records: Vec<&CallRecord> = group.iter().map(|pending| &pending.record).collect();
     CdrStore::insert_many(&mut transaction, Backend::of(pool), &records).await?;

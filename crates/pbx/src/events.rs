@@ -124,6 +124,7 @@ impl EventStore {
         }
         let mut stored = Vec::with_capacity(events.len());
         let backend = cdr::database::Backend::of(&self.pool);
+        let _turn = cdr::database::sqlite_write_turn(&self.pool).await;
         let mut transaction = self.pool.begin().await?;
         // Each statement is a round trip to the database's worker, so the
         // events go in multi-row statements. Both engines number the rows

@@ -69,8 +69,8 @@ impl SpareLegs {
             target,
             filler: handle.thread().clone(),
         });
-        // The send fails only if the thread already ended, and then the
-        // list stays empty and every open binds for itself.
+        // If the thread already ended, the send fails and the list stays
+        // empty, so every open binds its own legs.
         let _ = handing.send(Arc::downgrade(&spare));
         Ok(Some(spare))
     }

@@ -106,9 +106,9 @@ const CPU_CHECK: Duration = Duration::from_secs(1);
 /// Storage that falls behind the call rate would otherwise grow this
 /// backlog without bound, and with it memory and the time a stop takes.
 /// Stores that keep up still have many calls on their way, because a
-/// commit of a few thousand CDRs takes a second or more: at 2,900 calls/s
+/// commit of a few thousand CDRs takes a second or more. At 2,900 calls/s
 /// on a 2-core VM the count passed 10,000, an earlier bound, every few
-/// seconds. This one is about ten seconds of calls at that rate.
+/// seconds. This bound is about ten seconds of calls at that rate.
 const MAX_UNSTORED_CALLS: usize = 30_000;
 
 /// Returns whether new calls wait for the stores, given whether they did

@@ -603,9 +603,9 @@ impl Core {
         self.cpu_overloaded = overloaded;
     }
 
-    /// Tells the core whether the records of ended calls wait to be
-    /// stored in such numbers that the driver wants no new calls until the
-    /// stores catch up; while they do, new INVITEs get 503.
+    /// Tells the core whether so many ended calls wait for their records
+    /// to be stored that new calls must wait for the stores. While they
+    /// do, new INVITEs get 503.
     pub fn set_storage_behind(&mut self, behind: bool) {
         if behind != self.storage_behind {
             tracing::warn!(behind, "call record storage state changed");

@@ -170,7 +170,7 @@ async fn feature_code_response_follows_the_commit() {
 }
 
 #[test]
-fn storage_backlog_turns_on_above_max_and_off_below_half() {
+fn storage_behind_has_hysteresis() {
     use super::{MAX_UNSTORED_CALLS, storage_behind};
 
     assert!(!storage_behind(false, MAX_UNSTORED_CALLS));

@@ -116,7 +116,7 @@ fn times_are_rfc3339_with_milliseconds() {
 }
 
 #[test]
-fn a_backlog_joins_one_group_up_to_the_event_bound() {
+fn take_group_joins_backlog_up_to_bound() {
     let (batches, mut queue) = mpsc::unbounded_channel();
     // Far more batches than the 256 a commit took before: all of them
     // join, in order, while the group is under its bound.

@@ -128,7 +128,7 @@ impl Core {
             self.acd.abandon(request, now);
             return;
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.new_call_id(now);
         let sip_call_id = format!("{}@{}", random_token(), self.config.sip_address.ip());
         let span =
             tracing::info_span!("call", call = %id, call_id = %sip_call_id, callback_of = %request);

@@ -350,6 +350,43 @@ enum Purpose {
 /// `max_transactions` lets the table grow past this.
 const RESERVED_TRANSACTIONS_MAX: usize = 200_000;
 
+/// Minimum time between two warnings about calls rejected for overload.
+const OVERLOAD_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Spaces out warnings about an event that can repeat thousands of times a
+/// second, counting the occurrences in between.
+#[derive(Debug)]
+struct WarningThrottle {
+    interval: Duration,
+    /// When the last warning was due, and the occurrences since.
+    last: Option<(Instant, u64)>,
+}
+
+impl WarningThrottle {
+    fn new(interval: Duration) -> Self {
+        WarningThrottle {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Records one occurrence at `now`. Returns the number to report when
+    /// a warning is due (this one and those since the last warning), or
+    /// `None` while the last warning is more recent than the interval.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        let count = match self.last {
+            Some((at, count)) if now.saturating_duration_since(at) < self.interval => {
+                self.last = Some((at, count + 1));
+                return None;
+            }
+            Some((_, count)) => count + 1,
+            None => 1,
+        };
+        self.last = Some((now, 0));
+        Some(count)
+    }
+}
+
 pub struct Core {
     config: CoreConfig,
     local: LocalContact,
@@ -399,6 +436,9 @@ pub struct Core {
     storage_behind: bool,
     /// New INVITEs refused with 503 since start.
     overload_rejections: u64,
+    /// An overload rejects thousands of calls a second, and a warning for
+    /// each would bury the log.
+    overload_warnings: WarningThrottle,
     trunk_registrations: trunk_registration::TrunkRegistrations,
     /// Servers of each trunk whose outbound target is a host name, in the
     /// order to try them, as the driver last resolved them.
@@ -480,6 +520,7 @@ impl Core {
             cpu_overloaded: false,
             storage_behind: false,
             overload_rejections: 0,
+            overload_warnings: WarningThrottle::new(OVERLOAD_WARNING_INTERVAL),
             trunk_registrations: Default::default(),
             trunk_destinations: HashMap::new(),
             config,
@@ -621,6 +662,27 @@ impl Core {
     /// New INVITEs refused with 503 for overload since start.
     pub fn overload_rejections(&self) -> u64 {
         self.overload_rejections
+    }
+
+    /// Counts a new call rejected for overload and logs it. The first one is
+    /// logged at once, later ones in one warning per
+    /// [`OVERLOAD_WARNING_INTERVAL`] at most, with the count since the last.
+    fn note_overload_rejection(&mut self, sip_call_id: &str, reason: &str, now: Instant) {
+        self.overload_rejections += 1;
+        tracing::debug!(
+            call_id = sip_call_id,
+            reason,
+            "new call rejected: overloaded"
+        );
+        if let Some(rejected) = self.overload_warnings.note(now) {
+            tracing::warn!(
+                call_id = sip_call_id,
+                reason,
+                rejected,
+                total = self.overload_rejections,
+                "new calls rejected with 503: overloaded"
+            );
+        }
     }
 
     /// Returns why a new call would be rejected now, if it would.
@@ -1071,6 +1133,23 @@ impl Core {
 
     fn timestamp(&self, at: Instant) -> time::OffsetDateTime {
         time::OffsetDateTime::from(self.wall(at))
+    }
+
+    /// Returns a new call's record id: a UUID whose leading bits are the
+    /// time of `at` (version 7). The stores index calls by this id. Ids
+    /// that grow with time land at the end of those indexes, while random
+    /// ones would change a different page of each index per call.
+    fn new_call_id(&self, at: Instant) -> String {
+        let since_epoch = self
+            .wall(at)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let timestamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+        );
+        uuid::Uuid::new_v7(timestamp).to_string()
     }
 
     /// Builds the CDR of `call` as if it ended at `now` with these outcomes.

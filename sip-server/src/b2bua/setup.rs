@@ -38,12 +38,7 @@ impl Core {
         if let Some(reason) = self.overload_reason() {
             // Refused before digest work or relay ports, so the calls in
             // progress keep what the PBX has left (RFC 3261 section 21.5.4).
-            tracing::warn!(
-                call_id = sip_call_id,
-                reason,
-                "new call rejected: overloaded"
-            );
-            self.overload_rejections += 1;
+            self.note_overload_rejection(&sip_call_id, reason, now);
             let mut response = Response::for_request(&request, 503, Some("Overloaded"));
             response.headers.push(
                 "Retry-After",
@@ -119,7 +114,7 @@ impl Core {
             }
         };
 
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.new_call_id(now);
         if let (Origin::Extension(caller), Some(called)) = (&origin, &called_agent)
             && let Err(refusal) = self.reserve_extensions(&id, caller, called, now)
         {
@@ -259,7 +254,7 @@ impl Core {
         };
         let at = self.timestamp(now);
         let record = cdr::CallRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: self.new_call_id(now),
             caller_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
             agent_call_id: None,
             caller,

@@ -493,6 +493,15 @@ fn answered_call_reaches_agent_with_anchored_media() {
             .unwrap()
             .ends_with(&format!("{call}.wav"))
     );
+    // Ids lead with the arrival time (UUID version 7), so the stores'
+    // indexes on them take each new call at their end.
+    let id = uuid::Uuid::parse_str(&record.id).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+    assert_eq!(
+        i128::from(seconds) * 1000 + i128::from(nanos / 1_000_000),
+        record.arrived_at.unix_timestamp_nanos() / 1_000_000
+    );
     assert_eq!(h.core.active_calls(), 0);
 }
 
@@ -1819,6 +1828,22 @@ fn call_limit_and_storage_backlog_reject_calls() {
         h.commands
     );
     assert_eq!(h.core.overload_rejections(), 2);
+}
+
+#[test]
+fn overload_warnings_are_spaced_and_counted() {
+    let mut throttle = super::WarningThrottle::new(Duration::from_secs(10));
+    let start = Instant::now();
+    // The first occurrence is reported at once.
+    assert_eq!(throttle.note(start), Some(1));
+    for ms in 1..=2_500u64 {
+        assert_eq!(throttle.note(start + Duration::from_millis(ms)), None);
+    }
+    // Ten seconds on, the next one reports itself and the 2,500 held back.
+    assert_eq!(throttle.note(start + Duration::from_secs(10)), Some(2_501));
+    assert_eq!(throttle.note(start + Duration::from_secs(11)), None);
+    // After a quiet spell the count covers only what came since.
+    assert_eq!(throttle.note(start + Duration::from_secs(60)), Some(2));
 }
 
 #[test]

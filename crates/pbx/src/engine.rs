@@ -95,6 +95,17 @@ pub(crate) struct Engine {
     pub(crate) trunk_lookups: Vec<tokio::task::AbortHandle>,
     /// Iterations of the run loop long enough to delay SIP over UDP.
     pub(crate) stalls: StallWatch,
+    /// UDP datagrams of the current pass of the run loop, handed to the
+    /// send thread together at its end.
+    pub(crate) udp_batch: UdpBatch,
+}
+
+/// The UDP datagrams the run loop has queued in its current pass.
+#[derive(Default)]
+pub(crate) struct UdpBatch {
+    /// Off outside the run loop, where messages are sent at once.
+    active: bool,
+    datagrams: Vec<(bytes::Bytes, std::net::SocketAddr)>,
 }
 
 /// How often relay sessions are checked for silence.
@@ -248,11 +259,15 @@ impl Engine {
         let mut busy: Option<(Instant, Activity)> = None;
         let mut behind = false;
         let journal = std::sync::Arc::clone(&self.journal_gate.progress);
+        self.udp_batch.active = true;
         loop {
             {
                 let _wakes = media::batch_wakes();
                 self.drain(&mut sessions, &mut background);
             }
+            // Every arm of the `select!` below ends here, so the messages
+            // of each pass leave together before the engine waits again.
+            self.hand_over_udp();
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             if let Some((started, activity)) = busy.take() {
                 self.stalls.check(started.elapsed(), activity);
@@ -269,7 +284,8 @@ impl Engine {
                     // Inputs that queued up meanwhile are taken now, so a
                     // burst costs one pass through `select!` and one
                     // deadline look-up instead of one per message. Each
-                    // one's responses still leave before the next is read.
+                    // one's responses are queued before the next is read,
+                    // and over UDP they leave with the rest of the pass.
                     for _ in 1..INPUT_BATCH {
                         let Ok(input) = receiver.try_recv() else { break };
                         activity.add(&input);
@@ -282,8 +298,8 @@ impl Engine {
                     let _wakes = media::batch_wakes();
                     let started = Instant::now();
                     let mut activity = Activity::default_inputs();
-                    // Like the batch above, and each datagram's responses
-                    // leave before the next one is read.
+                    // Like the batch above: each datagram's responses are
+                    // queued before the next one is read.
                     for _ in 0..INPUT_BATCH {
                         match udp.try_read() {
                             UdpRead::Message(input) => {
@@ -348,6 +364,10 @@ impl Engine {
                 Some(_) = background.join_next(), if !background.is_empty() => {}
             }
         }
+        // From here messages are sent at once, after those already queued.
+        self.hand_over_udp();
+        self.udp_batch.active = false;
+        self.sender.flush_udp().await;
         tracing::info!(calls = self.core.active_calls(), "shutting down");
         self.core.shutdown(Instant::now());
         self.drain(&mut sessions, &mut background);
@@ -698,7 +718,24 @@ impl Engine {
 
     fn transmit(&mut self, transmit: Transmit) {
         self.sip_counters.count_sent(&transmit.payload);
-        self.sender.send(transmit.target, transmit.payload);
+        if self.udp_batch.active
+            && transmit.target.transport == sip_server::transaction::TransportKind::Udp
+        {
+            self.udp_batch
+                .datagrams
+                .push((transmit.payload, transmit.target.addr));
+        } else {
+            self.sender.send(transmit.target, transmit.payload);
+        }
+    }
+
+    /// Gives the datagrams queued in this pass of the run loop to the send
+    /// thread.
+    fn hand_over_udp(&mut self) {
+        if !self.udp_batch.datagrams.is_empty() {
+            let datagrams = std::mem::take(&mut self.udp_batch.datagrams);
+            self.sender.send_udp(datagrams);
+        }
     }
 
     /// Sends the held messages whose calls the journal has committed.

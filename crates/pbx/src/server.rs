@@ -290,6 +290,7 @@ pub(crate) async fn run(
         inputs,
         prompts,
         stalls: crate::engine::StallWatch::default(),
+        udp_batch: Default::default(),
     };
     // On a worker thread rather than the thread that called `block_on`: a
     // transport task that wakes the engine then usually hands it over on

@@ -13,6 +13,7 @@ mod stream;
 mod stun;
 #[cfg(test)]
 mod tests;
+mod udp_send;
 mod upgrade;
 mod websocket;
 
@@ -170,6 +171,8 @@ pub(crate) struct Sender {
     /// Open stream connections per remote address.
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
     udp: Arc<UdpSocket>,
+    /// Sends the engine's batches of UDP datagrams ([`Sender::send_udp`]).
+    udp_thread: udp_send::UdpSendThread,
     connections: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>>,
     next_connection: Arc<AtomicU64>,
     inputs: mpsc::Sender<Input>,
@@ -225,6 +228,28 @@ impl Sender {
             }
             TransportKind::Udp => {}
         }
+    }
+
+    /// Sends UDP `datagrams`, in order, from the send thread
+    /// (udp_send.rs), without waiting for them to leave.
+    pub(crate) fn send_udp(&self, datagrams: udp_send::Datagrams) {
+        if datagrams.is_empty() {
+            return;
+        }
+        if let Err(datagrams) = self.udp_thread.send(datagrams) {
+            // The thread has stopped, which only a panic there does.
+            for (payload, peer) in datagrams {
+                if let Err(error) = self.udp.try_send_to(&payload, peer) {
+                    tracing::warn!(%error, %peer, "UDP send failed");
+                }
+            }
+        }
+    }
+
+    /// Resolves once the datagrams given to [`Sender::send_udp`] so far
+    /// have been sent.
+    pub(crate) async fn flush_udp(&self) {
+        self.udp_thread.flush().await;
     }
 
     /// Counts a new connection from `peer`, or returns None past the limits.
@@ -509,12 +534,18 @@ pub(crate) async fn start(
         accepting.push((listener, Handshake::Wss(TlsAcceptor::from(config.clone()))));
     }
 
+    let udp_thread = udp_send::UdpSendThread::start(&udp).map_err(|source| BindError {
+        transport: "UDP (send thread)",
+        addr: udp_tcp,
+        source,
+    })?;
     let udp = Arc::new(udp);
     let (rate, exempt) = listeners.flood_limit.clone();
     let attempts = listeners.limits.max_connection_attempts_per_sec;
     let sender = Sender {
         open: Arc::default(),
         udp: udp.clone(),
+        udp_thread,
         connections: Arc::default(),
         next_connection: Arc::new(AtomicU64::new(1)),
         inputs: inputs.clone(),

@@ -103,7 +103,8 @@ pub(crate) struct Engine {
 /// The UDP datagrams the run loop has queued in its current pass.
 #[derive(Default)]
 pub(crate) struct UdpBatch {
-    /// Off outside the run loop, where messages are sent at once.
+    /// Whether datagrams are queued: not outside the run loop, where
+    /// messages are sent at once.
     active: bool,
     datagrams: Vec<(bytes::Bytes, std::net::SocketAddr)>,
 }

@@ -364,7 +364,7 @@ async fn hung_worker_is_stopped_and_the_open_retried() {
     let (caller, agent) = (endpoint().await, endpoint().await);
     session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
     settle().await;
-    // RTP is a stream, so the packet is sent again until it arrives; a
+    // RTP is a stream, so the packet is sent again until it arrives. A
     // session that relays nothing still fails after WAIT.
     // TODO: find why one CI run on a loaded host got nothing within 3 s
     // of a single send, with the binary done in 3.5 s (no 5 s retry).

@@ -103,7 +103,7 @@ pub(crate) struct Engine {
 /// The UDP datagrams the run loop has queued in its current pass.
 #[derive(Default)]
 pub(crate) struct UdpBatch {
-    /// Whether datagrams are queued: not outside the run loop, where
+    /// True inside the run loop. Before it and from the stop on,
     /// messages are sent at once.
     active: bool,
     datagrams: Vec<(bytes::Bytes, std::net::SocketAddr)>,
@@ -733,10 +733,8 @@ impl Engine {
     /// Gives the datagrams queued in this pass of the run loop to the send
     /// thread.
     fn hand_over_udp(&mut self) {
-        if !self.udp_batch.datagrams.is_empty() {
-            let datagrams = std::mem::take(&mut self.udp_batch.datagrams);
-            self.sender.send_udp(datagrams);
-        }
+        let datagrams = std::mem::take(&mut self.udp_batch.datagrams);
+        self.sender.send_udp(datagrams);
     }
 
     /// Sends the held messages whose calls the journal has committed.

@@ -171,8 +171,9 @@ pub(crate) struct Sender {
     /// Open stream connections per remote address.
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
     udp: Arc<UdpSocket>,
-    /// Sends the engine's batches of UDP datagrams ([`Sender::send_udp`]).
-    udp_thread: udp_send::UdpSendThread,
+    /// The thread that sends the engine's batches of UDP datagrams
+    /// ([`Sender::send_udp`]), if it could be started.
+    udp_thread: Option<udp_send::UdpSendThread>,
     connections: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>>,
     next_connection: Arc<AtomicU64>,
     inputs: mpsc::Sender<Input>,
@@ -231,25 +232,36 @@ impl Sender {
     }
 
     /// Sends UDP `datagrams`, in order, from the send thread
-    /// (udp_send.rs), without waiting for them to leave.
+    /// (udp_send.rs), without waiting for them to leave. Without that
+    /// thread they are sent here, one by one.
     pub(crate) fn send_udp(&self, datagrams: udp_send::Datagrams) {
         if datagrams.is_empty() {
             return;
         }
-        if let Err(datagrams) = self.udp_thread.send(datagrams) {
-            // The thread has stopped, which only a panic there does.
-            for (payload, peer) in datagrams {
-                if let Err(error) = self.udp.try_send_to(&payload, peer) {
-                    tracing::warn!(%error, %peer, "UDP send failed");
-                }
-            }
+        let unsent = match &self.udp_thread {
+            Some(thread) => match thread.send(datagrams) {
+                Ok(()) => return,
+                // The thread stops only when it panics.
+                Err(unsent) => unsent,
+            },
+            None => datagrams,
+        };
+        for (payload, peer) in unsent {
+            let target = Target {
+                transport: TransportKind::Udp,
+                addr: peer,
+                connection: None,
+            };
+            self.send(target, payload);
         }
     }
 
     /// Resolves once the datagrams given to [`Sender::send_udp`] so far
     /// have been sent.
     pub(crate) async fn flush_udp(&self) {
-        self.udp_thread.flush().await;
+        if let Some(thread) = &self.udp_thread {
+            thread.flush().await;
+        }
     }
 
     /// Counts a new connection from `peer`, or returns None past the limits.
@@ -534,11 +546,14 @@ pub(crate) async fn start(
         accepting.push((listener, Handshake::Wss(TlsAcceptor::from(config.clone()))));
     }
 
-    let udp_thread = udp_send::UdpSendThread::start(&udp).map_err(|source| BindError {
-        transport: "UDP (send thread)",
-        addr: udp_tcp,
-        source,
-    })?;
+    let udp_thread = match udp_send::UdpSendThread::start(&udp) {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            // The PBX still works, with its sends on the engine's thread.
+            tracing::warn!(%error, "starting the UDP send thread failed; the engine sends UDP itself");
+            None
+        }
+    };
     let udp = Arc::new(udp);
     let (rate, exempt) = listeners.flood_limit.clone();
     let attempts = listeners.limits.max_connection_attempts_per_sec;

@@ -51,6 +51,10 @@ pub struct RecordingSummary {
     pub frames: u64,
     /// Packets that were neither PCMU, PCMA nor G.722, or had no payload.
     pub ignored_packets: u64,
+    /// Milliseconds of audio per channel (caller, agent) that came after
+    /// the jitter window had closed on it, so the file is silent there
+    /// although the relay got the packets.
+    pub late_ms: [u64; 2],
 }
 
 /// Settings of [`Recorder::with_options`].
@@ -226,7 +230,11 @@ impl Recorder {
         self.write_until(end_frame)?;
         let frames = u64::from(self.writer.duration());
         let sample_rate = self.timeline.sample_rate();
-        let ignored_packets = self.timeline.counts().ignored;
+        let counts = self.timeline.counts();
+        let ignored_packets = counts.ignored;
+        let late_ms = counts
+            .late_frames
+            .map(|late| late * 1000 / u64::from(sample_rate));
         let path = self.path;
         self.writer
             .finalize()
@@ -252,6 +260,7 @@ impl Recorder {
             duration_seconds: frames as f64 / f64::from(sample_rate),
             frames,
             ignored_packets,
+            late_ms,
         })
     }
 

@@ -75,6 +75,11 @@ pub struct PlacementCounts {
     pub ignored: u64,
     /// Anchors set at an arrival time: new SSRCs and timestamp jumps.
     pub anchors: u64,
+    /// Frames of audio per channel (caller, agent) that arrived after their
+    /// place in the file was written: whole late packets and the cut-off
+    /// start of packets that were partly late. The file has silence there,
+    /// unless a late packet was a copy of one that came in time.
+    pub late_frames: [u64; 2],
 }
 
 /// Link between an SSRC's RTP timestamps and timeline frames.
@@ -133,24 +138,25 @@ impl ChannelTimeline {
         (arrival_frame, true)
     }
 
+    /// Also returns how many of the samples came too late to be stored.
     fn store(
         &mut self,
         first_frame: i64,
         written: u64,
         samples: impl ExactSizeIterator<Item = i16>,
         max_buffered: usize,
-    ) -> Placement {
+    ) -> (Placement, u64) {
         let written = written as i64;
         let count = samples.len() as i64;
         if first_frame + count <= written {
-            return Placement::Late;
+            return (Placement::Late, count as u64);
         }
         // Samples before the written frames are cut, the rest still fits.
         let skip = (written - first_frame).max(0);
         let start_index = (first_frame + skip - written) as usize;
         let end_index = (first_frame + count - written) as usize;
         if end_index > max_buffered {
-            return Placement::TooFarAhead;
+            return (Placement::TooFarAhead, 0);
         }
         if self.pending.len() < end_index {
             self.pending.resize(end_index, None);
@@ -165,12 +171,15 @@ impl ChannelTimeline {
             }
         }
         if stored == 0 {
-            return Placement::Duplicate;
+            // A copy of stored audio: its cut-off start most likely copies
+            // written audio too, so nothing counts as late.
+            return (Placement::Duplicate, 0);
         }
-        Placement::Placed {
+        let placed = Placement::Placed {
             frame: (first_frame + skip) as u64,
             samples: stored,
-        }
+        };
+        (placed, skip as u64)
     }
 }
 
@@ -271,7 +280,9 @@ impl Timeline {
         );
         let max_buffered = MAX_BUFFERED_SECONDS * self.sample_rate as usize;
         let samples = self.decoded.iter().copied();
-        timeline.store(frame, self.written, samples, max_buffered)
+        let (placement, late) = timeline.store(frame, self.written, samples, max_buffered);
+        self.counts.late_frames[channel.index()] += late;
+        placement
     }
 
     /// Sample rate of the frames, in Hz.

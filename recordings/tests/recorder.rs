@@ -186,3 +186,45 @@ fn create_fails_on_unwritable_path() {
         "{error}"
     );
 }
+
+/// A sender that stalls for 300 ms and then sends what it held back in one
+/// burst: the recorder has written silence where the first 100 ms of the
+/// burst belong, and says so per channel.
+#[test]
+fn audio_after_the_jitter_window_is_reported_late() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("late.wav");
+    let start = Instant::now();
+    let mut recorder = Recorder::create(&path, start).expect("create");
+    let payload = [0x90; 160];
+    let packet = |index: u32| RtpPacket {
+        payload_type: PT_PCMU,
+        marker: false,
+        sequence: index as u16,
+        timestamp: 160 * index,
+        ssrc: 7,
+        payload: &payload,
+    };
+    // Packets 0..10 on time, every 20 ms.
+    for index in 0..10u32 {
+        let arrival = start + ms(20 * u64::from(index));
+        recorder.push(Channel::Agent, &packet(index), arrival);
+        recorder.flush(arrival).expect("flush");
+    }
+    // Packets 10..25 belong at 200..500 ms but all arrive at 500 ms, after a
+    // flush at that instant wrote everything up to 300 ms.
+    let burst = start + ms(500);
+    recorder.flush(burst).expect("flush");
+    for index in 10..25u32 {
+        recorder.push(Channel::Agent, &packet(index), burst);
+    }
+    let summary = recorder.finish(start + ms(600)).expect("finish");
+    assert_eq!(summary.late_ms, [0, 100]);
+
+    let frames = read_frames(&path);
+    let tone = g711::ulaw_to_linear(0x90);
+    assert_eq!(frames[1599].1, tone, "on time");
+    assert_eq!(frames[1600].1, 0, "late, written as silence");
+    assert_eq!(frames[2399].1, 0, "late, written as silence");
+    assert_eq!(frames[2400].1, tone, "within the window, kept");
+}

@@ -139,6 +139,8 @@ fn packet_before_written_frames_is_late() {
     let placement = timeline.push(Channel::Caller, &packet(1, 1440, &payload), start + ms(260));
     assert_eq!(placement, Placement::Late);
     assert_eq!(timeline.counts().late, 1);
+    // The whole packet is missing audio, on the caller's channel only.
+    assert_eq!(timeline.counts().late_frames, [160, 0]);
 }
 
 #[test]
@@ -156,6 +158,23 @@ fn packet_straddling_written_frames_is_cut() {
             samples: 120
         }
     );
+    // Frames 160..200 were written as silence before this packet came.
+    assert_eq!(timeline.counts().late_frames, [40, 0]);
+}
+
+#[test]
+fn late_copy_of_stored_audio_is_not_counted_as_late() {
+    let start = Instant::now();
+    let mut timeline = Timeline::new(start, JITTER);
+    let payload = level(0x90);
+    timeline.push(Channel::Agent, &packet(1, 0, &payload), start);
+    timeline.push(Channel::Agent, &packet(1, 160, &payload), start + ms(20));
+    drain(&mut timeline, 200);
+    // A copy of the second packet: its first 40 frames are written, the
+    // rest is stored, so nothing of it is new.
+    let placement = timeline.push(Channel::Agent, &packet(1, 160, &payload), start + ms(40));
+    assert_eq!(placement, Placement::Duplicate);
+    assert_eq!(timeline.counts().late_frames, [0, 0]);
 }
 
 #[test]

@@ -19,6 +19,45 @@ fn answered_call_recorded_and_logged() {
     let config = PbxConfig::default();
     let pbx = Pbx::start(&config);
     answered_call(&config, &pbx);
+    engine_thread_is_reniced(&pbx);
+}
+
+/// The runtime worker that ran the engine takes `sip.engine_nice` (-10 by
+/// default) where the PBX may lower a nice value, and warns where not.
+fn engine_thread_is_reniced(pbx: &Pbx) {
+    // CAP_SYS_NICE is bit 23 of the effective capabilities; the PBX is a
+    // child of this process and inherits them.
+    let status = std::fs::read_to_string("/proc/self/status").expect("read status");
+    let may_renice = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|caps| u64::from_str_radix(caps.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 23) != 0);
+    let mut workers = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", pbx.pid())).expect("list threads");
+    for task in tasks.flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if name.trim() != "tokio-rt-worker" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        // Field 19 of stat; field 3 (the state) comes first after the name.
+        let nice: i32 = after_name
+            .split_whitespace()
+            .nth(19 - 3)
+            .and_then(|nice| nice.parse().ok())
+            .expect("nice field");
+        workers.push(nice);
+    }
+    if may_renice {
+        assert!(workers.contains(&-10), "worker nice values: {workers:?}");
+    } else {
+        assert!(
+            pbx.logs().contains("SIP engine keeps the normal share"),
+            "no warning without CAP_SYS_NICE: {workers:?}"
+        );
+    }
 }
 
 /// The same call with `media.relay_processes = 2`: the workers relay and
@@ -199,6 +238,10 @@ fn answered_call(config: &PbxConfig, pbx: &Pbx) {
         assert_eq!(quality["packets_lost"], 0, "{leg}: {quality}");
         let mos = quality["mos"].as_f64().unwrap_or(0.0);
         assert!(mos > 4.0, "{leg} MOS {mos}: {quality}");
+        // The call is recorded, so each leg says how much of its audio
+        // missed the recording; a busy CI host may delay a packet or two.
+        let late = quality["recording_late_ms"].as_u64();
+        assert!(late.is_some_and(|ms| ms < 1000), "{leg}: {quality}");
     }
 
     let id = record["id"].as_str().expect("id is a string");

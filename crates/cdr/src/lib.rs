@@ -301,6 +301,12 @@ pub struct LegQuality {
     pub jitter_ms: f64,
     /// Mean opinion score estimated from loss and jitter, 1.0 to 4.5.
     pub mos: f64,
+    /// Milliseconds of this leg's audio that reached the relay too late for
+    /// the recording's jitter window, so the file is silent there. Absent
+    /// when the call was not recorded, and in records written before the
+    /// field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_late_ms: Option<u64>,
 }
 
 /// A pause or resume of a call's recording. While paused, both channels of

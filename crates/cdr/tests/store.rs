@@ -117,6 +117,7 @@ async fn round_trip_each_disposition(database: TestDatabase) {
                     loss_percent: 0.133,
                     jitter_ms: 1.25,
                     mos: 4.38,
+                    recording_late_ms: Some(60),
                 },
                 agent: cdr::LegQuality {
                     packets_received: 1500,
@@ -125,6 +126,7 @@ async fn round_trip_each_disposition(database: TestDatabase) {
                     loss_percent: 0.0,
                     jitter_ms: 0.5,
                     mos: 4.41,
+                    recording_late_ms: None,
                 },
             }),
             ..answered("a7", arrived_at)

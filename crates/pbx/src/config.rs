@@ -138,6 +138,8 @@ pub(crate) struct SipConfig {
     pub(crate) udp_receive_buffer: usize,
     /// Worker threads of the async runtime; 0 is one per core.
     pub(crate) runtime_threads: usize,
+    /// Nice value of the threads that run the SIP engine; 0 leaves them be.
+    pub(crate) engine_nice: i8,
 }
 
 /// Stream transports beyond TCP, and limits shared with TCP.

@@ -98,6 +98,31 @@ pub(crate) struct Engine {
     /// UDP datagrams of the current pass of the run loop, handed to the
     /// send thread together at its end.
     pub(crate) udp_batch: UdpBatch,
+    /// Recorded audio that came too late for its recording, over every call
+    /// that ended since the start.
+    pub(crate) late_audio: std::sync::Arc<LateAudio>,
+    /// Nice value each thread that runs the engine takes, see
+    /// [`crate::priority`].
+    pub(crate) nice: i8,
+}
+
+/// Milliseconds of audio, caller and agent side, that reached the relay
+/// after the recording's jitter window had closed on it.
+#[derive(Debug, Default)]
+pub(crate) struct LateAudio([std::sync::atomic::AtomicU64; 2]);
+
+impl LateAudio {
+    fn add(&self, late_ms: [u64; 2]) {
+        for (total, late) in self.0.iter().zip(late_ms) {
+            total.fetch_add(late, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn milliseconds(&self) -> [u64; 2] {
+        self.0
+            .each_ref()
+            .map(|total| total.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// The UDP datagrams the run loop has queued in its current pass.
@@ -262,6 +287,7 @@ impl Engine {
         let journal = std::sync::Arc::clone(&self.journal_gate.progress);
         self.udp_batch.active = true;
         loop {
+            crate::priority::engine_thread(self.nice);
             {
                 let _wakes = media::batch_wakes();
                 self.drain(&mut sessions, &mut background);
@@ -610,6 +636,7 @@ impl Engine {
             sessions: sessions.len(),
             relay_delays: self.relay.delays(),
             worker_exits: self.relay.worker_exits(),
+            recording_late_ms: self.late_audio.milliseconds(),
             ..Default::default()
         };
         for session in sessions.values() {
@@ -927,6 +954,7 @@ impl Engine {
                     journal: self.journal.clone(),
                     catalogue: self.catalogue.clone(),
                     data_dir: self.data_dir.clone(),
+                    late_audio: self.late_audio.clone(),
                 };
                 background.spawn(finish_call(closing, *record, stores));
             }
@@ -1010,6 +1038,7 @@ struct FinishStores {
     catalogue: crate::catalogue::Catalogue,
     /// Folder the catalogue's paths are relative to.
     data_dir: PathBuf,
+    late_audio: std::sync::Arc<LateAudio>,
 }
 
 /// Closes the relay, completes the CDR with the recording's outcome and
@@ -1027,6 +1056,7 @@ async fn finish_call(
         journal,
         catalogue,
         data_dir,
+        late_audio,
     } = stores;
     // The figures after the close count every packet, also in a relay
     // worker, which otherwise reports them once a second.
@@ -1041,6 +1071,21 @@ async fn finish_call(
     match summary {
         Ok(Some(summary)) => {
             record.recording_seconds = Some(summary.duration_seconds);
+            late_audio.add(summary.late_ms);
+            if let Some(quality) = &mut record.media_quality {
+                quality.caller.recording_late_ms = Some(summary.late_ms[0]);
+                quality.agent.recording_late_ms = Some(summary.late_ms[1]);
+            }
+            if summary.late_ms != [0, 0] {
+                // Per call at debug: under load this comes with many calls
+                // at once; the CDR and the metric keep the figures.
+                tracing::debug!(
+                    call = record.id,
+                    caller_ms = summary.late_ms[0],
+                    agent_ms = summary.late_ms[1],
+                    "audio came too late for the recording"
+                );
+            }
             if let Some(path) = &record.recording_path {
                 let stereo = (RecordingKind::Stereo, summary.path.clone());
                 let length = Some(summary.duration_seconds);
@@ -1101,6 +1146,7 @@ fn media_quality([caller, agent]: &[media::LegStats; 2]) -> Option<cdr::MediaQua
         loss_percent: (stats.loss_fraction() * 100_000.0).round() / 1000.0,
         jitter_ms: (stats.jitter_ms() * 1000.0).round() / 1000.0,
         mos: (stats.mos() * 100.0).round() / 100.0,
+        recording_late_ms: None,
     };
     let quality = cdr::MediaQuality {
         caller: leg(caller),

@@ -21,6 +21,7 @@ mod live;
 mod metrics;
 mod open_files;
 mod overload;
+mod priority;
 mod queue_log;
 mod registrations;
 mod reload;

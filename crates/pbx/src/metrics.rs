@@ -63,6 +63,9 @@ pub(crate) struct MediaTotals {
     pub(crate) relay_delays: media::RelayDelays,
     /// Relay worker processes lost since the start.
     pub(crate) worker_exits: u64,
+    /// Audio of the caller and agent sides that came too late for the
+    /// recordings of the calls that ended since the start, in milliseconds.
+    pub(crate) recording_late_ms: [u64; 2],
 }
 
 /// Everything `/metrics` shows, taken at one instant by the engine.
@@ -244,6 +247,21 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Relay worker processes (media.relay_processes) that exited or were stopped as hung since the start; the calls each carried lost their media.",
         plain(media.worker_exits.to_string()),
     );
+    metric(
+        "pbx_recording_late_seconds_total",
+        "counter",
+        "Audio the relay received after the recording's jitter window had closed on it, so the recording is silent there, by side, over the calls that ended since the start.",
+        ["caller", "agent"]
+            .iter()
+            .zip(media.recording_late_ms)
+            .map(|(side, ms)| {
+                (
+                    format!("{{side=\"{side}\"}}"),
+                    (ms as f64 / 1000.0).to_string(),
+                )
+            })
+            .collect(),
+    );
     let delays = &media.relay_delays;
     let mut samples: Vec<(String, String)> = delays
         .buckets
@@ -362,7 +380,16 @@ mod tests {
         snapshot.overload_rejections = 4;
         snapshot.engine_stalls = 3;
         snapshot.media.worker_exits = 2;
+        snapshot.media.recording_late_ms = [1_250, 0];
         let text = render(&snapshot);
+        assert!(
+            text.contains("pbx_recording_late_seconds_total{side=\"caller\"} 1.25\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbx_recording_late_seconds_total{side=\"agent\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("# TYPE pbx_active_calls gauge\npbx_active_calls 2\n"),
             "{text}"

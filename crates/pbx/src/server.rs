@@ -291,6 +291,8 @@ pub(crate) async fn run(
         prompts,
         stalls: crate::engine::StallWatch::default(),
         udp_batch: Default::default(),
+        late_audio: Default::default(),
+        nice: config.sip.engine_nice,
     };
     // On a worker thread rather than the thread that called `block_on`: a
     // transport task that wakes the engine then usually hands it over on

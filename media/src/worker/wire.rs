@@ -750,6 +750,8 @@ impl FromWorker {
                         out.u64(summary.duration_seconds.to_bits());
                         out.u64(summary.frames);
                         out.u64(summary.ignored_packets);
+                        out.u64(summary.late_ms[0]);
+                        out.u64(summary.late_ms[1]);
                     }
                     Err(message) => {
                         out.u8(2);
@@ -844,6 +846,7 @@ impl FromWorker {
                         duration_seconds: f64::from_bits(input.u64()?),
                         frames: input.u64()?,
                         ignored_packets: input.u64()?,
+                        late_ms: [input.u64()?, input.u64()?],
                     })),
                     2 => Err(input.str()?),
                     _ => return Err(Malformed("unknown outcome")),
@@ -983,6 +986,7 @@ mod tests {
             duration_seconds: 12.5,
             frames: 100_000,
             ignored_packets: 2,
+            late_ms: [340, 0],
         };
         let done = FromWorker::Done {
             id: 1,

@@ -79,6 +79,8 @@ pub(crate) enum ConfigErrorKind {
     Zero,
     #[error("must be at most {max}, got {value}")]
     TooLarge { value: u64, max: u64 },
+    #[error("must be from {min} to {max}, got {value}")]
+    OutOfRange { value: i64, min: i64, max: i64 },
     #[error("port {port} is also used by {other}; give each service its own port")]
     PortConflict { port: u16, other: &'static str },
     #[error("unknown digest algorithm {value:?}; use \"SHA-256\" or \"MD5\"")]

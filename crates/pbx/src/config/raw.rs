@@ -118,6 +118,7 @@ pub(super) struct RawSip {
     pub(super) max_requests_per_source_per_sec: Value<u32>,
     pub(super) udp_receive_buffer_bytes: Value<u64>,
     pub(super) runtime_threads: Value<u32>,
+    pub(super) engine_nice: Value<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

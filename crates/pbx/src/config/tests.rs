@@ -865,3 +865,21 @@ fn agent_wrap_up_is_checked() {
         "agents.toml:3:16: agents[0].wrap_up_secs: must be at most 86400, got 90000"
     );
 }
+
+#[test]
+fn engine_nice_has_default_and_bounds() {
+    let config = Config::parse("", ORIGIN).unwrap();
+    assert_eq!(config.sip.engine_nice, -10);
+    let config = Config::parse("[sip]\nengine_nice = 0\n", ORIGIN).unwrap();
+    assert_eq!(config.sip.engine_nice, 0);
+    let errors = errors_of("[sip]\nengine_nice = -21\n");
+    assert_has(
+        &errors,
+        "test.toml:2:15: sip.engine_nice: must be from -20 to 19, got -21",
+    );
+    let errors = errors_of("[sip]\nengine_nice = 20\n");
+    assert_has(
+        &errors,
+        "test.toml:2:15: sip.engine_nice: must be from -20 to 19, got 20",
+    );
+}

@@ -558,7 +558,25 @@ fn convert_sip(checker: &mut Checker<'_>, raw: &RawConfig, overrides: &Overrides
         max_requests_per_source: from_file(&raw.sip.max_requests_per_source_per_sec, 200).value,
         udp_receive_buffer: udp_receive_buffer(checker, raw),
         runtime_threads: runtime_threads(checker, raw),
+        engine_nice: engine_nice(checker, raw),
     }
+}
+
+/// Default `sip.engine_nice`: a share of a contended core about nine
+/// times a default thread's (kernel weights 9,548 against 1,024).
+const ENGINE_NICE_DEFAULT: i32 = -10;
+
+fn engine_nice(checker: &mut Checker<'_>, raw: &RawConfig) -> i8 {
+    let nice = from_file(&raw.sip.engine_nice, ENGINE_NICE_DEFAULT);
+    if !(-20..=19).contains(&nice.value) {
+        let kind = ConfigErrorKind::OutOfRange {
+            value: i64::from(nice.value),
+            min: -20,
+            max: 19,
+        };
+        checker.report("sip.engine_nice", &nice.source, kind);
+    }
+    nice.value.clamp(-20, 19) as i8
 }
 
 /// Default receive buffer of the SIP UDP socket. Linux grants twice the

@@ -905,6 +905,10 @@ fn leg_quality() -> Value {
             "packets_received": count, "packets_expected": count, "packets_lost": count,
             "loss_percent": number, "jitter_ms": number,
             "mos": { "type": "number", "description": "estimated from loss and jitter, 1.0 to 4.5" },
+            "recording_late_ms": {
+                "type": "integer",
+                "description": "audio of this leg that came too late for the recording, which is silent there; absent when the call was not recorded",
+            },
         },
     })
 }

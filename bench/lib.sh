@@ -135,8 +135,11 @@ run_point() {
     [ -n "${PBX_READY_HOOK:-}" ] && { "$PBX_READY_HOOK" || return 1; }
   fi
   t0=$(tree_ticks "${SERVER_PID:-}"); s0=$(tree_ticks "${AUX_PID:-}"); w0=$(date +%s.%N)
-  timeout -k 5 $((dur+15)) /usr/bin/time -f '%U %S %e' -o "$out.time" \
-    "$SIPP" "$@" -r "$rate" -m "$n" -l "$lim" -timeout $((dur+10))s -nostdin \
+  # CALL_S: how long each call lasts, for scenarios that hold their calls,
+  # so that neither limit cuts the last calls short.
+  local call_s=${CALL_S:-0}
+  timeout -k 5 $((dur+15+call_s)) /usr/bin/time -f '%U %S %e' -o "$out.time" \
+    "$SIPP" "$@" -r "$rate" -m "$n" -l "$lim" -timeout $((dur+10+call_s))s -nostdin \
     -buff_size "$SIPP_BUF" -trace_stat -stf "$out.csv" -fd 1 -trace_err -error_file "$out.err" \
     -max_log_size 20000000 >"$out.log" 2>&1
   local rc=$?

@@ -122,7 +122,11 @@ for m in results("media"):
               f"{m['worst_length_error_s']} s, audio missing: caller {m['caller_lost_pct']} %, agent {m['agent_lost_pct']} %"
               + (f"; relay delay p99 under {m['relay_p99_us_under']} us, {m['rtp_lost_mid']} RTP lost on the way in, "
                  f"PBX CPU {m['cpu_pct_per_call']} % of a core and {m['pss_kib_per_call']} KiB per call"
-                 if "relay_p99_us_under" in m else "") + ")")
+                 if "relay_p99_us_under" in m else "")
+              + (f"; audio too late for the recordings: caller {m['recording_late_s_caller']} s, "
+                 f"agent {m['recording_late_s_agent']} s; waiting for a core while all calls were up, "
+                 f"summed over threads: PBX {m['pbx_runq_wait_pct']} %, sipp {m['sipp_runq_wait_pct']} %"
+                 if "recording_late_s_caller" in m else "") + ")")
 udp = [float(m["recv_pps"]) for m in results("media") if m.get("tag") == "udp-loopback"]
 if udp:
     udp.sort()

@@ -3,8 +3,9 @@
 
 MID is taken while every call is up: the packet gauges cover only calls in
 progress, so they are read there. END is taken after the calls ended: the
-delay histogram counts every datagram since the start. A histogram gives
-only bucket bounds, so each percentile prints as the bound it is under.
+delay histogram and the late audio of the recordings count every call since
+the start. A histogram gives only bucket bounds, so each percentile prints
+as the bound it is under.
 Prints one key=value line.
 usage: relay-metrics.py MID END
 """
@@ -44,7 +45,8 @@ def under(fraction):
 over_1ms = total - next((c for b, c in buckets if abs(b - 0.001) < 1e-9), total)
 print(
     "relay_datagrams=%d relay_p50_us_under=%s relay_p99_us_under=%s relay_p999_us_under=%s "
-    "relay_over_1ms_pct=%.4f rtp_received_mid=%d rtp_sent_mid=%d rtp_lost_mid=%d rtp_rejected_mid=%d"
+    "relay_over_1ms_pct=%.4f rtp_received_mid=%d rtp_sent_mid=%d rtp_lost_mid=%d rtp_rejected_mid=%d "
+    "recording_late_s_caller=%.2f recording_late_s_agent=%.2f"
     % (
         total,
         under(0.5),
@@ -55,5 +57,7 @@ print(
         mid.get('pbx_rtp_packets{direction="sent"}', 0),
         mid.get("pbx_rtp_packets_lost", 0),
         mid.get("pbx_rtp_packets_rejected", 0),
+        end.get('pbx_recording_late_seconds_total{side="caller"}', 0),
+        end.get('pbx_recording_late_seconds_total{side="agent"}', 0),
     )
 )

@@ -78,7 +78,7 @@ pub struct PlacementCounts {
     /// Frames of audio per channel (caller, agent) that arrived after their
     /// place in the file was written: whole late packets and the cut-off
     /// start of packets that were partly late. The file has silence there,
-    /// unless a late packet was a copy of one that came in time.
+    /// unless a late packet duplicated audio that came in time.
     pub late_frames: [u64; 2],
 }
 

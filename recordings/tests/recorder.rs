@@ -189,7 +189,7 @@ fn create_fails_on_unwritable_path() {
 
 /// A sender that stalls for 300 ms and then sends what it held back in one
 /// burst: the recorder has written silence where the first 100 ms of the
-/// burst belong, and says so per channel.
+/// burst belong, and reports that per channel.
 #[test]
 fn audio_after_the_jitter_window_is_reported_late() {
     let folder = tempfile::tempdir().expect("temp dir");

@@ -163,7 +163,7 @@ fn packet_straddling_written_frames_is_cut() {
 }
 
 #[test]
-fn late_copy_of_stored_audio_is_not_counted_as_late() {
+fn late_duplicate_is_not_late_audio() {
     let start = Instant::now();
     let mut timeline = Timeline::new(start, JITTER);
     let payload = level(0x90);

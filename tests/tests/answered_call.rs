@@ -22,8 +22,9 @@ fn answered_call_recorded_and_logged() {
     engine_thread_is_reniced(&pbx);
 }
 
-/// The runtime worker that ran the engine takes `sip.engine_nice` (-10 by
-/// default) where the PBX may lower a nice value, and warns where not.
+/// Checks that the runtime worker that ran the engine took `sip.engine_nice`
+/// (-10 by default) where the PBX may lower a nice value, or that the PBX
+/// warned where it may not.
 fn engine_thread_is_reniced(pbx: &Pbx) {
     // CAP_SYS_NICE is bit 23 of the effective capabilities; the PBX is a
     // child of this process and inherits them.
@@ -238,8 +239,8 @@ fn answered_call(config: &PbxConfig, pbx: &Pbx) {
         assert_eq!(quality["packets_lost"], 0, "{leg}: {quality}");
         let mos = quality["mos"].as_f64().unwrap_or(0.0);
         assert!(mos > 4.0, "{leg} MOS {mos}: {quality}");
-        // The call is recorded, so each leg says how much of its audio
-        // missed the recording; a busy CI host may delay a packet or two.
+        // The call is recorded, so each leg reports how much of its audio
+        // missed the recording. A busy CI host may delay a packet or two.
         let late = quality["recording_late_ms"].as_u64();
         assert!(late.is_some_and(|ms| ms < 1000), "{leg}: {quality}");
     }

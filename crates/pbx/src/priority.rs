@@ -1,14 +1,15 @@
 //! Scheduling weight of the threads that run the SIP engine.
 //!
-//! The engine answers SIP on timers of half a second (T1): when it waits
-//! for a core behind busy threads, phones and trunks retransmit, and a
-//! retransmission storm makes the wait longer. With 1,000 recorded calls
-//! and sipp on the same 2 cores, the engine's thread waited for a core about
-//! twice as long as it ran (docs/benchmarks.md), 200 OKs went out late,
-//! and a third of the calls broke. A lower nice value gives the thread a
-//! larger share of a contended core under the normal scheduler. Real-time
-//! scheduling, as the relay uses, would let a SIP flood lock every other
-//! normal thread out of the cores; a nice value only tilts the share.
+//! The engine answers SIP on timers of half a second (T1). When it waits
+//! for a core behind busy threads, phones and trunks retransmit, and the
+//! retransmissions make the wait longer. With 1,000 recorded calls and sipp
+//! on the same 2 cores, the engine's thread waited for a core up to twice as
+//! long as it ran, and 200 OKs went out late (measured with
+//! `bench/media/run 1000`, docs/benchmarks.md). A lower
+//! nice value gives the thread a larger share of a contended core under the
+//! normal scheduler. Real-time scheduling, as the relay uses, would let a
+//! SIP flood lock every other normal thread out of the cores, where a nice
+//! value only tilts the share.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +53,8 @@ pub(crate) fn engine_thread(nice: i8) {
 
 fn set_nice(nice: i8) -> Result<(), String> {
     // The crate takes a priority of 0 to 99 and maps it linearly onto nice
-    // 19 to -20 for the normal policy; pick the priority that lands on
-    // `nice` and check the result below rather than trust the rounding.
+    // 19 to -20 for the normal policy. The priority that lands on `nice` is
+    // picked here, and the result is read back rather than trusted.
     let target = i32::from(nice.clamp(-20, 19));
     let priority = (0..=99u8)
         .find(|&p| crate_nice(p) == target)
@@ -72,8 +73,8 @@ fn set_nice(nice: i8) -> Result<(), String> {
     }
 }
 
-/// The nice value thread_priority 3 gives priority `p` under the normal
-/// policy.
+/// Computes the nice value that thread_priority 3 gives priority `p` under
+/// the normal policy.
 fn crate_nice(p: u8) -> i32 {
     let ratio = 1.0 - f32::from(p) / 99.0;
     i32::from((40.0 * ratio) as i8) - 20
@@ -82,7 +83,7 @@ fn crate_nice(p: u8) -> i32 {
 /// Field 19 of /proc/thread-self/stat; None where it cannot be read.
 fn current_nice() -> Option<i32> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // The name in parentheses may hold spaces; the fields after it do not.
+    // The name in parentheses may contain spaces, but the fields after it do not.
     let after_name = stat.get(stat.rfind(')')? + 2..)?;
     after_name.split(' ').nth(19 - 3)?.parse().ok()
 }

@@ -101,8 +101,7 @@ pub(crate) struct Engine {
     /// Recorded audio that came too late for its recording, over every call
     /// that ended since the start.
     pub(crate) late_audio: std::sync::Arc<LateAudio>,
-    /// Nice value each thread that runs the engine takes, see
-    /// [`crate::priority`].
+    /// Nice value of the threads that run the engine ([`crate::priority`]).
     pub(crate) nice: i8,
 }
 

@@ -3,11 +3,11 @@
 //! The engine answers SIP on timers of half a second (T1). When it waits
 //! for a core behind busy threads, phones and trunks retransmit, and the
 //! retransmissions make the wait longer. With 1,000 recorded calls and sipp
-//! on the same 2 cores, the engine's thread waited for a core up to twice as
-//! long as it ran, and 200 OKs went out late (measured with
-//! `bench/media/run 1000`, docs/benchmarks.md). A lower
-//! nice value gives the thread a larger share of a contended core under the
-//! normal scheduler. Real-time scheduling, as the relay uses, would let a
+//! on the same 2 cores, the runtime's threads waited for a core many times
+//! longer than they ran, and 200 OKs went out late (measured with
+//! `bench/media/run 1000`, docs/benchmarks.md). A lower nice value gives
+//! the thread a larger share of a contended core under the normal
+//! scheduler. Real-time scheduling, as the relay uses, would let a
 //! SIP flood lock every other normal thread out of the cores, where a nice
 //! value only tilts the share.
 

@@ -141,8 +141,16 @@ run_point() {
   timeout -k 5 $((dur+15+call_s)) /usr/bin/time -f '%U %S %e' -o "$out.time" \
     "$SIPP" "$@" -r "$rate" -m "$n" -l "$lim" -timeout $((dur+10+call_s))s -nostdin \
     -buff_size "$SIPP_BUF" -trace_stat -stf "$out.csv" -fd 1 -trace_err -error_file "$out.err" \
-    -max_log_size 20000000 >"$out.log" 2>&1
-  local rc=$?
+    -max_log_size 20000000 >"$out.log" 2>&1 &
+  local runner=$! watcher="" rc
+  if [ "${FAIL_FAST:-0}" = 1 ]; then
+    # The watcher writes nothing to standard output, because callers read
+    # this function's output through $(...), which waits for every writer.
+    watch_point "$runner" "$out.csv" "$n" "$out.stopped" </dev/null >/dev/null 2>&1 &
+    watcher=$!
+  fi
+  wait "$runner"; rc=$?
+  [ -n "$watcher" ] && { kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; }
   t1=$(tree_ticks "${SERVER_PID:-}"); s1=$(tree_ticks "${AUX_PID:-}"); w1=$(date +%s.%N)
   reap_sipp_port "$@"
   local wall scpu ycpu gcpu
@@ -153,9 +161,45 @@ run_point() {
   [ -s "$out.csv" ] || { echo "target=$rate n=$n verdict=FAIL note=no-stats rc=$rc tag=$tag"; return 1; }
   local line
   line="$(summarize_csv "$out.csv" "$rate" "$n" "$scpu" "$ycpu" "$gcpu") rc=$rc wall_s=$wall tag=$tag"
+  [ -s "$out.stopped" ] && line="$line stopped_after_s=$(cat "$out.stopped")"
   echo "$line"
   echo "$line" >>"$OUT/all-points.log"
   [[ $line == *verdict=PASS* ]]
+}
+
+# watch_point RUNNER CSV CALLS STOPPED_FILE: stops the sipp under RUNNER
+# (timeout, then time, then sipp) as soon as its statistics already fail
+# the point: at least MAX_FAIL_PPM of CALLS failed, or more retransmissions
+# than MAX_RETRANS. Both counts only grow, so the verdict is the one the
+# full run would get. A point far above the ceiling then ends when its
+# failures show (after a second or two when retransmissions count, after
+# the calls' time-outs otherwise) instead of running out its time. SIGINT
+# ends sipp at once (SIGUSR1 would wait for the calls in progress), and the
+# statistics line that showed the failure is already in the file. Writes
+# the seconds run to STOPPED_FILE when it stops one.
+watch_point() {
+  local runner=$1 csv=$2 calls=$3 stopped=$4 sipp_pid="" start verdict parent
+  start=$(date +%s.%N)
+  while kill -0 "$runner" 2>/dev/null; do
+    sleep 0.5
+    if [ -z "$sipp_pid" ]; then
+      parent=$(pgrep -P "$runner" | head -1)
+      [ -n "$parent" ] && sipp_pid=$(pgrep -x -P "$parent" sipp | head -1)
+      [ -z "$sipp_pid" ] && continue
+    fi
+    [ -s "$csv" ] || continue
+    verdict=$(awk -F';' -v n="$calls" -v maxppm="$MAX_FAIL_PPM" -v maxre="$MAX_RETRANS" '
+      NR==1 { for (i=1;i<=NF;i++) h[$i]=i; next }
+      { last=$0 }
+      END { if (last=="") exit; split(last, v, ";");
+            fail=v[h["FailedCall(C)"]]+0; retr=v[h["Retransmissions(C)"]]+0;
+            if (fail*1000000 >= maxppm*n || (maxre!="" && retr>maxre+0)) print "fail" }' "$csv")
+    if [ "$verdict" = fail ]; then
+      kill -INT "$sipp_pid" 2>/dev/null
+      echo "$start $(date +%s.%N)" | awk '{printf "%.1f\n", $2-$1}' >"$stopped"
+      return 0
+    fi
+  done
 }
 
 # find_max TAG START MAX sipp-args...
@@ -168,6 +212,9 @@ run_point() {
 find_max() {
   local tag=$1 start=$2 max=$3; shift 3
   local rate=$start pass=0 fail=0 line
+  # Probes and confirmations stop once they have failed (watch_point);
+  # FAIL_FAST=0 runs each to its end.
+  local FAIL_FAST=${FAIL_FAST:-1}
   local sum="$OUT/$tag.summary"; : >"$sum"
   log "[$tag] ramp from $start (max $max), probes ${PROBE_DUR}s"
   while :; do

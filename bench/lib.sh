@@ -175,9 +175,9 @@ run_point() {
 # wait_idle PID: waits, 15 s at most, until the process tree of PID uses
 # under a tenth of a core over half a second. A server that stays up
 # between points (Kamailio), or the sipp UAS (AUX_PID), may still
-# work through the requests of a point stopped early. Without this wait,
-# every confirmation run of Kamailio's registrar in one pass failed within
-# 2 to 6 s; with it, the same search on the same VM confirmed a rate.
+# work through the requests of a point stopped early. In one pass without
+# this wait, every confirmation run of Kamailio's registrar failed within
+# 2 to 6 s. With it, the same search on the same VM confirmed a rate.
 wait_idle() {
   local pid=$1 before after
   [ -n "$pid" ] || return 0
@@ -185,7 +185,7 @@ wait_idle() {
     before=$(tree_ticks "$pid"); sleep 0.5; after=$(tree_ticks "$pid")
     [ $(( (after-before)*100 )) -lt $(( CLK*5 )) ] && return 0
   done
-  log "server $pid still busy 15 s after a stopped point"
+  log "process $pid still busy 15 s after a stopped point; the next point starts anyway"
 }
 
 # watch_point RUNNER CSV CALLS STOPPED_FILE: stops the sipp under RUNNER
@@ -196,8 +196,9 @@ wait_idle() {
 # failures show (after a second or two when retransmissions count, after
 # the calls' time-outs otherwise) instead of running out its time. SIGINT
 # ends sipp at once (SIGUSR1 would wait for the calls in progress), and the
-# statistics line that showed the failure is already in the file. Writes
-# the seconds run to STOPPED_FILE when it stops one.
+# statistics line that showed the failure is already in the file. sipp
+# sometimes exits with 134 (abort) on SIGINT, so the point's rc means
+# nothing then. Writes the seconds run to STOPPED_FILE when it stops one.
 watch_point() {
   local runner=$1 csv=$2 calls=$3 stopped=$4 sipp_pid="" start verdict parent
   start=$(date +%s.%N)
@@ -233,7 +234,7 @@ watch_point() {
 find_max() {
   local tag=$1 start=$2 max=$3; shift 3
   local rate=$start pass=0 fail=0 line
-  # Probes and confirmations stop once they have failed (watch_point);
+  # Probes and confirmations stop once they have failed (watch_point), and
   # FAIL_FAST=0 runs each to its end.
   local FAIL_FAST=${FAIL_FAST:-1}
   local sum="$OUT/$tag.summary"; : >"$sum"

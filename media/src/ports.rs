@@ -19,6 +19,11 @@ pub(crate) struct PortAllocator {
     free: Vec<u16>,
     /// Index of each pair in `free`, `None` while it is in use.
     place: Vec<Option<u16>>,
+    /// Count of pairs in use by the spare thread, bound or being bound.
+    /// It changes under the same lock as the pairs, so
+    /// [`PortAllocator::held_by_sessions`] does not count a pair that the
+    /// spare thread took but has not yet put in its list.
+    spare: usize,
 }
 
 impl PortAllocator {
@@ -44,6 +49,7 @@ impl PortAllocator {
             first: start,
             free: (0..pairs).collect(),
             place: (0..pairs).map(Some).collect(),
+            spare: 0,
         })
     }
 
@@ -81,6 +87,21 @@ impl PortAllocator {
     pub(crate) fn used(&self) -> usize {
         self.place.len() - self.free.len()
     }
+
+    /// Pairs in use by sessions or by an open in progress, not counting
+    /// those the spare thread holds.
+    pub(crate) fn held_by_sessions(&self) -> usize {
+        self.used().saturating_sub(self.spare)
+    }
+}
+
+/// Holder of a leased pair, for [`PortAllocator::held_by_sessions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// A session, or an open that will hand it to one.
+    Session,
+    /// The spare thread, until an open claims the bound leg.
+    Spare,
 }
 
 /// A pair taken from the allocator, given back on drop.
@@ -88,25 +109,48 @@ impl PortAllocator {
 pub(crate) struct PortLease {
     allocator: Arc<Mutex<PortAllocator>>,
     rtp_port: u16,
+    holder: Holder,
 }
 
 impl PortLease {
-    pub(crate) fn take(allocator: &Arc<Mutex<PortAllocator>>, random: u32) -> Option<PortLease> {
-        let rtp_port = lock(allocator).allocate(random)?;
+    pub(crate) fn take(
+        allocator: &Arc<Mutex<PortAllocator>>,
+        random: u32,
+        holder: Holder,
+    ) -> Option<PortLease> {
+        let mut pairs = lock(allocator);
+        let rtp_port = pairs.allocate(random)?;
+        if holder == Holder::Spare {
+            pairs.spare += 1;
+        }
         Some(PortLease {
             allocator: Arc::clone(allocator),
             rtp_port,
+            holder,
         })
     }
 
     pub(crate) fn rtp_port(&self) -> u16 {
         self.rtp_port
     }
+
+    /// Hands a spare pair to a session.
+    pub(crate) fn claim(&mut self) {
+        if self.holder == Holder::Spare {
+            let mut pairs = lock(&self.allocator);
+            pairs.spare = pairs.spare.saturating_sub(1);
+            self.holder = Holder::Session;
+        }
+    }
 }
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        lock(&self.allocator).release(self.rtp_port);
+        let mut pairs = lock(&self.allocator);
+        pairs.release(self.rtp_port);
+        if self.holder == Holder::Spare {
+            pairs.spare = pairs.spare.saturating_sub(1);
+        }
     }
 }
 
@@ -206,10 +250,31 @@ mod tests {
         let allocator = Arc::new(Mutex::new(
             PortAllocator::new(&(30000..=30003)).expect("valid range"),
         ));
-        let lease = PortLease::take(&allocator, 1).expect("free pair");
+        let lease = PortLease::take(&allocator, 1, Holder::Session).expect("free pair");
         assert_eq!(lease.rtp_port(), 30002);
         assert_eq!(lock(&allocator).used(), 1);
         drop(lease);
         assert_eq!(lock(&allocator).used(), 0);
+    }
+
+    #[test]
+    fn spare_pairs_count_for_sessions_once_claimed() {
+        let allocator = Arc::new(Mutex::new(
+            PortAllocator::new(&(30000..=30007)).expect("valid range"),
+        ));
+        let session = PortLease::take(&allocator, 0, Holder::Session).expect("free pair");
+        let mut claimed = PortLease::take(&allocator, 0, Holder::Spare).expect("free pair");
+        let waiting = PortLease::take(&allocator, 0, Holder::Spare).expect("free pair");
+        assert_eq!(lock(&allocator).used(), 3);
+        assert_eq!(lock(&allocator).held_by_sessions(), 1);
+        claimed.claim();
+        claimed.claim();
+        assert_eq!(lock(&allocator).held_by_sessions(), 2);
+        drop(waiting);
+        assert_eq!(lock(&allocator).held_by_sessions(), 2);
+        drop(claimed);
+        drop(session);
+        let pairs = lock(&allocator);
+        assert_eq!((pairs.used(), pairs.held_by_sessions()), (0, 0));
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{Codec, LegCodecs};
 use crate::delay::{RelayDelays, SharedDelays};
-use crate::ports::{PortAllocator, PortLease};
+use crate::ports::{Holder, PortAllocator, PortLease};
 use crate::shard::{NewSession, Outcome, RelayThreads, SessionEnded, ThreadSender};
 use crate::spare::SpareLegs;
 use crate::state::RelayState;
@@ -134,10 +134,7 @@ impl Relay {
 
     /// Port pairs currently held by open sessions.
     pub fn used_port_pairs(&self) -> usize {
-        let spare = self.spare.as_ref().map_or(0, |spare| spare.len());
-        crate::ports::lock(&self.allocator)
-            .used()
-            .saturating_sub(spare)
+        crate::ports::lock(&self.allocator).held_by_sessions()
     }
 
     /// Binds an RTP+RTCP port pair for each leg and hands the session to a
@@ -195,7 +192,7 @@ impl Relay {
         for _ in 0..attempts {
             for lease in &mut leases {
                 if lease.is_none() {
-                    *lease = PortLease::take(&self.allocator, random_u32());
+                    *lease = PortLease::take(&self.allocator, random_u32(), Holder::Session);
                 }
             }
             let (Some(caller), Some(agent)) = (leases[0].take(), leases[1].take()) else {
@@ -269,7 +266,12 @@ impl Relay {
     fn take_leg(&self) -> Result<LegSockets, MediaError> {
         match self.spare.as_ref().and_then(|spare| spare.take()) {
             Some(leg) => Ok(leg),
-            None => bind_leg(&self.allocator, self.bind_address, self.ports),
+            None => bind_leg(
+                &self.allocator,
+                self.bind_address,
+                self.ports,
+                Holder::Session,
+            ),
         }
     }
 }
@@ -277,17 +279,19 @@ impl Relay {
 /// Tries free pairs of `allocator` at random until both ports of one bind
 /// on `bind_address`, giving up after as many attempts as the range has
 /// pairs. A pair the OS refused stays taken until the end, so it is not
-/// tried twice. `ports` is the configured range, for the error.
+/// tried twice. `ports` is the configured range, for the error. The pairs are
+/// counted as used by `holder`.
 pub(crate) fn bind_leg(
     allocator: &Arc<Mutex<PortAllocator>>,
     bind_address: IpAddr,
     ports: (u16, u16),
+    holder: Holder,
 ) -> Result<LegSockets, MediaError> {
     let attempts = crate::ports::lock(allocator).pair_count();
     let mut refused = Vec::new();
     let mut last_error = None;
     for _ in 0..attempts {
-        let Some(lease) = PortLease::take(allocator, random_u32()) else {
+        let Some(lease) = PortLease::take(allocator, random_u32(), holder) else {
             break;
         };
         let rtp_addr = SocketAddr::new(bind_address, lease.rtp_port());
@@ -298,7 +302,7 @@ pub(crate) fn bind_leg(
                     rtp: UdpSocket::from_std(rtp),
                     rtcp: UdpSocket::from_std(rtcp),
                     local_rtp,
-                    _lease: Some(lease),
+                    lease: Some(lease),
                 });
             }
             // Out of file descriptors, every other pair fails the same
@@ -381,7 +385,7 @@ pub(crate) struct LegSockets {
     pub(crate) rtcp: UdpSocket,
     local_rtp: SocketAddr,
     /// `None` in a relay worker, where the PBX holds the lease.
-    _lease: Option<PortLease>,
+    pub(crate) lease: Option<PortLease>,
 }
 
 impl LegSockets {
@@ -394,7 +398,7 @@ impl LegSockets {
             rtp,
             rtcp,
             local_rtp,
-            _lease: None,
+            lease: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use crate::MediaError;
-use crate::ports::PortAllocator;
+use crate::ports::{Holder, PortAllocator};
 use crate::session::{LegSockets, bind_leg};
 
 /// Maximum legs kept bound. A few dozen cover the calls that one engine
@@ -75,8 +75,8 @@ impl SpareLegs {
         Ok(Some(spare))
     }
 
-    /// Takes a bound leg, or None when the list is empty. Wakes the spare
-    /// thread when the list falls to half its size.
+    /// Takes a bound leg for a session, or None when the list is empty.
+    /// Wakes the spare thread when the list falls to half its size.
     pub(crate) fn take(&self) -> Option<LegSockets> {
         let mut legs = self.legs.lock().unwrap_or_else(PoisonError::into_inner);
         let leg = legs.pop();
@@ -85,7 +85,10 @@ impl SpareLegs {
         if low {
             self.filler.unpark();
         }
-        let leg = leg?;
+        let mut leg = leg?;
+        if let Some(lease) = &mut leg.lease {
+            lease.claim();
+        }
         drain_stale(&leg);
         Some(leg)
     }
@@ -111,7 +114,7 @@ fn fill_until_dropped(
     loop {
         let Some(list) = spare.upgrade() else { return };
         while list.len() < list.target {
-            match bind_leg(allocator, bind_address, ports) {
+            match bind_leg(allocator, bind_address, ports, Holder::Spare) {
                 Ok(leg) => list
                     .legs
                     .lock()
@@ -188,6 +191,7 @@ mod tests {
         assert_eq!(spare.target, 3);
         wait_full(&spare);
         assert_eq!(crate::ports::lock(&allocator).used(), 3);
+        assert_eq!(crate::ports::lock(&allocator).held_by_sessions(), 0);
 
         let first = spare.take().unwrap();
         let second = spare.take().unwrap();
@@ -198,10 +202,12 @@ mod tests {
         // Falling to half woke the thread, which binds two more.
         wait_full(&spare);
         assert_eq!(crate::ports::lock(&allocator).used(), 5);
+        assert_eq!(crate::ports::lock(&allocator).held_by_sessions(), 2);
 
         // A taken leg's pair goes back to the range when the leg drops.
         drop(first);
         assert_eq!(crate::ports::lock(&allocator).used(), 4);
+        assert_eq!(crate::ports::lock(&allocator).held_by_sessions(), 1);
     }
 
     #[test]

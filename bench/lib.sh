@@ -391,15 +391,25 @@ pbx_start() {
   wait_udp "$SERVER_PORT" || { log "pbx did not bind, see $logf"; tail -5 "$logf" >&2; return 1; }
   PBX_PID=$(pgrep -P "$wrapper" | head -1)
   echo "$wrapper" >"$OUT/run/pbx.pid"
+  echo "$data" >"$OUT/run/pbx.data"
   PBX_DATA=$data
   sleep 0.5
   log "pbx pid=$PBX_PID data=$data log=$logf"
 }
 
 # Stops the PBX started last, through the pid file, because run_point may
-# have restarted it in a subshell.
+# have restarted it in a subshell. Then deletes its data folder, unless
+# BENCH_KEEP_DATA=1: with a fresh PBX for each point, one pass of run-all
+# left about 1.5 GiB of databases and recordings, and a few dozen
+# benchmark runs filled the disk of a test VM.
 pbx_stop() {
   [ -s "$OUT/run/pbx.pid" ] && stop_pid "$(cat "$OUT/run/pbx.pid")"
   rm -f "$OUT/run/pbx.pid"; PBX_PID=
+  local data
+  data=$(cat "$OUT/run/pbx.data" 2>/dev/null)
+  rm -f "$OUT/run/pbx.data"
+  if [ "${BENCH_KEEP_DATA:-0}" != 1 ] && [[ $data == "$OUT"/run/pbx-data-* ]]; then
+    rm -rf "$data"
+  fi
   return 0
 }

@@ -256,7 +256,12 @@ async fn open_sessions(
         session.set_remote(Leg::Agent, phone_of(phones, 2 * index + 1).local_addr()?);
         let path = folder.join(format!("{index}.wav"));
         let recording_start = Instant::now();
-        session.start_recording_with(path, None, recording_start)?;
+        session.start_recording_with(
+            path,
+            None,
+            recording_start,
+            recordings::DEFAULT_JITTER_WINDOW,
+        )?;
         sessions.push((session, recording_start));
     }
     Ok(sessions)

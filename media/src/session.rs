@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use recordings::{Recorder, RecorderOptions, RecordingSummary};
@@ -700,19 +700,28 @@ impl MediaSession {
     /// file is 16 kHz when [`MediaSession::set_codecs`] gave either leg
     /// G.722 before this call, else 8 kHz.
     pub fn start_recording(&self, path: PathBuf) -> Result<(), MediaError> {
-        self.start_recording_with(path, None, Instant::now())
+        self.start_recording_with(
+            path,
+            None,
+            Instant::now(),
+            recordings::DEFAULT_JITTER_WINDOW,
+        )
     }
 
     /// Like [`MediaSession::start_recording`] with `start` as sample 0, such
     /// as the moment the call was answered, so that offsets into the file
     /// are offsets from that moment; the time from `start` to now is
     /// written as silence. Also writes a mono file at `mixed_mono`, when
-    /// given, whose samples are the sum of both legs.
+    /// given, whose samples are the sum of both legs. Audio waits
+    /// `jitter_window` for late and reordered packets before it is
+    /// written. Audio that arrives later is missing from the file and
+    /// counted as late.
     pub fn start_recording_with(
         &self,
         path: PathBuf,
         mixed_mono: Option<PathBuf>,
         start: Instant,
+        jitter_window: Duration,
     ) -> Result<(), MediaError> {
         if self.recording.swap(true, Ordering::SeqCst) {
             return Err(MediaError::AlreadyRecording {
@@ -726,7 +735,7 @@ impl MediaSession {
             recordings::SAMPLE_RATE
         };
         let options = RecorderOptions {
-            jitter_window: recordings::DEFAULT_JITTER_WINDOW,
+            jitter_window,
             sample_rate,
             mixed_mono,
         };
@@ -771,9 +780,8 @@ impl MediaSession {
 
     /// Pauses (`paused` true) or resumes the recording at `at`: from there
     /// on both channels are written as silence, or carry audio again. `at`
-    /// should be a moment of the last 200 ms (the recorder's jitter
-    /// window); an older one takes effect at the first frame not yet
-    /// written. Pausing a paused recording, resuming one that is not
+    /// should lie within the recording's jitter window before now; an
+    /// older one takes effect at the first frame not yet written. Pausing a paused recording, resuming one that is not
     /// paused, or either without a recording changes nothing.
     pub fn set_recording_paused(&self, paused: bool, at: Instant) {
         let control = if paused {

@@ -417,7 +417,7 @@ async fn stopped_recording_ends_before_close() {
     session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
     let start = std::time::Instant::now();
     session
-        .start_recording_with(path.clone(), None, start)
+        .start_recording_with(path.clone(), None, start, recordings::DEFAULT_JITTER_WINDOW)
         .expect("record");
     let stop = start + Duration::from_millis(500);
     session.stop_recording(stop);
@@ -443,4 +443,41 @@ async fn stopped_recording_ends_before_close() {
     );
     let reader = hound::WavReader::open(&path).expect("readable WAV");
     assert_eq!(reader.duration(), 4000, "0.5 s at 8 kHz");
+}
+
+/// Records one caller packet, then, 500 ms later, another whose timestamp
+/// puts it 200 ms before the first. Returns the caller's audio that came too
+/// late for the recording, in milliseconds.
+async fn late_audio_with_window(relay: &Relay, window: Duration) -> u64 {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let session = relay.open_session("late").await.expect("open");
+    let (caller, agent) = (endpoint().await, endpoint().await);
+    session.set_remote(Leg::Agent, agent.local_addr().expect("addr"));
+    // Sample 0 lies 1.5 s back, so the first packet lands 1.5 s into the
+    // file and the late one 1.3 s into it.
+    let start = std::time::Instant::now()
+        .checked_sub(Duration::from_millis(1500))
+        .expect("clock past 1.5 s");
+    session
+        .start_recording_with(folder.path().join("late.wav"), None, start, window)
+        .expect("record");
+    send(&caller, &audio(3, 100), &session, Leg::Caller).await;
+    receive(&agent).await;
+    // The relay flushes the recording every 100 ms meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&caller, &audio(3, 90), &session, Leg::Caller).await;
+    receive(&agent).await;
+    let summary = session.close().await.expect("close").expect("recording");
+    summary.late_ms[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_window_keeps_late_audio() {
+    let relay = relay(41_290);
+    // The whole 20 ms packet missed a 200 ms window.
+    let short = late_audio_with_window(&relay, Duration::from_millis(200)).await;
+    assert_eq!(short, 20);
+    // With 2 s it would have to come 1.3 s later still to miss it.
+    let long = late_audio_with_window(&relay, Duration::from_secs(2)).await;
+    assert_eq!(long, 0);
 }

@@ -210,7 +210,12 @@ async fn paused_recording_is_silent_on_both_channels() {
     let (session, caller, agent) = session(41_330, "pause").await;
     let start = Instant::now();
     session
-        .start_recording_with(path.clone(), Some(mixed.clone()), start)
+        .start_recording_with(
+            path.clone(),
+            Some(mixed.clone()),
+            start,
+            recordings::DEFAULT_JITTER_WINDOW,
+        )
         .expect("record");
 
     // 1.2 s of audio from both sides, paused from packet 20 to packet 40.

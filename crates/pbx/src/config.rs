@@ -234,6 +234,8 @@ pub(crate) struct RecordingConfig {
     pub(crate) pause_code: Option<String>,
     /// Each call recording also gets a mono file that sums both channels.
     pub(crate) mixed_mono: bool,
+    /// How long recorded audio waits for late and reordered packets.
+    pub(crate) jitter_window: Duration,
 }
 
 /// One entry of the `[[skills]]` catalogue.

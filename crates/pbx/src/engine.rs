@@ -103,6 +103,9 @@ pub(crate) struct Engine {
     pub(crate) late_audio: std::sync::Arc<LateAudio>,
     /// Nice value of the threads that run the engine ([`crate::priority`]).
     pub(crate) nice: i8,
+    /// How long recorded audio waits for late packets before it is written
+    /// (`[recording] jitter_window_ms`).
+    pub(crate) recording_jitter_window: Duration,
 }
 
 /// Milliseconds of audio, caller and agent side, that reached the relay
@@ -874,7 +877,12 @@ impl Engine {
                 let mixed_file = mixed_mono_path
                     .as_ref()
                     .map(|path| self.data_dir.join(path));
-                match session.start_recording_with(self.data_dir.join(&path), mixed_file, at) {
+                match session.start_recording_with(
+                    self.data_dir.join(&path),
+                    mixed_file,
+                    at,
+                    self.recording_jitter_window,
+                ) {
                     Ok(()) => {
                         let catalogue = self.catalogue.clone();
                         let started = time::OffsetDateTime::now_utc();

@@ -7,9 +7,10 @@
 //! applied without touching calls in progress (see
 //! `sip_server::b2bua::Core::reconfigure`). The data folder and the
 //! `[sip]`, `[http]`, `[media]` and `[registrar]` sections are bound to
-//! sockets and stores opened at start, and `recording.retention_days` to
-//! the retention task started with them: a change there is reported as
-//! needing a restart and the running value stays.
+//! sockets and stores opened at start, `recording.retention_days` to the
+//! retention task started with them, and `recording.jitter_window_ms` to
+//! the engine: a change there is reported as needing a restart and the
+//! running value stays.
 
 use std::path::PathBuf;
 
@@ -258,6 +259,7 @@ impl Reloader {
             ..loaded
         };
         applied_config.recording.retention_days = running.config.recording.retention_days;
+        applied_config.recording.jitter_window = running.config.recording.jitter_window;
         let passwords = crate::secrets::resolve_agent_passwords(&applied_config)?;
         let sounds = crate::sounds::built_in_dir(&applied_config.data_dir);
         let core_config =
@@ -415,6 +417,11 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     check(
         "recording.retention_days",
         old.recording.retention_days != new.recording.retention_days,
+    );
+    // The engine reads it once at start.
+    check(
+        "recording.jitter_window_ms",
+        old.recording.jitter_window != new.recording.jitter_window,
     );
     check("sip.listen", old.sip.listen != new.sip.listen);
     check(
@@ -574,11 +581,13 @@ mod tests {
         new.media.rtp_ports = 30000..=30099;
         new.media.relay_processes = 3;
         new.registrar.max_contacts = 2;
+        new.recording.jitter_window = std::time::Duration::from_millis(300);
         new.queues.clear();
         assert_eq!(
             restart_needed(&old, &new),
             [
                 "database.url",
+                "recording.jitter_window_ms",
                 "sip.listen",
                 "sip.ws_listen",
                 "media.rtp_ports",

@@ -293,6 +293,7 @@ pub(crate) async fn run(
         udp_batch: Default::default(),
         late_audio: Default::default(),
         nice: config.sip.engine_nice,
+        recording_jitter_window: config.recording.jitter_window,
     };
     // On a worker thread rather than the thread that called `block_on`: a
     // transport task that wakes the engine then usually hands it over on

@@ -166,6 +166,7 @@ pub(super) struct RawRecording {
     pub(super) retention_days: Value<u32>,
     pub(super) pause_code: Value<String>,
     pub(super) mixed_mono: Value<bool>,
+    pub(super) jitter_window_ms: Value<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -867,6 +867,26 @@ fn agent_wrap_up_is_checked() {
 }
 
 #[test]
+fn recording_jitter_window_default_and_bounds() {
+    let config = Config::parse("", ORIGIN).unwrap();
+    assert_eq!(config.recording.jitter_window, Duration::from_secs(1));
+    let config = Config::parse("[recording]\njitter_window_ms = 20\n", ORIGIN).unwrap();
+    assert_eq!(config.recording.jitter_window, Duration::from_millis(20));
+    let config = Config::parse("[recording]\njitter_window_ms = 5000\n", ORIGIN).unwrap();
+    assert_eq!(config.recording.jitter_window, Duration::from_secs(5));
+    let errors = errors_of("[recording]\njitter_window_ms = 19\n");
+    assert_has(
+        &errors,
+        "test.toml:2:20: recording.jitter_window_ms: must be from 20 to 5000, got 19",
+    );
+    let errors = errors_of("[recording]\njitter_window_ms = 5001\n");
+    assert_has(
+        &errors,
+        "test.toml:2:20: recording.jitter_window_ms: must be from 20 to 5000, got 5001",
+    );
+}
+
+#[test]
 fn engine_nice_has_default_and_bounds() {
     let config = Config::parse("", ORIGIN).unwrap();
     assert_eq!(config.sip.engine_nice, -10);

@@ -122,8 +122,10 @@ fn killed_relay_worker_ends_its_call() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Two seconds of audio reach the recording first.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two seconds of audio reach the file first. The last second stays
+    // in the worker's memory (the recording's jitter window) and dies
+    // with it.
+    std::thread::sleep(Duration::from_secs(3));
     let [worker] = children_of(pbx.pid())[..] else {
         panic!("one relay worker");
     };

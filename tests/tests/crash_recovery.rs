@@ -40,7 +40,10 @@ fn killed_call_gets_an_interrupted_cdr() {
         );
         thread::sleep(Duration::from_millis(100));
     }
-    thread::sleep(Duration::from_secs(3));
+    // The recorder keeps the last second of audio in memory (its jitter
+    // window, `[recording] jitter_window_ms`), so the file a kill leaves
+    // ends about 1 s before the kill.
+    thread::sleep(Duration::from_secs(4));
     pbx.restart();
     // The agent's scenario ends with the BYE it receives and answers; the
     // caller's was still pausing, so it is stopped and its log read.

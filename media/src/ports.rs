@@ -88,8 +88,8 @@ impl PortAllocator {
         self.place.len() - self.free.len()
     }
 
-    /// Pairs in use by sessions or by an open in progress, not counting
-    /// those the spare thread holds.
+    /// Counts the pairs in use by sessions or by an open in progress,
+    /// without those of the spare thread.
     pub(crate) fn held_by_sessions(&self) -> usize {
         self.used().saturating_sub(self.spare)
     }

@@ -870,20 +870,23 @@ fn agent_wrap_up_is_checked() {
 fn recording_jitter_window_default_and_bounds() {
     let config = Config::parse("", ORIGIN).unwrap();
     assert_eq!(config.recording.jitter_window, Duration::from_secs(1));
-    let config = Config::parse("[recording]\njitter_window_ms = 20\n", ORIGIN).unwrap();
-    assert_eq!(config.recording.jitter_window, Duration::from_millis(20));
-    let config = Config::parse("[recording]\njitter_window_ms = 5000\n", ORIGIN).unwrap();
-    assert_eq!(config.recording.jitter_window, Duration::from_secs(5));
-    let errors = errors_of("[recording]\njitter_window_ms = 19\n");
-    assert_has(
-        &errors,
-        "test.toml:2:20: recording.jitter_window_ms: must be from 20 to 5000, got 19",
-    );
-    let errors = errors_of("[recording]\njitter_window_ms = 5001\n");
-    assert_has(
-        &errors,
-        "test.toml:2:20: recording.jitter_window_ms: must be from 20 to 5000, got 5001",
-    );
+    for milliseconds in [20, 5000] {
+        let text = format!("[recording]\njitter_window_ms = {milliseconds}\n");
+        let config = Config::parse(&text, ORIGIN).unwrap();
+        assert_eq!(
+            config.recording.jitter_window,
+            Duration::from_millis(milliseconds)
+        );
+    }
+    for milliseconds in [19, 5001] {
+        let errors = errors_of(&format!("[recording]\njitter_window_ms = {milliseconds}\n"));
+        assert_has(
+            &errors,
+            &format!(
+                "test.toml:2:20: recording.jitter_window_ms: must be from 20 to 5000, got {milliseconds}"
+            ),
+        );
+    }
 }
 
 #[test]
